@@ -1,0 +1,37 @@
+# Passage: `make run` serves the demo on 127.0.0.1:$(PORT); `make test` runs every check.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+INSTALLED := $(VENV)/.installed-requirements
+POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
+
+.PHONY: run test lint services
+
+$(INSTALLED): requirements.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@cp requirements.txt $@
+
+run: $(INSTALLED)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py load_demo --base-url http://127.0.0.1:$(PORT)
+	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+services:
+	@tests/services.sh
+
+test: $(INSTALLED) lint services
+	$(BIN)/python -m pytest
+	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+		echo "--- the suite again on PostgreSQL"; \
+		DATABASE_URL=$(POSTGRES_URL) $(BIN)/python -m pytest; \
+	elif [ "$${CI:-}" = "true" ]; then \
+		echo "PostgreSQL is not reachable at 127.0.0.1:5432, and CI needs it."; exit 1; \
+	else \
+		echo "PostgreSQL is not reachable at 127.0.0.1:5432: skipping the PostgreSQL run."; \
+	fi

@@ -1,0 +1,147 @@
+from typing import Any
+
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from customers import services
+from customers.api.serializers import (
+    BrowsingEventSerializer,
+    CustomerInputSerializer,
+    CustomerSerializer,
+    DeviceInputSerializer,
+    DeviceSerializer,
+    IdentifiedSerializer,
+    IdentifySerializer,
+)
+from customers.models import Customer
+from customers.selectors import get_customer_export
+from promotions.api.batch import BatchIngestView, ErrorSerializer, documented_batch
+from promotions.ingest import IngestResult, ValidItems
+from promotions.models import Scope
+
+EXTERNAL_ID_MAX_LENGTH = Customer._meta.get_field("external_id").max_length
+
+
+def _customer_or_400(external_id: str) -> Customer:
+    customer = Customer.objects.filter(external_id=external_id).first()
+    if customer is None:
+        raise serializers.ValidationError({"customer_id": [f"Unknown customer '{external_id}'."]})
+    return customer
+
+
+class CustomerView(APIView):
+    required_scope = Scope.CUSTOMERS
+
+    @extend_schema(responses={200: CustomerSerializer, 404: ErrorSerializer})
+    def get(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        return Response(CustomerSerializer(customer).data)
+
+    @extend_schema(
+        request=CustomerInputSerializer,
+        responses={200: CustomerSerializer, 201: CustomerSerializer, 400: ErrorSerializer},
+        description="Create (201) or update (200) the customer; fields left out are kept.",
+    )
+    def put(self, request: Request, external_id: str) -> Response:
+        if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
+            raise serializers.ValidationError(
+                {"external_id": [f"At most {EXTERNAL_ID_MAX_LENGTH} characters."]}
+            )
+        stored = Customer.objects.filter(external_id=external_id).first()
+        serializer = CustomerInputSerializer(data=request.data, context={"customer": stored})
+        serializer.is_valid(raise_exception=True)
+        customer, created = services.upsert_customer(
+            external_id=external_id, values=serializer.validated_data
+        )
+        return Response(
+            CustomerSerializer(customer).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(
+        responses={204: None, 404: ErrorSerializer},
+        description="Erase the customer: personal data, location history and intent.",
+    )
+    def delete(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        services.erase_customer(customer=customer)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class CustomerExportView(APIView):
+    required_scope = Scope.CUSTOMERS
+
+    @extend_schema(
+        responses={200: OpenApiResponse(description="Everything held about the customer.")}
+    )
+    def get(self, request: Request, external_id: str) -> Response:
+        customer = get_object_or_404(Customer, external_id=external_id)
+        return Response(get_customer_export(customer))
+
+
+class DeviceView(APIView):
+    required_scope = Scope.INGEST
+
+    @extend_schema(
+        request=DeviceInputSerializer,
+        responses={
+            200: DeviceSerializer,
+            201: DeviceSerializer,
+            400: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        description="Link a device to a customer: 201 when new, 200 when updated.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = DeviceInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        device, created = services.register_device(
+            device_id=values["device_id"],
+            customer=_customer_or_400(values["customer_id"]),
+            platform=values["platform"],
+            ble_identity=values["ble_identity"],
+        )
+        return Response(
+            DeviceSerializer(device).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class IdentifyView(APIView):
+    required_scope = Scope.INGEST
+
+    @extend_schema(
+        request=IdentifySerializer,
+        responses={200: IdentifiedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        description="Link a web visitor to a customer; its past and future events count "
+        "as the customer's.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = IdentifySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        values = serializer.validated_data
+        customer = _customer_or_400(values["customer_id"])
+        _, attributed = services.identify_visitor(
+            visitor_id=values["visitor_id"], customer=customer
+        )
+        return Response(
+            {
+                "visitor_id": values["visitor_id"],
+                "customer_id": customer.external_id,
+                "events_attributed": attributed,
+            }
+        )
+
+
+@documented_batch
+class EventBatchView(BatchIngestView):
+    items_key = "events"
+    item_serializer = BrowsingEventSerializer
+
+    def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
+        services.record_browsing_events(items=valid, result=result, now=kwargs["now"])

@@ -1,0 +1,94 @@
+"""Browsing-intent arithmetic on plain values: no Django, no clock.
+
+Intent is kept per customer and SKU and per customer and category. Every function here
+gives the same result whatever order the events arrive in, because web events arrive
+late and out of order and a stitched visitor's history is applied after the fact.
+
+The decayed score at time T is the sum over events of weight * 0.5 ** ((T - t) / half_life).
+It is stored as (score, score_at) with score_at the newest event time, so adding an
+event is O(1): decay the stored score forward, or the event's weight backward.
+"""
+
+from bisect import bisect_left, insort
+from datetime import datetime
+
+EVENT_WEIGHTS = {
+    "page_view": 0.5,
+    "product_view": 1.0,
+    "add_to_cart": 3.0,
+    "cart_abandoned": 5.0,
+}
+# Only product page views count as views; a page_view is often sent for the same page.
+VIEW_EVENT = "product_view"
+# A campaign asks for at most this many views, so keeping more would only cost space.
+MAX_VIEW_TIMES = 100
+
+CART_NONE = ""
+CART_IN_CART = "in_cart"
+CART_ABANDONED = "abandoned"
+CART_EVENTS = {"add_to_cart": CART_IN_CART, "cart_abandoned": CART_ABANDONED}
+
+
+def decay_factor(seconds: float, half_life_seconds: float) -> float:
+    """The share of a weight left after `seconds`."""
+    return 0.5 ** (seconds / half_life_seconds)
+
+
+def add_to_score(
+    score: float,
+    score_at: datetime | None,
+    weight: float,
+    at: datetime,
+    half_life_seconds: float,
+) -> tuple[float, datetime]:
+    """Add an event of `weight` at `at` to a decayed score kept as of `score_at`."""
+    if score_at is None:
+        return weight, at
+    if at >= score_at:
+        elapsed = (at - score_at).total_seconds()
+        return score * decay_factor(elapsed, half_life_seconds) + weight, at
+    late_by = (score_at - at).total_seconds()
+    return score + weight * decay_factor(late_by, half_life_seconds), score_at
+
+
+def score_as_of(
+    score: float, score_at: datetime | None, when: datetime, half_life_seconds: float
+) -> float:
+    """The decayed score at `when` (never grows for a `when` before `score_at`)."""
+    if score_at is None:
+        return 0.0
+    elapsed = max(0.0, (when - score_at).total_seconds())
+    return score * decay_factor(elapsed, half_life_seconds)
+
+
+def add_view_time(view_times: list[int], at: int, window_start: int) -> list[int]:
+    """Insert a view (epoch seconds) into the ascending list, keeping the window and the cap."""
+    times = [t for t in view_times if t >= window_start]
+    if at >= window_start:
+        insort(times, at)
+    return times[-MAX_VIEW_TIMES:]
+
+
+def views_since(view_times: list[int], since: int) -> int:
+    """How many views happened at or after `since` (epoch seconds)."""
+    return len(view_times) - bisect_left(view_times, since)
+
+
+def cart_after(
+    cart_state: str, cart_updated_at: datetime | None, event_type: str, at: datetime
+) -> tuple[str, datetime | None]:
+    """The cart state after an event; an older cart event never overrides a newer one."""
+    new_state = CART_EVENTS.get(event_type)
+    if new_state is None:
+        return cart_state, cart_updated_at
+    if cart_updated_at is not None:
+        if at < cart_updated_at:
+            return cart_state, cart_updated_at
+        # Two cart events at the same instant: the abandonment wins, whatever the order.
+        if at == cart_updated_at and cart_state == CART_ABANDONED:
+            return cart_state, cart_updated_at
+    return new_state, at
+
+
+def latest(current: datetime | None, at: datetime) -> datetime:
+    return at if current is None or at > current else current

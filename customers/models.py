@@ -1,0 +1,201 @@
+"""People, their devices and consent, and what they browsed."""
+
+from django.db import models
+from django.utils import timezone
+
+from customers import intent
+
+
+class SmsConsent(models.TextChoices):
+    OPTED_IN = "opted_in", "Opted in"
+    OPTED_OUT = "opted_out", "Opted out"
+    UNKNOWN = "unknown", "Unknown"
+
+
+class Customer(models.Model):
+    external_id = models.CharField(max_length=100, unique=True, help_text="The retailer's id.")
+    phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +33612345678.")
+    first_name = models.CharField(max_length=100, blank=True)
+    timezone = models.CharField(
+        max_length=64, blank=True, help_text="IANA time zone; empty means the store's."
+    )
+    locale = models.CharField(max_length=35, blank=True, help_text="BCP 47, e.g. fr-FR.")
+    sms_consent = models.CharField(
+        max_length=10, choices=SmsConsent.choices, default=SmsConsent.UNKNOWN
+    )
+    consent_source = models.CharField(max_length=100, blank=True)
+    consent_updated_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+
+class ConsentChange(models.Model):
+    """The consent log: one row per change of a customer's SMS consent, never edited."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="consent_log")
+    previous = models.CharField(max_length=10, choices=SmsConsent.choices)
+    consent = models.CharField(max_length=10, choices=SmsConsent.choices)
+    source = models.CharField(max_length=100, blank=True)
+    note = models.CharField(max_length=200, blank=True)
+    changed_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["changed_at", "id"]
+
+    def __str__(self) -> str:
+        return f"{self.previous} → {self.consent}"
+
+    def save(self, *args, **kwargs) -> None:
+        if not self._state.adding:
+            raise ValueError("The consent log is append-only.")
+        super().save(*args, **kwargs)
+
+
+class Platform(models.TextChoices):
+    IOS = "ios", "iOS"
+    ANDROID = "android", "Android"
+    OTHER = "other", "Other"
+
+
+class Device(models.Model):
+    """An app install, or a tag a customer carries that in-store gateways can see."""
+
+    device_id = models.CharField(max_length=100, unique=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="devices")
+    platform = models.CharField(max_length=10, choices=Platform.choices, default=Platform.OTHER)
+    ble_identity = models.CharField(
+        max_length=80,
+        unique=True,
+        null=True,
+        blank=True,
+        help_text="The iBeacon or Eddystone-UID identity the device advertises, as a key.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.device_id
+
+
+class Visitor(models.Model):
+    """An anonymous web visitor; once identified, its events count as the customer's."""
+
+    visitor_id = models.CharField(max_length=100, unique=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="visitors"
+    )
+    identified_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.visitor_id
+
+
+class EventType(models.TextChoices):
+    PAGE_VIEW = "page_view", "Page view"
+    PRODUCT_VIEW = "product_view", "Product view"
+    ADD_TO_CART = "add_to_cart", "Add to cart"
+    CART_ABANDONED = "cart_abandoned", "Cart abandoned"
+
+
+class BrowsingEvent(models.Model):
+    event_id = models.CharField(max_length=100, unique=True)
+    customer = models.ForeignKey(
+        Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    visitor = models.ForeignKey(
+        Visitor, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    type = models.CharField(max_length=20, choices=EventType.choices)
+    sku = models.CharField(max_length=100, blank=True)
+    product_name = models.CharField(max_length=200, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    url = models.CharField(max_length=2000, blank=True)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "occurred_at"])]
+
+    def __str__(self) -> str:
+        return self.event_id
+
+
+class Product(models.Model):
+    """The catalogue as browsing reveals it: the name last sent with each SKU's events."""
+
+    sku = models.CharField(max_length=100, unique=True)
+    name = models.CharField(max_length=200, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    named_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the event that gave the name occurred."
+    )
+
+    class Meta:
+        ordering = ["sku"]
+
+    def __str__(self) -> str:
+        return self.name or self.sku
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.sku
+
+
+class CartState(models.TextChoices):
+    NONE = intent.CART_NONE, "None"
+    IN_CART = intent.CART_IN_CART, "In cart"
+    ABANDONED = intent.CART_ABANDONED, "Abandoned"
+
+
+class Intent(models.Model):
+    """What a customer's browsing says, kept current on ingest so matching reads one row."""
+
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE)
+    view_times = models.JSONField(
+        default=list, help_text="Epoch seconds of recent product views, ascending."
+    )
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    cart_state = models.CharField(
+        max_length=10, choices=CartState.choices, default=CartState.NONE, blank=True
+    )
+    cart_updated_at = models.DateTimeField(null=True, blank=True)
+    score = models.FloatField(default=0.0, help_text="Decayed score as of score_at.")
+    score_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def views_since(self, since_epoch: int) -> int:
+        return intent.views_since(self.view_times, since_epoch)
+
+
+class ProductIntent(Intent):
+    sku = models.CharField(max_length=100)
+    category = models.CharField(max_length=100, blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "sku"], name="product_intent_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}/{self.sku}"
+
+
+class CategoryIntent(Intent):
+    category = models.CharField(max_length=100)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "category"], name="category_intent_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}/{self.category}"

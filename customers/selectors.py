@@ -1,0 +1,75 @@
+"""Reads about customers that are more than a lookup."""
+
+from typing import Any
+
+from customers.models import Customer
+from promotions.beacons import identity_from_key
+from promotions.models import Ping, Sighting
+
+
+def get_customer_export(customer: Customer) -> dict[str, Any]:
+    """Everything held about a customer, for a data-subject access request."""
+    devices = list(customer.devices.order_by("created_at"))
+    device_ids = [device.pk for device in devices]
+    return {
+        "customer": {
+            "external_id": customer.external_id,
+            "phone": customer.phone,
+            "first_name": customer.first_name,
+            "timezone": customer.timezone,
+            "locale": customer.locale,
+            "sms_consent": customer.sms_consent,
+            "consent_source": customer.consent_source,
+            "consent_updated_at": customer.consent_updated_at,
+            "created_at": customer.created_at,
+            "updated_at": customer.updated_at,
+        },
+        "consent_log": list(
+            customer.consent_log.values("previous", "consent", "source", "note", "changed_at")
+        ),
+        "devices": [
+            {
+                "device_id": device.device_id,
+                "platform": device.platform,
+                "ble_identity": identity_from_key(device.ble_identity)
+                if device.ble_identity
+                else None,
+                "created_at": device.created_at,
+            }
+            for device in devices
+        ],
+        "visitors": list(customer.visitors.values("visitor_id", "identified_at")),
+        "browsing_events": list(
+            customer.events.order_by("occurred_at").values(
+                "event_id", "type", "sku", "product_name", "category", "url", "occurred_at"
+            )
+        ),
+        "product_intent": list(
+            customer.productintent_set.order_by("sku").values(
+                "sku", "category", "view_times", "last_seen_at", "cart_state", "score", "score_at"
+            )
+        ),
+        "category_intent": list(
+            customer.categoryintent_set.order_by("category").values(
+                "category", "view_times", "last_seen_at", "cart_state", "score", "score_at"
+            )
+        ),
+        "pings": list(
+            Ping.objects.filter(device_id__in=device_ids)
+            .order_by("recorded_at")
+            .values(
+                "device__device_id",
+                "latitude",
+                "longitude",
+                "accuracy",
+                "speed",
+                "mocked",
+                "recorded_at",
+            )
+        ),
+        "sightings": list(
+            Sighting.objects.filter(device_id__in=device_ids)
+            .order_by("seen_at")
+            .values("device__device_id", "source", "store__code", "rssi", "seen_at")
+        ),
+    }

@@ -1,0 +1,315 @@
+"""Writes for people, devices, consent and browsing. Views and tasks call these; they hold
+the rules, and take keyword arguments so that call sites read as sentences."""
+
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.utils import timezone
+
+from customers import intent
+from customers.models import (
+    BrowsingEvent,
+    CategoryIntent,
+    ConsentChange,
+    Customer,
+    Device,
+    Product,
+    ProductIntent,
+    SmsConsent,
+    Visitor,
+)
+from promotions.ingest import IngestResult, ValidItems, insert_new_rows
+
+
+class ConflictError(Exception):
+    """The request contradicts what is stored; the message says how. The API answers 409."""
+
+
+# --- Customers and consent --------------------------------------------------------------
+
+
+def set_sms_consent(
+    *, customer: Customer, consent: str, source: str, note: str = "", at: datetime | None = None
+) -> bool:
+    """Change the customer's consent and log it; returns False when it was already so.
+    The caller saves the customer."""
+    if consent == customer.sms_consent:
+        return False
+    at = at or timezone.now()
+    ConsentChange.objects.create(
+        customer=customer,
+        previous=customer.sms_consent,
+        consent=consent,
+        source=source,
+        note=note,
+        changed_at=at,
+    )
+    customer.sms_consent = consent
+    customer.consent_source = source
+    customer.consent_updated_at = at
+    return True
+
+
+def upsert_customer(*, external_id: str, values: dict[str, Any]) -> tuple[Customer, bool]:
+    """Create or update a customer from the fields present in `values`; fields left out
+    keep their value. Returns (customer, created)."""
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
+        created = customer is None
+        if created:
+            try:
+                with transaction.atomic():
+                    customer = Customer.objects.create(external_id=external_id)
+            except IntegrityError:  # created by a concurrent request: update it instead
+                customer = Customer.objects.select_for_update().get(external_id=external_id)
+                created = False
+        _apply_customer_values(customer, values)
+        customer.save()
+    return customer, created
+
+
+def _apply_customer_values(customer: Customer, values: dict[str, Any]) -> None:
+    source = values.get("consent_source") or "api"
+    old_phone = customer.phone
+    for name in ("phone", "first_name", "timezone", "locale"):
+        if name in values:
+            setattr(customer, name, values[name] or "")
+    if "sms_consent" in values:
+        set_sms_consent(customer=customer, consent=values["sms_consent"], source=source)
+    elif old_phone and customer.phone != old_phone and customer.sms_consent == SmsConsent.OPTED_IN:
+        # Consent was given for the old number; its new owner may not have given it.
+        set_sms_consent(
+            customer=customer,
+            consent=SmsConsent.UNKNOWN,
+            source=source,
+            note="Phone number changed; consent must be given again.",
+        )
+
+
+def erase_customer(*, customer: Customer) -> None:
+    """Remove the customer's personal data, location history and intent."""
+    with transaction.atomic():
+        # Devices cascade to pings and sightings, visitors to their events.
+        customer.delete()
+
+
+# --- Devices and visitors ---------------------------------------------------------------
+
+
+def register_device(
+    *, device_id: str, customer: Customer, platform: str, ble_identity: str | None
+) -> tuple[Device, bool]:
+    """Link an app install (or tag) to a customer; returns (device, created)."""
+    with transaction.atomic():
+        holder = (
+            Device.objects.filter(ble_identity=ble_identity).exclude(device_id=device_id).first()
+            if ble_identity
+            else None
+        )
+        if holder is not None:
+            raise ConflictError("Another device already advertises this BLE identity.")
+        device, created = Device.objects.update_or_create(
+            device_id=device_id,
+            defaults={"customer": customer, "platform": platform, "ble_identity": ble_identity},
+        )
+    return device, created
+
+
+def identify_visitor(*, visitor_id: str, customer: Customer) -> tuple[Visitor, int]:
+    """Link an anonymous visitor to a customer so that its past and future events count as
+    theirs. Returns the visitor and how many past events were attributed now."""
+    with transaction.atomic():
+        visitor, _ = Visitor.objects.select_for_update().get_or_create(visitor_id=visitor_id)
+        if visitor.customer_id == customer.pk:
+            return visitor, 0
+        if visitor.customer_id is not None:
+            raise ConflictError("This visitor is already identified as another customer.")
+        visitor.customer = customer
+        visitor.identified_at = timezone.now()
+        visitor.save(update_fields=["customer", "identified_at"])
+        events = list(
+            BrowsingEvent.objects.select_for_update().filter(visitor=visitor, customer=None)
+        )
+        for event in events:
+            event.customer = customer
+        BrowsingEvent.objects.bulk_update(events, ["customer"])
+        _apply_to_intent(events)
+    return visitor, len(events)
+
+
+# --- Browsing events and intent ---------------------------------------------------------
+
+
+def record_browsing_events(*, items: ValidItems, result: IngestResult, now: datetime) -> None:
+    """Store a batch of validated events and fold them into intent, all or nothing."""
+    customer_ids = {values["customer_id"] for _, values in items if values.get("customer_id")}
+    customers = _by_key(Customer, "external_id", customer_ids)
+    events, visitor_ids = [], []
+    for index, values in items:
+        customer_id = values.get("customer_id")
+        if customer_id and customer_id not in customers:
+            result.reject(index, {"customer_id": [f"Unknown customer '{customer_id}'."]})
+            continue
+        events.append(
+            BrowsingEvent(
+                event_id=values["event_id"],
+                customer=customers.get(customer_id),
+                type=values["type"],
+                sku=values.get("sku") or "",
+                product_name=values.get("product_name") or "",
+                category=values.get("category") or "",
+                url=values.get("url") or "",
+                occurred_at=values["occurred_at"],
+                received_at=now,
+            )
+        )
+        visitor_ids.append(values.get("visitor_id"))
+    with transaction.atomic():
+        _attach_visitors(events, visitor_ids)
+        stored, duplicates = insert_new_rows(
+            BrowsingEvent,
+            events,
+            keys_of=lambda event: [event.event_id],
+            stored_keys=lambda rows: set(
+                BrowsingEvent.objects.filter(
+                    event_id__in=[row.event_id for row in rows]
+                ).values_list("event_id", flat=True)
+            ),
+        )
+        _update_catalogue(stored)
+        _apply_to_intent(stored)
+    result.add_stored(stored, duplicates)
+
+
+def _by_key(model: type[models.Model], field: str, keys: set[str]) -> dict[str, Any]:
+    if not keys:
+        return {}
+    return {getattr(row, field): row for row in model.objects.filter(**{f"{field}__in": keys})}
+
+
+def _attach_visitors(events: list[BrowsingEvent], visitor_ids: list[str | None]) -> None:
+    """Give each event its visitor (created when new); an identified visitor's event counts
+    as its customer's."""
+    keys = {key for key in visitor_ids if key}
+    if not keys:
+        return
+    visitors = _by_key(Visitor, "visitor_id", keys)
+    missing = keys - visitors.keys()
+    if missing:
+        Visitor.objects.bulk_create(
+            [Visitor(visitor_id=key) for key in missing], ignore_conflicts=True
+        )
+        visitors = _by_key(Visitor, "visitor_id", keys)
+    for event, key in zip(events, visitor_ids, strict=True):
+        if key:
+            event.visitor = visitors[key]
+            if event.customer_id is None and event.visitor.customer_id is not None:
+                event.customer_id = event.visitor.customer_id
+
+
+def _update_catalogue(events: list[BrowsingEvent]) -> None:
+    """Keep, per SKU, the product name sent with its latest named event."""
+    latest_named: dict[str, BrowsingEvent] = {}
+    latest_category: dict[str, str] = {}
+    for event in sorted(events, key=lambda e: e.occurred_at):
+        if not event.sku:
+            continue
+        latest_category.setdefault(event.sku, "")
+        if event.category:
+            latest_category[event.sku] = event.category
+        if event.product_name:
+            latest_named[event.sku] = event
+    if not latest_category:
+        return
+    products = {
+        product.sku: product
+        for product in Product.objects.select_for_update().filter(sku__in=latest_category)
+    }
+    new, changed = [], []
+    for sku, category in latest_category.items():
+        named = latest_named.get(sku)
+        product = products.get(sku)
+        if product is None:
+            new.append(
+                Product(
+                    sku=sku,
+                    name=named.product_name if named else "",
+                    category=category,
+                    named_at=named.occurred_at if named else None,
+                )
+            )
+            continue
+        if named and (product.named_at is None or named.occurred_at >= product.named_at):
+            product.name, product.named_at = named.product_name, named.occurred_at
+        product.category = category or product.category
+        changed.append(product)
+    Product.objects.bulk_create(new, ignore_conflicts=True)
+    Product.objects.bulk_update(changed, ["name", "named_at", "category"])
+
+
+def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
+    events = sorted((e for e in events if e.customer_id), key=lambda e: e.occurred_at)
+    if not events:
+        return
+    half_life = settings.INTENT_HALF_LIFE_DAYS * 86400
+    window_start = int((timezone.now() - timedelta(days=settings.INTENT_WINDOW_DAYS)).timestamp())
+    products = _locked_intent_rows(
+        ProductIntent, "sku", {(e.customer_id, e.sku) for e in events if e.sku}
+    )
+    categories = _locked_intent_rows(
+        CategoryIntent, "category", {(e.customer_id, e.category) for e in events if e.category}
+    )
+    for event in events:
+        if event.sku:
+            row = products[(event.customer_id, event.sku)]
+            _fold_event(row, event, half_life, window_start)
+            row.category = event.category or row.category
+        if event.category:
+            _fold_event(
+                categories[(event.customer_id, event.category)], event, half_life, window_start
+            )
+    fields = ["view_times", "last_seen_at", "cart_state", "cart_updated_at", "score", "score_at"]
+    ProductIntent.objects.bulk_update(products.values(), [*fields, "category"])
+    CategoryIntent.objects.bulk_update(categories.values(), fields)
+
+
+def _fold_event(row: Any, event: BrowsingEvent, half_life: float, window_start: int) -> None:
+    at = event.occurred_at
+    row.score, row.score_at = intent.add_to_score(
+        row.score, row.score_at, intent.EVENT_WEIGHTS[event.type], at, half_life
+    )
+    row.last_seen_at = intent.latest(row.last_seen_at, at)
+    if event.type == intent.VIEW_EVENT:
+        row.view_times = intent.add_view_time(row.view_times, int(at.timestamp()), window_start)
+    row.cart_state, row.cart_updated_at = intent.cart_after(
+        row.cart_state, row.cart_updated_at, event.type, at
+    )
+
+
+def _locked_intent_rows(
+    model: type[ProductIntent] | type[CategoryIntent], field: str, keys: set[tuple[int, str]]
+) -> dict[tuple[int, str], Any]:
+    """The intent rows for (customer, key) pairs, created when missing, locked for update in
+    primary-key order so that concurrent batches queue instead of deadlocking."""
+    if not keys:
+        return {}
+
+    def load() -> dict[tuple[int, str], Any]:
+        rows = (
+            model.objects.select_for_update()
+            .filter(customer_id__in={c for c, _ in keys}, **{f"{field}__in": {k for _, k in keys}})
+            .order_by("pk")
+        )
+        return {(row.customer_id, getattr(row, field)): row for row in rows}
+
+    rows = load()
+    missing = keys - rows.keys()
+    if missing:
+        model.objects.bulk_create(
+            [model(customer_id=c, **{field: k}) for c, k in missing], ignore_conflicts=True
+        )
+        rows = load()
+    return rows

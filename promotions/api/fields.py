@@ -1,0 +1,131 @@
+"""Serializer fields shared by the API: strict about what clients commonly get wrong."""
+
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+from zoneinfo import available_timezones
+
+from django.conf import settings
+from django.utils import timezone
+from rest_framework import serializers
+
+
+class FiniteFloatField(serializers.FloatField):
+    """A float that is a real number: no NaN, no infinity, no `true` read as 1."""
+
+    default_error_messages = {
+        "invalid": "A number is required.",
+        "not_finite": "Must be a finite number, not NaN or infinity.",
+    }
+
+    def to_internal_value(self, data: object) -> float:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        if isinstance(data, float) and not math.isfinite(data):
+            self.fail("not_finite")
+        return super().to_internal_value(data)
+
+
+# Integer columns are PostgreSQL `integer`s; a larger number fails the INSERT (and, beyond
+# 64 bits, SQLite's too), so it is refused as input instead.
+DATABASE_INTEGER_MIN = -(2**31)
+DATABASE_INTEGER_MAX = 2**31 - 1
+
+
+class StrictIntegerField(serializers.IntegerField):
+    """An integer given as a JSON number or a numeric string, never a bool; within the
+    range a database integer column holds unless the caller gives a narrower one."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("min_value", DATABASE_INTEGER_MIN)
+        kwargs.setdefault("max_value", DATABASE_INTEGER_MAX)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> int:
+        if isinstance(data, bool):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class InstantField(serializers.Field):
+    """An ISO 8601 time that names its UTC offset; a time without one is ambiguous."""
+
+    default_error_messages = {
+        "invalid": "Expected an ISO 8601 time with a UTC offset, e.g. 2026-11-22T10:15:00+01:00.",
+        "naive": "This time has no UTC offset; add one, e.g. +01:00 or Z.",
+    }
+
+    def to_internal_value(self, data: object) -> datetime:
+        if not isinstance(data, str) or len(data) > 40:
+            self.fail("invalid")
+        try:
+            value = datetime.fromisoformat(data)
+        except ValueError:
+            self.fail("invalid")
+        if value.tzinfo is None:
+            self.fail("naive")
+        try:
+            return value.astimezone(UTC)
+        except (OverflowError, ValueError):
+            self.fail("invalid")
+
+    def to_representation(self, value: datetime) -> str:
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class RecentInstantField(InstantField):
+    """An instant of something that has happened: not ahead of the server's clock by more
+    than phones drift, and, with `max_age`, recent enough to still be of use.
+
+    The batch views put one `now` in the serializer context for the whole batch."""
+
+    default_error_messages = {
+        "future": "This time is {seconds} s ahead of the server's clock; check the device clock.",
+        "too_old": "This time is more than {limit} old; it is no longer accepted.",
+    }
+
+    def __init__(self, *, max_age: Callable[[], timedelta] | None = None, **kwargs: Any) -> None:
+        self.max_age = max_age
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> datetime:
+        value = super().to_internal_value(data)
+        now = self.context.get("now") or timezone.now()
+        ahead = (value - now).total_seconds()
+        if ahead > settings.INGEST_MAX_CLOCK_SKEW_SECONDS:
+            self.fail("future", seconds=round(ahead))
+        if self.max_age is not None and value < now - self.max_age():
+            self.fail("too_old", limit=_describe(self.max_age()))
+        return value
+
+
+def _describe(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    if hours % 24 == 0:
+        return f"{int(hours // 24)} days"
+    return f"{hours:g} hours"
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+class TimeZoneField(serializers.CharField):
+    """An IANA time zone name, such as Europe/Paris."""
+
+    default_error_messages = {
+        "unknown_zone": "Unknown time zone '{value}'; use an IANA name such as Europe/Paris.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 64)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        value = super().to_internal_value(data)
+        if value and value not in _time_zones():
+            self.fail("unknown_zone", value=value)
+        return value

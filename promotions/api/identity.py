@@ -1,0 +1,94 @@
+"""The three ways a client names a BLE identity (iBeacon, Eddystone-UID, raw advertisement),
+each validated into the one canonical key that beacons and devices are stored under."""
+
+from typing import Any
+
+from rest_framework import serializers
+
+from promotions import beacons
+from promotions.api.fields import StrictIntegerField
+
+IDENTITY_FORMS = ("ibeacon", "eddystone_uid", "raw")
+
+
+class WholeIdentitySerializer(serializers.Serializer):
+    """An identity is given whole, even in a PATCH: DRF passes a partial update down to
+    nested serializers, which would then skip the parts left out."""
+
+    def validate(self, attrs: dict[str, Any]) -> Any:
+        missing = {
+            name: [field.error_messages["required"]]
+            for name, field in self.fields.items()
+            if name not in attrs
+        }
+        if missing:
+            raise serializers.ValidationError(missing)
+        return attrs
+
+
+class IBeaconSerializer(WholeIdentitySerializer):
+    uuid = serializers.CharField(max_length=40)
+    major = StrictIntegerField(min_value=0, max_value=65535)
+    minor = StrictIntegerField(min_value=0, max_value=65535)
+
+    def validate(self, attrs: dict[str, Any]) -> str:
+        attrs = super().validate(attrs)
+        try:
+            return beacons.ibeacon_key(attrs["uuid"], attrs["major"], attrs["minor"])
+        except beacons.BeaconParseError as error:
+            raise serializers.ValidationError({"uuid": [str(error)]}) from None
+
+
+class EddystoneUidSerializer(WholeIdentitySerializer):
+    namespace = serializers.CharField(max_length=22, help_text="10 bytes as 20 hex digits.")
+    instance = serializers.CharField(max_length=14, help_text="6 bytes as 12 hex digits.")
+
+    def validate(self, attrs: dict[str, Any]) -> str:
+        attrs = super().validate(attrs)
+        try:
+            return beacons.eddystone_uid_key(attrs["namespace"], attrs["instance"])
+        except beacons.BeaconParseError as error:
+            raise serializers.ValidationError({"non_field_errors": [str(error)]}) from None
+
+
+class RawAdvertisementField(serializers.CharField):
+    """Advertising data as hex, decoded to the iBeacon, Eddystone-UID or AltBeacon it carries."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("max_length", 1024)
+        kwargs.setdefault("help_text", "Raw BLE advertising data (AD structures) in hex.")
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: object) -> str:
+        text = super().to_internal_value(data)
+        try:
+            return beacons.identity_key(beacons.parse_advertisement(text))
+        except beacons.BeaconParseError as error:
+            raise serializers.ValidationError(str(error)) from None
+
+
+def pop_identity(attrs: dict[str, Any], *, forms: tuple[str, ...], required: bool) -> str | None:
+    """Remove the identity forms from validated `attrs`; return the key of the one given.
+
+    Each form's field validates to the canonical key, so any one of them will do."""
+    values = {form: attrs.pop(form, None) for form in forms}
+    given = {form: key for form, key in values.items() if key is not None}
+    if len(given) > 1:
+        raise serializers.ValidationError(
+            {"non_field_errors": [f"Give one identity ({' or '.join(forms)}), not several."]}
+        )
+    if not given:
+        if required:
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"An identity is required: {' or '.join(forms)}."]}
+            )
+        return None
+    return next(iter(given.values()))
+
+
+def identity_representation(key: str | None) -> dict[str, Any]:
+    """`{"ibeacon": {...} or None, "eddystone_uid": {...} or None}` for a stored key."""
+    shape: dict[str, Any] = {"ibeacon": None, "eddystone_uid": None}
+    if key:
+        shape.update(beacons.identity_from_key(key))
+    return shape

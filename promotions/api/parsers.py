@@ -1,0 +1,54 @@
+"""The one request parser: JSON, bounded in size, with errors a client can act on."""
+
+import json
+import re
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import APIException, ParseError
+from rest_framework.parsers import BaseParser
+
+# An escaped UTF-16 surrogate; a lone one decodes to a str no database can store.
+_ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+class RequestTooLarge(APIException):
+    status_code = 413
+    default_detail = "Request body too large."
+    default_code = "too_large"
+
+
+class JsonBodyParser(BaseParser):
+    media_type = "application/json"
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        limit = settings.API_MAX_BODY_BYTES
+        request = parser_context["request"]
+        declared = request.META.get("CONTENT_LENGTH") or "0"
+        if declared.isdigit() and int(declared) > limit:
+            raise RequestTooLarge(f"Request body is over the {limit}-byte limit.")
+        body = stream.read(limit + 1) if stream is not None else b""
+        if len(body) > limit:
+            raise RequestTooLarge(f"Request body is over the {limit}-byte limit.")
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise ParseError(
+                f"Body is not UTF-8: invalid byte at position {error.start}."
+            ) from None
+        try:
+            # NaN and Infinity literals are read as floats so that validation can reject the
+            # one item that carries them, instead of the whole batch.
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ParseError(
+                f"Malformed JSON at line {error.lineno}, column {error.colno}: {error.msg}."
+            ) from None
+        except (ValueError, RecursionError):
+            raise ParseError("Malformed JSON: a number is too long or nesting too deep.") from None
+        if _ESCAPED_SURROGATE.search(body):
+            try:
+                json.dumps(data, ensure_ascii=False).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ParseError("Body contains an unpaired UTF-16 surrogate escape.") from None
+        return data

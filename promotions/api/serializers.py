@@ -1,0 +1,536 @@
+from copy import copy
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers
+from rest_framework.fields import empty
+
+from promotions.api.fields import (
+    FiniteFloatField,
+    InstantField,
+    RecentInstantField,
+    StrictIntegerField,
+    TimeZoneField,
+)
+from promotions.api.identity import (
+    EddystoneUidSerializer,
+    IBeaconSerializer,
+    RawAdvertisementField,
+    identity_representation,
+    pop_identity,
+)
+from promotions.geo import GeometryError, distance_m, polygon_rings
+from promotions.models import (
+    WEEKDAYS,
+    Beacon,
+    Campaign,
+    CampaignStatus,
+    Gateway,
+    Store,
+    TriggerType,
+    Zone,
+)
+
+MAX_FENCE_RADIUS_M = 50_000.0
+
+
+def _ping_max_age() -> timedelta:
+    return timedelta(hours=settings.INGEST_MAX_PING_AGE_HOURS)
+
+
+# --- Places -----------------------------------------------------------------------------
+
+
+class StoreSerializer(serializers.ModelSerializer):
+    latitude = FiniteFloatField(min_value=-90, max_value=90)
+    longitude = FiniteFloatField(min_value=-180, max_value=180)
+    radius_m = FiniteFloatField(
+        min_value=1, max_value=MAX_FENCE_RADIUS_M, required=False, allow_null=True
+    )
+    polygon = serializers.JSONField(required=False, allow_null=True)
+    timezone = TimeZoneField()
+
+    class Meta:
+        model = Store
+        fields = [
+            "code",
+            "name",
+            "address",
+            "latitude",
+            "longitude",
+            "radius_m",
+            "polygon",
+            "timezone",
+        ]
+
+    def validate_polygon(self, value: Any) -> Any:
+        if value is not None:
+            try:
+                polygon_rings(value)
+            except GeometryError as error:
+                raise serializers.ValidationError(str(error)) from None
+        return value
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        def current(name: str) -> Any:
+            if name in attrs:
+                return attrs[name]
+            return getattr(self.instance, name, None)
+
+        has_radius, has_polygon = current("radius_m") is not None, current("polygon") is not None
+        if has_radius == has_polygon:
+            raise serializers.ValidationError(
+                {"radius_m": ["Give the fence as a radius_m or a polygon (and the other null)."]}
+            )
+        if has_polygon and ({"polygon", "latitude", "longitude"} & attrs.keys()):
+            self._check_polygon_near(current("polygon"), current("longitude"), current("latitude"))
+        return attrs
+
+    @staticmethod
+    def _check_polygon_near(polygon: Any, longitude: float, latitude: float) -> None:
+        """A polygon around some other place is a mistake, most often positions written
+        [latitude, longitude]: near Paris both orders are on the globe, so only the store's
+        own location tells them apart."""
+        try:
+            outer = polygon_rings(polygon)[0]
+        except GeometryError as error:  # a stored polygon from before a rule was added
+            raise serializers.ValidationError({"polygon": [str(error)]}) from None
+        farthest = max(distance_m((longitude, latitude), corner) for corner in outer)
+        if farthest <= MAX_FENCE_RADIUS_M:
+            return
+        message = (
+            f"The polygon reaches {farthest / 1000:,.0f} km from the store's location; "
+            f"a fence reaches {MAX_FENCE_RADIUS_M / 1000:g} km at most."
+        )
+        swapped = max(distance_m((longitude, latitude), (lat, lon)) for lon, lat in outer)
+        if swapped <= MAX_FENCE_RADIUS_M:
+            message += (
+                " Its positions look like [latitude, longitude]: GeoJSON puts longitude first."
+            )
+        raise serializers.ValidationError({"polygon": [message]})
+
+
+class ZoneSerializer(serializers.ModelSerializer):
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
+    rssi_threshold = StrictIntegerField(min_value=-127, max_value=20, required=False)
+
+    class Meta:
+        model = Zone
+        fields = ["id", "store", "code", "name", "rssi_threshold"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        zone = self.instance
+        moved = zone is not None and attrs.get("store", zone.store) != zone.store
+        # Beacons and gateways keep their own store: moving their zone would split them.
+        if moved and (zone.beacons.exists() or zone.gateways.exists()):
+            raise serializers.ValidationError(
+                {
+                    "store": [
+                        f"Zone {zone.code} has beacons or gateways in store {zone.store.code}; "
+                        "move or delete them first."
+                    ]
+                }
+            )
+        return attrs
+
+
+class ZoneCodeField(serializers.CharField):
+    """A zone named by its code within the object's store; resolved in `validate`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_length=32, required=False, allow_null=True, **kwargs)
+
+    def to_representation(self, value: Zone) -> str:
+        return value.code
+
+
+def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
+    """Replace the zone code in `attrs` by the zone of that code in the (new or kept) store."""
+    store = attrs.get("store") or getattr(instance, "store", None)
+    if "zone" in attrs:
+        code = attrs["zone"]
+    elif "store" in attrs and instance is not None and instance.zone_id:
+        code = instance.zone.code  # moving to another store: find the zone of the same code
+    else:
+        return
+    if not code:
+        attrs["zone"] = None
+        return
+    zone = Zone.objects.filter(store=store, code=code).first()
+    if zone is None:
+        raise serializers.ValidationError({"zone": [f"Store {store.code} has no zone '{code}'."]})
+    attrs["zone"] = zone
+
+
+class BeaconSerializer(serializers.ModelSerializer):
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
+    zone = ZoneCodeField()
+    ibeacon = IBeaconSerializer(required=False, allow_null=True)
+    eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
+    measured_power = StrictIntegerField(min_value=-127, max_value=20, required=False)
+
+    class Meta:
+        model = Beacon
+        fields = ["id", "store", "zone", "ibeacon", "eddystone_uid", "measured_power"]
+
+    def to_representation(self, beacon: Beacon) -> dict[str, Any]:
+        return {
+            "id": beacon.id,
+            "store": beacon.store.code,
+            "zone": beacon.zone.code if beacon.zone_id else None,
+            **identity_representation(beacon.identity),
+            "measured_power": beacon.measured_power,
+        }
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        identity = pop_identity(
+            attrs, forms=("ibeacon", "eddystone_uid"), required=self.instance is None
+        )
+        if identity is not None:
+            taken = Beacon.objects.filter(identity=identity)
+            if self.instance is not None:
+                taken = taken.exclude(pk=self.instance.pk)
+            if taken.exists():
+                raise serializers.ValidationError(
+                    {"non_field_errors": ["Another beacon is registered with this identity."]}
+                )
+            attrs["identity"] = identity
+        _resolve_zone(attrs, self.instance)
+        return attrs
+
+
+class GatewaySerializer(serializers.ModelSerializer):
+    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
+    zone = ZoneCodeField()
+
+    class Meta:
+        model = Gateway
+        fields = ["gateway_id", "store", "zone"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        _resolve_zone(attrs, self.instance)
+        return attrs
+
+
+# --- Campaigns --------------------------------------------------------------------------
+# The resource nests trigger, intent, offer and limits; the model keeps them as columns.
+# Nested serializers with source="*" map one onto the other in both directions.
+
+NO_INTENT = {
+    "intent_skus": [],
+    "intent_categories": [],
+    "intent_min_views": 1,
+    "intent_within_days": 30,
+    "intent_cart_abandoned": False,
+}
+NO_QUIET_HOURS = {"quiet_hours_start": None, "quiet_hours_end": None}
+TRIGGER_DETAILS = {"trigger_minutes": None, "trigger_distance_m": None, "trigger_zone": ""}
+# Where each model field appears in the resource, to report model validation errors there.
+RESOURCE_PATH = {
+    "trigger_type": ("trigger", "type"),
+    "trigger_minutes": ("trigger", "minutes"),
+    "trigger_distance_m": ("trigger", "distance_m"),
+    "trigger_zone": ("trigger", "zone"),
+    "intent_skus": ("intent", "skus"),
+    "intent_categories": ("intent", "categories"),
+    "intent_min_views": ("intent", "min_views"),
+    "intent_within_days": ("intent", "within_days"),
+    "intent_cart_abandoned": ("intent", "cart_abandoned"),
+    "offer_template": ("offer", "template"),
+    "offer_valid_days": ("offer", "valid_days"),
+    "limit_per_customer_days": ("limits", "per_customer_days"),
+    "quiet_hours_start": ("limits", "quiet_hours", "start"),
+    "quiet_hours_end": ("limits", "quiet_hours", "end"),
+    "allowed_days": ("limits", "allowed_days"),
+    "daily_budget": ("limits", "daily_budget"),
+    "total_budget": ("limits", "total_budget"),
+    "holdout_percent": ("limits", "holdout_percent"),
+}
+
+
+def _nest_errors(errors: dict[str, list[str]]) -> dict[str, Any]:
+    nested: dict[str, Any] = {}
+    for field, messages in errors.items():
+        *parents, leaf = RESOURCE_PATH.get(field, (field,))
+        node = nested
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[leaf] = messages
+    return nested
+
+
+class TriggerSerializer(serializers.Serializer):
+    type = serializers.ChoiceField(source="trigger_type", choices=TriggerType.choices)
+    minutes = StrictIntegerField(
+        source="trigger_minutes", min_value=1, max_value=24 * 60, required=False, allow_null=True
+    )
+    distance_m = FiniteFloatField(
+        source="trigger_distance_m",
+        min_value=1,
+        max_value=MAX_FENCE_RADIUS_M,
+        required=False,
+        allow_null=True,
+    )
+    zone = serializers.CharField(
+        source="trigger_zone", max_length=32, required=False, allow_blank=True, allow_null=True
+    )
+
+    def to_representation(self, campaign: Campaign) -> dict[str, Any]:
+        shape: dict[str, Any] = {"type": campaign.trigger_type}
+        if campaign.trigger_type == TriggerType.DWELL:
+            shape["minutes"] = campaign.trigger_minutes
+        elif campaign.trigger_type == TriggerType.NEAR:
+            shape["distance_m"] = campaign.trigger_distance_m
+        elif campaign.trigger_type == TriggerType.BEACON_ZONE:
+            shape["zone"] = campaign.trigger_zone
+        return shape
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "trigger_zone" in attrs and attrs["trigger_zone"] is None:
+            attrs["trigger_zone"] = ""  # a text column: "" is no zone
+        if "trigger_type" not in attrs:  # a partial update of the details alone
+            return attrs
+        # A new trigger replaces the old one whole: details of another type are dropped.
+        values = {**TRIGGER_DETAILS, **{k: v for k, v in attrs.items() if v is not None}}
+        wanted = {
+            TriggerType.DWELL: "trigger_minutes",
+            TriggerType.NEAR: "trigger_distance_m",
+            TriggerType.BEACON_ZONE: "trigger_zone",
+        }.get(values["trigger_type"])
+        for name, blank in TRIGGER_DETAILS.items():
+            if name != wanted:
+                values[name] = blank
+        return values
+
+
+class IntentSerializer(serializers.Serializer):
+    skus = serializers.ListField(
+        source="intent_skus",
+        child=serializers.CharField(max_length=100),
+        max_length=100,
+        required=False,
+    )
+    categories = serializers.ListField(
+        source="intent_categories",
+        child=serializers.CharField(max_length=100),
+        max_length=100,
+        required=False,
+    )
+    min_views = StrictIntegerField(
+        source="intent_min_views", min_value=1, max_value=100, required=False
+    )
+    within_days = StrictIntegerField(
+        source="intent_within_days", min_value=1, max_value=366, required=False
+    )
+    cart_abandoned = serializers.BooleanField(source="intent_cart_abandoned", required=False)
+
+    def run_validation(self, data: Any = empty) -> Any:
+        if data is None:
+            return dict(NO_INTENT)
+        return super().run_validation(data)
+
+    def to_representation(self, campaign: Campaign) -> dict[str, Any] | None:
+        return super().to_representation(campaign) if campaign.has_intent else None
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A nested serializer is never partial itself: a PATCH shows on the root.
+        campaign = self.root.instance
+        patching = self.root.partial and campaign is not None
+        current = {name: getattr(campaign, name) for name in NO_INTENT} if patching else NO_INTENT
+        values = {**current, **attrs}
+        if (
+            not (values["intent_skus"] or values["intent_categories"])
+            and not values["intent_cart_abandoned"]
+        ):
+            raise serializers.ValidationError(
+                "Name SKUs or categories, or ask for an abandoned cart; "
+                "for no intent condition send null."
+            )
+        # A patch changes the conditions it names and keeps the others; a whole intent
+        # object resets those it leaves out.
+        return attrs if patching else values
+
+
+class OfferSerializer(serializers.Serializer):
+    template = serializers.CharField(source="offer_template", max_length=1600)
+    valid_days = StrictIntegerField(
+        source="offer_valid_days", min_value=1, max_value=365, required=False
+    )
+
+
+class QuietHoursSerializer(serializers.Serializer):
+    # "HH:MM" both ways: seconds would be kept but never shown, so 21:00:30-21:00 would read
+    # back as the empty window 21:00-21:00.
+    start = serializers.TimeField(
+        source="quiet_hours_start", format="%H:%M", input_formats=["%H:%M"]
+    )
+    end = serializers.TimeField(source="quiet_hours_end", format="%H:%M", input_formats=["%H:%M"])
+
+    def run_validation(self, data: Any = empty) -> Any:
+        if data is None:
+            return dict(NO_QUIET_HOURS)
+        return super().run_validation(data)
+
+    def to_representation(self, campaign: Campaign) -> dict[str, Any] | None:
+        if campaign.quiet_hours_start is None:
+            return None
+        return super().to_representation(campaign)
+
+
+class LimitsSerializer(serializers.Serializer):
+    per_customer_days = StrictIntegerField(
+        source="limit_per_customer_days",
+        min_value=1,
+        max_value=3650,
+        required=False,
+        allow_null=True,
+        help_text="At most one SMS from this campaign per customer in this many days.",
+    )
+    quiet_hours = QuietHoursSerializer(
+        source="*", required=False, allow_null=True, help_text="In the customer's time zone."
+    )
+    allowed_days = serializers.ListField(
+        child=serializers.ChoiceField(choices=WEEKDAYS),
+        allow_empty=False,
+        max_length=7,
+        required=False,
+    )
+    daily_budget = StrictIntegerField(min_value=0, required=False, allow_null=True)
+    total_budget = StrictIntegerField(min_value=0, required=False, allow_null=True)
+    holdout_percent = StrictIntegerField(min_value=0, max_value=100, required=False)
+
+
+class CampaignSerializer(serializers.ModelSerializer):
+    status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
+    starts_at = InstantField(required=False, allow_null=True)
+    ends_at = InstantField(required=False, allow_null=True)
+    stores = serializers.SlugRelatedField(
+        slug_field="code",
+        queryset=Store.objects.all(),
+        many=True,
+        required=False,
+        help_text="Store codes; an empty list means every store.",
+    )
+    trigger = TriggerSerializer(source="*")
+    intent = IntentSerializer(
+        source="*", required=False, allow_null=True, help_text="null: no intent condition."
+    )
+    priority = StrictIntegerField(min_value=-1000, max_value=1000, required=False)
+    offer = OfferSerializer(source="*")
+    limits = LimitsSerializer(source="*", required=False)
+
+    class Meta:
+        model = Campaign
+        fields = [
+            "id",
+            "name",
+            "status",
+            "starts_at",
+            "ends_at",
+            "stores",
+            "trigger",
+            "intent",
+            "priority",
+            "offer",
+            "limits",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # Check the campaign as it would be saved, without touching the instance being edited.
+        campaign = Campaign() if self.instance is None else copy(self.instance)
+        for name, value in attrs.items():
+            if name != "stores":
+                setattr(campaign, name, value)
+        try:
+            campaign.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(_nest_errors(error.message_dict)) from None
+        if campaign.trigger_type == TriggerType.BEACON_ZONE:
+            self._check_zone(campaign.trigger_zone, attrs)
+        return attrs
+
+    def _check_zone(self, code: str, attrs: dict[str, Any]) -> None:
+        if "stores" in attrs:
+            stores = attrs["stores"]
+        elif self.instance is not None:
+            stores = list(self.instance.stores.all())
+        else:
+            stores = []
+        zones = Zone.objects.filter(code=code)
+        if stores:
+            zones = zones.filter(store__in=stores)
+        if not zones.exists():
+            where = "the campaign's stores" if stores else "any store"
+            raise serializers.ValidationError(
+                {"trigger": {"zone": [f"No zone '{code}' in {where}."]}}
+            )
+
+
+# --- Location data in -------------------------------------------------------------------
+
+
+class PingSerializer(serializers.Serializer):
+    ping_id = serializers.CharField(max_length=64, required=False, allow_null=True)
+    device_id = serializers.CharField(max_length=100)
+    latitude = FiniteFloatField(min_value=-90, max_value=90)
+    longitude = FiniteFloatField(min_value=-180, max_value=180)
+    accuracy = FiniteFloatField(min_value=0, help_text="Metres.")
+    recorded_at = RecentInstantField(max_age=_ping_max_age)
+    speed = FiniteFloatField(
+        required=False, allow_null=True, help_text="Metres per second; negative means unknown."
+    )
+    mocked = serializers.BooleanField(required=False, default=False)
+
+    def validate_accuracy(self, value: float) -> float:
+        if value > settings.INGEST_MAX_ACCURACY_M:
+            raise serializers.ValidationError(
+                f"An accuracy over {settings.INGEST_MAX_ACCURACY_M:g} m is not a location."
+            )
+        return value
+
+    def validate_speed(self, value: float | None) -> float | None:
+        # iOS reports -1 when it does not know the speed.
+        return None if value is None or value < 0 else value
+
+
+class SightingSerializer(serializers.Serializer):
+    """A store beacon the app ranged."""
+
+    device_id = serializers.CharField(max_length=100)
+    ibeacon = IBeaconSerializer(required=False, allow_null=True)
+    eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
+    raw = RawAdvertisementField(required=False, allow_null=True)
+    rssi = StrictIntegerField(min_value=-127, max_value=20, help_text="dBm.")
+    seen_at = RecentInstantField(max_age=_ping_max_age)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs["identity"] = pop_identity(
+            attrs, forms=("ibeacon", "eddystone_uid", "raw"), required=True
+        )
+        return attrs
+
+
+class GatewaySightingSerializer(serializers.Serializer):
+    """A customer's phone or tag that a gateway saw."""
+
+    mac = serializers.RegexField(
+        r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$", required=False, allow_null=True
+    )
+    ibeacon = IBeaconSerializer(required=False, allow_null=True)
+    eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
+    raw = RawAdvertisementField(required=False, allow_null=True)
+    rssi = StrictIntegerField(min_value=-127, max_value=20, help_text="dBm.")
+    seen_at = RecentInstantField(max_age=_ping_max_age)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs["identity"] = pop_identity(
+            attrs, forms=("ibeacon", "eddystone_uid", "raw"), required=True
+        )
+        if attrs.get("mac"):
+            attrs["mac"] = attrs["mac"].upper().replace("-", ":")
+        return attrs

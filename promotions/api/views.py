@@ -1,0 +1,151 @@
+from typing import Any
+
+import django_filters
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, extend_schema_view
+from rest_framework import viewsets
+from rest_framework.exceptions import NotFound
+
+from promotions import services
+from promotions.api.batch import BatchIngestView, ErrorSerializer, documented_batch
+from promotions.api.serializers import (
+    BeaconSerializer,
+    CampaignSerializer,
+    GatewaySerializer,
+    GatewaySightingSerializer,
+    PingSerializer,
+    SightingSerializer,
+    StoreSerializer,
+    ZoneSerializer,
+)
+from promotions.ingest import IngestResult, ValidItems
+from promotions.models import (
+    Beacon,
+    Campaign,
+    CampaignStatus,
+    Gateway,
+    Scope,
+    Store,
+    Zone,
+    code_validator,
+)
+
+# --- Configuration ----------------------------------------------------------------------
+
+
+class ConfigViewSet(viewsets.ModelViewSet):
+    required_scope = Scope.CONFIG
+
+
+class CodeKeyedViewSet(ConfigViewSet):
+    """Objects addressed by a code that `code_validator` checked on the way in."""
+
+    lookup_value_regex = "[^/]+"
+
+    def get_object(self) -> Any:
+        # A key that is no valid code names nothing; sent to the database anyway, a NUL in it
+        # would make PostgreSQL refuse the query.
+        try:
+            code_validator(self.kwargs[self.lookup_field])
+        except DjangoValidationError:
+            raise NotFound() from None
+        return super().get_object()
+
+
+@extend_schema_view(destroy=extend_schema(responses={204: None, 409: ErrorSerializer}))
+class StoreViewSet(CodeKeyedViewSet):
+    queryset = Store.objects.all()
+    serializer_class = StoreSerializer
+    lookup_field = "code"
+
+    def perform_destroy(self, instance: Store) -> None:
+        services.delete_store(store=instance)
+
+
+class PlaceFilter(django_filters.FilterSet):
+    store = django_filters.CharFilter(field_name="store__code", help_text="Store code.")
+
+
+class ZoneFilter(PlaceFilter):
+    class Meta:
+        model = Zone
+        fields = ["store"]
+
+
+class ZoneViewSet(ConfigViewSet):
+    queryset = Zone.objects.select_related("store")
+    serializer_class = ZoneSerializer
+    filterset_class = ZoneFilter
+
+
+class BeaconFilter(PlaceFilter):
+    zone = django_filters.CharFilter(field_name="zone__code", help_text="Zone code.")
+
+    class Meta:
+        model = Beacon
+        fields = ["store", "zone"]
+
+
+class BeaconViewSet(ConfigViewSet):
+    queryset = Beacon.objects.select_related("store", "zone")
+    serializer_class = BeaconSerializer
+    filterset_class = BeaconFilter
+
+
+class GatewayFilter(PlaceFilter):
+    class Meta:
+        model = Gateway
+        fields = ["store"]
+
+
+class GatewayViewSet(CodeKeyedViewSet):
+    queryset = Gateway.objects.select_related("store", "zone")
+    serializer_class = GatewaySerializer
+    filterset_class = GatewayFilter
+    lookup_field = "gateway_id"
+
+
+class CampaignFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=CampaignStatus.choices)
+
+    class Meta:
+        model = Campaign
+        fields = ["status"]
+
+
+class CampaignViewSet(ConfigViewSet):
+    queryset = Campaign.objects.prefetch_related("stores")
+    serializer_class = CampaignSerializer
+    filterset_class = CampaignFilter
+
+
+# --- Location data ----------------------------------------------------------------------
+
+
+@documented_batch
+class PingBatchView(BatchIngestView):
+    items_key = "pings"
+    item_serializer = PingSerializer
+
+    def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
+        services.record_pings(items=valid, result=result, now=kwargs["now"])
+
+
+@documented_batch
+class SightingBatchView(BatchIngestView):
+    items_key = "sightings"
+    item_serializer = SightingSerializer
+
+    def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
+        services.record_app_sightings(items=valid, result=result, now=kwargs["now"])
+
+
+@documented_batch
+class GatewaySightingBatchView(BatchIngestView):
+    items_key = "sightings"
+    item_serializer = GatewaySightingSerializer
+
+    def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
+        services.record_gateway_sightings(
+            gateway_id=kwargs["gateway_id"], items=valid, result=result, now=kwargs["now"]
+        )

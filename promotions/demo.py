@@ -1,0 +1,260 @@
+"""Demo data for `make run`: stores in Paris and Lyon, shoppers, products and live campaigns.
+
+Loading is idempotent: everything is keyed by its natural code, so a second run updates
+in place. The shoppers' phone numbers look real, so demo data is never loaded while a real
+SMS backend is configured.
+"""
+
+from dataclasses import dataclass
+from datetime import time, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from customers import services as customer_services
+from customers.models import Customer, Device, Platform, SmsConsent
+from promotions import beacons
+from promotions.ingest import IngestResult
+from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, TriggerType, Zone
+
+DEMO_BEACON_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
+
+
+def _square(latitude: float, longitude: float, half_side_deg: float) -> dict:
+    corners = [
+        [longitude - half_side_deg, latitude - half_side_deg],
+        [longitude + half_side_deg, latitude - half_side_deg],
+        [longitude + half_side_deg, latitude + half_side_deg],
+        [longitude - half_side_deg, latitude + half_side_deg],
+    ]
+    return {"type": "Polygon", "coordinates": [[*corners, corners[0]]]}
+
+
+STORES = [
+    {
+        "code": "RIVOLI",
+        "name": "Passage Rivoli",
+        "address": "142 Rue de Rivoli, 75001 Paris",
+        "latitude": 48.8606,
+        "longitude": 2.3417,
+        "radius_m": 60,
+        "polygon": None,
+        "timezone": "Europe/Paris",
+    },
+    {
+        "code": "OPERA",
+        "name": "Passage Opéra",
+        "address": "29 Boulevard des Capucines, 75009 Paris",
+        "latitude": 48.8707,
+        "longitude": 2.3310,
+        "radius_m": None,
+        "polygon": _square(48.8707, 2.3310, 0.0004),
+        "timezone": "Europe/Paris",
+    },
+    {
+        "code": "PARTDIEU",
+        "name": "Passage Part-Dieu",
+        "address": "17 Rue du Docteur Bouchut, 69003 Lyon",
+        "latitude": 45.7610,
+        "longitude": 4.8565,
+        "radius_m": 80,
+        "polygon": None,
+        "timezone": "Europe/Paris",
+    },
+    {
+        "code": "BELLECOUR",
+        "name": "Passage Bellecour",
+        "address": "2 Place Bellecour, 69002 Lyon",
+        "latitude": 45.7579,
+        "longitude": 4.8320,
+        "radius_m": 50,
+        "polygon": None,
+        "timezone": "Europe/Paris",
+    },
+]
+ZONES = [("entrance", "Entrance", -75), ("electronics", "Electronics", -80)]
+
+
+@dataclass(frozen=True)
+class Shopper:
+    external_id: str
+    first_name: str
+    phone: str
+    locale: str
+    consent: str
+    device_id: str
+    platform: str
+    viewed: tuple[tuple[str, str, str, int], ...]  # (sku, name, category, views)
+
+
+SHOPPERS = [
+    Shopper(
+        "C-1001",
+        "Léa",
+        "+33612345601",
+        "fr-FR",
+        SmsConsent.OPTED_IN,
+        "lea-iphone",
+        Platform.IOS,
+        (("X200", "X200 headphones", "headphones", 3),),
+    ),
+    Shopper(
+        "C-1002",
+        "Tom",
+        "+33612345602",
+        "en-GB",
+        SmsConsent.OPTED_IN,
+        "tom-pixel",
+        Platform.ANDROID,
+        (("S9", "S9 speaker", "speakers", 2), ("X200", "X200 headphones", "headphones", 1)),
+    ),
+    Shopper(
+        "C-1003",
+        "Nadia",
+        "+33612345603",
+        "fr-FR",
+        SmsConsent.OPTED_OUT,
+        "nadia-iphone",
+        Platform.IOS,
+        (("X200", "X200 headphones", "headphones", 4),),
+    ),
+    Shopper(
+        "C-1004",
+        "Karim",
+        "+33612345604",
+        "fr-FR",
+        SmsConsent.UNKNOWN,
+        "karim-galaxy",
+        Platform.ANDROID,
+        (("K5", "K5 keyboard", "keyboards", 2),),
+    ),
+]
+
+CAMPAIGNS = [
+    {
+        "name": "X200 walk-by",
+        "stores": ["RIVOLI"],
+        "priority": 10,
+        "trigger_type": TriggerType.ENTER,
+        "intent_skus": ["X200"],
+        "intent_min_views": 3,
+        "intent_within_days": 14,
+        "offer_template": ("Bonjour {first_name}, -20% on {product_name} at {store_name}: {code}"),
+        "limit_per_customer_days": 7,
+        "quiet_hours_start": time(21, 0),
+        "quiet_hours_end": time(8, 0),
+        "daily_budget": 1000,
+    },
+    {
+        "name": "Headphones nearby",
+        "stores": ["RIVOLI", "OPERA"],
+        "priority": 5,
+        "trigger_type": TriggerType.NEAR,
+        "trigger_distance_m": 300,
+        "intent_categories": ["headphones"],
+        "intent_min_views": 1,
+        "intent_within_days": 30,
+        "offer_template": "{first_name}, the {product_name} is 2 minutes away at {store_name}. "
+        "Show {code} for 10% off.",
+        "limit_per_customer_days": 14,
+        "holdout_percent": 10,
+    },
+    {
+        "name": "Welcome to Lyon",
+        "stores": ["PARTDIEU", "BELLECOUR"],
+        "priority": 1,
+        "trigger_type": TriggerType.BEACON_ZONE,
+        "trigger_zone": "entrance",
+        "offer_template": "Welcome to {store_name}, {first_name}! A coffee on us with {code}.",
+        "limit_per_customer_days": 30,
+    },
+]
+
+
+def load_demo() -> dict[str, int]:
+    """Create or refresh the demo data; returns how many of each thing there are."""
+    with transaction.atomic():
+        stores = _load_places()
+        _load_shoppers()
+        _load_campaigns(stores)
+    return {
+        "stores": Store.objects.count(),
+        "beacons": Beacon.objects.count(),
+        "customers": Customer.objects.count(),
+        "active campaigns": Campaign.objects.filter(status=CampaignStatus.ACTIVE).count(),
+    }
+
+
+def _load_places() -> dict[str, Store]:
+    stores = {}
+    for major, values in enumerate(STORES, start=1):
+        store, _ = Store.objects.update_or_create(code=values["code"], defaults=values)
+        stores[store.code] = store
+        for minor, (code, name, threshold) in enumerate(ZONES, start=1):
+            zone, _ = Zone.objects.update_or_create(
+                store=store, code=code, defaults={"name": name, "rssi_threshold": threshold}
+            )
+            Beacon.objects.update_or_create(
+                identity=beacons.ibeacon_key(DEMO_BEACON_UUID, major, minor),
+                defaults={"store": store, "zone": zone, "measured_power": -59},
+            )
+            Gateway.objects.update_or_create(
+                gateway_id=f"gw-{store.code.lower()}-{code}",
+                defaults={"store": store, "zone": zone},
+            )
+    return stores
+
+
+def _load_shoppers() -> None:
+    today = timezone.now()
+    events = []
+    for number, shopper in enumerate(SHOPPERS, start=1):
+        customer, _ = customer_services.upsert_customer(
+            external_id=shopper.external_id,
+            values={
+                "first_name": shopper.first_name,
+                "phone": shopper.phone,
+                "locale": shopper.locale,
+                "timezone": "Europe/Paris",
+                "sms_consent": shopper.consent,
+                "consent_source": "demo",
+            },
+        )
+        Device.objects.update_or_create(
+            device_id=shopper.device_id,
+            defaults={
+                "customer": customer,
+                "platform": shopper.platform,
+                # The shopper's phone also advertises itself, so in-store gateways see it.
+                "ble_identity": beacons.ibeacon_key(DEMO_BEACON_UUID, 1000, number),
+            },
+        )
+        for sku, name, category, views in shopper.viewed:
+            for view in range(views):
+                # Dated ids: each day's `make run` adds that day's browsing, once.
+                events.append(
+                    {
+                        "event_id": f"demo-{today:%Y%m%d}-{shopper.external_id}-{sku}-{view}",
+                        "customer_id": shopper.external_id,
+                        "type": "product_view",
+                        "sku": sku,
+                        "product_name": name,
+                        "category": category,
+                        "url": f"https://shop.example/p/{sku.lower()}",
+                        "occurred_at": today - timedelta(days=2, hours=view),
+                    }
+                )
+    customer_services.record_browsing_events(
+        items=list(enumerate(events)), result=IngestResult(), now=today
+    )
+
+
+def _load_campaigns(stores: dict[str, Store]) -> None:
+    for values in CAMPAIGNS:
+        values = dict(values)
+        codes = values.pop("stores")
+        campaign, _ = Campaign.objects.update_or_create(
+            name=values["name"], defaults={**values, "status": CampaignStatus.ACTIVE}
+        )
+        campaign.full_clean()
+        campaign.stores.set([stores[code] for code in codes])

@@ -1,0 +1,335 @@
+"""Places, campaigns, the location data that reaches them, and the keys of API clients."""
+
+import hashlib
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
+from django.db import models
+from django.utils import timezone
+
+from customers.models import Device
+from promotions.offers import TemplateError, template_placeholders
+
+code_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+    "Use letters, digits, '_', '.' or '-', starting with a letter or digit.",
+)
+
+
+class Store(models.Model):
+    code = models.CharField(max_length=32, unique=True, validators=[code_validator])
+    name = models.CharField(max_length=200)
+    address = models.CharField(max_length=300, blank=True)
+    latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    radius_m = models.FloatField(
+        null=True, blank=True, help_text="Circular fence around the point, in metres."
+    )
+    polygon = models.JSONField(
+        null=True, blank=True, help_text="GeoJSON Polygon fence, instead of a radius."
+    )
+    timezone = models.CharField(max_length=64)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["code"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(radius_m__isnull=False, polygon__isnull=True)
+                | models.Q(radius_m__isnull=True, polygon__isnull=False),
+                name="store_has_one_fence",
+                violation_error_message="A store has a radius or a polygon, not both.",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.code})"
+
+
+DEFAULT_RSSI_THRESHOLD = -80
+
+
+class Zone(models.Model):
+    """A named area of a store (entrance, electronics...), covered by beacons."""
+
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="zones")
+    code = models.CharField(max_length=32, validators=[code_validator])
+    name = models.CharField(max_length=200)
+    rssi_threshold = models.IntegerField(
+        default=DEFAULT_RSSI_THRESHOLD,
+        validators=[MinValueValidator(-127), MaxValueValidator(20)],
+        help_text="Median RSSI (dBm) a phone must reach to count as in the zone.",
+    )
+
+    class Meta:
+        ordering = ["store__code", "code"]
+        constraints = [
+            models.UniqueConstraint(fields=["store", "code"], name="zone_code_unique_in_store")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.store.code}/{self.code}"
+
+
+class Beacon(models.Model):
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="beacons")
+    zone = models.ForeignKey(
+        Zone, null=True, blank=True, on_delete=models.SET_NULL, related_name="beacons"
+    )
+    identity = models.CharField(
+        max_length=80, unique=True, help_text="iBeacon or Eddystone-UID identity, as a key."
+    )
+    measured_power = models.IntegerField(
+        default=-59,
+        validators=[MinValueValidator(-127), MaxValueValidator(20)],
+        help_text="RSSI at 1 m, in dBm.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["store__code", "id"]
+
+    def __str__(self) -> str:
+        return self.identity
+
+
+class Gateway(models.Model):
+    """A fixed in-store scanner that reports the phones and tags it sees."""
+
+    gateway_id = models.CharField(max_length=64, unique=True, validators=[code_validator])
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="gateways")
+    zone = models.ForeignKey(
+        Zone, null=True, blank=True, on_delete=models.SET_NULL, related_name="gateways"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["gateway_id"]
+
+    def __str__(self) -> str:
+        return self.gateway_id
+
+
+class CampaignStatus(models.TextChoices):
+    DRAFT = "draft", "Draft"
+    ACTIVE = "active", "Active"
+    PAUSED = "paused", "Paused"
+    ENDED = "ended", "Ended"
+
+
+class TriggerType(models.TextChoices):
+    ENTER = "enter", "Enters the store"
+    DWELL = "dwell", "Stays in the store for some minutes"
+    NEAR = "near", "Passes within a distance of the store"
+    BEACON_ZONE = "beacon_zone", "Reaches a beacon zone"
+
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+def every_weekday() -> list[str]:
+    return list(WEEKDAYS)
+
+
+class Campaign(models.Model):
+    """What to send, to whom, where and when: trigger, intent condition, offer and limits."""
+
+    name = models.CharField(max_length=200)
+    status = models.CharField(
+        max_length=10, choices=CampaignStatus.choices, default=CampaignStatus.DRAFT
+    )
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    stores = models.ManyToManyField(
+        Store, blank=True, related_name="campaigns", help_text="None selected means every store."
+    )
+    priority = models.IntegerField(default=0, help_text="Higher wins when several match.")
+
+    trigger_type = models.CharField(
+        max_length=12, choices=TriggerType.choices, default=TriggerType.ENTER
+    )
+    trigger_minutes = models.PositiveIntegerField(null=True, blank=True)
+    trigger_distance_m = models.FloatField(null=True, blank=True)
+    trigger_zone = models.CharField(max_length=32, blank=True)
+
+    intent_skus = models.JSONField(default=list, blank=True)
+    intent_categories = models.JSONField(default=list, blank=True)
+    intent_min_views = models.PositiveSmallIntegerField(default=1)
+    intent_within_days = models.PositiveSmallIntegerField(default=30)
+    intent_cart_abandoned = models.BooleanField(default=False)
+
+    offer_template = models.TextField()
+    offer_valid_days = models.PositiveSmallIntegerField(default=7)
+
+    limit_per_customer_days = models.PositiveIntegerField(
+        null=True, blank=True, help_text="At most one SMS per customer in this many days."
+    )
+    quiet_hours_start = models.TimeField(null=True, blank=True)
+    quiet_hours_end = models.TimeField(null=True, blank=True)
+    allowed_days = models.JSONField(default=every_weekday, blank=True)
+    daily_budget = models.PositiveIntegerField(null=True, blank=True)
+    total_budget = models.PositiveIntegerField(null=True, blank=True)
+    holdout_percent = models.PositiveSmallIntegerField(
+        default=0, validators=[MaxValueValidator(100)]
+    )
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-priority", "id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def has_intent(self) -> bool:
+        return bool(self.intent_skus or self.intent_categories or self.intent_cart_abandoned)
+
+    def clean(self) -> None:
+        """The rules a campaign must satisfy, each reported on its field, in a marketer's words."""
+        errors: dict[str, str] = {}
+        if self.trigger_type == TriggerType.DWELL and not self.trigger_minutes:
+            errors["trigger_minutes"] = "A dwell trigger needs the minutes a customer must stay."
+        if self.trigger_type == TriggerType.NEAR and not self.trigger_distance_m:
+            errors["trigger_distance_m"] = "A near trigger needs a distance in metres."
+        if self.trigger_type == TriggerType.BEACON_ZONE and not self.trigger_zone:
+            errors["trigger_zone"] = "A beacon-zone trigger needs the zone to watch."
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            errors["ends_at"] = "The campaign must end after it starts."
+        if (self.quiet_hours_start is None) != (self.quiet_hours_end is None):
+            errors["quiet_hours_end"] = "Quiet hours need both a start and an end."
+        elif self.quiet_hours_start is not None and self.quiet_hours_start == self.quiet_hours_end:
+            errors["quiet_hours_end"] = "Quiet hours must end at another time than they start."
+        if not isinstance(self.allowed_days, list) or not self.allowed_days:
+            errors["allowed_days"] = "Allow at least one day of the week."
+        elif not set(self.allowed_days) <= set(WEEKDAYS):
+            errors["allowed_days"] = f"Days are written {', '.join(WEEKDAYS)}."
+        for name in ("intent_skus", "intent_categories"):
+            values = getattr(self, name)
+            if not isinstance(values, list) or not all(
+                isinstance(v, str) and v.strip() and len(v) <= 100 for v in values
+            ):
+                errors[name] = "A list of names, each 1 to 100 characters."
+        if self.intent_within_days > settings.INTENT_WINDOW_DAYS:
+            errors["intent_within_days"] = (
+                f"Browsing is remembered for {settings.INTENT_WINDOW_DAYS} days at most."
+            )
+        try:
+            placeholders = template_placeholders(self.offer_template)
+        except TemplateError as error:
+            errors["offer_template"] = str(error)
+        else:
+            if not self.offer_template.strip():
+                errors["offer_template"] = "Write the message to send."
+            elif "product_name" in placeholders and not self.has_intent:
+                errors["offer_template"] = (
+                    "{product_name} needs an intent condition naming SKUs, categories "
+                    "or an abandoned cart."
+                )
+        if errors:
+            raise ValidationError(errors)
+
+
+class Ping(models.Model):
+    """A location fix from the app, stored as received (suspicious ones included)."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="pings")
+    ping_id = models.CharField(max_length=64, null=True, blank=True)
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    accuracy = models.FloatField(help_text="Radius of the 68% confidence circle, in metres.")
+    recorded_at = models.DateTimeField()
+    speed = models.FloatField(null=True, blank=True, help_text="Metres per second.")
+    mocked = models.BooleanField(default=False)
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "ping_id"],
+                condition=models.Q(ping_id__isnull=False),
+                name="ping_id_unique_per_device",
+            ),
+            models.UniqueConstraint(
+                fields=["device", "recorded_at"], name="ping_time_unique_per_device"
+            ),
+        ]
+        indexes = [models.Index(fields=["received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}@{self.recorded_at:%Y-%m-%dT%H:%M:%S}"
+
+
+class SightingSource(models.TextChoices):
+    APP = "app", "App ranged a store beacon"
+    GATEWAY = "gateway", "A gateway saw the device"
+
+
+class Sighting(models.Model):
+    """A customer's device seen in a store, by the app (a beacon) or by a gateway."""
+
+    source = models.CharField(max_length=10, choices=SightingSource.choices)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="sightings")
+    beacon = models.ForeignKey(Beacon, null=True, blank=True, on_delete=models.CASCADE)
+    gateway = models.ForeignKey(Gateway, null=True, blank=True, on_delete=models.CASCADE)
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    zone = models.ForeignKey(
+        Zone, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    rssi = models.IntegerField()
+    mac = models.CharField(max_length=17, blank=True)
+    seen_at = models.DateTimeField()
+    received_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["device", "beacon", "seen_at"],
+                condition=models.Q(source="app"),
+                name="app_sighting_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["device", "gateway", "seen_at"],
+                condition=models.Q(source="gateway"),
+                name="gateway_sighting_unique",
+            ),
+        ]
+        indexes = [models.Index(fields=["received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}@{self.store_id}"
+
+
+class Scope(models.TextChoices):
+    INGEST = "ingest", "Ingest: pings, sightings, events, devices, identify"
+    CUSTOMERS = "customers", "Customers"
+    REDEMPTIONS = "redemptions", "Redemptions"
+    CONFIG = "config", "Configuration: stores, zones, beacons, gateways, campaigns"
+    REPORTS = "reports", "Reports"
+
+
+class ApiKey(models.Model):
+    """A client's key. Only its SHA-256 is kept: keys are long random strings, so a fast
+    hash is as safe as a slow one and keeps authentication off the hot path's budget."""
+
+    name = models.CharField(max_length=100)
+    prefix = models.CharField(max_length=12, help_text="The first characters, to recognise it.")
+    key_hash = models.CharField(max_length=64, unique=True)
+    scopes = models.JSONField(default=list)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @staticmethod
+    def hash(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()

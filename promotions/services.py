@@ -1,0 +1,204 @@
+"""Writes for places, location data and API keys. Views, commands and tasks call these."""
+
+import secrets
+from collections.abc import Hashable
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+
+from customers.models import Device
+from customers.services import ConflictError
+from promotions.ingest import IngestResult, ValidItems, insert_new_rows
+from promotions.models import (
+    ApiKey,
+    Beacon,
+    CampaignStatus,
+    Gateway,
+    Ping,
+    Scope,
+    Sighting,
+    SightingSource,
+    Store,
+)
+
+API_KEY_PREFIX = "psg_"
+
+
+def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the key itself, which is shown once and not kept."""
+    unknown = set(scopes) - set(Scope.values)
+    if unknown or not scopes:
+        raise ValueError(
+            f"Scopes are {', '.join(Scope.values)}; got {', '.join(scopes) or 'none'}."
+        )
+    key = API_KEY_PREFIX + secrets.token_urlsafe(32)
+    api_key = ApiKey.objects.create(
+        name=name,
+        prefix=key[: len(API_KEY_PREFIX) + 8],
+        key_hash=ApiKey.hash(key),
+        scopes=sorted(set(scopes)),
+    )
+    return api_key, key
+
+
+def delete_store(*, store: Store) -> None:
+    """Delete a store, unless a live campaign targets it: removing a campaign's last store
+    would turn it into an every-store campaign."""
+    live = store.campaigns.exclude(status=CampaignStatus.ENDED).values_list("name", flat=True)
+    if live:
+        names = ", ".join(sorted(live))
+        raise ConflictError(f"Campaigns target this store: {names}. Remove it from them first.")
+    store.delete()
+
+
+def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> None:
+    devices = _device_pks("device_id", {values["device_id"] for _, values in items})
+    pings = []
+    for index, values in items:
+        device_pk = devices.get(values["device_id"])
+        if device_pk is None:
+            result.reject(index, {"device_id": [f"Unknown device '{values['device_id']}'."]})
+            continue
+        pings.append(
+            Ping(
+                device_id=device_pk,
+                ping_id=values.get("ping_id"),
+                latitude=values["latitude"],
+                longitude=values["longitude"],
+                accuracy=values["accuracy"],
+                recorded_at=values["recorded_at"],
+                speed=values.get("speed"),
+                mocked=values["mocked"],
+                received_at=now,
+            )
+        )
+    with transaction.atomic():
+        stored, duplicates = insert_new_rows(
+            Ping, pings, keys_of=_ping_keys, stored_keys=_stored_ping_keys
+        )
+    result.add_stored(stored, duplicates)
+
+
+def _ping_keys(ping: Ping) -> list[Hashable]:
+    keys: list[Hashable] = [("at", ping.device_id, ping.recorded_at)]
+    if ping.ping_id:
+        keys.append(("id", ping.device_id, ping.ping_id))
+    return keys
+
+
+def _stored_ping_keys(pings: list[Ping]) -> set[Hashable]:
+    ping_ids = {ping.ping_id for ping in pings if ping.ping_id}
+    stored = Ping.objects.filter(device_id__in={ping.device_id for ping in pings}).filter(
+        Q(recorded_at__in={ping.recorded_at for ping in pings}) | Q(ping_id__in=ping_ids)
+    )
+    keys: set[Hashable] = set()
+    for device_id, recorded_at, ping_id in stored.values_list(
+        "device_id", "recorded_at", "ping_id"
+    ):
+        keys.add(("at", device_id, recorded_at))
+        if ping_id:
+            keys.add(("id", device_id, ping_id))
+    return keys
+
+
+def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> None:
+    """Store beacons the app ranged: the beacon places the device in its store and zone."""
+    devices = _device_pks("device_id", {values["device_id"] for _, values in items})
+    beacons = {
+        identity: (pk, store_id, zone_id)
+        for identity, pk, store_id, zone_id in Beacon.objects.filter(
+            identity__in={values["identity"] for _, values in items}
+        ).values_list("identity", "pk", "store_id", "zone_id")
+    }
+    sightings = []
+    for index, values in items:
+        device_pk = devices.get(values["device_id"])
+        beacon = beacons.get(values["identity"])
+        errors = {}
+        if device_pk is None:
+            errors["device_id"] = [f"Unknown device '{values['device_id']}'."]
+        if beacon is None:
+            errors["non_field_errors"] = ["No store beacon is registered with this identity."]
+        if errors:
+            result.reject(index, errors)
+            continue
+        beacon_pk, store_pk, zone_pk = beacon
+        sightings.append(
+            Sighting(
+                source=SightingSource.APP,
+                device_id=device_pk,
+                beacon_id=beacon_pk,
+                store_id=store_pk,
+                zone_id=zone_pk,
+                rssi=values["rssi"],
+                seen_at=values["seen_at"],
+                received_at=now,
+            )
+        )
+    _store_sightings(sightings, result, place="beacon_id")
+
+
+def record_gateway_sightings(
+    *, gateway_id: str, items: ValidItems, result: IngestResult, now: datetime
+) -> None:
+    """Store the devices a gateway saw: the gateway places them in its store and zone."""
+    # The id comes from the URL; PostgreSQL refuses a NUL even in a lookup, and no stored
+    # id holds one.
+    gateway = (
+        None if "\x00" in gateway_id else Gateway.objects.filter(gateway_id=gateway_id).first()
+    )
+    if gateway is None:
+        for index, _ in items:
+            result.reject(index, {"gateway_id": [f"Unknown gateway '{gateway_id}'."]})
+        return
+    devices = _device_pks("ble_identity", {values["identity"] for _, values in items})
+    sightings = []
+    for index, values in items:
+        device_pk = devices.get(values["identity"])
+        if device_pk is None:
+            result.reject(
+                index, {"non_field_errors": ["No device is registered with this identity."]}
+            )
+            continue
+        sightings.append(
+            Sighting(
+                source=SightingSource.GATEWAY,
+                device_id=device_pk,
+                gateway_id=gateway.pk,
+                store_id=gateway.store_id,
+                zone_id=gateway.zone_id,
+                rssi=values["rssi"],
+                mac=values.get("mac") or "",
+                seen_at=values["seen_at"],
+                received_at=now,
+            )
+        )
+    _store_sightings(sightings, result, place="gateway_id")
+
+
+def _store_sightings(sightings: list[Sighting], result: IngestResult, *, place: str) -> None:
+    """Store sightings once per device, place (beacon or gateway) and time."""
+
+    def keys_of(sighting: Sighting) -> list[Hashable]:
+        return [(sighting.device_id, getattr(sighting, place), sighting.seen_at)]
+
+    def stored_keys(rows: list[Sighting]) -> set[Hashable]:
+        stored = Sighting.objects.filter(
+            device_id__in={row.device_id for row in rows},
+            seen_at__in={row.seen_at for row in rows},
+            **{f"{place}__in": {getattr(row, place) for row in rows}},
+        )
+        return set(stored.values_list("device_id", place, "seen_at"))
+
+    with transaction.atomic():
+        stored, duplicates = insert_new_rows(
+            Sighting, sightings, keys_of=keys_of, stored_keys=stored_keys
+        )
+    result.add_stored(stored, duplicates)
+
+
+def _device_pks(field: str, keys: set[str]) -> dict[str, int]:
+    if not keys:
+        return {}
+    return dict(Device.objects.filter(**{f"{field}__in": keys}).values_list(field, "pk"))

@@ -1,0 +1,217 @@
+import pytest
+
+from customers.models import (
+    BrowsingEvent,
+    ConsentChange,
+    Customer,
+    Device,
+    ProductIntent,
+    SmsConsent,
+)
+from tests.clock import ago
+from tests.factories import CustomerFactory, DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+LEA = {
+    "phone": "+33612345678",
+    "first_name": "Léa",
+    "timezone": "Europe/Paris",
+    "locale": "fr-FR",
+    "sms_consent": "opted_in",
+    "consent_source": "web_form",
+}
+
+
+def test_put_creates_a_customer_with_201(api):
+    response = api.put("/api/v1/customers/C-1", LEA)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["external_id"] == "C-1"
+    assert body["phone"] == "+33612345678"
+    assert body["sms_consent"] == "opted_in"
+    assert body["consent_source"] == "web_form"
+    assert body["consent_updated_at"].endswith("Z")
+
+
+def test_put_again_updates_with_200_and_keeps_fields_left_out(api):
+    api.put("/api/v1/customers/C-1", LEA)
+
+    response = api.put("/api/v1/customers/C-1", {"first_name": "Lea"})
+
+    assert response.status_code == 200
+    assert response.json()["first_name"] == "Lea"
+    assert response.json()["phone"] == "+33612345678"
+    assert Customer.objects.count() == 1
+
+
+def test_get_reads_the_customer(api):
+    api.put("/api/v1/customers/C-1", LEA)
+
+    response = api.get("/api/v1/customers/C-1")
+
+    assert response.status_code == 200
+    assert response.json()["first_name"] == "Léa"
+
+
+def test_get_of_an_unknown_customer_is_404(api):
+    assert api.get("/api/v1/customers/nobody").status_code == 404
+
+
+def test_a_national_number_is_read_in_the_country_of_the_locale(api):
+    response = api.put("/api/v1/customers/C-1", {"phone": "06 12 34 56 78", "locale": "fr-FR"})
+
+    assert response.status_code == 201
+    assert response.json()["phone"] == "+33612345678"
+
+
+@pytest.mark.parametrize(
+    ("phone", "message"),
+    [
+        ("not a number", "Not a phone number"),
+        ("+3361234", "Not a valid phone number"),
+        ("+33199001234", "fixed-line"),
+        ("0612345678", "country code"),
+    ],
+)
+def test_it_rejects_phones_that_cannot_take_an_sms(api, phone, message):
+    response = api.put("/api/v1/customers/C-1", {"phone": phone})
+
+    assert response.status_code == 400
+    assert message in response.json()["phone"][0]
+    assert not Customer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("timezone", "Mars/Olympus"),
+        ("locale", "french please"),
+        ("sms_consent", "maybe"),
+        ("first_name", "x" * 101),
+        ("first_name", "nul\x00byte"),
+    ],
+)
+def test_it_rejects_bad_fields_and_stores_nothing(api, field, value):
+    response = api.put("/api/v1/customers/C-1", {field: value})
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Customer.objects.exists()
+
+
+def test_a_body_that_is_not_an_object_is_400(api):
+    response = api.put("/api/v1/customers/C-1", [1, 2], format="json")
+
+    assert response.status_code == 400
+
+
+def test_an_external_id_over_100_characters_is_400(api):
+    response = api.put(f"/api/v1/customers/{'x' * 101}", LEA)
+
+    assert response.status_code == 400
+    assert "external_id" in response.json()
+
+
+def test_every_consent_change_is_logged_with_its_source(api):
+    api.put("/api/v1/customers/C-1", {**LEA, "sms_consent": "opted_in"})
+    api.put("/api/v1/customers/C-1", {"sms_consent": "opted_out", "consent_source": "call_centre"})
+    api.put("/api/v1/customers/C-1", {"sms_consent": "opted_out"})
+
+    log = list(ConsentChange.objects.values_list("previous", "consent", "source"))
+    assert log == [
+        ("unknown", "opted_in", "web_form"),
+        ("opted_in", "opted_out", "call_centre"),
+    ]
+
+
+def test_the_consent_log_cannot_be_edited():
+    customer = CustomerFactory()
+    change = ConsentChange.objects.create(
+        customer=customer, previous="unknown", consent="opted_in", source="test"
+    )
+    change.source = "rewritten"
+
+    with pytest.raises(ValueError, match="append-only"):
+        change.save()
+
+
+def test_a_new_phone_number_needs_consent_again(api):
+    api.put("/api/v1/customers/C-1", LEA)
+
+    response = api.put("/api/v1/customers/C-1", {"phone": "+33698765432"})
+
+    assert response.json()["sms_consent"] == "unknown"
+    last = ConsentChange.objects.last()
+    assert (last.previous, last.consent) == ("opted_in", "unknown")
+    assert "Phone number changed" in last.note
+
+
+def test_a_new_phone_number_given_with_consent_keeps_it(api):
+    api.put("/api/v1/customers/C-1", LEA)
+
+    response = api.put(
+        "/api/v1/customers/C-1", {"phone": "+33698765432", "sms_consent": "opted_in"}
+    )
+
+    assert response.json()["sms_consent"] == "opted_in"
+
+
+def test_null_clears_the_phone(api):
+    api.put("/api/v1/customers/C-1", LEA)
+
+    response = api.put("/api/v1/customers/C-1", {"phone": None})
+
+    assert response.status_code == 200
+    assert response.json()["phone"] == ""
+
+
+def test_delete_erases_the_customer_and_everything_about_them(api):
+    customer = CustomerFactory(external_id="C-1")
+    DeviceFactory(customer=customer, device_id="lea-phone")
+    api.post(
+        "/api/v1/events",
+        {
+            "events": [
+                {
+                    "event_id": "e1",
+                    "customer_id": "C-1",
+                    "type": "product_view",
+                    "sku": "X200",
+                    "occurred_at": ago(days=2),
+                }
+            ]
+        },
+    )
+
+    response = api.delete("/api/v1/customers/C-1")
+
+    assert response.status_code == 204
+    assert api.get("/api/v1/customers/C-1").status_code == 404
+    assert not Device.objects.exists()
+    assert not BrowsingEvent.objects.exists()
+    assert not ProductIntent.objects.exists()
+    assert not ConsentChange.objects.exists()
+
+
+def test_delete_of_an_unknown_customer_is_404(api):
+    assert api.delete("/api/v1/customers/nobody").status_code == 404
+
+
+def test_export_holds_everything_about_the_customer(api):
+    api.put("/api/v1/customers/C-1", LEA)
+    api.post("/api/v1/devices", {"device_id": "lea-phone", "customer_id": "C-1", "platform": "ios"})
+
+    response = api.get("/api/v1/customers/C-1/export")
+
+    assert response.status_code == 200
+    export = response.json()
+    assert export["customer"]["phone"] == "+33612345678"
+    assert export["consent_log"][0]["consent"] == SmsConsent.OPTED_IN
+    assert export["devices"][0]["device_id"] == "lea-phone"
+    assert set(export) >= {"browsing_events", "product_intent", "pings", "sightings", "visitors"}
+
+
+def test_export_of_an_unknown_customer_is_404(api):
+    assert api.get("/api/v1/customers/nobody/export").status_code == 404

@@ -1,0 +1,180 @@
+import pytest
+
+from customers.models import BrowsingEvent, Device, ProductIntent
+from promotions import beacons
+from tests.clock import ago
+from tests.factories import BEACON_UUID, CustomerFactory, DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lea():
+    return CustomerFactory(external_id="C-1")
+
+
+def test_post_links_a_new_device_with_201(api, lea):
+    response = api.post(
+        "/api/v1/devices", {"device_id": "lea-phone", "customer_id": "C-1", "platform": "ios"}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["customer_id"] == "C-1"
+    assert Device.objects.get(device_id="lea-phone").customer == lea
+
+
+def test_post_again_relinks_the_device_with_200(api, lea):
+    CustomerFactory(external_id="C-2")
+    api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-1"})
+
+    response = api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-2"})
+
+    assert response.status_code == 200
+    assert Device.objects.get(device_id="shared").customer.external_id == "C-2"
+
+
+def test_a_device_can_carry_the_ibeacon_identity_it_advertises(api, lea):
+    response = api.post(
+        "/api/v1/devices",
+        {
+            "device_id": "lea-tag",
+            "customer_id": "C-1",
+            "platform": "other",
+            "ibeacon": {"uuid": BEACON_UUID.upper(), "major": 7, "minor": 9},
+        },
+    )
+
+    assert response.status_code == 201
+    assert response.json()["ibeacon"] == {"uuid": BEACON_UUID, "major": 7, "minor": 9}
+    assert Device.objects.get().ble_identity == beacons.ibeacon_key(BEACON_UUID, 7, 9)
+
+
+def test_a_device_can_carry_an_eddystone_uid(api, lea):
+    response = api.post(
+        "/api/v1/devices",
+        {
+            "device_id": "lea-tag",
+            "customer_id": "C-1",
+            "eddystone_uid": {"namespace": "00010203040506070809", "instance": "0A0B0C0D0E0F"},
+        },
+    )
+
+    assert response.status_code == 201
+    assert response.json()["eddystone_uid"] == {
+        "namespace": "00010203040506070809",
+        "instance": "0a0b0c0d0e0f",
+    }
+
+
+def test_an_identity_already_advertised_by_another_device_is_409(api, lea):
+    DeviceFactory(ble_identity=beacons.ibeacon_key(BEACON_UUID, 7, 9))
+
+    response = api.post(
+        "/api/v1/devices",
+        {
+            "device_id": "lea-tag",
+            "customer_id": "C-1",
+            "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 9},
+        },
+    )
+
+    assert response.status_code == 409
+    assert not Device.objects.filter(device_id="lea-tag").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"device_id": "d", "customer_id": "nobody"}, "customer_id"),
+        ({"customer_id": "C-1"}, "device_id"),
+        ({"device_id": "d", "customer_id": "C-1", "platform": "symbian"}, "platform"),
+        (
+            {
+                "device_id": "d",
+                "customer_id": "C-1",
+                "ibeacon": {"uuid": "x", "major": 1, "minor": 2},
+            },
+            "ibeacon",
+        ),
+        (
+            {
+                "device_id": "d",
+                "customer_id": "C-1",
+                "ibeacon": {"uuid": BEACON_UUID, "major": 70000, "minor": 2},
+            },
+            "ibeacon",
+        ),
+        (
+            {
+                "device_id": "d",
+                "customer_id": "C-1",
+                "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2},
+                "eddystone_uid": {"namespace": "00" * 10, "instance": "00" * 6},
+            },
+            "non_field_errors",
+        ),
+    ],
+)
+def test_bad_device_bodies_are_400_and_store_nothing(api, lea, body, field):
+    response = api.post("/api/v1/devices", body)
+
+    assert response.status_code == 400
+    assert field in response.json()
+    assert not Device.objects.exists()
+
+
+def _view(event_id, sku="X200", **fields):
+    return {
+        "event_id": event_id,
+        "type": "product_view",
+        "sku": sku,
+        "occurred_at": ago(hours=1),
+        **fields,
+    }
+
+
+def test_identify_attributes_the_visitors_past_events_to_the_customer(api, lea):
+    api.post("/api/v1/events", {"events": [_view(f"e{n}", visitor_id="v-1") for n in range(3)]})
+    assert not ProductIntent.objects.exists()
+
+    response = api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+
+    assert response.status_code == 200
+    assert response.json() == {"visitor_id": "v-1", "customer_id": "C-1", "events_attributed": 3}
+    assert BrowsingEvent.objects.filter(customer=lea).count() == 3
+    assert len(ProductIntent.objects.get(customer=lea, sku="X200").view_times) == 3
+
+
+def test_an_identified_visitors_future_events_count_as_the_customers(api, lea):
+    api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+
+    api.post("/api/v1/events", {"events": [_view("e1", visitor_id="v-1")]})
+
+    assert BrowsingEvent.objects.get(event_id="e1").customer == lea
+    assert ProductIntent.objects.filter(customer=lea, sku="X200").exists()
+
+
+def test_identify_twice_counts_the_events_once(api, lea):
+    api.post("/api/v1/events", {"events": [_view("e1", visitor_id="v-1")]})
+    api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+
+    response = api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+
+    assert response.json()["events_attributed"] == 0
+    assert len(ProductIntent.objects.get(customer=lea).view_times) == 1
+
+
+def test_a_visitor_identified_as_someone_else_is_409(api, lea):
+    CustomerFactory(external_id="C-2")
+    api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+
+    response = api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-2"})
+
+    assert response.status_code == 409
+
+
+def test_identify_with_an_unknown_customer_is_400(api):
+    response = api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "nobody"})
+
+    assert response.status_code == 400
+    assert "customer_id" in response.json()

@@ -1,0 +1,82 @@
+import factory
+from factory.django import DjangoModelFactory
+
+from customers.models import Customer, Device, Platform, SmsConsent
+from promotions import beacons
+from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, Zone
+
+BEACON_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
+
+
+class CustomerFactory(DjangoModelFactory):
+    class Meta:
+        model = Customer
+
+    external_id = factory.Sequence(lambda n: f"C-{n:05d}")
+    first_name = "Léa"
+    phone = factory.Sequence(lambda n: f"+336123{n:05d}")
+    timezone = "Europe/Paris"
+    locale = "fr-FR"
+    sms_consent = SmsConsent.OPTED_IN
+
+
+class DeviceFactory(DjangoModelFactory):
+    class Meta:
+        model = Device
+
+    device_id = factory.Sequence(lambda n: f"device-{n}")
+    customer = factory.SubFactory(CustomerFactory)
+    platform = Platform.IOS
+    ble_identity = None
+
+
+class StoreFactory(DjangoModelFactory):
+    class Meta:
+        model = Store
+
+    code = factory.Sequence(lambda n: f"STORE{n}")
+    name = factory.Sequence(lambda n: f"Passage {n}")
+    address = "142 Rue de Rivoli, 75001 Paris"
+    latitude = 48.8606
+    longitude = 2.3417
+    radius_m = 60.0
+    polygon = None
+    timezone = "Europe/Paris"
+
+
+class ZoneFactory(DjangoModelFactory):
+    class Meta:
+        model = Zone
+
+    store = factory.SubFactory(StoreFactory)
+    code = "entrance"
+    name = "Entrance"
+    rssi_threshold = -80
+
+
+class BeaconFactory(DjangoModelFactory):
+    class Meta:
+        model = Beacon
+
+    zone = factory.SubFactory(ZoneFactory)
+    store = factory.SelfAttribute("zone.store")
+    identity = factory.Sequence(lambda n: beacons.ibeacon_key(BEACON_UUID, 1, n % 65536))
+    measured_power = -59
+
+
+class GatewayFactory(DjangoModelFactory):
+    class Meta:
+        model = Gateway
+
+    gateway_id = factory.Sequence(lambda n: f"gw-{n}")
+    zone = factory.SubFactory(ZoneFactory)
+    store = factory.SelfAttribute("zone.store")
+
+
+class CampaignFactory(DjangoModelFactory):
+    class Meta:
+        model = Campaign
+
+    name = factory.Sequence(lambda n: f"Campaign {n}")
+    status = CampaignStatus.ACTIVE
+    offer_template = "Bonjour {first_name}, -20% at {store_name}: {code}"

@@ -1,0 +1,240 @@
+import math
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from promotions.geo import MAX_RING_VERTICES, GeometryError, distance_m, polygon_rings
+
+# A square block around the Louvre, [longitude, latitude] as GeoJSON has it.
+SQUARE = [[2.3400, 48.8600], [2.3420, 48.8600], [2.3420, 48.8620], [2.3400, 48.8620]]
+COURTYARD = [[2.3405, 48.8605], [2.3410, 48.8605], [2.3410, 48.8610], [2.3405, 48.8605]]
+
+
+def closed(*corners):
+    return [*corners, corners[0]]
+
+
+def polygon(*rings):
+    return {"type": "Polygon", "coordinates": list(rings)}
+
+
+def regular(corners, radius=0.001):
+    """A ring of `corners` corners on a circle around the Louvre."""
+    points = [
+        [
+            round(2.341 + radius * math.cos(2 * math.pi * k / corners), 7),
+            round(48.861 + radius * math.sin(2 * math.pi * k / corners), 7),
+        ]
+        for k in range(corners)
+    ]
+    return closed(*points)
+
+
+VALID = [
+    ("a square", polygon(closed(*SQUARE))),
+    ("a triangle", polygon(closed([0, 0], [1, 0], [0, 1]))),
+    ("a square, clockwise", polygon(closed(*reversed(SQUARE)))),
+    (
+        "an L-shaped concave outline",
+        polygon(closed([0, 0], [2, 0], [2, 1], [1, 1], [1, 2], [0, 2])),
+    ),
+    ("a square with a courtyard", polygon(closed(*SQUARE), COURTYARD)),
+    (
+        "a square with two holes",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.3412, 48.8612], [2.3418, 48.8612], [2.3418, 48.8618]),
+        ),
+    ),
+    ("positions with an altitude", polygon(closed([0, 0, 35], [1, 0, 35], [1, 1, 35]))),
+    ("a repeated corner", polygon([[0, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 0]])),
+    ("integers", polygon(closed([0, 0], [1, 0], [1, 1]))),
+    ("the globe's edges", polygon(closed([-180, -90], [180, -90], [180, 90], [-180, 90]))),
+    (f"{MAX_RING_VERTICES} corners", polygon(regular(MAX_RING_VERTICES))),
+]
+
+
+@pytest.mark.parametrize("geojson", [g for _, g in VALID], ids=[name for name, _ in VALID])
+def test_a_valid_polygon_gives_its_rings_outer_first(geojson):
+    rings = polygon_rings(geojson)
+
+    assert len(rings) == len(geojson["coordinates"])
+    for ring, raw in zip(rings, geojson["coordinates"], strict=True):
+        assert ring == [(float(p[0]), float(p[1])) for p in raw]
+        assert all(isinstance(v, float) for position in ring for v in position)
+
+
+INVALID = [
+    ("not a dict", [[0, 0], [1, 0], [1, 1], [0, 0]], "Expected a GeoJSON Polygon"),
+    ("a string", '{"type": "Polygon"}', "Expected a GeoJSON Polygon"),
+    ("a Point", {"type": "Point", "coordinates": [2.34, 48.86]}, "Expected a GeoJSON Polygon"),
+    (
+        "a MultiPolygon",
+        {"type": "MultiPolygon", "coordinates": [[closed(*SQUARE)]]},
+        "Expected a GeoJSON Polygon",
+    ),
+    ("no coordinates", {"type": "Polygon"}, "a list of rings"),
+    ("no rings", polygon(), "a list of rings"),
+    ("coordinates not a list", {"type": "Polygon", "coordinates": "0,0"}, "a list of rings"),
+    ("a ring that is not a list", polygon("square"), "outer ring needs at least 4 positions"),
+    ("a bare ring", {"type": "Polygon", "coordinates": closed(*SQUARE)}, "at least 4 positions"),
+    ("three positions", polygon([[0, 0], [1, 0], [0, 0]]), "at least 4 positions"),
+    ("an unclosed ring", polygon([[0, 0], [1, 0], [1, 1], [0, 1]]), "not closed"),
+    ("two distinct corners", polygon([[0, 0], [1, 0], [1, 0], [0, 0]]), "3 distinct corners"),
+    ("one corner repeated", polygon([[1, 1]] * 4), "3 distinct corners"),
+    ("collinear corners", polygon(closed([0, 0], [1, 0], [2, 0])), "no area"),
+    ("a fold back", polygon(closed([0, 0], [2, 0], [1, 0])), "no area"),
+    ("a bow-tie", polygon(closed([0, 0], [1, 1], [1, 0], [0, 1])), "outer ring crosses itself"),
+    (
+        "a figure of eight touching at a corner",
+        polygon(closed([0, 0], [1, 1], [2, 0], [2, 2], [1, 1], [0, 2])),
+        "outer ring crosses itself",
+    ),
+    (
+        "a spike along an edge",
+        polygon(closed([0, 0], [2, 0], [1, 0], [1, 1])),
+        "outer ring crosses itself",
+    ),
+    (
+        "latitude over 90",
+        polygon(closed([2.34, 91], [2.35, 48.86], [2.35, 48.87])),
+        "off the globe",
+    ),
+    ("longitude over 180", polygon(closed([181, 0], [1, 0], [1, 1])), "off the globe"),
+    (
+        "latitude and longitude swapped, off the globe",
+        polygon(closed([-33.857, 151.215], [-33.857, 151.216], [-33.858, 151.216])),
+        "GeoJSON puts longitude first",
+    ),
+    ("a position with one number", polygon(closed([0], [1, 0], [1, 1])), "[longitude, latitude]"),
+    ("a position with four numbers", polygon(closed([0, 0, 0, 0], [1, 0], [1, 1])), "[longitude"),
+    ("a position as a dict", polygon(closed({"lon": 0, "lat": 0}, [1, 0], [1, 1])), "[longitude"),
+    ("a position as strings", polygon(closed(["2.34", "48.86"], [1, 0], [1, 1])), "[longitude"),
+    ("a position of booleans", polygon(closed([True, False], [1, 0], [1, 1])), "[longitude"),
+    ("a null position", polygon(closed(None, [1, 0], [1, 1])), "[longitude"),
+    ("NaN", polygon(closed([float("nan"), 0], [1, 0], [1, 1])), "not a finite number"),
+    ("infinity", polygon(closed([0, float("inf")], [1, 0], [1, 1])), "not a finite number"),
+    ("a huge integer", polygon(closed([10**400, 0], [1, 0], [1, 1])), "off the globe"),
+    (
+        "too many corners",
+        polygon(regular(MAX_RING_VERTICES + 1)),
+        f"outer ring has over {MAX_RING_VERTICES} corners",
+    ),
+    (
+        "too many corners in all",
+        polygon(regular(MAX_RING_VERTICES), regular(4, radius=0.0001)),
+        f"over {MAX_RING_VERTICES} corners in all",
+    ),
+    (
+        "an unclosed hole",
+        polygon(closed(*SQUARE), [*COURTYARD[:-1], COURTYARD[1]]),
+        "hole 1 is not closed",
+    ),
+    (
+        "a bow-tie hole",
+        polygon(
+            closed(*SQUARE),
+            closed([2.3405, 48.8605], [2.3410, 48.8610], [2.3410, 48.8605], [2.3405, 48.8610]),
+        ),
+        "hole 1 crosses itself",
+    ),
+    (
+        "a hole outside the outline",
+        polygon(closed(*SQUARE), closed([2.35, 48.87], [2.36, 48.87], [2.36, 48.88])),
+        "hole 1 is not inside the outer ring",
+    ),
+    (
+        "a hole across the outline",
+        polygon(closed(*SQUARE), closed([2.3410, 48.8610], [2.3430, 48.8610], [2.3430, 48.8612])),
+        "hole 1 is not inside the outer ring",
+    ),
+    (
+        "a hole around the outline",
+        polygon(
+            closed(*SQUARE), closed([2.33, 48.85], [2.35, 48.85], [2.35, 48.87], [2.33, 48.87])
+        ),
+        "hole 1 is not inside the outer ring",
+    ),
+    (
+        "the second hole outside",
+        polygon(closed(*SQUARE), COURTYARD, closed([3, 3], [4, 3], [4, 4])),
+        "hole 2 is not inside the outer ring",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("geojson", "message"),
+    [(g, m) for _, g, m in INVALID],
+    ids=[name for name, _, _ in INVALID],
+)
+def test_an_invalid_polygon_is_rejected_with_a_clear_message(geojson, message):
+    with pytest.raises(GeometryError, match=re.escape(message)):
+        polygon_rings(geojson)
+
+
+def test_a_geometry_error_is_a_value_error():
+    assert issubclass(GeometryError, ValueError)
+
+
+numbers = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.text(max_size=3),
+)
+positions = st.lists(numbers, max_size=4)
+rings = st.lists(positions, max_size=8)
+
+
+@given(
+    st.one_of(
+        st.builds(lambda r: {"type": "Polygon", "coordinates": r}, st.lists(rings, max_size=3)),
+        st.builds(
+            lambda r: {"type": "Polygon", "coordinates": [[*r, r[0]] if r else r]},
+            st.lists(st.tuples(st.integers(-3, 3), st.integers(-3, 3)).map(list), max_size=7),
+        ),
+        st.dictionaries(st.text(max_size=12), numbers, max_size=3),
+        numbers,
+    )
+)
+def test_any_input_either_gives_rings_or_raises_a_geometry_error(geojson):
+    try:
+        result = polygon_rings(geojson)
+    except GeometryError:
+        return
+    for ring in result:
+        assert len(ring) >= 4
+        assert ring[0] == ring[-1]
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "metres", "tolerance"),
+    [
+        ((2.3417, 48.8606), (2.3417, 48.8606), 0, 0),
+        ((0, 0), (0, 1), 111_195, 1),
+        ((0, 0), (1, 0), 111_195, 1),
+        ((2.3522, 48.8566), (4.8357, 45.7640), 391_500, 500),
+        ((0, 0), (180, 0), 20_015_115, 1),
+        ((0, 90), (0, -90), 20_015_115, 1),
+        ((179.9999, 0), (-179.9999, 0), 22, 1),
+        ((2.3417, 48.8606, 35.0), (2.3417, 48.8615), 100, 1),
+    ],
+    ids=[
+        "same place",
+        "a degree north",
+        "a degree east",
+        "Paris-Lyon",
+        "antipodes",
+        "pole to pole",
+        "across the antimeridian",
+        "an altitude is ignored",
+    ],
+)
+def test_distance_is_the_great_circle_distance(a, b, metres, tolerance):
+    assert distance_m(a, b) == pytest.approx(metres, abs=tolerance)
+    assert distance_m(b, a) == pytest.approx(distance_m(a, b))

@@ -1,0 +1,205 @@
+import pytest
+from django.test import override_settings
+
+from promotions.models import Ping
+from tests.clock import ago, ahead
+from tests.factories import DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def phone():
+    return DeviceFactory(device_id="lea-phone")
+
+
+def ping(**fields):
+    return {
+        "device_id": "lea-phone",
+        "latitude": 48.8606,
+        "longitude": 2.3417,
+        "accuracy": 12.5,
+        "recorded_at": ago(minutes=1),
+        **fields,
+    }
+
+
+def post(api, *pings, **kwargs):
+    return api.post("/api/v1/pings", {"pings": list(pings)}, **kwargs)
+
+
+def test_valid_pings_are_stored_before_the_202(api, phone):
+    response = post(api, ping(ping_id="p1"), ping(recorded_at=ago(minutes=2), speed=1.4))
+
+    assert response.status_code == 202
+    assert response.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    stored = Ping.objects.order_by("recorded_at")
+    assert [(p.device, p.accuracy) for p in stored] == [(phone, 12.5), (phone, 12.5)]
+    assert stored[0].speed == 1.4
+
+
+def test_a_ping_sent_twice_is_stored_once(api, phone):
+    first = ping(ping_id="p1")
+    post(api, first)
+
+    response = post(api, first, first)
+
+    assert response.json() == {"accepted": 0, "duplicates": 2, "rejected": []}
+    assert Ping.objects.count() == 1
+
+
+def test_the_same_device_and_time_is_a_duplicate_without_a_ping_id(api, phone):
+    at = ago(minutes=3)
+    post(api, ping(recorded_at=at))
+
+    response = post(api, ping(recorded_at=at, latitude=48.0))
+
+    assert response.json()["duplicates"] == 1
+    assert Ping.objects.count() == 1
+
+
+def test_the_same_ping_id_at_another_time_is_a_duplicate(api, phone):
+    post(api, ping(ping_id="p1", recorded_at=ago(minutes=3)))
+
+    response = post(api, ping(ping_id="p1", recorded_at=ago(minutes=2)))
+
+    assert response.json()["duplicates"] == 1
+
+
+def test_ping_ids_are_scoped_to_their_device(api, phone):
+    DeviceFactory(device_id="tom-phone")
+
+    response = post(api, ping(ping_id="1"), ping(ping_id="1", device_id="tom-phone"))
+
+    assert response.json()["accepted"] == 2
+
+
+def test_a_negative_speed_means_unknown(api, phone):
+    post(api, ping(speed=-1))
+
+    assert Ping.objects.get().speed is None
+
+
+def test_a_mocked_location_is_stored_and_marked(api, phone):
+    post(api, ping(mocked=True))
+
+    assert Ping.objects.get().mocked is True
+
+
+BAD_PINGS = [
+    (ping(latitude=91), "latitude"),
+    (ping(latitude=-90.0001), "latitude"),
+    (ping(longitude=180.5), "longitude"),
+    (ping(latitude="north"), "latitude"),
+    (ping(latitude=True), "latitude"),
+    (ping(latitude=None), "latitude"),
+    (ping(accuracy=-1), "accuracy"),
+    (ping(accuracy=10**6), "accuracy"),
+    (ping(recorded_at=ahead(hours=1)), "recorded_at"),
+    (ping(recorded_at=ago(days=30)), "recorded_at"),
+    (ping(recorded_at="2026-11-22 10:00"), "recorded_at"),
+    (ping(recorded_at=1732269600), "recorded_at"),
+    (ping(device_id="stranger"), "device_id"),
+    (ping(mocked="perhaps"), "mocked"),
+    (ping(ping_id="x" * 65), "ping_id"),
+    ({"device_id": "lea-phone"}, "latitude"),
+    ([1, 2, 3], "non_field_errors"),
+]
+
+
+@pytest.mark.parametrize(("item", "field"), BAD_PINGS)
+def test_each_bad_ping_is_rejected_with_its_reason_and_the_rest_stored(api, phone, item, field):
+    response = post(api, ping(ping_id="good"), item)
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 1
+    assert len(body["rejected"]) == 1
+    assert body["rejected"][0]["index"] == 1
+    assert field in body["rejected"][0]["errors"]
+    assert list(Ping.objects.values_list("ping_id", flat=True)) == ["good"]
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_rejected_per_item(api, phone, literal):
+    body = (
+        f'{{"pings": [{{"device_id": "lea-phone", "latitude": {literal}, "longitude": 2.3,'
+        f' "accuracy": 5, "recorded_at": "{ago(minutes=1)}"}}]}}'
+    )
+
+    response = api.post("/api/v1/pings", body, content_type="application/json")
+
+    assert response.status_code == 202
+    assert "finite" in response.json()["rejected"][0]["errors"]["latitude"][0]
+    assert not Ping.objects.exists()
+
+
+def test_unknown_devices_are_named_in_the_rejection(api, phone):
+    response = post(api, ping(device_id="stranger"))
+
+    assert response.json()["rejected"][0]["errors"] == {"device_id": ["Unknown device 'stranger'."]}
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "message"),
+    [
+        ("{", "application/json", 400, "Malformed JSON"),
+        ('{"pings": ', "application/json", 400, "Malformed JSON"),
+        ("[]", "application/json", 400, "'pings' list"),
+        ('{"pings": {"a": 1}}', "application/json", 400, "'pings' list"),
+        ('{"other": []}', "application/json", 400, "'pings' list"),
+        ("pings=1", "application/x-www-form-urlencoded", 400, "Content-Type"),
+        ('{"pings": []}', "text/plain", 400, "Content-Type"),
+        (b"\xff\xfe{}", "application/json", 400, "UTF-8"),
+        ('{"pings": [{"device_id": "\\ud800"}]}', "application/json", 400, "surrogate"),
+        ("[" * 100_000 + "]" * 100_000, "application/json", 400, "Malformed JSON"),
+        ('{"pings": [], "n": 1' + "0" * 5000 + "}", "application/json", 400, "Malformed JSON"),
+    ],
+)
+def test_a_malformed_body_is_a_clear_4xx_and_stores_nothing(
+    api, phone, body, content_type, status, message
+):
+    response = api.post("/api/v1/pings", body, content_type=content_type)
+
+    assert response.status_code == status
+    assert message in response.json()["detail"]
+    assert not Ping.objects.exists()
+
+
+def test_an_empty_batch_accepts_nothing(api, phone):
+    response = post(api)
+
+    assert response.json() == {"accepted": 0, "duplicates": 0, "rejected": []}
+
+
+def test_a_batch_of_1000_is_accepted_and_1001_is_413(api, phone):
+    pings = [ping(recorded_at=ago(seconds=n)) for n in range(1001)]
+
+    too_many = post(api, *pings)
+    assert too_many.status_code == 413
+    assert not Ping.objects.exists()
+
+    response = post(api, *pings[:1000])
+    assert response.json()["accepted"] == 1000
+    assert Ping.objects.count() == 1000
+
+
+def test_a_body_over_the_byte_limit_is_413(api, phone):
+    with override_settings(API_MAX_BODY_BYTES=2048):
+        response = post(api, *[ping(recorded_at=ago(seconds=n)) for n in range(50)])
+
+    assert response.status_code == 413
+    assert not Ping.objects.exists()
+
+
+def test_a_batch_is_stored_with_a_bounded_number_of_queries(
+    api, phone, django_assert_max_num_queries
+):
+    pings = [ping(recorded_at=ago(seconds=n), ping_id=f"p{n}") for n in range(500)]
+
+    # Authentication, device lookup, duplicate check, savepoints and the insert, which SQLite
+    # splits into chunks of 999 parameters: a handful of queries, never one per ping.
+    with django_assert_max_num_queries(20):
+        response = post(api, *pings)
+
+    assert response.json()["accepted"] == 500
