@@ -9,8 +9,10 @@ import math
 import os
 import secrets
 import sys
+from datetime import time
 from pathlib import Path
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -102,6 +104,31 @@ def env_url(name: str, default: str | None = None) -> str | None:
             f"{name}={value!r}: expected an http(s) URL such as https://host."
         )
     return value.rstrip("/")
+
+
+def env_time_window(name: str) -> tuple[time, time] | None:
+    """A daily window written "21:00-08:00" (it may span midnight); unset means none."""
+    value = _raw(name)
+    if value is None:
+        return None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in value.split("-"))
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected a window such as 21:00-08:00."
+        ) from None
+    if start == end:
+        raise ImproperlyConfigured(f"{name}={value!r}: the window must end at another time.")
+    return start, end
+
+
+def env_timezone(name: str, default: str) -> str:
+    value = env_str(name, default)
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ImproperlyConfigured(f"{name}={value!r}: expected an IANA time zone.") from None
+    return value
 
 
 def _development_secret_key() -> str:
@@ -273,6 +300,38 @@ INTENT_HALF_LIFE_DAYS = env_float("INTENT_HALF_LIFE_DAYS", 7.0, minimum=0.01)
 # Daily view counts are kept this long; it bounds a campaign's "within N days".
 INTENT_WINDOW_DAYS = env_int("INTENT_WINDOW_DAYS", 90, minimum=1, maximum=366)
 
+# --- Presence ---------------------------------------------------------------------------
+
+# A fix this vague cannot cause an entry (it can still keep a presence alive).
+PRESENCE_MAX_ENTRY_ACCURACY_M = env_float("PRESENCE_MAX_ENTRY_ACCURACY_M", 200.0, minimum=1.0)
+# A fix counts as inside when its distance plus this share of its accuracy fits the fence.
+PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0, maximum=1.0)
+# An exit needs the fix this far beyond the fence, so GPS jitter at the edge cannot flap.
+PRESENCE_EXIT_MARGIN_M = env_float("PRESENCE_EXIT_MARGIN_M", 50.0, minimum=0.0)
+PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1)
+PRESENCE_TELEPORT_KMH = env_float("PRESENCE_TELEPORT_KMH", 300.0, minimum=10.0)
+BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1)
+BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1)
+# Raw pings and sightings are personal location data: kept this long, then purged.
+LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1)
+
+# --- Decisions --------------------------------------------------------------------------
+
+# Across all campaigns, a customer gets at most this many SMS in this many days.
+SMS_GLOBAL_CAP_COUNT = env_int("SMS_GLOBAL_CAP_COUNT", 3, minimum=0)
+SMS_GLOBAL_CAP_DAYS = env_int("SMS_GLOBAL_CAP_DAYS", 7, minimum=1)
+# Quiet hours for every campaign, in each customer's timezone, as "21:00-08:00"; empty: none.
+SMS_GLOBAL_QUIET_HOURS = env_time_window("SMS_GLOBAL_QUIET_HOURS")
+# Campaigns' daily budgets count SMS per calendar day in this timezone.
+SMS_BUDGET_TIMEZONE = env_timezone("SMS_BUDGET_TIMEZONE", "UTC")
+# A proximity offer is worthless once the customer has walked on: Twilio drops a message it
+# could not hand over within this time, and a send still waiting after it is skipped.
+SMS_VALIDITY_SECONDS = env_int("SMS_VALIDITY_SECONDS", 600, minimum=60, maximum=14_400)
+# A sender's throughput limit (a long code sends 1 a second; a short code or a Messaging
+# Service with many numbers more). Sends are spaced to it instead of queueing at Twilio.
+SMS_SENDER_MPS = env_float("SMS_SENDER_MPS", 1.0, minimum=0.01, maximum=10_000.0)
+SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5, minimum=0, maximum=20)
+
 # --- Celery -----------------------------------------------------------------------------
 
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
@@ -287,6 +346,17 @@ CELERY_TASK_TIME_LIMIT = 300
 CELERY_TASK_SOFT_TIME_LIMIT = 240
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
+# A task is acknowledged after it ran, so a worker killed mid-batch leaves it to another;
+# every task is idempotent in the data (unique constraints, conditional claims).
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_BEAT_SCHEDULE = {
+    "presence-timeouts-and-dwell": {"task": "promotions.tasks.tick_presence", "schedule": 60.0},
+    "purge-location-history": {
+        "task": "promotions.tasks.purge_location_history",
+        "schedule": 3600.0,
+    },
+}
 
 # --- SMS --------------------------------------------------------------------------------
 

@@ -333,3 +333,220 @@ class ApiKey(models.Model):
     @staticmethod
     def hash(key: str) -> str:
         return hashlib.sha256(key.encode()).hexdigest()
+
+
+# --- Presence ---------------------------------------------------------------------------
+
+
+class PresenceKind(models.TextChoices):
+    ENTERED = "entered", "Entered"
+    DWELLED = "dwelled", "Dwelled"
+    EXITED = "exited", "Exited"
+    NEAR = "near", "Came near"
+
+
+class Presence(models.Model):
+    """Where a customer is: the state of one place (a store, a beacon zone, or an approach
+    ring around a store), as `promotions.presence` keeps it. One row per customer and place."""
+
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="presences"
+    )
+    place_key = models.CharField(max_length=40, help_text="store:<id>, zone:<id> or near:<id>:<m>")
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="+")
+    zone = models.ForeignKey(
+        Zone, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    inside = models.BooleanField(default=False)
+    state = models.JSONField(default=dict)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["customer", "place_key"], name="presence_unique")
+        ]
+        indexes = [
+            models.Index(fields=["inside"], condition=models.Q(inside=True), name="presence_inside")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}@{self.place_key}"
+
+
+class DeviceTrack(models.Model):
+    """A device's last applied location fix: its timeline's watermark and the origin of the
+    speed check that catches teleports."""
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="track")
+    latitude = models.FloatField()
+    longitude = models.FloatField()
+    accuracy = models.FloatField()
+    at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.device_id}@{self.at:%Y-%m-%dT%H:%M:%S}"
+
+
+class PresenceEvent(models.Model):
+    """A change of presence: what campaigns trigger on, and the history a dry-run replays."""
+
+    customer = models.ForeignKey(
+        "customers.Customer", on_delete=models.CASCADE, related_name="presence_events"
+    )
+    place_key = models.CharField(max_length=40)
+    kind = models.CharField(max_length=10, choices=PresenceKind.choices)
+    store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="presence_events")
+    zone = models.ForeignKey(
+        Zone, null=True, blank=True, on_delete=models.CASCADE, related_name="+"
+    )
+    minutes = models.PositiveIntegerField(null=True, blank=True, help_text="For dwelled.")
+    distance_m = models.FloatField(null=True, blank=True, help_text="For near: the ring's radius.")
+    occurred_at = models.DateTimeField()
+    ping = models.ForeignKey(
+        Ping, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    sighting = models.ForeignKey(
+        Sighting, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    evidence = models.JSONField(
+        default=dict, blank=True, help_text="What caused it, for the trace."
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["occurred_at", "id"]
+        constraints = [
+            # Reprocessing a batch, or two workers given one batch, cannot record an event twice.
+            models.UniqueConstraint(
+                fields=["customer", "place_key", "kind", "occurred_at"],
+                name="presence_event_unique",
+            )
+        ]
+        indexes = [models.Index(fields=["occurred_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.kind} {self.place_key}"
+
+
+# --- Deliveries -------------------------------------------------------------------------
+
+
+class DeliveryStatus(models.TextChoices):
+    SUPPRESSED = "suppressed", "Suppressed"
+    HOLDOUT = "holdout", "Holdout"
+    QUEUED = "queued", "Queued"
+    SENT = "sent", "Sent"
+    DELIVERED = "delivered", "Delivered"
+    UNDELIVERED = "undelivered", "Undelivered"
+    FAILED = "failed", "Failed"
+
+
+class DeliveryReason(models.TextChoices):
+    NO_CONSENT = "no_consent", "No SMS consent"
+    NO_PHONE = "no_phone", "No phone number"
+    QUIET_HOURS = "quiet_hours", "Quiet hours or a day not allowed"
+    CAMPAIGN_CAP = "campaign_cap", "Campaign frequency cap"
+    GLOBAL_CAP = "global_cap", "Global frequency cap"
+    BUDGET = "budget", "Budget or code pool spent"
+    HOLDOUT = "holdout", "Holdout group"
+
+
+class Delivery(models.Model):
+    """One decision about one customer, campaign and presence event, whether sent or not."""
+
+    customer = models.ForeignKey(
+        "customers.Customer",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="deliveries",
+        help_text="Empty once the customer is erased: the decision is kept, anonymised.",
+    )
+    campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
+    presence_event = models.ForeignKey(
+        PresenceEvent, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    store = models.ForeignKey(
+        Store, null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    status = models.CharField(max_length=12, choices=DeliveryStatus.choices)
+    reason = models.CharField(max_length=12, choices=DeliveryReason.choices, blank=True)
+    to = models.CharField(max_length=20, blank=True)
+    body = models.TextField(blank=True)
+    code = models.CharField(max_length=40, null=True, blank=True, unique=True)
+    expires_at = models.DateTimeField(null=True, blank=True, help_text="The code's last day.")
+    encoding = models.CharField(max_length=5, blank=True)
+    segments = models.PositiveSmallIntegerField(default=0)
+    product_sku = models.CharField(max_length=100, blank=True)
+    intent_score = models.FloatField(default=0.0)
+    trace = models.JSONField(default=dict, blank=True, help_text="Why: evidence, rule, limits.")
+    twilio_sid = models.CharField(max_length=64, blank=True, db_index=True)
+    error_code = models.IntegerField(null=True, blank=True)
+    error_message = models.CharField(max_length=300, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    send_after = models.DateTimeField(null=True, blank=True, help_text="Its paced send slot.")
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    status_updated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "deliveries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["customer", "campaign", "presence_event"], name="one_delivery_per_decision"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["campaign", "status"]),
+            models.Index(fields=["customer", "created_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}→{self.customer_id}: {self.status}"
+
+
+class OfferCode(models.Model):
+    """A code from a pool a retailer uploaded for a campaign, used instead of generated codes."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="code_pool")
+    code = models.CharField(max_length=40, unique=True)
+    delivery = models.OneToOneField(
+        Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="pool_code"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["campaign"], condition=models.Q(delivery__isnull=True), name="pool_unused"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.code
+
+
+class Redemption(models.Model):
+    """A code used at a till, tied to the delivery that carried it."""
+
+    delivery = models.OneToOneField(Delivery, on_delete=models.CASCADE, related_name="redemption")
+    store = models.ForeignKey(Store, null=True, on_delete=models.SET_NULL, related_name="+")
+    amount = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True)
+    redeemed_at = models.DateTimeField()
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.delivery_id}@{self.redeemed_at:%Y-%m-%d}"
+
+
+class SmsSender(models.Model):
+    """The next free send slot of one sender (a From number or a Messaging Service), so that
+    every worker together keeps to the sender's messages-per-second limit."""
+
+    sender = models.CharField(max_length=64, unique=True)
+    next_slot_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return self.sender
