@@ -334,9 +334,9 @@ SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5, minimum=0, maximum=20)
 
 # --- Celery -----------------------------------------------------------------------------
 
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 # Without a broker every task runs in the calling process, so one `make run` is the system.
-CELERY_TASK_ALWAYS_EAGER = CELERY_BROKER_URL is None
+CELERY_TASK_ALWAYS_EAGER = env_str("CELERY_BROKER_URL") is None
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -367,6 +367,8 @@ TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
 TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID")
 TWILIO_API_BASE = env_url("TWILIO_API_BASE", "https://api.twilio.com")
+# How long to wait for Twilio's answer; an answer that never comes is not retried.
+SMS_HTTP_TIMEOUT_SECONDS = env_float("SMS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=120.0)
 if SMS_BACKEND == "twilio":
     if not (TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN):
         raise ImproperlyConfigured(

@@ -67,6 +67,24 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "recorded_at",
             )
         ),
+        "presence_events": list(
+            customer.presence_events.order_by("occurred_at").values(
+                "kind", "store__code", "zone__code", "minutes", "distance_m", "occurred_at"
+            )
+        ),
+        "deliveries": list(
+            customer.deliveries.order_by("created_at").values(
+                "campaign__name",
+                "store__code",
+                "status",
+                "reason",
+                "to",
+                "body",
+                "code",
+                "created_at",
+                "sent_at",
+            )
+        ),
         "sightings": list(
             Sighting.objects.filter(device_id__in=device_ids)
             .order_by("seen_at")

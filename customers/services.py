@@ -22,6 +22,7 @@ from customers.models import (
     Visitor,
 )
 from promotions.ingest import IngestResult, ValidItems, insert_new_rows
+from promotions.models import Delivery
 
 
 class ConflictError(Exception):
@@ -90,9 +91,14 @@ def _apply_customer_values(customer: Customer, values: dict[str, Any]) -> None:
 
 
 def erase_customer(*, customer: Customer) -> None:
-    """Remove the customer's personal data, location history and intent."""
+    """Remove the customer's personal data, location history and intent. Their deliveries
+    stay, anonymised, so campaign results still add up."""
     with transaction.atomic():
-        # Devices cascade to pings and sightings, visitors to their events.
+        Delivery.objects.filter(customer=customer).update(
+            customer=None, to="", body="", trace={}, presence_event=None
+        )
+        # Devices cascade to pings and sightings, visitors to their events, and the customer
+        # to presence and its events.
         customer.delete()
 
 

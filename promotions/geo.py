@@ -4,6 +4,8 @@ Positions are GeoJSON's (longitude, latitude) in degrees.
 """
 
 import math
+from collections.abc import Iterable
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any
 
@@ -155,3 +157,176 @@ def _segments_intersect(a: Position, b: Position, c: Position, d: Position) -> b
         or (o3 == 0 and _on_segment(c, d, a))
         or (o4 == 0 and _on_segment(c, d, b))
     )
+
+
+# --- Fences and their index -------------------------------------------------------------
+
+# Metres in a degree of latitude (and of longitude at the equator) on the mean sphere.
+METRES_PER_DEGREE = math.pi * EARTH_RADIUS_M / 180
+# Beyond this latitude a longitude band is too narrow to bound; fences there cover every
+# longitude of their latitude band (correct, just less selective: no stores are there).
+POLAR_LATITUDE = 85.0
+
+
+@dataclass(frozen=True)
+class Fence:
+    key: int
+    latitude: float
+    longitude: float
+    radius_m: float | None
+    rings: list[Ring] | None
+
+
+def fence_from_store(
+    key: int,
+    latitude: float,
+    longitude: float,
+    radius_m: float | None,
+    polygon: dict | None,
+) -> Fence:
+    """A store's fence from its stored values: a circle, or the rings of its GeoJSON polygon."""
+    if polygon is not None:
+        return Fence(key, latitude, longitude, None, polygon_rings(polygon))
+    return Fence(key, latitude, longitude, float(radius_m or 0.0), None)
+
+
+def signed_distance_m(fence: Fence, latitude: float, longitude: float) -> float:
+    """Metres from the fence's boundary: negative inside, positive outside."""
+    if fence.rings is None:
+        centre = (fence.longitude, fence.latitude)
+        return distance_m((longitude, latitude), centre) - (fence.radius_m or 0.0)
+    return _polygon_signed_distance(fence.rings, latitude, longitude)
+
+
+def _polygon_signed_distance(rings: list[Ring], latitude: float, longitude: float) -> float:
+    """In a local equirectangular projection centred on the point: exact enough at the size
+    of a store (the scale error over a few kilometres is far below a GPS fix's)."""
+    scale_x = METRES_PER_DEGREE * math.cos(math.radians(latitude))
+    nearest = math.inf
+    inside_outer = False
+    inside_hole = False
+    for number, ring in enumerate(rings):
+        points = [
+            (_wrap(lon - longitude) * scale_x, (lat - latitude) * METRES_PER_DEGREE)
+            for lon, lat in ring
+        ]
+        crossings = False
+        for (x1, y1), (x2, y2) in pairwise(points):
+            nearest = min(nearest, _segment_distance(x1, y1, x2, y2))
+            if (y1 > 0) != (y2 > 0) and x1 - y1 * (x2 - x1) / (y2 - y1) > 0:
+                crossings = not crossings
+        if number == 0:
+            inside_outer = crossings
+        elif crossings:
+            inside_hole = True
+    return -nearest if inside_outer and not inside_hole else nearest
+
+
+def _wrap(degrees: float) -> float:
+    """A longitude difference brought into [-180, 180): across the antimeridian too."""
+    return (degrees + 180.0) % 360.0 - 180.0
+
+
+def _segment_distance(x1: float, y1: float, x2: float, y2: float) -> float:
+    """The distance from the origin to the segment (x1, y1)-(x2, y2)."""
+    dx, dy = x2 - x1, y2 - y1
+    length = dx * dx + dy * dy
+    t = 0.0 if length == 0 else max(0.0, min(1.0, -(x1 * dx + y1 * dy) / length))
+    return math.hypot(x1 + t * dx, y1 + t * dy)
+
+
+def _extent(fence: Fence) -> tuple[float, float, float, float]:
+    """The fence's bounding box in degrees: (south, north, west, east), east < west when it
+    crosses the antimeridian."""
+    if fence.rings is None:
+        # A circle's radius is added with the reach by the caller.
+        return fence.latitude, fence.latitude, fence.longitude, fence.longitude
+    outer = fence.rings[0]
+    lats = [lat for _, lat in outer]
+    # Longitudes relative to the store's point, so a ring across ±180 stays contiguous.
+    offsets = [_wrap(lon - fence.longitude) for lon, _ in outer]
+    return (
+        min(lats),
+        max(lats),
+        fence.longitude + min(offsets),
+        fence.longitude + max(offsets),
+    )
+
+
+class FenceIndex:
+    """Which fences contain, or are within `reach_m` of, a point, without scanning every fence.
+
+    A grid of cells in degrees: each fence is listed in every cell its bounding box, grown by
+    its radius and `reach_m`, touches; a query reads the point's cell and measures exactly
+    only the fences listed there.
+    """
+
+    def __init__(self, fences: Iterable[Fence], reach_m: float) -> None:
+        self.reach_m = float(reach_m)
+        self._fences = list(fences)
+        sizes = sorted(f.radius_m or 0.0 for f in self._fences if f.rings is None)
+        typical = sizes[len(sizes) // 2] if sizes else 100.0
+        # Cells about the size of what a query must see: few candidates per cell, few
+        # cells per fence.
+        self._cell = min(1.0, max(0.0005, 2 * (self.reach_m + typical) / METRES_PER_DEGREE))
+        self._cells: dict[tuple[int, int], list[Fence]] = {}
+        for fence in self._fences:
+            for cell in self._cells_of(fence):
+                self._cells.setdefault(cell, []).append(fence)
+
+    def __len__(self) -> int:
+        return len(self._fences)
+
+    def _cells_of(self, fence: Fence) -> Iterable[tuple[int, int]]:
+        south, north, west, east = _extent(fence)
+        grow = (self.reach_m + (fence.radius_m or 0.0)) / METRES_PER_DEGREE
+        # A margin of a metre for the sphere's curvature between the box and the cell edges.
+        grow += 1.0 / METRES_PER_DEGREE
+        south, north = max(-90.0, south - grow), min(90.0, north + grow)
+        widest = max(abs(south), abs(north))
+        if widest >= POLAR_LATITUDE:
+            lon_ranges = [(-180.0, 180.0)]
+        else:
+            grow_lon = grow / math.cos(math.radians(widest))
+            west, east = west - grow_lon, east + grow_lon
+            if east - west >= 360.0:
+                lon_ranges = [(-180.0, 180.0)]
+            else:
+                lon_ranges = _split_at_antimeridian(west, east)
+        rows = range(self._row(south), self._row(north) + 1)
+        for low, high in lon_ranges:
+            for row in rows:
+                for column in range(self._column(low), self._column(high) + 1):
+                    yield row, column
+
+    def _row(self, latitude: float) -> int:
+        return math.floor(latitude / self._cell)
+
+    def _column(self, longitude: float) -> int:
+        return math.floor(longitude / self._cell)
+
+    def nearby(self, latitude: float, longitude: float) -> list[tuple[int, float]]:
+        """[(fence key, signed distance)] for every fence within reach_m, nearest first."""
+        candidates = self._cells.get((self._row(latitude), self._column(_wrap(longitude))))
+        if not candidates:
+            return []
+        found = []
+        for fence in candidates:
+            distance = signed_distance_m(fence, latitude, longitude)
+            if distance <= self.reach_m:
+                found.append((fence.key, distance))
+        found.sort(key=lambda item: item[1])
+        return found
+
+
+def _split_at_antimeridian(west: float, east: float) -> list[tuple[float, float]]:
+    """A longitude range, possibly past ±180, as ranges within [-180, 180]."""
+    ranges = []
+    if west < -180.0:
+        ranges.append((west + 360.0, 180.0))
+        west = -180.0
+    if east > 180.0:
+        ranges.append((-180.0, east - 360.0))
+        east = 180.0
+    ranges.append((west, east))
+    return ranges

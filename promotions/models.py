@@ -244,6 +244,9 @@ class Ping(models.Model):
     recorded_at = models.DateTimeField()
     speed = models.FloatField(null=True, blank=True, help_text="Metres per second.")
     mocked = models.BooleanField(default=False)
+    suspicious = models.BooleanField(
+        default=False, help_text="A mocked location or a teleport: kept, but triggers nothing."
+    )
     received_at = models.DateTimeField(default=timezone.now)
 
     class Meta:

@@ -1,5 +1,8 @@
-"""Offer templates on plain values: no Django."""
+"""Offer templates and SMS text on plain values: no Django."""
 
+import re
+import secrets
+from datetime import date
 from string import Formatter
 
 PLACEHOLDERS = ("first_name", "store_name", "product_name", "code", "expires_at")
@@ -28,3 +31,97 @@ def template_placeholders(template: str) -> set[str]:
             raise TemplateError(f"Write the placeholder as {{{name}}}, without a format.")
         used.add(name)
     return used
+
+
+# --- Rendering ---------------------------------------------------------------------------
+
+# The footer is in the customer's language; every character is in the GSM-7 table, so the
+# footer never forces the whole SMS into UCS-2.
+OPT_OUT_FOOTERS = {
+    "en": "Reply STOP to opt out.",
+    "fr": "Répondez STOP pour ne plus recevoir de SMS.",
+    "es": "Responde STOP para darte de baja.",
+    "de": "Antworte STOP, um keine SMS mehr zu erhalten.",
+    "it": "Rispondi STOP per non ricevere più SMS.",
+}
+
+
+def opt_out_footer(locale: str) -> str:
+    language = (locale or "en").replace("_", "-").split("-")[0].lower()
+    return OPT_OUT_FOOTERS.get(language, OPT_OUT_FOOTERS["en"])
+
+
+def format_expiry(day: date, locale: str) -> str:
+    """A short date in the customer's habit: 11/29 in the US, 29/11 elsewhere."""
+    if (locale or "").replace("_", "-").lower() == "en-us":
+        return f"{day.month:02d}/{day.day:02d}"
+    return f"{day.day:02d}/{day.month:02d}"
+
+
+def render_offer(
+    template: str,
+    *,
+    first_name: str,
+    store_name: str,
+    product_name: str,
+    code: str,
+    expires_at: date,
+    locale: str,
+) -> str:
+    """The SMS a customer receives: the template filled in, then the opt-out footer."""
+    values = {
+        "first_name": first_name.strip(),
+        "store_name": store_name,
+        "product_name": product_name,
+        "code": code,
+        "expires_at": format_expiry(expires_at, locale),
+    }
+    text = "".join(
+        literal + (values[name] if name is not None else "")
+        for literal, name, _, _ in Formatter().parse(template)
+    )
+    # An empty first name must not leave "Bonjour , ..." behind.
+    text = re.sub(r"[ \t]+([,.!?;:])", r"\1", text)
+    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    return f"{text}\n{opt_out_footer(locale)}"
+
+
+# GSM 03.38: the basic table costs one septet a character, the extension table two.
+GSM7_BASIC = set(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+GSM7_EXTENSION = set("^{}\\[~]|€\f")
+GSM7, UCS2 = "GSM-7", "UCS-2"
+
+
+def sms_encoding(body: str) -> str:
+    """GSM-7 when every character is in its tables, else UCS-2. One curly quote or
+    non-breaking space pasted from a word processor makes the SMS UCS-2, which cuts a
+    segment from 160 characters to 70 and can triple what the campaign costs."""
+    allowed = GSM7_BASIC | GSM7_EXTENSION
+    return GSM7 if all(char in allowed for char in body) else UCS2
+
+
+def sms_segments(body: str) -> int:
+    """How many SMS parts the body is billed as."""
+    if sms_encoding(body) == GSM7:
+        units = sum(2 if char in GSM7_EXTENSION else 1 for char in body)
+        single, part = 160, 153
+    else:
+        # UTF-16 code units: a character outside the BMP (an emoji) takes two.
+        units = len(body.encode("utf-16-le")) // 2
+        single, part = 70, 67
+    if units <= single:
+        return 1
+    return -(-units // part)
+
+
+# No look-alikes (0/O, 1/I/L) and no vowels that could spell words at the till.
+CODE_ALPHABET = "23456789BCDFGHJKMNPQRSTVWXYZ"
+
+
+def generate_code() -> str:
+    """An unguessable redemption code such as K7Q2-M9XB: 28^8, about 3.8e11 possibilities."""
+    chars = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
+    return f"{chars[:4]}-{chars[4:]}"

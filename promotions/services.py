@@ -2,8 +2,9 @@
 
 import secrets
 from collections.abc import Hashable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 
@@ -202,3 +203,12 @@ def _device_pks(field: str, keys: set[str]) -> dict[str, int]:
     if not keys:
         return {}
     return dict(Device.objects.filter(**{f"{field}__in": keys}).values_list(field, "pk"))
+
+
+def purge_location_history(*, now: datetime) -> int:
+    """Delete raw pings and sightings past the retention period; returns how many. Presence
+    events keep their history without them (their evidence link is cleared)."""
+    cutoff = now - timedelta(days=settings.LOCATION_RETENTION_DAYS)
+    pings, _ = Ping.objects.filter(received_at__lt=cutoff).delete()
+    sightings, _ = Sighting.objects.filter(received_at__lt=cutoff).delete()
+    return pings + sightings

@@ -534,3 +534,34 @@ class GatewaySightingSerializer(serializers.Serializer):
         if attrs.get("mac"):
             attrs["mac"] = attrs["mac"].upper().replace("-", ":")
         return attrs
+
+
+# --- Dry run ----------------------------------------------------------------------------
+
+MAX_DRY_RUN_DAYS = 366
+
+
+class DryRunSerializer(serializers.Serializer):
+    since = InstantField()
+    until = InstantField()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if attrs["until"] <= attrs["since"]:
+            raise serializers.ValidationError({"until": ["Must be after since."]})
+        if attrs["until"] - attrs["since"] > timedelta(days=MAX_DRY_RUN_DAYS):
+            raise serializers.ValidationError(
+                {"until": [f"A dry run covers {MAX_DRY_RUN_DAYS} days at most."]}
+            )
+        return attrs
+
+
+class DryRunResultSerializer(serializers.Serializer):
+    campaign = serializers.IntegerField()
+    since = InstantField()
+    until = InstantField()
+    presence_events = serializers.IntegerField(help_text="Presence events in the period.")
+    matched = serializers.IntegerField(help_text="Decisions the campaign would have made.")
+    would_send = serializers.IntegerField()
+    customers_reached = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    by_reason = serializers.DictField(child=serializers.IntegerField())

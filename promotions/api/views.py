@@ -5,12 +5,18 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
+from rest_framework.generics import get_object_or_404
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
 
-from promotions import services
+from promotions import decisions, services, tasks
 from promotions.api.batch import BatchIngestView, ErrorSerializer, documented_batch
 from promotions.api.serializers import (
     BeaconSerializer,
     CampaignSerializer,
+    DryRunResultSerializer,
+    DryRunSerializer,
     GatewaySerializer,
     GatewaySightingSerializer,
     PingSerializer,
@@ -119,6 +125,23 @@ class CampaignViewSet(ConfigViewSet):
     filterset_class = CampaignFilter
 
 
+class CampaignDryRunView(APIView):
+    """What a campaign would have sent over stored presence history; sends nothing."""
+
+    required_scope = Scope.REPORTS
+
+    @extend_schema(
+        request=DryRunSerializer,
+        responses={200: DryRunResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        campaign = get_object_or_404(Campaign.objects.prefetch_related("stores"), pk=pk)
+        body = DryRunSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        result = decisions.dry_run_campaign(campaign=campaign, **body.validated_data)
+        return Response(DryRunResultSerializer(result).data)
+
+
 # --- Location data ----------------------------------------------------------------------
 
 
@@ -129,6 +152,7 @@ class PingBatchView(BatchIngestView):
 
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
         services.record_pings(items=valid, result=result, now=kwargs["now"])
+        tasks.enqueue_location_batch(ping_ids=result.stored_ids)
 
 
 @documented_batch
@@ -138,6 +162,7 @@ class SightingBatchView(BatchIngestView):
 
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
         services.record_app_sightings(items=valid, result=result, now=kwargs["now"])
+        tasks.enqueue_location_batch(sighting_ids=result.stored_ids)
 
 
 @documented_batch
@@ -149,3 +174,4 @@ class GatewaySightingBatchView(BatchIngestView):
         services.record_gateway_sightings(
             gateway_id=kwargs["gateway_id"], items=valid, result=result, now=kwargs["now"]
         )
+        tasks.enqueue_location_batch(sighting_ids=result.stored_ids)

@@ -1,0 +1,204 @@
+"""Results and what comes back from the till: redemptions, deliveries, campaign statistics,
+and code pools."""
+
+from typing import Any
+
+import django_filters
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers, status
+from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from promotions import feedback, selectors
+from promotions.api.batch import ErrorSerializer
+from promotions.api.fields import InstantField
+from promotions.models import Campaign, Delivery, DeliveryStatus, OfferCode, Scope
+
+# --- Redemptions ------------------------------------------------------------------------
+
+
+class RedemptionSerializer(serializers.Serializer):
+    code = serializers.CharField(
+        max_length=60, required=False, help_text="The code the customer shows at the till."
+    )
+    customer_id = serializers.CharField(
+        max_length=100,
+        required=False,
+        help_text=(
+            "Instead of a code: the customer's external id, from a loyalty card. The purchase "
+            "is tied to their latest unexpired offer, a holdout one included, which is how "
+            "the holdout group's purchases count for lift."
+        ),
+    )
+    store_code = serializers.CharField(max_length=32)
+    amount = serializers.DecimalField(
+        max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True
+    )
+    redeemed_at = InstantField()
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if bool(attrs.get("code")) == bool(attrs.get("customer_id")):
+            raise ValidationError({"code": ["Give the code, or else the customer_id."]})
+        return attrs
+
+
+class RedemptionResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    code = serializers.CharField(source="delivery.code", allow_null=True)
+    store_code = serializers.CharField(source="store.code")
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    redeemed_at = InstantField()
+    delivery = serializers.IntegerField(source="delivery_id")
+    campaign = serializers.IntegerField(source="delivery.campaign_id")
+
+
+class RedemptionView(APIView):
+    required_scope = Scope.REDEMPTIONS
+
+    @extend_schema(
+        request=RedemptionSerializer,
+        responses={
+            201: RedemptionResultSerializer,
+            400: ErrorSerializer,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        description="A code used at a till: 201, 404 for an unknown code, 409 when used before.",
+    )
+    def post(self, request: Request) -> Response:
+        body = RedemptionSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            redemption = feedback.redeem(
+                code=body.validated_data.get("code"),
+                customer_id=body.validated_data.get("customer_id"),
+                store_code=body.validated_data["store_code"],
+                amount=body.validated_data.get("amount"),
+                redeemed_at=body.validated_data["redeemed_at"],
+            )
+        except feedback.InvalidInputError as error:
+            raise ValidationError({error.field: [str(error)]}) from None
+        except feedback.UnknownCodeError as error:
+            raise NotFound(str(error)) from None
+        return Response(RedemptionResultSerializer(redemption).data, status=status.HTTP_201_CREATED)
+
+
+# --- Deliveries -------------------------------------------------------------------------
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    customer_id = serializers.CharField(
+        source="customer.external_id", allow_null=True, help_text="Null once erased."
+    )
+    store = serializers.CharField(source="store.code", allow_null=True)
+    reason = serializers.SerializerMethodField(help_text="Why it was not sent; null if sent.")
+    twilio_sid = serializers.SerializerMethodField()
+    created_at = InstantField()
+    sent_at = InstantField(allow_null=True)
+
+    class Meta:
+        model = Delivery
+        fields = [
+            "id",
+            "customer_id",
+            "campaign",
+            "store",
+            "status",
+            "reason",
+            "code",
+            "body",
+            "twilio_sid",
+            "error_code",
+            "created_at",
+            "sent_at",
+        ]
+
+    def get_reason(self, delivery: Delivery) -> str | None:
+        return delivery.reason or None
+
+    def get_twilio_sid(self, delivery: Delivery) -> str | None:
+        return delivery.twilio_sid or None
+
+
+class DeliveryFilter(django_filters.FilterSet):
+    customer_id = django_filters.CharFilter(
+        field_name="customer__external_id", help_text="The customer's external id."
+    )
+    campaign = django_filters.NumberFilter(field_name="campaign_id")
+    status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
+
+    class Meta:
+        model = Delivery
+        fields = ["customer_id", "campaign", "status"]
+
+
+class DeliveryListView(generics.ListAPIView):
+    required_scope = Scope.REPORTS
+    serializer_class = DeliverySerializer
+    filterset_class = DeliveryFilter
+
+    def get_queryset(self) -> Any:
+        return selectors.list_deliveries()
+
+
+# --- Campaign results and code pools ----------------------------------------------------
+
+
+class CampaignStatsView(APIView):
+    required_scope = Scope.REPORTS
+
+    @extend_schema(responses={200: serializers.DictField(), 404: ErrorSerializer})
+    def get(self, request: Request, pk: int) -> Response:
+        campaign = Campaign.objects.filter(pk=pk).first()
+        if campaign is None:
+            raise NotFound("No such campaign.")
+        return Response(selectors.get_campaign_stats(campaign=campaign))
+
+
+MAX_POOL_UPLOAD = 10_000
+
+
+class CodePoolSerializer(serializers.Serializer):
+    codes = serializers.ListField(
+        child=serializers.CharField(max_length=feedback.MAX_CODE_LENGTH),
+        min_length=1,
+        max_length=MAX_POOL_UPLOAD,
+    )
+
+
+class CodePoolResultSerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    pool_size = serializers.IntegerField()
+    unused = serializers.IntegerField()
+
+
+class CampaignCodesView(APIView):
+    """Upload codes the retailer's tills know; the campaign then draws from them."""
+
+    required_scope = Scope.CONFIG
+
+    @extend_schema(
+        request=CodePoolSerializer,
+        responses={201: CodePoolResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+    )
+    def post(self, request: Request, pk: int) -> Response:
+        campaign = Campaign.objects.filter(pk=pk).first()
+        if campaign is None:
+            raise NotFound("No such campaign.")
+        body = CodePoolSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            added = feedback.add_pool_codes(campaign=campaign, codes=body.validated_data["codes"])
+        except feedback.InvalidInputError as error:
+            raise ValidationError({error.field: [str(error)]}) from None
+        pool = OfferCode.objects.filter(campaign=campaign)
+        return Response(
+            {
+                "added": added,
+                "pool_size": pool.count(),
+                "unused": pool.filter(delivery__isnull=True).count(),
+            },
+            status=status.HTTP_201_CREATED,
+        )

@@ -1,0 +1,474 @@
+"""From presence events to decisions: loads what `promotions.rules` needs in bulk, records
+every decision as a Delivery (sent or not), and reserves paced send slots for the ones to send.
+
+Idempotent in the data: a Delivery is unique per customer, campaign and presence event, so a
+redelivered or doubled task records nothing twice and never queues a second SMS.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+
+from customers import intent
+from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
+from promotions import offers, rules, sms
+from promotions.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryReason,
+    DeliveryStatus,
+    OfferCode,
+    PresenceEvent,
+    PresenceKind,
+    SmsSender,
+)
+
+# Handed to the SMS provider, or about to be: what caps and budgets count.
+SENT_LIKE = (
+    DeliveryStatus.QUEUED,
+    DeliveryStatus.SENT,
+    DeliveryStatus.DELIVERED,
+    DeliveryStatus.UNDELIVERED,
+)
+CODE_ATTEMPTS = 3
+
+
+def campaign_rule(campaign: Campaign) -> rules.CampaignRule:
+    """A campaign as the pure rules see it (its stores prefetched)."""
+    intent = None
+    if campaign.has_intent:
+        intent = rules.IntentCondition(
+            skus=tuple(campaign.intent_skus),
+            categories=tuple(campaign.intent_categories),
+            min_views=campaign.intent_min_views,
+            within_days=campaign.intent_within_days,
+            cart_abandoned=campaign.intent_cart_abandoned,
+        )
+    quiet = None
+    if campaign.quiet_hours_start is not None and campaign.quiet_hours_end is not None:
+        quiet = (campaign.quiet_hours_start, campaign.quiet_hours_end)
+    return rules.CampaignRule(
+        id=campaign.id,
+        priority=campaign.priority,
+        starts_at=campaign.starts_at,
+        ends_at=campaign.ends_at,
+        stores=frozenset(store.id for store in campaign.stores.all()),
+        trigger_type=campaign.trigger_type,
+        trigger_minutes=campaign.trigger_minutes,
+        trigger_distance_m=campaign.trigger_distance_m,
+        trigger_zone=campaign.trigger_zone,
+        intent=intent,
+        per_customer_days=campaign.limit_per_customer_days,
+        quiet_hours=quiet,
+        allowed_days=frozenset(campaign.allowed_days),
+        daily_budget=campaign.daily_budget,
+        total_budget=campaign.total_budget,
+        holdout_percent=campaign.holdout_percent,
+    )
+
+
+def global_limits() -> rules.GlobalLimits:
+    return rules.GlobalLimits(
+        cap_count=settings.SMS_GLOBAL_CAP_COUNT,
+        cap_days=settings.SMS_GLOBAL_CAP_DAYS,
+        quiet_hours=settings.SMS_GLOBAL_QUIET_HOURS,
+    )
+
+
+def presence_fact(event: PresenceEvent) -> rules.PresenceFact:
+    return rules.PresenceFact(
+        kind=event.kind,
+        store=event.store_id,
+        at=event.occurred_at,
+        zone_code=event.zone.code if event.zone_id else None,
+        minutes=event.minutes,
+        distance_m=event.distance_m,
+    )
+
+
+@dataclass
+class History:
+    """What a customer was sent recently; grows as a batch decides, so that a second event
+    in the same batch already sees the first one's SMS."""
+
+    by_campaign: dict[int, list[datetime]] = field(default_factory=lambda: defaultdict(list))
+    sent: list[datetime] = field(default_factory=list)
+
+    def add(self, campaign: int, status: str, at: datetime) -> None:
+        # A holdout customer is treated like a sent one for the campaign's own cap, so the
+        # holdout group is measured at the same frequency as the treated group.
+        if status in (rules.QUEUED, rules.HOLDOUT):
+            self.by_campaign[campaign].append(at)
+        if status == rules.QUEUED:
+            self.sent.append(at)
+
+
+def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[int]:
+    """Decide every fresh presence event; returns the ids of the deliveries queued to send.
+
+    An event older than the SMS validity period is history (a late batch, a replay): it is
+    kept for dry-runs, but an offer about it would reach a customer who walked on.
+    """
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
+    events = list(
+        PresenceEvent.objects.filter(id__in=list(event_ids), occurred_at__gte=now - validity)
+        .exclude(kind=PresenceKind.EXITED)
+        .select_related("store", "zone", "customer")
+        .order_by("occurred_at", "id")
+    )
+    campaigns = {
+        c.id: c
+        for c in Campaign.objects.filter(status=CampaignStatus.ACTIVE).prefetch_related("stores")
+    }
+    live = [campaign_rule(c) for c in campaigns.values()]
+    facts = {event.id: presence_fact(event) for event in events}
+    events = [e for e in events if any(rules.triggered(c, facts[e.id]) for c in live)]
+    if not events:
+        return []
+    customers = {event.customer_id: event.customer for event in events}
+    signals = load_signals(customers.keys(), now=now)
+    histories = load_histories(customers.keys(), now=now, campaigns=campaigns.values())
+    limits = global_limits()
+    pooled = set(
+        OfferCode.objects.filter(campaign__in=campaigns.keys())
+        .values_list("campaign_id", flat=True)
+        .distinct()
+    )
+    queued: list[int] = []
+    with transaction.atomic():
+        budgets = _lock_budgets(campaigns.values(), now=now)
+        for event in events:
+            customer = customers[event.customer_id]
+            history = histories[customer.id]
+            products, categories = signals.get(customer.id, ({}, {}))
+            customer_facts = rules.CustomerFacts(
+                key=customer.external_id,
+                opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
+                has_phone=bool(customer.phone),
+                timezone=customer.timezone or event.store.timezone,
+                products=products,
+                categories=categories,
+                sent_by_campaign=history.by_campaign,
+                sent=history.sent,
+            )
+            decisions = rules.decide(live, facts[event.id], customer_facts, budgets, limits, now)
+            for rank, decision in enumerate(decisions):
+                delivery = _record(
+                    decision,
+                    campaign=campaigns[decision.campaign],
+                    event=event,
+                    customer=customer,
+                    pooled=decision.campaign in pooled,
+                    trace=_trace(event, decision, rank, decisions),
+                    now=now,
+                )
+                if delivery is None:
+                    continue
+                history.add(decision.campaign, delivery.status, now)
+                if delivery.status == DeliveryStatus.QUEUED:
+                    use = budgets.get(decision.campaign, rules.BudgetUse())
+                    budgets[decision.campaign] = rules.BudgetUse(use.today + 1, use.total + 1)
+                    queued.append(delivery.id)
+        _pace(queued, now=now)
+    return queued
+
+
+def load_signals(
+    customer_ids: Iterable[int], *, now: datetime
+) -> dict[int, tuple[dict[str, rules.BrowsingSignal], dict[str, rules.BrowsingSignal]]]:
+    """Each customer's browsing, per SKU and per category, as the rules read it at `now`."""
+    ids = list(customer_ids)
+    half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
+    product_rows = list(ProductIntent.objects.filter(customer_id__in=ids))
+    names = dict(
+        Product.objects.filter(sku__in={row.sku for row in product_rows}).values_list("sku", "name")
+    )
+    signals: dict[int, tuple[dict, dict]] = defaultdict(lambda: ({}, {}))
+
+    def signal(row: ProductIntent | CategoryIntent, key: str, **extra: str) -> rules.BrowsingSignal:
+        return rules.BrowsingSignal(
+            key=key,
+            view_times=tuple(row.view_times),
+            cart_state=row.cart_state,
+            cart_updated_at=row.cart_updated_at,
+            score=intent.score_as_of(row.score, row.score_at, now, half_life),
+            **extra,
+        )
+
+    for row in product_rows:
+        signals[row.customer_id][0][row.sku] = signal(
+            row, row.sku, category=row.category, product_name=names.get(row.sku, "")
+        )
+    for row in CategoryIntent.objects.filter(customer_id__in=ids):
+        signals[row.customer_id][1][row.category] = signal(row, row.category)
+    return signals
+
+
+def load_histories(
+    customer_ids: Iterable[int], *, now: datetime, campaigns: Iterable[Campaign]
+) -> dict[int, History]:
+    days = max(
+        [settings.SMS_GLOBAL_CAP_DAYS] + [c.limit_per_customer_days or 0 for c in campaigns],
+    )
+    histories: dict[int, History] = defaultdict(History)
+    for customer_id, campaign_id, status, created_at in Delivery.objects.filter(
+        customer_id__in=list(customer_ids),
+        status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
+        created_at__gt=now - timedelta(days=days),
+    ).values_list("customer_id", "campaign_id", "status", "created_at"):
+        queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
+        histories[customer_id].add(campaign_id, queued_or_holdout, created_at)
+    return histories
+
+
+def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, rules.BudgetUse]:
+    """Lock the campaigns that have a budget, then count what they spent: two workers
+    deciding at once take turns, so a budget is never overspent."""
+    budgeted = [c.id for c in campaigns if c.daily_budget is not None or c.total_budget is not None]
+    if not budgeted:
+        return {}
+    list(Campaign.objects.select_for_update().filter(id__in=budgeted).order_by("id"))
+    midnight = now.astimezone(ZoneInfo(settings.SMS_BUDGET_TIMEZONE)).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    counts = (
+        Delivery.objects.filter(campaign_id__in=budgeted, status__in=SENT_LIKE)
+        .values("campaign_id")
+        .annotate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=midnight)))
+    )
+    return {row["campaign_id"]: rules.BudgetUse(row["today"], row["total"]) for row in counts}
+
+
+def _record(
+    decision: rules.Decision,
+    *,
+    campaign: Campaign,
+    event: PresenceEvent,
+    customer: Customer,
+    pooled: bool,
+    trace: dict,
+    now: datetime,
+) -> Delivery | None:
+    """Insert the decision's Delivery; None when this decision was recorded before."""
+    status, reason = decision.status, decision.reason
+    delivery = Delivery(
+        customer=customer,
+        campaign=campaign,
+        presence_event=event,
+        store=event.store,
+        status=status,
+        reason=reason,
+        to=customer.phone,
+        product_sku=decision.match.sku,
+        intent_score=decision.match.strength,
+        trace=trace,
+        created_at=now,
+        status_updated_at=now,
+    )
+    writes_offer = status in (rules.QUEUED, rules.HOLDOUT)
+    for _ in range(CODE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                pool_code = None
+                if writes_offer:
+                    if pooled:
+                        pool_code = _draw_pool_code(campaign)
+                        if pool_code is None:
+                            delivery.status = DeliveryStatus.SUPPRESSED
+                            delivery.reason = DeliveryReason.BUDGET
+                            delivery.trace = {**trace, "limits": "the code pool is used up"}
+                            writes_offer = False
+                    if writes_offer:
+                        _write_offer(delivery, campaign, event, customer, decision, pool_code)
+                delivery.save(force_insert=True)
+                if pool_code is not None:
+                    pool_code.delivery = delivery
+                    pool_code.save(update_fields=["delivery"])
+                return delivery
+        except IntegrityError:
+            delivery.pk = None
+            if Delivery.objects.filter(
+                customer=customer, campaign=campaign, presence_event=event
+            ).exists():
+                return None
+            # Otherwise a generated code collided with another: draw again.
+    raise RuntimeError("Could not record a delivery with a unique code.")
+
+
+def _draw_pool_code(campaign: Campaign) -> OfferCode | None:
+    return (
+        OfferCode.objects.select_for_update(skip_locked=True)
+        .filter(campaign=campaign, delivery__isnull=True)
+        .order_by("id")
+        .first()
+    )
+
+
+def _write_offer(
+    delivery: Delivery,
+    campaign: Campaign,
+    event: PresenceEvent,
+    customer: Customer,
+    decision: rules.Decision,
+    pool_code: OfferCode | None,
+) -> None:
+    zone = ZoneInfo(customer.timezone or event.store.timezone)
+    expires = offer_expiry(delivery.created_at, campaign.offer_valid_days, zone)
+    delivery.code = pool_code.code if pool_code else offers.generate_code()
+    delivery.expires_at = expires
+    delivery.body = offers.render_offer(
+        campaign.offer_template,
+        first_name=customer.first_name,
+        store_name=event.store.name,
+        product_name=decision.match.product_name,
+        code=delivery.code,
+        expires_at=expires.astimezone(zone).date(),
+        locale=customer.locale,
+    )
+    delivery.encoding = offers.sms_encoding(delivery.body)
+    delivery.segments = offers.sms_segments(delivery.body)
+
+
+def offer_expiry(now: datetime, valid_days: int, zone: ZoneInfo) -> datetime:
+    """The end of the offer's last valid day in the customer's timezone: "valid 7 days"
+    means until the evening of the seventh day, not 7 times 24 hours to the minute."""
+    last_day: date = (now.astimezone(zone) + timedelta(days=max(valid_days, 1) - 1)).date()
+    return datetime.combine(last_day, datetime.max.time(), tzinfo=zone).replace(microsecond=0)
+
+
+def _trace(
+    event: PresenceEvent, decision: rules.Decision, rank: int, decisions: list[rules.Decision]
+) -> dict:
+    return {
+        "event": {
+            "id": event.id,
+            "kind": event.kind,
+            "store": event.store.code,
+            "zone": event.zone.code if event.zone_id else None,
+            "at": event.occurred_at.isoformat(),
+            "ping": event.ping_id,
+            "sighting": event.sighting_id,
+            "why": event.evidence.get("reason", ""),
+        },
+        "intent": decision.match.detail,
+        "rank": rank + 1,
+        "ranked": [d.campaign for d in decisions],
+        "limits": decision.reason or "all passed",
+    }
+
+
+def _pace(delivery_ids: list[int], *, now: datetime) -> None:
+    """Give each queued SMS its send slot, spaced to the sender's messages-per-second limit
+    across every worker (one locked row per sender holds the next free slot)."""
+    if not delivery_ids:
+        return
+    gap = timedelta(seconds=1 / settings.SMS_SENDER_MPS)
+    sender, _ = SmsSender.objects.get_or_create(
+        sender=sms.sender_id(), defaults={"next_slot_at": now}
+    )
+    sender = SmsSender.objects.select_for_update().get(pk=sender.pk)
+    slot = max(now, sender.next_slot_at)
+    for delivery_id in delivery_ids:
+        Delivery.objects.filter(id=delivery_id).update(send_after=slot)
+        slot += gap
+    sender.next_slot_at = slot
+    sender.save(update_fields=["next_slot_at"])
+
+
+def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) -> dict:
+    """What the campaign would have decided over the stored presence history, sending and
+    writing nothing. Each event is judged at its own time, with browsing as it stood then
+    (views after the event are not counted), the customer's consent as it stands now, real
+    past SMS counted for the global cap, and the run's own would-be SMS for caps and budgets."""
+    rule = campaign_rule(campaign)
+    limits = global_limits()
+    events = list(
+        PresenceEvent.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
+        .exclude(kind=PresenceKind.EXITED)
+        .select_related("store", "zone", "customer")
+        .order_by("occurred_at", "id")
+    )
+    facts = {event.id: presence_fact(event) for event in events}
+    triggering = [event for event in events if rules.triggered(rule, facts[event.id])]
+    customers = {event.customer_id: event.customer for event in triggering}
+    signals = load_signals(customers.keys(), now=until)
+    real_sent: dict[int, list[datetime]] = defaultdict(list)
+    for customer_id, created_at in (
+        Delivery.objects.filter(
+            customer_id__in=list(customers),
+            status__in=SENT_LIKE,
+            created_at__gt=since - timedelta(days=limits.cap_days),
+            created_at__lt=until,
+        )
+        .exclude(campaign=campaign)
+        .values_list("customer_id", "created_at")
+    ):
+        real_sent[customer_id].append(created_at)
+
+    histories: dict[int, History] = defaultdict(History)
+    by_status: dict[str, int] = defaultdict(int)
+    by_reason: dict[str, int] = defaultdict(int)
+    reached: set[int] = set()
+    per_day: dict[date, int] = defaultdict(int)
+    total = 0
+    budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
+    for event in triggering:
+        at = event.occurred_at
+        customer = customers[event.customer_id]
+        products, categories = signals.get(customer.id, ({}, {}))
+        history = histories[customer.id]
+        facts_then = rules.CustomerFacts(
+            key=customer.external_id,
+            opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
+            has_phone=bool(customer.phone),
+            timezone=customer.timezone or event.store.timezone,
+            products=_as_of(products, at),
+            categories=_as_of(categories, at),
+            sent_by_campaign=history.by_campaign,
+            sent=sorted([*real_sent[customer.id], *history.sent]),
+        )
+        day = at.astimezone(budget_zone).date()
+        budget = rules.BudgetUse(today=per_day[day], total=total)
+        decisions = rules.decide([rule], facts[event.id], facts_then, {rule.id: budget}, limits, at)
+        for decision in decisions:
+            by_status[decision.status] += 1
+            if decision.reason:
+                by_reason[decision.reason] += 1
+            history.add(decision.campaign, decision.status, at)
+            if decision.status == rules.QUEUED:
+                reached.add(customer.id)
+                per_day[day] += 1
+                total += 1
+    return {
+        "campaign": campaign.id,
+        "since": since,
+        "until": until,
+        "presence_events": len(events),
+        "matched": sum(by_status.values()),
+        "would_send": by_status[rules.QUEUED],
+        "customers_reached": len(reached),
+        "by_status": {status: by_status[status] for status in DeliveryStatus.values},
+        "by_reason": {reason: by_reason[reason] for reason in DeliveryReason.values},
+    }
+
+
+def _as_of(signals: dict[str, rules.BrowsingSignal], at: datetime) -> dict:
+    """Browsing as it stood at `at`: later views and later cart changes removed."""
+    moment = at.timestamp()
+    return {
+        key: replace(
+            signal,
+            view_times=tuple(t for t in signal.view_times if t <= moment),
+            cart_state=signal.cart_state
+            if signal.cart_updated_at and signal.cart_updated_at <= at
+            else "",
+        )
+        for key, signal in signals.items()
+    }

@@ -1,0 +1,466 @@
+"""Where a customer is: the presence state machine, on plain values (no Django, `now` passed in).
+
+One customer's observations (GPS fixes and beacon readings, from any of their devices) move
+the state of places: a store, a beacon zone of a store, or an approach ring around a store.
+The rules that real location data needs:
+
+- A fix counts as inside a store when its distance plus a share of its accuracy fits the
+  fence, and only a fix accurate enough can cause an entry. Leaving needs the fix beyond the
+  fence by a margin, so GPS jitter at the edge does not flap between entered and exited.
+- Each device has its own timeline: a fix at or before the device's last applied fix is
+  stale and changes nothing, and so is any observation at or before a place's watermark.
+  Processing the same observations twice changes nothing.
+- A mocked location, or a fix implying a speed no shopper reaches (a teleport), is
+  suspicious: stored by the caller, but it moves no presence.
+- Beacon RSSI is smoothed: an entry needs several readings within a short window whose
+  median reaches the zone's threshold. A beacon zone entry is also an entry into its store.
+- A presence with no evidence for the timeout has exited; dwells are announced while inside.
+"""
+
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from math import asin, cos, radians, sin, sqrt
+from statistics import median
+
+ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
+
+_EARTH_RADIUS_M = 6_371_008.8
+
+
+@dataclass(frozen=True)
+class Rules:
+    max_entry_accuracy_m: float = 200.0
+    accuracy_share: float = 0.5
+    exit_margin_m: float = 50.0
+    timeout: timedelta = timedelta(minutes=15)
+    teleport_speed_kmh: float = 300.0
+    beacon_min_sightings: int = 2
+    beacon_window: timedelta = timedelta(seconds=30)
+
+
+@dataclass(frozen=True)
+class Place:
+    """What a presence is about: a store, a beacon zone of a store, or an approach ring."""
+
+    store: int
+    zone: int | None = None
+    near_m: float | None = None
+
+    def __lt__(self, other: "Place") -> bool:
+        return self._order() < other._order()
+
+    def _order(self) -> tuple[int, int, float]:
+        return (self.store, -1 if self.zone is None else self.zone, self.near_m or -1.0)
+
+    def key(self) -> str:
+        if self.zone is not None:
+            return f"zone:{self.store}:{self.zone}"
+        if self.near_m is not None:
+            return f"near:{self.store}:{_number(self.near_m)}"
+        return f"store:{self.store}"
+
+    @classmethod
+    def from_key(cls, key: str) -> "Place":
+        kind, store, *rest = key.split(":")
+        if kind == "zone":
+            return cls(int(store), zone=int(rest[0]))
+        if kind == "near":
+            return cls(int(store), near_m=float(rest[0]))
+        return cls(int(store))
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+@dataclass
+class PlaceState:
+    inside: bool = False
+    entered_at: datetime | None = None
+    last_evidence_at: datetime | None = None
+    last_at: datetime | None = None
+    dwelled: tuple[int, ...] = ()
+    rssi: tuple[tuple[datetime, int], ...] = ()
+
+    def to_json(self) -> dict:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat() if value else None
+
+        return {
+            "inside": self.inside,
+            "entered_at": iso(self.entered_at),
+            "last_evidence_at": iso(self.last_evidence_at),
+            "last_at": iso(self.last_at),
+            "dwelled": list(self.dwelled),
+            "rssi": [[at.isoformat(), value] for at, value in self.rssi],
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping) -> "PlaceState":
+        def when(value: str | None) -> datetime | None:
+            return datetime.fromisoformat(value) if value else None
+
+        return cls(
+            inside=bool(data.get("inside", False)),
+            entered_at=when(data.get("entered_at")),
+            last_evidence_at=when(data.get("last_evidence_at")),
+            last_at=when(data.get("last_at")),
+            dwelled=tuple(data.get("dwelled", ())),
+            rssi=tuple((datetime.fromisoformat(at), int(v)) for at, v in data.get("rssi", ())),
+        )
+
+
+@dataclass
+class Track:
+    """A device's last applied GPS fix: its timeline watermark and the teleport check's origin."""
+
+    latitude: float
+    longitude: float
+    accuracy: float
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Fix:
+    device: int
+    latitude: float
+    longitude: float
+    accuracy: float
+    at: datetime
+    mocked: bool = False
+    ping: int | None = None
+
+
+@dataclass(frozen=True)
+class BeaconReading:
+    device: int
+    store: int
+    zone: int | None
+    rssi: int
+    threshold: int
+    at: datetime
+    sighting: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    place: Place
+    at: datetime
+    minutes: int | None = None
+    distance_m: float | None = None
+    ping: int | None = None
+    sighting: int | None = None
+    reason: str = ""
+
+
+@dataclass
+class Outcome:
+    events: list[Event] = field(default_factory=list)
+    states: dict[Place, PlaceState] = field(default_factory=dict)
+    tracks: dict[int, Track] = field(default_factory=dict)
+    suspicious: list[int] = field(default_factory=list)
+    stale: list[int] = field(default_factory=list)
+
+
+# locate(latitude, longitude) -> [(store, signed metres from its fence: negative inside)] for
+# every store within the widest approach ring plus the exit margin.
+Locate = Callable[[float, float], list[tuple[int, float]]]
+
+
+class _Run:
+    """One customer's states while observations are applied; records what changed."""
+
+    def __init__(
+        self,
+        states: Mapping[Place, PlaceState],
+        tracks: Mapping[int, Track],
+        dwell_minutes: Collection[int],
+        near_distances: Mapping[int, Collection[float]],
+        rules: Rules,
+    ) -> None:
+        self.states = {place: replace(state) for place, state in states.items()}
+        self.tracks = dict(tracks)
+        self.dwell_minutes = sorted(set(dwell_minutes))
+        self.near_distances = near_distances
+        self.rules = rules
+        self.outcome = Outcome()
+        self.changed: set[Place] = set()
+
+    def state(self, place: Place) -> PlaceState:
+        if place not in self.states:
+            self.states[place] = PlaceState()
+        return self.states[place]
+
+    def emit(self, kind: str, place: Place, at: datetime, **details) -> None:
+        self.outcome.events.append(Event(kind, place, at, **details))
+
+    def touch(self, place: Place, at: datetime) -> None:
+        state = self.state(place)
+        if state.last_at is None or at > state.last_at:
+            state.last_at = at
+        self.changed.add(place)
+
+    # --- entering, staying, leaving -----------------------------------------------------
+
+    def enter(self, place: Place, at: datetime, **evidence) -> None:
+        state = self.state(place)
+        state.inside, state.entered_at, state.last_evidence_at = True, at, at
+        state.dwelled = ()
+        self.changed.add(place)
+        if place.near_m is None:
+            self.emit(ENTERED, place, at, **evidence)
+
+    def stay(self, place: Place, at: datetime) -> None:
+        state = self.state(place)
+        if state.last_evidence_at is None or at > state.last_evidence_at:
+            state.last_evidence_at = at
+        self.changed.add(place)
+
+    def leave(self, place: Place, at: datetime, **evidence) -> None:
+        state = self.state(place)
+        if not state.inside:
+            return
+        state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
+        self.changed.add(place)
+        if place.near_m is None:
+            self.emit(EXITED, place, at, **evidence)
+
+    def expire(self, at: datetime) -> None:
+        """Everything whose evidence is older than the timeout at `at` has exited."""
+        for place, state in sorted(self.states.items()):
+            if state.inside and state.last_evidence_at + self.rules.timeout <= at:
+                ended = state.last_evidence_at + self.rules.timeout
+                self.dwell(place, ended)
+                self.leave(place, ended, reason="timeout")
+
+    def dwell(self, place: Place, at: datetime) -> None:
+        """Announce the dwell thresholds reached by `at` (not past the presence's timeout)."""
+        state = self.states.get(place)
+        if not state or not state.inside or place.near_m is not None:
+            return
+        alive_until = state.last_evidence_at + self.rules.timeout
+        for minutes in self.dwell_minutes:
+            reached = state.entered_at + timedelta(minutes=minutes)
+            if minutes not in state.dwelled and reached <= min(at, alive_until):
+                state.dwelled = (*state.dwelled, minutes)
+                self.changed.add(place)
+                self.emit(DWELLED, place, reached, minutes=minutes, reason=f"inside {minutes} min")
+
+    def places_of_store(self, store: int) -> Iterable[Place]:
+        return [p for p in self.states if p.store == store and p.near_m is None and p.zone]
+
+    # --- observations -------------------------------------------------------------------
+
+    def apply_fix(self, fix: Fix, locate: Locate) -> None:
+        rules = self.rules
+        track = self.tracks.get(fix.device)
+        if track is not None and fix.at <= track.at:
+            if fix.ping is not None:
+                self.outcome.stale.append(fix.ping)
+            return
+        if fix.mocked:
+            self._suspicious(fix)
+            return
+        if track is not None and _teleport(track, fix, rules.teleport_speed_kmh):
+            self._suspicious(fix)
+            self._move_track(fix)
+            return
+        self._move_track(fix)
+        self.expire(fix.at)
+
+        share = rules.accuracy_share * fix.accuracy
+        precise = fix.accuracy <= rules.max_entry_accuracy_m
+        distances = dict(locate(fix.latitude, fix.longitude))
+        stores = set(distances) | {
+            p.store for p, s in self.states.items() if s.inside and p.zone is None
+        }
+        evidence = {"ping": fix.ping}
+        for store in sorted(stores):
+            distance = distances.get(store)
+            place = Place(store)
+            state = self.state(place)
+            if state.last_at is not None and fix.at <= state.last_at:
+                continue
+            far = distance is None or distance - share > rules.exit_margin_m
+            inside_now = distance is not None and precise and distance + share <= 0
+            if state.inside:
+                if far:
+                    why = "no fence nearby" if distance is None else f"fix {distance:.0f} m out"
+                    for zone in self.places_of_store(store):
+                        self.leave(zone, fix.at, reason=why, **evidence)
+                    self.leave(place, fix.at, reason=why, **evidence)
+                else:
+                    self.stay(place, fix.at)
+                    self.dwell(place, fix.at)
+            elif inside_now:
+                why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
+                self.enter(place, fix.at, reason=why, **evidence)
+            self.touch(place, fix.at)
+            self._rings(store, distance, share, precise, fix, inside_now)
+
+    def _rings(
+        self,
+        store: int,
+        distance: float | None,
+        share: float,
+        precise: bool,
+        fix: Fix,
+        inside_store: bool,
+    ) -> None:
+        for radius in sorted(self.near_distances.get(store, ())):
+            ring = Place(store, near_m=float(radius))
+            state = self.state(ring)
+            if state.last_at is not None and fix.at <= state.last_at:
+                continue
+            within = distance is not None and precise and distance - share <= radius
+            beyond = distance is None or distance - share > radius + self.rules.exit_margin_m
+            if state.inside:
+                if beyond:
+                    self.leave(ring, fix.at)
+                elif distance is not None and distance - share <= radius:
+                    self.stay(ring, fix.at)
+            elif inside_store:
+                # Walking out after shopping is not an approach: the ring counts as entered.
+                self.enter(ring, fix.at)
+            elif within and distance + share > 0:
+                self.enter(ring, fix.at)
+                self.emit(
+                    NEAR,
+                    Place(store, near_m=float(radius)),
+                    fix.at,
+                    distance_m=float(radius),
+                    ping=fix.ping,
+                    reason=f"fix {distance:.0f} m from the fence",
+                )
+            self.touch(ring, fix.at)
+
+    def apply_reading(self, reading: BeaconReading) -> None:
+        self.expire(reading.at)
+        evidence = {"sighting": reading.sighting}
+        store_place = Place(reading.store)
+        places = [Place(reading.store, zone=reading.zone)] if reading.zone is not None else []
+        places.append(store_place)
+        for place in places:
+            state = self.state(place)
+            if state.last_at is not None and reading.at <= state.last_at:
+                continue
+            window_start = reading.at - self.rules.beacon_window
+            state.rssi = tuple(
+                (at, rssi)
+                for at, rssi in (*state.rssi, (reading.at, reading.rssi))
+                if at > window_start
+            )[-32:]
+            self.touch(place, reading.at)
+            if state.inside:
+                self.stay(place, reading.at)
+                self.dwell(place, reading.at)
+                continue
+            values = [rssi for _, rssi in state.rssi]
+            level = median(values)
+            if len(values) >= self.rules.beacon_min_sightings and level >= reading.threshold:
+                why = f"median rssi {level:.0f} dBm over {len(values)} readings"
+                self.enter(place, reading.at, reason=why, **evidence)
+                if place != store_place and not self.state(store_place).inside:
+                    self.enter(store_place, reading.at, reason=why, **evidence)
+                    self.touch(store_place, reading.at)
+                    break
+
+    def _suspicious(self, fix: Fix) -> None:
+        if fix.ping is not None:
+            self.outcome.suspicious.append(fix.ping)
+
+    def _move_track(self, fix: Fix) -> None:
+        track = Track(fix.latitude, fix.longitude, fix.accuracy, fix.at)
+        self.tracks[fix.device] = track
+        self.outcome.tracks[fix.device] = track
+
+    def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
+        # A place the customer never entered and that was not stored needs no row: the
+        # device's timeline already guards it against stale fixes.
+        self.outcome.states = {
+            place: self.states[place]
+            for place in sorted(self.changed)
+            if place in original or self.states[place].inside or self.states[place].rssi
+        }
+        self.outcome.events.sort(key=lambda e: (e.at, e.place, e.kind != EXITED))
+        return self.outcome
+
+
+def _teleport(track: Track, fix: Fix, limit_kmh: float) -> bool:
+    """Whether going from the track to the fix needs a speed over the limit. The accuracy
+    circles are taken off the distance: two vague fixes far apart prove no movement."""
+    moved = max(0.0, _distance_m(track, fix) - track.accuracy - fix.accuracy)
+    seconds = (fix.at - track.at).total_seconds()
+    if moved == 0:
+        return False
+    return seconds <= 0 or moved / seconds * 3.6 > limit_kmh
+
+
+def _distance_m(a: Track, b: Fix) -> float:
+    lat1, lon1, lat2, lon2 = map(radians, (a.latitude, a.longitude, b.latitude, b.longitude))
+    h = sin((lat2 - lat1) / 2) ** 2 + cos(lat1) * cos(lat2) * sin((lon2 - lon1) / 2) ** 2
+    return 2 * _EARTH_RADIUS_M * asin(min(1.0, sqrt(h)))
+
+
+def _order(observation: Fix | BeaconReading) -> tuple:
+    # Time first; at one instant, fixes before readings, then a stable key, so that any
+    # permutation of the same observations is applied in the same order.
+    if isinstance(observation, Fix):
+        return (
+            observation.at,
+            0,
+            observation.device,
+            observation.ping or 0,
+            observation.latitude,
+            observation.longitude,
+            observation.accuracy,
+        )
+    return (
+        observation.at,
+        1,
+        observation.device,
+        observation.sighting or 0,
+        observation.store,
+        observation.zone or 0,
+        observation.rssi,
+    )
+
+
+def advance(
+    *,
+    states: Mapping[Place, PlaceState],
+    tracks: Mapping[int, Track],
+    observations: Sequence[Fix | BeaconReading],
+    locate: Locate,
+    dwell_minutes: Collection[int] = (),
+    near_distances: Mapping[int, Collection[float]] | None = None,
+    rules: Rules = Rules(),
+    now: datetime,
+) -> Outcome:
+    """Apply one customer's observations, in time order, to their places' states."""
+    run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
+    for observation in sorted(observations, key=_order):
+        if observation.at > now + rules.timeout:
+            continue  # a clock far ahead: ingest refuses these, and they must not pin state
+        if isinstance(observation, Fix):
+            run.apply_fix(observation, locate)
+        else:
+            run.apply_reading(observation)
+    return run.finish(states)
+
+
+def tick(
+    *,
+    states: Mapping[Place, PlaceState],
+    dwell_minutes: Collection[int] = (),
+    rules: Rules = Rules(),
+    now: datetime,
+) -> Outcome:
+    """With no new observation: dwells reached in silence, and presences timed out by `now`."""
+    run = _Run(states, {}, dwell_minutes, {}, rules)
+    for place in sorted(run.states):
+        run.dwell(place, now)
+    run.expire(now)
+    return run.finish(states)

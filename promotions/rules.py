@@ -1,0 +1,308 @@
+"""Campaign matching and limits on plain values: no Django, `now` passed in.
+
+Given one presence event, the live campaigns and what is known of the customer, `decide`
+returns the decisions to record: each campaign the event matches, in order of priority and
+then intent strength, is judged against its limits until one would send (queued) or holds the
+customer out (holdout). So at most one SMS goes out per presence event, and every campaign
+judged before the winner is recorded with the reason it could not send.
+"""
+
+import hashlib
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+QUEUED, SUPPRESSED, HOLDOUT = "queued", "suppressed", "holdout"
+NO_CONSENT, NO_PHONE, QUIET_HOURS = "no_consent", "no_phone", "quiet_hours"
+CAMPAIGN_CAP, GLOBAL_CAP, BUDGET = "campaign_cap", "global_cap", "budget"
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+CART_ABANDONED = "abandoned"
+DAY = 86_400
+
+
+@dataclass(frozen=True)
+class IntentCondition:
+    skus: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    min_views: int = 1
+    within_days: int = 30
+    cart_abandoned: bool = False
+
+
+@dataclass(frozen=True)
+class CampaignRule:
+    id: int
+    priority: int = 0
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    stores: frozenset[int] = frozenset()  # empty: every store
+    trigger_type: str = "enter"
+    trigger_minutes: int | None = None
+    trigger_distance_m: float | None = None
+    trigger_zone: str = ""
+    intent: IntentCondition | None = None
+    per_customer_days: int | None = None
+    quiet_hours: tuple[time, time] | None = None
+    allowed_days: frozenset[str] = frozenset(WEEKDAYS)
+    daily_budget: int | None = None
+    total_budget: int | None = None
+    holdout_percent: int = 0
+
+
+@dataclass(frozen=True)
+class PresenceFact:
+    kind: str  # entered, dwelled, exited, near
+    store: int
+    at: datetime
+    zone_code: str | None = None  # set for a beacon zone's events
+    minutes: int | None = None
+    distance_m: float | None = None
+
+
+@dataclass(frozen=True)
+class BrowsingSignal:
+    """A customer's intent for one SKU or one category, as stored on ingest."""
+
+    key: str  # the SKU or the category
+    view_times: tuple[int, ...] = ()  # epoch seconds, ascending
+    cart_state: str = ""
+    cart_updated_at: datetime | None = None
+    score: float = 0.0  # decayed to `now` by the caller
+    category: str = ""  # for a SKU: its category
+    product_name: str = ""  # for a SKU: the catalogue's name, else empty
+
+
+@dataclass(frozen=True)
+class CustomerFacts:
+    key: str  # a stable id (the external id): holdout membership hashes it
+    opted_in: bool
+    has_phone: bool
+    timezone: str  # the customer's, else the store's
+    products: Mapping[str, BrowsingSignal] = field(default_factory=dict)
+    categories: Mapping[str, BrowsingSignal] = field(default_factory=dict)
+    # When this customer was sent an SMS (queued or handed over), per campaign and in all.
+    sent_by_campaign: Mapping[int, Sequence[datetime]] = field(default_factory=dict)
+    sent: Sequence[datetime] = ()
+
+
+@dataclass(frozen=True)
+class BudgetUse:
+    today: int = 0
+    total: int = 0
+
+
+@dataclass(frozen=True)
+class GlobalLimits:
+    cap_count: int = 3
+    cap_days: int = 7
+    quiet_hours: tuple[time, time] | None = None
+
+
+@dataclass(frozen=True)
+class IntentMatch:
+    strength: float = 0.0
+    sku: str = ""  # the product an offer is about, for {product_name}
+    product_name: str = ""
+    detail: str = ""  # why it matched, for the decision trace
+
+
+@dataclass(frozen=True)
+class Decision:
+    campaign: int
+    status: str  # queued, suppressed, holdout
+    reason: str  # empty when queued
+    match: IntentMatch
+
+
+def triggered(campaign: CampaignRule, event: PresenceFact) -> bool:
+    """Whether the event is what the campaign's trigger waits for, in one of its stores."""
+    if campaign.stores and event.store not in campaign.stores:
+        return False
+    if campaign.starts_at and event.at < campaign.starts_at:
+        return False
+    if campaign.ends_at and event.at >= campaign.ends_at:
+        return False
+    match campaign.trigger_type:
+        case "enter":
+            return event.kind == "entered" and event.zone_code is None
+        case "dwell":
+            return (
+                event.kind == "dwelled"
+                and event.zone_code is None
+                and event.minutes == campaign.trigger_minutes
+            )
+        case "near":
+            return event.kind == "near" and event.distance_m == campaign.trigger_distance_m
+        case "beacon_zone":
+            return event.kind == "entered" and event.zone_code == campaign.trigger_zone
+    return False
+
+
+def intent_match(
+    condition: IntentCondition | None, customer: CustomerFacts, now: datetime
+) -> IntentMatch | None:
+    """The customer's strongest browsing that satisfies the condition, or None.
+
+    A SKU or category qualifies with `min_views` product views within `within_days`, or,
+    for a cart condition, with a cart abandoned within that window. With only the cart
+    flag set, any abandoned cart qualifies.
+    """
+    if condition is None:
+        return IntentMatch(detail="no intent condition")
+    since = now.timestamp() - condition.within_days * DAY
+    named = bool(condition.skus or condition.categories)
+    best: IntentMatch | None = None
+    skus = condition.skus if named else tuple(customer.products)
+    for sku in skus:
+        signal = customer.products.get(sku)
+        if signal and _qualifies(signal, condition, since):
+            candidate = IntentMatch(
+                strength=signal.score,
+                sku=sku,
+                product_name=signal.product_name or sku,
+                detail=_describe(signal, condition, since, f"SKU {sku}"),
+            )
+            best = _stronger(best, candidate)
+    for category in condition.categories:
+        signal = customer.categories.get(category)
+        if signal and _qualifies(signal, condition, since):
+            product = _favourite_product(customer, category, since)
+            candidate = IntentMatch(
+                strength=signal.score,
+                sku=product.key if product else "",
+                product_name=(product.product_name or product.key) if product else category,
+                detail=_describe(signal, condition, since, f"category {category}"),
+            )
+            best = _stronger(best, candidate)
+    return best
+
+
+def _qualifies(signal: BrowsingSignal, condition: IntentCondition, since: float) -> bool:
+    if condition.cart_abandoned:
+        return (
+            signal.cart_state == CART_ABANDONED
+            and signal.cart_updated_at is not None
+            and signal.cart_updated_at.timestamp() >= since
+        )
+    return _views_since(signal, since) >= condition.min_views
+
+
+def _views_since(signal: BrowsingSignal, since: float) -> int:
+    return sum(1 for t in signal.view_times if t >= since)
+
+
+def _describe(signal: BrowsingSignal, condition: IntentCondition, since: float, what: str) -> str:
+    if condition.cart_abandoned:
+        return f"{what}: cart abandoned, score {signal.score:.2f}"
+    views = _views_since(signal, since)
+    return f"{what}: {views} views in {condition.within_days} days, score {signal.score:.2f}"
+
+
+def _stronger(best: IntentMatch | None, candidate: IntentMatch) -> IntentMatch:
+    # Ties keep the first found, which follows the campaign's own order of SKUs and categories.
+    return candidate if best is None or candidate.strength > best.strength else best
+
+
+def _favourite_product(
+    customer: CustomerFacts, category: str, since: float
+) -> BrowsingSignal | None:
+    """The customer's most viewed product in a category within the window (then the latest)."""
+    in_category = [p for p in customer.products.values() if p.category == category]
+    if not in_category:
+        return None
+    return max(
+        in_category,
+        key=lambda p: (_views_since(p, since), p.view_times[-1] if p.view_times else 0, p.key),
+    )
+
+
+def limit_reason(
+    campaign: CampaignRule,
+    customer: CustomerFacts,
+    budget: BudgetUse,
+    limits: GlobalLimits,
+    now: datetime,
+) -> str:
+    """Why the campaign may not text this customer now ("" when it may), checked in the order
+    a marketer reads them: consent and phone first, because they hold whatever else."""
+    if not customer.opted_in:
+        return NO_CONSENT
+    if not customer.has_phone:
+        return NO_PHONE
+    local = now.astimezone(ZoneInfo(customer.timezone))
+    if WEEKDAYS[local.weekday()] not in campaign.allowed_days:
+        return QUIET_HOURS
+    for window in (campaign.quiet_hours, limits.quiet_hours):
+        if window and in_window(local.time(), window):
+            return QUIET_HOURS
+    if campaign.per_customer_days:
+        since = now - timedelta(days=campaign.per_customer_days)
+        if any(at > since for at in customer.sent_by_campaign.get(campaign.id, ())):
+            return CAMPAIGN_CAP
+    since = now - timedelta(days=limits.cap_days)
+    if sum(1 for at in customer.sent if at > since) >= limits.cap_count:
+        return GLOBAL_CAP
+    if campaign.daily_budget is not None and budget.today >= campaign.daily_budget:
+        return BUDGET
+    if campaign.total_budget is not None and budget.total >= campaign.total_budget:
+        return BUDGET
+    return ""
+
+
+def in_window(moment: time, window: tuple[time, time]) -> bool:
+    """Whether a local time falls in a daily window [start, end), which may span midnight."""
+    start, end = window
+    if start < end:
+        return start <= moment < end
+    return moment >= start or moment < end
+
+
+def in_holdout(campaign: int, customer_key: str, percent: int) -> bool:
+    """Deterministic: the same customer is always in, or always out of, a campaign's holdout,
+    on every worker and across restarts (Python's hash() is salted per process)."""
+    if percent <= 0:
+        return False
+    digest = hashlib.sha256(f"{campaign}:{customer_key}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") % 100 < percent
+
+
+def rank(
+    campaigns: Collection[CampaignRule], event: PresenceFact, customer: CustomerFacts, now: datetime
+) -> list[tuple[CampaignRule, IntentMatch]]:
+    """The campaigns the event triggers and whose intent condition holds, best first:
+    highest priority, then strongest intent, then the oldest campaign."""
+    matches = []
+    for campaign in campaigns:
+        if not triggered(campaign, event):
+            continue
+        match = intent_match(campaign.intent, customer, now)
+        if match is not None:
+            matches.append((campaign, match))
+    return sorted(matches, key=lambda cm: (-cm[0].priority, -cm[1].strength, cm[0].id))
+
+
+def decide(
+    campaigns: Collection[CampaignRule],
+    event: PresenceFact,
+    customer: CustomerFacts,
+    budgets: Mapping[int, BudgetUse],
+    limits: GlobalLimits,
+    now: datetime,
+) -> list[Decision]:
+    """The decisions for one presence event: see the module's docstring."""
+    decisions = []
+    for campaign, match in rank(campaigns, event, customer, now):
+        reason = limit_reason(
+            campaign, customer, budgets.get(campaign.id, BudgetUse()), limits, now
+        )
+        if reason:
+            decisions.append(Decision(campaign.id, SUPPRESSED, reason, match))
+            continue
+        if in_holdout(campaign.id, customer.key, campaign.holdout_percent):
+            decisions.append(Decision(campaign.id, HOLDOUT, "holdout", match))
+        else:
+            decisions.append(Decision(campaign.id, QUEUED, "", match))
+        break
+    return decisions

@@ -1,0 +1,112 @@
+"""Handing a queued delivery to the SMS backend, once.
+
+The send claims its row with a conditional UPDATE that also checks the customer's consent,
+so two workers never send the same delivery, and a STOP that arrived while the SMS waited
+in the queue wins. A claimed row is never claimed again: if a worker dies after the provider
+accepted the message, the SMS is not sent twice (it stays queued with its claim, visible).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from customers.models import Customer, SmsConsent
+from customers.services import set_sms_consent
+from promotions import sms
+from promotions.models import Delivery, DeliveryReason, DeliveryStatus
+
+# Twilio: the recipient replied STOP to this sender; texting them again is refused.
+TWILIO_UNSUBSCRIBED = 21610
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    status: str  # the delivery's status after the attempt, or "skipped"
+    detail: str = ""
+
+
+def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True) -> SendOutcome:
+    """Send a queued delivery. A transient provider error releases the claim and is raised
+    for the task to retry, unless this is the final attempt: then the delivery fails with it."""
+    delivery = Delivery.objects.select_related("presence_event").filter(id=delivery_id).first()
+    if delivery is None or delivery.status != DeliveryStatus.QUEUED or delivery.claimed_at:
+        return SendOutcome("skipped", "not queued, or already claimed")
+    event_at = delivery.presence_event.occurred_at if delivery.presence_event else None
+    if event_at and now - event_at > timedelta(seconds=settings.SMS_VALIDITY_SECONDS):
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, message="Expired before sending.")
+        return SendOutcome(DeliveryStatus.FAILED, "expired")
+
+    claimed = Delivery.objects.filter(
+        id=delivery_id,
+        status=DeliveryStatus.QUEUED,
+        claimed_at__isnull=True,
+        customer__sms_consent=SmsConsent.OPTED_IN,
+    ).update(claimed_at=now, attempts=delivery.attempts + 1)
+    if not claimed:
+        # Opted out (or erased) since the decision: the decision becomes a suppression.
+        if Delivery.objects.filter(
+            id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
+        ).update(
+            status=DeliveryStatus.SUPPRESSED,
+            reason=DeliveryReason.NO_CONSENT,
+            status_updated_at=now,
+        ):
+            return SendOutcome(DeliveryStatus.SUPPRESSED, DeliveryReason.NO_CONSENT)
+        return SendOutcome("skipped", "claimed by another worker")
+
+    message = sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery_id))
+    try:
+        sent = sms.get_backend().send(message)
+    except sms.TransientSmsError as error:
+        if not final_attempt:
+            # Nothing was accepted: give the row back for the retry.
+            Delivery.objects.filter(id=delivery_id).update(
+                claimed_at=None, error_code=error.code, error_message=str(error)[:300]
+            )
+            raise
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error)
+        return SendOutcome(DeliveryStatus.FAILED, str(error))
+    except sms.PermanentSmsError as error:
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error)
+        if error.code == TWILIO_UNSUBSCRIBED:
+            _opt_out(delivery_id, now)
+        return SendOutcome(DeliveryStatus.FAILED, str(error))
+
+    # A status callback may have raced ahead of this line; it matched nothing then, since
+    # the sid was not yet known, so "sent" is the right floor.
+    Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED).update(
+        status=DeliveryStatus.SENT, twilio_sid=sent.sid, sent_at=now, status_updated_at=now
+    )
+    return SendOutcome(DeliveryStatus.SENT, sent.sid)
+
+
+def _finish(
+    delivery_id: int,
+    now: datetime,
+    *,
+    status: str,
+    error: sms.SmsError | None = None,
+    message: str = "",
+) -> None:
+    Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED).update(
+        status=status,
+        error_code=error.code if error else None,
+        error_message=(str(error) if error else message)[:300],
+        status_updated_at=now,
+    )
+
+
+def _opt_out(delivery_id: int, now: datetime) -> None:
+    customer_id = Delivery.objects.filter(id=delivery_id).values_list("customer_id", flat=True)
+    with transaction.atomic():
+        customer = Customer.objects.select_for_update().filter(id__in=customer_id).first()
+        if customer and set_sms_consent(
+            customer=customer,
+            consent=SmsConsent.OPTED_OUT,
+            source="twilio",
+            note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
+            at=now,
+        ):
+            customer.save(update_fields=["sms_consent", "consent_source", "consent_updated_at"])

@@ -1,0 +1,68 @@
+"""SMS backends, chosen by settings.SMS_BACKEND like Django's e-mail backends.
+
+`console` prints (make run), `locmem` keeps messages in a list (tests), `file` appends JSON
+lines, `twilio` sends through the official SDK. Only `promotions.sms.twilio` imports twilio.
+"""
+
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Protocol
+
+from django.conf import settings
+
+
+@dataclass(frozen=True)
+class OutgoingSms:
+    to: str
+    body: str
+    reference: str  # our delivery id, for logs
+
+
+@dataclass(frozen=True)
+class SentSms:
+    sid: str
+    status: str
+
+
+class SmsError(Exception):
+    def __init__(
+        self, message: str, *, code: int | None = None, http_status: int | None = None
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.http_status = http_status
+
+
+class TransientSmsError(SmsError):
+    """Nothing was accepted, and a retry may succeed: throttling, a provider error, no
+    connection."""
+
+
+class PermanentSmsError(SmsError):
+    """Never retried: the provider refused the message (an invalid or unsubscribed number,
+    bad credentials), or its answer never came after the request went out, so the message
+    may have been accepted and a retry could text twice."""
+
+
+class SmsBackend(Protocol):
+    def send(self, message: OutgoingSms) -> SentSms: ...
+
+
+BACKENDS = {
+    "console": "promotions.sms.console.ConsoleBackend",
+    "locmem": "promotions.sms.locmem.LocmemBackend",
+    "file": "promotions.sms.file.FileBackend",
+    "twilio": "promotions.sms.twilio.TwilioBackend",
+}
+
+
+def get_backend() -> SmsBackend:
+    module, _, name = BACKENDS[settings.SMS_BACKEND].rpartition(".")
+    return getattr(import_module(module), name)()
+
+
+def sender_id() -> str:
+    """Who sends, for pacing: the Messaging Service, else the From number, else the backend."""
+    if settings.SMS_BACKEND == "twilio":
+        return settings.TWILIO_MESSAGING_SERVICE_SID or settings.TWILIO_FROM_NUMBER
+    return settings.SMS_BACKEND

@@ -1,0 +1,21 @@
+import sys
+
+from promotions import offers
+from promotions.sms import OutgoingSms, SentSms
+from promotions.sms.local import local_sid
+
+
+class ConsoleBackend:
+    """Prints each SMS: what a developer watches under `make run`."""
+
+    def send(self, message: OutgoingSms) -> SentSms:
+        encoding = offers.sms_encoding(message.body)
+        segments = offers.sms_segments(message.body)
+        rule = "-" * 60
+        print(
+            f"{rule}\nSMS to {message.to} (delivery {message.reference}, {encoding}, "
+            f"{segments} segment{'s' if segments > 1 else ''})\n{message.body}\n{rule}",
+            file=sys.stdout,
+            flush=True,
+        )
+        return SentSms(sid=local_sid(), status="sent")

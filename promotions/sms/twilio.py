@@ -1,0 +1,81 @@
+"""The Twilio backend: the official SDK, pointed at TWILIO_API_BASE."""
+
+import requests
+from django.conf import settings
+from twilio.base.exceptions import TwilioRestException
+from twilio.http.http_client import TwilioHttpClient
+from twilio.rest import Client
+
+from promotions.sms import OutgoingSms, PermanentSmsError, SentSms, TransientSmsError
+
+TWILIO_API = "https://api.twilio.com"
+STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+
+
+class BaseUrlHttpClient(TwilioHttpClient):
+    """The SDK has no base-URL option; tests and egress proxies need one."""
+
+    def __init__(self, base_url: str, timeout: float) -> None:
+        # max_retries=0: a retry belongs to the send task, which knows whether it is safe.
+        super().__init__(timeout=timeout, max_retries=0)
+        self.base_url = base_url.rstrip("/")
+        if self.session is not None:
+            self.session.trust_env = False  # never route loopback through a proxy variable
+
+    def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
+        if url.startswith(TWILIO_API):
+            url = self.base_url + url[len(TWILIO_API) :]
+        return super().request(method, url, *args, **kwargs)
+
+
+class TwilioBackend:
+    def __init__(self) -> None:
+        self.client = Client(
+            settings.TWILIO_ACCOUNT_SID,
+            settings.TWILIO_AUTH_TOKEN,
+            http_client=BaseUrlHttpClient(
+                settings.TWILIO_API_BASE, timeout=settings.SMS_HTTP_TIMEOUT_SECONDS
+            ),
+        )
+
+    def send(self, message: OutgoingSms) -> SentSms:
+        sender = (
+            {"messaging_service_sid": settings.TWILIO_MESSAGING_SERVICE_SID}
+            if settings.TWILIO_MESSAGING_SERVICE_SID
+            else {"from_": settings.TWILIO_FROM_NUMBER}
+        )
+        try:
+            created = self.client.messages.create(
+                to=message.to,
+                body=message.body,
+                status_callback=settings.PUBLIC_BASE_URL + STATUS_CALLBACK_PATH,
+                # Twilio drops what it could not hand over in time: a late offer is worthless.
+                validity_period=settings.SMS_VALIDITY_SECONDS,
+                **sender,
+            )
+        except TwilioRestException as error:
+            retryable = error.status == 429 or error.status >= 500
+            kind = TransientSmsError if retryable else PermanentSmsError
+            raise kind(
+                f"Twilio {error.status}: {error.msg}", code=error.code, http_status=error.status
+            ) from error
+        except requests.ConnectionError as error:
+            if isinstance(error, requests.exceptions.ConnectTimeout) or _not_sent(error):
+                raise TransientSmsError(f"Twilio unreachable: {error}") from error
+            raise PermanentSmsError(
+                f"Twilio's answer was lost; not retried, it may have been sent: {error}"
+            ) from error
+        except requests.Timeout as error:
+            raise PermanentSmsError(
+                f"No answer from Twilio in time; not retried, it may have been sent: {error}"
+            ) from error
+        return SentSms(sid=created.sid, status=created.status or "queued")
+
+
+def _not_sent(error: requests.ConnectionError) -> bool:
+    """Whether the connection failed before the request went out (refused, no route, DNS)."""
+    text = str(error)
+    return any(
+        marker in text
+        for marker in ("Connection refused", "NewConnectionError", "Name or service", "No route")
+    )

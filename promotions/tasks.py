@@ -1,0 +1,98 @@
+"""Celery tasks: each loads by id, calls one service, and retries only what is transient.
+
+Every task is idempotent in the data (unique constraints, conditional claims), so late
+acknowledgement is safe: a batch redelivered after a worker died is processed once.
+"""
+
+import logging
+import random
+from collections.abc import Iterable, Sequence
+
+from celery import shared_task
+from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from django.utils import timezone
+
+from promotions import decisions, sending, services, sms, tracking
+from promotions.models import Delivery
+
+logger = logging.getLogger(__name__)
+
+# A database that is restarting or failing over answers again within a minute or two.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
+
+
+@shared_task(
+    bind=True,
+    acks_late=True,
+    autoretry_for=DATABASE_ERRORS,
+    retry_backoff=True,
+    retry_jitter=True,
+    max_retries=5,
+)
+def process_location_batch(self, ping_ids: list[int], sighting_ids: list[int]) -> int:
+    """A stored batch of pings or sightings: presence, then decisions, then sends."""
+    now = timezone.now()
+    event_ids = tracking.process_location_batch(
+        ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+    )
+    return queue_sends(decisions.decide_presence_events(event_ids=event_ids, now=now))
+
+
+@shared_task(bind=True, acks_late=True, max_retries=settings.SMS_MAX_RETRIES)
+def send_sms(self, delivery_id: int) -> str:
+    final = self.request.retries >= self.max_retries
+    try:
+        outcome = sending.send_delivery(
+            delivery_id=delivery_id, now=timezone.now(), final_attempt=final
+        )
+    except sms.TransientSmsError as error:
+        # Exponential backoff with jitter, so a fleet of retries does not hit Twilio in step.
+        countdown = min(2**self.request.retries, 60) + random.uniform(0, 1)
+        raise self.retry(exc=error, countdown=countdown) from None
+    return outcome.status
+
+
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
+)
+def tick_presence(self) -> int:
+    """Celery beat, every minute: presences that timed out, and dwells reached in silence."""
+    now = timezone.now()
+    event_ids = tracking.expire_presence(now=now)
+    return queue_sends(decisions.decide_presence_events(event_ids=event_ids, now=now))
+
+
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
+)
+def purge_location_history(self) -> int:
+    """Celery beat: raw pings and sightings older than LOCATION_RETENTION_DAYS."""
+    return services.purge_location_history(now=timezone.now())
+
+
+def queue_sends(delivery_ids: Iterable[int]) -> int:
+    """Enqueue one send per queued delivery at its paced slot; returns how many."""
+    slots = Delivery.objects.filter(id__in=list(delivery_ids)).values_list("id", "send_after")
+    count = 0
+    for delivery_id, send_after in slots:
+        send_sms.apply_async((delivery_id,), eta=send_after)
+        count += 1
+    return count
+
+
+def enqueue_location_batch(
+    *, ping_ids: Sequence[int] = (), sighting_ids: Sequence[int] = ()
+) -> None:
+    """Hand a stored batch to the workers. The batch is already durable; if the broker
+    cannot take it, the answer to the client still stands and the failure is logged."""
+    if not (ping_ids or sighting_ids):
+        return
+    try:
+        process_location_batch.delay(list(ping_ids), list(sighting_ids))
+    except Exception:
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            raise
+        logger.exception(
+            "Could not enqueue a location batch of %d items.", len(ping_ids) + len(sighting_ids)
+        )

@@ -1,0 +1,346 @@
+"""From stored pings and sightings to presence events: loads each customer's presence in
+bulk, runs the pure state machine of `promotions.presence`, and writes what changed.
+
+A batch costs a fixed number of queries, whatever its size: customers are locked in one
+statement (so two workers given overlapping batches take turns per customer), states and
+tracks are read and written in bulk, and events are inserted once with their unique key
+guarding against a second worker or a redelivered batch.
+"""
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Count, Max, Q
+
+from customers.models import Customer, Device
+from promotions import geo, presence
+from promotions.models import (
+    DEFAULT_RSSI_THRESHOLD,
+    Campaign,
+    CampaignStatus,
+    DeviceTrack,
+    Ping,
+    Presence,
+    PresenceEvent,
+    Sighting,
+    Store,
+    TriggerType,
+)
+
+
+def presence_rules() -> presence.Rules:
+    return presence.Rules(
+        max_entry_accuracy_m=settings.PRESENCE_MAX_ENTRY_ACCURACY_M,
+        accuracy_share=settings.PRESENCE_ACCURACY_SHARE,
+        exit_margin_m=settings.PRESENCE_EXIT_MARGIN_M,
+        timeout=timedelta(minutes=settings.PRESENCE_TIMEOUT_MINUTES),
+        teleport_speed_kmh=settings.PRESENCE_TELEPORT_KMH,
+        beacon_min_sightings=settings.BEACON_MIN_SIGHTINGS,
+        beacon_window=timedelta(seconds=settings.BEACON_WINDOW_SECONDS),
+    )
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What live campaigns ask the state machine to watch, and the fences to watch it on."""
+
+    index: geo.FenceIndex
+    dwell_minutes: frozenset[int]
+    near_distances: dict[int, frozenset[float]]
+
+
+_watch_cache: dict[str, tuple[tuple, Watch]] = {}
+
+
+def current_watch() -> Watch:
+    """The fence index and the dwell and near thresholds, rebuilt only when a store or a
+    campaign changed: two aggregate queries tell, instead of reloading every fence."""
+    version = (
+        tuple(Store.objects.aggregate(n=Count("id"), at=Max("updated_at")).values()),
+        tuple(Campaign.objects.aggregate(n=Count("id"), at=Max("updated_at")).values()),
+        settings.PRESENCE_EXIT_MARGIN_M,
+    )
+    cached = _watch_cache.get("watch")
+    if cached and cached[0] == version:
+        return cached[1]
+    watch = _build_watch()
+    _watch_cache["watch"] = (version, watch)
+    return watch
+
+
+def _build_watch() -> Watch:
+    live = Campaign.objects.filter(status=CampaignStatus.ACTIVE).prefetch_related("stores")
+    store_ids = list(Store.objects.values_list("id", flat=True))
+    dwell: set[int] = set()
+    near: dict[int, set[float]] = defaultdict(set)
+    for campaign in live:
+        if campaign.trigger_type == TriggerType.DWELL and campaign.trigger_minutes:
+            dwell.add(campaign.trigger_minutes)
+        if campaign.trigger_type == TriggerType.NEAR and campaign.trigger_distance_m:
+            targets = [store.id for store in campaign.stores.all()] or store_ids
+            for store_id in targets:
+                near[store_id].add(float(campaign.trigger_distance_m))
+    widest = max((max(radii) for radii in near.values()), default=0.0)
+    fences = [
+        geo.fence_from_store(pk, lat, lon, radius, polygon)
+        for pk, lat, lon, radius, polygon in Store.objects.values_list(
+            "id", "latitude", "longitude", "radius_m", "polygon"
+        )
+    ]
+    return Watch(
+        index=geo.FenceIndex(fences, reach_m=widest + settings.PRESENCE_EXIT_MARGIN_M),
+        dwell_minutes=frozenset(dwell),
+        near_distances={store: frozenset(radii) for store, radii in near.items()},
+    )
+
+
+def process_location_batch(
+    *, ping_ids: Iterable[int] = (), sighting_ids: Iterable[int] = (), now: datetime
+) -> list[int]:
+    """Apply stored pings and sightings to their customers' presence; returns the ids of the
+    presence events this produced (none when the batch was already processed)."""
+    fixes = _fixes(ping_ids)
+    readings = _readings(sighting_ids)
+    observations: dict[int, list[presence.Fix | presence.BeaconReading]] = defaultdict(list)
+    for customer_id, fix in fixes:
+        observations[customer_id].append(fix)
+    for customer_id, reading in readings:
+        observations[customer_id].append(reading)
+    if not observations:
+        return []
+    watch = current_watch()
+    rules = presence_rules()
+
+    def advance(
+        customer_id: int,
+        states: dict[presence.Place, presence.PlaceState],
+        tracks: dict[int, presence.Track],
+    ) -> presence.Outcome:
+        return presence.advance(
+            states=states,
+            tracks=tracks,
+            observations=observations[customer_id],
+            locate=watch.index.nearby,
+            dwell_minutes=watch.dwell_minutes,
+            near_distances=watch.near_distances,
+            rules=rules,
+            now=now,
+        )
+
+    return _run(observations.keys(), advance, now=now)
+
+
+def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
+    """Timeouts and dwells reached while no fix arrived (Celery beat, every minute)."""
+    watch = current_watch()
+    rules = presence_rules()
+    customer_ids = list(
+        Presence.objects.filter(inside=True).values_list("customer_id", flat=True).distinct()
+    )
+
+    def tick(customer_id: int, states: dict, tracks: dict) -> presence.Outcome:
+        return presence.tick(states=states, dwell_minutes=watch.dwell_minutes, rules=rules, now=now)
+
+    event_ids = []
+    for start in range(0, len(customer_ids), chunk):
+        event_ids += _run(customer_ids[start : start + chunk], tick, now=now, with_tracks=False)
+    return event_ids
+
+
+Step = Callable[
+    [int, dict[presence.Place, presence.PlaceState], dict[int, presence.Track]], presence.Outcome
+]
+
+
+def _run(
+    customer_ids: Iterable[int], step: Step, *, now: datetime, with_tracks: bool = True
+) -> list[int]:
+    """Lock the customers, load their states, `step` each one, write what changed."""
+    with transaction.atomic():
+        locked = list(
+            Customer.objects.select_for_update()
+            .filter(id__in=set(customer_ids))
+            .order_by("id")
+            .values_list("id", flat=True)
+        )
+        rows: dict[int, dict[presence.Place, Presence]] = defaultdict(dict)
+        for row in Presence.objects.filter(customer_id__in=locked):
+            rows[row.customer_id][presence.Place.from_key(row.place_key)] = row
+        tracks: dict[int, DeviceTrack] = {}
+        devices_of: dict[int, list[int]] = defaultdict(list)
+        if with_tracks:
+            for row in DeviceTrack.objects.filter(device__customer_id__in=locked):
+                tracks[row.device_id] = row
+            for device_id, customer_id in Device.objects.filter(customer_id__in=locked).values_list(
+                "id", "customer_id"
+            ):
+                devices_of[customer_id].append(device_id)
+
+        changed_states: list[tuple[int, presence.Place, presence.PlaceState]] = []
+        changed_tracks: dict[int, presence.Track] = {}
+        events: list[tuple[int, presence.Event]] = []
+        suspicious: list[int] = []
+        for customer_id in locked:
+            states = {
+                place: presence.PlaceState.from_json(row.state)
+                for place, row in rows[customer_id].items()
+            }
+            own_tracks = {
+                device: _track(tracks[device])
+                for device in devices_of[customer_id]
+                if device in tracks
+            }
+            outcome = step(customer_id, states, own_tracks)
+            changed_states += [(customer_id, p, s) for p, s in outcome.states.items()]
+            changed_tracks.update(outcome.tracks)
+            events += [(customer_id, event) for event in outcome.events]
+            suspicious += outcome.suspicious
+
+        _write_states(changed_states, rows)
+        _write_tracks(changed_tracks, tracks)
+        if suspicious:
+            Ping.objects.filter(id__in=suspicious).update(suspicious=True)
+        return _write_events(events, now=now)
+
+
+def _fixes(ping_ids: Iterable[int]) -> list[tuple[int, presence.Fix]]:
+    ids = list(ping_ids)
+    if not ids:
+        return []
+    return [
+        (
+            customer_id,
+            presence.Fix(
+                device=device_id,
+                latitude=lat,
+                longitude=lon,
+                accuracy=accuracy,
+                at=at,
+                mocked=mocked,
+                ping=pk,
+            ),
+        )
+        for pk, device_id, customer_id, lat, lon, accuracy, at, mocked in Ping.objects.filter(
+            id__in=ids
+        ).values_list(
+            "id",
+            "device_id",
+            "device__customer_id",
+            "latitude",
+            "longitude",
+            "accuracy",
+            "recorded_at",
+            "mocked",
+        )
+    ]
+
+
+def _readings(sighting_ids: Iterable[int]) -> list[tuple[int, presence.BeaconReading]]:
+    ids = list(sighting_ids)
+    if not ids:
+        return []
+    return [
+        (
+            customer_id,
+            presence.BeaconReading(
+                device=device_id,
+                store=store_id,
+                zone=zone_id,
+                rssi=rssi,
+                threshold=DEFAULT_RSSI_THRESHOLD if threshold is None else threshold,
+                at=at,
+                sighting=pk,
+            ),
+        )
+        for pk, device_id, customer_id, store_id, zone_id, threshold, rssi, at in (
+            Sighting.objects.filter(id__in=ids).values_list(
+                "id",
+                "device_id",
+                "device__customer_id",
+                "store_id",
+                "zone_id",
+                "zone__rssi_threshold",
+                "rssi",
+                "seen_at",
+            )
+        )
+    ]
+
+
+def _track(row: DeviceTrack) -> presence.Track:
+    return presence.Track(
+        latitude=row.latitude, longitude=row.longitude, accuracy=row.accuracy, at=row.at
+    )
+
+
+def _write_states(
+    changed: list[tuple[int, presence.Place, presence.PlaceState]],
+    rows: dict[int, dict[presence.Place, Presence]],
+) -> None:
+    updates, creates = [], []
+    for customer_id, place, state in changed:
+        row = rows[customer_id].get(place)
+        if row is None:
+            row = Presence(
+                customer_id=customer_id,
+                place_key=place.key(),
+                store_id=place.store,
+                zone_id=place.zone,
+            )
+            creates.append(row)
+        else:
+            updates.append(row)
+        row.inside = state.inside
+        row.state = state.to_json()
+    Presence.objects.bulk_create(creates)
+    Presence.objects.bulk_update(updates, ["inside", "state", "updated_at"])
+
+
+def _write_tracks(changed: dict[int, presence.Track], rows: dict[int, DeviceTrack]) -> None:
+    updates, creates = [], []
+    for device_id, track in changed.items():
+        row = rows.get(device_id) or DeviceTrack(device_id=device_id)
+        (updates if device_id in rows else creates).append(row)
+        row.latitude, row.longitude = track.latitude, track.longitude
+        row.accuracy, row.at = track.accuracy, track.at
+    DeviceTrack.objects.bulk_create(creates)
+    DeviceTrack.objects.bulk_update(updates, ["latitude", "longitude", "accuracy", "at"])
+
+
+def _write_events(events: list[tuple[int, presence.Event]], *, now: datetime) -> list[int]:
+    if not events:
+        return []
+    rows = [
+        PresenceEvent(
+            customer_id=customer_id,
+            place_key=event.place.key(),
+            kind=event.kind,
+            store_id=event.place.store,
+            zone_id=event.place.zone,
+            minutes=event.minutes,
+            distance_m=event.distance_m,
+            occurred_at=event.at,
+            ping_id=event.ping,
+            sighting_id=event.sighting,
+            evidence={"reason": event.reason},
+            created_at=now,
+        )
+        for customer_id, event in events
+    ]
+    # The customers are locked, so a conflict here is a batch processed before: its events
+    # already exist and were decided then.
+    PresenceEvent.objects.bulk_create(rows, ignore_conflicts=True)
+    keys = Q()
+    for row in rows:
+        keys |= Q(
+            customer_id=row.customer_id,
+            place_key=row.place_key,
+            kind=row.kind,
+            occurred_at=row.occurred_at,
+            created_at=now,
+        )
+    return list(PresenceEvent.objects.filter(keys).values_list("id", flat=True))

@@ -1,0 +1,61 @@
+"""Twilio's webhooks: delivery status callbacks and customers' replies.
+
+Each request must carry a valid `X-Twilio-Signature`, computed over the URL Twilio called.
+That URL is rebuilt from PUBLIC_BASE_URL, never from the Host header, which a proxy rewrites
+and a caller controls.
+"""
+
+from xml.sax.saxutils import escape
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseForbidden
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from twilio.request_validator import RequestValidator
+
+from promotions import feedback
+
+
+def _signed(request: HttpRequest) -> bool:
+    signature = request.headers.get("X-Twilio-Signature", "")
+    if not settings.TWILIO_AUTH_TOKEN or not signature:
+        return False
+    url = settings.PUBLIC_BASE_URL + request.get_full_path()
+    params = {key: request.POST.get(key) for key in request.POST}
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature)
+
+
+def _error_code(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
+
+
+@csrf_exempt
+@require_POST
+def twilio_status(request: HttpRequest) -> HttpResponse:
+    if not _signed(request):
+        return HttpResponseForbidden("Invalid or missing X-Twilio-Signature.")
+    feedback.apply_status_callback(
+        sid=request.POST.get("MessageSid", ""),
+        status=request.POST.get("MessageStatus", "").lower(),
+        error_code=_error_code(request.POST.get("ErrorCode")),
+        now=timezone.now(),
+    )
+    return HttpResponse(status=204)
+
+
+@csrf_exempt
+@require_POST
+def twilio_inbound(request: HttpRequest) -> HttpResponse:
+    if not _signed(request):
+        return HttpResponseForbidden("Invalid or missing X-Twilio-Signature.")
+    reply = feedback.handle_inbound_sms(
+        from_number=request.POST.get("From", ""),
+        body=request.POST.get("Body", ""),
+        now=timezone.now(),
+    )
+    message = f"<Message>{escape(reply)}</Message>" if reply else ""
+    return HttpResponse(
+        f'<?xml version="1.0" encoding="UTF-8"?><Response>{message}</Response>',
+        content_type="application/xml",
+    )

@@ -1,0 +1,389 @@
+"""From a ping to one right message, through the HTTP API with eager tasks.
+
+The seed's example end to end, then every limit and reason as a customer walking in."""
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from promotions.sms import locmem
+
+from customers.models import SmsConsent
+from promotions import rules
+from promotions.models import Delivery, Ping, PresenceEvent
+from tests.clock import ago
+from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+RIVOLI = (48.8606, 2.3417)
+# About 330 m north of Rivoli: outside its 60 m fence.
+STREET = (48.8636, 2.3417)
+
+
+@pytest.fixture(autouse=True)
+def outbox(settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    return locmem.outbox
+
+
+def walk_in(api, device_id, *, minutes_ago=1.0, place=RIVOLI, accuracy=8.0, **extra):
+    """Two pings: in the street, then inside the store a minute later."""
+    pings = [
+        {
+            "device_id": device_id,
+            "latitude": STREET[0],
+            "longitude": STREET[1],
+            "accuracy": accuracy,
+            "recorded_at": ago(minutes=minutes_ago + 1),
+        },
+        {
+            "device_id": device_id,
+            "latitude": place[0],
+            "longitude": place[1],
+            "accuracy": accuracy,
+            "recorded_at": ago(minutes=minutes_ago),
+            **extra,
+        },
+    ]
+    response = api.post("/api/v1/pings", {"pings": pings})
+    assert response.status_code == 202, response.json()
+    return response
+
+
+def browse(api, customer_id, sku="X200", name="X200 headphones", times=3, category="audio"):
+    events = [
+        {
+            "event_id": f"{customer_id}-{sku}-{n}",
+            "customer_id": customer_id,
+            "type": "product_view",
+            "sku": sku,
+            "product_name": name,
+            "category": category,
+            "occurred_at": ago(days=n, minutes=5),
+        }
+        for n in range(times)
+    ]
+    assert api.post("/api/v1/events", {"events": events}).status_code == 202
+
+
+X200_WALK_BY = {
+    "name": "X200 walk-by",
+    "status": "active",
+    "starts_at": None,
+    "ends_at": None,
+    "stores": ["RIVOLI"],
+    "trigger": {"type": "enter"},
+    "intent": {
+        "skus": ["X200"],
+        "categories": [],
+        "min_views": 3,
+        "within_days": 14,
+        "cart_abandoned": False,
+    },
+    "priority": 10,
+    "offer": {
+        "template": "Bonjour {first_name}, -20% on {product_name} at {store_name}: {code}",
+        "valid_days": 7,
+    },
+    "limits": {
+        "per_customer_days": 7,
+        "quiet_hours": None,
+        "daily_budget": 1000,
+        "total_budget": None,
+        "holdout_percent": 0,
+    },
+}
+
+
+def test_the_seed_example_a_browser_walks_in_and_gets_one_sms_then_redeems_it(api, outbox):
+    store = {
+        "code": "RIVOLI",
+        "name": "Passage Rivoli",
+        "address": "142 Rue de Rivoli, 75001 Paris",
+        "latitude": RIVOLI[0],
+        "longitude": RIVOLI[1],
+        "radius_m": 60,
+        "polygon": None,
+        "timezone": "Europe/Paris",
+    }
+    assert api.post("/api/v1/stores", store).status_code == 201
+    response = api.post("/api/v1/campaigns", X200_WALK_BY)
+    assert response.status_code == 201, response.json()
+    campaign_id = response.json()["id"]
+    lea = {
+        "phone": "+33612345678",
+        "first_name": "Léa",
+        "timezone": "Europe/Paris",
+        "locale": "fr-FR",
+        "sms_consent": "opted_in",
+        "consent_source": "app onboarding",
+    }
+    assert api.put("/api/v1/customers/C-1001", lea).status_code == 201
+    device = {"device_id": "lea-phone", "customer_id": "C-1001", "platform": "ios"}
+    assert api.post("/api/v1/devices", device).status_code in (200, 201)
+    browse(api, "C-1001")
+
+    walk_in(api, "lea-phone")
+
+    [sms] = outbox
+    assert sms.to == "+33612345678"
+    assert sms.body.startswith("Bonjour Léa, -20% on X200 headphones at Passage Rivoli: ")
+    assert "STOP" in sms.body
+    [delivery] = api.get("/api/v1/deliveries?customer_id=C-1001").json()["results"]
+    assert delivery["status"] == "sent"
+    assert delivery["campaign"] == campaign_id
+    assert delivery["store"] == "RIVOLI"
+    assert delivery["code"] in sms.body
+    assert delivery["body"] == sms.body
+
+    # More pings inside the store, and the same batch again: still one SMS.
+    walk_in(api, "lea-phone", minutes_ago=0.5)
+    walk_in(api, "lea-phone")
+    assert len(outbox) == 1
+
+    redemption = {
+        "code": delivery["code"],
+        "store_code": "RIVOLI",
+        "amount": "159.20",
+        "redeemed_at": datetime.now(UTC).isoformat(),
+    }
+    assert api.post("/api/v1/redemptions", redemption).status_code == 201
+    assert api.post("/api/v1/redemptions", redemption).status_code == 409
+    stats = api.get(f"/api/v1/campaigns/{campaign_id}/stats").json()
+    assert (stats["sent"], stats["redeemed"]) == (1, 1)
+    assert stats["treated"]["rate"] == 1.0
+
+
+@pytest.fixture
+def rivoli():
+    return StoreFactory(
+        code="RIVOLI", name="Passage Rivoli", latitude=RIVOLI[0], longitude=RIVOLI[1]
+    )
+
+
+@pytest.fixture
+def lea(api):
+    customer = CustomerFactory(external_id="C-1001", phone="+33612345678")
+    DeviceFactory(device_id="lea-phone", customer=customer)
+    browse(api, "C-1001")
+    return customer
+
+
+def x200_campaign(store, **fields):
+    campaign = CampaignFactory(
+        name="X200 walk-by",
+        priority=10,
+        intent_skus=["X200"],
+        intent_min_views=3,
+        intent_within_days=14,
+        offer_template="Bonjour {first_name}, -20% on {product_name} at {store_name}: {code}",
+        **fields,
+    )
+    campaign.stores.add(store)
+    return campaign
+
+
+def only_delivery(api):
+    [delivery] = api.get("/api/v1/deliveries").json()["results"]
+    return delivery
+
+
+def local_window_around_now(zone="Europe/Paris"):
+    now = datetime.now(ZoneInfo(zone))
+    return (now - timedelta(hours=1)).time(), (now + timedelta(hours=1)).time()
+
+
+@pytest.mark.parametrize(
+    ("setup", "reason"),
+    [
+        (lambda c, s: setattr(c, "sms_consent", SmsConsent.OPTED_OUT), "no_consent"),
+        (lambda c, s: setattr(c, "sms_consent", SmsConsent.UNKNOWN), "no_consent"),
+        (lambda c, s: setattr(c, "phone", ""), "no_phone"),
+    ],
+    ids=["opted_out", "unknown_consent", "no_phone"],
+)
+def test_a_customer_who_cannot_be_texted_is_recorded_with_the_reason(
+    api, outbox, rivoli, lea, setup, reason
+):
+    x200_campaign(rivoli)
+    setup(lea, rivoli)
+    lea.save()
+
+    walk_in(api, "lea-phone")
+
+    assert outbox == []
+    delivery = only_delivery(api)
+    assert (delivery["status"], delivery["reason"]) == ("suppressed", reason)
+    assert delivery["code"] is None
+
+
+def test_quiet_hours_in_the_customers_timezone_hold_the_sms(api, outbox, rivoli, lea):
+    start, end = local_window_around_now("Europe/Paris")
+    x200_campaign(rivoli, quiet_hours_start=start, quiet_hours_end=end)
+
+    walk_in(api, "lea-phone")
+
+    assert outbox == []
+    assert only_delivery(api)["reason"] == "quiet_hours"
+
+
+def test_the_global_quiet_hours_apply_on_top_of_the_campaigns(api, outbox, rivoli, lea, settings):
+    settings.SMS_GLOBAL_QUIET_HOURS = local_window_around_now("Europe/Paris")
+    x200_campaign(rivoli)
+
+    walk_in(api, "lea-phone")
+
+    assert outbox == []
+    assert only_delivery(api)["reason"] == "quiet_hours"
+
+
+def test_a_day_not_allowed_holds_the_sms(api, outbox, rivoli, lea):
+    today = rules.WEEKDAYS[datetime.now(ZoneInfo("Europe/Paris")).weekday()]
+    x200_campaign(rivoli, allowed_days=[d for d in rules.WEEKDAYS if d != today])
+
+    walk_in(api, "lea-phone")
+
+    assert only_delivery(api)["reason"] == "quiet_hours"
+
+
+def leave_and_come_back(api, device_id="lea-phone"):
+    """A second visit: a fix far away, then back in the store."""
+    pings = [
+        {
+            "device_id": device_id,
+            "latitude": 48.87,
+            "longitude": 2.36,
+            "accuracy": 10,
+            "recorded_at": ago(seconds=40),
+        },
+        {
+            "device_id": device_id,
+            "latitude": RIVOLI[0],
+            "longitude": RIVOLI[1],
+            "accuracy": 10,
+            "recorded_at": ago(seconds=10),
+        },
+    ]
+    assert api.post("/api/v1/pings", {"pings": pings}).status_code == 202
+
+
+def test_the_campaign_cap_holds_a_second_visit(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, limit_per_customer_days=7)
+
+    walk_in(api, "lea-phone", minutes_ago=3)
+    leave_and_come_back(api)
+
+    assert len(outbox) == 1
+    statuses = [(d["status"], d["reason"]) for d in api.get("/api/v1/deliveries").json()["results"]]
+    assert statuses == [("suppressed", "campaign_cap"), ("sent", None)]
+    assert PresenceEvent.objects.filter(kind="entered").count() == 2
+
+
+def test_the_global_cap_holds_any_campaign(api, outbox, rivoli, lea, settings):
+    settings.SMS_GLOBAL_CAP_COUNT = 1
+    x200_campaign(rivoli)
+
+    walk_in(api, "lea-phone", minutes_ago=3)
+    leave_and_come_back(api)
+
+    assert len(outbox) == 1
+    assert api.get("/api/v1/deliveries").json()["results"][0]["reason"] == "global_cap"
+
+
+def test_a_spent_daily_budget_holds_the_next_customer(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, daily_budget=1)
+    other = CustomerFactory(external_id="C-1002")
+    DeviceFactory(device_id="tom-phone", customer=other)
+    browse(api, "C-1002")
+
+    walk_in(api, "lea-phone")
+    walk_in(api, "tom-phone")
+
+    assert len(outbox) == 1
+    reasons = {
+        d["customer_id"]: d["reason"] for d in api.get("/api/v1/deliveries").json()["results"]
+    }
+    assert reasons == {"C-1001": None, "C-1002": "budget"}
+
+
+def test_a_spent_total_budget_holds_the_next_customer(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, total_budget=1)
+    other = CustomerFactory(external_id="C-1002")
+    DeviceFactory(device_id="tom-phone", customer=other)
+    browse(api, "C-1002")
+
+    walk_in(api, "lea-phone")
+    walk_in(api, "tom-phone")
+
+    assert len(outbox) == 1
+
+
+def test_a_holdout_customer_gets_no_sms_but_a_recorded_decision(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, holdout_percent=100)
+
+    walk_in(api, "lea-phone")
+
+    assert outbox == []
+    delivery = only_delivery(api)
+    assert (delivery["status"], delivery["reason"]) == ("holdout", "holdout")
+
+
+def test_no_intent_no_message(api, outbox, rivoli):
+    x200_campaign(rivoli)
+    DeviceFactory(device_id="stranger-phone", customer=CustomerFactory(external_id="C-2000"))
+
+    walk_in(api, "stranger-phone")
+
+    assert outbox == []
+    assert api.get("/api/v1/deliveries").json()["results"] == []
+    assert PresenceEvent.objects.filter(kind="entered").count() == 1
+
+
+def test_of_two_matching_campaigns_only_the_higher_priority_texts(api, outbox, rivoli, lea):
+    x200 = x200_campaign(rivoli)
+    generic = CampaignFactory(priority=1, offer_template="Welcome to {store_name}: {code}")
+    generic.stores.add(rivoli)
+
+    walk_in(api, "lea-phone")
+
+    [sms] = outbox
+    assert "X200 headphones" in sms.body
+    assert [d["campaign"] for d in api.get("/api/v1/deliveries").json()["results"]] == [x200.id]
+
+
+def test_a_mocked_location_triggers_nothing(api, outbox, rivoli, lea):
+    x200_campaign(rivoli)
+
+    walk_in(api, "lea-phone", mocked=True)
+
+    assert outbox == []
+    assert Ping.objects.filter(suspicious=True).count() == 1
+
+
+def test_a_vague_fix_cannot_cause_an_entry(api, outbox, rivoli, lea):
+    x200_campaign(rivoli)
+
+    walk_in(api, "lea-phone", accuracy=500)
+
+    assert outbox == []
+    assert not PresenceEvent.objects.exists()
+
+
+def test_a_ping_older_than_the_offers_validity_is_history_not_a_trigger(api, outbox, rivoli, lea):
+    x200_campaign(rivoli)
+
+    walk_in(api, "lea-phone", minutes_ago=30)
+
+    assert outbox == []
+    assert PresenceEvent.objects.filter(kind="entered").count() == 1
+    assert not Delivery.objects.exists()
+
+
+def test_a_paused_campaign_sends_nothing(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, status="paused")
+
+    walk_in(api, "lea-phone")
+
+    assert outbox == []

@@ -1,0 +1,289 @@
+"""Campaign matching and limits, on plain values."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from promotions import rules
+from promotions.rules import (
+    BrowsingSignal,
+    BudgetUse,
+    CampaignRule,
+    CustomerFacts,
+    GlobalLimits,
+    IntentCondition,
+    PresenceFact,
+)
+
+# A Tuesday, 15:00 in Paris.
+NOW = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
+DAY = 86_400
+RIVOLI, OPERA = 1, 2
+
+
+def views(*days_ago: float) -> tuple[int, ...]:
+    return tuple(sorted(int(NOW.timestamp() - d * DAY) for d in days_ago))
+
+
+LEA = CustomerFacts(
+    key="C-1001",
+    opted_in=True,
+    has_phone=True,
+    timezone="Europe/Paris",
+    products={
+        "X200": BrowsingSignal(
+            "X200", views(0.1, 1, 2), score=2.5, category="audio", product_name="X200 headphones"
+        ),
+        "X100": BrowsingSignal("X100", views(3), score=0.7, category="audio"),
+    },
+    categories={"audio": BrowsingSignal("audio", views(0.1, 1, 2, 3), score=3.2)},
+)
+ENTERED = PresenceFact("entered", RIVOLI, NOW)
+X200_ENTER = CampaignRule(
+    id=1, priority=10, intent=IntentCondition(skus=("X200",), min_views=3, within_days=14)
+)
+NO_LIMITS = GlobalLimits(cap_count=3, cap_days=7, quiet_hours=None)
+
+
+def decide(campaigns, event=ENTERED, customer=LEA, budgets=None, limits=NO_LIMITS, now=NOW):
+    return rules.decide(campaigns, event, customer, budgets or {}, limits, now)
+
+
+# --- Triggers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("campaign", "event", "expected"),
+    [
+        (CampaignRule(1), ENTERED, True),
+        (CampaignRule(1), PresenceFact("exited", RIVOLI, NOW), False),
+        (CampaignRule(1, stores=frozenset({OPERA})), ENTERED, False),
+        (CampaignRule(1, stores=frozenset({RIVOLI})), ENTERED, True),
+        (CampaignRule(1), PresenceFact("entered", RIVOLI, NOW, zone_code="entrance"), False),
+        (
+            CampaignRule(1, trigger_type="beacon_zone", trigger_zone="entrance"),
+            PresenceFact("entered", RIVOLI, NOW, zone_code="entrance"),
+            True,
+        ),
+        (
+            CampaignRule(1, trigger_type="beacon_zone", trigger_zone="entrance"),
+            PresenceFact("entered", RIVOLI, NOW, zone_code="electronics"),
+            False,
+        ),
+        (
+            CampaignRule(1, trigger_type="dwell", trigger_minutes=5),
+            PresenceFact("dwelled", RIVOLI, NOW, minutes=5),
+            True,
+        ),
+        (
+            CampaignRule(1, trigger_type="dwell", trigger_minutes=5),
+            PresenceFact("dwelled", RIVOLI, NOW, minutes=20),
+            False,
+        ),
+        (
+            CampaignRule(1, trigger_type="near", trigger_distance_m=500),
+            PresenceFact("near", RIVOLI, NOW, distance_m=500.0),
+            True,
+        ),
+        (
+            CampaignRule(1, trigger_type="near", trigger_distance_m=500),
+            PresenceFact("near", RIVOLI, NOW, distance_m=200.0),
+            False,
+        ),
+        (CampaignRule(1, starts_at=NOW + timedelta(hours=1)), ENTERED, False),
+        (CampaignRule(1, ends_at=NOW), ENTERED, False),
+        (CampaignRule(1, ends_at=NOW + timedelta(seconds=1)), ENTERED, True),
+    ],
+)
+def test_a_campaign_triggers_on_its_own_event_and_stores(campaign, event, expected):
+    assert rules.triggered(campaign, event) is expected
+
+
+# --- Intent -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("condition", "sku", "product_name"),
+    [
+        (None, "", ""),
+        (IntentCondition(skus=("X200",), min_views=3, within_days=14), "X200", "X200 headphones"),
+        (IntentCondition(skus=("X200",), min_views=4, within_days=14), None, None),
+        (IntentCondition(skus=("X200",), min_views=2, within_days=1.5), "X200", "X200 headphones"),
+        (IntentCondition(skus=("X200",), min_views=3, within_days=1), None, None),
+        (IntentCondition(skus=("NOPE",), min_views=1), None, None),
+        # A category: the most viewed product in it names the offer.
+        (IntentCondition(categories=("audio",), min_views=4), "X200", "X200 headphones"),
+        # The catalogue has no name for X100: the SKU stands in.
+        (IntentCondition(skus=("X100",), min_views=1), "X100", "X100"),
+    ],
+)
+def test_intent_matches_views_within_the_window(condition, sku, product_name):
+    match = rules.intent_match(condition, LEA, NOW)
+    if sku is None:
+        assert match is None
+    else:
+        assert (match.sku, match.product_name) == (sku, product_name)
+
+
+def test_a_cart_condition_needs_an_abandoned_cart_within_the_window():
+    condition = IntentCondition(skus=("X200",), cart_abandoned=True, within_days=7)
+    assert rules.intent_match(condition, LEA, NOW) is None
+    abandoned = replace(
+        LEA.products["X200"], cart_state="abandoned", cart_updated_at=NOW - timedelta(days=2)
+    )
+    customer = replace(LEA, products={**LEA.products, "X200": abandoned})
+    assert rules.intent_match(condition, customer, NOW).sku == "X200"
+    stale = replace(abandoned, cart_updated_at=NOW - timedelta(days=8))
+    customer = replace(LEA, products={**LEA.products, "X200": stale})
+    assert rules.intent_match(condition, customer, NOW) is None
+
+
+def test_a_cart_flag_alone_matches_any_abandoned_cart():
+    abandoned = replace(
+        LEA.products["X100"], cart_state="abandoned", cart_updated_at=NOW - timedelta(hours=1)
+    )
+    customer = replace(LEA, products={**LEA.products, "X100": abandoned})
+    match = rules.intent_match(IntentCondition(cart_abandoned=True), customer, NOW)
+    assert match.sku == "X100"
+
+
+# --- Limits and reasons -----------------------------------------------------------------
+
+
+def test_the_seed_example_queues_one_sms():
+    [decision] = decide([X200_ENTER])
+    assert (decision.status, decision.reason, decision.match.sku) == ("queued", "", "X200")
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"customer": replace(LEA, opted_in=False)}, "no_consent"),
+        ({"customer": replace(LEA, has_phone=False)}, "no_phone"),
+        # Consent is checked first: it holds whatever else.
+        ({"customer": replace(LEA, opted_in=False, has_phone=False)}, "no_consent"),
+        ({"campaign": {"quiet_hours": (time(14, 30), time(16, 0))}}, "quiet_hours"),
+        ({"campaign": {"quiet_hours": (time(21, 0), time(8, 0))}}, ""),
+        ({"now": NOW.replace(hour=21)}, ""),  # 22:00 in Paris: no quiet hours configured
+        (
+            {"campaign": {"quiet_hours": (time(21, 0), time(8, 0))}, "now": NOW.replace(hour=21)},
+            "quiet_hours",
+        ),
+        ({"limits": replace(NO_LIMITS, quiet_hours=(time(15, 0), time(15, 30)))}, "quiet_hours"),
+        ({"campaign": {"allowed_days": frozenset({"sat", "sun"})}}, "quiet_hours"),
+        (
+            {
+                "campaign": {"per_customer_days": 7},
+                "customer": replace(LEA, sent_by_campaign={1: [NOW - timedelta(days=6)]}),
+            },
+            "campaign_cap",
+        ),
+        (
+            {
+                "campaign": {"per_customer_days": 7},
+                "customer": replace(LEA, sent_by_campaign={1: [NOW - timedelta(days=8)]}),
+            },
+            "",
+        ),
+        (
+            {"customer": replace(LEA, sent=[NOW - timedelta(days=d) for d in (1, 2, 3)])},
+            "global_cap",
+        ),
+        ({"customer": replace(LEA, sent=[NOW - timedelta(days=d) for d in (1, 2, 8)])}, ""),
+        ({"campaign": {"daily_budget": 10}, "budgets": {1: BudgetUse(10, 10)}}, "budget"),
+        ({"campaign": {"daily_budget": 10}, "budgets": {1: BudgetUse(9, 500)}}, ""),
+        ({"campaign": {"total_budget": 100}, "budgets": {1: BudgetUse(0, 100)}}, "budget"),
+    ],
+)
+def test_each_limit_suppresses_with_its_reason(change, reason):
+    campaign = replace(X200_ENTER, **change.get("campaign", {}))
+    [decision] = decide(
+        [campaign],
+        customer=change.get("customer", LEA),
+        budgets=change.get("budgets"),
+        limits=change.get("limits", NO_LIMITS),
+        now=change.get("now", NOW),
+    )
+    assert decision.reason == reason
+    assert decision.status == ("suppressed" if reason else "queued")
+
+
+def test_quiet_hours_are_read_in_the_customers_timezone():
+    # 15:00 in Paris is 09:00 in New York: inside a quiet window of 08:00-10:00 there only.
+    campaign = replace(X200_ENTER, quiet_hours=(time(8, 0), time(10, 0)))
+    [paris] = decide([campaign])
+    [new_york] = decide([campaign], customer=replace(LEA, timezone="America/New_York"))
+    assert (paris.reason, new_york.reason) == ("", "quiet_hours")
+
+
+def test_a_holdout_share_is_deterministic_and_close_to_its_percentage():
+    members = [rules.in_holdout(7, f"C-{n}", 20) for n in range(10_000)]
+    assert members == [rules.in_holdout(7, f"C-{n}", 20) for n in range(10_000)]
+    assert 1_850 <= sum(members) <= 2_150
+    assert not any(rules.in_holdout(7, f"C-{n}", 0) for n in range(1000))
+    assert all(rules.in_holdout(7, f"C-{n}", 100) for n in range(1000))
+
+
+def test_a_holdout_customer_is_recorded_and_not_sent():
+    key = next(f"C-{n}" for n in range(1000) if rules.in_holdout(1, f"C-{n}", 50))
+    [decision] = decide([replace(X200_ENTER, holdout_percent=50)], customer=replace(LEA, key=key))
+    assert (decision.status, decision.reason) == ("holdout", "holdout")
+
+
+# --- Several campaigns ------------------------------------------------------------------
+
+
+def test_at_most_one_sms_goes_out_the_highest_priority_first():
+    low = CampaignRule(2, priority=1)
+    high = replace(X200_ENTER, id=3, priority=20)
+    decisions = decide([low, X200_ENTER, high])
+    assert [(d.campaign, d.status) for d in decisions] == [(3, "queued")]
+
+
+def test_between_equal_priorities_the_stronger_intent_wins():
+    audio = CampaignRule(4, priority=10, intent=IntentCondition(categories=("audio",)))
+    x100 = CampaignRule(5, priority=10, intent=IntentCondition(skus=("X100",)))
+    [decision] = decide([x100, X200_ENTER, audio])
+    assert decision.campaign == 4  # the category's score 3.2 beats X200's 2.5 and X100's 0.7
+
+
+def test_a_suppressed_campaign_makes_way_for_the_next_one_and_both_are_recorded():
+    capped = replace(X200_ENTER, daily_budget=0)
+    fallback = CampaignRule(2, priority=1)
+    decisions = decide([capped, fallback])
+    assert [(d.campaign, d.status, d.reason) for d in decisions] == [
+        (1, "suppressed", "budget"),
+        (2, "queued", ""),
+    ]
+
+
+def test_without_consent_every_matching_campaign_is_recorded_and_none_sent():
+    decisions = decide([X200_ENTER, CampaignRule(2)], customer=replace(LEA, opted_in=False))
+    assert [(d.status, d.reason) for d in decisions] == [("suppressed", "no_consent")] * 2
+
+
+campaign_rules = st.builds(
+    CampaignRule,
+    id=st.integers(1, 50),
+    priority=st.integers(-3, 3),
+    stores=st.frozensets(st.sampled_from([RIVOLI, OPERA]), max_size=2),
+    daily_budget=st.none() | st.integers(0, 2),
+    holdout_percent=st.sampled_from([0, 50, 100]),
+    per_customer_days=st.none() | st.just(7),
+)
+
+
+@given(st.lists(campaign_rules, max_size=8, unique_by=lambda c: c.id), st.booleans())
+def test_never_more_than_one_sms_and_never_without_consent(campaigns, opted_in):
+    customer = replace(LEA, opted_in=opted_in, sent_by_campaign={1: [NOW]})
+    decisions = decide(
+        campaigns, customer=customer, budgets={c.id: BudgetUse(1, 1) for c in campaigns}
+    )
+    sending = [d for d in decisions if d.status in ("queued", "holdout")]
+    assert len(sending) <= 1
+    assert all(d.status != "queued" for d in decisions) or opted_in
+    # Everything before the winner was suppressed with a reason.
+    assert all(d.reason for d in decisions if d.status == "suppressed")
