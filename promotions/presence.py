@@ -384,7 +384,8 @@ class _Run:
             for place in sorted(self.changed)
             if place in original or self.states[place].inside or self.states[place].rssi
         }
-        self.outcome.events.sort(key=lambda e: (e.at, e.place, e.kind != EXITED))
+        # Stable: events of one instant keep the order they were emitted in.
+        self.outcome.events.sort(key=lambda e: e.at)
         return self.outcome
 
 

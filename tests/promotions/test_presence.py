@@ -1,0 +1,378 @@
+"""The presence state machine, rule by rule, and its invariants under noise and disorder."""
+
+import math
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from promotions import presence
+from promotions.presence import (
+    DWELLED,
+    ENTERED,
+    EXITED,
+    NEAR,
+    BeaconReading,
+    Fix,
+    Place,
+    PlaceState,
+    Rules,
+    Track,
+)
+
+T0 = datetime(2026, 11, 24, 14, 0, tzinfo=UTC)
+STORE = 7
+RADIUS = 60.0
+CENTRE = (48.8606, 2.3417)
+METRES_PER_DEGREE = 111_195.0
+RULES = Rules()  # the SPEC defaults: 200 m, share 0.5, margin 50 m, 15 min, 300 km/h, 2 in 30 s
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def point(metres_from_fence: float) -> tuple[float, float]:
+    """A position due north of the centre, this far outside the fence (negative: inside)."""
+    return CENTRE[0] + (RADIUS + metres_from_fence) / METRES_PER_DEGREE, CENTRE[1]
+
+
+def locate(latitude: float, longitude: float) -> list[tuple[int, float]]:
+    # Flat-earth metres: these tests are about the state machine, not geometry.
+    dy = (latitude - CENTRE[0]) * METRES_PER_DEGREE
+    dx = (longitude - CENTRE[1]) * METRES_PER_DEGREE * math.cos(math.radians(CENTRE[0]))
+    distance = math.hypot(dx, dy) - RADIUS
+    return [(STORE, distance)] if distance <= 2_000 else []
+
+
+def fix(seconds: float, metres: float, accuracy: float = 10.0, device=1, ping=None, **kw) -> Fix:
+    latitude, longitude = point(metres)
+    return Fix(device, latitude, longitude, accuracy, at(seconds), ping=ping, **kw)
+
+
+def run(observations, states=None, tracks=None, now=None, **kw):
+    return presence.advance(
+        states=states or {},
+        tracks=tracks or {},
+        observations=observations,
+        locate=locate,
+        rules=kw.pop("rules", RULES),
+        now=now or at(3600),
+        **kw,
+    )
+
+
+def kinds(outcome, place=None):
+    place = place or Place(STORE)
+    return [e.kind for e in outcome.events if e.place == place]
+
+
+# --- GPS entry and exit -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("metres", "accuracy", "entered"),
+    [
+        (-30, 10, True),  # well inside
+        (-6, 10, True),  # -6 + 0.5 * 10 < 0: fits
+        (-4, 10, False),  # -4 + 5 > 0: the accuracy circle spills out
+        (-100, 199, False),  # inside, but -100 + 99.5 > 0
+        (-60, 100, True),
+        (-59, 201, False),  # accuracy over the 200 m bound cannot cause an entry
+        (20, 5, False),  # outside
+    ],
+)
+def test_a_fix_enters_when_its_distance_plus_half_its_accuracy_fits(metres, accuracy, entered):
+    outcome = run([fix(0, metres, accuracy)])
+    assert kinds(outcome) == ([ENTERED] if entered else [])
+
+
+@pytest.mark.parametrize(
+    ("metres", "accuracy", "exits"),
+    [
+        (40, 10, False),  # 40 - 5 = 35 m beyond: within the 50 m margin
+        (55, 10, False),  # 55 - 5 = 50: on the margin
+        (56, 10, True),
+        (140, 300, False),  # a vague fix far out proves nothing: 140 - 150 < 50
+        (5_000, 10, True),  # no fence nearby at all
+    ],
+)
+def test_a_fix_beyond_the_margin_exits(metres, accuracy, exits):
+    outcome = run([fix(0, -30), fix(600, metres, accuracy)])
+    assert kinds(outcome) == ([ENTERED, EXITED] if exits else [ENTERED])
+
+
+def test_an_exit_takes_the_zones_of_the_store_with_it():
+    zone = Place(STORE, zone=3)
+    readings = [BeaconReading(1, STORE, 3, -60, -80, at(s)) for s in (0, 5)]
+    outcome = run([*readings, fix(60, 500)])
+    assert [(e.kind, e.place) for e in outcome.events] == [
+        (ENTERED, zone),
+        (ENTERED, Place(STORE)),
+        (EXITED, zone),
+        (EXITED, Place(STORE)),
+    ]
+
+
+# --- Timelines, duplicates, late pings --------------------------------------------------
+
+
+def test_processing_the_same_fixes_twice_changes_nothing():
+    fixes = [fix(0, 300, ping=1), fix(60, -30, ping=2), fix(120, -25, ping=3)]
+    first = run(fixes)
+    again = run(fixes, states=first.states, tracks=first.tracks)
+    assert kinds(first) == [ENTERED]
+    assert again.events == []
+    assert sorted(again.stale) == [1, 2, 3]
+
+
+def test_a_late_fix_never_moves_state_back():
+    inside = run([fix(0, 300), fix(60, -30)])
+    # A fix from before the entry, out in the street, arrives late.
+    late = run([fix(30, 300, ping=9)], states=inside.states, tracks=inside.tracks)
+    assert late.events == [] and late.stale == [9]
+    assert late.states == {}
+
+
+def test_fixes_out_of_order_in_one_batch_are_applied_in_time_order():
+    outcome = run([fix(120, 500), fix(0, 300), fix(60, -30)])
+    assert kinds(outcome) == [ENTERED, EXITED]
+    assert [e.at for e in outcome.events] == [at(60), at(120)]
+
+
+def test_each_device_keeps_its_own_timeline_but_not_a_place_watermark():
+    entered = run([fix(60, -30, device=1)])
+    # Another device's older fix is not stale for its own timeline, but the place has seen
+    # newer evidence: it does not exit the store.
+    other = run([fix(30, 800, device=2)], states=entered.states, tracks=entered.tracks)
+    assert other.events == []
+
+
+# --- Suspicious fixes -------------------------------------------------------------------
+
+
+def test_a_mocked_fix_is_suspicious_and_triggers_nothing():
+    outcome = run([fix(0, -30, ping=4, mocked=True)])
+    assert outcome.events == [] and outcome.suspicious == [4]
+    assert outcome.tracks == {}
+
+
+def test_a_teleport_is_suspicious_and_a_real_journey_is_not():
+    paris = Track(48.8566, 2.3522, 10.0, at(0))
+    # Lyon is 392 km away: an hour later is 392 km/h, three hours later 131 km/h.
+    lyon = (45.7640, 4.8357)
+    quick = Fix(1, *lyon, 10.0, at(3600), ping=5)
+    slow = Fix(1, *lyon, 10.0, at(3 * 3600), ping=6)
+    assert run([quick], tracks={1: paris}).suspicious == [5]
+    assert run([slow], tracks={1: paris}).suspicious == []
+
+
+def test_after_a_teleport_the_next_fix_is_judged_from_where_the_phone_now_is():
+    start = Track(*point(-30), 10.0, at(0))
+    far = (point(-30)[0] + 1.0, point(-30)[1])  # 111 km north, ten seconds later
+    outcome = run([Fix(1, *far, 10.0, at(10), ping=1), fix(4000, -30, ping=2)], tracks={1: start})
+    assert outcome.suspicious == [1]
+    # 111 km in 66 minutes is a plausible 100 km/h: the fix back counts.
+    assert 2 not in outcome.suspicious
+
+
+def test_two_vague_fixes_far_apart_are_no_teleport():
+    track = Track(*point(0), 1_500.0, at(0))
+    assert run([fix(5, 2_000, accuracy=1_500.0, ping=3)], tracks={1: track}).suspicious == []
+
+
+# --- Timeout and dwell ------------------------------------------------------------------
+
+
+def test_no_signal_for_the_timeout_is_an_exit_at_the_moment_it_expired():
+    entered = run([fix(0, -30)])
+    outcome = presence.tick(states=entered.states, now=at(15 * 60))
+    [event] = outcome.events
+    assert (event.kind, event.at, event.reason) == (EXITED, at(15 * 60), "timeout")
+
+
+def test_a_tick_before_the_timeout_changes_nothing():
+    entered = run([fix(0, -30)])
+    assert presence.tick(states=entered.states, now=at(14 * 60)).events == []
+
+
+def test_a_fix_after_a_long_gap_starts_a_new_visit():
+    first = run([fix(0, -30)])
+    second = run([fix(3600, -30)], states=first.states, tracks=first.tracks)
+    assert kinds(second) == [EXITED, ENTERED]
+    assert second.events[0].at == at(15 * 60)
+
+
+def test_a_dwell_is_announced_on_a_fix_once_per_visit():
+    outcome = run([fix(0, -30), fix(200, -30), fix(301, -28), fix(400, -30)], dwell_minutes={5})
+    dwells = [e for e in outcome.events if e.kind == DWELLED]
+    assert [(e.minutes, e.at) for e in dwells] == [(5, at(300))]
+
+
+def test_a_dwell_reached_in_silence_is_announced_by_the_tick():
+    entered = run([fix(0, -30)], dwell_minutes={5, 20})
+    outcome = presence.tick(states=entered.states, dwell_minutes={5, 20}, now=at(6 * 60))
+    assert [(e.kind, e.minutes) for e in outcome.events] == [(DWELLED, 5)]
+    # 20 minutes would be past the 15-minute timeout: the customer left before.
+    later = presence.tick(
+        states=entered.states | outcome.states, dwell_minutes={5, 20}, now=at(25 * 60)
+    )
+    assert [e.kind for e in later.events] == [EXITED]
+
+
+# --- Approach rings ---------------------------------------------------------------------
+
+
+def test_coming_near_is_announced_once_per_approach():
+    near = {STORE: {500.0}}
+    outcome = run(
+        [fix(0, 900), fix(60, 400), fix(120, 300), fix(180, 600), fix(240, 450)],
+        near_distances=near,
+    )
+    ring = Place(STORE, near_m=500.0)
+    assert [(e.kind, e.distance_m) for e in outcome.events if e.place == ring] == [
+        (NEAR, 500.0),
+        (NEAR, 500.0),  # it went beyond 500 + 50 m at 600 m, then came back
+    ]
+
+
+def test_walking_out_of_the_store_is_not_an_approach():
+    outcome = run([fix(0, -30), fix(60, 100), fix(120, 300)], near_distances={STORE: {500.0}})
+    assert [e.kind for e in outcome.events] == [ENTERED, EXITED]
+
+
+def test_a_near_ring_needs_an_accurate_fix():
+    outcome = run([fix(0, 100, accuracy=250)], near_distances={STORE: {500.0}})
+    assert outcome.events == []
+
+
+# --- Beacons ----------------------------------------------------------------------------
+
+
+def reading(seconds, rssi, zone=3, threshold=-80):
+    return BeaconReading(1, STORE, zone, rssi, threshold, at(seconds), sighting=int(seconds))
+
+
+@pytest.mark.parametrize(
+    ("readings", "entered"),
+    [
+        ([(0, -60)], False),  # one reading is not enough
+        ([(0, -80), (5, -80)], True),  # a median at the threshold is
+        ([(0, -81), (5, -79)], True),  # median -80
+        ([(0, -90), (5, -85), (10, -70)], False),  # medians -87.5, then -85
+        ([(0, -60), (31, -60)], False),  # the first fell out of the 30 s window
+        ([(0, -60), (30, -60)], False),
+        ([(0, -60), (29, -60)], True),
+    ],
+)
+def test_a_zone_entry_needs_two_readings_whose_median_reaches_the_threshold(readings, entered):
+    outcome = run([reading(s, r) for s, r in readings])
+    assert kinds(outcome, Place(STORE, zone=3)) == ([ENTERED] if entered else [])
+
+
+def test_a_beacon_zone_entry_is_also_a_store_entry():
+    outcome = run([reading(0, -60), reading(5, -62)])
+    assert [(e.kind, e.place, e.sighting) for e in outcome.events] == [
+        (ENTERED, Place(STORE, zone=3), 5),
+        (ENTERED, Place(STORE), 5),
+    ]
+
+
+def test_a_store_entered_by_gps_is_not_entered_again_by_a_beacon():
+    outcome = run([fix(0, -30), reading(10, -60), reading(15, -60)])
+    assert kinds(outcome) == [ENTERED]
+    assert kinds(outcome, Place(STORE, zone=3)) == [ENTERED]
+
+
+def test_a_gateway_without_a_zone_gives_store_evidence():
+    outcome = run([reading(0, -70, zone=None), reading(3, -70, zone=None)])
+    assert [(e.kind, e.place) for e in outcome.events] == [(ENTERED, Place(STORE))]
+
+
+# --- State storage ----------------------------------------------------------------------
+
+
+def test_a_state_survives_its_json_round_trip():
+    state = PlaceState(True, at(0), at(60), at(61), (5,), ((at(55), -70), (at(60), -65)))
+    assert PlaceState.from_json(state.to_json()) == state
+
+
+@pytest.mark.parametrize(
+    "place", [Place(1), Place(1, zone=4), Place(12, near_m=500.0), Place(3, near_m=12.5)]
+)
+def test_a_place_survives_its_key(place):
+    assert Place.from_key(place.key()) == place
+    assert len(place.key()) <= 40
+
+
+# --- Invariants -------------------------------------------------------------------------
+
+edge_fixes = st.lists(
+    st.tuples(
+        st.floats(min_value=-RADIUS, max_value=RULES.exit_margin_m),
+        st.floats(min_value=1.0, max_value=400.0),
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@given(edge_fixes)
+def test_gps_jitter_at_the_edge_within_the_margin_never_flaps(jitter):
+    fixes = [fix(0, -30)]
+    for n, (metres, accuracy) in enumerate(jitter, start=1):
+        # Keep the fix within the margin once its accuracy is taken off.
+        fixes.append(fix(n * 20, min(metres, RULES.exit_margin_m + 0.5 * accuracy), accuracy))
+    outcome = run(fixes)
+    assert kinds(outcome) == [ENTERED]
+
+
+random_fixes = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=3_000),
+        st.floats(min_value=-60, max_value=800),
+        st.floats(min_value=3, max_value=300),
+    ),
+    min_size=1,
+    max_size=25,
+    unique_by=lambda f: f[0],
+)
+
+
+@settings(max_examples=60)
+@given(random_fixes, st.randoms(use_true_random=False))
+def test_any_permutation_of_the_same_fixes_ends_in_the_same_state(raw, random):
+    fixes = [fix(s, m, a, ping=s) for s, m, a in raw]
+    shuffled = fixes[:]
+    random.shuffle(shuffled)
+    kw = {"dwell_minutes": {5}, "near_distances": {STORE: {500.0}}}
+    assert run(fixes, **kw) == run(shuffled, **kw)
+
+
+@settings(max_examples=60)
+@given(random_fixes, st.integers(min_value=1, max_value=24))
+def test_splitting_a_timeline_into_batches_gives_the_same_events(raw, cut):
+    fixes = sorted((fix(s, m, a, ping=s) for s, m, a in raw), key=lambda f: f.at)
+    kw = {"dwell_minutes": {5}, "near_distances": {STORE: {500.0}}}
+    whole = run(fixes, **kw)
+    first = run(fixes[:cut], **kw)
+    second = run(fixes[cut:], states=first.states, tracks=first.tracks, **kw)
+    assert first.events + second.events == whole.events
+
+
+@given(
+    st.lists(
+        st.tuples(st.integers(min_value=30, max_value=14 * 60), st.floats(-60, -10)),
+        min_size=1,
+        max_size=60,
+    )
+)
+def test_one_visit_yields_one_entry(steps):
+    # Fixes inside, 30 s to 14 minutes apart: one continuous visit, however long.
+    fixes, seconds = [], 0
+    for n, (gap, depth) in enumerate(steps):
+        seconds += gap
+        fixes.append(fix(seconds, depth, ping=n))
+    outcome = run(fixes, now=at(seconds + 60))
+    assert kinds(outcome) == [ENTERED]
