@@ -6,7 +6,10 @@ PORT ?= 8000
 INSTALLED := $(VENV)/.installed-requirements
 POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 
-.PHONY: run test lint services
+PRISM_VERSION := 5.16.0
+PRISM := .tools/node_modules/.bin/prism
+
+.PHONY: run test lint services prism
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,7 +28,16 @@ lint: $(INSTALLED)
 services:
 	@tests/services.sh
 
-test: $(INSTALLED) lint services
+# Prism mocks Twilio's API from its OpenAPI description, to check our requests' shape.
+prism: $(PRISM)
+$(PRISM):
+	@if command -v npm >/dev/null 2>&1; then \
+		npm install --silent --no-audit --no-fund --prefix .tools @stoplight/prism-cli@$(PRISM_VERSION); \
+	else \
+		echo "npm is not installed: the Prism tests of the Twilio backend will skip."; \
+	fi
+
+test: $(INSTALLED) lint services prism
 	$(BIN)/python -m pytest
 	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 		echo "--- the suite again on PostgreSQL"; \

@@ -337,7 +337,10 @@ SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5, minimum=0, maximum=20)
 # Without a broker every task runs in the calling process, so one `make run` is the system.
 CELERY_TASK_ALWAYS_EAGER = env_str("CELERY_BROKER_URL") is None
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
-CELERY_TASK_EAGER_PROPAGATES = True
+# An eager task's failure is logged, not raised into the request that enqueued it: the
+# request's own work (a stored batch) stands, as it would with a broker. It also lets an
+# eager task's retries run, which a propagated Retry would cut short.
+CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_RESULT_SERIALIZER = "json"

@@ -74,9 +74,10 @@ def apply_status_callback(
 
 
 def keyword(body: str) -> str:
-    """The reply as a keyword: case, accents, spaces and punctuation around it ignored."""
+    """The reply as a keyword when it is one word: case, accents and punctuation ignored."""
     plain = unicodedata.normalize("NFKD", body).encode("ascii", "ignore").decode()
-    return re.sub(r"[^A-Za-z]", "", plain).upper() if len(plain.split()) <= 1 else ""
+    words = re.sub(r"[^A-Za-z]+", " ", plain).split()
+    return words[0].upper() if len(words) == 1 else ""
 
 
 def handle_inbound_sms(*, from_number: str, body: str, now: datetime) -> str:

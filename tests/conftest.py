@@ -23,3 +23,21 @@ def client_with_scopes(db) -> Callable[..., APIClient]:
 @pytest.fixture
 def api(client_with_scopes) -> APIClient:
     return client_with_scopes()
+
+
+@pytest.fixture
+def twilio(settings):
+    """The Twilio backend, through the real SDK, against a local fake of Twilio's API."""
+    from tests import twilio_fake
+
+    fake, server = twilio_fake.serve()
+    settings.SMS_BACKEND = "twilio"
+    settings.TWILIO_ACCOUNT_SID = twilio_fake.ACCOUNT_SID
+    settings.TWILIO_AUTH_TOKEN = twilio_fake.AUTH_TOKEN
+    settings.TWILIO_FROM_NUMBER = "+15005550006"
+    settings.TWILIO_MESSAGING_SERVICE_SID = None
+    settings.TWILIO_API_BASE = fake.url
+    settings.PUBLIC_BASE_URL = "https://passage.example.com"
+    yield fake
+    server.shutdown()
+    server.server_close()

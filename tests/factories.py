@@ -1,9 +1,21 @@
+from datetime import timedelta
+
 import factory
+from django.utils import timezone
 from factory.django import DjangoModelFactory
 
 from customers.models import Customer, Device, Platform, SmsConsent
 from promotions import beacons
-from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, Zone
+from promotions.models import (
+    Beacon,
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryStatus,
+    Gateway,
+    Store,
+    Zone,
+)
 
 BEACON_UUID = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
 
@@ -80,3 +92,19 @@ class CampaignFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Campaign {n}")
     status = CampaignStatus.ACTIVE
     offer_template = "Bonjour {first_name}, -20% at {store_name}: {code}"
+
+
+class DeliveryFactory(DjangoModelFactory):
+    """A decision as the engine records it; status and codes as each test needs."""
+
+    class Meta:
+        model = Delivery
+
+    customer = factory.SubFactory(CustomerFactory)
+    campaign = factory.SubFactory(CampaignFactory)
+    store = factory.SubFactory(StoreFactory)
+    status = DeliveryStatus.SENT
+    to = factory.SelfAttribute("customer.phone")
+    body = "Bonjour Léa, -20% at Passage Rivoli"
+    code = factory.Sequence(lambda n: f"TEST-{n:04d}")
+    expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))

@@ -1,0 +1,388 @@
+"""What comes back and what marketers read: redemptions, deliveries, statistics, dry-runs,
+code pools, and the periodic work of Celery beat."""
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from customers.models import SmsConsent
+from promotions import tasks, tracking
+from promotions.models import Delivery, OfferCode, Ping, PresenceEvent, Redemption
+from promotions.sms import locmem
+from tests.clock import ago
+from tests.factories import (
+    CampaignFactory,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+    StoreFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def rivoli():
+    return StoreFactory(code="RIVOLI", name="Passage Rivoli", latitude=48.8606, longitude=2.3417)
+
+
+def now_iso():
+    return datetime.now(UTC).isoformat()
+
+
+def redeem(api, code, store="RIVOLI", **extra):
+    body = {"code": code, "store_code": store, "redeemed_at": now_iso(), **extra}
+    return api.post("/api/v1/redemptions", body)
+
+
+# --- Redemptions ------------------------------------------------------------------------
+
+
+def test_a_code_is_redeemed_once(api, rivoli):
+    delivery = DeliveryFactory(code="K7Q2-M9XB", store=rivoli)
+
+    first = redeem(api, "K7Q2-M9XB", amount="59.90")
+    assert first.status_code == 201
+    assert first.json() == {
+        "id": first.json()["id"],
+        "code": "K7Q2-M9XB",
+        "store_code": "RIVOLI",
+        "amount": "59.90",
+        "redeemed_at": first.json()["redeemed_at"],
+        "delivery": delivery.id,
+        "campaign": delivery.campaign_id,
+    }
+    assert redeem(api, "K7Q2-M9XB").status_code == 409
+
+
+@pytest.mark.parametrize("typed", ["k7q2-m9xb", "K7Q2M9XB", " k7q2 m9xb "])
+def test_a_code_typed_loosely_at_the_till_is_found(api, rivoli, typed):
+    DeliveryFactory(code="K7Q2-M9XB")
+    assert redeem(api, typed).status_code == 201
+
+
+def test_an_unknown_code_is_404(api, rivoli):
+    assert redeem(api, "NOPE-NOPE").status_code == 404
+
+
+@pytest.mark.parametrize("status", ["holdout", "suppressed", "queued", "failed"])
+def test_a_code_that_never_reached_the_customer_is_unknown_to_the_till(api, rivoli, status):
+    DeliveryFactory(code="K7Q2-M9XB", status=status)
+    assert redeem(api, "K7Q2-M9XB").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"code": "K7Q2-M9XB", "store_code": "NOWHERE", "redeemed_at": "2026-11-24T10:00:00Z"},
+        {"code": "K7Q2-M9XB", "store_code": "RIVOLI", "redeemed_at": "2026-11-24T10:00:00"},
+        {"code": "K7Q2-M9XB", "store_code": "RIVOLI"},
+        {"store_code": "RIVOLI", "redeemed_at": "2026-11-24T10:00:00Z"},
+        {
+            "code": "K7Q2-M9XB",
+            "customer_id": "C-1",
+            "store_code": "RIVOLI",
+            "redeemed_at": "2026-11-24T10:00:00Z",
+        },
+        {"code": "K7Q2-M9XB", "store_code": "RIVOLI", "redeemed_at": now_iso(), "amount": "-1"},
+        {"code": ["K7Q2-M9XB"], "store_code": "RIVOLI", "redeemed_at": now_iso()},
+    ],
+)
+def test_bad_redemptions_are_400_and_store_nothing(api, rivoli, body):
+    DeliveryFactory(code="K7Q2-M9XB")
+    assert api.post("/api/v1/redemptions", body).status_code == 400
+    assert not Redemption.objects.exists()
+
+
+def test_redemptions_need_their_scope(client_with_scopes, rivoli):
+    DeliveryFactory(code="K7Q2-M9XB")
+    assert redeem(client_with_scopes("reports"), "K7Q2-M9XB").status_code == 403
+    assert redeem(client_with_scopes("redemptions"), "K7Q2-M9XB").status_code == 201
+
+
+def test_a_loyalty_card_attributes_a_purchase_to_the_holdout_offer(api, rivoli):
+    customer = CustomerFactory(external_id="C-7")
+    holdout = DeliveryFactory(customer=customer, status="holdout", code="HOLD-0001")
+
+    response = api.post(
+        "/api/v1/redemptions",
+        {"customer_id": "C-7", "store_code": "RIVOLI", "redeemed_at": now_iso()},
+    )
+
+    assert response.status_code == 201
+    assert response.json()["delivery"] == holdout.id
+
+
+def test_a_loyalty_card_without_a_current_offer_is_404(api, rivoli):
+    customer = CustomerFactory(external_id="C-7")
+    DeliveryFactory(customer=customer, expires_at=timezone.now() - timedelta(days=1))
+    response = api.post(
+        "/api/v1/redemptions",
+        {"customer_id": "C-7", "store_code": "RIVOLI", "redeemed_at": now_iso()},
+    )
+    assert response.status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_tills_redeeming_one_code_at_once_redeem_it_once(client_with_scopes, rivoli):
+    if connection.vendor == "sqlite":
+        pytest.skip("SQLite serialises writers; the race needs PostgreSQL (the second run).")
+    DeliveryFactory(code="K7Q2-M9XB")
+    api = client_with_scopes("redemptions")
+    statuses = []
+    barrier = threading.Barrier(4)
+
+    def till():
+        barrier.wait()
+        statuses.append(redeem(api, "K7Q2-M9XB").status_code)
+        connection.close()
+
+    threads = [threading.Thread(target=till) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(statuses) == [201, 409, 409, 409]
+    assert Redemption.objects.count() == 1
+
+
+# --- Deliveries and statistics ----------------------------------------------------------
+
+
+def test_deliveries_read_exactly_as_the_spec_says(api, rivoli):
+    delivery = DeliveryFactory(store=rivoli, twilio_sid="SM1", sent_at=timezone.now())
+    [item] = api.get("/api/v1/deliveries").json()["results"]
+    assert set(item) == {
+        "id",
+        "customer_id",
+        "campaign",
+        "store",
+        "status",
+        "reason",
+        "code",
+        "body",
+        "twilio_sid",
+        "error_code",
+        "created_at",
+        "sent_at",
+    }
+    assert item["customer_id"] == delivery.customer.external_id
+    assert (item["campaign"], item["store"], item["status"]) == (
+        delivery.campaign_id,
+        "RIVOLI",
+        "sent",
+    )
+
+
+def test_deliveries_filter_by_customer_campaign_and_status(api, rivoli):
+    lea = CustomerFactory(external_id="C-1001")
+    mine = DeliveryFactory(customer=lea)
+    other = DeliveryFactory(status="suppressed", reason="quiet_hours", code=None)
+
+    def ids(query):
+        response = api.get(f"/api/v1/deliveries?{query}")
+        assert response.status_code == 200
+        return [item["id"] for item in response.json()["results"]]
+
+    assert ids("customer_id=C-1001") == [mine.id]
+    assert ids(f"campaign={other.campaign_id}") == [other.id]
+    assert ids("status=suppressed") == [other.id]
+    assert ids("status=sent&customer_id=C-1001") == [mine.id]
+
+
+@pytest.mark.parametrize("query", ["status=nonsense", "campaign=abc", "campaign=1e999"])
+def test_an_invalid_filter_is_400(api, query):
+    assert api.get(f"/api/v1/deliveries?{query}").status_code == 400
+
+
+def test_an_erased_customers_deliveries_stay_anonymised(api, rivoli):
+    customer = CustomerFactory(external_id="C-9")
+    DeliveryFactory(customer=customer)
+    assert api.delete("/api/v1/customers/C-9").status_code == 204
+    [item] = api.get("/api/v1/deliveries").json()["results"]
+    assert (item["customer_id"], item["body"]) == (None, "")
+    assert Delivery.objects.get().to == ""
+
+
+def test_stats_count_the_funnel_and_the_lift_against_the_holdout(api, rivoli):
+    campaign = CampaignFactory()
+    treated = [DeliveryFactory(campaign=campaign) for _ in range(4)]
+    DeliveryFactory(campaign=campaign, status="delivered")
+    held = [DeliveryFactory(campaign=campaign, status="holdout") for _ in range(4)]
+    DeliveryFactory(campaign=campaign, status="suppressed", reason="quiet_hours", code=None)
+    DeliveryFactory(campaign=campaign, status="suppressed", reason="no_consent", code=None)
+    for delivery in treated[:2] + held[:1]:
+        Redemption.objects.create(delivery=delivery, store=rivoli, redeemed_at=timezone.now())
+
+    stats = api.get(f"/api/v1/campaigns/{campaign.id}/stats").json()
+
+    assert stats["decisions"]["total"] == 11
+    assert stats["decisions"]["by_status"] == {
+        "suppressed": 2,
+        "holdout": 4,
+        "queued": 0,
+        "sent": 4,
+        "delivered": 1,
+        "undelivered": 0,
+        "failed": 0,
+    }
+    assert stats["decisions"]["by_reason"]["quiet_hours"] == 1
+    assert stats["decisions"]["by_reason"]["budget"] == 0
+    assert (stats["sent"], stats["delivered"], stats["redeemed"]) == (5, 1, 2)
+    assert stats["treated"] == {"customers": 5, "redeemed": 2, "rate": 0.4}
+    assert stats["holdout"] == {"customers": 4, "redeemed": 1, "rate": 0.25}
+    assert stats["lift"] == pytest.approx(0.6)
+
+
+def test_stats_of_an_unknown_campaign_are_404(api):
+    assert api.get("/api/v1/campaigns/999999/stats").status_code == 404
+
+
+def test_reports_need_their_scope(client_with_scopes):
+    assert client_with_scopes("ingest").get("/api/v1/deliveries").status_code == 403
+
+
+# --- Dry run ----------------------------------------------------------------------------
+
+
+def walk_in(device, minutes_ago):
+    now = timezone.now()
+    pings = [
+        Ping.objects.create(
+            device=device,
+            latitude=48.8606,
+            longitude=2.3417,
+            accuracy=10,
+            recorded_at=now - timedelta(minutes=minutes_ago),
+        )
+    ]
+    tracking.process_location_batch(ping_ids=[p.id for p in pings], now=now)
+
+
+def test_a_dry_run_replays_stored_presence_and_sends_nothing(api, rivoli, settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    opted_in = [CustomerFactory() for _ in range(3)]
+    opted_out = CustomerFactory(sms_consent=SmsConsent.OPTED_OUT)
+    for n, customer in enumerate([*opted_in, opted_out]):
+        walk_in(DeviceFactory(customer=customer), minutes_ago=60 * (n + 1))
+    campaign = CampaignFactory(status="draft", daily_budget=2)
+    campaign.stores.add(rivoli)
+
+    response = api.post(
+        f"/api/v1/campaigns/{campaign.id}/dry-run", {"since": ago(days=1), "until": now_iso()}
+    )
+
+    assert response.status_code == 200, response.json()
+    result = response.json()
+    assert (result["presence_events"], result["matched"]) == (4, 4)
+    assert result["by_reason"]["no_consent"] == 1
+    # Whether the budget bites depends on whether the walk-ins fall on one calendar day.
+    assert result["would_send"] + result["by_reason"]["budget"] == 3
+    assert result["would_send"] == result["customers_reached"]
+    assert locmem.outbox == []
+    assert not Delivery.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"since": "2026-11-24T10:00:00Z"},
+        {"since": "2026-11-24T10:00:00Z", "until": "2026-11-23T10:00:00Z"},
+        {"since": "2020-01-01T00:00:00Z", "until": "2026-11-23T10:00:00Z"},
+        {"since": "yesterday", "until": "2026-11-23T10:00:00Z"},
+    ],
+)
+def test_a_bad_dry_run_period_is_400(api, body):
+    campaign = CampaignFactory()
+    assert api.post(f"/api/v1/campaigns/{campaign.id}/dry-run", body).status_code == 400
+
+
+# --- Code pools -------------------------------------------------------------------------
+
+
+def test_a_campaign_draws_its_codes_from_an_uploaded_pool(api, rivoli, settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    campaign = CampaignFactory(offer_template="Your code: {code}")
+    campaign.stores.add(rivoli)
+    response = api.post(f"/api/v1/campaigns/{campaign.id}/codes", {"codes": ["POS-1", "POS-1"]})
+    assert response.json() == {"added": 1, "pool_size": 1, "unused": 1}
+
+    for n in range(2):
+        device = DeviceFactory(customer=CustomerFactory())
+        body = {
+            "pings": [
+                {
+                    "device_id": device.device_id,
+                    "latitude": 48.8606,
+                    "longitude": 2.3417,
+                    "accuracy": 10,
+                    "recorded_at": ago(seconds=30 + n),
+                }
+            ]
+        }
+        api.post("/api/v1/pings", body)
+
+    assert [sms.body.split("\n")[0] for sms in locmem.outbox] == ["Your code: POS-1"]
+    assert OfferCode.objects.get().delivery.code == "POS-1"
+    spent = Delivery.objects.get(status="suppressed")
+    assert spent.reason == "budget"
+
+
+def test_a_pool_code_used_elsewhere_is_refused(api):
+    DeliveryFactory(code="TAKEN-1")
+    campaign = CampaignFactory()
+    response = api.post(f"/api/v1/campaigns/{campaign.id}/codes", {"codes": ["TAKEN-1", "NEW"]})
+    assert response.status_code == 400
+    assert not OfferCode.objects.exists()
+
+
+# --- Celery beat ------------------------------------------------------------------------
+
+
+def test_the_tick_times_out_presence_and_announces_dwells(rivoli, settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    campaign = CampaignFactory(trigger_type="dwell", trigger_minutes=5)
+    campaign.stores.add(rivoli)
+    customer = CustomerFactory()
+    walk_in(DeviceFactory(customer=customer), minutes_ago=6)
+
+    tasks.tick_presence.delay()
+    assert [e.kind for e in PresenceEvent.objects.order_by("occurred_at")] == ["entered", "dwelled"]
+    assert len(locmem.outbox) == 1
+
+    tasks.tick_presence.delay()  # idempotent
+    assert PresenceEvent.objects.count() == 2
+    assert len(locmem.outbox) == 1
+
+
+def test_the_tick_ends_a_presence_without_signal(rivoli):
+    walk_in(DeviceFactory(), minutes_ago=20)
+    tasks.tick_presence.delay()
+    tasks.tick_presence.delay()
+    assert [e.kind for e in PresenceEvent.objects.order_by("occurred_at")] == ["entered", "exited"]
+
+
+def test_the_purge_removes_raw_location_past_retention_and_keeps_presence(rivoli, settings):
+    settings.LOCATION_RETENTION_DAYS = 30
+    device = DeviceFactory()
+    walk_in(device, minutes_ago=5)
+    old = Ping.objects.create(
+        device=device,
+        latitude=1,
+        longitude=1,
+        accuracy=5,
+        recorded_at=timezone.now() - timedelta(days=40),
+    )
+    Ping.objects.filter(id=old.id).update(received_at=timezone.now() - timedelta(days=31))
+
+    tasks.purge_location_history.delay()
+    tasks.purge_location_history.delay()
+
+    assert Ping.objects.count() == 1
+    assert PresenceEvent.objects.count() == 1

@@ -1,0 +1,146 @@
+"""Sending a decided SMS through Twilio, once: retries, permanent errors, consent changes
+while queued, stale offers, pacing. Twilio is the local fake, reached through the real SDK."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from twilio.request_validator import RequestValidator
+
+from customers.models import ConsentChange, SmsConsent
+from promotions import decisions, tasks, tracking
+from promotions.models import Delivery, Ping
+from tests import twilio_fake
+from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def store():
+    return StoreFactory(code="RIVOLI", name="Passage Rivoli", latitude=48.8606, longitude=2.3417)
+
+
+def queue_offer(store, customer=None, *, seconds_ago=30):
+    """A customer walks in and a campaign decides to text them; nothing is sent yet."""
+    customer = customer or CustomerFactory()
+    device = DeviceFactory(customer=customer)
+    campaign = CampaignFactory(offer_template="Bonjour {first_name}: {code}")
+    campaign.stores.add(store)
+    now = timezone.now()
+    ping = Ping.objects.create(
+        device=device,
+        latitude=store.latitude,
+        longitude=store.longitude,
+        accuracy=10,
+        recorded_at=now - timedelta(seconds=seconds_ago),
+    )
+    events = tracking.process_location_batch(ping_ids=[ping.id], now=now)
+    [delivery_id] = decisions.decide_presence_events(event_ids=events, now=now)
+    return Delivery.objects.get(id=delivery_id)
+
+
+def send(delivery):
+    tasks.send_sms.delay(delivery.id)
+    delivery.refresh_from_db()
+    return delivery
+
+
+def test_a_queued_offer_is_sent_once_with_its_sid(twilio, store):
+    delivery = send(queue_offer(store))
+
+    assert delivery.status == "sent"
+    assert delivery.twilio_sid.startswith("SM")
+    assert delivery.sent_at is not None
+    [request] = twilio.messages
+    assert request.form["Body"] == delivery.body
+
+
+def test_sending_the_same_delivery_again_sends_nothing(twilio, store):
+    delivery = send(queue_offer(store))
+    send(delivery)
+    tasks.send_sms.delay(delivery.id)
+
+    assert len(twilio.messages) == 1
+
+
+def test_throttling_and_server_errors_are_retried_until_one_message_goes(twilio, store):
+    twilio.then(twilio_fake.TOO_MANY, twilio_fake.SERVER_ERROR, twilio_fake.TOO_MANY)
+
+    delivery = send(queue_offer(store))
+
+    assert delivery.status == "sent"
+    assert delivery.attempts == 4
+    assert len(twilio.messages) == 4
+    assert len({r.form["Body"] for r in twilio.messages}) == 1
+
+
+def test_after_the_retry_bound_the_delivery_fails_with_the_error(twilio, store, settings):
+    twilio.then(*[twilio_fake.SERVER_ERROR] * 20)
+
+    delivery = send(queue_offer(store))
+
+    assert delivery.status == "failed"
+    assert delivery.error_code == 20500
+    assert len(twilio.messages) == settings.SMS_MAX_RETRIES + 1
+
+
+def test_an_invalid_number_fails_at_once_without_retry(twilio, store):
+    twilio.then(twilio_fake.INVALID_NUMBER)
+
+    delivery = send(queue_offer(store))
+
+    assert (delivery.status, delivery.error_code) == ("failed", 21211)
+    assert len(twilio.messages) == 1
+
+
+def test_an_unsubscribed_recipient_is_opted_out(twilio, store):
+    twilio.then(twilio_fake.UNSUBSCRIBED)
+    delivery = queue_offer(store)
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.error_code) == ("failed", 21610)
+    customer = delivery.customer
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_OUT
+    assert ConsentChange.objects.get(customer=customer).source == "twilio"
+
+
+def test_a_stop_arriving_while_the_sms_is_queued_wins(twilio, store, client, settings):
+    delivery = queue_offer(store)
+    url = settings.PUBLIC_BASE_URL + "/webhooks/twilio/inbound"
+    form = {"From": delivery.customer.phone, "Body": " stop ", "MessageSid": "SMin"}
+    signature = RequestValidator(twilio_fake.AUTH_TOKEN).compute_signature(url, form)
+    response = client.post("/webhooks/twilio/inbound", form, HTTP_X_TWILIO_SIGNATURE=signature)
+    assert response.status_code == 200
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.reason) == ("suppressed", "no_consent")
+    assert twilio.messages == []
+
+
+def test_an_offer_older_than_its_validity_is_not_sent(twilio, store, settings):
+    delivery = queue_offer(store)
+    settings.SMS_VALIDITY_SECONDS = 60
+    delivery.presence_event.occurred_at = timezone.now() - timedelta(minutes=2)
+    delivery.presence_event.save()
+
+    delivery = send(delivery)
+
+    assert delivery.status == "failed"
+    assert "Expired" in delivery.error_message
+    assert twilio.messages == []
+
+
+def test_sends_are_paced_to_the_senders_rate(store, settings):
+    settings.SMS_SENDER_MPS = 2
+    first = queue_offer(store)
+    second = queue_offer(store)
+    third = queue_offer(store)
+
+    gaps = [
+        (b.send_after - a.send_after).total_seconds() for a, b in [(first, second), (second, third)]
+    ]
+    assert gaps == [0.5, 0.5]

@@ -1,0 +1,164 @@
+"""The SMS backends. Twilio is faked at the HTTP boundary: the real SDK talks to a local
+server (tests/twilio_fake.py), and to Prism's mock of Twilio's own OpenAPI description."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from promotions import sms
+from promotions.sms import OutgoingSms, PermanentSmsError, TransientSmsError, locmem
+from tests import twilio_fake
+
+MESSAGE = OutgoingSms(to="+33612345678", body="Bonjour Léa, -20%: K7Q2-M9XB", reference="42")
+
+
+def test_the_console_backend_prints_the_sms(settings, capsys):
+    settings.SMS_BACKEND = "console"
+    sent = sms.get_backend().send(MESSAGE)
+    printed = capsys.readouterr().out
+    assert "+33612345678" in printed and MESSAGE.body in printed and "GSM-7" in printed
+    assert sent.sid.startswith("SM")
+
+
+def test_the_locmem_backend_keeps_the_sms(settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    sms.get_backend().send(MESSAGE)
+    assert locmem.outbox == [MESSAGE]
+
+
+def test_the_file_backend_appends_json_lines(settings, tmp_path):
+    settings.SMS_BACKEND = "file"
+    settings.SMS_FILE_PATH = str(tmp_path / "out" / "sms.jsonl")
+    sms.get_backend().send(MESSAGE)
+    sms.get_backend().send(MESSAGE)
+    lines = [json.loads(line) for line in Path(settings.SMS_FILE_PATH).read_text().splitlines()]
+    assert [(line["to"], line["body"], line["reference"]) for line in lines] == [
+        ("+33612345678", MESSAGE.body, "42")
+    ] * 2
+    assert lines[0]["sid"] != lines[1]["sid"]
+
+
+def test_twilio_gets_the_message_with_its_callback_and_validity(twilio, settings):
+    sent = sms.get_backend().send(MESSAGE)
+
+    [request] = twilio.messages
+    assert request.path == f"/2010-04-01/Accounts/{twilio_fake.ACCOUNT_SID}/Messages.json"
+    assert request.form == {
+        "To": "+33612345678",
+        "From": "+15005550006",
+        "Body": MESSAGE.body,
+        "StatusCallback": "https://passage.example.com/webhooks/twilio/status",
+        "ValidityPeriod": "600",
+    }
+    assert request.authorization.startswith("Basic ")
+    assert sent.sid == "SM" + "0" * 31 + "1"
+
+
+def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
+    settings.TWILIO_MESSAGING_SERVICE_SID = "MG" + "1" * 32
+    sms.get_backend().send(MESSAGE)
+    [request] = twilio.messages
+    assert request.form["MessagingServiceSid"] == "MG" + "1" * 32
+    assert "From" not in request.form
+    assert sms.sender_id() == "MG" + "1" * 32
+
+
+@pytest.mark.parametrize(
+    ("answer", "kind", "code"),
+    [
+        (twilio_fake.INVALID_NUMBER, PermanentSmsError, 21211),
+        (twilio_fake.UNSUBSCRIBED, PermanentSmsError, 21610),
+        (twilio_fake.TOO_MANY, TransientSmsError, 20429),
+        (twilio_fake.SERVER_ERROR, TransientSmsError, 20500),
+        (twilio_fake.error(401, 20003, "Authenticate"), PermanentSmsError, 20003),
+    ],
+)
+def test_twilio_errors_are_permanent_or_transient_with_their_code(twilio, answer, kind, code):
+    twilio.then(answer)
+    with pytest.raises(kind) as raised:
+        sms.get_backend().send(MESSAGE)
+    assert raised.value.code == code
+    assert raised.value.http_status == answer.status
+    assert len(twilio.messages) == 1  # the SDK does not retry behind our back
+
+
+def test_twilio_unreachable_is_transient(twilio, settings):
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        settings.TWILIO_API_BASE = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    with pytest.raises(TransientSmsError):
+        sms.get_backend().send(MESSAGE)
+
+
+def test_an_answer_that_never_comes_is_not_retried(twilio, settings):
+    settings.SMS_HTTP_TIMEOUT_SECONDS = 0.5
+    twilio.then(twilio_fake.Answer(201, {"sid": "SMlate", "status": "queued"}, delay=2))
+    with pytest.raises(PermanentSmsError, match="may have been sent"):
+        sms.get_backend().send(MESSAGE)
+
+
+# --- Against Prism's mock of Twilio's OpenAPI description -------------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT.parent / "shared" / "peers" / "twilio" / "twilio_api_v2010.json"
+PRISM = ROOT / ".tools" / "node_modules" / ".bin" / "prism"
+
+
+def _missing(what: str) -> None:
+    message = f"{what} is missing: the Prism test of the Twilio backend cannot run."
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="module")
+def prism_url():
+    if not SPEC.exists():
+        _missing(f"Twilio's OpenAPI description ({SPEC})")
+    if not PRISM.exists() or not shutil.which("node"):
+        _missing("Prism (`make prism` installs it with npm)")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(PRISM), "mock", "--errors", "-h", "127.0.0.1", "-p", str(port), str(SPEC)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(120):
+            try:
+                requests.get(url, timeout=1)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("Prism did not start within 60 s.")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.mark.integration
+def test_twilios_own_api_description_accepts_our_request(twilio, settings, prism_url):
+    settings.TWILIO_API_BASE = prism_url
+    sent = sms.get_backend().send(MESSAGE)
+    assert sent.sid.startswith("SM")
+
+
+@pytest.mark.integration
+def test_twilios_own_api_description_refuses_bad_credentials(twilio, settings, prism_url):
+    settings.TWILIO_API_BASE = prism_url
+    settings.TWILIO_ACCOUNT_SID = "not-an-account"
+    with pytest.raises(PermanentSmsError):
+        sms.get_backend().send(MESSAGE)

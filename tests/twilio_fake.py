@@ -1,0 +1,108 @@
+"""A local stand-in for Twilio's REST API, for driving the real SDK in tests.
+
+It records every request and answers from a script: a message resource, or one of Twilio's
+error bodies (21211 invalid number, 21610 unsubscribed, 429, 500), or no answer at all.
+"""
+
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import count
+from urllib.parse import parse_qs
+
+ACCOUNT_SID = "AC" + "0" * 32
+AUTH_TOKEN = "test-auth-token"
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    form: dict[str, str]
+    authorization: str
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict | None = None
+    delay: float = 0.0  # seconds to wait before answering (longer than the client's timeout)
+
+
+def error(status: int, code: int, message: str) -> Answer:
+    return Answer(
+        status,
+        {
+            "code": code,
+            "message": message,
+            "more_info": f"https://www.twilio.com/docs/errors/{code}",
+            "status": status,
+        },
+    )
+
+
+INVALID_NUMBER = error(400, 21211, "The 'To' number +33100000000 is not a valid phone number.")
+UNSUBSCRIBED = error(400, 21610, "Attempt to send to unsubscribed recipient")
+TOO_MANY = error(429, 20429, "Too Many Requests")
+SERVER_ERROR = error(500, 20500, "Internal Server Error")
+
+
+@dataclass
+class FakeTwilio:
+    url: str = ""
+    requests: list[Recorded] = field(default_factory=list)
+    script: deque[Answer] = field(default_factory=deque)
+    sids: count = field(default_factory=lambda: count(1))
+
+    def then(self, *answers: Answer) -> "FakeTwilio":
+        """Answer the next requests with these, in order; afterwards, accept every message."""
+        self.script.extend(answers)
+        return self
+
+    @property
+    def messages(self) -> list[Recorded]:
+        return [r for r in self.requests if r.path.endswith("/Messages.json")]
+
+    def answer(self) -> Answer:
+        if self.script:
+            return self.script.popleft()
+        sid = f"SM{next(self.sids):032x}"
+        return Answer(201, {"sid": sid, "status": "queued", "account_sid": ACCOUNT_SID})
+
+
+def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
+    fake = FakeTwilio()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            form = {
+                key: values[0] for key, values in parse_qs(self.rfile.read(length).decode()).items()
+            }
+            fake.requests.append(
+                Recorded("POST", self.path, form, self.headers.get("Authorization", ""))
+            )
+            answer = fake.answer()
+            if answer.delay:
+                time.sleep(answer.delay)
+            body = json.dumps(answer.body or {}).encode()
+            try:
+                self.send_response(answer.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up waiting, as it should
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return fake, server
