@@ -6,13 +6,22 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from promotions.sms import locmem
 
 from customers.models import SmsConsent
-from promotions import rules
+from promotions import beacons, rules, tasks
 from promotions.models import Delivery, Ping, PresenceEvent
+from promotions.sms import locmem
 from tests.clock import ago
-from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
+from tests.factories import (
+    BEACON_UUID,
+    BeaconFactory,
+    CampaignFactory,
+    CustomerFactory,
+    DeviceFactory,
+    GatewayFactory,
+    StoreFactory,
+    ZoneFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -387,3 +396,100 @@ def test_a_paused_campaign_sends_nothing(api, outbox, rivoli, lea):
     walk_in(api, "lea-phone")
 
     assert outbox == []
+
+
+# --- Other triggers, through beacons and approach rings ---------------------------------
+
+LEA_TAG = "0201061aff4c000215" + "f7826da64fa24e988024bc5b71e0893e" + "0007002ac5"
+
+
+@pytest.fixture
+def entrance(rivoli):
+    return ZoneFactory(store=rivoli, code="entrance", rssi_threshold=-75)
+
+
+def zone_campaign(store, **fields):
+    campaign = CampaignFactory(
+        trigger_type="beacon_zone",
+        trigger_zone="entrance",
+        offer_template="Welcome to {store_name}, {first_name}! Coffee on us: {code}",
+        **fields,
+    )
+    campaign.stores.add(store)
+    return campaign
+
+
+def test_an_app_ranging_the_entrance_beacon_triggers_the_zone_campaign(
+    api, outbox, rivoli, lea, entrance
+):
+    beacon = BeaconFactory(zone=entrance, identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    zone_campaign(rivoli)
+    ibeacon = {"uuid": BEACON_UUID, "major": 1, "minor": 2}
+
+    def sight(rssi, seconds):
+        item = {"device_id": "lea-phone", "ibeacon": ibeacon, "rssi": rssi}
+        return {**item, "seen_at": ago(seconds=seconds)}
+
+    # One strong reading is not enough; a weak second one keeps the median below -75.
+    api.post("/api/v1/sightings", {"sightings": [sight(-60, 20), sight(-95, 15)]})
+    assert outbox == []
+    api.post("/api/v1/sightings", {"sightings": [sight(-70, 10)]})
+
+    [sms] = outbox
+    assert sms.body.startswith("Welcome to Passage Rivoli, Léa! Coffee on us: ")
+    event = Delivery.objects.get().presence_event
+    assert (event.kind, event.zone.code, event.sighting.beacon) == ("entered", "entrance", beacon)
+    # The zone entry was also a store entry.
+    assert PresenceEvent.objects.filter(kind="entered", zone=None).count() == 1
+
+
+def test_a_gateway_seeing_a_customers_tag_triggers_the_zone_campaign(
+    api, outbox, rivoli, lea, entrance
+):
+    GatewayFactory(gateway_id="gw-rivoli-entrance", store=rivoli, zone=entrance)
+    device = lea.devices.get()
+    device.ble_identity = beacons.ibeacon_key(BEACON_UUID, 7, 42)
+    device.save()
+    zone_campaign(rivoli)
+    sightings = [
+        {"raw": LEA_TAG, "rssi": -70, "seen_at": ago(seconds=8)},
+        {"mac": "C0:FF:EE:00:00:01", "raw": LEA_TAG, "rssi": -72, "seen_at": ago(seconds=4)},
+    ]
+
+    response = api.post("/api/v1/gateways/gw-rivoli-entrance/sightings", {"sightings": sightings})
+
+    assert response.json()["accepted"] == 2
+    [sms] = outbox
+    assert sms.to == lea.phone
+
+
+def test_walking_past_within_the_distance_triggers_the_near_campaign(api, outbox, rivoli, lea):
+    campaign = x200_campaign(rivoli, trigger_type="near", trigger_distance_m=500)
+    pings = [
+        {
+            "device_id": "lea-phone",
+            "latitude": lat,
+            "longitude": 2.3417,
+            "accuracy": 10,
+            "recorded_at": ago(seconds=seconds),
+        }
+        for lat, seconds in [(48.8706, 90), (48.8656, 60), (48.8646, 30)]  # 1.1 km, 500 m, 390 m
+    ]
+
+    api.post("/api/v1/pings", {"pings": pings})
+
+    assert len(outbox) == 1
+    delivery = Delivery.objects.get()
+    assert (delivery.campaign, delivery.presence_event.kind) == (campaign, "near")
+    assert delivery.presence_event.distance_m == 500
+
+
+def test_staying_in_the_store_triggers_the_dwell_campaign_on_the_beat(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, trigger_type="dwell", trigger_minutes=5)
+    walk_in(api, "lea-phone", minutes_ago=7)
+    assert outbox == []
+
+    tasks.tick_presence.delay()
+
+    assert len(outbox) == 1
+    assert Delivery.objects.get().presence_event.minutes == 5
