@@ -320,6 +320,8 @@ LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1)
 # Across all campaigns, a customer gets at most this many SMS in this many days.
 SMS_GLOBAL_CAP_COUNT = env_int("SMS_GLOBAL_CAP_COUNT", 3, minimum=0)
 SMS_GLOBAL_CAP_DAYS = env_int("SMS_GLOBAL_CAP_DAYS", 7, minimum=1)
+# And never two SMS to one customer closer together than this (walking past, then in).
+SMS_GLOBAL_MIN_GAP_MINUTES = env_int("SMS_GLOBAL_MIN_GAP_MINUTES", 60, minimum=0)
 # Quiet hours for every campaign, in each customer's timezone, as "21:00-08:00"; empty: none.
 SMS_GLOBAL_QUIET_HOURS = env_time_window("SMS_GLOBAL_QUIET_HOURS")
 # Campaigns' daily budgets count SMS per calendar day in this timezone.

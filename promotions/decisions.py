@@ -79,6 +79,7 @@ def global_limits() -> rules.GlobalLimits:
         cap_count=settings.SMS_GLOBAL_CAP_COUNT,
         cap_days=settings.SMS_GLOBAL_CAP_DAYS,
         quiet_hours=settings.SMS_GLOBAL_QUIET_HOURS,
+        min_gap=timedelta(minutes=settings.SMS_GLOBAL_MIN_GAP_MINUTES),
     )
 
 

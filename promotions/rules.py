@@ -98,6 +98,8 @@ class GlobalLimits:
     cap_count: int = 3
     cap_days: int = 7
     quiet_hours: tuple[time, time] | None = None
+    # Two offers minutes apart (walking past, then in) read as spam, whatever the weekly cap.
+    min_gap: timedelta = timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -243,6 +245,8 @@ def limit_reason(
             return CAMPAIGN_CAP
     since = now - timedelta(days=limits.cap_days)
     if sum(1 for at in customer.sent if at > since) >= limits.cap_count:
+        return GLOBAL_CAP
+    if limits.min_gap and any(at > now - limits.min_gap for at in customer.sent):
         return GLOBAL_CAP
     if campaign.daily_budget is not None and budget.today >= campaign.daily_budget:
         return BUDGET

@@ -493,3 +493,17 @@ def test_staying_in_the_store_triggers_the_dwell_campaign_on_the_beat(api, outbo
 
     assert len(outbox) == 1
     assert Delivery.objects.get().presence_event.minutes == 5
+
+
+def test_walking_past_then_in_is_texted_once(api, outbox, rivoli, lea):
+    x200_campaign(rivoli, trigger_type="near", trigger_distance_m=500, priority=1)
+    x200_campaign(rivoli)
+
+    walk_in(api, "lea-phone")  # the street fix is 270 m from the fence: near, then entered
+
+    assert len(outbox) == 1
+    deliveries = api.get("/api/v1/deliveries").json()["results"]
+    assert [(d["status"], d["reason"]) for d in deliveries] == [
+        ("suppressed", "global_cap"),
+        ("sent", None),
+    ]

@@ -193,6 +193,20 @@ def test_the_seed_example_queues_one_sms():
             "global_cap",
         ),
         ({"customer": replace(LEA, sent=[NOW - timedelta(days=d) for d in (1, 2, 8)])}, ""),
+        (
+            {
+                "customer": replace(LEA, sent=[NOW - timedelta(minutes=30)]),
+                "limits": replace(NO_LIMITS, min_gap=timedelta(hours=1)),
+            },
+            "global_cap",
+        ),
+        (
+            {
+                "customer": replace(LEA, sent=[NOW - timedelta(minutes=61)]),
+                "limits": replace(NO_LIMITS, min_gap=timedelta(hours=1)),
+            },
+            "",
+        ),
         ({"campaign": {"daily_budget": 10}, "budgets": {1: BudgetUse(10, 10)}}, "budget"),
         ({"campaign": {"daily_budget": 10}, "budgets": {1: BudgetUse(9, 500)}}, ""),
         ({"campaign": {"total_budget": 100}, "budgets": {1: BudgetUse(0, 100)}}, "budget"),
