@@ -181,9 +181,9 @@ def lea(api):
 
 
 def x200_campaign(store, **fields):
+    fields.setdefault("priority", 10)
     campaign = CampaignFactory(
         name="X200 walk-by",
-        priority=10,
         intent_skus=["X200"],
         intent_min_views=3,
         intent_within_days=14,
