@@ -1,11 +1,15 @@
 """Reads that are more than a lookup: campaign results and the deliveries list."""
 
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
 
 from promotions.feedback import REDEEMABLE
 from promotions.models import Campaign, Delivery, DeliveryReason, DeliveryStatus
+
+
+CENT = Decimal("0.01")
 
 
 def list_deliveries() -> QuerySet[Delivery]:
@@ -72,5 +76,5 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
             "rate": holdout_rate,
         },
         "lift": lift,
-        "revenue": str(revenue) if revenue is not None else "0",
+        "revenue": str(Decimal(revenue or 0).quantize(CENT)),
     }

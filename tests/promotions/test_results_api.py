@@ -215,7 +215,9 @@ def test_stats_count_the_funnel_and_the_lift_against_the_holdout(api, rivoli):
     DeliveryFactory(campaign=campaign, status="suppressed", reason="quiet_hours", code=None)
     DeliveryFactory(campaign=campaign, status="suppressed", reason="no_consent", code=None)
     for delivery in treated[:2] + held[:1]:
-        Redemption.objects.create(delivery=delivery, store=rivoli, redeemed_at=timezone.now())
+        Redemption.objects.create(
+            delivery=delivery, store=rivoli, amount="10.10", redeemed_at=timezone.now()
+        )
 
     stats = api.get(f"/api/v1/campaigns/{campaign.id}/stats").json()
 
@@ -235,6 +237,7 @@ def test_stats_count_the_funnel_and_the_lift_against_the_holdout(api, rivoli):
     assert stats["treated"] == {"customers": 5, "redeemed": 2, "rate": 0.4}
     assert stats["holdout"] == {"customers": 4, "redeemed": 1, "rate": 0.25}
     assert stats["lift"] == pytest.approx(0.6)
+    assert stats["revenue"] == "30.30"
 
 
 def test_stats_of_an_unknown_campaign_are_404(api):
