@@ -8,7 +8,6 @@ from django.db.models import Count, Q, QuerySet, Sum
 from promotions.feedback import REDEEMABLE
 from promotions.models import Campaign, Delivery, DeliveryReason, DeliveryStatus
 
-
 CENT = Decimal("0.01")
 
 

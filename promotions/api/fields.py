@@ -9,6 +9,8 @@ from zoneinfo import available_timezones
 
 from django.conf import settings
 from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 
@@ -49,6 +51,7 @@ class StrictIntegerField(serializers.IntegerField):
         return super().to_internal_value(data)
 
 
+@extend_schema_field(OpenApiTypes.DATETIME)
 class InstantField(serializers.Field):
     """An ISO 8601 time that names its UTC offset; a time without one is ambiguous."""
 

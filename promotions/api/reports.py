@@ -146,10 +146,37 @@ class DeliveryListView(generics.ListAPIView):
 # --- Campaign results and code pools ----------------------------------------------------
 
 
+class GroupSerializer(serializers.Serializer):
+    customers = serializers.IntegerField()
+    redeemed = serializers.IntegerField()
+    rate = serializers.FloatField(allow_null=True, help_text="Redeemed / customers.")
+
+
+class DecisionCountsSerializer(serializers.Serializer):
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    by_reason = serializers.DictField(child=serializers.IntegerField())
+
+
+class CampaignStatsSerializer(serializers.Serializer):
+    campaign = serializers.IntegerField()
+    decisions = DecisionCountsSerializer()
+    sent = serializers.IntegerField(help_text="Handed to the carrier: sent, then delivered or not.")
+    delivered = serializers.IntegerField()
+    failed = serializers.IntegerField()
+    redeemed = serializers.IntegerField(help_text="Codes redeemed from SMS that went out.")
+    treated = GroupSerializer()
+    holdout = GroupSerializer()
+    lift = serializers.FloatField(
+        allow_null=True, help_text="(treated rate - holdout rate) / holdout rate."
+    )
+    revenue = serializers.DecimalField(max_digits=14, decimal_places=2)
+
+
 class CampaignStatsView(APIView):
     required_scope = Scope.REPORTS
 
-    @extend_schema(responses={200: serializers.DictField(), 404: ErrorSerializer})
+    @extend_schema(responses={200: CampaignStatsSerializer, 404: ErrorSerializer})
     def get(self, request: Request, pk: int) -> Response:
         campaign = Campaign.objects.filter(pk=pk).first()
         if campaign is None:
