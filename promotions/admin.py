@@ -1,6 +1,19 @@
 from django.contrib import admin
 
-from promotions.models import ApiKey, Beacon, Campaign, Gateway, Ping, Sighting, Store, Zone
+from promotions.models import (
+    ApiKey,
+    Beacon,
+    Campaign,
+    Delivery,
+    Gateway,
+    OfferCode,
+    Ping,
+    PresenceEvent,
+    Redemption,
+    Sighting,
+    Store,
+    Zone,
+)
 
 
 class ZoneInline(admin.TabularInline):
@@ -78,7 +91,16 @@ class CampaignAdmin(admin.ModelAdmin):
 
 @admin.register(Ping)
 class PingAdmin(admin.ModelAdmin):
-    list_display = ["device", "recorded_at", "latitude", "longitude", "accuracy", "mocked"]
+    list_display = [
+        "device",
+        "recorded_at",
+        "latitude",
+        "longitude",
+        "accuracy",
+        "mocked",
+        "suspicious",
+    ]
+    list_filter = ["suspicious"]
     raw_id_fields = ["device"]
     date_hierarchy = "recorded_at"
 
@@ -94,3 +116,45 @@ class SightingAdmin(admin.ModelAdmin):
 class ApiKeyAdmin(admin.ModelAdmin):
     list_display = ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
     readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the engine writes: marketers read them, nobody edits history by hand."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(PresenceEvent)
+class PresenceEventAdmin(ReadOnlyAdmin):
+    list_display = ["customer", "kind", "store", "zone", "minutes", "distance_m", "occurred_at"]
+    list_filter = ["kind", "store"]
+    raw_id_fields = ["customer", "ping", "sighting"]
+    date_hierarchy = "occurred_at"
+
+
+@admin.register(Delivery)
+class DeliveryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "campaign", "customer", "store", "status", "reason", "code"]
+    list_filter = ["status", "reason", "campaign", "store"]
+    search_fields = ["code", "customer__external_id", "twilio_sid"]
+    raw_id_fields = ["customer", "presence_event"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Redemption)
+class RedemptionAdmin(ReadOnlyAdmin):
+    list_display = ["redeemed_at", "delivery", "store", "amount"]
+    list_filter = ["store"]
+    raw_id_fields = ["delivery"]
+
+
+@admin.register(OfferCode)
+class OfferCodeAdmin(admin.ModelAdmin):
+    list_display = ["code", "campaign", "delivery"]
+    list_filter = ["campaign"]
+    search_fields = ["code"]
+    raw_id_fields = ["delivery"]

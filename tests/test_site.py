@@ -6,6 +6,7 @@ from django.test import Client
 
 from customers.models import Customer, ProductIntent
 from promotions.models import ApiKey, Campaign, Store
+from tests.factories import DeliveryFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -90,3 +91,13 @@ def test_load_demo_refuses_to_run_with_a_real_sms_backend(settings):
     with pytest.raises(CommandError, match="real-looking phone numbers"):
         call_command("load_demo")
     assert not Customer.objects.exists()
+
+
+@pytest.mark.django_db
+def test_every_admin_list_opens_for_staff(admin_client):
+    from django.contrib import admin
+
+    DeliveryFactory()
+    for model in admin.site._registry:
+        url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
+        assert admin_client.get(url).status_code == 200, url
