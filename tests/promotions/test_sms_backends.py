@@ -122,7 +122,9 @@ def _missing(what: str) -> None:
 @pytest.fixture(scope="module")
 def prism_url():
     if not SPEC.exists():
-        _missing(f"Twilio's OpenAPI description ({SPEC})")
+        # The peers folder sits beside the checkout on our machines; a clone elsewhere
+        # has none, and the peers' README asks for a skip then, on CI too.
+        pytest.skip(f"Twilio's OpenAPI description is not at {SPEC}.")
     if not PRISM.exists() or not shutil.which("node"):
         _missing("Prism (`make prism` installs it with npm)")
     with socket.socket() as probe:
