@@ -131,6 +131,18 @@ def env_timezone(name: str, default: str) -> str:
     return value
 
 
+def env_url_any(name: str, schemes: tuple[str, ...]) -> str | None:
+    value = env_str(name)
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected a URL such as {schemes[0]}://host:port/0."
+        )
+    return value
+
+
 def _development_secret_key() -> str:
     # Kept in a git-ignored file so that admin sessions survive a restart of `make run`.
     path = BASE_DIR / ".dev-secret-key"
@@ -247,11 +259,29 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
+# --- Cache ------------------------------------------------------------------------------
+
+# Shared by every process when set (rate limits count across web processes); in-process
+# otherwise, which suits one `make run`.
+CACHE_URL = env_url_any("CACHE_URL", ("redis", "rediss"))
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        if CACHE_URL
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
+    )
+}
+
 # --- API --------------------------------------------------------------------------------
 
 # A batch of 1,000 browsing events with long URLs stays well under this.
 API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
+
+# Requests per API key per minute on each ingest endpoint; 0 turns the limit off. One key
+# usually serves a whole app fleet, so the default is generous: it stops a runaway client,
+# not traffic.
+INGEST_RATE_LIMIT_PER_MINUTE = env_int("INGEST_RATE_LIMIT_PER_MINUTE", 60_000, minimum=0)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["promotions.api.auth.ApiKeyAuthentication"],
@@ -314,6 +344,8 @@ BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1)
 BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1)
 # Raw pings and sightings are personal location data: kept this long, then purged.
 LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1)
+# A stored batch still unprocessed after this long lost its task; the sweep enqueues it again.
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 120, minimum=10)
 
 # --- Decisions --------------------------------------------------------------------------
 
@@ -355,8 +387,14 @@ CELERY_TIMEZONE = "UTC"
 # every task is idempotent in the data (unique constraints, conditional claims).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Redis redelivers a task that was not acknowledged within this time: how soon a batch held by
+# a worker that died is taken up again. It should exceed the longest task; a shorter one
+# only risks a batch run twice, which the data makes harmless.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=5)
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
 CELERY_BEAT_SCHEDULE = {
     "presence-timeouts-and-dwell": {"task": "promotions.tasks.tick_presence", "schedule": 60.0},
+    "sweep-unprocessed-location": {"task": "promotions.tasks.sweep_unprocessed", "schedule": 60.0},
     "purge-location-history": {
         "task": "promotions.tasks.purge_location_history",
         "schedule": 3600.0,

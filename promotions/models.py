@@ -248,6 +248,7 @@ class Ping(models.Model):
         default=False, help_text="A mocked location or a teleport: kept, but triggers nothing."
     )
     received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -260,7 +261,14 @@ class Ping(models.Model):
                 fields=["device", "recorded_at"], name="ping_time_unique_per_device"
             ),
         ]
-        indexes = [models.Index(fields=["received_at"])]
+        indexes = [
+            models.Index(fields=["received_at"]),
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(processed_at__isnull=True),
+                name="ping_unprocessed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.recorded_at:%Y-%m-%dT%H:%M:%S}"
@@ -286,6 +294,7 @@ class Sighting(models.Model):
     mac = models.CharField(max_length=17, blank=True)
     seen_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -300,7 +309,14 @@ class Sighting(models.Model):
                 name="gateway_sighting_unique",
             ),
         ]
-        indexes = [models.Index(fields=["received_at"])]
+        indexes = [
+            models.Index(fields=["received_at"]),
+            models.Index(
+                fields=["received_at"],
+                condition=models.Q(processed_at__isnull=True),
+                name="sighting_unprocessed",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.store_id}"

@@ -7,6 +7,7 @@ acknowledgement is safe: a batch redelivered after a worker died is processed on
 import logging
 import random
 from collections.abc import Iterable, Sequence
+from datetime import timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -69,6 +70,26 @@ def tick_presence(self) -> int:
 def purge_location_history(self) -> int:
     """Celery beat: raw pings and sightings older than LOCATION_RETENTION_DAYS."""
     return services.purge_location_history(now=timezone.now())
+
+
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
+)
+def sweep_unprocessed(self) -> int:
+    """Celery beat, every minute: process any stored batch whose task was lost (a broker down
+    when it was accepted, or restarted with the queue in memory), so every accepted ping is
+    processed. It processes in place, a bounded amount per run, instead of enqueuing: when
+    the workers are merely behind, enqueuing again would only grow the backlog."""
+    now = timezone.now()
+    batches = tracking.unprocessed_batches(
+        now=now, older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS), limit=10_000
+    )
+    for ping_ids, sighting_ids in batches:
+        event_ids = tracking.process_location_batch(
+            ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+        )
+        queue_sends(decisions.decide_presence_events(event_ids=event_ids, now=now))
+    return len(batches)
 
 
 def queue_sends(delivery_ids: Iterable[int]) -> int:

@@ -103,6 +103,7 @@ def process_location_batch(
 ) -> list[int]:
     """Apply stored pings and sightings to their customers' presence; returns the ids of the
     presence events this produced (none when the batch was already processed)."""
+    ping_ids, sighting_ids = list(ping_ids), list(sighting_ids)
     fixes = _fixes(ping_ids)
     readings = _readings(sighting_ids)
     observations: dict[int, list[presence.Fix | presence.BeaconReading]] = defaultdict(list)
@@ -110,9 +111,7 @@ def process_location_batch(
         observations[customer_id].append(fix)
     for customer_id, reading in readings:
         observations[customer_id].append(reading)
-    if not observations:
-        return []
-    watch = current_watch()
+    watch = current_watch() if observations else None
     rules = presence_rules()
 
     def advance(
@@ -131,7 +130,33 @@ def process_location_batch(
             now=now,
         )
 
-    return _run(observations.keys(), advance, now=now)
+    with transaction.atomic():
+        event_ids = _run(observations.keys(), advance, now=now) if observations else []
+        # In the same transaction: a batch is processed, or it is not and the sweep finds it.
+        Ping.objects.filter(id__in=ping_ids, processed_at=None).update(processed_at=now)
+        Sighting.objects.filter(id__in=sighting_ids, processed_at=None).update(processed_at=now)
+    return event_ids
+
+
+def unprocessed_batches(
+    *, now: datetime, older_than: timedelta, size: int = 1000, limit: int = 100_000
+) -> list[tuple[list[int], list[int]]]:
+    """Stored pings and sightings no task has processed, in batches: those whose task was
+    lost (a broker down when the batch was accepted, a queue purged)."""
+    cutoff = now - older_than
+    pings = list(
+        Ping.objects.filter(processed_at=None, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    sightings = list(
+        Sighting.objects.filter(processed_at=None, received_at__lt=cutoff)
+        .order_by("received_at")
+        .values_list("id", flat=True)[:limit]
+    )
+    return [(pings[i : i + size], []) for i in range(0, len(pings), size)] + [
+        ([], sightings[i : i + size]) for i in range(0, len(sightings), size)
+    ]
 
 
 def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:

@@ -7,6 +7,14 @@ from promotions.models import Scope
 from promotions.services import create_api_key
 
 
+@pytest.fixture(autouse=True)
+def fresh_cache():
+    """Rate-limit counters live in the cache; each test starts with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def client_with_scopes(db) -> Callable[..., APIClient]:
     """An API client whose key carries the given scopes (all of them when none are given)."""

@@ -13,6 +13,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from promotions.api.parsers import RequestTooLarge
+from promotions.api.throttles import IngestRateThrottle
 from promotions.ingest import IngestResult, ValidItems
 from promotions.models import Scope
 
@@ -63,6 +64,7 @@ class BatchIngestView(APIView):
     """POST `{<items_key>: [...]}`; subclasses say how to store the valid items."""
 
     required_scope = Scope.INGEST
+    throttle_classes = [IngestRateThrottle]
     items_key: str
     item_serializer: type[serializers.Serializer]
 
@@ -95,6 +97,7 @@ def documented_batch(view_class: type[BatchIngestView]) -> type[BatchIngestView]
             401: ErrorSerializer,
             403: ErrorSerializer,
             413: ErrorSerializer,
+            429: ErrorSerializer,
         },
         description=(
             f"Up to {settings.INGEST_MAX_BATCH} {view_class.items_key} a request. Valid items "

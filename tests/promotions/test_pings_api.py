@@ -204,3 +204,17 @@ def test_a_batch_is_stored_with_a_bounded_number_of_queries(
         response = post(api, *pings)
 
     assert response.json()["accepted"] == 500
+
+
+def test_a_key_over_its_rate_limit_gets_429_with_retry_after(client_with_scopes, phone, settings):
+    settings.INGEST_RATE_LIMIT_PER_MINUTE = 3
+    busy, other = client_with_scopes("ingest"), client_with_scopes("ingest")
+    statuses = [post(busy, ping(ping_id=f"p{n}")).status_code for n in range(4)]
+
+    refused = post(busy, ping(ping_id="p9"))
+
+    assert statuses == [202, 202, 202, 429]
+    assert refused.status_code == 429
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert post(other, ping(ping_id="p10")).status_code == 202
+    assert Ping.objects.count() == 4

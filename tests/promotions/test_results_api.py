@@ -389,3 +389,56 @@ def test_the_purge_removes_raw_location_past_retention_and_keeps_presence(rivoli
 
     assert Ping.objects.count() == 1
     assert PresenceEvent.objects.count() == 1
+
+
+def test_the_sweep_processes_a_batch_whose_task_was_lost(rivoli, settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    campaign = CampaignFactory()
+    campaign.stores.add(rivoli)
+    # Stored, but its task never ran: the broker was down when the batch came in.
+    ping = Ping.objects.create(
+        device=DeviceFactory(),
+        latitude=48.8606,
+        longitude=2.3417,
+        accuracy=10,
+        recorded_at=timezone.now() - timedelta(seconds=50),
+        received_at=timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS + 1),
+    )
+
+    tasks.sweep_unprocessed.delay()
+    tasks.sweep_unprocessed.delay()
+
+    ping.refresh_from_db()
+    assert ping.processed_at is not None
+    assert len(locmem.outbox) == 1
+
+
+def test_the_sweep_leaves_fresh_batches_to_their_task(rivoli):
+    ping = Ping.objects.create(
+        device=DeviceFactory(),
+        latitude=48.8606,
+        longitude=2.3417,
+        accuracy=10,
+        recorded_at=timezone.now(),
+    )
+    tasks.sweep_unprocessed.delay()
+    ping.refresh_from_db()
+    assert ping.processed_at is None
+
+
+def test_an_accepted_batch_is_marked_processed(api, rivoli):
+    device = DeviceFactory()
+    body = {
+        "pings": [
+            {
+                "device_id": device.device_id,
+                "latitude": 48.8606,
+                "longitude": 2.3417,
+                "accuracy": 10,
+                "recorded_at": ago(seconds=5),
+            }
+        ]
+    }
+    api.post("/api/v1/pings", body)
+    assert Ping.objects.get().processed_at is not None
