@@ -258,6 +258,17 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# Served over HTTPS (PUBLIC_BASE_URL says so): plain HTTP is redirected, and browsers are told
+# to keep to HTTPS. A load balancer's health probe over plain HTTP still reaches /healthz.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=_PUBLIC_HTTPS)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _PUBLIC_HTTPS else 0, minimum=0)
+# Whether every subdomain is HTTPS-only, and whether to join browsers' preload list, is the
+# retailer's decision about its whole domain, not this service's: off unless set, and the
+# deploy checks that would push them on are silenced for that reason.
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", default=False)
+SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 
 # --- Cache ------------------------------------------------------------------------------
 
@@ -387,14 +398,37 @@ CELERY_TIMEZONE = "UTC"
 # every task is idempotent in the data (unique constraints, conditional claims).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# A web process must not hang on a broker that is down: it fails fast, the batch it stored
+# stands, and the sweep processes it.
+CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.5,
+}
 # Redis redelivers a task that was not acknowledged within this time: how soon a batch held by
 # a worker that died is taken up again. It should exceed the longest task; a shorter one
 # only risks a batch run twice, which the data makes harmless.
 CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=5)
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
+    # Look for overdue messages every few seconds; kombu's default (every ~100 s) would
+    # leave a dead worker's batch waiting long after its timeout.
+    "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 2)),
+    "unacked_restore_throttle": 1,
+}
+# How often beat runs the presence tick and the sweep (seconds); tests shorten them.
+BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0)
 CELERY_BEAT_SCHEDULE = {
-    "presence-timeouts-and-dwell": {"task": "promotions.tasks.tick_presence", "schedule": 60.0},
-    "sweep-unprocessed-location": {"task": "promotions.tasks.sweep_unprocessed", "schedule": 60.0},
+    "presence-timeouts-and-dwell": {
+        "task": "promotions.tasks.tick_presence",
+        "schedule": BEAT_EVERY_SECONDS,
+    },
+    "sweep-unprocessed-location": {
+        "task": "promotions.tasks.sweep_unprocessed",
+        "schedule": BEAT_EVERY_SECONDS,
+    },
     "purge-location-history": {
         "task": "promotions.tasks.purge_location_history",
         "schedule": 3600.0,

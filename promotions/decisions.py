@@ -17,7 +17,7 @@ from django.db.models import Count, Q
 
 from customers import intent
 from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
-from promotions import offers, rules, sms
+from promotions import offers, rules, sms, tracking
 from promotions.models import (
     Campaign,
     CampaignStatus,
@@ -179,6 +179,49 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                     queued.append(delivery.id)
         _pace(queued, now=now)
     return queued
+
+
+def process_location_batch(
+    *, ping_ids: list[int], sighting_ids: list[int], now: datetime
+) -> list[int]:
+    """A stored batch from presence to decisions, in one transaction, so that a worker dying
+    half-way leaves nothing decided-about but undecided: the redelivered batch starts over.
+    Returns the deliveries to send, including any its first run decided but never enqueued."""
+    with transaction.atomic():
+        event_ids = tracking.process_location_batch(
+            ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+        )
+        queued = decide_presence_events(event_ids=event_ids, now=now)
+    stranded = stranded_deliveries(ping_ids=ping_ids, sighting_ids=sighting_ids)
+    return sorted(set(queued) | set(stranded))
+
+
+def process_presence_tick(*, now: datetime) -> list[int]:
+    """Timeouts and silent dwells, then their decisions, in one transaction."""
+    with transaction.atomic():
+        event_ids = tracking.expire_presence(now=now)
+        return decide_presence_events(event_ids=event_ids, now=now)
+
+
+def stranded_deliveries(
+    *,
+    ping_ids: Iterable[int] = (),
+    sighting_ids: Iterable[int] = (),
+    due_before: datetime | None = None,
+) -> list[int]:
+    """Queued deliveries no worker has claimed: of the presence events these pings and
+    sightings caused (a batch redelivered after its worker died between deciding and
+    enqueuing the sends), or, with `due_before`, any whose send slot passed long ago (their
+    task was lost with a broker's queue). Sending them again is safe: a send claims its row."""
+    queued = Delivery.objects.filter(status=DeliveryStatus.QUEUED, claimed_at=None)
+    if due_before is not None:
+        queued = queued.filter(send_after__lt=due_before)
+    else:
+        queued = queued.filter(
+            Q(presence_event__ping_id__in=list(ping_ids))
+            | Q(presence_event__sighting_id__in=list(sighting_ids))
+        )
+    return list(queued.order_by("send_after").values_list("id", flat=True)[:10_000])
 
 
 def load_signals(

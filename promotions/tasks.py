@@ -33,11 +33,11 @@ DATABASE_ERRORS = (OperationalError, InterfaceError)
 )
 def process_location_batch(self, ping_ids: list[int], sighting_ids: list[int]) -> int:
     """A stored batch of pings or sightings: presence, then decisions, then sends."""
-    now = timezone.now()
-    event_ids = tracking.process_location_batch(
-        ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+    return queue_sends(
+        decisions.process_location_batch(
+            ping_ids=ping_ids, sighting_ids=sighting_ids, now=timezone.now()
+        )
     )
-    return queue_sends(decisions.decide_presence_events(event_ids=event_ids, now=now))
 
 
 @shared_task(bind=True, acks_late=True, max_retries=settings.SMS_MAX_RETRIES)
@@ -59,9 +59,7 @@ def send_sms(self, delivery_id: int) -> str:
 )
 def tick_presence(self) -> int:
     """Celery beat, every minute: presences that timed out, and dwells reached in silence."""
-    now = timezone.now()
-    event_ids = tracking.expire_presence(now=now)
-    return queue_sends(decisions.decide_presence_events(event_ids=event_ids, now=now))
+    return queue_sends(decisions.process_presence_tick(now=timezone.now()))
 
 
 @shared_task(
@@ -85,10 +83,11 @@ def sweep_unprocessed(self) -> int:
         now=now, older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS), limit=10_000
     )
     for ping_ids, sighting_ids in batches:
-        event_ids = tracking.process_location_batch(
-            ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+        queue_sends(
+            decisions.process_location_batch(ping_ids=ping_ids, sighting_ids=sighting_ids, now=now)
         )
-        queue_sends(decisions.decide_presence_events(event_ids=event_ids, now=now))
+    late = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    queue_sends(decisions.stranded_deliveries(due_before=late))
     return len(batches)
 
 

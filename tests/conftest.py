@@ -49,3 +49,12 @@ def twilio(settings):
     yield fake
     server.shutdown()
     server.server_close()
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    from tests import fault_reports
+
+    if fault_reports.LINES:
+        terminalreporter.section("fault tests: what went in and what came out")
+        for line in fault_reports.LINES:
+            terminalreporter.write_line(line)

@@ -23,6 +23,7 @@ class Recorded:
     path: str
     form: dict[str, str]
     authorization: str
+    status: int = 0  # what the fake answered
 
 
 @dataclass
@@ -66,6 +67,11 @@ class FakeTwilio:
     def messages(self) -> list[Recorded]:
         return [r for r in self.requests if r.path.endswith("/Messages.json")]
 
+    @property
+    def accepted(self) -> list[Recorded]:
+        """The messages Twilio took: the ones a customer's phone receives."""
+        return [r for r in self.messages if r.status == 201]
+
     def answer(self) -> Answer:
         if self.script:
             return self.script.popleft()
@@ -82,10 +88,10 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
             form = {
                 key: values[0] for key, values in parse_qs(self.rfile.read(length).decode()).items()
             }
-            fake.requests.append(
-                Recorded("POST", self.path, form, self.headers.get("Authorization", ""))
-            )
+            recorded = Recorded("POST", self.path, form, self.headers.get("Authorization", ""))
+            fake.requests.append(recorded)
             answer = fake.answer()
+            recorded.status = answer.status
             if answer.delay:
                 time.sleep(answer.delay)
             body = json.dumps(answer.body or {}).encode()

@@ -144,3 +144,28 @@ def test_sends_are_paced_to_the_senders_rate(store, settings):
         (b.send_after - a.send_after).total_seconds() for a, b in [(first, second), (second, third)]
     ]
     assert gaps == [0.5, 0.5]
+
+
+def test_a_redelivered_batch_sends_what_its_first_run_decided_but_never_enqueued(twilio, store):
+    # The first run decided and died before enqueuing the send.
+    delivery = queue_offer(store)
+
+    tasks.process_location_batch.delay([delivery.presence_event.ping_id], [])
+    tasks.process_location_batch.delay([delivery.presence_event.ping_id], [])
+
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
+    assert len(twilio.messages) == 1
+
+
+def test_the_sweep_sends_a_delivery_whose_send_task_was_lost(twilio, store, settings):
+    delivery = queue_offer(store)
+    Delivery.objects.filter(id=delivery.id).update(
+        send_after=timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS + 5)
+    )
+
+    tasks.sweep_unprocessed.delay()
+
+    delivery.refresh_from_db()
+    assert delivery.status == "sent"
+    assert len(twilio.messages) == 1
