@@ -9,7 +9,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run test lint services prism
+.PHONY: run test lint services prism fuzz
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,3 +47,8 @@ test: $(INSTALLED) lint services prism
 	else \
 		echo "PostgreSQL is not reachable at 127.0.0.1:5432: skipping the PostgreSQL run."; \
 	fi
+
+# schemathesis over every operation, longer than `make test` runs it (FUZZ_EXAMPLES each).
+fuzz: $(INSTALLED) services
+	DATABASE_URL=$(POSTGRES_URL) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} \
+		$(BIN)/python -m pytest tests/integration/test_schema_fuzz.py

@@ -19,7 +19,7 @@ from customers.api.serializers import (
 )
 from customers.models import Customer
 from customers.selectors import get_customer_export
-from promotions.api.batch import BatchIngestView, ErrorSerializer, documented_batch
+from promotions.api.batch import BadRequest, BatchIngestView, ErrorSerializer, documented_batch
 from promotions.ingest import IngestResult, ValidItems
 from promotions.models import Scope
 
@@ -43,7 +43,7 @@ class CustomerView(APIView):
 
     @extend_schema(
         request=CustomerInputSerializer,
-        responses={200: CustomerSerializer, 201: CustomerSerializer, 400: ErrorSerializer},
+        responses={200: CustomerSerializer, 201: CustomerSerializer, 400: BadRequest},
         description="Create (201) or update (200) the customer; fields left out are kept.",
     )
     def put(self, request: Request, external_id: str) -> Response:
@@ -91,7 +91,7 @@ class DeviceView(APIView):
         responses={
             200: DeviceSerializer,
             201: DeviceSerializer,
-            400: ErrorSerializer,
+            400: BadRequest,
             409: ErrorSerializer,
         },
         description="Link a device to a customer: 201 when new, 200 when updated.",
@@ -117,7 +117,7 @@ class IdentifyView(APIView):
 
     @extend_schema(
         request=IdentifySerializer,
-        responses={200: IdentifiedSerializer, 400: ErrorSerializer, 409: ErrorSerializer},
+        responses={200: IdentifiedSerializer, 400: BadRequest, 409: ErrorSerializer},
         description="Link a web visitor to a customer; its past and future events count "
         "as the customer's.",
     )

@@ -5,7 +5,13 @@ from typing import Any
 
 from django.conf import settings
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+    inline_serializer,
+)
 from rest_framework import serializers, status
 from rest_framework.exceptions import ParseError
 from rest_framework.request import Request
@@ -81,6 +87,12 @@ class BatchIngestView(APIView):
 
 
 ErrorSerializer = inline_serializer("Error", {"detail": serializers.CharField()})
+# A 400 names each invalid field with its messages ({"phone": ["..."]}), or says what is
+# wrong with the body as a whole ({"detail": "..."}).
+BadRequest = OpenApiResponse(
+    response=OpenApiTypes.OBJECT,
+    description='Invalid input: {"<field>": ["<message>", ...]} or {"detail": "<message>"}.',
+)
 
 
 def documented_batch(view_class: type[BatchIngestView]) -> type[BatchIngestView]:
@@ -93,7 +105,7 @@ def documented_batch(view_class: type[BatchIngestView]) -> type[BatchIngestView]
         request=envelope,
         responses={
             202: BatchResultSerializer,
-            400: ErrorSerializer,
+            400: BadRequest,
             401: ErrorSerializer,
             403: ErrorSerializer,
             413: ErrorSerializer,

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from promotions import feedback, selectors
-from promotions.api.batch import ErrorSerializer
+from promotions.api.batch import BadRequest, ErrorSerializer
 from promotions.api.fields import InstantField
 from promotions.models import Campaign, Delivery, DeliveryStatus, OfferCode, Scope
 
@@ -61,7 +61,7 @@ class RedemptionView(APIView):
         request=RedemptionSerializer,
         responses={
             201: RedemptionResultSerializer,
-            400: ErrorSerializer,
+            400: BadRequest,
             404: ErrorSerializer,
             409: ErrorSerializer,
         },
@@ -208,7 +208,7 @@ class CampaignCodesView(APIView):
 
     @extend_schema(
         request=CodePoolSerializer,
-        responses={201: CodePoolResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={201: CodePoolResultSerializer, 400: BadRequest, 404: ErrorSerializer},
     )
     def post(self, request: Request, pk: int) -> Response:
         campaign = Campaign.objects.filter(pk=pk).first()

@@ -11,7 +11,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from promotions import decisions, services, tasks
-from promotions.api.batch import BatchIngestView, ErrorSerializer, documented_batch
+from promotions.api.batch import BadRequest, BatchIngestView, ErrorSerializer, documented_batch
 from promotions.api.serializers import (
     BeaconSerializer,
     CampaignSerializer,
@@ -132,7 +132,7 @@ class CampaignDryRunView(APIView):
 
     @extend_schema(
         request=DryRunSerializer,
-        responses={200: DryRunResultSerializer, 400: ErrorSerializer, 404: ErrorSerializer},
+        responses={200: DryRunResultSerializer, 400: BadRequest, 404: ErrorSerializer},
     )
     def post(self, request: Request, pk: int) -> Response:
         campaign = get_object_or_404(Campaign.objects.prefetch_related("stores"), pk=pk)
