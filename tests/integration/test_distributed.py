@@ -245,7 +245,7 @@ def _redis_up() -> bool:
 
 
 def test_pings_accepted_while_the_broker_restarts_are_all_processed(processes, world):
-    before, during = shoppers(10, "B"), shoppers(10, "D")
+    before, during, after = shoppers(10, "B"), shoppers(10, "D"), shoppers(10, "A")
     processes.worker()
     processes.beat()
     url = processes.gunicorn()
@@ -260,13 +260,14 @@ def test_pings_accepted_while_the_broker_restarts_are_all_processed(processes, w
         start_redis()
 
     assert down.status_code == 202 and down.json()["accepted"] == 10
+    assert post_pings(url, world["key"], walk_in_pings(after)).status_code == 202
     wait_until(
-        lambda: all_sent(processes.twilio, 20), what="the sweep to process the rest", timeout=120
+        lambda: all_sent(processes.twilio, 30), what="the sweep to process the rest", timeout=120
     )
     with report("broker restarted during a run") as out:
         out.update(figures(processes.twilio))
-    assert out["pings_processed"] == out["pings_accepted"] == 20
-    assert out["sms_at_twilio"] == 20 and out["duplicate_sms"] == 0
+    assert out["pings_processed"] == out["pings_accepted"] == 30
+    assert out["sms_at_twilio"] == 30 and out["duplicate_sms"] == 0
 
 
 class CuttableProxy:
