@@ -9,7 +9,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run test lint services prism fuzz
+.PHONY: run test lint services prism fuzz bench
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -52,3 +52,7 @@ test: $(INSTALLED) lint services prism
 fuzz: $(INSTALLED) services
 	DATABASE_URL=$(POSTGRES_URL) FUZZ_EXAMPLES=$${FUZZ_EXAMPLES:-500} \
 		$(BIN)/python -m pytest tests/integration/test_schema_fuzz.py
+
+# Hot paths beside the obvious designs, measured in one run on this machine (bench/).
+bench: $(INSTALLED) services
+	$(BIN)/python bench/matching.py

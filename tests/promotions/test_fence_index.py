@@ -1,11 +1,13 @@
 """The fence index finds exactly the fences brute force finds, and distances agree with geopy."""
 
+import numpy as np
 import pytest
 from geopy.distance import geodesic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promotions.geo import Fence, FenceIndex, fence_from_store, signed_distance_m
+from promotions.geo_index import BatchFenceIndex
 
 RIVOLI = Fence(1, 48.8606, 2.3417, 60.0, None)
 # A 100 m x 100 m square around Opéra, with a 20 m x 20 m hole in the middle.
@@ -190,3 +192,46 @@ def test_circle_distances_agree_with_geopy_within_a_twentieth_of_a_percent(
     fence = Fence(1, lat, lon, radius, None)
     ours = signed_distance_m(fence, target.latitude, target.longitude) + radius
     assert ours == pytest.approx(metres, rel=0.0005, abs=0.01)
+
+
+# --- The batch index agrees with the scalar one -----------------------------------------
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 10_000), min_size=1, max_size=30, unique=True).flatmap(
+        lambda keys: st.tuples(*(fences(key) for key in keys))
+    ),
+    st.floats(0, 1_500),
+    st.data(),
+)
+def test_the_batch_index_finds_what_the_scalar_index_finds(fence_list, reach, data):
+    scalar, batch = FenceIndex(fence_list, reach), BatchFenceIndex(fence_list, reach)
+    points = []
+    for _ in range(12):
+        near = data.draw(st.sampled_from(fence_list))
+        latitude = max(-90.0, min(90.0, near.latitude + data.draw(st.floats(-0.03, 0.03))))
+        longitude = (near.longitude + data.draw(st.floats(-0.03, 0.03)) + 180) % 360 - 180
+        points.append((latitude, longitude))
+    index, keys, distances = batch.nearby_batch(*map(np.array, zip(*points, strict=True)))
+    for n, (latitude, longitude) in enumerate(points):
+        expected = dict(scalar.nearby(latitude, longitude))
+        found = {int(k): float(d) for i, k, d in zip(index, keys, distances, strict=True) if i == n}
+        # Either index may keep a fence within a micrometre of the reach that the other drops.
+        assert {k for k, d in expected.items() if d < reach - 1e-6} <= set(found)
+        assert {k for k, d in found.items() if d < reach - 1e-6} <= set(expected)
+        for key in set(found) & set(expected):
+            assert found[key] == pytest.approx(expected[key], abs=1e-6)
+
+
+def test_the_batch_index_handles_the_antimeridian_and_the_poles():
+    fences = [
+        TAVEUNI,
+        TROMSO,
+        Fence(8, 89.9, 0.0, 500.0, None),
+        Fence(9, -16.8, -179.9995, 30, None),
+    ]
+    batch = BatchFenceIndex(fences, reach_m=100)
+    assert {k for k, _ in batch.nearby(-16.8, 179.9999)} == {4, 9}
+    assert [k for k, _ in batch.nearby(89.9, 1.0)] == [8]  # 194 m east, near the pole
+    assert batch.nbytes > 0

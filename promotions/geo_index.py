@@ -1,0 +1,203 @@
+"""The fence index, vectorised over a batch of points with numpy (pure: no Django).
+
+Same answers as `geo.FenceIndex`, which it is tested against, at a fraction of a microsecond
+per point: the grid is two sorted arrays (cell key, fence), a batch of points finds its
+candidates with two binary searches, and circles are measured in one vectorised pass with
+the ellipsoidal local distance. Polygons, which are few, are measured one by one.
+"""
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from promotions.geo import (
+    LOCAL_SPAN_DEGREES,
+    METRES_PER_DEGREE,
+    POLAR_LATITUDE,
+    WGS84_A,
+    WGS84_E2,
+    Fence,
+    signed_distance_m,
+)
+
+# A dense table of this many cells costs 8 bytes each (40 MB), under a millisecond to scan.
+DENSE_CELLS = 5_000_000
+
+
+def _bounding_radius_m(fence: Fence) -> float:
+    """How far from the store's point the fence reaches (a polygon's farthest corner)."""
+    if fence.rings is None:
+        return fence.radius_m or 0.0
+    north, east = METRES_PER_DEGREE, METRES_PER_DEGREE * math.cos(math.radians(fence.latitude))
+    return (
+        max(
+            math.hypot(
+                (lat - fence.latitude) * north, ((lon - fence.longitude + 180) % 360 - 180) * east
+            )
+            for lon, lat in fence.rings[0]
+        )
+        * 1.02
+    )
+
+
+class BatchFenceIndex:
+    """Which fences contain, or are within `reach_m` of, each point of a batch."""
+
+    def __init__(self, fences: Sequence[Fence], reach_m: float) -> None:
+        self.reach_m = float(reach_m)
+        self.fences = list(fences)
+        count = len(self.fences)
+        self.keys = np.fromiter((f.key for f in self.fences), dtype=np.int64, count=count)
+        self.lat = np.fromiter((f.latitude for f in self.fences), dtype=np.float64, count=count)
+        self.lon = np.fromiter((f.longitude for f in self.fences), dtype=np.float64, count=count)
+        self.radius = np.fromiter(
+            (f.radius_m or 0.0 if f.rings is None else 0.0 for f in self.fences),
+            dtype=np.float64,
+            count=count,
+        )
+        self.is_polygon = np.fromiter(
+            (f.rings is not None for f in self.fences), dtype=bool, count=count
+        )
+        extent = np.fromiter(
+            (_bounding_radius_m(f) for f in self.fences), dtype=np.float64, count=count
+        )
+        circles = self.radius[~self.is_polygon]
+        typical = float(np.median(circles)) if len(circles) else 100.0
+        cell = min(1.0, max(0.0005, 2 * (self.reach_m + typical) / METRES_PER_DEGREE))
+        # A whole number of columns around the globe, so that columns wrap at ±180 exactly.
+        self.columns = math.ceil(360.0 / cell)
+        self.cell = 360.0 / self.columns
+        self._build(extent)
+
+    def _build(self, extent: np.ndarray) -> None:
+        grow = (self.reach_m + extent + 1.0) / METRES_PER_DEGREE
+        south = np.clip(self.lat - grow, -90.0, 90.0)
+        north = np.clip(self.lat + grow, -90.0, 90.0)
+        widest = np.maximum(np.abs(south), np.abs(north))
+        polar = widest >= POLAR_LATITUDE
+        grow_lon = grow / np.cos(np.radians(np.where(polar, 0.0, widest)))
+        polar |= grow_lon * 2 >= 360.0
+        # Fences near a pole, or wider than the globe, are checked against every point.
+        self.everywhere = np.flatnonzero(polar)
+        regular = np.flatnonzero(~polar)
+        row_lo = self._rows(south[regular])
+        row_hi = self._rows(north[regular])
+        col_lo = np.floor((self.lon[regular] - grow_lon[regular] + 180.0) / self.cell).astype(
+            np.int64
+        )
+        col_hi = np.floor((self.lon[regular] + grow_lon[regular] + 180.0) / self.cell).astype(
+            np.int64
+        )
+        heights = row_hi - row_lo + 1
+        widths = col_hi - col_lo + 1
+        cells = heights * widths
+        fence = np.repeat(regular, cells)
+        # Each fence's cells, enumerated row by row.
+        start = np.repeat(np.cumsum(cells) - cells, cells)
+        within = np.arange(int(cells.sum()), dtype=np.int64) - start
+        width = np.repeat(widths, cells)
+        rows = np.repeat(row_lo, cells) + within // width
+        columns = (np.repeat(col_lo, cells) + within % width) % self.columns
+        # The cells the fences touch form a rectangle (a country's stores); when it is not
+        # too large, it is a dense table of where each cell's fences start, found in O(1).
+        # Otherwise (stores across the world) cells are found by binary search.
+        self.row0 = int(rows.min()) if len(rows) else 0
+        self.height = int(rows.max()) - self.row0 + 1 if len(rows) else 0
+        self.column0 = int(columns.min()) if len(columns) else 0
+        self.width = int(columns.max()) - self.column0 + 1 if len(columns) else 0
+        if self.height * self.width <= DENSE_CELLS:
+            keys = (rows - self.row0) * self.width + (columns - self.column0)
+            self.starts = np.zeros(self.height * self.width + 2, dtype=np.int64)
+            np.cumsum(np.bincount(keys, minlength=self.height * self.width), out=self.starts[1:-1])
+            self.starts[-1] = self.starts[-2]
+        else:
+            keys = rows * self.columns + columns
+            self.starts = None
+        order = np.argsort(keys, kind="stable")
+        self.cell_keys = keys[order]
+        self.cell_fences = fence[order].astype(np.int32)
+
+    def _rows(self, latitude: np.ndarray) -> np.ndarray:
+        return np.floor((latitude + 90.0) / self.cell).astype(np.int64)
+
+    @property
+    def nbytes(self) -> int:
+        arrays = (self.keys, self.lat, self.lon, self.radius, self.is_polygon)
+        table = self.starts.nbytes if self.starts is not None else 0
+        return (
+            sum(a.nbytes for a in arrays) + self.cell_keys.nbytes + self.cell_fences.nbytes + table
+        )
+
+    def __len__(self) -> int:
+        return len(self.fences)
+
+    def nearby_batch(
+        self, latitudes: np.ndarray, longitudes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For every (point, fence) within reach: the point's index in the batch, the fence's
+        key, and the signed distance in metres (negative inside)."""
+        lat = np.asarray(latitudes, dtype=np.float64)
+        lon = np.asarray(longitudes, dtype=np.float64)
+        rows = self._rows(lat)
+        columns = np.floor(((lon + 180.0) % 360.0) / self.cell).astype(np.int64) % self.columns
+        if self.starts is not None:
+            row, column = rows - self.row0, columns - self.column0
+            outside = (row < 0) | (row >= self.height) | (column < 0) | (column >= self.width)
+            # Points outside the rectangle look up the empty cell at the end.
+            query = np.where(outside, self.height * self.width, row * self.width + column)
+            left = self.starts[query]
+            right = self.starts[query + 1]
+        else:
+            query = rows * self.columns + columns
+            left = np.searchsorted(self.cell_keys, query, side="left")
+            right = np.searchsorted(self.cell_keys, query, side="right")
+        counts = right - left
+        point = np.repeat(np.arange(len(lat)), counts)
+        first = np.repeat(left - (np.cumsum(counts) - counts), counts)
+        fence = self.cell_fences[first + np.arange(int(counts.sum()))]
+        if len(self.everywhere):
+            extra_points = np.repeat(np.arange(len(lat)), len(self.everywhere))
+            extra_fences = np.tile(self.everywhere, len(lat))
+            point = np.concatenate([point, extra_points])
+            fence = np.concatenate([fence, extra_fences])
+        distance = _local_distance(lat[point], lon[point], self.lat[fence], self.lon[fence])
+        distance -= self.radius[fence]
+        polygons = np.flatnonzero(self.is_polygon[fence])
+        for pair in polygons:
+            distance[pair] = signed_distance_m(
+                self.fences[fence[pair]], float(lat[point[pair]]), float(lon[point[pair]])
+            )
+        keep = distance <= self.reach_m
+        return point[keep], self.keys[fence[keep]], distance[keep]
+
+    def nearby(self, latitude: float, longitude: float) -> list[tuple[int, float]]:
+        """One point, as `geo.FenceIndex.nearby` answers it."""
+        _, keys, distances = self.nearby_batch(np.array([latitude]), np.array([longitude]))
+        order = np.argsort(distances, kind="stable")
+        return [(int(keys[i]), float(distances[i])) for i in order]
+
+
+def _local_distance(
+    lat1: np.ndarray, lon1: np.ndarray, lat2: np.ndarray, lon2: np.ndarray
+) -> np.ndarray:
+    """geo.local_distance_m over arrays: the ellipsoid's local scales at the mid-latitude;
+    pairs further apart than the local span (never within a fence's reach) get haversine."""
+    d_lon = (lon2 - lon1 + 180.0) % 360.0 - 180.0
+    d_lat = lat2 - lat1
+    mid = np.radians((lat1 + lat2) / 2)
+    sine = np.sin(mid)
+    w = 1 - WGS84_E2 * sine * sine
+    per_degree = math.pi / 180
+    north = WGS84_A * (1 - WGS84_E2) / w**1.5 * per_degree
+    east = WGS84_A / np.sqrt(w) * np.cos(mid) * per_degree
+    distance = np.hypot(d_lat * north, d_lon * east)
+    far = (np.abs(d_lat) > LOCAL_SPAN_DEGREES) | (np.abs(d_lon) > LOCAL_SPAN_DEGREES)
+    if far.any():
+        p1, p2 = np.radians(lat1[far]), np.radians(lat2[far])
+        h = (
+            np.sin((p2 - p1) / 2) ** 2
+            + np.cos(p1) * np.cos(p2) * np.sin(np.radians(d_lon[far]) / 2) ** 2
+        )
+        distance[far] = 2 * 6_371_008.8 * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+    return distance
