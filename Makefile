@@ -56,3 +56,4 @@ fuzz: $(INSTALLED) services
 # Hot paths beside the obvious designs, measured in one run on this machine (bench/).
 bench: $(INSTALLED) services
 	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/worker.py

@@ -117,9 +117,12 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
     An event older than the SMS validity period is history (a late batch, a replay): it is
     kept for dry-runs, but an offer about it would reach a customer who walked on.
     """
+    event_ids = list(event_ids)
+    if not event_ids:
+        return []
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     events = list(
-        PresenceEvent.objects.filter(id__in=list(event_ids), occurred_at__gte=now - validity)
+        PresenceEvent.objects.filter(id__in=event_ids, occurred_at__gte=now - validity)
         .exclude(kind=PresenceKind.EXITED)
         .select_related("store", "zone", "customer")
         .order_by("occurred_at", "id")

@@ -12,12 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+import numpy as np
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Max, Q
 
 from customers.models import Customer, Device
 from promotions import geo, presence
+from promotions.geo_index import BatchFenceIndex
 from promotions.models import (
     DEFAULT_RSSI_THRESHOLD,
     Campaign,
@@ -48,7 +50,7 @@ def presence_rules() -> presence.Rules:
 class Watch:
     """What live campaigns ask the state machine to watch, and the fences to watch it on."""
 
-    index: geo.FenceIndex
+    index: BatchFenceIndex
     dwell_minutes: frozenset[int]
     near_distances: dict[int, frozenset[float]]
 
@@ -92,7 +94,7 @@ def _build_watch() -> Watch:
         )
     ]
     return Watch(
-        index=geo.FenceIndex(fences, reach_m=widest + settings.PRESENCE_EXIT_MARGIN_M),
+        index=BatchFenceIndex(fences, reach_m=widest + settings.PRESENCE_EXIT_MARGIN_M),
         dwell_minutes=frozenset(dwell),
         near_distances={store: frozenset(radii) for store, radii in near.items()},
     )
@@ -113,6 +115,7 @@ def process_location_batch(
         observations[customer_id].append(reading)
     watch = current_watch() if observations else None
     rules = presence_rules()
+    nearby = _locate_all(watch.index, fixes) if fixes else {}
 
     def advance(
         customer_id: int,
@@ -123,7 +126,7 @@ def process_location_batch(
             states=states,
             tracks=tracks,
             observations=observations[customer_id],
-            locate=watch.index.nearby,
+            locate=lambda latitude, longitude: nearby.get((latitude, longitude), []),
             dwell_minutes=watch.dwell_minutes,
             near_distances=watch.near_distances,
             rules=rules,
@@ -136,6 +139,20 @@ def process_location_batch(
         Ping.objects.filter(id__in=ping_ids, processed_at=None).update(processed_at=now)
         Sighting.objects.filter(id__in=sighting_ids, processed_at=None).update(processed_at=now)
     return event_ids
+
+
+def _locate_all(
+    index: BatchFenceIndex, fixes: list[tuple[int, presence.Fix]]
+) -> dict[tuple[float, float], list[tuple[int, float]]]:
+    """Every fix of the batch against the fences in one vectorised pass; the state machine
+    then reads its answers from this table."""
+    points = list({(fix.latitude, fix.longitude) for _, fix in fixes})
+    latitudes = np.fromiter((p[0] for p in points), dtype=np.float64, count=len(points))
+    longitudes = np.fromiter((p[1] for p in points), dtype=np.float64, count=len(points))
+    found: dict[tuple[float, float], list[tuple[int, float]]] = defaultdict(list)
+    for n, key, distance in zip(*index.nearby_batch(latitudes, longitudes), strict=True):
+        found[points[n]].append((int(key), float(distance)))
+    return found
 
 
 def unprocessed_batches(
@@ -226,7 +243,7 @@ def _run(
             suspicious += outcome.suspicious
 
         _write_states(changed_states, rows)
-        _write_tracks(changed_tracks, tracks)
+        _write_tracks(changed_tracks)
         if suspicious:
             Ping.objects.filter(id__in=suspicious).update(suspicious=True)
         return _write_events(events, now=now)
@@ -306,34 +323,42 @@ def _write_states(
     changed: list[tuple[int, presence.Place, presence.PlaceState]],
     rows: dict[int, dict[presence.Place, Presence]],
 ) -> None:
-    updates, creates = [], []
-    for customer_id, place, state in changed:
-        row = rows[customer_id].get(place)
-        if row is None:
-            row = Presence(
+    # One INSERT ... ON CONFLICT DO UPDATE for the batch: Django's bulk_update writes a CASE
+    # per row and field, which PostgreSQL parses far more slowly.
+    Presence.objects.bulk_create(
+        [
+            Presence(
                 customer_id=customer_id,
                 place_key=place.key(),
                 store_id=place.store,
                 zone_id=place.zone,
+                inside=state.inside,
+                state=state.to_json(),
             )
-            creates.append(row)
-        else:
-            updates.append(row)
-        row.inside = state.inside
-        row.state = state.to_json()
-    Presence.objects.bulk_create(creates)
-    Presence.objects.bulk_update(updates, ["inside", "state", "updated_at"])
+            for customer_id, place, state in changed
+        ],
+        update_conflicts=True,
+        unique_fields=["customer", "place_key"],
+        update_fields=["inside", "state", "updated_at"],
+    )
 
 
-def _write_tracks(changed: dict[int, presence.Track], rows: dict[int, DeviceTrack]) -> None:
-    updates, creates = [], []
-    for device_id, track in changed.items():
-        row = rows.get(device_id) or DeviceTrack(device_id=device_id)
-        (updates if device_id in rows else creates).append(row)
-        row.latitude, row.longitude = track.latitude, track.longitude
-        row.accuracy, row.at = track.accuracy, track.at
-    DeviceTrack.objects.bulk_create(creates)
-    DeviceTrack.objects.bulk_update(updates, ["latitude", "longitude", "accuracy", "at"])
+def _write_tracks(changed: dict[int, presence.Track]) -> None:
+    DeviceTrack.objects.bulk_create(
+        [
+            DeviceTrack(
+                device_id=device_id,
+                latitude=track.latitude,
+                longitude=track.longitude,
+                accuracy=track.accuracy,
+                at=track.at,
+            )
+            for device_id, track in changed.items()
+        ],
+        update_conflicts=True,
+        unique_fields=["device"],
+        update_fields=["latitude", "longitude", "accuracy", "at"],
+    )
 
 
 def _write_events(events: list[tuple[int, presence.Event]], *, now: datetime) -> list[int]:

@@ -1,0 +1,137 @@
+"""A worker processing stored pings (presence, then decisions) in batches, beside the obvious
+design of one task per ping, measured in the same run on PostgreSQL.
+
+    .venv/bin/python bench/worker.py [--customers 5000] [--stores 1000] [--rounds 4]
+
+The pings change no presence (shoppers walking about town, away from the stores): the
+common case, and the floor of the worker's cost. Queries per batch are counted.
+"""
+
+import argparse
+import os
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/passage_bench")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+import django
+import psycopg
+
+
+def ensure_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            admin.execute(f'CREATE DATABASE "{name}"')
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--stores", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+
+    ensure_database(os.environ["DATABASE_URL"])
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    from customers.models import Customer, Device, SmsConsent
+    from promotions import decisions
+    from promotions.models import Campaign, CampaignStatus, Ping, Store
+
+    call_command("migrate", verbosity=0)
+    call_command("flush", interactive=False, verbosity=0)
+    rng = np.random.default_rng(3)
+    lat = rng.uniform(42.5, 51.0, args.stores)
+    lon = rng.uniform(-4.5, 8.0, args.stores)
+    stores = Store.objects.bulk_create(
+        Store(
+            code=f"S{n}",
+            name=f"Store {n}",
+            latitude=a,
+            longitude=o,
+            radius_m=80,
+            timezone="Europe/Paris",
+        )
+        for n, (a, o) in enumerate(zip(lat.tolist(), lon.tolist(), strict=True))
+    )
+    campaign = Campaign.objects.create(
+        name="Walk-in", status=CampaignStatus.ACTIVE, offer_template="Hi {first_name}: {code}"
+    )
+    campaign.stores.set(stores[:10])
+    customers = Customer.objects.bulk_create(
+        Customer(
+            external_id=f"C{n}",
+            phone=f"+336{10_000_000 + n}",
+            sms_consent=SmsConsent.OPTED_IN,
+            timezone="Europe/Paris",
+        )
+        for n in range(args.customers)
+    )
+    devices = Device.objects.bulk_create(
+        Device(device_id=f"d{n}", customer=c) for n, c in enumerate(customers)
+    )
+    start_at = timezone.now() - timedelta(hours=2)
+
+    def store_round(round_number: int) -> list[int]:
+        """One ping from every device, far from any store (checked by the index itself)."""
+        at = start_at + timedelta(minutes=5 * round_number)
+        points_lat = rng.uniform(42.5, 51.0, len(devices))
+        points_lon = rng.uniform(-4.5, 8.0, len(devices))
+        rows = Ping.objects.bulk_create(
+            Ping(device=d, latitude=a, longitude=o, accuracy=15, recorded_at=at)
+            for d, a, o in zip(devices, points_lat.tolist(), points_lon.tolist(), strict=True)
+        )
+        return [row.id for row in rows]
+
+    # Warm up: tracks exist, the index is built, as on a worker that has been running.
+    decisions.process_location_batch(ping_ids=store_round(0), sighting_ids=[], now=timezone.now())
+
+    batched_seconds, batched_pings, queries = 0.0, 0, []
+    for round_number in range(1, args.rounds + 1):
+        ids = store_round(round_number)
+        for first in range(0, len(ids), args.batch):
+            chunk = ids[first : first + args.batch]
+            with CaptureQueriesContext(connection) as captured:
+                started = time.perf_counter()
+                decisions.process_location_batch(
+                    ping_ids=chunk, sighting_ids=[], now=timezone.now()
+                )
+                batched_seconds += time.perf_counter() - started
+            batched_pings += len(chunk)
+            queries.append(len(captured.captured_queries))
+
+    single_ids = store_round(args.rounds + 1)[:500]
+    started = time.perf_counter()
+    for ping_id in single_ids:
+        decisions.process_location_batch(ping_ids=[ping_id], sighting_ids=[], now=timezone.now())
+    single_rate = len(single_ids) / (time.perf_counter() - started)
+    batched_rate = batched_pings / batched_seconds
+
+    print(
+        f"Worker: pings that change no presence; {args.customers:,} customers, "
+        f"{args.stores:,} stores, PostgreSQL, one process (one core)."
+    )
+    print(f"{'design':<32} {'pings/s':>10} {'queries/batch':>14} {'ratio':>7}")
+    print(f"{'one task per ping (baseline)':<32} {single_rate:>10,.0f} {'-':>14} {1:>7.1f}")
+    print(
+        f"{'batches of ' + format(args.batch, ','):<32} {batched_rate:>10,.0f}"
+        f" {max(queries):>14} {batched_rate / single_rate:>7.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
