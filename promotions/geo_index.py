@@ -46,22 +46,24 @@ class BatchFenceIndex:
 
     def __init__(self, fences: Sequence[Fence], reach_m: float) -> None:
         self.reach_m = float(reach_m)
-        self.fences = list(fences)
-        count = len(self.fences)
-        self.keys = np.fromiter((f.key for f in self.fences), dtype=np.int64, count=count)
-        self.lat = np.fromiter((f.latitude for f in self.fences), dtype=np.float64, count=count)
-        self.lon = np.fromiter((f.longitude for f in self.fences), dtype=np.float64, count=count)
+        fences = list(fences)
+        count = len(fences)
+        self.count = count
+        # Only polygons are kept as objects (measured one by one); circles live in arrays, so
+        # a million fences cost tens of megabytes, not a million Python objects.
+        self.polygons = {n: f for n, f in enumerate(fences) if f.rings is not None}
+        self.keys = np.fromiter((f.key for f in fences), dtype=np.int64, count=count)
+        self.lat = np.fromiter((f.latitude for f in fences), dtype=np.float64, count=count)
+        self.lon = np.fromiter((f.longitude for f in fences), dtype=np.float64, count=count)
         self.radius = np.fromiter(
-            (f.radius_m or 0.0 if f.rings is None else 0.0 for f in self.fences),
+            (f.radius_m or 0.0 if f.rings is None else 0.0 for f in fences),
             dtype=np.float64,
             count=count,
         )
         self.is_polygon = np.fromiter(
-            (f.rings is not None for f in self.fences), dtype=bool, count=count
+            (f.rings is not None for f in fences), dtype=bool, count=count
         )
-        extent = np.fromiter(
-            (_bounding_radius_m(f) for f in self.fences), dtype=np.float64, count=count
-        )
+        extent = np.fromiter((_bounding_radius_m(f) for f in fences), dtype=np.float64, count=count)
         circles = self.radius[~self.is_polygon]
         typical = float(np.median(circles)) if len(circles) else 100.0
         cell = min(1.0, max(0.0005, 2 * (self.reach_m + typical) / METRES_PER_DEGREE))
@@ -130,7 +132,7 @@ class BatchFenceIndex:
         )
 
     def __len__(self) -> int:
-        return len(self.fences)
+        return self.count
 
     def nearby_batch(
         self, latitudes: np.ndarray, longitudes: np.ndarray
@@ -166,7 +168,9 @@ class BatchFenceIndex:
         polygons = np.flatnonzero(self.is_polygon[fence])
         for pair in polygons:
             distance[pair] = signed_distance_m(
-                self.fences[fence[pair]], float(lat[point[pair]]), float(lon[point[pair]])
+                self.polygons[int(fence[pair])],
+                float(lat[point[pair]]),
+                float(lon[point[pair]]),
             )
         keep = distance <= self.reach_m
         return point[keep], self.keys[fence[keep]], distance[keep]
