@@ -1,0 +1,315 @@
+"""Drive synthetic shoppers through the real HTTP API and print the funnel.
+
+    python manage.py simulate --shoppers 50 --minutes 8
+    python manage.py simulate --shoppers 500 --base-url http://127.0.0.1:8000 --api-key psg_...
+
+In-process (the default), requests go through Django's full HTTP stack with a key created for
+the run and revoked after it; against a server, with the key given (scopes ingest, customers,
+config and reports). Shoppers browse the products live campaigns are about, then walk past or
+into stores, their phones pinging with realistic noise and ranging the store's beacons inside.
+"""
+
+import logging
+import random
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from promotions import simulation
+
+BATCH = 500
+
+
+class InProcessApi:
+    def __init__(self) -> None:
+        from django.test import Client
+
+        from promotions.services import create_api_key
+
+        self.api_key, key = create_api_key(
+            name="simulator (in-process run)",
+            scopes=["ingest", "customers", "config", "reports"],
+        )
+        self.client = Client(
+            HTTP_AUTHORIZATION=f"Api-Key {key}",
+            HTTP_HOST=settings.ALLOWED_HOSTS[0] if settings.ALLOWED_HOSTS else "localhost",
+        )
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        secure = bool(settings.SECURE_SSL_REDIRECT)
+        if method == "GET":
+            response = self.client.get(path, secure=secure)
+        else:
+            response = getattr(self.client, method.lower())(
+                path, body, content_type="application/json", secure=secure
+            )
+        return response.status_code, response.json() if response.content else None
+
+    def close(self) -> None:
+        self.api_key.revoked_at = timezone.now()
+        self.api_key.save(update_fields=["revoked_at"])
+
+
+class RemoteApi:
+    def __init__(self, base_url: str, key: str) -> None:
+        import requests
+
+        self.base_url = base_url.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Api-Key {key}"
+
+    def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        response = self.session.request(method, self.base_url + path, json=body, timeout=60)
+        return response.status_code, response.json() if response.content else None
+
+    def close(self) -> None:
+        self.session.close()
+
+
+class Command(BaseCommand):
+    help = "Drive synthetic shoppers through the API (browsing, walking past and into stores)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--shoppers", type=int, default=50)
+        parser.add_argument(
+            "--minutes", type=float, default=8, help="How long each shopper walks, ending now."
+        )
+        parser.add_argument("--base-url", help="A running server; in-process when left out.")
+        parser.add_argument(
+            "--api-key", help="With --base-url: a key with ingest, customers, config, reports."
+        )
+        parser.add_argument("--seed", type=int, default=None)
+        parser.add_argument(
+            "--quiet", action="store_true", help="In-process: keep the SMS in memory, unprinted."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["shoppers"] < 1 or not 1 <= options["minutes"] <= 60:
+            raise CommandError("--shoppers must be at least 1 and --minutes between 1 and 60.")
+        if options["base_url"] and not options["api_key"]:
+            raise CommandError("--base-url needs --api-key.")
+        if options["quiet"] and not options["base_url"]:
+            settings.SMS_BACKEND = "locmem"
+        # In-process, each eager task would log a line between the progress bar's updates.
+        logging.getLogger("celery").setLevel(logging.WARNING)
+        api = (
+            RemoteApi(options["base_url"], options["api_key"])
+            if options["base_url"]
+            else InProcessApi()
+        )
+        try:
+            self.run(api, options)
+        finally:
+            api.close()
+
+    def run(self, api: Any, options: dict) -> None:
+        rng = random.Random(options["seed"])
+        run = f"{int(time.time()) % 100_000:05d}"
+        stores = self.fetch_all(api, "/api/v1/stores")
+        if not stores:
+            raise CommandError("No stores: load some first (make run loads the demo).")
+        beacons: dict[str, list[dict]] = {}
+        for beacon in self.fetch_all(api, "/api/v1/beacons"):
+            if beacon.get("ibeacon"):
+                beacons.setdefault(beacon["store"], []).append(beacon["ibeacon"])
+        campaigns = self.fetch_all(api, "/api/v1/campaigns?status=active")
+        products = self.products_of(campaigns)
+        started = datetime.now(UTC)
+        totals: Counter = Counter()
+
+        shoppers = [self.shopper(run, n, rng) for n in range(options["shoppers"])]
+        self.setup_shoppers(api, shoppers, products, rng, totals)
+        minutes = options["minutes"]
+        walk_start = datetime.now(UTC) - timedelta(minutes=minutes)
+        for done, shopper in enumerate(shoppers, start=1):
+            store = rng.choice(stores)
+            fixes = simulation.walk(
+                latitude=store["latitude"],
+                longitude=store["longitude"],
+                radius_m=store["radius_m"] or 50.0,
+                enters=rng.random() < 0.5,
+                start=walk_start + timedelta(seconds=rng.uniform(0, 20)),
+                minutes=minutes,
+                rng=rng,
+            )
+            self.post_walk(api, shopper, fixes, beacons.get(store["code"], []), rng, totals)
+            self.progress(done, len(shoppers))
+        self.stderr.write("")
+        self.report(api, run, started, options, totals)
+
+    # --- setup --------------------------------------------------------------------------
+
+    def fetch_all(self, api: Any, path: str) -> list[dict]:
+        items, page = [], 1
+        while True:
+            joiner = "&" if "?" in path else "?"
+            status, body = api.call("GET", f"{path}{joiner}page={page}")
+            if status != 200:
+                raise CommandError(f"GET {path} answered {status}: {body}")
+            items += body["results"]
+            if not body.get("next"):
+                return items
+            page += 1
+
+    def products_of(self, campaigns: list[dict]) -> list[tuple[str, str, str]]:
+        """(sku, name, category) to browse: what live campaigns want shoppers to have seen."""
+        products = []
+        for campaign in campaigns:
+            intent = campaign.get("intent") or {}
+            for sku in intent.get("skus", []):
+                products.append((sku, f"{sku} (simulated)", (intent.get("categories") or [""])[0]))
+            for category in intent.get("categories", []):
+                products.append((f"{category.upper()}-1", f"{category} pick", category))
+        return products or [("X200", "X200 headphones", "headphones")]
+
+    def shopper(self, run: str, n: int, rng: random.Random) -> dict:
+        consent = rng.choices(["opted_in", "unknown", "opted_out"], weights=[85, 10, 5])[0]
+        return {
+            "customer_id": f"SIM-{run}-{n}",
+            "device_id": f"sim-{run}-{n}",
+            "phone": f"+3376{int(run) % 100:02d}{n:05d}",
+            "consent": consent,
+        }
+
+    def setup_shoppers(self, api, shoppers, products, rng, totals) -> None:
+        events = []
+        for shopper in shoppers:
+            status, body = api.call(
+                "PUT",
+                f"/api/v1/customers/{shopper['customer_id']}",
+                {
+                    "phone": shopper["phone"],
+                    "first_name": rng.choice(["Léa", "Tom", "Nadia", "Karim", "Emma", "Hugo"]),
+                    "timezone": "Europe/Paris",
+                    "locale": "fr-FR",
+                    "sms_consent": shopper["consent"],
+                    "consent_source": "simulator",
+                },
+            )
+            if status not in (200, 201):
+                raise CommandError(f"Creating {shopper['customer_id']} answered {status}: {body}")
+            device = {
+                "device_id": shopper["device_id"],
+                "customer_id": shopper["customer_id"],
+                "platform": rng.choice(["ios", "android"]),
+            }
+            api.call("POST", "/api/v1/devices", device)
+            sku, name, category = rng.choice(products)
+            for view in range(rng.randint(1, 4)):
+                events.append(
+                    {
+                        "event_id": f"{shopper['device_id']}-view-{view}",
+                        "customer_id": shopper["customer_id"],
+                        "type": "product_view",
+                        "sku": sku,
+                        "product_name": name,
+                        "category": category,
+                        "occurred_at": (
+                            datetime.now(UTC) - timedelta(days=rng.uniform(0.1, 5))
+                        ).isoformat(),
+                    }
+                )
+        for first in range(0, len(events), BATCH):
+            status, body = api.call(
+                "POST", "/api/v1/events", {"events": events[first : first + BATCH]}
+            )
+            totals["events"] += body["accepted"] if status == 202 else 0
+
+    # --- walking ------------------------------------------------------------------------
+
+    def post_walk(self, api, shopper, fixes, store_beacons, rng, totals) -> None:
+        pings = [
+            {
+                "device_id": shopper["device_id"],
+                "latitude": fix.latitude,
+                "longitude": fix.longitude,
+                "accuracy": fix.accuracy,
+                "recorded_at": fix.at.isoformat(),
+            }
+            for fix in fixes
+        ]
+        status, body = api.call("POST", "/api/v1/pings", {"pings": pings})
+        totals["pings_sent"] += len(pings)
+        if status == 202:
+            totals["pings_accepted"] += body["accepted"]
+            totals["pings_rejected"] += len(body["rejected"])
+        else:
+            raise CommandError(f"POST /api/v1/pings answered {status}: {body}")
+        if not store_beacons:
+            return
+        sightings = [
+            {
+                "device_id": shopper["device_id"],
+                "ibeacon": rng.choice(store_beacons),
+                "rssi": rng.randint(-78, -58),
+                "seen_at": (fix.at + timedelta(seconds=offset)).isoformat(),
+            }
+            for fix in fixes
+            if fix.inside
+            for offset in (0, 8, 16)
+        ]
+        if sightings:
+            status, body = api.call("POST", "/api/v1/sightings", {"sightings": sightings})
+            totals["sightings_sent"] += len(sightings)
+            if status == 202:
+                totals["sightings_accepted"] += body["accepted"]
+
+    def progress(self, done: int, total: int) -> None:
+        width = 30
+        filled = int(width * done / total)
+        self.stderr.write(
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} shoppers", ending=""
+        )
+        self.stderr.flush()
+
+    # --- the funnel ---------------------------------------------------------------------
+
+    def report(self, api, run, started, options, totals) -> None:
+        prefix = f"SIM-{run}-"
+        deliveries = []
+        page = 1
+        while True:
+            status, body = api.call("GET", f"/api/v1/deliveries?page={page}")
+            if status != 200:
+                break
+            mine = [d for d in body["results"] if (d["customer_id"] or "").startswith(prefix)]
+            deliveries += mine
+            oldest = body["results"][-1]["created_at"] if body["results"] else None
+            if not body.get("next") or (oldest and oldest < started.isoformat()):
+                break
+            page += 1
+        statuses = Counter(d["status"] for d in deliveries)
+        reasons = Counter(d["reason"] for d in deliveries if d["reason"])
+        sent = sum(statuses[s] for s in ("sent", "delivered", "undelivered"))
+        where = options["base_url"] or "in-process"
+        out = self.stdout.write
+        walked = f"{options['shoppers']} shoppers walking {options['minutes']:g} minutes"
+        out(f"Simulated {walked} ({where}).")
+        out(f"  browsing events accepted   {totals['events']}")
+        out(
+            f"  pings sent / accepted      {totals['pings_sent']} / {totals['pings_accepted']}"
+            f" ({totals['pings_rejected']} rejected)"
+        )
+        sightings = f"{totals['sightings_accepted']} of {totals['sightings_sent']}"
+        out(f"  beacon sightings accepted  {sightings}")
+        events = self.presence_events(prefix) if not options["base_url"] else None
+        if events is not None:
+            listed = ", ".join(f"{kind} {n}" for kind, n in sorted(events.items())) or "none"
+            out(f"  presence events            {listed}")
+        out(f"  decisions                  {len(deliveries)}")
+        for status_name, n in statuses.most_common():
+            out(f"    {status_name:<24} {n}")
+        for reason, n in reasons.most_common():
+            out(f"      because {reason:<16} {n}")
+        out(f"  SMS sent                   {sent}")
+
+    def presence_events(self, prefix: str) -> Counter:
+        from promotions.models import PresenceEvent
+
+        kinds = PresenceEvent.objects.filter(customer__external_id__startswith=prefix)
+        return Counter(kinds.values_list("kind", flat=True))
