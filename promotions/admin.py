@@ -1,9 +1,21 @@
-from django.contrib import admin
+from datetime import timedelta
 
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from customers.models import Product
+from promotions.decisions import dry_run_campaign
 from promotions.models import (
     ApiKey,
     Beacon,
     Campaign,
+    CampaignStatus,
     Delivery,
     Gateway,
     OfferCode,
@@ -14,6 +26,15 @@ from promotions.models import (
     Store,
     Zone,
 )
+from promotions.offers import (
+    TemplateError,
+    generate_code,
+    render_offer,
+    sms_encoding,
+    sms_segments,
+    template_placeholders,
+)
+from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
 
 
 class ZoneInline(admin.TabularInline):
@@ -47,12 +68,45 @@ class GatewayAdmin(admin.ModelAdmin):
     list_filter = ["store"]
 
 
+def sms_preview(template: str, *, store_name: str, product_name: str, valid_days: int) -> dict:
+    """The SMS a sample customer would get, with what it costs: encoding and segments."""
+    try:
+        template_placeholders(template)
+    except TemplateError as error:
+        return {"error": str(error)}
+    body = render_offer(
+        template,
+        first_name="Léa",
+        store_name=store_name,
+        product_name=product_name,
+        code=generate_code(),
+        expires_at=timezone.localdate() + timedelta(days=max(valid_days, 1) - 1),
+        locale="fr-FR",
+    )
+    return {
+        "body": body,
+        "encoding": sms_encoding(body),
+        "segments": sms_segments(body),
+        "characters": len(body),
+    }
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
-    list_display = ["name", "status", "trigger_type", "priority", "starts_at", "ends_at"]
+    list_display = [
+        "name",
+        "status",
+        "trigger_type",
+        "priority",
+        "starts_at",
+        "ends_at",
+        "results_link",
+    ]
     list_filter = ["status", "trigger_type"]
     search_fields = ["name"]
     filter_horizontal = ["stores"]
+    actions = ["activate", "pause", "dry_run_last_week"]
+    readonly_fields = ["preview"]
     fieldsets = [
         (None, {"fields": ["name", "status", "priority", "starts_at", "ends_at", "stores"]}),
         (
@@ -71,7 +125,7 @@ class CampaignAdmin(admin.ModelAdmin):
                 ]
             },
         ),
-        ("Offer", {"fields": ["offer_template", "offer_valid_days"]}),
+        ("Offer", {"fields": ["offer_template", "offer_valid_days", "preview"]}),
         (
             "Limits",
             {
@@ -87,6 +141,149 @@ class CampaignAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    class Media:
+        js = ["promotions/campaign_preview.js"]
+
+    @admin.display(description="SMS preview (sample customer Léa)")
+    def preview(self, campaign: Campaign) -> str:
+        store = campaign.stores.first() if campaign.pk else None
+        preview = sms_preview(
+            campaign.offer_template or "",
+            store_name=store.name if store else "Passage Rivoli",
+            product_name=_sample_product(campaign),
+            valid_days=campaign.offer_valid_days or 7,
+        )
+        return format_html(
+            '<div id="sms-preview" data-url="{}">{}</div>',
+            reverse("admin:promotions_campaign_preview"),
+            _preview_html(preview),
+        )
+
+    @admin.display(description="Results")
+    def results_link(self, campaign: Campaign) -> str:
+        url = reverse("admin:promotions_campaign_results", args=[campaign.pk])
+        return format_html('<a href="{}">Results</a>', url)
+
+    def get_urls(self) -> list:
+        own = [
+            path(
+                "preview/",
+                self.admin_site.admin_view(self.preview_view),
+                name="promotions_campaign_preview",
+            ),
+            path(
+                "<int:object_id>/results/",
+                self.admin_site.admin_view(self.results_view),
+                name="promotions_campaign_results",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def preview_view(self, request: HttpRequest) -> JsonResponse:
+        """The live preview the change page asks for as the marketer types."""
+        try:
+            valid_days = int(request.GET.get("valid_days") or 7)
+        except ValueError:
+            valid_days = 7
+        preview = sms_preview(
+            request.GET.get("template", "")[:2000],
+            store_name="Passage Rivoli",
+            product_name="X200 headphones",
+            valid_days=min(max(valid_days, 1), 365),
+        )
+        return JsonResponse({**preview, "html": _preview_html(preview)})
+
+    def results_view(self, request: HttpRequest, object_id: int) -> TemplateResponse:
+        campaign = get_object_or_404(Campaign, pk=object_id)
+        if not self.has_view_permission(request, campaign):
+            raise PermissionDenied
+        daily = get_campaign_daily(campaign=campaign, days=30, today=timezone.localdate())
+        peak = max([1, *(max(d["sent"], d["redeemed"]) for d in daily)])
+        for n, day in enumerate(daily):
+            day["x"] = 40 + n * 22
+            day["sent_h"] = round(160 * day["sent"] / peak)
+            day["redeemed_h"] = round(160 * day["redeemed"] / peak)
+            day["sent_y"] = 180 - day["sent_h"]
+            day["redeemed_y"] = 180 - day["redeemed_h"]
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Results: {campaign.name}",
+            "campaign": campaign,
+            "opts": self.model._meta,
+            "stats": get_campaign_stats(campaign=campaign),
+            "daily": daily,
+            "peak": peak,
+            "by_store": get_campaign_by_store(campaign=campaign),
+        }
+        return TemplateResponse(request, "admin/promotions/campaign/results.html", context)
+
+    @admin.action(description="Activate the selected campaigns", permissions=["change"])
+    def activate(self, request: HttpRequest, queryset) -> None:
+        changed = 0
+        for campaign in queryset:
+            campaign.status = CampaignStatus.ACTIVE
+            try:
+                campaign.full_clean()
+            except ValidationError as error:
+                self.message_user(
+                    request,
+                    f"{campaign.name} cannot go live: {_first_error(error)}",
+                    messages.ERROR,
+                )
+                continue
+            campaign.save(update_fields=["status", "updated_at"])
+            changed += 1
+        self.message_user(request, f"{changed} campaign(s) activated.", messages.SUCCESS)
+
+    @admin.action(description="Pause the selected campaigns", permissions=["change"])
+    def pause(self, request: HttpRequest, queryset) -> None:
+        count = queryset.update(status=CampaignStatus.PAUSED, updated_at=timezone.now())
+        self.message_user(request, f"{count} campaign(s) paused.", messages.SUCCESS)
+
+    @admin.action(description="Dry run over the last 7 days (sends nothing)")
+    def dry_run_last_week(self, request: HttpRequest, queryset) -> None:
+        until = timezone.now()
+        for campaign in queryset.prefetch_related("stores"):
+            result = dry_run_campaign(
+                campaign=campaign, since=until - timedelta(days=7), until=until
+            )
+            held = ", ".join(f"{r} {n}" for r, n in result["by_reason"].items() if n) or "none"
+            self.message_user(
+                request,
+                f"{campaign.name}: {result['would_send']} SMS to {result['customers_reached']} "
+                f"customers from {result['presence_events']} presence events; held back: {held}.",
+                messages.INFO,
+            )
+
+
+def _sample_product(campaign: Campaign) -> str:
+    if campaign.intent_skus:
+        product = Product.objects.filter(sku=campaign.intent_skus[0]).first()
+        return product.display_name if product else campaign.intent_skus[0]
+    if campaign.intent_categories:
+        return f"{campaign.intent_categories[0]} (the customer's favourite)"
+    return "X200 headphones"
+
+
+def _preview_html(preview: dict) -> str:
+    if "error" in preview:
+        return format_html('<p class="errornote">{}</p>', preview["error"])
+    return format_html(
+        '<pre style="white-space: pre-wrap; max-width: 40em; padding: 8px; '
+        'background: var(--darkened-bg); border-radius: 4px;">{}</pre>'
+        "<p>{} · {} segment{} · {} characters</p>",
+        preview["body"],
+        preview["encoding"],
+        preview["segments"],
+        "" if preview["segments"] == 1 else "s",
+        preview["characters"],
+    )
+
+
+def _first_error(error: ValidationError) -> str:
+    messages_by_field = error.message_dict if hasattr(error, "error_dict") else {"": error.messages}
+    return "; ".join(message for messages in messages_by_field.values() for message in messages)
 
 
 @admin.register(Ping)
@@ -139,6 +336,34 @@ class PresenceEventAdmin(ReadOnlyAdmin):
 @admin.register(Delivery)
 class DeliveryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "campaign", "customer", "store", "status", "reason", "code"]
+    readonly_fields = ["decision_trace"]
+
+    @admin.display(description="Decision trace")
+    def decision_trace(self, delivery: Delivery) -> str:
+        """Which presence event, which browsing, which rule and limit: why it went or not."""
+        trace = delivery.trace or {}
+        event = trace.get("event", {})
+        rows = [
+            (
+                "Presence",
+                f"{event.get('kind', '?')} at {event.get('store', '?')}"
+                f"{' / ' + event['zone'] if event.get('zone') else ''}, {event.get('at', '')}",
+            ),
+            (
+                "Evidence",
+                event.get("why", "")
+                + (f" (ping {event['ping']})" if event.get("ping") else "")
+                + (f" (sighting {event['sighting']})" if event.get("sighting") else ""),
+            ),
+            ("Intent", trace.get("intent", "")),
+            ("Rank", f"{trace.get('rank', '?')} of campaigns {trace.get('ranked', [])}"),
+            ("Limits", trace.get("limits", "")),
+        ]
+        return format_html(
+            "<table>{}</table>",
+            format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
+        )
+
     list_filter = ["status", "reason", "campaign", "store"]
     search_fields = ["code", "customer__external_id", "twilio_sid"]
     raw_id_fields = ["customer", "presence_event"]

@@ -1,9 +1,11 @@
 """Reads that are more than a lookup: campaign results and the deliveries list."""
 
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncDate
 
 from promotions.feedback import REDEEMABLE
 from promotions.models import Campaign, Delivery, DeliveryReason, DeliveryStatus
@@ -77,3 +79,42 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "lift": lift,
         "revenue": str(Decimal(revenue or 0).quantize(CENT)),
     }
+
+
+def get_campaign_daily(*, campaign: Campaign, days: int, today: date) -> list[dict[str, Any]]:
+    """SMS sent and redemptions per day over the last `days` days, oldest first (UTC days)."""
+    since = today - timedelta(days=days - 1)
+    sent = dict(
+        Delivery.objects.filter(
+            campaign=campaign, status__in=REDEEMABLE, created_at__date__gte=since
+        )
+        .annotate(day=TruncDate("created_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    redeemed = dict(
+        Delivery.objects.filter(campaign=campaign, redemption__redeemed_at__date__gte=since)
+        .annotate(day=TruncDate("redemption__redeemed_at"))
+        .values_list("day")
+        .annotate(n=Count("id"))
+        .values_list("day", "n")
+    )
+    return [
+        {"day": day, "sent": sent.get(day, 0), "redeemed": redeemed.get(day, 0)}
+        for day in (since + timedelta(days=n) for n in range(days))
+    ]
+
+
+def get_campaign_by_store(*, campaign: Campaign) -> list[dict[str, Any]]:
+    """Per store: decisions, SMS sent and redemptions."""
+    return list(
+        Delivery.objects.filter(campaign=campaign)
+        .values("store__code", "store__name")
+        .annotate(
+            decisions=Count("id"),
+            sent=Count("id", filter=Q(status__in=REDEEMABLE)),
+            redeemed=Count("redemption"),
+        )
+        .order_by("-sent", "store__code")
+    )

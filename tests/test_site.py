@@ -101,3 +101,67 @@ def test_every_admin_list_opens_for_staff(admin_client):
     for model in admin.site._registry:
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_the_campaign_page_previews_the_sms_and_links_its_results(admin_client):
+    campaign = Campaign.objects.create(
+        name="X200", offer_template="Bonjour {first_name}, -20%: {code}", status="active"
+    )
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/change/")
+    assert page.status_code == 200
+    assert "Bonjour Léa, -20%: " in page.content.decode()
+    assert "GSM-7 · 1 segment" in page.content.decode()
+
+    live = admin_client.get(
+        "/admin/promotions/campaign/preview/", {"template": "It\u2019s {nope}", "valid_days": "7"}
+    ).json()
+    assert "Unknown placeholder {nope}" in live["error"]
+    live = admin_client.get("/admin/promotions/campaign/preview/", {"template": "It\u2019s {code}"})
+    assert live.json()["encoding"] == "UCS-2"
+
+
+@pytest.mark.django_db
+def test_the_results_page_shows_the_funnel_and_the_chart(admin_client):
+    delivery = DeliveryFactory(sent_at=None)
+    response = admin_client.get(f"/admin/promotions/campaign/{delivery.campaign_id}/results/")
+    content = response.content.decode()
+    assert response.status_code == 200
+    assert '<td id="sent">1</td>' in content
+    assert "<svg" in content and "1 sent" in content
+
+
+@pytest.mark.django_db
+def test_activating_a_campaign_that_breaks_its_rules_says_why(admin_client):
+    campaign = Campaign.objects.create(
+        name="Dwell", trigger_type="dwell", offer_template="Hi {code}", status="draft"
+    )
+    response = admin_client.post(
+        "/admin/promotions/campaign/",
+        {"action": "activate", "_selected_action": [campaign.pk]},
+        follow=True,
+    )
+    assert "A dwell trigger needs the minutes" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == "draft"
+
+
+@pytest.mark.django_db
+def test_a_delivery_shows_its_decision_trace(admin_client):
+    trace = {
+        "event": {
+            "kind": "entered",
+            "store": "RIVOLI",
+            "at": "2026-11-24T14:00:00Z",
+            "why": "fix 12 m inside (accuracy 8 m)",
+            "ping": 7,
+        },
+        "intent": "SKU X200: 3 views in 14 days, score 2.50",
+        "rank": 1,
+        "ranked": [3],
+        "limits": "all passed",
+    }
+    delivery = DeliveryFactory(trace=trace)
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+    assert "fix 12 m inside (accuracy 8 m) (ping 7)" in page
+    assert "SKU X200: 3 views in 14 days" in page
