@@ -1,4 +1,9 @@
-from django.contrib import admin
+import json
+
+from django.contrib import admin, messages
+from django.core.serializers.json import DjangoJSONEncoder
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
 
 from customers.models import (
     BrowsingEvent,
@@ -10,6 +15,9 @@ from customers.models import (
     ProductIntent,
     Visitor,
 )
+from customers.selectors import get_customer_export
+from customers.services import erase_customer
+from promotions.models import Delivery
 
 
 class ConsentChangeInline(admin.TabularInline):
@@ -29,13 +37,83 @@ class DeviceInline(admin.TabularInline):
     readonly_fields = ["created_at"]
 
 
+class ReadOnlyInline(admin.TabularInline):
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+class ProductIntentInline(ReadOnlyInline):
+    model = ProductIntent
+    fields = ["sku", "category", "cart_state", "score", "score_at", "last_seen_at"]
+    readonly_fields = fields
+    verbose_name_plural = "intent per product"
+
+
+class DeliveryInline(ReadOnlyInline):
+    model = Delivery
+    fields = ["created_at", "campaign", "store", "status", "reason", "code"]
+    readonly_fields = fields
+    ordering = ["-created_at"]
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ["external_id", "first_name", "phone", "sms_consent", "updated_at"]
     list_filter = ["sms_consent"]
     search_fields = ["external_id", "first_name", "phone"]
     readonly_fields = ["sms_consent", "consent_source", "consent_updated_at", "created_at"]
-    inlines = [DeviceInline, ConsentChangeInline]
+    inlines = [DeviceInline, ConsentChangeInline, ProductIntentInline, DeliveryInline]
+    actions = ["export", "erase"]
+
+    def get_actions(self, request: HttpRequest) -> dict:
+        # Deleting a customer row would keep their phone and messages in the deliveries;
+        # erasing anonymises those too. It is the only way out.
+        actions = super().get_actions(request)
+        actions.pop("delete_selected", None)
+        return actions
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False
+
+    @admin.action(description="Export everything held about them (JSON)", permissions=["view"])
+    def export(self, request: HttpRequest, queryset) -> HttpResponse:
+        exports = {c.external_id: get_customer_export(c) for c in queryset}
+        response = HttpResponse(
+            json.dumps(exports, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2),
+            content_type="application/json",
+        )
+        response["Content-Disposition"] = 'attachment; filename="customers-export.json"'
+        return response
+
+    @admin.action(description="Erase them (personal data, location, intent)", permissions=["erase"])
+    def erase(self, request: HttpRequest, queryset) -> TemplateResponse | None:
+        if request.POST.get("confirmed") == "yes":
+            count = 0
+            for customer in queryset:
+                erase_customer(customer=customer)
+                count += 1
+            self.message_user(request, f"{count} customer(s) erased.", messages.SUCCESS)
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Erase these customers?",
+            "customers": queryset,
+            "opts": self.model._meta,
+            "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        }
+        return TemplateResponse(
+            request, "admin/customers/customer/erase_confirmation.html", context
+        )
+
+    def has_erase_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("customers.erase_customer")
 
 
 @admin.register(Device)

@@ -30,6 +30,7 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        permissions = [("erase_customer", "Can erase a customer's personal data")]
 
     def __str__(self) -> str:
         return self.external_id

@@ -1,5 +1,6 @@
 from datetime import timedelta
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, JsonResponse
@@ -22,6 +23,7 @@ from promotions.models import (
     Ping,
     PresenceEvent,
     Redemption,
+    Scope,
     Sighting,
     Store,
     Zone,
@@ -35,6 +37,7 @@ from promotions.offers import (
     template_placeholders,
 )
 from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
+from promotions.services import create_api_key
 
 
 class ZoneInline(admin.TabularInline):
@@ -309,10 +312,52 @@ class SightingAdmin(admin.ModelAdmin):
     raw_id_fields = ["device", "beacon", "gateway"]
 
 
+class ApiKeyForm(forms.ModelForm):
+    scopes = forms.MultipleChoiceField(
+        choices=Scope.choices, widget=forms.CheckboxSelectMultiple, required=True
+    )
+
+    class Meta:
+        model = ApiKey
+        fields = ["name", "scopes"]
+
+
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are created here and shown once; only their hash is kept, and never displayed."""
+
+    form = ApiKeyForm
     list_display = ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = ["prefix", "key_hash", "created_at", "last_used_at"]
+    list_filter = [("revoked_at", admin.EmptyFieldListFilter)]
+    actions = ["revoke"]
+
+    def get_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return ["name", "scopes"]
+        return ["name", "prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: ApiKey | None = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["prefix", "scopes", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+        if change:
+            obj.save(update_fields=["name"])
+            return
+        created, key = create_api_key(name=obj.name, scopes=form.cleaned_data["scopes"])
+        obj.pk = created.pk
+        obj.refresh_from_db()
+        self.message_user(
+            request,
+            f"The key for {created.name}, shown this once (only its hash is kept): {key}",
+            messages.WARNING,
+        )
+
+    @admin.action(description="Revoke the selected keys", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset) -> None:
+        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -6,5 +6,10 @@ class PromotionsConfig(AppConfig):
     verbose_name = "Promotions"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
         # Registers the API-key scheme with drf-spectacular.
         from promotions.api import auth  # noqa: F401
+        from promotions.roles import ensure_marketers_group
+
+        post_migrate.connect(ensure_marketers_group, sender=self)

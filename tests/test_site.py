@@ -1,5 +1,7 @@
 """What an operator sees: health, the schema and its docs, the demo."""
 
+import json
+
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -165,3 +167,68 @@ def test_a_delivery_shows_its_decision_trace(admin_client):
     page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
     assert "fix 12 m inside (accuracy 8 m) (ping 7)" in page
     assert "SKU X200: 3 views in 14 days" in page
+
+
+@pytest.fixture
+def marketer(client):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("marie", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(user)
+    return client
+
+
+@pytest.mark.django_db
+def test_marketers_run_campaigns_but_cannot_see_keys_or_erase_customers(marketer):
+    DeliveryFactory()
+    assert marketer.get("/admin/promotions/campaign/").status_code == 200
+    assert marketer.get("/admin/promotions/campaign/add/").status_code == 200
+    assert marketer.get("/admin/promotions/apikey/").status_code == 403
+    page = marketer.get("/admin/customers/customer/").content.decode()
+    assert "Export everything" in page and "Erase them" not in page
+
+
+@pytest.mark.django_db
+def test_erasing_a_customer_from_the_admin_asks_first_and_anonymises(admin_client):
+    delivery = DeliveryFactory()
+    customer = delivery.customer
+    form = {"action": "erase", "_selected_action": [customer.pk]}
+
+    confirm = admin_client.post("/admin/customers/customer/", form)
+    assert "cannot be undone" in confirm.content.decode()
+    assert Customer.objects.filter(pk=customer.pk).exists()
+
+    admin_client.post("/admin/customers/customer/", {**form, "confirmed": "yes"})
+    assert not Customer.objects.filter(pk=customer.pk).exists()
+    delivery.refresh_from_db()
+    assert (delivery.customer, delivery.to, delivery.body) == (None, "", "")
+
+
+@pytest.mark.django_db
+def test_exporting_a_customer_from_the_admin_downloads_json(admin_client):
+    customer = DeliveryFactory().customer
+    response = admin_client.post(
+        "/admin/customers/customer/", {"action": "export", "_selected_action": [customer.pk]}
+    )
+    assert response["Content-Disposition"].startswith("attachment")
+    exported = json.loads(response.content)[customer.external_id]
+    assert exported["customer"]["phone"] == customer.phone
+    assert len(exported["deliveries"]) == 1
+
+
+@pytest.mark.django_db
+def test_an_api_key_created_in_the_admin_is_shown_once_and_works(admin_client, client):
+    response = admin_client.post(
+        "/admin/promotions/apikey/add/", {"name": "pos", "scopes": ["redemptions"]}, follow=True
+    )
+    [message] = [str(m) for m in response.context["messages"] if "shown this once" in str(m)]
+    key = message.rsplit(": ", 1)[1]
+    api_key = ApiKey.objects.get(name="pos")
+    assert api_key.key_hash == ApiKey.hash(key) and api_key.scopes == ["redemptions"]
+    assert (
+        key
+        not in admin_client.get(f"/admin/promotions/apikey/{api_key.pk}/change/").content.decode()
+    )
+    denied = client.get("/api/v1/deliveries", HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert denied.status_code == 403  # the key works, and holds only its scope

@@ -1,0 +1,41 @@
+"""The Marketers group: what people who run campaigns may do in the admin, and no more.
+
+They configure places and campaigns and read results and customers; they cannot see API
+keys (not even their hashes), erase customers, or edit what the engine recorded. Kept in
+step after every migrate, so a new model's permissions are granted where they belong.
+"""
+
+from typing import Any
+
+MARKETERS = "Marketers"
+# (app, model): the actions marketers may take on it.
+GRANTS = {
+    ("promotions", "store"): ("view", "add", "change"),
+    ("promotions", "zone"): ("view", "add", "change", "delete"),
+    ("promotions", "beacon"): ("view", "add", "change", "delete"),
+    ("promotions", "gateway"): ("view", "add", "change", "delete"),
+    ("promotions", "campaign"): ("view", "add", "change"),
+    ("promotions", "offercode"): ("view", "add"),
+    ("promotions", "delivery"): ("view",),
+    ("promotions", "presenceevent"): ("view",),
+    ("promotions", "redemption"): ("view",),
+    ("customers", "customer"): ("view",),
+    ("customers", "consentchange"): ("view",),
+    ("customers", "device"): ("view",),
+    ("customers", "product"): ("view", "change"),
+    ("customers", "productintent"): ("view",),
+    ("customers", "categoryintent"): ("view",),
+}
+
+
+def ensure_marketers_group(**kwargs: Any) -> None:
+    """post_migrate: create the group, and give it exactly the grants above."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, _ = Group.objects.get_or_create(name=MARKETERS)
+    wanted = [
+        Permission.objects.filter(content_type__app_label=app, codename=f"{action}_{model}").first()
+        for (app, model), actions in GRANTS.items()
+        for action in actions
+    ]
+    group.permissions.set([permission for permission in wanted if permission is not None])
