@@ -5,6 +5,7 @@ later as a confusing error. Nothing differs between environments except through 
 environment; the defaults run everything in one process on SQLite with no servers.
 """
 
+import importlib.util
 import math
 import os
 import secrets
@@ -248,6 +249,20 @@ STORAGES = {
 }
 # Serve the admin's assets from the app folders under gunicorn too, without collectstatic.
 WHITENOISE_USE_FINDERS = True
+# Leaflet (the admin's maps) comes from the django-leaflet package. Its Django app needs
+# GeoDjango, which Passage does not use, so only its static folder is served.
+_LEAFLET = importlib.util.find_spec("leaflet")
+STATICFILES_DIRS = [Path(_LEAFLET.submodule_search_locations[0]) / "static"] if _LEAFLET else []
+
+# --- Maps and geocoding (admin) ---------------------------------------------------------
+
+# Map tiles load in the marketer's browser; the map still draws fences without them (offline).
+MAP_TILES_URL = env_str("MAP_TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+# Address to coordinates through geopy: "nominatim" (OpenStreetMap's, or your own server at
+# GEOCODER_URL); unset, marketers type coordinates or move the pin.
+GEOCODER = env_choice("GEOCODER", "none", ("none", "nominatim"))
+GEOCODER_URL = env_url("GEOCODER_URL", "https://nominatim.openstreetmap.org")
+GEOCODER_USER_AGENT = env_str("GEOCODER_USER_AGENT", "passage-admin")
 
 # --- Security (production) --------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest, JsonResponse
@@ -12,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 
 from customers.models import Product
 from promotions.decisions import dry_run_campaign
+from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
     ApiKey,
     Beacon,
@@ -50,6 +52,50 @@ class StoreAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "address", "radius_m", "timezone"]
     search_fields = ["code", "name", "address"]
     inlines = [ZoneInline]
+    readonly_fields = ["map"]
+    fields = [
+        "code",
+        "name",
+        "address",
+        "latitude",
+        "longitude",
+        "radius_m",
+        "polygon",
+        "timezone",
+        "map",
+    ]
+
+    class Media:
+        css = {"all": ["leaflet/leaflet.css"]}
+        js = ["leaflet/leaflet.js", "promotions/store_map.js"]
+
+    @admin.display(description="Map")
+    def map(self, store: Store) -> str:
+        return format_html(
+            '<button id="store-geocode" class="button" type="button">Find the address</button> '
+            '<span id="store-map-status"></span>'
+            '<div id="store-map" data-tiles="{}" data-geocode-url="{}" '
+            'style="height: 380px; max-width: 720px; margin-top: 8px;"></div>',
+            settings.MAP_TILES_URL or "",
+            reverse("admin:promotions_store_geocode"),
+        )
+
+    def get_urls(self) -> list:
+        own = [
+            path(
+                "geocode/",
+                self.admin_site.admin_view(self.geocode_view),
+                name="promotions_store_geocode",
+            )
+        ]
+        return own + super().get_urls()
+
+    def geocode_view(self, request: HttpRequest) -> JsonResponse:
+        try:
+            latitude, longitude = geocode(request.GET.get("address", "")[:300])
+        except GeocodingError as error:
+            return JsonResponse({"error": str(error)})
+        return JsonResponse({"latitude": latitude, "longitude": longitude})
 
 
 @admin.register(Zone)

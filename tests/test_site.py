@@ -232,3 +232,74 @@ def test_an_api_key_created_in_the_admin_is_shown_once_and_works(admin_client, c
     )
     denied = client.get("/api/v1/deliveries", HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert denied.status_code == 403  # the key works, and holds only its scope
+
+
+@pytest.fixture
+def nominatim():
+    """A local stand-in for a Nominatim server: the one address it knows."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            known = "rivoli" in query.get("q", [""])[0].lower()
+            places = [{"lat": "48.8606", "lon": "2.3417", "display_name": "Rivoli"}]
+            body = json.dumps(places if known else []).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def geocode(admin_client, address):
+    return admin_client.get("/admin/promotions/store/geocode/", {"address": address}).json()
+
+
+@pytest.mark.django_db
+def test_the_store_page_draws_its_map_from_packaged_leaflet(admin_client):
+    store = Store.objects.create(
+        code="R", name="R", latitude=48.86, longitude=2.34, radius_m=60, timezone="Europe/Paris"
+    )
+    page = admin_client.get(f"/admin/promotions/store/{store.pk}/change/").content.decode()
+    assert 'id="store-map"' in page and "/static/leaflet/leaflet.js" in page
+    assert "unpkg" not in page and "cdn" not in page.lower()
+    assert admin_client.get("/static/leaflet/leaflet.js").status_code == 200
+
+
+@pytest.mark.django_db
+def test_geocoding_without_a_geocoder_says_so(admin_client, settings):
+    settings.GEOCODER = "none"
+    assert "No geocoder is configured" in geocode(admin_client, "142 Rue de Rivoli")["error"]
+
+
+@pytest.mark.django_db
+def test_geocoding_finds_an_address_through_the_configured_geocoder(
+    admin_client, settings, nominatim
+):
+    settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
+    assert geocode(admin_client, "142 Rue de Rivoli, Paris") == {
+        "latitude": 48.8606,
+        "longitude": 2.3417,
+    }
+    assert "found no place" in geocode(admin_client, "Nowhere street")["error"]
+
+
+@pytest.mark.django_db
+def test_an_unreachable_geocoder_gets_a_clear_message(admin_client, settings):
+    import socket
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    settings.GEOCODER, settings.GEOCODER_URL = "nominatim", f"http://127.0.0.1:{port}"
+    assert "could not be reached" in geocode(admin_client, "142 Rue de Rivoli")["error"]
