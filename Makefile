@@ -9,7 +9,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run test lint services prism fuzz bench
+.PHONY: run test lint services prism browser fuzz bench
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,18 @@ lint: $(INSTALLED)
 services:
 	@tests/services.sh
 
+# The admin's browser test drives Debian's chromium; nothing is downloaded at test time.
+browser:
+	@if [ ! -x /usr/bin/chromedriver ] || [ ! -x /usr/bin/chromium ]; then \
+		if command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing Debian's chromium and chromium-driver for the admin's browser test."; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+				|| echo "Could not install chromium: the browser test will skip."; \
+		else \
+			echo "apt-get is missing: the browser test will skip."; \
+		fi; \
+	fi
+
 # Prism mocks Twilio's API from its OpenAPI description, to check our requests' shape.
 prism: $(PRISM)
 $(PRISM):
@@ -37,7 +49,7 @@ $(PRISM):
 		echo "npm is not installed: the Prism tests of the Twilio backend will skip."; \
 	fi
 
-test: $(INSTALLED) lint services prism
+test: $(INSTALLED) lint services prism browser
 	$(BIN)/python -m pytest
 	@if pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
 		echo "--- the suite again on PostgreSQL"; \

@@ -362,7 +362,8 @@ INTENT_WINDOW_DAYS = env_int("INTENT_WINDOW_DAYS", 90, minimum=1, maximum=366)
 PRESENCE_MAX_ENTRY_ACCURACY_M = env_float("PRESENCE_MAX_ENTRY_ACCURACY_M", 200.0, minimum=1.0)
 # A fix counts as inside when its distance plus this share of its accuracy fits the fence.
 PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0, maximum=1.0)
-# An exit needs the fix this far beyond the fence, so GPS jitter at the edge cannot flap.
+# An exit needs the fix's whole accuracy circle this far beyond the fence, so GPS jitter
+# at the edge cannot flap.
 PRESENCE_EXIT_MARGIN_M = env_float("PRESENCE_EXIT_MARGIN_M", 50.0, minimum=0.0)
 PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1)
 PRESENCE_TELEPORT_KMH = env_float("PRESENCE_TELEPORT_KMH", 300.0, minimum=10.0)

@@ -5,8 +5,9 @@ the state of places: a store, a beacon zone of a store, or an approach ring arou
 The rules that real location data needs:
 
 - A fix counts as inside a store when its distance plus a share of its accuracy fits the
-  fence, and only a fix accurate enough can cause an entry. Leaving needs the fix beyond the
-  fence by a margin, so GPS jitter at the edge does not flap between entered and exited.
+  fence, and only a fix accurate enough can cause an entry. Leaving needs the fix's whole
+  accuracy circle beyond the fence by a margin, so GPS jitter at the edge does not flap
+  between entered and exited.
 - Each device has its own timeline: a fix at or before the device's last applied fix is
   stale and changes nothing, and so is any observation at or before a place's watermark.
   Processing the same observations twice changes nothing.
@@ -283,7 +284,9 @@ class _Run:
             state = self.state(place)
             if state.last_at is not None and fix.at <= state.last_at:
                 continue
-            far = distance is None or distance - share > rules.exit_margin_m
+            # Leaving needs the whole accuracy circle beyond the margin: a vague fix whose
+            # centre lands outside proves little, and would flap a customer out and back in.
+            far = distance is None or distance - fix.accuracy > rules.exit_margin_m
             inside_now = distance is not None and precise and distance + share <= 0
             if state.inside:
                 if far:

@@ -91,10 +91,10 @@ def test_a_fix_enters_when_its_distance_plus_half_its_accuracy_fits(metres, accu
 @pytest.mark.parametrize(
     ("metres", "accuracy", "exits"),
     [
-        (40, 10, False),  # 40 - 5 = 35 m beyond: within the 50 m margin
-        (55, 10, False),  # 55 - 5 = 50: on the margin
-        (56, 10, True),
-        (140, 300, False),  # a vague fix far out proves nothing: 140 - 150 < 50
+        (40, 10, False),  # 40 - 10 = 30 m beyond: within the 50 m margin
+        (60, 10, False),  # 60 - 10 = 50: on the margin
+        (61, 10, True),
+        (300, 300, False),  # a vague fix far out proves nothing: its circle reaches the store
         (5_000, 10, True),  # no fence nearby at all
     ],
 )
