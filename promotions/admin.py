@@ -154,7 +154,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger_type"]
     search_fields = ["name"]
     filter_horizontal = ["stores"]
-    actions = ["activate", "pause", "dry_run_last_week"]
+    actions = ["activate", "pause", "dry_run_last_week", "dry_run_last_month"]
     readonly_fields = ["preview"]
     fieldsets = [
         (None, {"fields": ["name", "status", "priority", "starts_at", "ends_at", "stores"]}),
@@ -292,16 +292,23 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.action(description="Dry run over the last 7 days (sends nothing)")
     def dry_run_last_week(self, request: HttpRequest, queryset) -> None:
+        self._dry_run(request, queryset, days=7)
+
+    @admin.action(description="Dry run over the last 30 days (sends nothing)")
+    def dry_run_last_month(self, request: HttpRequest, queryset) -> None:
+        self._dry_run(request, queryset, days=30)
+
+    def _dry_run(self, request: HttpRequest, queryset, *, days: int) -> None:
         until = timezone.now()
         for campaign in queryset.prefetch_related("stores"):
-            result = dry_run_campaign(
-                campaign=campaign, since=until - timedelta(days=7), until=until
-            )
+            since = until - timedelta(days=days)
+            result = dry_run_campaign(campaign=campaign, since=since, until=until)
             held = ", ".join(f"{r} {n}" for r, n in result["by_reason"].items() if n) or "none"
             self.message_user(
                 request,
-                f"{campaign.name}: {result['would_send']} SMS to {result['customers_reached']} "
-                f"customers from {result['presence_events']} presence events; held back: {held}.",
+                f"{campaign.name}, last {days} days: {result['would_send']} SMS to "
+                f"{result['customers_reached']} customers from {result['presence_events']} "
+                f"presence events; held back: {held}.",
                 messages.INFO,
             )
 

@@ -55,8 +55,10 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     if treated_rate is not None and holdout_rate:
         lift = (treated_rate - holdout_rate) / holdout_rate
     revenue = redemptions.aggregate(total=Sum("redemption__amount"))["total"]
+    matched = deliveries.exclude(presence_event=None).values("presence_event").distinct().count()
     return {
         "campaign": campaign.id,
+        "presence_events_matched": matched,
         "decisions": {
             "total": sum(by_status.values()),
             "by_status": {status: by_status.get(status, 0) for status in DeliveryStatus.values},

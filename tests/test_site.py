@@ -303,3 +303,14 @@ def test_an_unreachable_geocoder_gets_a_clear_message(admin_client, settings):
         port = closed.getsockname()[1]
     settings.GEOCODER, settings.GEOCODER_URL = "nominatim", f"http://127.0.0.1:{port}"
     assert "could not be reached" in geocode(admin_client, "142 Rue de Rivoli")["error"]
+
+
+@pytest.mark.django_db
+def test_a_dry_run_from_the_campaign_list_reports_its_reach(admin_client):
+    campaign = Campaign.objects.create(name="Welcome", offer_template="Hi {code}")
+    response = admin_client.post(
+        "/admin/promotions/campaign/",
+        {"action": "dry_run_last_month", "_selected_action": [campaign.pk]},
+        follow=True,
+    )
+    assert "Welcome, last 30 days: 0 SMS to 0 customers" in response.content.decode()

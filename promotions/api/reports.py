@@ -160,6 +160,9 @@ class DecisionCountsSerializer(serializers.Serializer):
 
 class CampaignStatsSerializer(serializers.Serializer):
     campaign = serializers.IntegerField()
+    presence_events_matched = serializers.IntegerField(
+        help_text="Presence events that triggered the campaign and passed its intent condition."
+    )
     decisions = DecisionCountsSerializer()
     sent = serializers.IntegerField(help_text="Handed to the carrier: sent, then delivered or not.")
     delivered = serializers.IntegerField()
