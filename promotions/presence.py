@@ -18,6 +18,7 @@ The rules that real location data needs:
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
 """
 
+import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -186,6 +187,7 @@ class _Run:
         self.dwell_minutes = sorted(set(dwell_minutes))
         self.near_distances = near_distances
         self.rules = rules
+        self.locate_reach_m = math.inf
         self.outcome = Outcome()
         self.changed: set[Place] = set()
 
@@ -286,7 +288,9 @@ class _Run:
                 continue
             # Leaving needs the whole accuracy circle beyond the margin: a vague fix whose
             # centre lands outside proves little, and would flap a customer out and back in.
-            far = distance is None or distance - fix.accuracy > rules.exit_margin_m
+            # A store `locate` did not return is at least `locate_reach_m` away.
+            at_least = distance if distance is not None else self.locate_reach_m
+            far = at_least - fix.accuracy > rules.exit_margin_m
             inside_now = distance is not None and precise and distance + share <= 0
             if state.inside:
                 if far:
@@ -318,7 +322,8 @@ class _Run:
             if state.last_at is not None and fix.at <= state.last_at:
                 continue
             within = distance is not None and precise and distance - share <= radius
-            beyond = distance is None or distance - share > radius + self.rules.exit_margin_m
+            at_least = distance if distance is not None else self.locate_reach_m
+            beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
             if state.inside:
                 if beyond:
                     self.leave(ring, fix.at)
@@ -438,13 +443,16 @@ def advance(
     tracks: Mapping[int, Track],
     observations: Sequence[Fix | BeaconReading],
     locate: Locate,
+    locate_reach_m: float = math.inf,
     dwell_minutes: Collection[int] = (),
     near_distances: Mapping[int, Collection[float]] | None = None,
     rules: Rules = Rules(),
     now: datetime,
 ) -> Outcome:
-    """Apply one customer's observations, in time order, to their places' states."""
+    """Apply one customer's observations, in time order, to their places' states.
+    `locate_reach_m`: how far `locate` looks; a store it leaves out is at least that far."""
     run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
+    run.locate_reach_m = locate_reach_m
     for observation in sorted(observations, key=_order):
         if observation.at > now + rules.timeout:
             continue  # a clock far ahead: ingest refuses these, and they must not pin state

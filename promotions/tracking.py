@@ -65,6 +65,7 @@ def current_watch() -> Watch:
         tuple(Store.objects.aggregate(n=Count("id"), at=Max("updated_at")).values()),
         tuple(Campaign.objects.aggregate(n=Count("id"), at=Max("updated_at")).values()),
         settings.PRESENCE_EXIT_MARGIN_M,
+        settings.PRESENCE_MAX_ENTRY_ACCURACY_M,
     )
     cached = _watch_cache.get("watch")
     if cached and cached[0] == version:
@@ -94,7 +95,14 @@ def _build_watch() -> Watch:
         )
     ]
     return Watch(
-        index=BatchFenceIndex(fences, reach_m=widest + settings.PRESENCE_EXIT_MARGIN_M),
+        # Far enough to tell an exit: a store the index leaves out is beyond the margin even
+        # for a fix as vague as an entry allows.
+        index=BatchFenceIndex(
+            fences,
+            reach_m=widest
+            + settings.PRESENCE_EXIT_MARGIN_M
+            + settings.PRESENCE_MAX_ENTRY_ACCURACY_M,
+        ),
         dwell_minutes=frozenset(dwell),
         near_distances={store: frozenset(radii) for store, radii in near.items()},
     )
@@ -127,6 +135,7 @@ def process_location_batch(
             tracks=tracks,
             observations=observations[customer_id],
             locate=lambda latitude, longitude: nearby.get((latitude, longitude), []),
+            locate_reach_m=watch.index.reach_m,
             dwell_minutes=watch.dwell_minutes,
             near_distances=watch.near_distances,
             rules=rules,

@@ -103,6 +103,36 @@ def test_a_fix_beyond_the_margin_exits(metres, accuracy, exits):
     assert kinds(outcome) == ([ENTERED, EXITED] if exits else [ENTERED])
 
 
+def test_a_vague_fix_beyond_the_index_reach_does_not_exit():
+    # The index looks 350 m out; a fix 1 km away with a 1.5 km accuracy circle proves nothing.
+    def near_only(latitude, longitude):
+        return [(s, d) for s, d in locate(latitude, longitude) if d <= 350]
+
+    inside = presence.advance(
+        states={},
+        tracks={},
+        observations=[fix(0, -30)],
+        locate=near_only,
+        locate_reach_m=350,
+        now=at(3600),
+    )
+    vague = presence.advance(
+        states=inside.states,
+        tracks=inside.tracks,
+        observations=[fix(60, 1_000, accuracy=1_500)],
+        locate=near_only,
+        locate_reach_m=350,
+        now=at(3600),
+    )
+    assert vague.events == []
+
+
+def test_a_vague_fix_does_not_reset_an_approach():
+    near = {STORE: {500.0}}
+    outcome = run([fix(0, 400), fix(30, 900, accuracy=450), fix(60, 300)], near_distances=near)
+    assert [e.kind for e in outcome.events] == [NEAR]
+
+
 def test_an_exit_takes_the_zones_of_the_store_with_it():
     zone = Place(STORE, zone=3)
     readings = [BeaconReading(1, STORE, 3, -60, -80, at(s)) for s in (0, 5)]
