@@ -110,7 +110,7 @@ def sms_segments(body: str) -> int:
         single, part = 160, 153
     else:
         # UTF-16 code units: a character outside the BMP (an emoji) takes two.
-        units = len(body.encode("utf-16-le")) // 2
+        units = len(body.encode("utf-16-le", "surrogatepass")) // 2
         single, part = 70, 67
     if units <= single:
         return 1
