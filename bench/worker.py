@@ -22,15 +22,8 @@ os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/passag
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 import django
-import psycopg
 
-
-def ensure_database(url: str) -> None:
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if not exists:
-            admin.execute(f'CREATE DATABASE "{name}"')
+from bench.common import ensure_database
 
 
 def main() -> None:

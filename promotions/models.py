@@ -236,7 +236,10 @@ class Campaign(models.Model):
 class Ping(models.Model):
     """A location fix from the app, stored as received (suspicious ones included)."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="pings")
+    # Its unique constraints lead with the device, so they serve lookups by device too.
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="pings", db_index=False
+    )
     ping_id = models.CharField(max_length=64, null=True, blank=True)
     latitude = models.FloatField()
     longitude = models.FloatField()

@@ -109,7 +109,11 @@ def enqueue_location_batch(
     if not (ping_ids or sighting_ids):
         return
     try:
-        process_location_batch.delay(list(ping_ids), list(sighting_ids))
+        # A short argsrepr: Celery would otherwise format every id for its logs and events.
+        process_location_batch.apply_async(
+            (list(ping_ids), list(sighting_ids)),
+            argsrepr=f"({len(ping_ids)} pings, {len(sighting_ids)} sightings)",
+        )
     except Exception:
         if settings.CELERY_TASK_ALWAYS_EAGER:
             raise

@@ -1,6 +1,7 @@
 """The batch ingest contract: an envelope of up to INGEST_MAX_BATCH items, each validated
 alone, answered 202 with `{accepted, duplicates, rejected: [{index, errors}]}`."""
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -31,11 +32,15 @@ def batch_items(data: Any, key: str) -> list[Any]:
     items = data.get(key)
     if not isinstance(items, list):
         raise ParseError(f"Body must be a JSON object with a '{key}' list.")
+    check_batch_size(items, key)
+    return items
+
+
+def check_batch_size(items: list[Any], key: str) -> None:
     if len(items) > settings.INGEST_MAX_BATCH:
         raise RequestTooLarge(
             f"{len(items)} {key} in one request; the limit is {settings.INGEST_MAX_BATCH}."
         )
-    return items
 
 
 def validate_items(
@@ -77,12 +82,15 @@ class BatchIngestView(APIView):
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
         raise NotImplementedError
 
+    def validate(self, data: Any, now: datetime) -> tuple[ValidItems, IngestResult]:
+        items = batch_items(data, self.items_key)
+        return validate_items(items, self.item_serializer, {"now": now})
+
     def post(self, request: Request, **kwargs: Any) -> Response:
-        items = batch_items(request.data, self.items_key)
         # One clock reading per batch, so every item is judged against the same "now".
-        context = {"now": timezone.now()}
-        valid, result = validate_items(items, self.item_serializer, context)
-        self.store(valid, result, now=context["now"], **kwargs)
+        now = timezone.now()
+        valid, result = self.validate(request.data, now)
+        self.store(valid, result, now=now, **kwargs)
         return Response(result.as_response(), status=status.HTTP_202_ACCEPTED)
 
 

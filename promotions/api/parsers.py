@@ -8,6 +8,8 @@ from django.conf import settings
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
 
+from promotions.api.ping_batch import decode_ping_batch
+
 # An escaped UTF-16 surrogate; a lone one decodes to a str no database can store.
 _ESCAPED_SURROGATE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
@@ -30,6 +32,9 @@ class JsonBodyParser(BaseParser):
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:
             raise RequestTooLarge(f"Request body is over the {limit}-byte limit.")
+        return self.decode(body)
+
+    def decode(self, body: bytes) -> Any:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -52,3 +57,12 @@ class JsonBodyParser(BaseParser):
             except UnicodeEncodeError:
                 raise ParseError("Body contains an unpaired UTF-16 surrogate escape.") from None
         return data
+
+
+class PingBatchParser(JsonBodyParser):
+    """A batch of well-formed pings decodes straight to typed items (promotions.api.
+    ping_batch); any other body is parsed as JSON for the general path to judge."""
+
+    def decode(self, body: bytes) -> Any:
+        batch = decode_ping_batch(body)
+        return super().decode(body) if batch is None else batch

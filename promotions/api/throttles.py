@@ -26,12 +26,10 @@ class IngestRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         key = f"ingest-rate:{api_key.pk}:{view.__class__.__name__}:{window}"
-        cache.add(key, 0, timeout=WINDOW_SECONDS * 2)
         try:
             count = cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=WINDOW_SECONDS * 2)
-            count = 1
+        except ValueError:  # the window's first request (or a race with another's add)
+            count = 1 if cache.add(key, 1, timeout=WINDOW_SECONDS * 2) else cache.incr(key)
         self.retry_after = (window + 1) * WINDOW_SECONDS - now
         return count <= limit
 

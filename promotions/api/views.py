@@ -1,3 +1,4 @@
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -11,7 +12,15 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from promotions import decisions, services, tasks
-from promotions.api.batch import BadRequest, BatchIngestView, ErrorSerializer, documented_batch
+from promotions.api.batch import (
+    BadRequest,
+    BatchIngestView,
+    ErrorSerializer,
+    check_batch_size,
+    documented_batch,
+)
+from promotions.api.parsers import PingBatchParser
+from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
     BeaconSerializer,
     CampaignSerializer,
@@ -149,6 +158,13 @@ class CampaignDryRunView(APIView):
 class PingBatchView(BatchIngestView):
     items_key = "pings"
     item_serializer = PingSerializer
+    parser_classes = [PingBatchParser]
+
+    def validate(self, data: Any, now: datetime) -> tuple[ValidItems, IngestResult]:
+        if isinstance(data, PingBatchIn):
+            check_batch_size(data.pings, self.items_key)
+            return validate_ping_batch(data.pings, now)
+        return super().validate(data, now)
 
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
         services.record_pings(items=valid, result=result, now=kwargs["now"])
