@@ -43,7 +43,7 @@ def main() -> None:
 
     from customers.models import Customer, Device, SmsConsent
     from promotions import decisions
-    from promotions.models import Campaign, CampaignStatus, Ping, Store
+    from promotions.models import Campaign, CampaignStatus, Ping, PresenceEvent, Store
 
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
@@ -79,11 +79,15 @@ def main() -> None:
     )
     start_at = timezone.now() - timedelta(hours=2)
 
+    home_lat = rng.uniform(42.5, 51.0, len(devices))
+    home_lon = rng.uniform(-4.5, 8.0, len(devices))
+
     def store_round(round_number: int) -> list[int]:
-        """One ping from every device, far from any store (checked by the index itself)."""
+        """One ping from every device, a walk of a few hundred metres from its last one
+        (a faster move would be a teleport, marked suspicious)."""
         at = start_at + timedelta(minutes=5 * round_number)
-        points_lat = rng.uniform(42.5, 51.0, len(devices))
-        points_lon = rng.uniform(-4.5, 8.0, len(devices))
+        points_lat = home_lat + rng.uniform(-0.002, 0.002, len(devices))
+        points_lon = home_lon + rng.uniform(-0.003, 0.003, len(devices))
         rows = Ping.objects.bulk_create(
             Ping(device=d, latitude=a, longitude=o, accuracy=15, recorded_at=at)
             for d, a, o in zip(devices, points_lat.tolist(), points_lon.tolist(), strict=True)
@@ -113,6 +117,9 @@ def main() -> None:
         decisions.process_location_batch(ping_ids=[ping_id], sighting_ids=[], now=timezone.now())
     single_rate = len(single_ids) / (time.perf_counter() - started)
     batched_rate = batched_pings / batched_seconds
+    changed = PresenceEvent.objects.count() + Ping.objects.filter(suspicious=True).count()
+    if changed:
+        raise SystemExit(f"{changed} pings changed presence or were suspicious; fix the data.")
 
     print(
         f"Worker: pings that change no presence; {args.customers:,} customers, "

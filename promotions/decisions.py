@@ -221,8 +221,8 @@ def stranded_deliveries(
         queued = queued.filter(send_after__lt=due_before)
     else:
         queued = queued.filter(
-            Q(presence_event__ping_id__in=list(ping_ids))
-            | Q(presence_event__sighting_id__in=list(sighting_ids))
+            Q(presence_event__ping_id__in_batch=set(ping_ids))
+            | Q(presence_event__sighting_id__in_batch=set(sighting_ids))
         )
     return list(queued.order_by("send_after").values_list("id", flat=True)[:10_000])
 

@@ -7,18 +7,20 @@ tracks are read and written in bulk, and events are inserted once with their uni
 guarding against a second worker or a redelivered batch.
 """
 
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, Max, Q
 
 from customers.models import Customer, Device
 from promotions import geo, presence
+from promotions.batch_sql import EpochSeconds, json_rows, json_time_writer
 from promotions.geo_index import BatchFenceIndex
 from promotions.models import (
     DEFAULT_RSSI_THRESHOLD,
@@ -145,8 +147,13 @@ def process_location_batch(
     with transaction.atomic():
         event_ids = _run(observations.keys(), advance, now=now) if observations else []
         # In the same transaction: a batch is processed, or it is not and the sweep finds it.
-        Ping.objects.filter(id__in=ping_ids, processed_at=None).update(processed_at=now)
-        Sighting.objects.filter(id__in=sighting_ids, processed_at=None).update(processed_at=now)
+        if ping_ids:
+            unprocessed = Ping.objects.filter(id__in_batch=set(ping_ids), processed_at=None)
+            unprocessed.update(processed_at=now)
+        if sighting_ids:
+            Sighting.objects.filter(id__in_batch=set(sighting_ids), processed_at=None).update(
+                processed_at=now
+            )
     return event_ids
 
 
@@ -214,22 +221,24 @@ def _run(
     with transaction.atomic():
         locked = list(
             Customer.objects.select_for_update()
-            .filter(id__in=set(customer_ids))
+            .filter(id__in_batch=set(customer_ids))
             .order_by("id")
             .values_list("id", flat=True)
         )
         rows: dict[int, dict[presence.Place, Presence]] = defaultdict(dict)
-        for row in Presence.objects.filter(customer_id__in=locked):
+        for row in Presence.objects.filter(customer_id__in_batch=set(locked)):
             rows[row.customer_id][presence.Place.from_key(row.place_key)] = row
-        tracks: dict[int, DeviceTrack] = {}
+        tracks: dict[int, presence.Track] = {}
         devices_of: dict[int, list[int]] = defaultdict(list)
         if with_tracks:
-            for row in DeviceTrack.objects.filter(device__customer_id__in=locked):
-                tracks[row.device_id] = row
-            for device_id, customer_id in Device.objects.filter(customer_id__in=locked).values_list(
-                "id", "customer_id"
-            ):
+            devices = Device.objects.filter(customer_id__in_batch=set(locked))
+            for device_id, customer_id in devices.values_list("id", "customer_id"):
                 devices_of[customer_id].append(device_id)
+            for device_id, latitude, longitude, accuracy, seconds in DeviceTrack.objects.filter(
+                device__in=devices
+            ).values_list("device_id", "latitude", "longitude", "accuracy", EpochSeconds("at")):
+                at = datetime.fromtimestamp(seconds, UTC)
+                tracks[device_id] = presence.Track(latitude, longitude, accuracy, at)
 
         changed_states: list[tuple[int, presence.Place, presence.PlaceState]] = []
         changed_tracks: dict[int, presence.Track] = {}
@@ -241,9 +250,7 @@ def _run(
                 for place, row in rows[customer_id].items()
             }
             own_tracks = {
-                device: _track(tracks[device])
-                for device in devices_of[customer_id]
-                if device in tracks
+                device: tracks[device] for device in devices_of[customer_id] if device in tracks
             }
             outcome = step(customer_id, states, own_tracks)
             changed_states += [(customer_id, p, s) for p, s in outcome.states.items()]
@@ -254,7 +261,7 @@ def _run(
         _write_states(changed_states, rows)
         _write_tracks(changed_tracks)
         if suspicious:
-            Ping.objects.filter(id__in=suspicious).update(suspicious=True)
+            Ping.objects.filter(id__in_batch=set(suspicious)).update(suspicious=True)
         return _write_events(events, now=now)
 
 
@@ -270,13 +277,13 @@ def _fixes(ping_ids: Iterable[int]) -> list[tuple[int, presence.Fix]]:
                 latitude=lat,
                 longitude=lon,
                 accuracy=accuracy,
-                at=at,
+                at=datetime.fromtimestamp(seconds, UTC),
                 mocked=mocked,
                 ping=pk,
             ),
         )
-        for pk, device_id, customer_id, lat, lon, accuracy, at, mocked in Ping.objects.filter(
-            id__in=ids
+        for pk, device_id, customer_id, lat, lon, accuracy, seconds, mocked in Ping.objects.filter(
+            id__in_batch=set(ids)
         ).values_list(
             "id",
             "device_id",
@@ -284,7 +291,7 @@ def _fixes(ping_ids: Iterable[int]) -> list[tuple[int, presence.Fix]]:
             "latitude",
             "longitude",
             "accuracy",
-            "recorded_at",
+            EpochSeconds("recorded_at"),
             "mocked",
         )
     ]
@@ -308,7 +315,7 @@ def _readings(sighting_ids: Iterable[int]) -> list[tuple[int, presence.BeaconRea
             ),
         )
         for pk, device_id, customer_id, store_id, zone_id, threshold, rssi, at in (
-            Sighting.objects.filter(id__in=ids).values_list(
+            Sighting.objects.filter(id__in_batch=set(ids)).values_list(
                 "id",
                 "device_id",
                 "device__customer_id",
@@ -320,12 +327,6 @@ def _readings(sighting_ids: Iterable[int]) -> list[tuple[int, presence.BeaconRea
             )
         )
     ]
-
-
-def _track(row: DeviceTrack) -> presence.Track:
-    return presence.Track(
-        latitude=row.latitude, longitude=row.longitude, accuracy=row.accuracy, at=row.at
-    )
 
 
 def _write_states(
@@ -353,21 +354,25 @@ def _write_states(
 
 
 def _write_tracks(changed: dict[int, presence.Track]) -> None:
-    DeviceTrack.objects.bulk_create(
-        [
-            DeviceTrack(
-                device_id=device_id,
-                latitude=track.latitude,
-                longitude=track.longitude,
-                accuracy=track.accuracy,
-                at=track.at,
-            )
-            for device_id, track in changed.items()
-        ],
-        update_conflicts=True,
-        unique_fields=["device"],
-        update_fields=["latitude", "longitude", "accuracy", "at"],
-    )
+    """One upsert for the batch. Every fix moves its device's track, so this is a row per
+    device of the batch: the largest write of a batch that changes no presence."""
+    if not changed:
+        return
+    time = json_time_writer()
+    rows = [
+        [device_id, track.latitude, track.longitude, track.accuracy, time(track.at)]
+        for device_id, track in changed.items()
+    ]
+    source = json_rows(["bigint", "float8", "float8", "float8", "timestamptz"])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {DeviceTrack._meta.db_table} "
+            "(device_id, latitude, longitude, accuracy, at) "
+            f"SELECT * FROM ({source}) AS batch WHERE true "
+            "ON CONFLICT (device_id) DO UPDATE SET latitude = excluded.latitude, "
+            "longitude = excluded.longitude, accuracy = excluded.accuracy, at = excluded.at",
+            [json.dumps(rows)],
+        )
 
 
 def _write_events(events: list[tuple[int, presence.Event]], *, now: datetime) -> list[int]:

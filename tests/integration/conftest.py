@@ -232,7 +232,7 @@ class Processes:
 def _answers(url: str) -> bool:
     try:
         return requests.get(url, timeout=2).status_code in (200, 503)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):  # still starting, or busy starting
         return False
 
 

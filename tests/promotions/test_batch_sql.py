@@ -1,0 +1,43 @@
+"""The batch SQL helpers read and write what the ORM would, on either database."""
+
+from datetime import UTC, datetime
+
+import pytest
+
+from customers.models import Device
+from promotions.batch_sql import EpochSeconds
+from promotions.models import Ping
+from tests.factories import DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "at",
+    [
+        datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC),
+        datetime(2026, 11, 29, 12, 0, 0, 1, tzinfo=UTC),
+        datetime(2026, 11, 29, 23, 59, 59, 999_999, tzinfo=UTC),
+        datetime(1999, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+    ],
+)
+def test_a_time_read_as_epoch_seconds_comes_back_to_the_microsecond(at):
+    device = DeviceFactory()
+    ping = Ping.objects.create(device=device, latitude=0, longitude=0, accuracy=5, recorded_at=at)
+
+    seconds = Ping.objects.filter(pk=ping.pk).values_list(EpochSeconds("recorded_at"), flat=True)
+
+    assert datetime.fromtimestamp(seconds[0], UTC) == at
+
+
+def test_in_batch_matches_in_for_ids_and_text_with_quotes():
+    devices = [DeviceFactory(device_id=name) for name in ['a"b', "c\\d", "e,f", "{g}", "plain"]]
+    wanted = {'a"b', "c\\d", "e,f", "{g}"}
+
+    found = set(
+        Device.objects.filter(device_id__in_batch=wanted).values_list("device_id", flat=True)
+    )
+    by_id = Device.objects.filter(id__in_batch={devices[0].id, devices[4].id})
+
+    assert found == wanted
+    assert {device.device_id for device in by_id} == {'a"b', "plain"}
