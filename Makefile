@@ -9,7 +9,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run test lint services prism browser fuzz bench
+.PHONY: run test lint services prism browser fuzz bench loadtest
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -68,4 +68,10 @@ fuzz: $(INSTALLED) services
 # Hot paths beside the obvious designs, measured in one run on this machine (bench/).
 bench: $(INSTALLED) services
 	$(BIN)/python bench/matching.py
+	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/worker.py
+
+# The whole system on loopback for about three minutes: ping-to-SMS latency at 1,000 pings/s,
+# then sustained throughput with one worker (bench/loadtest.py says what it runs).
+loadtest: $(INSTALLED) services
+	$(BIN)/python bench/loadtest.py

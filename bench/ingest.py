@@ -10,6 +10,8 @@
    both see the same table sizes and machine load. Passage's figure includes what the
    baseline skips: per-item reasons, duplicate counting, the rate limit and a task
    enqueued per batch (to Redis, which nothing consumes here).
+3. Passage's INSERT statement alone from two connections, no HTTP: the database's ceiling
+   for this table on this machine, which the HTTP figure is read against.
 Every round checks that the rows it sent are stored.
 """
 
@@ -46,6 +48,7 @@ DEVICES = 2000
 CLIENT_THREADS = 4
 BASELINE_PATH = "/bench/drf/pings"
 PASSAGE_PATH = "/api/v1/pings"
+CEILING = "insert alone"
 
 
 def ping_bodies(first: int, requests: int, batch: int, start: datetime) -> list[bytes]:
@@ -148,6 +151,45 @@ def validation_table(batch: int) -> list[tuple[str, float]]:
     ]
 
 
+def database_ceiling(batches: int, batch: int, first: int, start: datetime) -> float:
+    """Pings/s of Passage's insert statement alone, from two connections (one per gunicorn
+    worker), with no HTTP, decoding or validation: what PostgreSQL allows on this machine."""
+    from django.db import connection, transaction
+
+    from customers.models import Device
+    from promotions.ingest import insert_new_pings
+
+    devices = dict(Device.objects.values_list("device_id", "pk"))
+    work: list[list[tuple]] = []
+    for body in ping_bodies(first, batches, batch, start):
+        rows = []
+        for ping in json.loads(body)["pings"]:
+            at = datetime.fromisoformat(ping["recorded_at"])
+            device = devices[ping["device_id"]]
+            position = (ping["latitude"], ping["longitude"], ping["accuracy"])
+            rows.append((device, ping["ping_id"], *position, at, ping["speed"], False))
+        work.append(rows)
+    lock = threading.Lock()
+
+    def insert() -> None:
+        while True:
+            with lock:
+                if not work:
+                    break
+                rows = work.pop()
+            with transaction.atomic():
+                insert_new_pings(rows, received_at=datetime.now(UTC))
+        connection.close()
+
+    threads = [threading.Thread(target=insert) for _ in range(2)]
+    began = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return batches * batch / (time.perf_counter() - began)
+
+
 def start_gunicorn(port: int, log: Path) -> subprocess.Popen:
     env = {key: value for key, value in os.environ.items() if not key.startswith("CELERY_")}
     env.update(
@@ -212,7 +254,7 @@ def main() -> None:
         print(f"{name:38} {micros:9.2f} {table[0][1] / micros:9.1f}")
 
     start = datetime.now(UTC) - timedelta(hours=1)
-    rates: dict[str, list[float]] = {BASELINE_PATH: [], PASSAGE_PATH: []}
+    rates: dict[str, list[float]] = {BASELINE_PATH: [], PASSAGE_PATH: [], CEILING: []}
     port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
         server = start_gunicorn(port, Path(tmp) / "gunicorn.log")
@@ -230,6 +272,12 @@ def main() -> None:
                         raise SystemExit(f"{path} stored {stored} of {args.requests * args.batch}")
                     if round_number:
                         rates[path].append(stored / seconds)
+                with connection.cursor() as cursor:
+                    cursor.execute(f"TRUNCATE {Ping._meta.db_table} CASCADE")
+                ceiling = database_ceiling(args.requests, args.batch, sent, start)
+                sent += args.requests * args.batch
+                if round_number:
+                    rates[CEILING].append(ceiling)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -244,6 +292,9 @@ def main() -> None:
     print(f"{'':38} {'pings/s':>9} {'ratio':>9}")
     print(f"{'DRF ModelSerializer + bulk_create':38} {base:9,.0f} {1.0:9.1f}")
     print(f"{'Passage POST /api/v1/pings':38} {passage:9,.0f} {passage / base:9.1f}")
+    ceiling = statistics.median(rates[CEILING])
+    print(f"{'its INSERT alone, 2 connections':38} {ceiling:9,.0f} {ceiling / base:9.1f}")
+    print(f"Passage's HTTP ingest runs at {passage / ceiling:.0%} of its INSERT alone.")
 
 
 if __name__ == "__main__":

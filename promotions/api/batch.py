@@ -20,6 +20,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from promotions.api.parsers import RequestTooLarge
+from promotions.api.serializers import ItemJudge
 from promotions.api.throttles import IngestRateThrottle
 from promotions.ingest import IngestResult, ValidItems
 from promotions.models import Scope
@@ -48,12 +49,13 @@ def validate_items(
 ) -> tuple[ValidItems, IngestResult]:
     valid: ValidItems = []
     result = IngestResult()
+    judge = ItemJudge(serializer_class, context)
     for index, item in enumerate(items):
-        serializer = serializer_class(data=item, context=context)
-        if serializer.is_valid():
-            valid.append((index, serializer.validated_data))
+        values, errors = judge(item)
+        if errors is None:
+            valid.append((index, values))
         else:
-            result.reject(index, serializer.errors)
+            result.reject(index, errors)
     return valid, result
 
 

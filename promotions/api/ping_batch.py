@@ -16,7 +16,7 @@ from typing import Any
 import msgspec
 from django.conf import settings
 
-from promotions.api.serializers import PingSerializer
+from promotions.api.serializers import ItemJudge, PingSerializer
 from promotions.ingest import IngestResult, ValidItems
 
 # Field lengths of PingSerializer (and of the Ping columns).
@@ -60,15 +60,13 @@ def validate_ping_batch(pings: list[PingIn], now: datetime) -> tuple[ValidItems,
     limits = _Limits(now)
     valid: ValidItems = []
     result = IngestResult()
-    context = {"now": now}
+    judge = ItemJudge(PingSerializer, {"now": now})
     for index, ping in enumerate(pings):
         values = limits.clean(ping)
         if values is None:
-            serializer = PingSerializer(data=msgspec.structs.asdict(ping), context=context)
-            if serializer.is_valid():
-                values = serializer.validated_data
-            else:
-                result.reject(index, serializer.errors)
+            values, errors = judge(msgspec.structs.asdict(ping))
+            if errors is not None:
+                result.reject(index, errors)
                 continue
         valid.append((index, values))
     return valid, result
