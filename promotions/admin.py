@@ -20,6 +20,7 @@ from promotions.models import (
     Campaign,
     CampaignStatus,
     Delivery,
+    FenceVersion,
     Gateway,
     OfferCode,
     Ping,
@@ -288,6 +289,7 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Pause the selected campaigns", permissions=["change"])
     def pause(self, request: HttpRequest, queryset) -> None:
         count = queryset.update(status=CampaignStatus.PAUSED, updated_at=timezone.now())
+        FenceVersion.bump()  # an update sends no signal
         self.message_user(request, f"{count} campaign(s) paused.", messages.SUCCESS)
 
     @admin.action(description="Dry run over the last 7 days (sends nothing)")

@@ -16,3 +16,16 @@ class PromotionsConfig(AppConfig):
         from promotions.roles import ensure_marketers_group
 
         post_migrate.connect(ensure_marketers_group, sender=self)
+
+        # Workers rebuild their fence index when these change (tracking.current_watch).
+        from django.db.models.signals import m2m_changed, post_delete, post_save
+
+        from promotions.models import Campaign, Store
+        from promotions.tracking import fences_changed
+
+        for model in (Store, Campaign):
+            post_save.connect(fences_changed, sender=model, dispatch_uid=f"fences-{model}")
+            post_delete.connect(fences_changed, sender=model, dispatch_uid=f"fences-{model}-")
+        m2m_changed.connect(
+            fences_changed, sender=Campaign.stores.through, dispatch_uid="fences-campaign-stores"
+        )

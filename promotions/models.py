@@ -1,6 +1,7 @@
 """Places, campaigns, the location data that reaches them, and the keys of API clients."""
 
 import hashlib
+import secrets
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -572,3 +573,20 @@ class SmsSender(models.Model):
 
     def __str__(self) -> str:
         return self.sender
+
+
+class FenceVersion(models.Model):
+    """One row whose token changes whenever a store or a campaign does: workers compare it
+    with the token their fence index was built at, one primary-key read a batch, where
+    counting a million stores would cost a scan. A random token, not a counter, so that a
+    change rolled back and another made after it can never look alike."""
+
+    token = models.BigIntegerField(default=0)
+
+    @classmethod
+    def current(cls) -> int | None:
+        return cls.objects.filter(pk=1).values_list("token", flat=True).first()
+
+    @classmethod
+    def bump(cls) -> None:
+        cls.objects.update_or_create(pk=1, defaults={"token": secrets.randbits(31)})

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Q
 
 from customers.models import Customer, Device
 from promotions import geo, presence
@@ -27,6 +27,7 @@ from promotions.models import (
     Campaign,
     CampaignStatus,
     DeviceTrack,
+    FenceVersion,
     Ping,
     Presence,
     PresenceEvent,
@@ -62,10 +63,10 @@ _watch_cache: dict[str, tuple[tuple, Watch]] = {}
 
 def current_watch() -> Watch:
     """The fence index and the dwell and near thresholds, rebuilt only when a store or a
-    campaign changed: two aggregate queries tell, instead of reloading every fence."""
+    campaign changed (FenceVersion's token tells, in one read) or the settings they are
+    built with did."""
     version = (
-        tuple(Store.objects.aggregate(n=Count("id"), at=Max("updated_at")).values()),
-        tuple(Campaign.objects.aggregate(n=Count("id"), at=Max("updated_at")).values()),
+        FenceVersion.current(),
         settings.PRESENCE_EXIT_MARGIN_M,
         settings.PRESENCE_MAX_ENTRY_ACCURACY_M,
     )
@@ -75,6 +76,11 @@ def current_watch() -> Watch:
     watch = _build_watch()
     _watch_cache["watch"] = (version, watch)
     return watch
+
+
+def fences_changed(**kwargs: object) -> None:
+    """Signal receiver: a store or a campaign (or a campaign's stores) was saved or deleted."""
+    FenceVersion.bump()
 
 
 def _build_watch() -> Watch:
