@@ -9,7 +9,7 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run test lint services prism browser fuzz bench loadtest
+.PHONY: run test lint services prism browser fuzz bench loadtest postgis
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,7 +66,7 @@ fuzz: $(INSTALLED) services
 		$(BIN)/python -m pytest tests/integration/test_schema_fuzz.py
 
 # Hot paths beside the obvious designs, measured in one run on this machine (bench/).
-bench: $(INSTALLED) services
+bench: $(INSTALLED) services postgis
 	$(BIN)/python bench/matching.py
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/worker.py
@@ -75,3 +75,16 @@ bench: $(INSTALLED) services
 # then sustained throughput with one worker (bench/loadtest.py says what it runs).
 loadtest: $(INSTALLED) services
 	$(BIN)/python bench/loadtest.py
+
+# PostGIS, from Debian's packages, for the matching bench's ST_DWithin baseline only.
+postgis:
+	@if ! ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1; then \
+		major=$$(ls /etc/postgresql 2>/dev/null | sort -n | tail -1); \
+		if [ -n "$$major" ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "Installing PostGIS for PostgreSQL $$major (the matching bench's baseline)."; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql-$$major-postgis-3 >/dev/null \
+				|| echo "Could not install PostGIS: the bench will skip its baseline."; \
+		else \
+			echo "PostGIS is not installed: the bench will skip its baseline."; \
+		fi; \
+	fi

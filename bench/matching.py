@@ -3,8 +3,9 @@ measured in the same run on the same machine.
 
     .venv/bin/python bench/matching.py [--sizes 1000,10000,100000,1000000] [--batch 10000]
 
-Baselines (here only, never in the product): a geopy geodesic loop over every fence, and
-Redis GEOSEARCH on a geo set of the fences (where Redis answers on 127.0.0.1:6379).
+Baselines (here only, never in the product): a geopy geodesic loop over every fence, Redis
+GEOSEARCH on a geo set of the fences (where Redis answers on 127.0.0.1:6379), and PostGIS
+ST_DWithin on a GiST index (where the extension is installed: `make postgis`).
 Correctness is checked as it goes: the batch index must find what the scalar index finds.
 """
 
@@ -113,6 +114,52 @@ def bench_redis(fences: list[Fence], lat: np.ndarray, lon: np.ndarray) -> float 
     return result
 
 
+POSTGIS_URL = "postgres://postgres@127.0.0.1:5432/passage_bench_postgis"
+# A batch query of this many points: a batch of 10,000 at 1e6 fences takes seconds.
+POSTGIS_POINTS = 1000
+
+
+def bench_postgis(fences: list[Fence], lat: np.ndarray, lon: np.ndarray) -> float | None:
+    """ST_DWithin on a GiST index of geography points, the batch's points in one query
+    joined to the fences (as a PostGIS design would), exact on the spheroid: the circle is
+    searched at its largest radius plus the reach, then each candidate measured."""
+    try:
+        import psycopg
+
+        from bench.common import ensure_database
+
+        ensure_database(POSTGIS_URL)
+        connection = psycopg.connect(POSTGIS_URL, autocommit=True, connect_timeout=2)
+        connection.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    except Exception:
+        return None
+    with connection:
+        connection.execute("DROP TABLE IF EXISTS fences")
+        connection.execute(
+            "CREATE TABLE fences (id integer, geog geography(Point, 4326), radius float8)"
+        )
+        with connection.cursor().copy("COPY fences (id, geog, radius) FROM STDIN") as copy:
+            for f in fences:
+                copy.write_row((f.key, f"SRID=4326;POINT({f.longitude} {f.latitude})", f.radius_m))
+        connection.execute("CREATE INDEX ON fences USING gist (geog)")
+        connection.execute("ANALYZE fences")
+        query = (
+            "SELECT p.n, f.id FROM unnest(%s::float8[], %s::float8[]) WITH ORDINALITY "
+            "AS p(lat, lon, n) JOIN fences f ON ST_DWithin(f.geog, "
+            "ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)::geography, %s) "
+            "WHERE ST_Distance(f.geog, ST_SetSRID(ST_MakePoint(p.lon, p.lat), 4326)::geography)"
+            " - f.radius <= %s"
+        )
+        points = lat[:POSTGIS_POINTS].tolist(), lon[:POSTGIS_POINTS].tolist()
+
+        def run() -> None:
+            connection.execute(query, [*points, REACH_M + 150, REACH_M]).fetchall()
+
+        result = per_ping_us(run, len(points[0]), repeats=3)
+        connection.execute("DROP TABLE fences")
+    return result
+
+
 def check(batch: BatchFenceIndex, scalar: FenceIndex, lat: np.ndarray, lon: np.ndarray) -> None:
     index, keys, _ = batch.nearby_batch(lat, lon)
     for n in range(len(lat)):
@@ -141,6 +188,7 @@ def measure(size: int, batch_size: int, rng: np.random.Generator) -> dict:
         pairs = list(zip(few_lat.tolist(), few_lon.tolist(), strict=True))
         figures["scalar"] = per_ping_us(lambda: [scalar.nearby(a, o) for a, o in pairs], 2000, 3)
     figures["redis"] = bench_redis(fences, lat, lon)
+    figures["postgis"] = bench_postgis(fences, lat, lon)
     figures["geopy"] = bench_geopy(fences, lat, lon, budget_s=3.0) if size <= 10_000 else None
     return figures
 
@@ -156,7 +204,8 @@ def row(size: int, f: dict) -> str:
 
     return (
         f"{size:>9,} {cell(f['passage'], 10, 3)} {cell(f['scalar'], 9)} {cell(f['redis'], 9)}"
-        f" {cell(f['geopy'], 12, 0)} {ratio(f['redis'], 8)} {ratio(f['geopy'], 10)}"
+        f" {cell(f['postgis'], 9)} {cell(f['geopy'], 12, 0)} {ratio(f['redis'], 8)}"
+        f" {ratio(f['postgis'], 10)} {ratio(f['geopy'], 10)}"
         f" {f['index_mb']:>9.1f} {f['build_s']:>8.2f} {f['candidates']:>9.2f}"
     )
 
@@ -173,15 +222,19 @@ def main() -> None:
     )
     print("µs per ping, median of 5 runs (Redis 3). 'x' columns: how many times faster Passage is.")
     print(
-        f"{'fences':>9} {'passage':>10} {'scalar':>9} {'redis':>9} {'geopy':>12}"
-        f" {'x redis':>8} {'x geopy':>10} {'index MB':>9} {'build s':>8} {'cand/ping':>9}"
+        f"{'fences':>9} {'passage':>10} {'scalar':>9} {'redis':>9} {'postgis':>9} {'geopy':>12}"
+        f" {'x redis':>8} {'x postgis':>10} {'x geopy':>10} {'index MB':>9} {'build s':>8}"
+        f" {'cand/ping':>9}"
     )
     for size in (int(s) for s in args.sizes.split(",")):
         print(row(size, measure(size, args.batch, rng)), flush=True)
     print(f"Peak RSS of this process: {rss_mb():.0f} MB (the 1e6 Fence objects included).")
     print("scalar: geo.FenceIndex, one ping at a time (measured to 1e5 fences, and checked equal).")
     print("geopy: measured to 1e4 fences; beyond, a loop takes minutes a ping.")
-    print("PostGIS: not installed on this machine, so not measured.")
+    print(
+        f"postgis: ST_DWithin on a GiST index, {POSTGIS_POINTS:,} pings a query"
+        " ('-': the postgis extension is not installed; `make postgis` installs it)."
+    )
 
 
 if __name__ == "__main__":

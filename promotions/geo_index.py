@@ -66,7 +66,11 @@ class BatchFenceIndex:
         extent = np.fromiter((_bounding_radius_m(f) for f in fences), dtype=np.float64, count=count)
         circles = self.radius[~self.is_polygon]
         typical = float(np.median(circles)) if len(circles) else 100.0
-        cell = min(1.0, max(0.0005, 2 * (self.reach_m + typical) / METRES_PER_DEGREE))
+        # A cell as wide as a fence's reach: a point then measures the fences within about
+        # two reaches of it. Twice that size registered a fence in fewer cells but had a
+        # point measure half again as many fences (at 1e6 fences: 0.67 µs a ping, 205 MB,
+        # against 1.0 µs, 100 MB).
+        cell = min(1.0, max(0.0005, (self.reach_m + typical) / METRES_PER_DEGREE))
         # A whole number of columns around the globe, so that columns wrap at ±180 exactly.
         self.columns = math.ceil(360.0 / cell)
         self.cell = 360.0 / self.columns

@@ -542,13 +542,18 @@ class ItemJudge:
     costs six times as much: its fields are copied and bound each time."""
 
     def __init__(self, serializer_class: type[serializers.Serializer], context: dict) -> None:
+        self.serializer_class = serializer_class
+        self.context = context
         self.serializer = serializer_class(context=context)
 
     def __call__(self, item: Any) -> tuple[Any, Any]:
         try:
             return self.serializer.run_validation(item), None
-        except serializers.ValidationError as error:
-            return None, error.detail
+        except serializers.ValidationError:
+            # Worded as is_valid() words them (a null item is "No data provided", say).
+            serializer = self.serializer_class(data=item, context=self.context)
+            serializer.is_valid()
+            return None, serializer.errors
 
 
 # --- Dry run ----------------------------------------------------------------------------

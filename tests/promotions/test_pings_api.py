@@ -218,3 +218,17 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(client_with_scopes,
     assert 1 <= int(refused["Retry-After"]) <= 60
     assert post(other, ping(ping_id="p10")).status_code == 202
     assert Ping.objects.count() == 4
+
+
+def test_an_item_that_is_not_an_object_is_rejected_with_its_reason(api, phone):
+    response = api.post("/api/v1/pings", {"pings": [None, 7, ping()]})
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert response.json()["rejected"] == [
+        {"index": 0, "errors": {"non_field_errors": ["No data provided"]}},
+        {
+            "index": 1,
+            "errors": {"non_field_errors": ["Invalid data. Expected a dictionary, but got int."]},
+        },
+    ]
