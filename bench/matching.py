@@ -11,7 +11,6 @@ Correctness is checked as it goes: the batch index must find what the scalar ind
 
 import argparse
 import resource
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import ensure_database, per_item_us
 from promotions.geo import Fence, FenceIndex
 from promotions.geo_index import BatchFenceIndex
 
@@ -57,15 +57,6 @@ def make_points(
         ]
     )
     return lat, lon
-
-
-def per_ping_us(run, pings: int, repeats: int = 5) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) / pings * 1e6
 
 
 def bench_geopy(fences: list[Fence], lat: np.ndarray, lon: np.ndarray, budget_s: float) -> float:
@@ -109,7 +100,7 @@ def bench_redis(fences: list[Fence], lat: np.ndarray, lon: np.ndarray) -> float 
             pipe.execute_command("GEOSEARCH", "fences", "FROMLONLAT", o, a, "BYRADIUS", radius, "m")
         pipe.execute()
 
-    result = per_ping_us(run, len(lat), repeats=3)
+    result = per_item_us(run, len(lat), repeat=3)
     client.delete("fences")
     return result
 
@@ -125,8 +116,6 @@ def bench_postgis(fences: list[Fence], lat: np.ndarray, lon: np.ndarray) -> floa
     searched at its largest radius plus the reach, then each candidate measured."""
     try:
         import psycopg
-
-        from bench.common import ensure_database
 
         ensure_database(POSTGIS_URL)
         connection = psycopg.connect(POSTGIS_URL, autocommit=True, connect_timeout=2)
@@ -155,7 +144,7 @@ def bench_postgis(fences: list[Fence], lat: np.ndarray, lon: np.ndarray) -> floa
         def run() -> None:
             connection.execute(query, [*points, REACH_M + 150, REACH_M]).fetchall()
 
-        result = per_ping_us(run, len(points[0]), repeats=3)
+        result = per_item_us(run, len(points[0]), repeat=3)
         connection.execute("DROP TABLE fences")
     return result
 
@@ -178,7 +167,7 @@ def measure(size: int, batch_size: int, rng: np.random.Generator) -> dict:
     start = time.perf_counter()
     batch = BatchFenceIndex(fences, REACH_M)
     figures = {"build_s": time.perf_counter() - start, "index_mb": batch.nbytes / 1e6}
-    figures["passage"] = per_ping_us(lambda: batch.nearby_batch(lat, lon), batch_size)
+    figures["passage"] = per_item_us(lambda: batch.nearby_batch(lat, lon), batch_size)
     figures["candidates"] = len(batch.nearby_batch(lat, lon)[0]) / batch_size
     figures["scalar"] = None
     if size <= 100_000:
@@ -186,7 +175,7 @@ def measure(size: int, batch_size: int, rng: np.random.Generator) -> dict:
         few_lat, few_lon = lat[:2000], lon[:2000]
         check(batch, scalar, few_lat, few_lon)
         pairs = list(zip(few_lat.tolist(), few_lon.tolist(), strict=True))
-        figures["scalar"] = per_ping_us(lambda: [scalar.nearby(a, o) for a, o in pairs], 2000, 3)
+        figures["scalar"] = per_item_us(lambda: [scalar.nearby(a, o) for a, o in pairs], 2000, 3)
     figures["redis"] = bench_redis(fences, lat, lon)
     figures["postgis"] = bench_postgis(fences, lat, lon)
     figures["geopy"] = bench_geopy(fences, lat, lon, budget_s=3.0) if size <= 10_000 else None

@@ -1,10 +1,10 @@
-"""A batch's hundreds of values as one JSON parameter of a query.
+"""A batch's hundreds of values as one parameter of a query.
 
 Django puts each value of an `__in` list or a bulk insert into the statement as a parameter
 of its own, and for a batch of a thousand that costs milliseconds of Python (compiling,
 quoting, psycopg splitting the query text), more than the database takes to run it. One
-JSON array, unpacked by the database, costs a json.dumps. PostgreSQL and SQLite both read
-JSON; only the spelling differs, and it is kept here.
+array or JSON text, unpacked by the database, costs a join or a json.dumps. The spelling
+differs between PostgreSQL and SQLite, and it is kept here.
 """
 
 import json
@@ -24,9 +24,9 @@ class InBatch(Lookup):
     """`filter(id__in_batch=ids)`: `__in` for a batch's hundreds of values, as one parameter.
 
     On PostgreSQL it is `= ANY('{...}')`: a constant array, which the planner turns into
-    index lookups or, scanning a table, a hash probe per row."""
+    index lookups or, scanning a table, a hash probe per row. Pass a set: Django walks a
+    list or tuple value by value, looking for expressions, before any lookup sees it."""
 
-    # Pass a set: Django walks a list or tuple value by value, looking for expressions.
     lookup_name = "in_batch"
     prepare_rhs = False
 
