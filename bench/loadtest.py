@@ -657,39 +657,49 @@ class Progress:
     last_processed: datetime | None
 
 
-def progress(prefix: str) -> Progress:
-    """A phase's pings in the database (their ids carry the phase's prefix)."""
-    from django.db.models import Count, Max, Min
+def progress(since: datetime) -> Progress:
+    """A phase's pings in the database: those of the location batches stored since it began."""
+    from django.db import connection
 
-    from promotions.models import Ping
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce(sum(jsonb_array_length(ping_ids)), 0), "
+            "coalesce(sum(jsonb_array_length(ping_ids)) FILTER (WHERE processed_at IS NOT NULL),"
+            " 0), min(received_at), max(processed_at) "
+            "FROM promotions_locationbatch WHERE received_at >= %s",
+            [since],
+        )
+        stored, processed, first, last = cursor.fetchone()
+    return Progress(stored, processed, first, last)
 
-    totals = Ping.objects.filter(ping_id__startswith=f"{prefix}-").aggregate(
-        stored=Count("id"),
-        processed=Count("processed_at"),
-        first=Min("received_at"),
-        last=Max("processed_at"),
-    )
-    return Progress(totals["stored"], totals["processed"], totals["first"], totals["last"])
+
+def processed_times(since: datetime) -> dict[int, datetime]:
+    """When each ping stored since `since` was processed, by the ping's row id."""
+    from promotions.models import LocationBatch
+
+    batches = LocationBatch.objects.filter(received_at__gte=since).exclude(processed_at=None)
+    return {
+        ping: processed_at
+        for ping_ids, processed_at in batches.values_list("ping_ids", "processed_at")
+        for ping in ping_ids
+    }
 
 
-def processed_of(tally: Tally, prefix: str) -> int:
+def processed_of(tally: Tally, since: datetime) -> int:
     """How many of the pings the server accepted are processed, checked id by id."""
     from promotions.models import Ping
 
-    done = set(
-        Ping.objects.filter(ping_id__startswith=f"{prefix}-", processed_at__isnull=False)
-        .values_list("ping_id", flat=True)
-        .iterator(chunk_size=10_000)
-    )
+    rows = Ping.objects.filter(id__in_batch=set(processed_times(since)))
+    done = set(rows.values_list("ping_id", flat=True).iterator(chunk_size=10_000))
     return sum(ping_id in done for record in tally.answered for ping_id in record.ping_ids)
 
 
-def wait_processed(prefix: str, accepted: int, timeout: float, processes: Processes) -> float:
+def wait_processed(since: datetime, accepted: int, timeout: float, processes: Processes) -> float:
     """Seconds until every accepted ping of the phase is processed, or NaN past the bound
     (the report then shows how many were not)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        now = progress(prefix)
+        now = progress(since)
         if now.stored == accepted and now.processed == accepted:
             return time.monotonic() - started
         processes.check_alive()
@@ -749,20 +759,22 @@ class Latency:
     to_backend: list[float] = field(default_factory=list)  # send task starts -> handed over
 
 
-def latencies(tally: Tally, sms: list[dict]) -> Latency:
+def latencies(tally: Tally, sms: list[dict], since: datetime) -> Latency:
     """Each SMS is traced to the ping that caused it through its delivery's presence event;
     the ping's acceptance is its request's answer, on this machine's clock like the SMS's."""
     from promotions.models import Delivery
 
     accepted_at = {ping_id: r.answered for r in tally.answered for ping_id in r.entering}
     handed = {int(line["reference"]): datetime.fromisoformat(line["sent_at"]) for line in sms}
+    processed_at_of = processed_times(since)
     rows = Delivery.objects.filter(id__in=handed).values_list(
-        "id", "presence_event__ping__ping_id", "presence_event__ping__processed_at", "sent_at"
+        "id", "presence_event__ping__ping_id", "presence_event__ping_id", "sent_at"
     )
     found = Latency()
-    for delivery_id, ping_id, processed_at, send_started in rows:
+    for delivery_id, ping_id, ping_pk, send_started in rows:
         if ping_id not in accepted_at:
             continue
+        processed_at = processed_at_of[ping_pk]
         accepted, backend = accepted_at[ping_id], handed[delivery_id].timestamp()
         found.total.append(backend - accepted)
         found.to_batch.append(processed_at.timestamp() - accepted)
@@ -822,6 +834,7 @@ def phase_a(
     )
     log_start = len(processes.log("worker"))
     began, cpu_before = time.monotonic(), cpu_snapshot(processes)
+    since = datetime.now(UTC)
     tally = Tally()
     threads = offered_load(
         maker,
@@ -835,7 +848,7 @@ def phase_a(
     )
     longest_queue = watch_queue(threads, processes)
     drained_after = wait_processed(
-        "a", tally.accepted, bounded(args.drain_seconds, give_up_at), processes
+        since, tally.accepted, bounded(args.drain_seconds, give_up_at), processes
     )
     expected_sms = sum(len(record.entering) for record in tally.answered)
     sms_path = Path(processes.env["SMS_FILE_PATH"])
@@ -849,10 +862,10 @@ def phase_a(
         tally=tally,
         longest_queue=longest_queue,
         drained_after=drained_after,
-        stored=progress("a").stored,
-        processed=processed_of(tally, "a"),
+        stored=progress(since).stored,
+        processed=processed_of(tally, since),
         expected_sms=expected_sms,
-        latency=latencies(tally, read_sms(sms_path)),
+        latency=latencies(tally, read_sms(sms_path), since),
         tasks=task_times(processes.log("worker")[log_start:]),
         wall=wall,
         cpu=cpu,
@@ -874,6 +887,7 @@ def phase_b(
     )
     log_start = len(processes.log("worker"))
     began, cpu_before = time.monotonic(), cpu_snapshot(processes)
+    since = datetime.now(UTC)
     tally = Tally()
     threads = flat_out(
         maker,
@@ -886,17 +900,17 @@ def phase_b(
     longest_queue = watch_queue(threads, processes)
     # HTTP accepts faster than one worker processes: the backlog outlasts the burst.
     drained_after = wait_processed(
-        "b", tally.accepted, bounded(args.drain_seconds * 2, give_up_at), processes
+        since, tally.accepted, bounded(args.drain_seconds * 2, give_up_at), processes
     )
     wall, cpu = time.monotonic() - began, cpu_used(cpu_before, cpu_snapshot(processes))
-    done = progress("b")
+    done = progress(since)
     if not tally.answered or done.last_processed is None:
         raise LoadTestError(f"Phase B: nothing was accepted and processed; {tally.failures[:3]}")
     http_seconds = max(r.answered for r in tally.answered) - min(r.sent for r in tally.answered)
     # processed_at is stamped when a batch's task starts, so the last batch's own run (one
     # task's time, shown with the worker's tasks) is not counted.
     process_seconds = (done.last_processed - done.first_received).total_seconds()
-    processed = processed_of(tally, "b")
+    processed = processed_of(tally, since)
     return PhaseB(
         tally=tally,
         longest_queue=longest_queue,
@@ -1105,10 +1119,10 @@ def run(
 
     # Warm-up: each web worker's first requests and the worker's first batch (which builds
     # its fence index) pay one-off costs that are not the steady state being measured.
-    warm, client = Tally(), Client(port, key, processes.stop)
+    warm, client, since = Tally(), Client(port, key, processes.stop), datetime.now(UTC)
     for _ in range(4 * args.web_workers):
         client.post(maker.batch("w", 50, 0)[0], warm, [], 0.0)
-    if warm.failures or math.isnan(wait_processed("w", warm.accepted, 30, processes)):
+    if warm.failures or math.isnan(wait_processed(since, warm.accepted, 30, processes)):
         raise LoadTestError(f"The warm-up failed: {warm.failures[:3]}\n{processes.log('worker')}")
 
     give_up_at = began + args.max_seconds

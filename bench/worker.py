@@ -43,7 +43,14 @@ def main() -> None:
 
     from customers.models import Customer, Device, SmsConsent
     from promotions import decisions
-    from promotions.models import Campaign, CampaignStatus, Ping, PresenceEvent, Store
+    from promotions.models import (
+        Campaign,
+        CampaignStatus,
+        LocationBatch,
+        Ping,
+        PresenceEvent,
+        Store,
+    )
 
     call_command("migrate", verbosity=0)
     call_command("flush", interactive=False, verbosity=0)
@@ -82,9 +89,10 @@ def main() -> None:
     home_lat = rng.uniform(42.5, 51.0, len(devices))
     home_lon = rng.uniform(-4.5, 8.0, len(devices))
 
-    def store_round(round_number: int) -> list[int]:
+    def store_round(round_number: int, batch_size: int) -> list[LocationBatch]:
         """One ping from every device, a walk of a few hundred metres from its last one
-        (a faster move would be a teleport, marked suspicious)."""
+        (a faster move would be a teleport, marked suspicious), stored in batches as ingest
+        stores them."""
         at = start_at + timedelta(minutes=5 * round_number)
         points_lat = home_lat + rng.uniform(-0.002, 0.002, len(devices))
         points_lon = home_lon + rng.uniform(-0.003, 0.003, len(devices))
@@ -92,30 +100,30 @@ def main() -> None:
             Ping(device=d, latitude=a, longitude=o, accuracy=15, recorded_at=at)
             for d, a, o in zip(devices, points_lat.tolist(), points_lon.tolist(), strict=True)
         )
-        return [row.id for row in rows]
+        return LocationBatch.objects.bulk_create(
+            LocationBatch(ping_ids=[row.id for row in rows[first : first + batch_size]])
+            for first in range(0, len(rows), batch_size)
+        )
 
     # Warm up: tracks exist, the index is built, as on a worker that has been running.
-    decisions.process_location_batch(ping_ids=store_round(0), sighting_ids=[], now=timezone.now())
+    [warm_up] = store_round(0, len(devices))
+    decisions.process_location_batch(batch_id=warm_up.pk, now=timezone.now())
 
     batched_seconds, batched_pings, queries = 0.0, 0, []
     for round_number in range(1, args.rounds + 1):
-        ids = store_round(round_number)
-        for first in range(0, len(ids), args.batch):
-            chunk = ids[first : first + args.batch]
+        for batch in store_round(round_number, args.batch):
             with CaptureQueriesContext(connection) as captured:
                 started = time.perf_counter()
-                decisions.process_location_batch(
-                    ping_ids=chunk, sighting_ids=[], now=timezone.now()
-                )
+                decisions.process_location_batch(batch_id=batch.pk, now=timezone.now())
                 batched_seconds += time.perf_counter() - started
-            batched_pings += len(chunk)
+            batched_pings += len(batch.ping_ids)
             queries.append(len(captured.captured_queries))
 
-    single_ids = store_round(args.rounds + 1)[:500]
+    singles = store_round(args.rounds + 1, 1)[:500]
     started = time.perf_counter()
-    for ping_id in single_ids:
-        decisions.process_location_batch(ping_ids=[ping_id], sighting_ids=[], now=timezone.now())
-    single_rate = len(single_ids) / (time.perf_counter() - started)
+    for batch in singles:
+        decisions.process_location_batch(batch_id=batch.pk, now=timezone.now())
+    single_rate = len(singles) / (time.perf_counter() - started)
     batched_rate = batched_pings / batched_seconds
     changed = PresenceEvent.objects.count() + Ping.objects.filter(suspicious=True).count()
     if changed:

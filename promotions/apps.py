@@ -29,3 +29,11 @@ class PromotionsConfig(AppConfig):
         m2m_changed.connect(
             fences_changed, sender=Campaign.stores.through, dispatch_uid="fences-campaign-stores"
         )
+
+        # A device's deletion waits for ping ingest in flight (pings have no foreign key).
+        from django.db.models.signals import pre_delete
+
+        from customers.models import Device
+        from promotions.ingest import devices_deleted
+
+        pre_delete.connect(devices_deleted, sender=Device, dispatch_uid="devices-deleted")

@@ -24,6 +24,7 @@ from promotions.models import (
     Delivery,
     DeliveryReason,
     DeliveryStatus,
+    LocationBatch,
     OfferCode,
     PresenceEvent,
     PresenceKind,
@@ -184,19 +185,24 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
     return queued
 
 
-def process_location_batch(
-    *, ping_ids: list[int], sighting_ids: list[int], now: datetime
-) -> list[int]:
+def process_location_batch(*, batch_id: int, now: datetime) -> list[int]:
     """A stored batch from presence to decisions, in one transaction, so that a worker dying
     half-way leaves nothing decided-about but undecided: the redelivered batch starts over.
-    Returns the deliveries to send, including any its first run decided but never enqueued."""
+    Returns the deliveries to send. A batch processed before (redelivered after its worker
+    died between deciding and enqueuing, or given to two workers) is not processed again:
+    it returns what its first run decided and no task has claimed."""
     with transaction.atomic():
-        event_ids = tracking.process_location_batch(
-            ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
-        )
-        queued = decide_presence_events(event_ids=event_ids, now=now)
-    stranded = stranded_deliveries(ping_ids=ping_ids, sighting_ids=sighting_ids)
-    return sorted(set(queued) | set(stranded))
+        # The row lock makes a second worker given the same batch wait, then see it done.
+        batch = LocationBatch.objects.select_for_update().filter(pk=batch_id).first()
+        if batch is None:  # past retention, purged
+            return []
+        if batch.processed_at is None:
+            event_ids = tracking.process_location_batch(
+                ping_ids=batch.ping_ids, sighting_ids=batch.sighting_ids, now=now
+            )
+            LocationBatch.objects.filter(pk=batch_id).update(processed_at=now)
+            return decide_presence_events(event_ids=event_ids, now=now)
+    return stranded_deliveries(ping_ids=batch.ping_ids, sighting_ids=batch.sighting_ids)
 
 
 def process_presence_tick(*, now: datetime) -> list[int]:

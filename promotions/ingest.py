@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from django.db import IntegrityError, connection, models, transaction
 
 from promotions.batch_sql import json_rows, json_time_writer
-from promotions.models import Ping
+from promotions.models import LocationBatch, Ping
 
 Row = TypeVar("Row", bound=models.Model)
 Errors = dict[str, list[str]]
@@ -22,6 +22,9 @@ ValidItems = list[tuple[int, dict[str, Any]]]
 # Two concurrent requests carrying the same item can both pass the duplicate check; the
 # loser's insert fails on the unique constraint and is retried with fresh knowledge.
 INSERT_ATTEMPTS = 3
+# The PostgreSQL advisory lock that ping ingest holds shared and a device's deletion holds
+# exclusively (any fixed number no other code uses).
+DEVICES_LOCK = 0x7061_7373_6167_6501
 
 
 @dataclass
@@ -112,3 +115,37 @@ def insert_new_pings(rows: list[PingRow], received_at: datetime) -> list[int]:
             [received_at, json.dumps(values)],
         )
         return [pk for (pk,) in cursor.fetchall()]
+
+
+def new_location_batch(
+    *, received_at: datetime, ping_ids: list[int] = (), sighting_ids: list[int] = ()
+) -> int | None:
+    """Record what one request stored, for a worker to process; None when it stored
+    nothing. Called in the transaction that stored the rows, so a batch never names rows
+    that are not there."""
+    if not (ping_ids or sighting_ids):
+        return None
+    batch = LocationBatch.objects.create(
+        received_at=received_at, ping_ids=list(ping_ids), sighting_ids=list(sighting_ids)
+    )
+    return batch.pk
+
+
+def hold_devices_for_ingest() -> None:
+    """Called first in the transaction that stores pings: a device deleted meanwhile waits
+    for it to commit (see `devices_deleted`). One shared lock a request, where a foreign key
+    would lock the device's row once for every ping."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [DEVICES_LOCK])
+
+
+def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:
+    """pre_delete receiver for Device. Pings name their device without a foreign key, so a
+    deletion could miss pings that an ingest in flight stores after the deletion collected
+    the device's pings. It waits for such ingest to commit and deletes what it stored; ingest
+    starting later waits for the deletion, then finds no device and rejects its pings."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DEVICES_LOCK])
+    Ping.objects.filter(device_id=instance.pk).delete()

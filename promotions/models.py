@@ -237,9 +237,16 @@ class Campaign(models.Model):
 class Ping(models.Model):
     """A location fix from the app, stored as received (suspicious ones included)."""
 
-    # Its unique constraints lead with the device, so they serve lookups by device too.
+    # Its unique constraints lead with the device, so they serve lookups by device too. No
+    # foreign key in the database: checking one costs a row lock on the device per ping,
+    # the largest cost of ingest. A device's deletion waits for the ingest in flight
+    # instead (promotions.ingest.devices_deleted).
     device = models.ForeignKey(
-        Device, on_delete=models.CASCADE, related_name="pings", db_index=False
+        Device,
+        on_delete=models.CASCADE,
+        related_name="pings",
+        db_index=False,
+        db_constraint=False,
     )
     ping_id = models.CharField(max_length=64, null=True, blank=True)
     latitude = models.FloatField()
@@ -252,7 +259,6 @@ class Ping(models.Model):
         default=False, help_text="A mocked location or a teleport: kept, but triggers nothing."
     )
     received_at = models.DateTimeField(default=timezone.now)
-    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -265,17 +271,35 @@ class Ping(models.Model):
                 fields=["device", "recorded_at"], name="ping_time_unique_per_device"
             ),
         ]
+        indexes = [models.Index(fields=["received_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}@{self.recorded_at:%Y-%m-%dT%H:%M:%S}"
+
+
+class LocationBatch(models.Model):
+    """The pings or sightings one request stored: what a worker processes as one unit, and
+    what the sweep finds unprocessed when its task was lost. One row a request, so marking
+    a batch processed is one update, not one a ping."""
+
+    received_at = models.DateTimeField(default=timezone.now)
+    processed_at = models.DateTimeField(null=True, blank=True)
+    ping_ids = models.JSONField(default=list, blank=True)
+    sighting_ids = models.JSONField(default=list, blank=True)
+
+    class Meta:
+        verbose_name_plural = "location batches"
         indexes = [
             models.Index(fields=["received_at"]),
             models.Index(
                 fields=["received_at"],
                 condition=models.Q(processed_at__isnull=True),
-                name="ping_unprocessed",
+                name="location_batch_unprocessed",
             ),
         ]
 
     def __str__(self) -> str:
-        return f"{self.device_id}@{self.recorded_at:%Y-%m-%dT%H:%M:%S}"
+        return f"{len(self.ping_ids)} pings, {len(self.sighting_ids)} sightings"
 
 
 class SightingSource(models.TextChoices):
@@ -298,7 +322,6 @@ class Sighting(models.Model):
     mac = models.CharField(max_length=17, blank=True)
     seen_at = models.DateTimeField()
     received_at = models.DateTimeField(default=timezone.now)
-    processed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         constraints = [
@@ -313,14 +336,7 @@ class Sighting(models.Model):
                 name="gateway_sighting_unique",
             ),
         ]
-        indexes = [
-            models.Index(fields=["received_at"]),
-            models.Index(
-                fields=["received_at"],
-                condition=models.Q(processed_at__isnull=True),
-                name="sighting_unprocessed",
-            ),
-        ]
+        indexes = [models.Index(fields=["received_at"])]
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.store_id}"

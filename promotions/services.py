@@ -13,14 +13,17 @@ from promotions.ingest import (
     IngestResult,
     PingRow,
     ValidItems,
+    hold_devices_for_ingest,
     insert_new_pings,
     insert_new_rows,
+    new_location_batch,
 )
 from promotions.models import (
     ApiKey,
     Beacon,
     CampaignStatus,
     Gateway,
+    LocationBatch,
     Ping,
     Scope,
     Sighting,
@@ -58,32 +61,37 @@ def delete_store(*, store: Store) -> None:
     store.delete()
 
 
-def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> None:
-    devices = _device_pks("device_id", {values["device_id"] for _, values in items})
-    rows: list[PingRow] = []
-    for index, values in items:
-        device_pk = devices.get(values["device_id"])
-        if device_pk is None:
-            result.reject(index, {"device_id": [f"Unknown device '{values['device_id']}'."]})
-            continue
-        rows.append(
-            (
-                device_pk,
-                values.get("ping_id"),
-                values["latitude"],
-                values["longitude"],
-                values["accuracy"],
-                values["recorded_at"],
-                values.get("speed"),
-                values["mocked"],
+def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
+    """Store a request's pings; returns the location batch to process (None if none new)."""
+    with transaction.atomic():
+        hold_devices_for_ingest()
+        devices = _device_pks("device_id", {values["device_id"] for _, values in items})
+        rows: list[PingRow] = []
+        for index, values in items:
+            device_pk = devices.get(values["device_id"])
+            if device_pk is None:
+                result.reject(index, {"device_id": [f"Unknown device '{values['device_id']}'."]})
+                continue
+            rows.append(
+                (
+                    device_pk,
+                    values.get("ping_id"),
+                    values["latitude"],
+                    values["longitude"],
+                    values["accuracy"],
+                    values["recorded_at"],
+                    values.get("speed"),
+                    values["mocked"],
+                )
             )
-        )
-    stored_ids = insert_new_pings(rows, received_at=now)
-    result.add_stored_ids(stored_ids, duplicates=len(rows) - len(stored_ids))
+        stored_ids = insert_new_pings(rows, received_at=now)
+        result.add_stored_ids(stored_ids, duplicates=len(rows) - len(stored_ids))
+        return new_location_batch(received_at=now, ping_ids=stored_ids)
 
 
-def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> None:
-    """Store beacons the app ranged: the beacon places the device in its store and zone."""
+def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
+    """Store beacons the app ranged: the beacon places the device in its store and zone.
+    Returns the location batch to process (None if none new)."""
     devices = _device_pks("device_id", {values["device_id"] for _, values in items})
     beacons = {
         identity: (pk, store_id, zone_id)
@@ -116,13 +124,14 @@ def record_app_sightings(*, items: ValidItems, result: IngestResult, now: dateti
                 received_at=now,
             )
         )
-    _store_sightings(sightings, result, place="beacon_id")
+    return _store_sightings(sightings, result, place="beacon_id", now=now)
 
 
 def record_gateway_sightings(
     *, gateway_id: str, items: ValidItems, result: IngestResult, now: datetime
-) -> None:
-    """Store the devices a gateway saw: the gateway places them in its store and zone."""
+) -> int | None:
+    """Store the devices a gateway saw: the gateway places them in its store and zone.
+    Returns the location batch to process (None if none new)."""
     # The id comes from the URL; PostgreSQL refuses a NUL even in a lookup, and no stored
     # id holds one.
     gateway = (
@@ -131,7 +140,7 @@ def record_gateway_sightings(
     if gateway is None:
         for index, _ in items:
             result.reject(index, {"gateway_id": [f"Unknown gateway '{gateway_id}'."]})
-        return
+        return None
     devices = _device_pks("ble_identity", {values["identity"] for _, values in items})
     sightings = []
     for index, values in items:
@@ -154,10 +163,12 @@ def record_gateway_sightings(
                 received_at=now,
             )
         )
-    _store_sightings(sightings, result, place="gateway_id")
+    return _store_sightings(sightings, result, place="gateway_id", now=now)
 
 
-def _store_sightings(sightings: list[Sighting], result: IngestResult, *, place: str) -> None:
+def _store_sightings(
+    sightings: list[Sighting], result: IngestResult, *, place: str, now: datetime
+) -> int | None:
     """Store sightings once per device, place (beacon or gateway) and time."""
 
     def keys_of(sighting: Sighting) -> list[Hashable]:
@@ -175,7 +186,8 @@ def _store_sightings(sightings: list[Sighting], result: IngestResult, *, place: 
         stored, duplicates = insert_new_rows(
             Sighting, sightings, keys_of=keys_of, stored_keys=stored_keys
         )
-    result.add_stored(stored, duplicates)
+        result.add_stored(stored, duplicates)
+        return new_location_batch(received_at=now, sighting_ids=[row.pk for row in stored])
 
 
 def _device_pks(field: str, keys: set[str]) -> dict[str, int]:
@@ -187,9 +199,11 @@ def _device_pks(field: str, keys: set[str]) -> dict[str, int]:
 
 
 def purge_location_history(*, now: datetime) -> int:
-    """Delete raw pings and sightings past the retention period; returns how many. Presence
-    events keep their history without them (their evidence link is cleared)."""
+    """Delete raw pings and sightings past the retention period, and the batches that named
+    them; returns how many pings and sightings. Presence events keep their history without
+    them (their evidence link is cleared)."""
     cutoff = now - timedelta(days=settings.LOCATION_RETENTION_DAYS)
     pings, _ = Ping.objects.filter(received_at__lt=cutoff).delete()
     sightings, _ = Sighting.objects.filter(received_at__lt=cutoff).delete()
+    LocationBatch.objects.filter(received_at__lt=cutoff).delete()
     return pings + sightings

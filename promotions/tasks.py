@@ -6,7 +6,7 @@ acknowledgement is safe: a batch redelivered after a worker died is processed on
 
 import logging
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import timedelta
 
 from celery import shared_task
@@ -31,13 +31,9 @@ DATABASE_ERRORS = (OperationalError, InterfaceError)
     retry_jitter=True,
     max_retries=5,
 )
-def process_location_batch(self, ping_ids: list[int], sighting_ids: list[int]) -> int:
+def process_location_batch(self, batch_id: int) -> int:
     """A stored batch of pings or sightings: presence, then decisions, then sends."""
-    return queue_sends(
-        decisions.process_location_batch(
-            ping_ids=ping_ids, sighting_ids=sighting_ids, now=timezone.now()
-        )
-    )
+    return queue_sends(decisions.process_location_batch(batch_id=batch_id, now=timezone.now()))
 
 
 @shared_task(bind=True, acks_late=True, max_retries=settings.SMS_MAX_RETRIES)
@@ -79,16 +75,14 @@ def sweep_unprocessed(self) -> int:
     processed. It processes in place, a bounded amount per run, instead of enqueuing: when
     the workers are merely behind, enqueuing again would only grow the backlog."""
     now = timezone.now()
-    batches = tracking.unprocessed_batches(
-        now=now, older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS), limit=10_000
+    batch_ids = tracking.unprocessed_batches(
+        now=now, older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS), limit=10
     )
-    for ping_ids, sighting_ids in batches:
-        queue_sends(
-            decisions.process_location_batch(ping_ids=ping_ids, sighting_ids=sighting_ids, now=now)
-        )
+    for batch_id in batch_ids:
+        queue_sends(decisions.process_location_batch(batch_id=batch_id, now=now))
     late = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
     queue_sends(decisions.stranded_deliveries(due_before=late))
-    return len(batches)
+    return len(batch_ids)
 
 
 def queue_sends(delivery_ids: Iterable[int]) -> int:
@@ -101,22 +95,15 @@ def queue_sends(delivery_ids: Iterable[int]) -> int:
     return count
 
 
-def enqueue_location_batch(
-    *, ping_ids: Sequence[int] = (), sighting_ids: Sequence[int] = ()
-) -> None:
+def enqueue_location_batch(batch_id: int | None) -> None:
     """Hand a stored batch to the workers. The batch is already durable; if the broker
-    cannot take it, the answer to the client still stands and the failure is logged."""
-    if not (ping_ids or sighting_ids):
+    cannot take it, the answer to the client still stands, the failure is logged, and the
+    sweep processes the batch later."""
+    if batch_id is None:
         return
     try:
-        # A short argsrepr: Celery would otherwise format every id for its logs and events.
-        process_location_batch.apply_async(
-            (list(ping_ids), list(sighting_ids)),
-            argsrepr=f"({len(ping_ids)} pings, {len(sighting_ids)} sightings)",
-        )
+        process_location_batch.delay(batch_id)
     except Exception:
         if settings.CELERY_TASK_ALWAYS_EAGER:
             raise
-        logger.exception(
-            "Could not enqueue a location batch of %d items.", len(ping_ids) + len(sighting_ids)
-        )
+        logger.exception("Could not enqueue location batch %d.", batch_id)

@@ -28,6 +28,7 @@ from promotions.models import (
     CampaignStatus,
     DeviceTrack,
     FenceVersion,
+    LocationBatch,
     Ping,
     Presence,
     PresenceEvent,
@@ -150,17 +151,7 @@ def process_location_batch(
             now=now,
         )
 
-    with transaction.atomic():
-        event_ids = _run(observations.keys(), advance, now=now) if observations else []
-        # In the same transaction: a batch is processed, or it is not and the sweep finds it.
-        if ping_ids:
-            unprocessed = Ping.objects.filter(id__in_batch=set(ping_ids), processed_at=None)
-            unprocessed.update(processed_at=now)
-        if sighting_ids:
-            Sighting.objects.filter(id__in_batch=set(sighting_ids), processed_at=None).update(
-                processed_at=now
-            )
-    return event_ids
+    return _run(observations.keys(), advance, now=now) if observations else []
 
 
 def _locate_all(
@@ -177,25 +168,11 @@ def _locate_all(
     return found
 
 
-def unprocessed_batches(
-    *, now: datetime, older_than: timedelta, size: int = 1000, limit: int = 100_000
-) -> list[tuple[list[int], list[int]]]:
-    """Stored pings and sightings no task has processed, in batches: those whose task was
-    lost (a broker down when the batch was accepted, a queue purged)."""
-    cutoff = now - older_than
-    pings = list(
-        Ping.objects.filter(processed_at=None, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("id", flat=True)[:limit]
-    )
-    sightings = list(
-        Sighting.objects.filter(processed_at=None, received_at__lt=cutoff)
-        .order_by("received_at")
-        .values_list("id", flat=True)[:limit]
-    )
-    return [(pings[i : i + size], []) for i in range(0, len(pings), size)] + [
-        ([], sightings[i : i + size]) for i in range(0, len(sightings), size)
-    ]
+def unprocessed_batches(*, now: datetime, older_than: timedelta, limit: int) -> list[int]:
+    """Stored batches no task has processed, oldest first: those whose task was lost (a
+    broker down when the batch was accepted, a queue purged)."""
+    unprocessed = LocationBatch.objects.filter(processed_at=None, received_at__lt=now - older_than)
+    return list(unprocessed.order_by("received_at").values_list("id", flat=True)[:limit])
 
 
 def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:

@@ -167,8 +167,9 @@ class PingBatchView(BatchIngestView):
         return super().validate(data, now)
 
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
-        services.record_pings(items=valid, result=result, now=kwargs["now"])
-        tasks.enqueue_location_batch(ping_ids=result.stored_ids)
+        tasks.enqueue_location_batch(
+            services.record_pings(items=valid, result=result, now=kwargs["now"])
+        )
 
 
 @documented_batch
@@ -177,8 +178,9 @@ class SightingBatchView(BatchIngestView):
     item_serializer = SightingSerializer
 
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
-        services.record_app_sightings(items=valid, result=result, now=kwargs["now"])
-        tasks.enqueue_location_batch(sighting_ids=result.stored_ids)
+        tasks.enqueue_location_batch(
+            services.record_app_sightings(items=valid, result=result, now=kwargs["now"])
+        )
 
 
 @documented_batch
@@ -187,7 +189,8 @@ class GatewaySightingBatchView(BatchIngestView):
     item_serializer = GatewaySightingSerializer
 
     def store(self, valid: ValidItems, result: IngestResult, **kwargs: Any) -> None:
-        services.record_gateway_sightings(
-            gateway_id=kwargs["gateway_id"], items=valid, result=result, now=kwargs["now"]
+        tasks.enqueue_location_batch(
+            services.record_gateway_sightings(
+                gateway_id=kwargs["gateway_id"], items=valid, result=result, now=kwargs["now"]
+            )
         )
-        tasks.enqueue_location_batch(sighting_ids=result.stored_ids)

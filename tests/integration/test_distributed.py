@@ -20,7 +20,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from customers.models import SmsConsent
-from promotions.models import Delivery, Ping
+from promotions.models import Delivery, LocationBatch, Ping
 from promotions.services import create_api_key
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
@@ -79,30 +79,36 @@ def post_pings(url: str, key: str, pings: list[dict]) -> requests.Response:
     )
 
 
-def store_pings(devices) -> list[int]:
-    """Pings stored as ingest stores them, with no task enqueued yet."""
+def store_pings(devices) -> LocationBatch:
+    """Pings and their batch stored as ingest stores them, with no task enqueued yet."""
     at = timezone.now() - timedelta(seconds=20)
-    return [
+    ping_ids = [
         Ping.objects.create(
             device=device, latitude=RIVOLI[0], longitude=RIVOLI[1], accuracy=10, recorded_at=at
         ).id
         for device in devices
     ]
+    return LocationBatch.objects.create(ping_ids=ping_ids)
 
 
-def enqueue_batch(broker_url: str, ping_ids: list[int], copies: int = 1) -> None:
+def enqueue_batch(broker_url: str, batch: LocationBatch, copies: int = 1) -> None:
     app = Celery(broker=broker_url)
     for _ in range(copies):
-        app.send_task("promotions.tasks.process_location_batch", args=[ping_ids, []])
+        app.send_task("promotions.tasks.process_location_batch", args=[batch.pk])
     app.close()
 
 
-def figures(fake: twilio_fake.FakeTwilio, ping_ids=None) -> dict:
+def processed_ping_ids() -> set[int]:
+    done = LocationBatch.objects.exclude(processed_at=None).values_list("ping_ids", flat=True)
+    return {pk for ping_ids in done for pk in ping_ids}
+
+
+def figures(fake: twilio_fake.FakeTwilio, batch: LocationBatch | None = None) -> dict:
     sent_to = Counter(r.form["To"] for r in fake.accepted)
-    pings = Ping.objects.filter(id__in=ping_ids) if ping_ids is not None else Ping.objects
+    ping_ids = set(batch.ping_ids if batch else Ping.objects.values_list("id", flat=True))
     return {
-        "pings_accepted": pings.count(),
-        "pings_processed": pings.exclude(processed_at=None).count(),
+        "pings_accepted": len(ping_ids),
+        "pings_processed": len(ping_ids & processed_ping_ids()),
         "decisions": Delivery.objects.count(),
         "sms_sent": Delivery.objects.filter(status="sent").count(),
         "sms_at_twilio": sum(sent_to.values()),
@@ -138,27 +144,24 @@ def test_pings_through_gunicorn_reach_one_sms_each(processes, world, broker, req
 
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_another(processes, world):
     devices = shoppers(300)
-    ping_ids = store_pings(devices)
+    batch = store_pings(devices)
     first = processes.worker("first")
-    enqueue_batch(processes.broker_url, ping_ids)
+    enqueue_batch(processes.broker_url, batch)
     processes.wait_for_log(first, "process_location_batch")
     time.sleep(0.3)
 
     processes.kill(first, signal.SIGKILL)
-    killed_with = figures(processes.twilio, ping_ids)
+    killed_with = figures(processes.twilio, batch)
     processes.worker("second")
 
     wait_until(
-        lambda: (
-            Ping.objects.filter(id__in=ping_ids, processed_at=None).count() == 0
-            and all_sent(processes.twilio, 300)
-        ),
+        lambda: set(batch.ping_ids) <= processed_ping_ids() and all_sent(processes.twilio, 300),
         what="the batch to be redelivered and processed",
         timeout=120,
     )
     with report("worker SIGKILLed mid-batch") as out:
         out["processed_when_killed"] = killed_with["pings_processed"]
-        out.update(figures(processes.twilio, ping_ids))
+        out.update(figures(processes.twilio, batch))
     assert out["pings_processed"] == out["pings_accepted"] == 300
     assert out["duplicate_sms"] == 0
     assert out["sms_at_twilio"] == out["sms_sent"] == 300
@@ -166,16 +169,16 @@ def test_a_worker_killed_mid_batch_leaves_the_batch_to_another(processes, world)
 
 def test_two_workers_given_the_same_batch_send_one_sms_each(processes, world):
     devices = shoppers(100)
-    ping_ids = store_pings(devices)
+    batch = store_pings(devices)
     processes.worker("one")
     processes.worker("two")
 
-    enqueue_batch(processes.broker_url, ping_ids, copies=2)
+    enqueue_batch(processes.broker_url, batch, copies=2)
 
     wait_until(lambda: all_sent(processes.twilio, 100), what="100 SMS", timeout=90)
     time.sleep(2)  # let the second copy finish too
     with report("one batch given to two workers") as out:
-        out.update(figures(processes.twilio, ping_ids))
+        out.update(figures(processes.twilio, batch))
     assert out["sms_at_twilio"] == 100
     assert out["duplicate_sms"] == 0
 

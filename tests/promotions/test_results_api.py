@@ -10,7 +10,14 @@ from django.utils import timezone
 
 from customers.models import SmsConsent
 from promotions import tasks, tracking
-from promotions.models import Delivery, OfferCode, Ping, PresenceEvent, Redemption
+from promotions.models import (
+    Delivery,
+    LocationBatch,
+    OfferCode,
+    Ping,
+    PresenceEvent,
+    Redemption,
+)
 from promotions.sms import locmem
 from tests.clock import ago
 from tests.factories import (
@@ -391,43 +398,53 @@ def test_the_purge_removes_raw_location_past_retention_and_keeps_presence(rivoli
     assert PresenceEvent.objects.count() == 1
 
 
+def stored_batch(*, received_at):
+    """A ping and its batch as ingest stores them, with no task run for it."""
+    ping = Ping.objects.create(
+        device=DeviceFactory(),
+        latitude=48.8606,
+        longitude=2.3417,
+        accuracy=10,
+        recorded_at=received_at - timedelta(seconds=5),
+        received_at=received_at,
+    )
+    return LocationBatch.objects.create(received_at=received_at, ping_ids=[ping.id])
+
+
 def test_the_sweep_processes_a_batch_whose_task_was_lost(rivoli, settings):
     settings.SMS_BACKEND = "locmem"
     locmem.clear()
     campaign = CampaignFactory()
     campaign.stores.add(rivoli)
     # Stored, but its task never ran: the broker was down when the batch came in.
-    ping = Ping.objects.create(
-        device=DeviceFactory(),
-        latitude=48.8606,
-        longitude=2.3417,
-        accuracy=10,
-        recorded_at=timezone.now() - timedelta(seconds=50),
-        received_at=timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS + 1),
+    batch = stored_batch(
+        received_at=timezone.now() - timedelta(seconds=settings.SWEEP_AFTER_SECONDS + 1)
     )
 
     tasks.sweep_unprocessed.delay()
     tasks.sweep_unprocessed.delay()
 
-    ping.refresh_from_db()
-    assert ping.processed_at is not None
+    batch.refresh_from_db()
+    assert batch.processed_at is not None
     assert len(locmem.outbox) == 1
 
 
 def test_the_sweep_leaves_fresh_batches_to_their_task(rivoli):
-    ping = Ping.objects.create(
-        device=DeviceFactory(),
-        latitude=48.8606,
-        longitude=2.3417,
-        accuracy=10,
-        recorded_at=timezone.now(),
-    )
+    batch = stored_batch(received_at=timezone.now())
     tasks.sweep_unprocessed.delay()
-    ping.refresh_from_db()
-    assert ping.processed_at is None
+    batch.refresh_from_db()
+    assert batch.processed_at is None
 
 
-def test_an_accepted_batch_is_marked_processed(api, rivoli):
+def test_a_batch_purged_before_its_task_ran_is_nothing_to_do(rivoli):
+    batch = stored_batch(received_at=timezone.now())
+    LocationBatch.objects.filter(pk=batch.pk).delete()
+
+    assert tasks.process_location_batch.delay(batch.pk).get() == 0
+    assert PresenceEvent.objects.count() == 0
+
+
+def test_an_accepted_batch_is_processed_as_one_batch(api, rivoli):
     device = DeviceFactory()
     body = {
         "pings": [
@@ -436,9 +453,16 @@ def test_an_accepted_batch_is_marked_processed(api, rivoli):
                 "latitude": 48.8606,
                 "longitude": 2.3417,
                 "accuracy": 10,
-                "recorded_at": ago(seconds=5),
+                "recorded_at": ago(seconds=5 + n),
+                "ping_id": f"p{n}",
             }
+            for n in range(3)
         ]
     }
     api.post("/api/v1/pings", body)
-    assert Ping.objects.get().processed_at is not None
+    api.post("/api/v1/pings", body)  # all duplicates: nothing new to process
+
+    [batch] = LocationBatch.objects.all()
+    assert sorted(batch.ping_ids) == sorted(Ping.objects.values_list("id", flat=True))
+    assert batch.processed_at is not None
+    assert PresenceEvent.objects.filter(kind="entered").count() == 1

@@ -8,8 +8,8 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from customers.models import ConsentChange, SmsConsent
-from promotions import decisions, tasks, tracking
-from promotions.models import Delivery, Ping
+from promotions import decisions, tasks
+from promotions.models import Delivery, LocationBatch, Ping
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
 
@@ -35,8 +35,8 @@ def queue_offer(store, customer=None, *, seconds_ago=30):
         accuracy=10,
         recorded_at=now - timedelta(seconds=seconds_ago),
     )
-    events = tracking.process_location_batch(ping_ids=[ping.id], now=now)
-    [delivery_id] = decisions.decide_presence_events(event_ids=events, now=now)
+    batch = LocationBatch.objects.create(ping_ids=[ping.id])
+    [delivery_id] = decisions.process_location_batch(batch_id=batch.pk, now=now)
     return Delivery.objects.get(id=delivery_id)
 
 
@@ -150,8 +150,10 @@ def test_a_redelivered_batch_sends_what_its_first_run_decided_but_never_enqueued
     # The first run decided and died before enqueuing the send.
     delivery = queue_offer(store)
 
-    tasks.process_location_batch.delay([delivery.presence_event.ping_id], [])
-    tasks.process_location_batch.delay([delivery.presence_event.ping_id], [])
+    [batch] = LocationBatch.objects.all()
+
+    tasks.process_location_batch.delay(batch.pk)
+    tasks.process_location_batch.delay(batch.pk)
 
     delivery.refresh_from_db()
     assert delivery.status == "sent"

@@ -1,0 +1,123 @@
+"""Erasing a customer while their pings are being ingested leaves none of them behind.
+
+Pings name their device without a foreign key (checking one per ping was ingest's largest
+cost), so ingest and a device's deletion take turns on an advisory lock instead. These
+tests run two real transactions at once, so they need PostgreSQL.
+"""
+
+import threading
+from datetime import timedelta
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from customers.services import erase_customer
+from promotions import services
+from promotions.ingest import IngestResult
+from promotions.models import Ping
+from tests.factories import CustomerFactory, DeviceFactory
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
+    ),
+]
+
+
+def pings_of(device, count=3) -> list[tuple[int, dict]]:
+    at = timezone.now() - timedelta(seconds=30)
+    return [
+        (
+            n,
+            {
+                "device_id": device.device_id,
+                "latitude": 48.86,
+                "longitude": 2.34,
+                "accuracy": 10.0,
+                "recorded_at": at + timedelta(seconds=n),
+                "mocked": False,
+            },
+        )
+        for n in range(count)
+    ]
+
+
+class Paused(threading.Thread):
+    """Runs `work` in its own transaction and holds it open until released."""
+
+    def __init__(self, work):
+        super().__init__(daemon=True)
+        self.work, self.result, self.error = work, None, None
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def run(self):
+        try:
+            with transaction.atomic():
+                self.result = self.work()
+                self.inside.set()
+                self.release.wait(10)
+        except Exception as error:  # surfaced by the test
+            self.error = error
+            self.inside.set()
+        finally:
+            connection.close()
+
+
+def in_thread(work) -> threading.Thread:
+    def run():
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_an_erasure_waits_for_ingest_in_flight_and_removes_what_it_stored():
+    customer = CustomerFactory()
+    device = DeviceFactory(customer=customer)
+    ingest = Paused(
+        lambda: services.record_pings(
+            items=pings_of(device), result=IngestResult(), now=timezone.now()
+        )
+    )
+    ingest.start()
+    assert ingest.inside.wait(10) and ingest.error is None
+
+    erasure = in_thread(lambda: erase_customer(customer=customer))
+    erasure.join(0.5)
+    assert erasure.is_alive(), "the erasure must wait for the ingest to commit"
+
+    ingest.release.set()
+    ingest.join(10)
+    erasure.join(10)
+    assert ingest.result is not None  # the ingest stored its pings as a batch
+    assert not Ping.objects.filter(device_id=device.pk).exists()
+
+
+def test_ingest_after_an_erasure_began_rejects_the_device():
+    customer = CustomerFactory()
+    device = DeviceFactory(customer=customer)
+    erasure = Paused(lambda: erase_customer(customer=customer))
+    erasure.start()
+    assert erasure.inside.wait(10) and erasure.error is None
+
+    result = IngestResult()
+    ingest = in_thread(
+        lambda: services.record_pings(items=pings_of(device), result=result, now=timezone.now())
+    )
+    ingest.join(0.5)
+    assert ingest.is_alive(), "the ingest must wait for the erasure to commit"
+
+    erasure.release.set()
+    erasure.join(10)
+    ingest.join(10)
+    assert result.accepted == 0
+    assert [r["errors"] for r in result.rejected] == [
+        {"device_id": [f"Unknown device '{device.device_id}'."]}
+    ] * 3
+    assert not Ping.objects.exists()
