@@ -24,6 +24,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from math import asin, cos, radians, sin, sqrt
 from statistics import median
+from typing import NamedTuple
 
 ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
 
@@ -113,8 +114,9 @@ class PlaceState:
         )
 
 
-@dataclass
-class Track:
+# Fixes and tracks are NamedTuples: a worker builds thousands a batch, at half what a frozen
+# dataclass costs to build.
+class Track(NamedTuple):
     """A device's last applied GPS fix: its timeline watermark and the teleport check's origin."""
 
     latitude: float
@@ -123,8 +125,7 @@ class Track:
     at: datetime
 
 
-@dataclass(frozen=True)
-class Fix:
+class Fix(NamedTuple):
     device: int
     latitude: float
     longitude: float

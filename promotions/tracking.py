@@ -214,14 +214,19 @@ def _run(
         tracks: dict[int, presence.Track] = {}
         devices_of: dict[int, list[int]] = defaultdict(list)
         if with_tracks:
-            devices = Device.objects.filter(customer_id__in_batch=set(locked))
-            for device_id, customer_id in devices.values_list("id", "customer_id"):
+            devices = Device.objects.filter(customer_id__in_batch=set(locked)).values_list(
+                "id",
+                "customer_id",
+                "track__latitude",
+                "track__longitude",
+                "track__accuracy",
+                EpochSeconds("track__at"),
+            )
+            for device_id, customer_id, latitude, longitude, accuracy, seconds in devices:
                 devices_of[customer_id].append(device_id)
-            for device_id, latitude, longitude, accuracy, seconds in DeviceTrack.objects.filter(
-                device__in=devices
-            ).values_list("device_id", "latitude", "longitude", "accuracy", EpochSeconds("at")):
-                at = datetime.fromtimestamp(seconds, UTC)
-                tracks[device_id] = presence.Track(latitude, longitude, accuracy, at)
+                if seconds is not None:
+                    at = datetime.fromtimestamp(seconds, UTC)
+                    tracks[device_id] = presence.Track(latitude, longitude, accuracy, at)
 
         changed_states: list[tuple[int, presence.Place, presence.PlaceState]] = []
         changed_tracks: dict[int, presence.Track] = {}
