@@ -49,15 +49,21 @@ class InvalidInputError(ValueError):
 
 
 def apply_status_callback(
-    *, sid: str, status: str, error_code: int | None, now: datetime
+    *, sid: str, status: str, error_code: int | None, now: datetime, delivery_id: int | None = None
 ) -> Delivery | None:
-    """Move the delivery Twilio reports on forward; returns it, or None when nothing moved."""
+    """Move the delivery Twilio reports on forward; returns it, or None when nothing moved.
+    `delivery_id` comes from the callback's URL: Twilio may call back before the send task
+    has recorded the sid, and the delivery is then found by its id (and given its sid)."""
     move = STATUS_MOVES.get(status)
     if not sid or move is None:
         return None
     new_status, allowed_from = move
-    moved = Delivery.objects.filter(twilio_sid=sid, status__in=allowed_from).update(
+    reported = Q(twilio_sid=sid)
+    if delivery_id is not None:
+        reported |= Q(id=delivery_id, twilio_sid="")
+    moved = Delivery.objects.filter(reported, status__in=allowed_from).update(
         status=new_status,
+        twilio_sid=sid,
         error_code=error_code,
         status_updated_at=now,
     )

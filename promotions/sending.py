@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Case, F, Q, Value, When
 
 from customers.models import Customer, SmsConsent
 from customers.services import set_sms_consent
@@ -74,10 +75,15 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
             _opt_out(delivery_id, now)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
 
-    # A status callback may have raced ahead of this line; it matched nothing then, since
-    # the sid was not yet known, so "sent" is the right floor.
-    Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED).update(
-        status=DeliveryStatus.SENT, twilio_sid=sent.sid, sent_at=now, status_updated_at=now
+    # A status callback may have overtaken this line (it finds the delivery by the id in its
+    # URL) and moved it on: the sid and the time are recorded whatever the status, and
+    # "sent" replaces only "queued".
+    still_queued = Q(status=DeliveryStatus.QUEUED)
+    Delivery.objects.filter(id=delivery_id).update(
+        twilio_sid=sent.sid,
+        sent_at=now,
+        status=Case(When(still_queued, then=Value(DeliveryStatus.SENT)), default=F("status")),
+        status_updated_at=Case(When(still_queued, then=Value(now)), default=F("status_updated_at")),
     )
     return SendOutcome(DeliveryStatus.SENT, sent.sid)
 

@@ -30,6 +30,10 @@ def _error_code(raw: str | None) -> int | None:
     return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
 
 
+def _delivery_id(raw: str | None) -> int | None:
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
 @csrf_exempt
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
@@ -39,6 +43,7 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
         sid=request.POST.get("MessageSid", ""),
         status=request.POST.get("MessageStatus", "").lower(),
         error_code=_error_code(request.POST.get("ErrorCode")),
+        delivery_id=_delivery_id(request.GET.get("delivery")),
         now=timezone.now(),
     )
     return HttpResponse(status=204)

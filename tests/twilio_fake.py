@@ -8,6 +8,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import count
@@ -57,6 +58,9 @@ class FakeTwilio:
     requests: list[Recorded] = field(default_factory=list)
     script: deque[Answer] = field(default_factory=deque)
     sids: count = field(default_factory=lambda: count(1))
+    # Called with each accepted message and its sid before Twilio answers: a status callback
+    # that overtakes the answer.
+    on_accepted: Callable[[Recorded, str], None] | None = None
 
     def then(self, *answers: Answer) -> "FakeTwilio":
         """Answer the next requests with these, in order; afterwards, accept every message."""
@@ -92,6 +96,8 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
             fake.requests.append(recorded)
             answer = fake.answer()
             recorded.status = answer.status
+            if answer.status == 201 and fake.on_accepted:
+                fake.on_accepted(recorded, answer.body["sid"])
             if answer.delay:
                 time.sleep(answer.delay)
             body = json.dumps(answer.body or {}).encode()

@@ -1,5 +1,7 @@
 """The Twilio backend: the official SDK, pointed at TWILIO_API_BASE."""
 
+from urllib.parse import quote
+
 import requests
 from django.conf import settings
 from twilio.base.exceptions import TwilioRestException
@@ -48,7 +50,10 @@ class TwilioBackend:
             created = self.client.messages.create(
                 to=message.to,
                 body=message.body,
-                status_callback=settings.PUBLIC_BASE_URL + STATUS_CALLBACK_PATH,
+                # The delivery rides along: a callback that overtakes the send task, before
+                # the sid is recorded, still finds its delivery.
+                status_callback=f"{settings.PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}"
+                f"?delivery={quote(message.reference)}",
                 # Twilio drops what it could not hand over in time: a late offer is worthless.
                 validity_period=settings.SMS_VALIDITY_SECONDS,
                 **sender,

@@ -4,6 +4,8 @@ while queued, stale offers, pacing. Twilio is the local fake, reached through th
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
@@ -54,6 +56,28 @@ def test_a_queued_offer_is_sent_once_with_its_sid(twilio, store):
     assert delivery.sent_at is not None
     [request] = twilio.messages
     assert request.form["Body"] == delivery.body
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_status_callback_that_overtakes_the_send_is_kept(twilio, store, settings):
+    def call_back(request, sid):
+        # Twilio delivers and calls back before its answer to the send reaches the worker.
+        url = request.form["StatusCallback"]
+        form = {"MessageSid": sid, "MessageStatus": "delivered", "AccountSid": "AC1"}
+        signature = RequestValidator(twilio_fake.AUTH_TOKEN).compute_signature(url, form)
+        try:
+            path = url.removeprefix(settings.PUBLIC_BASE_URL)
+            Client().post(path, form, HTTP_X_TWILIO_SIGNATURE=signature)
+        finally:
+            connection.close()
+
+    twilio.on_accepted = call_back
+    delivery = send(queue_offer(store))
+
+    assert delivery.status == "delivered"
+    assert delivery.twilio_sid.startswith("SM")
+    assert delivery.sent_at is not None
+    assert len(twilio.messages) == 1
 
 
 def test_sending_the_same_delivery_again_sends_nothing(twilio, store):

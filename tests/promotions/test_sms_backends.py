@@ -55,7 +55,7 @@ def test_twilio_gets_the_message_with_its_callback_and_validity(twilio, settings
         "To": "+33612345678",
         "From": "+15005550006",
         "Body": MESSAGE.body,
-        "StatusCallback": "https://passage.example.com/webhooks/twilio/status",
+        "StatusCallback": "https://passage.example.com/webhooks/twilio/status?delivery=42",
         "ValidityPeriod": "600",
     }
     assert request.authorization.startswith("Basic ")

@@ -115,6 +115,34 @@ def test_a_callback_for_an_unknown_message_is_harmless(client):
     assert status(client, "SMunknown", "delivered").status_code == 204
 
 
+def status_of(client, delivery_param, sid, value):
+    form = {"MessageSid": sid, "MessageStatus": value, "AccountSid": "AC1"}
+    return signed_post(client, f"/webhooks/twilio/status?delivery={delivery_param}", form)
+
+
+def test_a_callback_ahead_of_the_recorded_sid_finds_its_delivery_by_id(client):
+    # Twilio called back before the send task recorded the sid it was given.
+    delivery = DeliveryFactory(status=DeliveryStatus.QUEUED, twilio_sid="")
+    assert status_of(client, delivery.id, "SM9", "delivered").status_code == 204
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.twilio_sid) == ("delivered", "SM9")
+
+
+def test_the_id_in_a_callback_never_moves_a_delivery_with_another_sid(client):
+    delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
+    status_of(client, delivery.id, "SM2", "failed")
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.twilio_sid) == ("sent", "SM1")
+
+
+@pytest.mark.parametrize("param", ["abc", "-1", "1.5", "%D9%A1", "9" * 30, ""])
+def test_a_malformed_delivery_id_in_a_callback_is_ignored(client, param):
+    delivery = DeliveryFactory(status=DeliveryStatus.QUEUED, twilio_sid="")
+    assert status_of(client, param, "SM9", "delivered").status_code == 204
+    delivery.refresh_from_db()
+    assert delivery.status == "queued"
+
+
 # --- Replies ----------------------------------------------------------------------------
 
 
