@@ -449,6 +449,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "promotions.tasks.purge_location_history",
         "schedule": 3600.0,
     },
+    "daily-campaign-statistics": {
+        "task": "promotions.tasks.record_campaign_days",
+        "schedule": 3600.0,
+    },
 }
 
 # --- SMS --------------------------------------------------------------------------------

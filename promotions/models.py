@@ -540,6 +540,8 @@ class Delivery(models.Model):
         indexes = [
             models.Index(fields=["campaign", "status"]),
             models.Index(fields=["customer", "created_at"]),
+            # The daily statistics read a day's decisions across campaigns.
+            models.Index(fields=["created_at"]),
         ]
 
     def __str__(self) -> str:
@@ -578,6 +580,33 @@ class Redemption(models.Model):
 
     def __str__(self) -> str:
         return f"{self.delivery_id}@{self.redeemed_at:%Y-%m-%d}"
+
+
+class CampaignDay(models.Model):
+    """A campaign's figures for one day (UTC), recorded by Celery beat once the day is over:
+    the results page charts past days from these rows instead of counting their decisions
+    again on every view."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="days")
+    day = models.DateField()
+    decisions = models.PositiveIntegerField(default=0, help_text="Decisions made that day.")
+    sent = models.PositiveIntegerField(default=0, help_text="Of those, SMS handed to Twilio.")
+    delivered = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0, help_text="Failed or undelivered.")
+    holdout = models.PositiveIntegerField(default=0)
+    suppressed = models.PositiveIntegerField(default=0)
+    redeemed = models.PositiveIntegerField(default=0, help_text="Codes redeemed that day.")
+    revenue = models.DecimalField(max_digits=14, decimal_places=2, default=0)
+    recorded_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["campaign", "day"]
+        constraints = [
+            models.UniqueConstraint(fields=["campaign", "day"], name="one_row_per_campaign_day")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.campaign_id}@{self.day}"
 
 
 class SmsSender(models.Model):

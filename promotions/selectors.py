@@ -1,6 +1,8 @@
 """Reads that are more than a lookup: campaign results and the deliveries list."""
 
-from datetime import date, timedelta
+from collections import defaultdict
+from collections.abc import Collection
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -8,7 +10,14 @@ from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
 from promotions.feedback import REDEEMABLE
-from promotions.models import Campaign, Delivery, DeliveryReason, DeliveryStatus
+from promotions.models import (
+    Campaign,
+    CampaignDay,
+    Delivery,
+    DeliveryReason,
+    DeliveryStatus,
+    Redemption,
+)
 
 CENT = Decimal("0.01")
 
@@ -83,28 +92,83 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     }
 
 
-def get_campaign_daily(*, campaign: Campaign, days: int, today: date) -> list[dict[str, Any]]:
-    """SMS sent and redemptions per day over the last `days` days, oldest first (UTC days)."""
-    since = today - timedelta(days=days - 1)
-    sent = dict(
-        Delivery.objects.filter(
-            campaign=campaign, status__in=REDEEMABLE, created_at__date__gte=since
+# A day with no decisions and no redemptions.
+EMPTY_DAY: dict[str, Any] = {
+    "decisions": 0,
+    "sent": 0,
+    "delivered": 0,
+    "failed": 0,
+    "holdout": 0,
+    "suppressed": 0,
+    "redeemed": 0,
+    "revenue": Decimal("0.00"),
+}
+
+
+def get_day_figures(
+    *, days: Collection[date], campaign: Campaign | None = None
+) -> dict[tuple[int, date], dict[str, Any]]:
+    """Figures per campaign and UTC day, counted from deliveries and redemptions: the
+    decisions made that day (sent, delivered, ... of them) and the codes redeemed that day.
+    Only (campaign, day) pairs with something to count are returned."""
+    if not days:
+        return {}
+    start = datetime.combine(min(days), time.min, tzinfo=UTC)
+    end = datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC)
+    deliveries = Delivery.objects.filter(created_at__gte=start, created_at__lt=end)
+    redemptions = Redemption.objects.filter(redeemed_at__gte=start, redeemed_at__lt=end)
+    if campaign is not None:
+        deliveries = deliveries.filter(campaign=campaign)
+        redemptions = redemptions.filter(delivery__campaign=campaign)
+    figures: dict[tuple[int, date], dict[str, Any]] = defaultdict(lambda: dict(EMPTY_DAY))
+    decided = (
+        deliveries.annotate(day=TruncDate("created_at", tzinfo=UTC))
+        .values("campaign_id", "day")
+        .annotate(
+            decisions=Count("id"),
+            sent=Count("id", filter=Q(status__in=REDEEMABLE)),
+            delivered=Count("id", filter=Q(status=DeliveryStatus.DELIVERED)),
+            failed=Count(
+                "id", filter=Q(status__in=[DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED])
+            ),
+            holdout=Count("id", filter=Q(status=DeliveryStatus.HOLDOUT)),
+            suppressed=Count("id", filter=Q(status=DeliveryStatus.SUPPRESSED)),
         )
-        .annotate(day=TruncDate("created_at"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-        .values_list("day", "n")
+        .order_by()
     )
-    redeemed = dict(
-        Delivery.objects.filter(campaign=campaign, redemption__redeemed_at__date__gte=since)
-        .annotate(day=TruncDate("redemption__redeemed_at"))
-        .values_list("day")
-        .annotate(n=Count("id"))
-        .values_list("day", "n")
+    for row in decided:
+        key = (row.pop("campaign_id"), row.pop("day"))
+        if key[1] in days:
+            figures[key].update(row)
+    redeemed = (
+        redemptions.annotate(day=TruncDate("redeemed_at", tzinfo=UTC))
+        .values("delivery__campaign_id", "day")
+        .annotate(redeemed=Count("id"), revenue=Sum("amount"))
+        .order_by()
     )
+    for row in redeemed:
+        key = (row["delivery__campaign_id"], row["day"])
+        if key[1] in days:
+            revenue = Decimal(row["revenue"] or 0).quantize(CENT)
+            figures[key].update(redeemed=row["redeemed"], revenue=revenue)
+    return dict(figures)
+
+
+def get_campaign_daily(*, campaign: Campaign, days: int, today: date) -> list[dict[str, Any]]:
+    """The campaign's figures for each of the last `days` UTC days, oldest first: days gone
+    by as Celery beat recorded them (CampaignDay), today and any day not recorded yet counted
+    from the deliveries."""
+    span = [today - timedelta(days=days - 1 - n) for n in range(days)]
+    recorded = {
+        row["day"]: row
+        for row in CampaignDay.objects.filter(
+            campaign=campaign, day__gte=span[0], day__lt=today
+        ).values("day", *EMPTY_DAY)
+    }
+    counted = get_day_figures(days={day for day in span if day not in recorded}, campaign=campaign)
     return [
-        {"day": day, "sent": sent.get(day, 0), "redeemed": redeemed.get(day, 0)}
-        for day in (since + timedelta(days=n) for n in range(days))
+        {**EMPTY_DAY, **(recorded.get(day) or counted.get((campaign.pk, day), {})), "day": day}
+        for day in span
     ]
 
 

@@ -1,8 +1,8 @@
 """Writes for places, location data and API keys. Views, commands and tasks call these."""
 
 import secrets
-from collections.abc import Hashable
-from datetime import datetime, timedelta
+from collections.abc import Collection, Hashable
+from datetime import date, datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
@@ -21,6 +21,7 @@ from promotions.ingest import (
 from promotions.models import (
     ApiKey,
     Beacon,
+    CampaignDay,
     CampaignStatus,
     Gateway,
     LocationBatch,
@@ -30,6 +31,7 @@ from promotions.models import (
     SightingSource,
     Store,
 )
+from promotions.selectors import EMPTY_DAY, get_day_figures
 
 API_KEY_PREFIX = "psg_"
 
@@ -207,3 +209,23 @@ def purge_location_history(*, now: datetime) -> int:
     sightings, _ = Sighting.objects.filter(received_at__lt=cutoff).delete()
     LocationBatch.objects.filter(received_at__lt=cutoff).delete()
     return pings + sightings
+
+
+def record_campaign_days(*, days: Collection[date], now: datetime) -> int:
+    """Record every campaign's figures for these UTC days (CampaignDay), replacing what an
+    earlier run recorded for them; returns how many rows. Idempotent: Celery beat runs it
+    every hour over the last two days gone by, whose SMS statuses may still be arriving."""
+    figures = get_day_figures(days=days)
+    with transaction.atomic():
+        # A campaign with nothing left to count on a day (deleted deliveries) keeps no row.
+        CampaignDay.objects.filter(day__in=set(days)).delete()
+        CampaignDay.objects.bulk_create(
+            [
+                CampaignDay(campaign_id=campaign_id, day=day, recorded_at=now, **values)
+                for (campaign_id, day), values in figures.items()
+            ],
+            update_conflicts=True,
+            unique_fields=["campaign", "day"],
+            update_fields=[*EMPTY_DAY, "recorded_at"],
+        )
+    return len(figures)

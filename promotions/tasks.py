@@ -7,7 +7,7 @@ acknowledgement is safe: a batch redelivered after a worker died is processed on
 import logging
 import random
 from collections.abc import Iterable
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from celery import shared_task
 from django.conf import settings
@@ -64,6 +64,18 @@ def tick_presence(self) -> int:
 def purge_location_history(self) -> int:
     """Celery beat: raw pings and sightings older than LOCATION_RETENTION_DAYS."""
     return services.purge_location_history(now=timezone.now())
+
+
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
+)
+def record_campaign_days(self) -> int:
+    """Celery beat, every hour: each campaign's figures for the two UTC days before today
+    (the SMS statuses of a day keep arriving for a while after it ends)."""
+    now = timezone.now()
+    today = now.astimezone(UTC).date()
+    days = [today - timedelta(days=n) for n in (2, 1)]
+    return services.record_campaign_days(days=days, now=now)
 
 
 @shared_task(

@@ -5,6 +5,7 @@ import json
 import pytest
 from django.core.management import call_command
 from django.test import Client
+from django.utils import timezone
 
 from customers.models import Customer, ProductIntent
 from promotions.models import ApiKey, Campaign, Store
@@ -131,6 +132,8 @@ def test_the_results_page_shows_the_funnel_and_the_chart(admin_client):
     assert response.status_code == 200
     assert '<td id="sent">1</td>' in content
     assert "<svg" in content and "1 sent" in content
+    today = timezone.now().date().isoformat()
+    assert f"<tr><td>{today}</td><td>1</td><td>1</td>" in content  # the per-day table
 
 
 @pytest.mark.django_db

@@ -1,0 +1,33 @@
+import argparse
+from datetime import UTC, timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandParser
+from django.utils import timezone
+
+from promotions.services import record_campaign_days
+
+
+def _days(value: str) -> int:
+    days = int(value) if value.isdigit() else 0
+    if not 1 <= days <= 3660:
+        raise argparse.ArgumentTypeError("a number of days from 1 to 3660")
+    return days
+
+
+class Command(BaseCommand):
+    help = (
+        "Record each campaign's daily statistics for the last DAYS days before today (UTC): "
+        "what Celery beat does every hour for two days, for a backfill after an outage or "
+        "an upgrade."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--days", type=_days, default=2, metavar="N")
+
+    def handle(self, *args: Any, days: int, **options: Any) -> None:
+        now = timezone.now()
+        today = now.astimezone(UTC).date()
+        span = [today - timedelta(days=n) for n in range(days, 0, -1)]
+        rows = record_campaign_days(days=span, now=now)
+        self.stdout.write(f"Recorded {rows} campaign days from {span[0]} to {span[-1]}.")

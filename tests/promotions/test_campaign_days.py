@@ -1,0 +1,138 @@
+"""Daily campaign statistics: what Celery beat records for each campaign and day gone by,
+and the results chart that reads them."""
+
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from promotions import tasks
+from promotions.models import CampaignDay, DeliveryStatus, Redemption
+from promotions.selectors import get_campaign_daily
+from promotions.services import record_campaign_days
+from tests.factories import CampaignFactory, DeliveryFactory
+
+pytestmark = pytest.mark.django_db
+
+MONDAY, TUESDAY = date(2026, 11, 23), date(2026, 11, 24)
+
+
+def at(day: date, hour: int) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, tzinfo=UTC)
+
+
+def decide(campaign, day, status, hour=12, **extra):
+    return DeliveryFactory(campaign=campaign, status=status, created_at=at(day, hour), **extra)
+
+
+def redeem(delivery, when, amount=None):
+    Redemption.objects.create(delivery=delivery, redeemed_at=when, amount=amount)
+
+
+def figures(campaign, day):
+    row = CampaignDay.objects.get(campaign=campaign, day=day)
+    return {
+        name: getattr(row, name)
+        for name in (
+            "decisions",
+            "sent",
+            "delivered",
+            "failed",
+            "holdout",
+            "suppressed",
+            "redeemed",
+            "revenue",
+        )
+    }
+
+
+def test_a_day_is_recorded_per_campaign_from_its_decisions_and_redemptions():
+    walk_in, near = CampaignFactory(), CampaignFactory()
+    delivered = decide(walk_in, MONDAY, DeliveryStatus.DELIVERED, hour=0)
+    decide(walk_in, MONDAY, DeliveryStatus.SENT, hour=23)
+    decide(walk_in, MONDAY, DeliveryStatus.UNDELIVERED)
+    decide(walk_in, MONDAY, DeliveryStatus.HOLDOUT)
+    decide(walk_in, MONDAY, DeliveryStatus.SUPPRESSED, reason="quiet_hours")
+    decide(walk_in, TUESDAY, DeliveryStatus.SENT, hour=0)  # the next UTC day
+    decide(near, MONDAY, DeliveryStatus.FAILED)
+    # Redeemed on Monday evening and counted on Monday; one redeemed on Tuesday is not.
+    redeem(delivered, at(MONDAY, 19), amount=Decimal("42.50"))
+    redeem(decide(walk_in, MONDAY - timedelta(days=3), DeliveryStatus.SENT), at(TUESDAY, 9))
+
+    assert record_campaign_days(days=[MONDAY], now=timezone.now()) == 2
+
+    assert figures(walk_in, MONDAY) == {
+        "decisions": 5,
+        "sent": 3,  # sent, delivered and undelivered were all handed to Twilio
+        "delivered": 1,
+        "failed": 1,
+        "holdout": 1,
+        "suppressed": 1,
+        "redeemed": 1,
+        "revenue": Decimal("42.50"),
+    }
+    assert figures(near, MONDAY)["failed"] == 1
+    assert not CampaignDay.objects.filter(day=TUESDAY).exists()
+
+
+def test_recording_a_day_again_replaces_its_figures():
+    campaign = CampaignFactory()
+    delivery = decide(campaign, MONDAY, DeliveryStatus.SENT)
+    record_campaign_days(days=[MONDAY], now=timezone.now())
+    record_campaign_days(days=[MONDAY], now=timezone.now())
+    assert CampaignDay.objects.count() == 1
+    assert figures(campaign, MONDAY)["delivered"] == 0
+
+    # Twilio's "delivered" came after midnight; the next hourly run catches it.
+    delivery.status = DeliveryStatus.DELIVERED
+    delivery.save()
+    record_campaign_days(days=[MONDAY], now=timezone.now())
+    assert figures(campaign, MONDAY)["delivered"] == 1
+
+    delivery.delete()
+    record_campaign_days(days=[MONDAY], now=timezone.now())
+    assert not CampaignDay.objects.exists()
+
+
+def test_beat_records_the_two_days_before_today():
+    campaign = CampaignFactory()
+    today = timezone.now().astimezone(UTC).date()
+    for days_ago in (0, 1, 2, 3):
+        decide(campaign, today - timedelta(days=days_ago), DeliveryStatus.SENT, hour=0)
+
+    assert tasks.record_campaign_days.delay().get() == 2
+
+    recorded = set(CampaignDay.objects.values_list("day", flat=True))
+    assert recorded == {today - timedelta(days=1), today - timedelta(days=2)}
+
+
+def test_the_backfill_command_records_the_days_asked_for(capsys):
+    campaign = CampaignFactory()
+    today = timezone.now().astimezone(UTC).date()
+    for days_ago in range(1, 8):
+        decide(campaign, today - timedelta(days=days_ago), DeliveryStatus.SENT, hour=1)
+
+    call_command("record_campaign_days", "--days", "5")
+
+    assert CampaignDay.objects.count() == 5
+    assert "Recorded 5 campaign days" in capsys.readouterr().out
+
+
+def test_the_chart_reads_recorded_days_and_counts_the_rest():
+    campaign = CampaignFactory()
+    today = TUESDAY + timedelta(days=1)
+    decide(campaign, MONDAY, DeliveryStatus.SENT)
+    decide(campaign, TUESDAY, DeliveryStatus.SENT)
+    decide(campaign, today, DeliveryStatus.SENT)
+    # Monday as beat recorded it (a figure the deliveries alone would not give).
+    CampaignDay.objects.create(campaign=campaign, day=MONDAY, decisions=9, sent=7, redeemed=2)
+
+    daily = get_campaign_daily(campaign=campaign, days=3, today=today)
+
+    assert [(d["day"], d["sent"], d["redeemed"]) for d in daily] == [
+        (MONDAY, 7, 2),  # recorded
+        (TUESDAY, 1, 0),  # not recorded yet: counted
+        (today, 1, 0),  # today is always counted
+    ]
