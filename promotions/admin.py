@@ -21,6 +21,7 @@ from promotions.models import (
     CampaignStatus,
     Delivery,
     Gateway,
+    LocationBatch,
     OfferCode,
     Ping,
     PresenceEvent,
@@ -361,6 +362,29 @@ class PingAdmin(admin.ModelAdmin):
     list_filter = ["suspicious"]
     raw_id_fields = ["device"]
     date_hierarchy = "recorded_at"
+
+
+@admin.register(LocationBatch)
+class LocationBatchAdmin(admin.ModelAdmin):
+    """What ingest handed the workers: the unprocessed ones are the backlog."""
+
+    list_display = ["id", "received_at", "processed_at", "pings", "sightings"]
+    list_filter = [("processed_at", admin.EmptyFieldListFilter)]
+    date_hierarchy = "received_at"
+
+    @admin.display(description="pings")
+    def pings(self, batch: LocationBatch) -> int:
+        return len(batch.ping_ids)
+
+    @admin.display(description="sightings")
+    def sightings(self, batch: LocationBatch) -> int:
+        return len(batch.sighting_ids)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
 
 
 @admin.register(Sighting)

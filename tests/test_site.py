@@ -8,7 +8,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import Customer, ProductIntent
-from promotions.models import ApiKey, Campaign, Store
+from promotions.models import ApiKey, Campaign, LocationBatch, Store
 from tests.factories import DeliveryFactory
 
 pytestmark = pytest.mark.django_db
@@ -104,6 +104,17 @@ def test_every_admin_list_opens_for_staff(admin_client):
     for model in admin.site._registry:
         url = f"/admin/{model._meta.app_label}/{model._meta.model_name}/"
         assert admin_client.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+def test_the_workers_backlog_is_the_unprocessed_location_batches(admin_client):
+    LocationBatch.objects.create(ping_ids=[1, 2, 3], processed_at=timezone.now())
+    LocationBatch.objects.create(ping_ids=[4, 5])
+    url = "/admin/promotions/locationbatch/?processed_at__isempty=1"
+    content = admin_client.get(url).content.decode()
+    assert '<td class="field-pings">2</td>' in content
+    assert '<td class="field-pings">3</td>' not in content
+    assert admin_client.get("/admin/promotions/locationbatch/add/").status_code == 403
 
 
 @pytest.mark.django_db
