@@ -1,0 +1,60 @@
+"""Upgrading a live database: what was waiting for a worker is still processed after."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BEFORE = [("promotions", "0007_fence_version"), ("customers", "0002_erase_permission")]
+AFTER = [("promotions", "0008_location_batch")]
+
+
+def migrate(targets):
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(targets)
+    return executor.loader.project_state(targets).apps
+
+
+def test_pings_and_sightings_no_worker_processed_become_batches_for_the_sweep():
+    old = migrate(BEFORE)
+    try:
+        customer = old.get_model("customers", "Customer").objects.create(
+            external_id="c1", phone="+33612345678"
+        )
+        device = old.get_model("customers", "Device").objects.create(
+            device_id="d1", customer=customer
+        )
+        store = old.get_model("promotions", "Store").objects.create(
+            code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
+        )
+        pings = old.get_model("promotions", "Ping").objects
+        start = datetime(2026, 11, 1, tzinfo=UTC)
+        for n in range(1500):
+            at = start + timedelta(seconds=n)
+            pings.create(
+                device=device,
+                latitude=48.86,
+                longitude=2.34,
+                accuracy=10,
+                recorded_at=at,
+                received_at=at,
+                processed_at=at if n < 200 else None,  # the first 200 were processed
+            )
+        old.get_model("promotions", "Sighting").objects.create(
+            source="gateway", device=device, store=store, rssi=-60, seen_at=start, received_at=start
+        )
+        unprocessed = set(pings.filter(processed_at=None).values_list("id", flat=True))
+
+        new = migrate(AFTER)
+
+        batches = new.get_model("promotions", "LocationBatch").objects.order_by("received_at")
+        assert [len(b.ping_ids) for b in batches if b.ping_ids] == [1000, 300]
+        assert {pk for b in batches for pk in b.ping_ids} == unprocessed
+        assert [len(b.sighting_ids) for b in batches if b.sighting_ids] == [1]
+        assert all(b.processed_at is None for b in batches)
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
