@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, F, Q, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 
 from customers.models import Customer, SmsConsent
 from customers.services import set_sms_consent
@@ -39,13 +39,7 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         _finish(delivery_id, now, status=DeliveryStatus.FAILED, message="Expired before sending.")
         return SendOutcome(DeliveryStatus.FAILED, "expired")
 
-    claimed = Delivery.objects.filter(
-        id=delivery_id,
-        status=DeliveryStatus.QUEUED,
-        claimed_at__isnull=True,
-        customer__sms_consent=SmsConsent.OPTED_IN,
-    ).update(claimed_at=now, attempts=delivery.attempts + 1)
-    if not claimed:
+    if not claim(delivery_id, now=now, attempts=delivery.attempts + 1):
         # Opted out (or erased) since the decision: the decision becomes a suppression.
         if Delivery.objects.filter(
             id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
@@ -86,6 +80,19 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         status_updated_at=Case(When(still_queued, then=Value(now)), default=F("status_updated_at")),
     )
     return SendOutcome(DeliveryStatus.SENT, sent.sid)
+
+
+def claim(delivery_id: int, *, now: datetime, attempts: int) -> bool:
+    """Take a queued delivery for sending, if no one has and its customer still consents.
+    Every condition is on the delivery's own row (consent through a correlated EXISTS): a
+    join would make Django update `WHERE id IN (SELECT ...)`, and PostgreSQL, re-checking
+    a row another worker claimed meanwhile, would find its id still in that list and let
+    both workers send."""
+    consents = Customer.objects.filter(pk=OuterRef("customer_id"), sms_consent=SmsConsent.OPTED_IN)
+    claimed = Delivery.objects.filter(
+        Exists(consents), id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
+    ).update(claimed_at=now, attempts=attempts)
+    return bool(claimed)
 
 
 def _finish(
