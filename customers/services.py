@@ -187,7 +187,7 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
         )
         _update_catalogue(stored)
         _apply_to_intent(stored)
-    result.add_stored(stored, duplicates)
+    result.add_stored(len(stored), duplicates)
 
 
 def _by_key(model: type[models.Model], field: str, keys: set[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ Shared by every batch endpoint (events, pings, sightings). Items arrive validate
 """
 
 import json
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -32,18 +32,13 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[dict[str, Any]] = field(default_factory=list)
-    stored_ids: list[int] = field(default_factory=list)
 
     def reject(self, index: int, errors: Errors) -> None:
         self.rejected.append({"index": index, "errors": errors})
 
-    def add_stored(self, rows: list[models.Model], duplicates: int) -> None:
-        self.add_stored_ids([row.pk for row in rows], duplicates)
-
-    def add_stored_ids(self, ids: list[int], duplicates: int) -> None:
-        self.accepted += len(ids)
+    def add_stored(self, stored: int, duplicates: int) -> None:
+        self.accepted += stored
         self.duplicates += duplicates
-        self.stored_ids.extend(ids)
 
     def as_response(self) -> dict[str, Any]:
         return {
@@ -118,7 +113,7 @@ def insert_new_pings(rows: list[PingRow], received_at: datetime) -> list[int]:
 
 
 def new_location_batch(
-    *, received_at: datetime, ping_ids: list[int] = (), sighting_ids: list[int] = ()
+    *, received_at: datetime, ping_ids: Sequence[int] = (), sighting_ids: Sequence[int] = ()
 ) -> int | None:
     """Record what one request stored, for a worker to process; None when it stored
     nothing. Called in the transaction that stored the rows, so a batch never names rows

@@ -87,7 +87,7 @@ def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> i
                 )
             )
         stored_ids = insert_new_pings(rows, received_at=now)
-        result.add_stored_ids(stored_ids, duplicates=len(rows) - len(stored_ids))
+        result.add_stored(len(stored_ids), duplicates=len(rows) - len(stored_ids))
         return new_location_batch(received_at=now, ping_ids=stored_ids)
 
 
@@ -188,7 +188,7 @@ def _store_sightings(
         stored, duplicates = insert_new_rows(
             Sighting, sightings, keys_of=keys_of, stored_keys=stored_keys
         )
-        result.add_stored(stored, duplicates)
+        result.add_stored(len(stored), duplicates)
         return new_location_batch(received_at=now, sighting_ids=[row.pk for row in stored])
 
 
@@ -224,6 +224,7 @@ def record_campaign_days(*, days: Collection[date], now: datetime) -> int:
                 CampaignDay(campaign_id=campaign_id, day=day, recorded_at=now, **values)
                 for (campaign_id, day), values in figures.items()
             ],
+            # A run beside this one (beat and the backfill command) may have inserted first.
             update_conflicts=True,
             unique_fields=["campaign", "day"],
             update_fields=[*EMPTY_DAY, "recorded_at"],

@@ -26,12 +26,10 @@ def _signed(request: HttpRequest) -> bool:
     return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature)
 
 
-def _error_code(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isdigit() and len(raw) < 10 else None
-
-
-def _delivery_id(raw: str | None) -> int | None:
-    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+def _number(raw: str | None, *, digits: int) -> int | None:
+    """A whole number of at most `digits` ASCII digits, else None (str.isdigit alone also
+    takes '²', which int() refuses)."""
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= digits else None
 
 
 @csrf_exempt
@@ -42,8 +40,8 @@ def twilio_status(request: HttpRequest) -> HttpResponse:
     feedback.apply_status_callback(
         sid=request.POST.get("MessageSid", ""),
         status=request.POST.get("MessageStatus", "").lower(),
-        error_code=_error_code(request.POST.get("ErrorCode")),
-        delivery_id=_delivery_id(request.GET.get("delivery")),
+        error_code=_number(request.POST.get("ErrorCode"), digits=9),
+        delivery_id=_number(request.GET.get("delivery"), digits=18),
         now=timezone.now(),
     )
     return HttpResponse(status=204)

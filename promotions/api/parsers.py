@@ -27,7 +27,7 @@ class JsonBodyParser(BaseParser):
         limit = settings.API_MAX_BODY_BYTES
         request = parser_context["request"]
         declared = request.META.get("CONTENT_LENGTH") or "0"
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise RequestTooLarge(f"Request body is over the {limit}-byte limit.")
         body = stream.read(limit + 1) if stream is not None else b""
         if len(body) > limit:

@@ -111,6 +111,14 @@ def test_an_unsubscribed_error_in_a_callback_opts_the_customer_out(client):
     assert delivery.customer.sms_consent == SmsConsent.OPTED_OUT
 
 
+@pytest.mark.parametrize("code", ["\u00b2", "30003x", "9" * 12])
+def test_an_error_code_that_is_not_a_number_is_left_out(client, code):
+    delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
+    assert status(client, "SM1", "undelivered", ErrorCode=code).status_code == 204
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_code) == ("undelivered", None)
+
+
 def test_a_callback_for_an_unknown_message_is_harmless(client):
     assert status(client, "SMunknown", "delivered").status_code == 204
 

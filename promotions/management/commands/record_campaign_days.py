@@ -9,7 +9,7 @@ from promotions.services import record_campaign_days
 
 
 def _days(value: str) -> int:
-    days = int(value) if value.isdigit() else 0
+    days = int(value) if value.isascii() and value.isdigit() else 0
     if not 1 <= days <= 3660:
         raise argparse.ArgumentTypeError("a number of days from 1 to 3660")
     return days
