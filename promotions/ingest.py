@@ -4,7 +4,6 @@ Shared by every batch endpoint (events, pings, sightings). Items arrive validate
 (index in the request, values) pairs; what cannot be stored is rejected by its index.
 """
 
-import json
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +11,7 @@ from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, models, transaction
 
-from promotions.batch_sql import json_rows, json_time_writer
+from promotions.batch_sql import rows_source
 from promotions.models import LocationBatch, Ping
 
 Row = TypeVar("Row", bound=models.Model)
@@ -94,20 +93,19 @@ def insert_new_pings(rows: list[PingRow], received_at: datetime) -> list[int]:
     The database tells duplicates apart (a ping_id or a device and time already stored, or
     earlier in `rows`): ON CONFLICT DO NOTHING skips them, and waits for a concurrent
     request inserting the same ping to commit rather than failing. This is the ingest hot
-    path: the rows travel as one JSON parameter, no model instance built for each."""
+    path: the rows travel as one parameter a column, no model instance built for each."""
     if not rows:
         return []
-    source = json_rows(
-        ["bigint", "varchar", "float8", "float8", "float8", "timestamptz", "float8", "boolean"]
+    source, params = rows_source(
+        ["bigint", "varchar", "float8", "float8", "float8", "timestamptz", "float8", "boolean"],
+        rows,
     )
-    time = json_time_writer()
-    values = [[*row[:5], time(row[5]), row[6], row[7]] for row in rows]
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {Ping._meta.db_table} ({_PING_COLUMNS}, suspicious, received_at) "
             f"SELECT *, false, %s FROM ({source}) AS batch WHERE true "
             "ON CONFLICT DO NOTHING RETURNING id",
-            [received_at, json.dumps(values)],
+            [received_at, *params],
         )
         return [pk for (pk,) in cursor.fetchall()]
 

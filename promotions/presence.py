@@ -26,6 +26,8 @@ from math import asin, cos, radians, sin, sqrt
 from statistics import median
 from typing import NamedTuple
 
+import numpy as np
+
 ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
 
 _EARTH_RADIUS_M = 6_371_008.8
@@ -123,6 +125,7 @@ class Track(NamedTuple):
     longitude: float
     accuracy: float
     at: datetime
+    ping: int | None = None  # the stored ping it came from, when it did
 
 
 class Fix(NamedTuple):
@@ -259,19 +262,8 @@ class _Run:
 
     def apply_fix(self, fix: Fix, locate: Locate) -> None:
         rules = self.rules
-        track = self.tracks.get(fix.device)
-        if track is not None and fix.at <= track.at:
-            if fix.ping is not None:
-                self.outcome.stale.append(fix.ping)
+        if not _follow(self.tracks, fix, rules, self.outcome):
             return
-        if fix.mocked:
-            self._suspicious(fix)
-            return
-        if track is not None and _teleport(track, fix, rules.teleport_speed_kmh):
-            self._suspicious(fix)
-            self._move_track(fix)
-            return
-        self._move_track(fix)
         self.expire(fix.at)
 
         share = rules.accuracy_share * fix.accuracy
@@ -376,15 +368,6 @@ class _Run:
                     self.touch(store_place, reading.at)
                     break
 
-    def _suspicious(self, fix: Fix) -> None:
-        if fix.ping is not None:
-            self.outcome.suspicious.append(fix.ping)
-
-    def _move_track(self, fix: Fix) -> None:
-        track = Track(fix.latitude, fix.longitude, fix.accuracy, fix.at)
-        self.tracks[fix.device] = track
-        self.outcome.tracks[fix.device] = track
-
     def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
         # A place the customer never entered and that was not stored needs no row: the
         # device's timeline already guards it against stale fixes.
@@ -396,6 +379,60 @@ class _Run:
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)
         return self.outcome
+
+
+def _follow(tracks: dict[int, Track], fix: Fix, rules: Rules, outcome: Outcome) -> bool:
+    """Move the fix's device along its own timeline; whether the fix may move presence. A
+    stale fix (at or before the device's last) changes nothing; a mocked one is suspicious;
+    a teleport is suspicious too, but the device is there now, so its track moves."""
+    track = tracks.get(fix.device)
+    if track is not None and fix.at <= track.at:
+        if fix.ping is not None:
+            outcome.stale.append(fix.ping)
+        return False
+    if fix.mocked:
+        if fix.ping is not None:
+            outcome.suspicious.append(fix.ping)
+        return False
+    tracks[fix.device] = outcome.tracks[fix.device] = Track(
+        fix.latitude, fix.longitude, fix.accuracy, fix.at, fix.ping
+    )
+    if track is not None and _teleport(track, fix, rules.teleport_speed_kmh):
+        if fix.ping is not None:
+            outcome.suspicious.append(fix.ping)
+        return False
+    return True
+
+
+def follow_devices(
+    fixes: "np.ndarray", tracks: "np.ndarray", rules: Rules
+) -> tuple["np.ndarray", "np.ndarray"]:
+    """`_follow` for many devices at once, one fix each, for customers no fix can move (the
+    caller knows: no place stored, no fence near): which fixes move their device's track,
+    and which are suspicious.
+
+    `fixes` has a row (latitude, longitude, accuracy, seconds since the epoch, mocked) per
+    fix; `tracks` a row (latitude, longitude, accuracy, seconds) for the fix's device, NaN
+    where it has none. Seconds are µs-exact floats, so they order as the datetimes do."""
+    latitude, longitude, accuracy, at, mocked = fixes.T
+    track_latitude, track_longitude, track_accuracy, track_at = tracks.T
+    mocked = mocked.astype(bool)
+    has_track = ~np.isnan(track_at)
+    stale = has_track & (at <= np.where(has_track, track_at, -np.inf))
+    moves = ~stale & ~mocked
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lat1, lat2 = np.radians(track_latitude), np.radians(latitude)
+        lon1, lon2 = np.radians(track_longitude), np.radians(longitude)
+        h = (
+            np.sin((lat2 - lat1) / 2) ** 2
+            + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
+        )
+        distance = 2 * _EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+        moved = np.maximum(0.0, distance - track_accuracy - accuracy)
+        seconds = at - track_at
+        too_fast = (seconds <= 0) | (moved / seconds * 3.6 > rules.teleport_speed_kmh)
+    teleport = moves & has_track & (moved > 0) & too_fast
+    return moves, (~stale & mocked) | teleport
 
 
 def _teleport(track: Track, fix: Fix, limit_kmh: float) -> bool:
@@ -452,11 +489,25 @@ def advance(
 ) -> Outcome:
     """Apply one customer's observations, in time order, to their places' states.
     `locate_reach_m`: how far `locate` looks; a store it leaves out is at least that far."""
+    # A clock far ahead: ingest refuses these, and they must not pin state.
+    horizon = now + rules.timeout
+    if len(observations) > 1:
+        observations = sorted(observations, key=_order)
+    if not states and all(
+        type(o) is Fix and not locate(o.latitude, o.longitude) for o in observations
+    ):
+        # The common case, a shopper away from every store: only the devices' tracks move.
+        outcome = Outcome()
+        followed = dict(tracks)
+        for fix in observations:
+            if fix.at <= horizon:
+                _follow(followed, fix, rules, outcome)
+        return outcome
     run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
     run.locate_reach_m = locate_reach_m
-    for observation in sorted(observations, key=_order):
-        if observation.at > now + rules.timeout:
-            continue  # a clock far ahead: ingest refuses these, and they must not pin state
+    for observation in observations:
+        if observation.at > horizon:
+            continue
         if isinstance(observation, Fix):
             run.apply_fix(observation, locate)
         else:

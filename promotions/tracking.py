@@ -7,20 +7,20 @@ tracks are read and written in bulk, and events are inserted once with their uni
 guarding against a second worker or a redelivered batch.
 """
 
-import json
 from collections import defaultdict
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 
 import numpy as np
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
-from customers.models import Customer, Device
+from customers.models import Customer
 from promotions import geo, presence
-from promotions.batch_sql import EpochSeconds, json_rows, json_time_writer
+from promotions.batch_sql import EpochSeconds
 from promotions.geo_index import BatchFenceIndex
 from promotions.models import (
     DEFAULT_RSSI_THRESHOLD,
@@ -122,50 +122,179 @@ def process_location_batch(
 ) -> list[int]:
     """Apply stored pings and sightings to their customers' presence; returns the ids of the
     presence events this produced (none when the batch was already processed)."""
-    ping_ids, sighting_ids = list(ping_ids), list(sighting_ids)
-    fixes = _fixes(ping_ids)
-    readings = _readings(sighting_ids)
+    pings = _pings(set(ping_ids))
+    readings = _readings(set(sighting_ids))
+    with transaction.atomic(savepoint=False):
+        owners = set(pings.customer.tolist()) | {customer for customer, _ in readings}
+        customers = _lock_customers(Customer.objects.filter(id__in_batch=owners))
+        if not customers:
+            return []
+        # Read under the customers' locks: what the last batch of theirs wrote.
+        stored = _stored_states(customers)
+        tracks = _tracks(set(pings.device.tolist()))
+        watch = current_watch()
+        rules = presence_rules()
+        hit, stores, distances = watch.index.nearby_batch(pings.values[:, 0], pings.values[:, 1])
+
+        # Customers no ping of this batch can move, the common case: their devices' tracks
+        # are followed for the whole batch at once. Busy ones go through the state machine.
+        busy = set(stored) | {customer for customer, _ in readings}
+        busy |= _busy_with_pings(pings, hit, horizon=(now + rules.timeout).timestamp())
+        quiet = np.isin(pings.customer, customers) & ~np.isin(pings.customer, list(busy))
+
+        changes = _Changes()
+        changes.follow(pings, quiet, tracks, rules)
+        nearby: dict[tuple[float, float], dict[int, float]] = defaultdict(dict)
+        for n, store, distance in zip(
+            hit.tolist(), stores.tolist(), distances.tolist(), strict=True
+        ):
+            nearby[(pings.values[n, 0], pings.values[n, 1])][store] = distance
+        observations = _observations(pings, ~quiet, readings)
+        track_of = tracks.as_dict({fix.device for seen in observations.values() for fix in seen})
+        no_fence: dict[int, float] = {}
+
+        for customer_id in customers:
+            if customer_id not in busy:
+                continue
+            seen = observations.get(customer_id, [])
+            outcome = presence.advance(
+                states=stored.get(customer_id, {}),
+                tracks={o.device: track_of[o.device] for o in seen if o.device in track_of},
+                observations=seen,
+                locate=lambda lat, lon: list(nearby.get((lat, lon), no_fence).items()),
+                locate_reach_m=watch.index.reach_m,
+                dwell_minutes=watch.dwell_minutes,
+                near_distances=watch.near_distances,
+                rules=rules,
+                now=now,
+            )
+            changes.add(customer_id, outcome)
+        return changes.write(now=now)
+
+
+def _busy_with_pings(pings: "_Pings", hit: np.ndarray, *, horizon: float) -> set[int]:
+    """Customers whose pings need the state machine: one near a fence (`hit`: the pings the
+    fence index found something near), two of one device (applied in time order), or one
+    from a clock ahead of `horizon` (ignored there)."""
+    devices, counts = np.unique(pings.device, return_counts=True)
+    needy = np.isin(pings.device, devices[counts > 1]) | (pings.values[:, 3] > horizon)
+    needy[hit] = True
+    return set(pings.customer[needy].tolist())
+
+
+class _Pings(NamedTuple):
+    """A batch's pings in columns."""
+
+    customer: np.ndarray
+    device: np.ndarray
+    id: np.ndarray
+    # latitude, longitude, accuracy, seconds since the epoch, mocked (1.0 or 0.0)
+    values: np.ndarray
+
+
+def _pings(ping_ids: set[int]) -> _Pings:
+    rows = Ping.objects.filter(id__in_batch=ping_ids).values_list(
+        "device__customer_id",
+        "device_id",
+        "id",
+        "latitude",
+        "longitude",
+        "accuracy",
+        EpochSeconds("recorded_at"),
+        "mocked",
+    )
+    table = np.array(list(rows) if ping_ids else [], dtype=np.float64).reshape(-1, 8)
+    ids = table[:, :3].astype(np.int64)
+    return _Pings(ids[:, 0], ids[:, 1], ids[:, 2], table[:, 3:])
+
+
+class _Tracks(NamedTuple):
+    """Devices' last applied fixes: device ids, sorted, and a row (latitude, longitude,
+    accuracy, seconds since the epoch) for each."""
+
+    device: np.ndarray
+    values: np.ndarray
+
+    def aligned(self, devices: np.ndarray) -> np.ndarray:
+        """A row for each of `devices`, NaN for a device with no track."""
+        rows = np.full((len(devices), 4), np.nan)
+        at = np.minimum(np.searchsorted(self.device, devices), max(len(self.device) - 1, 0))
+        found = self.device[at] == devices if len(self.device) else np.zeros(len(devices), bool)
+        rows[found] = self.values[at[found]]
+        return rows
+
+    def as_dict(self, devices: set[int]) -> dict[int, presence.Track]:
+        wanted = np.isin(self.device, list(devices))
+        return {
+            device: presence.Track(lat, lon, accuracy, datetime.fromtimestamp(at, UTC))
+            for device, (lat, lon, accuracy, at) in zip(
+                self.device[wanted].tolist(), self.values[wanted].tolist(), strict=True
+            )
+        }
+
+
+def _tracks(device_ids: set[int]) -> _Tracks:
+    rows = DeviceTrack.objects.filter(device_id__in_batch=device_ids).values_list(
+        "device_id", "latitude", "longitude", "accuracy", EpochSeconds("at")
+    )
+    table = np.array(list(rows) if device_ids else [], dtype=np.float64).reshape(-1, 5)
+    order = np.argsort(table[:, 0])
+    return _Tracks(table[order, 0].astype(np.int64), table[order, 1:])
+
+
+def _observations(
+    pings: _Pings, chosen: np.ndarray, readings: list[tuple[int, presence.BeaconReading]]
+) -> dict[int, list[presence.Fix | presence.BeaconReading]]:
+    """The chosen pings as fixes, and the readings, by customer."""
     observations: dict[int, list[presence.Fix | presence.BeaconReading]] = defaultdict(list)
-    for customer_id, fix in fixes:
-        observations[customer_id].append(fix)
-    for customer_id, reading in readings:
-        observations[customer_id].append(reading)
-    watch = current_watch() if observations else None
-    rules = presence_rules()
-    nearby = _locate_all(watch.index, fixes) if fixes else {}
+    moment = datetime.fromtimestamp
+    for customer, device, pk, (lat, lon, accuracy, at, mocked) in zip(
+        pings.customer[chosen].tolist(),
+        pings.device[chosen].tolist(),
+        pings.id[chosen].tolist(),
+        pings.values[chosen].tolist(),
+        strict=True,
+    ):
+        fix = presence.Fix(device, lat, lon, accuracy, moment(at, UTC), bool(mocked), pk)
+        observations[customer].append(fix)
+    for customer, reading in readings:
+        observations[customer].append(reading)
+    return observations
 
-    def advance(
-        customer_id: int,
-        states: dict[presence.Place, presence.PlaceState],
-        tracks: dict[int, presence.Track],
-    ) -> presence.Outcome:
-        return presence.advance(
-            states=states,
-            tracks=tracks,
-            observations=observations[customer_id],
-            locate=lambda latitude, longitude: nearby.get((latitude, longitude), []),
-            locate_reach_m=watch.index.reach_m,
-            dwell_minutes=watch.dwell_minutes,
-            near_distances=watch.near_distances,
-            rules=rules,
-            now=now,
+
+@dataclass
+class _Changes:
+    """What a batch changed, written in a fixed number of statements."""
+
+    states: list[tuple[int, presence.Place, presence.PlaceState]] = field(default_factory=list)
+    # A device's track is the last ping applied to it: the pings that moved a track.
+    tracks: list[int] = field(default_factory=list)
+    events: list[tuple[int, presence.Event]] = field(default_factory=list)
+    suspicious: list[int] = field(default_factory=list)
+
+    def follow(
+        self, pings: _Pings, chosen: np.ndarray, tracks: _Tracks, rules: presence.Rules
+    ) -> None:
+        """The chosen pings, one per device, only move their devices' tracks."""
+        moves, suspicious = presence.follow_devices(
+            pings.values[chosen], tracks.aligned(pings.device[chosen]), rules
         )
+        self.tracks += pings.id[chosen][moves].tolist()
+        self.suspicious += pings.id[chosen][suspicious].tolist()
 
-    return _run(observations.keys(), advance, now=now) if observations else []
+    def add(self, customer_id: int, outcome: presence.Outcome) -> None:
+        self.states += [(customer_id, place, state) for place, state in outcome.states.items()]
+        self.events += [(customer_id, event) for event in outcome.events]
+        self.tracks += [track.ping for track in outcome.tracks.values()]
+        self.suspicious += outcome.suspicious
 
-
-def _locate_all(
-    index: BatchFenceIndex, fixes: list[tuple[int, presence.Fix]]
-) -> dict[tuple[float, float], list[tuple[int, float]]]:
-    """Every fix of the batch against the fences in one vectorised pass; the state machine
-    then reads its answers from this table."""
-    points = list({(fix.latitude, fix.longitude) for _, fix in fixes})
-    latitudes = np.fromiter((p[0] for p in points), dtype=np.float64, count=len(points))
-    longitudes = np.fromiter((p[1] for p in points), dtype=np.float64, count=len(points))
-    found: dict[tuple[float, float], list[tuple[int, float]]] = defaultdict(list)
-    for n, key, distance in zip(*index.nearby_batch(latitudes, longitudes), strict=True):
-        found[points[n]].append((int(key), float(distance)))
-    return found
+    def write(self, *, now: datetime) -> list[int]:
+        """Returns the ids of the presence events."""
+        _write_states(self.states)
+        _write_tracks(self.tracks)
+        if self.suspicious:
+            Ping.objects.filter(id__in_batch=set(self.suspicious)).update(suspicious=True)
+        return _write_events(self.events, now=now)
 
 
 def unprocessed_batches(*, now: datetime, older_than: timedelta, limit: int) -> list[int]:
@@ -179,115 +308,54 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
     """Timeouts and dwells reached while no fix arrived (Celery beat, every minute)."""
     watch = current_watch()
     rules = presence_rules()
-    customer_ids = list(
-        Presence.objects.filter(inside=True).values_list("customer_id", flat=True).distinct()
+    customer_ids = sorted(
+        set(Presence.objects.filter(inside=True).values_list("customer_id", flat=True))
     )
-
-    def tick(customer_id: int, states: dict, tracks: dict) -> presence.Outcome:
-        return presence.tick(states=states, dwell_minutes=watch.dwell_minutes, rules=rules, now=now)
 
     event_ids = []
     for start in range(0, len(customer_ids), chunk):
-        event_ids += _run(customer_ids[start : start + chunk], tick, now=now, with_tracks=False)
+        with transaction.atomic(savepoint=False):
+            locked = _lock_customers(
+                Customer.objects.filter(id__in_batch=set(customer_ids[start : start + chunk]))
+            )
+            stored = _stored_states(locked)
+            changes = _Changes()
+            for customer_id in locked:
+                outcome = presence.tick(
+                    states=stored.get(customer_id, {}),
+                    dwell_minutes=watch.dwell_minutes,
+                    rules=rules,
+                    now=now,
+                )
+                changes.add(customer_id, outcome)
+            event_ids += changes.write(now=now)
     return event_ids
 
 
-Step = Callable[
-    [int, dict[presence.Place, presence.PlaceState], dict[int, presence.Track]], presence.Outcome
-]
+def _lock_customers(customers: QuerySet[Customer]) -> list[int]:
+    """Lock the customers' rows, in id order (two workers never wait on each other in a
+    cycle): a second worker given a batch of the same customers waits for this one's
+    presence to be written, then reads it."""
+    return list(
+        customers.select_for_update(of=("self",)).order_by("id").values_list("id", flat=True)
+    )
 
 
-def _run(
-    customer_ids: Iterable[int], step: Step, *, now: datetime, with_tracks: bool = True
-) -> list[int]:
-    """Lock the customers, load their states, `step` each one, write what changed."""
-    with transaction.atomic():
-        locked = list(
-            Customer.objects.select_for_update()
-            .filter(id__in_batch=set(customer_ids))
-            .order_by("id")
-            .values_list("id", flat=True)
-        )
-        rows: dict[int, dict[presence.Place, Presence]] = defaultdict(dict)
-        for row in Presence.objects.filter(customer_id__in_batch=set(locked)):
-            rows[row.customer_id][presence.Place.from_key(row.place_key)] = row
-        tracks: dict[int, presence.Track] = {}
-        devices_of: dict[int, list[int]] = defaultdict(list)
-        if with_tracks:
-            devices = Device.objects.filter(customer_id__in_batch=set(locked)).values_list(
-                "id",
-                "customer_id",
-                "track__latitude",
-                "track__longitude",
-                "track__accuracy",
-                EpochSeconds("track__at"),
-            )
-            for device_id, customer_id, latitude, longitude, accuracy, seconds in devices:
-                devices_of[customer_id].append(device_id)
-                if seconds is not None:
-                    at = datetime.fromtimestamp(seconds, UTC)
-                    tracks[device_id] = presence.Track(latitude, longitude, accuracy, at)
-
-        changed_states: list[tuple[int, presence.Place, presence.PlaceState]] = []
-        changed_tracks: dict[int, presence.Track] = {}
-        events: list[tuple[int, presence.Event]] = []
-        suspicious: list[int] = []
-        for customer_id in locked:
-            states = {
-                place: presence.PlaceState.from_json(row.state)
-                for place, row in rows[customer_id].items()
-            }
-            own_tracks = {
-                device: tracks[device] for device in devices_of[customer_id] if device in tracks
-            }
-            outcome = step(customer_id, states, own_tracks)
-            changed_states += [(customer_id, p, s) for p, s in outcome.states.items()]
-            changed_tracks.update(outcome.tracks)
-            events += [(customer_id, event) for event in outcome.events]
-            suspicious += outcome.suspicious
-
-        _write_states(changed_states, rows)
-        _write_tracks(changed_tracks)
-        if suspicious:
-            Ping.objects.filter(id__in_batch=set(suspicious)).update(suspicious=True)
-        return _write_events(events, now=now)
+def _stored_states(
+    customer_ids: list[int],
+) -> dict[int, dict[presence.Place, presence.PlaceState]]:
+    stored: dict[int, dict[presence.Place, presence.PlaceState]] = defaultdict(dict)
+    rows = Presence.objects.filter(customer_id__in_batch=set(customer_ids)).values_list(
+        "customer_id", "place_key", "state"
+    )
+    for customer_id, place_key, state in rows:
+        place = presence.Place.from_key(place_key)
+        stored[customer_id][place] = presence.PlaceState.from_json(state)
+    return stored
 
 
-def _fixes(ping_ids: Iterable[int]) -> list[tuple[int, presence.Fix]]:
-    ids = list(ping_ids)
-    if not ids:
-        return []
-    return [
-        (
-            customer_id,
-            presence.Fix(
-                device=device_id,
-                latitude=lat,
-                longitude=lon,
-                accuracy=accuracy,
-                at=datetime.fromtimestamp(seconds, UTC),
-                mocked=mocked,
-                ping=pk,
-            ),
-        )
-        for pk, device_id, customer_id, lat, lon, accuracy, seconds, mocked in Ping.objects.filter(
-            id__in_batch=set(ids)
-        ).values_list(
-            "id",
-            "device_id",
-            "device__customer_id",
-            "latitude",
-            "longitude",
-            "accuracy",
-            EpochSeconds("recorded_at"),
-            "mocked",
-        )
-    ]
-
-
-def _readings(sighting_ids: Iterable[int]) -> list[tuple[int, presence.BeaconReading]]:
-    ids = list(sighting_ids)
-    if not ids:
+def _readings(sighting_ids: set[int]) -> list[tuple[int, presence.BeaconReading]]:
+    if not sighting_ids:
         return []
     return [
         (
@@ -303,7 +371,7 @@ def _readings(sighting_ids: Iterable[int]) -> list[tuple[int, presence.BeaconRea
             ),
         )
         for pk, device_id, customer_id, store_id, zone_id, threshold, rssi, at in (
-            Sighting.objects.filter(id__in_batch=set(ids)).values_list(
+            Sighting.objects.filter(id__in_batch=sighting_ids).values_list(
                 "id",
                 "device_id",
                 "device__customer_id",
@@ -317,10 +385,7 @@ def _readings(sighting_ids: Iterable[int]) -> list[tuple[int, presence.BeaconRea
     ]
 
 
-def _write_states(
-    changed: list[tuple[int, presence.Place, presence.PlaceState]],
-    rows: dict[int, dict[presence.Place, Presence]],
-) -> None:
+def _write_states(changed: list[tuple[int, presence.Place, presence.PlaceState]]) -> None:
     # One INSERT ... ON CONFLICT DO UPDATE for the batch: Django's bulk_update writes a CASE
     # per row and field, which PostgreSQL parses far more slowly.
     Presence.objects.bulk_create(
@@ -341,25 +406,24 @@ def _write_states(
     )
 
 
-def _write_tracks(changed: dict[int, presence.Track]) -> None:
-    """One upsert for the batch. Every fix moves its device's track, so this is a row per
-    device of the batch: the largest write of a batch that changes no presence."""
-    if not changed:
+def _write_tracks(ping_ids: list[int]) -> None:
+    """One upsert for the batch, copying each track's values from its ping in the database
+    (where writing the numbers out as text would cost more). Every fix moves its device's
+    track, so this is a row per device of the batch: the largest write of a batch that
+    changes no presence."""
+    if not ping_ids:
         return
-    time = json_time_writer()
-    rows = [
-        [device_id, track.latitude, track.longitude, track.accuracy, time(track.at)]
-        for device_id, track in changed.items()
-    ]
-    source = json_rows(["bigint", "float8", "float8", "float8", "timestamptz"])
+    pings = Ping.objects.filter(id__in_batch=set(ping_ids)).values_list(
+        "device_id", "latitude", "longitude", "accuracy", "recorded_at"
+    )
+    source, params = pings.query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {DeviceTrack._meta.db_table} "
-            "(device_id, latitude, longitude, accuracy, at) "
-            f"SELECT * FROM ({source}) AS batch WHERE true "
+            f"(device_id, latitude, longitude, accuracy, at) {source} "
             "ON CONFLICT (device_id) DO UPDATE SET latitude = excluded.latitude, "
             "longitude = excluded.longitude, accuracy = excluded.accuracy, at = excluded.at",
-            [json.dumps(rows)],
+            params,
         )
 
 

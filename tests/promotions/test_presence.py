@@ -3,6 +3,7 @@
 import math
 from datetime import UTC, datetime, timedelta
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -406,3 +407,40 @@ def test_one_visit_yields_one_entry(steps):
         fixes.append(fix(seconds, depth, ping=n))
     outcome = run(fixes, now=at(seconds + 60))
     assert kinds(outcome) == [ENTERED]
+
+
+# A device's last fix and its new one: positions in a few km, seconds apart or hours.
+moves = st.tuples(
+    st.one_of(
+        st.none(), st.tuples(st.floats(-3_000, 3_000), st.floats(1, 300), st.integers(0, 7_200))
+    ),
+    st.tuples(st.floats(-3_000, 3_000), st.floats(1, 300), st.integers(0, 7_200), st.booleans()),
+)
+
+
+@settings(max_examples=200)
+@given(st.lists(moves, min_size=1, max_size=30))
+def test_following_many_devices_at_once_agrees_with_the_state_machine(devices):
+    # The worker's fast path for customers no fix can move: tracks, teleports, mocked and
+    # stale fixes must come out as the state machine has them, device by device.
+    fixes, tracks, expected_moves, expected_suspicious = [], [], [], []
+    for device, (last, (north, accuracy, seconds, mocked)) in enumerate(devices):
+        new = Fix(device, *point(north), accuracy, at(seconds), mocked, ping=device)
+        old = None if last is None else Track(*point(last[0]), last[1], at(last[2]))
+        outcome = presence.advance(
+            states={},
+            tracks={} if old is None else {device: old},
+            observations=[new],
+            locate=lambda latitude, longitude: [],
+            rules=RULES,
+            now=at(7_200),
+        )
+        expected_moves.append(device in outcome.tracks)
+        expected_suspicious.append(device in outcome.suspicious)
+        fixes.append([new.latitude, new.longitude, accuracy, new.at.timestamp(), mocked])
+        tracks.append([math.nan] * 4 if old is None else [*old[:3], old.at.timestamp()])
+
+    moved, suspicious = presence.follow_devices(np.array(fixes), np.array(tracks), RULES)
+
+    assert moved.tolist() == expected_moves
+    assert suspicious.tolist() == expected_suspicious

@@ -1,0 +1,102 @@
+"""A worker's batch holds shoppers far from every store beside shoppers walking in: the first
+only move their phones' tracks (followed for the whole batch at once), the second go
+through the state machine. Both, in one request, must come out as each would alone."""
+
+import pytest
+
+from promotions.models import DeviceTrack, Ping, PresenceEvent
+from tests.clock import ago
+from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+RIVOLI = (48.8606, 2.3417)
+# Far from Rivoli: Lyon, a place 2 km from it, and Marseille, 280 km away.
+LYON = (45.7640, 4.8357)
+NEAR_LYON = (45.7820, 4.8357)
+MARSEILLE = (43.2965, 5.3698)
+
+
+@pytest.fixture(autouse=True)
+def rivoli():
+    return StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
+
+
+@pytest.fixture
+def phones():
+    for name in ("walker", "wanderer", "jumper", "faker", "twice"):
+        DeviceFactory(device_id=name, customer=CustomerFactory(external_id=name))
+
+
+def ping(device, place, minutes_ago, **extra):
+    return {
+        "device_id": device,
+        "latitude": place[0],
+        "longitude": place[1],
+        "accuracy": 10.0,
+        "recorded_at": ago(minutes=minutes_ago),
+        **extra,
+    }
+
+
+def send(api, *pings):
+    response = api.post("/api/v1/pings", {"pings": list(pings)})
+    assert response.status_code == 202, response.json()
+    assert response.json()["accepted"] == len(pings)
+
+
+def track(device_id):
+    row = DeviceTrack.objects.get(device__device_id=device_id)
+    return (row.latitude, row.longitude)
+
+
+def suspicious(device_id):
+    return list(
+        Ping.objects.filter(device__device_id=device_id)
+        .order_by("recorded_at")
+        .values_list("suspicious", flat=True)
+    )
+
+
+def test_one_batch_moves_far_phones_and_enters_the_store_of_a_near_one(api, phones):
+    send(
+        api,
+        ping("wanderer", LYON, 30),
+        ping("jumper", LYON, 30),
+        ping("twice", LYON, 30),
+    )
+
+    send(
+        api,
+        # Inside Rivoli: an entry.
+        ping("walker", RIVOLI, 1),
+        # 2 km in 25 minutes: a walk.
+        ping("wanderer", NEAR_LYON, 5),
+        # Lyon to Marseille in 25 minutes: a teleport, suspicious, and the phone is there now.
+        ping("jumper", MARSEILLE, 5),
+        # A mocked location moves nothing.
+        ping("faker", NEAR_LYON, 5, mocked=True),
+        # Two fixes of one phone in the batch: applied in time order.
+        ping("twice", NEAR_LYON, 4),
+        ping("twice", LYON, 6),
+    )
+
+    [entry] = PresenceEvent.objects.all()
+    assert (entry.customer.external_id, entry.kind) == ("walker", "entered")
+    assert track("wanderer") == NEAR_LYON
+    assert track("jumper") == MARSEILLE
+    assert suspicious("jumper") == [False, True]
+    assert not DeviceTrack.objects.filter(device__device_id="faker").exists()
+    assert suspicious("faker") == [True]
+    assert track("twice") == NEAR_LYON
+    assert suspicious("wanderer") == [False, False]
+    assert suspicious("twice") == [False, False, False]
+
+
+def test_a_late_fix_does_not_move_a_track_back(api, phones):
+    send(api, ping("wanderer", NEAR_LYON, 5))
+
+    send(api, ping("wanderer", LYON, 10))
+
+    assert track("wanderer") == NEAR_LYON
+    assert suspicious("wanderer") == [False, False]
