@@ -5,6 +5,7 @@ Idempotent in the data: a Delivery is unique per customer, campaign and presence
 redelivered or doubled task records nothing twice and never queues a second SMS.
 """
 
+import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -12,7 +13,7 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
 
 from customers import intent
@@ -192,17 +193,35 @@ def process_location_batch(*, batch_id: int, now: datetime) -> list[int]:
     died between deciding and enqueuing, or given to two workers) is not processed again:
     it returns what its first run decided and no task has claimed."""
     with transaction.atomic():
-        # The row lock makes a second worker given the same batch wait, then see it done.
-        batch = LocationBatch.objects.select_for_update().filter(pk=batch_id).first()
-        if batch is None:  # past retention, purged
-            return []
-        if batch.processed_at is None:
+        # Marked processed first, in the transaction that processes it: the row lock makes a
+        # second worker given the same batch wait, then find it processed.
+        claimed = _claim_location_batch(batch_id, now=now)
+        if claimed:
+            ping_ids, sighting_ids = claimed
             event_ids = tracking.process_location_batch(
-                ping_ids=batch.ping_ids, sighting_ids=batch.sighting_ids, now=now
+                ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
             )
-            LocationBatch.objects.filter(pk=batch_id).update(processed_at=now)
             return decide_presence_events(event_ids=event_ids, now=now)
-    return stranded_deliveries(ping_ids=batch.ping_ids, sighting_ids=batch.sighting_ids)
+    batch = LocationBatch.objects.filter(pk=batch_id).values_list("ping_ids", "sighting_ids")
+    if not batch:  # past retention, purged
+        return []
+    return stranded_deliveries(ping_ids=batch[0][0], sighting_ids=batch[0][1])
+
+
+def _claim_location_batch(batch_id: int, *, now: datetime) -> tuple[list[int], list[int]] | None:
+    """Mark the batch processed if no one has; its ping and sighting ids if this did."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {LocationBatch._meta.db_table} SET processed_at = %s "
+            "WHERE id = %s AND processed_at IS NULL RETURNING ping_ids, sighting_ids",
+            [now, batch_id],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    # JSON columns come back from a cursor as text.
+    ping_ids, sighting_ids = (json.loads(v) if isinstance(v, str) else v for v in row)
+    return ping_ids, sighting_ids
 
 
 def process_presence_tick(*, now: datetime) -> list[int]:

@@ -20,7 +20,7 @@ from django.db.models import Q, QuerySet
 
 from customers.models import Customer
 from promotions import geo, presence
-from promotions.batch_sql import EpochSeconds
+from promotions.batch_sql import EpochSeconds, raw_rows
 from promotions.geo_index import BatchFenceIndex
 from promotions.models import (
     DEFAULT_RSSI_THRESHOLD,
@@ -203,7 +203,7 @@ def _pings(ping_ids: set[int]) -> _Pings:
         EpochSeconds("recorded_at"),
         "mocked",
     )
-    table = np.array(list(rows) if ping_ids else [], dtype=np.float64).reshape(-1, 8)
+    table = np.array(raw_rows(rows) if ping_ids else [], dtype=np.float64).reshape(-1, 8)
     ids = table[:, :3].astype(np.int64)
     return _Pings(ids[:, 0], ids[:, 1], ids[:, 2], table[:, 3:])
 
@@ -237,7 +237,7 @@ def _tracks(device_ids: set[int]) -> _Tracks:
     rows = DeviceTrack.objects.filter(device_id__in_batch=device_ids).values_list(
         "device_id", "latitude", "longitude", "accuracy", EpochSeconds("at")
     )
-    table = np.array(list(rows) if device_ids else [], dtype=np.float64).reshape(-1, 5)
+    table = np.array(raw_rows(rows) if device_ids else [], dtype=np.float64).reshape(-1, 5)
     order = np.argsort(table[:, 0])
     return _Tracks(table[order, 0].astype(np.int64), table[order, 1:])
 

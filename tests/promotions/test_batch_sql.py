@@ -41,3 +41,29 @@ def test_in_batch_matches_in_for_ids_and_text_with_quotes():
 
     assert found == wanted
     assert {device.device_id for device in by_id} == {'a"b', "plain"}
+
+
+def test_rows_come_back_from_rows_source_as_they_went_in():
+    from django.db import connection
+
+    from promotions.batch_sql import rows_source
+
+    rows = [
+        (1, 'a"b', 48.8566, True, datetime(2026, 11, 29, 12, 0, 0, 1, tzinfo=UTC)),
+        (2, "c\\d,{e} é", -0.1, False, datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+        (3, None, None, None, None),
+    ]
+    source, params = rows_source(["bigint", "varchar", "float8", "boolean", "timestamptz"], rows)
+    with connection.cursor() as cursor:
+        cursor.execute(source, params)
+        found = cursor.fetchall()
+
+    def normal(row):
+        pk, text, number, flag, at = row
+        if isinstance(at, str):  # SQLite gives the stored text back
+            at = datetime.fromisoformat(at).replace(tzinfo=UTC)
+        return (int(pk), text, None if number is None else float(number), flag, at)
+
+    assert [normal(row)[:3] for row in found] == [row[:3] for row in rows]
+    assert [normal(row)[4] for row in found] == [row[4] for row in rows]
+    assert [None if f is None else bool(int(f)) for _, _, _, f, _ in found] == [True, False, None]
