@@ -167,7 +167,9 @@ class BatchFenceIndex:
         counts = right - left
         point = np.repeat(np.arange(len(lat)), counts)
         first = np.repeat(left - (np.cumsum(counts) - counts), counts)
-        fence = self.cell_fences[first + np.arange(int(counts.sum()))]
+        # Stored as int32 to halve the table; gathering with int32 indices costs numpy ten
+        # times what it does with its own index type.
+        fence = self.cell_fences[first + np.arange(int(counts.sum()))].astype(np.intp)
         if len(self.everywhere):
             extra_points = np.repeat(np.arange(len(lat)), len(self.everywhere))
             extra_fences = np.tile(self.everywhere, len(lat))
@@ -199,13 +201,16 @@ def _local_distance(
     pairs further apart than the local span (never within a fence's reach) get haversine."""
     d_lon = (lon2 - lon1 + 180.0) % 360.0 - 180.0
     d_lat = lat2 - lat1
-    mid = np.radians((lat1 + lat2) / 2)
-    sine = np.sin(mid)
-    w = 1 - WGS84_E2 * sine * sine
+    sine = np.sin(np.radians((lat1 + lat2) / 2))
+    sine2 = sine * sine
+    w = 1 - WGS84_E2 * sine2
+    root = np.sqrt(w)
     per_degree = math.pi / 180
-    north = WGS84_A * (1 - WGS84_E2) / w**1.5 * per_degree
-    east = WGS84_A / np.sqrt(w) * np.cos(mid) * per_degree
-    distance = np.hypot(d_lat * north, d_lon * east)
+    # The same scales as geo.metres_per_degree, with a square root for w**1.5 and for the
+    # cosine of the mid-latitude (never negative), which numpy computes several times faster.
+    north = d_lat * (WGS84_A * (1 - WGS84_E2) * per_degree) / (w * root)
+    east = d_lon * (WGS84_A * per_degree) * np.sqrt(1 - sine2) / root
+    distance = np.sqrt(north * north + east * east)
     far = (np.abs(d_lat) > LOCAL_SPAN_DEGREES) | (np.abs(d_lon) > LOCAL_SPAN_DEGREES)
     if far.any():
         p1, p2 = np.radians(lat1[far]), np.radians(lat2[far])
