@@ -819,6 +819,40 @@ def bounded(seconds: float, give_up_at: float) -> float:
     return max(0.0, min(seconds, give_up_at - time.monotonic()))
 
 
+@dataclass
+class PhaseClock:
+    """What a phase counts from its start: the worker's log, CPU, time, answers."""
+
+    processes: Processes
+    log_start: int
+    began: float
+    cpu_before: dict[str, float]
+    since: datetime
+    tally: Tally
+
+    @classmethod
+    def start(cls, processes: Processes) -> "PhaseClock":
+        return cls(
+            processes=processes,
+            log_start=len(processes.log("worker")),
+            began=time.monotonic(),
+            cpu_before=cpu_snapshot(processes),
+            since=datetime.now(UTC),
+            tally=Tally(),
+        )
+
+    def clients(self, port: int, key: str, count: int) -> list["Client"]:
+        return [Client(port, key, self.processes.stop) for _ in range(count)]
+
+    def elapsed(self) -> tuple[float, dict[str, float]]:
+        """Wall seconds and CPU seconds by process since the start."""
+        cpu = cpu_used(self.cpu_before, cpu_snapshot(self.processes))
+        return time.monotonic() - self.began, cpu
+
+    def tasks(self) -> dict[str, list[float]]:
+        return task_times(self.processes.log("worker")[self.log_start :])
+
+
 def phase_a(
     args: argparse.Namespace,
     maker: PingMaker,
@@ -832,13 +866,11 @@ def phase_a(
         f"{args.entries:g} store entries/s, {args.threads} client threads...",
         flush=True,
     )
-    log_start = len(processes.log("worker"))
-    began, cpu_before = time.monotonic(), cpu_snapshot(processes)
-    since = datetime.now(UTC)
-    tally = Tally()
+    clock = PhaseClock.start(processes)
+    since, tally = clock.since, clock.tally
     threads = offered_load(
         maker,
-        [Client(port, key, processes.stop) for _ in range(args.threads)],
+        clock.clients(port, key, args.threads),
         tally,
         seconds=args.seconds,
         rate=args.rate,
@@ -856,7 +888,7 @@ def phase_a(
     while len(read_sms(sms_path)) < expected_sms and time.monotonic() < deadline:
         processes.check_alive()
         time.sleep(0.2)
-    wall, cpu = time.monotonic() - began, cpu_used(cpu_before, cpu_snapshot(processes))
+    wall, cpu = clock.elapsed()
     print(f"Phase A done; backlog drained {drained_after:.1f} s after the last request.")
     return PhaseA(
         tally=tally,
@@ -866,7 +898,7 @@ def phase_a(
         processed=processed_of(tally, since),
         expected_sms=expected_sms,
         latency=latencies(tally, read_sms(sms_path), since),
-        tasks=task_times(processes.log("worker")[log_start:]),
+        tasks=clock.tasks(),
         wall=wall,
         cpu=cpu,
     )
@@ -885,13 +917,11 @@ def phase_b(
         f"fast as they go, for {args.burst_seconds:.0f} s...",
         flush=True,
     )
-    log_start = len(processes.log("worker"))
-    began, cpu_before = time.monotonic(), cpu_snapshot(processes)
-    since = datetime.now(UTC)
-    tally = Tally()
+    clock = PhaseClock.start(processes)
+    since, tally = clock.since, clock.tally
     threads = flat_out(
         maker,
-        [Client(port, key, processes.stop) for _ in range(args.burst_threads)],
+        clock.clients(port, key, args.burst_threads),
         tally,
         seconds=args.burst_seconds,
         batch=args.burst_batch,
@@ -902,7 +932,7 @@ def phase_b(
     drained_after = wait_processed(
         since, tally.accepted, bounded(args.drain_seconds * 2, give_up_at), processes
     )
-    wall, cpu = time.monotonic() - began, cpu_used(cpu_before, cpu_snapshot(processes))
+    wall, cpu = clock.elapsed()
     done = progress(since)
     if not tally.answered or done.last_processed is None:
         raise LoadTestError(f"Phase B: nothing was accepted and processed; {tally.failures[:3]}")
@@ -919,7 +949,7 @@ def phase_b(
         processed=processed,
         accepted_per_second=tally.accepted / http_seconds,
         processed_per_second=processed / process_seconds,
-        tasks=task_times(processes.log("worker")[log_start:]),
+        tasks=clock.tasks(),
         wall=wall,
         cpu=cpu,
     )
