@@ -89,9 +89,10 @@ def _column_literal(values: Sequence[Any], cast: str) -> str:
         values = [None if v is None else v.timestamp() for v in values]
     # Through float() or int(): numpy's numbers have a repr of their own.
     number = int if cast in ("bigint", "integer", "smallint") else float
-    if None in values:
+    try:
+        return "{" + ",".join(map(repr, map(number, values))) + "}"
+    except TypeError:  # a None among them (looking for one first costs as much as writing)
         return "{" + ",".join("NULL" if v is None else repr(number(v)) for v in values) + "}"
-    return "{" + ",".join(map(repr, map(number, values))) + "}"
 
 
 def raw_rows(queryset: QuerySet) -> list[tuple]:
