@@ -405,8 +405,8 @@ def _follow(tracks: dict[int, Track], fix: Fix, rules: Rules, outcome: Outcome) 
 
 
 def follow_devices(
-    fixes: "np.ndarray", tracks: "np.ndarray", rules: Rules
-) -> tuple["np.ndarray", "np.ndarray"]:
+    fixes: np.ndarray, tracks: np.ndarray, rules: Rules
+) -> tuple[np.ndarray, np.ndarray]:
     """`_follow` for many devices at once, one fix each, for customers no fix can move (the
     caller knows: no place stored, no fence near): which fixes move their device's track,
     and which are suspicious.

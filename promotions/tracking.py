@@ -172,16 +172,6 @@ def process_location_batch(
         return changes.write(now=now)
 
 
-def _busy_with_pings(pings: "_Pings", hit: np.ndarray, *, horizon: float) -> set[int]:
-    """Customers whose pings need the state machine: one near a fence (`hit`: the pings the
-    fence index found something near), two of one device (applied in time order), or one
-    from a clock ahead of `horizon` (ignored there)."""
-    devices, counts = np.unique(pings.device, return_counts=True)
-    needy = np.isin(pings.device, devices[counts > 1]) | (pings.values[:, 3] > horizon)
-    needy[hit] = True
-    return set(pings.customer[needy].tolist())
-
-
 class _Pings(NamedTuple):
     """A batch's pings in columns."""
 
@@ -206,6 +196,16 @@ def _pings(ping_ids: set[int]) -> _Pings:
     table = np.array(raw_rows(rows) if ping_ids else [], dtype=np.float64).reshape(-1, 8)
     ids = table[:, :3].astype(np.int64)
     return _Pings(ids[:, 0], ids[:, 1], ids[:, 2], table[:, 3:])
+
+
+def _busy_with_pings(pings: _Pings, hit: np.ndarray, *, horizon: float) -> set[int]:
+    """Customers whose pings need the state machine: one near a fence (`hit`: the pings the
+    fence index found something near), two of one device (applied in time order), or one
+    from a clock ahead of `horizon` (ignored there)."""
+    devices, counts = np.unique(pings.device, return_counts=True)
+    needy = np.isin(pings.device, devices[counts > 1]) | (pings.values[:, 3] > horizon)
+    needy[hit] = True
+    return set(pings.customer[needy].tolist())
 
 
 class _Tracks(NamedTuple):
