@@ -79,7 +79,7 @@ def _column_literal(values: Sequence[Any], cast: str) -> str:
         return "{" + ",".join("NULL" if v is None else "t" if v else "f" for v in values) + "}"
     if cast in ("varchar", "text"):
         quoted = (
-            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
             for v in values
         )
         return "{" + ",".join(quoted) + "}"

@@ -489,25 +489,12 @@ def advance(
 ) -> Outcome:
     """Apply one customer's observations, in time order, to their places' states.
     `locate_reach_m`: how far `locate` looks; a store it leaves out is at least that far."""
-    # A clock far ahead: ingest refuses these, and they must not pin state.
-    horizon = now + rules.timeout
-    if len(observations) > 1:
-        observations = sorted(observations, key=_order)
-    if not states and all(
-        type(o) is Fix and not locate(o.latitude, o.longitude) for o in observations
-    ):
-        # The common case, a shopper away from every store: only the devices' tracks move.
-        outcome = Outcome()
-        followed = dict(tracks)
-        for fix in observations:
-            if fix.at <= horizon:
-                _follow(followed, fix, rules, outcome)
-        return outcome
     run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
     run.locate_reach_m = locate_reach_m
-    for observation in observations:
+    horizon = now + rules.timeout
+    for observation in sorted(observations, key=_order):
         if observation.at > horizon:
-            continue
+            continue  # a clock far ahead: ingest refuses these, and they must not pin state
         if isinstance(observation, Fix):
             run.apply_fix(observation, locate)
         else:
