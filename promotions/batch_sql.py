@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import msgspec
 from django.db import connection
 from django.db.models import Field, FloatField, ForeignObject, Func, Lookup, QuerySet
 
@@ -73,26 +74,35 @@ def rows_source(casts: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[st
     return f"SELECT {columns} FROM unnest({arrays}) AS r({', '.join(names)})", params
 
 
+_json = msgspec.json.Encoder()
+_PYTHON_TYPES: dict[str, type] = {"bigint": int, "integer": int, "smallint": int, "boolean": bool}
+
+
 def _column_literal(values: Sequence[Any], cast: str) -> str:
-    """One column of rows in PostgreSQL's text form of an array."""
-    if cast == "boolean":
-        return "{" + ",".join("NULL" if v is None else "t" if v else "f" for v in values) + "}"
+    """One column of rows in PostgreSQL's text form of an array.
+
+    Written as a JSON array by msgspec, some twenty times faster than repr() and a join:
+    JSON's numbers, true, false and null are PostgreSQL's array elements too (it reads NULL
+    in any case), and so are JSON's quoted strings when they hold no escape. Numbers must
+    be finite: JSON has no NaN or infinity, and msgspec writes them as null."""
     if cast in ("varchar", "text"):
+        texts = [None if v is None else str(v) for v in values]
+        encoded = _json.encode(texts)
+        if b"\\" not in encoded:
+            return "{" + encoded[1:-1].decode() + "}"
         quoted = (
-            "NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
-            for v in values
+            "NULL" if v is None else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+            for v in texts
         )
         return "{" + ",".join(quoted) + "}"
     if cast == "timestamptz":
         # Seconds since the epoch: a float holds them to the microsecond, and is far cheaper
         # to write and to parse than ISO 8601 text.
         values = [None if v is None else v.timestamp() for v in values]
-    # Through float() or int(): numpy's numbers have a repr of their own.
-    number = int if cast in ("bigint", "integer", "smallint") else float
-    try:
-        return "{" + ",".join(map(repr, map(number, values))) + "}"
-    except TypeError:  # a None among them (looking for one first costs as much as writing)
-        return "{" + ",".join("NULL" if v is None else repr(number(v)) for v in values) + "}"
+    # Through the column's Python type: numpy's numbers, which msgspec does not take, too.
+    kind = _PYTHON_TYPES.get(cast, float)
+    encoded = _json.encode([None if v is None else kind(v) for v in values])
+    return "{" + encoded[1:-1].decode() + "}"
 
 
 def raw_rows(queryset: QuerySet) -> list[tuple]:

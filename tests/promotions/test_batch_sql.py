@@ -52,6 +52,7 @@ def test_rows_come_back_from_rows_source_as_they_went_in():
         (1, 'a"b', 48.8566, True, datetime(2026, 11, 29, 12, 0, 0, 1, tzinfo=UTC)),
         (2, "c\\d,{e} é", -0.1, False, datetime(1999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
         (3, None, None, None, None),
+        (4, "line\nbreak\ttab", 1e-7, True, None),
     ]
     source, params = rows_source(["bigint", "varchar", "float8", "boolean", "timestamptz"], rows)
     with connection.cursor() as cursor:
@@ -66,4 +67,9 @@ def test_rows_come_back_from_rows_source_as_they_went_in():
 
     assert [normal(row)[:3] for row in found] == [row[:3] for row in rows]
     assert [normal(row)[4] for row in found] == [row[4] for row in rows]
-    assert [None if f is None else bool(int(f)) for _, _, _, f, _ in found] == [True, False, None]
+    assert [None if f is None else bool(int(f)) for _, _, _, f, _ in found] == [
+        True,
+        False,
+        None,
+        True,
+    ]

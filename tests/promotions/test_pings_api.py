@@ -48,6 +48,16 @@ def test_a_ping_sent_twice_is_stored_once(api, phone):
     assert Ping.objects.count() == 1
 
 
+def test_a_batch_sent_again_with_new_pings_stores_only_the_new(api, phone):
+    sent = [ping(ping_id="p1", recorded_at=ago(minutes=3)), ping(recorded_at=ago(minutes=2))]
+    post(api, *sent)
+
+    response = post(api, *sent, ping(ping_id="p3"))
+
+    assert response.json() == {"accepted": 1, "duplicates": 2, "rejected": []}
+    assert sorted(Ping.objects.values_list("ping_id", flat=True), key=str) == [None, "p1", "p3"]
+
+
 def test_the_same_device_and_time_is_a_duplicate_without_a_ping_id(api, phone):
     at = ago(minutes=3)
     post(api, ping(recorded_at=at))

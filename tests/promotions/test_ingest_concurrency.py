@@ -1,4 +1,5 @@
-"""Erasing a customer while their pings are being ingested leaves none of them behind.
+"""Ping ingest beside other writers: two requests carrying the same pings store them once,
+and erasing a customer while their pings are being ingested leaves none of them behind.
 
 Pings name their device without a foreign key (checking one per ping was ingest's largest
 cost), so ingest and a device's deletion take turns on an advisory lock instead. These
@@ -26,8 +27,8 @@ pytestmark = [
 ]
 
 
-def pings_of(device, count=3) -> list[tuple[int, dict]]:
-    at = timezone.now() - timedelta(seconds=30)
+def pings_of(device, count=3, at=None) -> list[tuple[int, dict]]:
+    at = at or timezone.now() - timedelta(seconds=30)
     return [
         (
             n,
@@ -121,3 +122,32 @@ def test_ingest_after_an_erasure_began_rejects_the_device():
         {"device_id": [f"Unknown device '{device.device_id}'."]}
     ] * 3
     assert not Ping.objects.exists()
+
+
+def test_two_requests_carrying_the_same_pings_at_once_store_them_once():
+    device = DeviceFactory()
+    at = timezone.now() - timedelta(seconds=30)
+    first_result, second_result = IngestResult(), IngestResult()
+    first = Paused(
+        lambda: services.record_pings(
+            items=pings_of(device, 3, at), result=first_result, now=timezone.now()
+        )
+    )
+    first.start()
+    assert first.inside.wait(10) and first.error is None
+
+    # Three of its four pings are the first request's, not yet committed.
+    second = in_thread(
+        lambda: services.record_pings(
+            items=pings_of(device, 4, at), result=second_result, now=timezone.now()
+        )
+    )
+    second.join(0.5)
+    assert second.is_alive(), "the second request must wait to learn whether they are stored"
+
+    first.release.set()
+    first.join(10)
+    second.join(10)
+    assert (first_result.accepted, first_result.duplicates) == (3, 0)
+    assert (second_result.accepted, second_result.duplicates) == (1, 3)
+    assert Ping.objects.filter(device_id=device.pk).count() == 4
