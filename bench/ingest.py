@@ -148,7 +148,7 @@ def database_ceiling(batches: int, batch: int, first: int, start: datetime) -> f
     from django.db import connection, transaction
 
     from customers.models import Device
-    from promotions.ingest import insert_new_pings
+    from promotions.ingest import insert_ping_batch
 
     devices = dict(Device.objects.values_list("device_id", "pk"))
     work: list[list[tuple]] = []
@@ -169,7 +169,7 @@ def database_ceiling(batches: int, batch: int, first: int, start: datetime) -> f
                     break
                 rows = work.pop()
             with transaction.atomic():
-                insert_new_pings(rows, received_at=datetime.now(UTC))
+                insert_ping_batch(rows, datetime.now(UTC), skip_stored=False)
         connection.close()
 
     threads = [threading.Thread(target=insert) for _ in range(2)]

@@ -87,20 +87,22 @@ PingRow = tuple[int, str | None, float, float, float, datetime, float | None, bo
 _PING_COLUMNS = "device_id, ping_id, latitude, longitude, accuracy, recorded_at, speed, mocked"
 
 
-def insert_new_pings(rows: list[PingRow], received_at: datetime) -> list[int]:
-    """Insert the pings that are new, in one statement; return their ids.
+def insert_ping_batch(
+    rows: list[PingRow], received_at: datetime, *, skip_stored: bool
+) -> tuple[int, int | None]:
+    """Insert a request's pings and the location batch that names the new ones; return how
+    many were new and the batch's id (None when none was). This is the ingest hot path: the
+    rows travel as one parameter a column, no model instance built for each.
 
-    The database tells duplicates apart (a ping_id or a device and time already stored, or
-    earlier in `rows`). Nearly every batch is all new, so the rows go in by a plain INSERT
-    first: `ON CONFLICT DO NOTHING` searches every unique index (the primary key's too) for
-    each row before inserting it, over a third of the statement's cost. When a row is
-    already there (a client's retry, or a concurrent request's same ping, which the INSERT
-    waits for to commit), the INSERT fails and is rolled back to its savepoint, and the
-    batch goes in again with ON CONFLICT DO NOTHING skipping the duplicates. This is the
-    ingest hot path: the rows travel as one parameter a column, no model instance built
-    for each."""
+    The database tells duplicates apart: a ping_id or a device and time already stored, or
+    earlier in `rows`. Nearly every batch is all new, so the caller inserts it plainly
+    first (`skip_stored=False`), and a stored ping makes the statement fail with
+    IntegrityError (a concurrent request's same ping is waited for until it commits). Only
+    then does the caller roll back and insert again with `skip_stored=True`, which adds
+    `ON CONFLICT DO NOTHING`: that searches every unique index, the primary key's too, for
+    each row before inserting it, over a third of the statement's cost."""
     if not rows:
-        return []
+        return 0, None
     source, params = rows_source(
         ["bigint", "varchar", "float8", "float8", "float8", "timestamptz", "float8", "boolean"],
         rows,
@@ -108,19 +110,24 @@ def insert_new_pings(rows: list[PingRow], received_at: datetime) -> list[int]:
     insert = (
         f"INSERT INTO {Ping._meta.db_table} ({_PING_COLUMNS}, suspicious, received_at) "
         f"SELECT *, false, %s FROM ({source}) AS batch WHERE true"
+        f"{' ON CONFLICT DO NOTHING' if skip_stored else ''} RETURNING id"
     )
     params = [received_at, *params]
-    try:
-        with transaction.atomic():
-            return _returned_ids(f"{insert} RETURNING id", params)
-    except IntegrityError:
-        return _returned_ids(f"{insert} ON CONFLICT DO NOTHING RETURNING id", params)
-
-
-def _returned_ids(statement: str, params: list[Any]) -> list[int]:
     with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return [pk for (pk,) in cursor.fetchall()]
+        if connection.vendor != "postgresql":
+            cursor.execute(insert, params)
+            ids = [pk for (pk,) in cursor.fetchall()]
+            return len(ids), new_location_batch(received_at=received_at, ping_ids=ids)
+        # PostgreSQL writes the batch row in the same statement: the ids never travel.
+        cursor.execute(
+            f"WITH stored AS ({insert}) "
+            f"INSERT INTO {LocationBatch._meta.db_table} (received_at, ping_ids, sighting_ids) "
+            "SELECT %s, jsonb_agg(id), '[]'::jsonb FROM stored HAVING count(*) > 0 "
+            "RETURNING id, jsonb_array_length(ping_ids)",
+            [*params, received_at],
+        )
+        batch = cursor.fetchone()
+    return (0, None) if batch is None else (batch[1], batch[0])
 
 
 def new_location_batch(

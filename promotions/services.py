@@ -5,7 +5,7 @@ from collections.abc import Collection, Hashable
 from datetime import date, datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 
 from customers.models import Device
 from customers.services import ConflictError
@@ -14,8 +14,8 @@ from promotions.ingest import (
     PingRow,
     ValidItems,
     hold_devices_for_ingest,
-    insert_new_pings,
     insert_new_rows,
+    insert_ping_batch,
     new_location_batch,
 )
 from promotions.models import (
@@ -64,15 +64,27 @@ def delete_store(*, store: Store) -> None:
 
 
 def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
-    """Store a request's pings; returns the location batch to process (None if none new)."""
+    """Store a request's pings; returns the location batch to process (None if none new).
+    The batch goes in plainly and, only when one of its pings is stored already, again
+    skipping those (see insert_ping_batch)."""
+    try:
+        return _record_pings(items, result, now, skip_stored=False)
+    except IntegrityError:
+        return _record_pings(items, result, now, skip_stored=True)
+
+
+def _record_pings(
+    items: ValidItems, result: IngestResult, now: datetime, *, skip_stored: bool
+) -> int | None:
     with transaction.atomic():
         hold_devices_for_ingest()
         devices = _device_pks("device_id", {values["device_id"] for _, values in items})
         rows: list[PingRow] = []
+        unknown: list[tuple[int, str]] = []
         for index, values in items:
             device_pk = devices.get(values["device_id"])
             if device_pk is None:
-                result.reject(index, {"device_id": [f"Unknown device '{values['device_id']}'."]})
+                unknown.append((index, values["device_id"]))
                 continue
             rows.append(
                 (
@@ -86,9 +98,11 @@ def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> i
                     values["mocked"],
                 )
             )
-        stored_ids = insert_new_pings(rows, received_at=now)
-        result.add_stored(len(stored_ids), duplicates=len(rows) - len(stored_ids))
-        return new_location_batch(received_at=now, ping_ids=stored_ids)
+        stored, batch = insert_ping_batch(rows, now, skip_stored=skip_stored)
+    for index, device_id in unknown:
+        result.reject(index, {"device_id": [f"Unknown device '{device_id}'."]})
+    result.add_stored(stored, duplicates=len(rows) - stored)
+    return batch
 
 
 def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
