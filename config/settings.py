@@ -414,6 +414,11 @@ CELERY_TIMEZONE = "UTC"
 # every task is idempotent in the data (unique constraints, conditional claims).
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# Celery's Django fixup closes the database connection around every task unless told to
+# reuse it, and a new PostgreSQL connection costs a backend process and its cold caches,
+# more than a small batch's work. Workers keep connections the way web processes do
+# instead (config/celery.py): this turns the fixup's closing off.
+CELERY_DB_REUSE_MAX = 2**31
 # A web process must not hang on a broker that is down: it fails fast, the batch it stored
 # stands, and the sweep processes it.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0

@@ -347,6 +347,32 @@ def test_ingest_answers_503_while_the_database_is_unreachable(processes, world, 
     assert out["pings_stored"] == 5  # nothing half-written during the outage
 
 
+def test_a_worker_whose_database_connection_was_cut_carries_on(processes, world, postgres):
+    devices = shoppers(4)
+    proxy = CuttableProxy()
+    worker = processes.worker(DATABASE_URL=postgres.replace(":5432/", f":{proxy.port}/"))
+    try:
+        first = store_pings(devices[:2])
+        enqueue_batch(processes.broker_url, first)
+        wait_until(lambda: all_sent(processes.twilio, 2), what="the first batch's SMS")
+        # The worker keeps its connection between tasks: cut it, the database staying up.
+        proxy.cut()
+        proxy.restore()
+        second = store_pings(devices[2:])
+        enqueue_batch(processes.broker_url, second)
+        wait_until(lambda: all_sent(processes.twilio, 4), what="the second batch's SMS")
+    finally:
+        proxy.close()
+
+    with report("database connection cut under a worker") as out:
+        out.update(figures(processes.twilio))
+        # The connection is checked before the next task uses it, not found broken by it.
+        out["tasks_retried"] = processes.log(worker).count(" retry: ")
+    assert out["pings_processed"] == out["pings_accepted"] == 4
+    assert out["sms_at_twilio"] == out["sms_sent"] == 4
+    assert out["duplicate_sms"] == out["tasks_retried"] == 0
+
+
 def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
     processes.extra["SMS_SENDER_MPS"] = "0.1"  # one SMS every 10 s: the second one waits
     first, second = shoppers(2)
