@@ -1,4 +1,6 @@
+from collections.abc import Callable, Iterable
 from datetime import timedelta
+from typing import Any
 
 from django import forms
 from django.conf import settings
@@ -40,11 +42,36 @@ from promotions.offers import (
     template_placeholders,
 )
 from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
-from promotions.services import create_api_key
+from promotions.services import campaigns_targeting, create_api_key
+
+
+def protect_from_deletion(
+    deleted: tuple, objs: Iterable[Store | Zone], campaigns_of: Callable[[Any], list[str]]
+) -> tuple:
+    """`get_deleted_objects`'s answer with the campaigns an object is live in as protected
+    objects: the admin then refuses the deletion and names them."""
+    to_delete, model_count, perms_needed, protected = deleted
+    for obj in objs:
+        protected += [f"Campaign {name} (uses {obj})" for name in campaigns_of(obj)]
+    return to_delete, model_count, perms_needed, protected
+
+
+class ZoneFormSet(forms.BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        for form in self.deleted_forms:
+            zone = form.instance
+            watching = zone.campaigns_watching() if zone.pk else []
+            if watching:
+                raise ValidationError(
+                    f"Campaigns watch zone '{zone.code}': {', '.join(watching)}. "
+                    "Change their trigger or end them before deleting it."
+                )
 
 
 class ZoneInline(admin.TabularInline):
     model = Zone
+    formset = ZoneFormSet
     extra = 0
 
 
@@ -69,6 +96,11 @@ class StoreAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["leaflet/leaflet.css"]}
         js = ["leaflet/leaflet.js", "promotions/store_map.js"]
+
+    def get_deleted_objects(self, objs: Iterable[Store], request: HttpRequest) -> tuple:
+        # A live campaign whose last store went would target every store.
+        deleted = super().get_deleted_objects(objs, request)
+        return protect_from_deletion(deleted, objs, campaigns_targeting)
 
     @admin.display(description="Map")
     def map(self, store: Store) -> str:
@@ -103,6 +135,10 @@ class StoreAdmin(admin.ModelAdmin):
 class ZoneAdmin(admin.ModelAdmin):
     list_display = ["store", "code", "name", "rssi_threshold"]
     list_filter = ["store"]
+
+    def get_deleted_objects(self, objs: Iterable[Zone], request: HttpRequest) -> tuple:
+        deleted = super().get_deleted_objects(objs, request)
+        return protect_from_deletion(deleted, objs, Zone.campaigns_watching)
 
 
 @admin.register(Beacon)

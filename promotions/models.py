@@ -73,6 +73,33 @@ class Zone(models.Model):
     def __str__(self) -> str:
         return f"{self.store.code}/{self.code}"
 
+    def clean(self) -> None:
+        # Campaigns name the zone they watch by its code: renaming a watched zone, or moving
+        # it to another store, would stop them without a word.
+        if self.pk is None:
+            return
+        before = Zone.objects.filter(pk=self.pk).first()
+        if before is None or (before.code, before.store_id) == (self.code, self.store_id):
+            return
+        watching = before.campaigns_watching()
+        if watching:
+            raise ValidationError(
+                {
+                    "code": f"Campaigns watch zone '{before.code}' in this store: "
+                    f"{', '.join(watching)}. Change their trigger or end them first."
+                }
+            )
+
+    def campaigns_watching(self) -> list[str]:
+        """Names of the campaigns, ended ones aside, whose beacon-zone trigger this zone
+        fires: its code, in one of their stores (or any store, for a campaign with none)."""
+        campaigns = (
+            Campaign.objects.exclude(status=CampaignStatus.ENDED)
+            .filter(trigger_type=TriggerType.BEACON_ZONE, trigger_zone=self.code)
+            .filter(models.Q(stores=self.store_id) | models.Q(stores=None))
+        )
+        return sorted(set(campaigns.values_list("name", flat=True)))
+
 
 class Beacon(models.Model):
     store = models.ForeignKey(Store, on_delete=models.CASCADE, related_name="beacons")

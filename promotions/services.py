@@ -30,6 +30,7 @@ from promotions.models import (
     Sighting,
     SightingSource,
     Store,
+    Zone,
 )
 from promotions.selectors import EMPTY_DAY, get_day_figures
 
@@ -56,11 +57,29 @@ def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
 def delete_store(*, store: Store) -> None:
     """Delete a store, unless a live campaign targets it: removing a campaign's last store
     would turn it into an every-store campaign."""
-    live = store.campaigns.exclude(status=CampaignStatus.ENDED).values_list("name", flat=True)
+    live = campaigns_targeting(store)
     if live:
-        names = ", ".join(sorted(live))
-        raise ConflictError(f"Campaigns target this store: {names}. Remove it from them first.")
+        raise ConflictError(
+            f"Campaigns target this store: {', '.join(live)}. Remove it from them first."
+        )
     store.delete()
+
+
+def campaigns_targeting(store: Store) -> list[str]:
+    """Names of the campaigns, ended ones aside, that list this store."""
+    live = store.campaigns.exclude(status=CampaignStatus.ENDED).values_list("name", flat=True)
+    return sorted(live)
+
+
+def delete_zone(*, zone: Zone) -> None:
+    """Delete a zone, unless a live campaign watches it (see Zone.campaigns_watching)."""
+    watching = zone.campaigns_watching()
+    if watching:
+        raise ConflictError(
+            f"Campaigns watch this zone: {', '.join(watching)}. "
+            "Change their trigger or end them first."
+        )
+    zone.delete()
 
 
 def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import Customer, ProductIntent
-from promotions.models import ApiKey, Campaign, LocationBatch, Store
+from promotions.models import ApiKey, Campaign, LocationBatch, Store, Zone
 from tests.factories import DeliveryFactory
 
 pytestmark = pytest.mark.django_db
@@ -333,3 +333,60 @@ def test_a_dry_run_from_the_campaign_list_reports_its_reach(admin_client):
         follow=True,
     )
     assert "Welcome, last 30 days: 0 SMS to 0 customers" in response.content.decode()
+
+
+def watched_entrance() -> tuple[Store, Zone]:
+    store = Store.objects.create(code="R", name="R", latitude=48.86, longitude=2.34, radius_m=60)
+    zone = Zone.objects.create(store=store, code="entrance", name="Entrance")
+    campaign = Campaign.objects.create(
+        name="Entrance hello",
+        offer_template="Hi {code}",
+        trigger_type="beacon_zone",
+        trigger_zone="entrance",
+        status="paused",
+    )
+    campaign.stores.add(store)
+    return store, zone
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_to_delete_a_store_or_zone_a_live_campaign_uses(admin_client):
+    store, zone = watched_entrance()
+
+    for url in (
+        f"/admin/promotions/store/{store.pk}/delete/",
+        f"/admin/promotions/zone/{zone.pk}/delete/",
+    ):
+        page = admin_client.post(url, {"post": "yes"}).content.decode()
+        assert "Campaign Entrance hello" in page
+
+    assert Zone.objects.filter(pk=zone.pk, store=store).exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_keeps_a_watched_zone_s_code_and_its_place_on_the_store_page(admin_client):
+    store, zone = watched_entrance()
+    renamed = admin_client.post(
+        f"/admin/promotions/zone/{zone.pk}/change/",
+        {"store": store.pk, "code": "door", "name": "Door", "rssi_threshold": -80},
+    )
+    store_page = {
+        **{f: getattr(store, f) for f in ("code", "name", "latitude", "longitude", "radius_m")},
+        "address": "",
+        "polygon": "null",
+        "timezone": store.timezone,
+        "zones-TOTAL_FORMS": 1,
+        "zones-INITIAL_FORMS": 1,
+        "zones-0-id": zone.pk,
+        "zones-0-store": store.pk,
+        "zones-0-code": "entrance",
+        "zones-0-name": "Entrance",
+        "zones-0-rssi_threshold": -80,
+        "zones-0-DELETE": "on",
+    }
+    deleted = admin_client.post(f"/admin/promotions/store/{store.pk}/change/", store_page)
+
+    assert "Change their trigger or end them first" in renamed.content.decode()
+    assert "Change their trigger or end them before deleting it" in deleted.content.decode()
+    zone.refresh_from_db()
+    assert zone.code == "entrance"

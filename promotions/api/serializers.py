@@ -133,6 +133,14 @@ class ZoneSerializer(serializers.ModelSerializer):
                     ]
                 }
             )
+        if zone is not None:
+            changed = copy(zone)
+            changed.code = attrs.get("code", zone.code)
+            changed.store = attrs.get("store", zone.store)
+            try:
+                changed.clean()
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(error.message_dict) from None
         return attrs
 
 

@@ -67,7 +67,13 @@ class CodeKeyedViewSet(ConfigViewSet):
         return super().get_object()
 
 
-@extend_schema_view(destroy=extend_schema(responses={204: None, 409: ErrorSerializer}))
+# Refused while a live campaign targets the store or watches the zone.
+DESTROY_OR_CONFLICT = extend_schema_view(
+    destroy=extend_schema(responses={204: None, 409: ErrorSerializer})
+)
+
+
+@DESTROY_OR_CONFLICT
 class StoreViewSet(CodeKeyedViewSet):
     queryset = Store.objects.all()
     serializer_class = StoreSerializer
@@ -87,10 +93,14 @@ class ZoneFilter(PlaceFilter):
         fields = ["store"]
 
 
+@DESTROY_OR_CONFLICT
 class ZoneViewSet(ConfigViewSet):
     queryset = Zone.objects.select_related("store")
     serializer_class = ZoneSerializer
     filterset_class = ZoneFilter
+
+    def perform_destroy(self, instance: Zone) -> None:
+        services.delete_zone(zone=instance)
 
 
 class BeaconFilter(PlaceFilter):

@@ -662,6 +662,46 @@ def test_an_empty_zone_can_move_to_another_store(api, entrance, opera):
     assert response.json()["store"] == "OPERA"
 
 
+def watching(zone_code, *stores, status=CampaignStatus.PAUSED):
+    campaign = CampaignFactory(
+        name="Entrance hello",
+        status=status,
+        trigger_type=TriggerType.BEACON_ZONE,
+        trigger_zone=zone_code,
+    )
+    campaign.stores.set(stores)
+    return campaign
+
+
+def test_a_zone_a_live_campaign_watches_keeps_its_code_and_store(api, entrance, opera):
+    watching("entrance", entrance.store)
+
+    renamed = api.patch(f"/api/v1/zones/{entrance.id}", {"code": "door"})
+    moved = api.patch(f"/api/v1/zones/{entrance.id}", {"store": "OPERA"})
+    deleted = api.delete(f"/api/v1/zones/{entrance.id}")
+
+    assert renamed.status_code == moved.status_code == 400
+    assert "Entrance hello" in renamed.json()["code"][0]
+    assert deleted.status_code == 409
+    assert "Entrance hello" in deleted.json()["detail"]
+    entrance.refresh_from_db()
+    assert (entrance.code, entrance.store.code) == ("entrance", "RIVOLI")
+
+
+def test_a_zone_watched_only_by_ended_or_other_stores_campaigns_can_change(api, entrance, opera):
+    watching("entrance", entrance.store, status=CampaignStatus.ENDED)
+    watching("entrance", opera)
+
+    assert api.patch(f"/api/v1/zones/{entrance.id}", {"code": "door"}).status_code == 200
+    assert api.delete(f"/api/v1/zones/{entrance.id}").status_code == 204
+
+
+def test_a_campaign_for_every_store_watches_the_zone_of_its_code_in_each(api, entrance):
+    watching("entrance")
+
+    assert api.delete(f"/api/v1/zones/{entrance.id}").status_code == 409
+
+
 def test_deleting_a_zone_keeps_its_beacons_and_gateways_in_the_store(api, entrance):
     beacon = BeaconFactory(zone=entrance)
     gateway = GatewayFactory(zone=entrance)
