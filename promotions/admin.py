@@ -106,6 +106,8 @@ class StoreAdmin(admin.ModelAdmin):
     def map(self, store: Store) -> str:
         return format_html(
             '<button id="store-geocode" class="button" type="button">Find the address</button> '
+            '<button id="store-draw" class="button" type="button">Draw the outline</button> '
+            '<button id="store-circle" class="button" type="button">Use a circle</button> '
             '<span id="store-map-status"></span>'
             '<div id="store-map" data-tiles="{}" data-geocode-url="{}" '
             'style="height: 380px; max-width: 720px; margin-top: 8px;"></div>',

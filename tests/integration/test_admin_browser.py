@@ -1,8 +1,9 @@
 """A marketer's afternoon in a real headless browser (Debian's chromium and chromedriver):
 log in, create a store and a campaign, watch the SMS preview, activate, let the simulator's
-shoppers walk in, and read non-zero results. A screenshot of the results page is kept in
-test-artifacts/."""
+shoppers walk in, and read non-zero results (a screenshot of the results page is kept in
+test-artifacts/); draw a store's outline on its map."""
 
+import json
 import os
 from pathlib import Path
 
@@ -10,7 +11,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
 
-from promotions.models import Campaign
+from promotions import geo
+from promotions.models import Campaign, Store
 from tests.integration.conftest import ROOT
 
 pytestmark = pytest.mark.integration
@@ -44,22 +46,31 @@ def browser():
     driver.quit()
 
 
-def test_a_marketer_creates_a_campaign_and_reads_its_results(postgres, live_server, browser):
+def log_in(browser, live_server):
+    """Log a new superuser in; returns a WebDriverWait for the pages that follow."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
-    from selenium.webdriver.support.ui import Select, WebDriverWait
+    from selenium.webdriver.support.ui import WebDriverWait
 
     User.objects.create_superuser("marie", password="a-long-test-password")
     wait = WebDriverWait(browser, 10)
+    browser.get(live_server.url + "/admin/login/")
+    browser.find_element(By.ID, "id_username").send_keys("marie")
+    browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    wait.until(expected_conditions.title_contains("Site administration"))
+    return wait
+
+
+def test_a_marketer_creates_a_campaign_and_reads_its_results(postgres, live_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import Select
+
+    wait = log_in(browser, live_server)
 
     def field(name):
         return browser.find_element(By.ID, f"id_{name}")
-
-    browser.get(live_server.url + "/admin/login/")
-    field("username").send_keys("marie")
-    field("password").send_keys("a-long-test-password")
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    wait.until(expected_conditions.title_contains("Site administration"))
 
     browser.get(live_server.url + "/admin/promotions/store/add/")
     for name, value in {
@@ -112,3 +123,39 @@ def test_a_marketer_creates_a_campaign_and_reads_its_results(postgres, live_serv
     browser.save_screenshot(str(artifacts / "campaign-results.png"))
     assert sent > 0 and decisions >= sent
     assert browser.find_element(By.CSS_SELECTOR, "svg rect") is not None
+
+
+def test_a_marketer_draws_a_store_s_outline_on_its_map(postgres, live_server, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+
+    wait = log_in(browser, live_server)
+    browser.get(live_server.url + "/admin/promotions/store/add/")
+    for name, value in {
+        "code": "OPERA",
+        "name": "Passage Opéra",
+        "latitude": "48.8712",
+        "longitude": "2.3316",
+        "radius_m": "60",
+        "timezone": "Europe/Paris",
+    }.items():
+        browser.find_element(By.ID, f"id_{name}").send_keys(value)
+    outline = browser.find_element(By.ID, "store-draw")
+    outline.click()
+    the_map = browser.find_element(By.ID, "store-map")
+    for dx, dy in ((-80, -60), (80, -60), (90, 70), (-70, 80)):  # around the pin, in pixels
+        ActionChains(browser).move_to_element_with_offset(the_map, dx, dy).click().perform()
+    outline.click()
+
+    drawn = json.loads(browser.find_element(By.ID, "id_polygon").get_attribute("value"))
+    assert browser.find_element(By.ID, "id_radius_m").get_attribute("value") == ""
+    browser.find_element(By.NAME, "_save").click()
+    wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".success")))
+
+    store = Store.objects.get(code="OPERA")
+    assert store.radius_m is None and store.polygon == drawn
+    ring = drawn["coordinates"][0]
+    assert len(ring) == 5 and ring[0] == ring[-1]
+    fence = geo.fence_from_store(store.pk, store.latitude, store.longitude, None, store.polygon)
+    assert geo.signed_distance_m(fence, store.latitude, store.longitude) < 0  # the pin inside

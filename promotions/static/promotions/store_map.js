@@ -1,5 +1,6 @@
 // The store page's map: the fence drawn as its circle or polygon, a pin to move the store's
-// point, and the address geocoded on request. Without tiles (offline) the fence still draws.
+// point, an outline drawn corner by corner, and the address geocoded on request. Without
+// tiles (offline) the fence still draws.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   const box = document.getElementById("store-map");
@@ -59,11 +60,71 @@ document.addEventListener("DOMContentLoaded", function () {
     if (input) {
       input.addEventListener("input", function () {
         pin.setLatLng(point());
+        // Typed coordinates bring the map along (the page may have resized its box since).
+        map.invalidateSize();
+        map.panTo(point());
         drawFence();
       });
     }
   });
   drawFence();
+
+  // An outline: each click on the map adds a corner; finishing writes the polygon into its
+  // field as GeoJSON ([longitude, latitude], the ring closed), which the server validates
+  // on save. A store has a polygon or a radius, so each choice empties the other field.
+  const draw = document.getElementById("store-draw");
+  let corners = null;
+  let sketch = null;
+  function showSketch() {
+    if (sketch) { map.removeLayer(sketch); sketch = null; }
+    if (corners && corners.length) {
+      sketch = L.polyline(corners, { color: "#ba2121", dashArray: "4 4" }).addTo(map);
+    }
+  }
+  map.on("click", function (event) {
+    if (!corners) {
+      return;
+    }
+    corners.push([event.latlng.lat, event.latlng.lng]);
+    showSketch();
+    status.textContent = corners.length + " corner(s): click the next one, or Finish.";
+  });
+  if (draw && polygon) {
+    draw.addEventListener("click", function (event) {
+      event.preventDefault();
+      if (!corners) {
+        corners = [];
+        draw.textContent = "Finish the outline";
+        status.textContent = "Click the map at each corner of the store.";
+        return;
+      }
+      if (corners.length < 3) {
+        status.textContent = "An outline needs at least three corners.";
+        return;
+      }
+      const ring = corners.concat([corners[0]]).map(function (corner) {
+        return [Number(corner[1].toFixed(7)), Number(corner[0].toFixed(7))];
+      });
+      polygon.value = JSON.stringify({ type: "Polygon", coordinates: [ring] });
+      if (radius) { radius.value = ""; }
+      corners = null;
+      showSketch();
+      draw.textContent = "Draw the outline";
+      drawFence();
+      status.textContent = "Outline drawn: save the store to keep it.";
+    });
+  }
+  const circle = document.getElementById("store-circle");
+  if (circle && polygon && radius) {
+    circle.addEventListener("click", function (event) {
+      event.preventDefault();
+      polygon.value = "";
+      if (!(parseFloat(radius.value) > 0)) { radius.value = "50"; }
+      drawFence();
+      status.textContent = "A circle of the radius above: save the store to keep it.";
+    });
+  }
+
   const geocode = document.getElementById("store-geocode");
   if (geocode) {
     geocode.addEventListener("click", function (event) {
