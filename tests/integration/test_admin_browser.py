@@ -62,6 +62,15 @@ def log_in(browser, live_server):
     return wait
 
 
+def add_store(browser, live_server, **values: str) -> None:
+    """Open the store form and type these values (a Paris store unless told otherwise)."""
+    from selenium.webdriver.common.by import By
+
+    browser.get(live_server.url + "/admin/promotions/store/add/")
+    for name, value in {"timezone": "Europe/Paris", **values}.items():
+        browser.find_element(By.ID, f"id_{name}").send_keys(value)
+
+
 def test_a_marketer_creates_a_campaign_and_reads_its_results(postgres, live_server, browser):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
@@ -72,17 +81,16 @@ def test_a_marketer_creates_a_campaign_and_reads_its_results(postgres, live_serv
     def field(name):
         return browser.find_element(By.ID, f"id_{name}")
 
-    browser.get(live_server.url + "/admin/promotions/store/add/")
-    for name, value in {
-        "code": "LOUVRE",
-        "name": "Passage Louvre",
-        "address": "99 Rue de Rivoli, 75001 Paris",
-        "latitude": "48.8611",
-        "longitude": "2.3364",
-        "radius_m": "80",
-        "timezone": "Europe/Paris",
-    }.items():
-        field(name).send_keys(value)
+    add_store(
+        browser,
+        live_server,
+        code="LOUVRE",
+        name="Passage Louvre",
+        address="99 Rue de Rivoli, 75001 Paris",
+        latitude="48.8611",
+        longitude="2.3364",
+        radius_m="80",
+    )
     assert browser.find_element(By.ID, "store-map").is_displayed()
     browser.find_element(By.NAME, "_save").click()
     wait.until(expected_conditions.presence_of_element_located((By.CSS_SELECTOR, ".success")))
@@ -131,16 +139,15 @@ def test_a_marketer_draws_a_store_s_outline_on_its_map(postgres, live_server, br
     from selenium.webdriver.support import expected_conditions
 
     wait = log_in(browser, live_server)
-    browser.get(live_server.url + "/admin/promotions/store/add/")
-    for name, value in {
-        "code": "OPERA",
-        "name": "Passage Opéra",
-        "latitude": "48.8712",
-        "longitude": "2.3316",
-        "radius_m": "60",
-        "timezone": "Europe/Paris",
-    }.items():
-        browser.find_element(By.ID, f"id_{name}").send_keys(value)
+    add_store(
+        browser,
+        live_server,
+        code="OPERA",
+        name="Passage Opéra",
+        latitude="48.8712",
+        longitude="2.3316",
+        radius_m="60",
+    )
     outline = browser.find_element(By.ID, "store-draw")
     outline.click()
     the_map = browser.find_element(By.ID, "store-map")
