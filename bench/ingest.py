@@ -10,8 +10,9 @@
    both see the same table sizes and machine load. Passage's figure includes what the
    baseline skips: per-item reasons, duplicate counting, the rate limit and a task
    enqueued per batch (to Redis, which nothing consumes here).
-3. Passage's INSERT statement alone from two connections, no HTTP: the database's ceiling
-   for this table on this machine, which the HTTP figure is read against.
+3. Passage's INSERT statement alone (the pings and their batch row) from two connections,
+   no HTTP: the database's ceiling for this table on this machine, which the HTTP figure is
+   read against.
 Every round checks that the rows it sent are stored.
 """
 
