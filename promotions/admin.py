@@ -42,7 +42,7 @@ from promotions.offers import (
     template_placeholders,
 )
 from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
-from promotions.services import campaigns_targeting, create_api_key
+from promotions.services import create_api_key
 
 
 def protect_from_deletion(
@@ -100,7 +100,7 @@ class StoreAdmin(admin.ModelAdmin):
     def get_deleted_objects(self, objs: Iterable[Store], request: HttpRequest) -> tuple:
         # A live campaign whose last store went would target every store.
         deleted = super().get_deleted_objects(objs, request)
-        return protect_from_deletion(deleted, objs, campaigns_targeting)
+        return protect_from_deletion(deleted, objs, Store.campaigns_targeting)
 
     @admin.display(description="Map")
     def map(self, store: Store) -> str:

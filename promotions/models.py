@@ -48,6 +48,11 @@ class Store(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
 
+    def campaigns_targeting(self) -> list[str]:
+        """Names of the campaigns, ended ones aside, that list this store."""
+        live = self.campaigns.exclude(status=CampaignStatus.ENDED)
+        return sorted(live.values_list("name", flat=True))
+
 
 DEFAULT_RSSI_THRESHOLD = -80
 

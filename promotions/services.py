@@ -22,7 +22,6 @@ from promotions.models import (
     ApiKey,
     Beacon,
     CampaignDay,
-    CampaignStatus,
     Gateway,
     LocationBatch,
     Ping,
@@ -57,18 +56,12 @@ def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
 def delete_store(*, store: Store) -> None:
     """Delete a store, unless a live campaign targets it: removing a campaign's last store
     would turn it into an every-store campaign."""
-    live = campaigns_targeting(store)
+    live = store.campaigns_targeting()
     if live:
         raise ConflictError(
             f"Campaigns target this store: {', '.join(live)}. Remove it from them first."
         )
     store.delete()
-
-
-def campaigns_targeting(store: Store) -> list[str]:
-    """Names of the campaigns, ended ones aside, that list this store."""
-    live = store.campaigns.exclude(status=CampaignStatus.ENDED).values_list("name", flat=True)
-    return sorted(live)
 
 
 def delete_zone(*, zone: Zone) -> None:
