@@ -450,6 +450,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "promotions.tasks.sweep_unprocessed",
         "schedule": BEAT_EVERY_SECONDS,
     },
+    "settle-claimed-sends": {
+        "task": "promotions.tasks.settle_claimed_sends",
+        "schedule": 300.0,
+    },
     "purge-location-history": {
         "task": "promotions.tasks.purge_location_history",
         "schedule": 3600.0,

@@ -574,6 +574,12 @@ class Delivery(models.Model):
             models.Index(fields=["customer", "created_at"]),
             # The daily statistics read a day's decisions across campaigns.
             models.Index(fields=["created_at"]),
+            # The sweeps look for queued deliveries left behind, among few.
+            models.Index(
+                fields=["send_after"],
+                condition=models.Q(status="queued"),
+                name="delivery_queued",
+            ),
         ]
 
     def __str__(self) -> str:

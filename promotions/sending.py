@@ -2,8 +2,11 @@
 
 The send claims its row with a conditional UPDATE that also checks the customer's consent,
 so two workers never send the same delivery, and a STOP that arrived while the SMS waited
-in the queue wins. A claimed row is never claimed again: if a worker dies after the provider
-accepted the message, the SMS is not sent twice (it stays queued with its claim, visible).
+in the queue wins. A claimed row is never claimed again, so a worker that dies after the
+provider accepted the message, or a provider whose answer never comes, does not make a
+second SMS: the delivery stays queued with its claim until the provider's status callback,
+or the provider asked once its offer has expired (settle_claimed_sends), says what became
+of it.
 """
 
 from dataclasses import dataclass
@@ -68,6 +71,10 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         if error.code == TWILIO_UNSUBSCRIBED:
             _opt_out(delivery_id, now)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
+    except sms.UncertainSmsError as error:
+        # Keeps its claim: never sent again, settled by a callback or settle_claimed_sends.
+        Delivery.objects.filter(id=delivery_id).update(error_message=str(error)[:300])
+        return SendOutcome(DeliveryStatus.QUEUED, str(error))
 
     # A status callback may have overtaken this line (it finds the delivery by the id in its
     # URL) and moved it on: the sid and the time are recorded whatever the status, and
@@ -80,6 +87,54 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         status_updated_at=Case(When(still_queued, then=Value(now)), default=F("status_updated_at")),
     )
     return SendOutcome(DeliveryStatus.SENT, sent.sid)
+
+
+# What the provider reports of a message found, as a delivery status; any other status
+# (queued, sending, accepted...) means it was handed over: sent.
+FOUND_STATUSES = {
+    "delivered": DeliveryStatus.DELIVERED,
+    "undelivered": DeliveryStatus.UNDELIVERED,
+    "failed": DeliveryStatus.FAILED,
+    "canceled": DeliveryStatus.FAILED,
+}
+# How long after its offer expires a claimed send is settled: a send in progress has
+# finished by then (SMS_HTTP_TIMEOUT_SECONDS is at most two minutes), and so has Twilio
+# with anything it held past the validity period.
+SETTLE_AFTER_EXPIRY = timedelta(minutes=5)
+NEVER_SENT = "Its worker stopped before the SMS provider took it; not resent, the offer expired."
+
+
+def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
+    """Deliveries claimed for sending whose outcome was never recorded (the worker died
+    between its claim and the provider's answer, or the answer never came), once their
+    offer has expired: the provider is asked whether it took the message. Its sid and status
+    are recorded, or the delivery fails as never sent; nothing is sent again. Returns how
+    many were settled; a provider that cannot be asked now leaves the rest for the next run."""
+    expired = now - timedelta(seconds=settings.SMS_VALIDITY_SECONDS) - SETTLE_AFTER_EXPIRY
+    unsettled = Delivery.objects.filter(
+        status=DeliveryStatus.QUEUED, twilio_sid="", claimed_at__lt=expired
+    ).order_by("claimed_at")[:limit]
+    backend = sms.get_backend()
+    settled = 0
+    for delivery in unsettled:
+        message = sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery.id))
+        found = backend.find(message, since=delivery.claimed_at)
+        # Only if nothing, a status callback for one, got there first.
+        still_unsettled = Delivery.objects.filter(
+            id=delivery.id, status=DeliveryStatus.QUEUED, twilio_sid=""
+        )
+        if found is None:
+            settled += still_unsettled.update(
+                status=DeliveryStatus.FAILED, error_message=NEVER_SENT, status_updated_at=now
+            )
+        else:
+            settled += still_unsettled.update(
+                status=FOUND_STATUSES.get(found.status, DeliveryStatus.SENT),
+                twilio_sid=found.sid,
+                sent_at=delivery.claimed_at,
+                status_updated_at=now,
+            )
+    return settled
 
 
 def claim(delivery_id: int, *, now: datetime, attempts: int) -> bool:

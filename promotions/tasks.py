@@ -97,6 +97,20 @@ def sweep_unprocessed(self) -> int:
     return len(batch_ids)
 
 
+@shared_task(
+    bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
+)
+def settle_claimed_sends(self) -> int:
+    """Celery beat, every five minutes: sends claimed and never recorded (a worker died
+    mid-send, or the provider's answer never came), asked of the provider once their offer
+    expired. A provider that cannot be asked now is asked at the next run."""
+    try:
+        return sending.settle_claimed_sends(now=timezone.now())
+    except sms.TransientSmsError as error:
+        logger.warning("Could not ask the SMS provider about claimed sends: %s", error)
+        return 0
+
+
 def queue_sends(delivery_ids: Iterable[int]) -> int:
     """Enqueue one send per queued delivery at its paced slot; returns how many."""
     slots = Delivery.objects.filter(id__in=list(delivery_ids)).values_list("id", "send_after")

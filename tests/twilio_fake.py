@@ -2,6 +2,7 @@
 
 It records every request and answers from a script: a message resource, or one of Twilio's
 error bodies (21211 invalid number, 21610 unsubscribed, 429, 500), or no answer at all.
+It lists the messages it accepted, newest first, as Twilio's Messages.json does.
 """
 
 import json
@@ -10,9 +11,11 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from itertools import count
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "test-auth-token"
@@ -25,6 +28,8 @@ class Recorded:
     form: dict[str, str]
     authorization: str
     status: int = 0  # what the fake answered
+    sid: str = ""  # the message's, when accepted
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 @dataclass
@@ -61,6 +66,8 @@ class FakeTwilio:
     # Called with each accepted message and its sid before Twilio answers: a status callback
     # that overtakes the answer.
     on_accepted: Callable[[Recorded, str], None] | None = None
+    # What a message's status has become since (by sid), as the list reports it.
+    statuses: dict[str, str] = field(default_factory=dict)
 
     def then(self, *answers: Answer) -> "FakeTwilio":
         """Answer the next requests with these, in order; afterwards, accept every message."""
@@ -69,7 +76,31 @@ class FakeTwilio:
 
     @property
     def messages(self) -> list[Recorded]:
-        return [r for r in self.requests if r.path.endswith("/Messages.json")]
+        """The messages asked to be sent (lookups aside)."""
+        return [
+            r for r in self.requests if r.method == "POST" and r.path.endswith("/Messages.json")
+        ]
+
+    @property
+    def lookups(self) -> list[Recorded]:
+        return [r for r in self.requests if r.method == "GET"]
+
+    def listing(self, query: dict[str, str]) -> dict:
+        """Messages.json's list: the accepted messages, newest first, filtered by To."""
+        found = [
+            {
+                "sid": r.sid,
+                "account_sid": ACCOUNT_SID,
+                "to": r.form.get("To"),
+                "body": r.form.get("Body"),
+                "direction": "outbound-api",
+                "status": self.statuses.get(r.sid, "sent"),
+                "date_created": format_datetime(r.at, usegmt=True),
+            }
+            for r in reversed(self.accepted)
+            if "To" not in query or r.form.get("To") == query["To"]
+        ]
+        return {"messages": found[: int(query.get("PageSize", 50))], "next_page_uri": None}
 
     @property
     def accepted(self) -> list[Recorded]:
@@ -87,6 +118,15 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
     fake = FakeTwilio()
 
     class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            query = {key: values[0] for key, values in parse_qs(url.query).items()}
+            recorded = Recorded("GET", url.path, query, self.headers.get("Authorization", ""))
+            fake.requests.append(recorded)
+            answer = fake.script.popleft() if fake.script else Answer(200, fake.listing(query))
+            recorded.status = answer.status
+            self.respond(answer)
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             form = {
@@ -96,8 +136,13 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
             fake.requests.append(recorded)
             answer = fake.answer()
             recorded.status = answer.status
-            if answer.status == 201 and fake.on_accepted:
-                fake.on_accepted(recorded, answer.body["sid"])
+            if answer.status == 201:
+                recorded.sid = answer.body["sid"]
+                if fake.on_accepted:
+                    fake.on_accepted(recorded, answer.body["sid"])
+            self.respond(answer)
+
+        def respond(self, answer: Answer) -> None:
             if answer.delay:
                 time.sleep(answer.delay)
             body = json.dumps(answer.body or {}).encode()

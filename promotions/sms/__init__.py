@@ -5,6 +5,7 @@ lines, `twilio` sends through the official SDK. Only `promotions.sms.twilio` imp
 """
 
 from dataclasses import dataclass
+from datetime import datetime
 from importlib import import_module
 from typing import Protocol
 
@@ -40,12 +41,23 @@ class TransientSmsError(SmsError):
 
 class PermanentSmsError(SmsError):
     """Never retried: the provider refused the message (an invalid or unsubscribed number,
-    bad credentials), or its answer never came after the request went out, so the message
-    may have been accepted and a retry could text twice."""
+    bad credentials)."""
+
+
+class UncertainSmsError(SmsError):
+    """The request went out and its answer never came (a timeout, a dropped connection): the
+    provider may have accepted the message, so a retry could text twice. Never retried; the
+    provider is asked later (`SmsBackend.find`)."""
 
 
 class SmsBackend(Protocol):
     def send(self, message: OutgoingSms) -> SentSms: ...
+
+    def find(self, message: OutgoingSms, *, since: datetime) -> SentSms | None:
+        """The message the provider took for `message` (same recipient and text, same
+        reference where the provider keeps one) since `since`, or None if it took none.
+        Raises TransientSmsError when the provider cannot be asked now."""
+        ...
 
 
 BACKENDS = {

@@ -34,3 +34,18 @@ class FileBackend:
         finally:
             os.close(descriptor)
         return SentSms(sid=sid, status="sent")
+
+    def find(self, message: OutgoingSms, *, since: datetime) -> SentSms | None:
+        """Read back from the file: a line with the message's reference."""
+        path = Path(settings.SMS_FILE_PATH)
+        if not path.exists():
+            return None
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                try:
+                    sent = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a full disk is not a message
+                if isinstance(sent, dict) and sent.get("reference") == message.reference:
+                    return SentSms(sid=sent["sid"], status="sent")
+        return None

@@ -1,17 +1,29 @@
 """The Twilio backend: the official SDK, pointed at TWILIO_API_BASE."""
 
+from datetime import datetime, timedelta
 from urllib.parse import quote
 
 import requests
 from django.conf import settings
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from promotions.sms import OutgoingSms, PermanentSmsError, SentSms, TransientSmsError
+from promotions.sms import (
+    OutgoingSms,
+    PermanentSmsError,
+    SentSms,
+    TransientSmsError,
+    UncertainSmsError,
+)
 
 TWILIO_API = "https://api.twilio.com"
 STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
+# find() reads this many of a number's latest messages: caps allow a customer a few offers
+# a day, so the one sought is among them.
+FIND_AMONG_LATEST = 20
+# Twilio's clock and ours may disagree by this much.
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -67,14 +79,41 @@ class TwilioBackend:
         except requests.ConnectionError as error:
             if isinstance(error, requests.exceptions.ConnectTimeout) or _not_sent(error):
                 raise TransientSmsError(f"Twilio unreachable: {error}") from error
-            raise PermanentSmsError(
+            raise UncertainSmsError(
                 f"Twilio's answer was lost; not retried, it may have been sent: {error}"
             ) from error
         except requests.Timeout as error:
-            raise PermanentSmsError(
+            raise UncertainSmsError(
                 f"No answer from Twilio in time; not retried, it may have been sent: {error}"
             ) from error
         return SentSms(sid=created.sid, status=created.status or "queued")
+
+    def find(self, message: OutgoingSms, *, since: datetime) -> SentSms | None:
+        """Twilio keeps no reference of ours on a message: the latest messages to the number
+        are searched for one created since `since` with the same text, compared by letters
+        and digits (a Messaging Service's Smart Encoding swaps quotes, dashes and spaces for
+        plainer ones). The text holds the delivery's unique code, so no other message
+        matches."""
+        try:
+            latest = self.client.messages.list(to=message.to, limit=FIND_AMONG_LATEST)
+        except TwilioException as error:  # a page it could not fetch: the answer as text
+            raise TransientSmsError(f"Twilio could not list messages: {error}") from error
+        except requests.RequestException as error:
+            raise TransientSmsError(f"Twilio unreachable: {error}") from error
+        text = _letters_and_digits(message.body)
+        for sent in latest:
+            created = sent.date_created
+            if (
+                (sent.direction or "").startswith("outbound")
+                and (created is None or created >= since - CLOCK_SKEW)
+                and _letters_and_digits(sent.body or "") == text
+            ):
+                return SentSms(sid=sent.sid, status=sent.status or "sent")
+        return None
+
+
+def _letters_and_digits(text: str) -> str:
+    return "".join(character for character in text if character.isalnum())
 
 
 def _not_sent(error: requests.ConnectionError) -> bool:

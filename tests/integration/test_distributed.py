@@ -206,6 +206,38 @@ def test_twilio_throttling_and_errors_are_retried_then_bounded(processes, world)
     assert failed.error_code == 20500 and failed.attempts == 4
 
 
+def test_a_worker_killed_after_twilio_took_the_sms_sends_it_once(processes, world):
+    [shopper] = shoppers(1)
+    first = processes.worker("first")
+    # Twilio takes the message; its answer never reaches the worker, killed meanwhile.
+    processes.twilio.on_accepted = lambda request, sid: processes.kill(first)
+    enqueue_batch(processes.broker_url, store_pings([shopper]))
+    wait_until(lambda: first.poll() is not None, what="the first worker to be killed")
+    processes.twilio.on_accepted = None
+
+    second = processes.worker("second")
+    # Its send task comes back (acknowledged late), finds the delivery claimed and skips it.
+    processes.wait_for_log(second, "'skipped'", timeout=60)
+    delivery = Delivery.objects.get()
+    claimed = (delivery.status, delivery.twilio_sid)
+    # Once the offer has expired, the settling sweep asks Twilio what became of it.
+    Delivery.objects.update(claimed_at=timezone.now() - timedelta(hours=1))
+    app = Celery(broker=processes.broker_url)
+    app.send_task("promotions.tasks.settle_claimed_sends")
+    app.close()
+    wait_until(
+        lambda: Delivery.objects.filter(status="sent").exists(), what="the send to be settled"
+    )
+
+    with report("worker SIGKILLed after Twilio took the SMS") as out:
+        out.update(figures(processes.twilio))
+        out["twilio_sends"] = len(processes.twilio.messages)
+    assert claimed == ("queued", "")
+    assert out["twilio_sends"] == out["sms_at_twilio"] == out["sms_sent"] == 1
+    assert out["duplicate_sms"] == 0 and out["stuck_queued"] == 0
+    assert Delivery.objects.get().twilio_sid == processes.twilio.accepted[0].sid
+
+
 def redis_command(*args: str) -> None:
     subprocess.run(
         ["redis-cli", "-h", "127.0.0.1", "-p", "6379", *args],

@@ -10,7 +10,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from customers.models import ConsentChange, SmsConsent
-from promotions import decisions, tasks
+from promotions import decisions, sending, sms, tasks
 from promotions.models import Delivery, LocationBatch, Ping
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
@@ -200,3 +200,100 @@ def test_the_sweep_sends_a_delivery_whose_send_task_was_lost(twilio, store, sett
     delivery.refresh_from_db()
     assert delivery.status == "sent"
     assert len(twilio.messages) == 1
+
+
+# --- Sends claimed and never recorded -----------------------------------------------------
+
+
+def long_claimed(delivery, settings):
+    """Make the delivery's claim older than its offer's validity and the settling margin: as
+    it is when the sweep finds it."""
+    age = timedelta(seconds=settings.SMS_VALIDITY_SECONDS) + sending.SETTLE_AFTER_EXPIRY
+    Delivery.objects.filter(id=delivery.id).update(
+        claimed_at=timezone.now() - age - timedelta(seconds=1)
+    )
+
+
+def test_an_answer_that_never_came_is_settled_from_twilio_and_never_resent(twilio, store, settings):
+    settings.SMS_HTTP_TIMEOUT_SECONDS = 0.5
+    # Twilio takes the message, and its answer comes after the worker gave up waiting.
+    twilio.then(twilio_fake.Answer(201, {"sid": "SMlate", "status": "queued"}, delay=2))
+
+    delivery = send(queue_offer(store))
+    assert delivery.status == "queued"
+    assert delivery.claimed_at is not None
+    assert "may have been sent" in delivery.error_message
+    send(delivery)  # the task again, as after a worker's death: nothing more goes out
+
+    long_claimed(delivery, settings)
+    assert tasks.settle_claimed_sends.delay().get() == 1
+    delivery.refresh_from_db()
+
+    assert delivery.status == "sent"
+    assert delivery.twilio_sid == "SMlate"
+    assert len(twilio.messages) == 1
+    [lookup] = twilio.lookups
+    assert lookup.form["To"] == delivery.to
+
+
+def test_a_send_twilio_took_before_its_worker_died_gets_twilios_status(twilio, store, settings):
+    delivery = queue_offer(store)
+    # The worker claimed the delivery, Twilio took the message, and the worker died before
+    # recording the sid. Twilio delivered it meanwhile, and its callbacks went unanswered.
+    assert sending.claim(delivery.id, now=timezone.now(), attempts=1)
+    sent = sms.get_backend().send(
+        sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery.id))
+    )
+    twilio.statuses[sent.sid] = "delivered"
+    other = queue_offer(store)  # another customer's offer, sent and recorded
+    send(other)
+
+    long_claimed(delivery, settings)
+    tasks.settle_claimed_sends.delay()
+    delivery.refresh_from_db()
+
+    assert delivery.status == "delivered"
+    assert delivery.twilio_sid == sent.sid
+    assert delivery.sent_at is not None
+    assert len(twilio.messages) == 2
+
+
+def test_a_claim_whose_worker_died_before_twilio_fails_as_never_sent(twilio, store, settings):
+    delivery = queue_offer(store)
+    assert sending.claim(delivery.id, now=timezone.now(), attempts=1)
+
+    long_claimed(delivery, settings)
+    tasks.settle_claimed_sends.delay()
+    send(delivery)
+    delivery.refresh_from_db()
+
+    assert delivery.status == "failed"
+    assert delivery.error_message == sending.NEVER_SENT
+    assert twilio.messages == []
+
+
+def test_a_claim_younger_than_its_offer_is_left_to_its_worker(twilio, store):
+    delivery = queue_offer(store)
+    assert sending.claim(delivery.id, now=timezone.now(), attempts=1)
+
+    assert tasks.settle_claimed_sends.delay().get() == 0
+    delivery.refresh_from_db()
+
+    assert delivery.status == "queued"
+    assert twilio.requests == []
+
+
+def test_twilio_unreachable_leaves_claimed_sends_for_the_next_run(twilio, store, settings):
+    delivery = queue_offer(store)
+    assert sending.claim(delivery.id, now=timezone.now(), attempts=1)
+    long_claimed(delivery, settings)
+    twilio.then(twilio_fake.SERVER_ERROR)
+
+    assert tasks.settle_claimed_sends.delay().get() == 0
+    delivery.refresh_from_db()
+    assert delivery.status == "queued"
+
+    assert tasks.settle_claimed_sends.delay().get() == 1
+    delivery.refresh_from_db()
+    assert delivery.status == "failed"
+    assert len(twilio.lookups) == 2
