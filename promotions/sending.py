@@ -101,7 +101,8 @@ FOUND_STATUSES = {
 # finished by then (SMS_HTTP_TIMEOUT_SECONDS is at most two minutes), and so has Twilio
 # with anything it held past the validity period.
 SETTLE_AFTER_EXPIRY = timedelta(minutes=5)
-NEVER_SENT = "Its worker stopped before the SMS provider took it; not resent, the offer expired."
+NEVER_SENT = "The SMS provider has no record of it: never sent, and not resent (the offer expired)."
+UNKNOWN_ERASED = "Its send was cut short and its customer erased since: whether it went is unknown."
 
 
 def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
@@ -117,12 +118,18 @@ def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
     backend = sms.get_backend()
     settled = 0
     for delivery in unsettled:
-        message = sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery.id))
-        found = backend.find(message, since=delivery.claimed_at)
         # Only if nothing, a status callback for one, got there first.
         still_unsettled = Delivery.objects.filter(
             id=delivery.id, status=DeliveryStatus.QUEUED, twilio_sid=""
         )
+        if not delivery.to:
+            # Its customer was erased, number and text with them: nothing left to ask by.
+            settled += still_unsettled.update(
+                status=DeliveryStatus.FAILED, error_message=UNKNOWN_ERASED, status_updated_at=now
+            )
+            continue
+        message = sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery.id))
+        found = backend.find(message, since=delivery.claimed_at)
         if found is None:
             settled += still_unsettled.update(
                 status=DeliveryStatus.FAILED, error_message=NEVER_SENT, status_updated_at=now

@@ -10,6 +10,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from customers.models import ConsentChange, SmsConsent
+from customers.services import erase_customer
 from promotions import decisions, sending, sms, tasks
 from promotions.models import Delivery, LocationBatch, Ping
 from tests import twilio_fake
@@ -297,3 +298,16 @@ def test_twilio_unreachable_leaves_claimed_sends_for_the_next_run(twilio, store,
     delivery.refresh_from_db()
     assert delivery.status == "failed"
     assert len(twilio.lookups) == 2
+
+
+def test_a_claimed_send_of_an_erased_customer_is_settled_without_asking(twilio, store, settings):
+    delivery = queue_offer(store)
+    assert sending.claim(delivery.id, now=timezone.now(), attempts=1)
+    erase_customer(customer=delivery.customer)
+
+    long_claimed(delivery, settings)
+    tasks.settle_claimed_sends.delay()
+    delivery.refresh_from_db()
+
+    assert (delivery.status, delivery.error_message) == ("failed", sending.UNKNOWN_ERASED)
+    assert twilio.requests == []
