@@ -142,11 +142,6 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
     signals = load_signals(customers.keys(), now=now)
     histories = load_histories(customers.keys(), now=now, campaigns=campaigns.values())
     limits = global_limits()
-    pooled = set(
-        OfferCode.objects.filter(campaign__in=campaigns.keys())
-        .values_list("campaign_id", flat=True)
-        .distinct()
-    )
     queued: list[int] = []
     with transaction.atomic():
         budgets = _lock_budgets(campaigns.values(), now=now)
@@ -171,17 +166,21 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                     campaign=campaigns[decision.campaign],
                     event=event,
                     customer=customer,
-                    pooled=decision.campaign in pooled,
+                    budget=budgets.get(decision.campaign, rules.BudgetUse()),
                     trace=_trace(event, decision, rank, decisions),
                     now=now,
                 )
                 if delivery is None:
                     continue
                 history.add(decision.campaign, delivery.status, now)
+                use = budgets.get(decision.campaign, rules.BudgetUse())
                 if delivery.status == DeliveryStatus.QUEUED:
-                    use = budgets.get(decision.campaign, rules.BudgetUse())
-                    budgets[decision.campaign] = rules.BudgetUse(use.today + 1, use.total + 1)
+                    budgets[decision.campaign] = use.after_one_sms()
                     queued.append(delivery.id)
+                elif decision.status == rules.QUEUED and use.codes_left is not None:
+                    # The pool ran dry under the count (see _record): the batch's next
+                    # events judge the campaign spent.
+                    budgets[decision.campaign] = replace(use, codes_left=0)
         _pace(queued, now=now)
     return queued
 
@@ -301,12 +300,19 @@ def load_histories(
 
 
 def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, rules.BudgetUse]:
-    """Lock the campaigns that have a budget, then count what they spent: two workers
-    deciding at once take turns, so a budget is never overspent."""
+    """Lock the campaigns that have a budget or a code pool, then count what they spent and
+    the pool codes they have left: two workers deciding at once take turns, so a budget is
+    never overspent, and the rules know which pools are used up before they rank."""
+    campaigns = list(campaigns)
     budgeted = [c.id for c in campaigns if c.daily_budget is not None or c.total_budget is not None]
-    if not budgeted:
+    pooled = set(
+        OfferCode.objects.filter(campaign__in=[c.id for c in campaigns])
+        .values_list("campaign_id", flat=True)
+        .distinct()
+    )
+    if not budgeted and not pooled:
         return {}
-    list(Campaign.objects.select_for_update().filter(id__in=budgeted).order_by("id"))
+    list(Campaign.objects.select_for_update().filter(id__in=[*budgeted, *pooled]).order_by("id"))
     midnight = now.astimezone(ZoneInfo(settings.SMS_BUDGET_TIMEZONE)).replace(
         hour=0, minute=0, second=0, microsecond=0
     )
@@ -315,7 +321,17 @@ def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, 
         .values("campaign_id")
         .annotate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=midnight)))
     )
-    return {row["campaign_id"]: rules.BudgetUse(row["today"], row["total"]) for row in counts}
+    budgets = {row["campaign_id"]: rules.BudgetUse(row["today"], row["total"]) for row in counts}
+    codes_left = dict.fromkeys(pooled, 0)
+    codes_left.update(
+        OfferCode.objects.filter(campaign__in=pooled, delivery__isnull=True)
+        .values("campaign_id")
+        .annotate(unused=Count("id"))
+        .values_list("campaign_id", "unused")
+    )
+    for campaign_id, left in codes_left.items():
+        budgets[campaign_id] = replace(budgets.get(campaign_id, rules.BudgetUse()), codes_left=left)
+    return budgets
 
 
 def _record(
@@ -324,11 +340,13 @@ def _record(
     campaign: Campaign,
     event: PresenceEvent,
     customer: Customer,
-    pooled: bool,
+    budget: rules.BudgetUse,
     trace: dict,
     now: datetime,
 ) -> Delivery | None:
-    """Insert the decision's Delivery; None when this decision was recorded before."""
+    """Insert the decision's Delivery; None when this decision was recorded before. A queued
+    one takes a code from the campaign's pool when it has one; a holdout one never does (it
+    is never texted, and its purchases are found by the customer, not by the code)."""
     status, reason = decision.status, decision.reason
     delivery = Delivery(
         customer=customer,
@@ -350,8 +368,10 @@ def _record(
             with transaction.atomic():
                 pool_code = None
                 if writes_offer:
-                    if pooled:
+                    if status == rules.QUEUED and budget.codes_left is not None:
                         pool_code = _draw_pool_code(campaign)
+                        # Counted under the campaign's lock, so only a code deleted or
+                        # locked meanwhile (the admin) gets here.
                         if pool_code is None:
                             delivery.status = DeliveryStatus.SUPPRESSED
                             delivery.reason = DeliveryReason.BUDGET

@@ -4,10 +4,10 @@ One customer's observations (GPS fixes and beacon readings, from any of their de
 the state of places: a store, a beacon zone of a store, or an approach ring around a store.
 The rules that real location data needs:
 
-- A fix counts as inside a store when its distance plus a share of its accuracy fits the
-  fence, and only a fix accurate enough can cause an entry. Leaving needs the fix's whole
-  accuracy circle beyond the fence by a margin, so GPS jitter at the edge does not flap
-  between entered and exited.
+- A fix counts as inside a store (or an approach ring) when its distance plus a share of its
+  accuracy fits the fence (or the ring), and only a fix accurate enough can cause an entry.
+  Leaving needs the fix's whole accuracy circle beyond the fence by a margin, so GPS jitter
+  at the edge does not flap between entered and exited.
 - Each device has its own timeline: a fix at or before the device's last applied fix is
   stale and changes nothing, and so is any observation at or before a place's watermark.
   Processing the same observations twice changes nothing.
@@ -314,7 +314,9 @@ class _Run:
             state = self.state(ring)
             if state.last_at is not None and fix.at <= state.last_at:
                 continue
-            within = distance is not None and precise and distance - share <= radius
+            # As for a store, the accuracy counts against the customer: a vague fix just
+            # beyond the ring must not read as an approach.
+            within = distance is not None and precise and distance + share <= radius
             at_least = distance if distance is not None else self.locate_reach_m
             beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
             if state.inside:
@@ -351,7 +353,7 @@ class _Run:
             state.rssi = tuple(
                 (at, rssi)
                 for at, rssi in (*state.rssi, (reading.at, reading.rssi))
-                if at > window_start
+                if at >= window_start  # "2 sightings within 30 s": 30 s apart counts
             )[-32:]
             self.touch(place, reading.at)
             if state.inside:

@@ -4,7 +4,8 @@ Given one presence event, the live campaigns and what is known of the customer, 
 returns the decisions to record: each campaign the event matches, in order of priority and
 then intent strength, is judged against its limits until one would send (queued) or holds the
 customer out (holdout). So at most one SMS goes out per presence event, and every campaign
-judged before the winner is recorded with the reason it could not send.
+judged before the winner is recorded with the reason it could not send. A campaign whose
+uploaded code pool is used up cannot send: its budget is spent, and the next one is judged.
 """
 
 import hashlib
@@ -89,8 +90,15 @@ class CustomerFacts:
 
 @dataclass(frozen=True)
 class BudgetUse:
+    """What a campaign has spent, and what its uploaded code pool has left."""
+
     today: int = 0
     total: int = 0
+    codes_left: int | None = None  # None: no pool, each SMS gets a generated code
+
+    def after_one_sms(self) -> "BudgetUse":
+        codes_left = None if self.codes_left is None else self.codes_left - 1
+        return BudgetUse(self.today + 1, self.total + 1, codes_left)
 
 
 @dataclass(frozen=True)
@@ -233,26 +241,37 @@ def limit_reason(
         return NO_CONSENT
     if not customer.has_phone:
         return NO_PHONE
-    local = now.astimezone(ZoneInfo(customer.timezone))
-    if WEEKDAYS[local.weekday()] not in campaign.allowed_days:
+    if quiet_for(campaign, limits, customer.timezone, now):
         return QUIET_HOURS
-    for window in (campaign.quiet_hours, limits.quiet_hours):
-        if window and in_window(local.time(), window):
-            return QUIET_HOURS
+    # Only what was sent by `now` counts: a dry run judges a past event while the history
+    # it is given runs on past it.
     if campaign.per_customer_days:
         since = now - timedelta(days=campaign.per_customer_days)
-        if any(at > since for at in customer.sent_by_campaign.get(campaign.id, ())):
+        if any(since < at <= now for at in customer.sent_by_campaign.get(campaign.id, ())):
             return CAMPAIGN_CAP
     since = now - timedelta(days=limits.cap_days)
-    if sum(1 for at in customer.sent if at > since) >= limits.cap_count:
+    if sum(1 for at in customer.sent if since < at <= now) >= limits.cap_count:
         return GLOBAL_CAP
-    if limits.min_gap and any(at > now - limits.min_gap for at in customer.sent):
+    if limits.min_gap and any(now - limits.min_gap < at <= now for at in customer.sent):
         return GLOBAL_CAP
     if campaign.daily_budget is not None and budget.today >= campaign.daily_budget:
         return BUDGET
     if campaign.total_budget is not None and budget.total >= campaign.total_budget:
         return BUDGET
+    if budget.codes_left is not None and budget.codes_left <= 0:
+        return BUDGET
     return ""
+
+
+def quiet_for(campaign: CampaignRule, limits: GlobalLimits, timezone: str, now: datetime) -> bool:
+    """Whether `now` is quiet for a customer in `timezone`: a day the campaign does not allow,
+    or within its quiet hours or the global ones. Checked when deciding, and again when a
+    paced send comes due."""
+    local = now.astimezone(ZoneInfo(timezone))
+    if WEEKDAYS[local.weekday()] not in campaign.allowed_days:
+        return True
+    windows = (campaign.quiet_hours, limits.quiet_hours)
+    return any(window and in_window(local.time(), window) for window in windows)
 
 
 def in_window(moment: time, window: tuple[time, time]) -> bool:

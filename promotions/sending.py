@@ -18,11 +18,12 @@ from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 
 from customers.models import Customer, SmsConsent
 from customers.services import set_sms_consent
-from promotions import sms
-from promotions.models import Delivery, DeliveryReason, DeliveryStatus
+from promotions import decisions, rules, sms
+from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus
 
 # Twilio: the recipient replied STOP to this sender; texting them again is refused.
 TWILIO_UNSUBSCRIBED = 21610
+CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
 
 
 @dataclass(frozen=True)
@@ -34,25 +35,32 @@ class SendOutcome:
 def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True) -> SendOutcome:
     """Send a queued delivery. A transient provider error releases the claim and is raised
     for the task to retry, unless this is the final attempt: then the delivery fails with it."""
-    delivery = Delivery.objects.select_related("presence_event").filter(id=delivery_id).first()
+    delivery = (
+        Delivery.objects.select_related("presence_event", "campaign", "customer")
+        .filter(id=delivery_id)
+        .first()
+    )
     if delivery is None or delivery.status != DeliveryStatus.QUEUED or delivery.claimed_at:
         return SendOutcome("skipped", "not queued, or already claimed")
     event_at = delivery.presence_event.occurred_at if delivery.presence_event else None
     if event_at and now - event_at > timedelta(seconds=settings.SMS_VALIDITY_SECONDS):
         _finish(delivery_id, now, status=DeliveryStatus.FAILED, message="Expired before sending.")
         return SendOutcome(DeliveryStatus.FAILED, "expired")
+    campaign = delivery.campaign
+    if campaign.status != CampaignStatus.ACTIVE or (campaign.ends_at and campaign.ends_at <= now):
+        # A marketer who pauses a campaign expects its texts to stop, the queued ones too.
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=CAMPAIGN_STOPPED)
+        return SendOutcome(DeliveryStatus.FAILED, "campaign stopped")
+    customer = delivery.customer
+    if customer and rules.quiet_for(
+        decisions.campaign_rule(campaign), decisions.global_limits(), customer.timezone, now
+    ):
+        # Decided just before quiet hours, its paced slot fell inside them.
+        return _suppress(delivery_id, now, DeliveryReason.QUIET_HOURS)
 
     if not claim(delivery_id, now=now, attempts=delivery.attempts + 1):
-        # Opted out (or erased) since the decision: the decision becomes a suppression.
-        if Delivery.objects.filter(
-            id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
-        ).update(
-            status=DeliveryStatus.SUPPRESSED,
-            reason=DeliveryReason.NO_CONSENT,
-            status_updated_at=now,
-        ):
-            return SendOutcome(DeliveryStatus.SUPPRESSED, DeliveryReason.NO_CONSENT)
-        return SendOutcome("skipped", "claimed by another worker")
+        # Opted out (or erased) since the decision.
+        return _suppress(delivery_id, now, DeliveryReason.NO_CONSENT)
 
     message = sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery_id))
     try:
@@ -155,6 +163,15 @@ def claim(delivery_id: int, *, now: datetime, attempts: int) -> bool:
         Exists(consents), id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
     ).update(claimed_at=now, attempts=attempts)
     return bool(claimed)
+
+
+def _suppress(delivery_id: int, now: datetime, reason: str) -> SendOutcome:
+    """The queued decision becomes a suppression for `reason`, unless a worker claimed it."""
+    if Delivery.objects.filter(
+        id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
+    ).update(status=DeliveryStatus.SUPPRESSED, reason=reason, status_updated_at=now):
+        return SendOutcome(DeliveryStatus.SUPPRESSED, reason)
+    return SendOutcome("skipped", "claimed by another worker")
 
 
 def _finish(

@@ -17,6 +17,7 @@ from tests.factories import (
     BeaconFactory,
     CampaignFactory,
     CustomerFactory,
+    DeliveryFactory,
     DeviceFactory,
     GatewayFactory,
     StoreFactory,
@@ -324,6 +325,83 @@ def test_of_two_matching_campaigns_only_the_higher_priority_texts(api, outbox, r
     [sms] = outbox
     assert "X200 headphones" in sms.body
     assert [d["campaign"] for d in api.get("/api/v1/deliveries").json()["results"]] == [x200.id]
+
+
+def shopper(api, external_id, device_id):
+    """Another customer who browsed the X200, with a phone."""
+    customer = CustomerFactory(external_id=external_id)
+    DeviceFactory(device_id=device_id, customer=customer)
+    browse(api, external_id)
+    return customer
+
+
+def first_lines(outbox):
+    return [sms.body.split("\n")[0] for sms in outbox]
+
+
+def test_a_used_up_code_pool_makes_way_for_the_next_campaign(api, outbox, rivoli, lea):
+    x200 = x200_campaign(rivoli)
+    assert api.post(f"/api/v1/campaigns/{x200.id}/codes", {"codes": ["POS-1"]}).status_code == 201
+    generic = CampaignFactory(priority=1, offer_template="Welcome to {store_name}: {code}")
+    generic.stores.add(rivoli)
+    shopper(api, "C-1002", "tom-phone")
+
+    walk_in(api, "tom-phone")  # takes the pool's only code
+    walk_in(api, "lea-phone")
+
+    tom_sms, lea_sms = first_lines(outbox)
+    assert tom_sms.endswith("-20% on X200 headphones at Passage Rivoli: POS-1")
+    assert lea_sms.startswith("Welcome to Passage Rivoli: ")
+    assert outbox[1].to == lea.phone
+    deliveries = api.get("/api/v1/deliveries?customer_id=C-1001").json()["results"]
+    assert [(d["campaign"], d["status"], d["reason"]) for d in deliveries] == [
+        (generic.id, "sent", None),
+        (x200.id, "suppressed", "budget"),
+    ]
+
+
+def test_a_holdout_customer_takes_no_code_from_the_pool(api, outbox, rivoli):
+    campaign = x200_campaign(rivoli, holdout_percent=50)
+    api.post(f"/api/v1/campaigns/{campaign.id}/codes", {"codes": ["POS-1"]})
+    keys = [f"C-{n}" for n in range(2000, 2100)]
+    held = next(k for k in keys if rules.in_holdout(campaign.id, k, 50))
+    treated = next(k for k in keys if not rules.in_holdout(campaign.id, k, 50))
+    shopper(api, held, "held-phone")
+    shopper(api, treated, "treated-phone")
+
+    walk_in(api, "held-phone")
+    walk_in(api, "treated-phone")
+
+    [sms] = outbox
+    assert sms.body.split("\n")[0].endswith(": POS-1")
+    [holdout] = api.get(f"/api/v1/deliveries?customer_id={held}").json()["results"]
+    assert (holdout["status"], holdout["reason"]) == ("holdout", "holdout")
+    assert holdout["code"] != "POS-1"
+    # The holdout's purchase is still found by the loyalty card, for the lift.
+    redemption = {"customer_id": held, "store_code": "RIVOLI", "redeemed_at": ago(seconds=0)}
+    response = api.post("/api/v1/redemptions", redemption)
+    assert (response.status_code, response.json()["delivery"]) == (201, holdout["id"])
+
+
+def test_a_dry_run_counts_only_the_sms_sent_before_each_event(api, rivoli, lea, settings):
+    settings.SMS_GLOBAL_CAP_COUNT = 1
+    campaign = x200_campaign(rivoli, status="draft")
+    tom = shopper(api, "C-1002", "tom-phone")
+    walk_in(api, "lea-phone", minutes_ago=3)
+    walk_in(api, "tom-phone", minutes_ago=3)
+    other = CampaignFactory()
+    # Léa was texted by another campaign after she walked in; Tom before he did.
+    now = datetime.now(UTC)
+    DeliveryFactory(customer=lea, campaign=other, created_at=now - timedelta(minutes=1))
+    DeliveryFactory(customer=tom, campaign=other, created_at=now - timedelta(minutes=30))
+
+    response = api.post(
+        f"/api/v1/campaigns/{campaign.id}/dry-run",
+        {"since": ago(days=1), "until": ago(seconds=0)},
+    )
+
+    result = response.json()
+    assert (result["would_send"], result["by_reason"]["global_cap"]) == (1, 1)
 
 
 def test_a_mocked_location_triggers_nothing(api, outbox, rivoli, lea):

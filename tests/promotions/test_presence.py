@@ -278,6 +278,23 @@ def test_a_near_ring_needs_an_accurate_fix():
     assert outcome.events == []
 
 
+@pytest.mark.parametrize(
+    ("metres", "accuracy", "near"),
+    [
+        (490, 10, True),  # 490 + 0.5 * 10 = 495: fits the 500 m ring
+        (440, 100, True),
+        (480, 50, False),  # 480 + 25 > 500
+        (590, 10, False),
+        (590, 200, False),  # a vague fix is no closer than an accurate one at the same spot
+    ],
+)
+def test_a_fix_is_near_when_its_distance_plus_half_its_accuracy_fits_the_ring(
+    metres, accuracy, near
+):
+    outcome = run([fix(0, metres, accuracy)], near_distances={STORE: {500.0}})
+    assert kinds(outcome, Place(STORE, near_m=500.0)) == ([NEAR] if near else [])
+
+
 # --- Beacons ----------------------------------------------------------------------------
 
 
@@ -293,7 +310,7 @@ def reading(seconds, rssi, zone=3, threshold=-80):
         ([(0, -81), (5, -79)], True),  # median -80
         ([(0, -90), (5, -85), (10, -70)], False),  # medians -87.5, then -85
         ([(0, -60), (31, -60)], False),  # the first fell out of the 30 s window
-        ([(0, -60), (30, -60)], False),
+        ([(0, -60), (30, -60)], True),  # exactly 30 s apart is "within 30 s"
         ([(0, -60), (29, -60)], True),
     ],
 )

@@ -225,6 +225,37 @@ def test_each_limit_suppresses_with_its_reason(change, reason):
     assert decision.status == ("suppressed" if reason else "queued")
 
 
+@pytest.mark.parametrize(
+    ("codes_left", "reason"), [(None, ""), (1, ""), (0, "budget")], ids=["no_pool", "one", "none"]
+)
+def test_a_used_up_code_pool_is_a_spent_budget(codes_left, reason):
+    [decision] = decide([X200_ENTER], budgets={1: BudgetUse(codes_left=codes_left)})
+    assert (decision.status, decision.reason) == ("suppressed" if reason else "queued", reason)
+
+
+@pytest.mark.parametrize(
+    ("campaign", "customer", "limits"),
+    [
+        (
+            {"per_customer_days": 7},
+            replace(LEA, sent_by_campaign={1: [NOW + timedelta(days=1)]}),
+            NO_LIMITS,
+        ),
+        ({}, replace(LEA, sent=[NOW + timedelta(days=d) for d in (1, 2, 3)]), NO_LIMITS),
+        (
+            {},
+            replace(LEA, sent=[NOW + timedelta(minutes=10)]),
+            replace(NO_LIMITS, min_gap=timedelta(hours=1)),
+        ),
+    ],
+    ids=["campaign_cap", "global_cap", "min_gap"],
+)
+def test_sms_sent_after_the_moment_judged_do_not_count(campaign, customer, limits):
+    # A dry run judges past events against a history that runs on past them.
+    [decision] = decide([replace(X200_ENTER, **campaign)], customer=customer, limits=limits)
+    assert (decision.status, decision.reason) == ("queued", "")
+
+
 def test_quiet_hours_are_read_in_the_customers_timezone():
     # 15:00 in Paris is 09:00 in New York: inside a quiet window of 08:00-10:00 there only.
     campaign = replace(X200_ENTER, quiet_hours=(time(8, 0), time(10, 0)))
@@ -272,6 +303,22 @@ def test_a_suppressed_campaign_makes_way_for_the_next_one_and_both_are_recorded(
         (1, "suppressed", "budget"),
         (2, "queued", ""),
     ]
+
+
+def test_a_used_up_code_pool_makes_way_for_the_next_campaign():
+    pooled = replace(X200_ENTER, holdout_percent=100)
+    fallback = CampaignRule(2, priority=1)
+    decisions = decide([pooled, fallback], budgets={1: BudgetUse(codes_left=0)})
+    # Spent before the holdout is drawn, as a budget is: the holdout grows with the treated.
+    assert [(d.campaign, d.status, d.reason) for d in decisions] == [
+        (1, "suppressed", "budget"),
+        (2, "queued", ""),
+    ]
+
+
+def test_one_sms_takes_one_code_from_the_pool_and_one_from_each_budget():
+    assert BudgetUse(3, 40, codes_left=2).after_one_sms() == BudgetUse(4, 41, codes_left=1)
+    assert BudgetUse(3, 40).after_one_sms() == BudgetUse(4, 41, codes_left=None)
 
 
 def test_without_consent_every_matching_campaign_is_recorded_and_none_sent():

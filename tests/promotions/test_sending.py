@@ -2,6 +2,7 @@
 while queued, stale offers, pacing. Twilio is the local fake, reached through the real SDK."""
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
@@ -161,6 +162,37 @@ def test_an_offer_older_than_its_validity_is_not_sent(twilio, store, settings):
 
     assert delivery.status == "failed"
     assert "Expired" in delivery.error_message
+    assert twilio.messages == []
+
+
+@pytest.mark.parametrize("stop", ["paused", "ended", "past its end"])
+def test_a_campaign_stopped_while_its_sms_waited_sends_nothing(twilio, store, stop):
+    delivery = queue_offer(store)
+    campaign = delivery.campaign
+    if stop == "past its end":
+        campaign.ends_at = timezone.now() - timedelta(seconds=1)
+    else:
+        campaign.status = stop
+    campaign.save()
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.error_message) == ("failed", sending.CAMPAIGN_STOPPED)
+    assert twilio.messages == []
+
+
+def test_a_send_whose_slot_falls_in_quiet_hours_is_held(twilio, store):
+    delivery = queue_offer(store)  # decided outside quiet hours
+    # By the time its paced slot comes, the customer's evening quiet hours have begun.
+    paris = timezone.now().astimezone(ZoneInfo("Europe/Paris"))
+    campaign = delivery.campaign
+    campaign.quiet_hours_start = (paris - timedelta(minutes=1)).time()
+    campaign.quiet_hours_end = (paris + timedelta(hours=1)).time()
+    campaign.save()
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.reason) == ("suppressed", "quiet_hours")
     assert twilio.messages == []
 
 
