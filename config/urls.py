@@ -17,3 +17,10 @@ urlpatterns = [
     path("webhooks/twilio/status", webhooks.twilio_status, name="twilio-status"),
     path("webhooks/twilio/inbound", webhooks.twilio_inbound, name="twilio-inbound"),
 ]
+
+# Under /api/ and /webhooks/, what Django answers itself (no view matched, a Host it does
+# not serve, a crash) is JSON like the API's own answers; elsewhere (the admin) it stays
+# HTML. With DEBUG on, Django shows its technical 404 and 500 pages instead.
+handler400 = "promotions.api.errors.bad_request"
+handler404 = "promotions.api.errors.not_found"
+handler500 = "promotions.api.errors.server_error"

@@ -4,7 +4,7 @@ from typing import Any
 
 from customers.models import Customer
 from promotions.beacons import identity_from_key
-from promotions.models import Ping, Sighting
+from promotions.models import DeviceTrack, Ping, Redemption, Sighting
 
 
 def get_customer_export(customer: Customer) -> dict[str, Any]:
@@ -67,6 +67,16 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "recorded_at",
             )
         ),
+        "device_tracks": list(
+            DeviceTrack.objects.filter(device_id__in=device_ids)
+            .order_by("device__device_id")
+            .values("device__device_id", "latitude", "longitude", "accuracy", "at")
+        ),
+        "presence": list(
+            customer.presences.order_by("place_key").values(
+                "store__code", "zone__code", "place_key", "inside", "state", "updated_at"
+            )
+        ),
         "presence_events": list(
             customer.presence_events.order_by("occurred_at").values(
                 "kind", "store__code", "zone__code", "minutes", "distance_m", "occurred_at"
@@ -81,10 +91,19 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "to",
                 "body",
                 "code",
+                "expires_at",
+                "twilio_sid",
                 "created_at",
                 "sent_at",
             )
         ),
+        "redemptions": [
+            # Money as text, as the redemptions API writes it: no float rounding.
+            {**row, "amount": None if row["amount"] is None else str(row["amount"])}
+            for row in Redemption.objects.filter(delivery__customer=customer)
+            .order_by("redeemed_at")
+            .values("delivery__code", "store__code", "amount", "redeemed_at")
+        ],
         "sightings": list(
             Sighting.objects.filter(device_id__in=device_ids)
             .order_by("seen_at")

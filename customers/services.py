@@ -1,8 +1,10 @@
 """Writes for people, devices, consent and browsing. Views and tasks call these; they hold
 the rules, and take keyword arguments so that call sites read as sentences."""
 
+import uuid
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from enum import Enum
 from typing import Any
 
 from django.conf import settings
@@ -22,7 +24,7 @@ from customers.models import (
     Visitor,
 )
 from promotions.ingest import IngestResult, ValidItems, insert_new_rows
-from promotions.models import Delivery
+from promotions.models import Beacon, Delivery
 
 
 class ConflictError(Exception):
@@ -95,7 +97,12 @@ def erase_customer(*, customer: Customer) -> None:
     stay, anonymised, so campaign results still add up."""
     with transaction.atomic():
         Delivery.objects.filter(customer=customer).update(
-            customer=None, to="", body="", trace={}, presence_event=None
+            customer=None,
+            erased_as=uuid.uuid4(),
+            to="",
+            body="",
+            trace={},
+            presence_event=None,
         )
         # Devices cascade to pings and sightings, visitors to their events, and the customer
         # to presence and its events.
@@ -105,22 +112,45 @@ def erase_customer(*, customer: Customer) -> None:
 # --- Devices and visitors ---------------------------------------------------------------
 
 
+class Keep(Enum):
+    """A value a request left out: the stored one stays as it is."""
+
+    KEEP = "keep"
+
+
+KEEP = Keep.KEEP
+
+
 def register_device(
-    *, device_id: str, customer: Customer, platform: str, ble_identity: str | None
+    *,
+    device_id: str,
+    customer: Customer,
+    platform: str | Keep = KEEP,
+    ble_identity: str | Keep | None = KEEP,
 ) -> tuple[Device, bool]:
-    """Link an app install (or tag) to a customer; returns (device, created)."""
+    """Link an app install (or tag) to a customer; returns (device, created).
+
+    `platform` and `ble_identity` left out (KEEP) keep their stored values, or the defaults
+    for a new device (`other`, no identity); `ble_identity=None` removes the identity. An
+    identity another device or a store beacon advertises raises ConflictError."""
+    values: dict[str, Any] = {"customer": customer}
+    if platform is not KEEP:
+        values["platform"] = platform
+    if ble_identity is not KEEP:
+        values["ble_identity"] = ble_identity
     with transaction.atomic():
-        holder = (
-            Device.objects.filter(ble_identity=ble_identity).exclude(device_id=device_id).first()
-            if ble_identity
-            else None
-        )
-        if holder is not None:
-            raise ConflictError("Another device already advertises this BLE identity.")
-        device, created = Device.objects.update_or_create(
-            device_id=device_id,
-            defaults={"customer": customer, "platform": platform, "ble_identity": ble_identity},
-        )
+        if ble_identity is not KEEP and ble_identity is not None:
+            held = Device.objects.filter(ble_identity=ble_identity).exclude(device_id=device_id)
+            if held.exists():
+                raise ConflictError("Another device already advertises this BLE identity.")
+            # Gateways find devices by the identity they hear: a device holding a store
+            # beacon's would be heard whenever the beacon is, and its customer would seem to
+            # stand in that zone all day.
+            if Beacon.objects.filter(identity=ble_identity).exists():
+                raise ConflictError(
+                    "A store beacon advertises this BLE identity; a device cannot carry it."
+                )
+        device, created = Device.objects.update_or_create(device_id=device_id, defaults=values)
     return device, created
 
 

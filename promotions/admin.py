@@ -98,9 +98,14 @@ class StoreAdmin(admin.ModelAdmin):
         js = ["leaflet/leaflet.js", "promotions/store_map.js"]
 
     def get_deleted_objects(self, objs: Iterable[Store], request: HttpRequest) -> tuple:
-        # A live campaign whose last store went would target every store.
+        # A live campaign whose last store went would target every store, and one watching a
+        # zone of the store would lose the zone with it.
         deleted = super().get_deleted_objects(objs, request)
-        return protect_from_deletion(deleted, objs, Store.campaigns_targeting)
+        return protect_from_deletion(
+            deleted,
+            objs,
+            lambda store: sorted({*store.campaigns_targeting(), *store.campaigns_watching_zones()}),
+        )
 
     @admin.display(description="Map")
     def map(self, store: Store) -> str:

@@ -3,7 +3,7 @@ at the till, and code pools uploaded for campaigns."""
 
 import re
 import unicodedata
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
@@ -121,6 +121,9 @@ def _change_consent(
 
 # What a till may redeem: a code that reached the customer.
 REDEEMABLE = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED)
+# A till's clock and ours disagree by a little: a code shown the minute its SMS arrived may
+# be stamped a few minutes before we recorded it, and that purchase is genuine.
+TILL_CLOCK_SKEW = timedelta(minutes=5)
 
 
 def normalise_code(code: str) -> str:
@@ -138,7 +141,11 @@ def redeem(
 ) -> Redemption:
     """Record a purchase with an offer: by the code it carried, or, from a loyalty card, by the
     customer's latest unexpired offer (a holdout one included: that is how the holdout's
-    purchases are counted for lift)."""
+    purchases are counted for lift). Either way the offer was issued before `redeemed_at`
+    (give or take TILL_CLOCK_SKEW) and had not expired by then.
+
+    Raises InvalidInputError (an unknown store, or a code redeemed before it was issued),
+    UnknownCodeError (no such offer), ConflictError (redeemed already, or expired)."""
     store = Store.objects.filter(code=store_code).first()
     if store is None:
         raise InvalidInputError("store_code", f"Unknown store '{store_code}'.")
@@ -150,7 +157,7 @@ def redeem(
                 customer__external_id=customer_id,
                 status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
                 expires_at__gte=redeemed_at,
-                created_at__lte=redeemed_at,
+                created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
             )
             .order_by("-created_at", "-id")
             .first()
@@ -159,6 +166,14 @@ def redeem(
         raise UnknownCodeError("No offer matches this code." if code else "No current offer.")
     if Redemption.objects.filter(delivery=delivery).exists():
         raise ConflictError("This offer was already redeemed.")
+    if redeemed_at + TILL_CLOCK_SKEW < delivery.created_at:
+        raise InvalidInputError(
+            "redeemed_at",
+            f"This time is before this code was issued ({_instant(delivery.created_at)}); "
+            "check the till's clock.",
+        )
+    if delivery.expires_at is not None and delivery.expires_at < redeemed_at:
+        raise ConflictError(f"This code expired on {_instant(delivery.expires_at)}.")
     try:
         with transaction.atomic():
             return Redemption.objects.create(
@@ -167,6 +182,11 @@ def redeem(
     except IntegrityError:
         # A concurrent redemption of the same code won the race.
         raise ConflictError("This offer was already redeemed.") from None
+
+
+def _instant(value: datetime) -> str:
+    """An instant as the API writes times: ISO 8601 in UTC, to the second."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _delivery_by_code(code: str) -> Delivery | None:

@@ -53,6 +53,11 @@ class Store(models.Model):
         live = self.campaigns.exclude(status=CampaignStatus.ENDED)
         return sorted(live.values_list("name", flat=True))
 
+    def campaigns_watching_zones(self) -> list[str]:
+        """Names of the campaigns, ended ones aside, that watch one of this store's zones
+        (see Zone.campaigns_watching): deleting the store would delete the zone under them."""
+        return sorted({name for zone in self.zones.all() for name in zone.campaigns_watching()})
+
 
 DEFAULT_RSSI_THRESHOLD = -80
 
@@ -532,6 +537,13 @@ class Delivery(models.Model):
         on_delete=models.SET_NULL,
         related_name="deliveries",
         help_text="Empty once the customer is erased: the decision is kept, anonymised.",
+    )
+    erased_as = models.UUIDField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="Once the customer is erased: a random id their deliveries share, so results "
+        "still count them as one customer.",
     )
     campaign = models.ForeignKey(Campaign, on_delete=models.PROTECT, related_name="deliveries")
     presence_event = models.ForeignKey(

@@ -44,19 +44,12 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         .values_list("reason", "n")
     )
     redemptions = deliveries.filter(redemption__isnull=False)
-    groups = deliveries.aggregate(
-        treated=Count("customer", filter=Q(status__in=REDEEMABLE), distinct=True),
-        treated_redeemed=Count(
-            "customer",
-            filter=Q(status__in=REDEEMABLE, redemption__isnull=False),
-            distinct=True,
-        ),
-        holdout=Count("customer", filter=Q(status=DeliveryStatus.HOLDOUT), distinct=True),
-        holdout_redeemed=Count(
-            "customer",
-            filter=Q(status=DeliveryStatus.HOLDOUT, redemption__isnull=False),
-            distinct=True,
-        ),
+    groups = _customers_counted(
+        deliveries,
+        treated=Q(status__in=REDEEMABLE),
+        treated_redeemed=Q(status__in=REDEEMABLE, redemption__isnull=False),
+        holdout=Q(status=DeliveryStatus.HOLDOUT),
+        holdout_redeemed=Q(status=DeliveryStatus.HOLDOUT, redemption__isnull=False),
     )
     treated_rate = _rate(groups["treated"], groups["treated_redeemed"])
     holdout_rate = _rate(groups["holdout"], groups["holdout_redeemed"])
@@ -64,10 +57,11 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     if treated_rate is not None and holdout_rate:
         lift = (treated_rate - holdout_rate) / holdout_rate
     revenue = redemptions.aggregate(total=Sum("redemption__amount"))["total"]
-    matched = deliveries.exclude(presence_event=None).values("presence_event").distinct().count()
     return {
         "campaign": campaign.id,
-        "presence_events_matched": matched,
+        # A decision is one presence event the campaign matched (one a customer, campaign and
+        # event), and it outlives the event when its customer is erased.
+        "presence_events_matched": sum(by_status.values()),
         "decisions": {
             "total": sum(by_status.values()),
             "by_status": {status: by_status.get(status, 0) for status in DeliveryStatus.values},
@@ -90,6 +84,19 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "lift": lift,
         "revenue": str(Decimal(revenue or 0).quantize(CENT)),
     }
+
+
+def _customers_counted(deliveries: QuerySet[Delivery], **groups: Q) -> dict[str, int]:
+    """How many customers each group of deliveries reaches, an erased customer counted once
+    by the random id their deliveries were given in place of them."""
+    counts = deliveries.aggregate(
+        **{
+            f"{name}_{key}": Count(key, filter=condition, distinct=True)
+            for name, condition in groups.items()
+            for key in ("customer", "erased_as")
+        }
+    )
+    return {name: counts[f"{name}_customer"] + counts[f"{name}_erased_as"] for name in groups}
 
 
 # A day with no decisions and no redemptions.
@@ -128,9 +135,8 @@ def get_day_figures(
             decisions=Count("id"),
             sent=Count("id", filter=Q(status__in=REDEEMABLE)),
             delivered=Count("id", filter=Q(status=DeliveryStatus.DELIVERED)),
-            failed=Count(
-                "id", filter=Q(status__in=[DeliveryStatus.FAILED, DeliveryStatus.UNDELIVERED])
-            ),
+            # As in the campaign's statistics: undelivered counts as sent, not as failed.
+            failed=Count("id", filter=Q(status=DeliveryStatus.FAILED)),
             holdout=Count("id", filter=Q(status=DeliveryStatus.HOLDOUT)),
             suppressed=Count("id", filter=Q(status=DeliveryStatus.SUPPRESSED)),
         )

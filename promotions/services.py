@@ -21,6 +21,7 @@ from promotions.ingest import (
 from promotions.models import (
     ApiKey,
     Beacon,
+    Campaign,
     CampaignDay,
     Gateway,
     LocationBatch,
@@ -54,12 +55,19 @@ def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
 
 
 def delete_store(*, store: Store) -> None:
-    """Delete a store, unless a live campaign targets it: removing a campaign's last store
-    would turn it into an every-store campaign."""
+    """Delete a store, unless a live campaign targets it (removing a campaign's last store
+    would turn it into an every-store campaign) or watches one of its zones (the zones go
+    with the store, and delete_zone refuses to delete a watched zone)."""
     live = store.campaigns_targeting()
     if live:
         raise ConflictError(
             f"Campaigns target this store: {', '.join(live)}. Remove it from them first."
+        )
+    watching = store.campaigns_watching_zones()
+    if watching:
+        raise ConflictError(
+            f"Campaigns watch a zone of this store: {', '.join(watching)}. "
+            "Change their trigger or end them first."
         )
     store.delete()
 
@@ -73,6 +81,19 @@ def delete_zone(*, zone: Zone) -> None:
             "Change their trigger or end them first."
         )
     zone.delete()
+
+
+def delete_campaign(*, campaign: Campaign) -> None:
+    """Delete a campaign that has made no decision yet. One that has keeps its deliveries,
+    which are its results (Delivery.campaign is PROTECT): it can be ended instead."""
+    decisions = campaign.deliveries.count()
+    if decisions:
+        raise ConflictError(
+            f"This campaign has made {decisions} decision{'s' if decisions > 1 else ''}, "
+            "kept as deliveries for its results; it cannot be deleted. "
+            'End it instead: set its status to "ended".'
+        )
+    campaign.delete()
 
 
 def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:

@@ -25,6 +25,7 @@ from tests.factories import (
     BeaconFactory,
     CampaignFactory,
     CustomerFactory,
+    DeliveryFactory,
     DeviceFactory,
     GatewayFactory,
     StoreFactory,
@@ -587,3 +588,129 @@ def test_nearly_valid_customers_get_an_answer_below_500(api, world, body, new):
         for field in ("phone", "first_name", "timezone", "locale", "consent_source"):
             max_length = Customer._meta.get_field(field).max_length
             assert len(getattr(stored, field)) <= max_length, field
+
+
+# --- Query strings of the lists --------------------------------------------------------------
+
+LIST_FILTERS = {
+    "/api/v1/deliveries": ["customer_id", "campaign", "status", "page"],
+    "/api/v1/stores": ["page"],
+    "/api/v1/zones": ["store", "page"],
+    "/api/v1/beacons": ["store", "zone", "page"],
+    "/api/v1/gateways": ["store", "page"],
+    "/api/v1/campaigns": ["status", "page"],
+}
+# Numbers at the edges of what a database column holds, and what a number parser may read
+# as one: an id filter must refuse them with a 400, never send them to the database.
+ODD_NUMBERS = [
+    "0",
+    "-1",
+    "1.5",
+    "1.0",
+    "1e3",
+    "1e19",
+    "1e400",
+    "-1e10",
+    "NaN",
+    "inf",
+    "0x10",
+    "%EF%BC%91",
+    "%C2%B2",
+    "1%00",
+    "%00",
+    "",
+    str(2**31),
+    str(2**63 - 1),
+    str(2**63),
+    str(2**64),
+    "9" * 30,
+    "-" + "9" * 30,
+]
+query_values = st.one_of(
+    st.integers().map(str),
+    st.floats().map(str),
+    texts.map(lambda text: quote(text.encode("utf-8", "surrogatepass"), safe="")),
+)
+FILTERS = [(path, name) for path, names in LIST_FILTERS.items() for name in names]
+
+
+@pytest.mark.parametrize(("path", "name"), FILTERS)
+def test_odd_numbers_in_any_list_filter_get_an_answer_below_500(api, world, path, name):
+    DeliveryFactory(campaign=world.campaign, store=world.store, customer=world.customer)
+    before = row_counts()
+
+    for value in ODD_NUMBERS:
+        response = send(api, "GET", f"{path}?{name}={value}")
+
+        assert_no_server_error(response, before)
+
+
+@FUZZ
+@given(data=st.data(), value=query_values)
+def test_any_query_value_of_a_list_filter_gets_an_answer_below_500(api, world, data, value):
+    DeliveryFactory(campaign=world.campaign, store=world.store, customer=world.customer)
+    path, name = data.draw(st.sampled_from(FILTERS))
+    before = row_counts()
+
+    response = send(api, "GET", f"{path}?{name}={value}")
+
+    assert_no_server_error(response, before)
+
+
+# --- Errors no API view answers --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/nope",
+        "/api/v1/stores/WORLD/",
+        "/api/v1/stores/",
+        "/api/v2/stores",
+        "/api/",
+        "/api/v1/customers/C-world/export/",
+        "/webhooks/twilio/nope",
+        "/webhooks/",
+    ],
+)
+@pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
+def test_a_path_no_api_view_answers_is_a_json_404(api, world, path, method):
+    response = send(api, method, path, encode({}))
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["detail"].startswith("Not found")
+
+
+def test_a_trailing_slash_is_named_as_the_reason_for_a_404(api, world):
+    response = api.get("/api/v1/stores/WORLD/")
+
+    assert "no trailing slash" in response.json()["detail"]
+
+
+def test_pages_outside_the_api_keep_djangos_html_404(api):
+    response = api.get("/nope")
+
+    assert response.status_code == 404
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_a_crash_under_the_api_is_a_json_500(api, monkeypatch):
+    def crash():
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr("promotions.selectors.list_deliveries", crash)
+    api.raise_request_exception = False
+
+    response = api.get("/api/v1/deliveries")
+
+    assert response.status_code == 500
+    assert response.json() == {"detail": "Server error."}
+
+
+def test_a_host_this_server_does_not_serve_is_a_json_400_under_the_api(api):
+    response = api.get("/api/v1/stores", HTTP_HOST="passage.evil.example")
+
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("application/json")
+    assert response.json()["detail"]

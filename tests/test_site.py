@@ -364,6 +364,19 @@ def test_the_admin_refuses_to_delete_a_store_or_zone_a_live_campaign_uses(admin_
 
 
 @pytest.mark.django_db
+def test_the_admin_refuses_to_delete_a_store_whose_zone_an_every_store_campaign_watches(
+    admin_client,
+):
+    store, zone = watched_entrance()
+    Campaign.objects.get().stores.clear()  # every store: it does not name this one
+
+    page = admin_client.post(f"/admin/promotions/store/{store.pk}/delete/", {"post": "yes"})
+
+    assert "Campaign Entrance hello" in page.content.decode()
+    assert Zone.objects.filter(pk=zone.pk, store=store).exists()
+
+
+@pytest.mark.django_db
 def test_the_admin_keeps_a_watched_zone_s_code_and_its_place_on_the_store_page(admin_client):
     store, zone = watched_entrance()
     renamed = admin_client.post(

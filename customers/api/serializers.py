@@ -70,17 +70,33 @@ class CustomerInputSerializer(serializers.Serializer):
         return attrs
 
 
+DEVICE_IDENTITY_FORMS = ("ibeacon", "eddystone_uid")
+
+
 class DeviceInputSerializer(serializers.Serializer):
+    """What a registration leaves out is kept: the platform (`other` for a new device) and
+    the BLE identity. An identity sent as null is removed."""
+
     device_id = serializers.CharField(max_length=100)
     customer_id = serializers.CharField(max_length=100)
-    platform = serializers.ChoiceField(choices=Platform.choices, default=Platform.OTHER)
-    ibeacon = IBeaconSerializer(required=False, allow_null=True)
-    eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
+    platform = serializers.ChoiceField(
+        choices=Platform.choices,
+        required=False,
+        help_text="Left out: kept as stored, or `other` for a new device.",
+    )
+    ibeacon = IBeaconSerializer(
+        required=False, allow_null=True, help_text="Left out: kept as stored; null: removed."
+    )
+    eddystone_uid = EddystoneUidSerializer(
+        required=False, allow_null=True, help_text="Left out: kept as stored; null: removed."
+    )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs["ble_identity"] = pop_identity(
-            attrs, forms=("ibeacon", "eddystone_uid"), required=False
-        )
+        # Only a form present in the body, null included, says anything about the identity.
+        given = any(form in attrs for form in DEVICE_IDENTITY_FORMS)
+        identity = pop_identity(attrs, forms=DEVICE_IDENTITY_FORMS, required=False)
+        if given:
+            attrs["ble_identity"] = identity
         return attrs
 
 

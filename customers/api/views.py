@@ -94,7 +94,11 @@ class DeviceView(APIView):
             400: BadRequest,
             409: ErrorSerializer,
         },
-        description="Link a device to a customer: 201 when new, 200 when updated.",
+        description=(
+            "Link a device to a customer: 201 when new, 200 when updated. A platform or "
+            "identity left out keeps its stored value; an identity sent as null is removed. "
+            "409 for a BLE identity another device or a store beacon advertises."
+        ),
     )
     def post(self, request: Request) -> Response:
         serializer = DeviceInputSerializer(data=request.data)
@@ -103,8 +107,8 @@ class DeviceView(APIView):
         device, created = services.register_device(
             device_id=values["device_id"],
             customer=_customer_or_400(values["customer_id"]),
-            platform=values["platform"],
-            ble_identity=values["ble_identity"],
+            platform=values.get("platform", services.KEEP),
+            ble_identity=values.get("ble_identity", services.KEEP),
         )
         return Response(
             DeviceSerializer(device).data,

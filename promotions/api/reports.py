@@ -4,13 +4,15 @@ and code pools."""
 from typing import Any
 
 import django_filters
-from drf_spectacular.utils import extend_schema
+from django import forms
+from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from customers.models import Customer
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
 from promotions.api.fields import InstantField
@@ -65,7 +67,12 @@ class RedemptionView(APIView):
             404: ErrorSerializer,
             409: ErrorSerializer,
         },
-        description="A code used at a till: 201, 404 for an unknown code, 409 when used before.",
+        description=(
+            "A code used at a till: 201; 404 for an unknown code; 409 when it was redeemed "
+            "before, or had expired by `redeemed_at`; 400 on `redeemed_at` when that is "
+            "before the code was issued (a till's clock may be up to "
+            f"{feedback.TILL_CLOCK_SKEW.total_seconds() / 60:g} minutes behind ours)."
+        ),
     )
     def post(self, request: Request) -> Response:
         body = RedemptionSerializer(data=request.data)
@@ -122,11 +129,50 @@ class DeliverySerializer(serializers.ModelSerializer):
         return delivery.twilio_sid or None
 
 
+# Ids are PostgreSQL bigints (BigAutoField) and start at 1.
+LARGEST_ID = 2**63 - 1
+
+
+class IdFormField(forms.IntegerField):
+    """A row id written as plain ASCII digits. Django's IntegerField also reads "1.0" as 1,
+    and int() takes full-width and other Unicode digits."""
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        text = str(value).strip()
+        if not (text.isascii() and text.isdigit()):
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid")
+        return int(text)
+
+
+@extend_schema_field({"type": "integer", "minimum": 1, "maximum": LARGEST_ID})
+class IdFilter(django_filters.NumberFilter):
+    """A filter on a row id. NumberFilter reads a decimal: 1.5 would find id 1, and 1e19
+    would reach the database as a number its integer column cannot hold (a 500)."""
+
+    field_class = IdFormField
+
+    def __init__(self, *, noun: str, **kwargs: Any) -> None:
+        message = f"A {noun} id is a whole number from 1 to {LARGEST_ID}."
+        kwargs.setdefault("min_value", 1)
+        kwargs.setdefault("max_value", LARGEST_ID)
+        kwargs.setdefault(
+            "error_messages", {"invalid": message, "min_value": message, "max_value": message}
+        )
+        super().__init__(**kwargs)
+
+
+EXTERNAL_ID_MAX_LENGTH = Customer._meta.get_field("external_id").max_length
+
+
 class DeliveryFilter(django_filters.FilterSet):
     customer_id = django_filters.CharFilter(
-        field_name="customer__external_id", help_text="The customer's external id."
+        field_name="customer__external_id",
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        help_text="The customer's external id.",
     )
-    campaign = django_filters.NumberFilter(field_name="campaign_id")
+    campaign = IdFilter(field_name="campaign_id", noun="campaign")
     status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
 
     class Meta:

@@ -138,10 +138,19 @@ class CampaignFilter(django_filters.FilterSet):
         fields = ["status"]
 
 
+@extend_schema_view(
+    destroy=extend_schema(
+        responses={204: None, 409: ErrorSerializer},
+        description="409 once the campaign has made decisions: end it instead.",
+    )
+)
 class CampaignViewSet(ConfigViewSet):
     queryset = Campaign.objects.prefetch_related("stores")
     serializer_class = CampaignSerializer
     filterset_class = CampaignFilter
+
+    def perform_destroy(self, instance: Campaign) -> None:
+        services.delete_campaign(campaign=instance)
 
 
 class CampaignDryRunView(APIView):

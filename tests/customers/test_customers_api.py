@@ -8,8 +8,9 @@ from customers.models import (
     ProductIntent,
     SmsConsent,
 )
+from promotions.models import DeviceTrack, Presence, Redemption
 from tests.clock import ago
-from tests.factories import CustomerFactory, DeviceFactory
+from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -211,6 +212,29 @@ def test_export_holds_everything_about_the_customer(api):
     assert export["consent_log"][0]["consent"] == SmsConsent.OPTED_IN
     assert export["devices"][0]["device_id"] == "lea-phone"
     assert set(export) >= {"browsing_events", "product_intent", "pings", "sightings", "visitors"}
+
+
+def test_export_holds_what_location_and_offers_left_about_the_customer(api):
+    customer = CustomerFactory(external_id="C-2")
+    device = DeviceFactory(customer=customer, device_id="tom-phone")
+    delivery = DeliveryFactory(customer=customer, code="K7Q2-M9XB", twilio_sid="SM1")
+    Redemption.objects.create(
+        delivery=delivery, store=delivery.store, amount="9.99", redeemed_at=ago(minutes=5)
+    )
+    DeviceTrack.objects.create(
+        device=device, latitude=48.86, longitude=2.34, accuracy=8, at=ago(minutes=6)
+    )
+    Presence.objects.create(
+        customer=customer, place_key=f"store:{delivery.store.pk}", store=delivery.store, inside=True
+    )
+
+    export = api.get("/api/v1/customers/C-2/export").json()
+
+    [redemption] = export["redemptions"]
+    assert (redemption["delivery__code"], redemption["amount"]) == ("K7Q2-M9XB", "9.99")
+    assert export["deliveries"][0]["twilio_sid"] == "SM1"
+    assert export["device_tracks"][0]["latitude"] == 48.86
+    assert export["presence"][0]["inside"] is True
 
 
 def test_export_of_an_unknown_customer_is_404(api):

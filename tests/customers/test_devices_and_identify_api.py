@@ -3,7 +3,7 @@ import pytest
 from customers.models import BrowsingEvent, Device, ProductIntent
 from promotions import beacons
 from tests.clock import ago
-from tests.factories import BEACON_UUID, CustomerFactory, DeviceFactory
+from tests.factories import BEACON_UUID, BeaconFactory, CustomerFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -80,6 +80,76 @@ def test_an_identity_already_advertised_by_another_device_is_409(api, lea):
 
     assert response.status_code == 409
     assert not Device.objects.filter(device_id="lea-tag").exists()
+
+
+LEA_TAG = {"uuid": BEACON_UUID, "major": 7, "minor": 9}
+
+
+def test_registering_again_without_an_identity_keeps_the_stored_one(api, lea):
+    api.post("/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1", "ibeacon": LEA_TAG})
+
+    response = api.post("/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1"})
+
+    assert response.status_code == 200
+    assert response.json()["ibeacon"] == LEA_TAG
+    assert Device.objects.get().ble_identity == beacons.ibeacon_key(BEACON_UUID, 7, 9)
+
+
+@pytest.mark.parametrize(
+    "cleared",
+    [{"ibeacon": None}, {"eddystone_uid": None}, {"ibeacon": None, "eddystone_uid": None}],
+)
+def test_an_identity_sent_as_null_is_removed(api, lea, cleared):
+    api.post("/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1", "ibeacon": LEA_TAG})
+
+    response = api.post(
+        "/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1", **cleared}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["ibeacon"] is None
+    assert Device.objects.get().ble_identity is None
+
+
+def test_an_identity_replaces_the_other_form_sent_as_null(api, lea):
+    api.post("/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1", "ibeacon": LEA_TAG})
+    eddystone = {"namespace": "00010203040506070809", "instance": "0a0b0c0d0e0f"}
+
+    response = api.post(
+        "/api/v1/devices",
+        {"device_id": "lea-tag", "customer_id": "C-1", "ibeacon": None, "eddystone_uid": eddystone},
+    )
+
+    assert response.status_code == 200
+    assert (response.json()["ibeacon"], response.json()["eddystone_uid"]) == (None, eddystone)
+
+
+def test_registering_again_without_a_platform_keeps_the_stored_one(api, lea):
+    api.post("/api/v1/devices", {"device_id": "lea-phone", "customer_id": "C-1", "platform": "ios"})
+
+    response = api.post("/api/v1/devices", {"device_id": "lea-phone", "customer_id": "C-1"})
+
+    assert response.json()["platform"] == "ios"
+    assert Device.objects.get().platform == "ios"
+
+
+def test_a_new_device_without_a_platform_is_other(api, lea):
+    response = api.post("/api/v1/devices", {"device_id": "lea-phone", "customer_id": "C-1"})
+
+    assert response.status_code == 201
+    assert response.json()["platform"] == "other"
+
+
+def test_the_identity_of_a_store_beacon_is_409(api, lea):
+    BeaconFactory(identity=beacons.ibeacon_key(BEACON_UUID, 7, 9))
+
+    response = api.post(
+        "/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1", "ibeacon": LEA_TAG}
+    )
+
+    assert response.status_code == 409
+    assert "store beacon" in response.json()["detail"]
+    assert not Device.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -1,11 +1,15 @@
 import pytest
 from django.db import connection
+from django.db.models import ProtectedError
 
+from promotions.api.errors import exception_handler
+from promotions.api.views import CampaignViewSet
 from promotions.models import (
     WEEKDAYS,
     Beacon,
     Campaign,
     CampaignStatus,
+    Delivery,
     Gateway,
     Scope,
     Store,
@@ -16,6 +20,7 @@ from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
     CampaignFactory,
+    DeliveryFactory,
     GatewayFactory,
     StoreFactory,
     ZoneFactory,
@@ -700,6 +705,31 @@ def test_a_campaign_for_every_store_watches_the_zone_of_its_code_in_each(api, en
     watching("entrance")
 
     assert api.delete(f"/api/v1/zones/{entrance.id}").status_code == 409
+
+
+@pytest.mark.parametrize("stores", ["every store", "this store"])
+def test_a_store_with_a_zone_a_live_campaign_watches_cannot_be_deleted(api, entrance, stores):
+    watching("entrance", *([entrance.store] if stores == "this store" else []))
+
+    response = api.delete("/api/v1/stores/RIVOLI")
+
+    assert response.status_code == 409
+    assert "Entrance hello" in response.json()["detail"]
+    assert Store.objects.filter(code="RIVOLI").exists()
+    assert Zone.objects.filter(pk=entrance.pk).exists()
+
+
+@pytest.mark.parametrize(
+    ("zone_code", "status"),
+    [("entrance", CampaignStatus.ENDED), ("checkout", CampaignStatus.ACTIVE)],
+)
+def test_a_store_whose_zones_no_live_campaign_watches_can_be_deleted(
+    api, entrance, zone_code, status
+):
+    watching(zone_code, status=status)
+
+    assert api.delete("/api/v1/stores/RIVOLI").status_code == 204
+    assert not Zone.objects.exists()
 
 
 def test_deleting_a_zone_keeps_its_beacons_and_gateways_in_the_store(api, entrance):
@@ -1691,3 +1721,33 @@ def test_a_campaign_is_deleted_without_touching_its_stores(api, rivoli):
 
     assert not Campaign.objects.exists()
     assert Store.objects.filter(code="RIVOLI").exists()
+
+
+def test_a_campaign_that_made_decisions_is_ended_not_deleted(api):
+    campaign = CampaignFactory(status=CampaignStatus.ACTIVE)
+    DeliveryFactory.create_batch(2, campaign=campaign)
+
+    response = api.delete(f"/api/v1/campaigns/{campaign.id}")
+
+    assert response.status_code == 409
+    assert response.json() == {
+        "detail": "This campaign has made 2 decisions, kept as deliveries for its results; "
+        'it cannot be deleted. End it instead: set its status to "ended".'
+    }
+    assert Delivery.objects.filter(campaign=campaign).count() == 2
+    ended = api.patch(f"/api/v1/campaigns/{campaign.id}", {"status": "ended"})
+    assert ended.status_code == 200
+
+
+def test_a_row_a_protected_foreign_key_holds_is_409_naming_what_holds_it():
+    # Only Delivery.campaign protects a row today, and the delete service checks it first;
+    # a decision recorded between that check and the delete reaches the handler.
+    campaign = CampaignFactory()
+    DeliveryFactory.create_batch(2, campaign=campaign)
+    with pytest.raises(ProtectedError) as raised:
+        campaign.delete()
+
+    response = exception_handler(raised.value, {"view": CampaignViewSet()})
+
+    assert response.status_code == 409
+    assert response.data == {"detail": "This campaign cannot be deleted: 2 deliveries refer to it."}

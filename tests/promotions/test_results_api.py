@@ -133,6 +133,53 @@ def test_a_loyalty_card_without_a_current_offer_is_404(api, rivoli):
     assert response.status_code == 404
 
 
+def test_an_expired_code_is_409_saying_when_it_expired(api, rivoli):
+    expires_at = (datetime.now(UTC) - timedelta(days=30)).replace(microsecond=0)
+    DeliveryFactory(
+        code="K7Q2-M9XB", created_at=expires_at - timedelta(days=7), expires_at=expires_at
+    )
+
+    response = redeem(api, "K7Q2-M9XB")
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": f"This code expired on {expires_at:%Y-%m-%dT%H:%M:%SZ}."}
+    assert not Redemption.objects.exists()
+
+
+def test_a_code_is_redeemable_until_the_moment_it_expires(api, rivoli):
+    expires_at = timezone.now() - timedelta(hours=1)
+    DeliveryFactory(
+        code="K7Q2-M9XB", created_at=expires_at - timedelta(days=7), expires_at=expires_at
+    )
+
+    assert redeem(api, "K7Q2-M9XB", redeemed_at=expires_at.isoformat()).status_code == 201
+
+
+def test_a_code_redeemed_before_it_was_issued_is_400_on_redeemed_at(api, rivoli):
+    DeliveryFactory(code="K7Q2-M9XB")
+
+    response = redeem(api, "K7Q2-M9XB", redeemed_at=ago(days=300))
+
+    assert response.status_code == 400
+    [message] = response.json()["redeemed_at"]
+    assert "before this code was issued" in message
+    assert not Redemption.objects.exists()
+
+
+@pytest.mark.parametrize("path", ["code", "customer_id"])
+def test_a_till_clock_a_few_minutes_behind_the_servers_still_redeems(api, rivoli, path):
+    customer = CustomerFactory(external_id="C-7")
+    DeliveryFactory(customer=customer, code="K7Q2-M9XB")
+    wanted = {"code": "K7Q2-M9XB"} if path == "code" else {"customer_id": "C-7"}
+
+    response = api.post(
+        "/api/v1/redemptions",
+        {**wanted, "store_code": "RIVOLI", "redeemed_at": ago(minutes=4)},
+    )
+
+    assert response.status_code == 201
+
+
 @pytest.mark.django_db(transaction=True)
 def test_two_tills_redeeming_one_code_at_once_redeem_it_once(client_with_scopes, rivoli):
     if connection.vendor == "sqlite":
@@ -205,6 +252,42 @@ def test_an_invalid_filter_is_400(api, query):
     assert api.get(f"/api/v1/deliveries?{query}").status_code == 400
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "campaign=99999999999999999999999",
+        "campaign=9223372036854775808",
+        "campaign=1e19",
+        "campaign=1.5",
+        "campaign=1.0",
+        "campaign=0",
+        "campaign=-1",
+        "campaign=NaN",
+        "campaign=%EF%BC%91",  # a full-width digit one
+        "customer_id=%00",
+        f"customer_id={'x' * 101}",
+    ],
+)
+def test_an_id_filter_no_row_could_match_is_400_naming_the_filter(api, query):
+    DeliveryFactory(campaign=CampaignFactory(id=1))
+
+    response = api.get(f"/api/v1/deliveries?{query}")
+
+    assert response.status_code == 400
+    name = query.split("=")[0]
+    [message] = response.json()[name]
+    assert message
+
+
+def test_the_largest_campaign_id_is_a_filter_that_finds_nothing(api):
+    DeliveryFactory()
+
+    response = api.get("/api/v1/deliveries?campaign=9223372036854775807")
+
+    assert response.status_code == 200
+    assert response.json()["results"] == []
+
+
 def test_an_erased_customers_deliveries_stay_anonymised(api, rivoli):
     customer = CustomerFactory(external_id="C-9")
     DeliveryFactory(customer=customer)
@@ -245,6 +328,27 @@ def test_stats_count_the_funnel_and_the_lift_against_the_holdout(api, rivoli):
     assert stats["holdout"] == {"customers": 4, "redeemed": 1, "rate": 0.25}
     assert stats["lift"] == pytest.approx(0.6)
     assert stats["revenue"] == "30.30"
+
+
+def test_erasing_a_customer_leaves_the_campaign_s_results_as_they_were(api, rivoli):
+    campaign = CampaignFactory()
+    lea, tom, ana = (CustomerFactory(external_id=name) for name in ("lea", "tom", "ana"))
+    # Léa was texted twice by the campaign and redeemed the second offer.
+    DeliveryFactory(campaign=campaign, customer=lea)
+    redeemed = DeliveryFactory(campaign=campaign, customer=lea)
+    Redemption.objects.create(delivery=redeemed, store=rivoli, redeemed_at=timezone.now())
+    DeliveryFactory(campaign=campaign, customer=tom)
+    DeliveryFactory(campaign=campaign, customer=ana, status="holdout")
+    stats_url = f"/api/v1/campaigns/{campaign.id}/stats"
+    before = api.get(stats_url).json()
+
+    assert api.delete("/api/v1/customers/lea").status_code == 204
+    assert api.delete("/api/v1/customers/ana").status_code == 204
+
+    assert api.get(stats_url).json() == before
+    assert before["treated"] == {"customers": 2, "redeemed": 1, "rate": 0.5}
+    assert before["holdout"]["customers"] == 1
+    assert before["presence_events_matched"] == 4
 
 
 def test_stats_of_an_unknown_campaign_are_404(api):
