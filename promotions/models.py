@@ -132,6 +132,11 @@ class Beacon(models.Model):
     def __str__(self) -> str:
         return self.identity
 
+    def clean(self) -> None:
+        # Gateways would hear the beacon as that customer's device, all day long.
+        if self.identity and Device.objects.filter(ble_identity=self.identity).exists():
+            raise ValidationError({"identity": "A customer's device advertises this identity."})
+
 
 class Gateway(models.Model):
     """A fixed in-store scanner that reports the phones and tags it sees."""

@@ -9,8 +9,8 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import Customer, ProductIntent
-from promotions.models import ApiKey, Campaign, LocationBatch, Store, Zone
-from tests.factories import DeliveryFactory
+from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Store, Zone
+from tests.factories import BEACON_UUID, DeliveryFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -403,3 +403,18 @@ def test_the_admin_keeps_a_watched_zone_s_code_and_its_place_on_the_store_page(a
     assert "Change their trigger or end them before deleting it" in deleted.content.decode()
     zone.refresh_from_db()
     assert zone.code == "entrance"
+
+
+@pytest.mark.django_db
+def test_the_admin_refuses_a_beacon_with_the_identity_of_a_customer_s_device(admin_client):
+    store = Store.objects.create(code="R", name="R", latitude=48.86, longitude=2.34, radius_m=60)
+    identity = f"ibeacon:{BEACON_UUID}:7:7"
+    DeviceFactory(ble_identity=identity)
+
+    page = admin_client.post(
+        "/admin/promotions/beacon/add/",
+        {"store": store.pk, "identity": identity, "measured_power": -59},
+    )
+
+    assert "A customer&#x27;s device advertises this identity." in page.content.decode()
+    assert not Beacon.objects.exists()

@@ -15,7 +15,7 @@ from rest_framework.views import APIView
 from customers.models import Customer
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
-from promotions.api.fields import InstantField
+from promotions.api.fields import InstantField, RecentInstantField
 from promotions.models import Campaign, Delivery, DeliveryStatus, OfferCode, Scope
 
 # --- Redemptions ------------------------------------------------------------------------
@@ -38,7 +38,7 @@ class RedemptionSerializer(serializers.Serializer):
     amount = serializers.DecimalField(
         max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True
     )
-    redeemed_at = InstantField()
+    redeemed_at = RecentInstantField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if bool(attrs.get("code")) == bool(attrs.get("customer_id")):

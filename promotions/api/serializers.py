@@ -204,6 +204,10 @@ class BeaconSerializer(serializers.ModelSerializer):
                 raise serializers.ValidationError(
                     {"non_field_errors": ["Another beacon is registered with this identity."]}
                 )
+            try:
+                Beacon(identity=identity).clean()
+            except DjangoValidationError as error:
+                raise serializers.ValidationError({"non_field_errors": error.messages}) from None
             attrs["identity"] = identity
         _resolve_zone(attrs, self.instance)
         return attrs

@@ -21,6 +21,7 @@ from tests.factories import (
     BeaconFactory,
     CampaignFactory,
     DeliveryFactory,
+    DeviceFactory,
     GatewayFactory,
     StoreFactory,
     ZoneFactory,
@@ -873,6 +874,23 @@ def test_a_beacon_cannot_take_another_beacons_identity(api, entrance):
     assert response.status_code == 400
     beacon.refresh_from_db()
     assert beacon.identity.endswith(":1:3")
+
+
+def test_a_beacon_cannot_take_the_identity_a_customer_s_device_advertises(api, entrance):
+    DeviceFactory(ble_identity=f"ibeacon:{BEACON_UUID}:7:7")
+
+    response = api.post(
+        "/api/v1/beacons",
+        {
+            "store": "RIVOLI",
+            "zone": "entrance",
+            "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 7},
+        },
+    )
+
+    assert response.status_code == 400
+    assert "device advertises" in response.json()["non_field_errors"][0]
+    assert not Beacon.objects.exists()
 
 
 def test_a_patch_can_switch_a_beacon_to_eddystone(api, entrance):

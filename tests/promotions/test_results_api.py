@@ -166,6 +166,17 @@ def test_a_code_redeemed_before_it_was_issued_is_400_on_redeemed_at(api, rivoli)
     assert not Redemption.objects.exists()
 
 
+def test_a_redemption_dated_in_the_future_is_400_on_redeemed_at(api, rivoli):
+    DeliveryFactory(code="K7Q2-M9XB")
+    tomorrow = (timezone.now() + timedelta(days=1)).isoformat()
+
+    response = redeem(api, "K7Q2-M9XB", redeemed_at=tomorrow)
+
+    assert response.status_code == 400
+    assert "ahead of the server's clock" in response.json()["redeemed_at"][0]
+    assert not Redemption.objects.exists()
+
+
 @pytest.mark.parametrize("path", ["code", "customer_id"])
 def test_a_till_clock_a_few_minutes_behind_the_servers_still_redeems(api, rivoli, path):
     customer = CustomerFactory(external_id="C-7")
