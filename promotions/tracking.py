@@ -7,6 +7,7 @@ tracks are read and written in bulk, and events are inserted once with their uni
 guarding against a second worker or a redelivered batch.
 """
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from promotions.models import (
     Store,
     TriggerType,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def presence_rules() -> presence.Rules:
@@ -97,12 +100,16 @@ def _build_watch() -> Watch:
             for store_id in targets:
                 near[store_id].add(float(campaign.trigger_distance_m))
     widest = max((max(radii) for radii in near.values()), default=0.0)
-    fences = [
-        geo.fence_from_store(pk, lat, lon, radius, polygon)
-        for pk, lat, lon, radius, polygon in Store.objects.values_list(
-            "id", "latitude", "longitude", "radius_m", "polygon"
-        )
-    ]
+    fences = []
+    for pk, lat, lon, radius, polygon in Store.objects.values_list(
+        "id", "latitude", "longitude", "radius_m", "polygon"
+    ):
+        try:
+            fences.append(geo.fence_from_store(pk, lat, lon, radius, polygon))
+        except geo.GeometryError as error:
+            # Store.clean refuses such a fence; one stored before a rule was added, or
+            # written around it, must not stop every other store's presence.
+            logger.error("Store %d left out of presence: its fence is invalid (%s).", pk, error)
     return Watch(
         # Far enough to tell an exit: a store the index leaves out is beyond the margin even
         # for a fix as vague as an entry allows.

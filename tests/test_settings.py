@@ -33,6 +33,8 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
+        (config.env_timezone, "Nowhere/Land", {"default": "UTC"}, "IANA time zone"),
+        (config.env_timezone, "America", {"default": "UTC"}, "IANA time zone"),
     ],
 )
 def test_env_helpers_refuse_bad_values_naming_the_variable(
@@ -93,3 +95,10 @@ def test_the_twilio_backend_needs_its_credentials():
 
     assert result.returncode != 0
     assert "TWILIO_ACCOUNT_SID" in result.stderr
+
+
+def test_a_log_level_logging_does_not_know_is_refused_naming_the_variable():
+    process = _settings_in_subprocess({"LOG_LEVEL": "LOUD"}, "s.LOG_LEVEL")
+
+    assert process.returncode != 0
+    assert "LOG_LEVEL='LOUD': expected one of DEBUG, INFO" in process.stderr

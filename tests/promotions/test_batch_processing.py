@@ -4,7 +4,7 @@ through the state machine. Both, in one request, must come out as each would alo
 
 import pytest
 
-from promotions.models import DeviceTrack, Ping, PresenceEvent
+from promotions.models import DeviceTrack, Ping, PresenceEvent, Store
 from tests.clock import ago
 from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
 
@@ -100,3 +100,18 @@ def test_a_late_fix_does_not_move_a_track_back(api, phones):
 
     assert track("wanderer") == NEAR_LYON
     assert suspicious("wanderer") == [False, False]
+
+
+def test_a_store_with_an_invalid_fence_stops_no_other_store(api, phones, caplog):
+    # A bow tie, stored around the model's rules (as by a row from before them).
+    broken = StoreFactory(code="BROKEN", latitude=LYON[0], longitude=LYON[1])
+    bow_tie = [[4.83, 45.76], [4.84, 45.77], [4.84, 45.76], [4.83, 45.77], [4.83, 45.76]]
+    Store.objects.filter(pk=broken.pk).update(
+        radius_m=None, polygon={"type": "Polygon", "coordinates": [bow_tie]}
+    )
+
+    send(api, ping("walker", RIVOLI, 1))
+
+    [entry] = PresenceEvent.objects.all()
+    assert (entry.store.code, entry.kind) == ("RIVOLI", "entered")
+    assert f"Store {broken.pk} left out of presence" in caplog.text
