@@ -39,6 +39,9 @@ API_KEY_PREFIX = "psg_"
 
 def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the key itself, which is shown once and not kept."""
+    longest = ApiKey._meta.get_field("name").max_length
+    if not name.strip() or len(name) > longest:
+        raise ValueError(f"Name the key's user in 1 to {longest} characters.")
     unknown = set(scopes) - set(Scope.values)
     if unknown or not scopes:
         raise ValueError(

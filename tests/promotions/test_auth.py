@@ -118,3 +118,12 @@ def test_create_api_key_refuses_unknown_scopes(scopes):
     with pytest.raises(CommandError, match="Scopes are"):
         call_command("create_api_key", "bad", "--scopes", scopes)
     assert not ApiKey.objects.exists()
+
+
+@pytest.mark.parametrize("name", ["", "  ", "x" * 101])
+def test_create_api_key_refuses_a_blank_or_overlong_name(name):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match="1 to 100 characters"):
+        call_command("create_api_key", name, "--scopes", "ingest")
+    assert not ApiKey.objects.exists()
