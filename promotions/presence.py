@@ -8,9 +8,14 @@ The rules that real location data needs:
   accuracy fits the fence (or the ring), and only a fix accurate enough can cause an entry.
   Leaving needs the fix's whole accuracy circle beyond the fence by a margin, so GPS jitter
   at the edge does not flap between entered and exited.
+- A fix too vague to cause an entry cannot prove the customer is still there either: short
+  of an exit, it changes nothing, and a presence only vague fixes follow ends by timeout.
+- Being in a store (by any evidence), or having just left it, is no approach: its rings are
+  entered without a `near`.
 - Each device has its own timeline: a fix at or before the device's last applied fix is
   stale and changes nothing, and so is any observation at or before a place's watermark.
-  Processing the same observations twice changes nothing.
+  An exit moves the watermark to its moment, so a late observation never re-enters before
+  it. Processing the same observations twice changes nothing.
 - A mocked location, or a fix implying a speed no shopper reaches (a teleport), is
   suspicious: stored by the caller, but it moves no presence.
 - Beacon RSSI is smoothed: an entry needs several readings within a short window whose
@@ -194,6 +199,7 @@ class _Run:
         self.locate_reach_m = math.inf
         self.outcome = Outcome()
         self.changed: set[Place] = set()
+        self.entered: set[Place] = set()
 
     def state(self, place: Place) -> PlaceState:
         if place not in self.states:
@@ -216,6 +222,7 @@ class _Run:
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
         state.dwelled = ()
         self.changed.add(place)
+        self.entered.add(place)
         if place.near_m is None:
             self.emit(ENTERED, place, at, **evidence)
 
@@ -230,7 +237,9 @@ class _Run:
         if not state.inside:
             return
         state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
-        self.changed.add(place)
+        # The exit is the place's newest fact: an observation from before it, arriving late
+        # (after a timeout exit, say), must not start a visit earlier than the exit.
+        self.touch(place, at)
         if place.near_m is None:
             self.emit(EXITED, place, at, **evidence)
 
@@ -285,20 +294,23 @@ class _Run:
             at_least = distance if distance is not None else self.locate_reach_m
             far = at_least - fix.accuracy > rules.exit_margin_m
             inside_now = distance is not None and precise and distance + share <= 0
+            was_inside = state.inside
             if state.inside:
                 if far:
                     why = "no fence nearby" if distance is None else f"fix {distance:.0f} m out"
                     for zone in self.places_of_store(store):
                         self.leave(zone, fix.at, reason=why, **evidence)
                     self.leave(place, fix.at, reason=why, **evidence)
-                else:
+                elif precise:
                     self.stay(place, fix.at)
                     self.dwell(place, fix.at)
+                # A vague fix that is not far proves neither: 20 km off with a 3 km circle
+                # would otherwise keep a presence alive, and dwelling, for as long as it lasts.
             elif inside_now:
                 why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
                 self.enter(place, fix.at, reason=why, **evidence)
             self.touch(place, fix.at)
-            self._rings(store, distance, share, precise, fix, inside_now)
+            self._rings(store, distance, share, precise, fix, was_inside or state.inside)
 
     def _rings(
         self,
@@ -307,8 +319,10 @@ class _Run:
         share: float,
         precise: bool,
         fix: Fix,
-        inside_store: bool,
+        in_store: bool,
     ) -> None:
+        """`in_store`: the customer is in the store, or was until this fix, by any evidence
+        (beacons too, which never enter a ring themselves)."""
         for radius in sorted(self.near_distances.get(store, ())):
             ring = Place(store, near_m=float(radius))
             state = self.state(ring)
@@ -322,11 +336,13 @@ class _Run:
             if state.inside:
                 if beyond:
                     self.leave(ring, fix.at)
-                elif distance is not None and distance - share <= radius:
+                elif precise and distance is not None and distance - share <= radius:
                     self.stay(ring, fix.at)
-            elif inside_store:
-                # Walking out after shopping is not an approach: the ring counts as entered.
-                self.enter(ring, fix.at)
+            elif in_store:
+                # Shopping, or walking out after shopping, is not an approach: the ring counts
+                # as entered. Unless the fix is already beyond it: coming back is an approach.
+                if not beyond:
+                    self.enter(ring, fix.at)
             elif within and distance + share > 0:
                 self.enter(ring, fix.at)
                 self.emit(
@@ -362,21 +378,30 @@ class _Run:
                 continue
             values = [rssi for _, rssi in state.rssi]
             level = median(values)
-            if len(values) >= self.rules.beacon_min_sightings and level >= reading.threshold:
-                why = f"median rssi {level:.0f} dBm over {len(values)} readings"
+            if len(values) < self.rules.beacon_min_sightings or level < reading.threshold:
+                continue
+            why = f"median rssi {level:.0f} dBm over {len(values)} readings"
+            store_state = self.state(store_place)
+            if place != store_place and not store_state.inside:
+                # The zone entry would enter the store too: not at a moment the store's
+                # state has already moved past (a late reading from before its exit).
+                if store_state.last_at is not None and reading.at <= store_state.last_at:
+                    continue
                 self.enter(place, reading.at, reason=why, **evidence)
-                if place != store_place and not self.state(store_place).inside:
-                    self.enter(store_place, reading.at, reason=why, **evidence)
-                    self.touch(store_place, reading.at)
-                    break
+                self.enter(store_place, reading.at, reason=why, **evidence)
+                self.touch(store_place, reading.at)
+                break
+            self.enter(place, reading.at, reason=why, **evidence)
 
     def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
         # A place the customer never entered and that was not stored needs no row: the
-        # device's timeline already guards it against stale fixes.
+        # device's timeline already guards it against stale fixes. One entered, even if left
+        # again in this run, keeps its row: its watermark is all that stops a late reading, or
+        # another device's late fix, from starting a visit before the exit.
         self.outcome.states = {
             place: self.states[place]
             for place in sorted(self.changed)
-            if place in original or self.states[place].inside or self.states[place].rssi
+            if place in original or place in self.entered or self.states[place].rssi
         }
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)

@@ -52,6 +52,15 @@ def fix(seconds: float, metres: float, accuracy: float = 10.0, device=1, ping=No
     return Fix(device, latitude, longitude, accuracy, at(seconds), ping=ping, **kw)
 
 
+def reading(seconds, rssi, zone=3, threshold=-80):
+    return BeaconReading(1, STORE, zone, rssi, threshold, at(seconds), sighting=int(seconds))
+
+
+def near_only(latitude: float, longitude: float) -> list[tuple[int, float]]:
+    """A `locate` that looks 350 m out, as the worker's index does: beyond, nothing."""
+    return [(s, d) for s, d in locate(latitude, longitude) if d <= 350]
+
+
 def run(observations, states=None, tracks=None, now=None, **kw):
     return presence.advance(
         states=states or {},
@@ -106,9 +115,6 @@ def test_a_fix_beyond_the_margin_exits(metres, accuracy, exits):
 
 def test_a_vague_fix_beyond_the_index_reach_does_not_exit():
     # The index looks 350 m out; a fix 1 km away with a 1.5 km accuracy circle proves nothing.
-    def near_only(latitude, longitude):
-        return [(s, d) for s, d in locate(latitude, longitude) if d <= 350]
-
     inside = presence.advance(
         states={},
         tracks={},
@@ -178,6 +184,62 @@ def test_each_device_keeps_its_own_timeline_but_not_a_place_watermark():
     # newer evidence: it does not exit the store.
     other = run([fix(30, 800, device=2)], states=entered.states, tracks=entered.tracks)
     assert other.events == []
+
+
+@pytest.mark.parametrize(
+    "late",
+    [
+        [fix(10 * 60, -30)],  # recorded 5 minutes before the timeout exit
+        [fix(15 * 60, -30)],  # at the exit itself
+        [reading(10 * 60, -60), reading(10 * 60 + 5, -60)],
+    ],
+)
+def test_a_late_observation_never_enters_before_a_timeout_exit(late):
+    entered = run([fix(0, -30)])
+    timed_out = presence.tick(states=entered.states, now=at(30 * 60))
+    assert [(e.kind, e.at) for e in timed_out.events] == [(EXITED, at(15 * 60))]
+    assert timed_out.states[Place(STORE)].last_at == at(15 * 60)  # stored with the exit
+    outcome = run(late, states=timed_out.states, tracks=entered.tracks)
+    assert kinds(outcome) == []
+
+
+def test_a_late_fix_in_a_later_batch_never_enters_before_a_timeout_exit():
+    first = run([fix(0, -30, device=1)])
+    # Another device's fix an hour later, far off: the visit had ended by timeout at 15 minutes.
+    second = run([fix(3600, 5_000, device=2)], states=first.states, tracks=first.tracks)
+    assert [(e.kind, e.at) for e in second.events] == [(EXITED, at(15 * 60))]
+    late = run([fix(10 * 60, -30, device=1)], states=second.states, tracks=second.tracks)
+    assert late.events == []
+
+
+@pytest.mark.parametrize(
+    ("visit", "late"),
+    [
+        # Entered, then timed out at 15 minutes, in one batch; device 1's fix from before.
+        ([fix(0, -30, device=1), fix(3600, 5_000, device=2)], [fix(600, -30, device=1)]),
+        # Entered by beacons and walked out in one batch; readings have no device timeline.
+        ([reading(0, -60), reading(5, -60), fix(60, 500)], [reading(30, -60), reading(35, -60)]),
+    ],
+)
+def test_a_visit_entered_and_left_in_one_batch_keeps_its_watermark(visit, late):
+    first = run(visit)
+    assert kinds(first) == [ENTERED, EXITED]
+    assert kinds(run(late, states=first.states, tracks=first.tracks)) == []
+
+
+def test_late_beacon_readings_never_enter_the_store_before_its_timeout_exit():
+    # The zone timed out at 15:05 while GPS kept the store until 31:40; readings from
+    # 16:40, received after the store's exit, must not open a visit that began before it.
+    fixes = [fix(s, -30) for s in (60, 600, 1000)]
+    visit = run([reading(0, -60), reading(5, -60), *fixes], now=at(1000))
+    timed_out = presence.tick(states=visit.states, now=at(2000))
+    assert [(e.kind, e.place, e.at) for e in timed_out.events] == [(EXITED, Place(STORE), at(1900))]
+    late = run(
+        [reading(1000, -60), reading(1005, -60)],
+        states=visit.states | timed_out.states,
+        tracks=visit.tracks,
+    )
+    assert kinds(late) == []
 
 
 # --- Suspicious fixes -------------------------------------------------------------------
@@ -252,6 +314,44 @@ def test_a_dwell_reached_in_silence_is_announced_by_the_tick():
     assert [e.kind for e in later.events] == [EXITED]
 
 
+@pytest.mark.parametrize(
+    ("metres", "accuracy"),
+    [
+        (20_000, 3_000),  # far beyond the index's reach, but its circle could reach the store
+        (300, 400),  # within reach, its circle covers the store
+        (-30, 250),  # its centre is inside, but it could not have caused an entry
+    ],
+)
+def test_vague_fixes_neither_keep_a_presence_alive_nor_make_it_dwell(metres, accuracy):
+    vague = [fix(minutes * 60, metres, accuracy) for minutes in range(5, 61, 5)]
+    outcome = presence.advance(
+        states={},
+        tracks={},
+        observations=[fix(0, -30), *vague],
+        locate=near_only,
+        locate_reach_m=350,
+        dwell_minutes={10, 30},
+        now=at(3600),
+    )
+    assert [(e.kind, e.at, e.reason) for e in outcome.events] == [
+        (ENTERED, at(0), "fix 30 m inside (accuracy 10 m)"),
+        (DWELLED, at(10 * 60), "inside 10 min"),  # reached while the first fix still held
+        (EXITED, at(15 * 60), "timeout"),
+    ]
+
+
+def test_a_beacon_keeps_alive_a_presence_that_vague_fixes_cannot():
+    # Two readings to enter, then one every 5 minutes, as a phone in the zone ranges it.
+    readings = [reading(0, -60), reading(5, -60)]
+    readings += [reading(minutes * 60, -60) for minutes in range(5, 41, 5)]
+    vague = [fix(minutes * 60 + 1, 300, accuracy=400) for minutes in range(0, 41, 5)]
+    outcome = run([*readings, *vague], dwell_minutes={30}, now=at(41 * 60))
+    assert [(e.kind, e.minutes) for e in outcome.events if e.place == Place(STORE)] == [
+        (ENTERED, None),
+        (DWELLED, 30),
+    ]
+
+
 # --- Approach rings ---------------------------------------------------------------------
 
 
@@ -271,6 +371,41 @@ def test_coming_near_is_announced_once_per_approach():
 def test_walking_out_of_the_store_is_not_an_approach():
     outcome = run([fix(0, -30), fix(60, 100), fix(120, 300)], near_distances={STORE: {500.0}})
     assert [e.kind for e in outcome.events] == [ENTERED, EXITED]
+
+
+@pytest.mark.parametrize(
+    ("metres", "accuracy"),
+    [
+        (-10, 40),  # in the fence, but its circle spills over: the store stays entered
+        (30, 10),  # just out, within the exit margin: still in the store
+        (100, 10),  # walking out: the store is left, and the ring is not approached
+        (300, 10),
+    ],
+)
+def test_a_customer_in_the_store_by_beacons_is_never_near(metres, accuracy):
+    # No fix before: the store was entered by beacons, so the ring was never entered by GPS.
+    outcome = run(
+        [reading(0, -60), reading(5, -60), fix(60, metres, accuracy), fix(120, 400)],
+        near_distances={STORE: {500.0}},
+    )
+    assert NEAR not in [e.kind for e in outcome.events]
+    assert outcome.states[Place(STORE, near_m=500.0)].inside
+
+
+def test_leaving_the_store_beyond_the_ring_leaves_a_later_approach_to_announce():
+    outcome = run(
+        [reading(0, -60), reading(5, -60), fix(60, 1_500), fix(600, 400)],
+        near_distances={STORE: {500.0}},
+    )
+    ring = Place(STORE, near_m=500.0)
+    assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(600))]
+
+
+def test_vague_fixes_do_not_keep_an_approach_alive():
+    # The approach ends by timeout at 15 minutes, so coming back within 500 m is a new one.
+    vague = [fix(minutes * 60, 450, accuracy=300) for minutes in range(5, 20, 5)]
+    outcome = run([fix(0, 400), *vague, fix(20 * 60, 400)], near_distances={STORE: {500.0}})
+    assert [(e.kind, e.at) for e in outcome.events] == [(NEAR, at(0)), (NEAR, at(20 * 60))]
 
 
 def test_a_near_ring_needs_an_accurate_fix():
@@ -296,10 +431,6 @@ def test_a_fix_is_near_when_its_distance_plus_half_its_accuracy_fits_the_ring(
 
 
 # --- Beacons ----------------------------------------------------------------------------
-
-
-def reading(seconds, rssi, zone=3, threshold=-80):
-    return BeaconReading(1, STORE, zone, rssi, threshold, at(seconds), sighting=int(seconds))
 
 
 @pytest.mark.parametrize(
