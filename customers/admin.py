@@ -1,4 +1,5 @@
 import json
+from typing import Any
 
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
@@ -16,7 +17,7 @@ from customers.models import (
     Visitor,
 )
 from customers.selectors import get_customer_export
-from customers.services import erase_customer
+from customers.services import erase_customer, forget_consent_of_old_phone
 from promotions.models import Delivery
 
 
@@ -71,6 +72,13 @@ class CustomerAdmin(admin.ModelAdmin):
     readonly_fields = ["sms_consent", "consent_source", "consent_updated_at", "created_at"]
     inlines = [DeviceInline, ConsentChangeInline, ProductIntentInline, DeliveryInline]
     actions = ["export", "erase"]
+
+    def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
+        if change and "phone" in form.changed_data:
+            forget_consent_of_old_phone(
+                customer=obj, old_phone=form.initial.get("phone", ""), source="admin"
+            )
+        super().save_model(request, obj, form, change)
 
     def get_actions(self, request: HttpRequest) -> dict:
         # Deleting a customer row would keep their phone and messages in the deliveries;

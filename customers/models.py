@@ -1,9 +1,26 @@
 """People, their devices and consent, and what they browsed."""
 
+from functools import cache
+from zoneinfo import available_timezones
+
+from django.apps import apps
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from customers import intent
+from customers.phones import PhoneError, normalise_phone, region_of_locale
+
+
+@cache
+def _time_zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def validate_time_zone(name: str) -> None:
+    """An IANA time zone name: quiet hours and budgets are read in it."""
+    if name not in _time_zones():
+        raise ValidationError(f"Unknown time zone '{name}'; use an IANA name such as Europe/Paris.")
 
 
 class SmsConsent(models.TextChoices):
@@ -17,7 +34,10 @@ class Customer(models.Model):
     phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +33612345678.")
     first_name = models.CharField(max_length=100, blank=True)
     timezone = models.CharField(
-        max_length=64, blank=True, help_text="IANA time zone; empty means the store's."
+        max_length=64,
+        blank=True,
+        validators=[validate_time_zone],
+        help_text="IANA time zone; empty means the store's.",
     )
     locale = models.CharField(max_length=35, blank=True, help_text="BCP 47, e.g. fr-FR.")
     sms_consent = models.CharField(
@@ -34,6 +54,15 @@ class Customer(models.Model):
 
     def __str__(self) -> str:
         return self.external_id
+
+    def clean(self) -> None:
+        """A phone an SMS can reach, kept in E.164: a national number is read in the country
+        of the customer's locale."""
+        if self.phone:
+            try:
+                self.phone = normalise_phone(self.phone, region_of_locale(self.locale))
+            except PhoneError as error:
+                raise ValidationError({"phone": str(error)}) from None
 
 
 class ConsentChange(models.Model):
@@ -82,6 +111,14 @@ class Device(models.Model):
 
     def __str__(self) -> str:
         return self.device_id
+
+    def clean(self) -> None:
+        # Gateways find devices by the identity they hear: a device holding a store beacon's
+        # would be heard whenever the beacon is, and its customer would seem to stand in that
+        # zone all day. Looked up by name: promotions' models import this module.
+        beacons = apps.get_model("promotions", "Beacon").objects
+        if self.ble_identity and beacons.filter(identity=self.ble_identity).exists():
+            raise ValidationError({"ble_identity": "A store beacon advertises this identity."})
 
 
 class Visitor(models.Model):

@@ -8,6 +8,7 @@ from enum import Enum
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
 
@@ -24,7 +25,7 @@ from customers.models import (
     Visitor,
 )
 from promotions.ingest import IngestResult, ValidItems, insert_new_rows
-from promotions.models import Beacon, Delivery
+from promotions.models import Delivery
 
 
 class ConflictError(Exception):
@@ -82,8 +83,14 @@ def _apply_customer_values(customer: Customer, values: dict[str, Any]) -> None:
             setattr(customer, name, values[name] or "")
     if "sms_consent" in values:
         set_sms_consent(customer=customer, consent=values["sms_consent"], source=source)
-    elif old_phone and customer.phone != old_phone and customer.sms_consent == SmsConsent.OPTED_IN:
-        # Consent was given for the old number; its new owner may not have given it.
+    else:
+        forget_consent_of_old_phone(customer=customer, old_phone=old_phone, source=source)
+
+
+def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: str) -> None:
+    """After a change of phone number: consent was given for the old number, and its new
+    owner may not have given it. The caller saves the customer."""
+    if old_phone and customer.phone != old_phone and customer.sms_consent == SmsConsent.OPTED_IN:
         set_sms_consent(
             customer=customer,
             consent=SmsConsent.UNKNOWN,
@@ -143,13 +150,10 @@ def register_device(
             held = Device.objects.filter(ble_identity=ble_identity).exclude(device_id=device_id)
             if held.exists():
                 raise ConflictError("Another device already advertises this BLE identity.")
-            # Gateways find devices by the identity they hear: a device holding a store
-            # beacon's would be heard whenever the beacon is, and its customer would seem to
-            # stand in that zone all day.
-            if Beacon.objects.filter(identity=ble_identity).exists():
-                raise ConflictError(
-                    "A store beacon advertises this BLE identity; a device cannot carry it."
-                )
+            try:
+                Device(ble_identity=ble_identity).clean()
+            except ValidationError as error:
+                raise ConflictError(" ".join(error.messages)) from None
         device, created = Device.objects.update_or_create(device_id=device_id, defaults=values)
     return device, created
 

@@ -6,6 +6,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -17,6 +18,7 @@ from customers.models import Product
 from promotions.decisions import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
+    MAX_OFFER_VALID_DAYS,
     ApiKey,
     Beacon,
     Campaign,
@@ -167,13 +169,16 @@ def sms_preview(template: str, *, store_name: str, product_name: str, valid_days
         template_placeholders(template)
     except TemplateError as error:
         return {"error": str(error)}
+    # The page previews what the form holds, a number its validators refuse included: an
+    # expiry ten billion days away would overflow the date.
+    valid_days = min(max(valid_days, 1), MAX_OFFER_VALID_DAYS)
     body = render_offer(
         template,
         first_name="Léa",
         store_name=store_name,
         product_name=product_name,
         code=generate_code(),
-        expires_at=timezone.localdate() + timedelta(days=max(valid_days, 1) - 1),
+        expires_at=timezone.localdate() + timedelta(days=valid_days - 1),
         locale="fr-FR",
     )
     return {
@@ -283,7 +288,7 @@ class CampaignAdmin(admin.ModelAdmin):
             request.GET.get("template", "")[:2000],
             store_name="Passage Rivoli",
             product_name="X200 headphones",
-            valid_days=min(max(valid_days, 1), 365),
+            valid_days=valid_days,
         )
         return JsonResponse({**preview, "html": _preview_html(preview)})
 
@@ -314,7 +319,7 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Activate the selected campaigns", permissions=["change"])
     def activate(self, request: HttpRequest, queryset) -> None:
         changed = 0
-        for campaign in queryset:
+        for campaign in self._leave_ended(request, queryset):
             campaign.status = CampaignStatus.ACTIVE
             try:
                 campaign.full_clean()
@@ -333,11 +338,28 @@ class CampaignAdmin(admin.ModelAdmin):
     def pause(self, request: HttpRequest, queryset) -> None:
         count = 0
         # Saved one by one, as activate does: the save's signal tells workers to rebuild.
-        for campaign in queryset:
+        for campaign in self._leave_ended(request, queryset):
             campaign.status = CampaignStatus.PAUSED
             campaign.save(update_fields=["status", "updated_at"])
             count += 1
         self.message_user(request, f"{count} campaign(s) paused.", messages.SUCCESS)
+
+    def _leave_ended(
+        self, request: HttpRequest, queryset: QuerySet[Campaign]
+    ) -> QuerySet[Campaign]:
+        """The selected campaigns but the ended ones, which the marketer is told were left
+        alone. An ended campaign stays ended: stores and zones only ended campaigns use can
+        be deleted, so one brought back could run without them, in every store if it lost
+        all of its own."""
+        ended = sorted(queryset.filter(status=CampaignStatus.ENDED).values_list("name", flat=True))
+        if ended:
+            self.message_user(
+                request,
+                f"Left as they were: {', '.join(ended)}. An ended campaign stays ended, as its "
+                "stores or zones may be gone; create a new campaign to run it again.",
+                messages.WARNING,
+            )
+        return queryset.exclude(status=CampaignStatus.ENDED)
 
     @admin.action(description="Dry run over the last 7 days (sends nothing)")
     def dry_run_last_week(self, request: HttpRequest, queryset) -> None:

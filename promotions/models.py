@@ -9,13 +9,27 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import connection, models
 from django.utils import timezone
 
-from customers.models import Device
+from customers.models import Device, validate_time_zone
+from promotions.geo import GeometryError, distance_m, polygon_rings
 from promotions.offers import TemplateError, template_placeholders
 
 code_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     "Use letters, digits, '_', '.' or '-', starting with a letter or digit.",
 )
+
+
+# A fence wider than this is a mistake (a radius in the wrong unit, a polygon's positions in
+# the wrong order), and it would cost every worker's index memory for nothing.
+MAX_FENCE_RADIUS_M = 50_000.0
+
+
+def validate_fence_polygon(polygon: object) -> None:
+    """A GeoJSON Polygon the presence engine can measure: closed rings that do not cross."""
+    try:
+        polygon_rings(polygon)
+    except GeometryError as error:
+        raise ValidationError(str(error)) from None
 
 
 class Store(models.Model):
@@ -25,12 +39,16 @@ class Store(models.Model):
     latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
     longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
     radius_m = models.FloatField(
-        null=True, blank=True, help_text="Circular fence around the point, in metres."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_FENCE_RADIUS_M)],
+        help_text="Circular fence around the point, in metres.",
     )
+    # Checked by clean(), with the store's location (validate_fence_polygon alone for the API).
     polygon = models.JSONField(
         null=True, blank=True, help_text="GeoJSON Polygon fence, instead of a radius."
     )
-    timezone = models.CharField(max_length=64)
+    timezone = models.CharField(max_length=64, validators=[validate_time_zone])
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -47,6 +65,41 @@ class Store(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.code})"
+
+    def clean(self) -> None:
+        """One fence, and a polygon around the store's own location. The presence engine
+        measures every store with every batch: a fence it cannot measure would stop it."""
+        if (self.radius_m is None) == (self.polygon is None):
+            raise ValidationError(
+                {"radius_m": "Give the fence as a radius_m or a polygon (and the other null)."}
+            )
+        if self.polygon is not None:
+            self._check_polygon_near()
+
+    def _check_polygon_near(self) -> None:
+        """A polygon the engine can measure, around the store's own location. One around
+        some other place is a mistake, most often positions written
+        [latitude, longitude]: near Paris both orders are on the globe, so only the store's
+        own location tells them apart."""
+        try:
+            outer = polygon_rings(self.polygon)[0]
+        except GeometryError as error:
+            raise ValidationError({"polygon": str(error)}) from None
+        if self.latitude is None or self.longitude is None:
+            return  # their own fields say what is wrong with them
+        here = (self.longitude, self.latitude)
+        farthest = max(distance_m(here, corner) for corner in outer)
+        if farthest <= MAX_FENCE_RADIUS_M:
+            return
+        message = (
+            f"The polygon reaches {farthest / 1000:,.0f} km from the store's location; "
+            f"a fence reaches {MAX_FENCE_RADIUS_M / 1000:g} km at most."
+        )
+        if max(distance_m(here, (lat, lon)) for lon, lat in outer) <= MAX_FENCE_RADIUS_M:
+            message += (
+                " Its positions look like [latitude, longitude]: GeoJSON puts longitude first."
+            )
+        raise ValidationError({"polygon": message})
 
     def campaigns_targeting(self) -> list[str]:
         """Names of the campaigns, ended ones aside, that list this store."""
@@ -176,6 +229,19 @@ def every_weekday() -> list[str]:
     return list(WEEKDAYS)
 
 
+# The bounds of a campaign's numbers: the fields' validators apply them in the admin, and the
+# API's serializer reads them from here. Past them a number is a mistake, and some would stop
+# the engine: dates computed from a cap of a million days, or from an offer valid for ten
+# billion, overflow, and every batch would fail. A near trigger's distance is a fence's
+# radius, up to MAX_FENCE_RADIUS_M.
+MAX_CAMPAIGN_PRIORITY = 1000  # from -MAX_CAMPAIGN_PRIORITY
+MAX_DWELL_MINUTES = 24 * 60
+MAX_INTENT_MIN_VIEWS = 100
+MAX_INTENT_WITHIN_DAYS = 366
+MAX_OFFER_VALID_DAYS = 365
+MAX_LIMIT_PER_CUSTOMER_DAYS = 3650
+
+
 class Campaign(models.Model):
     """What to send, to whom, where and when: trigger, intent condition, offer and limits."""
 
@@ -188,26 +254,50 @@ class Campaign(models.Model):
     stores = models.ManyToManyField(
         Store, blank=True, related_name="campaigns", help_text="None selected means every store."
     )
-    priority = models.IntegerField(default=0, help_text="Higher wins when several match.")
+    priority = models.IntegerField(
+        default=0,
+        validators=[
+            MinValueValidator(-MAX_CAMPAIGN_PRIORITY),
+            MaxValueValidator(MAX_CAMPAIGN_PRIORITY),
+        ],
+        help_text="Higher wins when several match.",
+    )
 
     trigger_type = models.CharField(
         max_length=12, choices=TriggerType.choices, default=TriggerType.ENTER
     )
-    trigger_minutes = models.PositiveIntegerField(null=True, blank=True)
-    trigger_distance_m = models.FloatField(null=True, blank=True)
+    trigger_minutes = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_DWELL_MINUTES)],
+    )
+    trigger_distance_m = models.FloatField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_FENCE_RADIUS_M)],
+    )
     trigger_zone = models.CharField(max_length=32, blank=True)
 
     intent_skus = models.JSONField(default=list, blank=True)
     intent_categories = models.JSONField(default=list, blank=True)
-    intent_min_views = models.PositiveSmallIntegerField(default=1)
-    intent_within_days = models.PositiveSmallIntegerField(default=30)
+    intent_min_views = models.PositiveSmallIntegerField(
+        default=1, validators=[MinValueValidator(1), MaxValueValidator(MAX_INTENT_MIN_VIEWS)]
+    )
+    intent_within_days = models.PositiveSmallIntegerField(
+        default=30, validators=[MinValueValidator(1), MaxValueValidator(MAX_INTENT_WITHIN_DAYS)]
+    )
     intent_cart_abandoned = models.BooleanField(default=False)
 
     offer_template = models.TextField()
-    offer_valid_days = models.PositiveSmallIntegerField(default=7)
+    offer_valid_days = models.PositiveSmallIntegerField(
+        default=7, validators=[MinValueValidator(1), MaxValueValidator(MAX_OFFER_VALID_DAYS)]
+    )
 
     limit_per_customer_days = models.PositiveIntegerField(
-        null=True, blank=True, help_text="At most one SMS per customer in this many days."
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(MAX_LIMIT_PER_CUSTOMER_DAYS)],
+        help_text="At most one SMS per customer in this many days.",
     )
     quiet_hours_start = models.TimeField(null=True, blank=True)
     quiet_hours_end = models.TimeField(null=True, blank=True)
@@ -246,10 +336,12 @@ class Campaign(models.Model):
             errors["quiet_hours_end"] = "Quiet hours need both a start and an end."
         elif self.quiet_hours_start is not None and self.quiet_hours_start == self.quiet_hours_end:
             errors["quiet_hours_end"] = "Quiet hours must end at another time than they start."
-        if not isinstance(self.allowed_days, list) or not self.allowed_days:
+        # Not set(days): the admin's JSON field lets lists and objects through, unhashable.
+        days = self.allowed_days
+        if not isinstance(days, list) or not all(day in WEEKDAYS for day in days):
+            errors["allowed_days"] = f"A list of days, written {', '.join(WEEKDAYS)}."
+        elif not days:
             errors["allowed_days"] = "Allow at least one day of the week."
-        elif not set(self.allowed_days) <= set(WEEKDAYS):
-            errors["allowed_days"] = f"Days are written {', '.join(WEEKDAYS)}."
         for name in ("intent_skus", "intent_categories"):
             values = getattr(self, name)
             if not isinstance(values, list) or not all(

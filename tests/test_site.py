@@ -8,9 +8,15 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from customers.models import Customer, ProductIntent
+from customers.models import Customer, Device, ProductIntent
 from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Store, Zone
-from tests.factories import BEACON_UUID, DeliveryFactory, DeviceFactory
+from tests.factories import (
+    BEACON_UUID,
+    BeaconFactory,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -418,3 +424,270 @@ def test_the_admin_refuses_a_beacon_with_the_identity_of_a_customer_s_device(adm
 
     assert "A customer&#x27;s device advertises this identity." in page.content.decode()
     assert not Beacon.objects.exists()
+
+
+# --- The admin applies the API's limits -------------------------------------------------
+
+
+def form_errors(response) -> dict[str, list[str]]:
+    """The messages the change page shows, by field: what the marketer reads."""
+    assert response.status_code == 200, "saved instead of showing a message"
+    form = response.context["adminform"].form
+    errors = {name: list(messages) for name, messages in form.errors.items()}
+    for inline in response.context["inline_admin_formsets"]:
+        for number, inline_errors in enumerate(inline.formset.errors):
+            for name, messages in inline_errors.items():
+                errors[f"{inline.formset.prefix}-{number}-{name}"] = list(messages)
+    return errors
+
+
+def store_form(**changes) -> dict:
+    """The store add page's form, as the browser posts it."""
+    return {
+        "code": "RIVOLI",
+        "name": "Passage Rivoli",
+        "address": "142 Rue de Rivoli, Paris",
+        "latitude": 48.8606,
+        "longitude": 2.3417,
+        "radius_m": 60,
+        "polygon": "null",
+        "timezone": "Europe/Paris",
+        "zones-TOTAL_FORMS": 0,
+        "zones-INITIAL_FORMS": 0,
+        **changes,
+    }
+
+
+BOW_TIE = {
+    "type": "Polygon",
+    "coordinates": [
+        [[2.341, 48.860], [2.342, 48.861], [2.342, 48.860], [2.341, 48.861], [2.341, 48.860]]
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"radius_m": "", "polygon": json.dumps(BOW_TIE)}, "polygon", "crosses itself"),
+        ({"radius_m": "", "polygon": '"foo"'}, "polygon", "Expected a GeoJSON Polygon"),
+        ({"radius_m": "0"}, "radius_m", "greater than or equal to 1"),
+        ({"radius_m": "1e12"}, "radius_m", "less than or equal to 50000"),
+        ({"timezone": "Mars/Olympus"}, "timezone", "Unknown time zone 'Mars/Olympus'"),
+        (
+            {"latitude": "north", "radius_m": "", "polygon": json.dumps(BOW_TIE)},
+            "latitude",
+            "Enter a number",
+        ),
+    ],
+)
+def test_the_store_admin_refuses_a_fence_or_time_zone_the_engine_cannot_use(
+    admin_client, changes, field, message
+):
+    response = admin_client.post("/admin/promotions/store/add/", store_form(**changes))
+
+    assert message in " ".join(form_errors(response)[field])
+    # Each fault is said once, on its field.
+    assert all(len(set(errors)) == len(errors) for errors in form_errors(response).values())
+    assert not Store.objects.exists()
+
+
+def test_the_store_admin_saves_a_good_store(admin_client):
+    response = admin_client.post("/admin/promotions/store/add/", store_form())
+
+    assert response.status_code == 302
+    store = Store.objects.get()
+    assert (store.code, store.radius_m, store.polygon, store.timezone) == (
+        "RIVOLI",
+        60,
+        None,
+        "Europe/Paris",
+    )
+
+
+def campaign_form(**changes) -> dict:
+    """The campaign add page's form, as the browser posts it."""
+    return {
+        "name": "Welcome",
+        "status": "draft",
+        "priority": 0,
+        "trigger_type": "enter",
+        "intent_skus": "[]",
+        "intent_categories": "[]",
+        "intent_min_views": 1,
+        "intent_within_days": 30,
+        "offer_template": "Hi {code}",
+        "offer_valid_days": 7,
+        "allowed_days": '["mon", "tue", "wed", "thu", "fri", "sat", "sun"]',
+        "holdout_percent": 0,
+        **changes,
+    }
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        # A cap of a million days overflows the dates every batch computes: nothing sends.
+        ({"limit_per_customer_days": "1000000"}, "limit_per_customer_days"),
+        ({"limit_per_customer_days": "0"}, "limit_per_customer_days"),
+        ({"trigger_type": "near", "trigger_distance_m": "1e300"}, "trigger_distance_m"),
+        ({"trigger_type": "near", "trigger_distance_m": "-5"}, "trigger_distance_m"),
+        ({"trigger_type": "dwell", "trigger_minutes": "99999999999"}, "trigger_minutes"),
+        # An expiry date past the year 9999: the page's SMS preview cannot compute it.
+        ({"offer_valid_days": "10000000000"}, "offer_valid_days"),
+        ({"offer_valid_days": "0"}, "offer_valid_days"),
+        ({"priority": "1001"}, "priority"),
+        ({"intent_min_views": "101"}, "intent_min_views"),
+        ({"intent_within_days": "0"}, "intent_within_days"),
+        ({"holdout_percent": "101"}, "holdout_percent"),
+    ],
+)
+def test_the_campaign_admin_keeps_numbers_within_the_api_s_bounds(admin_client, changes, field):
+    response = admin_client.post("/admin/promotions/campaign/add/", campaign_form(**changes))
+
+    assert field in form_errors(response)
+    assert not Campaign.objects.exists()
+
+
+def test_the_campaign_admin_accepts_numbers_at_the_api_s_bounds(admin_client):
+    response = admin_client.post(
+        "/admin/promotions/campaign/add/",
+        campaign_form(
+            trigger_type="near",
+            trigger_distance_m="50000",
+            priority="-1000",
+            limit_per_customer_days="3650",
+            offer_valid_days="365",
+            intent_skus='["X200"]',
+            intent_min_views="100",
+            intent_within_days="30",
+        ),
+    )
+
+    assert response.status_code == 302
+    campaign = Campaign.objects.get()
+    assert (campaign.limit_per_customer_days, campaign.offer_valid_days) == (3650, 365)
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/change/")
+    assert page.status_code == 200
+
+
+@pytest.mark.parametrize("allowed_days", ['[["mon"]]', "[{}]", '"mon"', '["monday"]', "[]"])
+def test_the_campaign_admin_says_how_to_write_the_allowed_days(admin_client, allowed_days):
+    response = admin_client.post(
+        "/admin/promotions/campaign/add/", campaign_form(allowed_days=allowed_days)
+    )
+
+    assert form_errors(response)["allowed_days"]
+    assert not Campaign.objects.exists()
+
+
+def run_action(admin_client, action: str, *campaigns: Campaign) -> list[str]:
+    response = admin_client.post(
+        "/admin/promotions/campaign/",
+        {"action": action, "_selected_action": [campaign.pk for campaign in campaigns]},
+        follow=True,
+    )
+    return [str(message) for message in response.context["messages"]]
+
+
+@pytest.mark.parametrize(("action", "status"), [("pause", "paused"), ("activate", "active")])
+def test_pausing_or_activating_leaves_ended_campaigns_ended_and_says_so(
+    admin_client, action, status
+):
+    ended = Campaign.objects.create(name="Summer sale", offer_template="Hi {code}", status="ended")
+    draft = Campaign.objects.create(name="Welcome", offer_template="Hi {code}", status="draft")
+
+    shown = run_action(admin_client, action, ended, draft)
+
+    ended.refresh_from_db()
+    draft.refresh_from_db()
+    assert (ended.status, draft.status) == ("ended", status)
+    assert any("Summer sale" in message and "ended" in message for message in shown)
+    assert any(message.startswith("1 campaign(s)") for message in shown)
+
+
+def customer_form(admin_client, customer: Customer, **changes) -> dict:
+    """The customer change page's form, as the browser posts it, with `changes`."""
+    page = admin_client.get(f"/admin/customers/customer/{customer.pk}/change/")
+    form = {
+        "external_id": customer.external_id,
+        "phone": customer.phone,
+        "first_name": customer.first_name,
+        "timezone": customer.timezone,
+        "locale": customer.locale,
+    }
+    for inline in page.context["inline_admin_formsets"]:
+        form[f"{inline.formset.prefix}-TOTAL_FORMS"] = 0
+        form[f"{inline.formset.prefix}-INITIAL_FORMS"] = 0
+    return {**form, **changes}
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "message"),
+    [
+        ({"phone": "hello"}, "phone", "Not a phone number"),
+        ({"phone": "+33199001234"}, "phone", "cannot receive SMS"),
+        ({"timezone": "Nowhere/Land"}, "timezone", "Unknown time zone 'Nowhere/Land'"),
+    ],
+)
+def test_the_customer_admin_refuses_what_the_api_refuses(admin_client, changes, field, message):
+    customer = CustomerFactory(phone="+33612345678", timezone="Europe/Paris")
+
+    response = admin_client.post(
+        f"/admin/customers/customer/{customer.pk}/change/",
+        customer_form(admin_client, customer, **changes),
+    )
+
+    assert message in " ".join(form_errors(response)[field])
+    customer.refresh_from_db()
+    assert (customer.phone, customer.timezone) == ("+33612345678", "Europe/Paris")
+
+
+def test_the_customer_admin_stores_a_national_number_in_e164(admin_client):
+    customer = CustomerFactory(phone="", locale="fr-FR")
+
+    response = admin_client.post(
+        f"/admin/customers/customer/{customer.pk}/change/",
+        customer_form(admin_client, customer, phone="06 12 34 56 78"),
+    )
+
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert customer.phone == "+33612345678"
+
+
+def test_a_phone_changed_in_the_admin_needs_consent_again(admin_client):
+    customer = CustomerFactory(phone="+33612345678", sms_consent="opted_in")
+
+    response = admin_client.post(
+        f"/admin/customers/customer/{customer.pk}/change/",
+        customer_form(admin_client, customer, phone="+33698765432"),
+    )
+
+    assert response.status_code == 302
+    customer.refresh_from_db()
+    assert (customer.phone, customer.sms_consent) == ("+33698765432", "unknown")
+    change = customer.consent_log.get()
+    assert (change.previous, change.consent, change.source) == ("opted_in", "unknown", "admin")
+
+
+def test_the_customer_admin_refuses_a_device_with_a_store_beacon_s_identity(admin_client):
+    customer = CustomerFactory()
+    beacon = BeaconFactory()
+    form = customer_form(admin_client, customer)
+    form.update(
+        {
+            "devices-TOTAL_FORMS": 1,
+            "devices-0-device_id": "lea-phone",
+            "devices-0-platform": "ios",
+            "devices-0-ble_identity": beacon.identity,
+        }
+    )
+
+    response = admin_client.post(f"/admin/customers/customer/{customer.pk}/change/", form)
+
+    assert (
+        "A store beacon advertises this identity."
+        in form_errors(response)["devices-0-ble_identity"]
+    )
+    assert not Device.objects.exists()

@@ -3,10 +3,10 @@ from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from customers.models import Customer, Device, EventType, Platform, SmsConsent
-from customers.phones import PhoneError, normalise_phone, region_of_locale
 from promotions.api.fields import RecentInstantField, TimeZoneField
 from promotions.api.identity import (
     EddystoneUidSerializer,
@@ -61,12 +61,15 @@ class CustomerInputSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("phone"):
+            # The phone's rules are the model's, which the admin applies too.
             stored: Customer | None = self.context.get("customer")
             locale = attrs.get("locale") if "locale" in attrs else (stored.locale if stored else "")
+            customer = Customer(phone=attrs["phone"], locale=locale or "")
             try:
-                attrs["phone"] = normalise_phone(attrs["phone"], region_of_locale(locale or ""))
-            except PhoneError as error:
-                raise serializers.ValidationError({"phone": [str(error)]}) from None
+                customer.clean()
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(error.message_dict) from None
+            attrs["phone"] = customer.phone
         return attrs
 
 

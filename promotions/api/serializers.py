@@ -21,8 +21,14 @@ from promotions.api.identity import (
     identity_representation,
     pop_identity,
 )
-from promotions.geo import GeometryError, distance_m, polygon_rings
 from promotions.models import (
+    MAX_CAMPAIGN_PRIORITY,
+    MAX_DWELL_MINUTES,
+    MAX_FENCE_RADIUS_M,
+    MAX_INTENT_MIN_VIEWS,
+    MAX_INTENT_WITHIN_DAYS,
+    MAX_LIMIT_PER_CUSTOMER_DAYS,
+    MAX_OFFER_VALID_DAYS,
     WEEKDAYS,
     Beacon,
     Campaign,
@@ -31,9 +37,8 @@ from promotions.models import (
     Store,
     TriggerType,
     Zone,
+    validate_fence_polygon,
 )
-
-MAX_FENCE_RADIUS_M = 50_000.0
 
 
 def _ping_max_age() -> timedelta:
@@ -68,48 +73,21 @@ class StoreSerializer(serializers.ModelSerializer):
     def validate_polygon(self, value: Any) -> Any:
         if value is not None:
             try:
-                polygon_rings(value)
-            except GeometryError as error:
-                raise serializers.ValidationError(str(error)) from None
+                validate_fence_polygon(value)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(error.messages) from None
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        def current(name: str) -> Any:
-            if name in attrs:
-                return attrs[name]
-            return getattr(self.instance, name, None)
-
-        has_radius, has_polygon = current("radius_m") is not None, current("polygon") is not None
-        if has_radius == has_polygon:
-            raise serializers.ValidationError(
-                {"radius_m": ["Give the fence as a radius_m or a polygon (and the other null)."]}
-            )
-        if has_polygon and ({"polygon", "latitude", "longitude"} & attrs.keys()):
-            self._check_polygon_near(current("polygon"), current("longitude"), current("latitude"))
-        return attrs
-
-    @staticmethod
-    def _check_polygon_near(polygon: Any, longitude: float, latitude: float) -> None:
-        """A polygon around some other place is a mistake, most often positions written
-        [latitude, longitude]: near Paris both orders are on the globe, so only the store's
-        own location tells them apart."""
+        # The fence's rules are the model's, which the admin applies too.
+        store = copy(self.instance) if self.instance is not None else Store()
+        for name, value in attrs.items():
+            setattr(store, name, value)
         try:
-            outer = polygon_rings(polygon)[0]
-        except GeometryError as error:  # a stored polygon from before a rule was added
-            raise serializers.ValidationError({"polygon": [str(error)]}) from None
-        farthest = max(distance_m((longitude, latitude), corner) for corner in outer)
-        if farthest <= MAX_FENCE_RADIUS_M:
-            return
-        message = (
-            f"The polygon reaches {farthest / 1000:,.0f} km from the store's location; "
-            f"a fence reaches {MAX_FENCE_RADIUS_M / 1000:g} km at most."
-        )
-        swapped = max(distance_m((longitude, latitude), (lat, lon)) for lon, lat in outer)
-        if swapped <= MAX_FENCE_RADIUS_M:
-            message += (
-                " Its positions look like [latitude, longitude]: GeoJSON puts longitude first."
-            )
-        raise serializers.ValidationError({"polygon": [message]})
+            store.clean()
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.message_dict) from None
+        return attrs
 
 
 class ZoneSerializer(serializers.ModelSerializer):
@@ -276,7 +254,11 @@ def _nest_errors(errors: dict[str, list[str]]) -> dict[str, Any]:
 class TriggerSerializer(serializers.Serializer):
     type = serializers.ChoiceField(source="trigger_type", choices=TriggerType.choices)
     minutes = StrictIntegerField(
-        source="trigger_minutes", min_value=1, max_value=24 * 60, required=False, allow_null=True
+        source="trigger_minutes",
+        min_value=1,
+        max_value=MAX_DWELL_MINUTES,
+        required=False,
+        allow_null=True,
     )
     distance_m = FiniteFloatField(
         source="trigger_distance_m",
@@ -331,10 +313,10 @@ class IntentSerializer(serializers.Serializer):
         required=False,
     )
     min_views = StrictIntegerField(
-        source="intent_min_views", min_value=1, max_value=100, required=False
+        source="intent_min_views", min_value=1, max_value=MAX_INTENT_MIN_VIEWS, required=False
     )
     within_days = StrictIntegerField(
-        source="intent_within_days", min_value=1, max_value=366, required=False
+        source="intent_within_days", min_value=1, max_value=MAX_INTENT_WITHIN_DAYS, required=False
     )
     cart_abandoned = serializers.BooleanField(source="intent_cart_abandoned", required=False)
 
@@ -368,7 +350,7 @@ class IntentSerializer(serializers.Serializer):
 class OfferSerializer(serializers.Serializer):
     template = serializers.CharField(source="offer_template", max_length=1600)
     valid_days = StrictIntegerField(
-        source="offer_valid_days", min_value=1, max_value=365, required=False
+        source="offer_valid_days", min_value=1, max_value=MAX_OFFER_VALID_DAYS, required=False
     )
 
 
@@ -395,7 +377,7 @@ class LimitsSerializer(serializers.Serializer):
     per_customer_days = StrictIntegerField(
         source="limit_per_customer_days",
         min_value=1,
-        max_value=3650,
+        max_value=MAX_LIMIT_PER_CUSTOMER_DAYS,
         required=False,
         allow_null=True,
         help_text="At most one SMS from this campaign per customer in this many days.",
@@ -429,7 +411,9 @@ class CampaignSerializer(serializers.ModelSerializer):
     intent = IntentSerializer(
         source="*", required=False, allow_null=True, help_text="null: no intent condition."
     )
-    priority = StrictIntegerField(min_value=-1000, max_value=1000, required=False)
+    priority = StrictIntegerField(
+        min_value=-MAX_CAMPAIGN_PRIORITY, max_value=MAX_CAMPAIGN_PRIORITY, required=False
+    )
     offer = OfferSerializer(source="*")
     limits = LimitsSerializer(source="*", required=False)
 

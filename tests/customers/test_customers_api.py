@@ -67,6 +67,15 @@ def test_a_national_number_is_read_in_the_country_of_the_locale(api):
     assert response.json()["phone"] == "+33612345678"
 
 
+def test_a_national_number_is_read_in_the_country_of_the_stored_locale(api):
+    api.put("/api/v1/customers/C-1", {"locale": "fr-FR"})
+
+    response = api.put("/api/v1/customers/C-1", {"phone": "06 12 34 56 78"})
+
+    assert response.status_code == 200
+    assert response.json()["phone"] == "+33612345678"
+
+
 @pytest.mark.parametrize(
     ("phone", "message"),
     [
