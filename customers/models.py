@@ -5,6 +5,7 @@ from zoneinfo import available_timezones
 
 from django.apps import apps
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -23,6 +24,12 @@ def validate_time_zone(name: str) -> None:
         raise ValidationError(f"Unknown time zone '{name}'; use an IANA name such as Europe/Paris.")
 
 
+# BCP 47 as clients write it: a language, then subtags (fr, fr-FR, zh-Hant-TW); the API
+# also takes fr_FR and stores it as fr-FR.
+LOCALE_PATTERN = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$"
+locale_validator = RegexValidator(LOCALE_PATTERN, "Expected a BCP 47 locale such as fr-FR.")
+
+
 class SmsConsent(models.TextChoices):
     OPTED_IN = "opted_in", "Opted in"
     OPTED_OUT = "opted_out", "Opted out"
@@ -39,7 +46,9 @@ class Customer(models.Model):
         validators=[validate_time_zone],
         help_text="IANA time zone; empty means the store's.",
     )
-    locale = models.CharField(max_length=35, blank=True, help_text="BCP 47, e.g. fr-FR.")
+    locale = models.CharField(
+        max_length=35, blank=True, validators=[locale_validator], help_text="BCP 47, e.g. fr-FR."
+    )
     sms_consent = models.CharField(
         max_length=10, choices=SmsConsent.choices, default=SmsConsent.UNKNOWN
     )

@@ -628,6 +628,7 @@ def customer_form(admin_client, customer: Customer, **changes) -> dict:
         ({"phone": "hello"}, "phone", "Not a phone number"),
         ({"phone": "+33199001234"}, "phone", "cannot receive SMS"),
         ({"timezone": "Nowhere/Land"}, "timezone", "Unknown time zone 'Nowhere/Land'"),
+        ({"locale": "French please"}, "locale", "Expected a BCP 47 locale"),
     ],
 )
 def test_the_customer_admin_refuses_what_the_api_refuses(admin_client, changes, field, message):

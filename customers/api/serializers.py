@@ -1,4 +1,3 @@
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -6,7 +5,14 @@ from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from customers.models import Customer, Device, EventType, Platform, SmsConsent
+from customers.models import (
+    Customer,
+    Device,
+    EventType,
+    Platform,
+    SmsConsent,
+    locale_validator,
+)
 from promotions.api.fields import RecentInstantField, TimeZoneField
 from promotions.api.identity import (
     EddystoneUidSerializer,
@@ -14,8 +20,6 @@ from promotions.api.identity import (
     identity_representation,
     pop_identity,
 )
-
-_LOCALE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 
 
 def _optional_text(max_length: int, **kwargs: Any) -> serializers.CharField:
@@ -55,9 +59,14 @@ class CustomerInputSerializer(serializers.Serializer):
     consent_source = _optional_text(100, help_text="Where consent was given, e.g. web_form.")
 
     def validate_locale(self, value: str | None) -> str | None:
-        if value and not _LOCALE.match(value):
-            raise serializers.ValidationError("Expected a BCP 47 locale such as fr-FR.")
-        return value.replace("_", "-") if value else value
+        if not value:
+            return value
+        value = value.replace("_", "-")
+        try:
+            locale_validator(value)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from None
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs.get("phone"):
