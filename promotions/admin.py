@@ -1,3 +1,4 @@
+import json
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from typing import Any
@@ -245,11 +246,11 @@ class CampaignAdmin(admin.ModelAdmin):
 
     @admin.display(description="SMS preview (sample customer Léa)")
     def preview(self, campaign: Campaign) -> str:
-        store = campaign.stores.first() if campaign.pk else None
+        store_ids = list(campaign.stores.values_list("pk", flat=True)) if campaign.pk else []
         preview = sms_preview(
             campaign.offer_template or "",
-            store_name=store.name if store else "Passage Rivoli",
-            product_name=_sample_product(campaign),
+            store_name=_sample_store_name(store_ids),
+            product_name=_sample_product(campaign.intent_skus, campaign.intent_categories),
             valid_days=campaign.offer_valid_days or 7,
         )
         return format_html(
@@ -284,10 +285,19 @@ class CampaignAdmin(admin.ModelAdmin):
             valid_days = int(request.GET.get("valid_days") or 7)
         except ValueError:
             valid_days = 7
+        # The store and product the page holds, unsaved, as the first render reads them saved.
+        store_ids = [
+            int(pk)
+            for pk in request.GET.getlist("store")[:1000]
+            if pk.isascii() and pk.isdigit() and len(pk) <= 18  # a bigint holds them
+        ]
         preview = sms_preview(
             request.GET.get("template", "")[:2000],
-            store_name="Passage Rivoli",
-            product_name="X200 headphones",
+            store_name=_sample_store_name(store_ids),
+            product_name=_sample_product(
+                _json_list(request.GET.get("skus", "")),
+                _json_list(request.GET.get("categories", "")),
+            ),
             valid_days=valid_days,
         )
         return JsonResponse({**preview, "html": _preview_html(preview)})
@@ -384,13 +394,29 @@ class CampaignAdmin(admin.ModelAdmin):
             )
 
 
-def _sample_product(campaign: Campaign) -> str:
-    if campaign.intent_skus:
-        product = Product.objects.filter(sku=campaign.intent_skus[0]).first()
-        return product.display_name if product else campaign.intent_skus[0]
-    if campaign.intent_categories:
-        return f"{campaign.intent_categories[0]} (the customer's favourite)"
+def _sample_store_name(store_ids: list[int]) -> str:
+    """The preview's store: the campaign's first (by code), or any for an every-store one."""
+    stores = Store.objects.filter(pk__in=store_ids) if store_ids else Store.objects.all()
+    store = stores.order_by("code").first()
+    return store.name if store else "Passage Rivoli"
+
+
+def _sample_product(skus: list, categories: list) -> str:
+    if skus:
+        product = Product.objects.filter(sku=str(skus[0])[:100]).first()
+        return product.display_name if product else str(skus[0])
+    if categories:
+        return f"{categories[0]} (the customer's favourite)"
     return "X200 headphones"
+
+
+def _json_list(text: str) -> list:
+    """A JSON list field's text as the page holds it; [] for anything else (half typed)."""
+    try:
+        value = json.loads(text[:10_000])
+    except ValueError:
+        return []
+    return value if isinstance(value, list) else []
 
 
 def _preview_html(preview: dict) -> str:

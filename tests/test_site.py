@@ -8,7 +8,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
-from customers.models import Customer, Device, ProductIntent
+from customers.models import Customer, Device, Product, ProductIntent
 from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Store, Zone
 from tests.factories import (
     BEACON_UUID,
@@ -140,6 +140,28 @@ def test_the_campaign_page_previews_the_sms_and_links_its_results(admin_client):
     assert "Unknown placeholder {nope}" in live["error"]
     live = admin_client.get("/admin/promotions/campaign/preview/", {"template": "It\u2019s {code}"})
     assert live.json()["encoding"] == "UCS-2"
+
+
+@pytest.mark.django_db
+def test_the_live_preview_names_the_store_and_product_the_page_holds(admin_client):
+    Store.objects.create(code="A", name="Passage Alma", latitude=48.86, longitude=2.30, radius_m=60)
+    opera = Store.objects.create(
+        code="O", name="Passage Op\u00e9ra", latitude=48.87, longitude=2.33, radius_m=60
+    )
+    Product.objects.create(sku="K5", name="K5 keyboard")
+    template = "{first_name}: {product_name} at {store_name}, {code}"
+
+    live = admin_client.get(
+        "/admin/promotions/campaign/preview/",
+        {"template": template, "store": [str(opera.pk), "x", "9" * 40], "skus": '["K5"]'},
+    ).json()
+    half_typed = admin_client.get(
+        "/admin/promotions/campaign/preview/",
+        {"template": template, "skus": '["K5', "categories": '["keyboards"]'},
+    ).json()
+
+    assert live["body"].startswith("L\u00e9a: K5 keyboard at Passage Op\u00e9ra, ")
+    assert half_typed["body"].startswith("L\u00e9a: keyboards (the customer's favourite) at ")
 
 
 @pytest.mark.django_db

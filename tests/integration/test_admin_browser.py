@@ -101,7 +101,9 @@ def test_a_marketer_creates_a_campaign_and_reads_its_results(postgres, live_serv
     field("offer_template").send_keys("Bonjour {first_name}, welcome to {store_name}: {code}")
     wait.until(
         expected_conditions.text_to_be_present_in_element(
-            (By.ID, "sms-preview"), "Bonjour Léa, welcome to Passage Rivoli"
+            # No store chosen yet, so every store: the preview names one of them.
+            (By.ID, "sms-preview"),
+            "Bonjour Léa, welcome to Passage Louvre",
         )
     )
     assert "GSM-7 · 1 segment" in browser.find_element(By.ID, "sms-preview").text
