@@ -24,14 +24,6 @@ code_validator = RegexValidator(
 MAX_FENCE_RADIUS_M = 50_000.0
 
 
-def validate_fence_polygon(polygon: object) -> None:
-    """A GeoJSON Polygon the presence engine can measure: closed rings that do not cross."""
-    try:
-        polygon_rings(polygon)
-    except GeometryError as error:
-        raise ValidationError(str(error)) from None
-
-
 class Store(models.Model):
     code = models.CharField(max_length=32, unique=True, validators=[code_validator])
     name = models.CharField(max_length=200)
@@ -44,7 +36,7 @@ class Store(models.Model):
         validators=[MinValueValidator(1), MaxValueValidator(MAX_FENCE_RADIUS_M)],
         help_text="Circular fence around the point, in metres.",
     )
-    # Checked by clean(), with the store's location (validate_fence_polygon alone for the API).
+    # Checked by clean(), which knows the store's location too.
     polygon = models.JSONField(
         null=True, blank=True, help_text="GeoJSON Polygon fence, instead of a radius."
     )

@@ -57,13 +57,14 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     if treated_rate is not None and holdout_rate:
         lift = (treated_rate - holdout_rate) / holdout_rate
     revenue = redemptions.aggregate(total=Sum("redemption__amount"))["total"]
+    decisions = sum(by_status.values())
     return {
         "campaign": campaign.id,
         # A decision is one presence event the campaign matched (one a customer, campaign and
         # event), and it outlives the event when its customer is erased.
-        "presence_events_matched": sum(by_status.values()),
+        "presence_events_matched": decisions,
         "decisions": {
-            "total": sum(by_status.values()),
+            "total": decisions,
             "by_status": {status: by_status.get(status, 0) for status in DeliveryStatus.values},
             "by_reason": {reason: by_reason.get(reason, 0) for reason in DeliveryReason.values},
         },

@@ -37,7 +37,6 @@ from promotions.models import (
     Store,
     TriggerType,
     Zone,
-    validate_fence_polygon,
 )
 
 
@@ -69,14 +68,6 @@ class StoreSerializer(serializers.ModelSerializer):
             "polygon",
             "timezone",
         ]
-
-    def validate_polygon(self, value: Any) -> Any:
-        if value is not None:
-            try:
-                validate_fence_polygon(value)
-            except DjangoValidationError as error:
-                raise serializers.ValidationError(error.messages) from None
-        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         # The fence's rules are the model's, which the admin applies too.
