@@ -70,7 +70,17 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
         "device_tracks": list(
             DeviceTrack.objects.filter(device_id__in=device_ids)
             .order_by("device__device_id")
-            .values("device__device_id", "latitude", "longitude", "accuracy", "at")
+            .values(
+                "device__device_id",
+                "latitude",
+                "longitude",
+                "accuracy",
+                "at",
+                "jump_latitude",
+                "jump_longitude",
+                "jump_accuracy",
+                "jump_at",
+            )
         ),
         "presence": list(
             customer.presences.order_by("place_key").values(

@@ -539,14 +539,20 @@ class Presence(models.Model):
 
 
 class DeviceTrack(models.Model):
-    """A device's last applied location fix: its timeline's watermark and the origin of the
-    speed check that catches teleports."""
+    """A device's last trusted location fix, the origin of the speed check that catches
+    teleports, and the teleport after it (its jump), held until the next fix confirms it
+    (the phone did travel) or refutes it (a wild fix). The later of the two is the
+    device's timeline watermark."""
 
     device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="track")
     latitude = models.FloatField()
     longitude = models.FloatField()
     accuracy = models.FloatField()
     at = models.DateTimeField()
+    jump_latitude = models.FloatField(null=True, blank=True)
+    jump_longitude = models.FloatField(null=True, blank=True)
+    jump_accuracy = models.FloatField(null=True, blank=True)
+    jump_at = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.at:%Y-%m-%dT%H:%M:%S}"

@@ -17,7 +17,9 @@ The rules that real location data needs:
   An exit moves the watermark to its moment, so a late observation never re-enters before
   it. Processing the same observations twice changes nothing.
 - A mocked location, or a fix implying a speed no shopper reaches (a teleport), is
-  suspicious: stored by the caller, but it moves no presence.
+  suspicious: stored by the caller, but it moves no presence. A teleport is held as the
+  device's jump: the next fix that agrees with the jump and not with the track confirms it
+  (the phone did travel), one that agrees with the track leaves it behind as a wild fix.
 - Beacon RSSI is smoothed: an entry needs several readings within a short window whose
   median reaches the zone's threshold. A beacon zone entry is also an entry into its store.
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
@@ -124,13 +126,20 @@ class PlaceState:
 # Fixes and tracks are NamedTuples: a worker builds thousands a batch, at half what a frozen
 # dataclass costs to build.
 class Track(NamedTuple):
-    """A device's last applied GPS fix: its timeline watermark and the teleport check's origin."""
+    """A device's last trusted GPS fix, the teleport check's origin, and the teleport that
+    followed it, if any, held until a fix confirms or refutes it."""
 
     latitude: float
     longitude: float
     accuracy: float
     at: datetime
     ping: int | None = None  # the stored ping it came from, when it did
+    jump: "Track | None" = None
+
+    @property
+    def last_at(self) -> datetime:
+        """The device's timeline watermark: its last fix, trusted or not."""
+        return self.at if self.jump is None else max(self.at, self.jump.at)
 
 
 class Fix(NamedTuple):
@@ -410,10 +419,11 @@ class _Run:
 
 def _follow(tracks: dict[int, Track], fix: Fix, rules: Rules, outcome: Outcome) -> bool:
     """Move the fix's device along its own timeline; whether the fix may move presence. A
-    stale fix (at or before the device's last) changes nothing; a mocked one is suspicious;
-    a teleport is suspicious too, but the device is there now, so its track moves."""
+    stale fix (at or before the device's last) changes nothing; a mocked one is suspicious.
+    A teleport from the track is suspicious and becomes the device's jump, unless it agrees
+    with the jump already held: then two fixes say the phone is there, and it moves on."""
     track = tracks.get(fix.device)
-    if track is not None and fix.at <= track.at:
+    if track is not None and fix.at <= track.last_at:
         if fix.ping is not None:
             outcome.stale.append(fix.ping)
         return False
@@ -421,45 +431,60 @@ def _follow(tracks: dict[int, Track], fix: Fix, rules: Rules, outcome: Outcome) 
         if fix.ping is not None:
             outcome.suspicious.append(fix.ping)
         return False
-    tracks[fix.device] = outcome.tracks[fix.device] = Track(
-        fix.latitude, fix.longitude, fix.accuracy, fix.at, fix.ping
-    )
-    if track is not None and _teleport(track, fix, rules.teleport_speed_kmh):
-        if fix.ping is not None:
-            outcome.suspicious.append(fix.ping)
-        return False
-    return True
+    here = Track(fix.latitude, fix.longitude, fix.accuracy, fix.at, fix.ping)
+    limit = rules.teleport_speed_kmh
+    if (
+        track is None
+        or not _teleport(track, fix, limit)
+        or (track.jump is not None and not _teleport(track.jump, fix, limit))
+    ):
+        tracks[fix.device] = outcome.tracks[fix.device] = here
+        return True
+    tracks[fix.device] = outcome.tracks[fix.device] = track._replace(jump=here)
+    if fix.ping is not None:
+        outcome.suspicious.append(fix.ping)
+    return False
 
 
 def follow_devices(
     fixes: np.ndarray, tracks: np.ndarray, rules: Rules
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`_follow` for many devices at once, one fix each, for customers no fix can move (the
     caller knows: no place stored, no fence near): which fixes move their device's track,
-    and which are suspicious.
+    which become its jump, and which are suspicious.
 
     `fixes` has a row (latitude, longitude, accuracy, seconds since the epoch, mocked) per
-    fix; `tracks` a row (latitude, longitude, accuracy, seconds) for the fix's device, NaN
-    where it has none. Seconds are µs-exact floats, so they order as the datetimes do."""
-    latitude, longitude, accuracy, at, mocked = fixes.T
-    track_latitude, track_longitude, track_accuracy, track_at = tracks.T
-    mocked = mocked.astype(bool)
-    has_track = ~np.isnan(track_at)
-    stale = has_track & (at <= np.where(has_track, track_at, -np.inf))
-    moves = ~stale & ~mocked
+    fix; `tracks` a row (latitude, longitude, accuracy, seconds, then the same four for the
+    jump) for the fix's device, NaN where it has none. Seconds are µs-exact floats, so they
+    order as the datetimes do."""
+    mocked = fixes[:, 4].astype(bool)
+    has_track = ~np.isnan(tracks[:, 3])
+    last_at = np.fmax(tracks[:, 3], tracks[:, 7])
+    stale = has_track & (fixes[:, 3] <= np.where(has_track, last_at, -np.inf))
+    usable = ~stale & ~mocked
+    # NaN (no track, no jump) compares false: no teleport from nowhere, and no confirmation.
+    teleport = _too_fast(tracks[:, :4], fixes[:, :4], rules.teleport_speed_kmh)
+    confirmed = ~np.isnan(tracks[:, 7]) & ~_too_fast(
+        tracks[:, 4:], fixes[:, :4], rules.teleport_speed_kmh
+    )
+    jumps = usable & teleport & ~confirmed
+    return usable & ~jumps, jumps, (~stale & mocked) | jumps
+
+
+def _too_fast(origins: np.ndarray, fixes: np.ndarray, limit_kmh: float) -> np.ndarray:
+    """`_teleport` by rows of (latitude, longitude, accuracy, seconds); false where an origin
+    is NaN."""
     with np.errstate(invalid="ignore", divide="ignore"):
-        lat1, lat2 = np.radians(track_latitude), np.radians(latitude)
-        lon1, lon2 = np.radians(track_longitude), np.radians(longitude)
+        lat1, lat2 = np.radians(origins[:, 0]), np.radians(fixes[:, 0])
+        lon1, lon2 = np.radians(origins[:, 1]), np.radians(fixes[:, 1])
         h = (
             np.sin((lat2 - lat1) / 2) ** 2
             + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
         )
         distance = 2 * _EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
-        moved = np.maximum(0.0, distance - track_accuracy - accuracy)
-        seconds = at - track_at
-        too_fast = (seconds <= 0) | (moved / seconds * 3.6 > rules.teleport_speed_kmh)
-    teleport = moves & has_track & (moved > 0) & too_fast
-    return moves, (~stale & mocked) | teleport
+        moved = np.maximum(0.0, distance - origins[:, 2] - fixes[:, 2])
+        seconds = fixes[:, 3] - origins[:, 3]
+        return (moved > 0) & ((seconds <= 0) | (moved / seconds * 3.6 > limit_kmh))
 
 
 def _teleport(track: Track, fix: Fix, limit_kmh: float) -> bool:

@@ -8,6 +8,7 @@ guarding against a second worker or a redelivered batch.
 """
 
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -216,15 +217,16 @@ def _busy_with_pings(pings: _Pings, hit: np.ndarray, *, horizon: float) -> set[i
 
 
 class _Tracks(NamedTuple):
-    """Devices' last applied fixes: device ids, sorted, and a row (latitude, longitude,
-    accuracy, seconds since the epoch) for each."""
+    """Devices' last trusted fixes and their jumps: device ids, sorted, and a row (latitude,
+    longitude, accuracy, seconds since the epoch; then the same four for the jump, NaN when
+    there is none) for each."""
 
     device: np.ndarray
     values: np.ndarray
 
     def aligned(self, devices: np.ndarray) -> np.ndarray:
         """A row for each of `devices`, NaN for a device with no track."""
-        rows = np.full((len(devices), 4), np.nan)
+        rows = np.full((len(devices), 8), np.nan)
         at = np.minimum(np.searchsorted(self.device, devices), max(len(self.device) - 1, 0))
         found = self.device[at] == devices if len(self.device) else np.zeros(len(devices), bool)
         rows[found] = self.values[at[found]]
@@ -232,19 +234,32 @@ class _Tracks(NamedTuple):
 
     def as_dict(self, devices: set[int]) -> dict[int, presence.Track]:
         wanted = np.isin(self.device, list(devices))
-        return {
-            device: presence.Track(lat, lon, accuracy, datetime.fromtimestamp(at, UTC))
-            for device, (lat, lon, accuracy, at) in zip(
-                self.device[wanted].tolist(), self.values[wanted].tolist(), strict=True
-            )
-        }
+        moment = datetime.fromtimestamp
+        tracks = {}
+        for device, (lat, lon, accuracy, at, *jump) in zip(
+            self.device[wanted].tolist(), self.values[wanted].tolist(), strict=True
+        ):
+            held = None
+            if not math.isnan(jump[3]):
+                held = presence.Track(*jump[:3], moment(jump[3], UTC))
+            tracks[device] = presence.Track(lat, lon, accuracy, moment(at, UTC), jump=held)
+        return tracks
 
 
 def _tracks(device_ids: set[int]) -> _Tracks:
     rows = DeviceTrack.objects.filter(device_id__in_batch=device_ids).values_list(
-        "device_id", "latitude", "longitude", "accuracy", EpochSeconds("at")
+        "device_id",
+        "latitude",
+        "longitude",
+        "accuracy",
+        EpochSeconds("at"),
+        "jump_latitude",
+        "jump_longitude",
+        "jump_accuracy",
+        EpochSeconds("jump_at"),
     )
-    table = np.array(raw_rows(rows) if device_ids else [], dtype=np.float64).reshape(-1, 5)
+    # None (no jump) becomes NaN.
+    table = np.array(raw_rows(rows) if device_ids else [], dtype=np.float64).reshape(-1, 9)
     order = np.argsort(table[:, 0])
     return _Tracks(table[order, 0].astype(np.int64), table[order, 1:])
 
@@ -274,9 +289,10 @@ class _Changes:
     """What a batch changed, written in a fixed number of statements."""
 
     states: list[tuple[int, presence.Place, presence.PlaceState]] = field(default_factory=list)
-    # A device's track is the last ping applied to it: the pings that moved a track, by
-    # device.
+    # A device's track is the last trusted ping applied to it, its jump the teleport held
+    # after it: the pings that moved a track, and those that became a jump, by device.
     tracks: dict[int, int] = field(default_factory=dict)
+    jumps: dict[int, int] = field(default_factory=dict)
     # The devices whose track was there before the batch (the others get a row).
     tracked: frozenset[int] = frozenset()
     events: list[tuple[int, presence.Event]] = field(default_factory=list)
@@ -286,24 +302,30 @@ class _Changes:
         self, pings: _Pings, chosen: np.ndarray, tracks: _Tracks, rules: presence.Rules
     ) -> None:
         """The chosen pings, one per device, only move their devices' tracks."""
-        moves, suspicious = presence.follow_devices(
-            pings.values[chosen], tracks.aligned(pings.device[chosen]), rules
+        devices, ids = pings.device[chosen], pings.id[chosen]
+        moves, jumps, suspicious = presence.follow_devices(
+            pings.values[chosen], tracks.aligned(devices), rules
         )
-        self.tracks.update(
-            zip(pings.device[chosen][moves].tolist(), pings.id[chosen][moves].tolist(), strict=True)
-        )
-        self.suspicious += pings.id[chosen][suspicious].tolist()
+        self.tracks.update(zip(devices[moves].tolist(), ids[moves].tolist(), strict=True))
+        self.jumps.update(zip(devices[jumps].tolist(), ids[jumps].tolist(), strict=True))
+        self.suspicious += ids[suspicious].tolist()
 
     def add(self, customer_id: int, outcome: presence.Outcome) -> None:
         self.states += [(customer_id, place, state) for place, state in outcome.states.items()]
         self.events += [(customer_id, event) for event in outcome.events]
-        self.tracks.update((device, track.ping) for device, track in outcome.tracks.items())
+        for device, track in outcome.tracks.items():
+            # A track read from the database has no ping: then only its jump is new.
+            if track.ping is not None:
+                self.tracks[device] = track.ping
+            if track.jump is not None and track.jump.ping is not None:
+                self.jumps[device] = track.jump.ping
         self.suspicious += outcome.suspicious
 
     def write(self, *, now: datetime) -> list[int]:
         """Returns the ids of the presence events."""
         _write_states(self.states)
         _write_tracks(self.tracks, self.tracked)
+        _write_jumps(self.jumps)
         if self.suspicious:
             Ping.objects.filter(id__in_batch=set(self.suspicious)).update(suspicious=True)
         return _write_events(self.events, now=now)
@@ -420,10 +442,10 @@ def _write_states(changed: list[tuple[int, presence.Place, presence.PlaceState]]
 
 def _write_tracks(moves: dict[int, int], tracked: frozenset[int]) -> None:
     """Copy each moved track's values from its ping, inside the database (where writing the
-    numbers out as text would cost more): an UPDATE for the devices that had a track (a
-    quarter cheaper than an upsert), an upsert for the others. Every fix moves its device's
-    track, so this is a row per device of the batch: the largest write of a batch that
-    changes no presence."""
+    numbers out as text would cost more), dropping any jump it held: an UPDATE for the
+    devices that had a track (a quarter cheaper than an upsert), an upsert for the others.
+    Every trusted fix moves its device's track, so this is a row per device of the batch:
+    the largest write of a batch that changes no presence."""
     table = DeviceTrack._meta.db_table
     moved = {pk for device, pk in moves.items() if device in tracked}
     if moved:
@@ -431,8 +453,9 @@ def _write_tracks(moves: dict[int, int], tracked: frozenset[int]) -> None:
         with connection.cursor() as cursor:
             cursor.execute(
                 f"UPDATE {table} SET latitude = p.latitude, longitude = p.longitude, "
-                f"accuracy = p.accuracy, at = p.recorded_at FROM ({source}) AS p "
-                f"WHERE {table}.device_id = p.device_id",
+                f"accuracy = p.accuracy, at = p.recorded_at, jump_latitude = NULL, "
+                f"jump_longitude = NULL, jump_accuracy = NULL, jump_at = NULL "
+                f"FROM ({source}) AS p WHERE {table}.device_id = p.device_id",
                 params,
             )
     started = {pk for device, pk in moves.items() if device not in tracked}
@@ -442,9 +465,27 @@ def _write_tracks(moves: dict[int, int], tracked: frozenset[int]) -> None:
             cursor.execute(
                 f"INSERT INTO {table} (device_id, latitude, longitude, accuracy, at) {source} "
                 "ON CONFLICT (device_id) DO UPDATE SET latitude = excluded.latitude, "
-                "longitude = excluded.longitude, accuracy = excluded.accuracy, at = excluded.at",
+                "longitude = excluded.longitude, accuracy = excluded.accuracy, at = excluded.at, "
+                "jump_latitude = NULL, jump_longitude = NULL, jump_accuracy = NULL, "
+                "jump_at = NULL",
                 params,
             )
+
+
+def _write_jumps(jumps: dict[int, int]) -> None:
+    """Hold each teleport as its device's jump. A jump follows a track (the first fix of a
+    device is none), so the row exists: written before, or by `_write_tracks` just now."""
+    if not jumps:
+        return
+    table = DeviceTrack._meta.db_table
+    source, params = _ping_positions(set(jumps.values()))
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET jump_latitude = p.latitude, jump_longitude = p.longitude, "
+            f"jump_accuracy = p.accuracy, jump_at = p.recorded_at "
+            f"FROM ({source}) AS p WHERE {table}.device_id = p.device_id",
+            params,
+        )
 
 
 def _ping_positions(ping_ids: set[int]) -> tuple[str, tuple]:

@@ -50,6 +50,11 @@ def track(device_id):
     return (row.latitude, row.longitude)
 
 
+def jump(device_id):
+    row = DeviceTrack.objects.get(device__device_id=device_id)
+    return None if row.jump_at is None else (row.jump_latitude, row.jump_longitude)
+
+
 def suspicious(device_id):
     return list(
         Ping.objects.filter(device__device_id=device_id)
@@ -72,7 +77,7 @@ def test_one_batch_moves_far_phones_and_enters_the_store_of_a_near_one(api, phon
         ping("walker", RIVOLI, 1),
         # 2 km in 25 minutes: a walk.
         ping("wanderer", NEAR_LYON, 5),
-        # Lyon to Marseille in 25 minutes: a teleport, suspicious, and the phone is there now.
+        # Lyon to Marseille in 25 minutes: a teleport, suspicious, held as the phone's jump.
         ping("jumper", MARSEILLE, 5),
         # A mocked location moves nothing.
         ping("faker", NEAR_LYON, 5, mocked=True),
@@ -84,13 +89,39 @@ def test_one_batch_moves_far_phones_and_enters_the_store_of_a_near_one(api, phon
     [entry] = PresenceEvent.objects.all()
     assert (entry.customer.external_id, entry.kind) == ("walker", "entered")
     assert track("wanderer") == NEAR_LYON
-    assert track("jumper") == MARSEILLE
+    assert track("jumper") == LYON and jump("jumper") == MARSEILLE
     assert suspicious("jumper") == [False, True]
     assert not DeviceTrack.objects.filter(device__device_id="faker").exists()
     assert suspicious("faker") == [True]
     assert track("twice") == NEAR_LYON
     assert suspicious("wanderer") == [False, False]
     assert suspicious("twice") == [False, False, False]
+
+
+def test_a_second_fix_confirms_a_journey_and_a_fix_back_leaves_a_wild_one_behind(api, phones):
+    send(api, ping("jumper", LYON, 30), ping("wanderer", LYON, 30))
+    send(api, ping("jumper", MARSEILLE, 6), ping("wanderer", MARSEILLE, 6))
+
+    send(api, ping("jumper", MARSEILLE, 5), ping("wanderer", NEAR_LYON, 5))
+
+    assert (track("jumper"), jump("jumper")) == (MARSEILLE, None)
+    assert suspicious("jumper") == [False, True, False]
+    assert (track("wanderer"), jump("wanderer")) == (NEAR_LYON, None)
+    assert suspicious("wanderer") == [False, True, False]
+
+
+def test_a_wild_fix_does_not_delay_the_entry_of_the_fix_after_it(api, phones):
+    outside = (RIVOLI[0] + 0.003, RIVOLI[1])  # 330 m north of the store
+    send(api, ping("walker", outside, 30))
+    send(api, ping("walker", MARSEILLE, 6))
+    assert suspicious("walker") == [False, True]
+
+    send(api, ping("walker", RIVOLI, 5))
+
+    [entry] = PresenceEvent.objects.all()
+    genuine = Ping.objects.filter(device__device_id="walker").latest("recorded_at")
+    assert (entry.kind, entry.ping) == ("entered", genuine)
+    assert (track("walker"), jump("walker")) == (RIVOLI, None)
 
 
 def test_a_late_fix_does_not_move_a_track_back(api, phones):

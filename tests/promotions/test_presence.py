@@ -261,13 +261,37 @@ def test_a_teleport_is_suspicious_and_a_real_journey_is_not():
     assert run([slow], tracks={1: paris}).suspicious == []
 
 
-def test_after_a_teleport_the_next_fix_is_judged_from_where_the_phone_now_is():
-    start = Track(*point(-30), 10.0, at(0))
-    far = (point(-30)[0] + 1.0, point(-30)[1])  # 111 km north, ten seconds later
-    outcome = run([Fix(1, *far, 10.0, at(10), ping=1), fix(4000, -30, ping=2)], tracks={1: start})
+def test_a_wild_fix_is_left_behind_and_the_genuine_fix_after_it_enters_the_store():
+    start = Track(*point(300), 10.0, at(0))
+    wild = (point(-30)[0] + 1.0, point(-30)[1])  # 111 km north, ten seconds later
+    outcome = run([Fix(1, *wild, 10.0, at(10), ping=1), fix(40, -30, ping=2)], tracks={1: start})
     assert outcome.suspicious == [1]
-    # 111 km in 66 minutes is a plausible 100 km/h: the fix back counts.
-    assert 2 not in outcome.suspicious
+    # 330 m in 40 s from the track is a walk: the wild fix changed nothing.
+    assert [(e.kind, e.ping) for e in outcome.events] == [(ENTERED, 2)]
+    assert outcome.tracks[1] == Track(*point(-30), 10.0, at(40), ping=2)
+
+
+def test_a_journey_too_fast_for_a_shopper_is_confirmed_by_its_second_fix():
+    inside = run([fix(0, -30, ping=0)])
+    # A flight: 111 km north an hour later is 111 km/h, but 10 minutes later is a teleport.
+    away = point(-30)[0] + 1.0, point(-30)[1]
+    landed = [Fix(1, *away, 10.0, at(600), ping=1), Fix(1, *away, 10.0, at(660), ping=2)]
+    outcome = run(landed, states=inside.states, tracks=inside.tracks)
+    assert outcome.suspicious == [1]
+    assert outcome.tracks[1] == Track(*away, 10.0, at(660), ping=2)
+    # The store was left by the confirmed fix, not the teleport.
+    assert [(e.kind, e.ping) for e in outcome.events] == [(EXITED, 2)]
+
+
+def test_a_jump_is_held_across_runs_and_a_fix_before_it_is_stale():
+    start = Track(*point(-30), 10.0, at(0))
+    away = point(-30)[0] + 1.0, point(-30)[1]
+    first = run([Fix(1, *away, 10.0, at(600), ping=1)], tracks={1: start})
+    assert first.tracks[1] == start._replace(jump=Track(*away, 10.0, at(600), ping=1))
+    late = run([fix(500, -30, ping=2)], tracks=first.tracks)
+    assert late.stale == [2] and late.tracks == {}
+    again = run([Fix(1, *away, 10.0, at(700), ping=3)], tracks=first.tracks)
+    assert again.suspicious == [] and again.tracks[1] == Track(*away, 10.0, at(700), ping=3)
 
 
 def test_two_vague_fixes_far_apart_are_no_teleport():
@@ -557,24 +581,32 @@ def test_one_visit_yields_one_entry(steps):
     assert kinds(outcome) == [ENTERED]
 
 
-# A device's last fix and its new one: positions in a few km, seconds apart or hours.
+# A device's last fix, maybe a jump after it, and its new one: positions within a few km
+# (or 100 km for the jump), seconds apart or hours.
 moves = st.tuples(
     st.one_of(
         st.none(), st.tuples(st.floats(-3_000, 3_000), st.floats(1, 300), st.integers(0, 7_200))
+    ),
+    st.one_of(
+        st.none(),
+        st.tuples(st.floats(-100_000, 100_000), st.floats(1, 300), st.integers(0, 7_200)),
     ),
     st.tuples(st.floats(-3_000, 3_000), st.floats(1, 300), st.integers(0, 7_200), st.booleans()),
 )
 
 
-@settings(max_examples=200)
+@settings(max_examples=300)
 @given(st.lists(moves, min_size=1, max_size=30))
 def test_following_many_devices_at_once_agrees_with_the_state_machine(devices):
-    # The worker's fast path for customers no fix can move: tracks, teleports, mocked and
-    # stale fixes must come out as the state machine has them, device by device.
-    fixes, tracks, expected_moves, expected_suspicious = [], [], [], []
-    for device, (last, (north, accuracy, seconds, mocked)) in enumerate(devices):
+    # The worker's fast path for customers no fix can move: tracks, jumps, teleports, mocked
+    # and stale fixes must come out as the state machine has them, device by device.
+    fixes, tracks, expected = [], [], []
+    for device, (last, jump, (north, accuracy, seconds, mocked)) in enumerate(devices):
         new = Fix(device, *point(north), accuracy, at(seconds), mocked, ping=device)
-        old = None if last is None else Track(*point(last[0]), last[1], at(last[2]))
+        old = None
+        if last is not None:
+            held = None if jump is None else Track(*point(jump[0]), jump[1], at(jump[2]))
+            old = Track(*point(last[0]), last[1], at(last[2]), jump=held)
         outcome = presence.advance(
             states={},
             tracks={} if old is None else {device: old},
@@ -583,12 +615,22 @@ def test_following_many_devices_at_once_agrees_with_the_state_machine(devices):
             rules=RULES,
             now=at(7_200),
         )
-        expected_moves.append(device in outcome.tracks)
-        expected_suspicious.append(device in outcome.suspicious)
+        track = outcome.tracks.get(device)
+        expected.append(
+            (
+                track is not None and track.ping == device,
+                track is not None and track.jump is not None and track.jump.ping == device,
+                device in outcome.suspicious,
+            )
+        )
         fixes.append([new.latitude, new.longitude, accuracy, new.at.timestamp(), mocked])
-        tracks.append([math.nan] * 4 if old is None else [*old[:3], old.at.timestamp()])
+        row = [math.nan] * 8
+        if old is not None:
+            row[:4] = [*old[:3], old.at.timestamp()]
+        if old is not None and old.jump is not None:
+            row[4:] = [*old.jump[:3], old.jump.at.timestamp()]
+        tracks.append(row)
 
-    moved, suspicious = presence.follow_devices(np.array(fixes), np.array(tracks), RULES)
+    moved, jumped, suspicious = presence.follow_devices(np.array(fixes), np.array(tracks), RULES)
 
-    assert moved.tolist() == expected_moves
-    assert suspicious.tolist() == expected_suspicious
+    assert list(zip(moved.tolist(), jumped.tolist(), suspicious.tolist(), strict=True)) == expected
