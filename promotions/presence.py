@@ -23,6 +23,8 @@ The rules that real location data needs:
 - Beacon RSSI is smoothed: an entry needs several readings within a short window whose
   median reaches the zone's threshold. A beacon zone entry is also an entry into its store.
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
+- A customer's devices are one customer: a place is left when the last device that put
+  them there leaves it (or by timeout), not when a tablet at home reports in.
 """
 
 import math
@@ -94,6 +96,9 @@ class PlaceState:
     last_at: datetime | None = None
     dwelled: tuple[int, ...] = ()
     rssi: tuple[tuple[datetime, int], ...] = ()
+    # The devices whose latest evidence has the customer here: one of them leaving is not
+    # the customer leaving while another still says they are in.
+    holders: tuple[int, ...] = ()
 
     def to_json(self) -> dict:
         def iso(value: datetime | None) -> str | None:
@@ -106,6 +111,7 @@ class PlaceState:
             "last_at": iso(self.last_at),
             "dwelled": list(self.dwelled),
             "rssi": [[at.isoformat(), value] for at, value in self.rssi],
+            "holders": list(self.holders),
         }
 
     @classmethod
@@ -120,6 +126,7 @@ class PlaceState:
             last_at=when(data.get("last_at")),
             dwelled=tuple(data.get("dwelled", ())),
             rssi=tuple((datetime.fromisoformat(at), int(v)) for at, v in data.get("rssi", ())),
+            holders=tuple(int(device) for device in data.get("holders", ())),
         )
 
 
@@ -226,26 +233,36 @@ class _Run:
 
     # --- entering, staying, leaving -----------------------------------------------------
 
-    def enter(self, place: Place, at: datetime, **evidence) -> None:
+    def enter(self, place: Place, at: datetime, device: int, **evidence) -> None:
         state = self.state(place)
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
-        state.dwelled = ()
+        state.dwelled, state.holders = (), (device,)
         self.changed.add(place)
         self.entered.add(place)
         if place.near_m is None:
             self.emit(ENTERED, place, at, **evidence)
 
-    def stay(self, place: Place, at: datetime) -> None:
+    def stay(self, place: Place, at: datetime, device: int) -> None:
         state = self.state(place)
         if state.last_evidence_at is None or at > state.last_evidence_at:
             state.last_evidence_at = at
+        if device not in state.holders:
+            state.holders = tuple(sorted((*state.holders, device)))
         self.changed.add(place)
+
+    def release(self, place: Place, device: int) -> bool:
+        """The device's evidence no longer holds the customer here; whether none does."""
+        state = self.state(place)
+        state.holders = tuple(d for d in state.holders if d != device)
+        self.changed.add(place)
+        return not state.holders
 
     def leave(self, place: Place, at: datetime, **evidence) -> None:
         state = self.state(place)
         if not state.inside:
             return
         state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
+        state.holders = ()
         # The exit is the place's newest fact: an observation from before it, arriving late
         # (after a timeout exit, say), must not start a visit earlier than the exit.
         self.touch(place, at)
@@ -305,19 +322,19 @@ class _Run:
             inside_now = distance is not None and precise and distance + share <= 0
             was_inside = state.inside
             if state.inside:
-                if far:
+                if far and self.release(place, fix.device):
                     why = "no fence nearby" if distance is None else f"fix {distance:.0f} m out"
                     for zone in self.places_of_store(store):
                         self.leave(zone, fix.at, reason=why, **evidence)
                     self.leave(place, fix.at, reason=why, **evidence)
-                elif precise:
-                    self.stay(place, fix.at)
+                elif precise and not far:
+                    self.stay(place, fix.at, fix.device)
                     self.dwell(place, fix.at)
                 # A vague fix that is not far proves neither: 20 km off with a 3 km circle
                 # would otherwise keep a presence alive, and dwelling, for as long as it lasts.
             elif inside_now:
                 why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
-                self.enter(place, fix.at, reason=why, **evidence)
+                self.enter(place, fix.at, fix.device, reason=why, **evidence)
             self.touch(place, fix.at)
             self._rings(store, distance, share, precise, fix, was_inside or state.inside)
 
@@ -344,16 +361,17 @@ class _Run:
             beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
             if state.inside:
                 if beyond:
-                    self.leave(ring, fix.at)
+                    if self.release(ring, fix.device):
+                        self.leave(ring, fix.at)
                 elif precise and distance is not None and distance - share <= radius:
-                    self.stay(ring, fix.at)
+                    self.stay(ring, fix.at, fix.device)
             elif in_store:
                 # Shopping, or walking out after shopping, is not an approach: the ring counts
                 # as entered. Unless the fix is already beyond it: coming back is an approach.
                 if not beyond:
-                    self.enter(ring, fix.at)
+                    self.enter(ring, fix.at, fix.device)
             elif within and distance + share > 0:
-                self.enter(ring, fix.at)
+                self.enter(ring, fix.at, fix.device)
                 self.emit(
                     NEAR,
                     Place(store, near_m=float(radius)),
@@ -382,7 +400,7 @@ class _Run:
             )[-32:]
             self.touch(place, reading.at)
             if state.inside:
-                self.stay(place, reading.at)
+                self.stay(place, reading.at, reading.device)
                 self.dwell(place, reading.at)
                 continue
             values = [rssi for _, rssi in state.rssi]
@@ -396,11 +414,11 @@ class _Run:
                 # state has already moved past (a late reading from before its exit).
                 if store_state.last_at is not None and reading.at <= store_state.last_at:
                     continue
-                self.enter(place, reading.at, reason=why, **evidence)
-                self.enter(store_place, reading.at, reason=why, **evidence)
+                self.enter(place, reading.at, reading.device, reason=why, **evidence)
+                self.enter(store_place, reading.at, reading.device, reason=why, **evidence)
                 self.touch(store_place, reading.at)
                 break
-            self.enter(place, reading.at, reason=why, **evidence)
+            self.enter(place, reading.at, reading.device, reason=why, **evidence)
 
     def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
         # A place the customer never entered and that was not stored needs no row: the

@@ -4,6 +4,7 @@ through the state machine. Both, in one request, must come out as each would alo
 
 import pytest
 
+from customers.models import Customer
 from promotions.models import DeviceTrack, Ping, PresenceEvent, Store
 from tests.clock import ago
 from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
@@ -122,6 +123,24 @@ def test_a_wild_fix_does_not_delay_the_entry_of_the_fix_after_it(api, phones):
     genuine = Ping.objects.filter(device__device_id="walker").latest("recorded_at")
     assert (entry.kind, entry.ping) == ("entered", genuine)
     assert (track("walker"), jump("walker")) == (RIVOLI, None)
+
+
+def test_a_tablet_at_home_does_not_take_its_owner_out_of_the_store(api, phones):
+    walker = Customer.objects.get(external_id="walker")
+    DeviceFactory(device_id="tablet", customer=walker)
+    send(api, ping("walker", RIVOLI, 12))
+    send(api, ping("tablet", LYON, 10))
+    send(api, ping("walker", RIVOLI, 8))
+    send(api, ping("tablet", LYON, 6))
+
+    assert list(PresenceEvent.objects.values_list("kind", flat=True)) == ["entered"]
+
+    send(api, ping("walker", (RIVOLI[0] + 0.01, RIVOLI[1]), 1))  # 1.1 km north
+
+    assert list(PresenceEvent.objects.order_by("occurred_at").values_list("kind", flat=True)) == [
+        "entered",
+        "exited",
+    ]
 
 
 def test_a_late_fix_does_not_move_a_track_back(api, phones):

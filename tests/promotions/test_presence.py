@@ -186,6 +186,38 @@ def test_each_device_keeps_its_own_timeline_but_not_a_place_watermark():
     assert other.events == []
 
 
+def test_a_second_device_elsewhere_neither_ends_the_visit_nor_restarts_its_dwell():
+    # The phone is in the store; the tablet at home reports every five minutes.
+    phone = [fix(minute * 60, -30, device=1) for minute in range(0, 13, 2)]
+    tablet = [fix(minute * 60 + 30, 5_000, device=2) for minute in range(0, 13, 5)]
+    visit = run(phone + tablet, dwell_minutes={10})
+    assert [(e.kind, e.at) for e in visit.events] == [(ENTERED, at(0)), (DWELLED, at(600))]
+    # The phone walking out ends the visit.
+    out = run([fix(14 * 60, 800, device=1)], states=visit.states, tracks=visit.tracks)
+    assert kinds(out) == [EXITED]
+
+
+def test_a_silent_device_in_the_store_leaves_it_by_timeout_whatever_another_reports():
+    visit = run([fix(0, -30, device=1), fix(60, 5_000, device=2), fix(600, 5_000, device=2)])
+    assert kinds(visit) == [ENTERED]
+    later = run([fix(20 * 60, 5_000, device=2)], states=visit.states, tracks=visit.tracks)
+    assert [(e.kind, e.at) for e in later.events] == [(EXITED, at(15 * 60))]
+
+
+def test_both_devices_in_the_store_leave_it_when_the_last_one_does():
+    visit = run([fix(0, -30, device=1), fix(30, -20, device=2), fix(60, 800, device=1)])
+    assert kinds(visit) == [ENTERED]
+    out = run([fix(90, 800, device=2)], states=visit.states, tracks=visit.tracks)
+    assert [(e.kind, e.at) for e in out.events] == [(EXITED, at(90))]
+
+
+def test_an_approach_is_announced_once_while_another_device_is_far_away():
+    walk = [fix(seconds, metres, device=1) for seconds, metres in [(0, 400), (60, 300), (120, 350)]]
+    home = [fix(seconds, 5_000, device=2) for seconds in (30, 90)]
+    outcome = run(walk + home, near_distances={STORE: {500.0}})
+    assert [e.kind for e in outcome.events] == [NEAR]
+
+
 @pytest.mark.parametrize(
     "late",
     [
