@@ -477,8 +477,10 @@ def _pace(delivery_ids: list[int], *, now: datetime) -> None:
 def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) -> dict:
     """What the campaign would have decided over the stored presence history, sending and
     writing nothing. Each event is judged at its own time, with browsing as it stood then
-    (views after the event are not counted), the customer's consent as it stands now, real
-    past SMS counted for the global cap, and the run's own would-be SMS for caps and budgets."""
+    (views after the event are not counted), the customer's consent as it stands now, the
+    real SMS of other campaigns and this campaign's real decisions before `since` counted
+    for caps, budgets and its code pool, and the run's own would-be SMS in place of this
+    campaign's real ones within the window."""
     rule = campaign_rule(campaign)
     limits = global_limits()
     events = list(
@@ -491,26 +493,16 @@ def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) ->
     triggering = [event for event in events if rules.triggered(rule, facts[event.id])]
     customers = {event.customer_id: event.customer for event in triggering}
     signals = load_signals(customers.keys(), now=until)
-    real_sent: dict[int, list[datetime]] = defaultdict(list)
-    for customer_id, created_at in (
-        Delivery.objects.filter(
-            customer_id__in=list(customers),
-            status__in=SENT_LIKE,
-            created_at__gt=since - timedelta(days=limits.cap_days),
-            created_at__lt=until,
-        )
-        .exclude(campaign=campaign)
-        .values_list("customer_id", "created_at")
-    ):
-        real_sent[customer_id].append(created_at)
+    histories = _dry_run_histories(campaign, customers, since=since, until=until, limits=limits)
 
-    histories: dict[int, History] = defaultdict(History)
     by_status: dict[str, int] = defaultdict(int)
     by_reason: dict[str, int] = defaultdict(int)
     reached: set[int] = set()
-    per_day: dict[date, int] = defaultdict(int)
-    total = 0
     budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
+    spent_before = _dry_run_budget(campaign, since=since, budget_zone=budget_zone)
+    per_day: dict[date, int] = defaultdict(int)
+    per_day[since.astimezone(budget_zone).date()] = spent_before.today
+    total, codes_left = spent_before.total, spent_before.codes_left
     for event in triggering:
         at = event.occurred_at
         customer = customers[event.customer_id]
@@ -524,10 +516,10 @@ def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) ->
             products=_as_of(products, at),
             categories=_as_of(categories, at),
             sent_by_campaign=history.by_campaign,
-            sent=sorted([*real_sent[customer.id], *history.sent]),
+            sent=sorted(history.sent),
         )
         day = at.astimezone(budget_zone).date()
-        budget = rules.BudgetUse(today=per_day[day], total=total)
+        budget = rules.BudgetUse(today=per_day[day], total=total, codes_left=codes_left)
         decisions = rules.decide([rule], facts[event.id], facts_then, {rule.id: budget}, limits, at)
         for decision in decisions:
             by_status[decision.status] += 1
@@ -536,8 +528,8 @@ def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) ->
             history.add(decision.campaign, decision.status, at)
             if decision.status == rules.QUEUED:
                 reached.add(customer.id)
-                per_day[day] += 1
-                total += 1
+                after = budget.after_one_sms()
+                per_day[day], total, codes_left = after.today, after.total, after.codes_left
     return {
         "campaign": campaign.id,
         "since": since,
@@ -549,6 +541,51 @@ def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) ->
         "by_status": {status: by_status[status] for status in DeliveryStatus.values},
         "by_reason": {reason: by_reason[reason] for reason in DeliveryReason.values},
     }
+
+
+def _dry_run_histories(
+    campaign: Campaign,
+    customers: Iterable[int],
+    *,
+    since: datetime,
+    until: datetime,
+    limits: rules.GlobalLimits,
+) -> dict[int, History]:
+    """The customers' real SMS and holdouts as a dry run sees them: every campaign's before
+    `since`, other campaigns' within the window; this campaign's within it are what the run
+    decides again."""
+    days = max(limits.cap_days, campaign.limit_per_customer_days or 0)
+    histories: dict[int, History] = defaultdict(History)
+    rows = (
+        Delivery.objects.filter(
+            customer_id__in=list(customers),
+            status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
+            created_at__gt=since - timedelta(days=days),
+            created_at__lt=until,
+        )
+        .exclude(campaign=campaign, created_at__gte=since)
+        .values_list("customer_id", "campaign_id", "status", "created_at")
+    )
+    for customer_id, campaign_id, status, created_at in rows:
+        queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
+        histories[customer_id].add(campaign_id, queued_or_holdout, created_at)
+    return histories
+
+
+def _dry_run_budget(
+    campaign: Campaign, *, since: datetime, budget_zone: ZoneInfo
+) -> rules.BudgetUse:
+    """What the campaign had really spent when the window opens: SMS in all and on that
+    day, and its pool's codes not yet handed out by then."""
+    midnight = since.astimezone(budget_zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = Delivery.objects.filter(
+        campaign=campaign, status__in=SENT_LIKE, created_at__lt=since
+    ).aggregate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=midnight)))
+    pool = OfferCode.objects.filter(campaign=campaign)
+    codes_left = None
+    if pool.exists():
+        codes_left = pool.exclude(delivery__created_at__lt=since).count()
+    return rules.BudgetUse(today=spent["today"], total=spent["total"], codes_left=codes_left)
 
 
 def _as_of(signals: dict[str, rules.BrowsingSignal], at: datetime) -> dict:

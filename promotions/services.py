@@ -26,6 +26,7 @@ from promotions.models import (
     Gateway,
     LocationBatch,
     Ping,
+    PresenceEvent,
     Scope,
     Sighting,
     SightingSource,
@@ -250,15 +251,24 @@ def _device_pks(field: str, keys: set[str]) -> dict[str, int]:
     return dict(devices.values_list(field, "pk"))
 
 
-def purge_location_history(*, now: datetime) -> int:
+def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:
     """Delete raw pings and sightings past the retention period, and the batches that named
     them; returns how many pings and sightings. Presence events keep their history without
-    them (their evidence link is cleared)."""
+    them (their evidence link is cleared). A chunk at a time, each its own transaction: an
+    hour of pings at a national retailer's rate is millions of rows, which one transaction
+    would hold locks on, and Django's `delete()` would load into memory to clear the links."""
     cutoff = now - timedelta(days=settings.LOCATION_RETENTION_DAYS)
-    pings, _ = Ping.objects.filter(received_at__lt=cutoff).delete()
-    sightings, _ = Sighting.objects.filter(received_at__lt=cutoff).delete()
+    removed = 0
+    for model, link in ((Ping, "ping"), (Sighting, "sighting")):
+        expired = model.objects.filter(received_at__lt=cutoff).order_by("pk")
+        while ids := set(expired.values_list("pk", flat=True)[:chunk]):
+            with transaction.atomic():
+                PresenceEvent.objects.filter(**{f"{link}_id__in_batch": ids}).update(**{link: None})
+                # The links are cleared: nothing is left for Django's collector to do.
+                gone = model.objects.filter(pk__in_batch=ids)
+                removed += gone._raw_delete(gone.db)
     LocationBatch.objects.filter(received_at__lt=cutoff).delete()
-    return pings + sightings
+    return removed
 
 
 def record_campaign_days(*, days: Collection[date], now: datetime) -> int:

@@ -404,6 +404,47 @@ def test_a_dry_run_counts_only_the_sms_sent_before_each_event(api, rivoli, lea, 
     assert (result["would_send"], result["by_reason"]["global_cap"]) == (1, 1)
 
 
+def dry_run(api, campaign, **since):
+    response = api.post(
+        f"/api/v1/campaigns/{campaign.id}/dry-run", {"since": ago(**since), "until": ago(seconds=0)}
+    )
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def test_a_dry_run_hands_out_the_code_pool_as_the_live_run_did(api, outbox, rivoli, lea):
+    campaign = x200_campaign(rivoli)
+    api.post(f"/api/v1/campaigns/{campaign.id}/codes", {"codes": ["ONLY-ONE"]})
+    shopper(api, "C-2", "phone-2")
+    shopper(api, "C-3", "phone-3")
+    for phone in ("lea-phone", "phone-2", "phone-3"):
+        walk_in(api, phone)
+    live = [(d["status"], d["reason"]) for d in api.get("/api/v1/deliveries").json()["results"]]
+    assert sorted(live) == [("sent", None), ("suppressed", "budget"), ("suppressed", "budget")]
+
+    result = dry_run(api, campaign, days=1)
+
+    assert (result["would_send"], result["by_reason"]["budget"]) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    ("limits", "reason"),
+    [({"limit_per_customer_days": 7}, "campaign_cap"), ({"total_budget": 1}, "budget")],
+)
+def test_a_dry_run_counts_the_campaigns_real_sms_from_before_its_window(
+    api, rivoli, lea, limits, reason
+):
+    campaign = x200_campaign(rivoli, status="draft", **limits)
+    DeliveryFactory(
+        customer=lea, campaign=campaign, created_at=datetime.now(UTC) - timedelta(days=2)
+    )
+    walk_in(api, "lea-phone", minutes_ago=3)
+
+    result = dry_run(api, campaign, days=1)
+
+    assert (result["would_send"], result["by_reason"][reason]) == (0, 1)
+
+
 def test_a_mocked_location_triggers_nothing(api, outbox, rivoli, lea):
     x200_campaign(rivoli)
 

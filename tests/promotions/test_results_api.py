@@ -9,7 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from customers.models import SmsConsent
-from promotions import tasks, tracking
+from promotions import services, tasks, tracking
 from promotions.models import (
     Delivery,
     LocationBatch,
@@ -511,6 +511,38 @@ def test_the_purge_removes_raw_location_past_retention_and_keeps_presence(rivoli
 
     assert Ping.objects.count() == 1
     assert PresenceEvent.objects.count() == 1
+
+
+def test_the_purge_goes_a_chunk_at_a_time_and_clears_the_evidence_links(
+    rivoli, settings, django_assert_max_num_queries
+):
+    settings.LOCATION_RETENTION_DAYS = 30
+    device = DeviceFactory()
+    walk_in(device, minutes_ago=5)
+    [entry] = PresenceEvent.objects.all()
+    month_ago = timezone.now() - timedelta(days=31)
+    Ping.objects.bulk_create(
+        Ping(
+            device=device,
+            latitude=1,
+            longitude=1,
+            accuracy=5,
+            recorded_at=month_ago - timedelta(minutes=n),
+            received_at=month_ago,
+        )
+        for n in range(25)
+    )
+    # The entry's own ping, too, is past retention now.
+    Ping.objects.filter(pk=entry.ping_id).update(received_at=month_ago)
+
+    # 26 pings, 10 a chunk: three chunks of a select, an update and a delete, whatever the
+    # number of rows, plus what sightings and batches cost.
+    with django_assert_max_num_queries(20):
+        removed = services.purge_location_history(now=timezone.now(), chunk=10)
+
+    assert removed == 26 and not Ping.objects.exists()
+    entry.refresh_from_db()
+    assert (entry.kind, entry.ping_id) == ("entered", None)
 
 
 def stored_batch(*, received_at):
