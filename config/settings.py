@@ -6,8 +6,10 @@ environment; the defaults run everything in one process on SQLite with no server
 """
 
 import importlib.util
+import ipaddress
 import math
 import os
+import re
 import secrets
 import sys
 from datetime import time
@@ -16,6 +18,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
+import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -49,6 +52,17 @@ def env_bool(name: str, default: bool) -> bool:
     )
 
 
+def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:
+    if minimum is not None and maximum is not None:
+        expected = f"in [{minimum}, {maximum}]"
+    elif minimum is not None:
+        expected = f"of at least {minimum}"
+    else:
+        expected = f"of at most {maximum}"
+    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ImproperlyConfigured(f"{name}={number}: expected a number {expected}.")
+
+
 def env_int(
     name: str, default: int, *, minimum: int | None = None, maximum: int | None = None
 ) -> int:
@@ -59,8 +73,7 @@ def env_int(
         number = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name}={value!r}: expected a whole number.") from None
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ImproperlyConfigured(f"{name}={number}: expected a number in [{minimum}, {maximum}].")
+    _check_range(name, number, minimum, maximum)
     return number
 
 
@@ -76,8 +89,7 @@ def env_float(
         raise ImproperlyConfigured(f"{name}={value!r}: expected a number.") from None
     if not math.isfinite(number):
         raise ImproperlyConfigured(f"{name}={value!r}: expected a finite number.")
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        raise ImproperlyConfigured(f"{name}={number}: expected a number in [{minimum}, {maximum}].")
+    _check_range(name, number, minimum, maximum)
     return number
 
 
@@ -138,10 +150,60 @@ def env_url_any(name: str, schemes: tuple[str, ...]) -> str | None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
+        # The URL may carry a password (amqp://user:secret@host): it is not repeated.
+        shown = value.replace(f":{parts.password}@", ":***@") if parts.password else value
+        written = ", ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
-            f"{name}={value!r}: expected a URL such as {schemes[0]}://host:port/0."
+            f"{name}={shown!r}: expected a URL starting {written}, "
+            f"such as {schemes[0]}://host:port/0."
         )
     return value
+
+
+def env_sms_sender(name: str) -> str | None:
+    """Who an SMS comes from: a phone number in E.164 (+ and digits only) that phonenumbers
+    knows valid, or an alphanumeric sender ID as Twilio takes one where carriers allow it
+    (France, the UK...): up to 11 letters, digits and spaces, with a letter."""
+    value = env_str(name)
+    if value is None:
+        return None
+    if re.fullmatch(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}", value):
+        return value
+    try:
+        number = phonenumbers.parse(value)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected a valid phone number in E.164, such as +33612345678, "
+            "or an alphanumeric sender ID of up to 11 letters, digits and spaces."
+        )
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    if value != e164:
+        raise ImproperlyConfigured(f"{name}={value!r}: expected E.164, here {e164}.")
+    return value
+
+
+def env_twilio_sid(name: str, prefix: str, kind: str) -> str | None:
+    """A Twilio SID: two letters naming its kind, then 32 hexadecimal digits."""
+    value = env_str(name)
+    if value is not None and not re.fullmatch(rf"{prefix}[0-9a-fA-F]{{32}}", value):
+        raise ImproperlyConfigured(
+            f"{name}={value[:6]!r}...: expected {kind}, {prefix} followed by 32 hexadecimal "
+            "characters, as Twilio's console shows it."
+        )
+    return value
+
+
+def _is_loopback_url(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _development_secret_key() -> str:
@@ -165,6 +227,8 @@ if SECRET_KEY is None:
     SECRET_KEY = _development_secret_key()
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+# Whether the operator said where Twilio reaches us: its default only suits `make run`.
+_PUBLIC_BASE_URL_SET = env_str("PUBLIC_BASE_URL") is not None
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
 
@@ -184,6 +248,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: a load balancer's probe is answered before Host validation, redirects and CSRF.
+    "config.health.HealthzMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -274,9 +340,9 @@ X_FRAME_OPTIONS = "DENY"
 if env_bool("SECURE_PROXY_SSL_HEADER", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Served over HTTPS (PUBLIC_BASE_URL says so): plain HTTP is redirected, and browsers are told
-# to keep to HTTPS. A load balancer's health probe over plain HTTP still reaches /healthz.
+# to keep to HTTPS. A load balancer's health probe over plain HTTP still reaches /healthz,
+# which config.health.HealthzMiddleware answers before the redirect.
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", default=_PUBLIC_HTTPS)
-SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if _PUBLIC_HTTPS else 0, minimum=0)
 # Whether every subdomain is HTTPS-only, and whether to join browsers' preload list, is the
 # retailer's decision about its whole domain, not this service's: off unless set, and the
@@ -313,6 +379,8 @@ REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["promotions.api.auth.ApiKeyAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["promotions.api.auth.HasScope"],
     "DEFAULT_PARSER_CLASSES": ["promotions.api.parsers.JsonBodyParser"],
+    # Counts only the views whose required scope is ingest; see its docstring.
+    "DEFAULT_THROTTLE_CLASSES": ["promotions.api.throttles.IngestRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
@@ -396,8 +464,9 @@ SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5, minimum=0, maximum=20)
 # --- Celery -----------------------------------------------------------------------------
 
 # Without a broker every task runs in the calling process, so one `make run` is the system.
-CELERY_TASK_ALWAYS_EAGER = env_str("CELERY_BROKER_URL") is None
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL", "memory://")
+_BROKER_URL = env_url_any("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "amqps"))
+CELERY_TASK_ALWAYS_EAGER = _BROKER_URL is None
+CELERY_BROKER_URL = _BROKER_URL or "memory://"
 # An eager task's failure is logged, not raised into the request that enqueued it: the
 # request's own work (a stored batch) stands, as it would with a broker. It also lets an
 # eager task's retries run, which a propagated Retry would cut short.
@@ -468,10 +537,12 @@ CELERY_BEAT_SCHEDULE = {
 
 SMS_BACKEND = env_choice("SMS_BACKEND", "console", ("console", "locmem", "file", "twilio"))
 SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(BASE_DIR / "var" / "sms.jsonl"))
-TWILIO_ACCOUNT_SID = env_str("TWILIO_ACCOUNT_SID")
+TWILIO_ACCOUNT_SID = env_twilio_sid("TWILIO_ACCOUNT_SID", "AC", "an Account SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
-TWILIO_FROM_NUMBER = env_str("TWILIO_FROM_NUMBER")
-TWILIO_MESSAGING_SERVICE_SID = env_str("TWILIO_MESSAGING_SERVICE_SID")
+TWILIO_FROM_NUMBER = env_sms_sender("TWILIO_FROM_NUMBER")
+TWILIO_MESSAGING_SERVICE_SID = env_twilio_sid(
+    "TWILIO_MESSAGING_SERVICE_SID", "MG", "a Messaging Service SID"
+)
 TWILIO_API_BASE = env_url("TWILIO_API_BASE", "https://api.twilio.com")
 # How long to wait for Twilio's answer; an answer that never comes is not retried.
 SMS_HTTP_TIMEOUT_SECONDS = env_float("SMS_HTTP_TIMEOUT_SECONDS", 10.0, minimum=0.1, maximum=120.0)
@@ -483,6 +554,18 @@ if SMS_BACKEND == "twilio":
     if not (TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID):
         raise ImproperlyConfigured(
             "SMS_BACKEND=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID."
+        )
+    # Status callback URLs and webhook signatures are built from PUBLIC_BASE_URL: with the
+    # development default every callback would go nowhere and every signature check fail.
+    if not _PUBLIC_BASE_URL_SET:
+        raise ImproperlyConfigured(
+            "SMS_BACKEND=twilio needs PUBLIC_BASE_URL: the address Twilio reaches this "
+            "service at, such as https://passage.example.com."
+        )
+    if _is_loopback_url(PUBLIC_BASE_URL) and not DEBUG:
+        raise ImproperlyConfigured(
+            f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r}: Twilio cannot reach a loopback address; "
+            "set the public address (a loopback one is allowed only with DEBUG on)."
         )
 
 # --- Logging ----------------------------------------------------------------------------

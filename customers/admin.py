@@ -17,7 +17,7 @@ from customers.models import (
     Visitor,
 )
 from customers.selectors import get_customer_export
-from customers.services import erase_customer, forget_consent_of_old_phone
+from customers.services import erase_customer, forget_consent_of_old_phone, save_device
 from promotions.models import Delivery
 
 
@@ -131,20 +131,44 @@ class DeviceAdmin(admin.ModelAdmin):
     search_fields = ["device_id", "customer__external_id", "ble_identity"]
     raw_id_fields = ["customer"]
 
+    def save_model(self, request: HttpRequest, obj: Device, form: Any, change: bool) -> None:
+        # A device given to another customer loses the previous owner's location history.
+        save_device(device=obj)
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Rows that ingest derives or stitches together: viewed here, never edited by hand. An
+    edit would leave what was derived from them (intent, attributions) saying otherwise,
+    and a malformed value could break the ingest that reads them back."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
 
 @admin.register(Visitor)
 class VisitorAdmin(admin.ModelAdmin):
     list_display = ["visitor_id", "customer", "identified_at"]
     search_fields = ["visitor_id", "customer__external_id"]
-    raw_id_fields = ["customer"]
+    # Identify links a visitor and credits its events and intent to the customer; a link
+    # changed here would leave those with the previous customer.
+    readonly_fields = ["customer", "identified_at"]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # Its events would go with it, still counted in its customer's intent.
+        return False
 
 
 @admin.register(BrowsingEvent)
-class BrowsingEventAdmin(admin.ModelAdmin):
+class BrowsingEventAdmin(ReadOnlyAdmin):
     list_display = ["event_id", "type", "customer", "visitor", "sku", "occurred_at"]
     list_filter = ["type"]
     search_fields = ["event_id", "sku", "customer__external_id", "visitor__visitor_id"]
-    raw_id_fields = ["customer", "visitor"]
     date_hierarchy = "occurred_at"
 
 
@@ -155,15 +179,13 @@ class ProductAdmin(admin.ModelAdmin):
 
 
 @admin.register(ProductIntent)
-class ProductIntentAdmin(admin.ModelAdmin):
+class ProductIntentAdmin(ReadOnlyAdmin):
     list_display = ["customer", "sku", "category", "cart_state", "score", "last_seen_at"]
     list_filter = ["cart_state"]
     search_fields = ["customer__external_id", "sku"]
-    raw_id_fields = ["customer"]
 
 
 @admin.register(CategoryIntent)
-class CategoryIntentAdmin(admin.ModelAdmin):
+class CategoryIntentAdmin(ReadOnlyAdmin):
     list_display = ["customer", "category", "cart_state", "score", "last_seen_at"]
     search_fields = ["customer__external_id", "category"]
-    raw_id_fields = ["customer"]

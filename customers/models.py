@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from customers import intent
 from customers.phones import PhoneError, normalise_phone, region_of_locale
+from promotions.beacons import BeaconParseError, identity_key_from_text
 
 
 @cache
@@ -122,11 +123,20 @@ class Device(models.Model):
         return self.device_id
 
     def clean(self) -> None:
+        """The identity is stored as its canonical key (the admin takes it typed in any case);
+        one the key builders refuse, or a store beacon's, is a field error."""
+        if not self.ble_identity:
+            self.ble_identity = None  # no identity; "" would collide with another device's
+            return
+        try:
+            self.ble_identity = identity_key_from_text(self.ble_identity)
+        except BeaconParseError as error:
+            raise ValidationError({"ble_identity": str(error)}) from None
         # Gateways find devices by the identity they hear: a device holding a store beacon's
         # would be heard whenever the beacon is, and its customer would seem to stand in that
         # zone all day. Looked up by name: promotions' models import this module.
-        beacons = apps.get_model("promotions", "Beacon").objects
-        if self.ble_identity and beacons.filter(identity=self.ble_identity).exists():
+        beacon_model = apps.get_model("promotions", "Beacon")
+        if beacon_model.objects.filter(identity=self.ble_identity).exists():
             raise ValidationError({"ble_identity": "A store beacon advertises this identity."})
 
 

@@ -102,7 +102,12 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "body",
                 "code",
                 "expires_at",
+                "product_sku",
+                "intent_score",
+                "trace",
                 "twilio_sid",
+                "error_code",
+                "error_message",
                 "created_at",
                 "sent_at",
             )
@@ -117,6 +122,6 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
         "sightings": list(
             Sighting.objects.filter(device_id__in=device_ids)
             .order_by("seen_at")
-            .values("device__device_id", "source", "store__code", "rssi", "seen_at")
+            .values("device__device_id", "source", "store__code", "rssi", "mac", "seen_at")
         ),
     }

@@ -24,8 +24,8 @@ from customers.models import (
     SmsConsent,
     Visitor,
 )
-from promotions.ingest import IngestResult, ValidItems, insert_new_rows
-from promotions.models import Delivery
+from promotions.ingest import IngestResult, ValidItems, insert_new_rows, wait_for_ping_ingest
+from promotions.models import Delivery, DeviceTrack, Ping, Sighting
 
 
 class ConflictError(Exception):
@@ -103,6 +103,11 @@ def erase_customer(*, customer: Customer) -> None:
     """Remove the customer's personal data, location history and intent. Their deliveries
     stay, anonymised, so campaign results still add up."""
     with transaction.atomic():
+        # Decision workers record deliveries while holding their customers' row locks
+        # (promotions.tracking locks them): taken first, the lock makes a delivery being
+        # recorded commit before the UPDATE below, which then anonymises it too.
+        if not Customer.objects.select_for_update().filter(pk=customer.pk).exists():
+            return  # erased meanwhile by another request
         Delivery.objects.filter(customer=customer).update(
             customer=None,
             erased_as=uuid.uuid4(),
@@ -110,6 +115,9 @@ def erase_customer(*, customer: Customer) -> None:
             body="",
             trace={},
             presence_event=None,
+            # The provider's error text can quote the number (Twilio 21211); its code stays
+            # for the campaign's results.
+            error_message="",
         )
         # Devices cascade to pings and sightings, visitors to their events, and the customer
         # to presence and its events.
@@ -154,8 +162,49 @@ def register_device(
                 Device(ble_identity=ble_identity).clean()
             except ValidationError as error:
                 raise ConflictError(" ".join(error.messages)) from None
-        device, created = Device.objects.update_or_create(device_id=device_id, defaults=values)
+        try:
+            with transaction.atomic():
+                device, created = Device.objects.get_or_create(device_id=device_id, defaults=values)
+                if not created:
+                    for name, value in values.items():
+                        setattr(device, name, value)
+                    save_device(device=device)
+        except IntegrityError:
+            # Another request gave the identity to its device after the check above.
+            if ble_identity is KEEP or ble_identity is None:
+                raise
+            raise ConflictError("Another device already advertises this BLE identity.") from None
     return device, created
+
+
+def save_device(*, device: Device) -> None:
+    """Save a device. One that changes customer loses its pings, sightings and track first,
+    in the same transaction: they are the previous owner's location history, which the new
+    owner must not read (their export, their presence) and erasing the previous owner must
+    remove. The admin saves devices through this too."""
+    with transaction.atomic():
+        stored_owner = (
+            Device.objects.filter(pk=device.pk).values_list("customer_id", flat=True).first()
+            if device.pk
+            else None
+        )
+        if stored_owner is not None and stored_owner != device.customer_id:
+            _delete_location_history(device_pk=device.pk, owner_pk=stored_owner)
+        device.save()
+
+
+def _delete_location_history(*, device_pk: int, owner_pk: int) -> None:
+    # Locks in the order the writers of this history take them, so that none is left
+    # behind by one in flight and none deadlocks with this: the owner first (the location
+    # worker locks customers, then writes tracks); the device next (a sighting's insert
+    # holds a key-share lock on it until it commits); then the advisory lock that ping
+    # ingest holds shared, pings having no foreign key to lock (see promotions.ingest).
+    list(Customer.objects.select_for_update().filter(pk=owner_pk))
+    list(Device.objects.select_for_update().filter(pk=device_pk))
+    wait_for_ping_ingest()
+    Ping.objects.filter(device_id=device_pk).delete()
+    Sighting.objects.filter(device_id=device_pk).delete()
+    DeviceTrack.objects.filter(device_id=device_pk).delete()
 
 
 def identify_visitor(*, visitor_id: str, customer: Customer) -> tuple[Visitor, int]:
@@ -236,18 +285,28 @@ def _attach_visitors(events: list[BrowsingEvent], visitor_ids: list[str | None])
     keys = {key for key in visitor_ids if key}
     if not keys:
         return
-    visitors = _by_key(Visitor, "visitor_id", keys)
+    visitors = _locked_visitors(keys)
     missing = keys - visitors.keys()
     if missing:
         Visitor.objects.bulk_create(
             [Visitor(visitor_id=key) for key in missing], ignore_conflicts=True
         )
-        visitors = _by_key(Visitor, "visitor_id", keys)
+        visitors = _locked_visitors(keys)
     for event, key in zip(events, visitor_ids, strict=True):
         if key:
             event.visitor = visitors[key]
             if event.customer_id is None and event.visitor.customer_id is not None:
                 event.customer_id = event.visitor.customer_id
+
+
+def _locked_visitors(keys: set[str]) -> dict[str, Visitor]:
+    """The visitors, locked until the batch commits, in primary-key order (concurrent batches
+    queue instead of deadlocking). identify_visitor locks its visitor too: a visitor being
+    identified makes the batch wait and then read its customer, and a batch in flight makes
+    identify wait and then find the batch's events to credit. Read unlocked, an event could
+    miss both and never count."""
+    rows = Visitor.objects.select_for_update().filter(visitor_id__in=keys).order_by("pk")
+    return {row.visitor_id: row for row in rows}
 
 
 def _update_catalogue(events: list[BrowsingEvent]) -> None:
@@ -299,21 +358,57 @@ def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
     products = _locked_intent_rows(
         ProductIntent, "sku", {(e.customer_id, e.sku) for e in events if e.sku}
     )
+    event_categories = _categories_of(events, products)
     categories = _locked_intent_rows(
-        CategoryIntent, "category", {(e.customer_id, e.category) for e in events if e.category}
+        CategoryIntent,
+        "category",
+        {(e.customer_id, c) for e, c in zip(events, event_categories, strict=True) if c},
     )
-    for event in events:
+    for event, category in zip(events, event_categories, strict=True):
         if event.sku:
             row = products[(event.customer_id, event.sku)]
             _fold_event(row, event, half_life, window_start)
-            row.category = event.category or row.category
-        if event.category:
-            _fold_event(
-                categories[(event.customer_id, event.category)], event, half_life, window_start
-            )
+            row.category = category or row.category
+        if category:
+            _fold_event(categories[(event.customer_id, category)], event, half_life, window_start)
     fields = ["view_times", "last_seen_at", "cart_state", "cart_updated_at", "score", "score_at"]
     ProductIntent.objects.bulk_update(products.values(), [*fields, "category"])
     CategoryIntent.objects.bulk_update(categories.values(), fields)
+
+
+def _categories_of(
+    events: list[BrowsingEvent], products: dict[tuple[int, str], ProductIntent]
+) -> list[str]:
+    """The category each event counts towards ("" for none), for events in the order they
+    occurred. Clients often send the category with only some of a product's events: one
+    without it counts towards its SKU's last known category, the customer's (their product
+    intent, or an earlier event of the batch) or else the catalogue's, so that category
+    intent counts every view of the product. At most one query a batch."""
+    known = {key: row.category for key, row in products.items() if row.category}
+    unknown = {
+        e.sku for e in events if e.sku and not e.category and (e.customer_id, e.sku) not in known
+    }
+    catalogue = (
+        dict(
+            Product.objects.filter(sku__in=unknown)
+            .exclude(category="")
+            .values_list("sku", "category")
+        )
+        if unknown
+        else {}
+    )
+    categories = []
+    for event in events:
+        key = (event.customer_id, event.sku)
+        if event.category:
+            if event.sku:
+                known[key] = event.category
+            categories.append(event.category)
+        elif event.sku:
+            categories.append(known.get(key) or catalogue.get(event.sku, ""))
+        else:
+            categories.append("")
+    return categories
 
 
 def _fold_event(row: Any, event: BrowsingEvent, half_life: float, window_start: int) -> None:

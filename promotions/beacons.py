@@ -76,6 +76,14 @@ _HEX_TEXT = re.compile(r"[0-9a-fA-F]{2}(?:[:\- ]?[0-9a-fA-F]{2})*")
 # 255 bytes written as hex with a separator between every two: 255 * 3 - 1 characters.
 _MAX_HEX_TEXT_LENGTH = MAX_ADVERTISING_DATA_BYTES * 3 - 1
 _DECIMAL_UINT16 = re.compile(r"[0-9]{1,5}")
+# The spellings of a UUID we take: 32 ASCII hex digits, bare or hyphenated 8-4-4-4-12,
+# optionally in braces or after "urn:uuid:". uuid.UUID alone is looser: it reads the digits
+# with int(), which also takes a sign, '_' between digits and non-ASCII digits, so a typo
+# became a different, valid UUID instead of an error.
+_UUID_DIGITS = (
+    "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|[0-9a-fA-F]{32}"
+)
+_UUID_TEXT = re.compile(rf"(?:urn:uuid:)?(?:{_UUID_DIGITS}|\{{(?:{_UUID_DIGITS})\}})")
 # How much of a client's bad value to quote back in an error message.
 _QUOTE_LIMIT = 80
 
@@ -339,6 +347,28 @@ def identity_key(frame: BeaconFrame) -> str:
     raise BeaconParseError(f"Expected a decoded beacon frame, got {type(frame).__name__}.")
 
 
+def identity_key_from_text(text: str) -> str:
+    """The canonical key of an identity key typed by hand ("ibeacon:<uuid>:<major>:<minor>" or
+    "eddystone:<namespace>:<instance>", in any case, the uuid in any form ibeacon_key takes):
+    the form gateways' sightings are matched against. Raises BeaconParseError otherwise."""
+    kind, _, rest = text.strip().partition(":")
+    kind = kind.lower()
+    if kind == "ibeacon" and rest.count(":") >= 2:
+        uuid, major, minor = rest.rsplit(":", 2)
+        if major.isascii() and major.isdigit() and minor.isascii() and minor.isdigit():
+            key = ibeacon_key(uuid, int(major), int(minor))
+            identity_from_key(key)  # the form the API reads back must accept it
+            return key
+    if kind == "eddystone" and rest.count(":") == 1:
+        key = eddystone_uid_key(*rest.split(":"))
+        identity_from_key(key)
+        return key
+    raise BeaconParseError(
+        f"{text[:80]!r} is not an identity key: expected 'ibeacon:<uuid>:<major>:<minor>' or "
+        "'eddystone:<20 hex digits>:<12 hex digits>'."
+    )
+
+
 def identity_from_key(key: str) -> dict[str, dict[str, str | int]]:
     """The identity a key names, in the API's shape: {"ibeacon": {"uuid", "major", "minor"}} or
     {"eddystone_uid": {"namespace", "instance"}}.
@@ -560,13 +590,12 @@ def _canonical_uuid(value: object) -> str:
         return str(value)
     if not isinstance(value, str):
         raise BeaconParseError(f"A UUID is text, not {type(value).__name__}.")
-    try:
-        return str(UUID(value))
-    except ValueError:
+    if not _UUID_TEXT.fullmatch(value):
         raise BeaconParseError(
-            f"{_quoted(value)} is not a UUID; expected 32 hex digits such as "
-            "'f7826da6-4fa2-4e98-8024-bc5b71e0893e'."
-        ) from None
+            f"{_quoted(value)} is not a UUID; expected 32 hex digits, bare or hyphenated "
+            "8-4-4-4-12, such as 'f7826da6-4fa2-4e98-8024-bc5b71e0893e'."
+        )
+    return str(UUID(value))
 
 
 def _hex_id(value: object, name: str, size: int) -> str:

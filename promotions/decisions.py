@@ -30,6 +30,7 @@ from promotions.models import (
     PresenceEvent,
     PresenceKind,
     SmsSender,
+    Store,
 )
 
 # Handed to the SMS provider, or about to be: what caps and budgets count.
@@ -118,6 +119,10 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
 
     An event older than the SMS validity period is history (a late batch, a replay): it is
     kept for dry-runs, but an offer about it would reach a customer who walked on.
+
+    Callers hold the events' customers locked (tracking locks them) until the deliveries
+    commit: erasing a customer takes the same lock first, so it anonymises every delivery
+    recorded before it and no worker records one for a customer it has erased.
     """
     event_ids = list(event_ids)
     if not event_ids:
@@ -153,7 +158,7 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                 key=customer.external_id,
                 opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
                 has_phone=bool(customer.phone),
-                timezone=customer.timezone or event.store.timezone,
+                timezone=customer_timezone(customer, event.store),
                 products=products,
                 categories=categories,
                 sent_by_campaign=history.by_campaign,
@@ -181,7 +186,7 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                     # The pool ran dry under the count (see _record): the batch's next
                     # events judge the campaign spent.
                     budgets[decision.campaign] = replace(use, codes_left=0)
-        _pace(queued, now=now)
+        pace_sends(queued, now=now)
     return queued
 
 
@@ -280,6 +285,15 @@ def load_signals(
     for row in CategoryIntent.objects.filter(customer_id__in=ids):
         signals[row.customer_id][1][row.category] = signal(row, row.category)
     return signals
+
+
+def customer_timezone(customer: Customer, store: Store | None) -> str:
+    """The time zone a customer's quiet hours and offer expiry go by: their own, or, when
+    the retailer gave none, the store's they are in (or, its store deleted since, the
+    retailer's own, which its daily budgets go by)."""
+    if customer.timezone:
+        return customer.timezone
+    return store.timezone if store is not None else settings.SMS_BUDGET_TIMEZONE
 
 
 def load_histories(
@@ -411,7 +425,7 @@ def _write_offer(
     decision: rules.Decision,
     pool_code: OfferCode | None,
 ) -> None:
-    zone = ZoneInfo(customer.timezone or event.store.timezone)
+    zone = ZoneInfo(customer_timezone(customer, event.store))
     expires = offer_expiry(delivery.created_at, campaign.offer_valid_days, zone)
     delivery.code = pool_code.code if pool_code else offers.generate_code()
     delivery.expires_at = expires
@@ -456,7 +470,7 @@ def _trace(
     }
 
 
-def _pace(delivery_ids: list[int], *, now: datetime) -> None:
+def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     """Give each queued SMS its send slot, spaced to the sender's messages-per-second limit
     across every worker (one locked row per sender holds the next free slot)."""
     if not delivery_ids:
@@ -512,7 +526,7 @@ def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) ->
             key=customer.external_id,
             opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
             has_phone=bool(customer.phone),
-            timezone=customer.timezone or event.store.timezone,
+            timezone=customer_timezone(customer, event.store),
             products=_as_of(products, at),
             categories=_as_of(categories, at),
             sent_by_campaign=history.by_campaign,

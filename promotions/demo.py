@@ -1,7 +1,9 @@
 """Demo data for `make run`: stores in Paris and Lyon, shoppers, products and live campaigns.
 
-Loading is idempotent: everything is keyed by its natural code, so a second run updates
-in place. The shoppers' phone numbers look real, so demo data is never loaded while a real
+Loading is idempotent: everything is keyed by its natural code (a campaign by its name, the
+oldest of that name), so a second run updates in place. The shoppers' phone numbers are
+reserved for fiction (North America's 555-0100 to 555-0199, which phonenumbers accepts;
+France's range for fiction it does not), and still demo data is never loaded while a real
 SMS backend is configured.
 """
 
@@ -91,7 +93,7 @@ SHOPPERS = [
     Shopper(
         "C-1001",
         "Léa",
-        "+33612345601",
+        "+14155550101",
         "fr-FR",
         SmsConsent.OPTED_IN,
         "lea-iphone",
@@ -101,7 +103,7 @@ SHOPPERS = [
     Shopper(
         "C-1002",
         "Tom",
-        "+33612345602",
+        "+14155550102",
         "en-GB",
         SmsConsent.OPTED_IN,
         "tom-pixel",
@@ -111,7 +113,7 @@ SHOPPERS = [
     Shopper(
         "C-1003",
         "Nadia",
-        "+33612345603",
+        "+14155550103",
         "fr-FR",
         SmsConsent.OPTED_OUT,
         "nadia-iphone",
@@ -121,7 +123,7 @@ SHOPPERS = [
     Shopper(
         "C-1004",
         "Karim",
-        "+33612345604",
+        "+14155550104",
         "fr-FR",
         SmsConsent.UNKNOWN,
         "karim-galaxy",
@@ -253,8 +255,13 @@ def _load_campaigns(stores: dict[str, Store]) -> None:
     for values in CAMPAIGNS:
         values = dict(values)
         codes = values.pop("stores")
-        campaign, _ = Campaign.objects.update_or_create(
-            name=values["name"], defaults={**values, "status": CampaignStatus.ACTIVE}
-        )
+        # A marketer may have named another campaign like a demo one (a copy, say): the
+        # demo's own is the oldest of that name, and the newer ones are left alone.
+        campaign = Campaign.objects.filter(name=values["name"]).order_by("id").first()
+        if campaign is None:
+            campaign = Campaign(name=values["name"])
+        for field, value in {**values, "status": CampaignStatus.ACTIVE}.items():
+            setattr(campaign, field, value)
+        campaign.save()
         campaign.full_clean()
         campaign.stores.set([stores[code] for code in codes])

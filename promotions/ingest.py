@@ -153,12 +153,18 @@ def hold_devices_for_ingest() -> None:
             cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [DEVICES_LOCK])
 
 
-def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:
-    """pre_delete receiver for Device. Pings name their device without a foreign key, so a
-    deletion could miss pings that an ingest in flight stores after the deletion collected
-    the device's pings. It waits for such ingest to commit and deletes what it stored; ingest
-    starting later waits for the deletion, then finds no device and rejects its pings."""
+def wait_for_ping_ingest() -> None:
+    """Called in a transaction that deletes a device's pings: pings name their device without
+    a foreign key, so the deletion could miss pings that an ingest in flight stores after it
+    collected them. This waits for such ingest to commit (then the deletion sees its pings);
+    ingest starting later waits for this transaction."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DEVICES_LOCK])
+
+
+def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:
+    """pre_delete receiver for Device: its pings go with it, those of an ingest in flight
+    too; ingest starting later finds no device and rejects its pings."""
+    wait_for_ping_ingest()
     Ping.objects.filter(device_id=instance.pk).delete()

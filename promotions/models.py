@@ -10,6 +10,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from customers.models import Device, validate_time_zone
+from promotions.beacons import BeaconParseError, identity_key_from_text
 from promotions.geo import GeometryError, distance_m, polygon_rings
 from promotions.offers import TemplateError, template_placeholders
 
@@ -178,8 +179,13 @@ class Beacon(models.Model):
         return self.identity
 
     def clean(self) -> None:
+        # Stored as the key gateways' sightings are matched against, however it was typed.
+        try:
+            self.identity = identity_key_from_text(self.identity)
+        except BeaconParseError as error:
+            raise ValidationError({"identity": str(error)}) from None
         # Gateways would hear the beacon as that customer's device, all day long.
-        if self.identity and Device.objects.filter(ble_identity=self.identity).exists():
+        if Device.objects.filter(ble_identity=self.identity).exists():
             raise ValidationError({"identity": "A customer's device advertises this identity."})
 
 

@@ -6,6 +6,18 @@ from datetime import date
 from string import Formatter
 
 PLACEHOLDERS = ("first_name", "store_name", "product_name", "code", "expires_at")
+# Twilio refuses a Body longer than this (error 21617), however many segments it makes.
+MAX_BODY_CHARACTERS = 1600
+# The longest value each placeholder can take: the fields it is filled from (a customer's
+# first name, a store's name, a product's name or SKU, a generated or pool code, a short
+# date). They mirror the models' max_length; a test keeps them in step.
+LONGEST_VALUES = {
+    "first_name": 100,
+    "store_name": 200,
+    "product_name": 200,
+    "code": 40,
+    "expires_at": 5,
+}
 
 
 class TemplateError(ValueError):
@@ -13,7 +25,9 @@ class TemplateError(ValueError):
 
 
 def template_placeholders(template: str) -> set[str]:
-    """The placeholders a template uses; TemplateError names any it cannot fill."""
+    """The placeholders a template uses. TemplateError names any it cannot fill, and refuses
+    a template whose SMS could be longer than Twilio takes, once filled with the longest
+    values and followed by the longest opt-out footer."""
     try:
         parts = list(Formatter().parse(template))
     except ValueError:
@@ -30,7 +44,24 @@ def template_placeholders(template: str) -> set[str]:
         if spec or conversion:
             raise TemplateError(f"Write the placeholder as {{{name}}}, without a format.")
         used.add(name)
+    longest = longest_rendering(template)
+    if longest > MAX_BODY_CHARACTERS:
+        raise TemplateError(
+            f"Too long: filled in with the longest names and codes, and with its opt-out "
+            f"footer, this message could reach {longest} characters; Twilio sends at most "
+            f"{MAX_BODY_CHARACTERS}. Shorten it by {longest - MAX_BODY_CHARACTERS}."
+        )
     return used
+
+
+def longest_rendering(template: str) -> int:
+    """How many characters the SMS of a well-formed template can reach at most: its text,
+    each placeholder at its longest value, and the longest opt-out footer on its own line.
+    Rendering only ever shortens the rest (trimmed names, collapsed spaces)."""
+    length = max(len(footer) for footer in OPT_OUT_FOOTERS.values()) + len("\n")
+    for literal, name, _, _ in Formatter().parse(template):
+        length += len(literal) + (LONGEST_VALUES[name] if name is not None else 0)
+    return length
 
 
 # --- Rendering ---------------------------------------------------------------------------
@@ -86,9 +117,11 @@ def render_offer(
     return f"{text}\n{opt_out_footer(locale)}"
 
 
-# GSM 03.38: the basic table costs one septet a character, the extension table two.
+# GSM 03.38: the basic table costs one septet a character, the extension table two. ESC
+# (0x1B) is left out: in GSM-7 it only introduces an extension character, and Twilio's
+# count takes a text holding a bare one for UCS-2.
 GSM7_BASIC = set(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞ\x1bÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = set("^{}\\[~]|€\f")
@@ -106,15 +139,24 @@ def sms_encoding(body: str) -> str:
 def sms_segments(body: str) -> int:
     """How many SMS parts the body is billed as."""
     if sms_encoding(body) == GSM7:
-        units = sum(2 if char in GSM7_EXTENSION else 1 for char in body)
+        # An extension character is two septets (ESC and the character).
+        costs = [2 if char in GSM7_EXTENSION else 1 for char in body]
         single, part = 160, 153
     else:
         # UTF-16 code units: a character outside the BMP (an emoji) takes two.
-        units = len(body.encode("utf-16-le", "surrogatepass")) // 2
+        costs = [2 if ord(char) > 0xFFFF else 1 for char in body]
         single, part = 70, 67
-    if units <= single:
+    if sum(costs) <= single:
         return 1
-    return -(-units // part)
+    # Parts are filled a character at a time: a phone cannot join an escape sequence or a
+    # surrogate pair split across two parts, so a part that cannot hold the whole of the
+    # next character ends one unit short, and a division of the total would undercount.
+    parts, used = 1, 0
+    for cost in costs:
+        if used + cost > part:
+            parts, used = parts + 1, 0
+        used += cost
+    return parts
 
 
 # No look-alikes (0/O, 1/I/L) and no vowels that could spell words at the till.

@@ -1,12 +1,12 @@
 """Handing a queued delivery to the SMS backend, once.
 
-The send claims its row with a conditional UPDATE that also checks the customer's consent,
-so two workers never send the same delivery, and a STOP that arrived while the SMS waited
-in the queue wins. A claimed row is never claimed again, so a worker that dies after the
-provider accepted the message, or a provider whose answer never comes, does not make a
-second SMS: the delivery stays queued with its claim until the provider's status callback,
-or the provider asked once its offer has expired (settle_claimed_sends), says what became
-of it.
+The send claims its row with a conditional UPDATE that also checks the customer's consent
+and number, so two workers never send the same delivery, and a STOP or a new phone number
+that arrived while the SMS waited in the queue wins. A claimed row is never claimed again,
+so a worker that dies after the provider accepted the message, or a provider whose answer
+never comes, does not make a second SMS: the delivery stays queued with its claim until the
+provider's status callback, or the provider asked once its offer has expired
+(settle_claimed_sends), says what became of it.
 """
 
 from dataclasses import dataclass
@@ -14,16 +14,18 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 
 from customers.models import Customer, SmsConsent
 from customers.services import set_sms_consent
-from promotions import decisions, rules, sms
+from promotions import decisions, offers, rules, sms
 from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus
 
 # Twilio: the recipient replied STOP to this sender; texting them again is refused.
 TWILIO_UNSUBSCRIBED = 21610
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
+PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
+TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
 
 
 @dataclass(frozen=True)
@@ -36,14 +38,15 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
     """Send a queued delivery. A transient provider error releases the claim and is raised
     for the task to retry, unless this is the final attempt: then the delivery fails with it."""
     delivery = (
-        Delivery.objects.select_related("presence_event", "campaign", "customer")
+        Delivery.objects.select_related("presence_event", "campaign", "customer", "store")
         .filter(id=delivery_id)
         .first()
     )
     if delivery is None or delivery.status != DeliveryStatus.QUEUED or delivery.claimed_at:
         return SendOutcome("skipped", "not queued, or already claimed")
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     event_at = delivery.presence_event.occurred_at if delivery.presence_event else None
-    if event_at and now - event_at > timedelta(seconds=settings.SMS_VALIDITY_SECONDS):
+    if event_at and now - event_at > validity:
         _finish(delivery_id, now, status=DeliveryStatus.FAILED, message="Expired before sending.")
         return SendOutcome(DeliveryStatus.FAILED, "expired")
     campaign = delivery.campaign
@@ -51,50 +54,98 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         # A marketer who pauses a campaign expects its texts to stop, the queued ones too.
         _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=CAMPAIGN_STOPPED)
         return SendOutcome(DeliveryStatus.FAILED, "campaign stopped")
+    if len(delivery.body) > offers.MAX_BODY_CHARACTERS:
+        # Templates are checked against the limit when saved; one saved before that check
+        # could still render too long, and Twilio would refuse it (error 21617).
+        message = TOO_LONG.format(length=len(delivery.body), limit=offers.MAX_BODY_CHARACTERS)
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=message)
+        return SendOutcome(DeliveryStatus.FAILED, "too long")
     customer = delivery.customer
     if customer and rules.quiet_for(
-        decisions.campaign_rule(campaign), decisions.global_limits(), customer.timezone, now
+        decisions.campaign_rule(campaign),
+        decisions.global_limits(),
+        decisions.customer_timezone(customer, delivery.store),
+        now,
     ):
         # Decided just before quiet hours, its paced slot fell inside them.
         return _suppress(delivery_id, now, DeliveryReason.QUIET_HOURS)
 
     if not claim(delivery_id, now=now, attempts=delivery.attempts + 1):
-        # Opted out (or erased) since the decision.
+        # Opted out, erased or given another number since the decision (or claimed by
+        # another worker, which _suppress leaves alone).
+        phone = (
+            Customer.objects.filter(id=delivery.customer_id, sms_consent=SmsConsent.OPTED_IN)
+            .values_list("phone", flat=True)
+            .first()
+        )
+        if phone is not None and phone != delivery.to:
+            return _suppress(delivery_id, now, DeliveryReason.NO_PHONE, message=PHONE_CHANGED)
         return _suppress(delivery_id, now, DeliveryReason.NO_CONSENT)
 
-    message = sms.OutgoingSms(to=delivery.to, body=delivery.body, reference=str(delivery_id))
+    # Twilio is told what is left of the offer's validity, not all of it: a message it holds
+    # in its queue must not arrive after the offer has gone stale. 1 s is its minimum.
+    left = validity - (now - event_at) if event_at else validity
+    message = sms.OutgoingSms(
+        to=delivery.to,
+        body=delivery.body,
+        reference=str(delivery_id),
+        validity_seconds=max(1, int(left.total_seconds())),
+    )
     try:
         sent = sms.get_backend().send(message)
     except sms.TransientSmsError as error:
         if not final_attempt:
             # Nothing was accepted: give the row back for the retry.
             Delivery.objects.filter(id=delivery_id).update(
-                claimed_at=None, error_code=error.code, error_message=str(error)[:300]
+                claimed_at=None, error_code=error.code, error_message=_error_text(error, message)
             )
             raise
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error)
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error, outgoing=message)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
     except sms.PermanentSmsError as error:
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error)
+        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error, outgoing=message)
         if error.code == TWILIO_UNSUBSCRIBED:
             _opt_out(delivery_id, now)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
     except sms.UncertainSmsError as error:
         # Keeps its claim: never sent again, settled by a callback or settle_claimed_sends.
-        Delivery.objects.filter(id=delivery_id).update(error_message=str(error)[:300])
+        Delivery.objects.filter(id=delivery_id).update(
+            error_code=error.code, error_message=_error_text(error, message)
+        )
         return SendOutcome(DeliveryStatus.QUEUED, str(error))
 
     # A status callback may have overtaken this line (it finds the delivery by the id in its
     # URL) and moved it on: the sid and the time are recorded whatever the status, and
-    # "sent" replaces only "queued".
+    # "sent" replaces only "queued". The error of an earlier attempt (a 429) is history once
+    # the provider took the message; an error code the callback brought is kept.
     still_queued = Q(status=DeliveryStatus.QUEUED)
     Delivery.objects.filter(id=delivery_id).update(
         twilio_sid=sent.sid,
         sent_at=now,
         status=Case(When(still_queued, then=Value(DeliveryStatus.SENT)), default=F("status")),
         status_updated_at=Case(When(still_queued, then=Value(now)), default=F("status_updated_at")),
+        error_code=Case(
+            When(still_queued, then=Value(None)),
+            default=F("error_code"),
+            output_field=IntegerField(),
+        ),
+        error_message="",
     )
     return SendOutcome(DeliveryStatus.SENT, sent.sid)
+
+
+def schedule_retry(*, delivery_id: int, now: datetime, backoff: timedelta) -> datetime:
+    """When a send that met a transient error is tried again: after its backoff, and no
+    sooner than a send slot of its sender, taken as a new send takes one, so the retries of
+    a throttled burst keep to the sender's pace instead of coming back on top of the sends
+    paced after them. Recorded as the delivery's send_after, which the sweep of lost sends
+    goes by."""
+    with transaction.atomic():
+        decisions.pace_sends([delivery_id], now=now)
+        slot = Delivery.objects.values_list("send_after", flat=True).get(id=delivery_id)
+        retry_at = max(slot, now + backoff)
+        Delivery.objects.filter(id=delivery_id).update(send_after=retry_at)
+    return retry_at
 
 
 # What the provider reports of a message found, as a delivery status; any other status
@@ -153,23 +204,31 @@ def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
 
 
 def claim(delivery_id: int, *, now: datetime, attempts: int) -> bool:
-    """Take a queued delivery for sending, if no one has and its customer still consents.
-    Every condition is on the delivery's own row (consent through a correlated EXISTS): a
-    join would make Django update `WHERE id IN (SELECT ...)`, and PostgreSQL, re-checking
-    a row another worker claimed meanwhile, would find its id still in that list and let
-    both workers send."""
-    consents = Customer.objects.filter(pk=OuterRef("customer_id"), sms_consent=SmsConsent.OPTED_IN)
+    """Take a queued delivery for sending, if no one has and its customer still consents at
+    the number it is for (a customer who changed numbers while it waited would have it go
+    to the old one, maybe someone else's now). Every condition is on the delivery's own row
+    (consent and number through a correlated EXISTS): a join would make Django update
+    `WHERE id IN (SELECT ...)`, and PostgreSQL, re-checking a row another worker claimed
+    meanwhile, would find its id still in that list and let both workers send."""
+    consents = Customer.objects.filter(
+        pk=OuterRef("customer_id"), sms_consent=SmsConsent.OPTED_IN, phone=OuterRef("to")
+    )
     claimed = Delivery.objects.filter(
         Exists(consents), id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
     ).update(claimed_at=now, attempts=attempts)
     return bool(claimed)
 
 
-def _suppress(delivery_id: int, now: datetime, reason: str) -> SendOutcome:
+def _suppress(delivery_id: int, now: datetime, reason: str, *, message: str = "") -> SendOutcome:
     """The queued decision becomes a suppression for `reason`, unless a worker claimed it."""
     if Delivery.objects.filter(
         id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
-    ).update(status=DeliveryStatus.SUPPRESSED, reason=reason, status_updated_at=now):
+    ).update(
+        status=DeliveryStatus.SUPPRESSED,
+        reason=reason,
+        error_message=message,
+        status_updated_at=now,
+    ):
         return SendOutcome(DeliveryStatus.SUPPRESSED, reason)
     return SendOutcome("skipped", "claimed by another worker")
 
@@ -180,14 +239,29 @@ def _finish(
     *,
     status: str,
     error: sms.SmsError | None = None,
+    outgoing: sms.OutgoingSms | None = None,
     message: str = "",
 ) -> None:
+    """`error`: the provider's, for the `outgoing` SMS; else `message` says why."""
     Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED).update(
         status=status,
-        error_code=error.code if error else None,
-        error_message=(str(error) if error else message)[:300],
+        # An end with no error of its own (expired, campaign stopped) keeps the code of the
+        # attempt before (Twilio's 20429): the operator still sees why it never went.
+        error_code=error.code if error else F("error_code"),
+        error_message=_error_text(error, outgoing) if error and outgoing else message[:300],
         status_updated_at=now,
     )
+
+
+def _error_text(error: sms.SmsError, message: sms.OutgoingSms) -> str:
+    """The provider's error as stored: without the phone number it may quote (Twilio's 21211
+    does). The number is the delivery's `to`, which erasing the customer blanks; a send in
+    flight during the erasure must not write it back here."""
+    text = str(error)
+    for spelling in (message.to, message.to.lstrip("+")):
+        if spelling:
+            text = text.replace(spelling, "[phone number]")
+    return text[:300]
 
 
 def _opt_out(delivery_id: int, now: datetime) -> None:

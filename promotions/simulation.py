@@ -15,6 +15,28 @@ WALKING_SPEED_MS = 1.3
 PING_EVERY_S = 30
 METRES_PER_DEGREE = 111_195.0
 
+# Shoppers' phones must reach nobody, even if a server is configured to send real SMS, and
+# must still be valid numbers, since the API refuses the others. France's numbers reserved
+# for fiction (+33 6 39 98) and the UK's (+44 7700 900) are not valid to phonenumbers; the
+# North American plan keeps 555-0100 to 555-0199 for fiction in every area code, and those
+# are. These area codes give 100 numbers each.
+FICTIONAL_AREA_CODES = (
+    201, 202, 203, 205, 206, 207, 208, 209, 210, 212, 213, 214, 215, 216, 217, 218, 219, 220,
+    223, 224, 225, 227, 228, 229, 231, 234, 235, 239, 240, 248, 251, 252, 253, 254, 256, 260,
+    262, 267, 269, 270, 272, 274, 276, 279, 281, 283, 301, 302, 303, 304, 305, 307, 308, 309,
+    310, 312, 313, 314, 315, 316, 317, 318, 319, 320, 321, 323, 324, 325, 326, 327, 329, 330,
+    331, 332, 334, 336, 337, 339, 341, 346, 347, 350, 351, 352, 353, 360, 361, 363, 364, 369,
+    380, 385, 386, 401, 402, 404, 405, 406, 407, 408,
+)  # fmt: skip
+MAX_SHOPPERS = len(FICTIONAL_AREA_CODES) * 100
+
+
+def fictional_phone(n: int) -> str:
+    """Shopper n's number (0 <= n < MAX_SHOPPERS), in E.164: +1 NPA 555-01XX."""
+    if not 0 <= n < MAX_SHOPPERS:
+        raise ValueError(f"Only {MAX_SHOPPERS} fictional numbers: no shopper {n}.")
+    return f"+1{FICTIONAL_AREA_CODES[n // 100]}55501{n % 100:02d}"
+
 
 @dataclass(frozen=True)
 class Fix:

@@ -45,8 +45,11 @@ def send_sms(self, delivery_id: int) -> str:
         )
     except sms.TransientSmsError as error:
         # Exponential backoff with jitter, so a fleet of retries does not hit Twilio in step.
-        countdown = min(2**self.request.retries, 60) + random.uniform(0, 1)
-        raise self.retry(exc=error, countdown=countdown) from None
+        backoff = timedelta(seconds=min(2**self.request.retries, 60) + random.uniform(0, 1))
+        retry_at = sending.schedule_retry(
+            delivery_id=delivery_id, now=timezone.now(), backoff=backoff
+        )
+        raise self.retry(exc=error, eta=retry_at) from None
     return outcome.status
 
 

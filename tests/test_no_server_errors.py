@@ -590,6 +590,31 @@ def test_nearly_valid_customers_get_an_answer_below_500(api, world, body, new):
             assert len(getattr(stored, field)) <= max_length, field
 
 
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/api/v1/devices", {"device_id": "d-1", "customer_id": "C-world"}, "device_id"),
+        ("/api/v1/devices", {"device_id": "d-1", "customer_id": "C-world"}, "customer_id"),
+        ("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-world"}, "visitor_id"),
+        ("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-world"}, "customer_id"),
+    ],
+)
+@pytest.mark.parametrize("number", [float("nan"), float("inf"), float("-inf"), 1.5])
+def test_a_float_for_a_device_or_visitor_id_is_a_400_naming_the_field(
+    api, world, path, body, field, number
+):
+    before = row_counts()
+
+    # encode() writes NaN and Infinity bare, as a client's encoder does.
+    response = send(api, "POST", path, encode({**body, field: number}))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        field: ["Must be a string, not a floating-point number (nor NaN or Infinity)."]
+    }
+    assert row_counts() == before
+
+
 # --- Query strings of the lists --------------------------------------------------------------
 
 LIST_FILTERS = {

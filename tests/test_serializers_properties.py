@@ -5,6 +5,7 @@ storable in PostgreSQL (no NUL, no lone surrogate, no NaN, aware UTC times).
 The strategies here are shared with tests/test_no_server_errors.py, which sends the same
 kinds of values through the API."""
 
+import json
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -12,21 +13,31 @@ from datetime import UTC, datetime, timedelta, timezone
 from itertools import count
 from typing import Any
 
+import pytest
 from django.conf import settings as django_settings
 from django.db import models
 from django.utils import timezone as django_timezone
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from rest_framework import serializers
+from rest_framework.exceptions import ParseError
 
 from customers.api.serializers import (
     BrowsingEventSerializer,
     CustomerInputSerializer,
     DeviceInputSerializer,
+    IdentifySerializer,
 )
 from customers.models import BrowsingEvent, Customer, Device
-from promotions.api.fields import InstantField, RecentInstantField
-from promotions.api.identity import EddystoneUidSerializer, IBeaconSerializer
+from promotions.api.batch import batch_items, validate_items
+from promotions.api.fields import InstantField, RecentInstantField, StrictCharField
+from promotions.api.identity import (
+    EddystoneUidSerializer,
+    IBeaconSerializer,
+    RawAdvertisementField,
+)
+from promotions.api.parsers import JsonBodyParser, PingBatchParser
+from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
     GatewaySightingSerializer,
     PingSerializer,
@@ -501,3 +512,114 @@ def test_an_identity_is_whole_or_refused_even_in_a_partial_update(data, partial)
         serializer = serializer_class(data=data, partial=partial)
         if serializer.is_valid():
             assert IDENTITY_KEY.fullmatch(serializer.validated_data)
+
+
+# --- Text fields take text, not floats ----------------------------------------------------
+
+FLOAT_FOR_TEXT = "Must be a string, not a floating-point number (nor NaN or Infinity)."
+TEXT_INPUT_CASES = {name: case[:2] for name, case in CASES.items()}
+TEXT_INPUT_CASES["identify"] = (
+    IdentifySerializer,
+    lambda: {"visitor_id": fresh_id("v"), "customer_id": "C-world"},
+)
+# Text read as something stricter: a MAC address, hex advertising data. No float's spelling
+# ("1.5", "1e+20", "nan") is either, so a float is refused there with that field's reason.
+TEXT_WITH_A_FORMAT = (serializers.RegexField, RawAdvertisementField)
+
+
+def text_fields(serializer_class: type[serializers.Serializer]) -> dict[str, serializers.Field]:
+    return {
+        name: field
+        for name, field in serializer_class().fields.items()
+        if isinstance(field, serializers.CharField) and not field.read_only
+    }
+
+
+STRICT_TEXT_FIELDS = [
+    (name, field_name)
+    for name, (serializer_class, _) in sorted(TEXT_INPUT_CASES.items())
+    for field_name, field in text_fields(serializer_class).items()
+    if isinstance(field, StrictCharField)
+]
+
+
+def test_every_text_input_of_the_api_items_refuses_floats():
+    # A new text field made with serializers.CharField would str() NaN into "nan" again.
+    for serializer_class, _ in TEXT_INPUT_CASES.values():
+        for name, field in text_fields(serializer_class).items():
+            assert isinstance(field, (StrictCharField, *TEXT_WITH_A_FORMAT)), (
+                f"{serializer_class.__name__}.{name} is a {type(field).__name__}"
+            )
+
+
+@FUZZ
+@given(case=st.sampled_from(STRICT_TEXT_FIELDS), number=st.floats())
+def test_a_float_in_a_text_field_is_refused_with_one_reason(case, number):
+    name, field_name = case
+    serializer_class, make_valid = TEXT_INPUT_CASES[name]
+    serializer = serializer_class(
+        data={**make_valid(), field_name: number}, context={"now": django_timezone.now()}
+    )
+
+    assert not serializer.is_valid()
+    assert serializer.errors[field_name] == [FLOAT_FOR_TEXT]
+
+
+def ping_endpoint_items(body: bytes, now: datetime) -> tuple[Any, list]:
+    """What the pings endpoint makes of a body: its fast path when the body takes it."""
+    data = PingBatchParser().decode(body)
+    if isinstance(data, PingBatchIn):
+        valid, result = validate_ping_batch(data.pings, now)
+    else:
+        valid, result = validate_items(batch_items(data, "pings"), PingSerializer, {"now": now})
+    # The serializer leaves out an optional field the body left out; the fast path says None.
+    return [(index, {"ping_id": None, "speed": None, **values}) for index, values in valid], (
+        result.rejected
+    )
+
+
+def serializer_items(body: bytes, now: datetime) -> tuple[Any, list]:
+    """What PingSerializer alone makes of the same body."""
+    data = JsonBodyParser().decode(body)
+    valid, result = validate_items(batch_items(data, "pings"), PingSerializer, {"now": now})
+    return [(index, {"ping_id": None, "speed": None, **values}) for index, values in valid], (
+        result.rejected
+    )
+
+
+ID_FLOATS = st.one_of(st.sampled_from([math.nan, math.inf, -math.inf, 1.0, 1e3]), st.floats())
+pings_with_float_ids = st.builds(
+    lambda ping, field, number: {**ping, field: number},
+    st.builds(valid_ping),
+    st.sampled_from(["ping_id", "device_id"]),
+    ID_FLOATS,
+)
+
+
+@FUZZ
+@given(
+    pings=st.lists(
+        st.one_of(st.builds(valid_ping), nearly_valid(valid_ping), pings_with_float_ids),
+        max_size=4,
+    )
+)
+def test_the_pings_fast_path_judges_every_item_as_the_serializer_does(pings):
+    # json.dumps writes NaN and Infinity bare, as a client's encoder would.
+    body = json.dumps({"pings": pings}).encode()
+    now = django_timezone.now()
+    try:
+        expected = serializer_items(body, now)
+    except ParseError as error:
+        with pytest.raises(ParseError) as refused:
+            ping_endpoint_items(body, now)
+        assert refused.value.detail == error.detail
+        return
+
+    valid, rejected = ping_endpoint_items(body, now)
+
+    assert (valid, rejected) == expected
+    for index, item in enumerate(pings):
+        for field in ("ping_id", "device_id"):
+            if type(item.get(field)) is float:
+                reasons = next(one["errors"] for one in rejected if one["index"] == index)
+                assert reasons[field] == [FLOAT_FOR_TEXT]

@@ -1,6 +1,7 @@
 """Settings read the environment through typed helpers that refuse bad values."""
 
 import os
+import secrets
 import subprocess
 import sys
 
@@ -28,7 +29,9 @@ def test_env_helpers_read_typed_values(monkeypatch):
     ("helper", "value", "kwargs", "message"),
     [
         (config.env_int, "many", {"default": 1}, "whole number"),
-        (config.env_int, "0", {"default": 1, "minimum": 1}, "in [1"),
+        (config.env_int, "0", {"default": 1, "minimum": 1}, "expected a number of at least 1."),
+        (config.env_int, "9", {"default": 1, "minimum": 1, "maximum": 5}, "in [1, 5]."),
+        (config.env_float, "9", {"default": 1.0, "maximum": 5.0}, "of at most 5.0."),
         (config.env_bool, "perhaps", {"default": False}, "true/false"),
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
@@ -102,3 +105,186 @@ def test_a_log_level_logging_does_not_know_is_refused_naming_the_variable():
 
     assert process.returncode != 0
     assert "LOG_LEVEL='LOUD': expected one of DEBUG, INFO" in process.stderr
+
+
+def _manage_py(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    return subprocess.run(
+        [sys.executable, "manage.py", *args],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        timeout=120,
+    )
+
+
+def test_a_bad_environment_value_is_one_line_from_manage_py_not_a_traceback():
+    result = _manage_py({"LOG_LEVEL": "LOUD"}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        "Configuration error: LOG_LEVEL='LOUD': expected one of DEBUG, INFO, WARNING, ERROR, "
+        "CRITICAL.\n"
+    )
+
+
+@pytest.mark.parametrize("server", ["wsgi", "asgi"])
+def test_a_bad_environment_value_is_one_line_from_a_server_loading_the_app(server):
+    # What gunicorn or uvicorn print when a worker imports the application.
+    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
+    result = subprocess.run(
+        [sys.executable, "-c", f"import config.{server}"],
+        env={**clean, "LOG_LEVEL": "LOUD"},
+        capture_output=True,
+        text=True,
+        cwd=settings.BASE_DIR,
+        timeout=60,
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: LOG_LEVEL='LOUD'")
+    assert "Traceback" not in result.stderr
+
+
+TWILIO = {
+    "SMS_BACKEND": "twilio",
+    "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+    "TWILIO_AUTH_TOKEN": "token",
+    "TWILIO_FROM_NUMBER": "+15005550006",
+}
+
+
+def test_the_twilio_backend_needs_the_address_twilio_reaches_us_at():
+    result = _settings_in_subprocess(TWILIO, "1")
+
+    assert result.returncode != 0
+    assert "SMS_BACKEND=twilio needs PUBLIC_BASE_URL" in result.stderr
+
+
+def test_the_twilio_backend_refuses_a_loopback_address_unless_debugging():
+    loopback = {**TWILIO, "PUBLIC_BASE_URL": "http://127.0.0.1:8000"}
+
+    production = _settings_in_subprocess({**loopback, "SECRET_KEY": "x" * 50}, "1")
+    debugging = _settings_in_subprocess({**loopback, "DEBUG": "true"}, "s.PUBLIC_BASE_URL")
+    public = _settings_in_subprocess(
+        {**TWILIO, "SECRET_KEY": "x" * 50, "PUBLIC_BASE_URL": "https://passage.example.com"},
+        "s.PUBLIC_BASE_URL",
+    )
+
+    assert production.returncode != 0
+    assert "PUBLIC_BASE_URL='http://127.0.0.1:8000': Twilio cannot reach" in production.stderr
+    assert debugging.stdout.strip() == "http://127.0.0.1:8000"
+    assert public.stdout.strip() == "https://passage.example.com"
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("0612345678", "expected a valid phone number in E.164"),
+        ("+33 6 12 34 56 78", "expected E.164, here +33612345678"),
+        ("Passage Rivoli", "or an alphanumeric sender ID of up to 11"),
+        ("Passage-2", "or an alphanumeric sender ID of up to 11"),
+        ("+3361234", "expected a valid phone number in E.164"),
+    ],
+)
+def test_the_twilio_sender_must_be_an_e164_number_or_a_sender_id(monkeypatch, value, message):
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", value)
+
+    with pytest.raises(ImproperlyConfigured, match="TWILIO_FROM_NUMBER") as error:
+        config.env_sms_sender("TWILIO_FROM_NUMBER")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("value", ["+33612345678", "Passage", "PASSAGE 75"])
+def test_an_e164_number_or_an_alphanumeric_sender_id_is_accepted(monkeypatch, value):
+    monkeypatch.setenv("TWILIO_FROM_NUMBER", value)
+
+    assert config.env_sms_sender("TWILIO_FROM_NUMBER") == value
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("TWILIO_ACCOUNT_SID", "SK" + "0" * 32, "expected an Account SID, AC followed by"),
+        ("TWILIO_ACCOUNT_SID", "AC123", "expected an Account SID, AC followed by"),
+        ("TWILIO_MESSAGING_SERVICE_SID", "AC" + "0" * 32, "expected a Messaging Service SID"),
+    ],
+)
+def test_twilio_sids_are_refused_unless_of_their_kind(name, value, message):
+    result = _settings_in_subprocess({name: value}, "1")
+
+    assert result.returncode != 0
+    assert f"{name}=" in result.stderr and message in result.stderr
+
+
+def test_good_twilio_values_are_accepted():
+    result = _settings_in_subprocess(
+        {
+            **TWILIO,
+            "TWILIO_FROM_NUMBER": "+33612345678",
+            "TWILIO_MESSAGING_SERVICE_SID": "MG" + "ab12" * 8,
+            "PUBLIC_BASE_URL": "https://passage.example.com",
+        },
+        "(s.TWILIO_FROM_NUMBER, s.TWILIO_MESSAGING_SERVICE_SID)",
+    )
+
+    assert result.stdout.strip() == repr(("+33612345678", "MG" + "ab12" * 8))
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://127.0.0.1:6379/0", "rediss://cache:6380/0", "amqp://u:p@mq:5672//", "amqps://mq/"],
+)
+def test_a_redis_or_rabbitmq_broker_is_accepted(url):
+    result = _settings_in_subprocess({"CELERY_BROKER_URL": url}, "s.CELERY_BROKER_URL")
+
+    assert result.stdout.strip() == url
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:6379", "http://mq:5672", "memory://", "redis://"])
+def test_a_broker_url_celery_cannot_use_is_refused_naming_the_variable(url):
+    result = _settings_in_subprocess({"CELERY_BROKER_URL": url}, "1")
+
+    assert result.returncode != 0
+    assert f"CELERY_BROKER_URL={url!r}: expected a URL starting redis://" in result.stderr
+
+
+def test_a_refused_broker_url_does_not_repeat_its_password():
+    result = _settings_in_subprocess({"CELERY_BROKER_URL": "ampq://guest:s3cret@mq//"}, "1")
+
+    assert "CELERY_BROKER_URL='ampq://guest:***@mq//'" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def _readme_production_environment() -> dict[str, str]:
+    readme = (settings.BASE_DIR / "README.md").read_text()
+    block = readme.split("## Running it for real", 1)[1].split("```sh", 1)[1].split("```")[0]
+    lines = iter(block.split("export ", 1)[1].splitlines())
+    exported = []
+    for line in lines:
+        exported += line.split("#")[0].replace("\\", " ").split()
+        if not line.split("#")[0].rstrip().endswith("\\"):
+            break
+    # The README's placeholders, filled with values of their kind.
+    fill = {
+        "SECRET_KEY": secrets.token_urlsafe(50),
+        "DATABASE_URL": "postgres://passage@db.example.com:5432/passage",
+        "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
+        "CACHE_URL": "redis://redis.example.com:6379/1",
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "token",
+        "TWILIO_MESSAGING_SERVICE_SID": "MG" + "0" * 32,
+    }
+    pairs = dict(item.split("=", 1) for item in exported)
+    return {name: fill[name] if "..." in value else value for name, value in pairs.items()}
+
+
+def test_the_readme_s_production_environment_sends_through_twilio_and_passes_deploy_checks():
+    env = _readme_production_environment()
+
+    result = _manage_py(env, "check", "--deploy", "--fail-level", "WARNING")
+
+    assert env["SMS_BACKEND"] == "twilio"
+    assert {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"} <= set(env)
+    assert result.returncode == 0, result.stderr

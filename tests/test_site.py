@@ -13,6 +13,7 @@ from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Store, Zo
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
+    CampaignFactory,
     CustomerFactory,
     DeliveryFactory,
     DeviceFactory,
@@ -29,6 +30,73 @@ def test_healthz_reports_the_database_and_the_broker():
     assert body["status"] == "ok"
     assert body["database"] == "ok"
     assert body["broker"].startswith("none")
+
+
+def _wsgi(method: str, path: str, host: str) -> tuple[str, dict[str, str], bytes]:
+    """A request as gunicorn hands it over: no test client smoothing anything."""
+    from wsgiref.util import setup_testing_defaults
+
+    from django.core import signals
+    from django.core.handlers.wsgi import WSGIHandler
+    from django.db import close_old_connections
+
+    environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "HTTP_HOST": host}
+    setup_testing_defaults(environ)
+    answer = {}
+
+    def start_response(status, headers, exc_info=None):
+        answer.update(status=status, headers=dict(headers))
+
+    # As Django's test client does: the test's transaction must outlive the request.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    try:
+        body = b"".join(WSGIHandler()(environ, start_response))
+    finally:
+        signals.request_started.connect(close_old_connections)
+        signals.request_finished.connect(close_old_connections)
+    return answer["status"], answer["headers"], body
+
+
+@pytest.fixture
+def behind_a_load_balancer(settings):
+    settings.DEBUG = False
+    settings.ALLOWED_HOSTS = ["passage.example.com"]
+    settings.SECURE_SSL_REDIRECT = True
+
+
+def test_a_load_balancer_probing_by_address_gets_the_health_report(behind_a_load_balancer, caplog):
+    status, headers, body = _wsgi("GET", "/healthz", host="10.0.0.5")
+
+    assert status == "200 OK"
+    assert headers["Content-Type"] == "application/json"
+    assert json.loads(body) == {
+        "status": "ok",
+        "database": "ok",
+        "broker": "none (tasks run in the web process)",
+    }
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+
+
+def test_a_head_probe_gets_the_status_without_a_body(behind_a_load_balancer):
+    status, _, body = _wsgi("HEAD", "/healthz", host="10.0.0.5")
+
+    assert (status, body) == ("200 OK", b"")
+
+
+@pytest.mark.parametrize("method", ["POST", "PUT", "DELETE"])
+def test_healthz_refuses_other_methods_in_json(behind_a_load_balancer, method):
+    status, headers, body = _wsgi(method, "/healthz", host="10.0.0.5")
+
+    assert status == "405 Method Not Allowed"
+    assert headers["Allow"] == "GET, HEAD"
+    assert json.loads(body) == {"detail": f'Method "{method}" not allowed.'}
+
+
+def test_other_paths_still_refuse_a_host_they_do_not_serve(behind_a_load_balancer):
+    status, _, _ = _wsgi("GET", "/api/v1/stores", host="10.0.0.5")
+
+    assert status.startswith("400")
 
 
 def test_the_openapi_schema_describes_every_operation_of_the_contract():
@@ -91,6 +159,33 @@ def test_load_demo_is_idempotent_and_prints_a_working_login(capsys):
     assert ApiKey.objects.filter(name="demo (make run)").count() == 1
     lea = ProductIntent.objects.get(customer__external_id="C-1001", sku="X200")
     assert len(lea.view_times) == 3
+
+
+def test_load_demo_runs_again_when_a_campaign_shares_a_demo_campaign_s_name(capsys):
+    call_command("load_demo")
+    demo = Campaign.objects.get(name="X200 walk-by")
+    copy = CampaignFactory(name="X200 walk-by", status="paused", priority=1)
+    demo.status = "paused"
+    demo.save()
+
+    call_command("load_demo")
+
+    assert "Demo data loaded" in capsys.readouterr().out
+    demo.refresh_from_db()
+    copy.refresh_from_db()
+    assert (demo.status, demo.priority) == ("active", 10)
+    assert (copy.status, copy.priority) == ("paused", 1)
+    assert Campaign.objects.filter(name="X200 walk-by").count() == 2
+
+
+def test_the_demo_shoppers_numbers_are_valid_but_reserved_for_fiction():
+    from customers.phones import normalise_phone
+    from promotions.demo import SHOPPERS
+
+    for shopper in SHOPPERS:
+        # North America keeps 555-0100 to 555-0199 for fiction in every area code.
+        assert re.fullmatch(r"\+1\d{3}55501\d\d", shopper.phone)
+        assert normalise_phone(shopper.phone) == shopper.phone
 
 
 def test_load_demo_refuses_to_run_with_a_real_sms_backend(settings):
@@ -446,6 +541,29 @@ def test_the_admin_refuses_a_beacon_with_the_identity_of_a_customer_s_device(adm
 
     assert "A customer&#x27;s device advertises this identity." in page.content.decode()
     assert not Beacon.objects.exists()
+
+
+@pytest.mark.django_db
+def test_the_admin_stores_a_beacon_identity_typed_in_any_case_as_its_key(admin_client):
+    store = Store.objects.create(code="R", name="R", latitude=48.86, longitude=2.34, radius_m=60)
+
+    typed = admin_client.post(
+        "/admin/promotions/beacon/add/",
+        {
+            "store": store.pk,
+            "identity": f" IBEACON:{BEACON_UUID.upper()}:07:7",
+            "measured_power": -59,
+        },
+    )
+    malformed = admin_client.post(
+        "/admin/promotions/beacon/add/",
+        {"store": store.pk, "identity": "ibeacon:+f7826da6:7:7", "measured_power": -59},
+    )
+
+    assert typed.status_code == 302
+    assert Beacon.objects.get().identity == f"ibeacon:{BEACON_UUID}:7:7"
+    assert "identity" in malformed.context["adminform"].form.errors
+    assert Beacon.objects.count() == 1
 
 
 # --- The admin applies the API's limits -------------------------------------------------

@@ -1,7 +1,8 @@
 """A local stand-in for Twilio's REST API, for driving the real SDK in tests.
 
 It records every request and answers from a script: a message resource, or one of Twilio's
-error bodies (21211 invalid number, 21610 unsubscribed, 429, 500), or no answer at all.
+error bodies (21211 invalid number, 21610 unsubscribed, 429, 500), a gateway's 502 or 504
+(for a message Twilio behind it may have taken), a dropped connection, or no answer at all.
 It lists the messages it accepted, newest first, as Twilio's Messages.json does.
 """
 
@@ -37,6 +38,10 @@ class Answer:
     status: int
     body: dict | None = None
     delay: float = 0.0  # seconds to wait before answering (longer than the client's timeout)
+    # Twilio took the message whatever this answer says: a gateway in front of it timed out
+    # or lost Twilio's answer.
+    accepted: bool = False
+    dropped: bool = False  # the connection is closed with no answer at all
 
 
 def error(status: int, code: int, message: str) -> Answer:
@@ -55,6 +60,11 @@ INVALID_NUMBER = error(400, 21211, "The 'To' number +33100000000 is not a valid 
 UNSUBSCRIBED = error(400, 21610, "Attempt to send to unsubscribed recipient")
 TOO_MANY = error(429, 20429, "Too Many Requests")
 SERVER_ERROR = error(500, 20500, "Internal Server Error")
+UNAVAILABLE = error(503, 20503, "Service Unavailable")
+# A gateway's own pages carry no Twilio error body.
+BAD_GATEWAY = Answer(502)
+GATEWAY_TIMEOUT = Answer(504)
+DROPPED = Answer(0, dropped=True)
 
 
 @dataclass
@@ -105,13 +115,15 @@ class FakeTwilio:
     @property
     def accepted(self) -> list[Recorded]:
         """The messages Twilio took: the ones a customer's phone receives."""
-        return [r for r in self.messages if r.status == 201]
+        return [r for r in self.messages if r.sid]
 
     def answer(self) -> Answer:
         if self.script:
             return self.script.popleft()
-        sid = f"SM{next(self.sids):032x}"
-        return Answer(201, {"sid": sid, "status": "queued", "account_sid": ACCOUNT_SID})
+        return Answer(201, {"sid": self.new_sid(), "status": "queued", "account_sid": ACCOUNT_SID})
+
+    def new_sid(self) -> str:
+        return f"SM{next(self.sids):032x}"
 
 
 def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
@@ -136,15 +148,18 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
             fake.requests.append(recorded)
             answer = fake.answer()
             recorded.status = answer.status
-            if answer.status == 201:
-                recorded.sid = answer.body["sid"]
+            if answer.status == 201 or answer.accepted:
+                recorded.sid = answer.body["sid"] if answer.status == 201 else fake.new_sid()
                 if fake.on_accepted:
-                    fake.on_accepted(recorded, answer.body["sid"])
+                    fake.on_accepted(recorded, recorded.sid)
             self.respond(answer)
 
         def respond(self, answer: Answer) -> None:
             if answer.delay:
                 time.sleep(answer.delay)
+            if answer.dropped:
+                self.close_connection = True
+                return
             body = json.dumps(answer.body or {}).encode()
             try:
                 self.send_response(answer.status)

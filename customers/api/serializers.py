@@ -13,7 +13,7 @@ from customers.models import (
     SmsConsent,
     locale_validator,
 )
-from promotions.api.fields import RecentInstantField, TimeZoneField
+from promotions.api.fields import RecentInstantField, StrictCharField, TimeZoneField
 from promotions.api.identity import (
     EddystoneUidSerializer,
     IBeaconSerializer,
@@ -22,8 +22,8 @@ from promotions.api.identity import (
 )
 
 
-def _optional_text(max_length: int, **kwargs: Any) -> serializers.CharField:
-    return serializers.CharField(
+def _optional_text(max_length: int, **kwargs: Any) -> StrictCharField:
+    return StrictCharField(
         max_length=max_length, required=False, allow_blank=True, allow_null=True, **kwargs
     )
 
@@ -89,8 +89,8 @@ class DeviceInputSerializer(serializers.Serializer):
     """What a registration leaves out is kept: the platform (`other` for a new device) and
     the BLE identity. An identity sent as null is removed."""
 
-    device_id = serializers.CharField(max_length=100)
-    customer_id = serializers.CharField(max_length=100)
+    device_id = StrictCharField(max_length=100)
+    customer_id = StrictCharField(max_length=100)
     platform = serializers.ChoiceField(
         choices=Platform.choices,
         required=False,
@@ -137,8 +137,8 @@ class DeviceSerializer(serializers.ModelSerializer):
 
 
 class IdentifySerializer(serializers.Serializer):
-    visitor_id = serializers.CharField(max_length=100)
-    customer_id = serializers.CharField(max_length=100)
+    visitor_id = StrictCharField(max_length=100)
+    customer_id = StrictCharField(max_length=100)
 
 
 class IdentifiedSerializer(serializers.Serializer):
@@ -153,7 +153,7 @@ _NEEDS_SKU = {EventType.PRODUCT_VIEW, EventType.ADD_TO_CART, EventType.CART_ABAN
 
 
 class BrowsingEventSerializer(serializers.Serializer):
-    event_id = serializers.CharField(max_length=100)
+    event_id = StrictCharField(max_length=100)
     customer_id = _optional_text(100)
     visitor_id = _optional_text(100)
     type = serializers.ChoiceField(choices=EventType.choices)

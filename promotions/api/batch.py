@@ -21,7 +21,6 @@ from rest_framework.views import APIView
 
 from promotions.api.parsers import RequestTooLarge
 from promotions.api.serializers import ItemJudge
-from promotions.api.throttles import IngestRateThrottle
 from promotions.ingest import IngestResult, ValidItems
 from promotions.models import Scope
 
@@ -77,7 +76,6 @@ class BatchIngestView(APIView):
     """POST `{<items_key>: [...]}`; subclasses say how to store the valid items."""
 
     required_scope = Scope.INGEST
-    throttle_classes = [IngestRateThrottle]
     items_key: str
     item_serializer: type[serializers.Serializer]
 

@@ -31,6 +31,25 @@ class FiniteFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class StrictCharField(serializers.CharField):
+    """Text given as a JSON string, or as an integer (read as its decimal digits); never a
+    float, nor a bool (refused as DRF's CharField refuses it).
+
+    DRF's CharField str()s a float, so NaN arrived as the id "nan" and 1e3 as "1000.0": a
+    float has no one spelling as text, and past 2**53 a client's encoder has already
+    changed its digits. An integer has exactly one, the digits a client sending it as a
+    string would send, so numeric retailer ids stay accepted."""
+
+    default_error_messages = {
+        "float": "Must be a string, not a floating-point number (nor NaN or Infinity).",
+    }
+
+    def to_internal_value(self, data: object) -> str:
+        if isinstance(data, float):
+            self.fail("float")
+        return super().to_internal_value(data)
+
+
 # Integer columns are PostgreSQL `integer`s; a larger number fails the INSERT (and, beyond
 # 64 bits, SQLite's too), so it is refused as input instead.
 DATABASE_INTEGER_MIN = -(2**31)
@@ -112,7 +131,7 @@ def _describe(age: timedelta) -> str:
     return f"{hours:g} hours"
 
 
-class TimeZoneField(serializers.CharField):
+class TimeZoneField(StrictCharField):
     """An IANA time zone name, such as Europe/Paris."""
 
     def __init__(self, **kwargs: Any) -> None:

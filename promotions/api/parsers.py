@@ -26,6 +26,13 @@ class JsonBodyParser(BaseParser):
     def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
         limit = settings.API_MAX_BODY_BYTES
         request = parser_context["request"]
+        coding = request.META.get("HTTP_CONTENT_ENCODING", "").strip()
+        if coding and coding.lower() != "identity":
+            # Said up front: a compressed body read as JSON fails with a message about UTF-8
+            # or syntax that sends the client looking in the wrong place.
+            raise ParseError(
+                f"Content-Encoding {coding[:40]!r} is not supported; send the body uncompressed."
+            )
         declared = request.META.get("CONTENT_LENGTH") or "0"
         if declared.isascii() and declared.isdigit() and int(declared) > limit:
             raise RequestTooLarge(f"Request body is over the {limit}-byte limit.")

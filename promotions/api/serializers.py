@@ -11,6 +11,7 @@ from promotions.api.fields import (
     FiniteFloatField,
     InstantField,
     RecentInstantField,
+    StrictCharField,
     StrictIntegerField,
     TimeZoneField,
 )
@@ -462,8 +463,8 @@ class CampaignSerializer(serializers.ModelSerializer):
 
 
 class PingSerializer(serializers.Serializer):
-    ping_id = serializers.CharField(max_length=64, required=False, allow_null=True)
-    device_id = serializers.CharField(max_length=100)
+    ping_id = StrictCharField(max_length=64, required=False, allow_null=True)
+    device_id = StrictCharField(max_length=100)
     latitude = FiniteFloatField(min_value=-90, max_value=90)
     longitude = FiniteFloatField(min_value=-180, max_value=180)
     accuracy = FiniteFloatField(min_value=0, help_text="Metres.")
@@ -488,7 +489,7 @@ class PingSerializer(serializers.Serializer):
 class SightingSerializer(serializers.Serializer):
     """A store beacon the app ranged."""
 
-    device_id = serializers.CharField(max_length=100)
+    device_id = StrictCharField(max_length=100)
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
     eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
     raw = RawAdvertisementField(required=False, allow_null=True)

@@ -17,6 +17,9 @@ class OutgoingSms:
     to: str
     body: str
     reference: str  # our delivery id, for logs
+    # How long the provider may hold the message before dropping it: what is left of the
+    # offer's validity. None: the whole of SMS_VALIDITY_SECONDS.
+    validity_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -35,8 +38,8 @@ class SmsError(Exception):
 
 
 class TransientSmsError(SmsError):
-    """Nothing was accepted, and a retry may succeed: throttling, a provider error, no
-    connection."""
+    """Nothing was accepted, and a retry may succeed: throttling (429), a provider error
+    (500, 503), no connection (DNS, refused, a failed TLS handshake)."""
 
 
 class PermanentSmsError(SmsError):
@@ -45,9 +48,10 @@ class PermanentSmsError(SmsError):
 
 
 class UncertainSmsError(SmsError):
-    """The request went out and its answer never came (a timeout, a dropped connection): the
-    provider may have accepted the message, so a retry could text twice. Never retried; the
-    provider is asked later (`SmsBackend.find`)."""
+    """The request went out and its answer never came (a timeout, a dropped connection), or
+    came from a gateway in front of the provider (502, 504): the provider may have accepted
+    the message, so a retry could text twice. Never retried; the provider is asked later
+    (`SmsBackend.find`)."""
 
 
 class SmsBackend(Protocol):

@@ -1,5 +1,8 @@
 """The Twilio backend: the official SDK, pointed at TWILIO_API_BASE."""
 
+import ssl
+import traceback
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from urllib.parse import quote
 
@@ -8,6 +11,7 @@ from django.conf import settings
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+from urllib3.exceptions import NewConnectionError
 
 from promotions.sms import (
     OutgoingSms,
@@ -24,6 +28,9 @@ STATUS_CALLBACK_PATH = "/webhooks/twilio/status"
 FIND_AMONG_LATEST = 20
 # Twilio's clock and ours may disagree by this much.
 CLOCK_SKEW = timedelta(minutes=5)
+# Twilio's own answers that it did not take the message and a retry may succeed: throttled,
+# or failed before taking it.
+RETRYABLE_STATUSES = {429, 500, 503}
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -67,24 +74,38 @@ class TwilioBackend:
                 status_callback=f"{settings.PUBLIC_BASE_URL}{STATUS_CALLBACK_PATH}"
                 f"?delivery={quote(message.reference)}",
                 # Twilio drops what it could not hand over in time: a late offer is worthless.
-                validity_period=settings.SMS_VALIDITY_SECONDS,
+                validity_period=(
+                    settings.SMS_VALIDITY_SECONDS
+                    if message.validity_seconds is None
+                    else message.validity_seconds
+                ),
                 **sender,
             )
         except TwilioRestException as error:
-            retryable = error.status == 429 or error.status >= 500
-            kind = TransientSmsError if retryable else PermanentSmsError
+            if error.status in RETRYABLE_STATUSES:
+                kind = TransientSmsError
+            elif error.status >= 500:
+                # A gateway's answer for Twilio behind it (502 bad gateway, 504 gateway
+                # timeout, a CDN's 52x): Twilio may have taken the message.
+                raise UncertainSmsError(
+                    f"Twilio {error.status}: {error.msg}; not retried, it may have been sent.",
+                    code=error.code,
+                    http_status=error.status,
+                ) from error
+            else:
+                kind = PermanentSmsError
             raise kind(
                 f"Twilio {error.status}: {error.msg}", code=error.code, http_status=error.status
             ) from error
-        except requests.ConnectionError as error:
+        except (requests.ConnectionError, requests.Timeout) as error:
             if isinstance(error, requests.exceptions.ConnectTimeout) or _not_sent(error):
                 raise TransientSmsError(f"Twilio unreachable: {error}") from error
+            if isinstance(error, requests.Timeout):
+                raise UncertainSmsError(
+                    f"No answer from Twilio in time; not retried, it may have been sent: {error}"
+                ) from error
             raise UncertainSmsError(
                 f"Twilio's answer was lost; not retried, it may have been sent: {error}"
-            ) from error
-        except requests.Timeout as error:
-            raise UncertainSmsError(
-                f"No answer from Twilio in time; not retried, it may have been sent: {error}"
             ) from error
         return SentSms(sid=created.sid, status=created.status or "queued")
 
@@ -116,10 +137,38 @@ def _letters_and_digits(text: str) -> str:
     return "".join(character for character in text if character.isalnum())
 
 
-def _not_sent(error: requests.ConnectionError) -> bool:
-    """Whether the connection failed before the request went out (refused, no route, DNS)."""
-    text = str(error)
+def _not_sent(error: requests.RequestException) -> bool:
+    """Whether the request failed before a byte of it was written, judged from the errors
+    urllib3 chained rather than from their text: no connection was made (a name that did not
+    resolve, even for a moment, a refusal, no route: urllib3's NewConnectionError), or the
+    TLS handshake failed or timed out (urllib3 writes the request only after it)."""
     return any(
-        marker in text
-        for marker in ("Connection refused", "NewConnectionError", "Name or service", "No route")
+        isinstance(cause, NewConnectionError | ConnectionRefusedError | ssl.CertificateError)
+        or _raised_in_handshake(cause)
+        for cause in _causes(error)
+    )
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and every error behind it: requests wraps urllib3's MaxRetryError, whose
+    `reason` wraps the socket's or the ssl module's own error."""
+    pending: list[object] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if not isinstance(current, BaseException) or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        # Not __context__: an error handled on the way (a first address refused, a second
+        # one taken) says nothing of the one that ended the request.
+        pending.extend([current.__cause__, getattr(current, "reason", None), *current.args])
+
+
+def _raised_in_handshake(error: BaseException) -> bool:
+    # ssl.SSLSocket.do_handshake on the error's way up: raised before the request was
+    # written. The same error types raised while the answer was read are not.
+    return any(
+        frame.f_code.co_name == "do_handshake"
+        for frame, _ in traceback.walk_tb(error.__traceback__)
     )

@@ -8,9 +8,16 @@ from customers.models import (
     ProductIntent,
     SmsConsent,
 )
-from promotions.models import DeviceTrack, Presence, Redemption
+from promotions import beacons
+from promotions.models import Delivery, DeviceTrack, Presence, Redemption
 from tests.clock import ago
-from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory
+from tests.factories import (
+    BEACON_UUID,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+    GatewayFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -205,6 +212,23 @@ def test_delete_erases_the_customer_and_everything_about_them(api):
     assert not ConsentChange.objects.exists()
 
 
+def test_erasing_a_customer_blanks_the_providers_error_text_and_keeps_its_code(api):
+    customer = CustomerFactory(external_id="C-1", phone="+33612345678")
+    # What a send refused by Twilio (21211, invalid number) records: the text quotes it.
+    DeliveryFactory(
+        customer=customer,
+        status="failed",
+        error_code=21211,
+        error_message="Twilio 400: The 'To' number +33612345678 is not a valid phone number.",
+    )
+
+    assert api.delete("/api/v1/customers/C-1").status_code == 204
+
+    delivery = Delivery.objects.get()
+    assert (delivery.error_code, delivery.error_message, delivery.to) == (21211, "", "")
+    assert delivery.erased_as is not None
+
+
 def test_delete_of_an_unknown_customer_is_404(api):
     assert api.delete("/api/v1/customers/nobody").status_code == 404
 
@@ -244,6 +268,43 @@ def test_export_holds_what_location_and_offers_left_about_the_customer(api):
     assert export["deliveries"][0]["twilio_sid"] == "SM1"
     assert export["device_tracks"][0]["latitude"] == 48.86
     assert export["presence"][0]["inside"] is True
+
+
+def test_export_holds_why_each_delivery_was_decided_and_how_its_send_failed(api):
+    DeliveryFactory(
+        customer=CustomerFactory(external_id="C-1"),
+        status="failed",
+        product_sku="X200",
+        intent_score=2.5,
+        trace={"rule": "viewed X200 twice"},
+        error_code=30003,
+        error_message="Unreachable destination handset.",
+    )
+
+    [delivery] = api.get("/api/v1/customers/C-1/export").json()["deliveries"]
+
+    assert delivery["product_sku"] == "X200"
+    assert delivery["intent_score"] == 2.5
+    assert delivery["trace"] == {"rule": "viewed X200 twice"}
+    assert (delivery["error_code"], delivery["error_message"]) == (
+        30003,
+        "Unreachable destination handset.",
+    )
+
+
+def test_export_holds_the_mac_address_a_gateway_saw_the_device_with(api):
+    key = beacons.ibeacon_key(BEACON_UUID, 7, 9)
+    DeviceFactory(customer=CustomerFactory(external_id="C-1"), ble_identity=key)
+    gateway = GatewayFactory()
+    seen = {"mac": "c4:7c:8d:6a:1b:02", "rssi": -60, "seen_at": ago(seconds=5)}
+    seen["ibeacon"] = {"uuid": BEACON_UUID, "major": 7, "minor": 9}
+    api.post(
+        f"/api/v1/gateways/{gateway.gateway_id}/sightings", {"sightings": [seen]}, format="json"
+    )
+
+    [sighting] = api.get("/api/v1/customers/C-1/export").json()["sightings"]
+
+    assert sighting["mac"] == "C4:7C:8D:6A:1B:02"
 
 
 def test_export_of_an_unknown_customer_is_404(api):

@@ -1,7 +1,10 @@
+from unittest import mock
+
 import pytest
 
 from customers.models import BrowsingEvent, Device, ProductIntent
 from promotions import beacons
+from promotions.models import DeviceTrack, Ping, Sighting
 from tests.clock import ago
 from tests.factories import BEACON_UUID, BeaconFactory, CustomerFactory, DeviceFactory
 
@@ -31,6 +34,71 @@ def test_post_again_relinks_the_device_with_200(api, lea):
 
     assert response.status_code == 200
     assert Device.objects.get(device_id="shared").customer.external_id == "C-2"
+
+
+@pytest.fixture
+def lea_phone_with_history(api, lea):
+    """Léa's phone, with the pings, the sighting and the track it left."""
+    api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-1"})
+    BeaconFactory(identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    fix = {"device_id": "shared", "latitude": 48.86, "longitude": 2.34, "accuracy": 10}
+    pings = [{**fix, "recorded_at": ago(minutes=m)} for m in (6, 5)]
+    assert api.post("/api/v1/pings", {"pings": pings}, format="json").json()["accepted"] == 2
+    sighting = {"device_id": "shared", "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}}
+    sighting |= {"rssi": -67, "seen_at": ago(minutes=4)}
+    response = api.post("/api/v1/sightings", {"sightings": [sighting]}, format="json")
+    assert response.json()["accepted"] == 1
+    device = Device.objects.get(device_id="shared")
+    track = {"latitude": 48.86, "longitude": 2.34, "accuracy": 10, "at": ago(minutes=5)}
+    DeviceTrack.objects.update_or_create(device=device, defaults=track)
+    export = api.get("/api/v1/customers/C-1/export").json()
+    assert [len(export[k]) for k in ("pings", "sightings", "device_tracks")] == [2, 1, 1]
+    return device
+
+
+def test_a_device_moved_to_another_customer_brings_none_of_its_history(api, lea_phone_with_history):
+    CustomerFactory(external_id="C-2")
+
+    response = api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-2"})
+
+    assert response.status_code == 200
+    export = api.get("/api/v1/customers/C-2/export").json()
+    assert [device["device_id"] for device in export["devices"]] == ["shared"]
+    assert (export["pings"], export["sightings"], export["device_tracks"]) == ([], [], [])
+
+
+def test_a_moved_device_records_its_new_owners_pings(api, lea_phone_with_history):
+    CustomerFactory(external_id="C-2")
+    api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-2"})
+    fix = {"device_id": "shared", "latitude": 48.87, "longitude": 2.35, "accuracy": 10}
+
+    api.post("/api/v1/pings", {"pings": [{**fix, "recorded_at": ago(minutes=1)}]}, format="json")
+
+    export = api.get("/api/v1/customers/C-2/export").json()
+    assert [ping["latitude"] for ping in export["pings"]] == [48.87]
+
+
+def test_erasing_a_devices_previous_owner_leaves_none_of_their_location_history(
+    api, lea_phone_with_history
+):
+    CustomerFactory(external_id="C-2")
+    api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-2"})
+
+    assert api.delete("/api/v1/customers/C-1").status_code == 204
+
+    assert not Ping.objects.exists()
+    assert not Sighting.objects.exists()
+    assert not DeviceTrack.objects.exists()
+
+
+def test_registering_a_device_again_for_its_owner_keeps_its_history(api, lea_phone_with_history):
+    response = api.post(
+        "/api/v1/devices", {"device_id": "shared", "customer_id": "C-1", "platform": "ios"}
+    )
+
+    assert response.status_code == 200
+    export = api.get("/api/v1/customers/C-1/export").json()
+    assert [len(export[k]) for k in ("pings", "sightings", "device_tracks")] == [2, 1, 1]
 
 
 def test_a_device_can_carry_the_ibeacon_identity_it_advertises(api, lea):
@@ -77,6 +145,32 @@ def test_an_identity_already_advertised_by_another_device_is_409(api, lea):
             "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 9},
         },
     )
+
+    assert response.status_code == 409
+    assert not Device.objects.filter(device_id="lea-tag").exists()
+
+
+def test_an_identity_another_request_gives_its_device_meanwhile_is_409(client_with_scopes, lea):
+    api = client_with_scopes()
+    api.raise_request_exception = False
+    key = beacons.ibeacon_key(BEACON_UUID, 7, 9)
+    check_identity = Device.clean
+
+    def claimed_after_the_check(device):
+        # The other request's device commits between this request's check and its insert.
+        if not Device.objects.filter(ble_identity=key).exists():
+            Device.objects.create(device_id="tom-tag", customer=lea, ble_identity=key)
+        check_identity(device)
+
+    with mock.patch.object(Device, "clean", claimed_after_the_check):
+        response = api.post(
+            "/api/v1/devices",
+            {
+                "device_id": "lea-tag",
+                "customer_id": "C-1",
+                "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 9},
+            },
+        )
 
     assert response.status_code == 409
     assert not Device.objects.filter(device_id="lea-tag").exists()

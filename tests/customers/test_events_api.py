@@ -1,7 +1,10 @@
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from customers.models import BrowsingEvent, CategoryIntent, Product, ProductIntent, Visitor
 from tests.clock import ago, ahead
@@ -173,6 +176,59 @@ def test_intent_counts_product_views_per_sku_and_category(api, lea):
     assert headphones.score == pytest.approx(3.5, rel=0.01)
 
 
+def test_a_view_without_its_category_counts_towards_the_skus_last_known_one(api, lea):
+    post(api, event("e0", category="audio", occurred_at=ago(hours=4)))
+
+    post(api, *[event(f"e{n}", occurred_at=ago(hours=n)) for n in (1, 2, 3)])
+
+    assert len(CategoryIntent.objects.get(customer=lea, category="audio").view_times) == 4
+
+
+def test_a_batch_counts_a_view_without_its_category_towards_one_sent_later_in_it(api, lea):
+    post(
+        api,
+        event("first", occurred_at=ago(hours=2)),
+        event("second", category="audio", occurred_at=ago(hours=1)),
+    )
+
+    assert len(CategoryIntent.objects.get(customer=lea, category="audio").view_times) == 2
+
+
+def test_a_view_without_its_category_counts_towards_the_catalogues(api, lea):
+    CustomerFactory(external_id="C-2")
+    post(api, {**event("tom"), "customer_id": "C-2", "category": "audio"})
+
+    post(api, event("lea"))
+
+    assert CategoryIntent.objects.filter(customer=lea, category="audio").exists()
+    assert ProductIntent.objects.get(customer=lea).category == "audio"
+
+
+def test_an_event_batch_takes_as_many_queries_however_many_events_it_holds(api, lea):
+    """Ingest is a hot path: no query an event (STYLE.md)."""
+    CustomerFactory(external_id="C-2")
+    post(api, event("seed", category="audio"))
+
+    def batch(tag, size):
+        return [
+            {
+                **event(f"{tag}-{n}", sku=f"SKU-{tag}-{n % 5}", occurred_at=ago(minutes=n + 1)),
+                "customer_id": f"C-{n % 2 + 1}",
+                "visitor_id": f"v-{tag}-{n}",
+                **({"category": f"cat-{n % 3}"} if n % 2 else {}),
+            }
+            for n in range(size)
+        ] + [event(f"{tag}-x200")]
+
+    counts = []
+    for tag, size in (("small", 4), ("large", 40)):
+        with CaptureQueriesContext(connection) as queries:
+            assert post(api, *batch(tag, size)).json()["accepted"] == size + 1
+        counts.append(len(queries))
+
+    assert counts[0] == counts[1]
+
+
 def test_recent_views_count_within_the_campaigns_window(api, lea):
     post(
         api,
@@ -228,3 +284,50 @@ def test_a_batch_over_the_limit_is_413_and_stores_nothing(api, lea):
     assert response.status_code == 413
     assert "limit is 3" in response.json()["detail"]
     assert not BrowsingEvent.objects.exists()
+
+
+FLOAT_FOR_TEXT = "Must be a string, not a floating-point number (nor NaN or Infinity)."
+
+
+@pytest.mark.parametrize(
+    "field", ["event_id", "customer_id", "visitor_id", "sku", "product_name", "category", "url"]
+)
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "2.5"])
+def test_a_float_in_a_text_field_rejects_the_event_instead_of_storing_its_spelling(
+    api, lea, field, literal
+):
+    # A bare NaN or Infinity is not JSON, but the parser reads it (see parsers.py).
+    body = json.dumps({"events": [event("good"), {**event("bad"), field: "LITERAL"}]})
+    body = body.replace('"LITERAL"', literal)
+
+    response = api.post("/api/v1/events", body, content_type="application/json")
+
+    assert response.status_code == 202
+    assert response.json()["accepted"] == 1
+    assert response.json()["rejected"] == [{"index": 1, "errors": {field: [FLOAT_FOR_TEXT]}}]
+    assert list(BrowsingEvent.objects.values_list("event_id", flat=True)) == ["good"]
+    assert list(Product.objects.values_list("sku", flat=True)) == ["X200"]
+
+
+def test_integer_ids_are_kept_as_their_digits(api):
+    CustomerFactory(external_id="42")
+
+    response = post(api, event(7, customer_id=42, sku=200))
+
+    assert response.json()["accepted"] == 1
+    assert list(BrowsingEvent.objects.values_list("event_id", "sku")) == [("7", "200")]
+
+
+def test_events_are_accepted_while_the_rate_limit_cache_is_down(api, lea, settings):
+    settings.INGEST_RATE_LIMIT_PER_MINUTE = 1
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": "redis://127.0.0.1:1/0",
+        }
+    }
+
+    statuses = [post(api, event(f"e{n}")).status_code for n in range(2)]
+
+    assert statuses == [202, 202]
+    assert BrowsingEvent.objects.count() == 2

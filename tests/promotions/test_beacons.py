@@ -28,6 +28,8 @@ from promotions.beacons import (
     iter_ad_structures,
     parse_advertisement,
 )
+from promotions.models import Beacon
+from tests.factories import ZoneFactory
 
 VECTORS_PATH = (
     Path(__file__).resolve().parents[2].parent / "shared" / "peers" / "beacons" / "vectors.json"
@@ -554,6 +556,18 @@ def test_it_rejects_manufacturer_data_that_is_not_a_beacon(company_id, payload, 
 # Identity keys
 
 
+# Spellings uuid.UUID accepts as some UUID, that are not one.
+MALFORMED_UUIDS = {
+    "leading-plus": "+" + UUID_TEXT.replace("-", "")[:31],
+    "underscores": "f7826da6_4fa2_4e98_8024_bc5b71e0",
+    "arabic-indic-digits": "\u0661" * 32,
+    "fullwidth-digits": "\uff11" * 32,
+    "misplaced-hyphens": "f7826da64-fa2-4e98-8024-bc5b71e0893e",
+    "unclosed-brace": "{" + UUID_TEXT,
+    "space-inside-braces": "{ " + UUID_TEXT.replace("-", "")[:31] + "}",
+}
+
+
 @pytest.mark.parametrize(
     "spelling",
     [
@@ -579,6 +593,11 @@ def test_every_spelling_of_a_uuid_gives_the_same_ibeacon_key(spelling):
             "x" * 10_000, 1, 2, r"'x{80}'\.\.\. is not a UUID", id="huge-uuid-quoted-short"
         ),
         pytest.param(None, 1, 2, "not NoneType", id="none-uuid"),
+        # uuid.UUID reads these with int(), as a different UUID: a typo must not pass for one.
+        *(
+            pytest.param(spelling, 1, 2, "is not a UUID", id=name)
+            for name, spelling in MALFORMED_UUIDS.items()
+        ),
         pytest.param(UUID_TEXT, 65536, 2, "major must be from 0 to 65535; got 65536", id="65536"),
         pytest.param(UUID_TEXT, 1, -1, "minor must be from 0 to 65535; got -1", id="negative"),
         pytest.param(UUID_TEXT, 10**5000, 2, "far outside", id="huge-int"),
@@ -591,6 +610,19 @@ def test_every_spelling_of_a_uuid_gives_the_same_ibeacon_key(spelling):
 def test_ibeacon_key_rejects_what_is_not_an_ibeacon_identity(uuid_value, major, minor, message):
     with pytest.raises(BeaconParseError, match=message):
         ibeacon_key(uuid_value, major, minor)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("spelling", MALFORMED_UUIDS.values(), ids=MALFORMED_UUIDS.keys())
+def test_a_beacon_registered_with_a_malformed_uuid_is_refused_with_the_reason(api, spelling):
+    zone = ZoneFactory()
+    body = {"store": zone.store.code, "ibeacon": {"uuid": spelling, "major": 1, "minor": 2}}
+
+    response = api.post("/api/v1/beacons", body)
+
+    assert response.status_code == 400
+    assert "is not a UUID" in response.json()["ibeacon"]["uuid"][0]
+    assert not Beacon.objects.exists()
 
 
 def test_eddystone_uid_key_is_case_insensitive_and_lower_case():
@@ -640,6 +672,9 @@ def test_identity_keys_round_trip_to_the_api_shape():
         pytest.param(f"ibeacon:{UUID_TEXT}:65536:2", "from 0 to 65535", id="major-too-big"),
         pytest.param(f"ibeacon:{UUID_TEXT}:999999:2", "is not an identity key", id="six-digits"),
         pytest.param("ibeacon:nope:1:2", "'nope' is not a UUID", id="bad-uuid"),
+        pytest.param(
+            f"ibeacon:{MALFORMED_UUIDS['underscores']}:1:2", "is not a UUID", id="underscored-uuid"
+        ),
         pytest.param(f"ibeacon:{UUID_TEXT.upper()}:1:2", "canonical", id="upper-case-uuid"),
         pytest.param(f"ibeacon:{{{UUID_TEXT}}}:1:2", "canonical", id="braced-uuid"),
         pytest.param(f"ibeacon:{UUID_TEXT}:01:2", "canonical", id="leading-zero"),

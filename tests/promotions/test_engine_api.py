@@ -404,6 +404,17 @@ def test_a_dry_run_counts_only_the_sms_sent_before_each_event(api, rivoli, lea, 
     assert (result["would_send"], result["by_reason"]["global_cap"]) == (1, 1)
 
 
+def test_a_customer_without_a_time_zone_gets_the_sms_by_the_stores(api, outbox, rivoli, lea):
+    x200_campaign(rivoli)
+    assert api.put("/api/v1/customers/C-1001", {"timezone": ""}).status_code == 200
+
+    walk_in(api, "lea-phone")
+
+    assert len(outbox) == 1
+    [delivery] = api.get("/api/v1/deliveries?customer_id=C-1001").json()["results"]
+    assert delivery["status"] == "sent"
+
+
 def dry_run(api, campaign, **since):
     response = api.post(
         f"/api/v1/campaigns/{campaign.id}/dry-run", {"since": ago(**since), "until": ago(seconds=0)}

@@ -1,9 +1,14 @@
+import gzip
+import json
+
 import pytest
 from django.test import override_settings
 
 from promotions.models import Ping
 from tests.clock import ago, ahead
-from tests.factories import DeviceFactory
+from tests.factories import CustomerFactory, DeviceFactory
+
+FLOAT_FOR_TEXT = "Must be a string, not a floating-point number (nor NaN or Infinity)."
 
 pytestmark = pytest.mark.django_db
 
@@ -228,6 +233,104 @@ def test_a_key_over_its_rate_limit_gets_429_with_retry_after(client_with_scopes,
     assert 1 <= int(refused["Retry-After"]) <= 60
     assert post(other, ping(ping_id="p10")).status_code == 202
     assert Ping.objects.count() == 4
+
+
+def test_devices_and_identify_are_rate_limited_like_the_batches(client_with_scopes, settings):
+    settings.INGEST_RATE_LIMIT_PER_MINUTE = 1
+    CustomerFactory(external_id="lea")
+    client = client_with_scopes("ingest", "config")
+    link = {"device_id": "lea-phone", "customer_id": "lea", "platform": "ios"}
+    identify = {"visitor_id": "v1", "customer_id": "lea"}
+
+    devices = [client.post("/api/v1/devices", link) for _ in range(2)]
+    identified = [client.post("/api/v1/identify", identify) for _ in range(2)]
+    # Only ingest is limited: reading the configuration is not.
+    stores = [client.get("/api/v1/stores").status_code for _ in range(2)]
+
+    assert [response.status_code for response in devices] == [201, 429]
+    assert [response.status_code for response in identified] == [200, 429]
+    assert 1 <= int(devices[1]["Retry-After"]) <= 60
+    assert 1 <= int(identified[1]["Retry-After"]) <= 60
+    assert stores == [200, 200]
+
+
+UNREACHABLE_CACHE = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": "redis://127.0.0.1:1/0",
+    }
+}
+
+
+def test_ingest_goes_on_unlimited_while_the_rate_limit_cache_is_down(
+    client_with_scopes, phone, settings, caplog
+):
+    settings.INGEST_RATE_LIMIT_PER_MINUTE = 1
+    settings.CACHES = UNREACHABLE_CACHE
+    client = client_with_scopes("ingest")
+
+    statuses = [post(client, ping(ping_id=f"p{n}")).status_code for n in range(2)]
+    linked = client.post(
+        "/api/v1/devices", {"device_id": "lea-phone", "customer_id": phone.customer.external_id}
+    )
+
+    assert statuses == [202, 202]
+    assert linked.status_code == 200
+    assert Ping.objects.count() == 2
+    assert "Ingest rate limit not applied" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("literal", "field"),
+    [
+        ("NaN", "ping_id"),
+        ("Infinity", "ping_id"),
+        ("-Infinity", "device_id"),
+        ("1.5", "ping_id"),
+        ("1e3", "device_id"),
+    ],
+)
+def test_a_float_for_a_text_id_is_rejected_not_stored_as_its_spelling(api, phone, literal, field):
+    # A bare NaN or Infinity is not JSON, but the parser reads it (see parsers.py).
+    body = json.dumps({"pings": [ping(**{"ping_id": "p1", field: "LITERAL"})]})
+    body = body.replace('"LITERAL"', literal)
+
+    response = api.post("/api/v1/pings", body, content_type="application/json")
+
+    assert response.status_code == 202
+    assert response.json()["rejected"] == [
+        {"index": 0, "errors": {field: [FLOAT_FOR_TEXT]}},
+    ]
+    assert not Ping.objects.exists()
+
+
+def test_an_integer_ping_id_is_kept_as_its_digits(api, phone):
+    response = post(api, ping(ping_id=7))
+
+    assert response.json()["accepted"] == 1
+    assert list(Ping.objects.values_list("ping_id", flat=True)) == ["7"]
+
+
+def test_a_compressed_body_is_refused_naming_its_content_encoding(api, phone):
+    body = gzip.compress(json.dumps({"pings": [ping()]}).encode())
+
+    response = api.generic(
+        "POST",
+        "/api/v1/pings",
+        body,
+        content_type="application/json",
+        HTTP_CONTENT_ENCODING="gzip",
+    )
+
+    assert response.status_code == 400
+    assert "Content-Encoding 'gzip' is not supported" in response.json()["detail"]
+    assert not Ping.objects.exists()
+
+
+def test_an_identity_content_encoding_is_read_as_is(api, phone):
+    response = api.post("/api/v1/pings", {"pings": [ping()]}, HTTP_CONTENT_ENCODING="identity")
+
+    assert response.json()["accepted"] == 1
 
 
 def test_an_item_that_is_not_an_object_is_rejected_with_its_reason(api, phone):

@@ -1,6 +1,9 @@
-"""Sending a decided SMS through Twilio, once: retries, permanent errors, consent changes
-while queued, stale offers, pacing. Twilio is the local fake, reached through the real SDK."""
+"""Sending a decided SMS through Twilio, once: retries, permanent errors, consent and phone
+changes while queued, stale offers, pacing. Twilio is the local fake, reached through the
+real SDK."""
 
+import socket
+from dataclasses import replace
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -13,7 +16,7 @@ from twilio.request_validator import RequestValidator
 from customers.models import ConsentChange, SmsConsent
 from customers.services import erase_customer
 from promotions import decisions, sending, sms, tasks
-from promotions.models import Delivery, LocationBatch, Ping
+from promotions.models import Delivery, LocationBatch, Ping, SmsSender
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
 
@@ -125,6 +128,21 @@ def test_an_invalid_number_fails_at_once_without_retry(twilio, store):
     assert len(twilio.messages) == 1
 
 
+def test_the_stored_error_never_quotes_the_phone_number(twilio, store):
+    # Twilio's 21211 names the number; erasing the customer blanks the delivery's `to`, and a
+    # send in flight meanwhile must not leave the number in the error text.
+    delivery = queue_offer(store)
+    text = f"The 'To' number {delivery.to} is not a valid phone number."
+    twilio.then(twilio_fake.error(400, 21211, text))
+
+    delivery = send(delivery)
+
+    assert delivery.error_code == 21211
+    assert delivery.to not in delivery.error_message
+    assert delivery.to.lstrip("+") not in delivery.error_message
+    assert "The 'To' number [phone number] is not a valid phone number." in delivery.error_message
+
+
 def test_an_unsubscribed_recipient_is_opted_out(twilio, store):
     twilio.then(twilio_fake.UNSUBSCRIBED)
     delivery = queue_offer(store)
@@ -150,6 +168,130 @@ def test_a_stop_arriving_while_the_sms_is_queued_wins(twilio, store, client, set
 
     assert (delivery.status, delivery.reason) == ("suppressed", "no_consent")
     assert twilio.messages == []
+
+
+def test_an_sms_queued_before_a_phone_change_does_not_go_to_the_old_number(twilio, store, api):
+    delivery = queue_offer(store)
+    customer = delivery.customer
+    # The customer gives a new number, with consent for it, while the SMS waits its turn.
+    response = api.put(
+        f"/api/v1/customers/{customer.external_id}",
+        {
+            "phone": "+33699999999",
+            "first_name": customer.first_name,
+            "timezone": customer.timezone,
+            "locale": customer.locale,
+            "sms_consent": "opted_in",
+            "consent_source": "app",
+        },
+        format="json",
+    )
+    assert response.status_code == 200
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.reason) == ("suppressed", "no_phone")
+    assert delivery.error_message == sending.PHONE_CHANGED
+    assert twilio.messages == []
+
+
+def test_twilio_holds_an_sms_no_longer_than_its_offer_has_left(twilio, store, settings):
+    settings.SMS_VALIDITY_SECONDS = 600
+    delivery = queue_offer(store)
+    event_at = delivery.presence_event.occurred_at
+    late = queue_offer(store)
+
+    # Its turn comes 9 minutes 30 s after the customer walked in: 30 s of the offer are left.
+    sending.send_delivery(delivery_id=delivery.id, now=event_at + timedelta(seconds=570))
+    # A fraction of a second is left: Twilio's minimum, 1 s.
+    sending.send_delivery(
+        delivery_id=late.id,
+        now=late.presence_event.occurred_at + timedelta(seconds=599, milliseconds=600),
+    )
+
+    assert [r.form["ValidityPeriod"] for r in twilio.messages] == ["30", "1"]
+
+
+def test_an_sms_too_long_for_twilio_fails_without_reaching_it(twilio, store):
+    delivery = queue_offer(store)
+    # Rendered from a template saved before templates were checked against Twilio's limit.
+    Delivery.objects.filter(id=delivery.id).update(body="x" * 1601)
+
+    delivery = send(delivery)
+
+    assert delivery.status == "failed"
+    assert delivery.error_message == sending.TOO_LONG.format(length=1601, limit=1600)
+    assert twilio.messages == []
+
+
+def test_a_name_that_fails_to_resolve_for_a_moment_is_retried_and_the_sms_goes(
+    twilio, store, settings, monkeypatch
+):
+    port = twilio.url.rsplit(":", 1)[1]
+    settings.TWILIO_API_BASE = f"http://twilio-egress.internal:{port}"
+    resolve = socket.getaddrinfo
+    failures = []
+
+    def resolve_after_a_blip(host, *args, **kwargs):
+        if host != "twilio-egress.internal":
+            return resolve(host, *args, **kwargs)
+        if not failures:
+            failures.append(host)
+            raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+        return resolve("127.0.0.1", *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve_after_a_blip)
+
+    delivery = send(queue_offer(store))
+
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
+    assert len(twilio.messages) == 1
+
+
+@pytest.mark.parametrize("gateway", [twilio_fake.BAD_GATEWAY, twilio_fake.GATEWAY_TIMEOUT])
+def test_a_gateway_error_is_never_resent_and_is_settled_from_twilio(
+    twilio, store, settings, gateway
+):
+    # The gateway in front of Twilio answers an error, and Twilio behind it took the message.
+    twilio.then(replace(gateway, accepted=True))
+
+    delivery = send(queue_offer(store))
+    assert delivery.status == "queued"
+    assert delivery.claimed_at is not None
+    assert "may have been sent" in delivery.error_message
+    send(delivery)
+
+    long_claimed(delivery, settings)
+    tasks.settle_claimed_sends.delay()
+    delivery.refresh_from_db()
+
+    assert delivery.status == "sent"
+    assert delivery.twilio_sid == twilio.accepted[0].sid
+    assert len(twilio.messages) == 1
+
+
+def test_a_send_that_succeeds_after_throttling_keeps_no_error(twilio, store):
+    twilio.then(twilio_fake.TOO_MANY)
+
+    delivery = send(queue_offer(store))
+
+    assert delivery.status == "sent"
+    assert (delivery.error_code, delivery.error_message) == (None, "")
+
+
+def test_an_offer_that_expires_after_throttling_keeps_twilios_error_code(twilio, store):
+    twilio.then(twilio_fake.TOO_MANY)
+    delivery = queue_offer(store)
+    with pytest.raises(sms.TransientSmsError):
+        sending.send_delivery(delivery_id=delivery.id, now=timezone.now(), final_attempt=False)
+
+    # Its retry comes after the offer's validity.
+    sending.send_delivery(delivery_id=delivery.id, now=timezone.now() + timedelta(minutes=11))
+    delivery.refresh_from_db()
+
+    assert (delivery.status, delivery.error_code) == ("failed", 20429)
+    assert delivery.error_message == "Expired before sending."
+    assert len(twilio.messages) == 1
 
 
 def test_an_offer_older_than_its_validity_is_not_sent(twilio, store, settings):
@@ -206,6 +348,37 @@ def test_sends_are_paced_to_the_senders_rate(store, settings):
         (b.send_after - a.send_after).total_seconds() for a, b in [(first, second), (second, third)]
     ]
     assert gaps == [0.5, 0.5]
+
+
+def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
+    twilio, store, settings
+):
+    settings.SMS_SENDER_MPS = 1
+    throttled = queue_offer(store)
+    next_in_line = queue_offer(store)
+    twilio.then(twilio_fake.TOO_MANY)
+
+    throttled = send(throttled)
+    later = queue_offer(store)
+
+    # The retry took the slot after the SMS paced behind it, and the next decision's SMS
+    # the slot after the retry's: the sender never sends faster than its pace.
+    assert throttled.status == "sent"
+    assert throttled.send_after >= next_in_line.send_after + timedelta(seconds=1)
+    assert later.send_after - next_in_line.send_after == timedelta(seconds=2)
+
+
+def test_a_retry_whose_backoff_ends_after_the_senders_next_slot_waits_for_the_backoff(store):
+    delivery = queue_offer(store)
+    now = timezone.now()
+    SmsSender.objects.update(next_slot_at=now)
+
+    retry_at = sending.schedule_retry(
+        delivery_id=delivery.id, now=now, backoff=timedelta(seconds=30)
+    )
+
+    delivery.refresh_from_db()
+    assert retry_at == delivery.send_after == now + timedelta(seconds=30)
 
 
 def test_a_redelivered_batch_sends_what_its_first_run_decided_but_never_enqueued(twilio, store):

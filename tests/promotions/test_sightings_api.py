@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from promotions import beacons
@@ -108,6 +110,38 @@ def test_each_bad_sighting_is_rejected_with_its_reason(api, phone, entrance_beac
     assert body["rejected"][0]["index"] == 1
     assert field in body["rejected"][0]["errors"]
     assert Sighting.objects.count() == 1
+
+
+# Infinity once became the device id "inf", rejected as an unknown device: no real cause.
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "3.0"])
+def test_a_float_device_id_is_rejected_as_not_text(api, phone, entrance_beacon, literal):
+    # A bare NaN or Infinity is not JSON, but the parser reads it (see parsers.py).
+    body = json.dumps({"sightings": [sighting(device_id="LITERAL")]})
+    body = body.replace('"LITERAL"', literal)
+
+    response = api.post("/api/v1/sightings", body, content_type="application/json")
+
+    assert response.json()["rejected"] == [
+        {
+            "index": 0,
+            "errors": {
+                "device_id": [
+                    "Must be a string, not a floating-point number (nor NaN or Infinity)."
+                ]
+            },
+        }
+    ]
+    assert not Sighting.objects.exists()
+
+
+def test_a_malformed_uuid_is_rejected_not_read_as_another_beacon(api, phone, entrance_beacon):
+    malformed = "+" + BEACON_UUID.replace("-", "")[:31]
+
+    response = post(api, sighting(ibeacon={"uuid": malformed, "major": 1, "minor": 2}))
+
+    errors = response.json()["rejected"][0]["errors"]
+    assert "is not a UUID" in errors["ibeacon"]["uuid"][0]
+    assert not Sighting.objects.exists()
 
 
 def test_an_eddystone_url_frame_is_explained_as_carrying_no_identity(api, phone):

@@ -1,9 +1,13 @@
 """The simulator drives shoppers through the real API and reports what happened."""
 
 import re
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 from django.core.management import call_command
+from django.core.management.base import CommandError
 
 from customers.models import Customer
 from promotions.models import Delivery, Ping, PresenceEvent
@@ -45,3 +49,79 @@ def test_a_shopper_who_enters_ends_inside_and_one_who_passes_never_does():
     assert entering[-1].inside and not entering[0].inside
     assert not any(fix.inside for fix in passing)
     assert len(entering) == 17  # a fix every 30 s for 8 minutes
+
+
+def test_every_number_the_simulator_gives_is_valid_and_reserved_for_fiction():
+    from customers.phones import normalise_phone
+    from promotions.simulation import MAX_SHOPPERS, fictional_phone
+
+    numbers = [fictional_phone(n) for n in range(MAX_SHOPPERS)]
+
+    assert len(set(numbers)) == MAX_SHOPPERS
+    for number in numbers:
+        # North America keeps 555-0100 to 555-0199 for fiction in every area code.
+        assert re.fullmatch(r"\+1\d{3}55501\d\d", number)
+        assert normalise_phone(number) == number
+
+
+def test_simulated_shoppers_get_numbers_reserved_for_fiction(capsys):
+    call_command("load_demo")
+    call_command("simulate", shoppers=3, minutes=2, seed=1, quiet=True)
+
+    phones = Customer.objects.filter(external_id__startswith="SIM-").values_list("phone", flat=True)
+    assert sorted(phones) == ["+12015550100", "+12015550101", "+12015550102"]
+
+
+def test_the_simulator_refuses_to_run_in_process_with_twilio(settings):
+    settings.SMS_BACKEND = "twilio"
+
+    with pytest.raises(CommandError, match="SMS_BACKEND=twilio"):
+        call_command("simulate", shoppers=2, quiet=True)
+    assert not Customer.objects.exists()
+
+
+def test_the_simulator_caps_shoppers_at_the_numbers_it_has():
+    from promotions.simulation import MAX_SHOPPERS
+
+    with pytest.raises(CommandError, match=f"between 1 and {MAX_SHOPPERS}"):
+        call_command("simulate", shoppers=MAX_SHOPPERS + 1)
+    assert MAX_SHOPPERS == 10_000
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8000", "ftp://host", "http://", "http://host:port"])
+def test_the_simulator_refuses_a_server_address_that_is_not_a_url(url):
+    with pytest.raises(CommandError, match=r"expected an http\(s\) URL"):
+        call_command("simulate", base_url=url, api_key="psg_x")
+
+
+def test_the_simulator_says_when_the_server_cannot_be_reached():
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(CommandError) as error:
+        call_command("simulate", base_url=f"http://127.0.0.1:{port}", api_key="psg_x")
+    assert str(error.value) == f"Cannot reach http://127.0.0.1:{port}: connection refused."
+
+
+def test_the_simulator_says_when_the_server_does_not_answer_json():
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(b"<html>It works!</html>")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(CommandError, match="with text/html, not JSON"):
+            call_command(
+                "simulate", base_url=f"http://127.0.0.1:{server.server_port}", api_key="psg_x"
+            )
+    finally:
+        server.shutdown()
+        server.server_close()

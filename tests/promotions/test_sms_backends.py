@@ -6,7 +6,9 @@ import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -71,6 +73,13 @@ def test_twilio_gets_the_message_with_its_callback_and_validity(twilio, settings
     assert sent.sid == "SM" + "0" * 31 + "1"
 
 
+def test_twilio_holds_the_message_no_longer_than_the_offer_has_left(twilio):
+    sms.get_backend().send(replace(MESSAGE, validity_seconds=30))
+
+    [request] = twilio.messages
+    assert request.form["ValidityPeriod"] == "30"
+
+
 def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
     settings.TWILIO_MESSAGING_SERVICE_SID = "MG" + "1" * 32
     sms.get_backend().send(MESSAGE)
@@ -87,10 +96,17 @@ def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
         (twilio_fake.UNSUBSCRIBED, PermanentSmsError, 21610),
         (twilio_fake.TOO_MANY, TransientSmsError, 20429),
         (twilio_fake.SERVER_ERROR, TransientSmsError, 20500),
+        (twilio_fake.UNAVAILABLE, TransientSmsError, 20503),
         (twilio_fake.error(401, 20003, "Authenticate"), PermanentSmsError, 20003),
+        # A gateway answering for Twilio behind it, which may have taken the message. Its
+        # page has no Twilio error code: the SDK gives the HTTP status in its place.
+        (twilio_fake.BAD_GATEWAY, UncertainSmsError, 502),
+        (twilio_fake.GATEWAY_TIMEOUT, UncertainSmsError, 504),
     ],
 )
-def test_twilio_errors_are_permanent_or_transient_with_their_code(twilio, answer, kind, code):
+def test_twilio_errors_are_permanent_transient_or_uncertain_with_their_code(
+    twilio, answer, kind, code
+):
     twilio.then(answer)
     with pytest.raises(kind) as raised:
         sms.get_backend().send(MESSAGE)
@@ -111,6 +127,74 @@ def test_an_answer_that_never_comes_is_not_retried(twilio, settings):
     settings.SMS_HTTP_TIMEOUT_SECONDS = 0.5
     twilio.then(twilio_fake.Answer(201, {"sid": "SMlate", "status": "queued"}, delay=2))
     with pytest.raises(UncertainSmsError, match="may have been sent"):
+        sms.get_backend().send(MESSAGE)
+
+
+def test_a_connection_dropped_after_the_request_went_out_is_not_retried(twilio):
+    twilio.then(twilio_fake.DROPPED)
+    with pytest.raises(UncertainSmsError, match="may have been sent"):
+        sms.get_backend().send(MESSAGE)
+    assert len(twilio.messages) == 1
+
+
+def test_a_name_that_does_not_resolve_for_a_moment_is_transient(twilio, settings, monkeypatch):
+    settings.TWILIO_API_BASE = "http://twilio-egress.internal:8080"
+
+    def try_again(*args: object, **kwargs: object) -> None:
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(socket, "getaddrinfo", try_again)
+    with pytest.raises(TransientSmsError, match="unreachable"):
+        sms.get_backend().send(MESSAGE)
+
+
+@pytest.fixture
+def not_tls():
+    """A local server that takes connections and speaks no TLS: it answers a client's TLS
+    hello with `reply`, or with nothing at all. Returns its https:// address."""
+    stop = threading.Event()
+    listeners: list[socket.socket] = []
+    held: list[socket.socket] = []
+
+    def start(reply: bytes | None) -> str:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.1)
+        listeners.append(listener)
+
+        def serve() -> None:
+            while not stop.is_set():
+                try:
+                    connection, _ = listener.accept()
+                except TimeoutError:
+                    continue
+                except OSError:  # closed at the end of the test
+                    return
+                held.append(connection)
+                if reply is not None:
+                    connection.recv(4096)
+                    connection.sendall(reply)
+                    connection.close()
+
+        threading.Thread(target=serve, daemon=True).start()
+        return f"https://127.0.0.1:{listener.getsockname()[1]}"
+
+    yield start
+    stop.set()
+    for connection in held + listeners:
+        connection.close()
+
+
+@pytest.mark.parametrize(
+    "reply", [b"HTTP/1.1 400 Bad Request\r\n\r\n", None], ids=["refused", "no answer"]
+)
+def test_a_tls_handshake_that_fails_sends_nothing_and_is_transient(
+    twilio, settings, not_tls, reply
+):
+    settings.SMS_HTTP_TIMEOUT_SECONDS = 0.5
+    settings.TWILIO_API_BASE = not_tls(reply)
+    with pytest.raises(TransientSmsError, match="unreachable"):
         sms.get_backend().send(MESSAGE)
 
 

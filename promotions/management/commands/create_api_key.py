@@ -2,6 +2,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from promotions.management.commands._database import database_ready
 from promotions.models import Scope
 from promotions.services import create_api_key
 
@@ -22,7 +23,8 @@ class Command(BaseCommand):
         if requested == ["all"]:
             requested = list(Scope.values)
         try:
-            api_key, key = create_api_key(name=name, scopes=requested)
+            with database_ready():
+                api_key, key = create_api_key(name=name, scopes=requested)
         except ValueError as error:
             raise CommandError(str(error)) from None
         self.stdout.write(

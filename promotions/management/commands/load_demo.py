@@ -6,6 +6,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from promotions.demo import load_demo
+from promotions.management.commands._database import database_ready
 from promotions.models import ApiKey, Scope
 from promotions.services import create_api_key
 
@@ -28,6 +29,10 @@ class Command(BaseCommand):
                 "The demo shoppers have real-looking phone numbers: refusing to load them "
                 "while SMS_BACKEND=twilio."
             )
+        with database_ready():
+            self.load(base_url)
+
+    def load(self, base_url: str) -> None:
         counts = load_demo()
         password = secrets.token_urlsafe(12)
         admin, _ = get_user_model().objects.get_or_create(

@@ -5,6 +5,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
+from promotions.management.commands._database import database_ready
 from promotions.services import record_campaign_days
 
 
@@ -29,5 +30,6 @@ class Command(BaseCommand):
         now = timezone.now()
         today = now.astimezone(UTC).date()
         span = [today - timedelta(days=n) for n in range(days, 0, -1)]
-        rows = record_campaign_days(days=span, now=now)
+        with database_ready():
+            rows = record_campaign_days(days=span, now=now)
         self.stdout.write(f"Recorded {rows} campaign days from {span[0]} to {span[-1]}.")

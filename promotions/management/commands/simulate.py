@@ -7,22 +7,27 @@ In-process (the default), requests go through Django's full HTTP stack with a ke
 the run and revoked after it; against a server, with the key given (scopes ingest, customers,
 config and reports). Shoppers browse the products live campaigns are about, then walk past or
 into stores, their phones pinging with realistic noise and ranging the store's beacons inside.
+Their phone numbers are reserved for fiction (simulation.fictional_phone), so they reach nobody.
 """
 
 import logging
 import random
+import re
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from promotions import simulation
+from promotions.management.commands._database import database_ready
 
 BATCH = 500
+REMOTE_TIMEOUT_SECONDS = 60
 
 
 class InProcessApi:
@@ -55,17 +60,60 @@ class InProcessApi:
         self.api_key.save(update_fields=["revoked_at"])
 
 
+def check_base_url(base_url: str) -> str:
+    """The server's address without its trailing slash; a CommandError unless http(s)://host."""
+    try:
+        parts = urlsplit(base_url)
+        _ = parts.port  # raises ValueError for a port that is not a number
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise CommandError(
+            f"--base-url {base_url!r}: expected an http(s) URL such as http://127.0.0.1:8000."
+        )
+    return base_url.rstrip("/")
+
+
+def _why(error: Exception) -> str:
+    """The cause of a failed request in a few words ("connection refused"), not urllib3's
+    nested reprs."""
+    import requests
+
+    if isinstance(error, requests.Timeout):
+        return f"no answer within {REMOTE_TIMEOUT_SECONDS} s"
+    errno = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", str(error))
+    if errno:
+        return errno.group(1).strip().lower()
+    return str(error)[:200] or type(error).__name__
+
+
 class RemoteApi:
     def __init__(self, base_url: str, key: str) -> None:
         import requests
 
-        self.base_url = base_url.rstrip("/")
+        self.base_url = check_base_url(base_url)
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"Api-Key {key}"
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
-        response = self.session.request(method, self.base_url + path, json=body, timeout=60)
-        return response.status_code, response.json() if response.content else None
+        import requests
+
+        try:
+            response = self.session.request(
+                method, self.base_url + path, json=body, timeout=REMOTE_TIMEOUT_SECONDS
+            )
+        except requests.RequestException as error:
+            raise CommandError(f"Cannot reach {self.base_url}: {_why(error)}.") from None
+        if not response.content:
+            return response.status_code, None
+        try:
+            return response.status_code, response.json()
+        except ValueError:  # requests' JSONDecodeError is one
+            kind = response.headers.get("Content-Type", "no content type")
+            raise CommandError(
+                f"{method} {self.base_url}{path} answered {response.status_code} with {kind}, "
+                "not JSON: is --base-url a Passage server?"
+            ) from None
 
     def close(self) -> None:
         self.session.close()
@@ -75,11 +123,20 @@ class Command(BaseCommand):
     help = "Drive synthetic shoppers through the API (browsing, walking past and into stores)."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--shoppers", type=int, default=50)
+        parser.add_argument(
+            "--shoppers", type=int, default=50, help=f"From 1 to {simulation.MAX_SHOPPERS}."
+        )
         parser.add_argument(
             "--minutes", type=float, default=8, help="How long each shopper walks, ending now."
         )
-        parser.add_argument("--base-url", help="A running server; in-process when left out.")
+        parser.add_argument(
+            "--base-url",
+            help=(
+                "A running server; in-process when left out. Warning: a server configured "
+                "for Twilio (SMS_BACKEND=twilio) sends the shoppers' SMS through Twilio for "
+                "real, to numbers reserved for fiction."
+            ),
+        )
         parser.add_argument(
             "--api-key", help="With --base-url: a key with ingest, customers, config, reports."
         )
@@ -89,23 +146,37 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["shoppers"] < 1 or not 1 <= options["minutes"] <= 60:
-            raise CommandError("--shoppers must be at least 1 and --minutes between 1 and 60.")
-        if options["base_url"] and not options["api_key"]:
-            raise CommandError("--base-url needs --api-key.")
+        if not 1 <= options["shoppers"] <= simulation.MAX_SHOPPERS:
+            raise CommandError(
+                f"--shoppers must be between 1 and {simulation.MAX_SHOPPERS}: the simulator has "
+                f"{simulation.MAX_SHOPPERS} phone numbers reserved for fiction, one a shopper."
+            )
+        if not 1 <= options["minutes"] <= 60:
+            raise CommandError("--minutes must be between 1 and 60.")
+        if options["base_url"]:
+            check_base_url(options["base_url"])
+            if not options["api_key"]:
+                raise CommandError("--base-url needs --api-key.")
+        elif settings.SMS_BACKEND == "twilio":
+            # Even --quiet would not hold: with a broker, workers send through Twilio.
+            raise CommandError(
+                "Refusing to run in-process while SMS_BACKEND=twilio: the shoppers' SMS would "
+                "go to Twilio."
+            )
         if options["quiet"] and not options["base_url"]:
             settings.SMS_BACKEND = "locmem"
         # In-process, each eager task would log a line between the progress bar's updates.
         logging.getLogger("celery").setLevel(logging.WARNING)
-        api = (
-            RemoteApi(options["base_url"], options["api_key"])
-            if options["base_url"]
-            else InProcessApi()
-        )
-        try:
-            self.run(api, options)
-        finally:
-            api.close()
+        with database_ready():
+            api = (
+                RemoteApi(options["base_url"], options["api_key"])
+                if options["base_url"]
+                else InProcessApi()
+            )
+            try:
+                self.run(api, options)
+            finally:
+                api.close()
 
     def run(self, api: Any, options: dict) -> None:
         rng = random.Random(options["seed"])
@@ -151,6 +222,8 @@ class Command(BaseCommand):
             status, body = api.call("GET", f"{path}{joiner}page={page}")
             if status != 200:
                 raise CommandError(f"GET {path} answered {status}: {body}")
+            if not isinstance(body, dict) or not isinstance(body.get("results"), list):
+                raise CommandError(f"GET {path} answered a list Passage does not write: {body}")
             items += body["results"]
             if not body.get("next"):
                 return items
@@ -172,7 +245,7 @@ class Command(BaseCommand):
         return {
             "customer_id": f"SIM-{run}-{n}",
             "device_id": f"sim-{run}-{n}",
-            "phone": f"+3376{int(run) % 100:02d}{n:05d}",
+            "phone": simulation.fictional_phone(n),
             "consent": consent,
         }
 
@@ -297,8 +370,11 @@ class Command(BaseCommand):
         )
         sightings = f"{totals['sightings_accepted']} of {totals['sightings_sent']}"
         out(f"  beacon sightings accepted  {sightings}")
-        events = self.presence_events(prefix) if not options["base_url"] else None
-        if events is not None:
+        if options["base_url"]:
+            # The API lists no presence events; only the database holds them.
+            out("  presence events            (counted in-process only)")
+        else:
+            events = self.presence_events(prefix)
             listed = ", ".join(f"{kind} {n}" for kind, n in sorted(events.items())) or "none"
             out(f"  presence events            {listed}")
         out(f"  decisions                  {len(deliveries)}")

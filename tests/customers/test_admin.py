@@ -1,0 +1,179 @@
+"""What marketers can and cannot do to customers' data in the admin."""
+
+import pytest
+
+from customers.models import BrowsingEvent, CategoryIntent, Device, ProductIntent, Visitor
+from promotions import beacons
+from promotions.models import DeviceTrack, Ping
+from tests.clock import ago
+from tests.factories import BEACON_UUID, CustomerFactory, DeviceFactory
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def lea():
+    return CustomerFactory(external_id="C-1")
+
+
+def view(event_id, **fields):
+    return {
+        "event_id": event_id,
+        "customer_id": "C-1",
+        "type": "product_view",
+        "sku": "X200",
+        "category": "audio",
+        "occurred_at": ago(hours=1),
+        **fields,
+    }
+
+
+def device_form(device_id, customer, **fields):
+    return {
+        "device_id": device_id,
+        "customer": customer.pk,
+        "platform": "other",
+        "ble_identity": "",
+        **fields,
+    }
+
+
+def test_giving_a_device_to_another_customer_deletes_its_location_history(admin_client, api, lea):
+    tom = CustomerFactory(external_id="C-2")
+    device = DeviceFactory(device_id="shared", customer=lea)
+    fix = {"device_id": "shared", "latitude": 48.86, "longitude": 2.34, "accuracy": 10}
+    api.post("/api/v1/pings", {"pings": [{**fix, "recorded_at": ago(minutes=5)}]}, format="json")
+    assert DeviceTrack.objects.filter(device=device).exists()  # the worker followed it
+
+    response = admin_client.post(
+        f"/admin/customers/device/{device.pk}/change/", device_form("shared", tom)
+    )
+
+    assert response.status_code == 302
+    assert Device.objects.get().customer == tom
+    export = api.get("/api/v1/customers/C-2/export").json()
+    assert (export["pings"], export["device_tracks"]) == ([], [])
+    assert not Ping.objects.exists()
+
+
+def test_editing_a_device_for_the_same_customer_keeps_its_history(admin_client, api, lea):
+    device = DeviceFactory(device_id="lea-phone", customer=lea)
+    fix = {"device_id": "lea-phone", "latitude": 48.86, "longitude": 2.34, "accuracy": 10}
+    api.post("/api/v1/pings", {"pings": [{**fix, "recorded_at": ago(minutes=5)}]}, format="json")
+
+    response = admin_client.post(
+        f"/admin/customers/device/{device.pk}/change/",
+        device_form("lea-phone", lea, platform="ios"),
+    )
+
+    assert response.status_code == 302
+    assert Ping.objects.count() == 1
+
+
+def test_a_ble_identity_typed_in_upper_case_is_stored_as_its_key(admin_client, api, lea):
+    typed = f"IBEACON:{BEACON_UUID.upper()}:007:9"
+
+    response = admin_client.post(
+        "/admin/customers/device/add/", device_form("lea-tag", lea, ble_identity=typed)
+    )
+
+    assert response.status_code == 302
+    assert Device.objects.get().ble_identity == beacons.ibeacon_key(BEACON_UUID, 7, 9)
+    export = api.get("/api/v1/customers/C-1/export")
+    assert export.status_code == 200
+    identity = {"ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 9}}
+    assert export.json()["devices"][0]["ble_identity"] == identity
+    again = api.post("/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1"})
+    assert again.status_code == 200
+    assert again.json()["ibeacon"] == identity["ibeacon"]
+
+
+def test_a_typed_identity_that_another_device_holds_is_refused(admin_client, lea):
+    DeviceFactory(ble_identity=beacons.ibeacon_key(BEACON_UUID, 7, 9))
+
+    response = admin_client.post(
+        "/admin/customers/device/add/",
+        device_form("lea-tag", lea, ble_identity=f"ibeacon:{BEACON_UUID.upper()}:7:9"),
+    )
+
+    assert response.status_code == 200
+    assert "ble_identity" in response.context["adminform"].form.errors
+    assert not Device.objects.filter(device_id="lea-tag").exists()
+
+
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "ibeacon:not-a-uuid:7:9",
+        f"ibeacon:{BEACON_UUID}:70000:9",
+        f"ibeacon:{BEACON_UUID}:-1:9",
+        "eddystone:0011:22",
+        "altbeacon:whatever",
+    ],
+)
+def test_a_malformed_ble_identity_is_refused_with_a_message_on_its_field(admin_client, lea, typed):
+    response = admin_client.post(
+        "/admin/customers/device/add/", device_form("lea-tag", lea, ble_identity=typed)
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert list(errors) == ["ble_identity"]
+    assert not Device.objects.exists()
+
+
+@pytest.mark.parametrize("model", [ProductIntent, CategoryIntent])
+def test_intent_can_be_viewed_but_not_edited_added_or_deleted(admin_client, api, lea, model):
+    api.post("/api/v1/events", {"events": [view("e1")]}, format="json")
+    row = model.objects.get()
+    url = f"/admin/customers/{model._meta.model_name}/"
+    form = {"customer": lea.pk, "sku": "X200", "category": "audio", "view_times": '["yesterday"]'}
+
+    assert admin_client.get(f"{url}{row.pk}/change/").status_code == 200
+    assert admin_client.post(f"{url}{row.pk}/change/", form).status_code == 403
+    assert admin_client.get(f"{url}add/").status_code == 403
+    assert admin_client.post(f"{url}{row.pk}/delete/", {"post": "yes"}).status_code == 403
+
+    assert len(model.objects.get().view_times) == 1
+    response = api.post("/api/v1/events", {"events": [view("e2")]}, format="json")
+    assert response.status_code == 202
+    assert len(model.objects.get().view_times) == 2
+
+
+def test_a_visitors_customer_cannot_be_changed(admin_client, api, lea):
+    tom = CustomerFactory(external_id="C-2")
+    api.post("/api/v1/events", {"events": [view("e1", customer_id=None, visitor_id="v-1")]})
+    api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+    visitor = Visitor.objects.get()
+
+    admin_client.post(
+        f"/admin/customers/visitor/{visitor.pk}/change/", {"visitor_id": "v-1", "customer": tom.pk}
+    )
+
+    assert Visitor.objects.get().customer == lea
+    assert BrowsingEvent.objects.get().customer == lea
+    assert list(ProductIntent.objects.values_list("customer__external_id", flat=True)) == ["C-1"]
+
+
+def test_a_visitor_cannot_be_deleted_from_under_its_counted_events(admin_client, api, lea):
+    api.post("/api/v1/events", {"events": [view("e1", customer_id=None, visitor_id="v-1")]})
+    api.post("/api/v1/identify", {"visitor_id": "v-1", "customer_id": "C-1"})
+    visitor = Visitor.objects.get()
+
+    response = admin_client.post(f"/admin/customers/visitor/{visitor.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 403
+    assert BrowsingEvent.objects.count() == 1
+
+
+def test_browsing_events_can_be_viewed_but_not_edited_added_or_deleted(admin_client, api, lea):
+    api.post("/api/v1/events", {"events": [view("e1")]}, format="json")
+    event = BrowsingEvent.objects.get()
+    url = "/admin/customers/browsingevent/"
+    form = {"event_id": "e1", "type": "product_view", "sku": "Z1", "customer": lea.pk}
+
+    assert admin_client.get(f"{url}{event.pk}/change/").status_code == 200
+    assert admin_client.post(f"{url}{event.pk}/change/", form).status_code == 403
+    assert admin_client.get(f"{url}add/").status_code == 403
+    assert admin_client.post(f"{url}{event.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert BrowsingEvent.objects.get().sku == "X200"

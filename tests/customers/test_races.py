@@ -1,0 +1,169 @@
+"""Customers' writes beside the writers they race: a delivery being recorded while its
+customer is erased, pings stored while their device changes hands, an event stored while
+its visitor is identified. Each runs two real transactions at once, so needs PostgreSQL."""
+
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.db import connection, transaction
+from django.utils import timezone
+
+from customers import services
+from customers.models import BrowsingEvent, Customer, ProductIntent, Visitor
+from promotions import services as promotions_services
+from promotions.ingest import IngestResult
+from promotions.models import Delivery, Ping
+from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
+    ),
+]
+
+
+class Paused(threading.Thread):
+    """Runs `work` in its own transaction and holds it open until released."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.work, self.error = work, None
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        try:
+            with transaction.atomic():
+                self.work()
+                self.inside.set()
+                self.release.wait(10)
+        except Exception as error:  # surfaced by the test
+            self.error = error
+            self.inside.set()
+        finally:
+            connection.close()
+
+
+def in_thread(work: Callable[[], Any]) -> threading.Thread:
+    def run() -> None:
+        try:
+            work()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread
+
+
+def started(work: Callable[[], Any]) -> Paused:
+    paused = Paused(work)
+    paused.start()
+    assert paused.inside.wait(10) and paused.error is None
+    return paused
+
+
+def test_an_erasure_waits_for_a_delivery_being_recorded_and_anonymises_it(api):
+    api.raise_request_exception = False
+    lea = CustomerFactory(external_id="C-1", phone="+33612345678", first_name="Léa")
+
+    def record_a_delivery_as_the_worker_does():
+        # The location worker locks the batch's customers, then records their deliveries.
+        list(Customer.objects.select_for_update().filter(pk=lea.pk))
+        DeliveryFactory(customer=lea, status="queued", to=lea.phone, body="Bonjour Léa, -20%")
+
+    worker = started(record_a_delivery_as_the_worker_does)
+    responses = []
+    erasure = in_thread(lambda: responses.append(api.delete("/api/v1/customers/C-1")))
+    erasure.join(0.5)
+    worker.release.set()
+    worker.join(10)
+    erasure.join(10)
+
+    assert [response.status_code for response in responses] == [204]
+    delivery = Delivery.objects.get()
+    assert (delivery.customer_id, delivery.to, delivery.body) == (None, "", "")
+    assert delivery.erased_as is not None
+
+
+def test_pings_stored_while_their_device_changes_hands_go_with_its_history():
+    lea, tom = CustomerFactory(), CustomerFactory()
+    device = DeviceFactory(customer=lea)
+    at = timezone.now() - timedelta(seconds=30)
+    fix = {"device_id": device.device_id, "latitude": 48.86, "longitude": 2.34, "accuracy": 10.0}
+    items = [
+        (n, {**fix, "recorded_at": at + timedelta(seconds=n), "mocked": False}) for n in range(3)
+    ]
+    ingest = started(
+        lambda: promotions_services.record_pings(
+            items=items, result=IngestResult(), now=timezone.now()
+        )
+    )
+
+    handover = in_thread(lambda: services.register_device(device_id=device.device_id, customer=tom))
+    handover.join(0.5)
+    assert handover.is_alive(), "the handover must wait for the pings in flight"
+    ingest.release.set()
+    ingest.join(10)
+    handover.join(10)
+
+    device.refresh_from_db()
+    assert device.customer == tom
+    assert not Ping.objects.filter(device_id=device.pk).exists()
+
+
+def _view(event_id: str) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "visitor_id": "v-1",
+        "type": "product_view",
+        "sku": "X200",
+        "occurred_at": timezone.now() - timedelta(hours=1),
+    }
+
+
+def test_an_event_stored_while_its_visitor_is_identified_counts_as_the_customers():
+    lea = CustomerFactory()
+    Visitor.objects.create(visitor_id="v-1")
+    identify = started(lambda: services.identify_visitor(visitor_id="v-1", customer=lea))
+
+    ingest = in_thread(
+        lambda: services.record_browsing_events(
+            items=[(0, _view("e1"))], result=IngestResult(), now=timezone.now()
+        )
+    )
+    ingest.join(0.5)
+    assert ingest.is_alive(), "the events must wait to learn whose they are"
+    identify.release.set()
+    identify.join(10)
+    ingest.join(10)
+
+    assert BrowsingEvent.objects.get().customer == lea
+    assert len(ProductIntent.objects.get(customer=lea).view_times) == 1
+
+
+def test_identify_waits_for_its_visitors_events_in_flight_and_credits_them():
+    lea = CustomerFactory()
+    Visitor.objects.create(visitor_id="v-1")
+    ingest = started(
+        lambda: services.record_browsing_events(
+            items=[(0, _view("e1"))], result=IngestResult(), now=timezone.now()
+        )
+    )
+
+    attributed = []
+    identify = in_thread(
+        lambda: attributed.append(services.identify_visitor(visitor_id="v-1", customer=lea)[1])
+    )
+    identify.join(0.5)
+    assert identify.is_alive(), "identify must wait for the visitor's events in flight"
+    ingest.release.set()
+    ingest.join(10)
+    identify.join(10)
+
+    assert attributed == [1]
+    assert BrowsingEvent.objects.get().customer == lea
+    assert len(ProductIntent.objects.get(customer=lea).view_times) == 1
