@@ -358,7 +358,13 @@ SILENCED_SYSTEM_CHECKS = ["security.W005", "security.W021"]
 CACHE_URL = env_url_any("CACHE_URL", ("redis", "rediss"))
 CACHES = {
     "default": (
-        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL}
+        {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            # The cache holds only the ingest rate limit, which lets requests through when
+            # the cache fails: a Redis that drops packets must fail fast, not stall ingest.
+            "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+        }
         if CACHE_URL
         else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
     )

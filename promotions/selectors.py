@@ -56,7 +56,10 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     lift = None
     if treated_rate is not None and holdout_rate:
         lift = (treated_rate - holdout_rate) / holdout_rate
-    revenue = redemptions.aggregate(total=Sum("redemption__amount"))["total"]
+    revenue = redemptions.aggregate(
+        treated=Sum("redemption__amount", filter=Q(status__in=REDEEMABLE)),
+        holdout=Sum("redemption__amount", filter=Q(status=DeliveryStatus.HOLDOUT)),
+    )
     decisions = sum(by_status.values())
     return {
         "campaign": campaign.id,
@@ -76,15 +79,23 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
             "customers": groups["treated"],
             "redeemed": groups["treated_redeemed"],
             "rate": treated_rate,
+            "revenue": _money(revenue["treated"]),
         },
         "holdout": {
             "customers": groups["holdout"],
             "redeemed": groups["holdout_redeemed"],
             "rate": holdout_rate,
+            "revenue": _money(revenue["holdout"]),
         },
         "lift": lift,
-        "revenue": str(Decimal(revenue or 0).quantize(CENT)),
+        # What the campaign's SMS brought in, as "redeemed" counts: the holdout's purchases
+        # happened without one.
+        "revenue": _money(revenue["treated"]),
     }
+
+
+def _money(amount: Decimal | None) -> str:
+    return str(Decimal(amount or 0).quantize(CENT))
 
 
 def _customers_counted(deliveries: QuerySet[Delivery], **groups: Q) -> dict[str, int]:
@@ -124,7 +135,10 @@ def get_day_figures(
     start = datetime.combine(min(days), time.min, tzinfo=UTC)
     end = datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC)
     deliveries = Delivery.objects.filter(created_at__gte=start, created_at__lt=end)
-    redemptions = Redemption.objects.filter(redeemed_at__gte=start, redeemed_at__lt=end)
+    # Redemptions of codes that went out by SMS, as the campaign's statistics count them.
+    redemptions = Redemption.objects.filter(
+        redeemed_at__gte=start, redeemed_at__lt=end, delivery__status__in=REDEEMABLE
+    )
     if campaign is not None:
         deliveries = deliveries.filter(campaign=campaign)
         redemptions = redemptions.filter(delivery__campaign=campaign)

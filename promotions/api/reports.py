@@ -196,6 +196,7 @@ class GroupSerializer(serializers.Serializer):
     customers = serializers.IntegerField()
     redeemed = serializers.IntegerField()
     rate = serializers.FloatField(allow_null=True, help_text="Redeemed / customers.")
+    revenue = serializers.DecimalField(max_digits=14, decimal_places=2)
 
 
 class DecisionCountsSerializer(serializers.Serializer):
@@ -219,7 +220,9 @@ class CampaignStatsSerializer(serializers.Serializer):
     lift = serializers.FloatField(
         allow_null=True, help_text="(treated rate - holdout rate) / holdout rate."
     )
-    revenue = serializers.DecimalField(max_digits=14, decimal_places=2)
+    revenue = serializers.DecimalField(
+        max_digits=14, decimal_places=2, help_text="Spent with codes from SMS that went out."
+    )
 
 
 class CampaignStatsView(APIView):

@@ -53,12 +53,14 @@ def test_a_day_is_recorded_per_campaign_from_its_decisions_and_redemptions():
     delivered = decide(walk_in, MONDAY, DeliveryStatus.DELIVERED, hour=0)
     decide(walk_in, MONDAY, DeliveryStatus.SENT, hour=23)
     decide(walk_in, MONDAY, DeliveryStatus.UNDELIVERED)
-    decide(walk_in, MONDAY, DeliveryStatus.HOLDOUT)
+    held = decide(walk_in, MONDAY, DeliveryStatus.HOLDOUT)
     decide(walk_in, MONDAY, DeliveryStatus.SUPPRESSED, reason="quiet_hours")
     decide(walk_in, TUESDAY, DeliveryStatus.SENT, hour=0)  # the next UTC day
     decide(near, MONDAY, DeliveryStatus.FAILED)
     # Redeemed on Monday evening and counted on Monday; one redeemed on Tuesday is not.
     redeem(delivered, at(MONDAY, 19), amount=Decimal("42.50"))
+    # The holdout's purchase was made without an SMS: it is the baseline, not the result.
+    redeem(held, at(MONDAY, 20), amount=Decimal("10.00"))
     redeem(decide(walk_in, MONDAY - timedelta(days=3), DeliveryStatus.SENT), at(TUESDAY, 9))
 
     assert record_campaign_days(days=[MONDAY], now=timezone.now()) == 2

@@ -335,10 +335,11 @@ def test_stats_count_the_funnel_and_the_lift_against_the_holdout(api, rivoli):
     assert stats["decisions"]["by_reason"]["quiet_hours"] == 1
     assert stats["decisions"]["by_reason"]["budget"] == 0
     assert (stats["sent"], stats["delivered"], stats["redeemed"]) == (5, 1, 2)
-    assert stats["treated"] == {"customers": 5, "redeemed": 2, "rate": 0.4}
-    assert stats["holdout"] == {"customers": 4, "redeemed": 1, "rate": 0.25}
+    assert stats["treated"] == {"customers": 5, "redeemed": 2, "rate": 0.4, "revenue": "20.20"}
+    assert stats["holdout"] == {"customers": 4, "redeemed": 1, "rate": 0.25, "revenue": "10.10"}
     assert stats["lift"] == pytest.approx(0.6)
-    assert stats["revenue"] == "30.30"
+    # What the SMS brought in: the holdout bought without one.
+    assert stats["revenue"] == "20.20"
 
 
 def test_erasing_a_customer_leaves_the_campaign_s_results_as_they_were(api, rivoli):
@@ -357,7 +358,7 @@ def test_erasing_a_customer_leaves_the_campaign_s_results_as_they_were(api, rivo
     assert api.delete("/api/v1/customers/ana").status_code == 204
 
     assert api.get(stats_url).json() == before
-    assert before["treated"] == {"customers": 2, "redeemed": 1, "rate": 0.5}
+    assert before["treated"] == {"customers": 2, "redeemed": 1, "rate": 0.5, "revenue": "0.00"}
     assert before["holdout"]["customers"] == 1
     assert before["presence_events_matched"] == 4
 
