@@ -18,7 +18,8 @@ Ring = list[Position]
 MAX_RING_VERTICES = 200
 
 
-# The mean Earth radius (IUGG); a sphere is within 0.5% of the ellipsoid, plenty for fences.
+# The mean Earth radius (IUGG); a sphere is within 0.5% of the ellipsoid, plenty to bound a
+# fence's size. Distances to fences are measured on the ellipsoid (ellipsoid_distance_m).
 EARTH_RADIUS_M = 6_371_008.8
 
 
@@ -58,9 +59,13 @@ def polygon_rings(geojson: Any) -> list[Ring]:
         # judged flat by its area.
         if _twice_area(ring) == 0:
             raise GeometryError(f"The {name} has no area: its corners are on one line.")
-    outer = rings[0]
-    for ring, name in zip(rings[1:], names[1:], strict=True):
-        if _rings_meet(ring, outer) or not _inside(ring[0], outer):
+    # Distances wrap longitudes across ±180, so the holes are judged the same way: each
+    # longitude taken relative to the outer ring's first corner. A hole across the antimeridian
+    # is then inside its outline, and one half the world away is not.
+    origin = rings[0][0][0]
+    outer, *holes = ([(origin + _wrap(lon - origin), lat) for lon, lat in ring] for ring in rings)
+    for hole, name in zip(holes, names[1:], strict=True):
+        if _rings_meet(hole, outer) or not _inside(hole[0], outer):
             raise GeometryError(f"The {name} is not inside the outer ring.")
     return rings
 
@@ -166,9 +171,14 @@ def _segments_intersect(a: Position, b: Position, c: Position, d: Position) -> b
 METRES_PER_DEGREE = 110_000.0
 # The WGS 84 ellipsoid: what GPS positions are on, and what geopy's geodesic measures on.
 WGS84_A = 6_378_137.0
-WGS84_E2 = 6.69437999014e-3
-# Past this span a local projection's error grows; fences never need it.
-LOCAL_SPAN_DEGREES = 0.5
+WGS84_F = 1 / 298.257223563
+WGS84_E2 = WGS84_F * (2 - WGS84_F)
+# Up to this distance, and this difference of longitude, the local projection is within 2 mm
+# of the geodesic, and Lambert's formula within 7 mm, at any latitude: switching from one to
+# the other is no step in the distance. The longitude bound is for the poles, where a few
+# kilometres can span many degrees of longitude and no flat projection holds.
+LOCAL_DISTANCE_M = 5_000.0
+LOCAL_LONGITUDE_SPAN = 0.1
 
 
 def metres_per_degree(latitude: float) -> tuple[float, float]:
@@ -183,14 +193,37 @@ def metres_per_degree(latitude: float) -> tuple[float, float]:
     )
 
 
-def local_distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """The distance between two nearby points on the ellipsoid, within 0.05% of geopy's
-    geodesic at fence scales (and a thousand times faster); haversine beyond."""
+def ellipsoid_distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """The distance between two points on the WGS 84 ellipsoid, in metres: within 2 parts in a
+    million of geopy's geodesic up to a thousand kilometres, at any latitude, and a thousand
+    times faster. Nearby points (every fence a ping is measured against, nearly) get a local
+    projection; farther ones Lambert's formula."""
     d_lon = _wrap(lon2 - lon1)
-    if abs(lat2 - lat1) > LOCAL_SPAN_DEGREES or abs(d_lon) > LOCAL_SPAN_DEGREES:
-        return distance_m((lon1, lat1), (lon2, lat2))
     north, east = metres_per_degree((lat1 + lat2) / 2)
-    return math.hypot((lat2 - lat1) * north, d_lon * east)
+    local = math.hypot((lat2 - lat1) * north, d_lon * east)
+    if local <= LOCAL_DISTANCE_M and abs(d_lon) <= LOCAL_LONGITUDE_SPAN:
+        return local
+    return _lambert_distance_m(lat1, lat2, d_lon)
+
+
+def _lambert_distance_m(lat1: float, lat2: float, d_lon: float) -> float:
+    """Lambert's formula: the great-circle angle between the reduced latitudes, corrected to
+    the first order of the flattening (errors of its square: metres over thousands of km)."""
+    beta1, beta2 = (
+        math.atan2((1 - WGS84_F) * math.sin(math.radians(lat)), math.cos(math.radians(lat)))
+        for lat in (lat1, lat2)
+    )
+    sin_q = math.sin((beta2 - beta1) / 2)
+    sin_half_lon = math.sin(math.radians(d_lon) / 2)
+    # The haversine of the central angle sigma: sin²(sigma/2); 1 - h is cos²(sigma/2).
+    h = min(1.0, sin_q * sin_q + math.cos(beta1) * math.cos(beta2) * sin_half_lon * sin_half_lon)
+    sigma = 2 * math.asin(math.sqrt(h))
+    sin_p = math.sin((beta1 + beta2) / 2)
+    # The floors only keep 0/0 away (the same point, or antipodes): a numerator is as small
+    # as its denominator there.
+    x = (sigma - math.sin(sigma)) * sin_p * sin_p * (1 - sin_q * sin_q) / max(1 - h, 1e-15)
+    y = (sigma + math.sin(sigma)) * (1 - sin_p * sin_p) * sin_q * sin_q / max(h, 1e-300)
+    return WGS84_A * (sigma - WGS84_F / 2 * (x + y))
 
 
 # Beyond this latitude a longitude band is too narrow to bound; fences there cover every
@@ -223,25 +256,31 @@ def fence_from_store(
 def signed_distance_m(fence: Fence, latitude: float, longitude: float) -> float:
     """Metres from the fence's boundary: negative inside, positive outside."""
     if fence.rings is None:
-        centre = local_distance_m(fence.latitude, fence.longitude, latitude, longitude)
+        centre = ellipsoid_distance_m(fence.latitude, fence.longitude, latitude, longitude)
         return centre - (fence.radius_m or 0.0)
     return _polygon_signed_distance(fence.rings, latitude, longitude)
 
 
 def _polygon_signed_distance(rings: list[Ring], latitude: float, longitude: float) -> float:
-    """In a local equirectangular projection centred on the point: exact enough at the size
-    of a store (the scale error over a few kilometres is far below a GPS fix's)."""
+    """Each edge's point nearest the fix is found in a local equirectangular projection
+    centred on the fix, then measured on the ellipsoid. The projection's scale, the fix's
+    latitude's, is off by hundreds of metres at the far end of a 50 km fence; the nearest point
+    it picks is off too, but a distance hardly changes near its minimum."""
     scale_y, scale_x = metres_per_degree(latitude)
     nearest = math.inf
     inside_outer = False
     inside_hole = False
     for number, ring in enumerate(rings):
-        points = [
-            (_wrap(lon - longitude) * scale_x, (lat - latitude) * scale_y) for lon, lat in ring
-        ]
+        # Degrees from the fix, longitudes wrapped across ±180.
+        offsets = [(_wrap(lon - longitude), lat - latitude) for lon, lat in ring]
         crossings = False
-        for (x1, y1), (x2, y2) in pairwise(points):
-            nearest = min(nearest, _segment_distance(x1, y1, x2, y2))
+        for (u1, v1), (u2, v2) in pairwise(offsets):
+            x1, y1, x2, y2 = u1 * scale_x, v1 * scale_y, u2 * scale_x, v2 * scale_y
+            t = _nearest_fraction(x1, y1, x2, y2)
+            distance = ellipsoid_distance_m(
+                latitude, longitude, latitude + v1 + t * (v2 - v1), longitude + u1 + t * (u2 - u1)
+            )
+            nearest = min(nearest, distance)
             if (y1 > 0) != (y2 > 0) and x1 - y1 * (x2 - x1) / (y2 - y1) > 0:
                 crossings = not crossings
         if number == 0:
@@ -256,12 +295,12 @@ def _wrap(degrees: float) -> float:
     return (degrees + 180.0) % 360.0 - 180.0
 
 
-def _segment_distance(x1: float, y1: float, x2: float, y2: float) -> float:
-    """The distance from the origin to the segment (x1, y1)-(x2, y2)."""
+def _nearest_fraction(x1: float, y1: float, x2: float, y2: float) -> float:
+    """Where the point of the segment (x1, y1)-(x2, y2) nearest the origin is: 0 at its start,
+    1 at its end."""
     dx, dy = x2 - x1, y2 - y1
     length = dx * dx + dy * dy
-    t = 0.0 if length == 0 else max(0.0, min(1.0, -(x1 * dx + y1 * dy) / length))
-    return math.hypot(x1 + t * dx, y1 + t * dy)
+    return 0.0 if length == 0 else max(0.0, min(1.0, -(x1 * dx + y1 * dy) / length))
 
 
 def _extent(fence: Fence) -> tuple[float, float, float, float]:
@@ -282,12 +321,22 @@ def _extent(fence: Fence) -> tuple[float, float, float, float]:
     )
 
 
+# A fence whose box spans more rows of cells than this is kept off the grid, on a short list
+# of wide fences checked at every query: one 50 km circle among 100 m stores would otherwise
+# be listed in half a million cells. Rows, not cells: columns narrow towards the poles, so an
+# ordinary fence in Tromsø touches three times the cells one in Paris does.
+WIDE_FENCE_ROWS = 16
+
+_EVERY_LONGITUDE = [(-180.0, 180.0)]
+
+
 class FenceIndex:
     """Which fences contain, or are within `reach_m` of, a point, without scanning every fence.
 
     A grid of cells in degrees: each fence is listed in every cell its bounding box, grown by
     its radius and `reach_m`, touches; a query reads the point's cell and measures exactly
-    only the fences listed there.
+    only the fences listed there, and the wide fences (see WIDE_FENCE_ROWS) whose box holds
+    the point.
     """
 
     def __init__(self, fences: Iterable[Fence], reach_m: float) -> None:
@@ -299,14 +348,29 @@ class FenceIndex:
         # cells per fence.
         self._cell = min(1.0, max(0.0005, 2 * (self.reach_m + typical) / METRES_PER_DEGREE))
         self._cells: dict[tuple[int, int], list[Fence]] = {}
+        self._wide: list[tuple[Fence, float, float, list[tuple[float, float]]]] = []
         for fence in self._fences:
-            for cell in self._cells_of(fence):
-                self._cells.setdefault(cell, []).append(fence)
+            south, north, lon_ranges = self._box(fence)
+            rows = range(self._row(south), self._row(north) + 1)
+            if len(rows) > WIDE_FENCE_ROWS or lon_ranges == _EVERY_LONGITUDE:
+                self._wide.append((fence, south, north, lon_ranges))
+                continue
+            for low, high in lon_ranges:
+                for row in rows:
+                    for column in range(self._column(low), self._column(high) + 1):
+                        self._cells.setdefault((row, column), []).append(fence)
 
     def __len__(self) -> int:
         return len(self._fences)
 
-    def _cells_of(self, fence: Fence) -> Iterable[tuple[int, int]]:
+    @property
+    def cell_entries(self) -> int:
+        """How many times the grid lists a fence: what the index's size grows with."""
+        return sum(len(fences) for fences in self._cells.values())
+
+    def _box(self, fence: Fence) -> tuple[float, float, list[tuple[float, float]]]:
+        """Where a point within reach of the fence can be: (south, north, longitude ranges
+        within [-180, 180])."""
         south, north, west, east = _extent(fence)
         grow = (self.reach_m + (fence.radius_m or 0.0)) / METRES_PER_DEGREE
         # A margin of a metre for the sphere's curvature between the box and the cell edges.
@@ -314,19 +378,12 @@ class FenceIndex:
         south, north = max(-90.0, south - grow), min(90.0, north + grow)
         widest = max(abs(south), abs(north))
         if widest >= POLAR_LATITUDE:
-            lon_ranges = [(-180.0, 180.0)]
-        else:
-            grow_lon = grow / math.cos(math.radians(widest))
-            west, east = west - grow_lon, east + grow_lon
-            if east - west >= 360.0:
-                lon_ranges = [(-180.0, 180.0)]
-            else:
-                lon_ranges = _split_at_antimeridian(west, east)
-        rows = range(self._row(south), self._row(north) + 1)
-        for low, high in lon_ranges:
-            for row in rows:
-                for column in range(self._column(low), self._column(high) + 1):
-                    yield row, column
+            return south, north, _EVERY_LONGITUDE
+        grow_lon = grow / math.cos(math.radians(widest))
+        west, east = west - grow_lon, east + grow_lon
+        if east - west >= 360.0:
+            return south, north, _EVERY_LONGITUDE
+        return south, north, _split_at_antimeridian(west, east)
 
     def _row(self, latitude: float) -> int:
         return math.floor(latitude / self._cell)
@@ -336,11 +393,16 @@ class FenceIndex:
 
     def nearby(self, latitude: float, longitude: float) -> list[tuple[int, float]]:
         """[(fence key, signed distance)] for every fence within reach_m, nearest first."""
-        candidates = self._cells.get((self._row(latitude), self._column(_wrap(longitude))))
-        if not candidates:
-            return []
+        wrapped = _wrap(longitude)
+        candidates = self._cells.get((self._row(latitude), self._column(wrapped)), [])
+        wide = [
+            fence
+            for fence, south, north, lon_ranges in self._wide
+            if south <= latitude <= north
+            and any(low <= wrapped <= high for low, high in lon_ranges)
+        ]
         found = []
-        for fence in candidates:
+        for fence in [*candidates, *wide]:
             distance = signed_distance_m(fence, latitude, longitude)
             if distance <= self.reach_m:
                 found.append((fence.key, distance))

@@ -1,5 +1,7 @@
 """The fence index finds exactly the fences brute force finds, and distances agree with geopy."""
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 from geopy.distance import geodesic
@@ -235,3 +237,181 @@ def test_the_batch_index_handles_the_antimeridian_and_the_poles():
     assert {k for k, _ in batch.nearby(-16.8, 179.9999)} == {4, 9}
     assert [k for k, _ in batch.nearby(89.9, 1.0)] == [8]  # 194 m east, near the pole
     assert batch.nbytes > 0
+
+
+# --- Distances over the whole range the product uses --------------------------------------
+# A fence reaches 50 km, and a near ring or the exit margin 50 km beyond it: up to 100 km.
+
+LATITUDES = [0.0, 15.0, 30.0, 48.8566, 60.0, 70.0, 80.0, 85.0, -45.0]
+SPANS_M = [1.0, 100.0, 1_000.0, 4_999.0, 5_001.0, 20_000.0, 36_650.0, 50_000.0, 55_300.0, 100_000.0]
+
+
+def circle_distances(lat, lon, points):
+    """From (lat, lon) to each point, as a circle of no radius measures it: one by one
+    (geo) and in one batch (geo_index)."""
+    fence = Fence(1, lat, lon, 0.0, None)
+    scalar = [signed_distance_m(fence, p_lat, p_lon) for p_lat, p_lon in points]
+    index, _, batch = BatchFenceIndex([fence], reach_m=200_000).nearby_batch(
+        *map(np.array, zip(*points, strict=True))
+    )
+    # A batch's pairs come in no particular order.
+    assert sorted(index.tolist()) == list(range(len(points)))
+    return scalar, batch[np.argsort(index)].tolist()
+
+
+@pytest.mark.parametrize("latitude", LATITUDES)
+def test_circle_distances_agree_with_geopy_up_to_100_km_at_any_latitude(latitude):
+    targets = [
+        geodesic(meters=metres).destination((latitude, 10.0), bearing)
+        for metres in SPANS_M
+        for bearing in range(0, 360, 30)
+    ]
+    points = [(t.latitude, t.longitude) for t in targets]
+    expected = [geodesic((latitude, 10.0), point).meters for point in points]
+    # Both directions: from the store to the fix and from the fix to the store.
+    there_scalar, there_batch = circle_distances(latitude, 10.0, points)
+    back = [circle_distances(*point, [(latitude, 10.0)]) for point in points]
+    for n, metres in enumerate(expected):
+        for ours in (there_scalar[n], there_batch[n], back[n][0][0], back[n][1][0]):
+            assert ours == pytest.approx(metres, rel=1e-5, abs=0.01)
+        assert there_batch[n] == pytest.approx(there_scalar[n], abs=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("latitude", "bearing", "start_m"),
+    [
+        (48.8566, 90, 4_900),  # where the local projection hands over to Lambert's formula
+        (0.0, 0, 4_900),
+        (48.8566, 90, 36_500),  # half a degree of longitude east of Paris
+        (0.0, 0, 55_200),  # half a degree of latitude north of the equator
+        (85.0, 90, 900),  # a tenth of a degree of longitude, near the pole
+        (89.99, 45, 0),
+    ],
+)
+def test_the_distance_has_no_step_along_a_walk_away_from_a_store(latitude, bearing, start_m):
+    """Every 2 m over 200 m, the distance grows as geopy's does, to the centimetre."""
+    steps = [start_m + 2 * k for k in range(101)]
+    targets = [geodesic(meters=m).destination((latitude, 10.0), bearing) for m in steps]
+    points = [(t.latitude, t.longitude) for t in targets]
+    expected = [geodesic((latitude, 10.0), point).meters for point in points]
+    for ours in circle_distances(latitude, 10.0, points):
+        strides = np.diff(ours) - np.diff(expected)
+        assert np.abs(strides).max() < 0.01
+
+
+@pytest.mark.parametrize(
+    ("latitude", "bearing"), [(48.8566, 90), (48.8566, 45), (60.17, 90), (0.0, 0), (70.0, 270)]
+)
+@pytest.mark.parametrize("outside_m", [20.0, -20.0])
+def test_a_fix_20_m_from_the_edge_of_a_50_km_circle_is_on_the_right_side(
+    latitude, bearing, outside_m
+):
+    target = geodesic(meters=50_000 + outside_m).destination((latitude, 10.0), bearing)
+    fence = Fence(1, latitude, 10.0, 50_000.0, None)
+    distance = signed_distance_m(fence, target.latitude, target.longitude)
+    found = BatchFenceIndex([fence], reach_m=0.0).nearby(target.latitude, target.longitude)
+    assert distance == pytest.approx(outside_m, abs=0.5)
+    assert [key for key, _ in found] == ([] if outside_m > 0 else [1])
+
+
+def test_a_fix_inside_the_near_ring_of_a_50_km_circle_is_found():
+    store = Fence(1, 0.0, 10.0, 50_000.0, None)
+    fix = geodesic(meters=50_000 + 49_900).destination((0.0, 10.0), 0)
+    for index in (FenceIndex([store], 50_250.0), BatchFenceIndex([store], 50_250.0)):
+        [(key, distance)] = index.nearby(fix.latitude, fix.longitude)
+        assert (key, distance) == (1, pytest.approx(49_900, abs=0.5))
+
+
+# --- Polygons measured on the ellipsoid -----------------------------------------------------
+
+
+def geodesic_to_edge(point, a, b):
+    """geopy's distance from a point to an edge straight in longitude and latitude (as GeoJSON
+    draws it), minimised along the edge by golden-section search."""
+
+    def distance(t):
+        return geodesic(point, (a[1] + t * (b[1] - a[1]), a[0] + t * (b[0] - a[0]))).meters
+
+    low, high = 0.0, 1.0
+    ratio = (5**0.5 - 1) / 2
+    for _ in range(40):
+        left, right = high - ratio * (high - low), low + ratio * (high - low)
+        if distance(left) < distance(right):
+            high = right
+        else:
+            low = left
+    return min(distance(0.0), distance(1.0), distance((low + high) / 2))
+
+
+def square_fence(latitude, longitude, half_m):
+    d_lat = half_m / 111_000
+    d_lon = half_m / (111_000 * np.cos(np.radians(latitude)))
+    corners = [
+        [longitude - d_lon, latitude - d_lat],
+        [longitude + d_lon, latitude - d_lat],
+        [longitude + d_lon, latitude + d_lat],
+        [longitude - d_lon, latitude + d_lat],
+    ]
+    polygon = {"type": "Polygon", "coordinates": [[*corners, corners[0]]]}
+    return fence_from_store(1, latitude, longitude, None, polygon)
+
+
+@pytest.mark.parametrize("latitude", [0.0, 48.86, 60.0, 70.0])
+def test_a_35_km_square_measures_as_geopy_does_inside_and_out(latitude):
+    fence = square_fence(latitude, 10.0, 35_000)
+    outer = fence.rings[0]
+    # Inside near each side and corner (a quarter degree from the store), and out past them.
+    points = [
+        (scale, latitude + north * scale, 10.0 + east * scale / np.cos(np.radians(latitude)))
+        for north, east in [(1, 1), (-1, 1), (1, 0), (0, -1), (-1, 0.3)]
+        for scale in (0.25, 0.45)
+    ]
+    batch = BatchFenceIndex([fence], reach_m=100_000)
+    for scale, point_latitude, point_longitude in points:
+        point = (point_latitude, point_longitude)
+        nearest = min(geodesic_to_edge(point, a, b) for a, b in pairwise(outer))
+        expected = -nearest if scale < 0.3 else nearest
+        ours = signed_distance_m(fence, *point)
+        [(_, batched)] = batch.nearby(*point)
+        assert ours == pytest.approx(expected, rel=1e-4, abs=0.05)
+        assert batched == pytest.approx(ours, abs=1e-6)
+
+
+# --- Wide fences among small ones ---------------------------------------------------------
+
+
+def test_a_hundred_50_km_fences_among_2000_stores_stay_off_the_grid_and_are_found():
+    """A 50 km circle listed in every cell of a grid sized for 100 m stores would take half a
+    million cells; the wide fences are kept aside, and found exactly as brute force finds."""
+    rng = np.random.default_rng(7)
+    reach = 250.0
+    stores = [
+        Fence(k, 48.86 + rng.uniform(-1, 1), 2.35 + rng.uniform(-1, 1), 100.0, None)
+        for k in range(2_000)
+    ]
+    wide = [
+        Fence(10_000 + k, 48.86 + rng.uniform(-1, 1), 2.35 + rng.uniform(-1, 1), 50_000.0, None)
+        for k in range(100)
+    ]
+    fences = [*stores, *wide]
+    # A small store is listed in a few dozen cells; the wide fences in none.
+    scalar = FenceIndex(fences, reach)
+    assert scalar.cell_entries < 100 * len(stores)
+    batch = BatchFenceIndex(fences, reach)
+    assert batch.cell_entries < 100 * len(stores)
+    # Fixes near small stores, near the edges of wide fences, and anywhere.
+    points = []
+    for fence in rng.choice(fences, 300):
+        metres = (fence.radius_m or 0) + rng.uniform(-300, 600)
+        target = geodesic(meters=abs(metres)).destination(
+            (fence.latitude, fence.longitude), rng.uniform(0, 360)
+        )
+        points.append((target.latitude, target.longitude))
+    points += [(48.86 + rng.uniform(-1.5, 1.5), 2.35 + rng.uniform(-1.5, 1.5)) for _ in range(100)]
+    index, keys, _ = batch.nearby_batch(*map(np.array, zip(*points, strict=True)))
+    for n, (latitude, longitude) in enumerate(points):
+        distances = {f.key: signed_distance_m(f, latitude, longitude) for f in fences}
+        certain = {key for key, d in distances.items() if d <= reach - 1e-6}
+        possible = {key for key, d in distances.items() if d <= reach + 1e-6}
+        assert certain <= {key for key, _ in scalar.nearby(latitude, longitude)} <= possible
+        assert certain <= set(keys[index == n].tolist()) <= possible

@@ -20,6 +20,16 @@ def polygon(*rings):
     return {"type": "Polygon", "coordinates": list(rings)}
 
 
+# A store's outline across the antimeridian (Taveuni, Fiji), and a courtyard in it, across too.
+TAVEUNI = [[179.999, -16.801], [-179.999, -16.801], [-179.999, -16.799], [179.999, -16.799]]
+TAVEUNI_COURTYARD = [
+    [179.9998, -16.8002],
+    [179.9998, -16.7998],
+    [-179.9998, -16.7998],
+    [-179.9998, -16.8002],
+]
+
+
 def regular(corners, radius=0.001):
     """A ring of `corners` corners on a circle around the Louvre."""
     points = [
@@ -53,6 +63,10 @@ VALID = [
     ("a repeated corner", polygon([[0, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 0]])),
     ("integers", polygon(closed([0, 0], [1, 0], [1, 1]))),
     ("the globe's edges", polygon(closed([-180, -90], [180, -90], [180, 90], [-180, 90]))),
+    (
+        "an outline and its hole across the antimeridian",
+        polygon(closed(*TAVEUNI), closed(*TAVEUNI_COURTYARD)),
+    ),
     (f"{MAX_RING_VERTICES} corners", polygon(regular(MAX_RING_VERTICES))),
 ]
 
@@ -156,6 +170,12 @@ INVALID = [
         polygon(
             closed(*SQUARE), closed([2.33, 48.85], [2.35, 48.85], [2.35, 48.87], [2.33, 48.87])
         ),
+        "hole 1 is not inside the outer ring",
+    ),
+    (
+        # Inside the outline's corners taken literally, which would span the globe the long way.
+        "a hole half the world away from an outline across the antimeridian",
+        polygon(closed(*TAVEUNI), closed([0.0, -16.8002], [0.0, -16.7998], [0.0004, -16.7998])),
         "hole 1 is not inside the outer ring",
     ),
     (
