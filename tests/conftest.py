@@ -1,10 +1,17 @@
 from collections.abc import Callable
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 from rest_framework.test import APIClient
 
 from promotions.models import Scope
 from promotions.services import create_api_key
+
+# No deadline for any example: Hypothesis's default (200 ms) would fail an example for
+# being slow, a timing assertion that a loaded machine trips. Loaded here, before any test
+# module builds its own settings on top of it.
+hypothesis_settings.register_profile("passage", deadline=None)
+hypothesis_settings.load_profile("passage")
 
 
 @pytest.fixture(autouse=True)

@@ -55,7 +55,6 @@ E164 = re.compile(r"\+[1-9][0-9]{1,14}")
 
 FUZZ = settings(
     max_examples=150,
-    deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 

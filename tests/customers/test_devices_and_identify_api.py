@@ -1,11 +1,14 @@
-from unittest import mock
+import time
+from collections.abc import Callable
 
 import pytest
+from django.db import connection
 
 from customers.models import BrowsingEvent, Device, ProductIntent
 from promotions import beacons
 from promotions.models import DeviceTrack, Ping, Sighting
 from tests.clock import ago
+from tests.customers.test_races import in_thread, started
 from tests.factories import BEACON_UUID, BeaconFactory, CustomerFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
@@ -150,30 +153,55 @@ def test_an_identity_already_advertised_by_another_device_is_409(api, lea):
     assert not Device.objects.filter(device_id="lea-tag").exists()
 
 
-def test_an_identity_another_request_gives_its_device_meanwhile_is_409(client_with_scopes, lea):
-    api = client_with_scopes()
-    api.raise_request_exception = False
-    key = beacons.ibeacon_key(BEACON_UUID, 7, 9)
-    check_identity = Device.clean
-
-    def claimed_after_the_check(device):
-        # The other request's device commits between this request's check and its insert.
-        if not Device.objects.filter(ble_identity=key).exists():
-            Device.objects.create(device_id="tom-tag", customer=lea, ble_identity=key)
-        check_identity(device)
-
-    with mock.patch.object(Device, "clean", claimed_after_the_check):
-        response = api.post(
-            "/api/v1/devices",
-            {
-                "device_id": "lea-tag",
-                "customer_id": "C-1",
-                "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 9},
-            },
+def blocked_on_a_lock() -> bool:
+    """Whether a session of this test database waits for a lock another one holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
         )
+        return cursor.fetchone()[0] > 0
 
-    assert response.status_code == 409
-    assert not Device.objects.filter(device_id="lea-tag").exists()
+
+def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
+)
+def test_an_identity_another_request_gives_its_device_meanwhile_is_409(client_with_scopes, lea):
+    tom_app, lea_app = client_with_scopes(), client_with_scopes()
+    lea_app.raise_request_exception = False
+    tag = {"customer_id": "C-1", "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 9}}
+    answers = {}
+
+    # Tom's request has given the identity to its device and not committed yet...
+    tom = started(
+        lambda: answers.setdefault(
+            "tom", tom_app.post("/api/v1/devices", {"device_id": "tom-tag", **tag})
+        )
+    )
+    # ...when Léa's checks that no device holds it (none that committed does), and inserts.
+    lea_request = in_thread(
+        lambda: answers.setdefault(
+            "lea", lea_app.post("/api/v1/devices", {"device_id": "lea-tag", **tag})
+        )
+    )
+    assert wait_for(blocked_on_a_lock), "Léa's insert must wait for Tom's transaction"
+    tom.release.set()
+    tom.join(10)
+    lea_request.join(10)
+
+    assert (answers["tom"].status_code, answers["lea"].status_code) == (201, 409)
+    assert answers["lea"].json()["detail"] == "Another device already advertises this BLE identity."
+    assert list(Device.objects.values_list("device_id", flat=True)) == ["tom-tag"]
 
 
 LEA_TAG = {"uuid": BEACON_UUID, "major": 7, "minor": 9}

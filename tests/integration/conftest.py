@@ -25,10 +25,13 @@ from django.db import connection
 from tests import fault_reports, twilio_fake
 
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = "redis://127.0.0.1:6379/13"
+# A Redis database of their own (flushed by each test); another run on the same machine
+# can be given another with INTEGRATION_REDIS_URL.
+REDIS_URL = os.environ.get("INTEGRATION_REDIS_URL", "redis://127.0.0.1:6379/13")
 RABBITMQ_URL = "amqp://guest:guest@127.0.0.1:5672//"
 PUBLIC_BASE_URL = "https://passage.example.com"
 SECRET_KEY = "integration-tests-secret-key-integration-tests-secret-key"
+FROM_NUMBER = "+15005550006"  # the processes' Twilio sender, which paces their SMS
 
 pytestmark = pytest.mark.integration
 
@@ -113,7 +116,7 @@ class Processes:
             SMS_BACKEND="twilio",
             TWILIO_ACCOUNT_SID=twilio_fake.ACCOUNT_SID,
             TWILIO_AUTH_TOKEN=twilio_fake.AUTH_TOKEN,
-            TWILIO_FROM_NUMBER="+15005550006",
+            TWILIO_FROM_NUMBER=FROM_NUMBER,
             TWILIO_API_BASE=self.twilio.url,
             SMS_SENDER_MPS="1000",
             CELERY_VISIBILITY_TIMEOUT_SECONDS="5",

@@ -3,28 +3,30 @@ fault test injects one failure and prints what went in and came out: pings accep
 processed, SMS decided and sent, duplicates and losses."""
 
 import contextlib
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import count
 
 import pytest
 import requests
 from celery import Celery
+from django.db import connection, transaction
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from customers.models import SmsConsent
-from promotions.models import Delivery, LocationBatch, Ping
+from customers.models import Customer, SmsConsent
+from promotions.models import Delivery, LocationBatch, Ping, SmsSender
 from promotions.services import create_api_key
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
-from tests.integration.conftest import PUBLIC_BASE_URL, ROOT, report, wait_until
+from tests.integration.conftest import FROM_NUMBER, PUBLIC_BASE_URL, ROOT, report, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -142,16 +144,54 @@ def test_pings_through_gunicorn_reach_one_sms_each(processes, world, broker, req
     assert out["duplicate_sms"] == 0
 
 
+@contextlib.contextmanager
+def customer_locked(customer: Customer) -> Iterator[None]:
+    """Holds the customer's row lock in a transaction of its own, as another batch of theirs
+    in progress would: a worker processing a batch with them waits for it, mid-batch."""
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        try:
+            with transaction.atomic():
+                list(Customer.objects.select_for_update().filter(pk=customer.pk))
+                locked.set()
+                release.wait(300)
+        finally:
+            connection.close()
+
+    holder = threading.Thread(target=hold, daemon=True)
+    holder.start()
+    assert locked.wait(30), "could not lock the customer"
+    try:
+        yield
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def waiting_on_a_lock() -> bool:
+    """Whether a session of the test database waits for a lock another one holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        )
+        return cursor.fetchone()[0] > 0
+
+
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_another(processes, world):
     devices = shoppers(300)
     batch = store_pings(devices)
-    first = processes.worker("first")
-    enqueue_batch(processes.broker_url, batch)
-    processes.wait_for_log(first, "process_location_batch")
-    time.sleep(0.3)
-
-    processes.kill(first, signal.SIGKILL)
-    killed_with = figures(processes.twilio, batch)
+    # A worker claims the batch, then locks its customers in id order: with the last one
+    # held here, it stops mid-batch, its claim and its work not committed, and is killed so.
+    last = max((device.customer for device in devices), key=lambda customer: customer.pk)
+    with customer_locked(last):
+        first = processes.worker("first")
+        enqueue_batch(processes.broker_url, batch)
+        wait_until(waiting_on_a_lock, what="the first worker to stop mid-batch")
+        processes.kill(first, signal.SIGKILL)
+        killed_with = figures(processes.twilio, batch)
+    assert killed_with["pings_processed"] == killed_with["decisions"] == 0
     processes.worker("second")
 
     wait_until(
@@ -167,16 +207,36 @@ def test_a_worker_killed_mid_batch_leaves_the_batch_to_another(processes, world)
     assert out["sms_at_twilio"] == out["sms_sent"] == 300
 
 
+# Celery's log of a task's end; a batch's return value is the number of sends it enqueued.
+BATCH_ENDED = re.compile(r"process_location_batch\[[^\]]+\] succeeded in [^:]+: (\d+)")
+SEND_ENDED = re.compile(r"send_sms\[[^\]]+\] succeeded in ")
+
+
+def ended(processes, workers, task: re.Pattern) -> list[str]:
+    return [found for worker in workers for found in task.findall(processes.log(worker))]
+
+
 def test_two_workers_given_the_same_batch_send_one_sms_each(processes, world):
     devices = shoppers(100)
     batch = store_pings(devices)
-    processes.worker("one")
-    processes.worker("two")
+    workers = [processes.worker("one"), processes.worker("two")]
 
     enqueue_batch(processes.broker_url, batch, copies=2)
 
-    wait_until(lambda: all_sent(processes.twilio, 100), what="100 SMS", timeout=90)
-    time.sleep(2)  # let the second copy finish too
+    # Both copies end, each having enqueued the sends it found to do; then every one of
+    # those sends ends: a duplicate, if any, has reached Twilio by then.
+    wait_until(
+        lambda: len(ended(processes, workers, BATCH_ENDED)) == 2,
+        what="both copies of the batch to end",
+        timeout=90,
+    )
+    sends = sum(int(count) for count in ended(processes, workers, BATCH_ENDED))
+    wait_until(
+        lambda: len(ended(processes, workers, SEND_ENDED)) == sends,
+        what=f"the {sends} send tasks the batch's copies enqueued to end",
+        timeout=90,
+    )
+    assert all_sent(processes.twilio, 100)
     with report("one batch given to two workers") as out:
         out.update(figures(processes.twilio, batch))
     assert out["sms_at_twilio"] == 100
@@ -406,18 +466,19 @@ def test_a_worker_whose_database_connection_was_cut_carries_on(processes, world,
 
 
 def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
-    processes.extra["SMS_SENDER_MPS"] = "0.1"  # one SMS every 10 s: the second one waits
-    first, second = shoppers(2)
+    [shopper] = shoppers(1)
+    # The sender is booked for the next hour: the SMS decided now waits for its slot until
+    # the test brings its turn, after the STOP.
+    SmsSender.objects.create(sender=FROM_NUMBER, next_slot_at=timezone.now() + timedelta(hours=1))
     processes.worker()
     url = processes.gunicorn()
 
-    assert post_pings(url, world["key"], walk_in_pings([first])).status_code == 202
-    assert post_pings(url, world["key"], walk_in_pings([second])).status_code == 202
+    assert post_pings(url, world["key"], walk_in_pings([shopper])).status_code == 202
     wait_until(
-        lambda: Delivery.objects.filter(customer=second.customer, status="queued").exists(),
-        what="the second SMS to wait in the queue",
+        lambda: Delivery.objects.filter(customer=shopper.customer, status="queued").exists(),
+        what="the SMS to wait in the queue",
     )
-    form = {"From": second.customer.phone, "Body": "STOP", "MessageSid": "SMinbound"}
+    form = {"From": shopper.customer.phone, "Body": "STOP", "MessageSid": "SMinbound"}
     path = "/webhooks/twilio/inbound"
     signature = RequestValidator(twilio_fake.AUTH_TOKEN).compute_signature(
         PUBLIC_BASE_URL + path, form
@@ -427,21 +488,25 @@ def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
     )
     assert stop.status_code == 200
 
+    # Its slot comes: its send task runs, as the one waiting for that slot would.
+    app = Celery(broker=processes.broker_url)
+    app.send_task("promotions.tasks.send_sms", args=[Delivery.objects.get().pk])
+    app.close()
     wait_until(
         lambda: not Delivery.objects.filter(status="queued").exists(),
         what="the queued SMS to come due",
         timeout=40,
     )
-    held = Delivery.objects.get(customer=second.customer)
+    held = Delivery.objects.get(customer=shopper.customer)
     with report("STOP while the SMS was queued") as out:
         out.update(figures(processes.twilio))
         out["sent_to_opted_out"] = sum(
-            1 for r in processes.twilio.accepted if r.form["To"] == second.customer.phone
+            1 for r in processes.twilio.accepted if r.form["To"] == shopper.customer.phone
         )
     assert (held.status, held.reason) == ("suppressed", "no_consent")
     assert out["sent_to_opted_out"] == 0
-    second.customer.refresh_from_db()
-    assert second.customer.sms_consent == SmsConsent.OPTED_OUT
+    shopper.customer.refresh_from_db()
+    assert shopper.customer.sms_consent == SmsConsent.OPTED_OUT
 
 
 def test_the_production_settings_pass_the_deploy_checks(postgres):

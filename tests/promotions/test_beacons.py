@@ -51,9 +51,7 @@ ETLM_LENGTH_REPAIRS = {"eddystone-tlm-encrypted-beacontools": ("1116aafe2001", "
 FIELDS_NOT_IN_THE_FRAME = {"rssi", "address", "name", "local_name"}
 FIELDS_DELIBERATELY_NOT_FOLLOWED = {"beacontools_salt", "beacontools_mic"}
 
-# Decoding takes microseconds; no deadline, so a loaded CI machine cannot make these flaky.
-fuzz = settings(deadline=None, max_examples=400)
-quick = settings(deadline=None)
+fuzz = settings(max_examples=400)
 
 UUID_TEXT = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
 NAMESPACE = "edd1ebeac04e5defa017"
@@ -890,21 +888,18 @@ def test_decode_eddystone_url_returns_printable_text_or_raises_beacon_parse_erro
     assert url is None or (url.isascii() and url.isprintable() and " " not in url)
 
 
-@quick
 @given(st.text(), st.integers() | st.booleans(), st.integers())
 def test_ibeacon_key_returns_a_key_or_raises_beacon_parse_error(uuid_text, major, minor):
     key = raises_only_beacon_parse_error(ibeacon_key, uuid_text, major, minor)
     assert key is None or identity_from_key(key)["ibeacon"]["major"] == major
 
 
-@quick
 @given(st.text(max_size=24), st.text(max_size=14))
 def test_eddystone_uid_key_returns_a_key_or_raises_beacon_parse_error(namespace, instance):
     key = raises_only_beacon_parse_error(eddystone_uid_key, namespace, instance)
     assert key is None or key == f"eddystone:{namespace.lower()}:{instance.lower()}"
 
 
-@quick
 @given(
     st.text()
     | st.builds(
@@ -918,7 +913,6 @@ def test_identity_from_key_returns_an_identity_or_raises_beacon_parse_error(key)
     assert identity is None or len(identity) == 1
 
 
-@quick
 @given(st.uuids(), st.integers(0, 65535), st.integers(0, 65535), st.integers(-128, 127))
 def test_an_ibeacon_identity_round_trips_through_the_air_and_its_key(
     beacon_uuid, major, minor, power
@@ -931,7 +925,6 @@ def test_an_ibeacon_identity_round_trips_through_the_air_and_its_key(
     }
 
 
-@quick
 @given(st.binary(min_size=10, max_size=10), st.binary(min_size=6, max_size=6), st.booleans())
 def test_an_eddystone_uid_identity_round_trips_through_the_air_and_its_key(
     namespace, instance, upper_case
@@ -949,7 +942,6 @@ def test_an_eddystone_uid_identity_round_trips_through_the_air_and_its_key(
     assert eddystone_uid_key(*spelled) == identity_key(frame)
 
 
-@quick
 @given(st.binary(min_size=20, max_size=20))
 def test_an_altbeacon_resolves_to_the_ibeacon_identity_of_its_split_id(beacon_id):
     frame = parse_advertisement(altbeacon_ad(beacon_id))

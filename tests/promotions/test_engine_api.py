@@ -226,8 +226,10 @@ def test_the_global_quiet_hours_apply_on_top_of_the_campaigns(api, outbox, rivol
 
 
 def test_a_day_not_allowed_holds_the_sms(api, outbox, rivoli, lea):
-    today = rules.WEEKDAYS[datetime.now(ZoneInfo("Europe/Paris")).weekday()]
-    x200_campaign(rivoli, allowed_days=[d for d in rules.WEEKDAYS if d != today])
+    # Decided today in Paris, or tomorrow if midnight passes meanwhile: neither is allowed.
+    today = datetime.now(ZoneInfo("Europe/Paris")).weekday()
+    not_allowed = {rules.WEEKDAYS[today], rules.WEEKDAYS[(today + 1) % 7]}
+    x200_campaign(rivoli, allowed_days=[d for d in rules.WEEKDAYS if d not in not_allowed])
 
     walk_in(api, "lea-phone")
 
@@ -381,6 +383,20 @@ def test_a_holdout_customer_takes_no_code_from_the_pool(api, outbox, rivoli):
     redemption = {"customer_id": held, "store_code": "RIVOLI", "redeemed_at": ago(seconds=0)}
     response = api.post("/api/v1/redemptions", redemption)
     assert (response.status_code, response.json()["delivery"]) == (201, holdout["id"])
+
+
+def test_a_holdout_visit_counts_toward_the_campaigns_own_cap(api, outbox, rivoli):
+    # The holdout is measured at the treated group's frequency: one decision per cap window.
+    campaign = x200_campaign(rivoli, holdout_percent=50, limit_per_customer_days=7)
+    held = next(f"C-{n}" for n in range(2000, 2100) if rules.in_holdout(campaign.id, f"C-{n}", 50))
+    shopper(api, held, "held-phone")
+
+    walk_in(api, "held-phone", minutes_ago=3)
+    leave_and_come_back(api, "held-phone")
+
+    assert outbox == []
+    statuses = [(d["status"], d["reason"]) for d in api.get("/api/v1/deliveries").json()["results"]]
+    assert statuses == [("suppressed", "campaign_cap"), ("holdout", "holdout")]
 
 
 def test_a_dry_run_counts_only_the_sms_sent_before_each_event(api, rivoli, lea, settings):

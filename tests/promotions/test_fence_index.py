@@ -159,7 +159,7 @@ def fences(draw, key):
         return Fence(key, latitude, longitude, 50.0, None)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     st.lists(st.integers(0, 10_000), min_size=1, max_size=30, unique=True).flatmap(
         lambda keys: st.tuples(*(fences(key) for key in keys))
@@ -199,7 +199,7 @@ def test_circle_distances_agree_with_geopy_within_a_twentieth_of_a_percent(
 # --- The batch index agrees with the scalar one -----------------------------------------
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=150)
 @given(
     st.lists(st.integers(0, 10_000), min_size=1, max_size=30, unique=True).flatmap(
         lambda keys: st.tuples(*(fences(key) for key in keys))

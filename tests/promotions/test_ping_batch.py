@@ -135,7 +135,7 @@ def test_the_fast_path_agrees_with_the_serializer_at_each_rules_edges(field):
     assert_paths_agree({key: value for key, value in VALID.items() if key != field})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(item=pings)
 def test_the_fast_path_agrees_with_the_serializer_on_any_ping(item):
     assert_paths_agree(item)

@@ -133,6 +133,28 @@ def test_a_loyalty_card_without_a_current_offer_is_404(api, rivoli):
     assert response.status_code == 404
 
 
+def test_a_loyalty_card_attributes_a_purchase_to_the_offer_it_followed_not_a_later_one(api, rivoli):
+    customer = CustomerFactory(external_id="C-7")
+    now = timezone.now()
+    offers = [
+        DeliveryFactory(
+            customer=customer,
+            created_at=now - timedelta(days=days_ago),
+            expires_at=now + timedelta(days=7),
+        )
+        for days_ago in (3, 1)
+    ]
+
+    response = api.post(
+        "/api/v1/redemptions",
+        {"customer_id": "C-7", "store_code": "RIVOLI", "redeemed_at": ago(days=2)},
+    )
+
+    # Bought on day 2: the day-1 offer led to it; the day-3 one did not exist yet.
+    assert response.status_code == 201, response.json()
+    assert response.json()["delivery"] == offers[0].id
+
+
 def test_an_expired_code_is_409_saying_when_it_expired(api, rivoli):
     expires_at = (datetime.now(UTC) - timedelta(days=30)).replace(microsecond=0)
     DeliveryFactory(

@@ -167,6 +167,10 @@ def test_the_seed_example_queues_one_sms():
         ({"customer": replace(LEA, opted_in=False, has_phone=False)}, "no_consent"),
         ({"campaign": {"quiet_hours": (time(14, 30), time(16, 0))}}, "quiet_hours"),
         ({"campaign": {"quiet_hours": (time(21, 0), time(8, 0))}}, ""),
+        # A window holds its start minute and frees its end minute: [start, end).
+        ({"campaign": {"quiet_hours": (time(15, 0), time(16, 0))}}, "quiet_hours"),
+        ({"campaign": {"quiet_hours": (time(14, 0), time(15, 0))}}, ""),
+        ({"campaign": {"quiet_hours": (time(21, 0), time(15, 0))}}, ""),  # across midnight
         ({"now": NOW.replace(hour=21)}, ""),  # 22:00 in Paris: no quiet hours configured
         (
             {"campaign": {"quiet_hours": (time(21, 0), time(8, 0))}, "now": NOW.replace(hour=21)},
@@ -185,6 +189,22 @@ def test_the_seed_example_queues_one_sms():
             {
                 "campaign": {"per_customer_days": 7},
                 "customer": replace(LEA, sent_by_campaign={1: [NOW - timedelta(days=8)]}),
+            },
+            "",
+        ),
+        # The cap window is (now - 7 days, now]: an SMS this very instant counts, one sent
+        # exactly 7 days ago no longer does.
+        (
+            {
+                "campaign": {"per_customer_days": 7},
+                "customer": replace(LEA, sent_by_campaign={1: [NOW]}),
+            },
+            "campaign_cap",
+        ),
+        (
+            {
+                "campaign": {"per_customer_days": 7},
+                "customer": replace(LEA, sent_by_campaign={1: [NOW - timedelta(days=7)]}),
             },
             "",
         ),
@@ -270,6 +290,26 @@ def test_a_holdout_share_is_deterministic_and_close_to_its_percentage():
     assert 1_850 <= sum(members) <= 2_150
     assert not any(rules.in_holdout(7, f"C-{n}", 0) for n in range(1000))
     assert all(rules.in_holdout(7, f"C-{n}", 100) for n in range(1000))
+
+
+# Each key's bucket in campaign 7, worked out once from the contract (the first 8 bytes of
+# sha256("7:<customer key>") as a big-endian integer, modulo 100) and written down here:
+# recomputing it in the test would only repeat the code. A change to the draw or to its
+# bound shows.
+@pytest.mark.parametrize(
+    ("key", "percent", "held"),
+    [
+        ("C-67", 0, False),  # bucket 0
+        ("C-67", 1, True),
+        ("C-2", 20, True),  # bucket 19
+        ("C-113", 20, False),  # bucket 20
+        ("C-113", 21, True),
+        ("C-140", 99, False),  # bucket 99
+        ("C-140", 100, True),
+    ],
+)
+def test_a_holdout_of_n_percent_holds_the_customers_in_buckets_below_n(key, percent, held):
+    assert rules.in_holdout(7, key, percent) is held
 
 
 def test_a_holdout_customer_is_recorded_and_not_sent():

@@ -28,13 +28,13 @@ def store():
     return StoreFactory(code="RIVOLI", name="Passage Rivoli", latitude=48.8606, longitude=2.3417)
 
 
-def queue_offer(store, customer=None, *, seconds_ago=30):
-    """A customer walks in and a campaign decides to text them; nothing is sent yet."""
+def queue_offer(store, customer=None, *, seconds_ago=30, now=None):
+    """A customer walks in and a campaign decides to text them at `now`; nothing is sent yet."""
     customer = customer or CustomerFactory()
     device = DeviceFactory(customer=customer)
     campaign = CampaignFactory(offer_template="Bonjour {first_name}: {code}")
     campaign.stores.add(store)
-    now = timezone.now()
+    now = now or timezone.now()
     ping = Ping.objects.create(
         device=device,
         latitude=store.latitude,
@@ -96,6 +96,30 @@ def test_sending_the_same_delivery_again_sends_nothing(twilio, store):
     tasks.send_sms.delay(delivery.id)
 
     assert len(twilio.messages) == 1
+
+
+def test_a_delivery_is_claimed_for_sending_once(store):
+    delivery = queue_offer(store)
+    now = timezone.now()
+
+    first = sending.claim(delivery.id, now=now, attempts=1)
+    second = sending.claim(delivery.id, now=now + timedelta(seconds=1), attempts=2)
+
+    assert (first, second) == (True, False)
+    delivery.refresh_from_db()
+    assert (delivery.claimed_at, delivery.attempts) == (now, 1)
+
+
+def test_a_delivery_claimed_by_a_worker_that_died_is_not_sent_by_the_next(twilio, store):
+    delivery = queue_offer(store)
+    # The first worker claimed it, then died before it could say whether Twilio took it.
+    claimed_at = timezone.now()
+    assert sending.claim(delivery.id, now=claimed_at, attempts=1)
+
+    delivery = send(delivery)  # the task, redelivered to another worker
+
+    assert twilio.messages == []
+    assert (delivery.status, delivery.claimed_at, delivery.attempts) == ("queued", claimed_at, 1)
 
 
 def test_throttling_and_server_errors_are_retried_until_one_message_goes(twilio, store):
@@ -307,18 +331,28 @@ def test_an_offer_older_than_its_validity_is_not_sent(twilio, store, settings):
     assert twilio.messages == []
 
 
-@pytest.mark.parametrize("stop", ["paused", "ended", "past its end"])
+@pytest.mark.parametrize(
+    "stop",
+    [
+        {"status": "paused"},
+        {"status": "ended"},
+        {"ends_at": timedelta(seconds=-1)},  # past its end when the slot comes
+        {"ends_at": timedelta(0)},  # ending the very instant its slot comes
+    ],
+    ids=["paused", "ended", "past its end", "ending at its slot"],
+)
 def test_a_campaign_stopped_while_its_sms_waited_sends_nothing(twilio, store, stop):
     delivery = queue_offer(store)
+    now = timezone.now()
     campaign = delivery.campaign
-    if stop == "past its end":
-        campaign.ends_at = timezone.now() - timedelta(seconds=1)
-    else:
-        campaign.status = stop
+    campaign.status = stop.get("status", campaign.status)
+    if "ends_at" in stop:
+        campaign.ends_at = now + stop["ends_at"]
     campaign.save()
 
-    delivery = send(delivery)
+    sending.send_delivery(delivery_id=delivery.id, now=now)
 
+    delivery.refresh_from_db()
     assert (delivery.status, delivery.error_message) == ("failed", sending.CAMPAIGN_STOPPED)
     assert twilio.messages == []
 
@@ -340,32 +374,38 @@ def test_a_send_whose_slot_falls_in_quiet_hours_is_held(twilio, store):
 
 def test_sends_are_paced_to_the_senders_rate(store, settings):
     settings.SMS_SENDER_MPS = 2
-    first = queue_offer(store)
-    second = queue_offer(store)
-    third = queue_offer(store)
+    now = timezone.now()  # three decisions in one instant: a burst
+    first, second, third = (queue_offer(store, now=now) for _ in range(3))
 
-    gaps = [
-        (b.send_after - a.send_after).total_seconds() for a, b in [(first, second), (second, third)]
+    assert [first.send_after, second.send_after, third.send_after] == [
+        now,
+        now + timedelta(seconds=0.5),
+        now + timedelta(seconds=1),
     ]
-    assert gaps == [0.5, 0.5]
 
 
 def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
     twilio, store, settings
 ):
     settings.SMS_SENDER_MPS = 1
-    throttled = queue_offer(store)
-    next_in_line = queue_offer(store)
+    now = timezone.now()
+    # The sender has an hour's backlog: the retry, which runs on the worker's clock, is
+    # paced from it, however long the test takes to get there.
+    backlog_ends = now + timedelta(hours=1)
+    SmsSender.objects.create(sender=sms.sender_id(), next_slot_at=backlog_ends)
+    throttled = queue_offer(store, now=now)
+    next_in_line = queue_offer(store, now=now)
     twilio.then(twilio_fake.TOO_MANY)
 
     throttled = send(throttled)
-    later = queue_offer(store)
+    later = queue_offer(store, now=now)
 
     # The retry took the slot after the SMS paced behind it, and the next decision's SMS
     # the slot after the retry's: the sender never sends faster than its pace.
     assert throttled.status == "sent"
-    assert throttled.send_after >= next_in_line.send_after + timedelta(seconds=1)
-    assert later.send_after - next_in_line.send_after == timedelta(seconds=2)
+    assert next_in_line.send_after == backlog_ends + timedelta(seconds=1)
+    assert throttled.send_after == backlog_ends + timedelta(seconds=2)
+    assert later.send_after == backlog_ends + timedelta(seconds=3)
 
 
 def test_a_retry_whose_backoff_ends_after_the_senders_next_slot_waits_for_the_backoff(store):
