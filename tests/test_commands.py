@@ -1,11 +1,8 @@
 """What an operator sees when a management command cannot do its work."""
 
-import os
-import subprocess
-import sys
-
 import pytest
-from django.conf import settings
+
+from tests.processes import run_python
 
 
 @pytest.mark.parametrize(
@@ -18,18 +15,8 @@ from django.conf import settings
     ],
 )
 def test_a_command_on_an_unmigrated_database_says_to_migrate(tmp_path, command):
-    env = {
-        **{k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")},
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}",
-    }
-
-    result = subprocess.run(
-        [sys.executable, "manage.py", *command],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-        timeout=120,
+    result = run_python(
+        "manage.py", *command, env={"DATABASE_URL": f"sqlite:///{tmp_path / 'empty.sqlite3'}"}
     )
 
     assert result.returncode == 1

@@ -1,15 +1,14 @@
 """Settings read the environment through typed helpers that refuse bad values."""
 
-import os
 import secrets
 import subprocess
-import sys
 
 import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from config import settings as config
+from tests.processes import run_python
 
 
 def test_env_helpers_read_typed_values(monkeypatch):
@@ -51,15 +50,7 @@ def test_env_helpers_refuse_bad_values_naming_the_variable(
 
 
 def _settings_in_subprocess(env: dict[str, str], expression: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
-    return subprocess.run(
-        [sys.executable, "-c", f"from config import settings as s; print({expression})"],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-        timeout=60,
-    )
+    return run_python("-c", f"from config import settings as s; print({expression})", env=env)
 
 
 def test_production_needs_a_secret_key():
@@ -108,15 +99,7 @@ def test_a_log_level_logging_does_not_know_is_refused_naming_the_variable():
 
 
 def _manage_py(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
-    return subprocess.run(
-        [sys.executable, "manage.py", *args],
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-        timeout=120,
-    )
+    return run_python("manage.py", *args, env=env)
 
 
 def test_a_bad_environment_value_is_one_line_from_manage_py_not_a_traceback():
@@ -132,15 +115,7 @@ def test_a_bad_environment_value_is_one_line_from_manage_py_not_a_traceback():
 @pytest.mark.parametrize("server", ["wsgi", "asgi"])
 def test_a_bad_environment_value_is_one_line_from_a_server_loading_the_app(server):
     # What gunicorn or uvicorn print when a worker imports the application.
-    clean = {k: v for k, v in os.environ.items() if k not in ("SECRET_KEY", "DEBUG")}
-    result = subprocess.run(
-        [sys.executable, "-c", f"import config.{server}"],
-        env={**clean, "LOG_LEVEL": "LOUD"},
-        capture_output=True,
-        text=True,
-        cwd=settings.BASE_DIR,
-        timeout=60,
-    )
+    result = run_python("-c", f"import config.{server}", env={"LOG_LEVEL": "LOUD"})
 
     assert result.returncode == 1
     assert result.stderr.startswith("Configuration error: LOG_LEVEL='LOUD'")

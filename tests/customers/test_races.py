@@ -17,6 +17,7 @@ from promotions import services as promotions_services
 from promotions.ingest import IngestResult
 from promotions.models import Delivery, Ping
 from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory
+from tests.processes import in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -45,18 +46,6 @@ class Paused(threading.Thread):
             self.inside.set()
         finally:
             connection.close()
-
-
-def in_thread(work: Callable[[], Any]) -> threading.Thread:
-    def run() -> None:
-        try:
-            work()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def started(work: Callable[[], Any]) -> Paused:

@@ -18,6 +18,7 @@ from promotions import services
 from promotions.ingest import IngestResult
 from promotions.models import Ping
 from tests.factories import CustomerFactory, DeviceFactory
+from tests.processes import in_thread
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -64,18 +65,6 @@ class Paused(threading.Thread):
             self.inside.set()
         finally:
             connection.close()
-
-
-def in_thread(work) -> threading.Thread:
-    def run():
-        try:
-            work()
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_an_erasure_waits_for_ingest_in_flight_and_removes_what_it_stored():
