@@ -250,6 +250,16 @@ class _Run:
             state.holders = tuple(sorted((*state.holders, device)))
         self.changed.add(place)
 
+    def let_go(self, place: Place, device: int) -> bool:
+        """A fix late for the place (another device has spoken for it since) is still its
+        own device's latest word (stale ones never get here): if the device held the customer
+        in the place, it says they left. Whether the place is to be left now, at its
+        watermark, no device holding it any more."""
+        state = self.states.get(place)
+        if state is None or not state.inside or device not in state.holders:
+            return False
+        return self.release(place, device)
+
     def release(self, place: Place, device: int) -> bool:
         """The device's evidence no longer holds the customer here; whether none does."""
         state = self.state(place)
@@ -312,21 +322,22 @@ class _Run:
             distance = distances.get(store)
             place = Place(store)
             state = self.state(place)
-            if state.last_at is not None and fix.at <= state.last_at:
-                continue
             # Leaving needs the whole accuracy circle beyond the margin: a vague fix whose
             # centre lands outside proves little, and would flap a customer out and back in.
             # A store `locate` did not return is at least `locate_reach_m` away.
             at_least = distance if distance is not None else self.locate_reach_m
             far = at_least - fix.accuracy > rules.exit_margin_m
-            inside_now = distance is not None and precise and distance + share <= 0
             was_inside = state.inside
+            if state.last_at is not None and fix.at <= state.last_at:
+                if far and self.let_go(place, fix.device):
+                    self.leave_store(store, state.last_at, distance, evidence)
+                # Each ring has a watermark of its own.
+                self._rings(store, distance, share, precise, fix, was_inside)
+                continue
+            inside_now = distance is not None and precise and distance + share <= 0
             if state.inside:
                 if far and self.release(place, fix.device):
-                    why = "no fence nearby" if distance is None else f"fix {distance:.0f} m out"
-                    for zone in self.places_of_store(store):
-                        self.leave(zone, fix.at, reason=why, **evidence)
-                    self.leave(place, fix.at, reason=why, **evidence)
+                    self.leave_store(store, fix.at, distance, evidence)
                 elif precise and not far:
                     self.stay(place, fix.at, fix.device)
                     self.dwell(place, fix.at)
@@ -337,6 +348,14 @@ class _Run:
                 self.enter(place, fix.at, fix.device, reason=why, **evidence)
             self.touch(place, fix.at)
             self._rings(store, distance, share, precise, fix, was_inside or state.inside)
+
+    def leave_store(self, store: int, at: datetime, distance: float | None, evidence: dict) -> None:
+        """Leave the store and its zones, on a fix `distance` from its fence (None: beyond
+        what `locate` looks at)."""
+        why = "no fence nearby" if distance is None else f"fix {distance:.0f} m out"
+        for zone in self.places_of_store(store):
+            self.leave(zone, at, reason=why, **evidence)
+        self.leave(Place(store), at, reason=why, **evidence)
 
     def _rings(
         self,
@@ -352,13 +371,15 @@ class _Run:
         for radius in sorted(self.near_distances.get(store, ())):
             ring = Place(store, near_m=float(radius))
             state = self.state(ring)
-            if state.last_at is not None and fix.at <= state.last_at:
-                continue
             # As for a store, the accuracy counts against the customer: a vague fix just
             # beyond the ring must not read as an approach.
             within = distance is not None and precise and distance + share <= radius
             at_least = distance if distance is not None else self.locate_reach_m
             beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
+            if state.last_at is not None and fix.at <= state.last_at:
+                if beyond and self.let_go(ring, fix.device):
+                    self.leave(ring, state.last_at)
+                continue
             if state.inside:
                 if beyond:
                     if self.release(ring, fix.device):

@@ -211,6 +211,35 @@ def test_both_devices_in_the_store_leave_it_when_the_last_one_does():
     assert [(e.kind, e.at) for e in out.events] == [(EXITED, at(90))]
 
 
+def test_the_last_device_out_ends_the_visit_even_when_its_fix_arrives_late():
+    # Both phones were in; the first one's exit came in first, the second's, recorded
+    # earlier, in a later batch: the visit ends when both are out, not at the timeout (which
+    # would announce a dwell the customer never made).
+    visit = run([fix(0, -30, device=1), fix(30, -20, device=2)])
+    first = run([fix(100, 800, device=1)], states=visit.states, tracks=visit.tracks)
+    assert first.events == []
+    states, tracks = visit.states | first.states, visit.tracks | first.tracks
+
+    second = run([fix(90, 800, device=2)], states=states, tracks=tracks, dwell_minutes={10})
+
+    assert [(e.kind, e.at) for e in second.events] == [(EXITED, at(100))]
+    later = run([fix(2000, 800, device=1)], states=states | second.states, dwell_minutes={10})
+    assert later.events == []
+
+
+def test_an_approach_ends_with_the_last_device_out_of_the_ring_even_when_it_reports_late():
+    near = {STORE: {500.0}}
+    approach = run([fix(0, 400, device=1), fix(30, 300, device=2)], near_distances=near)
+    assert [e.kind for e in approach.events] == [NEAR]
+    first = run([fix(100, 1_500, device=1)], approach.states, approach.tracks, near_distances=near)
+    states, tracks = approach.states | first.states, approach.tracks | first.tracks
+    second = run([fix(90, 1_500, device=2)], states, tracks, near_distances=near)
+
+    again = run([fix(200, 400, device=1)], states | second.states, near_distances=near)
+
+    assert [e.kind for e in again.events] == [NEAR]
+
+
 def test_an_approach_is_announced_once_while_another_device_is_far_away():
     walk = [fix(seconds, metres, device=1) for seconds, metres in [(0, 400), (60, 300), (120, 350)]]
     home = [fix(seconds, 5_000, device=2) for seconds in (30, 90)]
