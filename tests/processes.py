@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
 
 def run_python(
@@ -39,3 +39,33 @@ def in_thread(work: Callable[[], Any]) -> threading.Thread:
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     return thread
+
+
+class Paused(threading.Thread):
+    """Runs `work` in its own transaction and holds it open until released: the writer a
+    concurrent request or worker must wait for."""
+
+    def __init__(self, work: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.work, self.result, self.error = work, None, None
+        self.inside, self.release = threading.Event(), threading.Event()
+
+    def run(self) -> None:
+        try:
+            with transaction.atomic():
+                self.result = self.work()
+                self.inside.set()
+                self.release.wait(10)
+        except Exception as error:  # surfaced by the test
+            self.error = error
+            self.inside.set()
+        finally:
+            connection.close()
+
+
+def started(work: Callable[[], Any]) -> Paused:
+    """`work` running in a held-open transaction, once it has done its writes."""
+    paused = Paused(work)
+    paused.start()
+    assert paused.inside.wait(10) and paused.error is None
+    return paused

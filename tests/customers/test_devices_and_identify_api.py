@@ -8,8 +8,8 @@ from customers.models import BrowsingEvent, Device, ProductIntent
 from promotions import beacons
 from promotions.models import DeviceTrack, Ping, Sighting
 from tests.clock import ago
-from tests.customers.test_races import in_thread, started
 from tests.factories import BEACON_UUID, BeaconFactory, CustomerFactory, DeviceFactory
+from tests.processes import in_thread, started
 
 pytestmark = pytest.mark.django_db
 

@@ -2,13 +2,11 @@
 customer is erased, pings stored while their device changes hands, an event stored while
 its visitor is identified. Each runs two real transactions at once, so needs PostgreSQL."""
 
-import threading
-from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from customers import services
@@ -17,7 +15,7 @@ from promotions import services as promotions_services
 from promotions.ingest import IngestResult
 from promotions.models import Delivery, Ping
 from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory
-from tests.processes import in_thread
+from tests.processes import in_thread, started
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -25,34 +23,6 @@ pytestmark = [
         connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
     ),
 ]
-
-
-class Paused(threading.Thread):
-    """Runs `work` in its own transaction and holds it open until released."""
-
-    def __init__(self, work: Callable[[], Any]) -> None:
-        super().__init__(daemon=True)
-        self.work, self.error = work, None
-        self.inside, self.release = threading.Event(), threading.Event()
-
-    def run(self) -> None:
-        try:
-            with transaction.atomic():
-                self.work()
-                self.inside.set()
-                self.release.wait(10)
-        except Exception as error:  # surfaced by the test
-            self.error = error
-            self.inside.set()
-        finally:
-            connection.close()
-
-
-def started(work: Callable[[], Any]) -> Paused:
-    paused = Paused(work)
-    paused.start()
-    assert paused.inside.wait(10) and paused.error is None
-    return paused
 
 
 def test_an_erasure_waits_for_a_delivery_being_recorded_and_anonymises_it(api):

@@ -6,11 +6,10 @@ cost), so ingest and a device's deletion take turns on an advisory lock instead.
 tests run two real transactions at once, so they need PostgreSQL.
 """
 
-import threading
 from datetime import timedelta
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection
 from django.utils import timezone
 
 from customers.services import erase_customer
@@ -18,7 +17,7 @@ from promotions import services
 from promotions.ingest import IngestResult
 from promotions.models import Ping
 from tests.factories import CustomerFactory, DeviceFactory
-from tests.processes import in_thread
+from tests.processes import in_thread, started
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -46,37 +45,14 @@ def pings_of(device, count=3, at=None) -> list[tuple[int, dict]]:
     ]
 
 
-class Paused(threading.Thread):
-    """Runs `work` in its own transaction and holds it open until released."""
-
-    def __init__(self, work):
-        super().__init__(daemon=True)
-        self.work, self.result, self.error = work, None, None
-        self.inside, self.release = threading.Event(), threading.Event()
-
-    def run(self):
-        try:
-            with transaction.atomic():
-                self.result = self.work()
-                self.inside.set()
-                self.release.wait(10)
-        except Exception as error:  # surfaced by the test
-            self.error = error
-            self.inside.set()
-        finally:
-            connection.close()
-
-
 def test_an_erasure_waits_for_ingest_in_flight_and_removes_what_it_stored():
     customer = CustomerFactory()
     device = DeviceFactory(customer=customer)
-    ingest = Paused(
+    ingest = started(
         lambda: services.record_pings(
             items=pings_of(device), result=IngestResult(), now=timezone.now()
         )
     )
-    ingest.start()
-    assert ingest.inside.wait(10) and ingest.error is None
 
     erasure = in_thread(lambda: erase_customer(customer=customer))
     erasure.join(0.5)
@@ -92,9 +68,7 @@ def test_an_erasure_waits_for_ingest_in_flight_and_removes_what_it_stored():
 def test_ingest_after_an_erasure_began_rejects_the_device():
     customer = CustomerFactory()
     device = DeviceFactory(customer=customer)
-    erasure = Paused(lambda: erase_customer(customer=customer))
-    erasure.start()
-    assert erasure.inside.wait(10) and erasure.error is None
+    erasure = started(lambda: erase_customer(customer=customer))
 
     result = IngestResult()
     ingest = in_thread(
@@ -117,13 +91,11 @@ def test_two_requests_carrying_the_same_pings_at_once_store_them_once():
     device = DeviceFactory()
     at = timezone.now() - timedelta(seconds=30)
     first_result, second_result = IngestResult(), IngestResult()
-    first = Paused(
+    first = started(
         lambda: services.record_pings(
             items=pings_of(device, 3, at), result=first_result, now=timezone.now()
         )
     )
-    first.start()
-    assert first.inside.wait(10) and first.error is None
 
     # Three of its four pings are the first request's, not yet committed.
     second = in_thread(
