@@ -1,10 +1,13 @@
 """The Celery app. Configuration lives in settings.py under the CELERY_ namespace."""
 
 import os
+import sys
 from typing import Any
 
 from celery import Celery, Task
 from celery.signals import task_postrun, task_prerun
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.db import close_old_connections
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -12,6 +15,16 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("passage")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@app.on_configure.connect
+def settings_or_exit(sender: Celery, **kwargs: Any) -> None:
+    """A bad environment value stops `celery worker` and `celery beat` as it stops manage.py:
+    with the message that names the variable, not a traceback through Celery's start-up."""
+    try:
+        settings.INSTALLED_APPS  # noqa: B018 (reading one setting loads them all)
+    except ImproperlyConfigured as error:
+        sys.exit(f"Configuration error: {error}")
 
 
 @task_prerun.connect

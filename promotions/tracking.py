@@ -130,13 +130,20 @@ def process_location_batch(
 ) -> list[int]:
     """Apply stored pings and sightings to their customers' presence; returns the ids of the
     presence events this produced (none when the batch was already processed)."""
-    pings = _pings(set(ping_ids))
-    readings = _readings(set(sighting_ids))
+    ping_ids, sighting_ids = set(ping_ids), set(sighting_ids)
     with transaction.atomic(savepoint=False):
-        owners = set(pings.customer.tolist()) | {customer for customer, _ in readings}
-        customers = _lock_customers(Customer.objects.filter(id__in_batch=owners))
+        # The owners are locked before their pings are read: a device handed to another
+        # customer loses its pings under its owner's lock (customers.services.save_device),
+        # so pings read before the lock could be gone by the time their events are written.
+        owners = Q(id__in=Ping.objects.filter(id__in_batch=ping_ids).values("device__customer"))
+        if sighting_ids:
+            seen = Sighting.objects.filter(id__in_batch=sighting_ids)
+            owners |= Q(id__in=seen.values("device__customer"))
+        customers = _lock_customers(Customer.objects.filter(owners))
         if not customers:
             return []
+        pings = _pings(ping_ids)
+        readings = _readings(sighting_ids)
         # Read under the customers' locks: what the last batch of theirs wrote.
         stored = _stored_states(customers)
         tracks = _tracks(set(pings.device.tolist()))

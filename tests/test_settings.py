@@ -122,6 +122,17 @@ def test_a_bad_environment_value_is_one_line_from_a_server_loading_the_app(serve
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize("program", ["worker", "beat"])
+def test_a_bad_environment_value_is_one_line_from_celery(program):
+    # The broker is never reached: the settings are read before Celery connects.
+    env = {"LOG_LEVEL": "LOUD", "CELERY_BROKER_URL": "redis://127.0.0.1:1/0"}
+    result = run_python("-m", "celery", "-A", "config", program, env=env)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: LOG_LEVEL='LOUD'")
+    assert "Traceback" not in result.stderr
+
+
 TWILIO = {
     "SMS_BACKEND": "twilio",
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,

@@ -11,10 +11,18 @@ from django.utils import timezone
 
 from customers import services
 from customers.models import BrowsingEvent, Customer, ProductIntent, Visitor
+from promotions import decisions
 from promotions import services as promotions_services
 from promotions.ingest import IngestResult
-from promotions.models import Delivery, Ping
-from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory
+from promotions.models import (
+    Delivery,
+    DeviceTrack,
+    LocationBatch,
+    Ping,
+    Presence,
+    PresenceEvent,
+)
+from tests.factories import CustomerFactory, DeliveryFactory, DeviceFactory, StoreFactory
 from tests.processes import in_thread, started
 
 pytestmark = [
@@ -126,3 +134,36 @@ def test_identify_waits_for_its_visitors_events_in_flight_and_credits_them():
     assert attributed == [1]
     assert BrowsingEvent.objects.get().customer == lea
     assert len(ProductIntent.objects.get(customer=lea).view_times) == 1
+
+
+def test_a_batch_processed_while_its_device_changes_hands_applies_none_of_the_old_pings():
+    lea, tom = CustomerFactory(), CustomerFactory()
+    device = DeviceFactory(customer=lea)
+    store = StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=80)
+    now = timezone.now()
+    ping = Ping.objects.create(
+        device=device, latitude=48.8606, longitude=2.3417, accuracy=10, recorded_at=now
+    )
+    batch = LocationBatch.objects.create(ping_ids=[ping.id])
+    handover = started(lambda: services.register_device(device_id=device.device_id, customer=tom))
+
+    errors = []
+
+    def process() -> None:
+        try:
+            decisions.process_location_batch(batch_id=batch.pk, now=now)
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    worker = in_thread(process)
+    worker.join(0.5)
+    assert worker.is_alive(), "the worker must wait for the device's owner to be settled"
+    handover.release.set()
+    handover.join(10)
+    worker.join(10)
+
+    assert errors == []
+    assert LocationBatch.objects.get().processed_at is not None
+    assert not Presence.objects.filter(place_key=f"store:{store.pk}").exists()
+    assert not PresenceEvent.objects.exists()
+    assert not DeviceTrack.objects.exists()
