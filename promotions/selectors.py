@@ -194,14 +194,15 @@ def get_campaign_daily(*, campaign: Campaign, days: int, today: date) -> list[di
 
 
 def get_campaign_by_store(*, campaign: Campaign) -> list[dict[str, Any]]:
-    """Per store: decisions, SMS sent and redemptions."""
+    """Per store: decisions, SMS sent and the redemptions they brought (a holdout customer's
+    purchase is the control group's, as in the totals)."""
     return list(
         Delivery.objects.filter(campaign=campaign)
         .values("store__code", "store__name")
         .annotate(
             decisions=Count("id"),
             sent=Count("id", filter=Q(status__in=REDEEMABLE)),
-            redeemed=Count("redemption"),
+            redeemed=Count("redemption", filter=Q(status__in=REDEEMABLE)),
         )
         .order_by("-sent", "store__code")
     )

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import Customer, Device, Product, ProductIntent
-from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Store, Zone
+from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Redemption, Store, Zone
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
@@ -271,6 +271,23 @@ def test_the_results_page_shows_the_funnel_and_the_chart(admin_client):
     # the page's 30 days if midnight passed since).
     day = timezone.localdate(delivery.created_at).isoformat()
     assert f"<tr><td>{day}</td><td>1</td><td>1</td>" in content
+
+
+def test_the_results_page_counts_per_store_the_redemptions_its_totals_count(admin_client):
+    # A holdout customer's purchase is the control group's: neither the totals nor the
+    # store's row count it as the SMS's.
+    sent = DeliveryFactory(sent_at=None)
+    holdout = DeliveryFactory(
+        campaign=sent.campaign, store=sent.store, status="holdout", reason="holdout", code=""
+    )
+    for delivery in (sent, holdout):
+        Redemption.objects.create(delivery=delivery, store=sent.store, redeemed_at=timezone.now())
+
+    response = admin_client.get(f"/admin/promotions/campaign/{sent.campaign_id}/results/")
+
+    [row] = response.context["by_store"]
+    assert (row["decisions"], row["sent"], row["redeemed"]) == (2, 1, 1)
+    assert response.context["stats"]["redeemed"] == 1
 
 
 @pytest.mark.django_db
