@@ -130,6 +130,11 @@ def env_time_window(name: str) -> tuple[time, time] | None:
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected a window such as 21:00-08:00."
         ) from None
+    if start.tzinfo or end.tzinfo:
+        # Quiet hours are local to each customer: a fixed offset would mean one place.
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected local times without an offset, such as 21:00-08:00."
+        )
     if start == end:
         raise ImproperlyConfigured(f"{name}={value!r}: the window must end at another time.")
     return start, end

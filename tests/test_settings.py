@@ -37,6 +37,10 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
         (config.env_timezone, "Nowhere/Land", {"default": "UTC"}, "IANA time zone"),
         (config.env_timezone, "America", {"default": "UTC"}, "IANA time zone"),
+        (config.env_time_window, "21:00-late", {}, "such as 21:00-08:00"),
+        (config.env_time_window, "21:00-21:00", {}, "end at another time"),
+        (config.env_time_window, "21:00+01:00-08:00+01:00", {}, "without an offset"),
+        (config.env_time_window, "21:00Z-08:00Z", {}, "without an offset"),
     ],
 )
 def test_env_helpers_refuse_bad_values_naming_the_variable(
