@@ -1,8 +1,9 @@
 """The Marketers group: what people who run campaigns may do in the admin, and no more.
 
 They configure places and campaigns and read results and customers; they cannot see API
-keys (not even their hashes), erase customers, or edit what the engine recorded. Kept in
-step after every migrate, so a new model's permissions are granted where they belong.
+keys (not even their hashes), erase customers, or edit what the engine recorded, unless an
+administrator grants it to the group. Checked after every migrate, so a new model's
+permissions are granted where they belong; what an administrator granted stays.
 """
 
 from typing import Any
@@ -29,7 +30,7 @@ GRANTS = {
 
 
 def ensure_marketers_group(**kwargs: Any) -> None:
-    """post_migrate: create the group, and give it exactly the grants above."""
+    """post_migrate: create the group, and give it the grants above it lacks."""
     from django.contrib.auth.models import Group, Permission
 
     group, _ = Group.objects.get_or_create(name=MARKETERS)
@@ -38,4 +39,4 @@ def ensure_marketers_group(**kwargs: Any) -> None:
         for (app, model), actions in GRANTS.items()
         for action in actions
     ]
-    group.permissions.set([permission for permission in wanted if permission is not None])
+    group.permissions.add(*[permission for permission in wanted if permission is not None])

@@ -347,6 +347,22 @@ def test_marketers_run_campaigns_but_cannot_see_keys_or_erase_customers(marketer
 
 
 @pytest.mark.django_db
+def test_a_grant_an_administrator_gives_the_marketers_outlives_the_next_migrate(marketer):
+    from django.contrib.auth.models import Group, Permission
+
+    CustomerFactory()
+    marketers = Group.objects.get(name="Marketers")
+    marketers.permissions.add(Permission.objects.get(codename="erase_customer"))
+    marketers.permissions.remove(Permission.objects.get(codename="add_campaign"))
+    call_command("migrate", verbosity=0)
+
+    # The grant stays; a grant the group must have comes back.
+    page = marketer.get("/admin/customers/customer/").content.decode()
+    assert "Erase them" in page
+    assert marketer.get("/admin/promotions/campaign/add/").status_code == 200
+
+
+@pytest.mark.django_db
 def test_erasing_a_customer_from_the_admin_asks_first_and_anonymises(admin_client):
     delivery = DeliveryFactory()
     customer = delivery.customer
