@@ -72,6 +72,17 @@ def test_simulated_shoppers_get_numbers_reserved_for_fiction(capsys):
     assert sorted(phones) == ["+12015550100", "+12015550101", "+12015550102"]
 
 
+@pytest.mark.parametrize("allowed_hosts", [["*"], [".shop.example"], ["passage.example"]])
+def test_the_simulator_runs_in_process_whatever_hosts_the_settings_allow(
+    settings, capsys, allowed_hosts
+):
+    settings.ALLOWED_HOSTS = allowed_hosts
+    call_command("load_demo")
+    call_command("simulate", shoppers=2, minutes=2, seed=1, quiet=True)
+
+    assert Ping.objects.filter(device__customer__external_id__startswith="SIM-").exists()
+
+
 def test_the_simulator_refuses_to_run_in_process_with_twilio(settings):
     settings.SMS_BACKEND = "twilio"
 

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.http.request import validate_host
 from django.utils import timezone
 
 from promotions import simulation
@@ -42,7 +43,7 @@ class InProcessApi:
         )
         self.client = Client(
             HTTP_AUTHORIZATION=f"Api-Key {key}",
-            HTTP_HOST=settings.ALLOWED_HOSTS[0] if settings.ALLOWED_HOSTS else "localhost",
+            HTTP_HOST=_accepted_host(),
         )
 
     def call(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -58,6 +59,15 @@ class InProcessApi:
     def close(self) -> None:
         self.api_key.revoked_at = timezone.now()
         self.api_key.save(update_fields=["revoked_at"])
+
+
+def _accepted_host() -> str:
+    """A Host the settings accept: `localhost` where it is (`*`, the debug defaults), else the
+    first host ALLOWED_HOSTS names (`.example.com` stands for example.com and its subdomains)."""
+    for host in ["localhost", *(pattern.lstrip(".") for pattern in settings.ALLOWED_HOSTS)]:
+        if validate_host(host, settings.ALLOWED_HOSTS or ["localhost"]):
+            return host
+    return "localhost"
 
 
 def check_base_url(base_url: str) -> str:
