@@ -64,6 +64,10 @@ class DeliveryInline(ReadOnlyInline):
     ordering = ["-created_at"]
 
 
+# The erase confirmation names this many of the customers it will erase, then counts the rest.
+ERASE_NAMES_SHOWN = 100
+
+
 @admin.register(Customer)
 class CustomerAdmin(admin.ModelAdmin):
     list_display = ["external_id", "first_name", "phone", "sms_consent", "updated_at"]
@@ -109,9 +113,16 @@ class CustomerAdmin(admin.ModelAdmin):
                 count += 1
             self.message_user(request, f"{count} customer(s) erased.", messages.SUCCESS)
             return None
+        count = queryset.count()
         context = {
             **self.admin_site.each_context(request),
             "title": "Erase these customers?",
+            "shown": queryset[:ERASE_NAMES_SHOWN],
+            "more": max(count - ERASE_NAMES_SHOWN, 0),
+            # "All N customers" of a filter is posted back as such, with one of them as the
+            # admin wants one (the page's address keeps the filter), not as a field per
+            # customer: a form's fields are capped.
+            "select_across": request.POST.get("select_across") == "1",
             "customers": queryset,
             "opts": self.model._meta,
             "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,

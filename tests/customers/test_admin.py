@@ -1,8 +1,17 @@
 """What marketers can and cannot do to customers' data in the admin."""
 
+import re
+
 import pytest
 
-from customers.models import BrowsingEvent, CategoryIntent, Device, ProductIntent, Visitor
+from customers.models import (
+    BrowsingEvent,
+    CategoryIntent,
+    Customer,
+    Device,
+    ProductIntent,
+    Visitor,
+)
 from promotions import beacons
 from promotions.models import DeviceTrack, Ping
 from tests.clock import ago
@@ -177,3 +186,25 @@ def test_browsing_events_can_be_viewed_but_not_edited_added_or_deleted(admin_cli
     assert admin_client.get(f"{url}add/").status_code == 403
     assert admin_client.post(f"{url}{event.pk}/delete/", {"post": "yes"}).status_code == 403
     assert BrowsingEvent.objects.get().sku == "X200"
+
+
+def test_erasing_every_customer_a_filter_selects_erases_those_and_no_other(admin_client):
+    # More customers than a form may carry fields (DATA_UPLOAD_MAX_NUMBER_FIELDS is 1,000).
+    Customer.objects.bulk_create(
+        [Customer(external_id=f"X-{n}", sms_consent="opted_out") for n in range(1_001)]
+    )
+    keep = CustomerFactory(sms_consent="opted_in")
+    url = "/admin/customers/customer/?sms_consent__exact=opted_out"
+    chosen = {"action": "erase", "select_across": "1", "index": "0"}
+    chosen["_selected_action"] = [Customer.objects.filter(sms_consent="opted_out").first().pk]
+
+    confirmation = admin_client.post(url, chosen).content.decode()
+    assert "and 901 more" in confirmation
+    fields = re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', confirmation)
+    answer: dict[str, list[str]] = {}
+    for name, value in fields:
+        answer.setdefault(name, []).append(value)
+    response = admin_client.post(url, answer)
+
+    assert response.status_code == 302
+    assert list(Customer.objects.all()) == [keep]
