@@ -401,13 +401,22 @@ def _sample_store_name(store_ids: list[int]) -> str:
     return store.name if store else "Passage Rivoli"
 
 
-def _sample_product(skus: list, categories: list) -> str:
-    if skus:
-        product = Product.objects.filter(sku=str(skus[0])[:100]).first()
-        return product.display_name if product else str(skus[0])
-    if categories:
-        return f"{categories[0]} (the customer's favourite)"
+def _sample_product(skus: object, categories: object) -> str:
+    """What {product_name} renders for the campaign's intent condition. The lists are what
+    the marketer typed, maybe half typed or refused by validation: only text counts."""
+    sku, category = _first_text(skus), _first_text(categories)
+    if sku:
+        # PostgreSQL cannot compare text holding a NUL: no product has one.
+        product = None if "\x00" in sku else Product.objects.filter(sku=sku[:100]).first()
+        return product.display_name if product else sku
+    if category:
+        return f"{category} (the customer's favourite)"
     return "X200 headphones"
+
+
+def _first_text(value: object) -> str:
+    items = value if isinstance(value, list) else []
+    return next((item for item in items if isinstance(item, str) and item.strip()), "")
 
 
 def _json_list(text: str) -> list:

@@ -724,6 +724,26 @@ def test_the_campaign_admin_keeps_numbers_within_the_api_s_bounds(admin_client, 
     assert not Campaign.objects.exists()
 
 
+@pytest.mark.parametrize(
+    ("field", "typed"),
+    [
+        ("intent_skus", '{"X200": 1}'),
+        ("intent_skus", "5"),
+        ("intent_skus", "true"),
+        ("intent_skus", "[5]"),
+        ("intent_categories", '{"audio": 1}'),
+        ("intent_categories", "3"),
+    ],
+)
+def test_a_mistyped_intent_list_is_a_message_on_its_field(admin_client, field, typed):
+    # The page is shown again with the message, its SMS preview reading what was typed.
+    response = admin_client.post("/admin/promotions/campaign/add/", campaign_form(**{field: typed}))
+
+    assert field in form_errors(response)
+    assert "sms-preview" in response.content.decode()
+    assert not Campaign.objects.exists()
+
+
 def test_the_campaign_admin_accepts_numbers_at_the_api_s_bounds(admin_client):
     response = admin_client.post(
         "/admin/promotions/campaign/add/",
