@@ -396,7 +396,7 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "promotions.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "promotions.api.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -415,10 +415,22 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
     "SERVE_AUTHENTICATION": [],
+    # Request and response components apart: a field a response always carries is required
+    # in the response's, and stays optional in the request's when a client may leave it out.
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "promotions.api.schema.require_response_fields",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "SmsConsentEnum": "customers.models.SmsConsent.choices",
         "CampaignStatusEnum": "promotions.models.CampaignStatus.choices",
+        # Named once whatever fields carry them; a name another choice set also uses (the
+        # type of a trigger and of an event) would otherwise be resolved with a hash.
+        "BrowsingEventTypeEnum": "customers.models.EventType.choices",
+        "DeliveryStatusEnum": "promotions.models.DeliveryStatus.choices",
+        "PresenceKindEnum": "promotions.models.PresenceKind.choices",
+        "SightingSourceEnum": "promotions.models.SightingSource.choices",
     },
 }
 

@@ -1,5 +1,6 @@
 """People, their devices and consent, and what they browsed."""
 
+import unicodedata
 from functools import cache
 from zoneinfo import available_timezones
 
@@ -31,6 +32,20 @@ LOCALE_PATTERN = r"^[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*$"
 locale_validator = RegexValidator(LOCALE_PATTERN, "Expected a BCP 47 locale such as fr-FR.")
 
 
+EXTERNAL_ID_MAX_LENGTH = 100
+
+
+def validate_external_id(external_id: str) -> None:
+    """The retailer's id for a customer, as the API's paths carry it: at most
+    EXTERNAL_ID_MAX_LENGTH characters, none of them a control character. PostgreSQL cannot
+    store a NUL, and a tab or line feed in an id is a client's bug, not a retailer's id."""
+    if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
+        raise ValidationError(f"At most {EXTERNAL_ID_MAX_LENGTH} characters.")
+    control = next((c for c in external_id if unicodedata.category(c) == "Cc"), None)
+    if control is not None:
+        raise ValidationError(f"An id cannot hold a control character ({control!r}).")
+
+
 class SmsConsent(models.TextChoices):
     OPTED_IN = "opted_in", "Opted in"
     OPTED_OUT = "opted_out", "Opted out"
@@ -38,7 +53,9 @@ class SmsConsent(models.TextChoices):
 
 
 class Customer(models.Model):
-    external_id = models.CharField(max_length=100, unique=True, help_text="The retailer's id.")
+    external_id = models.CharField(
+        max_length=EXTERNAL_ID_MAX_LENGTH, unique=True, help_text="The retailer's id."
+    )
     phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +33612345678.")
     first_name = models.CharField(max_length=100, blank=True)
     timezone = models.CharField(

@@ -1,5 +1,6 @@
 """Reads about customers that are more than a lookup."""
 
+from datetime import UTC, datetime
 from typing import Any
 
 from customers.models import Customer
@@ -44,16 +45,18 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "event_id", "type", "sku", "product_name", "category", "url", "occurred_at"
             )
         ),
-        "product_intent": list(
-            customer.productintent_set.order_by("sku").values(
+        "product_intent": [
+            _with_view_instants(row)
+            for row in customer.productintent_set.order_by("sku").values(
                 "sku", "category", "view_times", "last_seen_at", "cart_state", "score", "score_at"
             )
-        ),
-        "category_intent": list(
-            customer.categoryintent_set.order_by("category").values(
+        ],
+        "category_intent": [
+            _with_view_instants(row)
+            for row in customer.categoryintent_set.order_by("category").values(
                 "category", "view_times", "last_seen_at", "cart_state", "score", "score_at"
             )
-        ),
+        ],
         "pings": list(
             Ping.objects.filter(device_id__in=device_ids)
             .order_by("recorded_at")
@@ -124,4 +127,12 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             .order_by("seen_at")
             .values("device__device_id", "source", "store__code", "rssi", "mac", "seen_at")
         ),
+    }
+
+
+def _with_view_instants(row: dict[str, Any]) -> dict[str, Any]:
+    # Intent keeps view times as epoch seconds, for matching; the API writes times as ISO 8601.
+    return {
+        **row,
+        "view_times": [datetime.fromtimestamp(at, tz=UTC) for at in row["view_times"]],
     }

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
 from customers.models import (
+    CartState,
     Customer,
     Device,
     EventType,
@@ -20,6 +21,7 @@ from promotions.api.identity import (
     identity_representation,
     pop_identity,
 )
+from promotions.models import DeliveryStatus, PresenceKind, SightingSource
 
 
 def _optional_text(max_length: int, **kwargs: Any) -> StrictCharField:
@@ -149,15 +151,16 @@ class IdentifiedSerializer(serializers.Serializer):
     )
 
 
-_NEEDS_SKU = {EventType.PRODUCT_VIEW, EventType.ADD_TO_CART, EventType.CART_ABANDONED}
-
-
 class BrowsingEventSerializer(serializers.Serializer):
     event_id = StrictCharField(max_length=100)
     customer_id = _optional_text(100)
     visitor_id = _optional_text(100)
     type = serializers.ChoiceField(choices=EventType.choices)
-    sku = _optional_text(100)
+    sku = _optional_text(
+        100,
+        help_text="Left out, the event counts towards its category alone; with neither, it "
+        "is stored and changes no intent (a whole-cart abandonment, say).",
+    )
     product_name = _optional_text(200)
     category = _optional_text(100)
     url = _optional_text(2000)
@@ -170,6 +173,153 @@ class BrowsingEventSerializer(serializers.Serializer):
             raise serializers.ValidationError(
                 {"non_field_errors": ["An event needs a customer_id or a visitor_id."]}
             )
-        if attrs["type"] in _NEEDS_SKU and not attrs.get("sku"):
-            raise serializers.ValidationError({"sku": [f"A {attrs['type']} event needs a sku."]})
         return attrs
+
+
+# --- Export -----------------------------------------------------------------------------
+# What GET /customers/{external_id}/export answers (customers.selectors.get_customer_export
+# builds it), for the schema. Related rows are named as the selector names them
+# (device__device_id, store__code...).
+
+
+class ExportedConsentChangeSerializer(serializers.Serializer):
+    previous = serializers.ChoiceField(choices=SmsConsent.choices)
+    consent = serializers.ChoiceField(choices=SmsConsent.choices)
+    source = serializers.CharField()
+    note = serializers.CharField()
+    changed_at = serializers.DateTimeField()
+
+
+class ExportedDeviceSerializer(serializers.Serializer):
+    device_id = serializers.CharField()
+    platform = serializers.ChoiceField(choices=Platform.choices)
+    ble_identity = serializers.DictField(
+        allow_null=True,
+        help_text='{"ibeacon": {uuid, major, minor}} or {"eddystone_uid": {namespace, instance}}.',
+    )
+    created_at = serializers.DateTimeField()
+
+
+class ExportedVisitorSerializer(serializers.Serializer):
+    visitor_id = serializers.CharField()
+    identified_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportedBrowsingEventSerializer(serializers.Serializer):
+    event_id = serializers.CharField()
+    type = serializers.ChoiceField(choices=EventType.choices)
+    sku = serializers.CharField()
+    product_name = serializers.CharField()
+    category = serializers.CharField()
+    url = serializers.CharField()
+    occurred_at = serializers.DateTimeField()
+
+
+CART_STATE_HELP = f'"{CartState.IN_CART}", "{CartState.ABANDONED}", or "" for none.'
+
+
+class ExportedCategoryIntentSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    view_times = serializers.ListField(
+        child=serializers.DateTimeField(), help_text="Recent product views, oldest first."
+    )
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    cart_state = serializers.CharField(help_text=CART_STATE_HELP)
+    score = serializers.FloatField(help_text="Decayed score as of score_at.")
+    score_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportedProductIntentSerializer(ExportedCategoryIntentSerializer):
+    sku = serializers.CharField()
+
+
+class ExportedPingSerializer(serializers.Serializer):
+    device__device_id = serializers.CharField()
+    latitude = serializers.FloatField()
+    longitude = serializers.FloatField()
+    accuracy = serializers.FloatField()
+    speed = serializers.FloatField(allow_null=True)
+    mocked = serializers.BooleanField()
+    recorded_at = serializers.DateTimeField()
+
+
+class ExportedDeviceTrackSerializer(serializers.Serializer):
+    device__device_id = serializers.CharField()
+    latitude = serializers.FloatField()
+    longitude = serializers.FloatField()
+    accuracy = serializers.FloatField()
+    at = serializers.DateTimeField()
+    jump_latitude = serializers.FloatField(allow_null=True)
+    jump_longitude = serializers.FloatField(allow_null=True)
+    jump_accuracy = serializers.FloatField(allow_null=True)
+    jump_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportedPresenceSerializer(serializers.Serializer):
+    store__code = serializers.CharField()
+    zone__code = serializers.CharField(allow_null=True)
+    place_key = serializers.CharField()
+    inside = serializers.BooleanField()
+    state = serializers.JSONField()
+    updated_at = serializers.DateTimeField()
+
+
+class ExportedPresenceEventSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=PresenceKind.choices)
+    store__code = serializers.CharField()
+    zone__code = serializers.CharField(allow_null=True)
+    minutes = serializers.IntegerField(allow_null=True)
+    distance_m = serializers.FloatField(allow_null=True)
+    occurred_at = serializers.DateTimeField()
+
+
+class ExportedDeliverySerializer(serializers.Serializer):
+    campaign__name = serializers.CharField()
+    store__code = serializers.CharField(allow_null=True)
+    status = serializers.ChoiceField(choices=DeliveryStatus.choices)
+    reason = serializers.CharField(help_text='Why it was not sent; "" if sent.')
+    to = serializers.CharField()
+    body = serializers.CharField()
+    code = serializers.CharField(allow_null=True)
+    expires_at = serializers.DateTimeField(allow_null=True)
+    product_sku = serializers.CharField()
+    intent_score = serializers.FloatField()
+    trace = serializers.JSONField()
+    twilio_sid = serializers.CharField()
+    error_code = serializers.IntegerField(allow_null=True)
+    error_message = serializers.CharField()
+    created_at = serializers.DateTimeField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportedRedemptionSerializer(serializers.Serializer):
+    delivery__code = serializers.CharField(allow_null=True)
+    store__code = serializers.CharField(allow_null=True)
+    amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    redeemed_at = serializers.DateTimeField()
+
+
+class ExportedSightingSerializer(serializers.Serializer):
+    device__device_id = serializers.CharField()
+    source = serializers.ChoiceField(choices=SightingSource.choices)
+    store__code = serializers.CharField()
+    rssi = serializers.IntegerField()
+    mac = serializers.CharField()
+    seen_at = serializers.DateTimeField()
+
+
+class CustomerExportSerializer(serializers.Serializer):
+    customer = CustomerSerializer()
+    consent_log = ExportedConsentChangeSerializer(many=True)
+    devices = ExportedDeviceSerializer(many=True)
+    visitors = ExportedVisitorSerializer(many=True)
+    browsing_events = ExportedBrowsingEventSerializer(many=True)
+    product_intent = ExportedProductIntentSerializer(many=True)
+    category_intent = ExportedCategoryIntentSerializer(many=True)
+    pings = ExportedPingSerializer(many=True)
+    device_tracks = ExportedDeviceTrackSerializer(many=True)
+    presence = ExportedPresenceSerializer(many=True)
+    presence_events = ExportedPresenceEventSerializer(many=True)
+    deliveries = ExportedDeliverySerializer(many=True)
+    redemptions = ExportedRedemptionSerializer(many=True)
+    sightings = ExportedSightingSerializer(many=True)

@@ -1,8 +1,9 @@
 from typing import Any
 
-from django.shortcuts import get_object_or_404
+from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -10,6 +11,7 @@ from rest_framework.views import APIView
 from customers import services
 from customers.api.serializers import (
     BrowsingEventSerializer,
+    CustomerExportSerializer,
     CustomerInputSerializer,
     CustomerSerializer,
     DeviceInputSerializer,
@@ -17,13 +19,21 @@ from customers.api.serializers import (
     IdentifiedSerializer,
     IdentifySerializer,
 )
-from customers.models import Customer
+from customers.models import EXTERNAL_ID_MAX_LENGTH, Customer, validate_external_id
 from customers.selectors import get_customer_export
 from promotions.api.batch import BadRequest, BatchIngestView, ErrorSerializer, documented_batch
 from promotions.ingest import IngestResult, ValidItems
 from promotions.models import Scope
 
-EXTERNAL_ID_MAX_LENGTH = Customer._meta.get_field("external_id").max_length
+
+def _customer_or_404(external_id: str) -> Customer:
+    # An id no customer can have names none, and is not sent to the database: PostgreSQL
+    # refuses a query with a NUL in it (a 400 there, where SQLite would answer 404).
+    try:
+        validate_external_id(external_id)
+        return Customer.objects.get(external_id=external_id)
+    except (DjangoValidationError, Customer.DoesNotExist):
+        raise NotFound("No such customer.") from None
 
 
 def _customer_or_400(external_id: str) -> Customer:
@@ -38,19 +48,22 @@ class CustomerView(APIView):
 
     @extend_schema(responses={200: CustomerSerializer, 404: ErrorSerializer})
     def get(self, request: Request, external_id: str) -> Response:
-        customer = get_object_or_404(Customer, external_id=external_id)
-        return Response(CustomerSerializer(customer).data)
+        return Response(CustomerSerializer(_customer_or_404(external_id)).data)
 
     @extend_schema(
         request=CustomerInputSerializer,
         responses={200: CustomerSerializer, 201: CustomerSerializer, 400: BadRequest},
-        description="Create (201) or update (200) the customer; fields left out are kept.",
+        description=(
+            "Create (201) or update (200) the customer; fields left out are kept. 400 on "
+            f"`external_id` for an id over {EXTERNAL_ID_MAX_LENGTH} characters or holding a "
+            "control character."
+        ),
     )
     def put(self, request: Request, external_id: str) -> Response:
-        if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
-            raise serializers.ValidationError(
-                {"external_id": [f"At most {EXTERNAL_ID_MAX_LENGTH} characters."]}
-            )
+        try:
+            validate_external_id(external_id)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError({"external_id": error.messages}) from None
         stored = Customer.objects.filter(external_id=external_id).first()
         serializer = CustomerInputSerializer(data=request.data, context={"customer": stored})
         serializer.is_valid(raise_exception=True)
@@ -67,8 +80,7 @@ class CustomerView(APIView):
         description="Erase the customer: personal data, location history and intent.",
     )
     def delete(self, request: Request, external_id: str) -> Response:
-        customer = get_object_or_404(Customer, external_id=external_id)
-        services.erase_customer(customer=customer)
+        services.erase_customer(customer=_customer_or_404(external_id))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -76,11 +88,15 @@ class CustomerExportView(APIView):
     required_scope = Scope.CUSTOMERS
 
     @extend_schema(
-        responses={200: OpenApiResponse(description="Everything held about the customer.")}
+        responses={
+            200: OpenApiResponse(
+                CustomerExportSerializer, description="Everything held about the customer."
+            ),
+            404: ErrorSerializer,
+        }
     )
     def get(self, request: Request, external_id: str) -> Response:
-        customer = get_object_or_404(Customer, external_id=external_id)
-        return Response(get_customer_export(customer))
+        return Response(get_customer_export(_customer_or_404(external_id)))
 
 
 class DeviceView(APIView):

@@ -1,4 +1,7 @@
+from datetime import datetime
+
 import pytest
+from django.db import connection
 
 from customers.models import (
     BrowsingEvent,
@@ -309,3 +312,72 @@ def test_export_holds_the_mac_address_a_gateway_saw_the_device_with(api):
 
 def test_export_of_an_unknown_customer_is_404(api):
     assert api.get("/api/v1/customers/nobody/export").status_code == 404
+
+
+def test_export_writes_view_times_as_iso_8601_instants(api):
+    lea = CustomerFactory(external_id="C-1")
+    viewed_at = datetime.fromisoformat("2026-11-20T09:15:30+01:00")
+    ProductIntent.objects.create(customer=lea, sku="X200", view_times=[int(viewed_at.timestamp())])
+    api.post(
+        "/api/v1/events",
+        {
+            "events": [
+                {
+                    "event_id": "e1",
+                    "customer_id": "C-1",
+                    "type": "product_view",
+                    "category": "audio",
+                    "occurred_at": ago(minutes=5),
+                }
+            ]
+        },
+    )
+
+    export = api.get("/api/v1/customers/C-1/export").json()
+
+    [x200] = export["product_intent"]
+    assert x200["view_times"] == ["2026-11-20T08:15:30Z"]
+    [audio] = export["category_intent"]
+    [seen] = audio["view_times"]
+    assert datetime.fromisoformat(seen).tzinfo is not None
+
+
+def refuse_control_characters(execute, sql, params, many, context):
+    # PostgreSQL refuses a NUL in a query; an id with a control character must not reach it.
+    assert not any(isinstance(p, str) and not p.isprintable() for p in params or ()), sql
+    return execute(sql, params, many, context)
+
+
+ODD_IDS = ["C-1%00", "%00", "C%0A1", "C%091", "C%7F1", "C%C2%851"]
+
+
+@pytest.mark.parametrize("segment", ODD_IDS)
+def test_put_refuses_an_id_with_a_control_character(api, segment):
+    with connection.execute_wrapper(refuse_control_characters):
+        response = api.put(f"/api/v1/customers/{segment}", {"first_name": "Lea"})
+
+    assert response.status_code == 400
+    assert "control character" in response.json()["external_id"][0]
+    assert not Customer.objects.exists()
+
+
+@pytest.mark.parametrize("segment", ODD_IDS)
+@pytest.mark.parametrize("method, suffix", [("get", ""), ("delete", ""), ("get", "/export")])
+def test_an_id_with_a_control_character_names_no_customer(api, segment, method, suffix):
+    CustomerFactory(external_id="C-1")
+
+    with connection.execute_wrapper(refuse_control_characters):
+        response = getattr(api, method)(f"/api/v1/customers/{segment}{suffix}")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No such customer."}
+    assert Customer.objects.exists()
+
+
+@pytest.mark.parametrize("segment", ["C%2F1", "C-1%2Fexport", "%2F"])
+def test_put_cannot_create_an_id_with_a_slash_which_no_other_route_could_reach(api, segment):
+    # Django decodes %2F before routing, and an id is one path segment.
+    response = api.put(f"/api/v1/customers/{segment}", {"first_name": "Lea"})
+
+    assert response.status_code in (404, 405)
+    assert not Customer.objects.exists()

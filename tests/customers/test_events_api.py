@@ -5,8 +5,10 @@ import pytest
 from django.db import connection
 from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from customers.models import BrowsingEvent, CategoryIntent, Product, ProductIntent, Visitor
+from promotions import decisions, rules
 from tests.clock import ago, ahead
 from tests.factories import CustomerFactory
 
@@ -67,15 +69,6 @@ def test_a_repeated_event_id_is_counted_as_a_duplicate_and_stored_once(api, lea)
                 "occurred_at": ago(hours=1),
             },
             "type",
-        ),
-        (
-            {
-                "event_id": "e",
-                "customer_id": "C-1",
-                "type": "product_view",
-                "occurred_at": ago(hours=1),
-            },
-            "sku",
         ),
         (
             {
@@ -174,6 +167,81 @@ def test_intent_counts_product_views_per_sku_and_category(api, lea):
     headphones = CategoryIntent.objects.get(customer=lea, category="headphones")
     assert len(headphones.view_times) == 3
     assert headphones.score == pytest.approx(3.5, rel=0.01)
+
+
+@pytest.mark.parametrize("type", ["page_view", "product_view", "add_to_cart", "cart_abandoned"])
+def test_the_sku_is_optional_for_every_type_of_event(api, lea, type):
+    # SPEC: {event_id, customer_id or visitor_id, type, sku?, product_name?, category?, ...}
+    without_sku = {k: v for k, v in event("e1", type=type, category="audio").items() if k != "sku"}
+
+    response = post(api, without_sku)
+
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert BrowsingEvent.objects.get().sku == ""
+
+
+def test_a_product_view_without_a_sku_counts_towards_its_category_alone(api, lea):
+    post(
+        api,
+        event("listing", sku=None, category="audio", occurred_at=ago(hours=2)),
+        event("x200", category="audio", occurred_at=ago(hours=1)),
+    )
+
+    audio = CategoryIntent.objects.get(customer=lea, category="audio")
+    assert len(audio.view_times) == 2
+    assert audio.score == pytest.approx(2.0, rel=0.01)
+    assert list(ProductIntent.objects.values_list("sku", flat=True)) == ["X200"]
+    assert list(Product.objects.values_list("sku", flat=True)) == ["X200"]
+
+
+def test_a_cart_event_without_a_sku_sets_its_categorys_cart_state(api, lea):
+    post(
+        api, event("cart", type="add_to_cart", sku=None, category="audio", occurred_at=ago(hours=2))
+    )
+    assert CategoryIntent.objects.get(category="audio").cart_state == "in_cart"
+
+    gone_at = ago(hours=1)
+    post(api, event("gone", type="cart_abandoned", sku=None, category="audio", occurred_at=gone_at))
+
+    audio = CategoryIntent.objects.get(category="audio")
+    assert (audio.cart_state, audio.cart_updated_at) == (
+        "abandoned",
+        datetime.fromisoformat(gone_at),
+    )
+    assert not ProductIntent.objects.exists()
+
+
+def test_a_campaigns_category_cart_condition_reads_a_cart_abandoned_without_a_sku(api, lea):
+    post(api, event("gone", type="cart_abandoned", sku=None, category="audio"))
+    now = timezone.now()
+    products, categories = decisions.load_signals([lea.pk], now=now)[lea.pk]
+    customer = rules.CustomerFacts(
+        key="C-1",
+        opted_in=True,
+        has_phone=True,
+        timezone="Europe/Paris",
+        products=products,
+        categories=categories,
+    )
+
+    abandoned_audio = rules.IntentCondition(categories=("audio",), cart_abandoned=True)
+    match = rules.intent_match(abandoned_audio, customer, now)
+
+    assert match is not None and "category audio: cart abandoned" in match.detail
+
+
+@pytest.mark.parametrize("type", ["page_view", "product_view", "add_to_cart", "cart_abandoned"])
+def test_an_event_with_neither_sku_nor_category_is_stored_and_changes_no_intent(api, lea, type):
+    post(api, event("before", type="add_to_cart", category="audio", occurred_at=ago(hours=2)))
+    intent_before = list(ProductIntent.objects.values()), list(CategoryIntent.objects.values())
+
+    response = post(api, event("bare", type=type, sku=None))
+
+    assert response.json()["accepted"] == 1
+    assert BrowsingEvent.objects.filter(event_id="bare").exists()
+    assert (list(ProductIntent.objects.values()), list(CategoryIntent.objects.values())) == (
+        intent_before
+    )
 
 
 def test_a_view_without_its_category_counts_towards_the_skus_last_known_one(api, lea):
