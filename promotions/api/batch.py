@@ -114,10 +114,6 @@ def documented_batch(view_class: type[BatchIngestView]) -> type[BatchIngestView]
         responses={
             202: BatchResultSerializer,
             400: BadRequest,
-            401: ErrorSerializer,
-            403: ErrorSerializer,
-            413: ErrorSerializer,
-            429: ErrorSerializer,
         },
         description=(
             f"Up to {settings.INGEST_MAX_BATCH} {view_class.items_key} a request. Valid items "
