@@ -54,7 +54,10 @@ class SmsConsent(models.TextChoices):
 
 class Customer(models.Model):
     external_id = models.CharField(
-        max_length=EXTERNAL_ID_MAX_LENGTH, unique=True, help_text="The retailer's id."
+        max_length=EXTERNAL_ID_MAX_LENGTH,
+        unique=True,
+        validators=[validate_external_id],
+        help_text="The retailer's id.",
     )
     phone = models.CharField(max_length=20, blank=True, help_text="E.164, e.g. +33612345678.")
     first_name = models.CharField(max_length=100, blank=True)

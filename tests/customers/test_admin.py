@@ -208,3 +208,19 @@ def test_erasing_every_customer_a_filter_selects_erases_those_and_no_other(admin
 
     assert response.status_code == 302
     assert list(Customer.objects.all()) == [keep]
+
+
+def test_a_customer_id_the_api_could_not_address_is_refused_in_the_admin(admin_client):
+    page = admin_client.get("/admin/customers/customer/add/")
+    posted = {
+        f"{inline.formset.prefix}-{key}": value
+        for inline in page.context["inline_admin_formsets"]
+        for key, value in inline.formset.management_form.initial.items()
+    }
+    posted.update({"external_id": "C-1\tbis", "timezone": "UTC", "sms_consent": "unknown"})
+
+    response = admin_client.post("/admin/customers/customer/add/", posted)
+
+    errors = response.context["adminform"].form.errors
+    assert "control character" in " ".join(errors["external_id"])
+    assert not Customer.objects.exists()
