@@ -6,6 +6,7 @@ redelivered or doubled task records nothing twice and never queues a second SMS.
 """
 
 import json
+from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -15,10 +16,11 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from customers import intent
 from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
-from promotions import offers, rules, sms, tracking
+from promotions import offers, presence, rules, sms, tracking
 from promotions.models import (
     Campaign,
     CampaignStatus,
@@ -27,10 +29,12 @@ from promotions.models import (
     DeliveryStatus,
     LocationBatch,
     OfferCode,
+    Presence,
     PresenceEvent,
     PresenceKind,
     SmsSender,
     Store,
+    TriggerType,
 )
 
 # Handed to the SMS provider, or about to be: what caps and budgets count.
@@ -488,58 +492,145 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     sender.save(update_fields=["next_slot_at"])
 
 
-def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) -> dict:
+# A decision for another campaign that wins its presence event: it was to text (whatever
+# came of the send since: delivered, expired, stopped with its campaign) or to hold out.
+# Live, the campaigns ranked after it were never judged for that event.
+WINNING = (*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    """A presence event as a dry run replays it: a stored one, or a dwell derived from its
+    visit (presence records only the dwell minutes that active campaigns watch)."""
+
+    fact: rules.PresenceFact
+    customer: Customer
+    store: Store
+    arrived_at: datetime  # when the live engine had it to decide
+    event_id: int | None = None  # None: derived, never stored
+
+
+@dataclass(frozen=True)
+class _CountedSms:
+    """An SMS or a holdout a dry run counts for caps: another campaign's real one, this
+    campaign's real one from before the window, or one the run itself decided."""
+
+    at: datetime
+    campaign: int
+    status: str  # rules.QUEUED or rules.HOLDOUT
+    event_id: int | None
+
+
+@dataclass(frozen=True)
+class _Rival:
+    """Another campaign's real SMS or holdout for a presence event, as `rules` ranks it: by
+    the campaign's priority and the intent strength it was decided with."""
+
+    rule: rules.CampaignRule
+    match: rules.IntentMatch
+
+
+def dry_run_campaign(
+    *, campaign: Campaign, since: datetime, until: datetime, now: datetime | None = None
+) -> dict:
     """What the campaign would have decided over the stored presence history, sending and
-    writing nothing. Each event is judged at its own time, with browsing as it stood then
-    (views after the event are not counted), the customer's consent as it stands now, the
-    real SMS of other campaigns and this campaign's real decisions before `since` counted
-    for caps, budgets and its code pool, and the run's own would-be SMS in place of this
-    campaign's real ones within the window."""
+    writing nothing, as the live engine decides:
+
+    - each event is judged at its own time, with browsing as it stood then (views after the
+      event are not counted) and the customer's consent as it stands now;
+    - an event that reached the server later than the SMS validity is skipped, as live
+      (counted in `arrived_too_late`);
+    - an event another campaign really texted (or held the customer out for) is this
+      campaign's only if it ranks first (priority, then intent strength): live, at most one
+      SMS goes out per event. Otherwise it gets no decision (counted in `outranked`);
+    - caps, budgets and the code pool count other campaigns' real SMS (each at its event's
+      time, when that is earlier than its record), this campaign's real decisions before
+      `since`, and the run's own would-be SMS in place of this campaign's real ones within
+      the window; only what was sent by each event's time counts;
+    - a dwell campaign's dwells are derived from the visits where presence recorded none
+      (it records only the minutes that active campaigns watch); approaches at a distance
+      no active campaign watches were never recorded and cannot be: `warnings` says so.
+    """
+    now = now or timezone.now()
     rule = campaign_rule(campaign)
     limits = global_limits()
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     events = list(
         PresenceEvent.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
         .exclude(kind=PresenceKind.EXITED)
         .select_related("store", "zone", "customer")
         .order_by("occurred_at", "id")
     )
-    facts = {event.id: presence_fact(event) for event in events}
-    triggering = [event for event in events if rules.triggered(rule, facts[event.id])]
-    customers = {event.customer_id: event.customer for event in triggering}
+    replayed = [
+        _Replayed(presence_fact(event), event.customer, event.store, event.created_at, event.id)
+        for event in events
+    ]
+    replayed = [item for item in replayed if rules.triggered(rule, item.fact)]
+    if rule.trigger_type == TriggerType.DWELL and rule.trigger_minutes:
+        derived = _derived_dwells(rule, replayed, since=since, until=until, now=now)
+        # Stable: at one instant, stored events keep their order, before derived ones.
+        replayed = sorted([*replayed, *derived], key=lambda item: item.fact.at)
+    # Live, an event older than the validity when it arrives is kept, but not decided.
+    on_time = [item for item in replayed if item.arrived_at - item.fact.at <= validity]
+    customers = {item.customer.id: item.customer for item in on_time}
     signals = load_signals(customers.keys(), now=until)
-    histories = _dry_run_histories(campaign, customers, since=since, until=until, limits=limits)
+    counted = _dry_run_counted_sms(campaign, customers, since=since, until=until, limits=limits)
+    rivals = _rivals(campaign, {item.event_id for item in on_time if item.event_id is not None})
+    # Events whose real SMS this campaign would have taken the place of.
+    displaced: set[int] = set()
 
     by_status: dict[str, int] = defaultdict(int)
     by_reason: dict[str, int] = defaultdict(int)
     reached: set[int] = set()
+    outranked = 0
     budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
     spent_before = _dry_run_budget(campaign, since=since, budget_zone=budget_zone)
     per_day: dict[date, int] = defaultdict(int)
     per_day[since.astimezone(budget_zone).date()] = spent_before.today
     total, codes_left = spent_before.total, spent_before.codes_left
-    for event in triggering:
-        at = event.occurred_at
-        customer = customers[event.customer_id]
+    for item in on_time:
+        at = item.fact.at
+        customer = item.customer
         products, categories = signals.get(customer.id, ({}, {}))
-        history = histories[customer.id]
         facts_then = rules.CustomerFacts(
             key=customer.external_id,
             opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
             has_phone=bool(customer.phone),
-            timezone=customer_timezone(customer, event.store),
+            timezone=customer_timezone(customer, item.store),
             products=_as_of(products, at),
             categories=_as_of(categories, at),
-            sent_by_campaign=history.by_campaign,
-            sent=sorted(history.sent),
+        )
+        ranked = rules.rank([rule], item.fact, facts_then, at)
+        if not ranked:
+            continue
+        match = ranked[0][1]
+        event_rivals = rivals.get(item.event_id, ()) if item.event_id is not None else ()
+        if any(not rules.ranks_before(rule, match, r.rule, r.match) for r in event_rivals):
+            outranked += 1
+            continue
+        # Ranked first, this campaign is judged before its rivals' SMS for this event exist.
+        history = History()
+        for earlier in counted[customer.id]:
+            if earlier.event_id is None or (
+                earlier.event_id != item.event_id and earlier.event_id not in displaced
+            ):
+                history.add(earlier.campaign, earlier.status, earlier.at)
+        facts_then = rules.history_as_of(
+            replace(facts_then, sent_by_campaign=history.by_campaign, sent=history.sent), at
         )
         day = at.astimezone(budget_zone).date()
         budget = rules.BudgetUse(today=per_day[day], total=total, codes_left=codes_left)
-        decisions = rules.decide([rule], facts[event.id], facts_then, {rule.id: budget}, limits, at)
+        decisions = rules.decide([rule], item.fact, facts_then, {rule.id: budget}, limits, at)
         for decision in decisions:
             by_status[decision.status] += 1
             if decision.reason:
                 by_reason[decision.reason] += 1
-            history.add(decision.campaign, decision.status, at)
+            if decision.status in (rules.QUEUED, rules.HOLDOUT):
+                counted[customer.id].append(
+                    _CountedSms(at, decision.campaign, decision.status, item.event_id)
+                )
+                if item.event_id is not None:
+                    displaced.add(item.event_id)
             if decision.status == rules.QUEUED:
                 reached.add(customer.id)
                 after = budget.after_one_sms()
@@ -554,36 +645,180 @@ def dry_run_campaign(*, campaign: Campaign, since: datetime, until: datetime) ->
         "customers_reached": len(reached),
         "by_status": {status: by_status[status] for status in DeliveryStatus.values},
         "by_reason": {reason: by_reason[reason] for reason in DeliveryReason.values},
+        "arrived_too_late": len(replayed) - len(on_time),
+        "outranked": outranked,
+        "warnings": _unrecorded_approaches(campaign, rule),
     }
 
 
-def _dry_run_histories(
+def _dry_run_counted_sms(
     campaign: Campaign,
     customers: Iterable[int],
     *,
     since: datetime,
     until: datetime,
     limits: rules.GlobalLimits,
-) -> dict[int, History]:
-    """The customers' real SMS and holdouts as a dry run sees them: every campaign's before
+) -> dict[int, list[_CountedSms]]:
+    """The customers' real SMS and holdouts as a dry run counts them: every campaign's before
     `since`, other campaigns' within the window; this campaign's within it are what the run
-    decides again."""
-    days = max(limits.cap_days, campaign.limit_per_customer_days or 0)
-    histories: dict[int, History] = defaultdict(History)
+    decides again. Each counts from its presence event's time when that is earlier than its
+    record: decided a moment after the event (when its batch was processed), it was already
+    there for any later event, whose decision would have counted it."""
+    window = max(
+        timedelta(days=max(limits.cap_days, campaign.limit_per_customer_days or 0)), limits.min_gap
+    )
+    counted: dict[int, list[_CountedSms]] = defaultdict(list)
     rows = (
         Delivery.objects.filter(
+            Q(created_at__lt=until) | Q(presence_event__occurred_at__lt=until),
             customer_id__in=list(customers),
             status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
-            created_at__gt=since - timedelta(days=days),
-            created_at__lt=until,
+            created_at__gt=since - window,
         )
         .exclude(campaign=campaign, created_at__gte=since)
-        .values_list("customer_id", "campaign_id", "status", "created_at")
+        .values_list(
+            "customer_id",
+            "campaign_id",
+            "status",
+            "created_at",
+            "presence_event_id",
+            "presence_event__occurred_at",
+        )
     )
-    for customer_id, campaign_id, status, created_at in rows:
+    for customer_id, campaign_id, status, created_at, event_id, event_at in rows:
+        at = min(created_at, event_at) if event_at is not None else created_at
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
-        histories[customer_id].add(campaign_id, queued_or_holdout, created_at)
-    return histories
+        counted[customer_id].append(_CountedSms(at, campaign_id, queued_or_holdout, event_id))
+    return counted
+
+
+def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:
+    """Other campaigns' real SMS and holdouts for these presence events: what won each live."""
+    rivals: dict[int, list[_Rival]] = defaultdict(list)
+    if not event_ids:
+        return rivals
+    rows = (
+        Delivery.objects.filter(presence_event_id__in_batch=event_ids, status__in=WINNING)
+        .exclude(campaign=campaign)
+        .values_list("presence_event_id", "campaign_id", "campaign__priority", "intent_score")
+    )
+    for event_id, campaign_id, priority, strength in rows:
+        rival = rules.CampaignRule(id=campaign_id, priority=priority)
+        rivals[event_id].append(_Rival(rival, rules.IntentMatch(strength=strength)))
+    return rivals
+
+
+def _derived_dwells(
+    rule: rules.CampaignRule,
+    replayed: list[_Replayed],
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> list[_Replayed]:
+    """The campaign's dwells presence did not record, derived from the stored visits of its
+    stores: presence announces only the dwell minutes active campaigns watch, so a new
+    threshold has no events of its own. A visit entered at E dwelled N minutes at E + N when
+    it was still on then, as presence would have announced it: its exit came later (or then,
+    for a timeout, which announces the dwells reached before it ends the visit), or, still
+    open, its last evidence kept it alive until then. A visit of neither kind (its presence
+    since overwritten without an exit) cannot tell, and gives none."""
+    minutes = timedelta(minutes=rule.trigger_minutes)
+    entries = PresenceEvent.objects.filter(
+        kind=PresenceKind.ENTERED,
+        zone__isnull=True,
+        occurred_at__gte=since - minutes,
+        occurred_at__lt=until - minutes,
+    )
+    if rule.stores:
+        entries = entries.filter(store_id__in=rule.stores)
+    entries = list(entries.select_related("store", "customer").order_by("occurred_at", "id"))
+    if not entries:
+        return []
+    customer_ids = {entry.customer_id for entry in entries}
+    place_keys = {entry.place_key for entry in entries}
+    exits: dict[tuple[int, str], list[tuple[datetime, bool]]] = defaultdict(list)
+    for customer_id, place_key, at, evidence in (
+        PresenceEvent.objects.filter(
+            kind=PresenceKind.EXITED,
+            customer_id__in_batch=customer_ids,
+            place_key__in=place_keys,
+            occurred_at__gt=entries[0].occurred_at,
+        )
+        .order_by("occurred_at")
+        .values_list("customer_id", "place_key", "occurred_at", "evidence")
+    ):
+        exits[customer_id, place_key].append((at, evidence.get("reason") == "timeout"))
+    open_visits = {
+        (customer_id, place_key): presence.PlaceState.from_json(state)
+        for customer_id, place_key, state in Presence.objects.filter(
+            customer_id__in_batch=customer_ids, place_key__in=place_keys, inside=True
+        ).values_list("customer_id", "place_key", "state")
+    }
+    timeout = timedelta(minutes=settings.PRESENCE_TIMEOUT_MINUTES)
+    recorded = {
+        (item.customer.id, item.fact.store, item.fact.at)
+        for item in replayed
+        if item.fact.kind == PresenceKind.DWELLED
+    }
+    derived = []
+    for entry in entries:
+        dwelled_at = entry.occurred_at + minutes
+        if (entry.customer_id, entry.store_id, dwelled_at) in recorded:
+            continue
+        key = (entry.customer_id, entry.place_key)
+        visit_exits = exits.get(key, [])
+        after = bisect_right(visit_exits, entry.occurred_at, key=lambda exit_: exit_[0])
+        if after < len(visit_exits):
+            ended_at, timed_out = visit_exits[after]
+            lasted = dwelled_at <= ended_at if timed_out else dwelled_at < ended_at
+        else:
+            state = open_visits.get(key)
+            lasted = (
+                state is not None
+                and state.entered_at == entry.occurred_at
+                and state.last_evidence_at is not None
+                and dwelled_at <= min(state.last_evidence_at + timeout, now)
+            )
+        fact = rules.PresenceFact(
+            PresenceKind.DWELLED, entry.store_id, dwelled_at, minutes=rule.trigger_minutes
+        )
+        if lasted and rules.triggered(rule, fact):
+            # Live, the dwell is decided when presence announces it, not before its visit's
+            # entry reached the server.
+            arrived_at = max(dwelled_at, entry.created_at)
+            derived.append(_Replayed(fact, entry.customer, entry.store, arrived_at))
+    return derived
+
+
+def _unrecorded_approaches(campaign: Campaign, rule: rules.CampaignRule) -> list[str]:
+    """What a near campaign's dry run cannot count: presence records an approach only at the
+    distances active campaigns watch, and the raw pings that could tell more are purged
+    after the retention period and would need the whole state machine replayed."""
+    if rule.trigger_type != TriggerType.NEAR or not rule.trigger_distance_m:
+        return []
+    distance = float(rule.trigger_distance_m)
+    watched: set[int] = set()
+    for other in Campaign.objects.filter(
+        status=CampaignStatus.ACTIVE, trigger_type=TriggerType.NEAR, trigger_distance_m=distance
+    ).prefetch_related("stores"):
+        stores = {store.id for store in other.stores.all()}
+        if not stores:
+            return []  # watched at every store
+        watched |= stores
+    stores = campaign.stores.all() if rule.stores else Store.objects.all()
+    unwatched = sorted(store.code for store in stores if store.id not in watched)
+    if not unwatched:
+        return []
+    named = ", ".join(unwatched[:5])
+    if len(unwatched) > 5:
+        named += f" and {len(unwatched) - 5} more"
+    return [
+        f"Approaches within {distance:g} m of {named} were not recorded: presence records "
+        f"an approach only at the distances active campaigns watch, and none watches "
+        f"{distance:g} m there. These figures count only the approaches that were recorded; "
+        f"once the campaign is active, its approaches are recorded from then on."
+    ]
 
 
 def _dry_run_budget(

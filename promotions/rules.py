@@ -10,7 +10,7 @@ uploaded code pool is used up cannot send: its budget is spent, and the next one
 
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -243,16 +243,18 @@ def limit_reason(
         return NO_PHONE
     if quiet_for(campaign, limits, customer.timezone, now):
         return QUIET_HOURS
-    # Only what was sent by `now` counts: a dry run judges a past event while the history
-    # it is given runs on past it.
+    # Every SMS the customer was given counts, even one stamped after `now`: a task reads its
+    # clock before it waits for the customer's lock, so a worker that started later may have
+    # taken the lock first and committed an SMS stamped later than this `now`. (A dry run,
+    # which judges past events, cuts the history at each event itself: `history_as_of`.)
     if campaign.per_customer_days:
         since = now - timedelta(days=campaign.per_customer_days)
-        if any(since < at <= now for at in customer.sent_by_campaign.get(campaign.id, ())):
+        if any(since < at for at in customer.sent_by_campaign.get(campaign.id, ())):
             return CAMPAIGN_CAP
     since = now - timedelta(days=limits.cap_days)
-    if sum(1 for at in customer.sent if since < at <= now) >= limits.cap_count:
+    if sum(1 for at in customer.sent if since < at) >= limits.cap_count:
         return GLOBAL_CAP
-    if limits.min_gap and any(now - limits.min_gap < at <= now for at in customer.sent):
+    if limits.min_gap and any(now - limits.min_gap < at for at in customer.sent):
         return GLOBAL_CAP
     if campaign.daily_budget is not None and budget.today >= campaign.daily_budget:
         return BUDGET
@@ -261,6 +263,19 @@ def limit_reason(
     if budget.codes_left is not None and budget.codes_left <= 0:
         return BUDGET
     return ""
+
+
+def history_as_of(customer: CustomerFacts, moment: datetime) -> CustomerFacts:
+    """The customer with only the SMS (and holdouts) recorded by `moment`: what a dry run
+    judges a past event against, the history it loads running on past the event."""
+    return replace(
+        customer,
+        sent_by_campaign={
+            campaign: [at for at in times if at <= moment]
+            for campaign, times in customer.sent_by_campaign.items()
+        },
+        sent=[at for at in customer.sent if at <= moment],
+    )
 
 
 def quiet_for(campaign: CampaignRule, limits: GlobalLimits, timezone: str, now: datetime) -> bool:
@@ -303,7 +318,19 @@ def rank(
         match = intent_match(campaign.intent, customer, now)
         if match is not None:
             matches.append((campaign, match))
-    return sorted(matches, key=lambda cm: (-cm[0].priority, -cm[1].strength, cm[0].id))
+    return sorted(matches, key=lambda cm: _rank_key(*cm))
+
+
+def ranks_before(
+    campaign: CampaignRule, match: IntentMatch, other: CampaignRule, other_match: IntentMatch
+) -> bool:
+    """Whether `rank` puts the campaign, matching so, before the other one: a dry run asks it
+    of a campaign that really texted the customer for the same presence event."""
+    return _rank_key(campaign, match) < _rank_key(other, other_match)
+
+
+def _rank_key(campaign: CampaignRule, match: IntentMatch) -> tuple[int, float, int]:
+    return (-campaign.priority, -match.strength, campaign.id)
 
 
 def decide(

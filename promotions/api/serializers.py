@@ -1,9 +1,10 @@
 from copy import copy
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.fields import empty
 
@@ -550,8 +551,25 @@ MAX_DRY_RUN_DAYS = 366
 
 
 class DryRunSerializer(serializers.Serializer):
-    since = InstantField()
-    until = InstantField()
+    since = InstantField(help_text=f"In the past, within the last {MAX_DRY_RUN_DAYS} days.")
+    until = InstantField(help_text=f"After since, {MAX_DRY_RUN_DAYS} days later at most.")
+
+    def validate_since(self, value: datetime) -> datetime:
+        # What a marketer can ask of stored history, and bounds that keep the run's date
+        # arithmetic (cap windows before `since`, local midnights) within the calendar:
+        # year 1, and year 9999 in a time zone east of UTC, overflowed.
+        now = timezone.now()
+        earliest = now - timedelta(days=MAX_DRY_RUN_DAYS)
+        if value < earliest:
+            raise serializers.ValidationError(
+                f"A dry run replays the last {MAX_DRY_RUN_DAYS} days at most: since must be "
+                f"{earliest.replace(microsecond=0).isoformat().replace('+00:00', 'Z')} or later."
+            )
+        if value >= now:
+            raise serializers.ValidationError(
+                "A dry run replays what has already happened: since must be in the past."
+            )
+        return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if attrs["until"] <= attrs["since"]:
@@ -573,3 +591,16 @@ class DryRunResultSerializer(serializers.Serializer):
     customers_reached = serializers.IntegerField()
     by_status = serializers.DictField(child=serializers.IntegerField())
     by_reason = serializers.DictField(child=serializers.IntegerField())
+    arrived_too_late = serializers.IntegerField(
+        help_text="Events the campaign waits for that reached the server after the SMS "
+        "validity period: live, they are kept but not decided, so no decision here either."
+    )
+    outranked = serializers.IntegerField(
+        help_text="Events another campaign really texted (or held the customer out for) and "
+        "that ranks first: live, one SMS goes out per event, so no decision here."
+    )
+    warnings = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="What the stored history cannot tell, such as approaches at a distance "
+        "no active campaign watches.",
+    )

@@ -472,6 +472,21 @@ def test_a_dry_run_counts_the_campaigns_real_sms_from_before_its_window(
     assert (result["would_send"], result["by_reason"][reason]) == (0, 1)
 
 
+@pytest.mark.parametrize(("priority", "would_send", "outranked"), [(0, 0, 1), (20, 1, 0)])
+def test_a_dry_run_gives_a_visit_another_campaign_texted_only_to_a_campaign_ranked_first(
+    api, outbox, rivoli, lea, priority, would_send, outranked
+):
+    x200_campaign(rivoli)
+    walk_in(api, "lea-phone")
+    assert len(outbox) == 1
+    draft = x200_campaign(rivoli, status="draft", priority=priority)
+
+    result = dry_run(api, draft, days=1)
+
+    # One SMS per visit: ranked after the campaign that texted it, the draft gets no decision.
+    assert (result["would_send"], result["outranked"]) == (would_send, outranked)
+
+
 def test_a_mocked_location_triggers_nothing(api, outbox, rivoli, lea):
     x200_campaign(rivoli)
 

@@ -396,18 +396,17 @@ def test_reports_need_their_scope(client_with_scopes):
 # --- Dry run ----------------------------------------------------------------------------
 
 
-def walk_in(device, minutes_ago):
+def walk_in(device, minutes_ago, *, on_time=False):
+    """A fix inside Rivoli `minutes_ago`, processed now, or, `on_time`, as it was taken (the
+    live engine decides only what reaches it within the SMS validity)."""
     now = timezone.now()
+    at = now - timedelta(minutes=minutes_ago)
     pings = [
         Ping.objects.create(
-            device=device,
-            latitude=48.8606,
-            longitude=2.3417,
-            accuracy=10,
-            recorded_at=now - timedelta(minutes=minutes_ago),
+            device=device, latitude=48.8606, longitude=2.3417, accuracy=10, recorded_at=at
         )
     ]
-    tracking.process_location_batch(ping_ids=[p.id for p in pings], now=now)
+    tracking.process_location_batch(ping_ids=[p.id for p in pings], now=at if on_time else now)
 
 
 def test_a_dry_run_replays_stored_presence_and_sends_nothing(api, rivoli, settings):
@@ -416,7 +415,7 @@ def test_a_dry_run_replays_stored_presence_and_sends_nothing(api, rivoli, settin
     opted_in = [CustomerFactory() for _ in range(3)]
     opted_out = CustomerFactory(sms_consent=SmsConsent.OPTED_OUT)
     for n, customer in enumerate([*opted_in, opted_out]):
-        walk_in(DeviceFactory(customer=customer), minutes_ago=60 * (n + 1))
+        walk_in(DeviceFactory(customer=customer), minutes_ago=60 * (n + 1), on_time=True)
     campaign = CampaignFactory(status="draft", daily_budget=2)
     campaign.stores.add(rivoli)
 

@@ -253,27 +253,60 @@ def test_a_used_up_code_pool_is_a_spent_budget(codes_left, reason):
     assert (decision.status, decision.reason) == ("suppressed" if reason else "queued", reason)
 
 
-@pytest.mark.parametrize(
-    ("campaign", "customer", "limits"),
+LATER_SMS = pytest.mark.parametrize(
+    ("campaign", "customer", "limits", "reason"),
     [
         (
             {"per_customer_days": 7},
-            replace(LEA, sent_by_campaign={1: [NOW + timedelta(days=1)]}),
+            replace(LEA, sent_by_campaign={1: [NOW + timedelta(seconds=2)]}),
             NO_LIMITS,
+            "campaign_cap",
         ),
-        ({}, replace(LEA, sent=[NOW + timedelta(days=d) for d in (1, 2, 3)]), NO_LIMITS),
         (
             {},
-            replace(LEA, sent=[NOW + timedelta(minutes=10)]),
+            replace(LEA, sent=[NOW + timedelta(seconds=d) for d in (1, 2, 3)]),
+            NO_LIMITS,
+            "global_cap",
+        ),
+        (
+            {},
+            replace(LEA, sent=[NOW + timedelta(seconds=2)]),
             replace(NO_LIMITS, min_gap=timedelta(hours=1)),
+            "global_cap",
         ),
     ],
     ids=["campaign_cap", "global_cap", "min_gap"],
 )
-def test_sms_sent_after_the_moment_judged_do_not_count(campaign, customer, limits):
-    # A dry run judges past events against a history that runs on past them.
+
+
+@LATER_SMS
+def test_an_sms_stamped_after_the_moment_judged_still_counts(campaign, customer, limits, reason):
+    # A task reads its clock before it waits for the customer's lock: a worker that started
+    # later may have committed an SMS stamped after this one's `now`.
     [decision] = decide([replace(X200_ENTER, **campaign)], customer=customer, limits=limits)
+    assert (decision.status, decision.reason) == ("suppressed", reason)
+
+
+@LATER_SMS
+def test_the_history_as_of_a_moment_leaves_out_the_sms_sent_after_it(
+    campaign, customer, limits, reason
+):
+    # A dry run judges past events against a history that runs on past them.
+    then = rules.history_as_of(customer, NOW)
+    [decision] = decide([replace(X200_ENTER, **campaign)], customer=then, limits=limits)
     assert (decision.status, decision.reason) == ("queued", "")
+
+
+def test_the_history_as_of_a_moment_keeps_the_sms_sent_by_then():
+    customer = replace(
+        LEA,
+        sent_by_campaign={1: [NOW - timedelta(days=1), NOW, NOW + timedelta(seconds=1)]},
+        sent=[NOW - timedelta(days=1), NOW, NOW + timedelta(seconds=1)],
+    )
+    then = rules.history_as_of(customer, NOW)
+    assert then.sent_by_campaign == {1: [NOW - timedelta(days=1), NOW]}
+    assert then.sent == [NOW - timedelta(days=1), NOW]
+    assert (then.key, then.products) == (customer.key, customer.products)
 
 
 def test_quiet_hours_are_read_in_the_customers_timezone():
@@ -333,6 +366,25 @@ def test_between_equal_priorities_the_stronger_intent_wins():
     x100 = CampaignRule(5, priority=10, intent=IntentCondition(skus=("X100",)))
     [decision] = decide([x100, X200_ENTER, audio])
     assert decision.campaign == 4  # the category's score 3.2 beats X200's 2.5 and X100's 0.7
+
+
+@pytest.mark.parametrize(
+    ("campaign", "strength", "other", "other_strength", "first"),
+    [
+        (CampaignRule(2, priority=20), 0.1, CampaignRule(1, priority=10), 9.0, True),
+        (CampaignRule(2, priority=10), 0.1, CampaignRule(1, priority=20), 9.0, False),
+        (CampaignRule(2, priority=10), 3.0, CampaignRule(1, priority=10), 2.5, True),
+        (CampaignRule(2, priority=10), 2.5, CampaignRule(1, priority=10), 3.0, False),
+        # All else equal, the older campaign (the lower id) goes first, as `rank` orders them.
+        (CampaignRule(2, priority=10), 2.5, CampaignRule(1, priority=10), 2.5, False),
+        (CampaignRule(1, priority=10), 2.5, CampaignRule(2, priority=10), 2.5, True),
+    ],
+)
+def test_a_campaign_ranks_before_another_by_priority_then_intent_then_age(
+    campaign, strength, other, other_strength, first
+):
+    match, other_match = rules.IntentMatch(strength), rules.IntentMatch(other_strength)
+    assert rules.ranks_before(campaign, match, other, other_match) is first
 
 
 def test_a_suppressed_campaign_makes_way_for_the_next_one_and_both_are_recorded():

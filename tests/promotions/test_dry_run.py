@@ -1,0 +1,370 @@
+"""A dry run counts what the live engine would have sent over the stored history, no more:
+the period it takes, the events live would not decide (too late, won by another campaign),
+the other campaigns' SMS as live counted them, and the dwells and approaches presence did
+or did not record."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from promotions import decisions, tracking
+from promotions.models import Delivery, DeliveryStatus, Ping, PresenceEvent
+from tests.factories import (
+    CampaignFactory,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+    StoreFactory,
+)
+
+pytestmark = pytest.mark.django_db
+
+RIVOLI = (48.8606, 2.3417)
+# About 330 m north of Rivoli: outside its 60 m fence and the exit margin.
+STREET = (48.8636, 2.3417)
+
+
+@pytest.fixture
+def rivoli():
+    return StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat()
+
+
+def dry_run(api, campaign, *, since: datetime, until: datetime | None = None) -> dict:
+    body = {"since": iso(since), "until": iso(until or timezone.now())}
+    response = api.post(f"/api/v1/campaigns/{campaign.id}/dry-run", body)
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def presence_event(customer, store, *, at: datetime, arrived_at: datetime | None = None, **fields):
+    """A presence event as presence records it, decided (or not) when it arrived."""
+    fields.setdefault("kind", "entered")
+    fields.setdefault("place_key", f"store:{store.id}")
+    return PresenceEvent.objects.create(
+        customer=customer, store=store, occurred_at=at, created_at=arrived_at or at, **fields
+    )
+
+
+# --- The period -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("since", "until", "message"),
+    [
+        ("0001-01-01T00:00:00Z", "0001-06-01T00:00:00Z", "366 days at most"),
+        ("9999-12-31T23:30:00Z", "9999-12-31T23:59:00+14:00", "must be in the past"),
+    ],
+    ids=["first_year", "last_year"],
+)
+def test_a_dry_run_out_of_stored_history_is_a_400_that_says_why(
+    api, settings, since, until, message
+):
+    settings.SMS_BUDGET_TIMEZONE = "Pacific/Kiritimati"  # UTC+14
+    campaign = CampaignFactory()
+
+    response = api.post(
+        f"/api/v1/campaigns/{campaign.id}/dry-run", {"since": since, "until": until}
+    )
+
+    assert response.status_code == 400
+    [error] = response.json()["since"]
+    assert message in error
+
+
+def test_a_dry_run_as_far_back_as_it_goes_is_answered(api, settings):
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    campaign = CampaignFactory(daily_budget=10)
+    since = timezone.now() - timedelta(days=365, hours=23)
+
+    result = dry_run(api, campaign, since=since, until=since + timedelta(days=366))
+
+    assert (result["presence_events"], result["would_send"]) == (0, 0)
+
+
+ANY_INSTANT = st.datetimes(
+    min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.timezones()
+)
+EDGES = [datetime(1, 1, 1, tzinfo=UTC), datetime(9999, 12, 31, 23, 59, tzinfo=UTC)]
+# Around the bounds: within the last 366 days, or just before, or ahead, with any offset.
+RECENT = st.builds(
+    lambda seconds, zone: (datetime.now(UTC) + timedelta(seconds=seconds)).astimezone(zone),
+    st.integers(-400 * 86_400, 400 * 86_400),
+    st.timezones(),
+)
+
+
+@hypothesis_settings(
+    max_examples=60,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    since=ANY_INSTANT | RECENT | st.sampled_from(EDGES),
+    until=ANY_INSTANT | RECENT | st.sampled_from(EDGES),
+    budget_zone=st.sampled_from(["America/Los_Angeles", "Pacific/Kiritimati"]),
+)
+def test_no_period_is_a_server_error(api, settings, since, until, budget_zone):
+    settings.SMS_BUDGET_TIMEZONE = budget_zone
+    campaign = CampaignFactory(daily_budget=10, limit_per_customer_days=365)
+    body = {"since": since.isoformat(), "until": until.isoformat()}
+
+    response = api.post(f"/api/v1/campaigns/{campaign.id}/dry-run", body)
+
+    assert response.status_code in (200, 400), response.content
+
+
+# --- Events the live engine would not decide --------------------------------------------
+
+
+def test_a_dry_run_does_not_send_for_an_event_that_arrived_too_late_to_text(api, rivoli):
+    """Pings uploaded 20 minutes late (the phone was offline): live, the entry is recorded
+    but not decided (older than SMS_VALIDITY_SECONDS when it arrived)."""
+    campaign = CampaignFactory()
+    campaign.stores.add(rivoli)
+    at = timezone.now() - timedelta(hours=1)
+    late = presence_event(CustomerFactory(), rivoli, at=at, arrived_at=at + timedelta(minutes=20))
+    assert decisions.decide_presence_events(event_ids=[late.id], now=late.created_at) == []
+    assert not Delivery.objects.exists()
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert (result["matched"], result["would_send"], result["arrived_too_late"]) == (0, 0, 1)
+
+
+def test_an_event_that_arrived_within_the_validity_is_decided(api, rivoli, settings):
+    campaign = CampaignFactory()
+    campaign.stores.add(rivoli)
+    at = timezone.now() - timedelta(hours=1)
+    presence_event(CustomerFactory(), rivoli, at=at, arrived_at=at + timedelta(minutes=9))
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["arrived_too_late"]) == (1, 0)
+
+
+@pytest.mark.parametrize(
+    ("real_status", "real_priority", "would_send", "outranked"),
+    [
+        (DeliveryStatus.DELIVERED, 10, 0, 1),
+        (DeliveryStatus.HOLDOUT, 10, 0, 1),
+        # Expired before sending, say: it was still the event's one decision to text.
+        (DeliveryStatus.FAILED, 10, 0, 1),
+        # Live, this campaign would have been judged first and sent: the other never would.
+        (DeliveryStatus.DELIVERED, -10, 1, 0),
+        # A campaign judged and held back by a limit leaves the event to the next one.
+        (DeliveryStatus.SUPPRESSED, 10, 1, 0),
+    ],
+)
+def test_an_event_another_campaign_texted_is_this_campaigns_only_if_it_ranks_first(
+    api, rivoli, real_status, real_priority, would_send, outranked
+):
+    customer = CustomerFactory()
+    live = CampaignFactory(priority=real_priority)
+    live.stores.add(rivoli)
+    draft = CampaignFactory(status="draft", priority=0)
+    draft.stores.add(rivoli)
+    at = timezone.now() - timedelta(hours=2)
+    event = presence_event(customer, rivoli, at=at)
+    # What the live engine recorded: decided when the batch was processed, 2 s later.
+    DeliveryFactory(
+        customer=customer,
+        campaign=live,
+        store=rivoli,
+        presence_event=event,
+        status=real_status,
+        created_at=at + timedelta(seconds=2),
+    )
+
+    result = dry_run(api, draft, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["outranked"]) == (would_send, outranked)
+    assert result["matched"] == would_send
+
+
+def test_another_campaigns_sms_counts_from_its_events_time(api, rivoli, settings):
+    """Live, two entries a second apart (two fences) are decided in one batch: the second
+    sees the first one's SMS, though it is stamped when the batch was processed."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    opera = StoreFactory(code="OPERA")
+    customer = CustomerFactory()
+    live = CampaignFactory()
+    live.stores.add(rivoli)
+    draft = CampaignFactory(status="draft")
+    draft.stores.add(opera)
+    at = timezone.now() - timedelta(hours=2)
+    texted = presence_event(customer, rivoli, at=at, arrived_at=at + timedelta(seconds=2))
+    presence_event(
+        customer, opera, at=at + timedelta(seconds=1), arrived_at=at + timedelta(seconds=2)
+    )
+    DeliveryFactory(
+        customer=customer,
+        campaign=live,
+        store=rivoli,
+        presence_event=texted,
+        created_at=at + timedelta(seconds=2),
+    )
+
+    result = dry_run(api, draft, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["by_reason"]["global_cap"]) == (0, 1)
+
+
+def test_a_campaigns_would_be_sms_takes_the_place_of_the_real_one_it_outranks(
+    api, rivoli, settings
+):
+    """Ranked first, the campaign texts the entry in the other's stead: the other's real SMS
+    for it never goes out, so only the campaign's own holds the customer's next entry."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    settings.SMS_GLOBAL_CAP_COUNT = 2
+    customer = CustomerFactory()
+    live = CampaignFactory(priority=0)
+    live.stores.add(rivoli)
+    draft = CampaignFactory(status="draft", priority=10)
+    draft.stores.add(rivoli)
+    at = timezone.now() - timedelta(hours=5)
+    first = presence_event(customer, rivoli, at=at)
+    DeliveryFactory(
+        customer=customer,
+        campaign=live,
+        store=rivoli,
+        presence_event=first,
+        created_at=at + timedelta(seconds=2),
+    )
+    presence_event(customer, rivoli, at=at + timedelta(hours=2))
+
+    result = dry_run(api, draft, since=at - timedelta(hours=1))
+
+    # Two SMS in the week, within the cap of two: the first entry's is counted once.
+    assert (result["would_send"], result["by_reason"]["global_cap"]) == (2, 0)
+
+
+# --- What presence recorded -------------------------------------------------------------
+
+
+def pings(device, *moves: tuple[float, tuple[float, float]], now: datetime) -> None:
+    """Fixes `(minutes ago, place)`, each processed as it arrives, as the live engine does."""
+    for minutes_ago, (latitude, longitude) in moves:
+        at = now - timedelta(minutes=minutes_ago)
+        ping = Ping.objects.create(
+            device=device, latitude=latitude, longitude=longitude, accuracy=10, recorded_at=at
+        )
+        tracking.process_location_batch(ping_ids=[ping.id], now=at)
+
+
+def watched_dwell(store, minutes):
+    """An active dwell campaign no customer matches: presence records its dwells."""
+    campaign = CampaignFactory(trigger_type="dwell", trigger_minutes=minutes, intent_skus=["NONE"])
+    campaign.stores.add(store)
+
+
+@pytest.mark.parametrize(
+    ("visit", "timed_out", "dwelled"),
+    [
+        # Still inside, the last fix 3 minutes ago.
+        ([(20, RIVOLI), (15, RIVOLI), (12, RIVOLI), (9, RIVOLI), (6, RIVOLI), (3, RIVOLI)], 0, 1),
+        # Walked out after 18 minutes, and after 8.
+        ([(40, RIVOLI), (35, RIVOLI), (30, RIVOLI), (25, RIVOLI), (22, STREET)], 0, 1),
+        ([(40, RIVOLI), (36, RIVOLI), (34, RIVOLI), (32, STREET)], 0, 0),
+        # No signal after 3 minutes inside: the timeout (15 min) ends the visit 18 minutes
+        # after the entry, with the dwells it reached.
+        ([(60, RIVOLI), (57, RIVOLI)], 1, 1),
+    ],
+)
+def test_a_dry_run_of_a_new_dwell_time_finds_the_visits_that_lasted_it(
+    api, rivoli, visit, timed_out, dwelled
+):
+    """Presence records only the dwell minutes active campaigns watch: a draft's 10 minutes
+    next to an active campaign's 5 are derived from the visits."""
+    watched_dwell(rivoli, 5)
+    draft = CampaignFactory(status="draft", trigger_type="dwell", trigger_minutes=10)
+    draft.stores.add(rivoli)
+    device = DeviceFactory()
+    now = timezone.now()
+    pings(device, *visit, now=now)
+    if timed_out:
+        tracking.expire_presence(now=now)
+    assert PresenceEvent.objects.filter(kind="dwelled", minutes=5).exists()
+    assert not PresenceEvent.objects.filter(minutes=10).exists()
+
+    result = dry_run(api, draft, since=now - timedelta(hours=2), until=now)
+
+    assert (result["matched"], result["would_send"]) == (dwelled, dwelled)
+
+
+def test_a_dwell_presence_recorded_is_counted_once(api, rivoli):
+    watched_dwell(rivoli, 10)
+    draft = CampaignFactory(status="draft", trigger_type="dwell", trigger_minutes=10)
+    draft.stores.add(rivoli)
+    device = DeviceFactory()
+    now = timezone.now()
+    pings(device, (30, RIVOLI), (25, RIVOLI), (19, RIVOLI), (14, STREET), now=now)
+    assert PresenceEvent.objects.filter(kind="dwelled", minutes=10).count() == 1
+
+    result = dry_run(api, draft, since=now - timedelta(hours=1), until=now)
+
+    assert result["matched"] == 1
+
+
+def test_a_derived_dwell_of_a_visit_that_arrived_late_is_not_texted(api, rivoli):
+    """A phone offline for the visit uploads it 40 minutes on: its dwells come too late."""
+    draft = CampaignFactory(status="draft", trigger_type="dwell", trigger_minutes=10)
+    draft.stores.add(rivoli)
+    device = DeviceFactory()
+    now = timezone.now()
+    visit = [
+        Ping.objects.create(
+            device=device,
+            latitude=lat,
+            longitude=lon,
+            accuracy=10,
+            recorded_at=now - timedelta(minutes=minutes_ago),
+        )
+        for minutes_ago, (lat, lon) in ((60, RIVOLI), (50, RIVOLI), (45, RIVOLI), (40, STREET))
+    ]
+    tracking.process_location_batch(ping_ids=[p.id for p in visit], now=now)
+
+    result = dry_run(api, draft, since=now - timedelta(hours=2), until=now)
+
+    assert (result["matched"], result["arrived_too_late"]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("watching", "warned"),
+    [
+        ({"trigger_distance_m": 100}, True),
+        ({"trigger_distance_m": 250, "status": "paused"}, True),
+        ({"trigger_distance_m": 250}, False),
+        ({"trigger_distance_m": 250, "stores": ["OTHER"]}, True),
+    ],
+    ids=["another_distance", "paused", "watched", "elsewhere"],
+)
+def test_a_dry_run_says_when_the_approaches_it_needs_were_never_recorded(
+    api, rivoli, watching, warned
+):
+    watching = dict(watching)
+    stores = watching.pop("stores", ["RIVOLI"])
+    other = CampaignFactory(trigger_type="near", **watching)
+    other.stores.add(*[StoreFactory(code=c) if c != "RIVOLI" else rivoli for c in stores])
+    draft = CampaignFactory(status="draft", trigger_type="near", trigger_distance_m=250)
+    draft.stores.add(rivoli)
+
+    result = dry_run(api, draft, since=timezone.now() - timedelta(days=7))
+
+    if warned:
+        [warning] = result["warnings"]
+        assert "within 250 m of RIVOLI were not recorded" in warning
+    else:
+        assert result["warnings"] == []
+
+
+def test_a_dry_run_of_any_other_trigger_has_nothing_to_warn_about(api, rivoli):
+    draft = CampaignFactory(status="draft")
+    draft.stores.add(rivoli)
+    assert dry_run(api, draft, since=timezone.now() - timedelta(days=7))["warnings"] == []
