@@ -16,6 +16,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from customers.models import Product
+from promotions import feedback
 from promotions.decisions import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
@@ -604,9 +605,32 @@ class RedemptionAdmin(ReadOnlyAdmin):
     raw_id_fields = ["delivery"]
 
 
+class OfferCodeForm(forms.ModelForm):
+    class Meta:
+        model = OfferCode
+        fields = ["campaign", "code", "delivery"]
+
+    def clean(self) -> dict[str, Any]:
+        """A code added here is checked as an uploaded one is: one the till could not tell
+        apart from another code is refused."""
+        cleaned = super().clean()
+        campaign, code = cleaned.get("campaign"), cleaned.get("code")
+        if self.instance.pk is None and campaign and code:
+            try:
+                feedback.check_pool_codes(campaign=campaign, codes=[code])
+            except feedback.InvalidInputError as error:
+                self.add_error("code", str(error))
+        return cleaned
+
+
 @admin.register(OfferCode)
 class OfferCodeAdmin(admin.ModelAdmin):
+    form = OfferCodeForm
     list_display = ["code", "campaign", "delivery"]
     list_filter = ["campaign"]
     search_fields = ["code"]
     raw_id_fields = ["delivery"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: OfferCode | None = None) -> list:
+        # A code another delivery may carry is not renamed or moved to another campaign.
+        return ["campaign", "code"] if obj else []

@@ -12,7 +12,16 @@ from django.db.models import Q
 from customers.models import Customer, SmsConsent
 from customers.phones import PhoneError, normalise_phone
 from customers.services import ConflictError, set_sms_consent
-from promotions.models import Campaign, Delivery, DeliveryStatus, OfferCode, Redemption, Store
+from promotions.models import (
+    CODE_KEY_LENGTH,
+    Campaign,
+    Delivery,
+    DeliveryStatus,
+    OfferCode,
+    Redemption,
+    Store,
+)
+from promotions.offers import normalise_code
 from promotions.sending import TWILIO_UNSUBSCRIBED
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
@@ -126,11 +135,6 @@ REDEEMABLE = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNDE
 TILL_CLOCK_SKEW = timedelta(minutes=5)
 
 
-def normalise_code(code: str) -> str:
-    """Codes are printed K7Q2-M9XB; a cashier may type k7q2 m9xb or K7Q2M9XB."""
-    return re.sub(r"[\s-]", "", code).upper()
-
-
 def redeem(
     *,
     code: str | None,
@@ -190,35 +194,111 @@ def _instant(value: datetime) -> str:
 
 
 def _delivery_by_code(code: str) -> Delivery | None:
-    wanted = normalise_code(code)
-    if not wanted or len(wanted) > 40:
+    """The sent offer a code typed at the till names. The till ignores case, spaces and
+    dashes; pools uploaded before that was enforced may hold codes that differ only so
+    (SAVE10 and SAVE-10): the code spelt exactly as typed is then the one, and without one,
+    ConflictError rather than a guess that would credit another customer's SMS."""
+    key = normalise_code(code)
+    if not key or len(key) > CODE_KEY_LENGTH:
         return None
-    candidates = Delivery.objects.filter(status__in=REDEEMABLE).filter(
-        Q(code__iexact=code.strip()) | Q(code__iexact=f"{wanted[:4]}-{wanted[4:]}")
-    )
-    return next((d for d in candidates if normalise_code(d.code) == wanted), None)
+    matches = list(Delivery.objects.filter(code_key=key, status__in=REDEEMABLE).order_by("id"))
+    if len(matches) > 1:
+        matches = [d for d in matches if d.code == code.strip()]
+        if not matches:
+            raise ConflictError(
+                "This code matches more than one offer once case, spaces and dashes are "
+                "ignored: enter it exactly as the SMS shows it."
+            )
+    return matches[0] if matches else None
 
 
 MAX_CODE_LENGTH = 40
+# Concurrent uploads: how many times one checks its codes again after another committed.
+POOL_UPLOAD_ATTEMPTS = 3
 
 
 def add_pool_codes(*, campaign: Campaign, codes: list[str]) -> int:
-    """Add codes a retailer's till knows to a campaign's pool; returns how many were new."""
+    """Add codes a retailer's till knows to a campaign's pool; returns how many were new.
+
+    Codes already in this campaign's pool are skipped, so an upload can be sent again. The
+    till looks codes up with case, spaces and dashes ignored, so InvalidInputError refuses
+    the whole upload, naming them, for codes it could not tell apart from one another, from
+    a code in any pool, or from a code already sent (generated or pooled)."""
     cleaned = list(dict.fromkeys(code.strip() for code in codes))
-    bad = [code for code in cleaned if not code or len(code) > MAX_CODE_LENGTH]
+    bad = [code for code in cleaned if not normalise_code(code) or len(code) > MAX_CODE_LENGTH]
     if bad:
-        raise InvalidInputError("codes", f"Codes are 1 to {MAX_CODE_LENGTH} characters.")
-    taken = set(
-        OfferCode.objects.filter(code__in=cleaned)
-        .exclude(campaign=campaign)
-        .values_list("code", flat=True)
-    ) | set(Delivery.objects.filter(code__in=cleaned).values_list("code", flat=True))
+        raise InvalidInputError(
+            "codes",
+            f"Codes are 1 to {MAX_CODE_LENGTH} characters, not only spaces and dashes.",
+        )
+    for _ in range(POOL_UPLOAD_ATTEMPTS):
+        new = [
+            OfferCode(campaign=campaign, code=code, code_key=normalise_code(code))
+            for code in check_pool_codes(campaign=campaign, codes=cleaned)
+        ]
+        try:
+            with transaction.atomic():
+                OfferCode.objects.bulk_create(new)
+        except IntegrityError:
+            # Another upload committed one of these codes, or one the till cannot tell
+            # apart, after the check (the unique code and code_key): checked again, it is
+            # named, or skipped when it is the same code for this campaign.
+            continue
+        return len(new)
+    raise ConflictError("Other uploads kept changing the code pools; send these codes again.")
+
+
+def check_pool_codes(*, campaign: Campaign, codes: list[str]) -> list[str]:
+    """Of `codes` (stripped and distinct), those not in the campaign's pool yet; raises
+    InvalidInputError naming any the till could not tell apart from another (see
+    add_pool_codes)."""
+    by_key: dict[str, list[str]] = {}
+    for code in codes:
+        by_key.setdefault(normalise_code(code), []).append(code)
+    alike = [" and ".join(group) for group in by_key.values() if len(group) > 1]
+    if alike:
+        raise InvalidInputError(
+            "codes",
+            f"Codes a till cannot tell apart (it ignores case, spaces and dashes): "
+            f"{_listed(alike, sep='; ')}.",
+        )
+    # Keyless pool codes are the few drawn before keys were stored (migration 0015).
+    pooled = OfferCode.objects.filter(Q(code_key__in=list(by_key)) | Q(code_key=None))
+    known = [
+        (campaign_id, code)
+        for campaign_id, code in pooled.values_list("campaign_id", "code")
+        if normalise_code(code) in by_key
+    ]
+    uploaded = set(codes)
+    already = {
+        code for campaign_id, code in known if campaign_id == campaign.id and code in uploaded
+    }
+    sent = Delivery.objects.filter(code_key__in=list(by_key)).values_list("code", flat=True)
+    # A code of this pool's is on the delivery that drew it: that one is not another code.
+    others = {code for _, code in known if code not in already} | (set(sent) - already)
+    taken, confusable = [], []
+    for other in sorted(others):
+        [mine] = by_key[normalise_code(other)]
+        if mine in already:
+            continue  # a pair stored before pairs were refused: sending it again adds nothing
+        if mine == other:
+            taken.append(mine)
+        else:
+            confusable.append(f"{mine} (like {other})")
+    problems = []
     if taken:
-        names = ", ".join(sorted(taken)[:10])
-        raise InvalidInputError("codes", f"Codes already used elsewhere: {names}.")
-    existing = set(
-        OfferCode.objects.filter(campaign=campaign, code__in=cleaned).values_list("code", flat=True)
-    )
-    new = [OfferCode(campaign=campaign, code=code) for code in cleaned if code not in existing]
-    OfferCode.objects.bulk_create(new)
-    return len(new)
+        problems.append(f"Codes already used elsewhere: {_listed(taken)}.")
+    if confusable:
+        problems.append(
+            "Codes a till cannot tell apart from codes already used (it ignores case, spaces "
+            f"and dashes): {_listed(confusable)}."
+        )
+    if problems:
+        raise InvalidInputError("codes", " ".join(problems))
+    return [code for code in codes if code not in already]
+
+
+def _listed(items: list[str], *, sep: str = ", ") -> str:
+    """The first ten of a list in a message, and how many more."""
+    more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+    return sep.join(items[:10]) + more

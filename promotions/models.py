@@ -12,7 +12,7 @@ from django.utils import timezone
 from customers.models import Device, validate_time_zone
 from promotions.beacons import BeaconParseError, identity_key_from_text
 from promotions.geo import GeometryError, distance_m, polygon_rings
-from promotions.offers import TemplateError, template_placeholders
+from promotions.offers import TemplateError, normalise_code, template_placeholders
 
 code_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -628,6 +628,11 @@ class DeliveryReason(models.TextChoices):
     HOLDOUT = "holdout", "Holdout group"
 
 
+# A code's key is at most 40 characters upper-cased, and upper-casing can lengthen a
+# character up to threefold (ß becomes SS).
+CODE_KEY_LENGTH = 3 * 40
+
+
 class Delivery(models.Model):
     """One decision about one customer, campaign and presence event, whether sent or not."""
 
@@ -658,6 +663,14 @@ class Delivery(models.Model):
     to = models.CharField(max_length=20, blank=True)
     body = models.TextField(blank=True)
     code = models.CharField(max_length=40, null=True, blank=True, unique=True)
+    code_key = models.CharField(
+        max_length=CODE_KEY_LENGTH,
+        null=True,
+        blank=True,
+        editable=False,
+        db_index=True,
+        help_text="The code as the till looks it up (offers.normalise_code).",
+    )
     expires_at = models.DateTimeField(null=True, blank=True, help_text="The code's last day.")
     encoding = models.CharField(max_length=5, blank=True)
     segments = models.PositiveSmallIntegerField(default=0)
@@ -698,12 +711,29 @@ class Delivery(models.Model):
     def __str__(self) -> str:
         return f"{self.campaign_id}→{self.customer_id}: {self.status}"
 
+    def save(self, **kwargs) -> None:
+        # The till finds a code by its key; the key follows the code wherever it is saved.
+        self.code_key = normalise_code(self.code) if self.code else None
+        if "code" in (kwargs.get("update_fields") or ()):
+            kwargs["update_fields"] = {*kwargs["update_fields"], "code_key"}
+        super().save(**kwargs)
+
 
 class OfferCode(models.Model):
     """A code from a pool a retailer uploaded for a campaign, used instead of generated codes."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="code_pool")
     code = models.CharField(max_length=40, unique=True)
+    # Unique: two pool codes the till cannot tell apart (SAVE10 and save-10) would credit one
+    # customer's purchase to the other's SMS. Empty only for the few such codes already
+    # drawn before the key existed (migration 0015).
+    code_key = models.CharField(
+        max_length=CODE_KEY_LENGTH,
+        null=True,
+        unique=True,
+        editable=False,
+        help_text="The code as the till looks it up (offers.normalise_code).",
+    )
     delivery = models.OneToOneField(
         Delivery, null=True, blank=True, on_delete=models.SET_NULL, related_name="pool_code"
     )
@@ -718,6 +748,12 @@ class OfferCode(models.Model):
 
     def __str__(self) -> str:
         return self.code
+
+    def save(self, **kwargs) -> None:
+        self.code_key = normalise_code(self.code)
+        if "code" in (kwargs.get("update_fields") or ()):
+            kwargs["update_fields"] = {*kwargs["update_fields"], "code_key"}
+        super().save(**kwargs)
 
 
 class Redemption(models.Model):

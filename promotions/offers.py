@@ -167,3 +167,10 @@ def generate_code() -> str:
     """An unguessable redemption code such as K7Q2-M9XB: 28^8, about 3.8e11 possibilities."""
     chars = "".join(secrets.choice(CODE_ALPHABET) for _ in range(8))
     return f"{chars[:4]}-{chars[4:]}"
+
+
+def normalise_code(code: str) -> str:
+    """A code as the till looks it up: codes are printed K7Q2-M9XB, and a cashier may type
+    k7q2 m9xb or K7Q2M9XB, so case, spaces and dashes do not count. Two codes with the same
+    normalised form are one code at the till."""
+    return re.sub(r"[\s-]", "", code).upper()

@@ -7,6 +7,10 @@ so a worker that dies after the provider accepted the message, or a provider who
 never comes, does not make a second SMS: the delivery stays queued with its claim until the
 provider's status callback, or the provider asked once its offer has expired
 (settle_claimed_sends), says what became of it.
+
+A delivery that ends before the provider took its SMS (suppressed, stale, its campaign
+stopped, refused by the provider) gives the code it drew from its campaign's pool back: no
+one saw it, and a pool used up by SMS that never went turns the next customers away.
 """
 
 from dataclasses import dataclass
@@ -19,7 +23,7 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, 
 from customers.models import Customer, SmsConsent
 from customers.services import set_sms_consent
 from promotions import decisions, offers, rules, sms
-from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus
+from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus, OfferCode
 
 # Twilio: the recipient replied STOP to this sender; texting them again is refused.
 TWILIO_UNSUBSCRIBED = 21610
@@ -47,19 +51,16 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     event_at = delivery.presence_event.occurred_at if delivery.presence_event else None
     if event_at and now - event_at > validity:
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, message="Expired before sending.")
-        return SendOutcome(DeliveryStatus.FAILED, "expired")
+        return _fail_unclaimed(delivery_id, now, "Expired before sending.", "expired")
     campaign = delivery.campaign
     if campaign.status != CampaignStatus.ACTIVE or (campaign.ends_at and campaign.ends_at <= now):
         # A marketer who pauses a campaign expects its texts to stop, the queued ones too.
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=CAMPAIGN_STOPPED)
-        return SendOutcome(DeliveryStatus.FAILED, "campaign stopped")
+        return _fail_unclaimed(delivery_id, now, CAMPAIGN_STOPPED, "campaign stopped")
     if len(delivery.body) > offers.MAX_BODY_CHARACTERS:
         # Templates are checked against the limit when saved; one saved before that check
         # could still render too long, and Twilio would refuse it (error 21617).
         message = TOO_LONG.format(length=len(delivery.body), limit=offers.MAX_BODY_CHARACTERS)
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=message)
-        return SendOutcome(DeliveryStatus.FAILED, "too long")
+        return _fail_unclaimed(delivery_id, now, message, "too long")
     customer = delivery.customer
     if customer and rules.quiet_for(
         decisions.campaign_rule(campaign),
@@ -100,10 +101,10 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
                 claimed_at=None, error_code=error.code, error_message=_error_text(error, message)
             )
             raise
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error, outgoing=message)
+        _fail_refused(delivery_id, now, error, message)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
     except sms.PermanentSmsError as error:
-        _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error, outgoing=message)
+        _fail_refused(delivery_id, now, error, message)
         if error.code == TWILIO_UNSUBSCRIBED:
             _opt_out(delivery_id, now)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
@@ -221,16 +222,54 @@ def claim(delivery_id: int, *, now: datetime, attempts: int) -> bool:
 
 def _suppress(delivery_id: int, now: datetime, reason: str, *, message: str = "") -> SendOutcome:
     """The queued decision becomes a suppression for `reason`, unless a worker claimed it."""
-    if Delivery.objects.filter(
-        id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
-    ).update(
-        status=DeliveryStatus.SUPPRESSED,
-        reason=reason,
-        error_message=message,
-        status_updated_at=now,
-    ):
-        return SendOutcome(DeliveryStatus.SUPPRESSED, reason)
+    with transaction.atomic():
+        if Delivery.objects.filter(
+            id=delivery_id, status=DeliveryStatus.QUEUED, claimed_at__isnull=True
+        ).update(
+            status=DeliveryStatus.SUPPRESSED,
+            reason=reason,
+            error_message=message,
+            status_updated_at=now,
+        ):
+            _return_pool_code(delivery_id)
+            return SendOutcome(DeliveryStatus.SUPPRESSED, reason)
     return SendOutcome("skipped", "claimed by another worker")
+
+
+def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) -> SendOutcome:
+    """The queued decision fails before its send, unless a worker claimed it meanwhile: that
+    worker is sending it, and its code must stay with it."""
+    with transaction.atomic():
+        if _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=message, claimed=False):
+            _return_pool_code(delivery_id)
+            return SendOutcome(DeliveryStatus.FAILED, detail)
+    return SendOutcome("skipped", "claimed by another worker")
+
+
+def _fail_refused(
+    delivery_id: int, now: datetime, error: sms.SmsError, message: sms.OutgoingSms
+) -> None:
+    """The claimed delivery fails with the provider's refusal: it took nothing."""
+    with transaction.atomic():
+        if _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error, outgoing=message):
+            _return_pool_code(delivery_id)
+
+
+def _return_pool_code(delivery_id: int) -> None:
+    """Put the pool code of a delivery whose SMS never reached the provider back in the pool,
+    and take it off the delivery: Delivery.code is unique, and the next delivery to draw it
+    must be able to carry it. A keyless pool code (one of two the till cannot tell apart,
+    drawn before migration 0015) is not handed out again. Called in the transaction that
+    ended the delivery.
+
+    An SMS the provider took keeps its code whatever became of it (failed, undelivered, or
+    settled from the provider after its worker died): it may have reached the phone, and
+    the till must credit that customer with it, no one else."""
+    released = OfferCode.objects.filter(delivery_id=delivery_id, code_key__isnull=False).update(
+        delivery=None
+    )
+    if released:
+        Delivery.objects.filter(id=delivery_id).update(code=None, code_key=None)
 
 
 def _finish(
@@ -241,15 +280,23 @@ def _finish(
     error: sms.SmsError | None = None,
     outgoing: sms.OutgoingSms | None = None,
     message: str = "",
-) -> None:
-    """`error`: the provider's, for the `outgoing` SMS; else `message` says why."""
-    Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED).update(
-        status=status,
-        # An end with no error of its own (expired, campaign stopped) keeps the code of the
-        # attempt before (Twilio's 20429): the operator still sees why it never went.
-        error_code=error.code if error else F("error_code"),
-        error_message=_error_text(error, outgoing) if error and outgoing else message[:300],
-        status_updated_at=now,
+    claimed: bool = True,
+) -> bool:
+    """`error`: the provider's, for the `outgoing` SMS; else `message` says why. `claimed`:
+    this worker holds the delivery's claim; else it ends only a delivery no one claimed.
+    Whether it ended the delivery."""
+    queued = Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED)
+    if not claimed:
+        queued = queued.filter(claimed_at__isnull=True)
+    return bool(
+        queued.update(
+            status=status,
+            # An end with no error of its own (expired, campaign stopped) keeps the code of the
+            # attempt before (Twilio's 20429): the operator still sees why it never went.
+            error_code=error.code if error else F("error_code"),
+            error_message=_error_text(error, outgoing) if error and outgoing else message[:300],
+            status_updated_at=now,
+        )
     )
 
 

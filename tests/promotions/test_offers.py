@@ -4,7 +4,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promotions.offers import PLACEHOLDERS, TemplateError, template_placeholders
+from promotions.models import CODE_KEY_LENGTH
+from promotions.offers import (
+    PLACEHOLDERS,
+    TemplateError,
+    generate_code,
+    normalise_code,
+    template_placeholders,
+)
 
 
 @pytest.mark.parametrize(
@@ -82,3 +89,36 @@ def test_any_text_either_parses_or_raises_a_template_error(template):
     except TemplateError:
         return
     assert placeholders <= set(PLACEHOLDERS)
+
+
+# --- Codes at the till -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("typed", "key"),
+    [
+        ("K7Q2-M9XB", "K7Q2M9XB"),
+        ("k7q2 m9xb", "K7Q2M9XB"),
+        (" K7Q2M9XB\n", "K7Q2M9XB"),
+        ("save-10", "SAVE10"),
+        ("GIFT - CARD\t7", "GIFTCARD7"),
+        ("café", "CAFÉ"),
+        ("--", ""),
+    ],
+)
+def test_a_code_is_keyed_as_the_till_reads_it(typed, key):
+    assert normalise_code(typed) == key
+
+
+def test_a_generated_code_is_its_key_with_a_dash():
+    code = generate_code()
+
+    assert normalise_code(code) == code.replace("-", "")
+
+
+@given(st.text(max_size=40))
+def test_a_key_is_its_own_key_and_fits_its_column(code):
+    key = normalise_code(code)
+
+    assert normalise_code(key) == key
+    assert len(key) <= CODE_KEY_LENGTH

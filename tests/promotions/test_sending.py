@@ -1,6 +1,6 @@
 """Sending a decided SMS through Twilio, once: retries, permanent errors, consent and phone
-changes while queued, stale offers, pacing. Twilio is the local fake, reached through the
-real SDK."""
+changes while queued, stale offers, pacing, pool codes of SMS that never went. Twilio is the
+local fake, reached through the real SDK."""
 
 import socket
 from dataclasses import replace
@@ -13,10 +13,10 @@ from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from customers.models import ConsentChange, SmsConsent
+from customers.models import ConsentChange, Customer, SmsConsent
 from customers.services import erase_customer
 from promotions import decisions, sending, sms, tasks
-from promotions.models import Delivery, LocationBatch, Ping, SmsSender
+from promotions.models import Campaign, Delivery, LocationBatch, OfferCode, Ping, SmsSender
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
 
@@ -556,3 +556,158 @@ def test_a_claimed_send_of_an_erased_customer_is_settled_without_asking(twilio, 
 
     assert (delivery.status, delivery.error_message) == ("failed", sending.UNKNOWN_ERASED)
     assert twilio.requests == []
+
+
+# --- Codes from a pool ------------------------------------------------------------------
+
+
+@pytest.fixture
+def pooled(store):
+    """A campaign with one code left in its pool."""
+    campaign = CampaignFactory(offer_template="Your code: {code}")
+    campaign.stores.add(store)
+    OfferCode.objects.create(campaign=campaign, code="POS-1")
+    return campaign
+
+
+def walk_in(store, customer=None, *, now=None):
+    """A customer walks in, and the campaigns decide through the engine's real path; returns
+    the customer's decision."""
+    customer = customer or CustomerFactory()
+    now = now or timezone.now()
+    ping = Ping.objects.create(
+        device=DeviceFactory(customer=customer),
+        latitude=store.latitude,
+        longitude=store.longitude,
+        accuracy=10,
+        recorded_at=now - timedelta(seconds=30),
+    )
+    batch = LocationBatch.objects.create(ping_ids=[ping.id])
+    decisions.process_location_batch(batch_id=batch.pk, now=now)
+    return Delivery.objects.get(customer=customer)
+
+
+def stop_before_the_send(delivery, twilio, settings):
+    Customer.objects.filter(id=delivery.customer_id).update(sms_consent=SmsConsent.OPTED_OUT)
+    send(delivery)
+
+
+def change_number_before_the_send(delivery, twilio, settings):
+    Customer.objects.filter(id=delivery.customer_id).update(phone="+33699999999")
+    send(delivery)
+
+
+def erase_before_the_send(delivery, twilio, settings):
+    erase_customer(customer=delivery.customer)
+    send(delivery)
+
+
+def send_in_quiet_hours(delivery, twilio, settings):
+    before = settings.SMS_GLOBAL_QUIET_HOURS
+    paris = timezone.now().astimezone(ZoneInfo("Europe/Paris"))
+    settings.SMS_GLOBAL_QUIET_HOURS = (
+        (paris - timedelta(minutes=1)).time(),
+        (paris + timedelta(minutes=1)).time(),
+    )
+    send(delivery)
+    settings.SMS_GLOBAL_QUIET_HOURS = before
+
+
+def send_after_the_offer_went_stale(delivery, twilio, settings):
+    sending.send_delivery(delivery_id=delivery.id, now=timezone.now() + timedelta(minutes=11))
+
+
+def pause_the_campaign_before_the_send(delivery, twilio, settings):
+    Campaign.objects.filter(id=delivery.campaign_id).update(status="paused")
+    send(delivery)
+    Campaign.objects.filter(id=delivery.campaign_id).update(status="active")
+
+
+def send_too_long(delivery, twilio, settings):
+    Delivery.objects.filter(id=delivery.id).update(body="x" * 1601)
+    send(delivery)
+
+
+def send_to_an_invalid_number(delivery, twilio, settings):
+    twilio.then(twilio_fake.INVALID_NUMBER)
+    send(delivery)
+
+
+def send_to_an_unsubscribed_number(delivery, twilio, settings):
+    twilio.then(twilio_fake.UNSUBSCRIBED)
+    send(delivery)
+
+
+def send_while_twilio_fails_every_retry(delivery, twilio, settings):
+    twilio.then(*[twilio_fake.SERVER_ERROR] * (settings.SMS_MAX_RETRIES + 1))
+    send(delivery)
+
+
+@pytest.mark.parametrize(
+    ("end", "status"),
+    [
+        (stop_before_the_send, "suppressed"),
+        (change_number_before_the_send, "suppressed"),
+        (erase_before_the_send, "suppressed"),
+        (send_in_quiet_hours, "suppressed"),
+        (send_after_the_offer_went_stale, "failed"),
+        (pause_the_campaign_before_the_send, "failed"),
+        (send_too_long, "failed"),
+        (send_to_an_invalid_number, "failed"),
+        (send_to_an_unsubscribed_number, "failed"),
+        (send_while_twilio_fails_every_retry, "failed"),
+    ],
+    ids=lambda value: getattr(value, "__name__", value),
+)
+def test_a_pool_code_whose_sms_twilio_never_took_goes_to_the_next_customer(
+    twilio, store, pooled, settings, end, status
+):
+    first = walk_in(store)
+    assert (first.status, first.code) == ("queued", "POS-1")
+
+    end(first, twilio, settings)
+
+    first.refresh_from_db()
+    assert (first.status, first.code) == (status, None)
+    assert not twilio.accepted
+    second = walk_in(store)
+    assert (second.status, second.reason, second.code) == ("queued", "", "POS-1")
+    send(second)
+    assert [r.form["Body"].split("\n")[0] for r in twilio.accepted] == ["Your code: POS-1"]
+    assert OfferCode.objects.get().delivery == second
+
+
+def test_the_code_of_an_sms_twilio_took_and_could_not_deliver_stays_used(
+    twilio, store, pooled, client, settings
+):
+    first = send(walk_in(store))
+    form = {"MessageSid": first.twilio_sid, "MessageStatus": "undelivered", "ErrorCode": "30003"}
+    url = settings.PUBLIC_BASE_URL + "/webhooks/twilio/status"
+    signature = RequestValidator(twilio_fake.AUTH_TOKEN).compute_signature(url, form)
+    client.post("/webhooks/twilio/status", form, HTTP_X_TWILIO_SIGNATURE=signature)
+    first.refresh_from_db()
+    assert (first.status, first.code) == ("undelivered", "POS-1")
+
+    second = walk_in(store)
+
+    assert (second.status, second.reason, second.code) == ("suppressed", "budget", None)
+    assert OfferCode.objects.get().delivery == first
+
+
+def test_the_code_of_a_send_whose_outcome_went_unrecorded_stays_used(
+    twilio, store, pooled, settings
+):
+    # The request went out and no answer came: the SMS may be on the customer's phone, and
+    # Twilio finding no record of it later (among the number's latest messages) is not proof.
+    twilio.then(twilio_fake.GATEWAY_TIMEOUT)
+    first = send(walk_in(store))
+    assert (first.status, first.code) == ("queued", "POS-1")
+    long_claimed(first, settings)
+    tasks.settle_claimed_sends.delay()
+    first.refresh_from_db()
+    assert (first.status, first.error_message) == ("failed", sending.NEVER_SENT)
+
+    second = walk_in(store)
+
+    assert (second.status, second.reason) == ("suppressed", "budget")
+    assert OfferCode.objects.get().delivery == first

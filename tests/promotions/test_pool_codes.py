@@ -1,0 +1,200 @@
+"""Code pools and the till: a till looks a code up with case, spaces and dashes ignored, so
+two codes that differ only so are one code to it. A pool never takes such a pair, and the
+lookup never guesses between the pairs stored before that was enforced."""
+
+from datetime import UTC, datetime
+
+import pytest
+from django.db import connection
+from django.db.migrations.executor import MigrationExecutor
+
+from promotions.models import OfferCode, Redemption
+from tests.factories import CampaignFactory, DeliveryFactory, StoreFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(api, campaign, codes):
+    return api.post(f"/api/v1/campaigns/{campaign.id}/codes", {"codes": codes}, format="json")
+
+
+def redeem(api, code):
+    body = {"code": code, "store_code": "RIVOLI", "redeemed_at": datetime.now(UTC).isoformat()}
+    return api.post("/api/v1/redemptions", body, format="json")
+
+
+@pytest.fixture(autouse=True)
+def rivoli():
+    return StoreFactory(code="RIVOLI")
+
+
+# --- Uploads ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "codes", [["SAVE10", "SAVE-10"], ["gift7", "GIFT7"], ["AB 12", "ab12"], ["x-y-z", "XY-Z"]]
+)
+def test_codes_a_till_cannot_tell_apart_are_refused_in_one_upload(api, codes):
+    response = upload(api, CampaignFactory(), [*codes, "OTHER-1"])
+
+    assert response.status_code == 400
+    [message] = response.json()["codes"]
+    assert f"{codes[0]} and {codes[1]}" in message
+    assert not OfferCode.objects.exists()
+
+
+@pytest.mark.parametrize("same_campaign", [True, False], ids=["same campaign", "another"])
+def test_a_code_a_till_cannot_tell_from_a_pooled_one_is_refused(api, same_campaign):
+    pooled = CampaignFactory()
+    assert upload(api, pooled, ["SAVE10"]).status_code == 201
+    campaign = pooled if same_campaign else CampaignFactory()
+
+    response = upload(api, campaign, ["NEW-1", "save 10"])
+
+    assert response.status_code == 400
+    assert "save 10 (like SAVE10)" in response.json()["codes"][0]
+    assert list(OfferCode.objects.values_list("code", flat=True)) == ["SAVE10"]
+
+
+def test_a_code_a_till_cannot_tell_from_one_already_sent_is_refused(api):
+    DeliveryFactory(code="K7Q2-M9XB")  # a generated code, sent
+
+    response = upload(api, CampaignFactory(), ["k7q2m9xb"])
+
+    assert response.status_code == 400
+    assert "k7q2m9xb (like K7Q2-M9XB)" in response.json()["codes"][0]
+    assert not OfferCode.objects.exists()
+
+
+def test_a_code_another_campaign_pooled_is_refused_by_name(api):
+    assert upload(api, CampaignFactory(), ["POS-1"]).status_code == 201
+
+    response = upload(api, CampaignFactory(), ["POS-1"])
+
+    assert response.status_code == 400
+    assert response.json() == {"codes": ["Codes already used elsewhere: POS-1."]}
+
+
+def test_uploading_a_pool_again_adds_only_its_new_codes(api):
+    campaign = CampaignFactory()
+    assert upload(api, campaign, ["POS-1", "POS-2"]).status_code == 201
+    # POS-1 was drawn and sent since.
+    OfferCode.objects.filter(code="POS-1").update(
+        delivery=DeliveryFactory(campaign=campaign, code="POS-1")
+    )
+
+    response = upload(api, campaign, ["POS-1", "POS-2", "POS-3"])
+
+    assert response.status_code == 201
+    assert response.json() == {"added": 1, "pool_size": 3, "unused": 2}
+
+
+def test_a_code_of_dashes_alone_is_refused(api):
+    response = upload(api, CampaignFactory(), ["--"])
+
+    assert response.status_code == 400
+    assert not OfferCode.objects.exists()
+
+
+# --- The till ---------------------------------------------------------------------------
+
+
+def test_a_pool_code_is_found_however_the_cashier_types_it(api):
+    sent = DeliveryFactory(code="GIFT-CARD-7")
+
+    response = redeem(api, "giftcard 7")
+
+    assert response.status_code == 201
+    assert response.json()["delivery"] == sent.id
+
+
+@pytest.mark.parametrize("codes", [["SAVE10", "SAVE-10"], ["gift7", "GIFT7"]])
+def test_codes_pooled_before_the_rule_are_redeemed_by_their_exact_spelling(api, codes):
+    # Two customers' SMS carry codes the till cannot tell apart, from a pool uploaded before
+    # such pairs were refused.
+    first, second = (DeliveryFactory(code=code) for code in codes)
+
+    assert redeem(api, codes[1]).json()["delivery"] == second.id
+    assert redeem(api, codes[0]).json()["delivery"] == first.id
+
+
+def test_a_code_typed_like_two_sent_codes_is_not_credited_to_either(api):
+    DeliveryFactory(code="SAVE10")
+    DeliveryFactory(code="SAVE-10")
+
+    response = redeem(api, "save 10")
+
+    assert response.status_code == 409
+    assert "exactly" in response.json()["detail"]
+    assert not Redemption.objects.exists()
+
+
+# --- The admin --------------------------------------------------------------------------
+
+
+def test_the_admin_refuses_a_code_a_till_cannot_tell_from_a_pooled_one(admin_client):
+    campaign = CampaignFactory()
+    OfferCode.objects.create(campaign=campaign, code="SAVE10")
+
+    response = admin_client.post(
+        "/admin/promotions/offercode/add/", {"campaign": campaign.id, "code": "SAVE-10"}
+    )
+
+    assert response.status_code == 200  # the form again, with its error
+    assert "SAVE-10 (like SAVE10)" in response.content.decode()
+    assert OfferCode.objects.count() == 1
+
+
+def test_the_admin_adds_a_code_with_its_key(admin_client):
+    campaign = CampaignFactory()
+
+    response = admin_client.post(
+        "/admin/promotions/offercode/add/", {"campaign": campaign.id, "code": "pos-9"}
+    )
+
+    assert response.status_code == 302
+    assert OfferCode.objects.get().code_key == "POS9"
+
+
+# --- Pools stored before the rule ---------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_settles_pooled_codes_a_till_cannot_tell_apart(api):
+    executor = MigrationExecutor(connection)
+    executor.migrate([("promotions", "0014_device_track_jump")])
+    old = executor.loader.project_state([("promotions", "0014_device_track_jump")]).apps
+    try:
+        campaign = old.get_model("promotions", "Campaign").objects.create(
+            name="Old", status="active", offer_template="{code}"
+        )
+        deliveries = old.get_model("promotions", "Delivery").objects
+        pool = old.get_model("promotions", "OfferCode").objects
+
+        def sent(code):
+            return deliveries.create(campaign=campaign, status="sent", code=code)
+
+        pool.create(campaign=campaign, code="gift7")  # unused
+        pool.create(campaign=campaign, code="GIFT7", delivery=sent("GIFT7"))
+        pool.create(campaign=campaign, code="GIFT-7", delivery=sent("GIFT-7"))
+        pool.create(campaign=campaign, code="SAVE10")  # unused, kept
+        pool.create(campaign=campaign, code="save-10")  # unused, like the first
+        pool.create(campaign=campaign, code="k7q2m9xb")  # unused, like a generated code sent
+        sent("K7Q2-M9XB")
+
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        assert dict(OfferCode.objects.values_list("code", "code_key")) == {
+            "GIFT7": "GIFT7",  # the first drawn keeps the key
+            "GIFT-7": None,  # drawn too: kept, keyless
+            "SAVE10": "SAVE10",
+        }
+        assert redeem(api, "k7q2 m9xb").json()["code"] == "K7Q2-M9XB"
+        assert redeem(api, "gift 7").status_code == 409
+        assert redeem(api, "GIFT-7").json()["code"] == "GIFT-7"
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
