@@ -175,7 +175,11 @@ def intent_match(
                 detail=_describe(signal, condition, since, f"SKU {sku}"),
             )
             best = _stronger(best, candidate)
-    for category in condition.categories:
+    categories = condition.categories
+    if not named and condition.cart_abandoned:
+        # Any abandoned cart: one the site reported without a SKU is its category's.
+        categories = tuple(customer.categories)
+    for category in categories:
         signal = customer.categories.get(category)
         if signal and _qualifies(signal, condition, since):
             product = _favourite_product(customer, category, since)

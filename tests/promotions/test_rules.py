@@ -150,6 +150,27 @@ def test_a_cart_flag_alone_matches_any_abandoned_cart():
     assert match.sku == "X100"
 
 
+def test_a_cart_flag_alone_matches_a_cart_abandoned_in_a_category_without_a_sku():
+    # The site reported the cart with its category alone: the favourite product names it.
+    abandoned = replace(
+        LEA.categories["audio"], cart_state="abandoned", cart_updated_at=NOW - timedelta(hours=1)
+    )
+    customer = replace(LEA, categories={"audio": abandoned})
+
+    match = rules.intent_match(IntentCondition(cart_abandoned=True), customer, NOW)
+
+    assert (match.sku, match.product_name) == ("X200", "X200 headphones")
+    assert "category audio: cart abandoned" in match.detail
+
+
+def test_a_view_condition_naming_nothing_still_counts_views_of_one_product():
+    # Four views across a category are not three views of any one product.
+    customer = replace(
+        LEA, products={"X100": replace(LEA.products["X100"], view_times=views(1, 2))}
+    )
+    assert rules.intent_match(IntentCondition(min_views=3), customer, NOW) is None
+
+
 # --- Limits and reasons -----------------------------------------------------------------
 
 
