@@ -68,8 +68,10 @@ class RedemptionView(APIView):
             409: ErrorSerializer,
         },
         description=(
-            "A code used at a till: 201; 404 for an unknown code; 409 when it was redeemed "
-            "before, or had expired by `redeemed_at`; 400 on `redeemed_at` when that is "
+            "A code used at a till (case, spaces and dashes aside): 201; 404 for an unknown "
+            "code; 409 when it was redeemed before, had expired by `redeemed_at`, or is typed "
+            "like two codes sent (enter it as the SMS shows it); 400 on `redeemed_at` when "
+            "that is "
             "before the code was issued (a till's clock may be up to "
             f"{feedback.TILL_CLOCK_SKEW.total_seconds() / 60:g} minutes behind ours)."
         ),
