@@ -144,6 +144,12 @@ document.addEventListener("DOMContentLoaded", function () {
           map.setView(point(), 17);
           drawFence();
           status.textContent = "Found: move the pin to the door if needed.";
+        })
+        .catch(function () {
+          // Not JSON: the session expired (a login page came back), or the server is down.
+          status.textContent =
+            "The address could not be looked up: reload the page (you may need to log in " +
+            "again) or type the coordinates.";
         });
     });
   }
