@@ -12,10 +12,13 @@ The rules that real location data needs:
   of an exit, it changes nothing, and a presence only vague fixes follow ends by timeout.
 - Being in a store (by any evidence), or having just left it, is no approach: its rings are
   entered without a `near`.
-- Each device has its own timeline: a fix at or before the device's last applied fix is
-  stale and changes nothing, and so is any observation at or before a place's watermark.
-  An exit moves the watermark to its moment, so a late observation never re-enters before
-  it. Processing the same observations twice changes nothing.
+- Each device has its own timeline: a fix at or before the device's last applied fix, or a
+  beacon reading at or before its last one applied to the place, is stale and changes
+  nothing, so processing the same observations twice changes nothing. A place's watermark
+  is its last entry or exit: nothing from at or before it moves the place, so a late
+  observation never re-enters before an exit. Evidence that changes nothing leaves no mark:
+  pings and sightings of the same minutes arrive in separate requests, processed in either
+  order, and one must not make the other stale.
 - A mocked location, or a fix implying a speed no shopper reaches (a teleport), is
   suspicious: stored by the caller, but it moves no presence. A teleport is held as the
   device's jump: the next fix that agrees with the jump and not with the track confirms it
@@ -24,10 +27,15 @@ The rules that real location data needs:
   median reaches the zone's threshold. A beacon zone entry is also an entry into its store.
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
 - A customer's devices are one customer: a place is left when the last device that put
-  them there leaves it (or by timeout), not when a tablet at home reports in.
+  them there leaves it (or by timeout), not when a tablet at home reports in. Each device
+  holds the customer in a place by its own latest evidence: when one leaves, a device
+  silent for the timeout holds them no longer, nor a beacon unread for the beacon window
+  (a card tag can send no far fix); and a far fix does not end the hold of a beacon read
+  within that window (a GPS outlier indoors does not split a visit in two).
 """
 
 import math
+from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -88,17 +96,76 @@ def _number(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 
+class Hold(NamedTuple):
+    """What a device last said that has the customer in a place, by kind of evidence: its
+    last fix there, its last beacon reading there (None: none that still counts). A far fix
+    ends a GPS hold; a beacon hold outlasts it within the beacon window, so one GPS outlier
+    indoors does not end a visit the beacons hold."""
+
+    device: int
+    fix_at: datetime | None = None
+    reading_at: datetime | None = None
+
+    @property
+    def at(self) -> datetime:
+        if self.reading_at is None or (self.fix_at is not None and self.fix_at >= self.reading_at):
+            return self.fix_at
+        return self.reading_at
+
+    def merged(self, other: "Hold") -> "Hold":
+        return Hold(
+            self.device,
+            _latest(self.fix_at, other.fix_at),
+            _latest(self.reading_at, other.reading_at),
+        )
+
+
+def _latest(*moments: datetime | None) -> datetime | None:
+    latest = None
+    for at in moments:
+        if at is not None and (latest is None or at > latest):
+            latest = at
+    return latest
+
+
 @dataclass
 class PlaceState:
     inside: bool = False
     entered_at: datetime | None = None
+    # The newest evidence of a device still holding the customer here: the timeout runs
+    # from it.
     last_evidence_at: datetime | None = None
+    # The place's last transition (its entry or exit): nothing from at or before it moves
+    # the place, so a late observation never re-enters before an exit. Only transitions
+    # move it: evidence that changes nothing must not block other devices' evidence of the
+    # same moments, arriving in another batch. (States stored before held the newest
+    # evidence of any kind here: a later time, so only stricter.)
     last_at: datetime | None = None
     dwelled: tuple[int, ...] = ()
     rssi: tuple[tuple[datetime, int], ...] = ()
-    # The devices whose latest evidence has the customer here: one of them leaving is not
-    # the customer leaving while another still says they are in.
-    holders: tuple[int, ...] = ()
+    # The devices whose latest evidence has the customer here, each with its own times:
+    # one of them leaving is not the customer leaving while another still says they are
+    # in, but one silent for the timeout says nothing any more.
+    holders: tuple[Hold, ...] = ()
+    # When a holder last left while others still held: the moment the last one out leaves
+    # is no earlier, even if its fix arrives after that holder's.
+    released_at: datetime | None = None
+    # Each device's last beacon reading applied here: its readings are idempotent on their
+    # own timeline, as its fixes are on its track.
+    read_at: tuple[tuple[int, datetime], ...] = ()
+
+    def reading_watermark(self, device: int) -> datetime | None:
+        for reader, at in self.read_at:
+            if reader == device:
+                return at
+        return None
+
+    def note_reading(self, device: int, at: datetime) -> None:
+        for n, (reader, _) in enumerate(self.read_at):
+            if reader == device:
+                self.read_at = (*self.read_at[:n], (device, at), *self.read_at[n + 1 :])
+                return
+        self.read_at = tuple(sorted((*self.read_at, (device, at))))
 
     def to_json(self) -> dict:
         def iso(value: datetime | None) -> str | None:
@@ -111,7 +178,9 @@ class PlaceState:
             "last_at": iso(self.last_at),
             "dwelled": list(self.dwelled),
             "rssi": [[at.isoformat(), value] for at, value in self.rssi],
-            "holders": list(self.holders),
+            "holders": [[h.device, iso(h.fix_at), iso(h.reading_at)] for h in self.holders],
+            "released_at": iso(self.released_at),
+            "read_at": [[device, at.isoformat()] for device, at in self.read_at],
         }
 
     @classmethod
@@ -119,14 +188,29 @@ class PlaceState:
         def when(value: str | None) -> datetime | None:
             return datetime.fromisoformat(value) if value else None
 
+        last_evidence_at = when(data.get("last_evidence_at"))
+        entered_at = when(data.get("entered_at"))
+        holders = []
+        for holder in data.get("holders", ()):
+            if isinstance(holder, int):
+                # Stored as a bare device id, before holders had times: its evidence is at
+                # most the place's newest, and a far fix of its own ends it.
+                holders.append(Hold(holder, fix_at=last_evidence_at or entered_at))
+            else:
+                device, fix_at, reading_at = holder
+                holders.append(Hold(int(device), when(fix_at), when(reading_at)))
         return cls(
             inside=bool(data.get("inside", False)),
-            entered_at=when(data.get("entered_at")),
-            last_evidence_at=when(data.get("last_evidence_at")),
+            entered_at=entered_at,
+            last_evidence_at=last_evidence_at,
             last_at=when(data.get("last_at")),
             dwelled=tuple(data.get("dwelled", ())),
             rssi=tuple((datetime.fromisoformat(at), int(v)) for at, v in data.get("rssi", ())),
-            holders=tuple(int(device) for device in data.get("holders", ())),
+            holders=tuple(holders),
+            released_at=when(data.get("released_at")),
+            read_at=tuple(
+                (int(device), datetime.fromisoformat(at)) for device, at in data.get("read_at", ())
+            ),
         )
 
 
@@ -225,57 +309,89 @@ class _Run:
     def emit(self, kind: str, place: Place, at: datetime, **details) -> None:
         self.outcome.events.append(Event(kind, place, at, **details))
 
-    def touch(self, place: Place, at: datetime) -> None:
-        state = self.state(place)
-        if state.last_at is None or at > state.last_at:
-            state.last_at = at
-        self.changed.add(place)
-
     # --- entering, staying, leaving -----------------------------------------------------
 
-    def enter(self, place: Place, at: datetime, device: int, **evidence) -> None:
+    def enter(self, place: Place, at: datetime, hold: Hold, **evidence) -> None:
         state = self.state(place)
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
-        state.dwelled, state.holders = (), (device,)
+        state.dwelled, state.holders, state.released_at = (), (hold,), None
+        state.last_at = at
         self.changed.add(place)
         self.entered.add(place)
         if place.near_m is None:
             self.emit(ENTERED, place, at, **evidence)
 
-    def stay(self, place: Place, at: datetime, device: int) -> None:
+    def stay(self, place: Place, hold: Hold) -> None:
         state = self.state(place)
-        if state.last_evidence_at is None or at > state.last_evidence_at:
-            state.last_evidence_at = at
-        if device not in state.holders:
-            state.holders = tuple(sorted((*state.holders, device)))
+        state.last_evidence_at = _latest(state.last_evidence_at, hold.at)
+        holders = state.holders
+        for n, held in enumerate(holders):
+            if held.device == hold.device:
+                state.holders = (*holders[:n], held.merged(hold), *holders[n + 1 :])
+                break
+        else:
+            state.holders = tuple(sorted((*holders, hold)))
         self.changed.add(place)
 
-    def let_go(self, place: Place, device: int) -> bool:
-        """A fix late for the place (another device has spoken for it since) is still its
-        own device's latest word (stale ones never get here): if the device held the customer
-        in the place, it says they left. Whether the place is to be left now, at its
-        watermark, no device holding it any more."""
+    def let_go(self, place: Place, device: int, at: datetime) -> bool:
+        """A fix late for the place (at or before its last entry or exit) is still its own
+        device's latest word (stale ones never get here): if the device held the customer in
+        the place, it says they left. Whether the place is to be left now, no device holding
+        it any more."""
         state = self.states.get(place)
-        if state is None or not state.inside or device not in state.holders:
+        if state is None or not state.inside:
             return False
-        return self.release(place, device)
+        if all(hold.device != device for hold in state.holders):
+            return False
+        return self.release(place, device, at)
 
-    def release(self, place: Place, device: int) -> bool:
-        """The device's evidence no longer holds the customer here; whether none does."""
+    def release(self, place: Place, device: int, at: datetime) -> bool:
+        """The device's far fix at `at` says the customer is out of the place: its GPS hold
+        ends, and its beacon hold too unless it read a beacon here within the beacon window
+        (a GPS outlier indoors, between two readings). Its word also ends the holds that have
+        gone quiet by then: other devices' fixes older than the timeout (a watch whose app
+        stopped), readings older than the beacon window (a card tag no gateway sees any more,
+        which can send no far fix of its own). A device that held nothing here (a tablet at
+        home) ends nothing. Whether nothing holds the customer here any more."""
         state = self.state(place)
-        state.holders = tuple(d for d in state.holders if d != device)
+        if all(hold.device != device for hold in state.holders):
+            # A presence stored before holders were recorded has none: any far fix ends it.
+            return not state.holders
+        rules = self.rules
+        kept = []
+        for hold in state.holders:
+            fix_at, reading_at = hold.fix_at, hold.reading_at
+            if hold.device == device or (fix_at is not None and fix_at + rules.timeout <= at):
+                fix_at = None
+            if reading_at is not None and reading_at + rules.beacon_window < at:
+                reading_at = None
+            if fix_at is not None or reading_at is not None:
+                kept.append(Hold(hold.device, fix_at, reading_at))
+        state.holders = tuple(kept)
+        if kept:
+            state.last_evidence_at = max(hold.at for hold in kept)
+            if all(hold.device != device for hold in kept):
+                state.released_at = _latest(state.released_at, at)
         self.changed.add(place)
-        return not state.holders
+        return not kept
+
+    def leaving_moment(self, place: Place, at: datetime) -> datetime:
+        """When the customer left the place, on the far fix at `at` of the last device out:
+        not before another holder left it, even one whose fix arrived first, nor before the
+        place's last entry or exit."""
+        state = self.state(place)
+        return _latest(at, state.last_at, state.released_at)
 
     def leave(self, place: Place, at: datetime, **evidence) -> None:
         state = self.state(place)
         if not state.inside:
             return
         state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
-        state.holders = ()
+        state.holders, state.released_at = (), None
         # The exit is the place's newest fact: an observation from before it, arriving late
         # (after a timeout exit, say), must not start a visit earlier than the exit.
-        self.touch(place, at)
+        state.last_at = _latest(state.last_at, at)
+        self.changed.add(place)
         if place.near_m is None:
             self.emit(EXITED, place, at, **evidence)
 
@@ -288,7 +404,8 @@ class _Run:
                 self.leave(place, ended, reason="timeout")
 
     def dwell(self, place: Place, at: datetime) -> None:
-        """Announce the dwell thresholds reached by `at` (not past the presence's timeout)."""
+        """Announce the dwell thresholds reached by `at` (not past the presence's timeout,
+        counted from the devices still holding it)."""
         state = self.states.get(place)
         if not state or not state.inside or place.near_m is not None:
             return
@@ -318,6 +435,7 @@ class _Run:
             p.store for p, s in self.states.items() if s.inside and p.zone is None
         }
         evidence = {"ping": fix.ping}
+        here = Hold(fix.device, fix_at=fix.at)
         for store in sorted(stores):
             distance = distances.get(store)
             place = Place(store)
@@ -329,24 +447,28 @@ class _Run:
             far = at_least - fix.accuracy > rules.exit_margin_m
             was_inside = state.inside
             if state.last_at is not None and fix.at <= state.last_at:
-                if far and self.let_go(place, fix.device):
-                    self.leave_store(store, state.last_at, distance, evidence)
+                if far and self.let_go(place, fix.device, fix.at):
+                    moment = self.leaving_moment(place, fix.at)
+                    self.leave_store(store, moment, distance, evidence)
                 # Each ring has a watermark of its own.
                 self._rings(store, distance, share, precise, fix, was_inside)
                 continue
             inside_now = distance is not None and precise and distance + share <= 0
             if state.inside:
-                if far and self.release(place, fix.device):
-                    self.leave_store(store, fix.at, distance, evidence)
+                if far and self.release(place, fix.device, fix.at):
+                    moment = self.leaving_moment(place, fix.at)
+                    self.leave_store(store, moment, distance, evidence)
                 elif precise and not far:
-                    self.stay(place, fix.at, fix.device)
+                    self.stay(place, here)
                     self.dwell(place, fix.at)
                 # A vague fix that is not far proves neither: 20 km off with a 3 km circle
                 # would otherwise keep a presence alive, and dwelling, for as long as it lasts.
             elif inside_now:
                 why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
-                self.enter(place, fix.at, fix.device, reason=why, **evidence)
-            self.touch(place, fix.at)
+                self.enter(place, fix.at, here, reason=why, **evidence)
+            # A fix that changed nothing here leaves no mark on the place: its own device's
+            # track already makes it stale for a second run, and another device's evidence of
+            # the same moments (a beacon reading posted in the next request) must still count.
             self._rings(store, distance, share, precise, fix, was_inside or state.inside)
 
     def leave_store(self, store: int, at: datetime, distance: float | None, evidence: dict) -> None:
@@ -368,6 +490,7 @@ class _Run:
     ) -> None:
         """`in_store`: the customer is in the store, or was until this fix, by any evidence
         (beacons too, which never enter a ring themselves)."""
+        here = Hold(fix.device, fix_at=fix.at)
         for radius in sorted(self.near_distances.get(store, ())):
             ring = Place(store, near_m=float(radius))
             state = self.state(ring)
@@ -377,22 +500,22 @@ class _Run:
             at_least = distance if distance is not None else self.locate_reach_m
             beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
             if state.last_at is not None and fix.at <= state.last_at:
-                if beyond and self.let_go(ring, fix.device):
-                    self.leave(ring, state.last_at)
+                if beyond and self.let_go(ring, fix.device, fix.at):
+                    self.leave(ring, self.leaving_moment(ring, fix.at))
                 continue
             if state.inside:
                 if beyond:
-                    if self.release(ring, fix.device):
-                        self.leave(ring, fix.at)
+                    if self.release(ring, fix.device, fix.at):
+                        self.leave(ring, self.leaving_moment(ring, fix.at))
                 elif precise and distance is not None and distance - share <= radius:
-                    self.stay(ring, fix.at, fix.device)
+                    self.stay(ring, here)
             elif in_store:
                 # Shopping, or walking out after shopping, is not an approach: the ring counts
                 # as entered. Unless the fix is already beyond it: coming back is an approach.
                 if not beyond:
-                    self.enter(ring, fix.at, fix.device)
+                    self.enter(ring, fix.at, here)
             elif within and distance + share > 0:
-                self.enter(ring, fix.at, fix.device)
+                self.enter(ring, fix.at, here)
                 self.emit(
                     NEAR,
                     Place(store, near_m=float(radius)),
@@ -401,7 +524,6 @@ class _Run:
                     ping=fix.ping,
                     reason=f"fix {distance:.0f} m from the fence",
                 )
-            self.touch(ring, fix.at)
 
     def apply_reading(self, reading: BeaconReading) -> None:
         self.expire(reading.at)
@@ -411,35 +533,64 @@ class _Run:
         places.append(store_place)
         for place in places:
             state = self.state(place)
-            if state.last_at is not None and reading.at <= state.last_at:
+            # Nothing from before the place's last entry or exit moves it; and a reading at or
+            # before its device's last one here was applied already (or is stale).
+            if _not_after(reading.at, state.last_at) or _not_after(
+                reading.at, state.reading_watermark(reading.device)
+            ):
                 continue
-            window_start = reading.at - self.rules.beacon_window
-            state.rssi = tuple(
-                (at, rssi)
-                for at, rssi in (*state.rssi, (reading.at, reading.rssi))
-                if at >= window_start  # "2 sightings within 30 s": 30 s apart counts
-            )[-32:]
-            self.touch(place, reading.at)
+            state.note_reading(reading.device, reading.at)
+            self.changed.add(place)
+            self._hold_rssi(state, reading)
             if state.inside:
-                self.stay(place, reading.at, reading.device)
+                self.stay(place, Hold(reading.device, reading_at=reading.at))
                 self.dwell(place, reading.at)
                 continue
-            values = [rssi for _, rssi in state.rssi]
-            level = median(values)
-            if len(values) < self.rules.beacon_min_sightings or level < reading.threshold:
+            entry = self._strong_moment(state, reading)
+            if entry is None:
                 continue
-            why = f"median rssi {level:.0f} dBm over {len(values)} readings"
+            moment, why = entry
+            hold = Hold(reading.device, reading_at=moment)
             store_state = self.state(store_place)
             if place != store_place and not store_state.inside:
                 # The zone entry would enter the store too: not at a moment the store's
                 # state has already moved past (a late reading from before its exit).
-                if store_state.last_at is not None and reading.at <= store_state.last_at:
+                if _not_after(moment, store_state.last_at):
                     continue
-                self.enter(place, reading.at, reading.device, reason=why, **evidence)
-                self.enter(store_place, reading.at, reading.device, reason=why, **evidence)
-                self.touch(store_place, reading.at)
+                self.enter(place, moment, hold, reason=why, **evidence)
+                self.enter(store_place, moment, hold, reason=why, **evidence)
                 break
-            self.enter(place, reading.at, reading.device, reason=why, **evidence)
+            self.enter(place, moment, hold, reason=why, **evidence)
+
+    def _hold_rssi(self, state: PlaceState, reading: BeaconReading) -> None:
+        """Add the reading to the place's smoothing window. Two windows are held: a reading
+        up to a window late still finds the whole window of each reading after it."""
+        rssi, item = state.rssi, (reading.at, reading.rssi)
+        held = (*rssi, item) if not rssi or item[0] > rssi[-1][0] else tuple(sorted((*rssi, item)))
+        oldest, first = held[-1][0] - 2 * self.rules.beacon_window, 0
+        while held[first][0] < oldest:
+            first += 1
+        state.rssi = held[max(first, len(held) - 64) :]
+
+    def _strong_moment(
+        self, state: PlaceState, reading: BeaconReading
+    ) -> tuple[datetime, str] | None:
+        """The first moment, from the reading's on, at which the window's readings make an
+        entry, and why. A reading that arrived late (another device's, posted in another
+        request) completes the windows of the readings after it, as it would have done
+        applied in time order."""
+        window, needed = self.rules.beacon_window, self.rules.beacon_min_sightings
+        if reading.at < state.rssi[-1][0] - window:
+            return None  # it falls in the window of no reading from its own on
+        for moment, _ in state.rssi[bisect_left(state.rssi, (reading.at,)) :]:
+            if moment > reading.at + window:
+                break
+            # "2 sightings within 30 s": 30 s apart counts.
+            values = [rssi for at, rssi in state.rssi if moment - window <= at <= moment]
+            level = median(values)
+            if len(values) >= needed and level >= reading.threshold:
+                return moment, f"median rssi {level:.0f} dBm over {len(values)} readings"
+        return None
 
     def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
         # A place the customer never entered and that was not stored needs no row: the
@@ -454,6 +605,10 @@ class _Run:
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)
         return self.outcome
+
+
+def _not_after(at: datetime, mark: datetime | None) -> bool:
+    return mark is not None and at <= mark
 
 
 def _follow(tracks: dict[int, Track], fix: Fix, rules: Rules, outcome: Outcome) -> bool:

@@ -5,9 +5,17 @@ through the state machine. Both, in one request, must come out as each would alo
 import pytest
 
 from customers.models import Customer
+from promotions import beacons
 from promotions.models import DeviceTrack, Ping, PresenceEvent, Store
 from tests.clock import ago
-from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
+from tests.factories import (
+    BEACON_UUID,
+    BeaconFactory,
+    CustomerFactory,
+    DeviceFactory,
+    StoreFactory,
+    ZoneFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -165,3 +173,40 @@ def test_a_store_with_an_invalid_fence_stops_no_other_store(api, phones, caplog)
     [entry] = PresenceEvent.objects.all()
     assert (entry.store.code, entry.kind) == ("RIVOLI", "entered")
     assert f"Store {broken.pk} left out of presence" in caplog.text
+
+
+@pytest.mark.parametrize("pings_first", [True, False], ids=["pings first", "sightings first"])
+def test_pings_and_sightings_of_the_same_minutes_enter_whichever_is_processed_first(
+    api, phones, rivoli, pings_first
+):
+    zone = ZoneFactory(store=rivoli)
+    BeaconFactory(zone=zone, identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    # A visit two hours ago: the store's presence row exists, with its exit.
+    send(api, ping("walker", RIVOLI, 121), ping("walker", (RIVOLI[0] + 0.05, RIVOLI[1]), 120))
+
+    # Back in the store, where GPS is vague (250 m: no entry) and the beacon strong; every
+    # 30 s the app posts its pings, then its sightings of the same 30 s (or the other way).
+    for start in (300, 270, 240, 210):
+        pings = [ping("walker", RIVOLI, (start - s) / 60, accuracy=250) for s in (1, 11, 21, 29)]
+        seen = [
+            {
+                "device_id": "walker",
+                "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2},
+                "rssi": -55,
+                "seen_at": ago(seconds=start - s),
+            }
+            for s in (0, 10, 20)
+        ]
+        posts = [("pings", pings), ("sightings", seen)]
+        for name, items in posts if pings_first else posts[::-1]:
+            response = api.post(f"/api/v1/{name}", {name: items})
+            assert response.status_code == 202, response.json()
+            assert response.json()["accepted"] == len(items)
+
+    events = PresenceEvent.objects.order_by("occurred_at", "id").values_list("kind", "zone")
+    assert list(events) == [
+        ("entered", None),
+        ("exited", None),
+        ("entered", zone.pk),
+        ("entered", None),
+    ]

@@ -16,6 +16,7 @@ from promotions.presence import (
     NEAR,
     BeaconReading,
     Fix,
+    Hold,
     Place,
     PlaceState,
     Rules,
@@ -28,6 +29,7 @@ RADIUS = 60.0
 CENTRE = (48.8606, 2.3417)
 METRES_PER_DEGREE = 111_195.0
 RULES = Rules()  # the SPEC defaults: 200 m, share 0.5, margin 50 m, 15 min, 300 km/h, 2 in 30 s
+ZONE = Place(STORE, zone=3)
 
 
 def at(seconds: float) -> datetime:
@@ -303,6 +305,192 @@ def test_late_beacon_readings_never_enter_the_store_before_its_timeout_exit():
     assert kinds(late) == []
 
 
+# --- Pings and sightings in separate requests -------------------------------------------
+# The app posts its pings and its beacon sightings of the same minutes in two requests, and a
+# gateway its own: two batches, processed in either order. What one holds must not make the
+# other's evidence stale.
+
+
+def returning():
+    """A customer who was in the store two hours ago: the store's row exists, with its exit."""
+    earlier = run([fix(-7200, -30), fix(-7000, 5_000)])
+    assert kinds(earlier) == [ENTERED, EXITED]
+    return earlier
+
+
+def in_batches(batches, states=None, tracks=None, **kw):
+    """Each batch run on what the batches before it wrote, as the worker runs them: all
+    their events, and the states in the end."""
+    states, tracks, events = dict(states or {}), dict(tracks or {}), []
+    for batch in batches:
+        outcome = run(batch, states=states, tracks=tracks, **kw)
+        states |= outcome.states
+        tracks |= outcome.tracks
+        events += outcome.events
+    return events, states
+
+
+def requests(periods, pings_first):
+    """Each period's pings and sightings, as two batches in the order given."""
+    batches = []
+    for pings, sightings in periods:
+        batches += [pings, sightings] if pings_first else [sightings, pings]
+    return batches
+
+
+def tag(seconds, rssi=-60):
+    """A loyalty card's tag (device 2, BLE only), seen by the entrance gateway."""
+    return BeaconReading(2, STORE, 3, rssi, -80, at(seconds), sighting=1_000 + int(seconds))
+
+
+@pytest.mark.parametrize("pings_first", [True, False], ids=["pings first", "sightings first"])
+def test_beacons_enter_whichever_request_of_the_same_minutes_is_processed_first(pings_first):
+    # Indoors, GPS is vague (250 m: no entry) and the zone's beacon strong.
+    periods = [
+        (
+            [fix(start + s, -20, accuracy=250) for s in (1, 11, 21, 29)],
+            [reading(start + s, -55) for s in (0, 10, 20)],
+        )
+        for start in range(0, 180, 30)
+    ]
+    earlier = returning()
+
+    events, _ = in_batches(requests(periods, pings_first), earlier.states, earlier.tracks)
+
+    assert [(e.kind, e.place, e.at) for e in events] == [
+        (ENTERED, ZONE, at(10)),
+        (ENTERED, Place(STORE), at(10)),
+    ]
+
+
+@pytest.mark.parametrize("pings_first", [True, False], ids=["pings first", "sightings first"])
+def test_a_visit_the_beacons_hold_lasts_while_they_are_read_whichever_request_comes_first(
+    pings_first,
+):
+    # Entered by beacons, then 25 minutes in the zone: a vague indoor ping and three
+    # readings every 30 s. Its dwell is announced, and no timeout ends it.
+    periods = [([], [reading(0, -55), reading(5, -55)])]
+    periods += [
+        ([fix(start + 29, -20, accuracy=250)], [reading(start + s, -55) for s in (0, 10, 20)])
+        for start in range(30, 1500, 30)
+    ]
+
+    events, states = in_batches(requests(periods, pings_first), dwell_minutes={20})
+
+    assert [(e.kind, e.place, e.at) for e in events] == [
+        (ENTERED, ZONE, at(5)),
+        (ENTERED, Place(STORE), at(5)),
+        (DWELLED, ZONE, at(1205)),
+        (DWELLED, Place(STORE), at(1205)),
+    ]
+    assert states[Place(STORE)].inside and states[ZONE].inside
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        fix(60, 100, accuracy=300, device=2),  # vague, out in the street
+        fix(60, -30, accuracy=250, device=2),  # vague, its centre inside
+        fix(60, 30, device=2),  # precise, just out, within the exit margin
+    ],
+    ids=["vague outside", "vague inside", "in the margin"],
+)
+def test_a_fix_that_changes_nothing_does_not_block_another_devices_entry_before_it(other):
+    # The watch's fix at 60 s is processed first; the phone's, from 0 to 50 s, in the next
+    # batch: none is stale on the phone's own timeline.
+    earlier = returning()
+    watch = run([other], states=earlier.states, tracks=earlier.tracks)
+    phone = run(
+        [fix(s, -30, ping=s) for s in range(0, 60, 10)],
+        states=earlier.states | watch.states,
+        tracks=earlier.tracks | watch.tracks,
+    )
+    assert watch.events == []
+    assert [(e.kind, e.at, e.ping) for e in phone.events] == [(ENTERED, at(0), 0)]
+
+
+@pytest.mark.parametrize("phone_first", [True, False], ids=["phone first", "gateway first"])
+def test_readings_of_two_devices_posted_apart_enter_as_they_would_together(phone_first):
+    # The gateway saw the card's tag at 5 s, the phone ranged the beacon at 10 s: together,
+    # two readings within the window.
+    phone, card = [reading(10, -60)], [tag(5)]
+
+    events, _ = in_batches([phone, card] if phone_first else [card, phone])
+
+    assert [(e.kind, e.place, e.at) for e in events] == [
+        (ENTERED, ZONE, at(10)),
+        (ENTERED, Place(STORE), at(10)),
+    ]
+
+
+@pytest.mark.parametrize(
+    "observations",
+    [
+        [reading(s, -60) for s in (0, 5, 10)],
+        [reading(0, -60), tag(3), fix(4, -30, accuracy=250), reading(8, -90), tag(9)],
+    ],
+    ids=["readings", "two devices, a fix among them"],
+)
+def test_processing_the_same_readings_twice_changes_nothing(observations):
+    first = run(observations)
+    again = run(observations, states=first.states, tracks=first.tracks)
+    assert kinds(first, ZONE) == [ENTERED]
+    assert again.events == [] and again.states == {}
+
+
+# --- Devices that fall silent, and GPS against beacons -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("other", "phone_out", "expected"),
+    [
+        # A watch whose app stops after its first fix: an hour later it says nothing.
+        (
+            [fix(30, -20, device=2)],
+            61,
+            [(ENTERED, at(0)), (DWELLED, at(20 * 60)), (EXITED, at(61 * 60))],
+        ),
+        # A card's tag seen at the entrance, which can send no far fix: unread for more than
+        # the beacon window, it does not outlast the phone's.
+        ([tag(0), tag(5)], 11, [(ENTERED, at(0)), (EXITED, at(11 * 60))]),
+        # The watch's fix is within the timeout when the phone leaves: the customer is held
+        # until it runs out, counted from the watch's fix, not the phone's (no 20 minutes).
+        ([fix(30, -20, device=2)], 11, [(ENTERED, at(0)), (EXITED, at(30 + 15 * 60))]),
+    ],
+    ids=["silent watch", "card tag", "watch within the timeout"],
+)
+def test_a_device_fallen_silent_does_not_hold_the_customer_in_after_the_live_one_left(
+    other, phone_out, expected
+):
+    phone = [fix(minute * 60, -30) for minute in range(phone_out)]
+    phone.append(fix(phone_out * 60, 800))
+    dwell = {20, 65}
+    visit = run(other + phone, dwell_minutes=dwell, now=at(phone_out * 60))
+    later = presence.tick(states=visit.states, dwell_minutes=dwell, now=at(90 * 60))
+    events = visit.events + later.events
+    assert [(e.kind, e.at) for e in events if e.place == Place(STORE)] == expected
+
+
+@pytest.mark.parametrize(
+    ("last_reading", "fix_at", "exits"),
+    [
+        (120, 62, False),  # an indoor outlier between two readings
+        (60, 90, False),  # read exactly the window before
+        (60, 91, True),  # the beacons went quiet: the customer left
+    ],
+)
+def test_a_far_fix_ends_a_beacon_visit_only_once_the_beacon_window_has_passed(
+    last_reading, fix_at, exits
+):
+    # The phone ranges the zone's beacon every 5 s; one fix, with a claimed 20 m accuracy,
+    # lands 100 m outside the fence.
+    readings = [reading(s, -55) for s in range(0, last_reading + 1, 5)]
+    outcome = run([*readings, fix(fix_at, 100, accuracy=20)])
+    assert [(e.kind, e.at) for e in outcome.events if e.place == Place(STORE)] == (
+        [(ENTERED, at(5)), (EXITED, at(fix_at))] if exits else [(ENTERED, at(5))]
+    )
+
+
 # --- Suspicious fixes -------------------------------------------------------------------
 
 
@@ -562,6 +750,49 @@ def test_a_state_survives_its_json_round_trip():
     assert PlaceState.from_json(state.to_json()) == state
 
 
+def test_a_state_with_its_holders_survives_its_json_round_trip():
+    state = PlaceState(
+        True,
+        at(0),
+        at(60),
+        at(0),
+        rssi=((at(55), -70),),
+        holders=(Hold(1, fix_at=at(40), reading_at=at(55)), Hold(2, fix_at=at(60))),
+        released_at=at(50),
+        read_at=((1, at(55)), (3, at(20))),
+    )
+    assert PlaceState.from_json(state.to_json()) == state
+
+
+@pytest.mark.parametrize(
+    ("holders", "fixes", "exit_at"),
+    [
+        # Holders stored as bare device ids: each leaves by a far fix of its own.
+        ([1, 2], [fix(700, 800, device=1), fix(720, 800, device=2)], 720),
+        # No holders stored (before they were recorded): any device's far fix ends the visit.
+        (None, [fix(700, 800, device=3)], 700),
+    ],
+    ids=["holders without times", "no holders"],
+)
+def test_a_state_stored_in_an_older_shape_still_reads_and_ends_as_it_did(holders, fixes, exit_at):
+    stored = {
+        "inside": True,
+        "entered_at": at(0).isoformat(),
+        "last_evidence_at": at(600).isoformat(),
+        "last_at": at(610).isoformat(),  # then, any evidence moved it
+        "dwelled": [],
+        "rssi": [],
+    }
+    if holders is not None:
+        stored["holders"] = holders
+    states = {Place(STORE): PlaceState.from_json(stored)}
+    tracks = {device: Track(*point(-30), 10.0, at(600)) for device in (1, 2, 3)}
+
+    events, _ = in_batches([[f] for f in fixes], states, tracks)
+
+    assert [(e.kind, e.at) for e in events] == [(EXITED, at(exit_at))]
+
+
 @pytest.mark.parametrize(
     "place", [Place(1), Place(1, zone=4), Place(12, near_m=500.0), Place(3, near_m=12.5)]
 )
@@ -695,3 +926,128 @@ def test_following_many_devices_at_once_agrees_with_the_state_machine(devices):
     moved, jumped, suspicious = presence.follow_devices(np.array(fixes), np.array(tracks), RULES)
 
     assert list(zip(moved.tolist(), jumped.tolist(), suspicious.tolist(), strict=True)) == expected
+
+
+# Fixes and beacon readings of two devices over an hour: (kind, seconds, metres or rssi,
+# accuracy, device).
+mixed_observations = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("fix"),
+            st.integers(0, 3_000),
+            st.floats(-60, 800),
+            st.floats(3, 300),
+            st.integers(1, 2),
+        ),
+        st.tuples(
+            st.just("reading"),
+            st.integers(0, 3_000),
+            st.integers(-95, -50),
+            st.just(0.0),
+            st.integers(1, 2),
+        ),
+    ),
+    min_size=1,
+    max_size=30,
+    unique_by=lambda o: (o[0], o[1], o[4]),
+)
+
+
+def observed(raw):
+    return [
+        fix(s, value, accuracy, device=device, ping=n)
+        if kind == "fix"
+        else BeaconReading(device, STORE, 3, value, -80, at(s), sighting=n)
+        for n, (kind, s, value, accuracy, device) in enumerate(raw, start=1)
+    ]
+
+
+MIXED = {"dwell_minutes": {5}, "near_distances": {STORE: {500.0}}}
+
+
+@settings(max_examples=100)
+@given(mixed_observations, st.randoms(use_true_random=False))
+def test_any_permutation_of_fixes_and_readings_ends_in_the_same_state(raw, random):
+    observations = observed(raw)
+    shuffled = observations[:]
+    random.shuffle(shuffled)
+    assert run(observations, **MIXED) == run(shuffled, **MIXED)
+
+
+@settings(max_examples=100)
+@given(mixed_observations, st.integers(0, 3_000))
+def test_splitting_fixes_and_readings_at_a_moment_gives_the_same_events(raw, cut):
+    observations = sorted(observed(raw), key=lambda o: o.at)
+    whole = run(observations, **MIXED)
+    first = run([o for o in observations if o.at < at(cut)], **MIXED)
+    second = run(
+        [o for o in observations if o.at >= at(cut)],
+        states=first.states,
+        tracks=first.tracks,
+        **MIXED,
+    )
+    assert first.events + second.events == whole.events
+
+
+@settings(max_examples=100)
+@given(mixed_observations)
+def test_processing_fixes_and_readings_twice_changes_nothing(raw):
+    observations = observed(raw)
+    first = run(observations, **MIXED)
+    again = run(observations, states=first.states, tracks=first.tracks, **MIXED)
+    assert again.events == [] and again.states == {}
+
+
+# Minutes in and around a store as the app reports them: every 30 s, or after 20 minutes
+# (past the timeout), a request of pings and one of beacon sightings for the same period.
+# The pings are those that cannot move a store on their own: too vague to enter or to leave
+# (devices 1 and 2), or a tablet's at home (3).
+periods = st.lists(
+    st.tuples(
+        st.sampled_from([30, 20 * 60]),
+        st.lists(
+            st.tuples(st.integers(1, 2), st.integers(0, 29), st.integers(-95, -50)),
+            min_size=1,
+            max_size=4,
+            unique_by=lambda r: r[:2],
+        ),
+        st.lists(
+            st.tuples(
+                st.integers(1, 3), st.integers(0, 29), st.floats(-60, 300), st.floats(201, 400)
+            ),
+            max_size=4,
+            unique_by=lambda f: f[:2],
+        ),
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=200)
+@given(periods, st.booleans())
+def test_pings_and_sightings_posted_apart_end_as_they_would_together(raw, pings_first):
+    batches, start = [], 0
+    for gap, seen, located in raw:
+        start += gap
+        sightings = [
+            BeaconReading(device, STORE, 3, rssi, -80, at(start + s), sighting=start + s)
+            for device, s, rssi in seen
+        ]
+        pings = [
+            fix(start + s, 5_000, device=3, ping=start + s)
+            if device == 3
+            else fix(start + s, min(metres, accuracy + 49), accuracy, device, ping=start + s)
+            for device, s, metres, accuracy in located
+        ]
+        batches += [pings, sightings] if pings_first else [sightings, pings]
+    kw = {"dwell_minutes": {1, 5}, "now": at(start + 30)}
+    together = run([o for batch in batches for o in batch], **kw)
+
+    events, states = in_batches(batches, **kw)
+
+    def facts(events):
+        return sorted((e.at, e.place, e.kind, e.minutes, e.sighting, e.reason) for e in events)
+
+    assert facts(events) == facts(together.events)
+    assert states == together.states
