@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, models, transaction
 
+from customers.models import Customer
 from promotions.batch_sql import rows_source
 from promotions.models import LocationBatch, Ping
 
@@ -165,6 +166,9 @@ def wait_for_ping_ingest() -> None:
 
 def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:
     """pre_delete receiver for Device: its pings go with it, those of an ingest in flight
-    too; ingest starting later finds no device and rejects its pings."""
+    too; ingest starting later finds no device and rejects its pings. The owner is locked
+    first, as the location worker locks a batch's customers before it reads their pings:
+    a batch never writes presence for pings deleted under it."""
+    list(Customer.objects.select_for_update().filter(pk=instance.customer_id).values("pk"))
     wait_for_ping_ingest()
     Ping.objects.filter(device_id=instance.pk).delete()

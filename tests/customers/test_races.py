@@ -10,7 +10,7 @@ from django.db import connection
 from django.utils import timezone
 
 from customers import services
-from customers.models import BrowsingEvent, Customer, ProductIntent, Visitor
+from customers.models import BrowsingEvent, Customer, Device, ProductIntent, Visitor
 from promotions import decisions
 from promotions import services as promotions_services
 from promotions.ingest import IngestResult
@@ -167,3 +167,33 @@ def test_a_batch_processed_while_its_device_changes_hands_applies_none_of_the_ol
     assert not Presence.objects.filter(place_key=f"store:{store.pk}").exists()
     assert not PresenceEvent.objects.exists()
     assert not DeviceTrack.objects.exists()
+
+
+def test_a_batch_processed_while_its_device_is_deleted_applies_none_of_its_pings():
+    lea = CustomerFactory()
+    device = DeviceFactory(customer=lea)
+    StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=80)
+    now = timezone.now()
+    ping = Ping.objects.create(
+        device=device, latitude=48.8606, longitude=2.3417, accuracy=10, recorded_at=now
+    )
+    batch = LocationBatch.objects.create(ping_ids=[ping.id])
+    deletion = started(lambda: Device.objects.filter(pk=device.pk).delete())
+
+    errors = []
+
+    def process() -> None:
+        try:
+            decisions.process_location_batch(batch_id=batch.pk, now=now)
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    worker = in_thread(process)
+    worker.join(0.5)
+    deletion.release.set()
+    deletion.join(10)
+    worker.join(10)
+
+    assert errors == []
+    assert LocationBatch.objects.get().processed_at is not None
+    assert not PresenceEvent.objects.exists()
