@@ -10,6 +10,7 @@ event is O(1): decay the stored score forward, or the event's weight backward.
 """
 
 from bisect import bisect_left, insort
+from collections.abc import Iterable
 from datetime import datetime
 
 EVENT_WEIGHTS = {
@@ -59,6 +60,17 @@ def score_as_of(
         return 0.0
     elapsed = max(0.0, (when - score_at).total_seconds())
     return score * decay_factor(elapsed, half_life_seconds)
+
+
+def score_of(
+    events: Iterable[tuple[float, datetime]], when: datetime, half_life_seconds: float
+) -> float:
+    """The decayed score at `when` of these events (weight, time), kept as ingest keeps it:
+    for a score as it stood before the events that came after (a dry run's past event)."""
+    score, score_at = 0.0, None
+    for weight, at in events:
+        score, score_at = add_to_score(score, score_at, weight, at, half_life_seconds)
+    return score_as_of(score, score_at, when, half_life_seconds)
 
 
 def add_view_time(view_times: list[int], at: int, window_start: int) -> list[int]:

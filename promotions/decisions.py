@@ -10,12 +10,13 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Count, Q
+from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers import intent
@@ -260,35 +261,63 @@ def stranded_deliveries(
     return list(queued.order_by("send_after").values_list("id", flat=True)[:10_000])
 
 
-def load_signals(
-    customer_ids: Iterable[int], *, now: datetime
-) -> dict[int, tuple[dict[str, rules.BrowsingSignal], dict[str, rules.BrowsingSignal]]]:
+Signals = tuple[dict[str, rules.BrowsingSignal], dict[str, rules.BrowsingSignal]]
+
+
+@dataclass(frozen=True)
+class _StoredBrowsing:
+    """A customer's intent row for one SKU or category as stored: its signal with the score
+    as kept at `score_at` (its newest event), not decayed to any moment yet."""
+
+    signal: rules.BrowsingSignal
+    score_at: datetime | None
+
+
+def load_signals(customer_ids: Iterable[int], *, now: datetime) -> dict[int, Signals]:
     """Each customer's browsing, per SKU and per category, as the rules read it at `now`."""
-    ids = list(customer_ids)
     half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
+
+    def at_now(stored: _StoredBrowsing) -> rules.BrowsingSignal:
+        score = intent.score_as_of(stored.signal.score, stored.score_at, now, half_life)
+        return replace(stored.signal, score=score)
+
+    return {
+        customer_id: (
+            {key: at_now(stored) for key, stored in products.items()},
+            {key: at_now(stored) for key, stored in categories.items()},
+        )
+        for customer_id, (products, categories) in _load_browsing(customer_ids).items()
+    }
+
+
+def _load_browsing(
+    customer_ids: Iterable[int],
+) -> dict[int, tuple[dict[str, _StoredBrowsing], dict[str, _StoredBrowsing]]]:
+    ids = list(customer_ids)
     product_rows = list(ProductIntent.objects.filter(customer_id__in=ids))
     names = dict(
         Product.objects.filter(sku__in={row.sku for row in product_rows}).values_list("sku", "name")
     )
-    signals: dict[int, tuple[dict, dict]] = defaultdict(lambda: ({}, {}))
+    browsing: dict[int, tuple[dict, dict]] = defaultdict(lambda: ({}, {}))
 
-    def signal(row: ProductIntent | CategoryIntent, key: str, **extra: str) -> rules.BrowsingSignal:
-        return rules.BrowsingSignal(
+    def stored(row: ProductIntent | CategoryIntent, key: str, **extra: str) -> _StoredBrowsing:
+        signal = rules.BrowsingSignal(
             key=key,
             view_times=tuple(row.view_times),
             cart_state=row.cart_state,
             cart_updated_at=row.cart_updated_at,
-            score=intent.score_as_of(row.score, row.score_at, now, half_life),
+            score=row.score,
             **extra,
         )
+        return _StoredBrowsing(signal, row.score_at)
 
     for row in product_rows:
-        signals[row.customer_id][0][row.sku] = signal(
+        browsing[row.customer_id][0][row.sku] = stored(
             row, row.sku, category=row.category, product_name=names.get(row.sku, "")
         )
     for row in CategoryIntent.objects.filter(customer_id__in=ids):
-        signals[row.customer_id][1][row.category] = signal(row, row.category)
-    return signals
+        browsing[row.customer_id][1][row.category] = stored(row, row.category)
+    return browsing
 
 
 def customer_timezone(customer: Customer, store: Store | None) -> str:
@@ -381,13 +410,15 @@ def _record(
         status_updated_at=now,
     )
     writes_offer = status in (rules.QUEUED, rules.HOLDOUT)
+    # Pool codes that collided with a delivery's code: never drawn twice by this decision.
+    collided: set[int] = set()
     for _ in range(CODE_ATTEMPTS):
+        pool_code = None
         try:
             with transaction.atomic():
-                pool_code = None
                 if writes_offer:
                     if status == rules.QUEUED and budget.codes_left is not None:
-                        pool_code = _draw_pool_code(campaign)
+                        pool_code = _draw_pool_code(campaign, skip=collided)
                         # Counted under the campaign's lock, so only a code deleted or
                         # locked meanwhile (the admin) gets here.
                         if pool_code is None:
@@ -408,14 +439,25 @@ def _record(
                 customer=customer, campaign=campaign, presence_event=event
             ).exists():
                 return None
-            # Otherwise a generated code collided with another: draw again.
+            # Otherwise the code collided with another delivery's: a generated one is drawn
+            # again, a pool code is passed over for the pool's next.
+            if pool_code is not None:
+                collided.add(pool_code.id)
     raise RuntimeError("Could not record a delivery with a unique code.")
 
 
-def _draw_pool_code(campaign: Campaign) -> OfferCode | None:
+def _draw_pool_code(campaign: Campaign, *, skip: Iterable[int] = ()) -> OfferCode | None:
+    """The campaign's next pool code free to send, locked for this transaction. A code a
+    delivery already carries is not free, whatever its pool row says: its link to that
+    delivery may have been cleared (in the admin), and sending it again would hand two
+    customers one code, the till crediting one's purchase to the other's SMS. A keyless code
+    (one of two the till cannot tell apart, kept by migration 0015) is never handed out."""
+    carried = Delivery.objects.filter(code_key=OuterRef("code_key"))
     return (
         OfferCode.objects.select_for_update(skip_locked=True)
-        .filter(campaign=campaign, delivery__isnull=True)
+        .filter(campaign=campaign, delivery__isnull=True, code_key__isnull=False)
+        .exclude(id__in=list(skip))
+        .exclude(Exists(carried))
         .order_by("id")
         .first()
     )
@@ -497,6 +539,22 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
 # Live, the campaigns ranked after it were never judged for that event.
 WINNING = (*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)
 
+# When the live engine made a decision, in the order it made them: the moment its batch was
+# processed (which is when the batch's events arrived and its deliveries are stamped), then,
+# within the batch, its event's time and id, the order a batch decides its events in.
+DecisionOrder = tuple[datetime, datetime, bool, int]
+
+
+def _decision_order(moment: datetime, event_at: datetime, event_id: int | None) -> DecisionOrder:
+    # A derived dwell, never stored, comes after the stored events of its instant.
+    return (moment, event_at, event_id is None, event_id or 0)
+
+
+def _event_time() -> Coalesce:
+    """A delivery's presence event's time: what decides whether a dry run starting at
+    `since` replays it. A delivery whose event was since deleted goes by its own time."""
+    return Coalesce("presence_event__occurred_at", "created_at")
+
 
 @dataclass(frozen=True)
 class _Replayed:
@@ -509,16 +567,26 @@ class _Replayed:
     arrived_at: datetime  # when the live engine had it to decide
     event_id: int | None = None  # None: derived, never stored
 
+    @property
+    def order(self) -> DecisionOrder:
+        return _decision_order(self.arrived_at, self.fact.at, self.event_id)
+
 
 @dataclass(frozen=True)
 class _CountedSms:
     """An SMS or a holdout a dry run counts for caps: another campaign's real one, this
-    campaign's real one from before the window, or one the run itself decided."""
+    campaign's real one for an event before the window, or one the run itself decided. It
+    counts for the events decided after it."""
 
-    at: datetime
+    order: DecisionOrder
     campaign: int
     status: str  # rules.QUEUED or rules.HOLDOUT
     event_id: int | None
+
+    @property
+    def at(self) -> datetime:
+        """When it was recorded: what caps count from."""
+        return self.order[0]
 
 
 @dataclass(frozen=True)
@@ -536,17 +604,22 @@ def dry_run_campaign(
     """What the campaign would have decided over the stored presence history, sending and
     writing nothing, as the live engine decides:
 
-    - each event is judged at its own time, with browsing as it stood then (views after the
-      event are not counted) and the customer's consent as it stands now;
+    - the events of the window are the ones replayed, and this campaign's real decisions
+      about them are what the run decides again; its decisions about earlier events count as
+      they are, even one recorded within the window (an event that arrived late);
+    - each event is judged when the live engine had it (when it arrived), in the order the
+      live engine decided them, with browsing as it stood at the event (views and cart
+      changes after it are not counted, intent strength from what came before it) and the
+      customer's consent as it stands now; its trigger and the campaign's dates go by the
+      event's own time;
     - an event that reached the server later than the SMS validity is skipped, as live
       (counted in `arrived_too_late`);
     - an event another campaign really texted (or held the customer out for) is this
       campaign's only if it ranks first (priority, then intent strength): live, at most one
       SMS goes out per event. Otherwise it gets no decision (counted in `outranked`);
-    - caps, budgets and the code pool count other campaigns' real SMS (each at its event's
-      time, when that is earlier than its record), this campaign's real decisions before
-      `since`, and the run's own would-be SMS in place of this campaign's real ones within
-      the window; only what was sent by each event's time counts;
+    - caps, budgets and the code pool count other campaigns' real SMS, this campaign's real
+      ones for earlier events, and the run's own would-be SMS in place of this campaign's
+      real ones within the window; only what was decided before each event counts;
     - a dwell campaign's dwells are derived from the visits where presence recorded none
       (it records only the minutes that active campaigns watch); approaches at a distance
       no active campaign watches were never recorded and cannot be: `warnings` says so.
@@ -567,14 +640,18 @@ def dry_run_campaign(
     ]
     replayed = [item for item in replayed if rules.triggered(rule, item.fact)]
     if rule.trigger_type == TriggerType.DWELL and rule.trigger_minutes:
-        derived = _derived_dwells(rule, replayed, since=since, until=until, now=now)
-        # Stable: at one instant, stored events keep their order, before derived ones.
-        replayed = sorted([*replayed, *derived], key=lambda item: item.fact.at)
+        replayed += _derived_dwells(rule, replayed, since=since, until=until, now=now)
     # Live, an event older than the validity when it arrives is kept, but not decided.
-    on_time = [item for item in replayed if item.arrived_at - item.fact.at <= validity]
+    on_time = sorted(
+        (item for item in replayed if item.arrived_at - item.fact.at <= validity),
+        key=lambda item: item.order,
+    )
     customers = {item.customer.id: item.customer for item in on_time}
-    signals = load_signals(customers.keys(), now=until)
-    counted = _dry_run_counted_sms(campaign, customers, since=since, until=until, limits=limits)
+    browsing = _load_browsing(customers.keys())
+    decided_by = max((item.arrived_at for item in on_time), default=until)
+    counted = _dry_run_counted_sms(
+        campaign, customers, since=since, decided_by=decided_by, limits=limits
+    )
     rivals = _rivals(campaign, {item.event_id for item in on_time if item.event_id is not None})
     # Events whose real SMS this campaign would have taken the place of.
     displaced: set[int] = set()
@@ -585,22 +662,21 @@ def dry_run_campaign(
     outranked = 0
     budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
     spent_before = _dry_run_budget(campaign, since=since, budget_zone=budget_zone)
-    per_day: dict[date, int] = defaultdict(int)
-    per_day[since.astimezone(budget_zone).date()] = spent_before.today
+    per_day: dict[date, int] = defaultdict(int, spent_before.per_day)
     total, codes_left = spent_before.total, spent_before.codes_left
     for item in on_time:
-        at = item.fact.at
+        at, moment = item.fact.at, item.arrived_at
         customer = item.customer
-        products, categories = signals.get(customer.id, ({}, {}))
+        products, categories = browsing.get(customer.id, ({}, {}))
         facts_then = rules.CustomerFacts(
             key=customer.external_id,
             opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
             has_phone=bool(customer.phone),
             timezone=customer_timezone(customer, item.store),
-            products=_as_of(products, at),
-            categories=_as_of(categories, at),
+            products=_as_of(products, at, moment),
+            categories=_as_of(categories, at, moment),
         )
-        ranked = rules.rank([rule], item.fact, facts_then, at)
+        ranked = rules.rank([rule], item.fact, facts_then, moment)
         if not ranked:
             continue
         match = ranked[0][1]
@@ -608,26 +684,29 @@ def dry_run_campaign(
         if any(not rules.ranks_before(rule, match, r.rule, r.match) for r in event_rivals):
             outranked += 1
             continue
-        # Ranked first, this campaign is judged before its rivals' SMS for this event exist.
         history = History()
         for earlier in counted[customer.id]:
-            if earlier.event_id is None or (
-                earlier.event_id != item.event_id and earlier.event_id not in displaced
+            if earlier.order >= item.order:
+                continue  # decided after this event, live
+            if earlier.event_id is not None and (
+                # Ranked first, this campaign is judged before its rivals for this event...
+                earlier.event_id == item.event_id
+                # ...and its would-be SMS for an earlier event is the only one that event got.
+                or (earlier.campaign != rule.id and earlier.event_id in displaced)
             ):
-                history.add(earlier.campaign, earlier.status, earlier.at)
-        facts_then = rules.history_as_of(
-            replace(facts_then, sent_by_campaign=history.by_campaign, sent=history.sent), at
-        )
-        day = at.astimezone(budget_zone).date()
+                continue
+            history.add(earlier.campaign, earlier.status, earlier.at)
+        facts_then = replace(facts_then, sent_by_campaign=history.by_campaign, sent=history.sent)
+        day = moment.astimezone(budget_zone).date()
         budget = rules.BudgetUse(today=per_day[day], total=total, codes_left=codes_left)
-        decisions = rules.decide([rule], item.fact, facts_then, {rule.id: budget}, limits, at)
+        decisions = rules.decide([rule], item.fact, facts_then, {rule.id: budget}, limits, moment)
         for decision in decisions:
             by_status[decision.status] += 1
             if decision.reason:
                 by_reason[decision.reason] += 1
             if decision.status in (rules.QUEUED, rules.HOLDOUT):
                 counted[customer.id].append(
-                    _CountedSms(at, decision.campaign, decision.status, item.event_id)
+                    _CountedSms(item.order, decision.campaign, decision.status, item.event_id)
                 )
                 if item.event_id is not None:
                     displaced.add(item.event_id)
@@ -656,39 +735,34 @@ def _dry_run_counted_sms(
     customers: Iterable[int],
     *,
     since: datetime,
-    until: datetime,
+    decided_by: datetime,
     limits: rules.GlobalLimits,
 ) -> dict[int, list[_CountedSms]]:
-    """The customers' real SMS and holdouts as a dry run counts them: every campaign's before
-    `since`, other campaigns' within the window; this campaign's within it are what the run
-    decides again. Each counts from its presence event's time when that is earlier than its
-    record: decided a moment after the event (when its batch was processed), it was already
-    there for any later event, whose decision would have counted it."""
+    """The customers' real SMS and holdouts as a dry run counts them, up to the last moment
+    it judges (`decided_by`): every campaign's for events before `since`, other campaigns'
+    for any; this campaign's for the window's events are what the run decides again. Each
+    counts from when it was recorded, and for the events decided after it."""
     window = max(
         timedelta(days=max(limits.cap_days, campaign.limit_per_customer_days or 0)), limits.min_gap
     )
     counted: dict[int, list[_CountedSms]] = defaultdict(list)
     rows = (
-        Delivery.objects.filter(
-            Q(created_at__lt=until) | Q(presence_event__occurred_at__lt=until),
+        Delivery.objects.annotate(event_at=_event_time())
+        .filter(
             customer_id__in=list(customers),
             status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
             created_at__gt=since - window,
+            created_at__lte=decided_by,
         )
-        .exclude(campaign=campaign, created_at__gte=since)
+        .exclude(campaign=campaign, event_at__gte=since)
         .values_list(
-            "customer_id",
-            "campaign_id",
-            "status",
-            "created_at",
-            "presence_event_id",
-            "presence_event__occurred_at",
+            "customer_id", "campaign_id", "status", "created_at", "presence_event_id", "event_at"
         )
     )
     for customer_id, campaign_id, status, created_at, event_id, event_at in rows:
-        at = min(created_at, event_at) if event_at is not None else created_at
+        order = _decision_order(created_at, event_at, event_id)
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
-        counted[customer_id].append(_CountedSms(at, campaign_id, queued_or_holdout, event_id))
+        counted[customer_id].append(_CountedSms(order, campaign_id, queued_or_holdout, event_id))
     return counted
 
 
@@ -821,32 +895,84 @@ def _unrecorded_approaches(campaign: Campaign, rule: rules.CampaignRule) -> list
     ]
 
 
-def _dry_run_budget(
-    campaign: Campaign, *, since: datetime, budget_zone: ZoneInfo
-) -> rules.BudgetUse:
-    """What the campaign had really spent when the window opens: SMS in all and on that
-    day, and its pool's codes not yet handed out by then."""
+@dataclass(frozen=True)
+class _SpentBefore:
+    """What a campaign spent outside a dry run's replay, as the run starts."""
+
+    per_day: dict[date, int]  # SMS per day they were recorded on, from the window's first
+    total: int
+    codes_left: int | None  # None: no pool
+
+
+def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInfo) -> _SpentBefore:
+    """What the campaign had really spent on the events before the window, which the run
+    does not replay: SMS in all and per day (on the day each was recorded, the day the live
+    engine's budget counted it on, which may be in the window for an event that arrived
+    late), and its pool's codes not drawn by them."""
     midnight = since.astimezone(budget_zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    spent = Delivery.objects.filter(
-        campaign=campaign, status__in=SENT_LIKE, created_at__lt=since
-    ).aggregate(total=Count("id"), today=Count("id", filter=Q(created_at__gte=midnight)))
+    spent = Delivery.objects.annotate(event_at=_event_time()).filter(
+        campaign=campaign, status__in=SENT_LIKE, event_at__lt=since
+    )
+    per_day: dict[date, int] = {}
+    for created_at in spent.filter(created_at__gte=midnight).values_list("created_at", flat=True):
+        day = created_at.astimezone(budget_zone).date()
+        per_day[day] = per_day.get(day, 0) + 1
     pool = OfferCode.objects.filter(campaign=campaign)
     codes_left = None
     if pool.exists():
-        codes_left = pool.exclude(delivery__created_at__lt=since).count()
-    return rules.BudgetUse(today=spent["today"], total=spent["total"], codes_left=codes_left)
-
-
-def _as_of(signals: dict[str, rules.BrowsingSignal], at: datetime) -> dict:
-    """Browsing as it stood at `at`: later views and later cart changes removed."""
-    moment = at.timestamp()
-    return {
-        key: replace(
-            signal,
-            view_times=tuple(t for t in signal.view_times if t <= moment),
-            cart_state=signal.cart_state
-            if signal.cart_updated_at and signal.cart_updated_at <= at
-            else "",
+        drawn_for = Coalesce("delivery__presence_event__occurred_at", "delivery__created_at")
+        codes_left = (
+            pool.annotate(drawn_for=drawn_for)
+            .filter(Q(delivery__isnull=True) | Q(drawn_for__gte=since))
+            .count()
         )
-        for key, signal in signals.items()
-    }
+    return _SpentBefore(per_day, spent.count(), codes_left)
+
+
+# The weight of the cart event that left a cart in each state.
+CART_WEIGHTS = {state: intent.EVENT_WEIGHTS[event] for event, state in intent.CART_EVENTS.items()}
+
+
+def _as_of(
+    browsing: dict[str, _StoredBrowsing], at: datetime, moment: datetime
+) -> dict[str, rules.BrowsingSignal]:
+    """Browsing as it stood at the event `at`, later views and later cart changes removed,
+    its score that of what came before `at`, decayed to `moment` (when the live engine
+    judged the event, and recorded other campaigns' intent strength for it)."""
+    half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
+    epoch = at.timestamp()
+    signals = {}
+    for key, stored in browsing.items():
+        signal = stored.signal
+        views = tuple(t for t in signal.view_times if t <= epoch)
+        carted = signal.cart_updated_at is not None and signal.cart_updated_at <= at
+        signals[key] = replace(
+            signal,
+            view_times=views,
+            cart_state=signal.cart_state if carted else "",
+            score=_score_then(stored, views, at, moment, half_life),
+        )
+    return signals
+
+
+def _score_then(
+    stored: _StoredBrowsing,
+    views: tuple[int, ...],
+    at: datetime,
+    moment: datetime,
+    half_life: float,
+) -> float:
+    """The score of the browsing up to `at` (`views` are its views), decayed to `moment`.
+    A score is stored as one number as of its newest event: with nothing browsed after `at`
+    it is that number, decayed. Browsed since, the later events are in it too, and only the
+    product views and the last cart change are kept with their times: the score is rebuilt
+    from those up to `at`. Page views and older cart events are left out of it, so it can be
+    lower than it was, never higher."""
+    signal = stored.signal
+    if stored.score_at is None or stored.score_at <= at:
+        return intent.score_as_of(signal.score, stored.score_at, moment, half_life)
+    view = intent.EVENT_WEIGHTS[intent.VIEW_EVENT]
+    events = [(view, datetime.fromtimestamp(t, UTC)) for t in views]
+    if signal.cart_state and signal.cart_updated_at is not None and signal.cart_updated_at <= at:
+        events.append((CART_WEIGHTS[signal.cart_state], signal.cart_updated_at))
+    return intent.score_of(events, moment, half_life)

@@ -10,7 +10,7 @@ uploaded code pool is used up cannot send: its budget is spent, and the next one
 
 import hashlib
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -250,7 +250,7 @@ def limit_reason(
     # Every SMS the customer was given counts, even one stamped after `now`: a task reads its
     # clock before it waits for the customer's lock, so a worker that started later may have
     # taken the lock first and committed an SMS stamped later than this `now`. (A dry run,
-    # which judges past events, cuts the history at each event itself: `history_as_of`.)
+    # which judges past events, gives each the history decided before it.)
     if campaign.per_customer_days:
         since = now - timedelta(days=campaign.per_customer_days)
         if any(since < at for at in customer.sent_by_campaign.get(campaign.id, ())):
@@ -267,19 +267,6 @@ def limit_reason(
     if budget.codes_left is not None and budget.codes_left <= 0:
         return BUDGET
     return ""
-
-
-def history_as_of(customer: CustomerFacts, moment: datetime) -> CustomerFacts:
-    """The customer with only the SMS (and holdouts) recorded by `moment`: what a dry run
-    judges a past event against, the history it loads running on past the event."""
-    return replace(
-        customer,
-        sent_by_campaign={
-            campaign: [at for at in times if at <= moment]
-            for campaign, times in customer.sent_by_campaign.items()
-        },
-        sent=[at for at in customer.sent if at <= moment],
-    )
 
 
 def quiet_for(campaign: CampaignRule, limits: GlobalLimits, timezone: str, now: datetime) -> bool:

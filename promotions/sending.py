@@ -264,12 +264,18 @@ def _return_pool_code(delivery_id: int) -> None:
 
     An SMS the provider took keeps its code whatever became of it (failed, undelivered, or
     settled from the provider after its worker died): it may have reached the phone, and
-    the till must credit that customer with it, no one else."""
+    the till must credit that customer with it, no one else.
+
+    The text goes with the code: it quotes the code, which is the next customer's now, and
+    the delivery's text shows wherever the delivery does (the deliveries' API, the customer's
+    export). Blanked, it reads as what it was: nothing sent."""
     released = OfferCode.objects.filter(delivery_id=delivery_id, code_key__isnull=False).update(
         delivery=None
     )
     if released:
-        Delivery.objects.filter(id=delivery_id).update(code=None, code_key=None)
+        Delivery.objects.filter(id=delivery_id).update(
+            code=None, code_key=None, body="", encoding="", segments=0
+        )
 
 
 def _finish(

@@ -11,8 +11,12 @@ nothing a customer was sent is touched:
   between the rest, is what keeps their redemptions apart.
 - The others not drawn yet, and any code not drawn yet that the till cannot tell apart from a
   code already sent, are taken out of the pool: sending one would hand a customer a code
-  whose redemption could be credited to someone else. Their number and first few are
-  printed; the retailer's till may still honour them, no customer will have them.
+  whose redemption could be credited to someone else.
+- A code the till cannot read at all (dashes and spaces alone, such as "--", which the old
+  upload took: looked up, it is nothing, a 404) is taken out of the pool if not drawn yet,
+  and kept without a key if drawn: its SMS went out.
+The number and first few of the codes taken out are printed; the retailer's till may still
+honour them, no customer will have them.
 """
 
 import re
@@ -47,9 +51,14 @@ def store_code_keys(apps, schema_editor):
         last_id = chunk[-1].id
 
     groups = {}
-    for offer_code in pool.objects.order_by("id").only("id", "code", "delivery_id"):
-        groups.setdefault(code_key(offer_code.code), []).append(offer_code)
     withdrawn, keyed = [], []
+    for offer_code in pool.objects.order_by("id").only("id", "code", "delivery_id"):
+        key = code_key(offer_code.code)
+        if key:
+            groups.setdefault(key, []).append(offer_code)
+        elif offer_code.delivery_id is None:
+            # No key to find it by: a customer sent it could never redeem it.
+            withdrawn.append(offer_code)
     for key, codes in groups.items():
         # The first drawn, else the first uploaded: sorted() is stable on the id order.
         first, *others = sorted(codes, key=lambda c: c.delivery_id is None)
@@ -72,8 +81,9 @@ def store_code_keys(apps, schema_editor):
     if withdrawn:
         names = ", ".join(sorted(c.code for c in withdrawn)[:20])
         print(
-            f"\n  Took {len(withdrawn)} unused pool codes the till cannot tell apart from "
-            f"another code out of their pools: {names}{'...' if len(withdrawn) > 20 else ''}"
+            f"\n  Took {len(withdrawn)} unused pool codes the till cannot read or cannot tell "
+            f"apart from another code out of their pools: "
+            f"{names}{'...' if len(withdrawn) > 20 else ''}"
         )
 
 

@@ -3,7 +3,9 @@ the period it takes, the events live would not decide (too late, won by another 
 the other campaigns' SMS as live counted them, and the dwells and approaches presence did
 or did not record."""
 
-from datetime import UTC, datetime, timedelta
+from collections import Counter, defaultdict
+from datetime import UTC, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.utils import timezone
@@ -11,8 +13,10 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from promotions import decisions, tracking
-from promotions.models import Delivery, DeliveryStatus, Ping, PresenceEvent
+from customers import intent
+from customers.models import ProductIntent
+from promotions import decisions, rules, tracking
+from promotions.models import Delivery, DeliveryStatus, OfferCode, Ping, PresenceEvent
 from tests.factories import (
     CampaignFactory,
     CustomerFactory,
@@ -368,3 +372,248 @@ def test_a_dry_run_of_any_other_trigger_has_nothing_to_warn_about(api, rivoli):
     draft = CampaignFactory(status="draft")
     draft.stores.add(rivoli)
     assert dry_run(api, draft, since=timezone.now() - timedelta(days=7))["warnings"] == []
+
+
+# --- As the live engine decided ---------------------------------------------------------
+# The live engine decides first, each event when it arrived; then the dry run of the same
+# campaign over the same window says what it would have decided, and the two agree.
+
+
+def decide_live(*events):
+    """The events decided as they arrived: those that arrived together as one batch."""
+    batches = defaultdict(list)
+    for event in events:
+        batches[event.created_at].append(event.id)
+    for arrived_at in sorted(batches):
+        decisions.decide_presence_events(event_ids=batches[arrived_at], now=arrived_at)
+
+
+def live_decisions(campaign) -> dict:
+    """The campaign's real decisions, counted as a dry run counts its would-be ones."""
+    rows = Delivery.objects.filter(campaign=campaign)
+    statuses = Counter(rows.values_list("status", flat=True))
+    reasons = Counter(rows.exclude(reason="").values_list("reason", flat=True))
+    return {"by_status": dict(statuses), "by_reason": dict(reasons)}
+
+
+def dry_decisions(result: dict) -> dict:
+    return {key: {k: n for k, n in result[key].items() if n} for key in ("by_status", "by_reason")}
+
+
+def half_life() -> float:
+    from django.conf import settings
+
+    return settings.INTENT_HALF_LIFE_DAYS * rules.DAY
+
+
+def browsed(customer, sku, *views: datetime, page_views: int = 0):
+    """Product views, and page views at the last one, kept as ingest keeps them."""
+    weights = [(1.0, at) for at in views] + [(0.5, views[-1])] * page_views
+    return ProductIntent.objects.create(
+        customer=customer,
+        sku=sku,
+        view_times=[int(at.timestamp()) for at in views],
+        last_seen_at=views[-1],
+        score=intent.score_of(weights, views[-1], half_life()),
+        score_at=views[-1],
+    )
+
+
+def test_browsing_after_an_event_does_not_win_it_from_the_campaign_that_won_it_live(api, rivoli):
+    """Same priority: B's stronger intent wins the entry live. An hour on, the customer
+    views A's product again and again: A's strength at the entry is still below B's."""
+    a = CampaignFactory(intent_skus=["A"])
+    b = CampaignFactory(intent_skus=["B"])
+    a.stores.add(rivoli)
+    b.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=3)
+    a_views = browsed(customer, "A", at - timedelta(hours=1))
+    browsed(customer, "B", at - timedelta(hours=1), page_views=8)
+    decide_live(presence_event(customer, rivoli, at=at))
+    assert live_decisions(b)["by_status"] == {"queued": 1}
+    later = [at + timedelta(hours=1, minutes=n) for n in range(20)]
+    for view in later:
+        a_views.view_times.append(int(view.timestamp()))
+        a_views.score, a_views.score_at = intent.add_to_score(
+            a_views.score, a_views.score_at, 1.0, view, half_life()
+        )
+    a_views.save()
+
+    result = dry_run(api, a, since=at - timedelta(minutes=30))
+
+    assert dry_decisions(result) == live_decisions(a) == {"by_status": {}, "by_reason": {}}
+    assert result["outranked"] == 1
+
+
+def test_a_draft_that_was_stronger_at_an_event_wins_it_days_later(api, rivoli):
+    """Same priority: at the entry, the draft's product had been viewed more than the live
+    campaign's. Three days on its score has decayed, as the live one's has: the draft still
+    ranks first, as it would have at the entry."""
+    live = CampaignFactory(intent_skus=["B"])
+    draft = CampaignFactory(status="draft", intent_skus=["A"])
+    live.stores.add(rivoli)
+    draft.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(days=3)
+    browsed(customer, "A", at - timedelta(hours=3), at - timedelta(hours=1))
+    browsed(customer, "B", at - timedelta(hours=1), page_views=1)
+    decide_live(presence_event(customer, rivoli, at=at))
+    assert live_decisions(live)["by_status"] == {"queued": 1}
+    products = decisions.load_signals([customer.id], now=at)[customer.id][0]
+    facts = rules.CustomerFacts(
+        key="", opted_in=True, has_phone=True, timezone="UTC", products=products
+    )
+    event = decisions.presence_fact(PresenceEvent.objects.get())
+    [(first, _), _] = rules.rank(
+        [decisions.campaign_rule(c) for c in (live, draft)], event, facts, at
+    )
+    assert first.id == draft.id  # had it been active
+
+    result = dry_run(api, draft, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["outranked"]) == (1, 0)
+
+
+def window_start(settings) -> datetime:
+    """10:00 two days ago, in the budget's time zone: the day's budget has the day ahead."""
+    zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
+    day = (timezone.now() - timedelta(days=2)).astimezone(zone).date()
+    return datetime.combine(day, time(10, 0), tzinfo=zone)
+
+
+@pytest.mark.parametrize(
+    ("limits", "reason"),
+    [
+        ({"limit_per_customer_days": 7}, "campaign_cap"),
+        ({"daily_budget": 1}, "budget"),
+        ({"total_budget": 1}, "budget"),
+        ({"pool": ["ONLY-1"]}, "budget"),
+    ],
+    ids=["campaign_cap", "daily_budget", "total_budget", "code_pool"],
+)
+def test_the_campaigns_sms_for_an_event_just_before_the_window_counts_in_it(
+    api, rivoli, settings, limits, reason
+):
+    """An entry a minute before `since`, uploaded two minutes late, was texted a minute into
+    the window: the window's next entry is held back live, and in the dry run."""
+    limits = dict(limits)
+    pool = limits.pop("pool", [])
+    campaign = CampaignFactory(**limits)
+    campaign.stores.add(rivoli)
+    for code in pool:
+        OfferCode.objects.create(campaign=campaign, code=code)
+    customer = CustomerFactory()
+    since = window_start(settings)
+    decide_live(
+        presence_event(
+            customer,
+            rivoli,
+            at=since - timedelta(minutes=1),
+            arrived_at=since + timedelta(minutes=1),
+        ),
+        presence_event(customer, rivoli, at=since + timedelta(hours=2)),
+    )
+    assert live_decisions(campaign) == {
+        "by_status": {"queued": 1, "suppressed": 1},
+        "by_reason": {reason: 1},
+    }
+
+    result = dry_run(api, campaign, since=since, until=since + timedelta(hours=3))
+
+    # The window's entry only: the one before it is not the run's to decide again.
+    assert dry_decisions(result) == {"by_status": {"suppressed": 1}, "by_reason": {reason: 1}}
+
+
+def test_quiet_hours_are_judged_when_the_live_engine_had_the_event(api, rivoli):
+    """An entry at 20:58 in Paris whose ping reached the server at 21:03, in the campaign's
+    quiet hours from 21:00: live, it was held back for quiet hours."""
+    paris = ZoneInfo("Europe/Paris")
+    campaign = CampaignFactory(quiet_hours_start=time(21, 0), quiet_hours_end=time(8, 0))
+    campaign.stores.add(rivoli)
+    customer = CustomerFactory(timezone="Europe/Paris")
+    day = (timezone.now() - timedelta(days=2)).astimezone(paris).date()
+    at = datetime.combine(day, time(20, 58), tzinfo=paris)
+    decide_live(presence_event(customer, rivoli, at=at, arrived_at=at + timedelta(minutes=5)))
+    assert live_decisions(campaign)["by_reason"] == {"quiet_hours": 1}
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1), until=at + timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(campaign)
+
+
+def test_another_campaigns_sms_counts_only_from_when_it_was_recorded(api, rivoli, settings):
+    """B's entry at 10:00 reached the server at 10:08, and was texted then; A's at 10:05
+    (another store) was decided at 10:05, before B's SMS existed: held out live (a holdout
+    is not counted against other campaigns, so B still texted). Counted from 10:00, B's SMS
+    would have held A back with the 60-minute gap."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    opera = StoreFactory(code="OPERA")
+    b = CampaignFactory(priority=10)
+    b.stores.add(rivoli)
+    a = CampaignFactory(holdout_percent=100)
+    a.stores.add(opera)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=3)
+    decide_live(
+        presence_event(customer, rivoli, at=at, arrived_at=at + timedelta(minutes=8)),
+        presence_event(customer, opera, at=at + timedelta(minutes=5)),
+    )
+    assert live_decisions(b)["by_status"] == {"queued": 1}
+    assert live_decisions(a)["by_status"] == {"holdout": 1}
+
+    result = dry_run(api, a, since=at - timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(a)
+
+
+@pytest.mark.parametrize(
+    ("first", "decided"),
+    [("RIVOLI", {"suppressed": 1}), ("OPERA", {"holdout": 1})],
+    ids=["other_campaigns_event_first", "this_campaigns_event_first"],
+)
+def test_another_campaigns_sms_of_the_same_batch_counts_for_the_events_after_it(
+    api, rivoli, settings, first, decided
+):
+    """Two entries a second apart (two fences), decided in one batch in the order they
+    occurred: another campaign's SMS counts for the entry after its own, not the one
+    before, though the batch stamps both with one time."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    stores = {"RIVOLI": rivoli, "OPERA": StoreFactory(code="OPERA")}
+    other = CampaignFactory()
+    other.stores.add(rivoli)
+    campaign = CampaignFactory(holdout_percent=100)
+    campaign.stores.add(stores["OPERA"])
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=2)
+    second = "OPERA" if first == "RIVOLI" else "RIVOLI"
+    batch_at = at + timedelta(seconds=2)
+    decide_live(
+        presence_event(customer, stores[first], at=at, arrived_at=batch_at),
+        presence_event(customer, stores[second], at=at + timedelta(seconds=1), arrived_at=batch_at),
+    )
+    assert live_decisions(campaign)["by_status"] == decided
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(campaign)
+
+
+def test_a_would_be_sms_for_an_event_another_campaign_texted_counts_for_the_cap(api, rivoli):
+    """The draft outranks the campaign that texted two entries: its would-be SMS for the
+    first takes the other's place, and holds its second back for its own cap."""
+    live = CampaignFactory(priority=0)
+    live.stores.add(rivoli)
+    draft = CampaignFactory(status="draft", priority=10, limit_per_customer_days=7)
+    draft.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=5)
+    decide_live(
+        presence_event(customer, rivoli, at=at),
+        presence_event(customer, rivoli, at=at + timedelta(hours=2)),
+    )
+    assert live_decisions(live)["by_status"] == {"queued": 2}
+
+    result = dry_run(api, draft, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["by_reason"]["campaign_cap"]) == (1, 1)

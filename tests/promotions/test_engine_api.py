@@ -406,9 +406,9 @@ def test_a_dry_run_counts_only_the_sms_sent_before_each_event(api, rivoli, lea, 
     walk_in(api, "lea-phone", minutes_ago=3)
     walk_in(api, "tom-phone", minutes_ago=3)
     other = CampaignFactory()
-    # Léa was texted by another campaign after she walked in; Tom before he did.
+    # Léa was texted by another campaign after her visit was decided; Tom before he walked in.
     now = datetime.now(UTC)
-    DeliveryFactory(customer=lea, campaign=other, created_at=now - timedelta(minutes=1))
+    DeliveryFactory(customer=lea, campaign=other, created_at=now + timedelta(seconds=30))
     DeliveryFactory(customer=tom, campaign=other, created_at=now - timedelta(minutes=30))
 
     response = api.post(

@@ -2,14 +2,16 @@
 two codes that differ only so are one code to it. A pool never takes such a pair, and the
 lookup never guesses between the pairs stored before that was enforced."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
+from django.utils import timezone
 
-from promotions.models import OfferCode, Redemption
-from tests.factories import CampaignFactory, DeliveryFactory, StoreFactory
+from promotions import decisions
+from promotions.models import Delivery, OfferCode, PresenceEvent, Redemption
+from tests.factories import CampaignFactory, CustomerFactory, DeliveryFactory, StoreFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -156,6 +158,57 @@ def test_the_admin_adds_a_code_with_its_key(admin_client):
     assert OfferCode.objects.get().code_key == "POS9"
 
 
+# --- Drawing ---------------------------------------------------------------------------
+
+
+def walk_in(store, *, at):
+    """A customer enters the store, and the live engine decides."""
+    event = PresenceEvent.objects.create(
+        customer=CustomerFactory(),
+        store=store,
+        kind="entered",
+        place_key=f"store:{store.id}",
+        occurred_at=at,
+        created_at=at,
+    )
+    decisions.decide_presence_events(event_ids=[event.id], now=at)
+    return Delivery.objects.get(presence_event=event)
+
+
+@pytest.fixture
+def pooled(rivoli):
+    campaign = CampaignFactory(offer_template="{code}")
+    campaign.stores.add(rivoli)
+    for code in ("POOL-1", "POOL-2"):
+        OfferCode.objects.create(campaign=campaign, code=code)
+    return campaign
+
+
+def test_a_drawn_code_whose_link_was_cleared_is_not_sent_again(rivoli, pooled):
+    # Cleared in the admin, say: the SMS that carried it is still its customer's.
+    now = timezone.now()
+    first = walk_in(rivoli, at=now - timedelta(minutes=2))
+    OfferCode.objects.filter(code="POOL-1").update(delivery=None)
+
+    second = walk_in(rivoli, at=now - timedelta(minutes=1))
+    third = walk_in(rivoli, at=now)
+
+    assert [d.code for d in (first, second, third)] == ["POOL-1", "POOL-2", None]
+    assert (third.status, third.reason) == ("suppressed", "budget")
+
+
+def test_a_pool_code_that_collides_is_passed_over_for_the_next(rivoli, pooled):
+    # A delivery carries POOL-1 without its key (written by an update that bypassed the
+    # model): only the unique code tells, when the delivery is inserted.
+    DeliveryFactory(code="POOL-1")
+    Delivery.objects.filter(code="POOL-1").update(code_key=None)
+
+    delivery = walk_in(rivoli, at=timezone.now())
+
+    assert (delivery.status, delivery.code) == ("queued", "POOL-2")
+    assert OfferCode.objects.get(code="POOL-2").delivery == delivery
+
+
 # --- Pools stored before the rule ---------------------------------------------------------
 
 
@@ -194,6 +247,40 @@ def test_the_migration_settles_pooled_codes_a_till_cannot_tell_apart(api):
         assert redeem(api, "k7q2 m9xb").json()["code"] == "K7Q2-M9XB"
         assert redeem(api, "gift 7").status_code == 409
         assert redeem(api, "GIFT-7").json()["code"] == "GIFT-7"
+    finally:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_takes_codes_a_till_cannot_read_out_of_the_pool(api, capsys):
+    # The old upload took any code but an empty one: "--" is nothing once the till drops its
+    # dashes, so a customer sent it could never redeem it.
+    executor = MigrationExecutor(connection)
+    executor.migrate([("promotions", "0014_device_track_jump")])
+    old = executor.loader.project_state([("promotions", "0014_device_track_jump")]).apps
+    try:
+        campaign = old.get_model("promotions", "Campaign").objects.create(
+            name="Old", status="active", offer_template="{code}"
+        )
+        pool = old.get_model("promotions", "OfferCode").objects
+        sent = old.get_model("promotions", "Delivery").objects.create(
+            campaign=campaign, status="sent", code="- -"
+        )
+        pool.create(campaign=campaign, code="--")  # unused
+        pool.create(campaign=campaign, code="- -", delivery=sent)
+        pool.create(campaign=campaign, code="POS-1")
+
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(executor.loader.graph.leaf_nodes())
+
+        assert dict(OfferCode.objects.values_list("code", "code_key")) == {
+            "- -": None,  # drawn: its SMS went out, kept without a key
+            "POS-1": "POS1",
+        }
+        assert "Took 1 unused pool codes the till cannot read" in capsys.readouterr().out
     finally:
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()

@@ -308,28 +308,6 @@ def test_an_sms_stamped_after_the_moment_judged_still_counts(campaign, customer,
     assert (decision.status, decision.reason) == ("suppressed", reason)
 
 
-@LATER_SMS
-def test_the_history_as_of_a_moment_leaves_out_the_sms_sent_after_it(
-    campaign, customer, limits, reason
-):
-    # A dry run judges past events against a history that runs on past them.
-    then = rules.history_as_of(customer, NOW)
-    [decision] = decide([replace(X200_ENTER, **campaign)], customer=then, limits=limits)
-    assert (decision.status, decision.reason) == ("queued", "")
-
-
-def test_the_history_as_of_a_moment_keeps_the_sms_sent_by_then():
-    customer = replace(
-        LEA,
-        sent_by_campaign={1: [NOW - timedelta(days=1), NOW, NOW + timedelta(seconds=1)]},
-        sent=[NOW - timedelta(days=1), NOW, NOW + timedelta(seconds=1)],
-    )
-    then = rules.history_as_of(customer, NOW)
-    assert then.sent_by_campaign == {1: [NOW - timedelta(days=1), NOW]}
-    assert then.sent == [NOW - timedelta(days=1), NOW]
-    assert (then.key, then.products) == (customer.key, customer.products)
-
-
 def test_quiet_hours_are_read_in_the_customers_timezone():
     # 15:00 in Paris is 09:00 in New York: inside a quiet window of 08:00-10:00 there only.
     campaign = replace(X200_ENTER, quiet_hours=(time(8, 0), time(10, 0)))

@@ -14,6 +14,7 @@ from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from customers.models import ConsentChange, Customer, SmsConsent
+from customers.selectors import get_customer_export
 from customers.services import erase_customer
 from promotions import decisions, sending, sms, tasks
 from promotions.models import Campaign, Delivery, LocationBatch, OfferCode, Ping, SmsSender
@@ -668,7 +669,8 @@ def test_a_pool_code_whose_sms_twilio_never_took_goes_to_the_next_customer(
     end(first, twilio, settings)
 
     first.refresh_from_db()
-    assert (first.status, first.code) == (status, None)
+    # The text quoted the code, which is the next customer's now: it goes with it.
+    assert (first.status, first.code, first.body) == (status, None, "")
     assert not twilio.accepted
     second = walk_in(store)
     assert (second.status, second.reason, second.code) == ("queued", "", "POS-1")
@@ -711,3 +713,19 @@ def test_the_code_of_a_send_whose_outcome_went_unrecorded_stays_used(
 
     assert (second.status, second.reason) == ("suppressed", "budget")
     assert OfferCode.objects.get().delivery == first
+
+
+def test_a_returned_pool_code_shows_only_on_the_sms_that_carries_it(twilio, store, pooled, api):
+    first = walk_in(store)
+    Customer.objects.filter(id=first.customer_id).update(sms_consent=SmsConsent.OPTED_OUT)
+    send(first)
+    second = send(walk_in(store))
+
+    bodies = {
+        d["id"]: (d["code"], d["body"]) for d in api.get("/api/v1/deliveries").json()["results"]
+    }
+    assert bodies[first.id] == (None, "")
+    assert bodies[second.id][0] == "POS-1"
+    assert bodies[second.id][1].startswith("Your code: POS-1")
+    export = get_customer_export(Customer.objects.get(id=first.customer_id))
+    assert "POS-1" not in str(export["deliveries"])
