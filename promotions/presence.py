@@ -18,20 +18,25 @@ The rules that real location data needs:
   is its last entry or exit: nothing from at or before it moves the place, so a late
   observation never re-enters before an exit. Evidence that changes nothing leaves no mark:
   pings and sightings of the same minutes arrive in separate requests, processed in either
-  order, and one must not make the other stale.
+  order, and one must not make the other stale. Readings applied before an entry that comes
+  earlier (its fix, or another device's reading, processed after them) keep the visit alive
+  as they would have, applied after it.
 - A mocked location, or a fix implying a speed no shopper reaches (a teleport), is
   suspicious: stored by the caller, but it moves no presence. A teleport is held as the
   device's jump: the next fix that agrees with the jump and not with the track confirms it
   (the phone did travel), one that agrees with the track leaves it behind as a wild fix.
 - Beacon RSSI is smoothed: an entry needs several readings within a short window whose
-  median reaches the zone's threshold. A beacon zone entry is also an entry into its store.
+  median reaches the zone's threshold; every device read in that window is in, by its own
+  latest reading. A beacon zone entry is also an entry into its store.
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
 - A customer's devices are one customer: a place is left when the last device that put
   them there leaves it (or by timeout), not when a tablet at home reports in. Each device
   holds the customer in a place by its own latest evidence: when one leaves, a device
   silent for the timeout holds them no longer, nor a beacon unread for the beacon window
   (a card tag can send no far fix); and a far fix does not end the hold of a beacon read
-  within that window (a GPS outlier indoors does not split a visit in two).
+  within that window (a GPS outlier indoors does not split a visit in two). Once one has
+  left so, a hold by beacon readings alone lasts the beacon window and no more: the visit
+  ends when it runs out, whether a far fix, another observation or the tick finds it.
 """
 
 import math
@@ -142,7 +147,9 @@ class PlaceState:
     # evidence of any kind here: a later time, so only stricter.)
     last_at: datetime | None = None
     dwelled: tuple[int, ...] = ()
-    rssi: tuple[tuple[datetime, int], ...] = ()
+    # The smoothing window's readings: (at, rssi, device), oldest first. The device says who
+    # an entry's readings put in (states stored before held (at, rssi) alone).
+    rssi: tuple[tuple[datetime, int] | tuple[datetime, int, int], ...] = ()
     # The devices whose latest evidence has the customer here, each with its own times:
     # one of them leaving is not the customer leaving while another still says they are
     # in, but one silent for the timeout says nothing any more.
@@ -150,9 +157,17 @@ class PlaceState:
     # When a holder last left while others still held: the moment the last one out leaves
     # is no earlier, even if its fix arrives after that holder's.
     released_at: datetime | None = None
-    # Each device's last beacon reading applied here: its readings are idempotent on their
-    # own timeline, as its fixes are on its track.
+    # Each device's last beacon reading applied here, after the place's last entry or exit
+    # (one at or before it is stale anyway): its readings are idempotent on their own
+    # timeline, as its fixes are on its track.
     read_at: tuple[tuple[int, datetime], ...] = ()
+
+    def mark(self, at: datetime) -> None:
+        """Move the watermark to a transition at `at`. The readings noted at or before it say
+        nothing any more (the watermark refuses them already): they go, so a place visited by
+        a new device id every month does not keep them all."""
+        self.last_at = _latest(self.last_at, at)
+        self.read_at = tuple(entry for entry in self.read_at if entry[1] > self.last_at)
 
     def reading_watermark(self, device: int) -> datetime | None:
         for reader, at in self.read_at:
@@ -177,7 +192,7 @@ class PlaceState:
             "last_evidence_at": iso(self.last_evidence_at),
             "last_at": iso(self.last_at),
             "dwelled": list(self.dwelled),
-            "rssi": [[at.isoformat(), value] for at, value in self.rssi],
+            "rssi": [[at.isoformat(), *rest] for at, *rest in self.rssi],
             "holders": [[h.device, iso(h.fix_at), iso(h.reading_at)] for h in self.holders],
             "released_at": iso(self.released_at),
             "read_at": [[device, at.isoformat()] for device, at in self.read_at],
@@ -205,7 +220,9 @@ class PlaceState:
             last_evidence_at=last_evidence_at,
             last_at=when(data.get("last_at")),
             dwelled=tuple(data.get("dwelled", ())),
-            rssi=tuple((datetime.fromisoformat(at), int(v)) for at, v in data.get("rssi", ())),
+            rssi=tuple(
+                (datetime.fromisoformat(at), *map(int, rest)) for at, *rest in data.get("rssi", ())
+            ),
             holders=tuple(holders),
             released_at=when(data.get("released_at")),
             read_at=tuple(
@@ -311,15 +328,24 @@ class _Run:
 
     # --- entering, staying, leaving -----------------------------------------------------
 
-    def enter(self, place: Place, at: datetime, hold: Hold, **evidence) -> None:
+    def enter(self, place: Place, at: datetime, holders: tuple[Hold, ...], **evidence) -> None:
+        """Enter the place at `at`, held by `holders`. Beacon readings from after `at` already
+        applied here (another request's, processed first) are the visit's evidence as if
+        they had come after the entry: they keep it alive."""
         state = self.state(place)
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
-        state.dwelled, state.holders, state.released_at = (), (hold,), None
-        state.last_at = at
+        state.dwelled, state.holders, state.released_at = (), holders, None
+        # The smoothing window has done its work: inside, readings only keep the visit alive.
+        state.rssi = ()
+        state.mark(at)
         self.changed.add(place)
         self.entered.add(place)
         if place.near_m is None:
             self.emit(ENTERED, place, at, **evidence)
+        for device, read_at in state.read_at:
+            self.stay(place, Hold(device, reading_at=read_at))
+        if state.read_at:
+            self.dwell(place, state.last_evidence_at)
 
     def stay(self, place: Place, hold: Hold) -> None:
         state = self.state(place)
@@ -390,18 +416,48 @@ class _Run:
         state.holders, state.released_at = (), None
         # The exit is the place's newest fact: an observation from before it, arriving late
         # (after a timeout exit, say), must not start a visit earlier than the exit.
-        state.last_at = _latest(state.last_at, at)
+        state.mark(at)
         self.changed.add(place)
         if place.near_m is None:
             self.emit(EXITED, place, at, **evidence)
 
+    def held_until(self, state: PlaceState) -> datetime:
+        """When the presence ends if no new evidence comes: the timeout after the newest
+        evidence of a device holding it. Once a holder has left (`released_at`), a hold by
+        beacon readings alone lasts the beacon window only, as a far fix would find it then:
+        a card tag sends no far fix of its own, and the device that came with it has said
+        the customer left."""
+        timeout = self.rules.timeout
+        if state.released_at is None or not state.holders:
+            return state.last_evidence_at + timeout
+        return max(
+            hold.reading_at + self.rules.beacon_window if hold.fix_at is None else hold.at + timeout
+            for hold in state.holders
+        )
+
     def expire(self, at: datetime) -> None:
-        """Everything whose evidence is older than the timeout at `at` has exited."""
+        """Everything whose evidence is older than the timeout at `at` has exited, and what
+        only beacons unread for the window held once a holder had left (a beacon hold is
+        ended only after its window: read exactly the window before, it still holds)."""
         for place, state in sorted(self.states.items()):
-            if state.inside and state.last_evidence_at + self.rules.timeout <= at:
-                ended = state.last_evidence_at + self.rules.timeout
-                self.dwell(place, ended)
-                self.leave(place, ended, reason="timeout")
+            if not state.inside:
+                continue
+            ended = self.held_until(state)
+            if ended > at or (ended == at and state.released_at is not None):
+                continue
+            # Not before the last holder out left, nor before the entry. Like any timeout, it
+            # announces the dwells reached by then (decisions reads a "timeout" exit so).
+            ended = _latest(ended, state.released_at, state.last_at)
+            self.dwell(place, ended)
+            if place.zone is None and place.near_m is None:
+                # A zone is held by the same readings, but no far fix releases it: it goes
+                # with its store, unless its own timeout comes first.
+                for zone in self.places_of_store(place.store):
+                    zone_state = self.states[zone]
+                    if zone_state.inside and self.held_until(zone_state) > ended:
+                        self.dwell(zone, ended)
+                        self.leave(zone, ended, reason="timeout")
+            self.leave(place, ended, reason="timeout")
 
     def dwell(self, place: Place, at: datetime) -> None:
         """Announce the dwell thresholds reached by `at` (not past the presence's timeout,
@@ -409,7 +465,7 @@ class _Run:
         state = self.states.get(place)
         if not state or not state.inside or place.near_m is not None:
             return
-        alive_until = state.last_evidence_at + self.rules.timeout
+        alive_until = self.held_until(state)
         for minutes in self.dwell_minutes:
             reached = state.entered_at + timedelta(minutes=minutes)
             if minutes not in state.dwelled and reached <= min(at, alive_until):
@@ -465,7 +521,7 @@ class _Run:
                 # would otherwise keep a presence alive, and dwelling, for as long as it lasts.
             elif inside_now:
                 why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
-                self.enter(place, fix.at, here, reason=why, **evidence)
+                self.enter(place, fix.at, (here,), reason=why, **evidence)
             # A fix that changed nothing here leaves no mark on the place: its own device's
             # track already makes it stale for a second run, and another device's evidence of
             # the same moments (a beacon reading posted in the next request) must still count.
@@ -513,9 +569,9 @@ class _Run:
                 # Shopping, or walking out after shopping, is not an approach: the ring counts
                 # as entered. Unless the fix is already beyond it: coming back is an approach.
                 if not beyond:
-                    self.enter(ring, fix.at, here)
+                    self.enter(ring, fix.at, (here,))
             elif within and distance + share > 0:
-                self.enter(ring, fix.at, here)
+                self.enter(ring, fix.at, (here,))
                 self.emit(
                     NEAR,
                     Place(store, near_m=float(radius)),
@@ -541,31 +597,31 @@ class _Run:
                 continue
             state.note_reading(reading.device, reading.at)
             self.changed.add(place)
-            self._hold_rssi(state, reading)
             if state.inside:
                 self.stay(place, Hold(reading.device, reading_at=reading.at))
                 self.dwell(place, reading.at)
                 continue
+            self._hold_rssi(state, reading)
             entry = self._strong_moment(state, reading)
             if entry is None:
                 continue
             moment, why = entry
-            hold = Hold(reading.device, reading_at=moment)
+            holders = self._readers(state, moment, reading)
             store_state = self.state(store_place)
             if place != store_place and not store_state.inside:
                 # The zone entry would enter the store too: not at a moment the store's
                 # state has already moved past (a late reading from before its exit).
                 if _not_after(moment, store_state.last_at):
                     continue
-                self.enter(place, moment, hold, reason=why, **evidence)
-                self.enter(store_place, moment, hold, reason=why, **evidence)
+                self.enter(place, moment, holders, reason=why, **evidence)
+                self.enter(store_place, moment, holders, reason=why, **evidence)
                 break
-            self.enter(place, moment, hold, reason=why, **evidence)
+            self.enter(place, moment, holders, reason=why, **evidence)
 
     def _hold_rssi(self, state: PlaceState, reading: BeaconReading) -> None:
         """Add the reading to the place's smoothing window. Two windows are held: a reading
         up to a window late still finds the whole window of each reading after it."""
-        rssi, item = state.rssi, (reading.at, reading.rssi)
+        rssi, item = state.rssi, (reading.at, reading.rssi, reading.device)
         held = (*rssi, item) if not rssi or item[0] > rssi[-1][0] else tuple(sorted((*rssi, item)))
         oldest, first = held[-1][0] - 2 * self.rules.beacon_window, 0
         while held[first][0] < oldest:
@@ -582,15 +638,28 @@ class _Run:
         window, needed = self.rules.beacon_window, self.rules.beacon_min_sightings
         if reading.at < state.rssi[-1][0] - window:
             return None  # it falls in the window of no reading from its own on
-        for moment, _ in state.rssi[bisect_left(state.rssi, (reading.at,)) :]:
+        for moment, *_ in state.rssi[bisect_left(state.rssi, (reading.at,)) :]:
             if moment > reading.at + window:
                 break
             # "2 sightings within 30 s": 30 s apart counts.
-            values = [rssi for at, rssi in state.rssi if moment - window <= at <= moment]
+            values = [rssi for at, rssi, *_ in state.rssi if moment - window <= at <= moment]
             level = median(values)
             if len(values) >= needed and level >= reading.threshold:
                 return moment, f"median rssi {level:.0f} dBm over {len(values)} readings"
         return None
+
+    def _readers(
+        self, state: PlaceState, moment: datetime, reading: BeaconReading
+    ) -> tuple[Hold, ...]:
+        """Who an entry at `moment` puts in: every device read in its window, each by its own
+        latest reading there. The reading that completed the window may be another device's,
+        arriving late in another request: the entry is still the others' too, as it is
+        applied in time order, and the hold of each keeps its own time."""
+        latest = {reading.device: reading.at}
+        for at, _, *device in state.rssi:
+            if device and moment - self.rules.beacon_window <= at <= moment:
+                latest[device[0]] = max(at, latest.get(device[0], at))
+        return tuple(Hold(device, reading_at=at) for device, at in sorted(latest.items()))
 
     def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
         # A place the customer never entered and that was not stored needs no row: the
@@ -757,7 +826,9 @@ def tick(
 ) -> Outcome:
     """With no new observation: dwells reached in silence, and presences timed out by `now`."""
     run = _Run(states, {}, dwell_minutes, {}, rules)
+    # Exits first: each announces the dwells reached before it, and a zone that left with its
+    # store (beacons unread once the phone left) must not dwell after.
+    run.expire(now)
     for place in sorted(run.states):
         run.dwell(place, now)
-    run.expire(now)
     return run.finish(states)

@@ -3,10 +3,11 @@ only move their phones' tracks (followed for the whole batch at once), the secon
 through the state machine. Both, in one request, must come out as each would alone."""
 
 import pytest
+from django.utils import timezone
 
 from customers.models import Customer
-from promotions import beacons
-from promotions.models import DeviceTrack, Ping, PresenceEvent, Store
+from promotions import beacons, decisions
+from promotions.models import DeviceTrack, Ping, Presence, PresenceEvent, Store
 from tests.clock import ago
 from tests.factories import (
     BEACON_UUID,
@@ -210,3 +211,28 @@ def test_pings_and_sightings_of_the_same_minutes_enter_whichever_is_processed_fi
         ("entered", zone.pk),
         ("entered", None),
     ]
+
+
+def test_sightings_processed_before_the_ping_that_entered_keep_the_visit_alive(api, phones, rivoli):
+    zone = ZoneFactory(store=rivoli)
+    BeaconFactory(zone=zone, identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    # The app ranged the beacon once a minute (too seldom to enter by itself) for the last
+    # 19 minutes; its one precise ping in the store, 20 minutes ago, is processed after.
+    seen = [
+        {
+            "device_id": "walker",
+            "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2},
+            "rssi": -70,
+            "seen_at": ago(minutes=minutes),
+        }
+        for minutes in range(19, 0, -1)
+    ]
+    response = api.post("/api/v1/sightings", {"sightings": seen})
+    assert response.status_code == 202, response.json()
+
+    send(api, ping("walker", RIVOLI, 20))
+    decisions.process_presence_tick(now=timezone.now())
+
+    # Entered 20 minutes ago, and held since by the readings: no timeout 15 minutes after.
+    assert list(PresenceEvent.objects.values_list("kind", "zone")) == [("entered", None)]
+    assert Presence.objects.get(place_key=f"store:{rivoli.pk}").inside

@@ -424,6 +424,60 @@ def test_readings_of_two_devices_posted_apart_enter_as_they_would_together(phone
 
 
 @pytest.mark.parametrize(
+    "order",
+    ["together", "card, phone, fix", "phone, card, fix", "both readings, fix"],
+)
+def test_an_entry_is_held_by_every_device_read_in_its_window_whichever_request_comes_first(
+    order,
+):
+    # The phone ranged the beacon at 5 s, the gateway saw the card at 10 s: the entry is both
+    # devices', each by its own reading. The phone 800 m out at 60 s ends its hold, and the
+    # card, unread for 50 s, holds nothing any more: the customer left with the phone.
+    phone, card, far = [reading(5, -60)], [tag(10)], [fix(60, 800)]
+    batches = {
+        "together": [phone + card + far],
+        "card, phone, fix": [card, phone, far],
+        "phone, card, fix": [phone, card, far],
+        "both readings, fix": [card + phone, far],
+    }[order]
+
+    events, states = in_batches(batches)
+
+    assert [(e.kind, e.at) for e in events if e.place == Place(STORE)] == [
+        (ENTERED, at(10)),
+        (EXITED, at(60)),
+    ]
+    assert not states[ZONE].inside
+
+
+def test_the_holds_of_an_entry_keep_each_devices_own_reading_time():
+    # The card's reading, processed first, completes the window of the phone's late one:
+    # the phone holds by its reading at 5 s, not by the card's at 10 s.
+    _, states = in_batches([[tag(10)], [reading(5, -60)]])
+    assert states[Place(STORE)].holders == (Hold(1, reading_at=at(5)), Hold(2, reading_at=at(10)))
+
+
+@pytest.mark.parametrize("pings_first", [True, False], ids=["pings first", "sightings first"])
+def test_readings_processed_before_an_earlier_entry_keep_the_visit_alive(pings_first):
+    # The phone ranges the beacon once a minute (one reading a window: no entry alone); its
+    # one precise fix, inside at 0 s, enters the store. Processed before that entry, the
+    # readings still keep the visit alive: no timeout at 15 min, no second entry after it.
+    sightings = [reading(s, -70) for s in range(60, 601, 60)]
+    pings = [fix(0, -30)]
+    batches = [pings, sightings] if pings_first else [sightings, pings]
+    events, states = in_batches(batches, dwell_minutes={5}, now=at(700))
+    ticked = presence.tick(states=states, dwell_minutes={5}, now=at(960))
+    more, _ = in_batches(
+        [[reading(s, -60) for s in (960, 965)]], states | ticked.states, now=at(970)
+    )
+
+    assert [(e.kind, e.at) for e in events + ticked.events + more if e.place == Place(STORE)] == [
+        (ENTERED, at(0)),
+        (DWELLED, at(5 * 60)),
+    ]
+
+
+@pytest.mark.parametrize(
     "observations",
     [
         [reading(s, -60) for s in (0, 5, 10)],
@@ -489,6 +543,56 @@ def test_a_far_fix_ends_a_beacon_visit_only_once_the_beacon_window_has_passed(
     assert [(e.kind, e.at) for e in outcome.events if e.place == Place(STORE)] == (
         [(ENTERED, at(5)), (EXITED, at(fix_at))] if exits else [(ENTERED, at(5))]
     )
+
+
+@pytest.mark.parametrize(
+    ("phone_out", "now"),
+    [
+        (range(315, 1_200, 60), 1_300),  # the phone reports 800 m out every minute
+        ((315,), 1_300),  # one far fix, then nothing: the tick ends it
+        ((315,), 319),  # a tick within the card's window changes nothing yet
+    ],
+    ids=["far fixes go on", "the phone falls silent", "within the window"],
+)
+def test_once_the_live_device_left_a_beacon_holds_the_customer_for_its_window_only(phone_out, now):
+    # Phone and card come in together; the gateway reads the card every 10 s until 290 s.
+    # The phone's far fix at 315 s finds the card read 25 s before: it still holds. Unread
+    # for the window since, it holds no more: the customer left at 320 s, when its window
+    # ran out, not 15 minutes after, and dwelled no 10 minutes.
+    phone_in = [fix(s, -30) for s in range(0, 300, 20)]
+    card = [tag(s) for s in range(0, 291, 10)]
+    phone_far = [fix(s, 800) for s in phone_out]
+    visit = run(phone_in + card + phone_far, dwell_minutes={10}, now=at(phone_out[-1]))
+    later = presence.tick(states=visit.states, dwell_minutes={10}, now=at(now))
+
+    events = visit.events + later.events
+
+    left = [(EXITED, at(320))] if now > 320 else []
+    assert [(e.kind, e.at) for e in events if e.place == Place(STORE)] == [(ENTERED, at(0)), *left]
+    assert [(e.kind, e.at) for e in events if e.place == ZONE] == [(ENTERED, at(10)), *left]
+    assert all(e.reason == "timeout" for e in events if e.kind == EXITED)
+
+
+def test_a_visit_keeps_no_reading_watermark_its_exit_made_redundant():
+    # A new app install (device id) each month: each visit's readings are behind its exit.
+    states, tracks = {}, {}
+    for visit in range(12):
+        device, start = 100 + visit, visit * 30 * 86_400
+        readings = [
+            BeaconReading(device, STORE, 3, -55, -80, at(start + s), sighting=start + s)
+            for s in (0, 5)
+        ]
+        outcome = run(
+            [*readings, fix(start + 120, 800, device=device)],
+            states=states,
+            tracks=tracks,
+            now=at(start + 3_600),
+        )
+        assert kinds(outcome) == [ENTERED, EXITED]
+        states |= outcome.states
+        tracks |= outcome.tracks
+
+    assert states[Place(STORE)].read_at == () and states[ZONE].read_at == ()
 
 
 # --- Suspicious fixes -------------------------------------------------------------------
@@ -761,6 +865,12 @@ def test_a_state_with_its_holders_survives_its_json_round_trip():
         released_at=at(50),
         read_at=((1, at(55)), (3, at(20))),
     )
+    assert PlaceState.from_json(state.to_json()) == state
+
+
+def test_a_state_whose_window_names_its_devices_survives_its_json_round_trip():
+    # Entries stored before the window named devices still read, beside those that do.
+    state = PlaceState(rssi=((at(50), -72), (at(55), -70, 2), (at(60), -65, 1)))
     assert PlaceState.from_json(state.to_json()) == state
 
 
@@ -1050,4 +1160,50 @@ def test_pings_and_sightings_posted_apart_end_as_they_would_together(raw, pings_
         return sorted((e.at, e.place, e.kind, e.minutes, e.sighting, e.reason) for e in events)
 
     assert facts(events) == facts(together.events)
+    assert states == together.states
+
+
+# A phone (device 1) ranging a zone's beacon and a gateway reading the card (device 2), each
+# posting its readings of a moment in a request of its own, in either order: a reading each
+# at most, a minute apart or more, so that neither request enters alone (one that did could
+# not be entered before by the other's late reading: the watermark). At the end, maybe the
+# phone's fix far out.
+reading_pairs = st.lists(
+    st.tuples(
+        st.sampled_from([60, 20 * 60]),
+        st.one_of(st.none(), st.tuples(st.integers(0, 29), st.integers(-95, -50))),
+        st.one_of(st.none(), st.tuples(st.integers(0, 29), st.integers(-95, -50))),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+@settings(max_examples=200)
+@given(reading_pairs, st.one_of(st.none(), st.integers(0, 120)))
+def test_two_devices_readings_posted_apart_end_as_they_would_together(raw, leaves_after):
+    batches, start = [], 0
+    for gap, phone, card, card_first in raw:
+        start += gap
+        requests = [
+            [BeaconReading(device, STORE, 3, seen[1], -80, at(start + seen[0]))] if seen else []
+            for device, seen in ((1, phone), (2, card))
+        ]
+        batches += requests[::-1] if card_first else requests
+    if leaves_after is not None:
+        start += 30 + leaves_after
+        batches.append([fix(start, 800, ping=start)])
+    kw = {"dwell_minutes": {1, 5}, "now": at(start + 30)}
+    together = run([o for batch in batches for o in batch], **kw)
+    then = {"dwell_minutes": {1, 5}, "now": at(start + 2_000)}
+    together_later = presence.tick(states=together.states, **then)
+
+    events, states = in_batches(batches, **kw)
+    later = presence.tick(states=states, **then)
+
+    def facts(events):
+        return sorted((e.at, e.place, e.kind, e.minutes, e.reason) for e in events)
+
+    assert facts(events + later.events) == facts(together.events + together_later.events)
     assert states == together.states
