@@ -7,6 +7,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.shortcuts import get_object_or_404
@@ -26,6 +27,7 @@ from promotions.models import (
     Campaign,
     CampaignStatus,
     Delivery,
+    DeliveryReason,
     Gateway,
     LocationBatch,
     OfferCode,
@@ -36,6 +38,8 @@ from promotions.models import (
     Sighting,
     Store,
     Zone,
+    check_trigger_zone,
+    is_storable_text,
 )
 from promotions.offers import (
     TemplateError,
@@ -58,6 +62,24 @@ def protect_from_deletion(
     for obj in objs:
         protected += [f"Campaign {name} (uses {obj})" for name in campaigns_of(obj)]
     return to_delete, model_count, perms_needed, protected
+
+
+class JsonTextField(forms.JSONField):
+    """Django's JSON form field, but a page shown again with its errors writes a lone
+    surrogate ("\\ud800" typed in the text) back escaped: written raw, as Django does, no
+    response can encode it, and the marketer gets a 500 instead of the message."""
+
+    def prepare_value(self, value: Any) -> str:
+        text = super().prepare_value(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, cls=self.encoder)
+        return text
+
+
+# The model fields' JSON, written with JsonTextField.
+JSON_AS_TEXT = {models.JSONField: {"form_class": JsonTextField}}
 
 
 class ZoneFormSet(forms.BaseInlineFormSet):
@@ -83,6 +105,7 @@ class ZoneInline(admin.TabularInline):
 class StoreAdmin(admin.ModelAdmin):
     list_display = ["code", "name", "address", "radius_m", "timezone"]
     search_fields = ["code", "name", "address"]
+    formfield_overrides = JSON_AS_TEXT
     inlines = [ZoneInline]
     readonly_fields = ["map"]
     fields = [
@@ -191,8 +214,31 @@ def sms_preview(template: str, *, store_name: str, product_name: str, valid_days
     }
 
 
+class CampaignForm(forms.ModelForm):
+    def _post_clean(self) -> None:
+        """After the model's rules, the one that reads the chosen stores, which are saved
+        after the campaign. Here, not in clean(): an error added there takes its field's
+        value out of the campaign the model then checks (as Django's UserCreationForm
+        checks a password once the user is built)."""
+        super()._post_clean()
+        if "stores" not in self.cleaned_data or any(
+            self.has_error(name) for name in ("trigger_type", "trigger_zone")
+        ):
+            return  # the stores or the trigger are not known, or the zone is wrong already
+        try:
+            check_trigger_zone(
+                trigger_type=self.instance.trigger_type,
+                trigger_zone=self.instance.trigger_zone,
+                stores=self.cleaned_data["stores"],
+            )
+        except ValidationError as error:
+            self._update_errors(error)
+
+
 @admin.register(Campaign)
 class CampaignAdmin(admin.ModelAdmin):
+    form = CampaignForm
+    formfield_overrides = JSON_AS_TEXT
     list_display = [
         "name",
         "status",
@@ -334,6 +380,11 @@ class CampaignAdmin(admin.ModelAdmin):
             campaign.status = CampaignStatus.ACTIVE
             try:
                 campaign.full_clean()
+                check_trigger_zone(
+                    trigger_type=campaign.trigger_type,
+                    trigger_zone=campaign.trigger_zone,
+                    stores=campaign.stores.all(),
+                )
             except ValidationError as error:
                 self.message_user(
                     request,
@@ -385,14 +436,46 @@ class CampaignAdmin(admin.ModelAdmin):
         for campaign in queryset.prefetch_related("stores"):
             since = until - timedelta(days=days)
             result = dry_run_campaign(campaign=campaign, since=since, until=until)
-            held = ", ".join(f"{r} {n}" for r, n in result["by_reason"].items() if n) or "none"
-            self.message_user(
-                request,
-                f"{campaign.name}, last {days} days: {result['would_send']} SMS to "
-                f"{result['customers_reached']} customers from {result['presence_events']} "
-                f"presence events; held back: {held}.",
-                messages.INFO,
-            )
+            self.message_user(request, _dry_run_summary(campaign.name, days, result), messages.INFO)
+
+
+def _dry_run_summary(name: str, days: int, result: dict) -> str:
+    """A dry run's figures (promotions.decisions.dry_run_campaign) as the marketer reads them:
+    the visits it did not decide, and what it cannot count, only when there are some."""
+    held = (
+        ", ".join(
+            f"{_lowered(DeliveryReason(reason).label)} {count}"
+            for reason, count in result["by_reason"].items()
+            if count
+        )
+        or "none"
+    )
+    sentences = [
+        f"{name}, last {days} days: {result['would_send']} SMS to "
+        f"{result['customers_reached']} customers from {result['presence_events']} presence "
+        f"events; held back: {held}."
+    ]
+    if late := result["arrived_too_late"]:
+        minutes = round(settings.SMS_VALIDITY_SECONDS / 60)
+        sentences.append(
+            f"{_visits(late)} reached Passage over {minutes} minute{'' if minutes == 1 else 's'} "
+            "after the fact, too late to text: skipped, as they are when the campaign is live."
+        )
+    if outranked := result["outranked"]:
+        sentences.append(
+            f"{_visits(outranked)} went to a campaign that ranks above this one (by priority, "
+            "then by how strongly the customer showed interest): a visit gets one SMS at most."
+        )
+    return " ".join([*sentences, *result["warnings"]])
+
+
+def _visits(count: int) -> str:
+    return f"{count} visit{'' if count == 1 else 's'}"
+
+
+def _lowered(label: str) -> str:
+    """A label inside a sentence: "No SMS consent" as "no SMS consent"."""
+    return label[:1].lower() + label[1:]
 
 
 def _sample_store_name(store_ids: list[int]) -> str:
@@ -404,11 +487,11 @@ def _sample_store_name(store_ids: list[int]) -> str:
 
 def _sample_product(skus: object, categories: object) -> str:
     """What {product_name} renders for the campaign's intent condition. The lists are what
-    the marketer typed, maybe half typed or refused by validation: only text counts."""
+    the marketer typed, maybe half typed or refused by validation: only text a database can
+    store counts. PostgreSQL cannot compare a NUL, and no page can show a lone surrogate."""
     sku, category = _first_text(skus), _first_text(categories)
     if sku:
-        # PostgreSQL cannot compare text holding a NUL: no product has one.
-        product = None if "\x00" in sku else Product.objects.filter(sku=sku[:100]).first()
+        product = Product.objects.filter(sku=sku[:100]).first()
         return product.display_name if product else sku
     if category:
         return f"{category} (the customer's favourite)"
@@ -417,7 +500,14 @@ def _sample_product(skus: object, categories: object) -> str:
 
 def _first_text(value: object) -> str:
     items = value if isinstance(value, list) else []
-    return next((item for item in items if isinstance(item, str) and item.strip()), "")
+    return next(
+        (
+            item
+            for item in items
+            if isinstance(item, str) and item.strip() and is_storable_text(item)
+        ),
+        "",
+    )
 
 
 def _json_list(text: str) -> list:

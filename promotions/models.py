@@ -2,6 +2,7 @@
 
 import hashlib
 import secrets
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -20,9 +21,27 @@ code_validator = RegexValidator(
 )
 
 
+def is_storable_text(text: str) -> bool:
+    """Text PostgreSQL can store, in a text column or inside JSON: no NUL character and no
+    unpaired UTF-16 surrogate. SQLite takes both, so only production would fail, with a 500."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # A fence wider than this is a mistake (a radius in the wrong unit, a polygon's positions in
 # the wrong order), and it would cost every worker's index memory for nothing.
 MAX_FENCE_RADIUS_M = 50_000.0
+
+
+# What a polygon fence is made of. Other GeoJSON members (a name, properties, a bbox) are
+# dropped: every worker loads every store's polygon to build its fence index, and a string
+# in them could hold what PostgreSQL cannot store (a NUL), failing the save with a 500.
+POLYGON_MEMBERS = ("type", "coordinates")
 
 
 class Store(models.Model):
@@ -61,13 +80,15 @@ class Store(models.Model):
 
     def clean(self) -> None:
         """One fence, and a polygon around the store's own location. The presence engine
-        measures every store with every batch: a fence it cannot measure would stop it."""
+        measures every store with every batch: a fence it cannot measure would stop it.
+        A polygon is kept as its type and coordinates alone (see POLYGON_MEMBERS)."""
         if (self.radius_m is None) == (self.polygon is None):
             raise ValidationError(
                 {"radius_m": "Give the fence as a radius_m or a polygon (and the other null)."}
             )
         if self.polygon is not None:
             self._check_polygon_near()
+            self.polygon = {name: self.polygon[name] for name in POLYGON_MEMBERS}
 
     def _check_polygon_near(self) -> None:
         """A polygon the engine can measure, around the store's own location. One around
@@ -130,21 +151,31 @@ class Zone(models.Model):
         return f"{self.store.code}/{self.code}"
 
     def clean(self) -> None:
-        # Campaigns name the zone they watch by its code: renaming a watched zone, or moving
-        # it to another store, would stop them without a word.
         if self.pk is None:
             return
-        before = Zone.objects.filter(pk=self.pk).first()
+        before = Zone.objects.select_related("store").filter(pk=self.pk).first()
         if before is None or (before.code, before.store_id) == (self.code, self.store_id):
             return
+        errors: dict[str, str] = {}
+        # Beacons and gateways keep their own store (see zone_of_another_store): moving their
+        # zone would count its shoppers in the other store.
+        if before.store_id != self.store_id and (
+            before.beacons.exists() or before.gateways.exists()
+        ):
+            errors["store"] = (
+                f"Zone {before.code} has beacons or gateways in store {before.store.code}; "
+                "move or delete them first."
+            )
+        # Campaigns name the zone they watch by its code: renaming a watched zone, or moving
+        # it to another store, would stop them without a word.
         watching = before.campaigns_watching()
         if watching:
-            raise ValidationError(
-                {
-                    "code": f"Campaigns watch zone '{before.code}' in this store: "
-                    f"{', '.join(watching)}. Change their trigger or end them first."
-                }
+            errors["code"] = (
+                f"Campaigns watch zone '{before.code}' in this store: "
+                f"{', '.join(watching)}. Change their trigger or end them first."
             )
+        if errors:
+            raise ValidationError(errors)
 
     def campaigns_watching(self) -> list[str]:
         """Names of the campaigns, ended ones aside, whose beacon-zone trigger this zone
@@ -155,6 +186,19 @@ class Zone(models.Model):
             .filter(models.Q(stores=self.store_id) | models.Q(stores=None))
         )
         return sorted(set(campaigns.values_list("name", flat=True)))
+
+
+def zone_of_another_store(place: "Beacon | Gateway") -> str | None:
+    """What is wrong when a beacon's or gateway's zone is another store's, else None: its zone
+    is one of its own store's, or none (the store as a whole). Presence puts a zone's
+    shoppers in the zone's store, so a beacon of RIVOLI in a zone of OPERA would have
+    RIVOLI's shoppers reach OPERA's entrance."""
+    if place.zone_id is None or place.store_id is None or place.zone.store_id == place.store_id:
+        return None
+    return (
+        f"Zone {place.zone} is in store {place.zone.store.code}: choose a zone of store "
+        f"{place.store.code}, or none."
+    )
 
 
 class Beacon(models.Model):
@@ -179,14 +223,20 @@ class Beacon(models.Model):
         return self.identity
 
     def clean(self) -> None:
+        errors: dict[str, str] = {}
         # Stored as the key gateways' sightings are matched against, however it was typed.
         try:
             self.identity = identity_key_from_text(self.identity)
         except BeaconParseError as error:
-            raise ValidationError({"identity": str(error)}) from None
-        # Gateways would hear the beacon as that customer's device, all day long.
-        if Device.objects.filter(ble_identity=self.identity).exists():
-            raise ValidationError({"identity": "A customer's device advertises this identity."})
+            errors["identity"] = str(error)
+        else:
+            # Gateways would hear the beacon as that customer's device, all day long.
+            if Device.objects.filter(ble_identity=self.identity).exists():
+                errors["identity"] = "A customer's device advertises this identity."
+        if wrong_zone := zone_of_another_store(self):
+            errors["zone"] = wrong_zone
+        if errors:
+            raise ValidationError(errors)
 
 
 class Gateway(models.Model):
@@ -204,6 +254,10 @@ class Gateway(models.Model):
 
     def __str__(self) -> str:
         return self.gateway_id
+
+    def clean(self) -> None:
+        if wrong_zone := zone_of_another_store(self):
+            raise ValidationError({"zone": wrong_zone})
 
 
 class CampaignStatus(models.TextChoices):
@@ -346,6 +400,11 @@ class Campaign(models.Model):
                 isinstance(v, str) and v.strip() and len(v) <= 100 for v in values
             ):
                 errors[name] = "A list of names, each 1 to 100 characters."
+            elif not all(is_storable_text(v) for v in values):
+                errors[name] = (
+                    "A name cannot hold a NUL character (\\u0000) or half of a surrogate pair "
+                    "(\\ud800 to \\udfff)."
+                )
         if self.intent_within_days > settings.INTENT_WINDOW_DAYS:
             errors["intent_within_days"] = (
                 f"Browsing is remembered for {settings.INTENT_WINDOW_DAYS} days at most."
@@ -364,6 +423,23 @@ class Campaign(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+
+def check_trigger_zone(*, trigger_type: str, trigger_zone: str, stores: Iterable[Store]) -> None:
+    """A beacon-zone trigger names a zone that one of the campaign's stores has (any store, for
+    a campaign with none): a code no store has, "entrnce" for "entrance", never fires.
+    `stores` are the stores the campaign is to have, which a form or a request may change
+    along with the trigger. Raises ValidationError on trigger_zone."""
+    if trigger_type != TriggerType.BEACON_ZONE or not trigger_zone:
+        return  # Campaign.clean asks for the zone
+    store_ids = [store.pk for store in stores]
+    zones = Zone.objects.filter(code=trigger_zone)
+    if store_ids:
+        zones = zones.filter(store__in=store_ids)
+    # PostgreSQL cannot even compare text holding a NUL: no zone code has one.
+    if not (is_storable_text(trigger_zone) and zones.exists()):
+        where = "the campaign's stores" if store_ids else "any store"
+        raise ValidationError({"trigger_zone": f"No zone '{trigger_zone}' in {where}."})
 
 
 class Ping(models.Model):

@@ -2,6 +2,7 @@
 
 import json
 import re
+from datetime import timedelta
 
 import pytest
 from django.core.management import call_command
@@ -9,7 +10,16 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.models import Customer, Device, Product, ProductIntent
-from promotions.models import ApiKey, Beacon, Campaign, LocationBatch, Redemption, Store, Zone
+from promotions.models import (
+    ApiKey,
+    Beacon,
+    Campaign,
+    LocationBatch,
+    PresenceEvent,
+    Redemption,
+    Store,
+    Zone,
+)
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
@@ -17,6 +27,7 @@ from tests.factories import (
     CustomerFactory,
     DeliveryFactory,
     DeviceFactory,
+    StoreFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -491,6 +502,59 @@ def test_a_dry_run_from_the_campaign_list_reports_its_reach(admin_client):
         follow=True,
     )
     assert "Welcome, last 30 days: 0 SMS to 0 customers" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_a_dry_run_from_the_campaign_list_says_what_it_did_not_decide_or_count(admin_client):
+    rivoli = StoreFactory(code="RIVOLI")
+    welcome = CampaignFactory(name="Welcome", status="draft")
+    walk_by = CampaignFactory(
+        name="Walk-by", status="draft", trigger_type="near", trigger_distance_m=250
+    )
+    for campaign in (welcome, walk_by):
+        campaign.stores.add(rivoli)
+    at = timezone.now() - timedelta(hours=2)
+
+    def entered(customer, *, minutes: int, late_by: timedelta = timedelta(0)) -> PresenceEvent:
+        occurred_at = at + timedelta(minutes=minutes)
+        return PresenceEvent.objects.create(
+            customer=customer,
+            store=rivoli,
+            kind="entered",
+            place_key=f"store:{rivoli.id}",
+            occurred_at=occurred_at,
+            created_at=occurred_at + late_by,
+        )
+
+    # Uploaded 20 minutes late (the phone was offline): live, it was never decided.
+    entered(CustomerFactory(), minutes=0, late_by=timedelta(minutes=20))
+    # Texted by a campaign that ranks above Welcome.
+    texted = CustomerFactory()
+    DeliveryFactory(
+        customer=texted,
+        campaign=CampaignFactory(priority=10),
+        store=rivoli,
+        presence_event=entered(texted, minutes=30),
+        status="delivered",
+    )
+    entered(CustomerFactory(sms_consent="opted_out"), minutes=60)
+
+    shown = run_action(admin_client, "dry_run_last_week", welcome, walk_by)
+
+    [welcome_run] = [message for message in shown if message.startswith("Welcome")]
+    [walk_by_run] = [message for message in shown if message.startswith("Walk-by")]
+    assert welcome_run == (
+        "Welcome, last 7 days: 0 SMS to 0 customers from 3 presence events; held back: "
+        "no SMS consent 1. 1 visit reached Passage over 10 minutes after the fact, too late to "
+        "text: skipped, as they are when the campaign is live. 1 visit went to a campaign that "
+        "ranks above this one (by priority, then by how strongly the customer showed "
+        "interest): a visit gets one SMS at most."
+    )
+    assert walk_by_run.startswith(
+        "Walk-by, last 7 days: 0 SMS to 0 customers from 3 presence events; held back: none. "
+        "Approaches within 250 m of RIVOLI were not recorded: "
+    )
+    assert "visit" not in walk_by_run.split("Approaches")[0]
 
 
 def watched_entrance() -> tuple[Store, Zone]:

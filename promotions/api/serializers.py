@@ -4,6 +4,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Model
 from django.utils import timezone
 from rest_framework import serializers
 from rest_framework.fields import empty
@@ -39,11 +40,37 @@ from promotions.models import (
     Store,
     TriggerType,
     Zone,
+    check_trigger_zone,
 )
 
 
 def _ping_max_age() -> timedelta:
     return timedelta(hours=settings.INGEST_MAX_PING_AGE_HOURS)
+
+
+def _clean_as_saved(
+    model: type[Model],
+    instance: Model | None,
+    attrs: dict[str, Any],
+    *,
+    error_fields: dict[str, str] | None = None,
+) -> Model:
+    """The object as it would be saved, checked by the model's rules (which the admin applies
+    too) without touching the instance being edited; returned as clean() left it. Its errors
+    are raised on the model's field names, or on the resource's where `error_fields` maps
+    them."""
+    changed = copy(instance) if instance is not None else model()
+    for name, value in attrs.items():
+        setattr(changed, name, value)
+    try:
+        changed.clean()
+    except DjangoValidationError as error:
+        renamed = error_fields or {}
+        errors = {
+            renamed.get(name, name): messages for name, messages in error.message_dict.items()
+        }
+        raise serializers.ValidationError(errors) from None
+    return changed
 
 
 # --- Places -----------------------------------------------------------------------------
@@ -72,14 +99,9 @@ class StoreSerializer(serializers.ModelSerializer):
         ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        # The fence's rules are the model's, which the admin applies too.
-        store = copy(self.instance) if self.instance is not None else Store()
-        for name, value in attrs.items():
-            setattr(store, name, value)
-        try:
-            store.clean()
-        except DjangoValidationError as error:
-            raise serializers.ValidationError(error.message_dict) from None
+        store = _clean_as_saved(Store, self.instance, attrs)
+        if "polygon" in attrs:
+            attrs["polygon"] = store.polygon  # as clean() keeps it: its type and coordinates
         return attrs
 
 
@@ -92,26 +114,7 @@ class ZoneSerializer(serializers.ModelSerializer):
         fields = ["id", "store", "code", "name", "rssi_threshold"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        zone = self.instance
-        moved = zone is not None and attrs.get("store", zone.store) != zone.store
-        # Beacons and gateways keep their own store: moving their zone would split them.
-        if moved and (zone.beacons.exists() or zone.gateways.exists()):
-            raise serializers.ValidationError(
-                {
-                    "store": [
-                        f"Zone {zone.code} has beacons or gateways in store {zone.store.code}; "
-                        "move or delete them first."
-                    ]
-                }
-            )
-        if zone is not None:
-            changed = copy(zone)
-            changed.code = attrs.get("code", zone.code)
-            changed.store = attrs.get("store", zone.store)
-            try:
-                changed.clean()
-            except DjangoValidationError as error:
-                raise serializers.ValidationError(error.message_dict) from None
+        _clean_as_saved(Zone, self.instance, attrs)
         return attrs
 
 
@@ -175,12 +178,10 @@ class BeaconSerializer(serializers.ModelSerializer):
                 raise serializers.ValidationError(
                     {"non_field_errors": ["Another beacon is registered with this identity."]}
                 )
-            try:
-                Beacon(identity=identity).clean()
-            except DjangoValidationError as error:
-                raise serializers.ValidationError({"non_field_errors": error.messages}) from None
             attrs["identity"] = identity
         _resolve_zone(attrs, self.instance)
+        # The resource has no identity field: its ibeacon or eddystone_uid is the identity.
+        _clean_as_saved(Beacon, self.instance, attrs, error_fields={"identity": "non_field_errors"})
         return attrs
 
 
@@ -194,6 +195,7 @@ class GatewaySerializer(serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         _resolve_zone(attrs, self.instance)
+        _clean_as_saved(Gateway, self.instance, attrs)
         return attrs
 
 
@@ -435,29 +437,20 @@ class CampaignSerializer(serializers.ModelSerializer):
         for name, value in attrs.items():
             if name != "stores":
                 setattr(campaign, name, value)
-        try:
-            campaign.clean()
-        except DjangoValidationError as error:
-            raise serializers.ValidationError(_nest_errors(error.message_dict)) from None
-        if campaign.trigger_type == TriggerType.BEACON_ZONE:
-            self._check_zone(campaign.trigger_zone, attrs)
-        return attrs
-
-    def _check_zone(self, code: str, attrs: dict[str, Any]) -> None:
         if "stores" in attrs:
             stores = attrs["stores"]
-        elif self.instance is not None:
-            stores = list(self.instance.stores.all())
         else:
-            stores = []
-        zones = Zone.objects.filter(code=code)
-        if stores:
-            zones = zones.filter(store__in=stores)
-        if not zones.exists():
-            where = "the campaign's stores" if stores else "any store"
-            raise serializers.ValidationError(
-                {"trigger": {"zone": [f"No zone '{code}' in {where}."]}}
+            stores = list(self.instance.stores.all()) if self.instance is not None else []
+        try:
+            campaign.clean()
+            check_trigger_zone(
+                trigger_type=campaign.trigger_type,
+                trigger_zone=campaign.trigger_zone,
+                stores=stores,
             )
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(_nest_errors(error.message_dict)) from None
+        return attrs
 
 
 # --- Location data in -------------------------------------------------------------------

@@ -484,6 +484,24 @@ def test_nan_inside_a_polygon_is_rejected(api):
     assert not Store.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "members",
+    [
+        {"name": "a\u0000"},
+        {"properties": {"a\u0000": 1}},
+        {"bbox": [2.3465, 48.8585, 2.3475, 48.8595]},
+    ],
+    ids=["nul-in-a-value", "nul-in-a-key", "bbox"],
+)
+def test_a_polygon_is_stored_as_its_type_and_coordinates(api, members):
+    # What else it holds is never read, and a NUL there was a 500 on PostgreSQL.
+    response = api.post("/api/v1/stores", store_body(radius_m=None, polygon={**POLYGON, **members}))
+
+    assert response.status_code == 201
+    assert response.json()["polygon"] == POLYGON
+    assert Store.objects.get().polygon == POLYGON
+
+
 def test_an_unknown_time_zone_is_named(api):
     response = api.post("/api/v1/stores", store_body(timezone="Paris"))
 
@@ -650,13 +668,20 @@ def test_put_and_patch_update_a_zone(api, entrance):
     }
 
 
-def test_a_zone_with_beacons_cannot_move_to_another_store(api, entrance, opera):
-    BeaconFactory(zone=entrance)
+@pytest.mark.parametrize("factory", [BeaconFactory, GatewayFactory], ids=["beacon", "gateway"])
+def test_a_zone_with_beacons_or_gateways_cannot_move_to_another_store(
+    api, entrance, opera, factory
+):
+    factory(zone=entrance)
 
     response = api.patch(f"/api/v1/zones/{entrance.id}", {"store": "OPERA"})
 
     assert response.status_code == 400
-    assert "store" in response.json()
+    assert response.json() == {
+        "store": [
+            "Zone entrance has beacons or gateways in store RIVOLI; move or delete them first."
+        ]
+    }
     entrance.refresh_from_db()
     assert entrance.store.code == "RIVOLI"
 
@@ -1355,6 +1380,26 @@ def test_moving_a_beacon_zone_campaign_to_stores_without_the_zone_is_rejected(ap
     assert response.status_code == 400
     assert "zone" in response.json()["trigger"]
     assert [s.code for s in Campaign.objects.get().stores.all()] == ["RIVOLI"]
+
+
+@pytest.mark.parametrize(
+    ("changes", "where"),
+    [
+        ({"intent": {"skus": ["a\u0000"]}}, ("intent", "skus")),
+        ({"intent": {"categories": ["a\u0000"]}}, ("intent", "categories")),
+        ({"trigger": {"type": "beacon_zone", "zone": "a\u0000"}}, ("trigger", "zone")),
+    ],
+    ids=["sku", "category", "zone"],
+)
+def test_a_nul_in_a_campaign_s_names_is_refused_on_its_field(api, entrance, changes, where):
+    # PostgreSQL stores no NUL, and cannot even look a zone code up with one.
+    response = api.post("/api/v1/campaigns", campaign_body(**changes))
+
+    assert response.status_code == 400
+    group, field = where
+    assert list(response.json()) == [group]
+    assert "Null characters are not allowed." in str(response.json()[group][field])
+    assert not Campaign.objects.exists()
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,149 @@
+"""The admin keeps a store's places together as the API does: a beacon or gateway in its own
+store's zones, a zone with beacons or gateways in its store, a fence stored as the engine
+reads it."""
+
+import json
+
+import pytest
+
+from promotions.models import Beacon, Gateway, Store, Zone
+from tests.factories import BeaconFactory, GatewayFactory, StoreFactory, ZoneFactory
+from tests.test_site import form_errors, store_form
+
+pytestmark = pytest.mark.django_db
+
+IBEACON = "ibeacon:f7826da6-4fa2-4e98-8024-bc5b71e0893e:1:1"
+
+
+@pytest.fixture
+def rivoli() -> Store:
+    return StoreFactory(code="RIVOLI")
+
+
+@pytest.fixture
+def opera_entrance() -> Zone:
+    return ZoneFactory(store=StoreFactory(code="OPERA"), code="entrance")
+
+
+def beacon_form(store: Store, zone: Zone | None) -> dict:
+    zone_pk = zone.pk if zone else ""
+    return {"store": store.pk, "zone": zone_pk, "identity": IBEACON, "measured_power": -59}
+
+
+def gateway_form(store: Store, zone: Zone | None) -> dict:
+    return {"store": store.pk, "zone": zone.pk if zone else "", "gateway_id": "gw-1"}
+
+
+PLACES = {
+    "beacon": (beacon_form, Beacon),
+    "gateway": (gateway_form, Gateway),
+}
+
+
+@pytest.mark.parametrize("kind", PLACES)
+def test_a_beacon_or_gateway_cannot_take_a_zone_of_another_store(
+    admin_client, rivoli, opera_entrance, kind
+):
+    form, model = PLACES[kind]
+
+    response = admin_client.post(f"/admin/promotions/{kind}/add/", form(rivoli, opera_entrance))
+
+    assert form_errors(response)["zone"] == [
+        "Zone OPERA/entrance is in store OPERA: choose a zone of store RIVOLI, or none."
+    ]
+    assert not model.objects.exists()
+
+
+@pytest.mark.parametrize("kind", PLACES)
+@pytest.mark.parametrize("in_zone", [True, False], ids=["in-a-zone", "store-wide"])
+def test_a_beacon_or_gateway_takes_a_zone_of_its_store_or_none(
+    admin_client, rivoli, opera_entrance, kind, in_zone
+):
+    form, model = PLACES[kind]
+    zone = ZoneFactory(store=rivoli, code="entrance") if in_zone else None
+
+    response = admin_client.post(f"/admin/promotions/{kind}/add/", form(rivoli, zone))
+
+    assert response.status_code == 302
+    saved = model.objects.get()
+    assert (saved.store, saved.zone) == (rivoli, zone)
+
+
+def test_a_beacon_moved_to_another_store_cannot_keep_its_zone(admin_client, opera_entrance):
+    beacon = BeaconFactory(zone=opera_entrance, store=opera_entrance.store)
+    rivoli = StoreFactory(code="RIVOLI")
+
+    response = admin_client.post(
+        f"/admin/promotions/beacon/{beacon.pk}/change/", beacon_form(rivoli, opera_entrance)
+    )
+
+    assert "zone" in form_errors(response)
+    beacon.refresh_from_db()
+    assert beacon.store == opera_entrance.store
+
+
+@pytest.mark.parametrize("factory", [BeaconFactory, GatewayFactory], ids=["beacon", "gateway"])
+def test_a_zone_with_beacons_or_gateways_cannot_move_to_another_store(admin_client, factory):
+    zone = factory().zone
+    other = StoreFactory(code="OTHER")
+
+    response = admin_client.post(
+        f"/admin/promotions/zone/{zone.pk}/change/",
+        {"store": other.pk, "code": zone.code, "name": zone.name, "rssi_threshold": -80},
+    )
+
+    assert form_errors(response)["store"] == [
+        f"Zone {zone.code} has beacons or gateways in store {zone.store.code}; "
+        "move or delete them first."
+    ]
+    zone.refresh_from_db()
+    assert zone.store.code != "OTHER"
+
+
+def test_an_empty_zone_can_move_to_another_store(admin_client, opera_entrance, rivoli):
+    response = admin_client.post(
+        f"/admin/promotions/zone/{opera_entrance.pk}/change/",
+        {"store": rivoli.pk, "code": "entrance", "name": "Entrance", "rssi_threshold": -80},
+    )
+
+    assert response.status_code == 302
+    opera_entrance.refresh_from_db()
+    assert opera_entrance.store == rivoli
+
+
+SQUARE = [[2.341, 48.860], [2.342, 48.860], [2.342, 48.861], [2.341, 48.860]]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        # PostgreSQL's jsonb holds neither a NUL nor a lone surrogate: each was a 500.
+        {"name": "a\u0000"},
+        {"properties": {"a\u0000": 1}},
+        {"name": "\ud800"},
+        {"bbox": [2.341, 48.860, 2.342, 48.861]},
+    ],
+    ids=["nul-in-a-value", "nul-in-a-key", "lone-surrogate", "bbox"],
+)
+def test_a_polygon_is_stored_as_its_type_and_coordinates(admin_client, extra):
+    polygon = {"type": "Polygon", "coordinates": [SQUARE], **extra}
+
+    response = admin_client.post(
+        "/admin/promotions/store/add/", store_form(radius_m="", polygon=json.dumps(polygon))
+    )
+
+    assert response.status_code == 302
+    assert Store.objects.get().polygon == {"type": "Polygon", "coordinates": [SQUARE]}
+
+
+@pytest.mark.parametrize("character", ["\u0000", "\ud800"], ids=["nul", "lone-surrogate"])
+def test_a_polygon_type_postgresql_cannot_store_is_a_message(admin_client, character):
+    # Shown again with its message, the page writes the surrogate back escaped, not raw.
+    polygon = {"type": f"Polygon{character}", "coordinates": [SQUARE]}
+
+    response = admin_client.post(
+        "/admin/promotions/store/add/", store_form(radius_m="", polygon=json.dumps(polygon))
+    )
+
+    assert "Expected a GeoJSON Polygon" in form_errors(response)["polygon"][0]
+    assert not Store.objects.exists()
