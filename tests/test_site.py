@@ -20,6 +20,7 @@ from promotions.models import (
     Store,
     Zone,
 )
+from promotions.services import create_api_key
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
@@ -416,6 +417,18 @@ def test_an_api_key_created_in_the_admin_is_shown_once_and_works(admin_client, c
     )
     denied = client.get("/api/v1/deliveries", HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert denied.status_code == 403  # the key works, and holds only its scope
+
+
+@pytest.mark.django_db
+def test_the_key_list_cannot_be_filtered_by_the_hash(admin_client):
+    api_key, _ = create_api_key(name="pos", scopes=["redemptions"])
+
+    # Each answer would tell whether the hash starts so: the hash, a character at a time.
+    response = admin_client.get(
+        f"/admin/promotions/apikey/?key_hash__startswith={api_key.key_hash[:1]}"
+    )
+
+    assert response.status_code == 400  # Django's answer to a lookup it does not allow
 
 
 @pytest.fixture

@@ -158,6 +158,18 @@ def test_the_admin_adds_a_code_with_its_key(admin_client):
     assert OfferCode.objects.get().code_key == "POS9"
 
 
+def test_the_admin_cannot_undo_the_link_between_a_drawn_code_and_its_delivery(admin_client):
+    delivery = DeliveryFactory(code="SAVE10")
+    pooled = OfferCode.objects.create(campaign=delivery.campaign, code="SAVE10", delivery=delivery)
+
+    page = admin_client.get(f"/admin/promotions/offercode/{pooled.pk}/change/")
+    admin_client.post(f"/admin/promotions/offercode/{pooled.pk}/change/", {"delivery": ""})
+
+    assert 'name="delivery"' not in page.content.decode()
+    pooled.refresh_from_db()
+    assert pooled.delivery == delivery
+
+
 # --- Drawing ---------------------------------------------------------------------------
 
 
