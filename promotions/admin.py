@@ -18,7 +18,7 @@ from django.utils.html import format_html, format_html_join
 
 from customers.models import Product
 from promotions import feedback
-from promotions.decisions import dry_run_campaign
+from promotions.dry_run import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
     MAX_OFFER_VALID_DAYS,
@@ -440,7 +440,7 @@ class CampaignAdmin(admin.ModelAdmin):
 
 
 def _dry_run_summary(name: str, days: int, result: dict) -> str:
-    """A dry run's figures (promotions.decisions.dry_run_campaign) as the marketer reads them:
+    """A dry run's figures (promotions.dry_run.dry_run_campaign) as the marketer reads them:
     the visits it did not decide, and what it cannot count, only when there are some."""
     held = (
         ", ".join(

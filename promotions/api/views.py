@@ -11,7 +11,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from promotions import decisions, services, tasks
+from promotions import dry_run, services, tasks
 from promotions.api.batch import (
     BadRequest,
     BatchIngestView,
@@ -166,7 +166,7 @@ class CampaignDryRunView(APIView):
         campaign = get_object_or_404(Campaign.objects.prefetch_related("stores"), pk=pk)
         body = DryRunSerializer(data=request.data)
         body.is_valid(raise_exception=True)
-        result = decisions.dry_run_campaign(campaign=campaign, **body.validated_data)
+        result = dry_run.dry_run_campaign(campaign=campaign, **body.validated_data)
         return Response(DryRunResultSerializer(result).data)
 
 

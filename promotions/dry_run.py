@@ -1,0 +1,485 @@
+"""A campaign's dry run: what it would have decided over the stored presence history, as the
+live engine (promotions.decisions) would have decided it, sending and writing nothing.
+"""
+
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.db.models import Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from customers import intent
+from customers.models import Customer, SmsConsent
+from promotions import presence, rules
+from promotions.decisions import (
+    SENT_LIKE,
+    History,
+    StoredBrowsing,
+    campaign_rule,
+    customer_timezone,
+    global_limits,
+    load_browsing,
+    presence_fact,
+)
+from promotions.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    DeliveryReason,
+    DeliveryStatus,
+    OfferCode,
+    Presence,
+    PresenceEvent,
+    PresenceKind,
+    Store,
+    TriggerType,
+)
+
+# A decision for another campaign that wins its presence event: it was to text (whatever
+# came of the send since: delivered, expired, stopped with its campaign) or to hold out.
+# Live, the campaigns ranked after it were never judged for that event.
+WINNING = (*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)
+
+# When the live engine made a decision, in the order it made them: the moment its batch was
+# processed (which is when the batch's events arrived and its deliveries are stamped), then,
+# within the batch, its event's time and id, the order a batch decides its events in.
+DecisionOrder = tuple[datetime, datetime, bool, int]
+
+
+def _decision_order(moment: datetime, event_at: datetime, event_id: int | None) -> DecisionOrder:
+    # A derived dwell, never stored, comes after the stored events of its instant.
+    return (moment, event_at, event_id is None, event_id or 0)
+
+
+def _event_time() -> Coalesce:
+    """A delivery's presence event's time: what decides whether a dry run starting at
+    `since` replays it. A delivery whose event was since deleted goes by its own time."""
+    return Coalesce("presence_event__occurred_at", "created_at")
+
+
+@dataclass(frozen=True)
+class _Replayed:
+    """A presence event as a dry run replays it: a stored one, or a dwell derived from its
+    visit (presence records only the dwell minutes that active campaigns watch)."""
+
+    fact: rules.PresenceFact
+    customer: Customer
+    store: Store
+    arrived_at: datetime  # when the live engine had it to decide
+    event_id: int | None = None  # None: derived, never stored
+
+    @property
+    def order(self) -> DecisionOrder:
+        return _decision_order(self.arrived_at, self.fact.at, self.event_id)
+
+
+@dataclass(frozen=True)
+class _CountedSms:
+    """An SMS or a holdout a dry run counts for caps: another campaign's real one, this
+    campaign's real one for an event before the window, or one the run itself decided. It
+    counts for the events decided after it."""
+
+    order: DecisionOrder
+    campaign: int
+    status: str  # rules.QUEUED or rules.HOLDOUT
+    event_id: int | None
+
+    @property
+    def at(self) -> datetime:
+        """When it was recorded: what caps count from."""
+        return self.order[0]
+
+
+@dataclass(frozen=True)
+class _Rival:
+    """Another campaign's real SMS or holdout for a presence event, as `rules` ranks it: by
+    the campaign's priority and the intent strength it was decided with."""
+
+    rule: rules.CampaignRule
+    match: rules.IntentMatch
+
+
+def dry_run_campaign(
+    *, campaign: Campaign, since: datetime, until: datetime, now: datetime | None = None
+) -> dict:
+    """What the campaign would have decided over the stored presence history, sending and
+    writing nothing, as the live engine decides:
+
+    - the events of the window are the ones replayed, and this campaign's real decisions
+      about them are what the run decides again; its decisions about earlier events count as
+      they are, even one recorded within the window (an event that arrived late);
+    - each event is judged when the live engine had it (when it arrived), in the order the
+      live engine decided them, with browsing as it stood at the event (views and cart
+      changes after it are not counted, intent strength from what came before it) and the
+      customer's consent as it stands now; its trigger and the campaign's dates go by the
+      event's own time;
+    - an event that reached the server later than the SMS validity is skipped, as live
+      (counted in `arrived_too_late`);
+    - an event another campaign really texted (or held the customer out for) is this
+      campaign's only if it ranks first (priority, then intent strength): live, at most one
+      SMS goes out per event. Otherwise it gets no decision (counted in `outranked`);
+    - caps, budgets and the code pool count other campaigns' real SMS, this campaign's real
+      ones for earlier events, and the run's own would-be SMS in place of this campaign's
+      real ones within the window; only what was decided before each event counts;
+    - a dwell campaign's dwells are derived from the visits where presence recorded none
+      (it records only the minutes that active campaigns watch); approaches at a distance
+      no active campaign watches were never recorded and cannot be: `warnings` says so.
+    """
+    now = now or timezone.now()
+    rule = campaign_rule(campaign)
+    limits = global_limits()
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
+    events = list(
+        PresenceEvent.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
+        .exclude(kind=PresenceKind.EXITED)
+        .select_related("store", "zone", "customer")
+        .order_by("occurred_at", "id")
+    )
+    replayed = [
+        _Replayed(presence_fact(event), event.customer, event.store, event.created_at, event.id)
+        for event in events
+    ]
+    replayed = [item for item in replayed if rules.triggered(rule, item.fact)]
+    if rule.trigger_type == TriggerType.DWELL and rule.trigger_minutes:
+        replayed += _derived_dwells(rule, replayed, since=since, until=until, now=now)
+    # Live, an event older than the validity when it arrives is kept, but not decided.
+    on_time = sorted(
+        (item for item in replayed if item.arrived_at - item.fact.at <= validity),
+        key=lambda item: item.order,
+    )
+    customers = {item.customer.id: item.customer for item in on_time}
+    browsing = load_browsing(customers.keys())
+    decided_by = max((item.arrived_at for item in on_time), default=until)
+    counted = _dry_run_counted_sms(
+        campaign, customers, since=since, decided_by=decided_by, limits=limits
+    )
+    rivals = _rivals(campaign, {item.event_id for item in on_time if item.event_id is not None})
+    # Events whose real SMS this campaign would have taken the place of.
+    displaced: set[int] = set()
+
+    by_status: dict[str, int] = defaultdict(int)
+    by_reason: dict[str, int] = defaultdict(int)
+    reached: set[int] = set()
+    outranked = 0
+    budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
+    spent_before = _dry_run_budget(campaign, since=since, budget_zone=budget_zone)
+    per_day: dict[date, int] = defaultdict(int, spent_before.per_day)
+    total, codes_left = spent_before.total, spent_before.codes_left
+    for item in on_time:
+        at, moment = item.fact.at, item.arrived_at
+        customer = item.customer
+        products, categories = browsing.get(customer.id, ({}, {}))
+        facts_then = rules.CustomerFacts(
+            key=customer.external_id,
+            opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
+            has_phone=bool(customer.phone),
+            timezone=customer_timezone(customer, item.store),
+            products=_as_of(products, at, moment),
+            categories=_as_of(categories, at, moment),
+        )
+        ranked = rules.rank([rule], item.fact, facts_then, moment)
+        if not ranked:
+            continue
+        match = ranked[0][1]
+        event_rivals = rivals.get(item.event_id, ()) if item.event_id is not None else ()
+        if any(not rules.ranks_before(rule, match, r.rule, r.match) for r in event_rivals):
+            outranked += 1
+            continue
+        history = History()
+        for earlier in counted[customer.id]:
+            if earlier.order >= item.order:
+                continue  # decided after this event, live
+            if earlier.event_id is not None and (
+                # Ranked first, this campaign is judged before its rivals for this event...
+                earlier.event_id == item.event_id
+                # ...and its would-be SMS for an earlier event is the only one that event got.
+                or (earlier.campaign != rule.id and earlier.event_id in displaced)
+            ):
+                continue
+            history.add(earlier.campaign, earlier.status, earlier.at)
+        facts_then = replace(facts_then, sent_by_campaign=history.by_campaign, sent=history.sent)
+        day = moment.astimezone(budget_zone).date()
+        budget = rules.BudgetUse(today=per_day[day], total=total, codes_left=codes_left)
+        decisions = rules.decide([rule], item.fact, facts_then, {rule.id: budget}, limits, moment)
+        for decision in decisions:
+            by_status[decision.status] += 1
+            if decision.reason:
+                by_reason[decision.reason] += 1
+            if decision.status in (rules.QUEUED, rules.HOLDOUT):
+                counted[customer.id].append(
+                    _CountedSms(item.order, decision.campaign, decision.status, item.event_id)
+                )
+                if item.event_id is not None:
+                    displaced.add(item.event_id)
+            if decision.status == rules.QUEUED:
+                reached.add(customer.id)
+                after = budget.after_one_sms()
+                per_day[day], total, codes_left = after.today, after.total, after.codes_left
+    return {
+        "campaign": campaign.id,
+        "since": since,
+        "until": until,
+        "presence_events": len(events),
+        "matched": sum(by_status.values()),
+        "would_send": by_status[rules.QUEUED],
+        "customers_reached": len(reached),
+        "by_status": {status: by_status[status] for status in DeliveryStatus.values},
+        "by_reason": {reason: by_reason[reason] for reason in DeliveryReason.values},
+        "arrived_too_late": len(replayed) - len(on_time),
+        "outranked": outranked,
+        "warnings": _unrecorded_approaches(campaign, rule),
+    }
+
+
+def _dry_run_counted_sms(
+    campaign: Campaign,
+    customers: Iterable[int],
+    *,
+    since: datetime,
+    decided_by: datetime,
+    limits: rules.GlobalLimits,
+) -> dict[int, list[_CountedSms]]:
+    """The customers' real SMS and holdouts as a dry run counts them, up to the last moment
+    it judges (`decided_by`): every campaign's for events before `since`, other campaigns'
+    for any; this campaign's for the window's events are what the run decides again. Each
+    counts from when it was recorded, and for the events decided after it."""
+    window = max(
+        timedelta(days=max(limits.cap_days, campaign.limit_per_customer_days or 0)), limits.min_gap
+    )
+    counted: dict[int, list[_CountedSms]] = defaultdict(list)
+    rows = (
+        Delivery.objects.annotate(event_at=_event_time())
+        .filter(
+            customer_id__in=list(customers),
+            status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
+            created_at__gt=since - window,
+            created_at__lte=decided_by,
+        )
+        .exclude(campaign=campaign, event_at__gte=since)
+        .values_list(
+            "customer_id", "campaign_id", "status", "created_at", "presence_event_id", "event_at"
+        )
+    )
+    for customer_id, campaign_id, status, created_at, event_id, event_at in rows:
+        order = _decision_order(created_at, event_at, event_id)
+        queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
+        counted[customer_id].append(_CountedSms(order, campaign_id, queued_or_holdout, event_id))
+    return counted
+
+
+def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:
+    """Other campaigns' real SMS and holdouts for these presence events: what won each live."""
+    rivals: dict[int, list[_Rival]] = defaultdict(list)
+    if not event_ids:
+        return rivals
+    rows = (
+        Delivery.objects.filter(presence_event_id__in_batch=event_ids, status__in=WINNING)
+        .exclude(campaign=campaign)
+        .values_list("presence_event_id", "campaign_id", "campaign__priority", "intent_score")
+    )
+    for event_id, campaign_id, priority, strength in rows:
+        rival = rules.CampaignRule(id=campaign_id, priority=priority)
+        rivals[event_id].append(_Rival(rival, rules.IntentMatch(strength=strength)))
+    return rivals
+
+
+def _derived_dwells(
+    rule: rules.CampaignRule,
+    replayed: list[_Replayed],
+    *,
+    since: datetime,
+    until: datetime,
+    now: datetime,
+) -> list[_Replayed]:
+    """The campaign's dwells presence did not record, derived from the stored visits of its
+    stores: presence announces only the dwell minutes active campaigns watch, so a new
+    threshold has no events of its own. A visit entered at E dwelled N minutes at E + N when
+    it was still on then, as presence would have announced it: its exit came later (or then,
+    for a timeout, which announces the dwells reached before it ends the visit), or, still
+    open, its last evidence kept it alive until then. A visit of neither kind (its presence
+    since overwritten without an exit) cannot tell, and gives none."""
+    minutes = timedelta(minutes=rule.trigger_minutes)
+    entries = PresenceEvent.objects.filter(
+        kind=PresenceKind.ENTERED,
+        zone__isnull=True,
+        occurred_at__gte=since - minutes,
+        occurred_at__lt=until - minutes,
+    )
+    if rule.stores:
+        entries = entries.filter(store_id__in=rule.stores)
+    entries = list(entries.select_related("store", "customer").order_by("occurred_at", "id"))
+    if not entries:
+        return []
+    customer_ids = {entry.customer_id for entry in entries}
+    place_keys = {entry.place_key for entry in entries}
+    exits: dict[tuple[int, str], list[tuple[datetime, bool]]] = defaultdict(list)
+    for customer_id, place_key, at, evidence in (
+        PresenceEvent.objects.filter(
+            kind=PresenceKind.EXITED,
+            customer_id__in_batch=customer_ids,
+            place_key__in=place_keys,
+            occurred_at__gt=entries[0].occurred_at,
+        )
+        .order_by("occurred_at")
+        .values_list("customer_id", "place_key", "occurred_at", "evidence")
+    ):
+        exits[customer_id, place_key].append((at, evidence.get("reason") == "timeout"))
+    open_visits = {
+        (customer_id, place_key): presence.PlaceState.from_json(state)
+        for customer_id, place_key, state in Presence.objects.filter(
+            customer_id__in_batch=customer_ids, place_key__in=place_keys, inside=True
+        ).values_list("customer_id", "place_key", "state")
+    }
+    timeout = timedelta(minutes=settings.PRESENCE_TIMEOUT_MINUTES)
+    recorded = {
+        (item.customer.id, item.fact.store, item.fact.at)
+        for item in replayed
+        if item.fact.kind == PresenceKind.DWELLED
+    }
+    derived = []
+    for entry in entries:
+        dwelled_at = entry.occurred_at + minutes
+        if (entry.customer_id, entry.store_id, dwelled_at) in recorded:
+            continue
+        key = (entry.customer_id, entry.place_key)
+        visit_exits = exits.get(key, [])
+        after = bisect_right(visit_exits, entry.occurred_at, key=lambda exit_: exit_[0])
+        if after < len(visit_exits):
+            ended_at, timed_out = visit_exits[after]
+            lasted = dwelled_at <= ended_at if timed_out else dwelled_at < ended_at
+        else:
+            state = open_visits.get(key)
+            lasted = (
+                state is not None
+                and state.entered_at == entry.occurred_at
+                and state.last_evidence_at is not None
+                and dwelled_at <= min(state.last_evidence_at + timeout, now)
+            )
+        fact = rules.PresenceFact(
+            PresenceKind.DWELLED, entry.store_id, dwelled_at, minutes=rule.trigger_minutes
+        )
+        if lasted and rules.triggered(rule, fact):
+            # Live, the dwell is decided when presence announces it, not before its visit's
+            # entry reached the server.
+            arrived_at = max(dwelled_at, entry.created_at)
+            derived.append(_Replayed(fact, entry.customer, entry.store, arrived_at))
+    return derived
+
+
+def _unrecorded_approaches(campaign: Campaign, rule: rules.CampaignRule) -> list[str]:
+    """What a near campaign's dry run cannot count: presence records an approach only at the
+    distances active campaigns watch, and the raw pings that could tell more are purged
+    after the retention period and would need the whole state machine replayed."""
+    if rule.trigger_type != TriggerType.NEAR or not rule.trigger_distance_m:
+        return []
+    distance = float(rule.trigger_distance_m)
+    watched: set[int] = set()
+    for other in Campaign.objects.filter(
+        status=CampaignStatus.ACTIVE, trigger_type=TriggerType.NEAR, trigger_distance_m=distance
+    ).prefetch_related("stores"):
+        stores = {store.id for store in other.stores.all()}
+        if not stores:
+            return []  # watched at every store
+        watched |= stores
+    stores = campaign.stores.all() if rule.stores else Store.objects.all()
+    unwatched = sorted(store.code for store in stores if store.id not in watched)
+    if not unwatched:
+        return []
+    named = ", ".join(unwatched[:5])
+    if len(unwatched) > 5:
+        named += f" and {len(unwatched) - 5} more"
+    return [
+        f"Approaches within {distance:g} m of {named} were not recorded: presence records "
+        f"an approach only at the distances active campaigns watch, and none watches "
+        f"{distance:g} m there. These figures count only the approaches that were recorded; "
+        f"once the campaign is active, its approaches are recorded from then on."
+    ]
+
+
+@dataclass(frozen=True)
+class _SpentBefore:
+    """What a campaign spent outside a dry run's replay, as the run starts."""
+
+    per_day: dict[date, int]  # SMS per day they were recorded on, from the window's first
+    total: int
+    codes_left: int | None  # None: no pool
+
+
+def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInfo) -> _SpentBefore:
+    """What the campaign had really spent on the events before the window, which the run
+    does not replay: SMS in all and per day (on the day each was recorded, the day the live
+    engine's budget counted it on, which may be in the window for an event that arrived
+    late), and its pool's codes not drawn by them."""
+    midnight = since.astimezone(budget_zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    spent = Delivery.objects.annotate(event_at=_event_time()).filter(
+        campaign=campaign, status__in=SENT_LIKE, event_at__lt=since
+    )
+    per_day: dict[date, int] = {}
+    for created_at in spent.filter(created_at__gte=midnight).values_list("created_at", flat=True):
+        day = created_at.astimezone(budget_zone).date()
+        per_day[day] = per_day.get(day, 0) + 1
+    pool = OfferCode.objects.filter(campaign=campaign)
+    codes_left = None
+    if pool.exists():
+        drawn_for = Coalesce("delivery__presence_event__occurred_at", "delivery__created_at")
+        codes_left = (
+            pool.annotate(drawn_for=drawn_for)
+            .filter(Q(delivery__isnull=True) | Q(drawn_for__gte=since))
+            .count()
+        )
+    return _SpentBefore(per_day, spent.count(), codes_left)
+
+
+# The weight of the cart event that left a cart in each state.
+CART_WEIGHTS = {state: intent.EVENT_WEIGHTS[event] for event, state in intent.CART_EVENTS.items()}
+
+
+def _as_of(
+    browsing: dict[str, StoredBrowsing], at: datetime, moment: datetime
+) -> dict[str, rules.BrowsingSignal]:
+    """Browsing as it stood at the event `at`, later views and later cart changes removed,
+    its score that of what came before `at`, decayed to `moment` (when the live engine
+    judged the event, and recorded other campaigns' intent strength for it)."""
+    half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
+    epoch = at.timestamp()
+    signals = {}
+    for key, stored in browsing.items():
+        signal = stored.signal
+        views = tuple(t for t in signal.view_times if t <= epoch)
+        carted = signal.cart_updated_at is not None and signal.cart_updated_at <= at
+        signals[key] = replace(
+            signal,
+            view_times=views,
+            cart_state=signal.cart_state if carted else "",
+            score=_score_then(stored, views, at, moment, half_life),
+        )
+    return signals
+
+
+def _score_then(
+    stored: StoredBrowsing,
+    views: tuple[int, ...],
+    at: datetime,
+    moment: datetime,
+    half_life: float,
+) -> float:
+    """The score of the browsing up to `at` (`views` are its views), decayed to `moment`.
+    A score is stored as one number as of its newest event: with nothing browsed after `at`
+    it is that number, decayed. Browsed since, the later events are in it too, and only the
+    product views and the last cart change are kept with their times: the score is rebuilt
+    from those up to `at`. Page views and older cart events are left out of it, so it can be
+    lower than it was, never higher."""
+    signal = stored.signal
+    if stored.score_at is None or stored.score_at <= at:
+        return intent.score_as_of(signal.score, stored.score_at, moment, half_life)
+    view = intent.EVENT_WEIGHTS[intent.VIEW_EVENT]
+    events = [(view, datetime.fromtimestamp(t, UTC)) for t in views]
+    if signal.cart_state and signal.cart_updated_at is not None and signal.cart_updated_at <= at:
+        events.append((CART_WEIGHTS[signal.cart_state], signal.cart_updated_at))
+    return intent.score_of(events, moment, half_life)
