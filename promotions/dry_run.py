@@ -233,8 +233,29 @@ def dry_run_campaign(
         "by_reason": {reason: by_reason[reason] for reason in DeliveryReason.values},
         "arrived_too_late": len(replayed) - len(on_time),
         "outranked": outranked,
-        "warnings": _unrecorded_approaches(campaign, rule),
+        "warnings": [
+            *_outside_the_schedule(campaign, since=since, until=until),
+            *_unrecorded_approaches(campaign, rule),
+        ],
     }
+
+
+def _outside_the_schedule(campaign: Campaign, *, since: datetime, until: datetime) -> list[str]:
+    """Visits outside the campaign's dates are not its own, as live; a marketer dry-running a
+    campaign that starts next week over last week's visits learns why it finds none."""
+    starts, ends = campaign.starts_at, campaign.ends_at
+    if not (starts and starts > since) and not (ends and ends < until):
+        return []
+    runs = " ".join(
+        f"{word} {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        for word, moment in (("from", starts), ("until", ends))
+        if moment is not None
+    )
+    return [
+        f"The campaign runs {runs}: visits outside those dates are not counted here, as "
+        "they would not be live. Clear its dates to see what it would have done over the "
+        "whole period."
+    ]
 
 
 def _dry_run_counted_sms(

@@ -374,6 +374,31 @@ def test_a_dry_run_of_any_other_trigger_has_nothing_to_warn_about(api, rivoli):
     assert dry_run(api, draft, since=timezone.now() - timedelta(days=7))["warnings"] == []
 
 
+@pytest.mark.parametrize(
+    ("dates", "warned"),
+    [
+        ({"starts_at": timedelta(days=7)}, "runs from "),
+        ({"ends_at": timedelta(days=-3)}, "runs until "),
+        ({"starts_at": timedelta(days=-30), "ends_at": timedelta(days=30)}, None),
+        ({}, None),
+    ],
+)
+def test_a_dry_run_says_when_the_campaign_s_dates_leave_out_part_of_the_period(
+    api, rivoli, dates, warned
+):
+    now = timezone.now()
+    draft = CampaignFactory(status="draft", **{name: now + delta for name, delta in dates.items()})
+    draft.stores.add(rivoli)
+
+    result = dry_run(api, draft, since=now - timedelta(days=7))
+
+    if warned:
+        [warning] = result["warnings"]
+        assert warned in warning and "Clear its dates" in warning
+    else:
+        assert result["warnings"] == []
+
+
 # --- As the live engine decided ---------------------------------------------------------
 # The live engine decides first, each event when it arrived; then the dry run of the same
 # campaign over the same window says what it would have decided, and the two agree.
