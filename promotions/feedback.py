@@ -8,13 +8,16 @@ from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import Q
+from django.utils import timezone
 
 from customers.models import Customer, SmsConsent
 from customers.phones import PhoneError, normalise_phone
 from customers.services import ConflictError, set_sms_consent
 from promotions.models import (
     CODE_KEY_LENGTH,
+    REDEEMABLE,
     Campaign,
+    CampaignDay,
     Delivery,
     DeliveryStatus,
     OfferCode,
@@ -23,6 +26,7 @@ from promotions.models import (
 )
 from promotions.offers import normalise_code
 from promotions.sending import TWILIO_UNSUBSCRIBED
+from promotions.services import record_campaign_days
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
 # never out of a terminal status, so late and duplicate callbacks are harmless.
@@ -128,8 +132,6 @@ def _change_consent(
     return changed
 
 
-# What a till may redeem: a code that reached the customer.
-REDEEMABLE = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED)
 # A till's clock and ours disagree by a little: a code shown the minute its SMS arrived may
 # be stamped a few minutes before we recorded it, and that purchase is genuine.
 TILL_CLOCK_SKEW = timedelta(minutes=5)
@@ -180,12 +182,18 @@ def redeem(
         raise ConflictError(f"This code expired on {_instant(delivery.expires_at)}.")
     try:
         with transaction.atomic():
-            return Redemption.objects.create(
+            redemption = Redemption.objects.create(
                 delivery=delivery, store=store, amount=amount, redeemed_at=redeemed_at
             )
     except IntegrityError:
         # A concurrent redemption of the same code won the race.
         raise ConflictError("This offer was already redeemed.") from None
+    # A till that was offline reports days late: a day already recorded for the results
+    # chart is recorded again, or the chart would disagree with the campaign's totals.
+    day = redeemed_at.astimezone(UTC).date()
+    if CampaignDay.objects.filter(campaign_id=delivery.campaign_id, day=day).exists():
+        record_campaign_days(days=[day], now=timezone.now())
+    return redemption
 
 
 def _instant(value: datetime) -> str:

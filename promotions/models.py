@@ -694,6 +694,10 @@ class DeliveryStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+# What a till may redeem, and what counts as sent: a code that reached the customer.
+REDEEMABLE = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED)
+
+
 class DeliveryReason(models.TextChoices):
     NO_CONSENT = "no_consent", "No SMS consent"
     NO_PHONE = "no_phone", "No phone number"

@@ -89,6 +89,10 @@ def format_expiry(day: date, locale: str) -> str:
     return f"{day.day:02d}/{day.month:02d}"
 
 
+# Marks where a placeholder rendered empty; NUL cannot be stored in a template or a name.
+EMPTY_VALUE = "\x00"
+
+
 def render_offer(
     template: str,
     *,
@@ -108,12 +112,13 @@ def render_offer(
         "expires_at": format_expiry(expires_at, locale),
     }
     text = "".join(
-        literal + (values[name] if name is not None else "")
+        literal + (values[name] or EMPTY_VALUE if name is not None else "")
         for literal, name, _, _ in Formatter().parse(template)
     )
-    # An empty first name must not leave "Bonjour , ..." behind.
-    text = re.sub(r"[ \t]+([,.!?;:])", r"\1", text)
-    text = re.sub(r"[ \t]{2,}", " ", text).strip()
+    # An empty first name must not leave "Bonjour , ..." behind, but only the gap it left is
+    # closed: the template's own spacing stays (French sets a space before ! ? : ;).
+    text = re.sub(rf"[ \t]*{EMPTY_VALUE}(?=[\s,.!?;:]|$)", "", text)
+    text = text.replace(EMPTY_VALUE, "").strip()
     return f"{text}\n{opt_out_footer(locale)}"
 
 

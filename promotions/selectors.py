@@ -9,8 +9,8 @@ from typing import Any
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from promotions.feedback import REDEEMABLE
 from promotions.models import (
+    REDEEMABLE,
     Campaign,
     CampaignDay,
     Delivery,

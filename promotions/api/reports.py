@@ -210,7 +210,9 @@ class DecisionCountsSerializer(serializers.Serializer):
 class CampaignStatsSerializer(serializers.Serializer):
     campaign = serializers.IntegerField()
     presence_events_matched = serializers.IntegerField(
-        help_text="Presence events that triggered the campaign and passed its intent condition."
+        help_text="Presence events that triggered the campaign, passed its intent condition and "
+        "ranked it first among the campaigns that matched (one decision each). An event another "
+        "campaign won is that campaign's decision, and is not counted here."
     )
     decisions = DecisionCountsSerializer()
     sent = serializers.IntegerField(help_text="Handed to the carrier: sent, then delivered or not.")

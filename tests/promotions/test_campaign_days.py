@@ -150,3 +150,28 @@ def test_the_chart_reads_recorded_days_and_counts_the_rest():
         (TUESDAY, 1, 0),  # not recorded yet: counted
         (today, 1, 0),  # today is always counted
     ]
+
+
+def test_a_redemption_reported_days_late_reaches_its_recorded_day(api):
+    # A till offline over the weekend reports on Wednesday a purchase made on Saturday, a day
+    # beat has recorded and no longer records: the chart must agree with the totals.
+    campaign = CampaignFactory()
+    today = utc_today()
+    saturday = today - timedelta(days=4)
+    sent = decide(campaign, saturday, DeliveryStatus.DELIVERED, hour=10, expires_at=at(today, 23))
+    record_campaign_days(days=[saturday], now=timezone.now())
+    body = {
+        "code": sent.code,
+        "store_code": sent.store.code,
+        "amount": "30.00",
+        "redeemed_at": at(saturday, 18).isoformat(),
+    }
+
+    assert api.post("/api/v1/redemptions", body).status_code == 201
+
+    assert (figures(campaign, saturday)["redeemed"], figures(campaign, saturday)["revenue"]) == (
+        1,
+        Decimal("30.00"),
+    )
+    daily = get_campaign_daily(campaign=campaign, days=7, today=today)
+    assert [d["redeemed"] for d in daily if d["day"] == saturday] == [1]

@@ -73,10 +73,19 @@ def test_every_footer_keeps_the_sms_in_gsm7():
         ("Bonjour {first_name}, -20%", "Bonjour, -20%"),
         ("Hi {first_name}! Code {code}", "Hi! Code K7Q2-M9XB"),
         ("{first_name} here is {code}", "here is K7Q2-M9XB"),
+        ("Hi {first_name} there, {code}", "Hi there, K7Q2-M9XB"),
+        ("Bonjour {first_name} ! Code : {code}", "Bonjour ! Code : K7Q2-M9XB"),
     ],
 )
 def test_an_empty_first_name_leaves_no_gap(template, expected):
     assert render(template, first_name="").split("\n")[0] == expected
+
+
+def test_the_template_s_own_spacing_is_kept():
+    # French sets a space before ! ? : ; and the marketer's template says so.
+    rendered = render("Bonjour {first_name} ! Votre code : {code} ; à bientôt ?", first_name="Léa")
+
+    assert rendered.split("\n")[0] == "Bonjour Léa ! Votre code : K7Q2-M9XB ; à bientôt ?"
 
 
 def test_literal_braces_survive():
