@@ -366,7 +366,8 @@ def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, 
     budgets = {row["campaign_id"]: rules.BudgetUse(row["today"], row["total"]) for row in counts}
     codes_left = dict.fromkeys(pooled, 0)
     codes_left.update(
-        OfferCode.objects.filter(campaign__in=pooled, delivery__isnull=True)
+        # As _draw_pool_code draws: a keyless code is never handed out, so it is not left.
+        OfferCode.objects.filter(campaign__in=pooled, delivery__isnull=True, code_key__isnull=False)
         .values("campaign_id")
         .annotate(unused=Count("id"))
         .values_list("campaign_id", "unused")

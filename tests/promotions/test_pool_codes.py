@@ -221,6 +221,32 @@ def test_a_pool_code_that_collides_is_passed_over_for_the_next(rivoli, pooled):
     assert OfferCode.objects.get(code="POOL-2").delivery == delivery
 
 
+def test_a_pool_of_keyless_codes_alone_leaves_the_event_to_the_next_campaign(rivoli, pooled):
+    # Codes the till cannot tell apart, kept keyless by migration 0015, are never handed
+    # out: the pool counts as spent, and the event goes to the campaign ranked next.
+    OfferCode.objects.filter(campaign=pooled).update(code_key=None)
+    pooled.priority = 10
+    pooled.save()
+    fallback = CampaignFactory(priority=1)
+    fallback.stores.add(rivoli)
+
+    event = PresenceEvent.objects.create(
+        customer=CustomerFactory(),
+        store=rivoli,
+        kind="entered",
+        place_key=f"store:{rivoli.id}",
+        occurred_at=timezone.now(),
+        created_at=timezone.now(),
+    )
+    decisions.decide_presence_events(event_ids=[event.id], now=timezone.now())
+
+    decided = Delivery.objects.filter(presence_event=event).order_by("id")
+    assert [(d.campaign, d.status, d.reason) for d in decided] == [
+        (pooled, "suppressed", "budget"),
+        (fallback, "queued", ""),
+    ]
+
+
 # --- Pools stored before the rule ---------------------------------------------------------
 
 
