@@ -36,9 +36,24 @@ EXTERNAL_ID_MAX_LENGTH = 100
 
 
 def validate_external_id(external_id: str) -> None:
-    """The retailer's id for a customer, as the API's paths carry it: at most
-    EXTERNAL_ID_MAX_LENGTH characters, none of them a control character. PostgreSQL cannot
-    store a NUL, and a tab or line feed in an id is a client's bug, not a retailer's id."""
+    """The retailer's id for a customer, as the API's paths carry it: what
+    validate_external_id_lookup takes, neither blank nor with whitespace around it. Every
+    body field naming a customer (a device's customer_id, an event's) is trimmed, so a
+    customer whose id had a space at either end could never be named by one."""
+    validate_external_id_lookup(external_id)
+    trimmed = external_id.strip()
+    if not trimmed:
+        raise ValidationError("An id cannot be blank.")
+    if trimmed != external_id:
+        raise ValidationError(
+            f"An id cannot begin or end with whitespace; did you mean {trimmed!r}?"
+        )
+
+
+def validate_external_id_lookup(external_id: str) -> None:
+    """An id the database can be asked about: at most EXTERNAL_ID_MAX_LENGTH characters,
+    none of them a control character. PostgreSQL cannot store a NUL, and a tab or line feed
+    in an id is a client's bug, not a retailer's id."""
     if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
         raise ValidationError(f"At most {EXTERNAL_ID_MAX_LENGTH} characters.")
     control = next((c for c in external_id if unicodedata.category(c) == "Cc"), None)

@@ -62,12 +62,14 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             .order_by("recorded_at")
             .values(
                 "device__device_id",
+                "ping_id",
                 "latitude",
                 "longitude",
                 "accuracy",
                 "speed",
                 "mocked",
                 "recorded_at",
+                "received_at",
             )
         ),
         "device_tracks": list(
@@ -122,12 +124,30 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             .order_by("redeemed_at")
             .values("delivery__code", "store__code", "amount", "redeemed_at")
         ],
-        "sightings": list(
-            Sighting.objects.filter(device_id__in=device_ids)
+        "sightings": [
+            _with_beacon_identity(row)
+            for row in Sighting.objects.filter(device_id__in=device_ids)
             .order_by("seen_at")
-            .values("device__device_id", "source", "store__code", "rssi", "mac", "seen_at")
-        ),
+            .values(
+                "device__device_id",
+                "source",
+                "store__code",
+                "zone__code",
+                "beacon__identity",
+                "gateway__gateway_id",
+                "rssi",
+                "mac",
+                "seen_at",
+                "received_at",
+            )
+        ],
     }
+
+
+def _with_beacon_identity(row: dict[str, Any]) -> dict[str, Any]:
+    # The beacon an app ranged, named as the API names beacons: by its identity.
+    key = row.pop("beacon__identity")
+    return {**row, "beacon": identity_from_key(key) if key else None}
 
 
 def _with_view_instants(row: dict[str, Any]) -> dict[str, Any]:

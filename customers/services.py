@@ -70,12 +70,12 @@ def upsert_customer(*, external_id: str, values: dict[str, Any]) -> tuple[Custom
             except IntegrityError:  # created by a concurrent request: update it instead
                 customer = Customer.objects.select_for_update().get(external_id=external_id)
                 created = False
-        _apply_customer_values(customer, values)
+        _apply_customer_values(customer, values, created=created)
         customer.save()
     return customer, created
 
 
-def _apply_customer_values(customer: Customer, values: dict[str, Any]) -> None:
+def _apply_customer_values(customer: Customer, values: dict[str, Any], *, created: bool) -> None:
     source = values.get("consent_source") or "api"
     old_phone = customer.phone
     for name in ("phone", "first_name", "timezone", "locale"):
@@ -85,6 +85,10 @@ def _apply_customer_values(customer: Customer, values: dict[str, Any]) -> None:
         set_sms_consent(customer=customer, consent=values["sms_consent"], source=source)
     else:
         forget_consent_of_old_phone(customer=customer, old_phone=old_phone, source=source)
+    if created and values.get("consent_source"):
+        # A new customer's consent ("unknown" too) was stated there, though it changed
+        # nothing for set_sms_consent to record.
+        customer.consent_source = values["consent_source"]
 
 
 def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: str) -> None:

@@ -235,12 +235,14 @@ class ExportedProductIntentSerializer(ExportedCategoryIntentSerializer):
 
 class ExportedPingSerializer(serializers.Serializer):
     device__device_id = serializers.CharField()
+    ping_id = serializers.CharField(allow_null=True)
     latitude = serializers.FloatField()
     longitude = serializers.FloatField()
     accuracy = serializers.FloatField()
     speed = serializers.FloatField(allow_null=True)
     mocked = serializers.BooleanField()
     recorded_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
 
 
 class ExportedDeviceTrackSerializer(serializers.Serializer):
@@ -303,9 +305,21 @@ class ExportedSightingSerializer(serializers.Serializer):
     device__device_id = serializers.CharField()
     source = serializers.ChoiceField(choices=SightingSource.choices)
     store__code = serializers.CharField()
+    zone__code = serializers.CharField(
+        allow_null=True, help_text="The zone the sighting placed the device in, if any."
+    )
+    beacon = serializers.DictField(
+        allow_null=True,
+        help_text='The store beacon the app ranged: {"ibeacon": {uuid, major, minor}} or '
+        '{"eddystone_uid": {namespace, instance}}; null for a gateway\'s sighting.',
+    )
+    gateway__gateway_id = serializers.CharField(
+        allow_null=True, help_text="The gateway that saw the device; null for the app's."
+    )
     rssi = serializers.IntegerField()
     mac = serializers.CharField()
     seen_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
 
 
 class CustomerExportSerializer(serializers.Serializer):

@@ -19,7 +19,12 @@ from customers.api.serializers import (
     IdentifiedSerializer,
     IdentifySerializer,
 )
-from customers.models import EXTERNAL_ID_MAX_LENGTH, Customer, validate_external_id
+from customers.models import (
+    EXTERNAL_ID_MAX_LENGTH,
+    Customer,
+    validate_external_id,
+    validate_external_id_lookup,
+)
 from customers.selectors import get_customer_export
 from promotions.api.batch import BadRequest, BatchIngestView, ErrorSerializer, documented_batch
 from promotions.ingest import IngestResult, ValidItems
@@ -28,9 +33,11 @@ from promotions.models import Scope
 
 def _customer_or_404(external_id: str) -> Customer:
     # An id no customer can have names none, and is not sent to the database: PostgreSQL
-    # refuses a query with a NUL in it (a 400 there, where SQLite would answer 404).
+    # refuses a query with a NUL in it (a 400 there, where SQLite would answer 404). An id
+    # with whitespace around it is looked up: one stored before such ids were refused can
+    # still be read, exported and erased.
     try:
-        validate_external_id(external_id)
+        validate_external_id_lookup(external_id)
         return Customer.objects.get(external_id=external_id)
     except (DjangoValidationError, Customer.DoesNotExist):
         raise NotFound("No such customer.") from None
@@ -55,8 +62,8 @@ class CustomerView(APIView):
         responses={200: CustomerSerializer, 201: CustomerSerializer, 400: BadRequest},
         description=(
             "Create (201) or update (200) the customer; fields left out are kept. 400 on "
-            f"`external_id` for an id over {EXTERNAL_ID_MAX_LENGTH} characters or holding a "
-            "control character."
+            f"`external_id` for an id over {EXTERNAL_ID_MAX_LENGTH} characters, holding a "
+            "control character, blank, or with whitespace at either end."
         ),
     )
     def put(self, request: Request, external_id: str) -> Response:

@@ -84,7 +84,7 @@ class _Limits:
             and (ping.ping_id is None or _plain_text(ping.ping_id, PING_ID_MAX))
             and -90.0 <= ping.latitude <= 90.0
             and -180.0 <= ping.longitude <= 180.0
-            and 0.0 <= ping.accuracy <= self.max_accuracy
+            and 0.0 < ping.accuracy <= self.max_accuracy
             and len(ping.recorded_at) <= INSTANT_MAX
         ):
             return None

@@ -456,12 +456,17 @@ class CampaignSerializer(serializers.ModelSerializer):
 # --- Location data in -------------------------------------------------------------------
 
 
+UNKNOWN_ACCURACY = (
+    "accuracy must be above 0 m: 0 means the phone does not know how accurate the fix is."
+)
+
+
 class PingSerializer(serializers.Serializer):
     ping_id = StrictCharField(max_length=64, required=False, allow_null=True)
     device_id = StrictCharField(max_length=100)
     latitude = FiniteFloatField(min_value=-90, max_value=90)
     longitude = FiniteFloatField(min_value=-180, max_value=180)
-    accuracy = FiniteFloatField(min_value=0, help_text="Metres.")
+    accuracy = FiniteFloatField(min_value=0, help_text="Metres, above 0.")
     recorded_at = RecentInstantField(max_age=_ping_max_age)
     speed = FiniteFloatField(
         required=False, allow_null=True, help_text="Metres per second; negative means unknown."
@@ -469,6 +474,10 @@ class PingSerializer(serializers.Serializer):
     mocked = serializers.BooleanField(required=False, default=False)
 
     def validate_accuracy(self, value: float) -> float:
+        # Android's Location.getAccuracy() is 0.0 for a fix without one; no fix is exact,
+        # and read as one it would count as inside any fence it falls in.
+        if value <= 0:
+            raise serializers.ValidationError(UNKNOWN_ACCURACY)
         if value > settings.INGEST_MAX_ACCURACY_M:
             raise serializers.ValidationError(
                 f"An accuracy over {settings.INGEST_MAX_ACCURACY_M:g} m is not a location."
@@ -480,6 +489,21 @@ class PingSerializer(serializers.Serializer):
         return None if value is None or value < 0 else value
 
 
+class SightingRssiField(StrictIntegerField):
+    """A received signal strength in dBm, below 0. iOS reports 0 for a beacon it ranged
+    but could not measure (CLBeacon: "0 if the RSSI could not be obtained"), and no
+    scanner reports a positive one: read as a reading, 0 would be the strongest signal
+    there is and walk the customer into the beacon's zone."""
+
+    default_error_messages = {
+        "max_value": "rssi must be below 0 dBm: 0 means the phone could not measure the signal."
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", "dBm, below 0.")
+        super().__init__(min_value=-127, max_value=-1, **kwargs)
+
+
 class SightingSerializer(serializers.Serializer):
     """A store beacon the app ranged."""
 
@@ -487,7 +511,7 @@ class SightingSerializer(serializers.Serializer):
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
     eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
     raw = RawAdvertisementField(required=False, allow_null=True)
-    rssi = StrictIntegerField(min_value=-127, max_value=20, help_text="dBm.")
+    rssi = SightingRssiField()
     seen_at = RecentInstantField(max_age=_ping_max_age)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -506,7 +530,7 @@ class GatewaySightingSerializer(serializers.Serializer):
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
     eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
     raw = RawAdvertisementField(required=False, allow_null=True)
-    rssi = StrictIntegerField(min_value=-127, max_value=20, help_text="dBm.")
+    rssi = SightingRssiField()
     seen_at = RecentInstantField(max_age=_ping_max_age)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:

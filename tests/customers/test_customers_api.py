@@ -16,6 +16,7 @@ from promotions.models import Delivery, DeviceTrack, Presence, Redemption
 from tests.clock import ago
 from tests.factories import (
     BEACON_UUID,
+    BeaconFactory,
     CustomerFactory,
     DeliveryFactory,
     DeviceFactory,
@@ -144,6 +145,16 @@ def test_every_consent_change_is_logged_with_its_source(api):
         ("unknown", "opted_in", "web_form"),
         ("opted_in", "opted_out", "call_centre"),
     ]
+
+
+def test_a_new_customer_keeps_the_consent_source_given_with_an_unknown_consent(api):
+    response = api.put(
+        "/api/v1/customers/C-1", {"sms_consent": "unknown", "consent_source": "store_till"}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["consent_source"] == "store_till"
+    assert Customer.objects.get().consent_source == "store_till"
 
 
 def test_the_consent_log_cannot_be_edited():
@@ -310,6 +321,52 @@ def test_export_holds_the_mac_address_a_gateway_saw_the_device_with(api):
     assert sighting["mac"] == "C4:7C:8D:6A:1B:02"
 
 
+def test_export_says_where_in_the_store_and_by_which_beacon_each_sighting_placed_them(api):
+    lea = DeviceFactory(customer=CustomerFactory(external_id="C-1"), device_id="lea-phone")
+    beacon = BeaconFactory(identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    seen = {"device_id": lea.device_id, "rssi": -60, "seen_at": ago(seconds=10)}
+    seen["ibeacon"] = {"uuid": BEACON_UUID, "major": 1, "minor": 2}
+    api.post("/api/v1/sightings", {"sightings": [seen]}, format="json")
+
+    [sighting] = api.get("/api/v1/customers/C-1/export").json()["sightings"]
+
+    assert sighting["zone__code"] == beacon.zone.code
+    assert sighting["beacon"] == {"ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}}
+    assert sighting["gateway__gateway_id"] is None
+    assert sighting["received_at"].endswith("Z")
+
+
+def test_export_names_the_gateway_that_saw_the_device(api):
+    key = beacons.ibeacon_key(BEACON_UUID, 7, 9)
+    DeviceFactory(customer=CustomerFactory(external_id="C-1"), ble_identity=key)
+    gateway = GatewayFactory()
+    seen = {"rssi": -60, "seen_at": ago(seconds=5)}
+    seen["ibeacon"] = {"uuid": BEACON_UUID, "major": 7, "minor": 9}
+    api.post(
+        f"/api/v1/gateways/{gateway.gateway_id}/sightings", {"sightings": [seen]}, format="json"
+    )
+
+    [sighting] = api.get("/api/v1/customers/C-1/export").json()["sightings"]
+
+    assert sighting["gateway__gateway_id"] == gateway.gateway_id
+    assert sighting["beacon"] is None
+
+
+def test_export_gives_each_pings_id_and_when_it_was_received(api):
+    DeviceFactory(customer=CustomerFactory(external_id="C-1"), device_id="lea-phone")
+    ping = {"device_id": "lea-phone", "latitude": 48.86, "longitude": 2.34, "accuracy": 9}
+    api.post(
+        "/api/v1/pings",
+        {"pings": [{**ping, "ping_id": "p-1", "recorded_at": ago(minutes=1)}]},
+        format="json",
+    )
+
+    [exported] = api.get("/api/v1/customers/C-1/export").json()["pings"]
+
+    assert exported["ping_id"] == "p-1"
+    assert exported["received_at"].endswith("Z")
+
+
 def test_export_of_an_unknown_customer_is_404(api):
     assert api.get("/api/v1/customers/nobody/export").status_code == 404
 
@@ -380,4 +437,36 @@ def test_put_cannot_create_an_id_with_a_slash_which_no_other_route_could_reach(a
     response = api.put(f"/api/v1/customers/{segment}", {"first_name": "Lea"})
 
     assert response.status_code in (404, 405)
+    assert not Customer.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("segment", "message"),
+    [
+        ("C-1%20", "whitespace"),
+        ("%20C-1", "whitespace"),
+        ("C-1%C2%A0", "whitespace"),
+        ("%20", "blank"),
+        ("%20%20", "blank"),
+    ],
+)
+def test_put_refuses_a_blank_id_or_one_with_whitespace_around_it(api, segment, message):
+    # Every body field naming a customer (a device's customer_id, an event's) is trimmed:
+    # a customer created as "C-1 " could never be given a device, a visitor or an event.
+    response = api.put(f"/api/v1/customers/{segment}", {"first_name": "Lea"})
+
+    assert response.status_code == 400
+    assert message in response.json()["external_id"][0]
+    assert not Customer.objects.exists()
+
+
+def test_a_customer_stored_with_whitespace_around_its_id_can_still_be_exported_and_erased(api):
+    # Stored before such ids were refused: what is held about them stays within reach.
+    Customer.objects.create(external_id="C-1 ", phone="+33612345678")
+
+    exported = api.get("/api/v1/customers/C-1%20/export")
+    erased = api.delete("/api/v1/customers/C-1%20")
+
+    assert exported.json()["customer"]["phone"] == "+33612345678"
+    assert erased.status_code == 204
     assert not Customer.objects.exists()

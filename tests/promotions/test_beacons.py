@@ -28,8 +28,9 @@ from promotions.beacons import (
     iter_ad_structures,
     parse_advertisement,
 )
-from promotions.models import Beacon
-from tests.factories import ZoneFactory
+from promotions.models import Beacon, PresenceEvent, Sighting
+from tests.clock import ago
+from tests.factories import BeaconFactory, DeviceFactory, GatewayFactory, ZoneFactory
 
 VECTORS_PATH = (
     Path(__file__).resolve().parents[2].parent / "shared" / "peers" / "beacons" / "vectors.json"
@@ -736,6 +737,62 @@ def test_a_hand_made_frame_with_bad_ids_is_refused_a_key(frame):
 def test_altbeacon_ids_of_a_hand_made_frame_fail_with_a_beacon_parse_error():
     with pytest.raises(BeaconParseError, match="AltBeacon beacon id is 40 hex digits"):
         _ = AltBeacon(0x0118, "zz" * 20, -59, 0).id1
+
+
+# --- The signal a scanner reports -------------------------------------------------------
+# iOS reports a beacon it ranged but could not measure with rssi 0 (CLBeacon: "0 if the
+# RSSI could not be obtained"); no scanner reports a positive one. Read as a reading, 0 is
+# the strongest signal there is.
+
+UNMEASURED_RSSI = "rssi must be below 0 dBm: 0 means the phone could not measure the signal."
+
+
+def ranged(rssi: int, seconds_ago: int) -> dict:
+    return {
+        "device_id": "lea-phone",
+        "ibeacon": {"uuid": UUID_TEXT, "major": 1, "minor": 2},
+        "rssi": rssi,
+        "seen_at": ago(seconds=seconds_ago),
+    }
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("rssi", [0, 1, 20])
+def test_an_app_sighting_whose_rssi_could_not_be_measured_is_refused_and_enters_no_zone(api, rssi):
+    DeviceFactory(device_id="lea-phone")
+    BeaconFactory(identity=ibeacon_key(UUID_TEXT, 1, 2))  # zone threshold -80 dBm
+
+    response = api.post(
+        "/api/v1/sightings",
+        {"sightings": [ranged(rssi, seconds_ago=20), ranged(rssi, seconds_ago=10)]},
+        format="json",
+    )
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["accepted"] == 0
+    assert [item["errors"] for item in body["rejected"]] == [{"rssi": [UNMEASURED_RSSI]}] * 2
+    assert not Sighting.objects.exists()
+    assert not PresenceEvent.objects.filter(kind="entered").exists()
+
+
+@pytest.mark.django_db
+def test_a_gateway_sighting_of_rssi_0_is_refused_with_the_reason(api):
+    key = ibeacon_key(UUID_TEXT, 1000, 1)
+    DeviceFactory(device_id="lea-phone", ble_identity=key)
+    gateway = GatewayFactory()
+    seen = {"ibeacon": {"uuid": UUID_TEXT, "major": 1000, "minor": 1}, "seen_at": ago(seconds=3)}
+
+    response = api.post(
+        f"/api/v1/gateways/{gateway.gateway_id}/sightings",
+        {"sightings": [{**seen, "rssi": 0}, {**seen, "rssi": -1}]},
+        format="json",
+    )
+
+    body = response.json()
+    assert body["accepted"] == 1
+    assert body["rejected"] == [{"index": 0, "errors": {"rssi": [UNMEASURED_RSSI]}}]
+    assert Sighting.objects.get().rssi == -1
 
 
 # Generated input

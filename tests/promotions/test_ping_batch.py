@@ -141,6 +141,20 @@ def test_the_fast_path_agrees_with_the_serializer_on_any_ping(item):
     assert_paths_agree(item)
 
 
+@pytest.mark.parametrize("accuracy", [0, 0.0, -0.0])
+def test_both_paths_refuse_a_ping_of_unknown_accuracy_with_the_same_reason(accuracy):
+    # Android's 0.0 for a fix without an accuracy; the edges above check agreement, this
+    # that they agree on refusing it.
+    body = json.dumps({"pings": [{**VALID, "accuracy": accuracy}]}).encode()
+
+    valid, result = validate_ping_batch(decode_ping_batch(body).pings, NOW)
+
+    assert not valid
+    [rejected] = result.rejected
+    assert rejected["errors"] == general_path({**VALID, "accuracy": accuracy})[1]
+    assert "0 means the phone does not know" in str(rejected["errors"]["accuracy"][0])
+
+
 def test_well_formed_pings_take_the_fast_path_unless_a_rule_needs_the_serializer():
     good = {
         "device_id": "lea-phone",

@@ -4,9 +4,9 @@ import json
 import pytest
 from django.test import override_settings
 
-from promotions.models import Ping
+from promotions.models import Ping, PresenceEvent
 from tests.clock import ago, ahead
-from tests.factories import CustomerFactory, DeviceFactory
+from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
 
 FLOAT_FOR_TEXT = "Must be a string, not a floating-point number (nor NaN or Infinity)."
 
@@ -109,6 +109,7 @@ BAD_PINGS = [
     (ping(latitude=True), "latitude"),
     (ping(latitude=None), "latitude"),
     (ping(accuracy=-1), "accuracy"),
+    (ping(accuracy=0), "accuracy"),
     (ping(accuracy=10**6), "accuracy"),
     (ping(recorded_at=ahead(hours=1)), "recorded_at"),
     (ping(recorded_at=ago(days=30)), "recorded_at"),
@@ -147,6 +148,26 @@ def test_nan_and_infinity_are_rejected_per_item(api, phone, literal):
     assert response.status_code == 202
     assert "finite" in response.json()["rejected"][0]["errors"]["latitude"][0]
     assert not Ping.objects.exists()
+
+
+@pytest.mark.parametrize("accuracy", [0, 0.0, -0.0])
+def test_a_ping_of_unknown_accuracy_is_refused_and_enters_no_store(api, phone, accuracy):
+    # Android's Location.getAccuracy() is 0.0 for a fix without one: read as a perfect
+    # fix, a coarse network fix at the store's door would enter it.
+    store = StoreFactory()
+    at_the_door = ping(latitude=store.latitude, longitude=store.longitude, accuracy=accuracy)
+
+    response = post(api, at_the_door)
+
+    assert response.status_code == 202
+    [rejected] = response.json()["rejected"]
+    assert rejected["errors"] == {
+        "accuracy": [
+            "accuracy must be above 0 m: 0 means the phone does not know how accurate the fix is."
+        ]
+    }
+    assert not Ping.objects.exists()
+    assert not PresenceEvent.objects.filter(kind="entered").exists()
 
 
 def test_unknown_devices_are_named_in_the_rejection(api, phone):
