@@ -8,8 +8,8 @@ class PromotionsConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        # Registers the `in_batch` lookup.
-        from promotions import batch_sql  # noqa: F401
+        # Register the `in_batch` lookup, and the system checks.
+        from promotions import batch_sql, checks  # noqa: F401
 
         # Registers the API-key scheme with drf-spectacular.
         from promotions.api import auth  # noqa: F401

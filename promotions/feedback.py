@@ -7,7 +7,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db.models import Q, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers.models import Customer, SmsConsent
@@ -25,7 +26,6 @@ from promotions.models import (
     Store,
 )
 from promotions.offers import normalise_code
-from promotions.sending import TWILIO_UNSUBSCRIBED
 from promotions.services import record_campaign_days
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
@@ -38,15 +38,67 @@ STATUS_MOVES = {
     "failed": (DeliveryStatus.FAILED, (DeliveryStatus.QUEUED, DeliveryStatus.SENT)),
 }
 
-# Carriers' and Twilio's standard keywords, plus French ones (ARRET is the French STOP).
-OPT_OUT_WORDS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "ARRET"}
-# Twilio answers these itself (Advanced Opt-Out); a second confirmation would be noise.
-TWILIO_CONFIRMS = {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT"}
+# Twilio: the recipient replied STOP to this sender; texting them again is refused.
+TWILIO_UNSUBSCRIBED = 21610
+
+# Replies are matched as their words, case, accents and punctuation ignored ("Opt-out" is
+# "OPT OUT"). Twilio's default keywords, carriers' spellings, and French ones (ARRET, and
+# the ARRETE and ARRETT that Twilio's own French lists carry).
+OPT_OUT_WORDS = {
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+    "OPT OUT",
+    "ARRET",
+    "ARRETE",
+    "ARRETT",
+}
 OPT_IN_WORDS = {"START", "YES", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO", "AIDE"}
-HELP_TEXT = "Passage offers by SMS. Reply STOP to opt out, START to opt back in."
-OPTED_OUT_TEXT = "You will receive no more offers by SMS. Reply START to opt back in."
-OPTED_IN_TEXT = "You will receive our offers by SMS again. Reply STOP to opt out."
+# Twilio's default opt-out and opt-in keywords: Twilio blocks or unblocks the number and
+# answers them itself, so a confirmation of ours would be a second one (paid for). Every
+# opt-in word is among them. HELP is answered by us all the same: it says what Passage is.
+TWILIO_CONFIRMS = {
+    "STOP",
+    "STOPALL",
+    "UNSUBSCRIBE",
+    "CANCEL",
+    "END",
+    "QUIT",
+    "REVOKE",
+    "OPTOUT",
+    "START",
+    "YES",
+    "UNSTOP",
+}
+# A Messaging Service with Advanced Opt-Out matches its own keywords (a retailer's
+# DESABONNER, say), answers them, and says which kind it matched in `OptOutType`.
+OPT_OUT_TYPES = {"STOP", "START", "HELP"}
+
+# The replies we send ourselves, in the customer's language (as the offers' opt-out footer
+# is), in GSM-7 characters like the footers.
+OPTED_OUT_TEXTS = {
+    "en": "You will receive no more offers by SMS. Reply START to opt back in.",
+    "fr": "Vous ne recevrez plus nos offres par SMS. Répondez START pour les recevoir à nouveau.",
+    "es": "Ya no te enviaremos ofertas por SMS. Responde START para volver a recibirlas.",
+    "de": "Du erhältst keine Angebote mehr per SMS. Antworte START, um sie wieder zu erhalten.",
+    "it": "Non riceverai più le nostre offerte via SMS. Rispondi START per riceverle di nuovo.",
+}
+HELP_TEXTS = {
+    "en": "Passage offers by SMS. Reply STOP to opt out, START to opt back in.",
+    "fr": "Offres Passage par SMS. Répondez STOP pour ne plus les recevoir, START pour les "
+    "recevoir à nouveau.",
+    "es": "Ofertas de Passage por SMS. Responde STOP para darte de baja, START para volver a "
+    "recibirlas.",
+    "de": "Angebote von Passage per SMS. Antworte STOP zum Abmelden, START zum erneuten Anmelden.",
+    "it": "Offerte Passage via SMS. Rispondi STOP per non riceverle più, START per riceverle "
+    "di nuovo.",
+}
 
 
 class UnknownCodeError(Exception):
@@ -74,56 +126,100 @@ def apply_status_callback(
     reported = Q(twilio_sid=sid)
     if delivery_id is not None:
         reported |= Q(id=delivery_id, twilio_sid="")
+    # A callback may settle a send whose answer was lost (no sid, no sent_at recorded): Twilio
+    # took it, at the send's claim (when it was handed over) as near as we know.
+    went = (
+        {}
+        if new_status == DeliveryStatus.FAILED
+        else {"sent_at": Coalesce("sent_at", "claimed_at", Value(now))}
+    )
     moved = Delivery.objects.filter(reported, status__in=allowed_from).update(
         status=new_status,
         twilio_sid=sid,
         error_code=error_code,
         status_updated_at=now,
+        **went,
     )
-    delivery = Delivery.objects.filter(twilio_sid=sid).select_related("customer").first()
-    if delivery and error_code == TWILIO_UNSUBSCRIBED and delivery.customer:
-        _change_consent(
-            [delivery.customer_id],
-            SmsConsent.OPTED_OUT,
-            source="twilio",
-            note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
-            now=now,
-        )
+    delivery = Delivery.objects.filter(twilio_sid=sid).first()
+    if delivery and error_code == TWILIO_UNSUBSCRIBED:
+        opt_out_unsubscribed(phone=delivery.to, now=now)
     return delivery if moved else None
 
 
+def opt_out_unsubscribed(*, phone: str, now: datetime) -> None:
+    """Twilio refused or failed an SMS with 21610: the number replied STOP to our sender.
+    Everyone whose number it is now is opted out, as an inbound STOP does; a customer who
+    has given another number since is not."""
+    _change_consent(
+        phone,
+        SmsConsent.OPTED_OUT,
+        source="twilio",
+        note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
+        now=now,
+    )
+
+
 def keyword(body: str) -> str:
-    """The reply as a keyword when it is one word: case, accents and punctuation ignored."""
+    """The reply's words, upper case, one space apart: case, accents and punctuation
+    ignored, so that it can be compared with the keywords."""
     plain = unicodedata.normalize("NFKD", body).encode("ascii", "ignore").decode()
-    words = re.sub(r"[^A-Za-z]+", " ", plain).split()
-    return words[0].upper() if len(words) == 1 else ""
+    return " ".join(re.sub(r"[^A-Za-z]+", " ", plain).split()).upper()
 
 
-def handle_inbound_sms(*, from_number: str, body: str, now: datetime) -> str:
-    """Act on a customer's reply; returns the text to answer ("" for none)."""
+def handle_inbound_sms(
+    *, from_number: str, body: str, now: datetime, opt_out_type: str = ""
+) -> str:
+    """Act on a customer's reply; returns the text to answer ("" for none). `opt_out_type`
+    is Twilio's OptOutType: when it is given, Twilio matched the keyword and answered it."""
     word = keyword(body)
     try:
         phone = normalise_phone(from_number)
     except PhoneError:
-        return HELP_TEXT if word in HELP_WORDS else ""
-    customers = list(Customer.objects.filter(phone=phone).values_list("id", flat=True))
+        phone = ""  # no customer's: answered, never acted on
+    matched = opt_out_type.upper()
+    if matched in OPT_OUT_TYPES:
+        # Twilio's match stands, our keywords aside; it has answered already.
+        note = f"Replied {word[:40]} (Twilio {matched})"
+        if matched == "STOP":
+            _change_consent(phone, SmsConsent.OPTED_OUT, "sms", note, now)
+        elif matched == "START":
+            _change_consent(phone, SmsConsent.OPTED_IN, "sms", note, now)
+        return ""
+    language = _language_at(phone)
     if word in OPT_OUT_WORDS:
-        changed = _change_consent(customers, SmsConsent.OPTED_OUT, "sms", f"Replied {word}", now)
-        return OPTED_OUT_TEXT if changed and word not in TWILIO_CONFIRMS else ""
+        changed = _change_consent(phone, SmsConsent.OPTED_OUT, "sms", f"Replied {word}", now)
+        return OPTED_OUT_TEXTS[language] if changed and word not in TWILIO_CONFIRMS else ""
     if word in OPT_IN_WORDS:
-        changed = _change_consent(customers, SmsConsent.OPTED_IN, "sms", f"Replied {word}", now)
-        return OPTED_IN_TEXT if changed else ""
+        # Twilio confirms every opt-in word (TWILIO_CONFIRMS): no reply of ours.
+        _change_consent(phone, SmsConsent.OPTED_IN, "sms", f"Replied {word}", now)
+        return ""
     if word in HELP_WORDS:
-        return HELP_TEXT
+        return HELP_TEXTS[language]
     return ""
 
 
-def _change_consent(
-    customer_ids: list[int], consent: str, source: str, note: str, now: datetime
-) -> bool:
+def _language_at(phone: str) -> str:
+    """The language to answer a number in: its customer's (the one who gave it last, when
+    several share it), English when none is known or written."""
+    if not phone:
+        return "en"
+    locale = (
+        Customer.objects.filter(phone=phone)
+        .order_by("-updated_at", "-id")
+        .values_list("locale", flat=True)
+        .first()
+    )
+    language = (locale or "en").replace("_", "-").split("-")[0].lower()
+    return language if language in OPTED_OUT_TEXTS else "en"
+
+
+def _change_consent(phone: str, consent: str, source: str, note: str, now: datetime) -> bool:
+    """Give everyone whose current number is `phone` this consent; whether any changed."""
+    if not phone:
+        return False  # an erased customer's delivery: its number is gone
     changed = False
     with transaction.atomic():
-        for customer in Customer.objects.select_for_update().filter(id__in=customer_ids):
+        for customer in Customer.objects.select_for_update().filter(phone=phone).order_by("pk"):
             if set_sms_consent(
                 customer=customer, consent=consent, source=source, note=note, at=now
             ):

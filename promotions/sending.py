@@ -21,12 +21,9 @@ from django.db import transaction
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 
 from customers.models import Customer, SmsConsent
-from customers.services import set_sms_consent
-from promotions import decisions, offers, rules, sms
+from promotions import decisions, feedback, offers, rules, sms
 from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus, OfferCode
 
-# Twilio: the recipient replied STOP to this sender; texting them again is refused.
-TWILIO_UNSUBSCRIBED = 21610
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
@@ -84,13 +81,14 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         return _suppress(delivery_id, now, DeliveryReason.NO_CONSENT)
 
     # Twilio is told what is left of the offer's validity, not all of it: a message it holds
-    # in its queue must not arrive after the offer has gone stale. 1 s is its minimum.
+    # in its queue must not arrive after the offer has gone stale. 1 s is its minimum; an
+    # event stamped a little ahead of this clock leaves the whole validity, never more.
     left = validity - (now - event_at) if event_at else validity
     message = sms.OutgoingSms(
         to=delivery.to,
         body=delivery.body,
         reference=str(delivery_id),
-        validity_seconds=max(1, int(left.total_seconds())),
+        validity_seconds=max(1, int(min(left, validity).total_seconds())),
     )
     try:
         sent = sms.get_backend().send(message)
@@ -105,8 +103,8 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         return SendOutcome(DeliveryStatus.FAILED, str(error))
     except sms.PermanentSmsError as error:
         _fail_refused(delivery_id, now, error, message)
-        if error.code == TWILIO_UNSUBSCRIBED:
-            _opt_out(delivery_id, now)
+        if error.code == feedback.TWILIO_UNSUBSCRIBED:
+            feedback.opt_out_unsubscribed(phone=message.to, now=now)
         return SendOutcome(DeliveryStatus.FAILED, str(error))
     except sms.UncertainSmsError as error:
         # Keeps its claim: never sent again, settled by a callback or settle_claimed_sends.
@@ -315,17 +313,3 @@ def _error_text(error: sms.SmsError, message: sms.OutgoingSms) -> str:
         if spelling:
             text = text.replace(spelling, "[phone number]")
     return text[:300]
-
-
-def _opt_out(delivery_id: int, now: datetime) -> None:
-    customer_id = Delivery.objects.filter(id=delivery_id).values_list("customer_id", flat=True)
-    with transaction.atomic():
-        customer = Customer.objects.select_for_update().filter(id__in=customer_id).first()
-        if customer and set_sms_consent(
-            customer=customer,
-            consent=SmsConsent.OPTED_OUT,
-            source="twilio",
-            note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
-            at=now,
-        ):
-            customer.save(update_fields=["sms_consent", "consent_source", "consent_updated_at"])

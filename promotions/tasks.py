@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # A database that is restarting or failing over answers again within a minute or two.
 DATABASE_ERRORS = (OperationalError, InterfaceError)
+# The longest a send waits before its retry, whatever the provider's Retry-After says.
+MAX_SEND_BACKOFF_SECONDS = 60
 
 
 @shared_task(
@@ -44,8 +46,10 @@ def send_sms(self, delivery_id: int) -> str:
             delivery_id=delivery_id, now=timezone.now(), final_attempt=final
         )
     except sms.TransientSmsError as error:
-        # Exponential backoff with jitter, so a fleet of retries does not hit Twilio in step.
-        backoff = timedelta(seconds=min(2**self.request.retries, 60) + random.uniform(0, 1))
+        # Exponential backoff, or the wait the provider asked for (a 429's Retry-After), with
+        # jitter, so a fleet of retries does not hit Twilio in step.
+        wait = 2**self.request.retries if error.retry_after is None else error.retry_after
+        backoff = timedelta(seconds=min(wait, MAX_SEND_BACKOFF_SECONDS) + random.uniform(0, 1))
         retry_at = sending.schedule_retry(
             delivery_id=delivery_id, now=timezone.now(), backoff=backoff
         )

@@ -1,8 +1,8 @@
 """Twilio's webhooks: delivery status callbacks and customers' replies.
 
 Each request must carry a valid `X-Twilio-Signature`, computed over the URL Twilio called.
-That URL is rebuilt from PUBLIC_BASE_URL, never from the Host header, which a proxy rewrites
-and a caller controls.
+That URL is rebuilt from PUBLIC_BASE_URL (with any path prefix the site is mounted under),
+never from the Host header, which a proxy rewrites and a caller controls.
 """
 
 from xml.sax.saxutils import escape
@@ -21,9 +21,10 @@ def _signed(request: HttpRequest) -> bool:
     signature = request.headers.get("X-Twilio-Signature", "")
     if not settings.TWILIO_AUTH_TOKEN or not signature:
         return False
-    url = settings.PUBLIC_BASE_URL + request.get_full_path()
-    params = {key: request.POST.get(key) for key in request.POST}
-    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, params, signature)
+    # PUBLIC_BASE_URL names any prefix the site is mounted under (SCRIPT_NAME): the path is
+    # taken without it. Every value of a repeated form key is signed, so all are passed.
+    url = settings.PUBLIC_BASE_URL + request.get_full_path_info()
+    return RequestValidator(settings.TWILIO_AUTH_TOKEN).validate(url, request.POST, signature)
 
 
 def _number(raw: str | None, *, digits: int) -> int | None:
@@ -55,6 +56,7 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
     reply = feedback.handle_inbound_sms(
         from_number=request.POST.get("From", ""),
         body=request.POST.get("Body", ""),
+        opt_out_type=request.POST.get("OptOutType", ""),
         now=timezone.now(),
     )
     message = f"<Message>{escape(reply)}</Message>" if reply else ""

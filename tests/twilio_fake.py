@@ -42,6 +42,7 @@ class Answer:
     # or lost Twilio's answer.
     accepted: bool = False
     dropped: bool = False  # the connection is closed with no answer at all
+    headers: dict[str, str] = field(default_factory=dict)  # Retry-After, say
 
 
 def error(status: int, code: int, message: str) -> Answer:
@@ -165,6 +166,8 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
                 self.send_response(answer.status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
+                for name, value in answer.headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(body)
             except (BrokenPipeError, ConnectionResetError):

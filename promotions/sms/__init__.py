@@ -30,11 +30,18 @@ class SentSms:
 
 class SmsError(Exception):
     def __init__(
-        self, message: str, *, code: int | None = None, http_status: int | None = None
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.http_status = http_status
+        # Seconds the provider asked us to wait before trying again (Retry-After), if it did.
+        self.retry_after = retry_after
 
 
 class TransientSmsError(SmsError):

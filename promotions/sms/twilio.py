@@ -3,7 +3,8 @@
 import ssl
 import traceback
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import requests
@@ -40,23 +41,27 @@ class BaseUrlHttpClient(TwilioHttpClient):
         # max_retries=0: a retry belongs to the send task, which knows whether it is safe.
         super().__init__(timeout=timeout, max_retries=0)
         self.base_url = base_url.rstrip("/")
+        self.retry_after: float | None = None  # the last answer's Retry-After, in seconds
         if self.session is not None:
             self.session.trust_env = False  # never route loopback through a proxy variable
 
     def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
         if url.startswith(TWILIO_API):
             url = self.base_url + url[len(TWILIO_API) :]
-        return super().request(method, url, *args, **kwargs)
+        self.retry_after = None
+        response = super().request(method, url, *args, **kwargs)
+        # The SDK's errors keep no headers: the wait a 429 or a 503 asks for is kept here.
+        self.retry_after = _retry_after((response.headers or {}).get("Retry-After"))
+        return response
 
 
 class TwilioBackend:
     def __init__(self) -> None:
+        self.http = BaseUrlHttpClient(
+            settings.TWILIO_API_BASE, timeout=settings.SMS_HTTP_TIMEOUT_SECONDS
+        )
         self.client = Client(
-            settings.TWILIO_ACCOUNT_SID,
-            settings.TWILIO_AUTH_TOKEN,
-            http_client=BaseUrlHttpClient(
-                settings.TWILIO_API_BASE, timeout=settings.SMS_HTTP_TIMEOUT_SECONDS
-            ),
+            settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=self.http
         )
 
     def send(self, message: OutgoingSms) -> SentSms:
@@ -95,7 +100,10 @@ class TwilioBackend:
             else:
                 kind = PermanentSmsError
             raise kind(
-                f"Twilio {error.status}: {error.msg}", code=error.code, http_status=error.status
+                f"Twilio {error.status}: {error.msg}",
+                code=error.code,
+                http_status=error.status,
+                retry_after=self.http.retry_after,
             ) from error
         except (requests.ConnectionError, requests.Timeout) as error:
             if isinstance(error, requests.exceptions.ConnectTimeout) or _not_sent(error):
@@ -131,6 +139,22 @@ class TwilioBackend:
             ):
                 return SentSms(sid=sent.sid, status=sent.status or "sent")
         return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Retry-After as seconds to wait: it is a number of seconds, or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isascii() and value.isdigit():
+        return float(value)
+    try:
+        until = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if until.tzinfo is None:
+        return None  # "-0000": a date with no known zone
+    return max(0.0, (until - datetime.now(UTC)).total_seconds())
 
 
 def _letters_and_digits(text: str) -> str:

@@ -5,9 +5,12 @@ local fake, reached through the real SDK."""
 import socket
 from dataclasses import replace
 from datetime import timedelta
+from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.core.checks import run_checks
+from django.core.management import call_command
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
@@ -181,6 +184,17 @@ def test_an_unsubscribed_recipient_is_opted_out(twilio, store):
     assert ConsentChange.objects.get(customer=customer).source == "twilio"
 
 
+def test_an_unsubscribed_number_opts_out_everyone_at_it_as_a_stop_does(twilio, store):
+    delivery = queue_offer(store)
+    sharing = CustomerFactory(phone=delivery.to)
+    twilio.then(twilio_fake.UNSUBSCRIBED)
+
+    send(delivery)
+
+    sharing.refresh_from_db()
+    assert sharing.sms_consent == SmsConsent.OPTED_OUT
+
+
 def test_a_stop_arriving_while_the_sms_is_queued_wins(twilio, store, client, settings):
     delivery = queue_offer(store)
     url = settings.PUBLIC_BASE_URL + "/webhooks/twilio/inbound"
@@ -235,6 +249,17 @@ def test_twilio_holds_an_sms_no_longer_than_its_offer_has_left(twilio, store, se
     )
 
     assert [r.form["ValidityPeriod"] for r in twilio.messages] == ["30", "1"]
+
+
+def test_twilio_never_holds_an_sms_longer_than_the_validity(twilio, store, settings):
+    settings.SMS_VALIDITY_SECONDS = 600
+    delivery = queue_offer(store)
+    # The presence event is stamped 30 s ahead of the worker's clock (a phone's clock).
+    sending.send_delivery(
+        delivery_id=delivery.id, now=delivery.presence_event.occurred_at - timedelta(seconds=30)
+    )
+
+    assert [r.form["ValidityPeriod"] for r in twilio.messages] == ["600"]
 
 
 def test_an_sms_too_long_for_twilio_fails_without_reaching_it(twilio, store):
@@ -293,6 +318,29 @@ def test_a_gateway_error_is_never_resent_and_is_settled_from_twilio(
     assert delivery.status == "sent"
     assert delivery.twilio_sid == twilio.accepted[0].sid
     assert len(twilio.messages) == 1
+
+
+def test_a_throttled_send_is_retried_after_the_wait_twilio_asks_for(twilio, store, settings):
+    settings.SMS_SENDER_MPS = 100
+    twilio.then(replace(twilio_fake.TOO_MANY, headers={"Retry-After": "30"}))
+
+    delivery = send(queue_offer(store))
+
+    first, _ = twilio.messages
+    assert delivery.status == "sent"
+    assert delivery.send_after - first.at >= timedelta(seconds=30)
+
+
+def test_a_retry_after_longer_than_the_longest_backoff_is_cut_to_it(twilio, store, settings):
+    settings.SMS_SENDER_MPS = 100
+    twilio.then(replace(twilio_fake.TOO_MANY, headers={"Retry-After": "3600"}))
+
+    delivery = send(queue_offer(store))
+
+    first, _ = twilio.messages
+    longest = timedelta(seconds=tasks.MAX_SEND_BACKOFF_SECONDS + 2)
+    assert timedelta(seconds=tasks.MAX_SEND_BACKOFF_SECONDS) <= delivery.send_after - first.at
+    assert delivery.send_after - first.at < longest
 
 
 def test_a_send_that_succeeds_after_throttling_keeps_no_error(twilio, store):
@@ -503,6 +551,25 @@ def test_a_send_twilio_took_before_its_worker_died_gets_twilios_status(twilio, s
     assert delivery.twilio_sid == sent.sid
     assert delivery.sent_at is not None
     assert len(twilio.messages) == 2
+
+
+def test_a_status_callback_settling_a_send_whose_answer_was_lost_records_when_it_went(
+    twilio, store, settings
+):
+    # A gateway's 504: Twilio took the message, and its callback comes before the sweep.
+    twilio.then(replace(twilio_fake.GATEWAY_TIMEOUT, accepted=True))
+    delivery = send(queue_offer(store))
+    assert (delivery.status, delivery.sent_at) == ("queued", None)
+    [accepted] = twilio.accepted
+    url = accepted.form["StatusCallback"]
+    form = {"MessageSid": accepted.sid, "MessageStatus": "delivered", "AccountSid": "AC1"}
+    signature = RequestValidator(twilio_fake.AUTH_TOKEN).compute_signature(url, form)
+    path = url.removeprefix(settings.PUBLIC_BASE_URL)
+
+    assert Client().post(path, form, HTTP_X_TWILIO_SIGNATURE=signature).status_code == 204
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.sent_at) == ("delivered", delivery.claimed_at)
 
 
 def test_a_claim_whose_worker_died_before_twilio_fails_as_never_sent(twilio, store, settings):
@@ -729,3 +796,28 @@ def test_a_returned_pool_code_shows_only_on_the_sms_that_carries_it(twilio, stor
     assert bodies[second.id][1].startswith("Your code: POS-1")
     export = get_customer_export(Customer.objects.get(id=first.customer_id))
     assert "POS-1" not in str(export["deliveries"])
+
+
+# --- Without a broker ---------------------------------------------------------------------
+
+
+def test_twilio_without_a_broker_is_warned_of_by_the_system_checks(settings):
+    # Eager tasks run inside the request: no pace between sends, no backoff between retries.
+    settings.SMS_BACKEND = "twilio"
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    out = StringIO()
+
+    call_command("check", stdout=out, stderr=out)
+
+    assert "passage.W001" in out.getvalue()
+    assert "SMS_BACKEND=twilio without CELERY_BROKER_URL" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("backend", "eager"), [("twilio", False), ("console", True), ("locmem", True)]
+)
+def test_a_broker_or_a_local_backend_needs_no_warning(settings, backend, eager):
+    settings.SMS_BACKEND = backend
+    settings.CELERY_TASK_ALWAYS_EAGER = eager
+
+    assert "passage.W001" not in [message.id for message in run_checks()]

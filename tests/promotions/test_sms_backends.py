@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,28 @@ def test_twilio_errors_are_permanent_transient_or_uncertain_with_their_code(
     assert raised.value.code == code
     assert raised.value.http_status == answer.status
     assert len(twilio.messages) == 1  # the SDK does not retry behind our back
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "seconds"),
+    [
+        ("7", 7),
+        ("in 90 s, as an HTTP date", 90),
+        ("soon", None),
+        (None, None),
+    ],
+)
+def test_a_throttled_send_says_how_long_twilio_asked_to_wait(twilio, retry_after, seconds):
+    if retry_after == "in 90 s, as an HTTP date":
+        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+    headers = {} if retry_after is None else {"Retry-After": retry_after}
+    twilio.then(replace(twilio_fake.TOO_MANY, headers=headers))
+    with pytest.raises(TransientSmsError) as raised:
+        sms.get_backend().send(MESSAGE)
+    if seconds is None:
+        assert raised.value.retry_after is None
+    else:
+        assert raised.value.retry_after == pytest.approx(seconds, abs=2)
 
 
 def test_twilio_unreachable_is_transient(twilio, settings):

@@ -1,9 +1,16 @@
 """Twilio's webhooks: signed status callbacks and customers' replies."""
 
+from datetime import timedelta
+from urllib.parse import urlencode
+
 import pytest
+from django.http import QueryDict
+from django.test import Client
+from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
 from customers.models import ConsentChange, SmsConsent
+from customers.services import upsert_customer
 from promotions.models import DeliveryStatus
 from tests.factories import CustomerFactory, DeliveryFactory
 
@@ -29,8 +36,8 @@ def status(client, sid, value, **extra):
     return signed_post(client, "/webhooks/twilio/status", form)
 
 
-def reply(client, phone, body):
-    return signed_post(client, "/webhooks/twilio/inbound", {"From": phone, "Body": body})
+def reply(client, phone, body, **extra):
+    return signed_post(client, "/webhooks/twilio/inbound", {"From": phone, "Body": body, **extra})
 
 
 # --- Signatures -------------------------------------------------------------------------
@@ -62,6 +69,38 @@ def test_without_an_auth_token_every_request_is_refused(client, settings):
     settings.TWILIO_AUTH_TOKEN = None
     form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
     assert signed_post(client, "/webhooks/twilio/status", form).status_code == 403
+
+
+def test_every_value_of_a_repeated_form_key_is_signed(client):
+    # Twilio signs each value of a key it sends twice; the last one alone would not match.
+    DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
+    body = urlencode(
+        [("MessageSid", "SM1"), ("MessageStatus", "delivered"), ("Tag", "a"), ("Tag", "b")]
+    )
+    url = BASE + "/webhooks/twilio/status"
+    signature = RequestValidator(TOKEN).compute_signature(url, QueryDict(body))
+    response = client.post(
+        "/webhooks/twilio/status",
+        body,
+        content_type="application/x-www-form-urlencoded",
+        HTTP_X_TWILIO_SIGNATURE=signature,
+    )
+    assert response.status_code == 204
+
+
+def test_a_site_mounted_under_a_path_prefix_checks_the_url_twilio_called(settings):
+    # gunicorn's SCRIPT_NAME: PUBLIC_BASE_URL names the prefix, where Twilio calls.
+    settings.PUBLIC_BASE_URL = BASE + "/passage"
+    delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
+    form = {"MessageSid": "SM1", "MessageStatus": "delivered"}
+    url = BASE + "/passage/webhooks/twilio/status"
+    signature = RequestValidator(TOKEN).compute_signature(url, form)
+    response = Client().post(
+        "/webhooks/twilio/status", form, HTTP_X_TWILIO_SIGNATURE=signature, SCRIPT_NAME="/passage"
+    )
+    assert response.status_code == 204
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
 
 
 def test_a_get_is_not_allowed(client):
@@ -111,6 +150,27 @@ def test_an_unsubscribed_error_in_a_callback_opts_the_customer_out(client):
     assert delivery.customer.sms_consent == SmsConsent.OPTED_OUT
 
 
+def test_an_unsubscribed_error_opts_out_everyone_at_the_number_as_a_stop_does(client):
+    delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
+    sharing = CustomerFactory(phone=delivery.to)
+    status(client, "SM1", "failed", ErrorCode="21610")
+    sharing.refresh_from_db()
+    assert sharing.sms_consent == SmsConsent.OPTED_OUT
+
+
+def test_an_unsubscribed_error_for_a_number_given_up_since_leaves_the_new_one_alone(client):
+    customer = CustomerFactory(phone="+33612345678")
+    DeliveryFactory(customer=customer, status=DeliveryStatus.SENT, twilio_sid="SM9")
+    # The customer gives a new number, and consents at it, before Twilio's callback comes.
+    upsert_customer(
+        external_id=customer.external_id,
+        values={"phone": "+33698765432", "sms_consent": SmsConsent.OPTED_IN},
+    )
+    status(client, "SM9", "failed", ErrorCode="21610")
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+
+
 @pytest.mark.parametrize("code", ["\u00b2", "30003x", "9" * 12])
 def test_an_error_code_that_is_not_a_number_is_left_out(client, code):
     delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
@@ -143,6 +203,27 @@ def test_the_id_in_a_callback_never_moves_a_delivery_with_another_sid(client):
     assert (delivery.status, delivery.twilio_sid) == ("sent", "SM1")
 
 
+@pytest.mark.parametrize("value", ["sent", "delivered", "undelivered"])
+def test_a_callback_settling_a_send_whose_answer_was_lost_records_when_it_went(client, value):
+    # Twilio's answer to the send never came: queued with its claim, no sid, no sent_at.
+    claimed_at = timezone.now() - timedelta(minutes=2)
+    delivery = DeliveryFactory(status=DeliveryStatus.QUEUED, twilio_sid="", claimed_at=claimed_at)
+    status_of(client, delivery.id, "SM9", value)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.sent_at) == (value, claimed_at)
+
+
+def test_a_callback_keeps_the_time_a_send_was_recorded_and_a_failure_sets_none(client):
+    sent_at = timezone.now() - timedelta(minutes=1)
+    sent = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1", sent_at=sent_at)
+    never = DeliveryFactory(status=DeliveryStatus.QUEUED, twilio_sid="", claimed_at=sent_at)
+    status(client, "SM1", "delivered")
+    status_of(client, never.id, "SM2", "failed")
+    sent.refresh_from_db()
+    never.refresh_from_db()
+    assert (sent.sent_at, never.sent_at) == (sent_at, None)
+
+
 @pytest.mark.parametrize("param", ["abc", "-1", "1.5", "%D9%A1", "9" * 30, ""])
 def test_a_malformed_delivery_id_in_a_callback_is_ignored(client, param):
     delivery = DeliveryFactory(status=DeliveryStatus.QUEUED, twilio_sid="")
@@ -169,6 +250,12 @@ def test_a_malformed_delivery_id_in_a_callback_is_ignored(client, param):
         "arret",
         "ARRÊT",
         "Arrêt !",
+        "arrête",
+        "ARRETT",
+        "REVOKE",
+        "optout",
+        "Opt-out",
+        "opt out",
     ],
 )
 def test_every_stop_word_opts_out_and_is_logged(client, body):
@@ -195,7 +282,9 @@ def test_start_yes_and_unstop_opt_back_in(client, body):
     response = reply(client, "+33612345678", body)
     customer.refresh_from_db()
     assert customer.sms_consent == SmsConsent.OPTED_IN
-    assert b"<Message>" in response.content
+    # Twilio answers its opt-in words itself, as it does STOP: a reply of ours would be a
+    # second confirmation, which the customer receives and the retailer pays for.
+    assert b"<Message>" not in response.content
     assert ConsentChange.objects.get(customer=customer).consent == "opted_in"
 
 
@@ -211,16 +300,57 @@ def test_arret_is_confirmed_and_stop_is_left_to_twilio(client):
     assert b"<Message>" not in reply(client, "+33612345679", "STOP").content
 
 
-def test_a_reply_from_an_unknown_number_changes_nothing(client):
-    response = reply(client, "+33699999999", "STOP")
-    assert response.status_code == 200
-    assert not ConsentChange.objects.exists()
+@pytest.mark.parametrize("body", ["REVOKE", "OPTOUT"])
+def test_twilios_newer_stop_words_are_left_to_twilio_too(client, body):
+    CustomerFactory(phone="+33612345678")
+    assert b"<Message>" not in reply(client, "+33612345678", body).content
 
 
-def test_everyone_sharing_a_number_is_opted_out(client):
-    first = CustomerFactory(phone="+33612345678")
-    second = CustomerFactory(phone="+33612345678")
-    reply(client, "+33612345678", "STOP")
-    for customer in (first, second):
-        customer.refresh_from_db()
-        assert customer.sms_consent == SmsConsent.OPTED_OUT
+def test_opt_out_spelt_in_two_words_which_twilio_does_not_match_is_confirmed(client):
+    CustomerFactory(phone="+33612345678", locale="en-GB")
+    response = reply(client, "+33612345678", "Opt-out")
+    assert b"You will receive no more offers by SMS" in response.content
+
+
+@pytest.mark.parametrize(
+    ("locale", "text"),
+    [
+        ("fr-FR", "Vous ne recevrez plus nos offres par SMS"),
+        ("en-US", "You will receive no more offers by SMS"),
+        ("it", "Non riceverai più le nostre offerte"),
+        ("", "You will receive no more offers by SMS"),
+        ("pt-BR", "You will receive no more offers by SMS"),  # a language we do not write
+    ],
+)
+def test_our_confirmation_is_in_the_customers_language(client, locale, text):
+    CustomerFactory(phone="+33612345678", locale=locale)
+    assert text in reply(client, "+33612345678", "ARRET").content.decode()
+
+
+def test_help_is_answered_in_the_customers_language(client):
+    CustomerFactory(phone="+33612345678", locale="fr-FR")
+    content = reply(client, "+33612345678", "AIDE").content.decode()
+    assert "Répondez STOP pour ne plus les recevoir" in content
+
+
+@pytest.mark.parametrize(
+    ("opt_out_type", "consent"), [("STOP", "opted_out"), ("START", "opted_in")]
+)
+def test_twilios_advanced_opt_out_match_is_acted_on_and_left_to_twilio_to_answer(
+    client, opt_out_type, consent
+):
+    # The retailer's Messaging Service adds its own keywords (DESABONNER, REABONNER) and
+    # tells us which kind it matched; it has answered the customer already.
+    start = SmsConsent.OPTED_IN if opt_out_type == "STOP" else SmsConsent.OPTED_OUT
+    customer = CustomerFactory(phone="+33612345678", sms_consent=start)
+    body = "DESABONNER" if opt_out_type == "STOP" else "REABONNER"
+    response = reply(client, "+33612345678", body, OptOutType=opt_out_type)
+    customer.refresh_from_db()
+    assert customer.sms_consent == consent
+    assert b"<Message>" not in response.content
+
+
+def test_a_help_twilios_advanced_opt_out_answered_gets_no_second_answer(client):
+    CustomerFactory(phone="+33612345678")
+    response = reply(client, "+33612345678", "AIDE", OptOutType="HELP")
+    assert b"<Message>" not in response.content
