@@ -9,14 +9,23 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run test lint services prism browser fuzz bench loadtest postgis
+.PHONY: run check-port test lint services prism browser fuzz bench loadtest postgis
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements.txt
 	@cp requirements.txt $@
 
-run: $(INSTALLED)
+# Checked before anything runs: runserver would refuse a bad port only after migrate and
+# load_demo had replaced the admin's password and the demo key.
+check-port:
+	@case "$(PORT)" in \
+		""|*[!0-9]*|0*|??????*) bad=1 ;; \
+		*) [ "$(PORT)" -le 65535 ] || bad=1 ;; \
+	esac; \
+	if [ -n "$${bad:-}" ]; then echo "PORT='$(PORT)': expected a port number from 1 to 65535." >&2; exit 1; fi
+
+run: check-port $(INSTALLED)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py load_demo --base-url http://127.0.0.1:$(PORT)
 	$(BIN)/python manage.py runserver 127.0.0.1:$(PORT)

@@ -149,18 +149,70 @@ def env_timezone(name: str, default: str) -> str:
     return value
 
 
+def _without_password(url: str) -> str:
+    """The URL as a message may repeat it: amqp://user:secret@host shown as user:***@host."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:  # not even a URL: nothing in it reads as a password
+        return url
+    return url.replace(f":{password}@", ":***@") if password else url
+
+
 def env_url_any(name: str, schemes: tuple[str, ...]) -> str | None:
     value = env_str(name)
     if value is None:
         return None
     parts = urlsplit(value)
     if parts.scheme not in schemes or not parts.netloc:
-        # The URL may carry a password (amqp://user:secret@host): it is not repeated.
-        shown = value.replace(f":{parts.password}@", ":***@") if parts.password else value
         written = ", ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
-            f"{name}={shown!r}: expected a URL starting {written}, "
+            f"{name}={_without_password(value)!r}: expected a URL starting {written}, "
             f"such as {schemes[0]}://host:port/0."
+        )
+    return value
+
+
+# Passage runs on SQLite or PostgreSQL (psycopg is what requirements.txt installs);
+# dj_database_url knows more schemes, whose drivers are not installed.
+DATABASE_SCHEMES = ("sqlite", "postgres", "postgresql", "pgsql")
+
+
+def env_database(name: str, default: str) -> dict:
+    """Django's DATABASES entry for a URL naming SQLite or PostgreSQL."""
+    value = env_str(name, default)
+    try:
+        scheme = urlsplit(value).scheme
+    except ValueError:  # "postgres://[host": urlsplit refuses what it cannot split
+        scheme = None
+    if scheme not in DATABASE_SCHEMES:
+        written = ", ".join(f"{known}://" for known in DATABASE_SCHEMES)
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: expected a URL starting {written}, "
+            "such as postgres://user:password@host:5432/passage or sqlite:///path/db.sqlite3."
+        )
+    try:
+        return dj_database_url.parse(value, conn_max_age=60)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+
+
+def env_writable_file(name: str, default: str) -> str:
+    """A file the process appends to: not a directory, and in one it may write to (or may
+    create, as the nearest existing directory allows)."""
+    value = env_str(name, default)
+    path = Path(value).absolute()
+    if path.is_dir():
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: is a directory; expected a file path such as var/sms.jsonl."
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        raise ImproperlyConfigured(f"{name}={value!r}: this process cannot write to the file.")
+    folder = path.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: this process cannot create files in {str(folder)!r}."
         )
     return value
 
@@ -285,11 +337,7 @@ TEMPLATES = [
 
 # --- Database ---------------------------------------------------------------------------
 
-DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
-try:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
-except ValueError as error:
-    raise ImproperlyConfigured(f"DATABASE_URL: {error}") from None
+DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets readers proceed while a batch is written; IMMEDIATE takes the write lock at
     # BEGIN, so two writers queue on the busy timeout instead of failing with "locked".
@@ -489,7 +537,9 @@ SMS_MAX_RETRIES = env_int("SMS_MAX_RETRIES", 5, minimum=0, maximum=20)
 # Without a broker every task runs in the calling process, so one `make run` is the system.
 _BROKER_URL = env_url_any("CELERY_BROKER_URL", ("redis", "rediss", "amqp", "amqps"))
 CELERY_TASK_ALWAYS_EAGER = _BROKER_URL is None
-CELERY_BROKER_URL = _BROKER_URL or "memory://"
+# Eager tasks still build a producer for this URL: naming the host keeps kombu from warning
+# "No hostname was supplied" at the first task of every run.
+CELERY_BROKER_URL = _BROKER_URL or "memory://localhost/"
 # An eager task's failure is logged, not raised into the request that enqueued it: the
 # request's own work (a stored batch) stands, as it would with a broker. It also lets an
 # eager task's retries run, which a propagated Retry would cut short.
@@ -559,7 +609,13 @@ CELERY_BEAT_SCHEDULE = {
 # --- SMS --------------------------------------------------------------------------------
 
 SMS_BACKEND = env_choice("SMS_BACKEND", "console", ("console", "locmem", "file", "twilio"))
-SMS_FILE_PATH = env_str("SMS_FILE_PATH", str(BASE_DIR / "var" / "sms.jsonl"))
+_SMS_FILE_DEFAULT = str(BASE_DIR / "var" / "sms.jsonl")
+# Checked only where used: a directory here would make every send fail after its claim.
+SMS_FILE_PATH = (
+    env_writable_file("SMS_FILE_PATH", _SMS_FILE_DEFAULT)
+    if SMS_BACKEND == "file"
+    else env_str("SMS_FILE_PATH", _SMS_FILE_DEFAULT)
+)
 TWILIO_ACCOUNT_SID = env_twilio_sid("TWILIO_ACCOUNT_SID", "AC", "an Account SID")
 TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
 TWILIO_FROM_NUMBER = env_sms_sender("TWILIO_FROM_NUMBER")

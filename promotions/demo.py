@@ -10,11 +10,12 @@ SMS backend is configured.
 from dataclasses import dataclass
 from datetime import time, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
 from customers import services as customer_services
-from customers.models import Customer, Device, Platform, SmsConsent
+from customers.models import Device, Platform, SmsConsent
 from promotions import beacons
 from promotions.ingest import IngestResult
 from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, TriggerType, Zone
@@ -173,17 +174,23 @@ CAMPAIGNS = [
 ]
 
 
+class DemoRefused(Exception):
+    """The demo data breaks a rule under these settings (an INTENT_WINDOW_DAYS shorter than
+    a demo campaign's browsing window, say); nothing was loaded."""
+
+
 def load_demo() -> dict[str, int]:
-    """Create or refresh the demo data; returns how many of each thing there are."""
+    """Create or refresh the demo data; returns how many of each thing the demo has (the
+    simulator's shoppers and a marketer's own campaigns are not counted)."""
     with transaction.atomic():
         stores = _load_places()
         _load_shoppers()
         _load_campaigns(stores)
     return {
-        "stores": Store.objects.count(),
-        "beacons": Beacon.objects.count(),
-        "customers": Customer.objects.count(),
-        "active campaigns": Campaign.objects.filter(status=CampaignStatus.ACTIVE).count(),
+        "stores": len(stores),
+        "beacons": Beacon.objects.filter(store__in=stores.values()).count(),
+        "shoppers": len(SHOPPERS),
+        "active campaigns": len(CAMPAIGNS),
     }
 
 
@@ -259,9 +266,24 @@ def _load_campaigns(stores: dict[str, Store]) -> None:
         # demo's own is the oldest of that name, and the newer ones are left alone.
         campaign = Campaign.objects.filter(name=values["name"]).order_by("id").first()
         if campaign is None:
-            campaign = Campaign(name=values["name"])
+            campaign = Campaign()
+        # Refreshed whole, from the model's defaults: a holdout, an end date or allowed days
+        # a newcomer tried in the admin would otherwise stay, and the README's walk-through
+        # would send nothing.
+        defaults = Campaign()
+        for field in Campaign._meta.concrete_fields:
+            if field.editable and not field.primary_key:
+                setattr(campaign, field.attname, getattr(defaults, field.attname))
         for field, value in {**values, "status": CampaignStatus.ACTIVE}.items():
             setattr(campaign, field, value)
+        try:
+            campaign.full_clean()
+        except ValidationError as error:
+            broken = "; ".join(
+                f"{field}: {' '.join(messages)}" for field, messages in error.message_dict.items()
+            )
+            raise DemoRefused(
+                f"The demo campaign {campaign.name!r} breaks a rule: {broken}"
+            ) from None
         campaign.save()
-        campaign.full_clean()
         campaign.stores.set([stores[code] for code in codes])

@@ -1,6 +1,12 @@
 """What an operator sees when a management command cannot do its work."""
 
+import os
+import shutil
+import signal
+import subprocess
+
 import pytest
+from django.conf import settings
 
 from tests.processes import run_python
 
@@ -23,3 +29,30 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate(tmp_path, command):
     assert result.stderr.startswith("CommandError: Database not ready: run manage.py migrate (")
     assert "no such table" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("port", ["abc", "0", "65536"])
+def test_make_run_refuses_a_port_before_touching_the_database(tmp_path, port):
+    # runserver would refuse it only after migrate and load_demo had replaced the admin's
+    # password and the demo key.
+    database = tmp_path / "db.sqlite3"
+    make = subprocess.Popen(
+        ["make", "-s", "run", f"PORT={port}"],
+        env={"PATH": os.environ["PATH"], "DATABASE_URL": f"sqlite:///{database}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=settings.BASE_DIR,
+        start_new_session=True,  # a server it started anyway is stopped with it
+    )
+    try:
+        _, stderr = make.communicate(timeout=30)
+    finally:
+        if make.poll() is None:
+            os.killpg(make.pid, signal.SIGTERM)
+            make.wait()
+
+    assert make.returncode != 0
+    assert stderr.splitlines()[0] == f"PORT='{port}': expected a port number from 1 to 65535."
+    assert not database.exists()

@@ -88,6 +88,81 @@ def test_database_url_selects_postgresql():
     assert result.stdout.strip() == "django.db.backends.postgresql"
 
 
+def test_tasks_run_without_a_broker_print_no_broker_warning():
+    # What every `make run` and in-process simulate does at its first task.
+    code = (
+        "import django; django.setup()\n"
+        "from config.celery import app\n"
+        "@app.task\n"
+        "def noop():\n"
+        "    return 1\n"
+        "noop.delay()"
+    )
+    result = run_python("-c", code, env={"DJANGO_SETTINGS_MODULE": "config.settings"})
+
+    assert result.returncode == 0, result.stderr
+    assert "WARNING" not in result.stderr
+
+
+@pytest.mark.parametrize("url", ["mysql://user@host/passage", "oracle://host/passage", "garbage"])
+def test_a_database_url_passage_cannot_use_is_one_line_naming_the_variable(url):
+    result = _manage_py({"DATABASE_URL": url}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Configuration error: DATABASE_URL={url!r}: expected a URL starting sqlite://, "
+        "postgres://, postgresql://, pgsql://, such as "
+        "postgres://user:password@host:5432/passage or sqlite:///path/db.sqlite3.\n"
+    )
+
+
+def test_a_refused_database_url_does_not_repeat_its_password():
+    result = _manage_py({"DATABASE_URL": "mysql://passage:s3cret@db/passage"}, "check")
+
+    assert "DATABASE_URL='mysql://passage:***@db/passage'" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "postgres", "postgresql", "pgsql"])
+def test_the_database_urls_passage_runs_on_are_accepted(scheme):
+    url = "sqlite:///:memory:" if scheme == "sqlite" else f"{scheme}://u@db.example.com/passage"
+
+    result = _settings_in_subprocess({"DATABASE_URL": url}, "s.DATABASES['default']['ENGINE']")
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split(".")[-1].strip() in ("sqlite3", "postgresql")
+
+
+def test_an_sms_file_path_that_is_a_directory_is_refused_at_start(tmp_path):
+    result = _manage_py({"SMS_BACKEND": "file", "SMS_FILE_PATH": str(tmp_path)}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Configuration error: SMS_FILE_PATH={str(tmp_path)!r}: is a directory; expected a "
+        "file path such as var/sms.jsonl.\n"
+    )
+
+
+def test_an_sms_file_path_inside_a_file_is_refused_at_start(tmp_path):
+    (tmp_path / "notes.txt").write_text("")
+    path = str(tmp_path / "notes.txt" / "sms.jsonl")
+
+    result = _manage_py({"SMS_BACKEND": "file", "SMS_FILE_PATH": path}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: SMS_FILE_PATH={path!r}: this process ")
+
+
+def test_an_sms_file_path_in_directories_still_to_create_is_accepted(tmp_path):
+    path = str(tmp_path / "var" / "sms" / "sms.jsonl")
+
+    result = _settings_in_subprocess(
+        {"SMS_BACKEND": "file", "SMS_FILE_PATH": path}, "s.SMS_FILE_PATH"
+    )
+
+    assert result.stdout.strip() == path
+
+
 def test_the_twilio_backend_needs_its_credentials():
     result = _settings_in_subprocess({"SMS_BACKEND": "twilio"}, "1")
 

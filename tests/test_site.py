@@ -190,6 +190,52 @@ def test_load_demo_runs_again_when_a_campaign_shares_a_demo_campaign_s_name(caps
     assert Campaign.objects.filter(name="X200 walk-by").count() == 2
 
 
+def test_load_demo_refreshes_a_demo_campaign_a_newcomer_edited(capsys):
+    # README: "Running it again refreshes the demo data in place." Else a holdout, allowed
+    # days or end date tried in the admin stays, and the README's walk-through sends nothing.
+    call_command("load_demo")
+    campaign = Campaign.objects.get(name="X200 walk-by")
+    campaign.holdout_percent = 100
+    campaign.allowed_days = ["sun"]
+    campaign.ends_at = timezone.now() - timedelta(days=1)
+    campaign.total_budget = 1
+    campaign.full_clean()  # each edit is one the admin's form accepts
+    campaign.save()
+
+    call_command("load_demo")
+
+    campaign.refresh_from_db()
+    assert (campaign.holdout_percent, campaign.ends_at, campaign.total_budget) == (0, None, None)
+    assert campaign.allowed_days == ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    assert (campaign.status, campaign.priority, campaign.daily_budget) == ("active", 10, 1000)
+
+
+def test_load_demo_says_which_demo_campaign_the_settings_refuse_and_loads_nothing(settings):
+    from django.core.management.base import CommandError
+
+    settings.INTENT_WINDOW_DAYS = 7  # shorter than the demo campaigns' browsing windows
+
+    with pytest.raises(CommandError) as error:
+        call_command("load_demo")
+
+    assert str(error.value) == (
+        "The demo campaign 'X200 walk-by' breaks a rule: intent_within_days: Browsing is "
+        "remembered for 7 days at most."
+    )
+    assert not Store.objects.exists()
+    assert not ApiKey.objects.exists()
+
+
+def test_load_demo_counts_the_demo_s_shoppers_not_every_customer(capsys):
+    CustomerFactory.create_batch(3)  # the simulator's shoppers, say
+
+    call_command("load_demo")
+
+    assert "Demo data loaded: 4 stores, 8 beacons, 4 shoppers, 3 active campaigns." in (
+        capsys.readouterr().out
+    )
+
+
 def test_the_demo_shoppers_numbers_are_valid_but_reserved_for_fiction():
     from customers.phones import normalise_phone
     from promotions.demo import SHOPPERS

@@ -34,6 +34,54 @@ def test_the_simulator_reports_a_funnel_that_matches_the_data(capsys):
     assert re.search(rf"SMS sent\s+{sent}\n", out)
 
 
+def test_the_simulator_refuses_a_key_without_reports_before_creating_any_shopper(monkeypatch):
+    # As with `--api-key` naming a key made without the reports scope: the SMS would go out
+    # and the funnel, which lists deliveries, would print zeros.
+    import promotions.services as services
+
+    create_api_key = services.create_api_key
+
+    def without_reports(*, name, scopes):
+        return create_api_key(name=name, scopes=[s for s in scopes if s != "reports"])
+
+    call_command("load_demo")
+    monkeypatch.setattr(services, "create_api_key", without_reports)
+
+    with pytest.raises(CommandError) as error:
+        call_command("simulate", shoppers=3, minutes=2, seed=1, quiet=True)
+
+    assert str(error.value) == (
+        "The API key lacks the reports scope: the simulator needs config, customers, ingest, "
+        "reports."
+    )
+    assert not Customer.objects.filter(external_id__startswith="SIM-").exists()
+
+
+def test_the_simulator_says_when_the_deliveries_cannot_be_listed_instead_of_printing_zeros(
+    monkeypatch, capsys
+):
+    from promotions.management.commands.simulate import InProcessApi
+
+    call = InProcessApi.call
+
+    def deliveries_unavailable(self, method, path, body=None):
+        if path.startswith("/api/v1/deliveries?page="):
+            return 503, {"detail": "Service unavailable."}
+        return call(self, method, path, body)
+
+    call_command("load_demo")
+    monkeypatch.setattr(InProcessApi, "call", deliveries_unavailable)
+    capsys.readouterr()
+
+    with pytest.raises(CommandError) as error:
+        call_command("simulate", shoppers=3, minutes=2, seed=1, quiet=True)
+
+    assert str(error.value) == (
+        "GET /api/v1/deliveries answered 503: {'detail': 'Service unavailable.'}"
+    )
+    assert "decisions" not in capsys.readouterr().out
+
+
 def test_a_shopper_who_enters_ends_inside_and_one_who_passes_never_does():
     import random
     from datetime import UTC, datetime

@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from promotions.demo import load_demo
+from promotions.demo import DemoRefused, load_demo
 from promotions.management.commands._database import database_ready
 from promotions.models import ApiKey, Scope
 from promotions.services import create_api_key
@@ -33,7 +33,10 @@ class Command(BaseCommand):
             self.load(base_url)
 
     def load(self, base_url: str) -> None:
-        counts = load_demo()
+        try:
+            counts = load_demo()
+        except DemoRefused as error:
+            raise CommandError(str(error)) from None
         password = secrets.token_urlsafe(12)
         admin, _ = get_user_model().objects.get_or_create(
             username=ADMIN_USERNAME, defaults={"is_staff": True, "is_superuser": True}

@@ -29,6 +29,15 @@ from promotions.management.commands._database import database_ready
 
 BATCH = 500
 REMOTE_TIMEOUT_SECONDS = 60
+# One harmless request for each scope the simulator's calls need: the API answers 403 when
+# the key lacks that scope. Asked before any shopper is created, so a key short of one
+# stops the run cleanly instead of leaving shoppers behind or printing a funnel of zeros.
+SCOPE_PROBES = {
+    "config": ("GET", "/api/v1/stores?page=1", None),
+    "customers": ("GET", "/api/v1/customers/SIM-scope-check", None),
+    "ingest": ("POST", "/api/v1/identify", {}),
+    "reports": ("GET", "/api/v1/deliveries?customer_id=SIM-scope-check", None),
+}
 
 
 class InProcessApi:
@@ -39,7 +48,7 @@ class InProcessApi:
 
         self.api_key, key = create_api_key(
             name="simulator (in-process run)",
-            scopes=["ingest", "customers", "config", "reports"],
+            scopes=list(SCOPE_PROBES),
         )
         self.client = Client(
             HTTP_AUTHORIZATION=f"Api-Key {key}",
@@ -189,6 +198,7 @@ class Command(BaseCommand):
                 api.close()
 
     def run(self, api: Any, options: dict) -> None:
+        self.check_scopes(api)
         rng = random.Random(options["seed"])
         run = f"{int(time.time()) % 100_000:05d}"
         stores = self.fetch_all(api, "/api/v1/stores")
@@ -224,6 +234,28 @@ class Command(BaseCommand):
         self.report(api, run, started, options, totals)
 
     # --- setup --------------------------------------------------------------------------
+
+    def check_scopes(self, api: Any) -> None:
+        missing = []
+        # In-process, the probes' expected 400 and 404 would each log a warning line.
+        request_log = logging.getLogger("django.request")
+        level = request_log.level
+        request_log.setLevel(logging.ERROR)
+        try:
+            for scope, (method, path, body) in SCOPE_PROBES.items():
+                status, answer = api.call(method, path, body)
+                if status == 403:
+                    missing.append(scope)
+                elif status == 401:
+                    raise CommandError(f"{method} {path} answered {status}: {answer}")
+        finally:
+            request_log.setLevel(level)
+        if missing:
+            needed = ", ".join(SCOPE_PROBES)
+            raise CommandError(
+                f"The API key lacks the {', '.join(missing)} scope{'s' * (len(missing) > 1)}: "
+                f"the simulator needs {needed}."
+            )
 
     def fetch_all(self, api: Any, path: str) -> list[dict]:
         items, page = [], 1
@@ -359,7 +391,7 @@ class Command(BaseCommand):
         while True:
             status, body = api.call("GET", f"/api/v1/deliveries?page={page}")
             if status != 200:
-                break
+                raise CommandError(f"GET /api/v1/deliveries answered {status}: {body}")
             mine = [d for d in body["results"] if (d["customer_id"] or "").startswith(prefix)]
             deliveries += mine
             oldest = body["results"][-1]["created_at"] if body["results"] else None
