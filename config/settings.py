@@ -634,6 +634,13 @@ if SMS_BACKEND == "twilio":
         raise ImproperlyConfigured(
             "SMS_BACKEND=twilio needs TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID."
         )
+    # Twilio sends from the Messaging Service when it is given one, and the From number
+    # would be ignored without a word (and the pace kept for the wrong sender).
+    if TWILIO_FROM_NUMBER and TWILIO_MESSAGING_SERVICE_SID:
+        raise ImproperlyConfigured(
+            "SMS_BACKEND=twilio: set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID, not "
+            "both (the Messaging Service would send, and the From number be ignored)."
+        )
     # Status callback URLs and webhook signatures are built from PUBLIC_BASE_URL: with the
     # development default every callback would go nowhere and every signature check fail.
     if not _PUBLIC_BASE_URL_SET:

@@ -283,18 +283,38 @@ def test_twilio_sids_are_refused_unless_of_their_kind(name, value, message):
     assert f"{name}=" in result.stderr and message in result.stderr
 
 
-def test_good_twilio_values_are_accepted():
+@pytest.mark.parametrize(
+    "sender",
+    [
+        {"TWILIO_FROM_NUMBER": "+33612345678"},
+        {"TWILIO_FROM_NUMBER": "", "TWILIO_MESSAGING_SERVICE_SID": "MG" + "ab12" * 8},
+    ],
+)
+def test_good_twilio_values_are_accepted(sender):
     result = _settings_in_subprocess(
-        {
-            **TWILIO,
-            "TWILIO_FROM_NUMBER": "+33612345678",
-            "TWILIO_MESSAGING_SERVICE_SID": "MG" + "ab12" * 8,
-            "PUBLIC_BASE_URL": "https://passage.example.com",
-        },
+        {**TWILIO, **sender, "PUBLIC_BASE_URL": "https://passage.example.com"},
         "(s.TWILIO_FROM_NUMBER, s.TWILIO_MESSAGING_SERVICE_SID)",
     )
 
-    assert result.stdout.strip() == repr(("+33612345678", "MG" + "ab12" * 8))
+    expected = (
+        sender.get("TWILIO_FROM_NUMBER") or None,
+        sender.get("TWILIO_MESSAGING_SERVICE_SID"),
+    )
+    assert result.stdout.strip() == repr(expected)
+
+
+def test_a_from_number_and_a_messaging_service_together_are_refused():
+    result = _settings_in_subprocess(
+        {
+            **TWILIO,
+            "TWILIO_MESSAGING_SERVICE_SID": "MG" + "ab12" * 8,
+            "PUBLIC_BASE_URL": "https://passage.example.com",
+        },
+        "1",
+    )
+
+    assert result.returncode != 0
+    assert "set TWILIO_FROM_NUMBER or TWILIO_MESSAGING_SERVICE_SID, not both" in result.stderr
 
 
 @pytest.mark.parametrize(
