@@ -64,10 +64,29 @@ def protect_from_deletion(
     return to_delete, model_count, perms_needed, protected
 
 
+# What json.loads raises besides a syntax error: RecursionError for lists nested thousands
+# deep, ValueError for an integer of over 4,300 digits (Python's limit on converting one).
+UNREADABLE_JSON = "Not readable JSON: a number is too long or nesting too deep."
+
+
 class JsonTextField(forms.JSONField):
-    """Django's JSON form field, but a page shown again with its errors writes a lone
-    surrogate ("\\ud800" typed in the text) back escaped: written raw, as Django does, no
-    response can encode it, and the marketer gets a 500 instead of the message."""
+    """Django's JSON form field, but JSON it cannot read is a message on the field, not a
+    500, and a page shown again with its errors writes a lone surrogate ("\\ud800" typed in
+    the text) back escaped: written raw, as Django does, no response can encode it, and the
+    marketer gets a 500 instead of the message."""
+
+    def to_python(self, value: Any) -> Any:
+        try:
+            return super().to_python(value)
+        except (RecursionError, ValueError):  # a JSONDecodeError is answered by Django
+            raise ValidationError(UNREADABLE_JSON, code="invalid") from None
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        # The page shown again reads what was typed: unreadable, it is shown as typed.
+        try:
+            return super().bound_data(data, initial)
+        except (RecursionError, ValueError):
+            return forms.fields.InvalidJSONInput(data)
 
     def prepare_value(self, value: Any) -> str:
         text = super().prepare_value(value)
@@ -86,8 +105,10 @@ class ZoneFormSet(forms.BaseInlineFormSet):
     def clean(self) -> None:
         super().clean()
         for form in self.deleted_forms:
-            zone = form.instance
-            watching = zone.campaigns_watching() if zone.pk else []
+            # The zone as stored: the form's instance holds the code typed in the row, which
+            # a marketer may have changed before ticking "Delete".
+            zone = Zone.objects.filter(pk=form.instance.pk).first() if form.instance.pk else None
+            watching = zone.campaigns_watching() if zone else []
             if watching:
                 raise ValidationError(
                     f"Campaigns watch zone '{zone.code}': {', '.join(watching)}. "
@@ -131,7 +152,9 @@ class StoreAdmin(admin.ModelAdmin):
         return protect_from_deletion(
             deleted,
             objs,
-            lambda store: sorted({*store.campaigns_targeting(), *store.campaigns_watching_zones()}),
+            lambda store: sorted(
+                {*store.campaigns_targeting(), *store.campaigns_watching_zones(deleted_with=objs)}
+            ),
         )
 
     @admin.display(description="Map")
@@ -172,7 +195,9 @@ class ZoneAdmin(admin.ModelAdmin):
 
     def get_deleted_objects(self, objs: Iterable[Zone], request: HttpRequest) -> tuple:
         deleted = super().get_deleted_objects(objs, request)
-        return protect_from_deletion(deleted, objs, Zone.campaigns_watching)
+        return protect_from_deletion(
+            deleted, objs, lambda zone: zone.campaigns_watching(deleted_with=objs)
+        )
 
 
 @admin.register(Beacon)
@@ -514,7 +539,7 @@ def _json_list(text: str) -> list:
     """A JSON list field's text as the page holds it; [] for anything else (half typed)."""
     try:
         value = json.loads(text[:10_000])
-    except ValueError:
+    except (ValueError, RecursionError):  # see UNREADABLE_JSON
         return []
     return value if isinstance(value, list) else []
 
@@ -539,8 +564,20 @@ def _first_error(error: ValidationError) -> str:
     return "; ".join(message for messages in messages_by_field.values() for message in messages)
 
 
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Records the engine writes: marketers read them, nobody edits history by hand. Nor
+    adds location data: a ping or sighting stored here is in no location batch, so no
+    worker would ever process it."""
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
 @admin.register(Ping)
-class PingAdmin(admin.ModelAdmin):
+class PingAdmin(ReadOnlyAdmin):
     list_display = [
         "device",
         "recorded_at",
@@ -556,7 +593,7 @@ class PingAdmin(admin.ModelAdmin):
 
 
 @admin.register(LocationBatch)
-class LocationBatchAdmin(admin.ModelAdmin):
+class LocationBatchAdmin(ReadOnlyAdmin):
     """What ingest handed the workers: the unprocessed ones are the backlog."""
 
     list_display = ["id", "received_at", "processed_at", "pings", "sightings"]
@@ -571,15 +608,9 @@ class LocationBatchAdmin(admin.ModelAdmin):
     def sightings(self, batch: LocationBatch) -> int:
         return len(batch.sighting_ids)
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(Sighting)
-class SightingAdmin(admin.ModelAdmin):
+class SightingAdmin(ReadOnlyAdmin):
     list_display = ["device", "source", "store", "zone", "rssi", "seen_at"]
     list_filter = ["source", "store"]
     raw_id_fields = ["device", "beacon", "gateway"]
@@ -638,16 +669,6 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset) -> None:
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Records the engine writes: marketers read them, nobody edits history by hand."""
-
-    def has_add_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
 
 
 @admin.register(PresenceEvent)

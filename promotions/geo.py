@@ -52,18 +52,21 @@ def polygon_rings(geojson: Any) -> list[Ring]:
     rings = [_ring(raw, name) for raw, name in zip(coordinates, names, strict=True)]
     if sum(len(ring) - 1 for ring in rings) > MAX_RING_VERTICES:
         raise GeometryError(f"The polygon has over {MAX_RING_VERTICES} corners in all.")
-    for ring, name in zip(rings, names, strict=True):
+    # Distances wrap longitudes across ±180, so the rings are judged the same way: each
+    # longitude taken relative to the outer ring's first corner. An outline across the
+    # antimeridian is then the shape drawn, not edges the long way round the globe (which
+    # would cross each other at a concave corner), a hole across it is inside its outline,
+    # and one half the world away is not.
+    origin = rings[0][0][0]
+    wrapped = [[(origin + _wrap(lon - origin), lat) for lon, lat in ring] for ring in rings]
+    for ring, name in zip(wrapped, names, strict=True):
         if _crosses_itself(ring):
             raise GeometryError(f"The {name} crosses itself.")
         # A bow-tie's halves cancel out, so only a ring that does not cross itself can be
         # judged flat by its area.
         if _twice_area(ring) == 0:
             raise GeometryError(f"The {name} has no area: its corners are on one line.")
-    # Distances wrap longitudes across ±180, so the holes are judged the same way: each
-    # longitude taken relative to the outer ring's first corner. A hole across the antimeridian
-    # is then inside its outline, and one half the world away is not.
-    origin = rings[0][0][0]
-    outer, *holes = ([(origin + _wrap(lon - origin), lat) for lon, lat in ring] for ring in rings)
+    outer, *holes = wrapped
     for hole, name in zip(holes, names[1:], strict=True):
         if _rings_meet(hole, outer) or not _inside(hole[0], outer):
             raise GeometryError(f"The {name} is not inside the outer ring.")

@@ -3,6 +3,7 @@
 import hashlib
 import secrets
 from collections.abc import Iterable
+from datetime import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -120,10 +121,18 @@ class Store(models.Model):
         live = self.campaigns.exclude(status=CampaignStatus.ENDED)
         return sorted(live.values_list("name", flat=True))
 
-    def campaigns_watching_zones(self) -> list[str]:
+    def campaigns_watching_zones(self, *, deleted_with: Iterable["Store"] = ()) -> list[str]:
         """Names of the campaigns, ended ones aside, that watch one of this store's zones
-        (see Zone.campaigns_watching): deleting the store would delete the zone under them."""
-        return sorted({name for zone in self.zones.all() for name in zone.campaigns_watching()})
+        (see Zone.campaigns_watching): deleting the store would delete the zone under them.
+        `deleted_with`: other stores deleted along with this one, whose zones go too."""
+        going = Zone.objects.filter(store__in=[self, *deleted_with])
+        return sorted(
+            {
+                name
+                for zone in self.zones.all()
+                for name in zone.campaigns_watching(deleted_with=going)
+            }
+        )
 
 
 DEFAULT_RSSI_THRESHOLD = -80
@@ -177,13 +186,25 @@ class Zone(models.Model):
         if errors:
             raise ValidationError(errors)
 
-    def campaigns_watching(self) -> list[str]:
-        """Names of the campaigns, ended ones aside, whose beacon-zone trigger this zone
-        fires: its code, in one of their stores (or any store, for a campaign with none)."""
+    def campaigns_watching(self, *, deleted_with: Iterable["Zone"] = ()) -> list[str]:
+        """Names of the campaigns, ended ones aside, that this zone going (deleted, or its
+        code or store changed) would stop: those watching its code in one of their stores,
+        and those for every store when no other zone of its code is left (a chain-wide
+        "entrance" campaign runs on in the stores that keep an entrance).
+        `deleted_with`: other zones deleted along with this one."""
+        others_left = (
+            Zone.objects.filter(code=self.code)
+            .exclude(pk=self.pk)
+            .exclude(pk__in=[zone.pk for zone in deleted_with])
+            .exists()
+        )
+        watching_here = models.Q(stores=self.store_id)
+        if not others_left:
+            watching_here |= models.Q(stores=None)
         campaigns = (
             Campaign.objects.exclude(status=CampaignStatus.ENDED)
             .filter(trigger_type=TriggerType.BEACON_ZONE, trigger_zone=self.code)
-            .filter(models.Q(stores=self.store_id) | models.Q(stores=None))
+            .filter(watching_here)
         )
         return sorted(set(campaigns.values_list("name", flat=True)))
 
@@ -292,6 +313,8 @@ MAX_INTENT_MIN_VIEWS = 100
 MAX_INTENT_WITHIN_DAYS = 366
 MAX_OFFER_VALID_DAYS = 365
 MAX_LIMIT_PER_CUSTOMER_DAYS = 3650
+MAX_INTENT_NAMES = 100  # SKUs, and categories, a campaign's intent condition names
+MAX_INTENT_NAME_LENGTH = 100
 
 
 class Campaign(models.Model):
@@ -374,8 +397,11 @@ class Campaign(models.Model):
         return bool(self.intent_skus or self.intent_categories or self.intent_cart_abandoned)
 
     def clean(self) -> None:
-        """The rules a campaign must satisfy, each reported on its field, in a marketer's words."""
+        """The rules a campaign must satisfy, each reported on its field, in a marketer's words.
+        Values are kept as the engine and the API read them: quiet hours to the minute, days
+        and intent names once each, names trimmed."""
         errors: dict[str, str] = {}
+        self._normalise()
         if self.trigger_type == TriggerType.DWELL and not self.trigger_minutes:
             errors["trigger_minutes"] = "A dwell trigger needs the minutes a customer must stay."
         if self.trigger_type == TriggerType.NEAR and not self.trigger_distance_m:
@@ -388,7 +414,6 @@ class Campaign(models.Model):
             errors["quiet_hours_end"] = "Quiet hours need both a start and an end."
         elif self.quiet_hours_start is not None and self.quiet_hours_start == self.quiet_hours_end:
             errors["quiet_hours_end"] = "Quiet hours must end at another time than they start."
-        # Not set(days): the admin's JSON field lets lists and objects through, unhashable.
         days = self.allowed_days
         if not isinstance(days, list) or not all(day in WEEKDAYS for day in days):
             errors["allowed_days"] = f"A list of days, written {', '.join(WEEKDAYS)}."
@@ -397,9 +422,11 @@ class Campaign(models.Model):
         for name in ("intent_skus", "intent_categories"):
             values = getattr(self, name)
             if not isinstance(values, list) or not all(
-                isinstance(v, str) and v.strip() and len(v) <= 100 for v in values
+                isinstance(v, str) and 0 < len(v) <= MAX_INTENT_NAME_LENGTH for v in values
             ):
-                errors[name] = "A list of names, each 1 to 100 characters."
+                errors[name] = f"A list of names, each 1 to {MAX_INTENT_NAME_LENGTH} characters."
+            elif len(values) > MAX_INTENT_NAMES:
+                errors[name] = f"{MAX_INTENT_NAMES} names at most."
             elif not all(is_storable_text(v) for v in values):
                 errors[name] = (
                     "A name cannot hold a NUL character (\\u0000) or half of a surrogate pair "
@@ -423,6 +450,24 @@ class Campaign(models.Model):
                 )
         if errors:
             raise ValidationError(errors)
+
+    def _normalise(self) -> None:
+        # The admin's clock widget fills in seconds ("Now" gives 21:00:41), which the API,
+        # to the minute, would show as 21:00 and write back as such.
+        for name in ("quiet_hours_start", "quiet_hours_end"):
+            value = getattr(self, name)
+            if isinstance(value, time):
+                setattr(self, name, value.replace(second=0, microsecond=0))
+        # Browsing events' SKUs and categories are trimmed: " X200 " would match nobody.
+        # A list that holds anything but text is left for clean() to refuse; so is one of
+        # days that are not all weekdays (dict.fromkeys needs them hashable).
+        for name in ("intent_skus", "intent_categories"):
+            values = getattr(self, name)
+            if isinstance(values, list) and all(isinstance(v, str) for v in values):
+                setattr(self, name, list(dict.fromkeys(v.strip() for v in values)))
+        days = self.allowed_days
+        if isinstance(days, list) and all(day in WEEKDAYS for day in days):
+            self.allowed_days = list(dict.fromkeys(days))
 
 
 def check_trigger_zone(*, trigger_type: str, trigger_zone: str, stores: Iterable[Store]) -> None:

@@ -33,7 +33,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
     if isinstance(exc, ConflictError):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
     if isinstance(exc, (OperationalError, InterfaceError)):
-        # The database is down or locked: nothing was committed, and the client may retry.
+        # The database is down or locked. Each of the API's writes is one transaction (a
+        # service's own, or ConfigViewSet's around validation and save), which the error
+        # rolled back: nothing was committed, and the client may retry.
         return Response(
             {"detail": "The database is unavailable; retry later."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -3,6 +3,8 @@ from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
+from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
@@ -49,7 +51,34 @@ from promotions.models import (
 
 
 class ConfigViewSet(viewsets.ModelViewSet):
+    """Each write is one transaction, so that a failure part way (the database gone between a
+    campaign's row and its stores' rows) leaves nothing behind: a campaign committed without
+    its stores would run in every store, and a worker could read it in between.
+
+    An update or a deletion reads its row under a lock, before validating: a PATCH writes
+    back every column of the row it read, so a pause made meanwhile in the admin, or another
+    PATCH validated against the same old state, would otherwise be undone."""
+
     required_scope = Scope.CONFIG
+
+    def get_queryset(self) -> QuerySet:
+        queryset = super().get_queryset()
+        if self.action in ("update", "partial_update", "destroy"):
+            # The row alone: a store or zone it joins for display is not changed here.
+            return queryset.select_for_update(of=("self",))
+        return queryset
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        with transaction.atomic():
+            return super().create(request, *args, **kwargs)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        with transaction.atomic():  # partial_update too: it calls update
+            return super().update(request, *args, **kwargs)
+
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        with transaction.atomic():
+            return super().destroy(request, *args, **kwargs)
 
 
 class CodeKeyedViewSet(ConfigViewSet):

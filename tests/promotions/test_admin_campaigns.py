@@ -1,6 +1,8 @@
 """The campaign admin refuses what the API refuses: a beacon zone none of the campaign's
 stores has (on the page and when activated), and intent names PostgreSQL cannot store."""
 
+import json
+
 import pytest
 
 from promotions.models import Campaign, CampaignStatus, TriggerType
@@ -96,3 +98,95 @@ def test_an_intent_name_postgresql_cannot_store_is_a_message_on_its_field(
     assert "cannot hold a NUL character" in form_errors(response)[field][0]
     assert "sms-preview" in response.content.decode()
     assert not Campaign.objects.exists()
+
+
+@pytest.mark.parametrize("field", ["intent_skus", "allowed_days"])
+@pytest.mark.parametrize(
+    "typed",
+    ["[" * 5000 + "]" * 5000, "[" + "1" * 5000 + "]"],
+    ids=["nested-too-deep", "integer-of-5000-digits"],
+)
+def test_json_the_admin_cannot_read_is_a_message_on_its_field(admin_client, field, typed):
+    # The API answers the same text with a 400; the page answered it with a 500.
+    response = admin_client.post("/admin/promotions/campaign/add/", campaign_form(**{field: typed}))
+
+    assert form_errors(response)[field] == [
+        "Not readable JSON: a number is too long or nesting too deep."
+    ]
+    assert not Campaign.objects.exists()
+
+
+def test_the_live_preview_survives_a_half_typed_deep_list(admin_client):
+    response = admin_client.get(
+        "/admin/promotions/campaign/preview/",
+        {"template": "Hi {first_name}, {product_name}", "skus": "[" * 5000},
+    )
+
+    assert response.status_code == 200
+    assert response.json()["body"].startswith("Hi Léa, X200 headphones")
+
+
+def test_intent_names_are_stored_trimmed_and_once_each_as_the_api_stores_them(admin_client):
+    response = admin_client.post(
+        "/admin/promotions/campaign/add/",
+        campaign_form(
+            intent_skus='[" X200 ", "X200", "B7"]', intent_categories='["audio ", " audio"]'
+        ),
+    )
+
+    # " X200 " is no SKU a browsing event can carry: the campaign would match nobody.
+    assert response.status_code == 302
+    campaign = Campaign.objects.get()
+    assert (campaign.intent_skus, campaign.intent_categories) == (["X200", "B7"], ["audio"])
+
+
+@pytest.mark.parametrize(("count", "saved"), [(100, True), (101, False)])
+def test_an_intent_names_at_most_100_skus_as_in_the_api(admin_client, count, saved):
+    skus = json.dumps([f"SKU-{n}" for n in range(count)])
+
+    response = admin_client.post("/admin/promotions/campaign/add/", campaign_form(intent_skus=skus))
+
+    if saved:
+        assert response.status_code == 302
+    else:
+        assert form_errors(response)["intent_skus"] == ["100 names at most."]
+    assert Campaign.objects.exists() == saved
+
+
+def test_quiet_hours_set_with_seconds_round_trip_through_the_api(admin_client, api):
+    # The clock widget's "Now" fills in the seconds; the API reads and writes minutes.
+    admin_client.post(
+        "/admin/promotions/campaign/add/",
+        campaign_form(quiet_hours_start="21:00:41", quiet_hours_end="08:00:00"),
+    )
+    campaign = Campaign.objects.get()
+    stored = (campaign.quiet_hours_start, campaign.quiet_hours_end)
+    read = api.get(f"/api/v1/campaigns/{campaign.pk}").json()
+
+    written = api.put(f"/api/v1/campaigns/{campaign.pk}", read, format="json")
+
+    assert written.status_code == 200
+    assert read["limits"]["quiet_hours"] == {"start": "21:00", "end": "08:00"}
+    campaign.refresh_from_db()
+    # Read and written back unchanged, it is unchanged.
+    assert (campaign.quiet_hours_start, campaign.quiet_hours_end) == stored
+
+
+def test_quiet_hours_within_one_minute_are_refused_as_empty(admin_client):
+    response = admin_client.post(
+        "/admin/promotions/campaign/add/",
+        campaign_form(quiet_hours_start="21:00:10", quiet_hours_end="21:00:50"),
+    )
+
+    assert form_errors(response)["quiet_hours_end"] == [
+        "Quiet hours must end at another time than they start."
+    ]
+
+
+def test_a_day_allowed_twice_is_stored_once(admin_client):
+    response = admin_client.post(
+        "/admin/promotions/campaign/add/", campaign_form(allowed_days='["sat", "sun", "sat"]')
+    )
+
+    assert response.status_code == 302
+    assert Campaign.objects.get().allowed_days == ["sat", "sun"]

@@ -5,9 +5,26 @@ reads it."""
 import json
 
 import pytest
+from django.utils import timezone
 
-from promotions.models import Beacon, Gateway, Store, Zone
-from tests.factories import BeaconFactory, GatewayFactory, StoreFactory, ZoneFactory
+from promotions.models import (
+    Beacon,
+    Campaign,
+    CampaignStatus,
+    Gateway,
+    Ping,
+    Sighting,
+    Store,
+    TriggerType,
+    Zone,
+)
+from tests.factories import (
+    BeaconFactory,
+    DeviceFactory,
+    GatewayFactory,
+    StoreFactory,
+    ZoneFactory,
+)
 from tests.test_site import form_errors, store_form
 
 pytestmark = pytest.mark.django_db
@@ -147,3 +164,111 @@ def test_a_polygon_type_postgresql_cannot_store_is_a_message(admin_client, chara
 
     assert "Expected a GeoJSON Polygon" in form_errors(response)["polygon"][0]
     assert not Store.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "typed",
+    ["[" * 5000 + "]" * 5000, "[" + "1" * 5000 + "]"],
+    ids=["nested-too-deep", "integer-of-5000-digits"],
+)
+def test_a_polygon_the_admin_cannot_read_is_a_message(admin_client, typed):
+    # The API answers the same text with a 400; the page answered it with a 500.
+    response = admin_client.post(
+        "/admin/promotions/store/add/", store_form(radius_m="", polygon=typed)
+    )
+
+    assert form_errors(response)["polygon"] == [
+        "Not readable JSON: a number is too long or nesting too deep."
+    ]
+    assert not Store.objects.exists()
+
+
+STORE_FIELDS = ("code", "name", "address", "latitude", "longitude", "radius_m", "timezone")
+
+
+def watch_entrance(*stores: Store) -> Campaign:
+    campaign = Campaign.objects.create(
+        name="Welcome at the door",
+        status=CampaignStatus.ACTIVE,
+        trigger_type=TriggerType.BEACON_ZONE,
+        trigger_zone="entrance",
+        offer_template="Welcome {code}",
+    )
+    campaign.stores.set(stores)
+    return campaign
+
+
+def test_a_watched_zone_cannot_be_deleted_from_the_store_page_after_editing_its_code(
+    admin_client,
+):
+    form = store_form()
+    rivoli = StoreFactory(**{name: form[name] for name in STORE_FIELDS})
+    entrance = ZoneFactory(store=rivoli, code="entrance", name="Entrance")
+    watch_entrance(rivoli)
+    # Refused a new code for the zone, the page shows the code typed; "Delete" is ticked next.
+    form.update(
+        {
+            "zones-TOTAL_FORMS": 1,
+            "zones-INITIAL_FORMS": 1,
+            "zones-0-id": entrance.pk,
+            "zones-0-store": rivoli.pk,
+            "zones-0-code": "door",
+            "zones-0-name": "Entrance",
+            "zones-0-rssi_threshold": -80,
+            "zones-0-DELETE": "on",
+        }
+    )
+
+    response = admin_client.post(f"/admin/promotions/store/{rivoli.pk}/change/", form)
+
+    assert response.status_code == 200
+    assert "Campaigns watch zone &#x27;entrance&#x27;: Welcome at the door." in (
+        response.content.decode()
+    )
+    assert Zone.objects.get(pk=entrance.pk).code == "entrance"
+
+
+def test_closing_stores_keeps_the_last_entrance_a_campaign_for_every_store_watches(
+    admin_client, rivoli, opera_entrance
+):
+    rivoli_entrance = ZoneFactory(store=rivoli, code="entrance")
+    opera = opera_entrance.store
+    watch_entrance()  # every store
+
+    both = admin_client.post(
+        "/admin/promotions/store/",
+        {"action": "delete_selected", "_selected_action": [rivoli.pk, opera.pk], "post": "yes"},
+    )
+    one = admin_client.post(f"/admin/promotions/store/{opera.pk}/delete/", {"post": "yes"})
+
+    # Either store may close, its entrance with it, as long as the other keeps its own.
+    assert "Campaign Welcome at the door" in both.content.decode()
+    assert one.status_code == 302
+    assert list(Zone.objects.all()) == [rivoli_entrance]
+
+
+@pytest.mark.parametrize("page", ["ping", "sighting"])
+def test_location_data_is_read_and_deleted_in_the_admin_not_added_or_changed(admin_client, page):
+    # A row added here would be in no location batch: no worker would ever process it.
+    rivoli = StoreFactory(code="RIVOLI")
+    device = DeviceFactory()
+    now = timezone.now()
+    row = (
+        Ping.objects.create(
+            device=device, latitude=48.86, longitude=2.34, accuracy=10, recorded_at=now
+        )
+        if page == "ping"
+        else Sighting.objects.create(
+            source="gateway", device=device, store=rivoli, rssi=-60, seen_at=now
+        )
+    )
+
+    add = admin_client.get(f"/admin/promotions/{page}/add/")
+    change = admin_client.post(f"/admin/promotions/{page}/{row.pk}/change/", {})
+    read = admin_client.get(f"/admin/promotions/{page}/{row.pk}/change/")
+    delete = admin_client.post(f"/admin/promotions/{page}/{row.pk}/delete/", {"post": "yes"})
+
+    assert add.status_code == change.status_code == 403
+    assert read.status_code == 200
+    assert delete.status_code == 302
+    assert not type(row).objects.exists()

@@ -1,6 +1,9 @@
+import threading
+
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.db.models import ProtectedError
+from django.db.models.signals import m2m_changed, pre_save
 
 from promotions.api.errors import exception_handler
 from promotions.api.views import CampaignViewSet
@@ -255,6 +258,33 @@ def test_a_polygon_with_a_courtyard_is_a_valid_fence(api):
 
     assert response.status_code == 201
     assert response.json()["polygon"] == polygon
+
+
+def test_a_concave_outline_across_the_antimeridian_is_a_valid_fence(api):
+    # Taveuni, Fiji: two wings and a courtyard, the antimeridian through the courtyard.
+    u_shape = ring(
+        [179.999, -16.801],
+        [-179.999, -16.801],
+        [-179.999, -16.798],
+        [-179.9995, -16.798],
+        [-179.9995, -16.800],
+        [179.9995, -16.800],
+        [179.9995, -16.798],
+        [179.999, -16.798],
+    )
+    taveuni = store_body(
+        code="TAVEUNI",
+        latitude=-16.7995,
+        longitude=180.0,
+        radius_m=None,
+        polygon=u_shape,
+        timezone="Pacific/Fiji",
+    )
+
+    response = api.post("/api/v1/stores", taveuni)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["polygon"] == u_shape
 
 
 def test_a_store_is_read_by_its_code(api, rivoli):
@@ -731,6 +761,38 @@ def test_a_campaign_for_every_store_watches_the_zone_of_its_code_in_each(api, en
     watching("entrance")
 
     assert api.delete(f"/api/v1/zones/{entrance.id}").status_code == 409
+
+
+def test_a_store_can_close_while_another_keeps_the_zone_a_campaign_for_every_store_watches(
+    api, entrance, opera
+):
+    # A chain-wide "welcome at the door" runs on at RIVOLI's entrance; only the last
+    # entrance is held for it.
+    watching("entrance")
+    ZoneFactory(store=opera, code="entrance")
+
+    opera_closed = api.delete("/api/v1/stores/OPERA")
+    last_entrance_deleted = api.delete(f"/api/v1/zones/{entrance.id}")
+    rivoli_closed = api.delete("/api/v1/stores/RIVOLI")
+
+    assert opera_closed.status_code == 204
+    assert last_entrance_deleted.status_code == rivoli_closed.status_code == 409
+    assert "Entrance hello" in last_entrance_deleted.json()["detail"]
+    assert Zone.objects.get() == entrance
+
+
+def test_a_zone_a_campaign_for_every_store_watches_can_change_while_another_keeps_its_code(
+    api, entrance, opera
+):
+    watching("entrance")
+    opera_entrance = ZoneFactory(store=opera, code="entrance")
+
+    renamed = api.patch(f"/api/v1/zones/{entrance.id}", {"code": "door"})
+    last_renamed = api.patch(f"/api/v1/zones/{opera_entrance.id}", {"code": "door"})
+
+    assert renamed.status_code == 200
+    assert last_renamed.status_code == 400
+    assert "Entrance hello" in last_renamed.json()["code"][0]
 
 
 @pytest.mark.parametrize("stores", ["every store", "this store"])
@@ -1800,6 +1862,114 @@ def test_a_campaign_that_made_decisions_is_ended_not_deleted(api):
     assert Delivery.objects.filter(campaign=campaign).count() == 2
     ended = api.patch(f"/api/v1/campaigns/{campaign.id}", {"status": "ended"})
     assert ended.status_code == 200
+
+
+# --- One write at a time ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def drop_the_database_before_the_stores():
+    """Arms a dropped connection between a campaign's row and its stores' rows."""
+
+    def drop(action, **kwargs):
+        if action == "pre_add":
+            raise OperationalError("server closed the connection unexpectedly")
+
+    def arm():
+        m2m_changed.connect(drop, sender=Campaign.stores.through, dispatch_uid="drop-db")
+
+    yield arm
+    m2m_changed.disconnect(sender=Campaign.stores.through, dispatch_uid="drop-db")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_campaign_whose_stores_could_not_be_saved_is_not_created(
+    api, rivoli, drop_the_database_before_the_stores
+):
+    drop_the_database_before_the_stores()
+
+    response = api.post("/api/v1/campaigns", SPEC_CAMPAIGN)
+
+    assert response.status_code == 503
+    # Committed without its stores, the active campaign would have run in every store.
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_update_whose_stores_could_not_be_saved_changes_nothing(
+    api, rivoli, opera, drop_the_database_before_the_stores
+):
+    created = create_campaign(api, status="draft")
+    drop_the_database_before_the_stores()
+
+    response = api.patch(
+        f"/api/v1/campaigns/{created['id']}", {"status": "active", "stores": ["OPERA"]}
+    )
+
+    assert response.status_code == 503
+    # Not live in RIVOLI, which the request meant to leave, nor in every store.
+    read = api.get(f"/api/v1/campaigns/{created['id']}").json()
+    assert without_times(read) == without_times(created)
+
+
+def pause(campaign_id):
+    """The admin's "Pause" action: it saves the status alone."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    campaign.status = CampaignStatus.PAUSED
+    campaign.save(update_fields=["status", "updated_at"])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_patch_does_not_undo_a_pause_made_while_it_ran(api, rivoli):
+    campaign_id = create_campaign(api)["id"]
+    patch_read, patch_may_write, outcomes = threading.Event(), threading.Event(), {}
+
+    def hold_before_writing(sender, instance, **kwargs):
+        patch_read.set()
+        patch_may_write.wait(10)
+
+    def api_patch():
+        try:
+            outcomes["patch"] = api.patch(
+                f"/api/v1/campaigns/{campaign_id}", {"limits": {"daily_budget": 500}}
+            )
+        finally:
+            connection.close()
+
+    def marketer_pauses():
+        try:
+            pause(campaign_id)
+            outcomes["pause"] = "saved"
+        except OperationalError:
+            # The tests' in-memory SQLite refuses a second writer outright ("table is
+            # locked") where PostgreSQL, or SQLite on a file, makes it wait.
+            outcomes["pause"] = "refused"
+        finally:
+            connection.close()
+
+    pre_save.connect(hold_before_writing, sender=Campaign, dispatch_uid="hold-patch")
+    try:
+        patching = threading.Thread(target=api_patch)
+        patching.start()
+        assert patch_read.wait(10)
+        pre_save.disconnect(sender=Campaign, dispatch_uid="hold-patch")
+        pausing = threading.Thread(target=marketer_pauses)
+        pausing.start()
+        pausing.join(0.5)
+        # Between the PATCH's read and its write, the pause waits or is refused...
+        assert outcomes.get("pause") != "saved", "paused while the PATCH held old columns"
+    finally:
+        pre_save.disconnect(sender=Campaign, dispatch_uid="hold-patch")
+        patch_may_write.set()
+        patching.join(10)
+        pausing.join(10)
+    if outcomes["pause"] == "refused":
+        pause(campaign_id)  # the marketer clicks again
+
+    # ...and the PATCH, which named the budget alone, leaves the campaign paused.
+    assert outcomes["patch"].status_code == 200
+    campaign = Campaign.objects.get(pk=campaign_id)
+    assert (campaign.status, campaign.daily_budget) == (CampaignStatus.PAUSED, 500)
 
 
 def test_a_row_a_protected_foreign_key_holds_is_409_naming_what_holds_it():

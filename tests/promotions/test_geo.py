@@ -29,6 +29,18 @@ TAVEUNI_COURTYARD = [
     [-179.9998, -16.8002],
 ]
 
+# Two wings and a courtyard open to the north, the antimeridian through the courtyard.
+TAVEUNI_U = [
+    [179.999, -16.801],
+    [-179.999, -16.801],
+    [-179.999, -16.798],
+    [-179.9995, -16.798],
+    [-179.9995, -16.800],
+    [179.9995, -16.800],
+    [179.9995, -16.798],
+    [179.999, -16.798],
+]
+
 
 def regular(corners, radius=0.001):
     """A ring of `corners` corners on a circle around the Louvre."""
@@ -62,11 +74,15 @@ VALID = [
     ("positions with an altitude", polygon(closed([0, 0, 35], [1, 0, 35], [1, 1, 35]))),
     ("a repeated corner", polygon([[0, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 0]])),
     ("integers", polygon(closed([0, 0], [1, 0], [1, 1]))),
-    ("the globe's edges", polygon(closed([-180, -90], [180, -90], [180, 90], [-180, 90]))),
+    # -180 and 180 are one meridian: the corners at the globe's edges, taken as distances
+    # take them, are a thin triangle.
+    ("the globe's edges", polygon(closed([-180, -90], [180, 90], [179, 0]))),
     (
         "an outline and its hole across the antimeridian",
         polygon(closed(*TAVEUNI), closed(*TAVEUNI_COURTYARD)),
     ),
+    # Taken literally, its edges across would go the long way round and cross each other.
+    ("a U-shaped outline across the antimeridian", polygon(closed(*TAVEUNI_U))),
     (f"{MAX_RING_VERTICES} corners", polygon(regular(MAX_RING_VERTICES))),
 ]
 
