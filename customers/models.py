@@ -14,10 +14,14 @@ from customers import intent
 from customers.phones import PhoneError, normalise_phone, region_of_locale
 from promotions.beacons import BeaconParseError, identity_key_from_text
 
+# Names the system's zone database holds that are not places: `localtime` is whatever the
+# server is set to (so a store's hours would move with the machine), `Factory` no zone at all.
+NOT_PLACES = frozenset({"localtime", "Factory"})
+
 
 @cache
 def _time_zones() -> frozenset[str]:
-    return frozenset(available_timezones())
+    return frozenset(available_timezones()) - NOT_PLACES
 
 
 def validate_time_zone(name: str) -> None:

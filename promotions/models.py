@@ -146,8 +146,10 @@ class Zone(models.Model):
     name = models.CharField(max_length=200)
     rssi_threshold = models.IntegerField(
         default=DEFAULT_RSSI_THRESHOLD,
-        validators=[MinValueValidator(-127), MaxValueValidator(20)],
-        help_text="Median RSSI (dBm) a phone must reach to count as in the zone.",
+        # Sightings are below 0 dBm (0 is a phone saying it could not measure): a threshold
+        # at 0 or above would be a zone no one can enter.
+        validators=[MinValueValidator(-127), MaxValueValidator(-1)],
+        help_text="Median RSSI (dBm, below 0) a phone must reach to count as in the zone.",
     )
 
     class Meta:

@@ -25,6 +25,7 @@ from promotions import decisions, feedback, offers, rules, sms
 from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus, OfferCode
 
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
+STORE_DELETED = "Not sent: its store was deleted before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
 
@@ -46,9 +47,16 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
     if delivery is None or delivery.status != DeliveryStatus.QUEUED or delivery.claimed_at:
         return SendOutcome("skipped", "not queued, or already claimed")
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
-    event_at = delivery.presence_event.occurred_at if delivery.presence_event else None
-    if event_at and now - event_at > validity:
+    # A presence event goes with its store when the store is deleted: the decision's own
+    # time, a moment after the event, then bounds the offer.
+    event_at = (
+        delivery.presence_event.occurred_at if delivery.presence_event else delivery.created_at
+    )
+    if now - event_at > validity:
         return _fail_unclaimed(delivery_id, now, "Expired before sending.", "expired")
+    if delivery.store is None:
+        # Its text names a store that is closed now.
+        return _fail_unclaimed(delivery_id, now, STORE_DELETED, "store deleted")
     campaign = delivery.campaign
     if campaign.status != CampaignStatus.ACTIVE or (campaign.ends_at and campaign.ends_at <= now):
         # A marketer who pauses a campaign expects its texts to stop, the queued ones too.
@@ -83,7 +91,7 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
     # Twilio is told what is left of the offer's validity, not all of it: a message it holds
     # in its queue must not arrive after the offer has gone stale. 1 s is its minimum; an
     # event stamped a little ahead of this clock leaves the whole validity, never more.
-    left = validity - (now - event_at) if event_at else validity
+    left = validity - (now - event_at)
     message = sms.OutgoingSms(
         to=delivery.to,
         body=delivery.body,

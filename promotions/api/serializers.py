@@ -107,7 +107,7 @@ class StoreSerializer(serializers.ModelSerializer):
 
 class ZoneSerializer(serializers.ModelSerializer):
     store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
-    rssi_threshold = StrictIntegerField(min_value=-127, max_value=20, required=False)
+    rssi_threshold = StrictIntegerField(min_value=-127, max_value=-1, required=False)
 
     class Meta:
         model = Zone
@@ -450,7 +450,12 @@ class CampaignSerializer(serializers.ModelSerializer):
             )
         except DjangoValidationError as error:
             raise serializers.ValidationError(_nest_errors(error.message_dict)) from None
-        return attrs
+        # Saved as clean() keeps it, as the admin saves it: names trimmed and once each, days
+        # once each, quiet hours to the minute.
+        return {
+            name: value if name == "stores" else getattr(campaign, name)
+            for name, value in attrs.items()
+        }
 
 
 # --- Location data in -------------------------------------------------------------------

@@ -532,12 +532,14 @@ def test_a_polygon_is_stored_as_its_type_and_coordinates(api, members):
     assert Store.objects.get().polygon == POLYGON
 
 
-def test_an_unknown_time_zone_is_named(api):
-    response = api.post("/api/v1/stores", store_body(timezone="Paris"))
+@pytest.mark.parametrize("name", ["Paris", "localtime", "Factory"])
+def test_an_unknown_time_zone_is_named(api, name):
+    # localtime is the server's own zone and Factory none: neither is a store's place.
+    response = api.post("/api/v1/stores", store_body(timezone=name))
 
     assert response.status_code == 400
     assert response.json() == {
-        "timezone": ["Unknown time zone 'Paris'; use an IANA name such as Europe/Paris."]
+        "timezone": [f"Unknown time zone '{name}'; use an IANA name such as Europe/Paris."]
     }
 
 
@@ -646,7 +648,7 @@ def test_renaming_a_zone_onto_another_code_of_its_store_is_rejected(api, entranc
     ("field", "value"),
     [
         ("rssi_threshold", -128),
-        ("rssi_threshold", 21),
+        ("rssi_threshold", 0),  # no sighting is at or above 0 dBm: no one could enter
         ("rssi_threshold", -80.5),
         ("rssi_threshold", True),
         ("rssi_threshold", None),
@@ -673,7 +675,7 @@ def test_an_unknown_store_is_named(api):
     assert "NOWHERE" in response.json()["store"][0]
 
 
-@pytest.mark.parametrize("threshold", [-127, 20])
+@pytest.mark.parametrize("threshold", [-127, -1])
 def test_the_threshold_range_is_inclusive(api, rivoli, threshold):
     body = {"store": "RIVOLI", "code": "e", "name": "E", "rssi_threshold": threshold}
 
@@ -1225,6 +1227,24 @@ def test_a_campaign_is_stored_in_its_columns(api, rivoli):
         "08:00:00",
     )
     assert (campaign.daily_budget, campaign.total_budget) == (1000, None)
+
+
+def test_a_campaign_names_each_sku_category_and_day_once_as_the_admin_stores_them(api, rivoli):
+    body = campaign_body(
+        intent={
+            **SPEC_CAMPAIGN["intent"],
+            "skus": ["X200", "K5", "X200"],
+            "categories": ["a", "a"],
+        },
+        limits=limits(allowed_days=["mon", "tue", "mon"]),
+    )
+
+    created = api.post("/api/v1/campaigns", body).json()
+
+    assert (created["intent"]["skus"], created["intent"]["categories"]) == (["X200", "K5"], ["a"])
+    assert created["limits"]["allowed_days"] == ["mon", "tue"]
+    campaign = Campaign.objects.get()
+    assert (campaign.intent_skus, campaign.allowed_days) == (["X200", "K5"], ["mon", "tue"])
 
 
 def test_no_stores_no_intent_and_no_quiet_hours_round_trip(api):

@@ -380,6 +380,31 @@ def test_an_offer_older_than_its_validity_is_not_sent(twilio, store, settings):
     assert twilio.messages == []
 
 
+def test_an_sms_whose_store_was_deleted_while_it_waited_is_not_sent(twilio, store):
+    # Only a campaign for every store lets a store with queued texts go; its presence events
+    # go with it, and the decision's own time still bounds the offer.
+    delivery = queue_offer(store)
+    delivery.campaign.stores.clear()
+    store.delete()
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.error_message) == ("failed", sending.STORE_DELETED)
+    assert twilio.messages == []
+
+
+def test_an_sms_whose_presence_event_is_gone_still_expires(twilio, store, settings):
+    delivery = queue_offer(store)
+    settings.SMS_VALIDITY_SECONDS = 60
+    delivery.presence_event.delete()
+
+    sending.send_delivery(delivery_id=delivery.id, now=timezone.now() + timedelta(minutes=2))
+
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error_message) == ("failed", "Expired before sending.")
+    assert twilio.messages == []
+
+
 @pytest.mark.parametrize(
     "stop",
     [
