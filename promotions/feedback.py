@@ -41,10 +41,8 @@ STATUS_MOVES = {
 # Twilio: the recipient replied STOP to this sender; texting them again is refused.
 TWILIO_UNSUBSCRIBED = 21610
 
-# Replies are matched as their words, case, accents and punctuation ignored ("Opt-out" is
-# "OPT OUT"). Twilio's default keywords, carriers' spellings, and French ones (ARRET, and
-# the ARRETE and ARRETT that Twilio's own French lists carry).
-OPT_OUT_WORDS = {
+# Twilio's default opt-out keywords: Twilio blocks the number and answers them itself.
+TWILIO_OPT_OUT_WORDS = {
     "STOP",
     "STOPALL",
     "UNSUBSCRIBE",
@@ -53,29 +51,17 @@ OPT_OUT_WORDS = {
     "QUIT",
     "REVOKE",
     "OPTOUT",
-    "OPT OUT",
-    "ARRET",
-    "ARRETE",
-    "ARRETT",
 }
+# Replies are matched as their words, case, accents and punctuation ignored ("Opt-out" is
+# "OPT OUT"): Twilio's keywords, a carrier's spelling, and French ones (ARRET, and the
+# ARRETE and ARRETT that Twilio's own French lists carry).
+OPT_OUT_WORDS = TWILIO_OPT_OUT_WORDS | {"OPT OUT", "ARRET", "ARRETE", "ARRETT"}
 OPT_IN_WORDS = {"START", "YES", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO", "AIDE"}
-# Twilio's default opt-out and opt-in keywords: Twilio blocks or unblocks the number and
-# answers them itself, so a confirmation of ours would be a second one (paid for). Every
-# opt-in word is among them. HELP is answered by us all the same: it says what Passage is.
-TWILIO_CONFIRMS = {
-    "STOP",
-    "STOPALL",
-    "UNSUBSCRIBE",
-    "CANCEL",
-    "END",
-    "QUIT",
-    "REVOKE",
-    "OPTOUT",
-    "START",
-    "YES",
-    "UNSTOP",
-}
+# What Twilio answers itself (every opt-in word is Twilio's too), so that a confirmation of
+# ours would be a second one, paid for. HELP is answered by us all the same: it says what
+# Passage is.
+TWILIO_CONFIRMS = TWILIO_OPT_OUT_WORDS | OPT_IN_WORDS
 # A Messaging Service with Advanced Opt-Out matches its own keywords (a retailer's
 # DESABONNER, say), answers them, and says which kind it matched in `OptOutType`.
 OPT_OUT_TYPES = {"STOP", "START", "HELP"}
