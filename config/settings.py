@@ -287,7 +287,8 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # Whether the operator said where Twilio reaches us: its default only suits `make run`.
 _PUBLIC_BASE_URL_SET = env_str("PUBLIC_BASE_URL") is not None
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
-CSRF_TRUSTED_ORIGINS = [PUBLIC_BASE_URL]
+# An origin is a scheme and a host: a path prefix (a site mounted under /passage) is no part.
+CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_BASE_URL))]
 
 INSTALLED_APPS = [
     "django.contrib.admin",

@@ -262,19 +262,21 @@ def redeem(
         )
     if delivery.expires_at is not None and delivery.expires_at < redeemed_at:
         raise ConflictError(f"This code expired on {_instant(delivery.expires_at)}.")
+    day = redeemed_at.astimezone(UTC).date()
     try:
         with transaction.atomic():
             redemption = Redemption.objects.create(
                 delivery=delivery, store=store, amount=amount, redeemed_at=redeemed_at
             )
+            # A till that was offline reports days late: a day already recorded for the
+            # results chart is recorded again, in the same transaction, or the chart would
+            # disagree with the campaign's totals (and a failure here undoes the redemption,
+            # so that the till's retry is not told it was redeemed already).
+            if CampaignDay.objects.filter(campaign_id=delivery.campaign_id, day=day).exists():
+                record_campaign_days(days=[day], now=timezone.now(), campaign=delivery.campaign)
     except IntegrityError:
         # A concurrent redemption of the same code won the race.
         raise ConflictError("This offer was already redeemed.") from None
-    # A till that was offline reports days late: a day already recorded for the results
-    # chart is recorded again, or the chart would disagree with the campaign's totals.
-    day = redeemed_at.astimezone(UTC).date()
-    if CampaignDay.objects.filter(campaign_id=delivery.campaign_id, day=day).exists():
-        record_campaign_days(days=[day], now=timezone.now())
     return redemption
 
 

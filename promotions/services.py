@@ -271,14 +271,23 @@ def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:
     return removed
 
 
-def record_campaign_days(*, days: Collection[date], now: datetime) -> int:
-    """Record every campaign's figures for these UTC days (CampaignDay), replacing what an
-    earlier run recorded for them; returns how many rows. Idempotent: Celery beat runs it
-    every hour over the last two days gone by, whose SMS statuses may still be arriving."""
-    figures = get_day_figures(days=days)
+def record_campaign_days(
+    *, days: Collection[date], now: datetime, campaign: Campaign | None = None
+) -> int:
+    """Record every campaign's (or one campaign's) figures for these UTC days (CampaignDay),
+    replacing what an earlier run recorded for them; returns how many rows. Idempotent:
+    Celery beat runs it every hour over the last two days gone by, whose SMS statuses may
+    still be arriving, and a redemption reported late runs it for its day and campaign."""
     with transaction.atomic():
+        recorded = CampaignDay.objects.filter(day__in=set(days))
+        if campaign is not None:
+            recorded = recorded.filter(campaign=campaign)
+        # Counted once the rows it replaces are locked: two recounts of a day take turns,
+        # and the second counts what the first committed (two tills reporting late).
+        list(recorded.select_for_update())
+        figures = get_day_figures(days=days, campaign=campaign)
         # A campaign with nothing left to count on a day (deleted deliveries) keeps no row.
-        CampaignDay.objects.filter(day__in=set(days)).delete()
+        recorded.delete()
         CampaignDay.objects.bulk_create(
             [
                 CampaignDay(campaign_id=campaign_id, day=day, recorded_at=now, **values)

@@ -373,3 +373,18 @@ def test_the_readme_s_production_environment_sends_through_twilio_and_passes_dep
     assert env["SMS_BACKEND"] == "twilio"
     assert {"TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "PUBLIC_BASE_URL"} <= set(env)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize(
+    ("url", "origin"),
+    [
+        ("https://shop.example/passage", "https://shop.example"),
+        ("https://shop.example:8443", "https://shop.example:8443"),
+    ],
+)
+def test_the_admin_trusts_the_origin_of_the_public_address_not_its_path(url, origin):
+    # A browser's Origin header never carries a path: a site mounted under /passage is
+    # still posted to from https://shop.example, and its admin login must not be a 403.
+    result = _settings_in_subprocess({"PUBLIC_BASE_URL": url}, "s.CSRF_TRUSTED_ORIGINS")
+
+    assert result.stdout.strip() == repr([origin])

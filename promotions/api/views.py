@@ -65,7 +65,10 @@ class ConfigViewSet(viewsets.ModelViewSet):
         queryset = super().get_queryset()
         if self.action in ("update", "partial_update", "destroy"):
             # The row alone: a store or zone it joins for display is not changed here.
-            return queryset.select_for_update(of=("self",))
+            # FOR NO KEY UPDATE: a row that others' inserts point at (a campaign's stores, a
+            # delivery's store) is not waited on by them, so no deadlock with a campaign
+            # write adding this store.
+            return queryset.select_for_update(no_key=True, of=("self",))
         return queryset
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:

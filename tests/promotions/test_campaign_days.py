@@ -1,11 +1,14 @@
 """Daily campaign statistics: what Celery beat records for each campaign and day gone by,
 and the results chart that reads them."""
 
+import threading
+import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from promotions import tasks
@@ -175,3 +178,88 @@ def test_a_redemption_reported_days_late_reaches_its_recorded_day(api):
     )
     daily = get_campaign_daily(campaign=campaign, days=7, today=today)
     assert [d["redeemed"] for d in daily if d["day"] == saturday] == [1]
+
+
+def test_a_late_redemption_whose_day_cannot_be_recounted_is_not_recorded_either(api, monkeypatch):
+    # The recount is part of the redemption: the till told to retry is not told on its
+    # retry that the code was redeemed already.
+    from django.db import OperationalError
+
+    from promotions import feedback
+
+    campaign = CampaignFactory()
+    today = utc_today()
+    saturday = today - timedelta(days=4)
+    sent = decide(campaign, saturday, DeliveryStatus.DELIVERED, hour=10, expires_at=at(today, 23))
+    record_campaign_days(days=[saturday], now=timezone.now())
+    body = {
+        "code": sent.code,
+        "store_code": sent.store.code,
+        "redeemed_at": at(saturday, 18).isoformat(),
+    }
+
+    def lock_timeout(**kwargs):
+        raise OperationalError("canceling statement due to lock timeout")
+
+    monkeypatch.setattr(feedback, "record_campaign_days", lock_timeout)
+    first = api.post("/api/v1/redemptions", body)
+    monkeypatch.undo()
+    retried = api.post("/api/v1/redemptions", body)
+
+    assert (first.status_code, retried.status_code) == (503, 201)
+    assert figures(campaign, saturday)["redeemed"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
+)
+def test_two_tills_reporting_the_same_late_day_at_once_both_reach_its_figures(monkeypatch):
+    from promotions import feedback, services
+
+    campaign = CampaignFactory()
+    today = utc_today()
+    saturday = today - timedelta(days=4)
+    first, second = (
+        decide(campaign, saturday, DeliveryStatus.DELIVERED, hour=10, expires_at=at(today, 23))
+        for _ in range(2)
+    )
+    record_campaign_days(days=[saturday], now=timezone.now())
+    counted, second_started = threading.Event(), threading.Event()
+    real_count = services.get_day_figures
+
+    def count_then_wait(**kwargs):
+        figures = real_count(**kwargs)
+        if threading.current_thread().name == "first":
+            counted.set()
+            second_started.wait(5)
+            time.sleep(0.5)  # the second till's recount would count now, without the lock
+        return figures
+
+    monkeypatch.setattr(services, "get_day_figures", count_then_wait)
+
+    def redeem(delivery, amount):
+        try:
+            feedback.redeem(
+                code=delivery.code,
+                customer_id=None,
+                store_code=delivery.store.code,
+                amount=Decimal(amount),
+                redeemed_at=at(saturday, 18),
+            )
+        finally:
+            connection.close()
+
+    till_one = threading.Thread(target=redeem, args=(first, "30.00"), name="first")
+    till_one.start()
+    assert counted.wait(10)
+    till_two = threading.Thread(target=redeem, args=(second, "20.00"), name="second")
+    till_two.start()
+    second_started.set()
+    till_one.join(20)
+    till_two.join(20)
+
+    assert (figures(campaign, saturday)["redeemed"], figures(campaign, saturday)["revenue"]) == (
+        2,
+        Decimal("50.00"),
+    )

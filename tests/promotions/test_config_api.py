@@ -1992,6 +1992,61 @@ def test_a_patch_does_not_undo_a_pause_made_while_it_ran(api, rivoli):
     assert (campaign.status, campaign.daily_budget) == (CampaignStatus.PAUSED, 500)
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
+)
+def test_a_store_patch_and_a_campaign_patch_adding_that_store_both_succeed(api, monkeypatch):
+    # The campaign's write holds the fence version and inserts a row pointing at RIVOLI; the
+    # store's PATCH holds RIVOLI and then wants the fence version. A lock on RIVOLI that
+    # such an insert must wait for would deadlock the two.
+    from promotions.api import views
+    from promotions.models import FenceVersion
+
+    StoreFactory(code="RIVOLI")
+    StoreFactory(code="OPERA")
+    campaign_id = create_campaign(api, stores=["OPERA"])["id"]
+    campaign_bumped, store_locked, answers = threading.Event(), threading.Event(), {}
+    real_bump, real_get_object = FenceVersion.bump.__func__, views.CodeKeyedViewSet.get_object
+
+    def bump(cls):
+        real_bump(cls)
+        if threading.current_thread().name == "campaign":
+            campaign_bumped.set()
+            store_locked.wait(5)
+
+    def get_object(self):
+        found = real_get_object(self)
+        if threading.current_thread().name == "store":
+            store_locked.set()
+        return found
+
+    monkeypatch.setattr(FenceVersion, "bump", classmethod(bump))
+    monkeypatch.setattr(views.CodeKeyedViewSet, "get_object", get_object)
+
+    def patch(name, path, body):
+        try:
+            answers[name] = api.patch(path, body).status_code
+        finally:
+            connection.close()
+
+    campaign = threading.Thread(
+        target=patch,
+        args=("campaign", f"/api/v1/campaigns/{campaign_id}", {"stores": ["OPERA", "RIVOLI"]}),
+        name="campaign",
+    )
+    campaign.start()
+    assert campaign_bumped.wait(10)
+    store = threading.Thread(
+        target=patch, args=("store", "/api/v1/stores/RIVOLI", {"name": "Rivoli"}), name="store"
+    )
+    store.start()
+    campaign.join(30)
+    store.join(30)
+
+    assert answers == {"campaign": 200, "store": 200}
+
+
 def test_a_row_a_protected_foreign_key_holds_is_409_naming_what_holds_it():
     # Only Delivery.campaign protects a row today, and the delete service checks it first;
     # a decision recorded between that check and the delete reaches the handler.

@@ -58,3 +58,25 @@ def test_pings_and_sightings_no_worker_processed_become_batches_for_the_sweep():
         assert all(b.processed_at is None for b in batches)
     finally:
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def test_a_zone_no_reading_could_enter_gets_the_strongest_threshold_a_reading_has():
+    # Sightings at or above 0 dBm are refused since 0016 (0 is a phone saying it could not
+    # measure): a zone whose threshold was 0 or above would otherwise never fire again.
+    old = migrate([("promotions", "0015_code_keys")])
+    try:
+        store = old.get_model("promotions", "Store").objects.create(
+            code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
+        )
+        zones = old.get_model("promotions", "Zone").objects
+        for code, threshold in [("hifi", 0), ("door", 20), ("entrance", -75)]:
+            zones.create(store=store, code=code, name=code, rssi_threshold=threshold)
+
+        new = migrate([("promotions", "0016_zone_rssi_threshold_below_zero")])
+
+        thresholds = new.get_model("promotions", "Zone").objects.values_list(
+            "code", "rssi_threshold"
+        )
+        assert dict(thresholds) == {"hifi": -1, "door": -1, "entrance": -75}
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
