@@ -24,6 +24,7 @@ from customers.models import (
     SmsConsent,
     Visitor,
 )
+from promotions import tracking
 from promotions.ingest import IngestResult, ValidItems, insert_new_rows, wait_for_ping_ingest
 from promotions.models import Delivery, DeviceTrack, Ping, Sighting
 
@@ -209,6 +210,9 @@ def _delete_location_history(*, device_pk: int, owner_pk: int) -> None:
     Ping.objects.filter(device_id=device_pk).delete()
     Sighting.objects.filter(device_id=device_pk).delete()
     DeviceTrack.objects.filter(device_id=device_pk).delete()
+    # Nor does the device hold its previous owner in a store any more: a visit it alone
+    # held ends now, with no dwell announced on a phone in someone else's pocket.
+    tracking.release_device(customer_id=owner_pk, device_id=device_pk, now=timezone.now())
 
 
 def identify_visitor(*, visitor_id: str, customer: Customer) -> tuple[Visitor, int]:

@@ -7,11 +7,16 @@ The rules that real location data needs:
 - A fix counts as inside a store (or an approach ring) when its distance plus a share of its
   accuracy fits the fence (or the ring), and only a fix accurate enough can cause an entry.
   Leaving needs the fix's whole accuracy circle beyond the fence by a margin, so GPS jitter
-  at the edge does not flap between entered and exited.
+  at the edge does not flap between entered and exited. A fix between the two (in the
+  margin band) holds off the exit and no more: it is no evidence of being inside, so it
+  keeps no visit alive, counts toward no dwell, and makes no device a holder (a tablet at
+  home next to the store, the shop next door).
 - A fix too vague to cause an entry cannot prove the customer is still there either: short
   of an exit, it changes nothing, and a presence only vague fixes follow ends by timeout.
 - Being in a store (by any evidence), or having just left it, is no approach: its rings are
-  entered without a `near`.
+  entered without a `near`. A visit ended (by a fix or by timeout) the timeout ago or less
+  is just left, until a fix has the customer beyond the ring: a phone quiet in a pocket
+  while its owner shops, timed out, then walking out, is not approaching.
 - Each device has its own timeline: a fix at or before the device's last applied fix, or a
   beacon reading at or before its last one applied to the place, is stale and changes
   nothing, so processing the same observations twice changes nothing. A place's watermark
@@ -29,6 +34,9 @@ The rules that real location data needs:
   median reaches the zone's threshold; every device read in that window is in, by its own
   latest reading. A beacon zone entry is also an entry into its store.
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
+  A dwell threshold is announced when the visit reached it, unless no campaign watched it
+  then (one started while the customer was already inside past it): then it is news at the
+  moment it is first evaluated, not an old fact a decision would drop as history.
 - A customer's devices are one customer: a place is left when the last device that put
   them there leaves it (or by timeout), not when a tablet at home reports in. Each device
   holds the customer in a place by its own latest evidence: when one leaves, a device
@@ -161,6 +169,13 @@ class PlaceState:
     # (one at or before it is stale anyway): its readings are idempotent on their own
     # timeline, as its fixes are on its track.
     read_at: tuple[tuple[int, datetime], ...] = ()
+    # The dwell thresholds watched when the visit was last evaluated: one not among them was
+    # not watched when the visit passed it. None: stored before this was recorded (taken as
+    # all watched, as they were then).
+    watched: tuple[int, ...] | None = None
+    # An approach ring's: the last time a fix had the customer beyond it while nothing held
+    # them in it. After it, leaving the store is an approach again.
+    beyond_at: datetime | None = None
 
     def mark(self, at: datetime) -> None:
         """Move the watermark to a transition at `at`. The readings noted at or before it say
@@ -196,6 +211,8 @@ class PlaceState:
             "holders": [[h.device, iso(h.fix_at), iso(h.reading_at)] for h in self.holders],
             "released_at": iso(self.released_at),
             "read_at": [[device, at.isoformat()] for device, at in self.read_at],
+            "watched": None if self.watched is None else list(self.watched),
+            "beyond_at": iso(self.beyond_at),
         }
 
     @classmethod
@@ -205,6 +222,7 @@ class PlaceState:
 
         last_evidence_at = when(data.get("last_evidence_at"))
         entered_at = when(data.get("entered_at"))
+        watched = data.get("watched")
         holders = []
         for holder in data.get("holders", ()):
             if isinstance(holder, int):
@@ -228,6 +246,8 @@ class PlaceState:
             read_at=tuple(
                 (int(device), datetime.fromisoformat(at)) for device, at in data.get("read_at", ())
             ),
+            watched=None if watched is None else tuple(map(int, watched)),
+            beyond_at=when(data.get("beyond_at")),
         )
 
 
@@ -335,6 +355,8 @@ class _Run:
         state = self.state(place)
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
         state.dwelled, state.holders, state.released_at = (), holders, None
+        if place.near_m is None:
+            state.watched = tuple(self.dwell_minutes)
         # The smoothing window has done its work: inside, readings only keep the visit alive.
         state.rssi = ()
         state.mark(at)
@@ -413,7 +435,7 @@ class _Run:
         if not state.inside:
             return
         state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
-        state.holders, state.released_at = (), None
+        state.holders, state.released_at, state.watched = (), None, None
         # The exit is the place's newest fact: an observation from before it, arriving late
         # (after a timeout exit, say), must not start a visit earlier than the exit.
         state.mark(at)
@@ -461,7 +483,9 @@ class _Run:
 
     def dwell(self, place: Place, at: datetime) -> None:
         """Announce the dwell thresholds reached by `at` (not past the presence's timeout,
-        counted from the devices still holding it)."""
+        counted from the devices still holding it). One the visit passed before it was
+        watched is announced at `at`, when it is first evaluated: backdated to when it was
+        reached, it would be history before anyone could act on it."""
         state = self.states.get(place)
         if not state or not state.inside or place.near_m is not None:
             return
@@ -469,9 +493,15 @@ class _Run:
         for minutes in self.dwell_minutes:
             reached = state.entered_at + timedelta(minutes=minutes)
             if minutes not in state.dwelled and reached <= min(at, alive_until):
+                if state.watched is not None and minutes not in state.watched:
+                    reached = at
                 state.dwelled = (*state.dwelled, minutes)
                 self.changed.add(place)
                 self.emit(DWELLED, place, reached, minutes=minutes, reason=f"inside {minutes} min")
+        watched = tuple(self.dwell_minutes)
+        if state.watched != watched:
+            state.watched = watched
+            self.changed.add(place)
 
     def places_of_store(self, store: int) -> Iterable[Place]:
         return [p for p in self.states if p.store == store and p.near_m is None and p.zone]
@@ -514,11 +544,14 @@ class _Run:
                 if far and self.release(place, fix.device, fix.at):
                     moment = self.leaving_moment(place, fix.at)
                     self.leave_store(store, moment, distance, evidence)
-                elif precise and not far:
+                elif inside_now:
                     self.stay(place, here)
                     self.dwell(place, fix.at)
-                # A vague fix that is not far proves neither: 20 km off with a 3 km circle
-                # would otherwise keep a presence alive, and dwelling, for as long as it lasts.
+                # A fix in the margin band holds off the exit, no more: it proves no one inside
+                # (the shop next door, a tablet at home across the street), so it keeps the
+                # visit alive no longer, adds no dwell, and makes no device a holder. A vague
+                # fix that is not far proves neither: 20 km off with a 3 km circle would
+                # otherwise keep a presence alive, and dwelling, for as long as it lasts.
             elif inside_now:
                 why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
                 self.enter(place, fix.at, (here,), reason=why, **evidence)
@@ -547,6 +580,7 @@ class _Run:
         """`in_store`: the customer is in the store, or was until this fix, by any evidence
         (beacons too, which never enter a ring themselves)."""
         here = Hold(fix.device, fix_at=fix.at)
+        left_at = self.just_left(store, fix.at)
         for radius in sorted(self.near_distances.get(store, ())):
             ring = Place(store, near_m=float(radius))
             state = self.state(ring)
@@ -557,19 +591,24 @@ class _Run:
             beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
             if state.last_at is not None and fix.at <= state.last_at:
                 if beyond and self.let_go(ring, fix.device, fix.at):
-                    self.leave(ring, self.leaving_moment(ring, fix.at))
+                    self.leave_ring(ring, self.leaving_moment(ring, fix.at))
                 continue
+            # Just out of the store, and not beyond the ring since.
+            walking_out = left_at is not None and not _not_after(left_at, state.beyond_at)
             if state.inside:
                 if beyond:
                     if self.release(ring, fix.device, fix.at):
-                        self.leave(ring, self.leaving_moment(ring, fix.at))
+                        self.leave_ring(ring, self.leaving_moment(ring, fix.at))
                 elif precise and distance is not None and distance - share <= radius:
                     self.stay(ring, here)
-            elif in_store:
+            elif in_store or walking_out:
                 # Shopping, or walking out after shopping, is not an approach: the ring counts
                 # as entered. Unless the fix is already beyond it: coming back is an approach.
                 if not beyond:
                     self.enter(ring, fix.at, (here,))
+                elif walking_out:
+                    state.beyond_at = fix.at
+                    self.changed.add(ring)
             elif within and distance + share > 0:
                 self.enter(ring, fix.at, (here,))
                 self.emit(
@@ -580,6 +619,20 @@ class _Run:
                     ping=fix.ping,
                     reason=f"fix {distance:.0f} m from the fence",
                 )
+
+    def just_left(self, store: int, at: datetime) -> datetime | None:
+        """When the customer left the store, if that was the timeout before `at` or less
+        (whether a fix or the timeout ended the visit): walking out is no approach."""
+        state = self.states.get(Place(store))
+        if state is None or state.inside or state.last_at is None:
+            return None
+        return state.last_at if at <= state.last_at + self.rules.timeout else None
+
+    def leave_ring(self, ring: Place, at: datetime) -> None:
+        """Leave the approach ring on fixes beyond it: coming back is an approach, even
+        just after leaving the store."""
+        self.leave(ring, at)
+        self.state(ring).beyond_at = at
 
     def apply_reading(self, reading: BeaconReading) -> None:
         self.expire(reading.at)
@@ -669,7 +722,12 @@ class _Run:
         self.outcome.states = {
             place: self.states[place]
             for place in sorted(self.changed)
-            if place in original or place in self.entered or self.states[place].rssi
+            if place in original
+            or place in self.entered
+            or self.states[place].rssi
+            # Beyond an approach ring just after leaving the store: what makes coming back
+            # an approach again, in a later batch too.
+            or self.states[place].beyond_at
         }
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)
@@ -814,6 +872,39 @@ def advance(
             run.apply_fix(observation, locate)
         else:
             run.apply_reading(observation)
+    return run.finish(states)
+
+
+def release_device(
+    *,
+    states: Mapping[Place, PlaceState],
+    device: int,
+    rules: Rules = Rules(),
+    now: datetime,
+) -> Outcome:
+    """The device is no longer the customer's (registered to someone else): it holds them in
+    no place any more. A place it was the last to hold is left at `now`, announcing no
+    dwell: nothing the customer still owns says they stayed. A presence stored before holders
+    were recorded names none: it goes on to its timeout, as nothing says whose it was."""
+    run = _Run(states, {}, (), {}, rules)
+    for place, state in sorted(run.states.items()):
+        # Nor do its readings in a smoothing window count toward an entry of theirs.
+        window = tuple(item for item in state.rssi if item[2:] != (device,))
+        if window != state.rssi:
+            state.rssi = window
+            run.changed.add(place)
+        if not state.inside or all(hold.device != device for hold in state.holders):
+            continue
+        state.holders = tuple(hold for hold in state.holders if hold.device != device)
+        run.changed.add(place)
+        if state.holders:
+            state.last_evidence_at = max(hold.at for hold in state.holders)
+            continue
+        moment = run.leaving_moment(place, now)
+        if place.zone is None and place.near_m is None:
+            for zone in run.places_of_store(place.store):
+                run.leave(zone, moment, reason="device reassigned")
+        run.leave(place, moment, reason="device reassigned")
     return run.finish(states)
 
 

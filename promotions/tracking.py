@@ -373,6 +373,21 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
     return event_ids
 
 
+def release_device(*, customer_id: int, device_id: int, now: datetime) -> list[int]:
+    """The device was registered to another customer: it holds its previous owner in no
+    place any more, and a visit it alone held ends now. Returns the ids of the exits. The
+    caller holds the previous owner locked, as a batch of theirs would."""
+    stored = _stored_states([customer_id]).get(customer_id, {})
+    if not stored:
+        return []
+    outcome = presence.release_device(
+        states=stored, device=device_id, rules=presence_rules(), now=now
+    )
+    changes = _Changes()
+    changes.add(customer_id, outcome)
+    return changes.write(now=now)
+
+
 def _lock_customers(customers: QuerySet[Customer]) -> list[int]:
     """Lock the customers' rows, in id order (two workers never wait on each other in a
     cycle): a second worker given a batch of the same customers waits for this one's

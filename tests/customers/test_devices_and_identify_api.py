@@ -1,14 +1,23 @@
 import time
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from customers.models import BrowsingEvent, Device, ProductIntent
-from promotions import beacons
-from promotions.models import DeviceTrack, Ping, Sighting
+from promotions import beacons, decisions
+from promotions.models import DeviceTrack, Ping, Presence, PresenceEvent, Sighting
 from tests.clock import ago
-from tests.factories import BEACON_UUID, BeaconFactory, CustomerFactory, DeviceFactory
+from tests.factories import (
+    BEACON_UUID,
+    BeaconFactory,
+    CampaignFactory,
+    CustomerFactory,
+    DeviceFactory,
+    StoreFactory,
+)
 from tests.processes import in_thread, started
 
 pytestmark = pytest.mark.django_db
@@ -92,6 +101,26 @@ def test_erasing_a_devices_previous_owner_leaves_none_of_their_location_history(
     assert not Ping.objects.exists()
     assert not Sighting.objects.exists()
     assert not DeviceTrack.objects.exists()
+
+
+def test_a_device_moved_to_another_customer_no_longer_holds_its_previous_owner_in_a_store(api, lea):
+    store = StoreFactory()
+    CampaignFactory(trigger_type="dwell", trigger_minutes=10)
+    api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-1"})
+    inside = {"device_id": "shared", "latitude": store.latitude, "longitude": store.longitude}
+    inside |= {"accuracy": 8, "recorded_at": ago(minutes=1)}
+    assert api.post("/api/v1/pings", {"pings": [inside]}, format="json").status_code == 202
+    assert Presence.objects.get(customer=lea, place_key=f"store:{store.pk}").inside
+    CustomerFactory(external_id="C-2")
+
+    response = api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-2"})
+    decisions.process_presence_tick(now=timezone.now() + timedelta(minutes=10))
+
+    # Léa left the store when her phone stopped being hers, and stayed no 10 minutes in it.
+    assert response.status_code == 200
+    events = PresenceEvent.objects.filter(customer=lea).order_by("occurred_at")
+    assert [(e.kind, e.evidence["reason"]) for e in events][1:] == [("exited", "device reassigned")]
+    assert not Presence.objects.filter(customer=lea, inside=True).exists()
 
 
 def test_registering_a_device_again_for_its_owner_keeps_its_history(api, lea_phone_with_history):

@@ -6,12 +6,14 @@ import pytest
 from django.utils import timezone
 
 from customers.models import Customer
-from promotions import beacons, decisions
-from promotions.models import DeviceTrack, Ping, Presence, PresenceEvent, Store
+from promotions import beacons, decisions, tasks
+from promotions.models import Delivery, DeviceTrack, Ping, Presence, PresenceEvent, Store
+from promotions.sms import locmem
 from tests.clock import ago
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
+    CampaignFactory,
     CustomerFactory,
     DeviceFactory,
     StoreFactory,
@@ -150,6 +152,41 @@ def test_a_tablet_at_home_does_not_take_its_owner_out_of_the_store(api, phones):
         "entered",
         "exited",
     ]
+
+
+def test_a_tablet_at_home_across_the_street_does_not_keep_its_owner_in_the_store(api, phones):
+    walker = Customer.objects.get(external_id="walker")
+    DeviceFactory(device_id="tablet", customer=walker)
+    # 180 m from the store's centre (120 m past its 60 m fence), on wifi: 80 m accurate.
+    home = (RIVOLI[0] + 180 / 111_195, RIVOLI[1])
+    send(api, ping("walker", RIVOLI, 12))
+    send(api, ping("tablet", home, 11, accuracy=80.0))
+    send(api, ping("walker", (RIVOLI[0] + 0.01, RIVOLI[1]), 8))  # 1.1 km north
+    send(api, ping("tablet", home, 1, accuracy=80.0))
+
+    assert list(PresenceEvent.objects.order_by("occurred_at").values_list("kind", flat=True)) == [
+        "entered",
+        "exited",
+    ]
+    assert not Presence.objects.filter(customer=walker, inside=True).exists()
+
+
+@pytest.mark.parametrize("evaluated_by", ["a ping", "the beat"])
+def test_a_dwell_campaign_started_while_the_customer_is_inside_texts_them(
+    api, phones, rivoli, settings, evaluated_by
+):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    send(api, *(ping("walker", RIVOLI, minutes) for minutes in (30, 25, 20, 15, 10, 5, 2)))
+    # "Stays 5 minutes" starts now; the walker has been in for 30 and still is.
+    campaign = CampaignFactory(trigger_type="dwell", trigger_minutes=5)
+    if evaluated_by == "a ping":
+        send(api, ping("walker", RIVOLI, 1 / 3))
+    tasks.tick_presence.delay()
+
+    [delivery] = Delivery.objects.all()
+    assert (delivery.campaign, delivery.presence_event.minutes) == (campaign, 5)
+    assert [sms.to for sms in locmem.outbox] == [Customer.objects.get(external_id="walker").phone]
 
 
 def test_a_late_fix_does_not_move_a_track_back(api, phones):

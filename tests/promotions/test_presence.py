@@ -206,6 +206,33 @@ def test_a_silent_device_in_the_store_leaves_it_by_timeout_whatever_another_repo
     assert [(e.kind, e.at) for e in later.events] == [(EXITED, at(15 * 60))]
 
 
+def test_a_device_in_the_exit_margin_does_not_keep_its_owner_in_the_store():
+    # Léa lives 120 m from the store: her tablet at home reports every 10 minutes on wifi
+    # (80 m: within the margin once its accuracy is taken off). The phone that put her in
+    # the store walks out after 5 minutes: she is out, and dwells neither 30 nor 60 minutes.
+    phone = [fix(0, -30, device=1), fix(120, -30, device=1), fix(300, 900, device=1)]
+    tablet = [fix(minute * 60 + 60, 120, accuracy=80, device=2) for minute in range(0, 120, 10)]
+
+    outcome = run(phone + tablet, dwell_minutes={30, 60}, now=at(2 * 3600))
+
+    assert [(e.kind, e.at) for e in outcome.events] == [(ENTERED, at(0)), (EXITED, at(300))]
+
+
+@pytest.mark.parametrize("device", [1, 2], ids=["the phone that entered", "another device"])
+def test_fixes_in_the_exit_margin_keep_no_visit_alive_nor_make_it_dwell(device):
+    # Out of the store after 5 minutes, into the shop next door, 40 m past the fence (in the
+    # margin): 45 minutes there are no stay in this one. The visit times out 15 minutes after
+    # the last fix that was inside, once, with no dwell and no flapping.
+    next_door = [fix(minute * 60, 40, device=device) for minute in range(5, 50, 3)]
+
+    outcome = run([fix(0, -30), fix(120, -30), *next_door], dwell_minutes={20, 30})
+
+    assert [(e.kind, e.at, e.reason) for e in outcome.events] == [
+        (ENTERED, at(0), "fix 30 m inside (accuracy 10 m)"),
+        (EXITED, at(120 + 15 * 60), "timeout"),
+    ]
+
+
 def test_both_devices_in_the_store_leave_it_when_the_last_one_does():
     visit = run([fix(0, -30, device=1), fix(30, -20, device=2), fix(60, 800, device=1)])
     assert kinds(visit) == [ENTERED]
@@ -691,6 +718,40 @@ def test_a_dwell_reached_in_silence_is_announced_by_the_tick():
     assert [e.kind for e in later.events] == [EXITED]
 
 
+@pytest.mark.parametrize("by", ["fix", "tick"])
+def test_a_dwell_watched_only_after_the_visit_passed_it_is_announced_when_first_evaluated(by):
+    # Inside for 30 minutes while no campaign watched 5 minutes; then one does. Announced
+    # at 5 minutes, it would be history (older than the SMS validity) before it was made.
+    visit = run([fix(minute * 60, -30) for minute in range(0, 31, 5)], now=at(30 * 60))
+    if by == "fix":
+        later = run([fix(31 * 60, -30)], visit.states, visit.tracks, dwell_minutes={5, 40})
+    else:
+        later = presence.tick(states=visit.states, dwell_minutes={5, 40}, now=at(31 * 60))
+    assert [(e.kind, e.minutes, e.at) for e in later.events] == [(DWELLED, 5, at(31 * 60))]
+
+    # 40 minutes, watched before the visit reached it, is announced when it was reached.
+    states = visit.states | later.states
+    reached = presence.tick(states=states, dwell_minutes={5, 40}, now=at(40 * 60 + 30))
+    assert [(e.kind, e.minutes, e.at) for e in reached.events] == [(DWELLED, 40, at(40 * 60))]
+
+
+def test_a_visit_stored_before_watched_dwells_were_recorded_announces_them_when_reached():
+    stored = {
+        "inside": True,
+        "entered_at": at(0).isoformat(),
+        "last_evidence_at": at(600).isoformat(),
+        "last_at": at(0).isoformat(),
+        "dwelled": [],
+        "rssi": [],
+        "holders": [[1, at(600).isoformat(), None]],
+    }
+    states = {Place(STORE): PlaceState.from_json(stored)}
+
+    outcome = presence.tick(states=states, dwell_minutes={5}, now=at(660))
+
+    assert [(e.kind, e.at) for e in outcome.events] == [(DWELLED, at(5 * 60))]
+
+
 @pytest.mark.parametrize(
     ("metres", "accuracy"),
     [
@@ -776,6 +837,42 @@ def test_leaving_the_store_beyond_the_ring_leaves_a_later_approach_to_announce()
     )
     ring = Place(STORE, near_m=500.0)
     assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(600))]
+
+
+def test_walking_out_after_a_quiet_visit_is_no_approach():
+    # In the store at minute 0 and 2, then the phone says nothing while she shops (standing
+    # still in a pocket): the visit times out at minute 17, and at 18 she is on the pavement.
+    phone = [fix(-120, 900), fix(0, -30), fix(120, -30), fix(18 * 60, 80), fix(19 * 60, 300)]
+
+    outcome = run(phone, near_distances={STORE: {500.0}}, now=at(20 * 60))
+
+    assert [(e.kind, e.at) for e in outcome.events] == [(ENTERED, at(0)), (EXITED, at(17 * 60))]
+
+
+@pytest.mark.parametrize("cut", [4, 5, 6], ids=["before the exit", "after it", "after beyond"])
+def test_after_a_quiet_visit_going_beyond_the_ring_makes_coming_back_an_approach(cut):
+    # As above, but from the pavement she walks 1.5 km away, and comes back 5 minutes on:
+    # that is an approach, in however many batches the phone's fixes arrive.
+    phone = [fix(-120, 900), fix(0, -30), fix(120, -30), fix(18 * 60, 80), fix(19 * 60, 1_500)]
+    phone.append(fix(24 * 60, 300))
+
+    events, _ = in_batches([phone[:cut], phone[cut:]], near_distances={STORE: {500.0}})
+
+    assert [(e.kind, e.at) for e in events] == [
+        (ENTERED, at(0)),
+        (EXITED, at(17 * 60)),
+        (NEAR, at(24 * 60)),
+    ]
+
+
+def test_a_quiet_visit_left_longer_than_the_timeout_ago_is_no_longer_just_left():
+    phone = [fix(-120, 900), fix(0, -30), fix(120, -30), fix(33 * 60, 300)]
+    outcome = run(phone, near_distances={STORE: {500.0}})
+    assert [(e.kind, e.at) for e in outcome.events] == [
+        (ENTERED, at(0)),
+        (EXITED, at(17 * 60)),
+        (NEAR, at(33 * 60)),
+    ]
 
 
 def test_vague_fixes_do_not_keep_an_approach_alive():
@@ -864,6 +961,8 @@ def test_a_state_with_its_holders_survives_its_json_round_trip():
         holders=(Hold(1, fix_at=at(40), reading_at=at(55)), Hold(2, fix_at=at(60))),
         released_at=at(50),
         read_at=((1, at(55)), (3, at(20))),
+        watched=(5, 30),
+        beyond_at=at(45),
     )
     assert PlaceState.from_json(state.to_json()) == state
 
@@ -901,6 +1000,30 @@ def test_a_state_stored_in_an_older_shape_still_reads_and_ends_as_it_did(holders
     events, _ = in_batches([[f] for f in fixes], states, tracks)
 
     assert [(e.kind, e.at) for e in events] == [(EXITED, at(exit_at))]
+
+
+def test_a_device_given_to_another_customer_holds_its_old_owner_nowhere():
+    # The phone put Léa in the store and its ring; handed over at 3 minutes, it holds her in
+    # neither: she is out then, with no dwell announced.
+    near = {STORE: {500.0}}
+    visit = run([fix(-60, 300), fix(0, -30), fix(120, -30)], near_distances=near)
+
+    released = presence.release_device(states=visit.states, device=1, now=at(180))
+
+    assert [(e.kind, e.place, e.at) for e in released.events] == [(EXITED, Place(STORE), at(180))]
+    assert not any(state.inside for state in released.states.values())
+    ticked = presence.tick(states=visit.states | released.states, dwell_minutes={5}, now=at(600))
+    assert ticked.events == []
+
+
+def test_a_device_given_away_leaves_its_old_owner_held_by_their_other_devices():
+    visit = run([fix(0, -30, device=1), fix(60, -30, device=2), fix(300, -30, device=1)])
+
+    released = presence.release_device(states=visit.states, device=1, now=at(360))
+    assert released.events == []
+    # The watch's fix at 1 minute holds her in, until its timeout (not the phone's).
+    ticked = presence.tick(states=visit.states | released.states, now=at(20 * 60))
+    assert [(e.kind, e.at) for e in ticked.events] == [(EXITED, at(60 + 15 * 60))]
 
 
 @pytest.mark.parametrize(
