@@ -358,19 +358,24 @@ def _derived_dwells(
         ).values_list("customer_id", "place_key", "state")
     }
     timeout = timedelta(minutes=settings.PRESENCE_TIMEOUT_MINUTES)
-    recorded = {
-        (item.customer.id, item.fact.store, item.fact.at)
-        for item in replayed
-        if item.fact.kind == PresenceKind.DWELLED
-    }
+    # Presence recorded a visit's dwell at E + N, or, when no campaign watched N minutes
+    # until the visit had passed them, at the moment it was first evaluated.
+    recorded: dict[tuple[int, int], list[datetime]] = defaultdict(list)
+    for item in replayed:
+        if item.fact.kind == PresenceKind.DWELLED and item.fact.minutes == rule.trigger_minutes:
+            recorded[item.customer.id, item.fact.store].append(item.fact.at)
     derived = []
     for entry in entries:
         dwelled_at = entry.occurred_at + minutes
-        if (entry.customer_id, entry.store_id, dwelled_at) in recorded:
-            continue
         key = (entry.customer_id, entry.place_key)
         visit_exits = exits.get(key, [])
         after = bisect_right(visit_exits, entry.occurred_at, key=lambda exit_: exit_[0])
+        ended_at = visit_exits[after][0] if after < len(visit_exits) else None
+        if any(
+            dwelled_at <= at and (ended_at is None or at <= ended_at)
+            for at in recorded.get((entry.customer_id, entry.store_id), ())
+        ):
+            continue
         if after < len(visit_exits):
             ended_at, timed_out = visit_exits[after]
             lasted = dwelled_at <= ended_at if timed_out else dwelled_at < ended_at

@@ -2,6 +2,8 @@
 only move their phones' tracks (followed for the whole batch at once), the second go
 through the state machine. Both, in one request, must come out as each would alone."""
 
+from datetime import timedelta
+
 import pytest
 from django.utils import timezone
 
@@ -187,6 +189,13 @@ def test_a_dwell_campaign_started_while_the_customer_is_inside_texts_them(
     [delivery] = Delivery.objects.all()
     assert (delivery.campaign, delivery.presence_event.minutes) == (campaign, 5)
     assert [sms.to for sms in locmem.outbox] == [Customer.objects.get(external_id="walker").phone]
+    # The dry run decides that visit's dwell once: the one recorded late, none derived.
+    since = (timezone.now() - timedelta(hours=1)).isoformat()
+    until = timezone.now().isoformat()
+    replay = api.post(
+        f"/api/v1/campaigns/{campaign.id}/dry-run", {"since": since, "until": until}
+    ).json()
+    assert (replay["matched"], replay["would_send"], replay["arrived_too_late"]) == (1, 1, 0)
 
 
 def test_a_late_fix_does_not_move_a_track_back(api, phones):
