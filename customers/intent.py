@@ -73,11 +73,31 @@ def score_of(
     return score_as_of(score, score_at, when, half_life_seconds)
 
 
+def merge_scores(
+    score: float,
+    score_at: datetime | None,
+    other: float,
+    other_at: datetime | None,
+    half_life_seconds: float,
+) -> tuple[float, datetime | None]:
+    """Two decayed scores as one, as if their events had been added one by one: the other
+    score is, as of its own time, the weight of one event then."""
+    if other_at is None:
+        return score, score_at
+    return add_to_score(score, score_at, other, other_at, half_life_seconds)
+
+
 def add_view_time(view_times: list[int], at: int, window_start: int) -> list[int]:
     """Insert a view (epoch seconds) into the ascending list, keeping the window and the cap."""
     times = [t for t in view_times if t >= window_start]
     if at >= window_start:
         insort(times, at)
+    return times[-MAX_VIEW_TIMES:]
+
+
+def merge_view_times(view_times: list[int], other: list[int], window_start: int) -> list[int]:
+    """Two ascending lists of views as one, keeping the window and the cap."""
+    times = sorted(t for t in (*view_times, *other) if t >= window_start)
     return times[-MAX_VIEW_TIMES:]
 
 
@@ -100,6 +120,19 @@ def cart_after(
         if at == cart_updated_at and cart_state == CART_ABANDONED:
             return cart_state, cart_updated_at
     return new_state, at
+
+
+def merge_carts(
+    cart_state: str,
+    cart_updated_at: datetime | None,
+    other_state: str,
+    other_updated_at: datetime | None,
+) -> tuple[str, datetime | None]:
+    """Two cart states as one: the other's is the result of its latest cart event."""
+    if other_state == CART_NONE or other_updated_at is None:
+        return cart_state, cart_updated_at
+    event_type = next(event for event, state in CART_EVENTS.items() if state == other_state)
+    return cart_after(cart_state, cart_updated_at, event_type, other_updated_at)
 
 
 def latest(current: datetime | None, at: datetime) -> datetime:

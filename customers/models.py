@@ -205,8 +205,10 @@ class BrowsingEvent(models.Model):
     customer = models.ForeignKey(
         Customer, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
+    # Not CASCADE: an identified visitor goes when its customer is erased, and another
+    # customer's events sent from the same browser (a shared computer) must stay theirs.
     visitor = models.ForeignKey(
-        Visitor, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+        Visitor, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
     )
     type = models.CharField(max_length=20, choices=EventType.choices)
     sku = models.CharField(max_length=100, blank=True)
@@ -231,6 +233,9 @@ class Product(models.Model):
     category = models.CharField(max_length=100, blank=True)
     named_at = models.DateTimeField(
         null=True, blank=True, help_text="When the event that gave the name occurred."
+    )
+    categorised_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the event that gave the category occurred."
     )
 
     class Meta:
@@ -275,6 +280,9 @@ class Intent(models.Model):
 class ProductIntent(Intent):
     sku = models.CharField(max_length=100)
     category = models.CharField(max_length=100, blank=True)
+    categorised_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the event that gave the category occurred."
+    )
 
     class Meta:
         constraints = [

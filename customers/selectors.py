@@ -40,21 +40,43 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             for device in devices
         ],
         "visitors": list(customer.visitors.values("visitor_id", "identified_at")),
-        "browsing_events": list(
-            customer.events.order_by("occurred_at").values(
-                "event_id", "type", "sku", "product_name", "category", "url", "occurred_at"
+        "browsing_events": [
+            _with_visitor_id(row)
+            for row in customer.events.order_by("occurred_at").values(
+                "event_id",
+                "visitor__visitor_id",
+                "type",
+                "sku",
+                "product_name",
+                "category",
+                "url",
+                "occurred_at",
+                "received_at",
             )
-        ),
+        ],
         "product_intent": [
             _with_view_instants(row)
             for row in customer.productintent_set.order_by("sku").values(
-                "sku", "category", "view_times", "last_seen_at", "cart_state", "score", "score_at"
+                "sku",
+                "category",
+                "view_times",
+                "last_seen_at",
+                "cart_state",
+                "cart_updated_at",
+                "score",
+                "score_at",
             )
         ],
         "category_intent": [
             _with_view_instants(row)
             for row in customer.categoryintent_set.order_by("category").values(
-                "category", "view_times", "last_seen_at", "cart_state", "score", "score_at"
+                "category",
+                "view_times",
+                "last_seen_at",
+                "cart_state",
+                "cart_updated_at",
+                "score",
+                "score_at",
             )
         ],
         "pings": list(
@@ -148,6 +170,11 @@ def _with_beacon_identity(row: dict[str, Any]) -> dict[str, Any]:
     # The beacon an app ranged, named as the API names beacons: by its identity.
     key = row.pop("beacon__identity")
     return {**row, "beacon": identity_from_key(key) if key else None}
+
+
+def _with_visitor_id(row: dict[str, Any]) -> dict[str, Any]:
+    # The browser an event came from, named as the events API takes it.
+    return {**row, "visitor_id": row.pop("visitor__visitor_id")}
 
 
 def _with_view_instants(row: dict[str, Any]) -> dict[str, Any]:

@@ -124,8 +124,13 @@ def erase_customer(*, customer: Customer) -> None:
             # for the campaign's results.
             error_message="",
         )
-        # Devices cascade to pings and sightings, visitors to their events, and the customer
-        # to presence and its events.
+        # Their events, and any their identified browser sent without naming them; not those
+        # another customer sent from the same browser (a shared computer): those stay theirs,
+        # and lose only the visitor, which goes with the customer.
+        BrowsingEvent.objects.filter(
+            models.Q(customer=customer) | models.Q(customer=None, visitor__customer=customer)
+        ).delete()
+        # Devices cascade to pings and sightings, and the customer to presence.
         customer.delete()
 
 
@@ -296,8 +301,10 @@ def _attach_visitors(events: list[BrowsingEvent], visitor_ids: list[str | None])
     visitors = _locked_visitors(keys)
     missing = keys - visitors.keys()
     if missing:
+        # Inserted in key order, as a concurrent batch inserts them: in any other, two batches
+        # could each wait for a key the other has inserted.
         Visitor.objects.bulk_create(
-            [Visitor(visitor_id=key) for key in missing], ignore_conflicts=True
+            [Visitor(visitor_id=key) for key in sorted(missing)], ignore_conflicts=True
         )
         visitors = _locked_visitors(keys)
     for event, key in zip(events, visitor_ids, strict=True):
@@ -318,25 +325,26 @@ def _locked_visitors(keys: set[str]) -> dict[str, Visitor]:
 
 
 def _update_catalogue(events: list[BrowsingEvent]) -> None:
-    """Keep, per SKU, the product name sent with its latest named event."""
+    """Keep, per SKU, the product name and the category sent with its latest event naming
+    each: a late event does not undo a newer one."""
     latest_named: dict[str, BrowsingEvent] = {}
-    latest_category: dict[str, str] = {}
+    latest_categorised: dict[str, BrowsingEvent | None] = {}
     for event in sorted(events, key=lambda e: e.occurred_at):
         if not event.sku:
             continue
-        latest_category.setdefault(event.sku, "")
+        latest_categorised.setdefault(event.sku, None)
         if event.category:
-            latest_category[event.sku] = event.category
+            latest_categorised[event.sku] = event
         if event.product_name:
             latest_named[event.sku] = event
-    if not latest_category:
+    if not latest_categorised:
         return
     products = {
         product.sku: product
-        for product in Product.objects.select_for_update().filter(sku__in=latest_category)
+        for product in Product.objects.select_for_update().filter(sku__in=latest_categorised)
     }
     new, changed = [], []
-    for sku, category in latest_category.items():
+    for sku, categorised in sorted(latest_categorised.items()):
         named = latest_named.get(sku)
         product = products.get(sku)
         if product is None:
@@ -344,17 +352,25 @@ def _update_catalogue(events: list[BrowsingEvent]) -> None:
                 Product(
                     sku=sku,
                     name=named.product_name if named else "",
-                    category=category,
                     named_at=named.occurred_at if named else None,
+                    category=categorised.category if categorised else "",
+                    categorised_at=categorised.occurred_at if categorised else None,
                 )
             )
             continue
-        if named and (product.named_at is None or named.occurred_at >= product.named_at):
+        if named and _replaces(named.occurred_at, product.named_at):
             product.name, product.named_at = named.product_name, named.occurred_at
-        product.category = category or product.category
+        if categorised and _replaces(categorised.occurred_at, product.categorised_at):
+            product.category, product.categorised_at = categorised.category, categorised.occurred_at
         changed.append(product)
     Product.objects.bulk_create(new, ignore_conflicts=True)
-    Product.objects.bulk_update(changed, ["name", "named_at", "category"])
+    Product.objects.bulk_update(changed, ["name", "named_at", "category", "categorised_at"])
+
+
+def _replaces(at: datetime | None, stored_at: datetime | None) -> bool:
+    """Whether a name or category an event gave at `at` replaces the one stored, given at
+    `stored_at`. A row stored before these times were kept has none: any event replaces it."""
+    return stored_at is None or (at is not None and at >= stored_at)
 
 
 def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
@@ -370,38 +386,55 @@ def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
     categories = _locked_intent_rows(
         CategoryIntent,
         "category",
-        {(e.customer_id, c) for e, c in zip(events, event_categories, strict=True) if c},
+        {(e.customer_id, c) for e, (c, _) in zip(events, event_categories, strict=True) if c},
     )
-    for event, category in zip(events, event_categories, strict=True):
+    for event, (category, categorised_at) in zip(events, event_categories, strict=True):
+        category_row = categories[(event.customer_id, category)] if category else None
         if event.sku:
             row = products[(event.customer_id, event.sku)]
+            if category_row and not row.category:
+                # Until now no event of the SKU named its category, so the row's events
+                # counted towards none: they count towards the first one it is given, as they
+                # would have had it been known when they came. A row keeps its category once
+                # given one, so no event is counted twice.
+                _fold_intent(category_row, row, half_life, window_start)
             _fold_event(row, event, half_life, window_start)
-            row.category = category or row.category
-        if category:
-            _fold_event(categories[(event.customer_id, category)], event, half_life, window_start)
+            if category and _replaces(categorised_at, row.categorised_at):
+                row.category, row.categorised_at = category, categorised_at
+        if category_row:
+            _fold_event(category_row, event, half_life, window_start)
     fields = ["view_times", "last_seen_at", "cart_state", "cart_updated_at", "score", "score_at"]
-    ProductIntent.objects.bulk_update(products.values(), [*fields, "category"])
+    ProductIntent.objects.bulk_update(products.values(), [*fields, "category", "categorised_at"])
     CategoryIntent.objects.bulk_update(categories.values(), fields)
+
+
+Categorised = tuple[str, datetime | None]
+NO_CATEGORY: Categorised = ("", None)
 
 
 def _categories_of(
     events: list[BrowsingEvent], products: dict[tuple[int, str], ProductIntent]
-) -> list[str]:
-    """The category each event counts towards ("" for none), for events in the order they
-    occurred. Clients often send the category with only some of a product's events: one
-    without it counts towards its SKU's last known category, the customer's (their product
-    intent, or an earlier event of the batch) or else the catalogue's, so that category
-    intent counts every view of the product. At most one query a batch."""
-    known = {key: row.category for key, row in products.items() if row.category}
+) -> list[Categorised]:
+    """The category each event counts towards ("" for none), with when the event that named
+    it occurred, for events in the order they occurred. Clients often send the category with
+    only some of a product's events: one without it counts towards its SKU's current
+    category, the customer's (their product intent, or an event of the batch) or else the
+    catalogue's, so that category intent counts every view of the product. A late event
+    naming another category counts towards that one but leaves the SKU's in place. At most
+    one query a batch."""
+    known = {
+        key: (row.category, row.categorised_at) for key, row in products.items() if row.category
+    }
     unknown = {
         e.sku for e in events if e.sku and not e.category and (e.customer_id, e.sku) not in known
     }
     catalogue = (
-        dict(
-            Product.objects.filter(sku__in=unknown)
+        {
+            sku: (category, categorised_at)
+            for sku, category, categorised_at in Product.objects.filter(sku__in=unknown)
             .exclude(category="")
-            .values_list("sku", "category")
-        )
+            .values_list("sku", "category", "categorised_at")
+        }
         if unknown
         else {}
     )
@@ -409,13 +442,16 @@ def _categories_of(
     for event in events:
         key = (event.customer_id, event.sku)
         if event.category:
-            if event.sku:
-                known[key] = event.category
-            categories.append(event.category)
+            named = (event.category, event.occurred_at)
+            if event.sku and _replaces(event.occurred_at, known.get(key, NO_CATEGORY)[1]):
+                known[key] = named
+            categories.append(named)
         elif event.sku:
-            categories.append(known.get(key) or catalogue.get(event.sku, ""))
+            if key not in known and event.sku in catalogue:
+                known[key] = catalogue[event.sku]  # what the customer's product intent takes
+            categories.append(known.get(key, NO_CATEGORY))
         else:
-            categories.append("")
+            categories.append(NO_CATEGORY)
     return categories
 
 
@@ -429,6 +465,19 @@ def _fold_event(row: Any, event: BrowsingEvent, half_life: float, window_start: 
         row.view_times = intent.add_view_time(row.view_times, int(at.timestamp()), window_start)
     row.cart_state, row.cart_updated_at = intent.cart_after(
         row.cart_state, row.cart_updated_at, event.type, at
+    )
+
+
+def _fold_intent(row: Any, other: Any, half_life: float, window_start: int) -> None:
+    """Add to an intent row the events another holds, as _fold_event would one by one."""
+    row.score, row.score_at = intent.merge_scores(
+        row.score, row.score_at, other.score, other.score_at, half_life
+    )
+    if other.last_seen_at is not None:
+        row.last_seen_at = intent.latest(row.last_seen_at, other.last_seen_at)
+    row.view_times = intent.merge_view_times(row.view_times, other.view_times, window_start)
+    row.cart_state, row.cart_updated_at = intent.merge_carts(
+        row.cart_state, row.cart_updated_at, other.cart_state, other.cart_updated_at
     )
 
 
@@ -451,8 +500,10 @@ def _locked_intent_rows(
     rows = load()
     missing = keys - rows.keys()
     if missing:
+        # In key order, for the reason _attach_visitors inserts visitors so.
         model.objects.bulk_create(
-            [model(customer_id=c, **{field: k}) for c, k in missing], ignore_conflicts=True
+            [model(customer_id=c, **{field: k}) for c, k in sorted(missing)],
+            ignore_conflicts=True,
         )
         rows = load()
     return rows

@@ -207,12 +207,16 @@ class ExportedVisitorSerializer(serializers.Serializer):
 
 class ExportedBrowsingEventSerializer(serializers.Serializer):
     event_id = serializers.CharField()
+    visitor_id = serializers.CharField(
+        allow_null=True, help_text="The anonymous visitor the event was sent as, if any."
+    )
     type = serializers.ChoiceField(choices=EventType.choices)
     sku = serializers.CharField()
     product_name = serializers.CharField()
     category = serializers.CharField()
     url = serializers.CharField()
     occurred_at = serializers.DateTimeField()
+    received_at = serializers.DateTimeField()
 
 
 CART_STATE_HELP = f'"{CartState.IN_CART}", "{CartState.ABANDONED}", or "" for none.'
@@ -225,6 +229,9 @@ class ExportedCategoryIntentSerializer(serializers.Serializer):
     )
     last_seen_at = serializers.DateTimeField(allow_null=True)
     cart_state = serializers.CharField(help_text=CART_STATE_HELP)
+    cart_updated_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the cart event that set cart_state occurred."
+    )
     score = serializers.FloatField(help_text="Decayed score as of score_at.")
     score_at = serializers.DateTimeField(allow_null=True)
 

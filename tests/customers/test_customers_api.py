@@ -10,6 +10,7 @@ from customers.models import (
     Device,
     ProductIntent,
     SmsConsent,
+    Visitor,
 )
 from promotions import beacons
 from promotions.models import Delivery, DeviceTrack, Presence, Redemption
@@ -227,6 +228,37 @@ def test_delete_erases_the_customer_and_everything_about_them(api):
     assert not ConsentChange.objects.exists()
 
 
+def test_erasing_a_customer_keeps_another_customers_events_sent_from_the_same_browser(api):
+    CustomerFactory(external_id="C-1")
+    tom = CustomerFactory(external_id="C-2")
+    view = {"type": "product_view", "sku": "X200", "occurred_at": ago(hours=1)}
+    api.post("/api/v1/events", {"events": [{**view, "event_id": "lea-1", "visitor_id": "pc"}]})
+    api.post("/api/v1/identify", {"visitor_id": "pc", "customer_id": "C-1"})
+    # Tom logs in on the family computer: the site names him, and sends its cookie along.
+    tom_view = {**view, "event_id": "tom-1", "customer_id": "C-2", "visitor_id": "pc"}
+    api.post("/api/v1/events", {"events": [tom_view]})
+
+    assert api.delete("/api/v1/customers/C-1").status_code == 204
+
+    assert list(BrowsingEvent.objects.values_list("event_id", flat=True)) == ["tom-1"]
+    export = api.get("/api/v1/customers/C-2/export").json()
+    assert [event["event_id"] for event in export["browsing_events"]] == ["tom-1"]
+    assert len(ProductIntent.objects.get(customer=tom).view_times) == 1
+
+
+def test_erasing_a_customer_takes_the_events_their_browser_sent_before_they_logged_in(api):
+    CustomerFactory(external_id="C-1")
+    view = {"type": "product_view", "sku": "X200", "occurred_at": ago(hours=1)}
+    api.post("/api/v1/events", {"events": [{**view, "event_id": "before", "visitor_id": "pc"}]})
+    api.post("/api/v1/identify", {"visitor_id": "pc", "customer_id": "C-1"})
+    api.post("/api/v1/events", {"events": [{**view, "event_id": "after", "visitor_id": "pc"}]})
+
+    assert api.delete("/api/v1/customers/C-1").status_code == 204
+
+    assert not BrowsingEvent.objects.exists()
+    assert not Visitor.objects.exists()
+
+
 def test_erasing_a_customer_blanks_the_providers_error_text_and_keeps_its_code(api):
     customer = CustomerFactory(external_id="C-1", phone="+33612345678")
     # What a send refused by Twilio (21211, invalid number) records: the text quotes it.
@@ -370,6 +402,59 @@ def test_export_gives_each_pings_id_and_when_it_was_received(api):
 
 def test_export_of_an_unknown_customer_is_404(api):
     assert api.get("/api/v1/customers/nobody/export").status_code == 404
+
+
+def test_export_says_which_browser_sent_each_event_and_when_it_came(api):
+    CustomerFactory(external_id="C-1")
+    api.post("/api/v1/identify", {"visitor_id": "lea-laptop", "customer_id": "C-1"})
+    view = {"type": "product_view", "sku": "X200", "customer_id": "C-1"}
+    api.post(
+        "/api/v1/events",
+        {
+            "events": [
+                {
+                    **view,
+                    "event_id": "web",
+                    "visitor_id": "lea-laptop",
+                    "occurred_at": ago(hours=2),
+                },
+                {**view, "event_id": "app", "occurred_at": ago(hours=1)},
+            ]
+        },
+    )
+
+    export = api.get("/api/v1/customers/C-1/export").json()
+
+    web, app = export["browsing_events"]
+    assert (web["visitor_id"], app["visitor_id"]) == ("lea-laptop", None)
+    assert datetime.fromisoformat(web["received_at"]) > datetime.fromisoformat(web["occurred_at"])
+
+
+def test_export_says_when_the_cart_state_was_set(api):
+    CustomerFactory(external_id="C-1")
+    carted_at = ago(hours=1)
+    api.post(
+        "/api/v1/events",
+        {
+            "events": [
+                {
+                    "event_id": "cart",
+                    "customer_id": "C-1",
+                    "type": "add_to_cart",
+                    "sku": "X200",
+                    "category": "audio",
+                    "occurred_at": carted_at,
+                }
+            ]
+        },
+    )
+
+    export = api.get("/api/v1/customers/C-1/export").json()
+
+    [x200], [audio] = export["product_intent"], export["category_intent"]
+    for row in (x200, audio):
+        assert row["cart_state"] == "in_cart"
+        assert datetime.fromisoformat(row["cart_updated_at"]) == datetime.fromisoformat(carted_at)
 
 
 def test_export_writes_view_times_as_iso_8601_instants(api):

@@ -262,6 +262,98 @@ def test_a_batch_counts_a_view_without_its_category_towards_one_sent_later_in_it
     assert len(CategoryIntent.objects.get(customer=lea, category="audio").view_times) == 2
 
 
+def category_intent(customer, category):
+    fields = ["view_times", "last_seen_at", "cart_state", "cart_updated_at", "score_at"]
+    row = CategoryIntent.objects.filter(customer=customer, category=category)
+    return row.values(*fields).get(), row.get().score
+
+
+def test_category_intent_does_not_depend_on_which_batch_first_named_the_category(api, lea):
+    # The site sends the category with the add-to-cart, not with each product view.
+    views = [event(f"v{n}", occurred_at=ago(hours=5 - n)) for n in range(3)]
+    cart = event("cart", type="add_to_cart", category="audio", occurred_at=ago(hours=1))
+    post(api, *views)
+    post(api, cart)
+
+    tom = CustomerFactory(external_id="C-2")
+    post(api, *[{**e, "event_id": f"tom-{e['event_id']}", "customer_id": "C-2"} for e in views])
+    post(api, {**cart, "event_id": "tom-cart", "customer_id": "C-2"})
+    # The same events, in one batch.
+    zoe = CustomerFactory(external_id="C-3")
+    post(
+        api,
+        *[{**e, "event_id": f"zoe-{e['event_id']}", "customer_id": "C-3"} for e in [*views, cart]],
+    )
+
+    lea_audio, lea_score = category_intent(lea, "audio")
+    assert len(lea_audio["view_times"]) == 3
+    assert lea_audio["cart_state"] == "in_cart"
+    for other in (tom, zoe):
+        audio, score = category_intent(other, "audio")
+        assert audio == lea_audio
+        assert score == pytest.approx(lea_score)
+
+
+def test_views_counted_towards_a_category_named_later_are_counted_once(api, lea):
+    post(api, event("v1", occurred_at=ago(hours=5)))
+    post(api, event("named", category="audio", occurred_at=ago(hours=4)))
+
+    post(
+        api,
+        event("v2", occurred_at=ago(hours=3)),
+        event("named-again", category="audio", occurred_at=ago(hours=2)),
+    )
+    post(api, event("v3", occurred_at=ago(hours=1)))
+
+    assert len(CategoryIntent.objects.get(customer=lea, category="audio").view_times) == 5
+    assert len(ProductIntent.objects.get(customer=lea).view_times) == 5
+
+
+def test_a_late_event_does_not_move_a_sku_back_to_its_old_category(api, lea):
+    post(api, event("new", category="headphones", occurred_at=ago(hours=2)))
+    # A late event from before the catalogue was reorganised.
+    post(api, event("old", category="audio", occurred_at=ago(days=3)))
+    # Then views without a category: they count towards the SKU's current category.
+    post(api, event("now", occurred_at=ago(hours=1)))
+    tom = CustomerFactory(external_id="C-2")
+    post(api, {**event("tom"), "customer_id": "C-2"})
+
+    assert Product.objects.get(sku="X200").category == "headphones"
+    assert ProductIntent.objects.get(customer=lea).category == "headphones"
+    assert len(CategoryIntent.objects.get(customer=lea, category="headphones").view_times) == 2
+    # The late event still counts towards the category it named.
+    assert len(CategoryIntent.objects.get(customer=lea, category="audio").view_times) == 1
+    assert ProductIntent.objects.get(customer=tom).category == "headphones"
+
+
+def test_a_late_event_in_the_same_batch_does_not_move_a_sku_back_to_its_old_category(api, lea):
+    post(api, event("new", category="headphones", occurred_at=ago(hours=2)))
+
+    post(
+        api,
+        event("old", category="audio", occurred_at=ago(days=3)),
+        event("now", occurred_at=ago(hours=1)),
+    )
+
+    assert Product.objects.get(sku="X200").category == "headphones"
+    assert ProductIntent.objects.get(customer=lea).category == "headphones"
+    assert len(CategoryIntent.objects.get(customer=lea, category="headphones").view_times) == 2
+
+
+def test_a_batch_inserts_new_visitors_and_intent_rows_in_key_order(api, lea):
+    """Every batch inserts the rows it creates in the same order, so two concurrent batches
+    creating the same rows queue on the first instead of each waiting for the other."""
+    keys = [f"{n:02}" for n in range(30)]
+    post(api, *[event(f"e{key}", sku=f"SKU-{key}", visitor_id=f"v-{key}") for key in keys])
+
+    assert list(Visitor.objects.order_by("pk").values_list("visitor_id", flat=True)) == [
+        f"v-{key}" for key in keys
+    ]
+    assert list(ProductIntent.objects.order_by("pk").values_list("sku", flat=True)) == [
+        f"SKU-{key}" for key in keys
+    ]
+
+
 def test_a_view_without_its_category_counts_towards_the_catalogues(api, lea):
     CustomerFactory(external_id="C-2")
     post(api, {**event("tom"), "customer_id": "C-2", "category": "audio"})

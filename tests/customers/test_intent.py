@@ -68,6 +68,27 @@ def test_intent_does_not_depend_on_the_order_events_arrive_in(events):
         assert (score_at, views, cart, cart_at) == expected[1:]
 
 
+@given(events_strategy, events_strategy)
+def test_merging_two_folds_gives_what_folding_all_their_events_gives(events, others):
+    score, score_at, views, cart, cart_at = _fold(events)
+    other_score, other_at, other_views, other_cart, other_cart_at = _fold(others)
+
+    score, score_at = intent.merge_scores(score, score_at, other_score, other_at, WEEK)
+    views = intent.merge_view_times(views, other_views, 0)
+    cart, cart_at = intent.merge_carts(cart, cart_at, other_cart, other_cart_at)
+
+    expected = _fold(events + others)
+    assert score == pytest.approx(expected[0])
+    assert (score_at, views, cart, cart_at) == expected[1:]
+
+
+def test_merging_nothing_changes_nothing():
+    score, at = intent.add_to_score(0.0, None, 1.0, T0, WEEK)
+
+    assert intent.merge_scores(score, at, 0.0, None, WEEK) == (score, at)
+    assert intent.merge_carts("in_cart", T0, "", None) == ("in_cart", T0)
+
+
 def test_views_are_counted_within_a_window():
     day = 86400
     times = []
