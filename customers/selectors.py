@@ -7,6 +7,22 @@ from customers.models import Customer
 from promotions.beacons import identity_from_key
 from promotions.models import DeviceTrack, Ping, Redemption, Sighting
 
+# Related rows are named as the rest of the API names them: a store by its code, a device
+# by its device_id, not by the ORM's lookups (store__code).
+API_NAMES = {
+    "device__device_id": "device_id",
+    "store__code": "store",
+    "zone__code": "zone",
+    "campaign_id": "campaign",
+    "campaign__name": "campaign_name",
+    "delivery__code": "code",
+    "gateway__gateway_id": "gateway",
+}
+
+
+def _named(rows: Any) -> list[dict[str, Any]]:
+    return [{API_NAMES.get(name, name): value for name, value in row.items()} for row in rows]
+
 
 def get_customer_export(customer: Customer) -> dict[str, Any]:
     """Everything held about a customer, for a data-subject access request."""
@@ -79,7 +95,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "score_at",
             )
         ],
-        "pings": list(
+        "pings": _named(
             Ping.objects.filter(device_id__in=device_ids)
             .order_by("recorded_at")
             .values(
@@ -94,7 +110,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "received_at",
             )
         ),
-        "device_tracks": list(
+        "device_tracks": _named(
             DeviceTrack.objects.filter(device_id__in=device_ids)
             .order_by("device__device_id")
             .values(
@@ -109,18 +125,20 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "jump_at",
             )
         ),
-        "presence": list(
+        "presence": _named(
             customer.presences.order_by("place_key").values(
                 "store__code", "zone__code", "place_key", "inside", "state", "updated_at"
             )
         ),
-        "presence_events": list(
+        "presence_events": _named(
             customer.presence_events.order_by("occurred_at").values(
                 "kind", "store__code", "zone__code", "minutes", "distance_m", "occurred_at"
             )
         ),
-        "deliveries": list(
+        "deliveries": _named(
             customer.deliveries.order_by("created_at").values(
+                "id",
+                "campaign_id",
                 "campaign__name",
                 "store__code",
                 "status",
@@ -142,25 +160,29 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
         "redemptions": [
             # Money as text, as the redemptions API writes it: no float rounding.
             {**row, "amount": None if row["amount"] is None else str(row["amount"])}
-            for row in Redemption.objects.filter(delivery__customer=customer)
-            .order_by("redeemed_at")
-            .values("delivery__code", "store__code", "amount", "redeemed_at")
+            for row in _named(
+                Redemption.objects.filter(delivery__customer=customer)
+                .order_by("redeemed_at")
+                .values("delivery__code", "store__code", "amount", "redeemed_at")
+            )
         ],
         "sightings": [
             _with_beacon_identity(row)
-            for row in Sighting.objects.filter(device_id__in=device_ids)
-            .order_by("seen_at")
-            .values(
-                "device__device_id",
-                "source",
-                "store__code",
-                "zone__code",
-                "beacon__identity",
-                "gateway__gateway_id",
-                "rssi",
-                "mac",
-                "seen_at",
-                "received_at",
+            for row in _named(
+                Sighting.objects.filter(device_id__in=device_ids)
+                .order_by("seen_at")
+                .values(
+                    "device__device_id",
+                    "source",
+                    "store__code",
+                    "zone__code",
+                    "beacon__identity",
+                    "gateway__gateway_id",
+                    "rssi",
+                    "mac",
+                    "seen_at",
+                    "received_at",
+                )
             )
         ],
     }

@@ -178,8 +178,8 @@ class BrowsingEventSerializer(serializers.Serializer):
 
 # --- Export -----------------------------------------------------------------------------
 # What GET /customers/{external_id}/export answers (customers.selectors.get_customer_export
-# builds it), for the schema. Related rows are named as the selector names them
-# (device__device_id, store__code...).
+# builds it), for the schema. Related rows are named as the rest of the API names them: a
+# store by its code, a device by its device_id.
 
 
 class ExportedConsentChangeSerializer(serializers.Serializer):
@@ -241,7 +241,7 @@ class ExportedProductIntentSerializer(ExportedCategoryIntentSerializer):
 
 
 class ExportedPingSerializer(serializers.Serializer):
-    device__device_id = serializers.CharField()
+    device_id = serializers.CharField()
     ping_id = serializers.CharField(allow_null=True)
     latitude = serializers.FloatField()
     longitude = serializers.FloatField()
@@ -253,7 +253,7 @@ class ExportedPingSerializer(serializers.Serializer):
 
 
 class ExportedDeviceTrackSerializer(serializers.Serializer):
-    device__device_id = serializers.CharField()
+    device_id = serializers.CharField()
     latitude = serializers.FloatField()
     longitude = serializers.FloatField()
     accuracy = serializers.FloatField()
@@ -265,8 +265,8 @@ class ExportedDeviceTrackSerializer(serializers.Serializer):
 
 
 class ExportedPresenceSerializer(serializers.Serializer):
-    store__code = serializers.CharField()
-    zone__code = serializers.CharField(allow_null=True)
+    store = serializers.CharField()
+    zone = serializers.CharField(allow_null=True)
     place_key = serializers.CharField()
     inside = serializers.BooleanField()
     state = serializers.JSONField()
@@ -275,16 +275,18 @@ class ExportedPresenceSerializer(serializers.Serializer):
 
 class ExportedPresenceEventSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=PresenceKind.choices)
-    store__code = serializers.CharField()
-    zone__code = serializers.CharField(allow_null=True)
+    store = serializers.CharField()
+    zone = serializers.CharField(allow_null=True)
     minutes = serializers.IntegerField(allow_null=True)
     distance_m = serializers.FloatField(allow_null=True)
     occurred_at = serializers.DateTimeField()
 
 
 class ExportedDeliverySerializer(serializers.Serializer):
-    campaign__name = serializers.CharField()
-    store__code = serializers.CharField(allow_null=True)
+    id = serializers.IntegerField()
+    campaign = serializers.IntegerField()
+    campaign_name = serializers.CharField()
+    store = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=DeliveryStatus.choices)
     reason = serializers.CharField(help_text='Why it was not sent; "" if sent.')
     to = serializers.CharField()
@@ -302,17 +304,17 @@ class ExportedDeliverySerializer(serializers.Serializer):
 
 
 class ExportedRedemptionSerializer(serializers.Serializer):
-    delivery__code = serializers.CharField(allow_null=True)
-    store__code = serializers.CharField(allow_null=True)
+    code = serializers.CharField(allow_null=True)
+    store = serializers.CharField(allow_null=True)
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     redeemed_at = serializers.DateTimeField()
 
 
 class ExportedSightingSerializer(serializers.Serializer):
-    device__device_id = serializers.CharField()
+    device_id = serializers.CharField()
     source = serializers.ChoiceField(choices=SightingSource.choices)
-    store__code = serializers.CharField()
-    zone__code = serializers.CharField(
+    store = serializers.CharField()
+    zone = serializers.CharField(
         allow_null=True, help_text="The zone the sighting placed the device in, if any."
     )
     beacon = serializers.DictField(
@@ -320,7 +322,7 @@ class ExportedSightingSerializer(serializers.Serializer):
         help_text='The store beacon the app ranged: {"ibeacon": {uuid, major, minor}} or '
         '{"eddystone_uid": {namespace, instance}}; null for a gateway\'s sighting.',
     )
-    gateway__gateway_id = serializers.CharField(
+    gateway = serializers.CharField(
         allow_null=True, help_text="The gateway that saw the device; null for the app's."
     )
     rssi = serializers.IntegerField()

@@ -311,7 +311,7 @@ def test_export_holds_what_location_and_offers_left_about_the_customer(api):
     export = api.get("/api/v1/customers/C-2/export").json()
 
     [redemption] = export["redemptions"]
-    assert (redemption["delivery__code"], redemption["amount"]) == ("K7Q2-M9XB", "9.99")
+    assert (redemption["code"], redemption["amount"]) == ("K7Q2-M9XB", "9.99")
     assert export["deliveries"][0]["twilio_sid"] == "SM1"
     assert export["device_tracks"][0]["latitude"] == 48.86
     assert export["presence"][0]["inside"] is True
@@ -363,9 +363,9 @@ def test_export_says_where_in_the_store_and_by_which_beacon_each_sighting_placed
 
     [sighting] = api.get("/api/v1/customers/C-1/export").json()["sightings"]
 
-    assert sighting["zone__code"] == beacon.zone.code
+    assert sighting["zone"] == beacon.zone.code
     assert sighting["beacon"] == {"ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}}
-    assert sighting["gateway__gateway_id"] is None
+    assert sighting["gateway"] is None
     assert sighting["received_at"].endswith("Z")
 
 
@@ -381,7 +381,7 @@ def test_export_names_the_gateway_that_saw_the_device(api):
 
     [sighting] = api.get("/api/v1/customers/C-1/export").json()["sightings"]
 
-    assert sighting["gateway__gateway_id"] == gateway.gateway_id
+    assert sighting["gateway"] == gateway.gateway_id
     assert sighting["beacon"] is None
 
 
