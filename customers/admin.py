@@ -1,10 +1,14 @@
 import json
 from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 
 from customers.models import (
     BrowsingEvent,
@@ -57,11 +61,29 @@ class ProductIntentInline(ReadOnlyInline):
     verbose_name_plural = "intent per product"
 
 
+# A customer page shows this many of their latest deliveries, and links to the rest: a
+# regular who walks past stores every day has hundreds.
+DELIVERIES_SHOWN = 50
+
+
+class LatestDeliveries(forms.BaseInlineFormSet):
+    def get_queryset(self) -> QuerySet[Delivery]:
+        # Sliced here, not in the inline's queryset, which the formset filters afterwards.
+        if not hasattr(self, "_queryset"):
+            self._queryset = super().get_queryset()[:DELIVERIES_SHOWN]
+        return self._queryset
+
+
 class DeliveryInline(ReadOnlyInline):
     model = Delivery
+    formset = LatestDeliveries
     fields = ["created_at", "campaign", "store", "status", "reason", "code"]
     readonly_fields = fields
-    ordering = ["-created_at"]
+    ordering = ["-created_at", "-id"]
+    verbose_name_plural = f"deliveries (the latest {DELIVERIES_SHOWN})"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Delivery]:
+        return super().get_queryset(request).select_related("campaign", "store")
 
 
 # The erase confirmation names this many of the customers it will erase, then counts the rest.
@@ -73,7 +95,13 @@ class CustomerAdmin(admin.ModelAdmin):
     list_display = ["external_id", "first_name", "phone", "sms_consent", "updated_at"]
     list_filter = ["sms_consent"]
     search_fields = ["external_id", "first_name", "phone"]
-    readonly_fields = ["sms_consent", "consent_source", "consent_updated_at", "created_at"]
+    readonly_fields = [
+        "sms_consent",
+        "consent_source",
+        "consent_updated_at",
+        "created_at",
+        "all_deliveries",
+    ]
     inlines = [DeviceInline, ConsentChangeInline, ProductIntentInline, DeliveryInline]
     actions = ["export", "erase"]
 
@@ -93,6 +121,20 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    @admin.display(description="Deliveries")
+    def all_deliveries(self, customer: Customer) -> str:
+        if customer.pk is None:
+            return "-"
+        url = reverse("admin:promotions_delivery_changelist")
+        return format_html(
+            '<a id="all-deliveries" href="{}?customer__id__exact={}">All {} of them, in the '
+            "deliveries list</a> (the page shows the latest {})",
+            url,
+            customer.pk,
+            customer.deliveries.count(),
+            DELIVERIES_SHOWN,
+        )
 
     @admin.action(description="Export everything held about them (JSON)", permissions=["view"])
     def export(self, request: HttpRequest, queryset) -> HttpResponse:

@@ -1,7 +1,8 @@
 import json
 from collections.abc import Callable, Iterable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from django import forms
 from django.conf import settings
@@ -14,13 +15,15 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
 from customers.models import Product
-from promotions import feedback
+from promotions import decisions, feedback
 from promotions.dry_run import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
+    ENDED_STAYS_ENDED,
     MAX_OFFER_VALID_DAYS,
     ApiKey,
     Beacon,
@@ -28,6 +31,7 @@ from promotions.models import (
     CampaignStatus,
     Delivery,
     DeliveryReason,
+    DeliveryStatus,
     Gateway,
     LocationBatch,
     OfferCode,
@@ -148,7 +152,7 @@ class StoreAdmin(admin.ModelAdmin):
     def get_deleted_objects(self, objs: Iterable[Store], request: HttpRequest) -> tuple:
         # A live campaign whose last store went would target every store, and one watching a
         # zone of the store would lose the zone with it.
-        deleted = super().get_deleted_objects(objs, request)
+        deleted = allow_presence_events_to_go(super().get_deleted_objects(objs, request), request)
         return protect_from_deletion(
             deleted,
             objs,
@@ -194,7 +198,7 @@ class ZoneAdmin(admin.ModelAdmin):
     list_filter = ["store"]
 
     def get_deleted_objects(self, objs: Iterable[Zone], request: HttpRequest) -> tuple:
-        deleted = super().get_deleted_objects(objs, request)
+        deleted = allow_presence_events_to_go(super().get_deleted_objects(objs, request), request)
         return protect_from_deletion(
             deleted, objs, lambda zone: zone.campaigns_watching(deleted_with=objs)
         )
@@ -276,7 +280,7 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger_type"]
     search_fields = ["name"]
     filter_horizontal = ["stores"]
-    actions = ["activate", "pause", "dry_run_last_week", "dry_run_last_month"]
+    actions = ["activate", "pause", "duplicate", "dry_run_last_week", "dry_run_last_month"]
     readonly_fields = ["preview"]
     fieldsets = [
         (None, {"fields": ["name", "status", "priority", "starts_at", "ends_at", "stores"]}),
@@ -386,12 +390,23 @@ class CampaignAdmin(admin.ModelAdmin):
             day["redeemed_h"] = round(160 * day["redeemed"] / peak)
             day["sent_y"] = 180 - day["sent_h"]
             day["redeemed_y"] = 180 - day["redeemed_h"]
+        stats = get_campaign_stats(campaign=campaign)
         context = {
             **self.admin_site.each_context(request),
             "title": f"Results: {campaign.name}",
             "campaign": campaign,
             "opts": self.model._meta,
-            "stats": get_campaign_stats(campaign=campaign),
+            "stats": stats,
+            # In the words the deliveries list and its filters use.
+            "by_status": [
+                (DeliveryStatus(status).label, count)
+                for status, count in stats["decisions"]["by_status"].items()
+            ],
+            "by_reason": [
+                (_lowered(DeliveryReason(reason).label), count)
+                for reason, count in stats["decisions"]["by_reason"].items()
+                if count
+            ],
             "daily": daily,
             "peak": peak,
             "by_store": get_campaign_by_store(campaign=campaign),
@@ -442,11 +457,40 @@ class CampaignAdmin(admin.ModelAdmin):
         if ended:
             self.message_user(
                 request,
-                f"Left as they were: {', '.join(ended)}. An ended campaign stays ended, as its "
-                "stores or zones may be gone; create a new campaign to run it again.",
+                f"Left as they were: {', '.join(ended)}. {ENDED_STAYS_ENDED}",
                 messages.WARNING,
             )
         return queryset.exclude(status=CampaignStatus.ENDED)
+
+    @admin.action(description="Duplicate as a draft", permissions=["add"])
+    def duplicate(self, request: HttpRequest, queryset) -> None:
+        """A draft with the campaign's settings and stores, to run again what ended (an
+        ended campaign stays ended). Its results, deliveries and code pool stay with the
+        original."""
+        copies = []
+        for campaign in queryset.prefetch_related("stores"):
+            copy = Campaign(
+                **{
+                    field.attname: getattr(campaign, field.attname)
+                    for field in Campaign._meta.concrete_fields
+                    if field.editable and not field.primary_key
+                }
+            )
+            suffix = " (copy)"
+            copy.name = campaign.name[: Campaign._meta.get_field("name").max_length - len(suffix)]
+            copy.name += suffix
+            copy.status = CampaignStatus.DRAFT
+            copy.save()
+            copy.stores.set(campaign.stores.all())
+            copies.append(copy)
+        if copies:
+            self.message_user(
+                request,
+                f"{len(copies)} draft(s) created: {', '.join(c.name for c in copies)}. Check "
+                "their stores before activating: none selected means every store, and the "
+                "stores deleted since are not among them.",
+                messages.SUCCESS,
+            )
 
     @admin.action(description="Dry run over the last 7 days (sends nothing)")
     def dry_run_last_week(self, request: HttpRequest, queryset) -> None:
@@ -576,6 +620,27 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class HistoryAdmin(ReadOnlyAdmin):
+    """What the engine decided and the tills redeemed, which results and caps count: not
+    deleted by hand either. A delivery deleted would hand its pool code, already in a
+    customer's SMS, to the next customer, and take its redemption and its place in the
+    customer's frequency caps with it; a presence event deleted could be announced again.
+    (Erasing a customer is the way their data goes.)"""
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
+
+
+def allow_presence_events_to_go(deleted: tuple, request: HttpRequest) -> tuple:
+    """`get_deleted_objects`'s answer for a store or zone: its presence events go with it,
+    as through the API, for whoever may delete presence events (HistoryAdmin refuses to
+    delete them one by one, and the admin would refuse the store for that)."""
+    to_delete, model_count, perms_needed, protected = deleted
+    if request.user.has_perm("promotions.delete_presenceevent"):
+        perms_needed = perms_needed - {PresenceEvent._meta.verbose_name}
+    return to_delete, model_count, perms_needed, protected
+
+
 @admin.register(Ping)
 class PingAdmin(ReadOnlyAdmin):
     list_display = [
@@ -672,17 +737,93 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(PresenceEvent)
-class PresenceEventAdmin(ReadOnlyAdmin):
+class PresenceEventAdmin(HistoryAdmin):
     list_display = ["customer", "kind", "store", "zone", "minutes", "distance_m", "occurred_at"]
+    list_select_related = ["customer", "store", "zone"]
     list_filter = ["kind", "store"]
     raw_id_fields = ["customer", "ping", "sighting"]
     date_hierarchy = "occurred_at"
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(ReadOnlyAdmin):
+class DeliveryAdmin(HistoryAdmin):
     list_display = ["created_at", "campaign", "customer", "store", "status", "reason", "code"]
-    readonly_fields = ["decision_trace"]
+    list_select_related = ["campaign", "customer", "store"]
+    list_filter = ["status", "reason", "campaign", "store"]
+    search_fields = ["code", "customer__external_id", "twilio_sid"]
+    date_hierarchy = "created_at"
+    # The stored trace is shown formatted, as the decision trace.
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "campaign",
+                    "customer",
+                    "presence",
+                    "store",
+                    "status",
+                    "reason",
+                    "decision_trace",
+                ]
+            },
+        ),
+        (
+            "SMS",
+            {
+                "fields": [
+                    "to",
+                    "body",
+                    "code",
+                    "valid_until",
+                    "encoding",
+                    "segments",
+                    "product_sku",
+                    "intent_score",
+                ]
+            },
+        ),
+        ("Sending", {"fields": ["twilio_sid", "error_code", "error_message", "attempts"]}),
+        (
+            "Times (UTC)",
+            {
+                "fields": [
+                    "created_at",
+                    "send_after",
+                    "claimed_at",
+                    "sent_at",
+                    "status_updated_at",
+                    "expires_at",
+                ]
+            },
+        ),
+    ]
+    readonly_fields = ["presence", "valid_until", "decision_trace"]
+
+    @admin.display(description="Presence event")
+    def presence(self, delivery: Delivery) -> str:
+        event = delivery.presence_event
+        if event is None:
+            return "-"
+        return format_html(
+            '<a href="{}">{} {} ({}), {}</a>',
+            reverse("admin:promotions_presenceevent_change", args=[event.pk]),
+            event.get_kind_display(),
+            event.store.name,
+            event.store.code,
+            _admin_time(event.occurred_at),
+        )
+
+    @admin.display(description="Valid until, as its SMS says")
+    def valid_until(self, delivery: Delivery) -> str:
+        """The code's last moment as its SMS gave it: in the time zone the offer went by."""
+        if delivery.expires_at is None:
+            return "-"
+        if delivery.customer is None:  # erased: their time zone went with them
+            return _admin_time(delivery.expires_at)
+        zone = decisions.customer_timezone(delivery.customer, delivery.store)
+        local = delivery.expires_at.astimezone(ZoneInfo(zone))
+        return f"{date_format(local, 'DATETIME_FORMAT')} ({zone})"
 
     @admin.display(description="Decision trace")
     def decision_trace(self, delivery: Delivery) -> str:
@@ -693,7 +834,8 @@ class DeliveryAdmin(ReadOnlyAdmin):
             (
                 "Presence",
                 f"{event.get('kind', '?')} at {event.get('store', '?')}"
-                f"{' / ' + event['zone'] if event.get('zone') else ''}, {event.get('at', '')}",
+                f"{' / ' + event['zone'] if event.get('zone') else ''}, "
+                f"{_trace_time(event.get('at', ''))}",
             ),
             (
                 "Evidence",
@@ -702,23 +844,69 @@ class DeliveryAdmin(ReadOnlyAdmin):
                 + (f" (sighting {event['sighting']})" if event.get("sighting") else ""),
             ),
             ("Intent", trace.get("intent", "")),
-            ("Rank", f"{trace.get('rank', '?')} of campaigns {trace.get('ranked', [])}"),
-            ("Limits", trace.get("limits", "")),
+            ("Rank", _trace_rank(trace)),
+            ("Limits", _trace_limits(delivery, trace.get("limits", ""))),
         ]
         return format_html(
             "<table>{}</table>",
             format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", rows),
         )
 
-    list_filter = ["status", "reason", "campaign", "store"]
-    search_fields = ["code", "customer__external_id", "twilio_sid"]
-    raw_id_fields = ["customer", "presence_event"]
-    date_hierarchy = "created_at"
+
+def _admin_time(moment: datetime) -> str:
+    """A time as the admin shows its others, with the zone it is in (the admin's, UTC)."""
+    shown = date_format(timezone.localtime(moment), "DATETIME_FORMAT")
+    return f"{shown} {timezone.get_current_timezone_name()}"
+
+
+def _trace_time(text: str) -> str:
+    try:
+        return _admin_time(datetime.fromisoformat(text))
+    except (TypeError, ValueError):  # a trace recorded without its time
+        return str(text)
+
+
+def _trace_rank(trace: dict) -> str:
+    """The campaigns the visit matched, best first, by name: "1 of 2: X200 walk-by, Soldes"."""
+    rank = trace.get("rank", "?")
+    ranked = [pk for pk in trace.get("ranked", []) if isinstance(pk, int)]
+    if not ranked:
+        return str(rank)
+    names = Campaign.objects.in_bulk(ranked)
+    listed = ", ".join(
+        names[pk].name if pk in names else f"campaign {pk} (deleted)" for pk in ranked
+    )
+    return f"{rank} of {len(ranked)}: {listed}"
+
+
+# What a delivery the decision queued can end as without reaching the customer: held back
+# or failed at its turn to send (promotions.sending), or failed at the provider.
+NOT_SENT_AFTER_ALL = (DeliveryStatus.SUPPRESSED, DeliveryStatus.FAILED)
+
+
+def _trace_limits(delivery: Delivery, decided: str) -> str:
+    """The limits as the decision found them and, for an SMS that did not go after all, why,
+    as the delivery records it now: the trace is written once, when the decision is made."""
+    if decided in DeliveryReason.values:
+        decided = DeliveryReason(decided).label
+    if decided != "all passed" or delivery.status not in NOT_SENT_AFTER_ALL:
+        return decided
+    why = [DeliveryReason(delivery.reason).label] if delivery.reason else []
+    if delivery.error_message:
+        why.append(delivery.error_message)
+    elif delivery.error_code:
+        why.append(f"error {delivery.error_code}")
+    status = _lowered(DeliveryStatus(delivery.status).label)
+    when = "at its turn to send" if delivery.sent_at is None else "at the SMS provider"
+    return (
+        f"all passed when decided; then {status} {when}: {'; '.join(why) or 'no reason recorded'}"
+    )
 
 
 @admin.register(Redemption)
-class RedemptionAdmin(ReadOnlyAdmin):
+class RedemptionAdmin(HistoryAdmin):
     list_display = ["redeemed_at", "delivery", "store", "amount"]
+    list_select_related = ["delivery", "store"]
     list_filter = ["store"]
     raw_id_fields = ["delivery"]
 

@@ -319,6 +319,14 @@ MAX_INTENT_NAMES = 100  # SKUs, and categories, a campaign's intent condition na
 MAX_INTENT_NAME_LENGTH = 100
 
 
+# Stores and zones that only ended campaigns use can be deleted: a campaign brought back
+# could run without them, in every store if it lost all of its own.
+ENDED_STAYS_ENDED = (
+    "An ended campaign stays ended, as its stores or zones may be gone; create a new "
+    'campaign to run it again (in the admin: "Duplicate as a draft").'
+)
+
+
 class Campaign(models.Model):
     """What to send, to whom, where and when: trigger, intent condition, offer and limits."""
 
@@ -404,6 +412,11 @@ class Campaign(models.Model):
         and intent names once each, names trimmed."""
         errors: dict[str, str] = {}
         self._normalise()
+        if self.pk is not None and self.status != CampaignStatus.ENDED:
+            # Read from the database: the form and the API change a copy of the campaign.
+            stored = Campaign.objects.filter(pk=self.pk).values_list("status", flat=True).first()
+            if stored == CampaignStatus.ENDED:
+                errors["status"] = ENDED_STAYS_ENDED
         if self.trigger_type == TriggerType.DWELL and not self.trigger_minutes:
             errors["trigger_minutes"] = "A dwell trigger needs the minutes a customer must stay."
         if self.trigger_type == TriggerType.NEAR and not self.trigger_distance_m:

@@ -2,11 +2,14 @@
 
 import json
 import re
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from customers.models import Customer, Device, Product, ProductIntent
@@ -14,7 +17,9 @@ from promotions.models import (
     ApiKey,
     Beacon,
     Campaign,
+    Delivery,
     LocationBatch,
+    OfferCode,
     PresenceEvent,
     Redemption,
     Store,
@@ -382,6 +387,144 @@ def test_a_delivery_shows_its_decision_trace(admin_client):
     page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
     assert "fix 12 m inside (accuracy 8 m) (ping 7)" in page
     assert "SKU X200: 3 views in 14 days" in page
+
+
+def admin_row(page: str, header: str) -> str:
+    """A row of the decision trace on a delivery's admin page."""
+    return re.search(rf"<th>{header}</th><td>(.*?)</td>", page).group(1)
+
+
+def readonly_field(page: str, label: str) -> str:
+    return re.search(rf"{re.escape(label)}:</label>\s*<div class=\"readonly\">(.*?)</div>", page)[1]
+
+
+@pytest.mark.django_db
+def test_a_delivery_s_trace_names_its_campaigns_and_reads_its_times_as_the_admin_does(
+    admin_client,
+):
+    winner, runner_up = CampaignFactory(name="X200 walk-by"), CampaignFactory(name="Soldes")
+    trace = {
+        "event": {"kind": "entered", "store": "RIVOLI", "at": "2026-11-24T14:00:00.123456+00:00"},
+        "rank": 1,
+        "ranked": [winner.pk, runner_up.pk],
+        "limits": "all passed",
+    }
+    delivery = DeliveryFactory(campaign=winner, trace=trace)
+
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+
+    assert admin_row(page, "Rank") == "1 of 2: X200 walk-by, Soldes"
+    assert admin_row(page, "Presence") == "entered at RIVOLI, Nov. 24, 2026, 2 p.m. UTC"
+    # The trace is shown formatted, not also as its stored JSON.
+    assert "&quot;ranked&quot;" not in page and '"ranked"' not in page
+    # The decision's times are UTC, and say so.
+    assert ">Times (UTC)</h2>" in page
+
+
+@pytest.mark.django_db
+def test_a_delivery_names_its_presence_event_by_store_and_time(admin_client):
+    rivoli = StoreFactory(code="RIVOLI", name="Passage Rivoli")
+    delivery = DeliveryFactory(store=rivoli)
+    delivery.presence_event = PresenceEvent.objects.create(
+        customer=delivery.customer,
+        place_key=f"store:{rivoli.pk}",
+        kind="entered",
+        store=rivoli,
+        occurred_at=datetime(2026, 11, 24, 14, 5, tzinfo=ZoneInfo("UTC")),
+    )
+    delivery.save()
+
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+
+    assert ">Entered Passage Rivoli (RIVOLI), Nov. 24, 2026, 2:05 p.m. UTC</a>" in page
+
+
+@pytest.mark.django_db
+def test_a_delivery_s_expiry_reads_as_the_day_its_sms_gave(admin_client):
+    # The SMS told a Los Angeles customer their code is valid until 12/06: in UTC the
+    # offer's last moment is on the 7th.
+    los_angeles = ZoneInfo("America/Los_Angeles")
+    last_moment = datetime(2026, 12, 6, 23, 59, 59, tzinfo=los_angeles)
+    delivery = DeliveryFactory(
+        customer=CustomerFactory(timezone="America/Los_Angeles"), expires_at=last_moment
+    )
+
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+
+    assert readonly_field(page, "Valid until, as its SMS says") == (
+        "Dec. 6, 2026, 11:59 p.m. (America/Los_Angeles)"
+    )
+    assert readonly_field(page, "Expires at") == "Dec. 7, 2026, 7:59 a.m."  # under "Times (UTC)"
+
+
+def count_queries(client, url: str) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert client.get(url).status_code == 200
+    return len(captured.captured_queries)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["delivery", "redemption"])
+def test_the_deliveries_and_redemptions_lists_read_their_rows_in_a_fixed_number_of_queries(
+    admin_client, page
+):
+    def add(count):
+        for delivery in DeliveryFactory.create_batch(count):
+            Redemption.objects.create(
+                delivery=delivery, store=delivery.store, redeemed_at=timezone.now()
+            )
+
+    url = f"/admin/promotions/{page}/"
+    add(2)
+    count_queries(admin_client, url)  # caches filled on a first view are not counted
+    few = count_queries(admin_client, url)
+    add(20)
+
+    assert count_queries(admin_client, url) == few
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("page", ["delivery", "redemption", "presenceevent"])
+def test_what_the_engine_recorded_cannot_be_deleted_in_the_admin(admin_client, page):
+    delivery = DeliveryFactory()
+    row = {
+        "delivery": delivery,
+        "redemption": Redemption.objects.create(delivery=delivery, redeemed_at=timezone.now()),
+        "presenceevent": PresenceEvent.objects.create(
+            customer=delivery.customer,
+            place_key=f"store:{delivery.store_id}",
+            kind="entered",
+            store=delivery.store,
+            occurred_at=timezone.now(),
+        ),
+    }[page]
+
+    one = admin_client.post(f"/admin/promotions/{page}/{row.pk}/delete/", {"post": "yes"})
+    listed = admin_client.post(
+        f"/admin/promotions/{page}/",
+        {"action": "delete_selected", "_selected_action": [row.pk], "post": "yes"},
+    )
+
+    assert one.status_code == 403
+    assert listed.status_code in (200, 302)
+    assert type(row).objects.filter(pk=row.pk).exists()
+
+
+@pytest.mark.django_db
+def test_deleting_a_delivery_in_the_admin_cannot_hand_its_pool_code_to_another_customer(
+    admin_client,
+):
+    # A code already in a customer's SMS would go back to the pool, for the next customer.
+    delivery = DeliveryFactory(code="POS-1")
+    OfferCode.objects.create(campaign=delivery.campaign, code="POS-1", delivery=delivery)
+
+    admin_client.post(
+        "/admin/promotions/delivery/",
+        {"action": "delete_selected", "_selected_action": [delivery.pk], "post": "yes"},
+    )
+
+    assert Delivery.objects.filter(pk=delivery.pk, code="POS-1").exists()
+    assert OfferCode.objects.get().delivery_id == delivery.pk
 
 
 @pytest.fixture

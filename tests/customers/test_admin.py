@@ -3,6 +3,8 @@
 import re
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from customers.models import (
     BrowsingEvent,
@@ -15,7 +17,7 @@ from customers.models import (
 from promotions import beacons
 from promotions.models import DeviceTrack, Ping
 from tests.clock import ago
-from tests.factories import BEACON_UUID, CustomerFactory, DeviceFactory
+from tests.factories import BEACON_UUID, CustomerFactory, DeliveryFactory, DeviceFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -224,3 +226,32 @@ def test_a_customer_id_the_api_could_not_address_is_refused_in_the_admin(admin_c
     errors = response.context["adminform"].form.errors
     assert "control character" in " ".join(errors["external_id"])
     assert not Customer.objects.exists()
+
+
+def test_a_customer_page_shows_their_latest_deliveries_in_a_fixed_number_of_queries(
+    admin_client, lea
+):
+    # A regular who walks past stores every day for months has hundreds of decisions.
+    url = f"/admin/customers/customer/{lea.pk}/change/"
+
+    def page_and_queries():
+        with CaptureQueriesContext(connection) as captured:
+            page = admin_client.get(url).content.decode()
+        return page, len(captured.captured_queries)
+
+    DeliveryFactory.create_batch(2, customer=lea)
+    page_and_queries()  # caches filled on a first view (content types) are not counted
+    _, few = page_and_queries()
+    deliveries = DeliveryFactory.create_batch(58, customer=lea)
+    page, many = page_and_queries()
+
+    assert many == few
+    shown = re.findall(r'href="/admin/promotions/delivery/(\d+)/change/"', page)
+    assert len(shown) == 50
+    assert shown[0] == str(deliveries[-1].pk)  # the latest first
+    assert (
+        f'<a id="all-deliveries" href="/admin/promotions/delivery/?customer__id__exact={lea.pk}">'
+        "All 60 of them, in the deliveries list</a>" in page
+    )
+    listed = admin_client.get(f"/admin/promotions/delivery/?customer__id__exact={lea.pk}")
+    assert listed.context["cl"].result_count == 60

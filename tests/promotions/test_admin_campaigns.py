@@ -5,8 +5,17 @@ import json
 
 import pytest
 
-from promotions.models import Campaign, CampaignStatus, TriggerType
-from tests.factories import CampaignFactory, StoreFactory, ZoneFactory
+from promotions.models import Campaign, CampaignStatus, Delivery, OfferCode, TriggerType
+from promotions.sms import locmem
+from tests.factories import (
+    CampaignFactory,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+    StoreFactory,
+    ZoneFactory,
+)
+from tests.promotions.test_engine_api import walk_in
 from tests.test_site import campaign_form, form_errors, run_action
 
 pytestmark = pytest.mark.django_db
@@ -190,3 +199,92 @@ def test_a_day_allowed_twice_is_stored_once(admin_client):
 
     assert response.status_code == 302
     assert Campaign.objects.get().allowed_days == ["sat", "sun"]
+
+
+OPERA = (48.8710, 2.3320)
+
+
+def test_an_ended_campaign_cannot_be_set_active_again_from_its_page(admin_client, api, settings):
+    # Its only store could be deleted once it ended: brought back, it would text in every
+    # store. The list's actions leave it ended; so does its page.
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    campaign = CampaignFactory(name="Summer sale", status=CampaignStatus.ENDED)
+    campaign.stores.add(StoreFactory(code="RIVOLI"))
+    StoreFactory(code="OPERA", latitude=OPERA[0], longitude=OPERA[1])
+    assert api.delete("/api/v1/stores/RIVOLI").status_code == 204
+
+    response = admin_client.post(
+        f"/admin/promotions/campaign/{campaign.pk}/change/",
+        campaign_form(name="Summer sale", status="active"),
+    )
+    walk_in(api, DeviceFactory(customer=CustomerFactory()).device_id, place=OPERA)
+
+    assert form_errors(response)["status"] == [
+        "An ended campaign stays ended, as its stores or zones may be gone; create a new "
+        'campaign to run it again (in the admin: "Duplicate as a draft").'
+    ]
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.ENDED
+    assert locmem.outbox == []
+
+
+def test_an_ended_campaign_s_page_still_saves_other_changes(admin_client):
+    campaign = CampaignFactory(name="Summer sale", status=CampaignStatus.ENDED)
+
+    response = admin_client.post(
+        f"/admin/promotions/campaign/{campaign.pk}/change/",
+        campaign_form(name="Summer sale 2025", status="ended"),
+    )
+
+    assert response.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.name, campaign.status) == ("Summer sale 2025", CampaignStatus.ENDED)
+
+
+def test_an_ended_campaign_runs_again_as_a_draft_duplicate(admin_client):
+    rivoli, opera = StoreFactory(code="RIVOLI"), StoreFactory(code="OPERA")
+    ended = CampaignFactory(
+        name="Summer sale",
+        status=CampaignStatus.ENDED,
+        priority=7,
+        intent_skus=["X200"],
+        offer_valid_days=3,
+        holdout_percent=20,
+    )
+    ended.stores.set([rivoli, opera])
+    delivery = DeliveryFactory(campaign=ended)
+    OfferCode.objects.create(campaign=ended, code="POOL-1")
+
+    shown = run_action(admin_client, "duplicate", ended)
+
+    copy = Campaign.objects.get(name="Summer sale (copy)")
+    assert any(message.startswith("1 draft(s) created: Summer sale (copy).") for message in shown)
+    assert copy.status == CampaignStatus.DRAFT
+    assert (copy.priority, copy.intent_skus, copy.offer_valid_days, copy.holdout_percent) == (
+        7,
+        ["X200"],
+        3,
+        20,
+    )
+    assert copy.offer_template == ended.offer_template
+    assert set(copy.stores.values_list("code", flat=True)) == {"RIVOLI", "OPERA"}
+    assert not copy.code_pool.exists() and not copy.deliveries.exists()
+    assert list(Delivery.objects.all()) == [delivery]
+    ended.refresh_from_db()
+    assert ended.status == CampaignStatus.ENDED
+    # The draft goes live from the list as any campaign does.
+    assert "1 campaign(s) activated." in run_action(admin_client, "activate", copy)
+
+
+def test_the_results_page_says_why_in_the_words_the_rest_of_the_admin_uses(admin_client):
+    campaign = CampaignFactory()
+    DeliveryFactory(campaign=campaign, status="suppressed", reason="no_consent", code=None)
+    DeliveryFactory(campaign=campaign, status="holdout", reason="holdout", code=None)
+
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/").content.decode()
+
+    assert "<th>Suppressed</th><td>1</td>" in page
+    assert "<th>&nbsp;&nbsp;because no SMS consent</th><td>1</td>" in page
+    assert "<th>&nbsp;&nbsp;because holdout group</th><td>1</td>" in page
+    assert "no_consent" not in page

@@ -13,6 +13,7 @@ from promotions.models import (
     CampaignStatus,
     Gateway,
     Ping,
+    PresenceEvent,
     Sighting,
     Store,
     TriggerType,
@@ -272,3 +273,20 @@ def test_location_data_is_read_and_deleted_in_the_admin_not_added_or_changed(adm
     assert read.status_code == 200
     assert delete.status_code == 302
     assert not type(row).objects.exists()
+
+
+def test_a_store_is_deleted_in_the_admin_with_its_presence_events(admin_client, rivoli):
+    # Presence events cannot be deleted one by one; they go with their store, as through
+    # the API.
+    PresenceEvent.objects.create(
+        customer=DeviceFactory().customer,
+        place_key=f"store:{rivoli.pk}",
+        kind="entered",
+        store=rivoli,
+        occurred_at=timezone.now(),
+    )
+
+    response = admin_client.post(f"/admin/promotions/store/{rivoli.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Store.objects.exists() and not PresenceEvent.objects.exists()

@@ -1884,6 +1884,35 @@ def test_a_campaign_that_made_decisions_is_ended_not_deleted(api):
     assert ended.status_code == 200
 
 
+@pytest.mark.parametrize("status", ["active", "paused", "draft"])
+def test_an_ended_campaign_stays_ended(api, rivoli, opera, status):
+    # Its only store could be deleted once it ended: brought back, it would text everywhere.
+    campaign = CampaignFactory(status=CampaignStatus.ENDED)
+    campaign.stores.set([rivoli])
+    assert api.delete("/api/v1/stores/RIVOLI").status_code == 204
+
+    response = api.patch(f"/api/v1/campaigns/{campaign.id}", {"status": status})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "status": [
+            "An ended campaign stays ended, as its stores or zones may be gone; create a new "
+            'campaign to run it again (in the admin: "Duplicate as a draft").'
+        ]
+    }
+    campaign.refresh_from_db()
+    assert campaign.status == CampaignStatus.ENDED
+
+
+def test_an_ended_campaign_can_still_be_renamed(api):
+    campaign = CampaignFactory(status=CampaignStatus.ENDED)
+
+    response = api.patch(f"/api/v1/campaigns/{campaign.id}", {"name": "Summer sale 2025"})
+
+    assert response.status_code == 200
+    assert response.json()["status"] == "ended"
+
+
 # --- One write at a time ---------------------------------------------------------------------
 
 

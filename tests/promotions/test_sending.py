@@ -2,6 +2,7 @@
 changes while queued, stale offers, pacing, pool codes of SMS that never went. Twilio is the
 local fake, reached through the real SDK."""
 
+import re
 import socket
 from dataclasses import replace
 from datetime import timedelta
@@ -444,6 +445,47 @@ def test_a_send_whose_slot_falls_in_quiet_hours_is_held(twilio, store):
 
     assert (delivery.status, delivery.reason) == ("suppressed", "quiet_hours")
     assert twilio.messages == []
+
+
+def limits_shown(admin_client, delivery) -> str:
+    """The Limits row of the delivery's decision trace in the admin."""
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+    return re.search(r"<th>Limits</th><td>(.*?)</td>", page).group(1)
+
+
+def test_the_trace_of_an_sms_held_back_at_its_turn_says_why(twilio, store, admin_client):
+    delivery = queue_offer(store)  # decided outside quiet hours: every limit passed
+    paris = timezone.now().astimezone(ZoneInfo("Europe/Paris"))
+    campaign = delivery.campaign
+    campaign.quiet_hours_start = (paris - timedelta(minutes=1)).time()
+    campaign.quiet_hours_end = (paris + timedelta(hours=1)).time()
+    campaign.save()
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.reason) == ("suppressed", "quiet_hours")
+    assert limits_shown(admin_client, delivery) == (
+        "all passed when decided; then suppressed at its turn to send: "
+        "Quiet hours or a day not allowed"
+    )
+
+
+def test_the_trace_of_an_sms_stopped_with_its_campaign_says_why(twilio, store, admin_client):
+    delivery = queue_offer(store)
+    Campaign.objects.filter(id=delivery.campaign_id).update(status="paused")
+
+    delivery = send(delivery)
+
+    assert limits_shown(admin_client, delivery) == (
+        f"all passed when decided; then failed at its turn to send: {sending.CAMPAIGN_STOPPED}"
+    )
+
+
+def test_the_trace_of_an_sms_sent_says_every_limit_passed(twilio, store, admin_client):
+    delivery = send(queue_offer(store))
+
+    assert delivery.status == "sent"
+    assert limits_shown(admin_client, delivery) == "all passed"
 
 
 def test_sends_are_paced_to_the_senders_rate(store, settings):
