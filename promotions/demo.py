@@ -263,8 +263,14 @@ def _load_campaigns(stores: dict[str, Store]) -> None:
         values = dict(values)
         codes = values.pop("stores")
         # A marketer may have named another campaign like a demo one (a copy, say): the
-        # demo's own is the oldest of that name, and the newer ones are left alone.
-        campaign = Campaign.objects.filter(name=values["name"]).order_by("id").first()
+        # demo's own is the oldest of that name, and the newer ones are left alone. An ended
+        # one stays ended (its results are history): the demo starts a new one.
+        campaign = (
+            Campaign.objects.filter(name=values["name"])
+            .exclude(status=CampaignStatus.ENDED)
+            .order_by("id")
+            .first()
+        )
         if campaign is None:
             campaign = Campaign()
         # Refreshed whole, from the model's defaults: a holdout, an end date or allowed days

@@ -738,7 +738,8 @@ class PresenceEvent(models.Model):
         indexes = [models.Index(fields=["occurred_at"])]
 
     def __str__(self) -> str:
-        return f"{self.customer_id} {self.kind} {self.place_key}"
+        # No store lookup here: a list of events would pay one query per row for it.
+        return f"{self.get_kind_display()} {self.place_key}, {self.occurred_at:%Y-%m-%d %H:%M} UTC"
 
 
 # --- Deliveries -------------------------------------------------------------------------
@@ -919,7 +920,9 @@ class CampaignDay(models.Model):
     decisions = models.PositiveIntegerField(default=0, help_text="Decisions made that day.")
     sent = models.PositiveIntegerField(default=0, help_text="Of those, SMS handed to Twilio.")
     delivered = models.PositiveIntegerField(default=0)
-    failed = models.PositiveIntegerField(default=0, help_text="Failed or undelivered.")
+    failed = models.PositiveIntegerField(
+        default=0, help_text="Failed (undelivered counts as sent)."
+    )
     holdout = models.PositiveIntegerField(default=0)
     suppressed = models.PositiveIntegerField(default=0)
     redeemed = models.PositiveIntegerField(default=0, help_text="Codes redeemed that day.")

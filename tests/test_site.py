@@ -1153,3 +1153,21 @@ def test_the_customer_admin_refuses_a_device_with_a_store_beacon_s_identity(admi
         in form_errors(response)["devices-0-ble_identity"]
     )
     assert not Device.objects.exists()
+
+
+def test_load_demo_starts_a_demo_campaign_again_when_a_newcomer_ended_it(capsys):
+    # An ended campaign stays ended: the next make run starts the demo one anew beside it.
+    call_command("load_demo")
+    ended = Campaign.objects.get(name="X200 walk-by")
+    ended.status = "ended"
+    ended.save()
+
+    call_command("load_demo")
+    call_command("load_demo")
+
+    assert "Demo data loaded" in capsys.readouterr().out
+    ended.refresh_from_db()
+    assert ended.status == "ended"
+    assert list(
+        Campaign.objects.filter(name="X200 walk-by").exclude(pk=ended.pk).values_list("status")
+    ) == [("active",)]
