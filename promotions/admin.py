@@ -188,7 +188,7 @@ class StoreAdmin(admin.ModelAdmin):
         try:
             latitude, longitude = geocode(request.GET.get("address", "")[:300])
         except GeocodingError as error:
-            return JsonResponse({"error": str(error)})
+            return JsonResponse({"error": f"{error} Type the coordinates or move the pin."})
         return JsonResponse({"latitude": latitude, "longitude": longitude})
 
 

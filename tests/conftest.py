@@ -65,3 +65,31 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("fault tests: what went in and what came out")
         for line in fault_reports.LINES:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture
+def nominatim():
+    """A local stand-in for a Nominatim server: the one address it knows."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, urlsplit
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            query = parse_qs(urlsplit(self.path).query)
+            known = "rivoli" in query.get("q", [""])[0].lower()
+            places = [{"lat": "48.8606", "lon": "2.3417", "display_name": "Rivoli"}]
+            body = json.dumps(places if known else []).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()

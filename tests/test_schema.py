@@ -721,7 +721,8 @@ def test_a_trigger_documents_the_details_of_other_types_as_left_out():
     ("component", "required"),
     [
         ("CampaignRequest", ["name", "offer", "trigger"]),
-        ("StoreRequest", ["code", "latitude", "longitude", "name", "timezone"]),
+        # Coordinates left out: the address is geocoded.
+        ("StoreRequest", ["code", "name", "timezone"]),
         ("LimitsRequest", None),
         ("PatchedCampaignRequest", None),
     ],

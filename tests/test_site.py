@@ -620,33 +620,6 @@ def test_the_key_list_cannot_be_filtered_by_the_hash(admin_client):
     assert response.status_code == 400  # Django's answer to a lookup it does not allow
 
 
-@pytest.fixture
-def nominatim():
-    """A local stand-in for a Nominatim server: the one address it knows."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-    from urllib.parse import parse_qs, urlsplit
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            query = parse_qs(urlsplit(self.path).query)
-            known = "rivoli" in query.get("q", [""])[0].lower()
-            places = [{"lat": "48.8606", "lon": "2.3417", "display_name": "Rivoli"}]
-            body = json.dumps(places if known else []).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-
-
 def geocode(admin_client, address):
     return admin_client.get("/admin/promotions/store/geocode/", {"address": address}).json()
 

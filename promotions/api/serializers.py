@@ -24,6 +24,7 @@ from promotions.api.identity import (
     identity_representation,
     pop_identity,
 )
+from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
     MAX_CAMPAIGN_PRIORITY,
     MAX_DWELL_MINUTES,
@@ -76,9 +77,21 @@ def _clean_as_saved(
 # --- Places -----------------------------------------------------------------------------
 
 
+# A store created (or replaced) without coordinates is placed at its address, when a
+# geocoder is configured; one being edited keeps its place unless coordinates are given.
+COORDINATES_HELP = (
+    "Degrees. Left out with `longitude` on a create or a replace: the address is geocoded "
+    "(GEOCODER), or the answer is 400 saying why it could not be."
+)
+
+
 class StoreSerializer(serializers.ModelSerializer):
-    latitude = FiniteFloatField(min_value=-90, max_value=90)
-    longitude = FiniteFloatField(min_value=-180, max_value=180)
+    latitude = FiniteFloatField(
+        min_value=-90, max_value=90, required=False, help_text=COORDINATES_HELP
+    )
+    longitude = FiniteFloatField(
+        min_value=-180, max_value=180, required=False, help_text=COORDINATES_HELP
+    )
     radius_m = FiniteFloatField(
         min_value=1, max_value=MAX_FENCE_RADIUS_M, required=False, allow_null=True
     )
@@ -99,10 +112,29 @@ class StoreSerializer(serializers.ModelSerializer):
         ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = self._placed(attrs)
         store = _clean_as_saved(Store, self.instance, attrs)
         if "polygon" in attrs:
             attrs["polygon"] = store.polygon  # as clean() keeps it: its type and coordinates
         return attrs
+
+    def _placed(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The attributes with coordinates: as given, or the address geocoded."""
+        if self.partial:  # an edit moves what it names, and keeps the rest
+            return attrs
+        given = [name for name in ("latitude", "longitude") if name in attrs]
+        if len(given) == 1:
+            missing = "longitude" if given == ["latitude"] else "latitude"
+            raise serializers.ValidationError({missing: ["Give both coordinates, or neither."]})
+        if given:
+            return attrs
+        try:
+            latitude, longitude = geocode(attrs.get("address", ""))
+        except GeocodingError as error:
+            raise serializers.ValidationError(
+                {"address": [f"{error} Give the store's latitude and longitude."]}
+            ) from None
+        return {**attrs, "latitude": latitude, "longitude": longitude}
 
 
 class ZoneSerializer(serializers.ModelSerializer):

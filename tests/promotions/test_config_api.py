@@ -532,6 +532,63 @@ def test_a_polygon_is_stored_as_its_type_and_coordinates(api, members):
     assert Store.objects.get().polygon == POLYGON
 
 
+def without_coordinates(**fields):
+    body = store_body(**fields)
+    del body["latitude"], body["longitude"]
+    return body
+
+
+def test_a_store_without_coordinates_is_placed_at_its_address(api, settings, nominatim):
+    settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
+
+    response = api.post("/api/v1/stores", without_coordinates())
+
+    assert response.status_code == 201, response.json()
+    assert (response.json()["latitude"], response.json()["longitude"]) == (48.8606, 2.3417)
+    assert (Store.objects.get().latitude, Store.objects.get().longitude) == (48.8606, 2.3417)
+
+
+@pytest.mark.parametrize(
+    ("geocoder", "address", "says"),
+    [
+        ("none", "142 Rue de Rivoli", "No geocoder is configured (GEOCODER)."),
+        ("nominatim", "Nowhere street", "The geocoder found no place at this address."),
+        ("nominatim", "", "There is no address to look up."),
+    ],
+)
+def test_a_store_that_cannot_be_placed_is_400_saying_why(
+    api, settings, nominatim, geocoder, address, says
+):
+    settings.GEOCODER, settings.GEOCODER_URL = geocoder, nominatim
+
+    response = api.post("/api/v1/stores", without_coordinates(address=address))
+
+    assert response.status_code == 400
+    assert response.json() == {"address": [f"{says} Give the store's latitude and longitude."]}
+    assert not Store.objects.exists()
+
+
+def test_one_coordinate_alone_is_refused(api):
+    body = {**without_coordinates(), "latitude": 48.86}
+
+    response = api.post("/api/v1/stores", body)
+
+    assert response.status_code == 400
+    assert response.json() == {"longitude": ["Give both coordinates, or neither."]}
+
+
+def test_editing_a_store_s_address_does_not_move_it(api, settings, nominatim, rivoli):
+    # Its coordinates may have been set by hand at the door: a new address alone keeps them.
+    settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
+    before = (rivoli.latitude, rivoli.longitude)
+
+    response = api.patch("/api/v1/stores/RIVOLI", {"address": "1 Rue de Rivoli, Paris"})
+
+    assert response.status_code == 200
+    rivoli.refresh_from_db()
+    assert (rivoli.latitude, rivoli.longitude) == before
+
+
 @pytest.mark.parametrize("name", ["Paris", "localtime", "Factory"])
 def test_an_unknown_time_zone_is_named(api, name):
     # localtime is the server's own zone and Factory none: neither is a store's place.
