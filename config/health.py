@@ -24,8 +24,12 @@ def _broker_state() -> str:
     if settings.CELERY_TASK_ALWAYS_EAGER:
         return "none (tasks run in the web process)"
     try:
+        # The transport options carry the socket timeouts that bound a broker which accepts
+        # the connection and never answers (kombu's Redis transport has none of its own).
         with Connection(
-            settings.CELERY_BROKER_URL, connect_timeout=BROKER_TIMEOUT_SECONDS
+            settings.CELERY_BROKER_URL,
+            connect_timeout=BROKER_TIMEOUT_SECONDS,
+            transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         ) as broker:
             broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
     except Exception as error:  # kombu surfaces each transport's own errors

@@ -565,6 +565,8 @@ CELERY_DB_REUSE_MAX = 2**31
 # A web process must not hang on a broker that is down: it fails fast, the batch it stored
 # stands, and the sweep processes it.
 CELERY_BROKER_CONNECTION_TIMEOUT = 2.0
+# How long a command waits for the broker's answer once connected (Redis; see below).
+BROKER_SOCKET_TIMEOUT_SECONDS = 3.0
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
     "interval_start": 0,
@@ -581,6 +583,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # leave a dead worker's batch waiting long after its timeout.
     "unacked_restore_interval": max(1, min(10, CELERY_VISIBILITY_TIMEOUT_SECONDS // 2)),
     "unacked_restore_throttle": 1,
+    # kombu's Redis transport ignores CELERY_BROKER_CONNECTION_TIMEOUT and sets no socket
+    # timeouts: a Redis that accepts connections and never answers (hung, or a dead proxy
+    # in front of it) would hold every ingest request and every worker's command forever.
+    # A healthy Redis answers in milliseconds; consumers wait on their 1 s BRPOP by polling
+    # the socket, which this timeout does not cut short.
+    "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
+    "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
 }
 # How often beat runs the presence tick and the sweep (seconds); tests shorten them.
 BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0)

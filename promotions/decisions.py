@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models.functions import Coalesce
 
 from customers import intent
 from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
@@ -514,17 +515,39 @@ def _trace(
 
 def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     """Give each queued SMS its send slot, spaced to the sender's messages-per-second limit
-    across every worker (one locked row per sender holds the next free slot)."""
+    across every worker (one locked row per sender holds the next free slot).
+
+    An SMS whose slot would come after its offer goes stale (SMS_VALIDITY_SECONDS after its
+    presence event, as the send judges it) fails now as the send would fail it, expired,
+    and takes no slot: booked, it would push the sender's next free slot past slots no send
+    can use, and a later shopper, with the sender idle by then, would be booked behind them
+    and get nothing."""
     if not delivery_ids:
         return
+    # sending imports this module (for the rules a send checks again): imported here.
+    from promotions import sending
+
     gap = timedelta(seconds=1 / settings.SMS_SENDER_MPS)
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
+    event_at = dict(
+        Delivery.objects.filter(id__in=delivery_ids).values_list(
+            "id", Coalesce("presence_event__occurred_at", "created_at")
+        )
+    )
     sender, _ = SmsSender.objects.get_or_create(
         sender=sms.sender_id(), defaults={"next_slot_at": now}
     )
     sender = SmsSender.objects.select_for_update().get(pk=sender.pk)
     slot = max(now, sender.next_slot_at)
+    expired = []
     for delivery_id in delivery_ids:
+        if delivery_id not in event_at:  # deleted meanwhile (a retry's): nothing to send
+            continue
+        if slot - event_at[delivery_id] > validity:
+            expired.append(delivery_id)
+            continue
         Delivery.objects.filter(id=delivery_id).update(send_after=slot)
         slot += gap
     sender.next_slot_at = slot
     sender.save(update_fields=["next_slot_at"])
+    sending.fail_expired(expired, now=now)

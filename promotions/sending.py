@@ -13,6 +13,7 @@ stopped, refused by the provider) gives the code it drew from its campaign's poo
 one saw it, and a pool used up by SMS that never went turns the next customers away.
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -25,6 +26,7 @@ from promotions import decisions, feedback, offers, rules, sms
 from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus, OfferCode
 
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
+EXPIRED = "Expired before sending."
 STORE_DELETED = "Not sent: its store was deleted before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
@@ -53,7 +55,7 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         delivery.presence_event.occurred_at if delivery.presence_event else delivery.created_at
     )
     if now - event_at > validity:
-        return _fail_unclaimed(delivery_id, now, "Expired before sending.", "expired")
+        return _fail_unclaimed(delivery_id, now, EXPIRED, "expired")
     if delivery.store is None:
         # Its text names a store that is closed now.
         return _fail_unclaimed(delivery_id, now, STORE_DELETED, "store deleted")
@@ -240,6 +242,13 @@ def _suppress(delivery_id: int, now: datetime, reason: str, *, message: str = ""
             _return_pool_code(delivery_id)
             return SendOutcome(DeliveryStatus.SUPPRESSED, reason)
     return SendOutcome("skipped", "claimed by another worker")
+
+
+def fail_expired(delivery_ids: Iterable[int], *, now: datetime) -> None:
+    """Fail queued SMS whose offer will be stale before their turn comes, as their send
+    would: their pool codes go back, since no one saw them."""
+    for delivery_id in delivery_ids:
+        _fail_unclaimed(delivery_id, now, EXPIRED, "expired")
 
 
 def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) -> SendOutcome:

@@ -23,6 +23,7 @@ from promotions.models import (
     Beacon,
     Campaign,
     CampaignDay,
+    DeviceTrack,
     Gateway,
     LocationBatch,
     Ping,
@@ -256,7 +257,11 @@ def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:
     them; returns how many pings and sightings. Presence events keep their history without
     them (their evidence link is cleared). A chunk at a time, each its own transaction: an
     hour of pings at a national retailer's rate is millions of rows, which one transaction
-    would hold locks on, and Django's `delete()` would load into memory to clear the links."""
+    would hold locks on, and Django's `delete()` would load into memory to clear the links.
+
+    Devices' tracks go too once their fix is past the retention: each holds its device's
+    last trusted position, a copy of a ping, and the engine has no use for one that old
+    (pings over INGEST_MAX_PING_AGE_HOURS are refused, and any move is possible in days)."""
     cutoff = now - timedelta(days=settings.LOCATION_RETENTION_DAYS)
     removed = 0
     for model, link in ((Ping, "ping"), (Sighting, "sighting")):
@@ -268,7 +273,19 @@ def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:
                 gone = model.objects.filter(pk__in_batch=ids)
                 removed += gone._raw_delete(gone.db)
     LocationBatch.objects.filter(received_at__lt=cutoff).delete()
+    _purge_device_tracks(cutoff, chunk=chunk)
     return removed
+
+
+def _purge_device_tracks(cutoff: datetime, *, chunk: int) -> None:
+    """Tracks whose fix is older than `cutoff`, and a jump that old on a newer track. Each
+    statement keeps the age condition: a track a worker moved meanwhile is kept."""
+    stale = DeviceTrack.objects.filter(at__lt=cutoff).order_by("pk")
+    while ids := set(stale.values_list("pk", flat=True)[:chunk]):
+        DeviceTrack.objects.filter(pk__in_batch=ids, at__lt=cutoff).delete()
+    DeviceTrack.objects.filter(jump_at__lt=cutoff).update(
+        jump_latitude=None, jump_longitude=None, jump_accuracy=None, jump_at=None
+    )
 
 
 def record_campaign_days(

@@ -4,25 +4,78 @@ Every task is idempotent in the data (unique constraints, conditional claims), s
 acknowledgement is safe: a batch redelivered after a worker died is processed once.
 """
 
+import functools
+import inspect
 import logging
 import random
-from collections.abc import Iterable
-from datetime import UTC, timedelta
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+from typing import ParamSpec, TypeVar
 
 from celery import shared_task
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.utils import timezone
 
 from promotions import decisions, sending, services, sms, tracking
-from promotions.models import Delivery
+from promotions.models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
-# A database that is restarting or failing over answers again within a minute or two.
-DATABASE_ERRORS = (OperationalError, InterfaceError)
+# PostgreSQL's answers of a server that is going away or not yet able to write: shutting
+# down (57P01, 57P02), starting up (57P03), and a standby still read-only (25006), which a
+# failover's address reaches for a few seconds before its promotion. Class 08: connection
+# failures. psycopg raises the read-only one as an InternalError, not an OperationalError.
+UNAVAILABLE_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
 # The longest a send waits before its retry, whatever the provider's Retry-After says.
 MAX_SEND_BACKOFF_SECONDS = 60
+# The sweep's batches are read this many at a time, oldest first.
+SWEEP_PAGE = 100
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether a database error is the database being away for a while (down, restarting,
+    unreachable, failing over), which the client or task outlives by retrying, rather than
+    something wrong with the work, which a retry would only repeat."""
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return True
+    if not isinstance(error, DatabaseError):
+        return False
+    # Django's error wraps the driver's, which carries the SQLSTATE.
+    code = getattr(error.__cause__, "sqlstate", None) or ""
+    return code in UNAVAILABLE_SQLSTATES or code.startswith("08")
+
+
+class DatabaseUnavailable(Exception):
+    """A database error that passes (database_unavailable): what the tasks retry."""
+
+
+# A database that is restarting or failing over answers again within a minute or two.
+DATABASE_ERRORS = (DatabaseUnavailable,)
+
+
+def _retried_while_database_unavailable(run: Callable[P, R]) -> Callable[P, R]:
+    """The task raises DatabaseUnavailable for a database that is away, which its
+    autoretry_for (DATABASE_ERRORS) retries; any other database error fails it. Celery's
+    autoretry_for matches by class only, and a read-only standby's error shares its class
+    (InternalError) with errors no retry helps."""
+
+    @functools.wraps(run)
+    def task(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return run(*args, **kwargs)
+        except DatabaseError as error:
+            if database_unavailable(error):
+                raise DatabaseUnavailable(f"{type(error).__name__}: {error}") from error
+            raise
+
+    # Celery checks a call's arguments against the task's signature: keep the task's own.
+    task.__signature__ = inspect.signature(run)  # type: ignore[attr-defined]
+    return task
 
 
 @shared_task(
@@ -33,6 +86,7 @@ MAX_SEND_BACKOFF_SECONDS = 60
     retry_jitter=True,
     max_retries=5,
 )
+@_retried_while_database_unavailable
 def process_location_batch(self, batch_id: int) -> int:
     """A stored batch of pings or sightings: presence, then decisions, then sends."""
     return queue_sends(decisions.process_location_batch(batch_id=batch_id, now=timezone.now()))
@@ -60,6 +114,7 @@ def send_sms(self, delivery_id: int) -> str:
 @shared_task(
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
+@_retried_while_database_unavailable
 def tick_presence(self) -> int:
     """Celery beat, every minute: presences that timed out, and dwells reached in silence."""
     return queue_sends(decisions.process_presence_tick(now=timezone.now()))
@@ -68,6 +123,7 @@ def tick_presence(self) -> int:
 @shared_task(
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
+@_retried_while_database_unavailable
 def purge_location_history(self) -> int:
     """Celery beat: raw pings and sightings older than LOCATION_RETENTION_DAYS."""
     return services.purge_location_history(now=timezone.now())
@@ -76,6 +132,7 @@ def purge_location_history(self) -> int:
 @shared_task(
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
+@_retried_while_database_unavailable
 def record_campaign_days(self) -> int:
     """Celery beat, every hour: each campaign's figures for the two UTC days before today
     (the SMS statuses of a day keep arriving for a while after it ends)."""
@@ -88,25 +145,61 @@ def record_campaign_days(self) -> int:
 @shared_task(
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
+@_retried_while_database_unavailable
 def sweep_unprocessed(self) -> int:
     """Celery beat, every minute: process any stored batch whose task was lost (a broker down
     when it was accepted, or restarted with the queue in memory), so every accepted ping is
-    processed. It processes in place, a bounded amount per run, instead of enqueuing: when
-    the workers are merely behind, enqueuing again would only grow the backlog."""
+    processed. It processes in place, oldest first, for most of a beat period, instead of
+    enqueuing: when the workers are merely behind, enqueuing again would only grow the
+    backlog. Returns how many batches it processed."""
     now = timezone.now()
-    batch_ids = tracking.unprocessed_batches(
-        now=now, older_than=timedelta(seconds=settings.SWEEP_AFTER_SECONDS), limit=10
-    )
-    for batch_id in batch_ids:
-        queue_sends(decisions.process_location_batch(batch_id=batch_id, now=now))
+    swept = sweep_lost_batches(now=now, budget_seconds=0.75 * settings.BEAT_EVERY_SECONDS)
     late = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
     queue_sends(decisions.stranded_deliveries(due_before=late))
-    return len(batch_ids)
+    return swept
+
+
+def sweep_lost_batches(*, now: datetime, budget_seconds: float) -> int:
+    """Process unprocessed batches older than SWEEP_AFTER_SECONDS until none is left or the
+    time budget is spent; returns how many were processed. Kept under a beat period, so
+    that runs rarely overlap (two that do are safe: each batch's row is claimed once). A
+    broker outage leaves a backlog of thousands of batches, more than any fixed count per
+    run would clear in hours. A batch whose processing fails (a bug, a row the code did not
+    expect) is logged and passed over: first in line, it would otherwise fail every run and
+    hold up every lost batch behind it. A database that is away fails the whole run, for
+    the task to retry."""
+    deadline = time.monotonic() + min(budget_seconds, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
+    older_than = timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    failed: set[int] = set()
+    swept = 0
+    while time.monotonic() < deadline:
+        # Failed batches stay unprocessed, first in line: read past them.
+        page = tracking.unprocessed_batches(
+            now=now, older_than=older_than, limit=len(failed) + SWEEP_PAGE
+        )
+        batch_ids = [batch_id for batch_id in page if batch_id not in failed]
+        if not batch_ids:
+            break
+        for batch_id in batch_ids:
+            if time.monotonic() >= deadline:
+                break
+            try:
+                decided = decisions.process_location_batch(batch_id=batch_id, now=timezone.now())
+                queue_sends(decided)
+            except Exception as error:
+                if database_unavailable(error):
+                    raise
+                logger.exception("The sweep could not process location batch %d.", batch_id)
+                failed.add(batch_id)
+            else:
+                swept += 1
+    return swept
 
 
 @shared_task(
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
+@_retried_while_database_unavailable
 def settle_claimed_sends(self) -> int:
     """Celery beat, every five minutes: sends claimed and never recorded (a worker died
     mid-send, or the provider's answer never came), asked of the provider once their offer
@@ -120,7 +213,10 @@ def settle_claimed_sends(self) -> int:
 
 def queue_sends(delivery_ids: Iterable[int]) -> int:
     """Enqueue one send per queued delivery at its paced slot; returns how many."""
-    slots = Delivery.objects.filter(id__in=list(delivery_ids)).values_list("id", "send_after")
+    # A delivery failed while its slot was booked (expired before any slot) has none to keep.
+    slots = Delivery.objects.filter(
+        id__in=list(delivery_ids), status=DeliveryStatus.QUEUED
+    ).values_list("id", "send_after")
     count = 0
     for delivery_id, send_after in slots:
         send_sms.apply_async((delivery_id,), eta=send_after)

@@ -3,6 +3,7 @@
 import os
 import shutil
 import signal
+import socket
 import subprocess
 
 import pytest
@@ -28,6 +29,29 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate(tmp_path, command):
     assert result.returncode == 1
     assert result.stderr.startswith("CommandError: Database not ready: run manage.py migrate (")
     assert "no such table" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["create_api_key", "ops", "--scopes", "all"],
+        ["record_campaign_days", "--days", "2"],
+    ],
+)
+def test_a_command_whose_database_is_unreachable_says_to_check_database_url(command):
+    # Running migrate would not help: it would fail the same way.
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    result = run_python(
+        "manage.py", *command, env={"DATABASE_URL": f"postgres://postgres@127.0.0.1:{port}/x"}
+    )
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("CommandError: Database not reachable (")
+    assert result.stderr.rstrip().endswith("): check DATABASE_URL.")
+    assert "migrate" not in result.stderr
     assert "Traceback" not in result.stderr
 
 

@@ -7,22 +7,29 @@ matches, a Host it does not serve, a crash."""
 from collections import Counter
 from typing import Any
 
-from django.db import DataError, IntegrityError, InterfaceError, OperationalError
+from django.db import DatabaseError, DataError, IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
 from rest_framework import status
-from rest_framework.exceptions import UnsupportedMediaType
+from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from customers.services import ConflictError
+from promotions.api.parsers import LengthRequired, chunked_without_length
+from promotions.tasks import database_unavailable
 
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    if isinstance(exc, (ParseError, ValidationError)) and chunked_without_length(
+        context["request"]
+    ):
+        # The body was never read (a chunked one): what the view said about it is moot.
+        exc = LengthRequired()
     if isinstance(exc, UnsupportedMediaType):
         # The contract answers a wrong content type with 400, like any other malformed body.
         content_type = context["request"].content_type or "none"
@@ -32,10 +39,11 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         )
     if isinstance(exc, ConflictError):
         return Response({"detail": str(exc)}, status=status.HTTP_409_CONFLICT)
-    if isinstance(exc, (OperationalError, InterfaceError)):
-        # The database is down or locked. Each of the API's writes is one transaction (a
-        # service's own, or ConfigViewSet's around validation and save), which the error
-        # rolled back: nothing was committed, and the client may retry.
+    if isinstance(exc, DatabaseError) and database_unavailable(exc):
+        # The database is down, locked, or failing over (a standby still read-only). Each
+        # of the API's writes is one transaction (a service's own, or ConfigViewSet's around
+        # validation and save), which the error rolled back: nothing was committed, and the
+        # client may retry.
         return Response(
             {"detail": "The database is unavailable; retry later."},
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -467,9 +467,9 @@ def test_a_worker_whose_database_connection_was_cut_carries_on(processes, world,
 
 def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
     [shopper] = shoppers(1)
-    # The sender is booked for the next hour: the SMS decided now waits for its slot until
-    # the test brings its turn, after the STOP.
-    SmsSender.objects.create(sender=FROM_NUMBER, next_slot_at=timezone.now() + timedelta(hours=1))
+    # The sender is booked for the next five minutes (within the offer's validity): the SMS
+    # decided now waits for its slot until the test brings its turn, after the STOP.
+    SmsSender.objects.create(sender=FROM_NUMBER, next_slot_at=timezone.now() + timedelta(minutes=5))
     processes.worker()
     url = processes.gunicorn()
 

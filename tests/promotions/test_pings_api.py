@@ -3,6 +3,7 @@ import json
 
 import pytest
 from django.test import override_settings
+from django.test.client import FakePayload
 
 from promotions.models import Ping, PresenceEvent
 from tests.clock import ago, ahead
@@ -345,6 +346,30 @@ def test_a_compressed_body_is_refused_naming_its_content_encoding(api, phone):
 
     assert response.status_code == 400
     assert "Content-Encoding 'gzip' is not supported" in response.json()["detail"]
+    assert not Ping.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/pings", {"pings": [ping()]}),
+        ("/api/v1/sightings", {"sightings": []}),
+        ("/api/v1/stores", {"code": "OPERA", "name": "Opéra", "radius_m": 80}),
+    ],
+)
+def test_a_chunked_body_is_411_length_required_not_called_malformed(api, phone, path, body):
+    # gunicorn hands a Transfer-Encoding: chunked body over without CONTENT_LENGTH, and
+    # Django reads it as empty: the body was never looked at.
+    response = api.generic(
+        "POST",
+        path,
+        CONTENT_TYPE="application/json",
+        HTTP_TRANSFER_ENCODING="chunked",
+        **{"wsgi.input": FakePayload(json.dumps(body).encode())},
+    )
+
+    assert response.status_code == 411
+    assert response.json()["detail"].startswith("Length Required: send Content-Length.")
     assert not Ping.objects.exists()
 
 

@@ -505,9 +505,9 @@ def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
 ):
     settings.SMS_SENDER_MPS = 1
     now = timezone.now()
-    # The sender has an hour's backlog: the retry, which runs on the worker's clock, is
-    # paced from it, however long the test takes to get there.
-    backlog_ends = now + timedelta(hours=1)
+    # The sender has five minutes' backlog (within the offers' validity): the retry, which
+    # runs on the worker's clock, is paced from it, however long the test takes to get there.
+    backlog_ends = now + timedelta(minutes=5)
     SmsSender.objects.create(sender=sms.sender_id(), next_slot_at=backlog_ends)
     throttled = queue_offer(store, now=now)
     next_in_line = queue_offer(store, now=now)
