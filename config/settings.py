@@ -308,6 +308,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # First: a load balancer's probe is answered before Host validation, redirects and CSRF.
     "config.health.HealthzMiddleware",
+    "config.body.LengthRequiredMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -15,19 +15,15 @@ from typing import ParamSpec, TypeVar
 
 from celery import shared_task
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 from django.utils import timezone
 
 from promotions import decisions, sending, services, sms, tracking
+from promotions.database import database_unavailable
 from promotions.models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
 
-# PostgreSQL's answers of a server that is going away or not yet able to write: shutting
-# down (57P01, 57P02), starting up (57P03), and a standby still read-only (25006), which a
-# failover's address reaches for a few seconds before its promotion. Class 08: connection
-# failures. psycopg raises the read-only one as an InternalError, not an OperationalError.
-UNAVAILABLE_SQLSTATES = frozenset({"25006", "57P01", "57P02", "57P03"})
 # The longest a send waits before its retry, whatever the provider's Retry-After says.
 MAX_SEND_BACKOFF_SECONDS = 60
 # The sweep's batches are read this many at a time, oldest first.
@@ -35,19 +31,6 @@ SWEEP_PAGE = 100
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def database_unavailable(error: BaseException) -> bool:
-    """Whether a database error is the database being away for a while (down, restarting,
-    unreachable, failing over), which the client or task outlives by retrying, rather than
-    something wrong with the work, which a retry would only repeat."""
-    if isinstance(error, (OperationalError, InterfaceError)):
-        return True
-    if not isinstance(error, DatabaseError):
-        return False
-    # Django's error wraps the driver's, which carries the SQLSTATE.
-    code = getattr(error.__cause__, "sqlstate", None) or ""
-    return code in UNAVAILABLE_SQLSTATES or code.startswith("08")
 
 
 class DatabaseUnavailable(Exception):

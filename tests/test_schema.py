@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from django.db import OperationalError, connection
 from django.test import Client
+from django.test.client import FakePayload
 from django.urls import resolve
 from django.utils import timezone
 from rest_framework.test import APIClient
@@ -660,6 +661,16 @@ def test_an_operation_answers_exactly_the_statuses_its_schema_documents(world, s
         limit, settings.API_MAX_BODY_BYTES = settings.API_MAX_BODY_BYTES, 1024
         assert send(client, first, raw=json.dumps({"pad": "x" * 2000}).encode()).status_code == 413
         settings.API_MAX_BODY_BYTES = limit
+        path = first.path.format(**world)
+        chunked = client.generic(
+            operation.method,
+            path,
+            CONTENT_TYPE="application/json",
+            HTTP_TRANSFER_ENCODING="chunked",
+            **{"wsgi.input": FakePayload(b"{}")},
+        )
+        assert chunked.status_code == 411
+        answered.setdefault(411, []).extend(problems(operation.method, path, chunked))
     # The operation's own answers, in order.
     for call in operation.calls:
         assert send(client, call).status_code == call.status, call

@@ -13,23 +13,17 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import Resolver404, resolve
 from django.views import defaults
 from rest_framework import status
-from rest_framework.exceptions import ParseError, UnsupportedMediaType, ValidationError
+from rest_framework.exceptions import UnsupportedMediaType
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from customers.services import ConflictError
-from promotions.api.parsers import LengthRequired, chunked_without_length
-from promotions.tasks import database_unavailable
+from promotions.database import database_unavailable
 
 DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    if isinstance(exc, (ParseError, ValidationError)) and chunked_without_length(
-        context["request"]
-    ):
-        # The body was never read (a chunked one): what the view said about it is moot.
-        exc = LengthRequired()
     if isinstance(exc, UnsupportedMediaType):
         # The contract answers a wrong content type with 400, like any other malformed body.
         content_type = context["request"].content_type or "none"

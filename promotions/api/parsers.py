@@ -7,7 +7,6 @@ from typing import Any
 from django.conf import settings
 from rest_framework.exceptions import APIException, ParseError
 from rest_framework.parsers import BaseParser
-from rest_framework.request import Request
 
 from promotions.api.ping_batch import decode_ping_batch
 
@@ -19,24 +18,6 @@ class RequestTooLarge(APIException):
     status_code = 413
     default_detail = "Request body too large."
     default_code = "too_large"
-
-
-class LengthRequired(APIException):
-    status_code = 411
-    default_detail = (
-        "Length Required: send Content-Length. A body sent with Transfer-Encoding: chunked "
-        "and no Content-Length is not read."
-    )
-    default_code = "length_required"
-
-
-def chunked_without_length(request: Request) -> bool:
-    """Whether the request's body came chunked with no Content-Length. gunicorn hands such a
-    body over without CONTENT_LENGTH, Django reads it as empty, and DRF never gives this
-    parser the body: whatever the view then says about it (a missing list, required fields)
-    would send the client looking at a body that may be right (see api.errors)."""
-    encoding = request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-    return "chunked" in encoding and not request.META.get("CONTENT_LENGTH")
 
 
 class JsonBodyParser(BaseParser):

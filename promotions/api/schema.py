@@ -80,6 +80,7 @@ class AutoSchema(openapi.AutoSchema):
         if not_found:
             errors["404"] = self._error(" ".join(not_found))
         if has_body:
+            errors["411"] = self._error("A chunked body without Content-Length.")
             errors["413"] = self._error("The body is over the size limit.")
         if self._can_be_throttled():
             errors["429"] = self._error(

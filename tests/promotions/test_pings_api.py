@@ -350,18 +350,20 @@ def test_a_compressed_body_is_refused_naming_its_content_encoding(api, phone):
 
 
 @pytest.mark.parametrize(
-    ("path", "body"),
+    ("method", "path", "body"),
     [
-        ("/api/v1/pings", {"pings": [ping()]}),
-        ("/api/v1/sightings", {"sightings": []}),
-        ("/api/v1/stores", {"code": "OPERA", "name": "Opéra", "radius_m": 80}),
+        ("POST", "/api/v1/pings", {"pings": [ping()]}),
+        ("POST", "/api/v1/sightings", {"sightings": []}),
+        ("POST", "/api/v1/stores", {"code": "OPERA", "name": "Opéra", "radius_m": 80}),
+        # Read as empty, this PATCH would succeed and change nothing.
+        ("PATCH", "/api/v1/stores/NOWHERE", {"name": "Opéra"}),
     ],
 )
-def test_a_chunked_body_is_411_length_required_not_called_malformed(api, phone, path, body):
+def test_a_chunked_body_is_411_length_required_not_called_malformed(api, phone, method, path, body):
     # gunicorn hands a Transfer-Encoding: chunked body over without CONTENT_LENGTH, and
     # Django reads it as empty: the body was never looked at.
     response = api.generic(
-        "POST",
+        method,
         path,
         CONTENT_TYPE="application/json",
         HTTP_TRANSFER_ENCODING="chunked",

@@ -6,7 +6,7 @@ from contextlib import contextmanager
 from django.core.management.base import CommandError
 from django.db import DatabaseError
 
-from promotions.tasks import database_unavailable
+from promotions.database import database_unavailable
 
 # A table or column that migrate would create: PostgreSQL's SQLSTATEs, SQLite's words.
 MISSING_SQLSTATES = frozenset({"42P01", "42703"})
