@@ -845,7 +845,7 @@ class DeliveryAdmin(HistoryAdmin):
             ),
             ("Intent", trace.get("intent", "")),
             ("Rank", _trace_rank(trace)),
-            ("Limits", _trace_limits(delivery, trace.get("limits", ""))),
+            ("Limits", _trace_limits(delivery, trace.get("limits", ""), trace.get("limit", ""))),
         ]
         return format_html(
             "<table>{}</table>",
@@ -884,11 +884,12 @@ def _trace_rank(trace: dict) -> str:
 NOT_SENT_AFTER_ALL = (DeliveryStatus.SUPPRESSED, DeliveryStatus.FAILED)
 
 
-def _trace_limits(delivery: Delivery, decided: str) -> str:
-    """The limits as the decision found them and, for an SMS that did not go after all, why,
-    as the delivery records it now: the trace is written once, when the decision is made."""
+def _trace_limits(delivery: Delivery, decided: str, limit: str = "") -> str:
+    """The limits as the decision found them (the one that held it, in words) and, for an
+    SMS that did not go after all, why, as the delivery records it now: the trace is written
+    once, when the decision is made."""
     if decided in DeliveryReason.values:
-        decided = DeliveryReason(decided).label
+        decided = DeliveryReason(decided).label + (f": {limit}" if limit else "")
     if decided != "all passed" or delivery.status not in NOT_SENT_AFTER_ALL:
         return decided
     why = [DeliveryReason(delivery.reason).label] if delivery.reason else []

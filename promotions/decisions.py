@@ -421,7 +421,11 @@ def _record(
                         if pool_code is None:
                             delivery.status = DeliveryStatus.SUPPRESSED
                             delivery.reason = DeliveryReason.BUDGET
-                            delivery.trace = {**trace, "limits": "the code pool is used up"}
+                            delivery.trace = {
+                                **trace,
+                                "limits": DeliveryReason.BUDGET,
+                                "limit": "the code pool is used up",
+                            }
                             writes_offer = False
                     if writes_offer:
                         _write_offer(delivery, campaign, event, customer, decision, pool_code)
@@ -510,6 +514,7 @@ def _trace(
         "rank": rank + 1,
         "ranked": [d.campaign for d in decisions],
         "limits": decision.reason or "all passed",
+        "limit": decision.detail,
     }
 
 

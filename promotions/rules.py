@@ -124,6 +124,7 @@ class Decision:
     status: str  # queued, suppressed, holdout
     reason: str  # empty when queued
     match: IntentMatch
+    detail: str = ""  # the limit that held it, in words
 
 
 def triggered(campaign: CampaignRule, event: PresenceFact) -> bool:
@@ -232,21 +233,28 @@ def _favourite_product(
     )
 
 
+@dataclass(frozen=True)
+class Limit:
+    reason: str = ""  # a delivery reason; "" when the campaign may text
+    detail: str = ""  # which limit, in words, for the decision trace
+
+
 def limit_reason(
     campaign: CampaignRule,
     customer: CustomerFacts,
     budget: BudgetUse,
     limits: GlobalLimits,
     now: datetime,
-) -> str:
-    """Why the campaign may not text this customer now ("" when it may), checked in the order
-    a marketer reads them: consent and phone first, because they hold whatever else."""
+) -> Limit:
+    """Why the campaign may not text this customer now (no reason when it may), checked in
+    the order a marketer reads them: consent and phone first, because they hold whatever
+    else."""
     if not customer.opted_in:
-        return NO_CONSENT
+        return Limit(NO_CONSENT, "the customer has not opted in to SMS")
     if not customer.has_phone:
-        return NO_PHONE
+        return Limit(NO_PHONE, "no valid mobile number")
     if quiet_for(campaign, limits, customer.timezone, now):
-        return QUIET_HOURS
+        return Limit(QUIET_HOURS, f"quiet hours or a day not allowed, in {customer.timezone}")
     # Every SMS the customer was given counts, even one stamped after `now`: a task reads its
     # clock before it waits for the customer's lock, so a worker that started later may have
     # taken the lock first and committed an SMS stamped later than this `now`. (A dry run,
@@ -254,19 +262,22 @@ def limit_reason(
     if campaign.per_customer_days:
         since = now - timedelta(days=campaign.per_customer_days)
         if any(since < at for at in customer.sent_by_campaign.get(campaign.id, ())):
-            return CAMPAIGN_CAP
+            return Limit(
+                CAMPAIGN_CAP, f"this campaign texted them within {campaign.per_customer_days} days"
+            )
     since = now - timedelta(days=limits.cap_days)
     if sum(1 for at in customer.sent if since < at) >= limits.cap_count:
-        return GLOBAL_CAP
+        return Limit(GLOBAL_CAP, f"{limits.cap_count} SMS in {limits.cap_days} days already")
     if limits.min_gap and any(now - limits.min_gap < at for at in customer.sent):
-        return GLOBAL_CAP
+        minutes = round(limits.min_gap.total_seconds() / 60)
+        return Limit(GLOBAL_CAP, f"another SMS within the last {minutes} minutes")
     if campaign.daily_budget is not None and budget.today >= campaign.daily_budget:
-        return BUDGET
+        return Limit(BUDGET, f"today's budget of {campaign.daily_budget} SMS is spent")
     if campaign.total_budget is not None and budget.total >= campaign.total_budget:
-        return BUDGET
+        return Limit(BUDGET, f"the total budget of {campaign.total_budget} SMS is spent")
     if budget.codes_left is not None and budget.codes_left <= 0:
-        return BUDGET
-    return ""
+        return Limit(BUDGET, "the code pool is used up")
+    return Limit()
 
 
 def quiet_for(campaign: CampaignRule, limits: GlobalLimits, timezone: str, now: datetime) -> bool:
@@ -335,11 +346,9 @@ def decide(
     """The decisions for one presence event: see the module's docstring."""
     decisions = []
     for campaign, match in rank(campaigns, event, customer, now):
-        reason = limit_reason(
-            campaign, customer, budgets.get(campaign.id, BudgetUse()), limits, now
-        )
-        if reason:
-            decisions.append(Decision(campaign.id, SUPPRESSED, reason, match))
+        limit = limit_reason(campaign, customer, budgets.get(campaign.id, BudgetUse()), limits, now)
+        if limit.reason:
+            decisions.append(Decision(campaign.id, SUPPRESSED, limit.reason, match, limit.detail))
             continue
         if in_holdout(campaign.id, customer.key, campaign.holdout_percent):
             decisions.append(Decision(campaign.id, HOLDOUT, "holdout", match))

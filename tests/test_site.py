@@ -422,6 +422,18 @@ def test_a_delivery_s_trace_names_its_campaigns_and_reads_its_times_as_the_admin
 
 
 @pytest.mark.django_db
+def test_a_delivery_s_trace_says_in_words_which_limit_held_it(admin_client):
+    trace = {"limits": "global_cap", "limit": "another SMS within the last 60 minutes"}
+    delivery = DeliveryFactory(status="suppressed", reason="global_cap", trace=trace)
+
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+
+    assert admin_row(page, "Limits") == (
+        "Global frequency cap: another SMS within the last 60 minutes"
+    )
+
+
+@pytest.mark.django_db
 def test_a_delivery_names_its_presence_event_by_store_and_time(admin_client):
     rivoli = StoreFactory(code="RIVOLI", name="Passage Rivoli")
     delivery = DeliveryFactory(store=rivoli)

@@ -267,6 +267,28 @@ def test_each_limit_suppresses_with_its_reason(change, reason):
 
 
 @pytest.mark.parametrize(
+    ("customer", "limits", "detail"),
+    [
+        (
+            replace(LEA, sent=[NOW - timedelta(days=d) for d in (1, 2, 3)]),
+            NO_LIMITS,
+            "3 SMS in 7 days already",
+        ),
+        (
+            replace(LEA, sent=[NOW - timedelta(minutes=30)]),
+            replace(NO_LIMITS, min_gap=timedelta(hours=1)),
+            "another SMS within the last 60 minutes",
+        ),
+    ],
+    ids=["weekly cap", "minimum gap"],
+)
+def test_the_trace_says_which_global_limit_held_the_sms(customer, limits, detail):
+    # Both are global_cap to the API; a marketer reading the trace must tell them apart.
+    [decision] = decide([X200_ENTER], customer=customer, limits=limits)
+    assert (decision.reason, decision.detail) == ("global_cap", detail)
+
+
+@pytest.mark.parametrize(
     ("codes_left", "reason"), [(None, ""), (1, ""), (0, "budget")], ids=["no_pool", "one", "none"]
 )
 def test_a_used_up_code_pool_is_a_spent_budget(codes_left, reason):
