@@ -25,7 +25,7 @@ from promotions.models import (
     Redemption,
     Store,
 )
-from promotions.offers import normalise_code
+from promotions.offers import language_of, normalise_code
 from promotions.services import record_campaign_days
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
@@ -195,8 +195,7 @@ def _language_at(phone: str) -> str:
         .values_list("locale", flat=True)
         .first()
     )
-    language = (locale or "en").replace("_", "-").split("-")[0].lower()
-    return language if language in OPTED_OUT_TEXTS else "en"
+    return language_of(locale or "")
 
 
 def _change_consent(phone: str, consent: str, source: str, note: str, now: datetime) -> bool:

@@ -77,9 +77,15 @@ OPT_OUT_FOOTERS = {
 }
 
 
-def opt_out_footer(locale: str) -> str:
+def language_of(locale: str) -> str:
+    """The language of a locale as Passage writes to customers: fr for fr-FR or fr_CA,
+    English when it is not one we write."""
     language = (locale or "en").replace("_", "-").split("-")[0].lower()
-    return OPT_OUT_FOOTERS.get(language, OPT_OUT_FOOTERS["en"])
+    return language if language in OPT_OUT_FOOTERS else "en"
+
+
+def opt_out_footer(locale: str) -> str:
+    return OPT_OUT_FOOTERS[language_of(locale)]
 
 
 def format_expiry(day: date, locale: str) -> str:
