@@ -25,6 +25,7 @@ from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
     ENDED_STAYS_ENDED,
     MAX_OFFER_VALID_DAYS,
+    REDEEMABLE,
     ApiKey,
     Beacon,
     Campaign,
@@ -745,11 +746,28 @@ class PresenceEventAdmin(HistoryAdmin):
     date_hierarchy = "occurred_at"
 
 
+class SentFilter(admin.SimpleListFilter):
+    """The results page's "SMS sent" as a filter: sent, then delivered or not."""
+
+    title = "SMS sent"
+    parameter_name = "sent"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> list:
+        return [("yes", "Sent (any outcome)"), ("no", "Not sent")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet) -> QuerySet:
+        if self.value() == "yes":
+            return queryset.filter(status__in=REDEEMABLE)
+        if self.value() == "no":
+            return queryset.exclude(status__in=REDEEMABLE)
+        return queryset
+
+
 @admin.register(Delivery)
 class DeliveryAdmin(HistoryAdmin):
     list_display = ["created_at", "campaign", "customer", "store", "status", "reason", "code"]
     list_select_related = ["campaign", "customer", "store"]
-    list_filter = ["status", "reason", "campaign", "store"]
+    list_filter = [SentFilter, "status", "reason", "campaign", "store"]
     search_fields = ["code", "customer__external_id", "twilio_sid"]
     date_hierarchy = "created_at"
     # The stored trace is shown formatted, as the decision trace.

@@ -1156,3 +1156,17 @@ def test_load_demo_starts_a_demo_campaign_again_when_a_newcomer_ended_it(capsys)
     assert list(
         Campaign.objects.filter(name="X200 walk-by").exclude(pk=ended.pk).values_list("status")
     ) == [("active",)]
+
+
+@pytest.mark.django_db
+def test_the_deliveries_list_filters_what_the_results_page_counts_as_sent(admin_client):
+    campaign = CampaignFactory()
+    for status in ("sent", "delivered", "undelivered", "failed", "suppressed", "queued"):
+        DeliveryFactory(campaign=campaign, status=status)
+
+    def listed(query):
+        page = admin_client.get(f"/admin/promotions/delivery/?{query}").content.decode()
+        return int(re.search(r"(\d+) deliver(?:y|ies)", page).group(1))
+
+    # As "SMS sent" on the results page: sent, then delivered or not.
+    assert (listed("sent=yes"), listed("sent=no")) == (3, 3)
