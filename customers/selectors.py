@@ -17,7 +17,17 @@ API_NAMES = {
     "campaign__name": "campaign_name",
     "delivery__code": "code",
     "gateway__gateway_id": "gateway",
+    "visitor__visitor_id": "visitor_id",
 }
+# What an intent row holds, for a product or a category.
+INTENT_FIELDS = (
+    "view_times",
+    "last_seen_at",
+    "cart_state",
+    "cart_updated_at",
+    "score",
+    "score_at",
+)
 
 
 def _named(rows: Any) -> list[dict[str, Any]]:
@@ -56,9 +66,8 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             for device in devices
         ],
         "visitors": list(customer.visitors.values("visitor_id", "identified_at")),
-        "browsing_events": [
-            _with_visitor_id(row)
-            for row in customer.events.order_by("occurred_at").values(
+        "browsing_events": _named(
+            customer.events.order_by("occurred_at").values(
                 "event_id",
                 "visitor__visitor_id",
                 "type",
@@ -69,30 +78,17 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "occurred_at",
                 "received_at",
             )
-        ],
+        ),
         "product_intent": [
             _with_view_instants(row)
             for row in customer.productintent_set.order_by("sku").values(
-                "sku",
-                "category",
-                "view_times",
-                "last_seen_at",
-                "cart_state",
-                "cart_updated_at",
-                "score",
-                "score_at",
+                "sku", "category", *INTENT_FIELDS
             )
         ],
         "category_intent": [
             _with_view_instants(row)
             for row in customer.categoryintent_set.order_by("category").values(
-                "category",
-                "view_times",
-                "last_seen_at",
-                "cart_state",
-                "cart_updated_at",
-                "score",
-                "score_at",
+                "category", *INTENT_FIELDS
             )
         ],
         "pings": _named(
@@ -192,11 +188,6 @@ def _with_beacon_identity(row: dict[str, Any]) -> dict[str, Any]:
     # The beacon an app ranged, named as the API names beacons: by its identity.
     key = row.pop("beacon__identity")
     return {**row, "beacon": identity_from_key(key) if key else None}
-
-
-def _with_visitor_id(row: dict[str, Any]) -> dict[str, Any]:
-    # The browser an event came from, named as the events API takes it.
-    return {**row, "visitor_id": row.pop("visitor__visitor_id")}
 
 
 def _with_view_instants(row: dict[str, Any]) -> dict[str, Any]:
