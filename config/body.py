@@ -19,6 +19,7 @@ class LengthRequiredMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         encoding = request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if "chunked" in encoding and not request.META.get("CONTENT_LENGTH"):
+        takes_body = request.method in ("POST", "PUT", "PATCH")
+        if takes_body and "chunked" in encoding and not request.META.get("CONTENT_LENGTH"):
             return JsonResponse({"detail": LENGTH_REQUIRED}, status=411)
         return self.get_response(request)

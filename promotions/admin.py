@@ -257,6 +257,7 @@ class CampaignForm(forms.ModelForm):
             return  # the stores or the trigger are not known, or the zone is wrong already
         try:
             check_trigger_zone(
+                status=self.instance.status,
                 trigger_type=self.instance.trigger_type,
                 trigger_zone=self.instance.trigger_zone,
                 stores=self.cleaned_data["stores"],
@@ -422,6 +423,7 @@ class CampaignAdmin(admin.ModelAdmin):
             try:
                 campaign.full_clean()
                 check_trigger_zone(
+                    status=campaign.status,
                     trigger_type=campaign.trigger_type,
                     trigger_zone=campaign.trigger_zone,
                     stores=campaign.stores.all(),

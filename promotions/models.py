@@ -485,11 +485,17 @@ class Campaign(models.Model):
             self.allowed_days = list(dict.fromkeys(days))
 
 
-def check_trigger_zone(*, trigger_type: str, trigger_zone: str, stores: Iterable[Store]) -> None:
+def check_trigger_zone(
+    *, status: str, trigger_type: str, trigger_zone: str, stores: Iterable[Store]
+) -> None:
     """A beacon-zone trigger names a zone that one of the campaign's stores has (any store, for
     a campaign with none): a code no store has, "entrnce" for "entrance", never fires.
     `stores` are the stores the campaign is to have, which a form or a request may change
-    along with the trigger. Raises ValidationError on trigger_zone."""
+    along with the trigger. An ended campaign fires no more: its zone may be gone (deleting
+    it was allowed for that), and it can still be renamed or noted. Raises ValidationError on
+    trigger_zone."""
+    if status == CampaignStatus.ENDED:
+        return
     if trigger_type != TriggerType.BEACON_ZONE or not trigger_zone:
         return  # Campaign.clean asks for the zone
     store_ids = [store.pk for store in stores]

@@ -8,9 +8,10 @@ The rules that real location data needs:
   accuracy fits the fence (or the ring), and only a fix accurate enough can cause an entry.
   Leaving needs the fix's whole accuracy circle beyond the fence by a margin, so GPS jitter
   at the edge does not flap between entered and exited. A fix between the two (in the
-  margin band) holds off the exit and no more: it is no evidence of being inside, so it
-  keeps no visit alive, counts toward no dwell, and makes no device a holder (a tablet at
-  home next to the store, the shop next door).
+  margin band) whose centre is inside the fence keeps the visit (a shopper by the window);
+  one whose centre is outside holds off the exit and no more: it is no evidence of being
+  inside, so it keeps no visit alive, counts toward no dwell, and makes no device a holder
+  (a tablet at home next to the store, the shop next door).
 - A fix too vague to cause an entry cannot prove the customer is still there either: short
   of an exit, it changes nothing, and a presence only vague fixes follow ends by timeout.
 - Being in a store (by any evidence), or having just left it, is no approach: its rings are
@@ -544,14 +545,17 @@ class _Run:
                 if far and self.release(place, fix.device, fix.at):
                     moment = self.leaving_moment(place, fix.at)
                     self.leave_store(store, moment, distance, evidence)
-                elif inside_now:
+                elif inside_now or (precise and distance is not None and distance <= 0):
+                    # A fix whose centre is inside, its circle reaching past the wall (a
+                    # shopper by the window), is still the customer in the store.
                     self.stay(place, here)
                     self.dwell(place, fix.at)
-                # A fix in the margin band holds off the exit, no more: it proves no one inside
-                # (the shop next door, a tablet at home across the street), so it keeps the
-                # visit alive no longer, adds no dwell, and makes no device a holder. A vague
-                # fix that is not far proves neither: 20 km off with a 3 km circle would
-                # otherwise keep a presence alive, and dwelling, for as long as it lasts.
+                # A fix in the margin band whose centre is outside holds off the exit, no more:
+                # it proves no one inside (the shop next door, a tablet at home across the
+                # street), so it keeps the visit alive no longer, adds no dwell, and makes no
+                # device a holder. A vague fix that is not far proves neither: 20 km off with a
+                # 3 km circle would otherwise keep a presence alive, and dwelling, for as long
+                # as it lasts.
             elif inside_now:
                 why = f"fix {-distance:.0f} m inside (accuracy {fix.accuracy:.0f} m)"
                 self.enter(place, fix.at, (here,), reason=why, **evidence)

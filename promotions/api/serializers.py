@@ -476,6 +476,7 @@ class CampaignSerializer(serializers.ModelSerializer):
         try:
             campaign.clean()
             check_trigger_zone(
+                status=campaign.status,
                 trigger_type=campaign.trigger_type,
                 trigger_zone=campaign.trigger_zone,
                 stores=stores,

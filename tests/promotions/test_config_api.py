@@ -822,6 +822,17 @@ def test_a_campaign_for_every_store_watches_the_zone_of_its_code_in_each(api, en
     assert api.delete(f"/api/v1/zones/{entrance.id}").status_code == 409
 
 
+def test_an_ended_zone_campaign_whose_zone_is_gone_can_still_be_edited(api, entrance):
+    # Deleting the zone was allowed because only an ended campaign watched it; renaming the
+    # ended campaign must not then ask for the zone back.
+    campaign = watching("entrance", entrance.store, status=CampaignStatus.ENDED)
+    assert api.delete(f"/api/v1/zones/{entrance.id}").status_code == 204
+
+    renamed = api.patch(f"/api/v1/campaigns/{campaign.id}", {"name": "Entrance hello 2025"})
+
+    assert renamed.status_code == 200, renamed.json()
+
+
 def test_a_store_can_close_while_another_keeps_the_zone_a_campaign_for_every_store_watches(
     api, entrance, opera
 ):

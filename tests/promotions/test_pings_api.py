@@ -375,6 +375,14 @@ def test_a_chunked_body_is_411_length_required_not_called_malformed(api, phone, 
     assert not Ping.objects.exists()
 
 
+@pytest.mark.parametrize("method", ["GET", "HEAD", "DELETE"])
+def test_a_request_without_a_body_is_answered_whatever_its_transfer_encoding(api, method):
+    # Some clients and proxies send the header with an empty chunked body on any request.
+    response = api.generic(method, "/api/v1/stores", HTTP_TRANSFER_ENCODING="chunked")
+
+    assert response.status_code != 411
+
+
 def test_an_identity_content_encoding_is_read_as_is(api, phone):
     response = api.post("/api/v1/pings", {"pings": [ping()]}, HTTP_CONTENT_ENCODING="identity")
 

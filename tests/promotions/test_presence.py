@@ -218,6 +218,23 @@ def test_a_device_in_the_exit_margin_does_not_keep_its_owner_in_the_store():
     assert [(e.kind, e.at) for e in outcome.events] == [(ENTERED, at(0)), (EXITED, at(300))]
 
 
+def test_a_shopper_by_the_window_whose_fixes_reach_past_the_wall_stays_in():
+    # The fix's centre is 2 m inside, its circle 20 m: the margin band, but the customer is
+    # in the store. Reporting every minute, never beyond the margin: no exit, no re-entry.
+    fixes = [fix(0, -30)]
+    fixes += [fix(minute * 60, -2, accuracy=20) for minute in range(1, 18)]
+    fixes += [fix(18 * 60, -30)]
+    assert kinds(run(fixes, now=at(18 * 60))) == [ENTERED]
+
+
+def test_a_shopper_by_the_window_dwells():
+    fixes = [fix(0, -30)]
+    fixes += [fix(minute * 60, -2, accuracy=20) for minute in range(1, 17)]
+    fixes += [fix(minute * 60, -30) for minute in range(17, 31)]
+    outcome = run(fixes, dwell_minutes={20}, now=at(31 * 60))
+    assert [(e.kind, e.at) for e in outcome.events] == [(ENTERED, at(0)), (DWELLED, at(20 * 60))]
+
+
 @pytest.mark.parametrize("device", [1, 2], ids=["the phone that entered", "another device"])
 def test_fixes_in_the_exit_margin_keep_no_visit_alive_nor_make_it_dwell(device):
     # Out of the store after 5 minutes, into the shop next door, 40 m past the fence (in the
