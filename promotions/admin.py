@@ -471,6 +471,7 @@ class CampaignAdmin(admin.ModelAdmin):
         ended campaign stays ended). Its results, deliveries and code pool stay with the
         original."""
         copies = []
+        pooled = []
         for campaign in queryset.prefetch_related("stores"):
             copy = Campaign(
                 **{
@@ -486,6 +487,8 @@ class CampaignAdmin(admin.ModelAdmin):
             copy.save()
             copy.stores.set(campaign.stores.all())
             copies.append(copy)
+            if campaign.code_pool.exists():
+                pooled.append(copy)
         if copies:
             self.message_user(
                 request,
@@ -493,6 +496,15 @@ class CampaignAdmin(admin.ModelAdmin):
                 "their stores before activating: none selected means every store, and the "
                 "stores deleted since are not among them.",
                 messages.SUCCESS,
+            )
+        if pooled:
+            # A pool's codes were each printed or loaded in a till once: they cannot be shared.
+            self.message_user(
+                request,
+                f"{', '.join(c.name for c in pooled)}: the original drew its codes from an "
+                "uploaded pool, which stays with it. Upload a pool to the copy, or it "
+                "generates its own codes.",
+                messages.WARNING,
             )
 
     @admin.action(description="Dry run over the last 7 days (sends nothing)")

@@ -260,6 +260,10 @@ def test_an_ended_campaign_runs_again_as_a_draft_duplicate(admin_client):
 
     copy = Campaign.objects.get(name="Summer sale (copy)")
     assert any(message.startswith("1 draft(s) created: Summer sale (copy).") for message in shown)
+    assert any(
+        message.startswith("Summer sale (copy): the original drew its codes from an uploaded pool")
+        for message in shown
+    )
     assert copy.status == CampaignStatus.DRAFT
     assert (copy.priority, copy.intent_skus, copy.offer_valid_days, copy.holdout_percent) == (
         7,
