@@ -6,7 +6,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from promotions import webhooks
 
 urlpatterns = [
-    path("", RedirectView.as_view(url="/admin/", permanent=False)),
+    # Reversed, not "/admin/": under a path prefix (SCRIPT_NAME) the admin is below it.
+    path("", RedirectView.as_view(pattern_name="admin:index", permanent=False)),
     path("admin/", admin.site.urls),
     path("api/v1/", include("customers.api.urls")),
     path("api/v1/", include("promotions.api.urls")),

@@ -191,14 +191,25 @@ def test_a_bad_environment_value_is_one_line_from_manage_py_not_a_traceback():
     )
 
 
-@pytest.mark.parametrize("server", ["wsgi", "asgi"])
-def test_a_bad_environment_value_is_one_line_from_a_server_loading_the_app(server):
+@pytest.mark.parametrize(("server", "status"), [("wsgi", 4), ("asgi", 1)])
+def test_a_bad_environment_value_is_one_line_from_a_server_loading_the_app(server, status):
     # What gunicorn or uvicorn print when a worker imports the application.
     result = run_python("-c", f"import config.{server}", env={"LOG_LEVEL": "LOUD"})
 
-    assert result.returncode == 1
+    assert result.returncode == status
     assert result.stderr.startswith("Configuration error: LOG_LEVEL='LOUD'")
     assert "Traceback" not in result.stderr
+
+
+def test_gunicorn_stops_on_a_bad_environment_value_instead_of_booting_workers_again():
+    # The README's command line; a worker that exits 1 would be replaced, for ever.
+    command = ["-m", "gunicorn", "config.wsgi", "--bind", "127.0.0.1:0", "--workers", "2"]
+
+    result = run_python(*command, env={"LOG_LEVEL": "LOUD"}, timeout=60)
+
+    assert result.returncode == 4
+    assert "Configuration error: LOG_LEVEL='LOUD'" in result.stderr
+    assert "App failed to load" in result.stderr
 
 
 @pytest.mark.parametrize("program", ["worker", "beat"])

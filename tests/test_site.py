@@ -9,7 +9,7 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
-from django.test.utils import CaptureQueriesContext
+from django.test.utils import CaptureQueriesContext, override_script_prefix
 from django.utils import timezone
 
 from customers.models import Customer, Device, Product, ProductIntent
@@ -1170,3 +1170,11 @@ def test_the_deliveries_list_filters_what_the_results_page_counts_as_sent(admin_
 
     # As "SMS sent" on the results page: sent, then delivered or not.
     assert (listed("sent=yes"), listed("sent=no")) == (3, 3)
+
+
+def test_the_site_root_leads_to_the_admin_under_any_path_prefix(client):
+    # gunicorn's SCRIPT_NAME: the admin is below the prefix, not at the host's /admin/.
+    assert client.get("/").headers["Location"] == "/admin/"
+    # Django's WSGI handler sets the prefix from SCRIPT_NAME; its test client does not.
+    with override_script_prefix("/passage/"):
+        assert client.get("/").headers["Location"] == "/passage/admin/"
