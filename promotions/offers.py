@@ -117,15 +117,47 @@ def render_offer(
         "code": code,
         "expires_at": format_expiry(expires_at, locale),
     }
-    text = "".join(
-        literal + (values[name] or EMPTY_VALUE if name is not None else "")
-        for literal, name, _, _ in Formatter().parse(template)
-    )
+    text, opening = "", False
+    for literal, name, _, _ in Formatter().parse(template):
+        if opening and literal:
+            literal, opening = _line_opening(literal), False
+        text += literal
+        if name is None:
+            continue
+        if values[name]:
+            text, opening = text + values[name], False
+        elif text[text.rfind("\n") + 1 :].strip(" \t"):
+            text += EMPTY_VALUE
+        else:
+            # "{first_name}, your code..." must not open on ", your code": the template's
+            # text after an empty value that opened a line opens it instead.
+            opening = True
     # An empty first name must not leave "Bonjour , ..." behind, but only the gap it left is
     # closed: the template's own spacing stays (French sets a space before ! ? : ;).
     text = re.sub(rf"[ \t]*{EMPTY_VALUE}(?=[\s,.!?;:]|$)", "", text)
     text = text.replace(EMPTY_VALUE, "").strip()
     return f"{text}\n{opt_out_footer(locale)}"
+
+
+# What separated an empty value opening a line from the rest: "{first_name}, ...",
+# "{first_name} ! ..." (French spacing), "{first_name} - ..." (or an en or em dash), but
+# not the minus of "-20%".
+SEPARATOR_AFTER = re.compile(r"[ \t]*(?:[,;:.!?\u2026]+|[-\u2013\u2014](?=\s))?[ \t]*")
+
+
+def _line_opening(literal: str) -> str:
+    """The template's text after an empty value that opened a line, as the line's opening:
+    its separator removed and its first word capitalised, unless the word is not all lower
+    case (a brand such as iPhone) or its capital would cost more to send (È is not in GSM-7,
+    è is) or is not one letter (ß)."""
+    rest = literal[SEPARATOR_AFTER.match(literal).end() :]
+    word = re.match(r"[^\W\d_]+", rest)
+    if not word or not word[0].islower():
+        return rest
+    first, capital = rest[0], rest[0].upper()
+    if len(capital) != 1 or (first in GSM7_BASIC and capital not in GSM7_BASIC):
+        return rest
+    return capital + rest[1:]
 
 
 # GSM 03.38: the basic table costs one septet a character, the extension table two. ESC

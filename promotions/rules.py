@@ -158,7 +158,7 @@ def intent_match(
 
     A SKU or category qualifies with `min_views` product views within `within_days`, or,
     for a cart condition, with a cart abandoned within that window. With only the cart
-    flag set, any abandoned cart qualifies.
+    flag set, any abandoned cart qualifies: a product's, else one reported without a SKU.
     """
     if condition is None:
         return IntentMatch(detail="no intent condition")
@@ -177,13 +177,15 @@ def intent_match(
             )
             best = _stronger(best, candidate)
     categories = condition.categories
-    if not named and condition.cart_abandoned:
-        # Any abandoned cart: one the site reported without a SKU is its category's.
+    if not named and condition.cart_abandoned and best is None:
+        # Any abandoned cart: one the site reported without a SKU is its category's. Only
+        # then, though: a category's score sums all its products, so it would outscore the
+        # product whose own cart was abandoned, and name one only looked at instead.
         categories = tuple(customer.categories)
     for category in categories:
         signal = customer.categories.get(category)
         if signal and _qualifies(signal, condition, since):
-            product = _favourite_product(customer, category, since)
+            product = _category_product(customer, category, condition, since)
             candidate = IntentMatch(
                 strength=signal.score,
                 sku=product.key if product else "",
@@ -218,6 +220,23 @@ def _describe(signal: BrowsingSignal, condition: IntentCondition, since: float, 
 def _stronger(best: IntentMatch | None, candidate: IntentMatch) -> IntentMatch:
     # Ties keep the first found, which follows the campaign's own order of SKUs and categories.
     return candidate if best is None or candidate.strength > best.strength else best
+
+
+def _category_product(
+    customer: CustomerFacts, category: str, condition: IntentCondition, since: float
+) -> BrowsingSignal | None:
+    """The product an offer matched on a category is about: for a cart condition, the one
+    whose cart was abandoned in it (the latest); else, or when the site reported the cart
+    without a SKU, the customer's most viewed in it."""
+    if condition.cart_abandoned:
+        abandoned = [
+            p
+            for p in customer.products.values()
+            if p.category == category and _qualifies(p, condition, since)
+        ]
+        if abandoned:
+            return max(abandoned, key=lambda p: (p.cart_updated_at, p.key))
+    return _favourite_product(customer, category, since)
 
 
 def _favourite_product(

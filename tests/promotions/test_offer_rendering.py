@@ -72,7 +72,7 @@ def test_every_footer_keeps_the_sms_in_gsm7():
     [
         ("Bonjour {first_name}, -20%", "Bonjour, -20%"),
         ("Hi {first_name}! Code {code}", "Hi! Code K7Q2-M9XB"),
-        ("{first_name} here is {code}", "here is K7Q2-M9XB"),
+        ("{first_name} here is {code}", "Here is K7Q2-M9XB"),
         ("Hi {first_name} there, {code}", "Hi there, K7Q2-M9XB"),
         ("Bonjour {first_name} ! Code : {code}", "Bonjour ! Code : K7Q2-M9XB"),
     ],
