@@ -9,6 +9,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import connection, models
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers.models import Device, validate_time_zone
@@ -736,8 +737,15 @@ class PresenceEvent(models.Model):
         ordering = ["occurred_at", "id"]
         constraints = [
             # Reprocessing a batch, or two workers given one batch, cannot record an event twice.
+            # Dwells of different thresholds announced at one instant (campaigns started
+            # during a visit) are different events. Coalesced rather than nulls_distinct=False,
+            # which SQLite ignores: there, events without minutes would no longer be unique.
             models.UniqueConstraint(
-                fields=["customer", "place_key", "kind", "occurred_at"],
+                "customer",
+                "place_key",
+                "kind",
+                "occurred_at",
+                Coalesce("minutes", models.Value(0)),
                 name="presence_event_unique",
             )
         ]

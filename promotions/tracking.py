@@ -546,6 +546,7 @@ def _write_events(events: list[tuple[int, presence.Event]], *, now: datetime) ->
             customer_id=row.customer_id,
             place_key=row.place_key,
             kind=row.kind,
+            minutes=row.minutes,
             occurred_at=row.occurred_at,
             created_at=now,
         )
