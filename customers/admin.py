@@ -38,8 +38,8 @@ class ConsentChangeInline(admin.TabularInline):
 class DeviceInline(admin.TabularInline):
     model = Device
     extra = 0
-    fields = ["device_id", "platform", "ble_identity", "created_at"]
-    readonly_fields = ["created_at"]
+    fields = ["device_id", "platform", "ble_identity", "owner_since", "created_at"]
+    readonly_fields = ["owner_since", "created_at"]
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -183,6 +183,7 @@ class DeviceAdmin(admin.ModelAdmin):
     list_filter = ["platform"]
     search_fields = ["device_id", "customer__external_id", "ble_identity"]
     raw_id_fields = ["customer"]
+    readonly_fields = ["owner_since"]
 
     def save_model(self, request: HttpRequest, obj: Device, form: Any, change: bool) -> None:
         # A device given to another customer loses the previous owner's location history.

@@ -155,6 +155,16 @@ class Device(models.Model):
         blank=True,
         help_text="The iBeacon or Eddystone-UID identity the device advertises, as a key.",
     )
+    # Pings and sightings recorded before this are the previous owner's location, however
+    # late the app uploads them. None for a device that has never changed hands: an app's
+    # first queue, recorded before it was registered, is its first customer's own.
+    owner_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the device last changed customer (empty: never). Pings and sightings "
+        "recorded before then are refused.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

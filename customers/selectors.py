@@ -61,6 +61,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "ble_identity": identity_from_key(device.ble_identity)
                 if device.ble_identity
                 else None,
+                "owner_since": device.owner_since,
                 "created_at": device.created_at,
             }
             for device in devices

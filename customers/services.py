@@ -191,7 +191,9 @@ def save_device(*, device: Device) -> None:
     """Save a device. One that changes customer loses its pings, sightings and track first,
     in the same transaction: they are the previous owner's location history, which the new
     owner must not read (their export, their presence) and erasing the previous owner must
-    remove. The admin saves devices through this too."""
+    remove. What the app recorded before the change and uploads after it is theirs too:
+    the device's `owner_since` tells ingest to refuse it. The admin saves devices through
+    this too."""
     with transaction.atomic():
         stored_owner = (
             Device.objects.filter(pk=device.pk).values_list("customer_id", flat=True).first()
@@ -199,16 +201,21 @@ def save_device(*, device: Device) -> None:
             else None
         )
         if stored_owner is not None and stored_owner != device.customer_id:
-            _delete_location_history(device_pk=device.pk, owner_pk=stored_owner)
+            device.owner_since = _delete_location_history(
+                device_pk=device.pk, owner_pk=stored_owner
+            )
         device.save()
 
 
-def _delete_location_history(*, device_pk: int, owner_pk: int) -> None:
+def _delete_location_history(*, device_pk: int, owner_pk: int) -> datetime:
+    """Returns when the device changed hands: read with the locks below held, once ingest
+    in flight has committed (its rows are deleted here), and before any that waits on them
+    reads the device."""
     # Locks in the order the writers of this history take them, so that none is left
     # behind by one in flight and none deadlocks with this: the owner first (the location
-    # worker locks customers, then writes tracks); the device next (a sighting's insert
-    # holds a key-share lock on it until it commits); then the advisory lock that ping
-    # ingest holds shared, pings having no foreign key to lock (see promotions.ingest).
+    # worker locks customers, then writes tracks); the device next (sighting ingest holds a
+    # key-share lock on it from reading it until it commits); then the advisory lock that
+    # ping ingest holds shared, pings having no foreign key to lock (see promotions.ingest).
     list(Customer.objects.select_for_update().filter(pk=owner_pk))
     list(Device.objects.select_for_update().filter(pk=device_pk))
     wait_for_ping_ingest()
@@ -217,7 +224,9 @@ def _delete_location_history(*, device_pk: int, owner_pk: int) -> None:
     DeviceTrack.objects.filter(device_id=device_pk).delete()
     # Nor does the device hold its previous owner in a store any more: a visit it alone
     # held ends now, with no dwell announced on a phone in someone else's pocket.
-    tracking.release_device(customer_id=owner_pk, device_id=device_pk, now=timezone.now())
+    now = timezone.now()
+    tracking.release_device(customer_id=owner_pk, device_id=device_pk, now=now)
+    return now
 
 
 def identify_visitor(*, visitor_id: str, customer: Customer) -> tuple[Visitor, int]:

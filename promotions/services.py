@@ -3,13 +3,15 @@
 import secrets
 from collections.abc import Collection, Hashable
 from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from customers.models import Device
 from customers.services import ConflictError
 from promotions.ingest import (
+    Errors,
     IngestResult,
     PingRow,
     ValidItems,
@@ -101,6 +103,20 @@ def delete_campaign(*, campaign: Campaign) -> None:
     campaign.delete()
 
 
+class LinkedDevice(NamedTuple):
+    """A device as ingest reads it."""
+
+    pk: int
+    # Since when its customer has had it; None: since it was first linked.
+    owner_since: datetime | None
+
+
+BEFORE_OWNER = (
+    "Recorded before this device was linked to its current customer: it is the previous "
+    "owner's location, not theirs."
+)
+
+
 def record_pings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
     """Store a request's pings; returns the location batch to process (None if none new).
     The batch goes in plainly and, only when one of its pings is stored already, again
@@ -116,17 +132,21 @@ def _record_pings(
 ) -> int | None:
     with transaction.atomic():
         hold_devices_for_ingest()
-        devices = _device_pks("device_id", {values["device_id"] for _, values in items})
+        devices = _devices("device_id", {values["device_id"] for _, values in items})
         rows: list[PingRow] = []
-        unknown: list[tuple[int, str]] = []
+        # Rejected once the transaction is over: it may run twice (see record_pings).
+        refused: list[tuple[int, Errors]] = []
         for index, values in items:
-            device_pk = devices.get(values["device_id"])
-            if device_pk is None:
-                unknown.append((index, values["device_id"]))
+            device = devices.get(values["device_id"])
+            if device is None:
+                refused.append((index, {"device_id": [f"Unknown device '{values['device_id']}'."]}))
+                continue
+            if _before_owner(device, values["recorded_at"]):
+                refused.append((index, {"recorded_at": [BEFORE_OWNER]}))
                 continue
             rows.append(
                 (
-                    device_pk,
+                    device.pk,
                     values.get("ping_id"),
                     values["latitude"],
                     values["longitude"],
@@ -137,8 +157,8 @@ def _record_pings(
                 )
             )
         stored, batch = insert_ping_batch(rows, now, skip_stored=skip_stored)
-    for index, device_id in unknown:
-        result.reject(index, {"device_id": [f"Unknown device '{device_id}'."]})
+    for index, errors in refused:
+        result.reject(index, errors)
     result.add_stored(stored, duplicates=len(rows) - stored)
     return batch
 
@@ -146,39 +166,42 @@ def _record_pings(
 def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
     """Store beacons the app ranged: the beacon places the device in its store and zone.
     Returns the location batch to process (None if none new)."""
-    devices = _device_pks("device_id", {values["device_id"] for _, values in items})
-    beacons = {
-        identity: (pk, store_id, zone_id)
-        for identity, pk, store_id, zone_id in Beacon.objects.filter(
-            identity__in={values["identity"] for _, values in items}
-        ).values_list("identity", "pk", "store_id", "zone_id")
-    }
-    sightings = []
-    for index, values in items:
-        device_pk = devices.get(values["device_id"])
-        beacon = beacons.get(values["identity"])
-        errors = {}
-        if device_pk is None:
-            errors["device_id"] = [f"Unknown device '{values['device_id']}'."]
-        if beacon is None:
-            errors["non_field_errors"] = ["No store beacon is registered with this identity."]
-        if errors:
-            result.reject(index, errors)
-            continue
-        beacon_pk, store_pk, zone_pk = beacon
-        sightings.append(
-            Sighting(
-                source=SightingSource.APP,
-                device_id=device_pk,
-                beacon_id=beacon_pk,
-                store_id=store_pk,
-                zone_id=zone_pk,
-                rssi=values["rssi"],
-                seen_at=values["seen_at"],
-                received_at=now,
+    with transaction.atomic():
+        devices = _devices("device_id", {values["device_id"] for _, values in items}, hold=True)
+        beacons = {
+            identity: (pk, store_id, zone_id)
+            for identity, pk, store_id, zone_id in Beacon.objects.filter(
+                identity__in={values["identity"] for _, values in items}
+            ).values_list("identity", "pk", "store_id", "zone_id")
+        }
+        sightings = []
+        for index, values in items:
+            device = devices.get(values["device_id"])
+            beacon = beacons.get(values["identity"])
+            errors = {}
+            if device is None:
+                errors["device_id"] = [f"Unknown device '{values['device_id']}'."]
+            elif _before_owner(device, values["seen_at"]):
+                errors["seen_at"] = [BEFORE_OWNER]
+            if beacon is None:
+                errors["non_field_errors"] = ["No store beacon is registered with this identity."]
+            if errors:
+                result.reject(index, errors)
+                continue
+            beacon_pk, store_pk, zone_pk = beacon
+            sightings.append(
+                Sighting(
+                    source=SightingSource.APP,
+                    device_id=device.pk,
+                    beacon_id=beacon_pk,
+                    store_id=store_pk,
+                    zone_id=zone_pk,
+                    rssi=values["rssi"],
+                    seen_at=values["seen_at"],
+                    received_at=now,
+                )
             )
-        )
-    return _store_sightings(sightings, result, place="beacon_id", now=now)
+        return _store_sightings(sightings, result, place="beacon_id", now=now)
 
 
 def record_gateway_sightings(
@@ -195,29 +218,33 @@ def record_gateway_sightings(
         for index, _ in items:
             result.reject(index, {"gateway_id": [f"Unknown gateway '{gateway_id}'."]})
         return None
-    devices = _device_pks("ble_identity", {values["identity"] for _, values in items})
-    sightings = []
-    for index, values in items:
-        device_pk = devices.get(values["identity"])
-        if device_pk is None:
-            result.reject(
-                index, {"non_field_errors": ["No device is registered with this identity."]}
+    with transaction.atomic():
+        devices = _devices("ble_identity", {values["identity"] for _, values in items}, hold=True)
+        sightings = []
+        for index, values in items:
+            device = devices.get(values["identity"])
+            if device is None:
+                result.reject(
+                    index, {"non_field_errors": ["No device is registered with this identity."]}
+                )
+                continue
+            if _before_owner(device, values["seen_at"]):
+                result.reject(index, {"seen_at": [BEFORE_OWNER]})
+                continue
+            sightings.append(
+                Sighting(
+                    source=SightingSource.GATEWAY,
+                    device_id=device.pk,
+                    gateway_id=gateway.pk,
+                    store_id=gateway.store_id,
+                    zone_id=gateway.zone_id,
+                    rssi=values["rssi"],
+                    mac=values.get("mac") or "",
+                    seen_at=values["seen_at"],
+                    received_at=now,
+                )
             )
-            continue
-        sightings.append(
-            Sighting(
-                source=SightingSource.GATEWAY,
-                device_id=device_pk,
-                gateway_id=gateway.pk,
-                store_id=gateway.store_id,
-                zone_id=gateway.zone_id,
-                rssi=values["rssi"],
-                mac=values.get("mac") or "",
-                seen_at=values["seen_at"],
-                received_at=now,
-            )
-        )
-    return _store_sightings(sightings, result, place="gateway_id", now=now)
+        return _store_sightings(sightings, result, place="gateway_id", now=now)
 
 
 def _store_sightings(
@@ -244,12 +271,34 @@ def _store_sightings(
         return new_location_batch(received_at=now, sighting_ids=[row.pk for row in stored])
 
 
-def _device_pks(field: str, keys: set[str]) -> dict[str, int]:
-    """Device pks by `field` (device_id or ble_identity) for a batch's keys, in one query."""
+def _before_owner(device: LinkedDevice, at: datetime) -> bool:
+    """True for a measurement the device took for its previous owner (see save_device)."""
+    return device.owner_since is not None and at <= device.owner_since
+
+
+def _devices(field: str, keys: set[str], *, hold: bool = False) -> dict[str, LinkedDevice]:
+    """Devices by `field` (device_id or ble_identity) for a batch's keys, in one query.
+
+    With `hold`, in the transaction that stores their sightings, the devices are held until
+    it commits (a key share, as the sightings' foreign key takes): a device changing hands
+    meanwhile waits, then deletes what was stored; it cannot change hands between this read
+    and the insert, leaving sightings of the previous owner stored as the new one's. Ping
+    ingest needs no hold: its advisory lock does this (see hold_devices_for_ingest)."""
     if not keys:
         return {}
-    devices = Device.objects.filter(**{f"{field}__in_batch": keys})
-    return dict(devices.values_list(field, "pk"))
+    devices = Device.objects.filter(**{f"{field}__in_batch": keys}).values_list(
+        field, "pk", "owner_since"
+    )
+    if hold and connection.vendor == "postgresql":
+        # Django's ORM locks rows only for update, which would queue concurrent batches
+        # that see the same device.
+        sql, params = devices.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(f"{sql} FOR KEY SHARE", params)
+            rows = cursor.fetchall()
+    else:
+        rows = list(devices)
+    return {key: LinkedDevice(pk, owner_since) for key, pk, owner_since in rows}
 
 
 def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:

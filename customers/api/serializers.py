@@ -197,6 +197,11 @@ class ExportedDeviceSerializer(serializers.Serializer):
         allow_null=True,
         help_text='{"ibeacon": {uuid, major, minor}} or {"eddystone_uid": {namespace, instance}}.',
     )
+    owner_since = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the device came to this customer from another (null: first linked to "
+        "them). Pings and sightings it recorded before then are refused.",
+    )
     created_at = serializers.DateTimeField()
 
 

@@ -84,7 +84,7 @@ def test_a_moved_device_records_its_new_owners_pings(api, lea_phone_with_history
     api.post("/api/v1/devices", {"device_id": "shared", "customer_id": "C-2"})
     fix = {"device_id": "shared", "latitude": 48.87, "longitude": 2.35, "accuracy": 10}
 
-    api.post("/api/v1/pings", {"pings": [{**fix, "recorded_at": ago(minutes=1)}]}, format="json")
+    api.post("/api/v1/pings", {"pings": [{**fix, "recorded_at": ago(seconds=0)}]}, format="json")
 
     export = api.get("/api/v1/customers/C-2/export").json()
     assert [ping["latitude"] for ping in export["pings"]] == [48.87]
