@@ -6,6 +6,7 @@ documented schema, required fields included."""
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -296,8 +297,9 @@ def gateway_sighting() -> dict[str, Any]:
     }
 
 
-def redemption(code: str) -> dict[str, Any]:
-    return {"code": code, "store_code": "RIVOLI", "redeemed_at": ago(seconds=5)}
+def redemption(code: str) -> Callable[[], dict[str, Any]]:
+    # Timed when sent: a redemption before the world's SMS went out is refused.
+    return lambda: {"code": code, "store_code": "RIVOLI", "redeemed_at": ago(seconds=5)}
 
 
 def dry_run() -> dict[str, Any]:
