@@ -848,12 +848,16 @@ class DeliveryAdmin(HistoryAdmin):
 
     @admin.display(description="Valid until, as its SMS says")
     def valid_until(self, delivery: Delivery) -> str:
-        """The code's last moment as its SMS gave it: in the time zone the offer went by."""
+        """The code's last moment as its SMS gave it: in the time zone the offer went by,
+        as recorded when it was written (an offer written before that was recorded: the
+        customer's zone as it is now)."""
         if delivery.expires_at is None:
             return "-"
         if delivery.customer is None:  # erased: their time zone went with them
             return _admin_time(delivery.expires_at)
-        zone = decisions.customer_timezone(delivery.customer, delivery.store)
+        zone = (delivery.trace or {}).get("offer_timezone") or decisions.customer_timezone(
+            delivery.customer, delivery.store
+        )
         local = delivery.expires_at.astimezone(ZoneInfo(zone))
         return f"{date_format(local, 'DATETIME_FORMAT')} ({zone})"
 

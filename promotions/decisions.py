@@ -9,7 +9,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -146,8 +146,10 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
         return []
     customers = {event.customer_id: event.customer for event in events}
     signals = load_signals(customers.keys(), now=now)
-    histories = load_histories(customers.keys(), now=now, campaigns=campaigns.values())
     limits = global_limits()
+    histories = load_histories(
+        customers.keys(), now=now, campaigns=campaigns.values(), limits=limits
+    )
     queued: list[int] = []
     with transaction.atomic():
         budgets = _lock_budgets(campaigns.values(), now=now)
@@ -325,17 +327,26 @@ def customer_timezone(customer: Customer, store: Store | None) -> str:
     return store.timezone if store is not None else settings.SMS_BUDGET_TIMEZONE
 
 
+def history_window(limits: rules.GlobalLimits, campaigns: Iterable[Campaign]) -> timedelta:
+    """How far back an SMS can still hold the next one for these campaigns: the longest of
+    the global cap's days, the campaigns' own caps' and the minimum gap between two SMS
+    (which a retailer may set longer than the caps, "never two within 3 days")."""
+    days = max([limits.cap_days, *(c.limit_per_customer_days or 0 for c in campaigns)])
+    return max(timedelta(days=days), limits.min_gap)
+
+
 def load_histories(
-    customer_ids: Iterable[int], *, now: datetime, campaigns: Iterable[Campaign]
+    customer_ids: Iterable[int],
+    *,
+    now: datetime,
+    campaigns: Iterable[Campaign],
+    limits: rules.GlobalLimits,
 ) -> dict[int, History]:
-    days = max(
-        [settings.SMS_GLOBAL_CAP_DAYS] + [c.limit_per_customer_days or 0 for c in campaigns],
-    )
     histories: dict[int, History] = defaultdict(History)
     for customer_id, campaign_id, status, created_at in Delivery.objects.filter(
         customer_id__in=list(customer_ids),
         status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
-        created_at__gt=now - timedelta(days=days),
+        created_at__gt=now - history_window(limits, campaigns),
     ).values_list("customer_id", "campaign_id", "status", "created_at"):
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
         histories[customer_id].add(campaign_id, queued_or_holdout, created_at)
@@ -356,9 +367,8 @@ def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, 
     if not budgeted and not pooled:
         return {}
     list(Campaign.objects.select_for_update().filter(id__in=[*budgeted, *pooled]).order_by("id"))
-    midnight = now.astimezone(ZoneInfo(settings.SMS_BUDGET_TIMEZONE)).replace(
-        hour=0, minute=0, second=0, microsecond=0
-    )
+    budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
+    midnight = local_day_start(now.astimezone(budget_zone).date(), budget_zone)
     counts = (
         Delivery.objects.filter(campaign_id__in=budgeted, status__in=SENT_LIKE)
         .values("campaign_id")
@@ -472,10 +482,14 @@ def _write_offer(
     decision: rules.Decision,
     pool_code: OfferCode | None,
 ) -> None:
-    zone = ZoneInfo(customer_timezone(customer, event.store))
+    zone_name = customer_timezone(customer, event.store)
+    zone = ZoneInfo(zone_name)
     expires = offer_expiry(delivery.created_at, campaign.offer_valid_days, zone)
     delivery.code = pool_code.code if pool_code else offers.generate_code()
     delivery.expires_at = expires
+    # The day its SMS gave is read in this zone later (the admin), whatever the customer's
+    # zone has become since.
+    delivery.trace = {**delivery.trace, "offer_timezone": zone_name}
     delivery.body = offers.render_offer(
         campaign.offer_template,
         first_name=customer.first_name,
@@ -490,10 +504,19 @@ def _write_offer(
 
 
 def offer_expiry(now: datetime, valid_days: int, zone: ZoneInfo) -> datetime:
-    """The end of the offer's last valid day in the customer's timezone: "valid 7 days"
-    means until the evening of the seventh day, not 7 times 24 hours to the minute."""
+    """The last instant of the offer's last valid day in the customer's timezone, in UTC:
+    "valid 7 days" means until the end of the seventh day, not 7 times 24 hours to the
+    minute. Taken from the next day's start, because the wall clock's 23:59:59 may come
+    twice (a zone falling back at midnight) or a fraction of a second before the day ends."""
     last_day: date = (now.astimezone(zone) + timedelta(days=max(valid_days, 1) - 1)).date()
-    return datetime.combine(last_day, datetime.max.time(), tzinfo=zone).replace(microsecond=0)
+    return local_day_start(last_day + timedelta(days=1), zone) - timedelta(microseconds=1)
+
+
+def local_day_start(day: date, zone: ZoneInfo) -> datetime:
+    """The first instant of a local day, in UTC. A midnight hour that comes twice (a zone
+    falling back at 01:00) starts the day at its first pass; a midnight a zone springs
+    forward over starts it when the clocks jump, the first instant the day has."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
 def _trace(

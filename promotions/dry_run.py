@@ -24,7 +24,9 @@ from promotions.decisions import (
     campaign_rule,
     customer_timezone,
     global_limits,
+    history_window,
     load_browsing,
+    local_day_start,
     presence_fact,
 )
 from promotions.models import (
@@ -270,9 +272,7 @@ def _dry_run_counted_sms(
     it judges (`decided_by`): every campaign's for events before `since`, other campaigns'
     for any; this campaign's for the window's events are what the run decides again. Each
     counts from when it was recorded, and for the events decided after it."""
-    window = max(
-        timedelta(days=max(limits.cap_days, campaign.limit_per_customer_days or 0)), limits.min_gap
-    )
+    window = history_window(limits, [campaign])
     counted: dict[int, list[_CountedSms]] = defaultdict(list)
     rows = (
         Delivery.objects.annotate(event_at=_event_time())
@@ -442,7 +442,7 @@ def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInf
     does not replay: SMS in all and per day (on the day each was recorded, the day the live
     engine's budget counted it on, which may be in the window for an event that arrived
     late), and its pool's codes not drawn by them."""
-    midnight = since.astimezone(budget_zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    midnight = local_day_start(since.astimezone(budget_zone).date(), budget_zone)
     spent = Delivery.objects.annotate(event_at=_event_time()).filter(
         campaign=campaign, status__in=SENT_LIKE, event_at__lt=since
     )
