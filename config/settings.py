@@ -674,4 +674,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    # The Twilio SDK's HTTP clients dump every request at INFO: its URL and query, which
+    # hold the phone number a lookup of sent messages filters on. They are kept at WARNING
+    # whatever LOG_LEVEL is, so customers' numbers stay out of the logs (they log nothing
+    # above INFO).
+    "loggers": {
+        name: {"level": "WARNING"} for name in ("twilio.http_client", "twilio.async_http_client")
+    },
 }

@@ -11,6 +11,7 @@ import requests
 from django.conf import settings
 from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
+from twilio.http.response import Response
 from twilio.rest import Client
 from urllib3.exceptions import NewConnectionError
 
@@ -107,13 +108,14 @@ class TwilioBackend:
             ) from error
         except (requests.ConnectionError, requests.Timeout) as error:
             if isinstance(error, requests.exceptions.ConnectTimeout) or _not_sent(error):
-                raise TransientSmsError(f"Twilio unreachable: {error}") from error
+                raise TransientSmsError(f"Twilio unreachable: {_kinds(error)}") from error
             if isinstance(error, requests.Timeout):
                 raise UncertainSmsError(
-                    f"No answer from Twilio in time; not retried, it may have been sent: {error}"
+                    "No answer from Twilio in time; not retried, it may have been sent: "
+                    + _kinds(error)
                 ) from error
             raise UncertainSmsError(
-                f"Twilio's answer was lost; not retried, it may have been sent: {error}"
+                f"Twilio's answer was lost; not retried, it may have been sent: {_kinds(error)}"
             ) from error
         return SentSms(sid=created.sid, status=created.status or "queued")
 
@@ -125,10 +127,18 @@ class TwilioBackend:
         matches."""
         try:
             latest = self.client.messages.list(to=message.to, limit=FIND_AMONG_LATEST)
-        except TwilioException as error:  # a page it could not fetch: the answer as text
-            raise TransientSmsError(f"Twilio could not list messages: {error}") from error
+        except TwilioException as error:
+            # A page it could not fetch. Its text quotes Twilio's whole answer, which may name
+            # the number: the answer's status tells enough.
+            status = next(
+                (arg.status_code for arg in error.args if isinstance(arg, Response)), None
+            )
+            detail = f"HTTP {status}" if status else _kinds(error)
+            raise TransientSmsError(
+                f"Twilio could not list messages: {detail}", http_status=status
+            ) from error
         except requests.RequestException as error:
-            raise TransientSmsError(f"Twilio unreachable: {error}") from error
+            raise TransientSmsError(f"Twilio unreachable: {_kinds(error)}") from error
         text = _letters_and_digits(message.body)
         for sent in latest:
             created = sent.date_created
@@ -171,6 +181,19 @@ def _not_sent(error: requests.RequestException) -> bool:
         or _raised_in_handshake(cause)
         for cause in _causes(error)
     )
+
+
+def _kinds(error: BaseException) -> str:
+    """The error told by its type and the types of the errors behind it, with an OS error's
+    own words: never by their text, which quotes the request's URL, and a lookup's URL holds
+    the phone number it filters on."""
+    kinds = [
+        f"{type(cause).__name__} ({cause.strerror})"
+        if isinstance(cause, OSError) and cause.strerror
+        else type(cause).__name__
+        for cause in _causes(error)
+    ]
+    return ", ".join(dict.fromkeys(kinds))
 
 
 def _causes(error: BaseException) -> Iterator[BaseException]:

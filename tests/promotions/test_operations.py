@@ -227,6 +227,7 @@ def test_the_sweep_stops_at_its_time_budget(settings):
 def test_sends_that_would_expire_in_the_queue_leave_the_sender_free_for_later_shoppers(
     settings, twilio
 ):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # paced: the sends go through a broker
     # One SMS every 100 s, and offers valid 600 s after the walk-in: of a burst of 20, the
     # first six can go (slots 0 to 500 s, events 30 s before); the other fourteen never
     # could, and booking them would hold the sender 1,400 s longer.
@@ -251,6 +252,7 @@ def test_sends_that_would_expire_in_the_queue_leave_the_sender_free_for_later_sh
 
 
 def test_an_sms_booked_past_its_validity_fails_at_once_and_gives_its_pool_code_back(settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # paced: the sends go through a broker
     store = StoreFactory()
     campaign = CampaignFactory(offer_template="Your code: {code}")
     campaign.stores.add(store)

@@ -22,8 +22,11 @@ from customers.selectors import get_customer_export
 from customers.services import erase_customer
 from promotions import decisions, sending, sms, tasks
 from promotions.models import Campaign, Delivery, LocationBatch, OfferCode, Ping, SmsSender
+from promotions.sms import locmem
 from tests import twilio_fake
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
+from tests.promotions.test_engine_api import RIVOLI
+from tests.promotions.test_engine_api import walk_in as walk_in_through_the_api
 
 pytestmark = pytest.mark.django_db
 
@@ -489,6 +492,7 @@ def test_the_trace_of_an_sms_sent_says_every_limit_passed(twilio, store, admin_c
 
 
 def test_sends_are_paced_to_the_senders_rate(store, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # paced: the sends go through a broker
     settings.SMS_SENDER_MPS = 2
     now = timezone.now()  # three decisions in one instant: a burst
     first, second, third = (queue_offer(store, now=now) for _ in range(3))
@@ -503,6 +507,7 @@ def test_sends_are_paced_to_the_senders_rate(store, settings):
 def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
     twilio, store, settings
 ):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # paced: the sends go through a broker
     settings.SMS_SENDER_MPS = 1
     now = timezone.now()
     # The sender has five minutes' backlog (within the offers' validity): the retry, which
@@ -513,7 +518,9 @@ def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
     next_in_line = queue_offer(store, now=now)
     twilio.then(twilio_fake.TOO_MANY)
 
-    throttled = send(throttled)
+    # Run here, as a worker would run it, retry included.
+    tasks.send_sms.apply((throttled.id,))
+    throttled.refresh_from_db()
     later = queue_offer(store, now=now)
 
     # The retry took the slot after the SMS paced behind it, and the next decision's SMS
@@ -888,3 +895,24 @@ def test_a_broker_or_a_local_backend_needs_no_warning(settings, backend, eager):
     settings.CELERY_TASK_ALWAYS_EAGER = eager
 
     assert "passage.W001" not in [message.id for message in run_checks()]
+
+
+@pytest.mark.parametrize(("mps", "minutes_ago"), [(0.01, 0.1), (1, 595 / 60)])
+def test_without_a_broker_a_burst_goes_at_once_none_expired_by_pacing(
+    api, settings, mps, minutes_ago
+):
+    # make run: sends run inside the request, so a pace booked for them would only expire
+    # the later shoppers' offers (every 100 s; or at 1/s, for walk-ins 595 s old).
+    settings.SMS_BACKEND = "locmem"
+    settings.SMS_SENDER_MPS = mps
+    locmem.clear()
+    store = StoreFactory(latitude=RIVOLI[0], longitude=RIVOLI[1])
+    CampaignFactory().stores.add(store)
+    devices = [DeviceFactory() for _ in range(12)]
+
+    for device in devices:
+        walk_in_through_the_api(api, device.device_id, minutes_ago=minutes_ago)
+
+    statuses = Delivery.objects.values_list("status", "error_message")
+    assert list(statuses) == [("sent", "")] * 12
+    assert len(locmem.outbox) == 12
