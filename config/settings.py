@@ -162,8 +162,14 @@ def env_url_any(name: str, schemes: tuple[str, ...]) -> str | None:
     value = env_str(name)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        # Read now: urlsplit leaves a port such as "abc" to whoever asks, here a worker
+        # failing with a traceback, or the rate limits' cache silently off.
+        parts.port  # noqa: B018
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in schemes or not parts.netloc:
         written = ", ".join(f"{scheme}://" for scheme in schemes)
         raise ImproperlyConfigured(
             f"{name}={_without_password(value)!r}: expected a URL starting {written}, "

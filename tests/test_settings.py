@@ -399,3 +399,20 @@ def test_the_admin_trusts_the_origin_of_the_public_address_not_its_path(url, ori
     result = _settings_in_subprocess({"PUBLIC_BASE_URL": url}, "s.CSRF_TRUSTED_ORIGINS")
 
     assert result.stdout.strip() == repr([origin])
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("CELERY_BROKER_URL", "redis://127.0.0.1:abc/0"),
+        ("CELERY_BROKER_URL", "amqp://guest:secret@mq:56 72//"),
+        ("CELERY_BROKER_URL", "redis://[127.0.0.1/0"),
+        ("CACHE_URL", "redis://127.0.0.1:abc/1"),
+    ],
+)
+def test_a_broker_or_cache_url_whose_port_is_no_number_is_refused_at_start(name, url):
+    result = run_python("manage.py", "check", env={name: url})
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: {name}=")
+    assert "secret" not in result.stderr
