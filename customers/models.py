@@ -41,9 +41,12 @@ EXTERNAL_ID_MAX_LENGTH = 100
 
 def validate_external_id(external_id: str) -> None:
     """The retailer's id for a customer, as the API's paths carry it: what
-    validate_external_id_lookup takes, neither blank nor with whitespace around it. Every
-    body field naming a customer (a device's customer_id, an event's) is trimmed, so a
-    customer whose id had a space at either end could never be named by one."""
+    validate_external_id_lookup takes, neither blank nor with whitespace around it, nor
+    holding a "/". Every body field naming a customer (a device's customer_id, an event's)
+    is trimmed, so a customer whose id had a space at either end could never be named by
+    one. A "/" is refused for the customer's URL: servers and proxies decode %2F before
+    routing (some refuse it outright), so such a customer's address would depend on the
+    path between the client and us. Ids stored before either rule are still looked up."""
     validate_external_id_lookup(external_id)
     trimmed = external_id.strip()
     if not trimmed:
@@ -52,6 +55,8 @@ def validate_external_id(external_id: str) -> None:
         raise ValidationError(
             f"An id cannot begin or end with whitespace; did you mean {trimmed!r}?"
         )
+    if "/" in external_id:
+        raise ValidationError("A customer id cannot contain '/': it is part of the customer's URL.")
 
 
 def validate_external_id_lookup(external_id: str) -> None:

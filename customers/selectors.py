@@ -63,10 +63,15 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 else None,
                 "owner_since": device.owner_since,
                 "created_at": device.created_at,
+                "updated_at": device.updated_at,
             }
             for device in devices
         ],
-        "visitors": list(customer.visitors.values("visitor_id", "identified_at")),
+        "visitors": list(
+            customer.visitors.order_by("created_at").values(
+                "visitor_id", "identified_at", "created_at"
+            )
+        ),
         "browsing_events": _named(
             customer.events.order_by("occurred_at").values(
                 "event_id",
@@ -83,7 +88,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
         "product_intent": [
             _with_view_instants(row)
             for row in customer.productintent_set.order_by("sku").values(
-                "sku", "category", *INTENT_FIELDS
+                "sku", "category", "categorised_at", *INTENT_FIELDS
             )
         ],
         "category_intent": [
@@ -96,6 +101,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             Ping.objects.filter(device_id__in=device_ids)
             .order_by("recorded_at")
             .values(
+                "id",
                 "device__device_id",
                 "ping_id",
                 "latitude",
@@ -103,6 +109,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "accuracy",
                 "speed",
                 "mocked",
+                "suspicious",
                 "recorded_at",
                 "received_at",
             )
@@ -128,8 +135,19 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             )
         ),
         "presence_events": _named(
-            customer.presence_events.order_by("occurred_at").values(
-                "kind", "store__code", "zone__code", "minutes", "distance_m", "occurred_at"
+            customer.presence_events.order_by("occurred_at", "id").values(
+                "id",
+                "kind",
+                "place_key",
+                "store__code",
+                "zone__code",
+                "minutes",
+                "distance_m",
+                "occurred_at",
+                "ping",
+                "sighting",
+                "evidence",
+                "created_at",
             )
         ),
         "deliveries": _named(
@@ -137,11 +155,14 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "id",
                 "campaign_id",
                 "campaign__name",
+                "presence_event",
                 "store__code",
                 "status",
                 "reason",
                 "to",
                 "body",
+                "encoding",
+                "segments",
                 "code",
                 "expires_at",
                 "product_sku",
@@ -150,8 +171,10 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "twilio_sid",
                 "error_code",
                 "error_message",
+                "attempts",
                 "created_at",
                 "sent_at",
+                "status_updated_at",
             )
         ),
         "redemptions": [
@@ -160,7 +183,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             for row in _named(
                 Redemption.objects.filter(delivery__customer=customer)
                 .order_by("redeemed_at")
-                .values("delivery__code", "store__code", "amount", "redeemed_at")
+                .values("delivery__code", "store__code", "amount", "redeemed_at", "created_at")
             )
         ],
         "sightings": [
@@ -169,6 +192,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 Sighting.objects.filter(device_id__in=device_ids)
                 .order_by("seen_at")
                 .values(
+                    "id",
                     "device__device_id",
                     "source",
                     "store__code",

@@ -8,6 +8,8 @@ from enum import Enum
 from typing import Any
 
 from django.conf import settings
+from django.contrib.admin.models import LogEntry
+from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
 from django.utils import timezone
@@ -105,8 +107,9 @@ def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: s
 
 
 def erase_customer(*, customer: Customer) -> None:
-    """Remove the customer's personal data, location history and intent. Their deliveries
-    stay, anonymised, so campaign results still add up."""
+    """Remove the customer's personal data, location history and intent, and the admin's
+    history of changes to them. Their deliveries stay, anonymised, so campaign results
+    still add up."""
     with transaction.atomic():
         # Decision workers record deliveries while holding their customers' row locks
         # (promotions.tracking locks them): taken first, the lock makes a delivery being
@@ -130,8 +133,26 @@ def erase_customer(*, customer: Customer) -> None:
         BrowsingEvent.objects.filter(
             models.Q(customer=customer) | models.Q(customer=None, visitor__customer=customer)
         ).delete()
+        _forget_admin_history(customer=customer)
         # Devices cascade to pings and sightings, and the customer to presence.
         customer.delete()
+
+
+def _forget_admin_history(*, customer: Customer) -> None:
+    """The admin's history of changes names each row it changed (a customer by their
+    external_id, a device by its device_id, a visitor by its visitor_id) and says what
+    changed: it goes with the rows, their devices' and visitors' read before the customer's
+    deletion takes them along."""
+    rows = {
+        Customer: [customer.pk],
+        Device: list(Device.objects.filter(customer=customer).values_list("pk", flat=True)),
+        Visitor: list(Visitor.objects.filter(customer=customer).values_list("pk", flat=True)),
+    }
+    for model, pks in rows.items():
+        LogEntry.objects.filter(
+            content_type=ContentType.objects.get_for_model(model),
+            object_id__in=[str(pk) for pk in pks],
+        ).delete()
 
 
 # --- Devices and visitors ---------------------------------------------------------------

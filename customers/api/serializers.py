@@ -96,7 +96,8 @@ class DeviceInputSerializer(serializers.Serializer):
     platform = serializers.ChoiceField(
         choices=Platform.choices,
         required=False,
-        help_text="Left out: kept as stored, or `other` for a new device.",
+        allow_null=True,
+        help_text="Left out or null: kept as stored, or `other` for a new device.",
     )
     ibeacon = IBeaconSerializer(
         required=False, allow_null=True, help_text="Left out: kept as stored; null: removed."
@@ -106,6 +107,9 @@ class DeviceInputSerializer(serializers.Serializer):
     )
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A null platform is an encoder's way of leaving it out.
+        if "platform" in attrs and attrs["platform"] is None:
+            del attrs["platform"]
         # Only a form present in the body, null included, says anything about the identity.
         given = any(form in attrs for form in DEVICE_IDENTITY_FORMS)
         identity = pop_identity(attrs, forms=DEVICE_IDENTITY_FORMS, required=False)
@@ -203,11 +207,13 @@ class ExportedDeviceSerializer(serializers.Serializer):
         "them). Pings and sightings it recorded before then are refused.",
     )
     created_at = serializers.DateTimeField()
+    updated_at = serializers.DateTimeField(help_text="When it was last registered or changed.")
 
 
 class ExportedVisitorSerializer(serializers.Serializer):
     visitor_id = serializers.CharField()
     identified_at = serializers.DateTimeField(allow_null=True)
+    created_at = serializers.DateTimeField(help_text="When the browser was first seen.")
 
 
 class ExportedBrowsingEventSerializer(serializers.Serializer):
@@ -243,9 +249,15 @@ class ExportedCategoryIntentSerializer(serializers.Serializer):
 
 class ExportedProductIntentSerializer(ExportedCategoryIntentSerializer):
     sku = serializers.CharField()
+    categorised_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the event that gave the category occurred."
+    )
 
 
 class ExportedPingSerializer(serializers.Serializer):
+    id = serializers.IntegerField(
+        help_text="Ours: what a presence event's `ping` and a delivery's trace name it by."
+    )
     device_id = serializers.CharField()
     ping_id = serializers.CharField(allow_null=True)
     latitude = serializers.FloatField()
@@ -253,6 +265,9 @@ class ExportedPingSerializer(serializers.Serializer):
     accuracy = serializers.FloatField()
     speed = serializers.FloatField(allow_null=True)
     mocked = serializers.BooleanField()
+    suspicious = serializers.BooleanField(
+        help_text="Judged a mocked location or a teleport: kept, but it moved nothing."
+    )
     recorded_at = serializers.DateTimeField()
     received_at = serializers.DateTimeField()
 
@@ -279,23 +294,42 @@ class ExportedPresenceSerializer(serializers.Serializer):
 
 
 class ExportedPresenceEventSerializer(serializers.Serializer):
+    id = serializers.IntegerField(
+        help_text="Ours: what a delivery's `presence_event` and trace name it by."
+    )
     kind = serializers.ChoiceField(choices=PresenceKind.choices)
+    place_key = serializers.CharField(
+        help_text="The place, as presence keys it: store:<id>, zone:<id> or near:<id>:<m>."
+    )
     store = serializers.CharField()
     zone = serializers.CharField(allow_null=True)
     minutes = serializers.IntegerField(allow_null=True)
     distance_m = serializers.FloatField(allow_null=True)
     occurred_at = serializers.DateTimeField()
+    ping = serializers.IntegerField(
+        allow_null=True, help_text="The `id` of the ping that caused it, if one did."
+    )
+    sighting = serializers.IntegerField(
+        allow_null=True, help_text="The `id` of the sighting that caused it, if one did."
+    )
+    evidence = serializers.JSONField(help_text='What caused it: {"reason": ...}.')
+    created_at = serializers.DateTimeField(help_text="When it was recorded.")
 
 
 class ExportedDeliverySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     campaign = serializers.IntegerField()
     campaign_name = serializers.CharField()
+    presence_event = serializers.IntegerField(
+        allow_null=True, help_text="The `id` of the presence event it was decided on."
+    )
     store = serializers.CharField(allow_null=True)
     status = serializers.ChoiceField(choices=DeliveryStatus.choices)
     reason = serializers.CharField(help_text='Why it was not sent; "" if sent.')
     to = serializers.CharField()
     body = serializers.CharField()
+    encoding = serializers.CharField(help_text='"GSM-7" or "UCS-2"; "" if no SMS was written.')
+    segments = serializers.IntegerField(help_text="How many SMS the body takes.")
     code = serializers.CharField(allow_null=True)
     expires_at = serializers.DateTimeField(allow_null=True)
     product_sku = serializers.CharField()
@@ -304,8 +338,12 @@ class ExportedDeliverySerializer(serializers.Serializer):
     twilio_sid = serializers.CharField()
     error_code = serializers.IntegerField(allow_null=True)
     error_message = serializers.CharField()
+    attempts = serializers.IntegerField(help_text="How many times sending it was tried.")
     created_at = serializers.DateTimeField()
     sent_at = serializers.DateTimeField(allow_null=True)
+    status_updated_at = serializers.DateTimeField(
+        allow_null=True, help_text="When its status last changed."
+    )
 
 
 class ExportedRedemptionSerializer(serializers.Serializer):
@@ -313,9 +351,13 @@ class ExportedRedemptionSerializer(serializers.Serializer):
     store = serializers.CharField(allow_null=True)
     amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
     redeemed_at = serializers.DateTimeField()
+    created_at = serializers.DateTimeField(help_text="When the redemption was recorded.")
 
 
 class ExportedSightingSerializer(serializers.Serializer):
+    id = serializers.IntegerField(
+        help_text="Ours: what a presence event's `sighting` and a delivery's trace name it by."
+    )
     device_id = serializers.CharField()
     source = serializers.ChoiceField(choices=SightingSource.choices)
     store = serializers.CharField()

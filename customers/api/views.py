@@ -1,7 +1,8 @@
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -30,6 +31,11 @@ from promotions.api.batch import BadRequest, BatchIngestView, ErrorSerializer, d
 from promotions.ingest import IngestResult, ValidItems
 from promotions.models import Scope
 
+# The route's converter lets an id span path segments (customers.api.urls); to a client
+# it is one string, percent-encoded as any other path parameter. Stated here, the schema
+# does not carry the converter's regex as a pattern.
+EXTERNAL_ID = OpenApiParameter("external_id", OpenApiTypes.STR, OpenApiParameter.PATH)
+
 
 def _customer_or_404(external_id: str) -> Customer:
     # An id no customer can have names none, and is not sent to the database: PostgreSQL
@@ -53,17 +59,20 @@ def _customer_or_400(external_id: str) -> Customer:
 class CustomerView(APIView):
     required_scope = Scope.CUSTOMERS
 
-    @extend_schema(responses={200: CustomerSerializer, 404: ErrorSerializer})
+    @extend_schema(
+        parameters=[EXTERNAL_ID], responses={200: CustomerSerializer, 404: ErrorSerializer}
+    )
     def get(self, request: Request, external_id: str) -> Response:
         return Response(CustomerSerializer(_customer_or_404(external_id)).data)
 
     @extend_schema(
+        parameters=[EXTERNAL_ID],
         request=CustomerInputSerializer,
         responses={200: CustomerSerializer, 201: CustomerSerializer, 400: BadRequest},
         description=(
             "Create (201) or update (200) the customer; fields left out are kept. 400 on "
             f"`external_id` for an id over {EXTERNAL_ID_MAX_LENGTH} characters, holding a "
-            "control character, blank, or with whitespace at either end."
+            "control character or a `/`, blank, or with whitespace at either end."
         ),
     )
     def put(self, request: Request, external_id: str) -> Response:
@@ -83,6 +92,7 @@ class CustomerView(APIView):
         )
 
     @extend_schema(
+        parameters=[EXTERNAL_ID],
         responses={204: None, 404: ErrorSerializer},
         description="Erase the customer: personal data, location history and intent.",
     )
@@ -95,12 +105,13 @@ class CustomerExportView(APIView):
     required_scope = Scope.CUSTOMERS
 
     @extend_schema(
+        parameters=[EXTERNAL_ID],
         responses={
             200: OpenApiResponse(
                 CustomerExportSerializer, description="Everything held about the customer."
             ),
             404: ErrorSerializer,
-        }
+        },
     )
     def get(self, request: Request, external_id: str) -> Response:
         return Response(get_customer_export(_customer_or_404(external_id)))

@@ -50,6 +50,21 @@ class StrictCharField(serializers.CharField):
         return super().to_internal_value(data)
 
 
+class FlagField(serializers.BooleanField):
+    """A yes-or-no that is no unless the client says yes: left out or sent as null (how
+    some JSON encoders write an optional field they have no value for), it is False."""
+
+    # Only JSON null: DRF would also read the strings "null" and "" as null.
+    NULL_VALUES: frozenset[Any] = frozenset()
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(required=False, default=False, allow_null=True, **kwargs)
+
+    def validate_empty_values(self, data: object) -> tuple[bool, Any]:
+        is_empty, value = super().validate_empty_values(data)
+        return is_empty, False if value is None else value
+
+
 # Integer columns are PostgreSQL `integer`s; a larger number fails the INSERT (and, beyond
 # 64 bits, SQLite's too), so it is refused as input instead.
 DATABASE_INTEGER_MIN = -(2**31)

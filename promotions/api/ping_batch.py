@@ -35,7 +35,7 @@ class PingIn(msgspec.Struct, forbid_unknown_fields=True):
     recorded_at: str
     ping_id: str | None = None
     speed: float | None = None
-    mocked: bool = False
+    mocked: bool | None = None
 
 
 class PingBatchIn(msgspec.Struct, forbid_unknown_fields=True):
@@ -106,7 +106,7 @@ class _Limits:
             "accuracy": ping.accuracy,
             "recorded_at": recorded_at,
             "speed": None if speed is None or speed < 0 else speed,
-            "mocked": ping.mocked,
+            "mocked": ping.mocked is True,  # null is not mocked, as for the serializer
         }
 
 

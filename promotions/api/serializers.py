@@ -11,6 +11,7 @@ from rest_framework.fields import empty
 
 from promotions.api.fields import (
     FiniteFloatField,
+    FlagField,
     InstantField,
     RecentInstantField,
     StrictCharField,
@@ -509,7 +510,7 @@ class PingSerializer(serializers.Serializer):
     speed = FiniteFloatField(
         required=False, allow_null=True, help_text="Metres per second; negative means unknown."
     )
-    mocked = serializers.BooleanField(required=False, default=False)
+    mocked = FlagField(help_text="Left out or null: not mocked.")
 
     def validate_accuracy(self, value: float) -> float:
         # Android's Location.getAccuracy() is 0.0 for a fix without one; no fix is exact,
