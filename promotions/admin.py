@@ -205,15 +205,28 @@ class ZoneAdmin(admin.ModelAdmin):
         )
 
 
+class HeardPlaceAdmin(admin.ModelAdmin):
+    """A beacon or gateway: what it heard goes with it."""
+
+    def get_deleted_objects(self, objs: Iterable[Beacon | Gateway], request: HttpRequest) -> tuple:
+        # Its sightings are raw location data the retention purge deletes anyway: whoever may
+        # delete the beacon needs no permission on them (marketers have none).
+        return allow_to_go(
+            super().get_deleted_objects(objs, request),
+            Sighting,
+            allowed=self.has_delete_permission(request),
+        )
+
+
 @admin.register(Beacon)
-class BeaconAdmin(admin.ModelAdmin):
+class BeaconAdmin(HeardPlaceAdmin):
     list_display = ["identity", "store", "zone", "measured_power"]
     list_filter = ["store"]
     search_fields = ["identity"]
 
 
 @admin.register(Gateway)
-class GatewayAdmin(admin.ModelAdmin):
+class GatewayAdmin(HeardPlaceAdmin):
     list_display = ["gateway_id", "store", "zone"]
     list_filter = ["store"]
 
@@ -646,14 +659,23 @@ class HistoryAdmin(ReadOnlyAdmin):
         return False
 
 
+def allow_to_go(deleted: tuple, model: type[models.Model], *, allowed: bool) -> tuple:
+    """`get_deleted_objects`'s answer with the rows of `model` that cascade no longer asking
+    for a permission to delete them, when `allowed`: the admin would otherwise refuse the
+    deletion for them."""
+    to_delete, model_count, perms_needed, protected = deleted
+    if allowed:
+        perms_needed = perms_needed - {model._meta.verbose_name}
+    return to_delete, model_count, perms_needed, protected
+
+
 def allow_presence_events_to_go(deleted: tuple, request: HttpRequest) -> tuple:
     """`get_deleted_objects`'s answer for a store or zone: its presence events go with it,
     as through the API, for whoever may delete presence events (HistoryAdmin refuses to
     delete them one by one, and the admin would refuse the store for that)."""
-    to_delete, model_count, perms_needed, protected = deleted
-    if request.user.has_perm("promotions.delete_presenceevent"):
-        perms_needed = perms_needed - {PresenceEvent._meta.verbose_name}
-    return to_delete, model_count, perms_needed, protected
+    return allow_to_go(
+        deleted, PresenceEvent, allowed=request.user.has_perm("promotions.delete_presenceevent")
+    )
 
 
 @admin.register(Ping)

@@ -165,7 +165,9 @@ class Zone(models.Model):
     def clean(self) -> None:
         if self.pk is None:
             return
-        before = Zone.objects.select_related("store").filter(pk=self.pk).first()
+        # Locked, as a beacon or gateway joining the zone locks it (see
+        # zone_of_another_store): whichever write comes second waits, then sees the other's.
+        before = locked_zone(self.pk)
         if before is None or (before.code, before.store_id) == (self.code, self.store_id):
             return
         errors: dict[str, str] = {}
@@ -216,13 +218,41 @@ def zone_of_another_store(place: "Beacon | Gateway") -> str | None:
     """What is wrong when a beacon's or gateway's zone is another store's, else None: its zone
     is one of its own store's, or none (the store as a whole). Presence puts a zone's
     shoppers in the zone's store, so a beacon of RIVOLI in a zone of OPERA would have
-    RIVOLI's shoppers reach OPERA's entrance."""
-    if place.zone_id is None or place.store_id is None or place.zone.store_id == place.store_id:
+    RIVOLI's shoppers reach OPERA's entrance.
+
+    A place joining a zone reads it under lock, so within the write's transaction (the API's
+    and the admin's are one each): a move of the zone to another store in flight is waited
+    for, then seen, and one that comes after waits for this write and sees the place
+    (Zone.clean). Inserting the place alone would not make the move wait."""
+    if place.zone_id is None or place.store_id is None:
+        return None
+    if _joins_zone(place):
+        zone = locked_zone(place.zone_id)
+        if zone is None:
+            return "This zone has just been deleted: choose another, or none."
+        place.zone = zone
+    if place.zone.store_id == place.store_id:
         return None
     return (
         f"Zone {place.zone} is in store {place.zone.store.code}: choose a zone of store "
         f"{place.store.code}, or none."
     )
+
+
+def locked_zone(pk: int) -> Zone | None:
+    """The zone as committed, its row locked against a move (FOR NO KEY UPDATE, as the API's
+    edits lock it). The row alone: PostgreSQL would drop a locked row that a move just
+    committed from a join with its old store, and the zone would read as deleted."""
+    return Zone.objects.select_for_update(no_key=True).order_by().filter(pk=pk).first()
+
+
+def _joins_zone(place: "Beacon | Gateway") -> bool:
+    """Whether the place is new, or moving into its zone. One already in it needs no lock:
+    a move of the zone sees it, and locking the zone would wait on the zone's deletion,
+    which waits on this place's row (locked by the API's edit) to take it out of the zone."""
+    if place.pk is None:
+        return True
+    return not type(place).objects.filter(pk=place.pk, zone_id=place.zone_id).exists()
 
 
 class Beacon(models.Model):

@@ -64,11 +64,13 @@ class ConfigViewSet(viewsets.ModelViewSet):
     def get_queryset(self) -> QuerySet:
         queryset = super().get_queryset()
         if self.action in ("update", "partial_update", "destroy"):
-            # The row alone: a store or zone it joins for display is not changed here.
+            # The row alone, read without the store or zone it joins for display: a write
+            # waited on that moved it to another store or zone would make PostgreSQL drop
+            # the joined row once it commits, a 404 for a row that is there.
             # FOR NO KEY UPDATE: a row that others' inserts point at (a campaign's stores, a
             # delivery's store) is not waited on by them, so no deadlock with a campaign
             # write adding this store.
-            return queryset.select_for_update(no_key=True, of=("self",))
+            return queryset.select_related(None).select_for_update(no_key=True, of=("self",))
         return queryset
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
