@@ -30,7 +30,6 @@ from promotions.services import record_campaign_days
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
 # never out of a terminal status, so late and duplicate callbacks are harmless.
-TERMINAL = (DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED, DeliveryStatus.FAILED)
 STATUS_MOVES = {
     "sent": (DeliveryStatus.SENT, (DeliveryStatus.QUEUED,)),
     "delivered": (DeliveryStatus.DELIVERED, (DeliveryStatus.QUEUED, DeliveryStatus.SENT)),

@@ -53,15 +53,14 @@ from bisect import bisect_left
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from math import asin, cos, radians, sin, sqrt
 from statistics import median
 from typing import NamedTuple
 
 import numpy as np
 
-ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
+from promotions.geo import EARTH_RADIUS_M, distance_m
 
-_EARTH_RADIUS_M = 6_371_008.8
+ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
 
 
 @dataclass(frozen=True)
@@ -806,7 +805,7 @@ def _too_fast(origins: np.ndarray, fixes: np.ndarray, limit_kmh: float) -> np.nd
             np.sin((lat2 - lat1) / 2) ** 2
             + np.cos(lat1) * np.cos(lat2) * np.sin((lon2 - lon1) / 2) ** 2
         )
-        distance = 2 * _EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
+        distance = 2 * EARTH_RADIUS_M * np.arcsin(np.minimum(1.0, np.sqrt(h)))
         moved = np.maximum(0.0, distance - origins[:, 2] - fixes[:, 2])
         seconds = fixes[:, 3] - origins[:, 3]
         return (moved > 0) & ((seconds <= 0) | (moved / seconds * 3.6 > limit_kmh))
@@ -815,17 +814,12 @@ def _too_fast(origins: np.ndarray, fixes: np.ndarray, limit_kmh: float) -> np.nd
 def _teleport(track: Track, fix: Fix, limit_kmh: float) -> bool:
     """Whether going from the track to the fix needs a speed over the limit. The accuracy
     circles are taken off the distance: two vague fixes far apart prove no movement."""
-    moved = max(0.0, _distance_m(track, fix) - track.accuracy - fix.accuracy)
+    apart = distance_m((track.longitude, track.latitude), (fix.longitude, fix.latitude))
+    moved = max(0.0, apart - track.accuracy - fix.accuracy)
     seconds = (fix.at - track.at).total_seconds()
     if moved == 0:
         return False
     return seconds <= 0 or moved / seconds * 3.6 > limit_kmh
-
-
-def _distance_m(a: Track, b: Fix) -> float:
-    lat1, lon1, lat2, lon2 = map(radians, (a.latitude, a.longitude, b.latitude, b.longitude))
-    h = sin((lat2 - lat1) / 2) ** 2 + cos(lat1) * cos(lat2) * sin((lon2 - lon1) / 2) ** 2
-    return 2 * _EARTH_RADIUS_M * asin(min(1.0, sqrt(h)))
 
 
 def _order(observation: Fix | BeaconReading) -> tuple:

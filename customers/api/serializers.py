@@ -16,6 +16,7 @@ from customers.models import (
 )
 from promotions.api.fields import RecentInstantField, StrictCharField, TimeZoneField
 from promotions.api.identity import (
+    REGISTERED_FORMS,
     EddystoneUidSerializer,
     IBeaconSerializer,
     identity_representation,
@@ -84,9 +85,6 @@ class CustomerInputSerializer(serializers.Serializer):
         return attrs
 
 
-DEVICE_IDENTITY_FORMS = ("ibeacon", "eddystone_uid")
-
-
 class DeviceInputSerializer(serializers.Serializer):
     """What a registration leaves out is kept: the platform (`other` for a new device) and
     the BLE identity. An identity sent as null is removed."""
@@ -111,8 +109,8 @@ class DeviceInputSerializer(serializers.Serializer):
         if "platform" in attrs and attrs["platform"] is None:
             del attrs["platform"]
         # Only a form present in the body, null included, says anything about the identity.
-        given = any(form in attrs for form in DEVICE_IDENTITY_FORMS)
-        identity = pop_identity(attrs, forms=DEVICE_IDENTITY_FORMS, required=False)
+        given = any(form in attrs for form in REGISTERED_FORMS)
+        identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=False)
         if given:
             attrs["ble_identity"] = identity
         return attrs

@@ -8,7 +8,10 @@ from rest_framework import serializers
 from promotions import beacons
 from promotions.api.fields import StrictIntegerField
 
-IDENTITY_FORMS = ("ibeacon", "eddystone_uid", "raw")
+# How a beacon or a device is registered: the identity it advertises, by its parts.
+REGISTERED_FORMS = ("ibeacon", "eddystone_uid")
+# How a sighting names what was seen: by its parts, or as the advertisement heard.
+SIGHTED_FORMS = (*REGISTERED_FORMS, "raw")
 
 
 class WholeIdentitySerializer(serializers.Serializer):

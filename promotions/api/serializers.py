@@ -19,6 +19,8 @@ from promotions.api.fields import (
     TimeZoneField,
 )
 from promotions.api.identity import (
+    REGISTERED_FORMS,
+    SIGHTED_FORMS,
     EddystoneUidSerializer,
     IBeaconSerializer,
     RawAdvertisementField,
@@ -200,9 +202,7 @@ class BeaconSerializer(serializers.ModelSerializer):
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        identity = pop_identity(
-            attrs, forms=("ibeacon", "eddystone_uid"), required=self.instance is None
-        )
+        identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=self.instance is None)
         if identity is not None:
             taken = Beacon.objects.filter(identity=identity)
             if self.instance is not None:
@@ -554,9 +554,7 @@ class SightingSerializer(serializers.Serializer):
     seen_at = RecentInstantField(max_age=_ping_max_age)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs["identity"] = pop_identity(
-            attrs, forms=("ibeacon", "eddystone_uid", "raw"), required=True
-        )
+        attrs["identity"] = pop_identity(attrs, forms=SIGHTED_FORMS, required=True)
         return attrs
 
 
@@ -573,9 +571,7 @@ class GatewaySightingSerializer(serializers.Serializer):
     seen_at = RecentInstantField(max_age=_ping_max_age)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs["identity"] = pop_identity(
-            attrs, forms=("ibeacon", "eddystone_uid", "raw"), required=True
-        )
+        attrs["identity"] = pop_identity(attrs, forms=SIGHTED_FORMS, required=True)
         if attrs.get("mac"):
             attrs["mac"] = attrs["mac"].upper().replace("-", ":")
         return attrs
