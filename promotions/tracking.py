@@ -13,6 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from itertools import chain
 from typing import NamedTuple
 
 import numpy as np
@@ -40,6 +41,13 @@ from promotions.models import (
 )
 
 logger = logging.getLogger(__name__)
+
+# How far back the tick looks for batches still waiting for processing. The sweep processes
+# a lost batch within minutes (SWEEP_AFTER_SECONDS); one still waiting an hour on is one it
+# fails on and passes over every run, and waiting for it would hold timeouts back for ever.
+BACKLOG_HORIZON = timedelta(hours=1)
+# New presence events are read back this many at a time (see _write_events).
+EVENT_READ_CHUNK = 250
 
 
 def presence_rules() -> presence.Rules:
@@ -345,13 +353,33 @@ def unprocessed_batches(*, now: datetime, older_than: timedelta, limit: int) -> 
     return list(unprocessed.order_by("received_at").values_list("id", flat=True)[:limit])
 
 
+def _oldest_unprocessed(*, now: datetime) -> datetime | None:
+    """When the oldest batch still waiting for processing was received, of those received
+    within BACKLOG_HORIZON; None when none waits."""
+    waiting = LocationBatch.objects.filter(
+        processed_at=None, received_at__gte=now - BACKLOG_HORIZON
+    )
+    return waiting.order_by("received_at").values_list("received_at", flat=True).first()
+
+
 def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
-    """Timeouts and dwells reached while no fix arrived (Celery beat, every minute)."""
+    """Timeouts and dwells reached while no fix arrived (Celery beat, every minute).
+
+    Silence is judged only as far as what has been processed: a customer the tick would
+    time out whose pings or sightings may still wait in an unprocessed batch (workers
+    behind, or a task lost with the broker that the sweep has yet to run) is judged, their
+    timeouts and dwells, at the earliest of them instead. The backlog holds the timeout back
+    rather than ending a visit those pings continue, which processing them later would
+    start again; a silence longer than the timeout before them still ends it."""
     watch = current_watch()
     rules = presence_rules()
+    backlog_since = _oldest_unprocessed(now=now)
     customer_ids = sorted(
         set(Presence.objects.filter(inside=True).values_list("customer_id", flat=True))
     )
+
+    def tick(states: dict[presence.Place, presence.PlaceState], at: datetime) -> presence.Outcome:
+        return presence.tick(states=states, dwell_minutes=watch.dwell_minutes, rules=rules, now=at)
 
     event_ids = []
     for start in range(0, len(customer_ids), chunk):
@@ -360,17 +388,61 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
                 Customer.objects.filter(id__in_batch=set(customer_ids[start : start + chunk]))
             )
             stored = _stored_states(locked)
+            outcomes = {
+                customer_id: tick(stored.get(customer_id, {}), now) for customer_id in locked
+            }
+            if backlog_since is not None:
+                silent = {
+                    customer_id: since
+                    for customer_id, outcome in outcomes.items()
+                    if (since := _silent_since(stored.get(customer_id, {}), outcome))
+                }
+                waiting = _first_signals(silent, received_since=backlog_since)
+                for customer_id, first in waiting.items():
+                    outcomes[customer_id] = tick(stored[customer_id], min(first, now))
             changes = _Changes()
-            for customer_id in locked:
-                outcome = presence.tick(
-                    states=stored.get(customer_id, {}),
-                    dwell_minutes=watch.dwell_minutes,
-                    rules=rules,
-                    now=now,
-                )
+            for customer_id, outcome in outcomes.items():
                 changes.add(customer_id, outcome)
             event_ids += changes.write(now=now)
     return event_ids
+
+
+def _silent_since(
+    states: dict[presence.Place, presence.PlaceState], outcome: presence.Outcome
+) -> datetime | None:
+    """The oldest last evidence among the places the tick's outcome ends (None when it ends
+    none): only a signal recorded after it could have kept them."""
+    ended = [
+        states[place]
+        for place, state in outcome.states.items()
+        if place in states and states[place].inside and not state.inside
+    ]
+    return min((state.last_evidence_at or state.entered_at for state in ended), default=None)
+
+
+def _first_signals(
+    silent_since: dict[int, datetime], *, received_since: datetime
+) -> dict[int, datetime]:
+    """For each customer, the earliest of their pings and sightings received since
+    `received_since` (when the oldest batch still waiting was) and recorded after their
+    `silent_since`: any of them may be waiting in an unprocessed batch. Customers with none
+    are left out. Two queries, whatever the number of customers."""
+    if not silent_since:
+        return {}
+    customers, after = set(silent_since), min(silent_since.values())
+    pings = Ping.objects.filter(
+        device__customer_id__in_batch=customers,
+        recorded_at__gt=after,
+        received_at__gte=received_since,
+    ).values_list("device__customer_id", "recorded_at")
+    sightings = Sighting.objects.filter(
+        device__customer_id__in_batch=customers, seen_at__gt=after, received_at__gte=received_since
+    ).values_list("device__customer_id", "seen_at")
+    first: dict[int, datetime] = {}
+    for customer_id, at in chain(pings, sightings):
+        if at > silent_since[customer_id] and (customer_id not in first or at < first[customer_id]):
+            first[customer_id] = at
+    return first
 
 
 def release_device(*, customer_id: int, device_id: int, now: datetime) -> list[int]:
@@ -540,14 +612,20 @@ def _write_events(events: list[tuple[int, presence.Event]], *, now: datetime) ->
     # The customers are locked, so a conflict here is a batch processed before: its events
     # already exist and were decided then.
     PresenceEvent.objects.bulk_create(rows, ignore_conflicts=True)
-    keys = Q()
-    for row in rows:
-        keys |= Q(
-            customer_id=row.customer_id,
-            place_key=row.place_key,
-            kind=row.kind,
-            minutes=row.minutes,
-            occurred_at=row.occurred_at,
-            created_at=now,
-        )
-    return list(PresenceEvent.objects.filter(keys).values_list("id", flat=True))
+    # Read back a chunk at a time: SQLite parses the ORs of one condition a row as a tree
+    # one level deeper a row, and refuses one deeper than 1,000 (a batch of a crowd walking
+    # in, a tick timing out a store at closing time).
+    event_ids = []
+    for start in range(0, len(rows), EVENT_READ_CHUNK):
+        keys = Q()
+        for row in rows[start : start + EVENT_READ_CHUNK]:
+            keys |= Q(
+                customer_id=row.customer_id,
+                place_key=row.place_key,
+                kind=row.kind,
+                minutes=row.minutes,
+                occurred_at=row.occurred_at,
+                created_at=now,
+            )
+        event_ids += PresenceEvent.objects.filter(keys).values_list("id", flat=True)
+    return event_ids
