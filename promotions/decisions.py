@@ -20,6 +20,7 @@ from django.db.models.functions import Coalesce
 from customers import intent
 from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
 from promotions import offers, rules, sms, tracking
+from promotions.batch_sql import rows_source
 from promotions.models import (
     Campaign,
     CampaignStatus,
@@ -33,6 +34,7 @@ from promotions.models import (
     SmsSender,
     Store,
 )
+from promotions.offers import normalise_code
 
 # Handed to the SMS provider, or about to be: what caps and budgets count.
 SENT_LIKE = (
@@ -150,9 +152,12 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
     histories = load_histories(
         customers.keys(), now=now, campaigns=campaigns.values(), limits=limits
     )
-    queued: list[int] = []
     with transaction.atomic():
         budgets = _lock_budgets(campaigns.values(), now=now)
+        recorded = _recorded_before(events)
+        landed: dict[DecisionKey, int] = {}
+        unsaved: list[_Decided] = []
+        queued: list[DecisionKey] = []
         for event in events:
             customer = customers[event.customer_id]
             history = histories[customer.id]
@@ -169,28 +174,41 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
             )
             decisions = rules.decide(live, facts[event.id], customer_facts, budgets, limits, now)
             for rank, decision in enumerate(decisions):
-                delivery = _record(
+                key = (customer.id, decision.campaign, event.id)
+                if key in recorded:  # by this batch's first run: a retried or doubled task
+                    continue
+                decided = _Decided(
+                    key,
                     decision,
                     campaign=campaigns[decision.campaign],
                     event=event,
                     customer=customer,
-                    budget=budgets.get(decision.campaign, rules.BudgetUse()),
                     trace=_trace(event, decision, rank, decisions),
-                    now=now,
                 )
-                if delivery is None:
-                    continue
-                history.add(decision.campaign, delivery.status, now)
                 use = budgets.get(decision.campaign, rules.BudgetUse())
+                draws_pool_code = decision.status == rules.QUEUED and use.codes_left is not None
+                if draws_pool_code:
+                    # Drawn one at a time: the draw locks its code, and an empty pool changes
+                    # the decision (see _record).
+                    delivery = decided.record(budget=use, now=now)
+                    if delivery is None:
+                        continue
+                    landed[key] = delivery.id
+                else:
+                    delivery = decided.delivery(now=now)
+                    unsaved.append(decided)
+                history.add(decision.campaign, delivery.status, now)
                 if delivery.status == DeliveryStatus.QUEUED:
                     budgets[decision.campaign] = use.after_one_sms()
-                    queued.append(delivery.id)
-                elif decision.status == rules.QUEUED and use.codes_left is not None:
+                    queued.append(key)
+                elif draws_pool_code:
                     # The pool ran dry under the count (see _record): the batch's next
                     # events judge the campaign spent.
                     budgets[decision.campaign] = replace(use, codes_left=0)
-        pace_sends(queued, now=now)
-    return queued
+        landed.update(_insert_decisions(unsaved, now=now))
+        queued_ids = [landed[key] for key in queued if key in landed]
+        pace_sends(queued_ids, now=now)
+    return queued_ids
 
 
 def process_location_batch(*, batch_id: int, now: datetime) -> list[int]:
@@ -388,6 +406,114 @@ def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, 
     return budgets
 
 
+# A decision's place in the unique constraint: customer, campaign, presence event.
+DecisionKey = tuple[int, int, int]
+
+
+@dataclass
+class _Decided:
+    """A decision on its way to its Delivery row, with what recording it takes."""
+
+    key: DecisionKey
+    decision: rules.Decision
+    campaign: Campaign
+    event: PresenceEvent
+    customer: Customer
+    trace: dict
+    row: Delivery | None = None
+
+    def delivery(self, *, now: datetime) -> Delivery:
+        """Its Delivery as _record would insert it without a pool code, not saved yet."""
+        self.row = _new_delivery(
+            self.decision,
+            campaign=self.campaign,
+            event=self.event,
+            customer=self.customer,
+            trace=self.trace,
+            now=now,
+        )
+        if self.row.status in (rules.QUEUED, rules.HOLDOUT):
+            _write_offer(
+                self.row, self.campaign, self.event, self.customer, self.decision, pool_code=None
+            )
+        # Saved by bulk_create, which skips Delivery.save: the key the till looks up by.
+        self.row.code_key = normalise_code(self.row.code) if self.row.code else None
+        return self.row
+
+    def record(self, *, budget: rules.BudgetUse, now: datetime) -> Delivery | None:
+        return _record(
+            self.decision,
+            campaign=self.campaign,
+            event=self.event,
+            customer=self.customer,
+            budget=budget,
+            trace=self.trace,
+            now=now,
+        )
+
+
+def _recorded_before(events: list[PresenceEvent]) -> set[DecisionKey]:
+    """The decisions already recorded about these events. Read under their customers' locks
+    (see decide_presence_events), so no other worker records one before this one commits."""
+    return set(
+        Delivery.objects.filter(
+            presence_event__in_batch={event.id for event in events}
+        ).values_list("customer_id", "campaign_id", "presence_event_id")
+    )
+
+
+def _insert_decisions(unsaved: list[_Decided], *, now: datetime) -> dict[DecisionKey, int]:
+    """Insert the batch's deliveries that draw no pool code at once, a statement a thousand
+    rows; the ids of those recorded. The unique constraint still holds a decision to one
+    Delivery: a row it turns away was recorded meanwhile (no worker can, under the
+    customers' locks), and is not this run's to send. A row whose generated code collided
+    with another delivery's is recorded again on its own, with a code drawn again."""
+    if not unsaved:
+        return {}
+    Delivery.objects.bulk_create([u.row for u in unsaved], batch_size=1000, ignore_conflicts=True)
+    stored = {
+        (customer_id, campaign_id, event_id): (pk, code)
+        for pk, customer_id, campaign_id, event_id, code in Delivery.objects.filter(
+            presence_event__in_batch={u.key[2] for u in unsaved}
+        ).values_list("id", "customer_id", "campaign_id", "presence_event_id", "code")
+    }
+    landed = {}
+    for decided in unsaved:
+        found = stored.get(decided.key)
+        if found is None:  # turned away for its code alone: no pool, so a code drawn again
+            delivery = decided.record(budget=rules.BudgetUse(), now=now)
+            if delivery is not None:
+                landed[decided.key] = delivery.id
+        elif found[1] == decided.row.code:
+            landed[decided.key] = found[0]
+    return landed
+
+
+def _new_delivery(
+    decision: rules.Decision,
+    *,
+    campaign: Campaign,
+    event: PresenceEvent,
+    customer: Customer,
+    trace: dict,
+    now: datetime,
+) -> Delivery:
+    return Delivery(
+        customer=customer,
+        campaign=campaign,
+        presence_event=event,
+        store=event.store,
+        status=decision.status,
+        reason=decision.reason,
+        to=customer.phone,
+        product_sku=decision.match.sku,
+        intent_score=decision.match.strength,
+        trace=trace,
+        created_at=now,
+        status_updated_at=now,
+    )
+
+
 def _record(
     decision: rules.Decision,
     *,
@@ -401,20 +527,9 @@ def _record(
     """Insert the decision's Delivery; None when this decision was recorded before. A queued
     one takes a code from the campaign's pool when it has one; a holdout one never does (it
     is never texted, and its purchases are found by the customer, not by the code)."""
-    status, reason = decision.status, decision.reason
-    delivery = Delivery(
-        customer=customer,
-        campaign=campaign,
-        presence_event=event,
-        store=event.store,
-        status=status,
-        reason=reason,
-        to=customer.phone,
-        product_sku=decision.match.sku,
-        intent_score=decision.match.strength,
-        trace=trace,
-        created_at=now,
-        status_updated_at=now,
+    status = decision.status
+    delivery = _new_delivery(
+        decision, campaign=campaign, event=event, customer=customer, trace=trace, now=now
     )
     writes_offer = status in (rules.QUEUED, rules.HOLDOUT)
     # Pool codes that collided with a delivery's code: never drawn twice by this decision.
@@ -574,14 +689,30 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     sender = SmsSender.objects.select_for_update().get(pk=sender.pk)
     slot = max(now, sender.next_slot_at)
     expired = []
+    slots = []
     for delivery_id in delivery_ids:
         if delivery_id not in event_at:  # deleted meanwhile (a retry's): nothing to send
             continue
         if slot - event_at[delivery_id] > validity:
             expired.append(delivery_id)
             continue
-        Delivery.objects.filter(id=delivery_id).update(send_after=slot)
+        slots.append((delivery_id, slot))
         slot += gap
+    _write_send_slots(slots)
     sender.next_slot_at = slot
     sender.save(update_fields=["next_slot_at"])
     sending.fail_expired(expired, now=now)
+
+
+def _write_send_slots(slots: list[tuple[int, datetime]]) -> None:
+    """Each delivery's send_after, in one statement for the batch."""
+    if not slots:
+        return
+    table = Delivery._meta.db_table
+    source, params = rows_source(["bigint", "timestamptz"], slots)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH slot (id, send_after) AS ({source}) UPDATE {table} "
+            f"SET send_after = slot.send_after FROM slot WHERE {table}.id = slot.id",
+            params,
+        )

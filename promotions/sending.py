@@ -239,16 +239,27 @@ def _suppress(delivery_id: int, now: datetime, reason: str, *, message: str = ""
             error_message=message,
             status_updated_at=now,
         ):
-            _return_pool_code(delivery_id)
+            _return_pool_codes({delivery_id})
             return SendOutcome(DeliveryStatus.SUPPRESSED, reason)
     return SendOutcome("skipped", "claimed by another worker")
 
 
 def fail_expired(delivery_ids: Iterable[int], *, now: datetime) -> None:
     """Fail queued SMS whose offer will be stale before their turn comes, as their send
-    would: their pool codes go back, since no one saw them."""
-    for delivery_id in delivery_ids:
-        _fail_unclaimed(delivery_id, now, EXPIRED, "expired")
+    would: their pool codes go back, since no one saw them. A few statements for the lot:
+    a burst past the sender's pace fails thousands at once, in the transaction that holds
+    their customers. One a worker claimed meanwhile is being sent, and keeps its code."""
+    with transaction.atomic():
+        unclaimed = Delivery.objects.select_for_update().filter(
+            id__in_batch=set(delivery_ids), status=DeliveryStatus.QUEUED, claimed_at__isnull=True
+        )
+        failed = set(unclaimed.values_list("id", flat=True))
+        if not failed:
+            return
+        Delivery.objects.filter(id__in_batch=failed).update(
+            status=DeliveryStatus.FAILED, error_message=EXPIRED, status_updated_at=now
+        )
+        _return_pool_codes(failed)
 
 
 def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) -> SendOutcome:
@@ -256,7 +267,7 @@ def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) 
     worker is sending it, and its code must stay with it."""
     with transaction.atomic():
         if _finish(delivery_id, now, status=DeliveryStatus.FAILED, message=message, claimed=False):
-            _return_pool_code(delivery_id)
+            _return_pool_codes({delivery_id})
             return SendOutcome(DeliveryStatus.FAILED, detail)
     return SendOutcome("skipped", "claimed by another worker")
 
@@ -267,12 +278,12 @@ def _fail_refused(
     """The claimed delivery fails with the provider's refusal: it took nothing."""
     with transaction.atomic():
         if _finish(delivery_id, now, status=DeliveryStatus.FAILED, error=error, outgoing=message):
-            _return_pool_code(delivery_id)
+            _return_pool_codes({delivery_id})
 
 
-def _return_pool_code(delivery_id: int) -> None:
-    """Put the pool code of a delivery whose SMS never reached the provider back in the pool,
-    and take it off the delivery: Delivery.code is unique, and the next delivery to draw it
+def _return_pool_codes(delivery_ids: set[int]) -> None:
+    """Put the pool codes of deliveries whose SMS never reached the provider back in the pool,
+    and take them off the deliveries: Delivery.code is unique, and the next delivery to draw one
     must be able to carry it. A keyless pool code (one of two the till cannot tell apart,
     drawn before migration 0015) is not handed out again. Called in the transaction that
     ended the delivery.
@@ -284,11 +295,11 @@ def _return_pool_code(delivery_id: int) -> None:
     The text goes with the code: it quotes the code, which is the next customer's now, and
     the delivery's text shows wherever the delivery does (the deliveries' API, the customer's
     export). Blanked, it reads as what it was: nothing sent."""
-    released = OfferCode.objects.filter(delivery_id=delivery_id, code_key__isnull=False).update(
-        delivery=None
-    )
+    drawn = OfferCode.objects.filter(delivery_id__in_batch=delivery_ids, code_key__isnull=False)
+    released = set(drawn.values_list("delivery_id", flat=True))
     if released:
-        Delivery.objects.filter(id=delivery_id).update(
+        drawn.update(delivery=None)
+        Delivery.objects.filter(id__in_batch=released).update(
             code=None, code_key=None, body="", encoding="", segments=0
         )
 
