@@ -15,7 +15,6 @@ from zoneinfo import ZoneInfo
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
-from django.db.models.functions import Coalesce
 
 from customers import intent
 from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
@@ -33,6 +32,7 @@ from promotions.models import (
     PresenceKind,
     SmsSender,
     Store,
+    delivery_event_time,
 )
 from promotions.offers import normalise_code
 
@@ -395,8 +395,8 @@ def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, 
     budgets = {row["campaign_id"]: rules.BudgetUse(row["today"], row["total"]) for row in counts}
     codes_left = dict.fromkeys(pooled, 0)
     codes_left.update(
-        # As _draw_pool_code draws: a keyless code is never handed out, so it is not left.
-        OfferCode.objects.filter(campaign__in=pooled, delivery__isnull=True, code_key__isnull=False)
+        OfferCode.objects.drawable()
+        .filter(campaign__in=pooled)
         .values("campaign_id")
         .annotate(unused=Count("id"))
         .values_list("campaign_id", "unused")
@@ -541,8 +541,9 @@ def _record(
                 if writes_offer:
                     if status == rules.QUEUED and budget.codes_left is not None:
                         pool_code = _draw_pool_code(campaign, skip=collided)
-                        # Counted under the campaign's lock, so only a code deleted or
-                        # locked meanwhile (the admin) gets here.
+                        # Counted under the campaign's lock, so only a code the count could
+                        # not see as gone gets here: deleted or locked meanwhile (the admin),
+                        # or carried by a delivery though its link was cleared.
                         if pool_code is None:
                             delivery.status = DeliveryStatus.SUPPRESSED
                             delivery.reason = DeliveryReason.BUDGET
@@ -576,12 +577,12 @@ def _draw_pool_code(campaign: Campaign, *, skip: Iterable[int] = ()) -> OfferCod
     """The campaign's next pool code free to send, locked for this transaction. A code a
     delivery already carries is not free, whatever its pool row says: its link to that
     delivery may have been cleared (in the admin), and sending it again would hand two
-    customers one code, the till crediting one's purchase to the other's SMS. A keyless code
-    (one of two the till cannot tell apart, kept by migration 0015) is never handed out."""
+    customers one code, the till crediting one's purchase to the other's SMS."""
     carried = Delivery.objects.filter(code_key=OuterRef("code_key"))
     return (
-        OfferCode.objects.select_for_update(skip_locked=True)
-        .filter(campaign=campaign, delivery__isnull=True, code_key__isnull=False)
+        OfferCode.objects.drawable()
+        .select_for_update(skip_locked=True)
+        .filter(campaign=campaign)
         .exclude(id__in=list(skip))
         .exclude(Exists(carried))
         .order_by("id")
@@ -679,9 +680,7 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     gap = timedelta(seconds=1 / settings.SMS_SENDER_MPS)
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     event_at = dict(
-        Delivery.objects.filter(id__in=delivery_ids).values_list(
-            "id", Coalesce("presence_event__occurred_at", "created_at")
-        )
+        Delivery.objects.filter(id__in=delivery_ids).values_list("id", delivery_event_time())
     )
     sender, _ = SmsSender.objects.get_or_create(
         sender=sms.sender_id(), defaults={"next_slot_at": now}

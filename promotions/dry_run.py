@@ -10,8 +10,6 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Q
-from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers import intent
@@ -41,6 +39,7 @@ from promotions.models import (
     PresenceKind,
     Store,
     TriggerType,
+    delivery_event_time,
 )
 
 # A decision for another campaign that wins its presence event: it was to text (whatever
@@ -57,12 +56,6 @@ DecisionOrder = tuple[datetime, datetime, bool, int]
 def _decision_order(moment: datetime, event_at: datetime, event_id: int | None) -> DecisionOrder:
     # A derived dwell, never stored, comes after the stored events of its instant.
     return (moment, event_at, event_id is None, event_id or 0)
-
-
-def _event_time() -> Coalesce:
-    """A delivery's presence event's time: what decides whether a dry run starting at
-    `since` replays it. A delivery whose event was since deleted goes by its own time."""
-    return Coalesce("presence_event__occurred_at", "created_at")
 
 
 @dataclass(frozen=True)
@@ -275,7 +268,7 @@ def _dry_run_counted_sms(
     window = history_window(limits, [campaign])
     counted: dict[int, list[_CountedSms]] = defaultdict(list)
     rows = (
-        Delivery.objects.annotate(event_at=_event_time())
+        Delivery.objects.annotate(event_at=delivery_event_time())
         .filter(
             customer_id__in=list(customers),
             status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
@@ -443,7 +436,7 @@ def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInf
     engine's budget counted it on, which may be in the window for an event that arrived
     late), and its pool's codes not drawn by them."""
     midnight = local_day_start(since.astimezone(budget_zone).date(), budget_zone)
-    spent = Delivery.objects.annotate(event_at=_event_time()).filter(
+    spent = Delivery.objects.annotate(event_at=delivery_event_time()).filter(
         campaign=campaign, status__in=SENT_LIKE, event_at__lt=since
     )
     per_day: dict[date, int] = {}
@@ -453,11 +446,14 @@ def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInf
     pool = OfferCode.objects.filter(campaign=campaign)
     codes_left = None
     if pool.exists():
-        drawn_for = Coalesce("delivery__presence_event__occurred_at", "delivery__created_at")
+        # Left as the window starts: drawable now, or drawn for an event the run decides
+        # again (and drawable once that draw is undone: keyless codes never are).
+        drawn_in_window = pool.exclude(code_key=None).annotate(
+            drawn_for=delivery_event_time("delivery__")
+        )
         codes_left = (
-            pool.annotate(drawn_for=drawn_for)
-            .filter(Q(delivery__isnull=True) | Q(drawn_for__gte=since))
-            .count()
+            pool.drawable().count()
+            + drawn_in_window.filter(delivery__isnull=False, drawn_for__gte=since).count()
         )
     return _SpentBefore(per_day, spent.count(), codes_left)
 

@@ -3,7 +3,7 @@
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import time
+from datetime import datetime, time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -818,6 +818,15 @@ class DeliveryReason(models.TextChoices):
 CODE_KEY_LENGTH = 3 * 40
 
 
+def delivery_event_time(prefix: str = "") -> Coalesce:
+    """When a delivery's presence event occurred, as a query expression (`prefix` reaches the
+    delivery from another model, "delivery__"): what its offer's validity runs from, and
+    what decides whether a dry run starting at a moment replays it. A presence event goes
+    with its store when the store is deleted: the decision's own time, a moment after the
+    event, stands in for it. Delivery.event_at is the same on a loaded row."""
+    return Coalesce(f"{prefix}presence_event__occurred_at", f"{prefix}created_at")
+
+
 class Delivery(models.Model):
     """One decision about one customer, campaign and presence event, whether sent or not."""
 
@@ -896,6 +905,11 @@ class Delivery(models.Model):
     def __str__(self) -> str:
         return f"{self.campaign_id}→{self.customer_id}: {self.status}"
 
+    @property
+    def event_at(self) -> datetime:
+        """delivery_event_time() of this row."""
+        return self.presence_event.occurred_at if self.presence_event else self.created_at
+
     def save(self, **kwargs) -> None:
         # The till finds a code by its key; the key follows the code wherever it is saved.
         self.code_key = normalise_code(self.code) if self.code else None
@@ -904,8 +918,19 @@ class Delivery(models.Model):
         super().save(**kwargs)
 
 
+class OfferCodeQuerySet(models.QuerySet):
+    def drawable(self) -> "OfferCodeQuerySet":
+        """Codes a delivery may still draw: on no delivery yet, and with a key. A keyless code
+        (one of two the till cannot tell apart, kept by migration 0015) is never handed out.
+        What the engine draws from, what its budget counts as left, what a dry run counts
+        and what the pool upload reports as unused."""
+        return self.filter(delivery__isnull=True, code_key__isnull=False)
+
+
 class OfferCode(models.Model):
     """A code from a pool a retailer uploaded for a campaign, used instead of generated codes."""
+
+    objects = OfferCodeQuerySet.as_manager()
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="code_pool")
     code = models.CharField(max_length=40, unique=True)

@@ -49,11 +49,7 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
     if delivery is None or delivery.status != DeliveryStatus.QUEUED or delivery.claimed_at:
         return SendOutcome("skipped", "not queued, or already claimed")
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
-    # A presence event goes with its store when the store is deleted: the decision's own
-    # time, a moment after the event, then bounds the offer.
-    event_at = (
-        delivery.presence_event.occurred_at if delivery.presence_event else delivery.created_at
-    )
+    event_at = delivery.event_at
     if now - event_at > validity:
         return _fail_unclaimed(delivery_id, now, EXPIRED, "expired")
     if delivery.store is None:

@@ -12,7 +12,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from customers.models import Customer
+from customers.models import EXTERNAL_ID_MAX_LENGTH
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
 from promotions.api.fields import InstantField, RecentInstantField
@@ -165,9 +165,6 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(**kwargs)
 
 
-EXTERNAL_ID_MAX_LENGTH = Customer._meta.get_field("external_id").max_length
-
-
 class DeliveryFilter(django_filters.FilterSet):
     customer_id = django_filters.CharFilter(
         field_name="customer__external_id",
@@ -281,7 +278,7 @@ class CampaignCodesView(APIView):
             {
                 "added": added,
                 "pool_size": pool.count(),
-                "unused": pool.filter(delivery__isnull=True).count(),
+                "unused": pool.drawable().count(),
             },
             status=status.HTTP_201_CREATED,
         )

@@ -10,6 +10,7 @@ from django.db.migrations.executor import MigrationExecutor
 from django.utils import timezone
 
 from promotions import decisions
+from promotions.dry_run import dry_run_campaign
 from promotions.models import Delivery, OfferCode, PresenceEvent, Redemption
 from tests.factories import CampaignFactory, CustomerFactory, DeliveryFactory, StoreFactory
 
@@ -323,3 +324,17 @@ def test_the_migration_takes_codes_a_till_cannot_read_out_of_the_pool(api, capsy
         executor = MigrationExecutor(connection)
         executor.loader.build_graph()
         executor.migrate(executor.loader.graph.leaf_nodes())
+
+
+def test_the_engine_the_dry_run_and_the_upload_agree_a_keyless_pool_is_spent(api, rivoli, pooled):
+    # Kept keyless by migration 0015: never drawn, so never counted as left anywhere.
+    OfferCode.objects.filter(campaign=pooled).update(code_key=None)
+    at = timezone.now() - timedelta(minutes=5)
+
+    live = walk_in(rivoli, at=at)
+    dry = dry_run_campaign(campaign=pooled, since=at - timedelta(hours=1), until=timezone.now())
+    uploaded = upload(api, pooled, ["NEW-1"]).json()
+
+    assert (dry["would_send"], dry["by_reason"]["budget"]) == (0, 1)
+    assert (live.status, live.reason) == ("suppressed", "budget")
+    assert uploaded == {"added": 1, "pool_size": 3, "unused": 1}
