@@ -207,7 +207,9 @@ def test_gunicorn_stops_on_a_bad_environment_value_instead_of_booting_workers_ag
 
     result = run_python(*command, env={"LOG_LEVEL": "LOUD"}, timeout=60)
 
-    assert result.returncode == 4
+    # It stops (run_python would time out otherwise): with 4, or with 1 when the worker's
+    # exit reaches the master while it is still starting the others.
+    assert result.returncode in (1, 4)
     assert "Configuration error: LOG_LEVEL='LOUD'" in result.stderr
     assert "App failed to load" in result.stderr
 
