@@ -52,11 +52,24 @@ TWILIO_OPT_OUT_WORDS = {
     "OPTOUT",
 }
 # Replies are matched as their words, case, accents and punctuation ignored ("Opt-out" is
-# "OPT OUT"): Twilio's keywords, a carrier's spelling, and French ones (ARRET, and the
-# ARRETE and ARRETT that Twilio's own French lists carry).
-OPT_OUT_WORDS = TWILIO_OPT_OUT_WORDS | {"OPT OUT", "ARRET", "ARRETE", "ARRETT"}
+# "OPT OUT"): Twilio's keywords, a carrier's spelling, and those of the languages Passage
+# answers in, which Twilio does not act on. French: ARRET, and the ARRETE and ARRETT that
+# Twilio's own French lists carry. German, Spanish and Italian: the words their SMS
+# unsubscribe notices use, and each language's "cancel", as Twilio takes CANCEL; nothing a
+# customer could send meaning something else (a NO, a NEIN answers a question).
+OPT_OUT_WORDS = TWILIO_OPT_OUT_WORDS | {
+    "OPT OUT",
+    "ARRET",
+    "ARRETE",
+    "ARRETT",
+    "STOPP",
+    "ABMELDEN",
+    "BAJA",
+    "CANCELAR",
+    "ANNULLA",
+}
 OPT_IN_WORDS = {"START", "YES", "UNSTOP"}
-HELP_WORDS = {"HELP", "INFO", "AIDE"}
+HELP_WORDS = {"HELP", "INFO", "AIDE", "HILFE", "AYUDA", "AIUTO"}
 # What Twilio answers itself (every opt-in word is Twilio's too), so that a confirmation of
 # ours would be a second one, paid for. HELP is answered by us all the same: it says what
 # Passage is.
@@ -121,7 +134,10 @@ def apply_status_callback(
     moved = Delivery.objects.filter(reported, status__in=allowed_from).update(
         status=new_status,
         twilio_sid=sid,
+        # Twilio's word on the message replaces a send's "may have been sent" (a 502 whose
+        # answer was lost): its error code, or none, stands alone.
         error_code=error_code,
+        error_message="",
         status_updated_at=now,
         **went,
     )
@@ -226,9 +242,9 @@ def redeem(
     redeemed_at: datetime,
 ) -> Redemption:
     """Record a purchase with an offer: by the code it carried, or, from a loyalty card, by the
-    customer's latest unexpired offer (a holdout one included: that is how the holdout's
-    purchases are counted for lift). Either way the offer was issued before `redeemed_at`
-    (give or take TILL_CLOCK_SKEW) and had not expired by then.
+    customer's latest unexpired offer not redeemed yet (a holdout one included: that is how
+    the holdout's purchases are counted for lift). Either way the offer was issued before
+    `redeemed_at` (give or take TILL_CLOCK_SKEW) and had not expired by then.
 
     Raises InvalidInputError (an unknown store, or a code redeemed before it was issued),
     UnknownCodeError (no such offer), ConflictError (redeemed already, or expired)."""
@@ -237,21 +253,12 @@ def redeem(
         raise InvalidInputError("store_code", f"Unknown store '{store_code}'.")
     if code:
         delivery = _delivery_by_code(code)
+        if delivery is None:
+            raise UnknownCodeError("No offer matches this code.")
+        if Redemption.objects.filter(delivery=delivery).exists():
+            raise ConflictError("This offer was already redeemed.")
     else:
-        delivery = (
-            Delivery.objects.filter(
-                customer__external_id=customer_id,
-                status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
-                expires_at__gte=redeemed_at,
-                created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
-            )
-            .order_by("-created_at", "-id")
-            .first()
-        )
-    if delivery is None:
-        raise UnknownCodeError("No offer matches this code." if code else "No current offer.")
-    if Redemption.objects.filter(delivery=delivery).exists():
-        raise ConflictError("This offer was already redeemed.")
+        delivery = _current_offer(customer_id, redeemed_at)
     if redeemed_at + TILL_CLOCK_SKEW < delivery.created_at:
         raise InvalidInputError(
             "redeemed_at",
@@ -276,6 +283,25 @@ def redeem(
         # A concurrent redemption of the same code won the race.
         raise ConflictError("This offer was already redeemed.") from None
     return redemption
+
+
+def _current_offer(customer_id: str | None, redeemed_at: datetime) -> Delivery:
+    """The offer a loyalty-card purchase at `redeemed_at` goes to: the customer's latest one
+    current then and not redeemed yet. One redeemed already (a code used days ago) is passed
+    over for an earlier one still unused, another campaign's holdout say: the purchase
+    carried no code, and that holdout's lift would lose it."""
+    current = Delivery.objects.filter(
+        customer__external_id=customer_id,
+        status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
+        expires_at__gte=redeemed_at,
+        created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
+    )
+    delivery = current.filter(redemption__isnull=True).order_by("-created_at", "-id").first()
+    if delivery is not None:
+        return delivery
+    if current.exists():
+        raise ConflictError("Every current offer of this customer was redeemed already.")
+    raise UnknownCodeError("No current offer.")
 
 
 def _instant(value: datetime) -> str:

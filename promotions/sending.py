@@ -114,7 +114,9 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         return SendOutcome(DeliveryStatus.FAILED, str(error))
     except sms.UncertainSmsError as error:
         # Keeps its claim: never sent again, settled by a callback or settle_claimed_sends.
-        Delivery.objects.filter(id=delivery_id).update(
+        # A callback that overtook this answer (it gave the row its sid) has said what became
+        # of the SMS, and its error code stands.
+        Delivery.objects.filter(id=delivery_id, status=DeliveryStatus.QUEUED, twilio_sid="").update(
             error_code=error.code, error_message=_error_text(error, message)
         )
         return SendOutcome(DeliveryStatus.QUEUED, str(error))

@@ -5,6 +5,7 @@ That URL is rebuilt from PUBLIC_BASE_URL (with any path prefix the site is mount
 never from the Host header, which a proxy rewrites and a caller controls.
 """
 
+import re
 from xml.sax.saxutils import escape
 
 from django.conf import settings
@@ -33,13 +34,24 @@ def _number(raw: str | None, *, digits: int) -> int | None:
     return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) <= digits else None
 
 
+# A message's sid as Twilio writes it: SM (MM for a picture message) and 32 hex digits,
+# or fewer, as in a sid written by hand (SM1) to try the webhook.
+MESSAGE_SID = re.compile(r"(SM|MM)[0-9a-fA-F]{1,32}")
+
+
+def _sid(raw: str | None) -> str:
+    """A message sid of Twilio's shape, else "" (a callback that is then ignored): anything
+    longer or with a NUL in it would not fit the stored sid, and the database refuses it."""
+    return raw if raw and MESSAGE_SID.fullmatch(raw) else ""
+
+
 @csrf_exempt
 @require_POST
 def twilio_status(request: HttpRequest) -> HttpResponse:
     if not _signed(request):
         return HttpResponseForbidden("Invalid or missing X-Twilio-Signature.")
     feedback.apply_status_callback(
-        sid=request.POST.get("MessageSid", ""),
+        sid=_sid(request.POST.get("MessageSid")),
         status=request.POST.get("MessageStatus", "").lower(),
         error_code=_number(request.POST.get("ErrorCode"), digits=9),
         delivery_id=_number(request.GET.get("delivery"), digits=18),

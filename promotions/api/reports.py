@@ -30,8 +30,8 @@ class RedemptionSerializer(serializers.Serializer):
         required=False,
         help_text=(
             "Instead of a code: the customer's external id, from a loyalty card. The purchase "
-            "is tied to their latest unexpired offer, a holdout one included, which is how "
-            "the holdout group's purchases count for lift."
+            "is tied to their latest unexpired offer not yet redeemed, a holdout one "
+            "included, which is how the holdout group's purchases count for lift."
         ),
     )
     store_code = serializers.CharField(max_length=32)
@@ -70,9 +70,9 @@ class RedemptionView(APIView):
         description=(
             "A code used at a till (case, spaces and dashes aside): 201; 404 for an unknown "
             "code; 409 when it was redeemed before, had expired by `redeemed_at`, or is typed "
-            "like two codes sent (enter it as the SMS shows it); 400 on `redeemed_at` when "
-            "that is "
-            "before the code was issued (a till's clock may be up to "
+            "like two codes sent (enter it as the SMS shows it). By loyalty card: 404 when "
+            "the customer has no current offer, 409 when every one was redeemed. 400 on "
+            "`redeemed_at` when that is before the code was issued (a till's clock may be up to "
             f"{feedback.TILL_CLOCK_SKEW.total_seconds() / 60:g} minutes behind ours)."
         ),
     )
