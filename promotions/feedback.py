@@ -341,12 +341,6 @@ def add_pool_codes(*, campaign: Campaign, codes: list[str]) -> int:
     the whole upload, naming them, for codes it could not tell apart from one another, from
     a code in any pool, or from a code already sent (generated or pooled)."""
     cleaned = list(dict.fromkeys(code.strip() for code in codes))
-    bad = [code for code in cleaned if not normalise_code(code) or len(code) > MAX_CODE_LENGTH]
-    if bad:
-        raise InvalidInputError(
-            "codes",
-            f"Codes are 1 to {MAX_CODE_LENGTH} characters, not only spaces and dashes.",
-        )
     for _ in range(POOL_UPLOAD_ATTEMPTS):
         new = [
             OfferCode(campaign=campaign, code=code, code_key=normalise_code(code))
@@ -367,7 +361,13 @@ def add_pool_codes(*, campaign: Campaign, codes: list[str]) -> int:
 def check_pool_codes(*, campaign: Campaign, codes: list[str]) -> list[str]:
     """Of `codes` (stripped and distinct), those not in the campaign's pool yet; raises
     InvalidInputError naming any the till could not tell apart from another (see
-    add_pool_codes)."""
+    add_pool_codes), and any the till could not look up at all: made of spaces and dashes
+    alone (nothing left to look up), or longer than a code can be."""
+    if any(not normalise_code(code) or len(code) > MAX_CODE_LENGTH for code in codes):
+        raise InvalidInputError(
+            "codes",
+            f"Codes are 1 to {MAX_CODE_LENGTH} characters, not only spaces and dashes.",
+        )
     by_key: dict[str, list[str]] = {}
     for code in codes:
         by_key.setdefault(normalise_code(code), []).append(code)
