@@ -20,6 +20,7 @@ from django.utils.html import format_html, format_html_join
 
 from customers.models import Product
 from promotions import decisions, feedback
+from promotions.api.reports import LARGEST_ID, IdFormField
 from promotions.dry_run import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
@@ -45,6 +46,7 @@ from promotions.models import (
     Zone,
     check_trigger_zone,
     is_storable_text,
+    unix_line_breaks,
 )
 from promotions.offers import (
     TemplateError,
@@ -107,17 +109,32 @@ JSON_AS_TEXT = {models.JSONField: {"form_class": JsonTextField}}
 
 
 class ZoneFormSet(forms.BaseInlineFormSet):
+    # Set by ZoneInline.get_formset from the request; refused unless told otherwise.
+    may_delete_presence_events = False
+
     def clean(self) -> None:
         super().clean()
         for form in self.deleted_forms:
             # The zone as stored: the form's instance holds the code typed in the row, which
             # a marketer may have changed before ticking "Delete".
             zone = Zone.objects.filter(pk=form.instance.pk).first() if form.instance.pk else None
-            watching = zone.campaigns_watching() if zone else []
+            if zone is None:
+                continue
+            watching = zone.campaigns_watching()
             if watching:
                 raise ValidationError(
                     f"Campaigns watch zone '{zone.code}': {', '.join(watching)}. "
                     "Change their trigger or end them before deleting it."
+                )
+            # The zone's own delete page refuses it for the same reason
+            # (allow_presence_events_to_go): its presence events would go with it.
+            if (
+                not self.may_delete_presence_events
+                and PresenceEvent.objects.filter(zone=zone).exists()
+            ):
+                raise ValidationError(
+                    f"Shoppers entered zone '{zone.code}': its presence events would be "
+                    "deleted with it, and your account may not delete presence events."
                 )
 
 
@@ -125,6 +142,14 @@ class ZoneInline(admin.TabularInline):
     model = Zone
     formset = ZoneFormSet
     extra = 0
+
+    def get_formset(self, request: HttpRequest, obj: Store | None = None, **kwargs: Any) -> type:
+        formset = super().get_formset(request, obj, **kwargs)
+        # A class made for this request (inlineformset_factory makes one each call).
+        formset.may_delete_presence_events = request.user.has_perm(
+            "promotions.delete_presenceevent"
+        )
+        return formset
 
 
 @admin.register(Store)
@@ -208,6 +233,16 @@ class ZoneAdmin(admin.ModelAdmin):
 class HeardPlaceAdmin(admin.ModelAdmin):
     """A beacon or gateway: what it heard goes with it."""
 
+    # A zone is named by its store's code (Zone.__str__): read with it, not a query a row.
+    list_select_related = ["store", "zone__store"]
+
+    def formfield_for_foreignkey(
+        self, db_field: models.ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> forms.Field | None:
+        if db_field.name == "zone":
+            kwargs["queryset"] = Zone.objects.select_related("store")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
     def get_deleted_objects(self, objs: Iterable[Beacon | Gateway], request: HttpRequest) -> tuple:
         # Its sightings are raw location data the retention purge deletes anyway: whoever may
         # delete the beacon needs no permission on them (marketers have none).
@@ -231,8 +266,10 @@ class GatewayAdmin(HeardPlaceAdmin):
     list_filter = ["store"]
 
 
-def sms_preview(template: str, *, store_name: str, product_name: str, valid_days: int) -> dict:
-    """The SMS a sample customer would get, with what it costs: encoding and segments."""
+def sms_preview(template: str, *, store: Store | None, product_name: str, valid_days: int) -> dict:
+    """The SMS a sample customer would get at `store`, with what it costs: encoding and
+    segments. Its expiry is the day the store's customers would read (the sample customer
+    gives no time zone of her own); UTC's without a store."""
     try:
         template_placeholders(template)
     except TemplateError as error:
@@ -240,13 +277,14 @@ def sms_preview(template: str, *, store_name: str, product_name: str, valid_days
     # The page previews what the form holds, a number its validators refuse included: an
     # expiry ten billion days away would overflow the date.
     valid_days = min(max(valid_days, 1), MAX_OFFER_VALID_DAYS)
+    zone = ZoneInfo(store.timezone if store and store.timezone else "UTC")
     body = render_offer(
         template,
         first_name="Léa",
-        store_name=store_name,
+        store_name=store.name if store else "Passage Rivoli",
         product_name=product_name,
         code=generate_code(),
-        expires_at=timezone.localdate() + timedelta(days=valid_days - 1),
+        expires_at=decisions.offer_expiry(timezone.now(), valid_days, zone).astimezone(zone).date(),
         locale="fr-FR",
     )
     return {
@@ -257,7 +295,29 @@ def sms_preview(template: str, *, store_name: str, product_name: str, valid_days
     }
 
 
+class StoreIdsField(forms.ModelMultipleChoiceField):
+    """The campaign's stores, as ids: one past a bigint's range (a forged form) is refused as
+    any unknown store is. SQLite cannot even bind it in the query that looks them up: a
+    500."""
+
+    def clean(self, value: Any) -> QuerySet:
+        row_id = IdFormField(min_value=1, max_value=LARGEST_ID)
+        for pk in value if isinstance(value, list | tuple) else ():
+            try:
+                row_id.clean(pk)
+            except ValidationError:
+                raise ValidationError(
+                    self.error_messages["invalid_pk_value"],
+                    code="invalid_pk_value",
+                    params={"pk": pk},
+                ) from None
+        return super().clean(value)
+
+
 class CampaignForm(forms.ModelForm):
+    class Meta:
+        field_classes = {"stores": StoreIdsField}
+
     def _post_clean(self) -> None:
         """After the model's rules, the one that reads the chosen stores, which are saved
         after the campaign. Here, not in clean(): an error added there takes its field's
@@ -340,7 +400,7 @@ class CampaignAdmin(admin.ModelAdmin):
         store_ids = list(campaign.stores.values_list("pk", flat=True)) if campaign.pk else []
         preview = sms_preview(
             campaign.offer_template or "",
-            store_name=_sample_store_name(store_ids),
+            store=_sample_store(store_ids),
             product_name=_sample_product(campaign.intent_skus, campaign.intent_categories),
             valid_days=campaign.offer_valid_days or 7,
         )
@@ -383,8 +443,10 @@ class CampaignAdmin(admin.ModelAdmin):
             if pk.isascii() and pk.isdigit() and len(pk) <= 18  # a bigint holds them
         ]
         preview = sms_preview(
-            request.GET.get("template", "")[:2000],
-            store_name=_sample_store_name(store_ids),
+            # As the campaign will be saved: a template sent with CRLF line breaks costs
+            # what it will cost once they are LF.
+            unix_line_breaks(request.GET.get("template", "")[:2000]),
+            store=_sample_store(store_ids),
             product_name=_sample_product(
                 _json_list(request.GET.get("skus", "")),
                 _json_list(request.GET.get("categories", "")),
@@ -575,11 +637,10 @@ def _lowered(label: str) -> str:
     return label[:1].lower() + label[1:]
 
 
-def _sample_store_name(store_ids: list[int]) -> str:
+def _sample_store(store_ids: list[int]) -> Store | None:
     """The preview's store: the campaign's first (by code), or any for an every-store one."""
     stores = Store.objects.filter(pk__in=store_ids) if store_ids else Store.objects.all()
-    store = stores.order_by("code").first()
-    return store.name if store else "Passage Rivoli"
+    return stores.order_by("code").first()
 
 
 def _sample_product(skus: object, categories: object) -> str:
@@ -714,6 +775,8 @@ class LocationBatchAdmin(ReadOnlyAdmin):
 @admin.register(Sighting)
 class SightingAdmin(ReadOnlyAdmin):
     list_display = ["device", "source", "store", "zone", "rssi", "seen_at"]
+    # Listed, related rows are no longer joined unless named: the device too.
+    list_select_related = ["device", "store", "zone__store"]
     list_filter = ["source", "store"]
     raw_id_fields = ["device", "beacon", "gateway"]
 
@@ -776,7 +839,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 @admin.register(PresenceEvent)
 class PresenceEventAdmin(HistoryAdmin):
     list_display = ["customer", "kind", "store", "zone", "minutes", "distance_m", "occurred_at"]
-    list_select_related = ["customer", "store", "zone"]
+    list_select_related = ["customer", "store", "zone__store"]
     list_filter = ["kind", "store"]
     raw_id_fields = ["customer", "ping", "sighting"]
     date_hierarchy = "occurred_at"
@@ -992,6 +1055,7 @@ class OfferCodeForm(forms.ModelForm):
 class OfferCodeAdmin(admin.ModelAdmin):
     form = OfferCodeForm
     list_display = ["code", "campaign", "delivery"]
+    list_select_related = ["campaign", "delivery"]
     list_filter = ["campaign"]
     search_fields = ["code"]
 

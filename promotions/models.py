@@ -348,6 +348,14 @@ MAX_OFFER_VALID_DAYS = 365
 MAX_LIMIT_PER_CUSTOMER_DAYS = 3650
 MAX_INTENT_NAMES = 100  # SKUs, and categories, a campaign's intent condition names
 MAX_INTENT_NAME_LENGTH = 100
+MAX_CAMPAIGN_BUDGET = 2**31 - 1  # a PostgreSQL integer: past it the INSERT fails (a 500)
+
+
+def unix_line_breaks(text: str) -> str:
+    """Text with its line breaks as LF, CRLF and a lone CR alike. A browser posts a textarea's
+    as CRLF while the page's script and the API's clients write LF: kept, each would count
+    a character more in the SMS than in the live preview, a segment more at the edge."""
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 # Stores and zones that only ended campaigns use can be deleted: a campaign brought back
@@ -418,8 +426,12 @@ class Campaign(models.Model):
     quiet_hours_start = models.TimeField(null=True, blank=True)
     quiet_hours_end = models.TimeField(null=True, blank=True)
     allowed_days = models.JSONField(default=every_weekday, blank=True)
-    daily_budget = models.PositiveIntegerField(null=True, blank=True)
-    total_budget = models.PositiveIntegerField(null=True, blank=True)
+    daily_budget = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_CAMPAIGN_BUDGET)]
+    )
+    total_budget = models.PositiveIntegerField(
+        null=True, blank=True, validators=[MaxValueValidator(MAX_CAMPAIGN_BUDGET)]
+    )
     holdout_percent = models.PositiveSmallIntegerField(
         default=0, validators=[MaxValueValidator(100)]
     )
@@ -478,6 +490,15 @@ class Campaign(models.Model):
                     "A name cannot hold a NUL character (\\u0000) or half of a surrogate pair "
                     "(\\ud800 to \\udfff)."
                 )
+        if not self.has_intent and self._intent_counts_views():
+            # Views of nothing named: no condition at all, and every shopper gets the SMS.
+            errors.setdefault(
+                "intent_skus",
+                "The views and days count views of the SKUs or categories named here: name "
+                "some, or ask for an abandoned cart. For no intent condition, leave the views "
+                f"at {self._default('intent_min_views')} and the days at "
+                f"{self._default('intent_within_days')}.",
+            )
         if self.intent_within_days > settings.INTENT_WINDOW_DAYS:
             errors["intent_within_days"] = (
                 f"Browsing is remembered for {settings.INTENT_WINDOW_DAYS} days at most."
@@ -497,7 +518,19 @@ class Campaign(models.Model):
         if errors:
             raise ValidationError(errors)
 
+    def _intent_counts_views(self) -> bool:
+        return any(
+            getattr(self, name) != self._default(name)
+            for name in ("intent_min_views", "intent_within_days")
+        )
+
+    @classmethod
+    def _default(cls, name: str) -> object:
+        return cls._meta.get_field(name).default
+
     def _normalise(self) -> None:
+        if isinstance(self.offer_template, str):
+            self.offer_template = unix_line_breaks(self.offer_template)
         # The admin's clock widget fills in seconds ("Now" gives 21:00:41), which the API,
         # to the minute, would show as 21:00 and write back as such.
         for name in ("quiet_hours_start", "quiet_hours_end"):

@@ -362,6 +362,9 @@ class IntentSerializer(serializers.Serializer):
         patching = self.root.partial and campaign is not None
         current = {name: getattr(campaign, name) for name in NO_INTENT} if patching else NO_INTENT
         values = {**current, **attrs}
+        # Stricter than Campaign.clean, which refuses views or days set with nothing named
+        # (what a form can hold): here an intent object is a condition, and null is none, so
+        # an object naming nothing is refused whatever else it holds ({} included).
         if (
             not (values["intent_skus"] or values["intent_categories"])
             and not values["intent_cart_abandoned"]

@@ -1,0 +1,449 @@
+"""A marketer's day in the admin: what the pages cost to show, and that they agree with the
+API and with the SMS that goes out."""
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from promotions.models import Campaign, OfferCode, PresenceEvent, Sighting, Zone
+from promotions.offers import sms_segments
+from promotions.sms import locmem
+from tests.factories import (
+    BeaconFactory,
+    CampaignFactory,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+    GatewayFactory,
+    StoreFactory,
+    ZoneFactory,
+)
+from tests.promotions.test_engine_api import RIVOLI, walk_in
+from tests.test_site import campaign_form, form_errors, store_form
+
+pytestmark = pytest.mark.django_db
+
+# Past a bigint's range: only a forged form holds it.
+FORGED_ID = "99999999999999999999"
+
+
+@pytest.fixture
+def marketer(client):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("marie", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(user)
+    return client
+
+
+def _presence_event(zone: Zone, **changes) -> PresenceEvent:
+    return PresenceEvent.objects.create(
+        **{
+            "customer": CustomerFactory(),
+            "place_key": f"zone:{zone.pk}",
+            "kind": "entered",
+            "store": zone.store,
+            "zone": zone,
+            "occurred_at": timezone.now(),
+            **changes,
+        }
+    )
+
+
+# --- What the list and add pages cost -----------------------------------------------------
+
+
+def _beacons(n):
+    for i in range(n):
+        BeaconFactory(zone=ZoneFactory(code=f"z{i}"))
+
+
+def _gateways(n):
+    for i in range(n):
+        GatewayFactory(zone=ZoneFactory(code=f"g{i}"))
+
+
+def _zone_events(n):
+    for i in range(n):
+        _presence_event(
+            ZoneFactory(code=f"e{i}"), occurred_at=timezone.now() - timedelta(minutes=i)
+        )
+
+
+def _pool_codes_sent(n):
+    campaign = CampaignFactory()
+    for i in range(n):
+        delivery = DeliveryFactory(campaign=campaign, code=f"POOL-{i:03d}")
+        OfferCode.objects.create(campaign=campaign, code=f"POOL-{i:03d}", delivery=delivery)
+
+
+def _zone_sightings(n):
+    for i in range(n):
+        beacon = BeaconFactory(zone=ZoneFactory(code=f"s{i}"))
+        Sighting.objects.create(
+            source="app",
+            device=DeviceFactory(),
+            beacon=beacon,
+            store=beacon.store,
+            zone=beacon.zone,
+            rssi=-60,
+            seen_at=timezone.now(),
+        )
+
+
+@pytest.mark.parametrize(
+    "page, make, who",
+    [
+        ("beacon", _beacons, "marketer"),
+        ("gateway", _gateways, "marketer"),
+        ("presenceevent", _zone_events, "marketer"),
+        ("offercode", _pool_codes_sent, "marketer"),
+        ("sighting", _zone_sightings, "admin_client"),  # marketers do not see sightings
+    ],
+)
+def test_a_list_page_of_50_rows_reads_them_in_a_bounded_number_of_queries(
+    request, django_assert_max_num_queries, page, make, who
+):
+    browser = request.getfixturevalue(who)
+    make(50)
+    url = f"/admin/promotions/{page}/"
+    assert browser.get(url).status_code == 200  # caches filled on a first view
+
+    with django_assert_max_num_queries(20):
+        listed = browser.get(url)
+
+    assert listed.status_code == 200
+    assert len(listed.context["cl"].result_list) == 50
+
+
+@pytest.mark.parametrize("page", ["beacon", "gateway"])
+def test_the_beacon_and_gateway_pages_list_50_zones_in_a_bounded_number_of_queries(
+    marketer, django_assert_max_num_queries, page
+):
+    # A chain of 50 stores with an entrance each: the zone menu names each zone by its store.
+    for n in range(50):
+        ZoneFactory(store=StoreFactory(code=f"S{n:02d}"), code="entrance")
+    url = f"/admin/promotions/{page}/add/"
+    assert marketer.get(url).status_code == 200
+
+    with django_assert_max_num_queries(20):
+        page_shown = marketer.get(url).content.decode()
+
+    assert "S00/entrance" in page_shown and "S49/entrance" in page_shown
+
+
+# --- The SMS preview ------------------------------------------------------------------------
+
+
+def _typed_on_two_lines() -> str:
+    # With the French footer (44 characters with its line break) and the 9-character code,
+    # this template makes an SMS of exactly 160 characters: one segment.
+    first = "Bonjour, -20% aujourd'hui: {code}"
+    second = "x" * (160 - 44 - (len(first) - len("{code}") + 9) - 1)
+    return f"{first}\n{second}"
+
+
+def test_a_template_typed_on_two_lines_costs_what_the_live_preview_said(marketer, api, settings):
+    # A browser posts a textarea's line breaks as CRLF (the HTML form submission rules),
+    # while the page's script reads the textarea's value, with LF, for the live preview.
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    typed = _typed_on_two_lines()
+    live = marketer.get(
+        "/admin/promotions/campaign/preview/", {"template": typed, "valid_days": "7"}
+    ).json()
+    assert (live["characters"], live["segments"]) == (160, 1)
+    rivoli = StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
+
+    response = marketer.post(
+        "/admin/promotions/campaign/add/",
+        campaign_form(
+            status="active", offer_template=typed.replace("\n", "\r\n"), stores=[rivoli.pk]
+        ),
+    )
+
+    assert response.status_code == 302
+    campaign = Campaign.objects.get()
+    saved_page = marketer.get(f"/admin/promotions/campaign/{campaign.pk}/change/").content.decode()
+    walk_in(api, DeviceFactory(customer=CustomerFactory(locale="fr-FR")).device_id)
+    [sms] = locmem.outbox
+    assert (len(sms.body), sms_segments(sms.body)) == (160, 1), repr(sms.body)
+    assert "GSM-7 · 1 segment · 160 characters" in saved_page
+    assert campaign.offer_template == typed  # as the API stores the same text
+
+
+def test_the_live_preview_counts_a_template_s_crlf_line_breaks_as_they_will_be_saved(marketer):
+    previewed = marketer.get(
+        "/admin/promotions/campaign/preview/",
+        {"template": _typed_on_two_lines().replace("\n", "\r\n"), "valid_days": "7"},
+    ).json()
+
+    assert (previewed["characters"], previewed["segments"]) == (160, 1)
+
+
+@pytest.mark.parametrize("line_break", ["\r\n", "\r"])
+def test_the_api_stores_a_template_s_line_breaks_as_lf(api, line_break):
+    from tests.promotions.test_config_api import SPEC_CAMPAIGN
+
+    StoreFactory(code="RIVOLI")
+    template = f"Bonjour{line_break}-20%: {{code}}"
+    created = api.post("/api/v1/campaigns", {**SPEC_CAMPAIGN, "offer": {"template": template}})
+
+    assert created.status_code == 201, created.json()
+    assert created.json()["offer"]["template"] == "Bonjour\n-20%: {code}"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_templates_saved_with_crlf_line_breaks_get_lf_on_upgrade():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    from tests.promotions.test_migrations import migrate
+
+    old = migrate([("promotions", "0019_campaign_budget_bounds")])
+    try:
+        campaigns = old.get_model("promotions", "Campaign").objects
+        for name, template in [
+            ("admin", "Bonjour\r\n-20%: {code}\r\nA bientot"),
+            ("old mac", "Bonjour\r-20%: {code}"),
+            ("api", "Bonjour\n-20%: {code}"),
+        ]:
+            campaigns.create(name=name, offer_template=template)
+
+        new = migrate([("promotions", "0020_campaign_template_line_breaks")])
+
+        templates = new.get_model("promotions", "Campaign").objects.values_list(
+            "name", "offer_template"
+        )
+        assert dict(templates) == {
+            "admin": "Bonjour\n-20%: {code}\nA bientot",
+            "old mac": "Bonjour\n-20%: {code}",
+            "api": "Bonjour\n-20%: {code}",
+        }
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+@pytest.mark.parametrize("saved", [False, True])
+def test_the_preview_s_expiry_is_the_day_the_first_store_s_customers_would_read(
+    marketer, monkeypatch, saved
+):
+    # 19:00 on 30 November in Los Angeles is already 1 December in UTC. An offer valid 1 day
+    # sent now to a shopper of the Los Angeles store (no time zone of their own: the store's)
+    # is valid until the end of 30 November, and its SMS says 30/11 (fr-FR, as the sample).
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: now)
+    la = StoreFactory(code="LA", name="Passage LA", timezone="America/Los_Angeles")
+    StoreFactory(code="PARIS", timezone="Europe/Paris")  # not the campaign's
+    template = "Valid until {expires_at}: {code}"
+
+    if saved:
+        campaign = CampaignFactory(offer_template=template, offer_valid_days=1)
+        campaign.stores.add(la)
+        shown = marketer.get(f"/admin/promotions/campaign/{campaign.pk}/change/").content
+        assert "Valid until 30/11: " in shown.decode()
+    else:
+        live = marketer.get(
+            "/admin/promotions/campaign/preview/",
+            {"template": template, "valid_days": "1", "store": [la.pk]},
+        ).json()
+        assert live["body"].startswith("Valid until 30/11: "), live["body"]
+
+
+# --- An intent condition that names nothing ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "views",
+    [
+        {"intent_min_views": 3, "intent_within_days": 14},
+        {"intent_min_views": 3},
+        {"intent_within_days": 14},
+    ],
+)
+def test_views_of_nothing_named_are_refused_on_the_page_as_in_the_api(marketer, api, views):
+    from tests.promotions.test_config_api import SPEC_CAMPAIGN
+
+    StoreFactory(code="RIVOLI")
+    api_intent = {"skus": [], "categories": [], "min_views": 3, "within_days": 14}
+    refused = api.post(
+        "/api/v1/campaigns",
+        {**SPEC_CAMPAIGN, "intent": api_intent, "offer": {"template": "-20%: {code}"}},
+    )
+    assert refused.status_code == 400, refused.json()
+    assert "for no intent condition send null" in refused.json()["intent"]["non_field_errors"][0]
+
+    # Saved, "at least 3 views in the last 14 days" of nothing would text every shopper who
+    # walks in, browsing or not.
+    response = marketer.post("/admin/promotions/campaign/add/", campaign_form(**views))
+
+    [message] = form_errors(response)["intent_skus"]
+    assert "name some, or ask for an abandoned cart" in message
+    assert "leave the views at 1 and the days at 30" in message
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "intent",
+    [
+        {},  # no intent condition: the views and days as the form offers them
+        {"intent_skus": '["X200"]', "intent_min_views": 3, "intent_within_days": 14},
+        {"intent_categories": '["audio"]', "intent_min_views": 3},
+        {"intent_cart_abandoned": "on", "intent_within_days": 14},
+    ],
+)
+def test_the_page_saves_views_of_what_the_intent_names_or_no_intent(marketer, intent):
+    response = marketer.post("/admin/promotions/campaign/add/", campaign_form(**intent))
+
+    assert response.status_code == 302
+    assert Campaign.objects.count() == 1
+
+
+def test_a_campaign_stored_with_views_of_nothing_cannot_be_activated(marketer):
+    # Saved from the page before the rule: it is held back, not sent to every shopper.
+    draft = CampaignFactory(status="draft", intent_min_views=3)
+
+    marketer.post(
+        "/admin/promotions/campaign/",
+        {"action": "activate", "_selected_action": [draft.pk]},
+    )
+
+    draft.refresh_from_db()
+    assert draft.status == "draft"
+
+
+# --- Deleting a visited zone -----------------------------------------------------------------
+
+
+def _store_page_deleting(store, zone) -> dict:
+    form = store_form(
+        **{k: getattr(store, k) for k in ("code", "name", "address", "latitude", "longitude")}
+    )
+    form.update(
+        {
+            "zones-TOTAL_FORMS": 1,
+            "zones-INITIAL_FORMS": 1,
+            "zones-0-id": zone.pk,
+            "zones-0-store": store.pk,
+            "zones-0-code": zone.code,
+            "zones-0-name": zone.name,
+            "zones-0-rssi_threshold": -80,
+            "zones-0-DELETE": "on",
+        }
+    )
+    return form
+
+
+def test_a_marketer_cannot_delete_a_visited_zone_on_the_store_page_as_on_its_own(marketer):
+    rivoli = StoreFactory(code="RIVOLI", radius_m=60)
+    shoes = ZoneFactory(store=rivoli, code="shoes", name="Shoes")
+    _presence_event(shoes)
+    zone_page = marketer.post(f"/admin/promotions/zone/{shoes.pk}/delete/", {"post": "yes"})
+    assert zone_page.status_code == 403
+
+    response = marketer.post(
+        f"/admin/promotions/store/{rivoli.pk}/change/", _store_page_deleting(rivoli, shoes)
+    )
+
+    assert response.status_code == 200
+    [formset] = response.context["inline_admin_formsets"]
+    [message] = formset.formset.non_form_errors()
+    assert "Shoppers entered zone 'shoes'" in message
+    assert "your account may not delete presence events" in message
+    assert Zone.objects.filter(pk=shoes.pk).exists()
+    assert PresenceEvent.objects.filter(zone=shoes).exists()
+
+
+def test_a_marketer_deletes_a_zone_nobody_entered_on_the_store_page(marketer):
+    rivoli = StoreFactory(code="RIVOLI", radius_m=60)
+    shoes = ZoneFactory(store=rivoli, code="shoes", name="Shoes")
+    _presence_event(ZoneFactory(store=rivoli, code="hifi"))  # another zone's visit
+
+    response = marketer.post(
+        f"/admin/promotions/store/{rivoli.pk}/change/", _store_page_deleting(rivoli, shoes)
+    )
+
+    assert response.status_code == 302
+    assert not Zone.objects.filter(pk=shoes.pk).exists()
+
+
+def test_whoever_may_delete_presence_events_deletes_a_visited_zone_on_the_store_page(
+    admin_client,
+):
+    rivoli = StoreFactory(code="RIVOLI", radius_m=60)
+    shoes = ZoneFactory(store=rivoli, code="shoes", name="Shoes")
+    _presence_event(shoes)
+
+    response = admin_client.post(
+        f"/admin/promotions/store/{rivoli.pk}/change/", _store_page_deleting(rivoli, shoes)
+    )
+
+    assert response.status_code == 302
+    assert not Zone.objects.filter(pk=shoes.pk).exists()
+    assert not PresenceEvent.objects.exists()
+
+
+# --- Numbers and ids past what the database holds --------------------------------------------
+
+
+@pytest.mark.parametrize("field", ["daily_budget", "total_budget"])
+def test_the_page_refuses_a_budget_the_api_refuses(marketer, api, field):
+    from tests.promotions.test_config_api import SPEC_CAMPAIGN
+
+    StoreFactory(code="RIVOLI")
+    too_many = 2**31
+    refused = api.post(
+        "/api/v1/campaigns",
+        {**SPEC_CAMPAIGN, "limits": {**SPEC_CAMPAIGN["limits"], field: too_many}},
+    )
+    assert refused.status_code == 400, refused.json()
+
+    response = marketer.post(
+        "/admin/promotions/campaign/add/", campaign_form(**{field: str(too_many)})
+    )
+
+    assert "less than or equal to 2147483647" in form_errors(response)[field][0]
+    assert not Campaign.objects.exists()
+
+
+@pytest.mark.parametrize("forged", [FORGED_ID, f"-{FORGED_ID}", "9223372036854775808", "0"])
+def test_a_forged_store_id_is_refused_on_the_campaign_page(marketer, forged):
+    rivoli = StoreFactory(code="RIVOLI")
+
+    response = marketer.post(
+        "/admin/promotions/campaign/add/", campaign_form(stores=[rivoli.pk, forged])
+    )
+
+    assert form_errors(response)["stores"] == [f"“{forged}” is not a valid value."]
+    assert not Campaign.objects.exists()
+
+
+def test_the_largest_id_is_an_unknown_store_on_the_campaign_page(marketer):
+    response = marketer.post(
+        "/admin/promotions/campaign/add/", campaign_form(stores=[str(2**63 - 1)])
+    )
+
+    assert "stores" in form_errors(response)
+
+
+@pytest.mark.parametrize(
+    "page, fields",
+    [
+        ("offercode", {"campaign": FORGED_ID, "code": "SAVE10"}),
+        ("beacon", {"store": FORGED_ID, "identity": "x", "measured_power": -59}),
+        ("beacon", {"zone": FORGED_ID, "identity": "x", "measured_power": -59}),
+        ("gateway", {"store": FORGED_ID, "gateway_id": "gw-1"}),
+        ("gateway", {"zone": FORGED_ID, "gateway_id": "gw-1"}),
+        ("zone", {"store": FORGED_ID, "code": "z", "name": "z", "rssi_threshold": -80}),
+    ],
+)
+def test_a_forged_id_in_a_menu_is_refused_on_the_page(marketer, page, fields):
+    store = StoreFactory()
+    data = {"store": store.pk, "campaign": CampaignFactory().pk, **fields}
+
+    response = marketer.post(f"/admin/promotions/{page}/add/", data)
+
+    [field] = set(fields) & {"campaign", "store", "zone"}
+    assert "Select a valid choice" in form_errors(response)[field][0]
