@@ -108,3 +108,23 @@ class DeliveryFactory(DjangoModelFactory):
     body = "Bonjour Léa, -20% at Passage Rivoli"
     code = factory.Sequence(lambda n: f"TEST-{n:04d}")
     expires_at = factory.LazyFunction(lambda: timezone.now() + timedelta(days=7))
+
+
+def crowd(count: int, *, prefix: str = "crowd") -> list[Customer]:
+    """`count` opted-in customers, each with a phone the app pings from ("crowd-n"): bulk
+    inserts, for tests of a batch or a tick at a store's scale."""
+    customers = Customer.objects.bulk_create(
+        Customer(
+            external_id=f"{prefix.upper()}-{n}",
+            phone=f"+3361{n:07d}",
+            first_name="Léa",
+            timezone="Europe/Paris",
+            sms_consent=SmsConsent.OPTED_IN,
+        )
+        for n in range(count)
+    )
+    Device.objects.bulk_create(
+        Device(device_id=f"{prefix}-{n}", customer=customer, platform=Platform.IOS)
+        for n, customer in enumerate(customers)
+    )
+    return customers

@@ -9,11 +9,10 @@ import pytest
 from django.db import connection
 from django.utils import timezone
 
-from customers.models import Customer, Device
 from promotions import decisions, offers
 from promotions.models import Delivery, OfferCode, PresenceEvent
 from tests.clock import ago
-from tests.factories import CampaignFactory, CustomerFactory, DeliveryFactory, StoreFactory
+from tests.factories import CampaignFactory, CustomerFactory, DeliveryFactory, StoreFactory, crowd
 
 pytestmark = pytest.mark.django_db
 
@@ -33,24 +32,6 @@ def at_rivoli(device_id, minutes_ago):
         "accuracy": 10.0,
         "recorded_at": ago(minutes=minutes_ago),
     }
-
-
-def shoppers(count):
-    """`count` opted-in customers, each with a phone the app pings from ("shopper-n")."""
-    customers = Customer.objects.bulk_create(
-        Customer(
-            external_id=f"SHOPPER-{n}",
-            phone=f"+3362{n:07d}",
-            first_name="Léa",
-            timezone="Europe/Paris",
-            sms_consent="opted_in",
-        )
-        for n in range(count)
-    )
-    Device.objects.bulk_create(
-        Device(device_id=f"shopper-{n}", customer=customer, platform="ios")
-        for n, customer in enumerate(customers)
-    )
 
 
 def walk_in(store, count, *, at):
@@ -74,7 +55,7 @@ def test_a_tick_deciding_two_thousand_dwells_runs_a_bounded_number_of_queries(
     """2,000 shoppers reach a "stays 5 minutes" campaign in the same minute: each is queued
     with a code of their own and a send slot of their own, in a few dozen queries."""
     settings.SMS_SENDER_MPS = 100  # 20 seconds of sending: every slot before the offer expires
-    shoppers(2000)
+    crowd(2000, prefix="shopper")
     for start in (0, 1000):
         pings = [at_rivoli(f"shopper-{n}", 1) for n in range(start, start + 1000)]
         assert api.post("/api/v1/pings", {"pings": pings}).json()["accepted"] == 1000
@@ -108,7 +89,7 @@ def test_a_crowd_past_the_senders_pace_fails_what_would_expire_in_a_bounded_numb
     """At one SMS a second, the offers of 2,000 shoppers cannot all go before they expire:
     those whose turn would come too late fail at once, together, not one by one."""
     settings.SMS_SENDER_MPS = 1
-    shoppers(2000)
+    crowd(2000, prefix="shopper")
     for start in (0, 1000):
         pings = [at_rivoli(f"shopper-{n}", 1) for n in range(start, start + 1000)]
         assert api.post("/api/v1/pings", {"pings": pings}).json()["accepted"] == 1000

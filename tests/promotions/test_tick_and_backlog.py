@@ -9,12 +9,11 @@ from django.db import OperationalError, connection
 from django.db.utils import ConnectionHandler
 from django.utils import timezone
 
-from customers.models import Customer, Device
 from promotions import decisions, tasks
 from promotions.database import database_unavailable
 from promotions.models import Delivery, LocationBatch, Ping, Presence, PresenceEvent
 from tests.clock import ago
-from tests.factories import CampaignFactory, DeviceFactory, StoreFactory
+from tests.factories import CampaignFactory, DeviceFactory, StoreFactory, crowd
 
 pytestmark = pytest.mark.django_db
 
@@ -166,23 +165,6 @@ def test_a_batch_that_fails_for_ever_does_not_hold_back_its_shoppers_timeouts(
 
 
 # --- A crowd on SQLite ------------------------------------------------------------------------
-
-
-def crowd(count):
-    customers = Customer.objects.bulk_create(
-        Customer(
-            external_id=f"CROWD-{n}",
-            phone=f"+3361{n:07d}",
-            first_name="Léa",
-            timezone="Europe/Paris",
-            sms_consent="opted_in",
-        )
-        for n in range(count)
-    )
-    Device.objects.bulk_create(
-        Device(device_id=f"crowd-{n}", customer=customer, platform="ios")
-        for n, customer in enumerate(customers)
-    )
 
 
 def test_a_batch_of_a_thousand_shoppers_walking_in_is_processed(api, rivoli):
