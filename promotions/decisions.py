@@ -154,11 +154,16 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
     )
     with transaction.atomic():
         budgets = _lock_budgets(campaigns.values(), now=now)
-        recorded = _recorded_before(events)
+        decided_before = _decided_before(events)
         landed: dict[DecisionKey, int] = {}
         unsaved: list[_Decided] = []
         queued: list[DecisionKey] = []
         for event in events:
+            if event.id in decided_before:
+                # By a run before (a retried or doubled task), all its decisions together:
+                # judged again, its SMS would now hold the campaign's cap and pass the
+                # visit on to the next campaign, a second SMS for one event.
+                continue
             customer = customers[event.customer_id]
             history = histories[customer.id]
             products, categories = signals.get(customer.id, ({}, {}))
@@ -175,8 +180,6 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
             decisions = rules.decide(live, facts[event.id], customer_facts, budgets, limits, now)
             for rank, decision in enumerate(decisions):
                 key = (customer.id, decision.campaign, event.id)
-                if key in recorded:  # by this batch's first run: a retried or doubled task
-                    continue
                 decided = _Decided(
                     key,
                     decision,
@@ -452,13 +455,13 @@ class _Decided:
         )
 
 
-def _recorded_before(events: list[PresenceEvent]) -> set[DecisionKey]:
-    """The decisions already recorded about these events. Read under their customers' locks
-    (see decide_presence_events), so no other worker records one before this one commits."""
+def _decided_before(events: list[PresenceEvent]) -> set[int]:
+    """Those of these events decided already. Read under their customers' locks (see
+    decide_presence_events), so no other worker decides one before this one commits."""
     return set(
         Delivery.objects.filter(
             presence_event__in_batch={event.id for event in events}
-        ).values_list("customer_id", "campaign_id", "presence_event_id")
+        ).values_list("presence_event_id", flat=True)
     )
 
 

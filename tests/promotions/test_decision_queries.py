@@ -181,3 +181,19 @@ def test_a_batch_decided_again_records_and_queues_nothing_twice(rivoli):
     assert {status for _, status, _ in recorded} == {"queued", "holdout"}
     # Holdouts carry a generated code (their purchases are found by the customer), never sent.
     assert all(code for _, _, code in recorded)
+
+
+def test_an_event_decided_before_is_not_passed_on_to_the_next_campaign(rivoli):
+    """Judged again, the first campaign's SMS would hold its own cap and the visit would go
+    to the runner-up: an event's decisions are made once, all of them."""
+    first_choice = CampaignFactory(priority=10)
+    CampaignFactory(priority=1)
+    now = timezone.now()
+    events = walk_in(rivoli, 1, at=now)
+    [queued] = decisions.decide_presence_events(event_ids=events, now=now)
+
+    again = decisions.decide_presence_events(event_ids=events, now=now)
+
+    assert again == []
+    [delivery] = Delivery.objects.all()
+    assert (delivery.id, delivery.campaign, delivery.status) == (queued, first_choice, "queued")
