@@ -13,6 +13,7 @@ from promotions.api.fields import (
     FiniteFloatField,
     FlagField,
     InstantField,
+    MacAddressField,
     RecentInstantField,
     StrictCharField,
     StrictIntegerField,
@@ -564,9 +565,7 @@ class SightingSerializer(serializers.Serializer):
 class GatewaySightingSerializer(serializers.Serializer):
     """A customer's phone or tag that a gateway saw."""
 
-    mac = serializers.RegexField(
-        r"^[0-9A-Fa-f]{2}([:-][0-9A-Fa-f]{2}){5}$", required=False, allow_null=True
-    )
+    mac = MacAddressField(required=False, allow_null=True)
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
     eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
     raw = RawAdvertisementField(required=False, allow_null=True)
@@ -575,8 +574,6 @@ class GatewaySightingSerializer(serializers.Serializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs["identity"] = pop_identity(attrs, forms=SIGHTED_FORMS, required=True)
-        if attrs.get("mac"):
-            attrs["mac"] = attrs["mac"].upper().replace("-", ":")
         return attrs
 
 

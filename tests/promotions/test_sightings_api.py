@@ -233,3 +233,38 @@ def test_bad_gateway_sightings_are_rejected(api, gateway, tagged_phone, changes,
     response = post_gateway(api, "gw-rivoli-1", gateway_sighting(**changes))
 
     assert field in response.json()["rejected"][0]["errors"]
+
+
+@pytest.mark.parametrize(
+    "mac",
+    ["ac:23:3f:a2:4d:5e", "AC-23-3F-A2-4D-5E", "AC233FA24D5E", "ac23.3fa2.4d5e"],
+    ids=["colons", "dashes", "bare", "dotted"],
+)
+def test_a_gateways_mac_in_any_usual_spelling_is_stored_one_way(api, mac):
+    gateway = GatewayFactory(gateway_id="gw-mac")
+    DeviceFactory(ble_identity=beacons.ibeacon_key(BEACON_UUID, 7, 42))
+    sighting = {"mac": mac, "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 42}}
+
+    response = api.post(
+        f"/api/v1/gateways/{gateway.gateway_id}/sightings",
+        {"sightings": [{**sighting, "rssi": -60, "seen_at": ago(seconds=5)}]},
+    )
+
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert Sighting.objects.get().mac == "AC:23:3F:A2:4D:5E"
+
+
+@pytest.mark.parametrize(
+    "mac", ["AC:23-3F:A2:4D:5E", "AC233FA24D5", "AC23.3FA24D5E", "GG:23:3F:A2:4D:5E"]
+)
+def test_a_gateways_mac_that_is_no_address_is_refused_with_its_reason(api, mac):
+    gateway = GatewayFactory(gateway_id="gw-mac")
+    sighting = {"mac": mac, "ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 42}}
+
+    response = api.post(
+        f"/api/v1/gateways/{gateway.gateway_id}/sightings",
+        {"sightings": [{**sighting, "rssi": -60, "seen_at": ago(seconds=5)}]},
+    )
+
+    [rejected] = response.json()["rejected"]
+    assert rejected["errors"]["mac"][0].startswith("A MAC address: 12 hex digits")
