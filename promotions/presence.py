@@ -18,9 +18,11 @@ The rules that real location data needs:
   entered without a `near`. A visit ended (by a fix or by timeout) the timeout ago or less
   is just left, until a fix has the customer beyond the ring: a phone quiet in a pocket
   while its owner shops, timed out, then walking out, is not approaching.
-- Each device has its own timeline: a fix at or before the device's last applied fix, or a
-  beacon reading at or before its last one applied to the place, is stale and changes
-  nothing, so processing the same observations twice changes nothing. A place's watermark
+- Each device has its own timeline: a fix at or before the device's last applied fix is
+  stale and changes nothing. Its beacon readings are not one timeline (two gateways upload
+  the tag's buffers on their own schedules, the app flushes its queue after a live ranging):
+  one older than its last one here still joins the smoothing window, unless the window holds
+  it already. So processing the same observations twice changes nothing. A place's watermark
   is its last entry or exit: nothing from at or before it moves the place, so a late
   observation never re-enters before an exit. Evidence that changes nothing leaves no mark:
   pings and sightings of the same minutes arrive in separate requests, processed in either
@@ -61,6 +63,9 @@ import numpy as np
 from promotions.geo import EARTH_RADIUS_M, distance_m
 
 ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
+
+# The most readings a place's smoothing window holds, however many come in its two windows.
+_WINDOW_CAP = 64
 
 
 @dataclass(frozen=True)
@@ -166,8 +171,8 @@ class PlaceState:
     # is no earlier, even if its fix arrives after that holder's.
     released_at: datetime | None = None
     # Each device's last beacon reading applied here, after the place's last entry or exit
-    # (one at or before it is stale anyway): its readings are idempotent on their own
-    # timeline, as its fixes are on its track.
+    # (one at or before it is stale anyway): inside, an older reading of the device adds
+    # nothing to its hold; outside, one older still joins the window unless it holds it.
     read_at: tuple[tuple[int, datetime], ...] = ()
     # The dwell thresholds watched when the visit was last evaluated: one not among them was
     # not watched when the visit passed it. None: stored before this was recorded (taken as
@@ -191,9 +196,10 @@ class PlaceState:
         return None
 
     def note_reading(self, device: int, at: datetime) -> None:
-        for n, (reader, _) in enumerate(self.read_at):
+        for n, (reader, noted) in enumerate(self.read_at):
             if reader == device:
-                self.read_at = (*self.read_at[:n], (device, at), *self.read_at[n + 1 :])
+                latest = (device, max(noted, at))
+                self.read_at = (*self.read_at[:n], latest, *self.read_at[n + 1 :])
                 return
         self.read_at = tuple(sorted((*self.read_at, (device, at))))
 
@@ -645,11 +651,8 @@ class _Run:
         places.append(store_place)
         for place in places:
             state = self.state(place)
-            # Nothing from before the place's last entry or exit moves it; and a reading at or
-            # before its device's last one here was applied already (or is stale).
-            if _not_after(reading.at, state.last_at) or _not_after(
-                reading.at, state.reading_watermark(reading.device)
-            ):
+            # Nothing from before the place's last entry or exit moves it.
+            if _not_after(reading.at, state.last_at) or self._applied(state, reading):
                 continue
             state.note_reading(reading.device, reading.at)
             self.changed.add(place)
@@ -674,6 +677,27 @@ class _Run:
                 break
             self.enter(place, moment, holders, reason=why, **evidence)
 
+    def _applied(self, state: PlaceState, reading: BeaconReading) -> bool:
+        """Whether the reading was applied here already, or can change nothing. A device's
+        readings are not one timeline: two gateways upload the same tag's buffers on their
+        own schedules, and the app flushes the rangings it queued after a live one. So one at
+        or before its device's last reading here still counts toward an entry, unless the
+        smoothing window holds it already (a batch processed twice) or would not keep it.
+        Inside, each device holds by its latest reading: an older one adds nothing."""
+        if not _not_after(reading.at, state.reading_watermark(reading.device)):
+            return False
+        if state.inside or not state.rssi:
+            # An empty window with a mark of the device's: readings applied while inside,
+            # after an entry or exit that came earlier.
+            return True
+        item, rssi = (reading.at, reading.rssi, reading.device), state.rssi
+        if item[0] < rssi[-1][0] - 2 * self.rules.beacon_window:
+            return True
+        if len(rssi) >= _WINDOW_CAP and item < rssi[0]:
+            return True
+        # Windows stored before they named devices hold (at, rssi) alone.
+        return any(held == item or held == item[:2] for held in rssi)
+
     def _hold_rssi(self, state: PlaceState, reading: BeaconReading) -> None:
         """Add the reading to the place's smoothing window. Two windows are held: a reading
         up to a window late still finds the whole window of each reading after it."""
@@ -682,15 +706,15 @@ class _Run:
         oldest, first = held[-1][0] - 2 * self.rules.beacon_window, 0
         while held[first][0] < oldest:
             first += 1
-        state.rssi = held[max(first, len(held) - 64) :]
+        state.rssi = held[max(first, len(held) - _WINDOW_CAP) :]
 
     def _strong_moment(
         self, state: PlaceState, reading: BeaconReading
     ) -> tuple[datetime, str] | None:
         """The first moment, from the reading's on, at which the window's readings make an
-        entry, and why. A reading that arrived late (another device's, posted in another
-        request) completes the windows of the readings after it, as it would have done
-        applied in time order."""
+        entry, and why. A reading that arrived late (another device's, or another gateway's
+        upload of the same device, posted in another request) completes the windows of the
+        readings after it, as it would have done applied in time order."""
         window, needed = self.rules.beacon_window, self.rules.beacon_min_sightings
         if reading.at < state.rssi[-1][0] - window:
             return None  # it falls in the window of no reading from its own on

@@ -536,6 +536,46 @@ def test_processing_the_same_readings_twice_changes_nothing(observations):
     assert again.events == [] and again.states == {}
 
 
+@pytest.mark.parametrize(
+    "batches",
+    [
+        [[reading(10, -60)], [reading(5, -62)]],
+        [[reading(10, -60)], [reading(2, -62), reading(5, -61)]],
+        [[tag(10)], [tag(5)]],
+    ],
+    ids=["a second gateway's reading", "the app's queue", "the card's tag"],
+)
+def test_a_devices_reading_posted_after_a_later_one_of_its_own_still_enters(batches):
+    # Two gateways upload the same tag on their own schedules; the app flushes what it
+    # queued after its live ranging. The window is whole once both are in, at 10 s.
+    events, _ = in_batches(batches)
+    assert [(e.kind, e.place, e.at) for e in events] == [
+        (ENTERED, ZONE, at(10)),
+        (ENTERED, Place(STORE), at(10)),
+    ]
+
+
+def test_a_late_reading_of_the_devices_own_processed_twice_counts_once():
+    # Three readings needed: the live one and one late one, the late one processed twice
+    # (a batch the sweep picks up again), are two.
+    rules = Rules(beacon_min_sightings=3)
+    late = [reading(5, -60)]
+    events, states = in_batches([[reading(10, -60)], late, late], rules=rules)
+    assert events == []
+    assert [item[0] for item in states[ZONE].rssi] == [at(5), at(10)]
+    again = run(late, states=states, rules=rules)
+    assert again.events == [] and again.states == {}
+
+
+def test_a_late_reading_of_the_devices_own_never_enters_before_an_exit():
+    # In by beacons at 5 s, out on the phone's far fix at 100 s: a gateway's buffer from
+    # 80 s and 90 s, uploaded after, opens no visit that began before the exit.
+    visit = run([reading(0, -55), reading(5, -55), reading(40, -55), fix(100, 800)])
+    assert kinds(visit) == [ENTERED, EXITED]
+    late = run([reading(80, -55), reading(90, -55)], states=visit.states, tracks=visit.tracks)
+    assert late.events == []
+
+
 # --- Devices that fall silent, and GPS against beacons -----------------------------------
 
 
@@ -1323,12 +1363,26 @@ reading_pairs = st.lists(
 @settings(max_examples=200)
 @given(reading_pairs, st.one_of(st.none(), st.integers(0, 120)))
 def test_two_devices_readings_posted_apart_end_as_they_would_together(raw, leaves_after):
+    posted_apart_against_together(raw, leaves_after, devices=(1, 2))
+
+
+@settings(max_examples=200)
+@given(reading_pairs, st.one_of(st.none(), st.integers(0, 120)))
+def test_one_devices_readings_posted_apart_out_of_order_end_as_they_would_together(
+    raw, leaves_after
+):
+    # The phone's tag heard by two gateways, each uploading its reading of a moment on its
+    # own schedule: the later reading is often processed first.
+    posted_apart_against_together(raw, leaves_after, devices=(1, 1))
+
+
+def posted_apart_against_together(raw, leaves_after, devices):
     batches, start = [], 0
     for gap, phone, card, card_first in raw:
         start += gap
         requests = [
             [BeaconReading(device, STORE, 3, seen[1], -80, at(start + seen[0]))] if seen else []
-            for device, seen in ((1, phone), (2, card))
+            for device, seen in zip(devices, (phone, card), strict=True)
         ]
         batches += requests[::-1] if card_first else requests
     if leaves_after is not None:
