@@ -84,10 +84,11 @@ def _apply_customer_values(customer: Customer, values: dict[str, Any], *, create
     for name in ("phone", "first_name", "timezone", "locale"):
         if name in values:
             setattr(customer, name, values[name] or "")
+    # Consent was given for the old number, even when the request states it again: then
+    # the log says the number changed, and that consent was given for the new one, there.
+    forget_consent_of_old_phone(customer=customer, old_phone=old_phone, source=source)
     if "sms_consent" in values:
         set_sms_consent(customer=customer, consent=values["sms_consent"], source=source)
-    else:
-        forget_consent_of_old_phone(customer=customer, old_phone=old_phone, source=source)
     if created and values.get("consent_source"):
         # A new customer's consent ("unknown" too) was stated there, though it changed
         # nothing for set_sms_consent to record.

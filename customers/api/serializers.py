@@ -59,7 +59,11 @@ class CustomerInputSerializer(serializers.Serializer):
     timezone = TimeZoneField(required=False, allow_blank=True, allow_null=True)
     locale = _optional_text(35, help_text="BCP 47, e.g. fr-FR.")
     sms_consent = serializers.ChoiceField(choices=SmsConsent.choices, required=False)
-    consent_source = _optional_text(100, help_text="Where consent was given, e.g. web_form.")
+    consent_source = _optional_text(
+        100,
+        help_text="Where consent was given, e.g. web_form: with `sms_consent` (alone, only "
+        "when the customer is created).",
+    )
 
     def validate_locale(self, value: str | None) -> str | None:
         if not value:
@@ -72,9 +76,15 @@ class CustomerInputSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        stored: Customer | None = self.context.get("customer")
+        if stored is not None and attrs.get("consent_source") and "sms_consent" not in attrs:
+            # The stored source is that of the consent as it stands: rewritten alone, it
+            # would say consent was given somewhere it was not.
+            raise serializers.ValidationError(
+                {"consent_source": ["Send it with the consent it is the source of (sms_consent)."]}
+            )
         if attrs.get("phone"):
             # The phone's rules are the model's, which the admin applies too.
-            stored: Customer | None = self.context.get("customer")
             locale = attrs.get("locale") if "locale" in attrs else (stored.locale if stored else "")
             customer = Customer(phone=attrs["phone"], locale=locale or "")
             try:

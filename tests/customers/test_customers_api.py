@@ -547,3 +547,39 @@ def test_a_customer_stored_with_whitespace_around_its_id_can_still_be_exported_a
     assert exported.json()["customer"]["phone"] == "+33612345678"
     assert erased.status_code == 204
     assert not Customer.objects.exists()
+
+
+def test_consent_stated_with_a_new_number_is_logged_as_given_for_it_there(api):
+    first = api.put("/api/v1/customers/C-1", LEA).json()
+
+    # Léa changes number at the checkout and ticks the SMS box for the new one.
+    response = api.put(
+        "/api/v1/customers/C-1",
+        {"phone": "+33698765432", "sms_consent": "opted_in", "consent_source": "checkout"},
+    )
+
+    body = response.json()
+    assert (body["phone"], body["sms_consent"], body["consent_source"]) == (
+        "+33698765432",
+        "opted_in",
+        "checkout",
+    )
+    assert body["consent_updated_at"] > first["consent_updated_at"]
+    log = list(ConsentChange.objects.order_by("id").values_list("previous", "consent", "source"))
+    assert log == [
+        ("unknown", "opted_in", "web_form"),
+        ("opted_in", "unknown", "checkout"),
+        ("unknown", "opted_in", "checkout"),
+    ]
+
+
+def test_a_consent_source_alone_on_an_update_is_refused_with_its_reason(api):
+    api.put("/api/v1/customers/C-1", LEA)
+
+    response = api.put("/api/v1/customers/C-1", {"consent_source": "store_till"})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "consent_source": ["Send it with the consent it is the source of (sms_consent)."]
+    }
+    assert Customer.objects.get().consent_source == "web_form"
