@@ -246,8 +246,13 @@ def redeem(
     the holdout's purchases are counted for lift). Either way the offer was issued before
     `redeemed_at` (give or take TILL_CLOCK_SKEW) and had not expired by then.
 
+    A loyalty-card purchase sent again (same customer, store, time and amount: a till's
+    retry) is refused, not credited to another offer; two purchases handled at once take
+    one offer each.
+
     Raises InvalidInputError (an unknown store, or a code redeemed before it was issued),
-    UnknownCodeError (no such offer), ConflictError (redeemed already, or expired)."""
+    UnknownCodeError (no such offer), ConflictError (redeemed already, recorded already, or
+    expired)."""
     store = Store.objects.filter(code=store_code).first()
     if store is None:
         raise InvalidInputError("store_code", f"Unknown store '{store_code}'.")
@@ -257,8 +262,40 @@ def redeem(
             raise UnknownCodeError("No offer matches this code.")
         if Redemption.objects.filter(delivery=delivery).exists():
             raise ConflictError("This offer was already redeemed.")
-    else:
+        return _record_redemption(delivery, store=store, amount=amount, redeemed_at=redeemed_at)
+    for _ in range(LOYALTY_CARD_ATTEMPTS):
+        # A till that retries (its answer lost) sends the same purchase again: that is one
+        # purchase, not a reason to credit the next unused offer too.
+        if Redemption.objects.filter(
+            delivery__customer__external_id=customer_id,
+            store=store,
+            redeemed_at=redeemed_at,
+            amount=amount,
+        ).exists():
+            raise ConflictError("This purchase was already recorded.")
         delivery = _current_offer(customer_id, redeemed_at)
+        try:
+            return _record_redemption(delivery, store=store, amount=amount, redeemed_at=redeemed_at)
+        except OfferTakenError:
+            # Another purchase of this customer took that offer in the same instant: the
+            # next unused one, if any, is this one's.
+            continue
+    raise ConflictError("Every current offer of this customer was redeemed already.")
+
+
+# Concurrent loyalty-card purchases of one customer: how many offers one tries in turn.
+LOYALTY_CARD_ATTEMPTS = 3
+
+
+class OfferTakenError(ConflictError):
+    """A concurrent redemption of the same offer committed first."""
+
+
+def _record_redemption(
+    delivery: Delivery, *, store: Store, amount: Decimal | None, redeemed_at: datetime
+) -> Redemption:
+    """Redeem `delivery` at `store`, once its times allow it; OfferTakenError when a
+    concurrent redemption of it won the race."""
     if redeemed_at + TILL_CLOCK_SKEW < delivery.created_at:
         raise InvalidInputError(
             "redeemed_at",
@@ -280,8 +317,7 @@ def redeem(
             if CampaignDay.objects.filter(campaign_id=delivery.campaign_id, day=day).exists():
                 record_campaign_days(days=[day], now=timezone.now(), campaign=delivery.campaign)
     except IntegrityError:
-        # A concurrent redemption of the same code won the race.
-        raise ConflictError("This offer was already redeemed.") from None
+        raise OfferTakenError("This offer was already redeemed.") from None
     return redemption
 
 

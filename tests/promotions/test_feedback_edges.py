@@ -292,3 +292,21 @@ def test_a_callback_with_a_sid_of_twilios_shape_is_applied(sid):
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.twilio_sid) == ("delivered", sid)
+
+
+def test_a_loyalty_purchase_sent_again_by_the_till_is_not_credited_to_another_offer(api, store):
+    # The till's first request was recorded, but its answer was lost: it sends it again.
+    lea = CustomerFactory(external_id="C-7")
+    earlier = offer(lea, days_ago=3)
+    latest = offer(lea, days_ago=1)
+    purchase = {"redeemed_at": ago(minutes=3), "amount": "42.50"}
+    assert loyalty_purchase(api, "C-7", **purchase).json()["delivery"] == latest.id
+
+    again = loyalty_purchase(api, "C-7", **purchase)
+
+    assert again.status_code == 409
+    assert "already recorded" in again.json()["detail"]
+    assert not Redemption.objects.filter(delivery=earlier).exists()
+    # A second purchase that day still takes the earlier offer.
+    other = loyalty_purchase(api, "C-7", redeemed_at=ago(minutes=2), amount="9.90")
+    assert other.json()["delivery"] == earlier.id
