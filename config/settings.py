@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import dj_database_url
 import phonenumbers
 from django.core.exceptions import ImproperlyConfigured
+from django.http.request import split_domain_port, validate_host
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -269,6 +270,12 @@ def _is_loopback_url(url: str) -> bool:
     return address.is_loopback or address.is_unspecified
 
 
+def _served_host(url: str) -> str:
+    # As Django reads a request's Host: lower case, no port, an IPv6 address in brackets.
+    domain, _ = split_domain_port(urlsplit(url).netloc.rpartition("@")[2])
+    return domain
+
+
 def _development_secret_key() -> str:
     # Kept in a git-ignored file so that admin sessions survive a restart of `make run`.
     path = BASE_DIR / ".dev-secret-key"
@@ -289,6 +296,9 @@ if SECRET_KEY is None:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = _development_secret_key()
 
+# Keys retired by a rotation, still accepted for what they signed: sessions, and the keyed
+# hashes of numbers that opted out by reply (customers.models.OptedOutNumber).
+SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # Whether the operator said where Twilio reaches us: its default only suits `make run`.
 _PUBLIC_BASE_URL_SET = env_str("PUBLIC_BASE_URL") is not None
@@ -343,6 +353,15 @@ TEMPLATES = [
     },
 ]
 
+# An admin account reads every customer's phone and location history: no "password".
+_PASSWORD_VALIDATION = "django.contrib.auth.password_validation"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": f"{_PASSWORD_VALIDATION}.UserAttributeSimilarityValidator"},
+    {"NAME": f"{_PASSWORD_VALIDATION}.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
+    {"NAME": f"{_PASSWORD_VALIDATION}.CommonPasswordValidator"},
+    {"NAME": f"{_PASSWORD_VALIDATION}.NumericPasswordValidator"},
+]
+
 # --- Database ---------------------------------------------------------------------------
 
 DATABASES = {"default": env_database("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
@@ -356,6 +375,21 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     }
 else:
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # libpq waits for ever on a server that accepts the connection and never answers (a
+    # pgbouncer whose PostgreSQL is gone, a failover's dead address): every request and
+    # /healthz would hang instead of answering 503. Keepalives and tcp_user_timeout notice
+    # a kept connection whose server went away. The URL's own values (?connect_timeout=)
+    # win.
+    _DATABASE_OPTIONS = DATABASES["default"].setdefault("OPTIONS", {})
+    for _option, _value in {
+        "connect_timeout": 3,
+        "keepalives": 1,
+        "keepalives_idle": 30,
+        "keepalives_interval": 10,
+        "keepalives_count": 3,
+        "tcp_user_timeout": 30_000,  # milliseconds
+    }.items():
+        _DATABASE_OPTIONS.setdefault(_option, _value)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Internationalisation ---------------------------------------------------------------
@@ -485,6 +519,7 @@ SPECTACULAR_SETTINGS = {
         # type of a trigger and of an event) would otherwise be resolved with a hash.
         "BrowsingEventTypeEnum": "customers.models.EventType.choices",
         "DeliveryStatusEnum": "promotions.models.DeliveryStatus.choices",
+        "DeliveryReasonEnum": "promotions.models.DeliveryReason.choices",
         "PresenceKindEnum": "promotions.models.PresenceKind.choices",
         "SightingSourceEnum": "promotions.models.SightingSource.choices",
     },
@@ -581,9 +616,14 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_max": 0.5,
 }
 # Redis redelivers a task that was not acknowledged within this time: how soon a batch held by
-# a worker that died is taken up again. It should exceed the longest task; a shorter one
-# only risks a batch run twice, which the data makes harmless.
-CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int("CELERY_VISIBILITY_TIMEOUT_SECONDS", 600, minimum=5)
+# a worker that died is taken up again. It should exceed the longest task, and the longest a
+# paced send waits in its worker for its slot (up to SMS_VALIDITY_SECONDS): Redis would hand
+# a waiting send to another worker every period, one copy more each time (promotions.checks
+# warns of a shorter one). A shorter one only risks a batch run twice, which the data makes
+# harmless.
+CELERY_VISIBILITY_TIMEOUT_SECONDS = env_int(
+    "CELERY_VISIBILITY_TIMEOUT_SECONDS", max(600, SMS_VALIDITY_SECONDS + 60), minimum=5
+)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": CELERY_VISIBILITY_TIMEOUT_SECONDS,
     # Look for overdue messages every few seconds; kombu's default (every ~100 s) would
@@ -600,26 +640,36 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 }
 # How often beat runs the presence tick and the sweep (seconds); tests shorten them.
 BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0)
+# A run that waited too long in the queue (workers down) is dropped: the next one does its
+# work, and sixty queued sweeps run back to back would each enqueue the same lost sends. The
+# tick and the sweep wait as long as an SMS stays worth sending, though: workers that are up
+# but a few minutes behind must still end visits, announce dwells and resend lost sends.
+BEAT_EXPIRES_SECONDS = max(BEAT_EVERY_SECONDS, float(SMS_VALIDITY_SECONDS))
 CELERY_BEAT_SCHEDULE = {
     "presence-timeouts-and-dwell": {
         "task": "promotions.tasks.tick_presence",
         "schedule": BEAT_EVERY_SECONDS,
+        "options": {"expires": BEAT_EXPIRES_SECONDS},
     },
     "sweep-unprocessed-location": {
         "task": "promotions.tasks.sweep_unprocessed",
         "schedule": BEAT_EVERY_SECONDS,
+        "options": {"expires": BEAT_EXPIRES_SECONDS},
     },
     "settle-claimed-sends": {
         "task": "promotions.tasks.settle_claimed_sends",
         "schedule": 300.0,
+        "options": {"expires": 300.0},
     },
     "purge-location-history": {
         "task": "promotions.tasks.purge_location_history",
         "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
     "daily-campaign-statistics": {
         "task": "promotions.tasks.record_campaign_days",
         "schedule": 3600.0,
+        "options": {"expires": 3600.0},
     },
 }
 
@@ -669,6 +719,15 @@ if SMS_BACKEND == "twilio":
         raise ImproperlyConfigured(
             f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r}: Twilio cannot reach a loopback address; "
             "set the public address (a loopback one is allowed only with DEBUG on)."
+        )
+    # Twilio calls back at PUBLIC_BASE_URL's host: a host ALLOWED_HOSTS refuses would have every
+    # status callback and STOP reply answered 400 (DisallowedHost), with nothing said here.
+    _public_host = _served_host(PUBLIC_BASE_URL)
+    if not validate_host(_public_host, ALLOWED_HOSTS):
+        raise ImproperlyConfigured(
+            f"PUBLIC_BASE_URL={PUBLIC_BASE_URL!r}: ALLOWED_HOSTS={','.join(ALLOWED_HOSTS)!r} "
+            f"does not serve {_public_host!r}, so every Twilio webhook would be refused; "
+            "add it to ALLOWED_HOSTS."
         )
 
 # --- Logging ----------------------------------------------------------------------------

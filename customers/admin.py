@@ -12,6 +12,7 @@ from django.utils.html import format_html
 
 from customers.models import (
     BrowsingEvent,
+    CartIntent,
     CategoryIntent,
     ConsentChange,
     Customer,
@@ -88,6 +89,9 @@ class DeliveryInline(ReadOnlyInline):
 
 # The erase confirmation names this many of the customers it will erase, then counts the rest.
 ERASE_NAMES_SHOWN = 100
+# An export is one download built in memory, each customer's whole location history in it:
+# this many customers at most.
+EXPORT_AT_MOST = 100
 
 
 @admin.register(Customer)
@@ -136,8 +140,17 @@ class CustomerAdmin(admin.ModelAdmin):
             DELIVERIES_SHOWN,
         )
 
-    @admin.action(description="Export everything held about them (JSON)", permissions=["view"])
-    def export(self, request: HttpRequest, queryset) -> HttpResponse:
+    @admin.action(description="Export everything held about them (JSON)", permissions=["export"])
+    def export(self, request: HttpRequest, queryset) -> HttpResponse | None:
+        count = queryset.count()
+        if count > EXPORT_AT_MOST:
+            self.message_user(
+                request,
+                f"{count} customers selected: an export holds at most {EXPORT_AT_MOST}. "
+                "Narrow the selection (a filter or a search) and export each part.",
+                messages.ERROR,
+            )
+            return None
         exports = {c.external_id: get_customer_export(c) for c in queryset}
         response = HttpResponse(
             json.dumps(exports, cls=DjangoJSONEncoder, ensure_ascii=False, indent=2),
@@ -175,6 +188,11 @@ class CustomerAdmin(admin.ModelAdmin):
 
     def has_erase_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("customers.erase_customer")
+
+    def has_export_permission(self, request: HttpRequest) -> bool:
+        # The export holds what viewing a customer does not show: their pings, sightings,
+        # browsing and visitors. Granted apart, as erasing is.
+        return request.user.has_perm("customers.export_customer")
 
 
 @admin.register(Device)
@@ -243,3 +261,13 @@ class ProductIntentAdmin(ReadOnlyAdmin):
 class CategoryIntentAdmin(ReadOnlyAdmin):
     list_display = ["customer", "category", "cart_state", "score", "last_seen_at"]
     search_fields = ["customer__external_id", "category"]
+
+
+@admin.register(CartIntent)
+class CartIntentAdmin(ReadOnlyAdmin):
+    """The cart as the site reported it whole (cart events naming neither a SKU nor a
+    category)."""
+
+    list_display = ["customer", "cart_state", "cart_updated_at", "score", "last_seen_at"]
+    list_filter = ["cart_state"]
+    search_fields = ["customer__external_id"]

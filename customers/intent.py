@@ -1,6 +1,7 @@
 """Browsing-intent arithmetic on plain values: no Django, no clock.
 
-Intent is kept per customer and SKU and per customer and category. Every function here
+Intent is kept per customer and SKU, per customer and category, and per customer for the
+cart the site reports whole (cart events naming neither). Every function here
 gives the same result whatever order the events arrive in, because web events arrive
 late and out of order and a stitched visitor's history is applied after the fact.
 

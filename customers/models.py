@@ -5,10 +5,12 @@ from functools import cache
 from zoneinfo import available_timezones
 
 from django.apps import apps
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from customers import intent
 from customers.phones import PhoneError, normalise_phone, region_of_locale
@@ -104,7 +106,10 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
-        permissions = [("erase_customer", "Can erase a customer's personal data")]
+        permissions = [
+            ("erase_customer", "Can erase a customer's personal data"),
+            ("export_customer", "Can export everything held about a customer"),
+        ]
 
     def __str__(self) -> str:
         return self.external_id
@@ -318,3 +323,62 @@ class CategoryIntent(Intent):
 
     def __str__(self) -> str:
         return f"{self.customer_id}/{self.category}"
+
+
+class ReplySource(models.TextChoices):
+    """The consent sources of a customer's own reply to our SMS (promotions.feedback)."""
+
+    SMS = "sms", "Their reply (STOP, START...)"
+    TWILIO = "twilio", "Twilio's error 21610 (they replied STOP to the sender)"
+
+
+# Salts the number's keyed hash, so that it is no other HMAC Django makes with SECRET_KEY.
+OPTED_OUT_NUMBER_SALT = "customers.OptedOutNumber"
+
+
+def opted_out_number_keys(phone: str) -> list[str]:
+    """The keys an E.164 number is stored under: its HMAC-SHA256 with SECRET_KEY (what is
+    written), then with each of SECRET_KEY_FALLBACKS (rows written before a rotation). A
+    plain hash of a phone number is reversed by trying every number of a country; this one
+    is not without the key."""
+    secrets = [settings.SECRET_KEY, *settings.SECRET_KEY_FALLBACKS]
+    return [
+        salted_hmac(OPTED_OUT_NUMBER_SALT, phone, secret=secret, algorithm="sha256").hexdigest()
+        for secret in secrets
+    ]
+
+
+class OptedOutNumber(models.Model):
+    """A number that opted out by replying to our SMS (or that Twilio says did): no customer
+    stands opted in at it until it replies START. Kept by a keyed hash, no phone number, and
+    kept through the erasure of its customers: that this number asked not to be texted."""
+
+    number_key = models.CharField(
+        max_length=64, unique=True, help_text="HMAC-SHA256 of the E.164 number (SECRET_KEY)."
+    )
+    opted_out_at = models.DateTimeField()
+    source = models.CharField(max_length=10, choices=ReplySource.choices)
+
+    class Meta:
+        ordering = ["-opted_out_at"]
+
+    def __str__(self) -> str:
+        return f"{self.number_key[:12]}… ({self.source})"
+
+
+class CartIntent(models.Model):
+    """A customer's cart as the web site reports it whole: from the cart events that name
+    neither a SKU nor a category (a cart-level `cart_abandoned`, the usual one, and the
+    `add_to_cart` that restores it). One row per customer, kept current on ingest."""
+
+    customer = models.OneToOneField(Customer, on_delete=models.CASCADE, related_name="cart_intent")
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    cart_state = models.CharField(
+        max_length=10, choices=CartState.choices, default=CartState.NONE, blank=True
+    )
+    cart_updated_at = models.DateTimeField(null=True, blank=True)
+    score = models.FloatField(default=0.0, help_text="Decayed score as of score_at.")
+    score_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.customer_id}/cart"

@@ -3,7 +3,11 @@
 from datetime import UTC, datetime
 from typing import Any
 
-from customers.models import Customer
+from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
+from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model, Q, QuerySet
+
+from customers.models import CartIntent, Customer, Device, Visitor
 from promotions.beacons import identity_from_key
 from promotions.models import DeviceTrack, Ping, Redemption, Sighting
 
@@ -28,6 +32,16 @@ INTENT_FIELDS = (
     "score",
     "score_at",
 )
+
+
+# The rows of a customer's that the admin's history names, and the field the API names each
+# by.
+ADMIN_HISTORY_OBJECTS: dict[type[Model], str] = {
+    Customer: "external_id",
+    Device: "device_id",
+    Visitor: "visitor_id",
+}
+ADMIN_ACTIONS = {ADDITION: "added", CHANGE: "changed", DELETION: "deleted"}
 
 
 def _named(rows: Any) -> list[dict[str, Any]]:
@@ -97,6 +111,10 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "category", *INTENT_FIELDS
             )
         ],
+        # One row at most; it counts no views.
+        "cart_intent": CartIntent.objects.filter(customer=customer)
+        .values(*(name for name in INTENT_FIELDS if name != "view_times"))
+        .first(),
         "pings": _named(
             Ping.objects.filter(device_id__in=device_ids)
             .order_by("recorded_at")
@@ -206,7 +224,60 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 )
             )
         ],
+        "admin_history": _admin_history_export(customer),
     }
+
+
+def get_admin_history(customer: Customer) -> QuerySet[LogEntry]:
+    """The admin's history of changes to the customer, their devices and their browsers
+    (django.contrib.admin's LogEntry): what their export gives, and what erasing them
+    removes as theirs."""
+    return _admin_history(_admin_history_objects(customer))
+
+
+def _admin_history_objects(customer: Customer) -> dict[tuple[int, str], tuple[str, str]]:
+    """The customer's rows as the admin's history keys them, (content type id, object_id as
+    text), each with its type and the id the API names it by. A device or browser now
+    another customer's is theirs, and so is its history."""
+    objects = {}
+    for model, api_id in ADMIN_HISTORY_OBJECTS.items():
+        content_type = ContentType.objects.get_for_model(model)
+        rows = (
+            [(customer.pk, customer.external_id)]
+            if model is Customer
+            else model.objects.filter(customer=customer).values_list("pk", api_id)
+        )
+        for pk, name in rows:
+            objects[(content_type.pk, str(pk))] = (model._meta.model_name, name)
+    return objects
+
+
+def _admin_history(objects: dict[tuple[int, str], tuple[str, str]]) -> QuerySet[LogEntry]:
+    object_ids: dict[int, list[str]] = {}
+    for content_type_id, object_id in objects:
+        object_ids.setdefault(content_type_id, []).append(object_id)
+    named = Q()
+    for content_type_id, ids in object_ids.items():
+        named |= Q(content_type_id=content_type_id, object_id__in=ids)
+    return LogEntry.objects.filter(named)
+
+
+def _admin_history_export(customer: Customer) -> list[dict[str, Any]]:
+    objects = _admin_history_objects(customer)
+    entries = _admin_history(objects).select_related("user").order_by("action_time", "pk")
+    return [
+        {
+            "action_time": entry.action_time,
+            "action": ADMIN_ACTIONS[entry.action_flag],
+            "object_type": objects[(entry.content_type_id, entry.object_id)][0],
+            "object_id": objects[(entry.content_type_id, entry.object_id)][1],
+            "object_repr": entry.object_repr,
+            # The admin's own wording ("Changed First name."), as its history page shows it.
+            "change_message": entry.get_change_message(),
+            "user": entry.user.get_username(),
+        }
+        for entry in entries
+    ]
 
 
 def _with_beacon_identity(row: dict[str, Any]) -> dict[str, Any]:

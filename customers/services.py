@@ -3,29 +3,32 @@ the rules, and take keyword arguments so that call sites read as sentences."""
 
 import uuid
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
 from django.conf import settings
-from django.contrib.admin.models import LogEntry
-from django.contrib.contenttypes.models import ContentType
 from django.core.exceptions import ValidationError
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connection, models, transaction
 from django.utils import timezone
 
 from customers import intent
 from customers.models import (
     BrowsingEvent,
+    CartIntent,
     CategoryIntent,
     ConsentChange,
     Customer,
     Device,
+    OptedOutNumber,
     Product,
     ProductIntent,
+    ReplySource,
     SmsConsent,
     Visitor,
+    opted_out_number_keys,
 )
+from customers.selectors import get_admin_history
 from promotions import tracking
 from promotions.ingest import IngestResult, ValidItems, insert_new_rows, wait_for_ping_ingest
 from promotions.models import Delivery, DeviceTrack, Ping, Sighting
@@ -64,6 +67,10 @@ def upsert_customer(*, external_id: str, values: dict[str, Any]) -> tuple[Custom
     """Create or update a customer from the fields present in `values`; fields left out
     keep their value. Returns (customer, created)."""
     with transaction.atomic():
+        if values.get("phone"):
+            # Before the customer's row, as feedback takes them: a reply from the number in
+            # flight commits first and is seen below, or sees this customer at it.
+            lock_number(phone=values["phone"])
         customer = Customer.objects.select_for_update().filter(external_id=external_id).first()
         created = customer is None
         if created:
@@ -73,9 +80,58 @@ def upsert_customer(*, external_id: str, values: dict[str, Any]) -> tuple[Custom
             except IntegrityError:  # created by a concurrent request: update it instead
                 customer = Customer.objects.select_for_update().get(external_id=external_id)
                 created = False
+        if values.get("sms_consent") == SmsConsent.OPTED_IN:
+            # Read with the row locked, as feedback records replies: one in flight commits
+            # first and is seen here. Before anything is applied: a refusal stores nothing.
+            phone = (values["phone"] or "") if "phone" in values else customer.phone
+            _refuse_opt_in_over_reply(customer=customer, phone=phone)
         _apply_customer_values(customer, values, created=created)
         customer.save()
     return customer, created
+
+
+def _refuse_opt_in_over_reply(*, customer: Customer, phone: str) -> None:
+    """Raise ConflictError when the customer, or the number they are to have (`phone`),
+    opted out by replying to our SMS and has not replied START since: only they can lift
+    that, and a source that still holds their old consent (a CRM's sync, a duplicate record,
+    a re-import, the person stored again after their erasure) would have them texted again,
+    under Passage's own stop words (ARRET, BAJA...) and from a new sender where Twilio does
+    not block them either. An opt-out stated through the API stays the API's to lift. Read
+    from the consent log and the opted-out numbers, so that stating unknown or opted_out
+    first opens no way around it."""
+    opted_out_at = [_reply_opt_out_at(customer)]
+    number = opted_out_number(phone=phone)
+    if number is not None:
+        opted_out_at.append(number.opted_out_at)
+    latest = max((at for at in opted_out_at if at is not None), default=None)
+    if latest is not None:
+        raise ConflictError(
+            f"This customer opted out by replying to an SMS on {format_instant(latest)}; only "
+            "their own reply (START) opts them back in."
+        )
+
+
+def _reply_opt_out_at(customer: Customer) -> datetime | None:
+    """When the customer opted out by reply, if no reply of theirs opted them in since."""
+    last_reply = (
+        ConsentChange.objects.filter(
+            customer=customer,
+            # What promotions.feedback logs their own reply under: a STOP or START they
+            # sent us, and Twilio's 21610 (they replied STOP to that sender).
+            source__in=ReplySource.values,
+            consent__in=[SmsConsent.OPTED_IN, SmsConsent.OPTED_OUT],
+        )
+        .order_by("-changed_at", "-id")
+        .first()
+    )
+    if last_reply is not None and last_reply.consent == SmsConsent.OPTED_OUT:
+        return last_reply.changed_at
+    return None
+
+
+def format_instant(value: datetime) -> str:
+    """An instant as the API writes times: ISO 8601 in UTC, to the second."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _apply_customer_values(customer: Customer, values: dict[str, Any], *, created: bool) -> None:
@@ -97,8 +153,20 @@ def _apply_customer_values(customer: Customer, values: dict[str, Any], *, create
 
 def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: str) -> None:
     """After a change of phone number: consent was given for the old number, and its new
-    owner may not have given it. The caller saves the customer."""
-    if old_phone and customer.phone != old_phone and customer.sms_consent == SmsConsent.OPTED_IN:
+    owner may not have given it; a number that opted out by reply has refused it, and no one
+    stands opted in at it. The caller saves the customer."""
+    if customer.phone == old_phone or customer.sms_consent != SmsConsent.OPTED_IN:
+        return
+    number = opted_out_number(phone=customer.phone)
+    if number is not None:
+        set_sms_consent(
+            customer=customer,
+            consent=SmsConsent.OPTED_OUT,
+            source=source,
+            note="This number opted out by replying to an SMS on "
+            f"{format_instant(number.opted_out_at)}; only its own reply (START) opts it back in.",
+        )
+    elif old_phone:
         set_sms_consent(
             customer=customer,
             consent=SmsConsent.UNKNOWN,
@@ -110,7 +178,9 @@ def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: s
 def erase_customer(*, customer: Customer) -> None:
     """Remove the customer's personal data, location history and intent, and the admin's
     history of changes to them. Their deliveries stay, anonymised, so campaign results
-    still add up."""
+    still add up; so does their number's opt-out by reply, if any (OptedOutNumber): a keyed
+    hash of the number, kept so that no later record of it is texted before it replies
+    START."""
     with transaction.atomic():
         # Decision workers record deliveries while holding their customers' row locks
         # (promotions.tracking locks them): taken first, the lock makes a delivery being
@@ -142,18 +212,56 @@ def erase_customer(*, customer: Customer) -> None:
 def _forget_admin_history(*, customer: Customer) -> None:
     """The admin's history of changes names each row it changed (a customer by their
     external_id, a device by its device_id, a visitor by its visitor_id) and says what
-    changed: it goes with the rows, their devices' and visitors' read before the customer's
-    deletion takes them along."""
-    rows = {
-        Customer: [customer.pk],
-        Device: list(Device.objects.filter(customer=customer).values_list("pk", flat=True)),
-        Visitor: list(Visitor.objects.filter(customer=customer).values_list("pk", flat=True)),
-    }
-    for model, pks in rows.items():
-        LogEntry.objects.filter(
-            content_type=ContentType.objects.get_for_model(model),
-            object_id__in=[str(pk) for pk in pks],
-        ).delete()
+    changed: it goes with the rows, read before the customer's deletion takes their devices
+    and visitors along. The export lists the same entries (one selection for both)."""
+    get_admin_history(customer).delete()
+
+
+# --- Numbers that opted out by reply -----------------------------------------------------
+
+# The first key of the PostgreSQL advisory locks on numbers: their two-key space is apart
+# from the one-key locks promotions.ingest takes.
+NUMBER_LOCKS = 0x4E4F  # "NO"
+
+
+def lock_number(*, phone: str) -> None:
+    """Hold a lock on the number until the transaction ends. A reply from it that opts it
+    out or in, and a request that gives it to a customer, take it before any customer's
+    row: whichever commits second sees what the first did (the request the reply's opt-out,
+    the reply the customer now at the number). PostgreSQL only; SQLite, for development,
+    runs one writer at a time."""
+    if connection.vendor != "postgresql":
+        return
+    key = int(opted_out_number_keys(phone)[0][:8], 16) - 2**31  # 32 bits of it, signed
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [NUMBER_LOCKS, key])
+
+
+def opted_out_number(*, phone: str) -> OptedOutNumber | None:
+    """The number's opt-out by reply, while it stands."""
+    if not phone:
+        return None
+    keys = opted_out_number_keys(phone)
+    return OptedOutNumber.objects.filter(number_key__in=keys).order_by("-opted_out_at").first()
+
+
+def record_number_opted_out(*, phone: str, source: str, at: datetime) -> None:
+    """The number replied STOP (`source` sms), or Twilio says it did (twilio): until it
+    replies START, no customer stands opted in at it, whoever their record. Call it before
+    changing the consent of the customers at the number, in the same transaction."""
+    lock_number(phone=phone)
+    current, *rotated = opted_out_number_keys(phone)
+    OptedOutNumber.objects.filter(number_key__in=rotated).delete()  # keyed before a rotation
+    OptedOutNumber.objects.update_or_create(
+        number_key=current, defaults={"opted_out_at": at, "source": source}
+    )
+
+
+def lift_number_opt_out(*, phone: str) -> None:
+    """The number replied START: its customers may stand opted in again. Call it before
+    changing their consent, in the same transaction."""
+    lock_number(phone=phone)
+    OptedOutNumber.objects.filter(number_key__in=opted_out_number_keys(phone)).delete()
 
 
 # --- Devices and visitors ---------------------------------------------------------------
@@ -434,9 +542,21 @@ def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
                 row.category, row.categorised_at = category, categorised_at
         if category_row:
             _fold_event(category_row, event, half_life, window_start)
-    fields = ["view_times", "last_seen_at", "cart_state", "cart_updated_at", "score", "score_at"]
-    ProductIntent.objects.bulk_update(products.values(), [*fields, "category", "categorised_at"])
-    CategoryIntent.objects.bulk_update(categories.values(), fields)
+    # A cart event naming neither a SKU nor a category is about the whole cart (the usual
+    # cart-level abandonment, and the add to cart that restores it); a view naming nothing
+    # is about nothing.
+    whole_cart = [
+        e for e in events if not e.sku and not e.category and e.type in intent.CART_EVENTS
+    ]
+    carts = _locked_cart_rows({e.customer_id for e in whole_cart})
+    for event in whole_cart:
+        _fold_event(carts[event.customer_id], event, half_life, window_start)
+    fields = ["last_seen_at", "cart_state", "cart_updated_at", "score", "score_at"]
+    ProductIntent.objects.bulk_update(
+        products.values(), [*fields, "view_times", "category", "categorised_at"]
+    )
+    CategoryIntent.objects.bulk_update(categories.values(), [*fields, "view_times"])
+    CartIntent.objects.bulk_update(carts.values(), fields)
 
 
 Categorised = tuple[str, datetime | None]
@@ -510,6 +630,30 @@ def _fold_intent(row: Any, other: Any, half_life: float, window_start: int) -> N
     row.cart_state, row.cart_updated_at = intent.merge_carts(
         row.cart_state, row.cart_updated_at, other.cart_state, other.cart_updated_at
     )
+
+
+def _locked_cart_rows(customer_ids: set[int]) -> dict[int, CartIntent]:
+    """The customers' whole-cart rows, created when missing and locked as
+    _locked_intent_rows locks its rows (after them: every batch takes them in that order)."""
+    if not customer_ids:
+        return {}
+
+    def load() -> dict[int, CartIntent]:
+        rows = (
+            CartIntent.objects.select_for_update()
+            .filter(customer_id__in=customer_ids)
+            .order_by("pk")
+        )
+        return {row.customer_id: row for row in rows}
+
+    rows = load()
+    missing = customer_ids - rows.keys()
+    if missing:
+        CartIntent.objects.bulk_create(
+            [CartIntent(customer_id=c) for c in sorted(missing)], ignore_conflicts=True
+        )
+        rows = load()
+    return rows
 
 
 def _locked_intent_rows(

@@ -143,6 +143,10 @@ class ZoneInline(admin.TabularInline):
     formset = ZoneFormSet
     extra = 0
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Zone]:
+        # Each row is titled by its zone, named by its store's code (Zone.__str__).
+        return super().get_queryset(request).select_related("store")
+
     def get_formset(self, request: HttpRequest, obj: Store | None = None, **kwargs: Any) -> type:
         formset = super().get_formset(request, obj, **kwargs)
         # A class made for this request (inlineformset_factory makes one each call).
@@ -211,6 +215,10 @@ class StoreAdmin(admin.ModelAdmin):
         return own + super().get_urls()
 
     def geocode_view(self, request: HttpRequest) -> JsonResponse:
+        # For whoever places a store; any staff account would otherwise spend the geocoder's
+        # quota (the public Nominatim blocks heavy users).
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
         try:
             latitude, longitude = geocode(request.GET.get("address", "")[:300])
         except GeocodingError as error:
@@ -315,8 +323,54 @@ class StoreIdsField(forms.ModelMultipleChoiceField):
 
 
 class CampaignForm(forms.ModelForm):
+    # The status the change page was opened with. The page posts every field, status
+    # included: a page opened before a pause (from the list, another page or the API) would
+    # otherwise set the campaign live again when saved, and its SMS would go out.
+    loaded_status = forms.CharField(widget=forms.HiddenInput, required=False)
+
+    # The status a campaign was given meanwhile, in the words of "This campaign was ...".
+    STATUS_GIVEN = {
+        CampaignStatus.DRAFT: "made a draft",
+        CampaignStatus.ACTIVE: "activated",
+        CampaignStatus.PAUSED: "paused",
+        CampaignStatus.ENDED: "ended",
+    }
+
     class Meta:
         field_classes = {"stores": StoreIdsField}
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.initial["loaded_status"] = self.instance.status
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        self._check_status_unchanged_since_loaded()
+        return cleaned
+
+    def _check_status_unchanged_since_loaded(self) -> None:
+        """A status others changed since the page was opened is kept unless the page sets
+        that same status: the marketer reloads the page to change it. A post without the
+        loaded status (not from the page) is not checked."""
+        loaded, posted = self.cleaned_data.get("loaded_status"), self.cleaned_data.get("status")
+        if self.instance.pk is None or not loaded or posted is None:
+            return
+        # Locked until the admin's save commits (it saves in one transaction, as the API
+        # does): a pause committed after this read waits for the save, and is not undone.
+        stored = (
+            Campaign.objects.select_for_update(no_key=True)
+            .filter(pk=self.instance.pk)
+            .values_list("status", flat=True)
+            .first()
+        )
+        if stored is None or stored == loaded or posted == stored:
+            return
+        self.add_error(
+            "status",
+            f"This campaign was {self.STATUS_GIVEN[stored]} since you opened "
+            f"this page (now: {_lowered(CampaignStatus(stored).label)}); reload it before "
+            "saving.",
+        )
 
     def _post_clean(self) -> None:
         """After the model's rules, the one that reads the chosen stores, which are saved
@@ -358,7 +412,21 @@ class CampaignAdmin(admin.ModelAdmin):
     actions = ["activate", "pause", "duplicate", "dry_run_last_week", "dry_run_last_month"]
     readonly_fields = ["preview"]
     fieldsets = [
-        (None, {"fields": ["name", "status", "priority", "starts_at", "ends_at", "stores"]}),
+        (
+            None,
+            {
+                # loaded_status: hidden, see CampaignForm.
+                "fields": [
+                    "name",
+                    "status",
+                    "loaded_status",
+                    "priority",
+                    "starts_at",
+                    "ends_at",
+                    "stores",
+                ]
+            },
+        ),
         (
             "Trigger",
             {"fields": ["trigger_type", "trigger_minutes", "trigger_distance_m", "trigger_zone"]},
@@ -394,6 +462,16 @@ class CampaignAdmin(admin.ModelAdmin):
 
     class Media:
         js = ["promotions/campaign_preview.js"]
+
+    def get_fieldsets(self, request: HttpRequest, obj: Campaign | None = None) -> list:
+        fieldsets = super().get_fieldsets(request, obj)
+        if obj is None or self.has_change_permission(request, obj):
+            return fieldsets
+        # Read-only, the page saves nothing: its loaded status would show as an empty row.
+        return [
+            (name, {**options, "fields": [f for f in options["fields"] if f != "loaded_status"]})
+            for name, options in fieldsets
+        ]
 
     @admin.display(description="SMS preview (sample customer Léa)")
     def preview(self, campaign: Campaign) -> str:
@@ -432,6 +510,9 @@ class CampaignAdmin(admin.ModelAdmin):
 
     def preview_view(self, request: HttpRequest) -> JsonResponse:
         """The live preview the change page asks for as the marketer types."""
+        # It renders any store's name and address: for whoever writes campaigns.
+        if not (self.has_add_permission(request) or self.has_change_permission(request)):
+            raise PermissionDenied
         try:
             valid_days = int(request.GET.get("valid_days") or 7)
         except ValueError:

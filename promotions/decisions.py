@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -17,7 +18,14 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
 
 from customers import intent
-from customers.models import CategoryIntent, Customer, Product, ProductIntent, SmsConsent
+from customers.models import (
+    CartIntent,
+    CategoryIntent,
+    Customer,
+    Product,
+    ProductIntent,
+    SmsConsent,
+)
 from promotions import offers, rules, sms, tracking
 from promotions.batch_sql import rows_source
 from promotions.models import (
@@ -166,14 +174,15 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                 continue
             customer = customers[event.customer_id]
             history = histories[customer.id]
-            products, categories = signals.get(customer.id, ({}, {}))
+            browsing = signals.get(customer.id, Signals({}, {}))
             customer_facts = rules.CustomerFacts(
                 key=customer.external_id,
                 opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
                 has_phone=bool(customer.phone),
                 timezone=customer_timezone(customer, event.store),
-                products=products,
-                categories=categories,
+                products=browsing.products,
+                categories=browsing.categories,
+                cart=browsing.cart,
                 sent_by_campaign=history.by_campaign,
                 sent=history.sent,
             )
@@ -280,7 +289,13 @@ def stranded_deliveries(
     return list(queued.order_by("send_after").values_list("id", flat=True)[:10_000])
 
 
-Signals = tuple[dict[str, rules.BrowsingSignal], dict[str, rules.BrowsingSignal]]
+class Signals(NamedTuple):
+    """A customer's browsing as the rules read it: per SKU, per category, and their cart
+    as the site reported it whole (None: never)."""
+
+    products: dict[str, rules.BrowsingSignal]
+    categories: dict[str, rules.BrowsingSignal]
+    cart: rules.BrowsingSignal | None = None
 
 
 @dataclass(frozen=True)
@@ -292,6 +307,14 @@ class StoredBrowsing:
     score_at: datetime | None
 
 
+class Browsing(NamedTuple):
+    """A customer's intent rows as stored, read as Signals are."""
+
+    products: dict[str, StoredBrowsing]
+    categories: dict[str, StoredBrowsing]
+    cart: StoredBrowsing | None = None
+
+
 def load_signals(customer_ids: Iterable[int], *, now: datetime) -> dict[int, Signals]:
     """Each customer's browsing, per SKU and per category, as the rules read it at `now`."""
     half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
@@ -301,28 +324,29 @@ def load_signals(customer_ids: Iterable[int], *, now: datetime) -> dict[int, Sig
         return replace(stored.signal, score=score)
 
     return {
-        customer_id: (
-            {key: at_now(stored) for key, stored in products.items()},
-            {key: at_now(stored) for key, stored in categories.items()},
+        customer_id: Signals(
+            {key: at_now(stored) for key, stored in browsing.products.items()},
+            {key: at_now(stored) for key, stored in browsing.categories.items()},
+            at_now(browsing.cart) if browsing.cart else None,
         )
-        for customer_id, (products, categories) in load_browsing(customer_ids).items()
+        for customer_id, browsing in load_browsing(customer_ids).items()
     }
 
 
-def load_browsing(
-    customer_ids: Iterable[int],
-) -> dict[int, tuple[dict[str, StoredBrowsing], dict[str, StoredBrowsing]]]:
+def load_browsing(customer_ids: Iterable[int]) -> dict[int, Browsing]:
     ids = list(customer_ids)
     product_rows = list(ProductIntent.objects.filter(customer_id__in=ids))
     names = dict(
         Product.objects.filter(sku__in={row.sku for row in product_rows}).values_list("sku", "name")
     )
-    browsing: dict[int, tuple[dict, dict]] = defaultdict(lambda: ({}, {}))
+    products: dict[int, dict[str, StoredBrowsing]] = defaultdict(dict)
+    categories: dict[int, dict[str, StoredBrowsing]] = defaultdict(dict)
 
-    def stored(row: ProductIntent | CategoryIntent, key: str, **extra: str) -> StoredBrowsing:
+    def stored(
+        row: ProductIntent | CategoryIntent | CartIntent, key: str, **extra: Any
+    ) -> StoredBrowsing:
         signal = rules.BrowsingSignal(
             key=key,
-            view_times=tuple(row.view_times),
             cart_state=row.cart_state,
             cart_updated_at=row.cart_updated_at,
             score=row.score,
@@ -331,12 +355,26 @@ def load_browsing(
         return StoredBrowsing(signal, row.score_at)
 
     for row in product_rows:
-        browsing[row.customer_id][0][row.sku] = stored(
-            row, row.sku, category=row.category, product_name=names.get(row.sku, "")
+        products[row.customer_id][row.sku] = stored(
+            row,
+            row.sku,
+            view_times=tuple(row.view_times),
+            category=row.category,
+            product_name=names.get(row.sku, ""),
         )
     for row in CategoryIntent.objects.filter(customer_id__in=ids):
-        browsing[row.customer_id][1][row.category] = stored(row, row.category)
-    return browsing
+        categories[row.customer_id][row.category] = stored(
+            row, row.category, view_times=tuple(row.view_times)
+        )
+    carts = {
+        row.customer_id: stored(row, "") for row in CartIntent.objects.filter(customer_id__in=ids)
+    }
+    return {
+        customer_id: Browsing(
+            products[customer_id], categories[customer_id], carts.get(customer_id)
+        )
+        for customer_id in {*products, *categories, *carts}
+    }
 
 
 def customer_timezone(customer: Customer, store: Store | None) -> str:
@@ -617,6 +655,7 @@ def _write_offer(
         code=delivery.code,
         expires_at=expires.astimezone(zone).date(),
         locale=customer.locale,
+        phone=customer.phone,
     )
     delivery.encoding = offers.sms_encoding(delivery.body)
     delivery.segments = offers.sms_segments(delivery.body)
@@ -661,14 +700,16 @@ def _trace(
 
 
 def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
-    """Give each queued SMS its send slot, spaced to the sender's messages-per-second limit
-    across every worker (one locked row per sender holds the next free slot).
+    """Give each queued SMS its send slot, spaced to the sender's rate across every worker
+    (one locked row per sender holds the next free slot). The rate is in segments a second,
+    as Twilio's is (a long code sends one segment a second, error 21611 past it): an SMS of
+    two segments takes two of the sender's turns.
 
     An SMS whose slot would come after its offer goes stale (SMS_VALIDITY_SECONDS after its
-    presence event, as the send judges it) fails now as the send would fail it, expired,
-    and takes no slot: booked, it would push the sender's next free slot past slots no send
-    can use, and a later shopper, with the sender idle by then, would be booked behind them
-    and get nothing."""
+    presence event, as the send judges it) or after its offer expired fails now as the send
+    would fail it, and takes no slot: booked, it would push the sender's next free slot past
+    slots no send can use, and a later shopper, with the sender idle by then, would be
+    booked behind them and get nothing."""
     if not delivery_ids:
         return
     if settings.CELERY_TASK_ALWAYS_EAGER:
@@ -682,28 +723,36 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
 
     gap = timedelta(seconds=1 / settings.SMS_SENDER_MPS)
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
-    event_at = dict(
-        Delivery.objects.filter(id__in=delivery_ids).values_list("id", delivery_event_time())
-    )
+    queued = {
+        delivery_id: (event_at, expires_at, segments)
+        for delivery_id, event_at, expires_at, segments in Delivery.objects.filter(
+            id__in=delivery_ids
+        ).values_list("id", delivery_event_time(), "expires_at", "segments")
+    }
     sender, _ = SmsSender.objects.get_or_create(
         sender=sms.sender_id(), defaults={"next_slot_at": now}
     )
     sender = SmsSender.objects.select_for_update().get(pk=sender.pk)
     slot = max(now, sender.next_slot_at)
-    expired = []
+    stale, expired = [], []
     slots = []
     for delivery_id in delivery_ids:
-        if delivery_id not in event_at:  # deleted meanwhile (a retry's): nothing to send
+        if delivery_id not in queued:  # deleted meanwhile (a retry's): nothing to send
             continue
-        if slot - event_at[delivery_id] > validity:
+        event_at, expires_at, segments = queued[delivery_id]
+        if slot - event_at > validity:
+            stale.append(delivery_id)
+            continue
+        if expires_at is not None and slot > expires_at:
             expired.append(delivery_id)
             continue
         slots.append((delivery_id, slot))
-        slot += gap
+        slot += gap * max(1, segments)
     _write_send_slots(slots)
     sender.next_slot_at = slot
     sender.save(update_fields=["next_slot_at"])
-    sending.fail_expired(expired, now=now)
+    sending.fail_expired(stale, now=now)
+    sending.fail_expired(expired, now=now, message=sending.OFFER_EXPIRED)
 
 
 def _write_send_slots(slots: list[tuple[int, datetime]]) -> None:

@@ -17,6 +17,7 @@ from customers.models import Customer, SmsConsent
 from promotions import presence, rules
 from promotions.decisions import (
     SENT_LIKE,
+    Browsing,
     History,
     StoredBrowsing,
     campaign_rule,
@@ -169,14 +170,15 @@ def dry_run_campaign(
     for item in on_time:
         at, moment = item.fact.at, item.arrived_at
         customer = item.customer
-        products, categories = browsing.get(customer.id, ({}, {}))
+        stored = browsing.get(customer.id, Browsing({}, {}))
         facts_then = rules.CustomerFacts(
             key=customer.external_id,
             opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
             has_phone=bool(customer.phone),
             timezone=customer_timezone(customer, item.store),
-            products=_as_of(products, at, moment),
-            categories=_as_of(categories, at, moment),
+            products=_as_of(stored.products, at, moment),
+            categories=_as_of(stored.categories, at, moment),
+            cart=_signal_as_of(stored.cart, at, moment) if stored.cart else None,
         )
         ranked = rules.rank([rule], item.fact, facts_then, moment)
         if not ranked:
@@ -465,23 +467,25 @@ CART_WEIGHTS = {state: intent.EVENT_WEIGHTS[event] for event, state in intent.CA
 def _as_of(
     browsing: dict[str, StoredBrowsing], at: datetime, moment: datetime
 ) -> dict[str, rules.BrowsingSignal]:
-    """Browsing as it stood at the event `at`, later views and later cart changes removed,
-    its score that of what came before `at`, decayed to `moment` (when the live engine
-    judged the event, and recorded other campaigns' intent strength for it)."""
+    """Browsing as it stood at the event `at`: see _signal_as_of."""
+    return {key: _signal_as_of(stored, at, moment) for key, stored in browsing.items()}
+
+
+def _signal_as_of(stored: StoredBrowsing, at: datetime, moment: datetime) -> rules.BrowsingSignal:
+    """One SKU's, category's or whole cart's intent as it stood at the event `at`, later
+    views and later cart changes removed, its score that of what came before `at`, decayed
+    to `moment` (when the live engine judged the event, and recorded other campaigns'
+    intent strength for it)."""
     half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
-    epoch = at.timestamp()
-    signals = {}
-    for key, stored in browsing.items():
-        signal = stored.signal
-        views = tuple(t for t in signal.view_times if t <= epoch)
-        carted = signal.cart_updated_at is not None and signal.cart_updated_at <= at
-        signals[key] = replace(
-            signal,
-            view_times=views,
-            cart_state=signal.cart_state if carted else "",
-            score=_score_then(stored, views, at, moment, half_life),
-        )
-    return signals
+    signal = stored.signal
+    views = tuple(t for t in signal.view_times if t <= at.timestamp())
+    carted = signal.cart_updated_at is not None and signal.cart_updated_at <= at
+    return replace(
+        signal,
+        view_times=views,
+        cart_state=signal.cart_state if carted else "",
+        score=_score_then(stored, views, at, moment, half_life),
+    )
 
 
 def _score_then(

@@ -11,9 +11,15 @@ from django.db.models import Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from customers.models import Customer, SmsConsent
+from customers.models import Customer, ReplySource, SmsConsent
 from customers.phones import PhoneError, normalise_phone
-from customers.services import ConflictError, set_sms_consent
+from customers.services import (
+    ConflictError,
+    format_instant,
+    lift_number_opt_out,
+    record_number_opted_out,
+    set_sms_consent,
+)
 from promotions.models import (
     CODE_KEY_LENGTH,
     REDEEMABLE,
@@ -52,13 +58,15 @@ TWILIO_OPT_OUT_WORDS = {
     "OPTOUT",
 }
 # Replies are matched as their words, case, accents and punctuation ignored ("Opt-out" is
-# "OPT OUT"): Twilio's keywords, a carrier's spelling, and those of the languages Passage
+# "OPT OUT"): Twilio's keywords, a carrier's spelling (Twilio matches single words only, so
+# "Stop all" is ours to act on and confirm), and those of the languages Passage
 # answers in, which Twilio does not act on. French: ARRET, and the ARRETE and ARRETT that
 # Twilio's own French lists carry. German, Spanish and Italian: the words their SMS
 # unsubscribe notices use, and each language's "cancel", as Twilio takes CANCEL; nothing a
 # customer could send meaning something else (a NO, a NEIN answers a question).
 OPT_OUT_WORDS = TWILIO_OPT_OUT_WORDS | {
     "OPT OUT",
+    "STOP ALL",
     "ARRET",
     "ARRETE",
     "ARRETT",
@@ -154,7 +162,7 @@ def opt_out_unsubscribed(*, phone: str, now: datetime) -> None:
     _change_consent(
         phone,
         SmsConsent.OPTED_OUT,
-        source="twilio",
+        source=ReplySource.TWILIO,
         note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
         now=now,
     )
@@ -182,17 +190,19 @@ def handle_inbound_sms(
         # Twilio's match stands, our keywords aside; it has answered already.
         note = f"Replied {word[:40]} (Twilio {matched})"
         if matched == "STOP":
-            _change_consent(phone, SmsConsent.OPTED_OUT, "sms", note, now)
+            _change_consent(phone, SmsConsent.OPTED_OUT, ReplySource.SMS, note, now)
         elif matched == "START":
-            _change_consent(phone, SmsConsent.OPTED_IN, "sms", note, now)
+            _change_consent(phone, SmsConsent.OPTED_IN, ReplySource.SMS, note, now)
         return ""
     language = _language_at(phone)
     if word in OPT_OUT_WORDS:
-        changed = _change_consent(phone, SmsConsent.OPTED_OUT, "sms", f"Replied {word}", now)
+        changed = _change_consent(
+            phone, SmsConsent.OPTED_OUT, ReplySource.SMS, f"Replied {word}", now
+        )
         return OPTED_OUT_TEXTS[language] if changed and word not in TWILIO_CONFIRMS else ""
     if word in OPT_IN_WORDS:
         # Twilio confirms every opt-in word (TWILIO_CONFIRMS): no reply of ours.
-        _change_consent(phone, SmsConsent.OPTED_IN, "sms", f"Replied {word}", now)
+        _change_consent(phone, SmsConsent.OPTED_IN, ReplySource.SMS, f"Replied {word}", now)
         return ""
     if word in HELP_WORDS:
         return HELP_TEXTS[language]
@@ -213,12 +223,19 @@ def _language_at(phone: str) -> str:
     return language_of(locale or "")
 
 
-def _change_consent(phone: str, consent: str, source: str, note: str, now: datetime) -> bool:
-    """Give everyone whose current number is `phone` this consent; whether any changed."""
+def _change_consent(
+    phone: str, consent: str, source: ReplySource, note: str, now: datetime
+) -> bool:
+    """The number's own word on its consent: kept for the number (whoever has it now, or
+    later), and given to everyone whose current number it is. Whether any customer changed."""
     if not phone:
         return False  # an erased customer's delivery: its number is gone
     changed = False
     with transaction.atomic():
+        if consent == SmsConsent.OPTED_OUT:
+            record_number_opted_out(phone=phone, source=source, at=now)
+        else:
+            lift_number_opt_out(phone=phone)
         for customer in Customer.objects.select_for_update().filter(phone=phone).order_by("pk"):
             if set_sms_consent(
                 customer=customer, consent=consent, source=source, note=note, at=now
@@ -240,11 +257,13 @@ def redeem(
     store_code: str,
     amount: Decimal | None,
     redeemed_at: datetime,
+    now: datetime | None = None,
 ) -> Redemption:
     """Record a purchase with an offer: by the code it carried, or, from a loyalty card, by the
     customer's latest unexpired offer not redeemed yet (a holdout one included: that is how
     the holdout's purchases are counted for lift). Either way the offer was issued before
-    `redeemed_at` (give or take TILL_CLOCK_SKEW) and had not expired by then.
+    `redeemed_at` (give or take TILL_CLOCK_SKEW) and had not expired by then or, when `now`
+    (by default the current time) is earlier, by `now`: a till's clock may be fast.
 
     A loyalty-card purchase sent again (same customer, store, time and amount: a till's
     retry) is refused, not credited to another offer; two purchases handled at once take
@@ -256,13 +275,16 @@ def redeem(
     store = Store.objects.filter(code=store_code).first()
     if store is None:
         raise InvalidInputError("store_code", f"Unknown store '{store_code}'.")
+    judged_at = _expiry_judged_at(redeemed_at, now or timezone.now())
     if code:
         delivery = _delivery_by_code(code)
         if delivery is None:
             raise UnknownCodeError("No offer matches this code.")
         if Redemption.objects.filter(delivery=delivery).exists():
             raise ConflictError("This offer was already redeemed.")
-        return _record_redemption(delivery, store=store, amount=amount, redeemed_at=redeemed_at)
+        return _record_redemption(
+            delivery, store=store, amount=amount, redeemed_at=redeemed_at, judged_at=judged_at
+        )
     for _ in range(LOYALTY_CARD_ATTEMPTS):
         # A till that retries (its answer lost) sends the same purchase again: that is one
         # purchase, not a reason to credit the next unused offer too.
@@ -273,9 +295,11 @@ def redeem(
             amount=amount,
         ).exists():
             raise ConflictError("This purchase was already recorded.")
-        delivery = _current_offer(customer_id, redeemed_at)
+        delivery = _current_offer(customer_id, redeemed_at, judged_at)
         try:
-            return _record_redemption(delivery, store=store, amount=amount, redeemed_at=redeemed_at)
+            return _record_redemption(
+                delivery, store=store, amount=amount, redeemed_at=redeemed_at, judged_at=judged_at
+            )
         except OfferTakenError:
             # Another purchase of this customer took that offer in the same instant: the
             # next unused one, if any, is this one's.
@@ -291,19 +315,32 @@ class OfferTakenError(ConflictError):
     """A concurrent redemption of the same offer committed first."""
 
 
+def _expiry_judged_at(redeemed_at: datetime, now: datetime) -> datetime:
+    """The instant an offer must not have expired by: the purchase's, or our `now` when the
+    till's clock is ahead of ours (the API accepts times up to INGEST_MAX_CLOCK_SKEW_SECONDS
+    ahead): the purchase happened no later than now, and a code still valid then is not
+    refused for the till's fast clock."""
+    return min(redeemed_at, now)
+
+
 def _record_redemption(
-    delivery: Delivery, *, store: Store, amount: Decimal | None, redeemed_at: datetime
+    delivery: Delivery,
+    *,
+    store: Store,
+    amount: Decimal | None,
+    redeemed_at: datetime,
+    judged_at: datetime,
 ) -> Redemption:
-    """Redeem `delivery` at `store`, once its times allow it; OfferTakenError when a
-    concurrent redemption of it won the race."""
+    """Redeem `delivery` at `store`, once its times allow it (its expiry judged at
+    `judged_at`); OfferTakenError when a concurrent redemption of it won the race."""
     if redeemed_at + TILL_CLOCK_SKEW < delivery.created_at:
         raise InvalidInputError(
             "redeemed_at",
-            f"This time is before this code was issued ({_instant(delivery.created_at)}); "
+            f"This time is before this code was issued ({format_instant(delivery.created_at)}); "
             "check the till's clock.",
         )
-    if delivery.expires_at is not None and delivery.expires_at < redeemed_at:
-        raise ConflictError(f"This code expired on {_instant(delivery.expires_at)}.")
+    if delivery.expires_at is not None and delivery.expires_at < judged_at:
+        raise ConflictError(f"This code expired on {format_instant(delivery.expires_at)}.")
     day = redeemed_at.astimezone(UTC).date()
     try:
         with transaction.atomic():
@@ -321,15 +358,15 @@ def _record_redemption(
     return redemption
 
 
-def _current_offer(customer_id: str | None, redeemed_at: datetime) -> Delivery:
+def _current_offer(customer_id: str | None, redeemed_at: datetime, judged_at: datetime) -> Delivery:
     """The offer a loyalty-card purchase at `redeemed_at` goes to: the customer's latest one
-    current then and not redeemed yet. One redeemed already (a code used days ago) is passed
-    over for an earlier one still unused, another campaign's holdout say: the purchase
-    carried no code, and that holdout's lift would lose it."""
+    current then (unexpired at `judged_at`) and not redeemed yet. One redeemed already (a
+    code used days ago) is passed over for an earlier one still unused, another campaign's
+    holdout say: the purchase carried no code, and that holdout's lift would lose it."""
     current = Delivery.objects.filter(
         customer__external_id=customer_id,
         status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
-        expires_at__gte=redeemed_at,
+        expires_at__gte=judged_at,
         created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
     )
     delivery = current.filter(redemption__isnull=True).order_by("-created_at", "-id").first()
@@ -338,11 +375,6 @@ def _current_offer(customer_id: str | None, redeemed_at: datetime) -> Delivery:
     if current.exists():
         raise ConflictError("Every current offer of this customer was redeemed already.")
     raise UnknownCodeError("No current offer.")
-
-
-def _instant(value: datetime) -> str:
-    """An instant as the API writes times: ISO 8601 in UTC, to the second."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _delivery_by_code(code: str) -> Delivery | None:

@@ -37,11 +37,36 @@ def distance_m(a: Position, b: Position) -> float:
     return 2 * EARTH_RADIUS_M * math.asin(min(1.0, math.sqrt(h)))
 
 
+# A fence is one outline: the engine measures a store by its distance to one ring.
+ONE_OUTLINE = "One outline per store: paste a single Polygon."
+
+
+def outline_geometry(geojson: Any) -> Any:
+    """The geometry of an outline as map editors export it: geojson.io and most others wrap
+    the Polygon drawn in a Feature, and that in a FeatureCollection. Anything else is given
+    back as it is, for polygon_rings to judge. Raises GeometryError for a collection of
+    other than one feature."""
+    if _is_a(geojson, "FeatureCollection"):
+        features = geojson.get("features")
+        if not isinstance(features, list) or len(features) != 1:
+            raise GeometryError(ONE_OUTLINE)
+        geojson = features[0]
+    if _is_a(geojson, "Feature"):
+        return geojson.get("geometry")
+    return geojson
+
+
+def _is_a(geojson: Any, kind: str) -> bool:
+    return isinstance(geojson, dict) and geojson.get("type") == kind
+
+
 def polygon_rings(geojson: Any) -> list[Ring]:
     """The rings of a GeoJSON Polygon (outer boundary first, then holes), validated: closed,
     at least three distinct corners, on the globe, enclosing an area, not crossing itself,
     and each hole inside the outer ring."""
-    if not isinstance(geojson, dict) or geojson.get("type") != "Polygon":
+    if _is_a(geojson, "MultiPolygon"):
+        raise GeometryError(ONE_OUTLINE)
+    if not _is_a(geojson, "Polygon"):
         raise GeometryError(
             'Expected a GeoJSON Polygon: {"type": "Polygon", "coordinates": [...]}.'
         )
@@ -269,6 +294,9 @@ def _polygon_signed_distance(rings: list[Ring], latitude: float, longitude: floa
     centred on the fix, then measured on the ellipsoid. The projection's scale, the fix's
     latitude's, is off by hundreds of metres at the far end of a 50 km fence; the nearest point
     it picks is off too, but a distance hardly changes near its minimum."""
+    far_side = _far_side_distance(rings, latitude, longitude)
+    if far_side is not None:
+        return far_side
     scale_y, scale_x = metres_per_degree(latitude)
     nearest = math.inf
     inside_outer = False
@@ -291,6 +319,24 @@ def _polygon_signed_distance(rings: list[Ring], latitude: float, longitude: floa
         elif crossings:
             inside_hole = True
     return -nearest if inside_outer and not inside_hole else nearest
+
+
+# Farther than this from every corner, a fix is outside any fence: a polygon reaches 50 km
+# from its store at most (models.MAX_FENCE_RADIUS_M), so no point inside it is that far
+# from all its corners.
+FAR_FROM_ANY_FENCE_M = 100_000.0
+
+
+def _far_side_distance(rings: list[Ring], latitude: float, longitude: float) -> float | None:
+    """The distance to a polygon seen from over 90 degrees of longitude away, where the
+    projection centred on the fix wraps the ring across its antimeridian (its edges and
+    crossings then mean nothing): its nearest corner's, when that is beyond any fence's
+    reach; None otherwise, the projection's answer standing."""
+    outer = rings[0]
+    if all(abs(_wrap(lon - longitude)) <= 90.0 for lon, _ in outer):
+        return None
+    nearest = min(ellipsoid_distance_m(latitude, longitude, lat, lon) for lon, lat in outer)
+    return nearest if nearest > FAR_FROM_ANY_FENCE_M else None
 
 
 def _wrap(degrees: float) -> float:

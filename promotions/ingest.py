@@ -11,9 +11,9 @@ from typing import Any, TypeVar
 
 from django.db import IntegrityError, connection, models, transaction
 
-from customers.models import Customer
+from customers.models import Customer, Device
 from promotions.batch_sql import rows_source
-from promotions.models import LocationBatch, Ping
+from promotions.models import LocationBatch, Ping, Sighting
 
 Row = TypeVar("Row", bound=models.Model)
 Errors = dict[str, list[str]]
@@ -165,10 +165,16 @@ def wait_for_ping_ingest() -> None:
 
 
 def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:
-    """pre_delete receiver for Device: its pings go with it, those of an ingest in flight
-    too; ingest starting later finds no device and rejects its pings. The owner is locked
-    first, as the location worker locks a batch's customers before it reads their pings:
-    a batch never writes presence for pings deleted under it."""
+    """pre_delete receiver for Device: its pings and sightings go with it, those of an
+    ingest in flight too; ingest starting later finds no device and rejects them. The owner
+    is locked first, as the location worker locks a batch's customers before it reads their
+    pings: a batch never writes presence for pings deleted under it."""
     list(Customer.objects.select_for_update().filter(pk=instance.customer_id).values("pk"))
+    # Sighting ingest holds the device's row (a key share) until it commits; locked here,
+    # the deletion waits for those sightings rather than failing on their foreign key at
+    # commit.
+    list(Device.objects.select_for_update().filter(pk=instance.pk).values("pk"))
     wait_for_ping_ingest()
     Ping.objects.filter(device_id=instance.pk).delete()
+    # Django collected the device's sightings before this hook ran, without those.
+    Sighting.objects.filter(device_id=instance.pk).delete()

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from customers.models import Device, validate_time_zone
 from promotions.beacons import BeaconParseError, identity_key_from_text
-from promotions.geo import GeometryError, distance_m, polygon_rings
+from promotions.geo import GeometryError, distance_m, outline_geometry, polygon_rings
 from promotions.offers import TemplateError, normalise_code, template_placeholders
 
 code_validator = RegexValidator(
@@ -83,12 +83,17 @@ class Store(models.Model):
     def clean(self) -> None:
         """One fence, and a polygon around the store's own location. The presence engine
         measures every store with every batch: a fence it cannot measure would stop it.
-        A polygon is kept as its type and coordinates alone (see POLYGON_MEMBERS)."""
+        A polygon is kept as its type and coordinates alone (see POLYGON_MEMBERS), taken out
+        of the Feature a map editor wraps it in."""
         if (self.radius_m is None) == (self.polygon is None):
             raise ValidationError(
                 {"radius_m": "Give the fence as a radius_m or a polygon (and the other null)."}
             )
         if self.polygon is not None:
+            try:
+                self.polygon = outline_geometry(self.polygon)
+            except GeometryError as error:
+                raise ValidationError({"polygon": str(error)}) from None
             self._check_polygon_near()
             self.polygon = {name: self.polygon[name] for name in POLYGON_MEMBERS}
 

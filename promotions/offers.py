@@ -5,6 +5,10 @@ import secrets
 from datetime import date
 from string import Formatter
 
+import phonenumbers
+
+from customers.phones import region_of_locale
+
 PLACEHOLDERS = ("first_name", "store_name", "product_name", "code", "expires_at")
 # Twilio refuses a Body longer than this (error 21617), however many segments it makes.
 MAX_BODY_CHARACTERS = 1600
@@ -88,11 +92,29 @@ def opt_out_footer(locale: str) -> str:
     return OPT_OUT_FOOTERS[language_of(locale)]
 
 
-def format_expiry(day: date, locale: str) -> str:
-    """A short date in the customer's habit: 11/29 in the US, 29/11 elsewhere."""
-    if (locale or "").replace("_", "-").lower() == "en-us":
+# Where a short date is written month first: the US, and the territories whose numbers
+# phonenumbers gives a region of their own. Everywhere else Passage writes day first.
+MONTH_FIRST_REGIONS = frozenset({"US", "PR", "GU", "VI", "AS", "MP", "UM"})
+
+
+def format_expiry(day: date, locale: str, phone: str = "") -> str:
+    """A short date in the customer's habit: 11/29 in the US, 29/11 elsewhere. The country
+    is the locale's (en-US, en-Latn-US); a locale that names none (en) leaves it to the
+    customer's phone number."""
+    if customer_region(locale, phone) in MONTH_FIRST_REGIONS:
         return f"{day.month:02d}/{day.day:02d}"
     return f"{day.day:02d}/{day.month:02d}"
+
+
+def customer_region(locale: str, phone: str) -> str | None:
+    """The country a customer reads dates by: their locale's, else their phone number's."""
+    region = region_of_locale((locale or "").replace("_", "-"))
+    if region:
+        return region
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(phone or "", None))
+    except phonenumbers.NumberParseException:
+        return None
 
 
 # Marks where a placeholder rendered empty; NUL cannot be stored in a template or a name.
@@ -108,14 +130,16 @@ def render_offer(
     code: str,
     expires_at: date,
     locale: str,
+    phone: str = "",
 ) -> str:
-    """The SMS a customer receives: the template filled in, then the opt-out footer."""
+    """The SMS a customer receives: the template filled in, then the opt-out footer.
+    `phone`, the number it goes to, says how to write the date when the locale does not."""
     values = {
         "first_name": first_name.strip(),
         "store_name": store_name,
         "product_name": product_name,
         "code": code,
-        "expires_at": format_expiry(expires_at, locale),
+        "expires_at": format_expiry(expires_at, locale, phone),
     }
     text, opening = "", False
     for literal, name, _, _ in Formatter().parse(template):

@@ -321,6 +321,9 @@ class Outcome:
 # locate(latitude, longitude) -> [(store, signed metres from its fence: negative inside)] for
 # every store within the widest approach ring plus the exit margin.
 Locate = Callable[[float, float], list[tuple[int, float]]]
+# measure(store, latitude, longitude) -> signed metres from the store's fence, or None when
+# it has none (deleted since): for a store the customer is in that `locate` left out.
+Measure = Callable[[int, float, float], float | None]
 
 
 class _Run:
@@ -340,6 +343,7 @@ class _Run:
         self.near_distances = near_distances
         self.rules = rules
         self.locate_reach_m = math.inf
+        self.measure: Measure | None = None
         self.outcome = Outcome()
         self.changed: set[Place] = set()
         self.entered: set[Place] = set()
@@ -523,9 +527,16 @@ class _Run:
         share = rules.accuracy_share * fix.accuracy
         precise = fix.accuracy <= rules.max_entry_accuracy_m
         distances = dict(locate(fix.latitude, fix.longitude))
-        stores = set(distances) | {
-            p.store for p, s in self.states.items() if s.inside and p.zone is None
-        }
+        # A store or ring the customer is in has an exit to judge however far the fix. One
+        # `locate` left out is measured: a cell position kilometres away, its circle far
+        # wider than what `locate` looks at, is still a shopper who left.
+        held = {p.store for p, s in self.states.items() if s.inside and p.zone is None}
+        if self.measure is not None:
+            for store in held - distances.keys():
+                measured = self.measure(store, fix.latitude, fix.longitude)
+                if measured is not None:
+                    distances[store] = measured
+        stores = distances.keys() | held
         evidence = {"ping": fix.ping}
         here = Hold(fix.device, fix_at=fix.at)
         for store in sorted(stores):
@@ -534,7 +545,8 @@ class _Run:
             state = self.state(place)
             # Leaving needs the whole accuracy circle beyond the margin: a vague fix whose
             # centre lands outside proves little, and would flap a customer out and back in.
-            # A store `locate` did not return is at least `locate_reach_m` away.
+            # A store neither located nor measured (no fence any more) is at least
+            # `locate_reach_m` away.
             at_least = distance if distance is not None else self.locate_reach_m
             far = at_least - fix.accuracy > rules.exit_margin_m
             was_inside = state.inside
@@ -877,15 +889,17 @@ def advance(
     observations: Sequence[Fix | BeaconReading],
     locate: Locate,
     locate_reach_m: float = math.inf,
+    measure: Measure | None = None,
     dwell_minutes: Collection[int] = (),
     near_distances: Mapping[int, Collection[float]] | None = None,
     rules: Rules = Rules(),
     now: datetime,
 ) -> Outcome:
     """Apply one customer's observations, in time order, to their places' states.
-    `locate_reach_m`: how far `locate` looks; a store it leaves out is at least that far."""
+    `locate_reach_m`: how far `locate` looks; `measure`: the distance to a store the customer
+    is in that `locate` leaves out. A store neither returns is at least `locate_reach_m` away."""
     run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
-    run.locate_reach_m = locate_reach_m
+    run.locate_reach_m, run.measure = locate_reach_m, measure
     horizon = now + rules.timeout
     for observation in sorted(observations, key=_order):
         if observation.at > horizon:

@@ -1,9 +1,10 @@
 """The Marketers group: what people who run campaigns may do in the admin, and no more.
 
 They configure places and campaigns and read results and customers; they cannot see API
-keys (not even their hashes), erase customers, or edit what the engine recorded, unless an
-administrator grants it to the group. Checked after every migrate, so a new model's
-permissions are granted where they belong; what an administrator granted stays.
+keys (not even their hashes), export or erase customers (an export holds the location
+history they cannot view), or edit what the engine recorded, unless an administrator grants
+it to the group. Checked after every migrate, so a new model's permissions are granted
+where they belong; what an administrator granted stays.
 """
 
 from typing import Any
@@ -26,6 +27,7 @@ GRANTS = {
     ("customers", "product"): ("view", "change"),
     ("customers", "productintent"): ("view",),
     ("customers", "categoryintent"): ("view",),
+    ("customers", "cartintent"): ("view",),
 }
 
 

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from customers.intent import CART_ABANDONED, CART_IN_CART
+
 QUEUED, SUPPRESSED, HOLDOUT = "queued", "suppressed", "holdout"
 NO_CONSENT, NO_PHONE, QUIET_HOURS = "no_consent", "no_phone", "quiet_hours"
 CAMPAIGN_CAP, GLOBAL_CAP, BUDGET = "campaign_cap", "global_cap", "budget"
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-CART_ABANDONED = "abandoned"
+WHOLE_CART = "the cart, reported without a SKU"
 DAY = 86_400
 
 
@@ -64,9 +66,10 @@ class PresenceFact:
 
 @dataclass(frozen=True)
 class BrowsingSignal:
-    """A customer's intent for one SKU or one category, as stored on ingest."""
+    """A customer's intent for one SKU, one category or their whole cart, as stored on
+    ingest."""
 
-    key: str  # the SKU or the category
+    key: str  # the SKU or the category ("" for the whole cart)
     view_times: tuple[int, ...] = ()  # epoch seconds, ascending
     cart_state: str = ""
     cart_updated_at: datetime | None = None
@@ -83,6 +86,8 @@ class CustomerFacts:
     timezone: str  # the customer's, else the store's
     products: Mapping[str, BrowsingSignal] = field(default_factory=dict)
     categories: Mapping[str, BrowsingSignal] = field(default_factory=dict)
+    # The cart as the site reported it whole, naming neither a SKU nor a category.
+    cart: BrowsingSignal | None = None
     # When this customer was sent an SMS (queued or handed over), per campaign and in all.
     sent_by_campaign: Mapping[int, Sequence[datetime]] = field(default_factory=dict)
     sent: Sequence[datetime] = ()
@@ -158,7 +163,8 @@ def intent_match(
 
     A SKU or category qualifies with `min_views` product views within `within_days`, or,
     for a cart condition, with a cart abandoned within that window. With only the cart
-    flag set, any abandoned cart qualifies: a product's, else one reported without a SKU.
+    flag set, any abandoned cart qualifies: a product's, else one reported with its
+    category alone, else the whole cart reported with neither.
     """
     if condition is None:
         return IntentMatch(detail="no intent condition")
@@ -193,7 +199,36 @@ def intent_match(
                 detail=_describe(signal, condition, since, f"category {category}"),
             )
             best = _stronger(best, candidate)
+    if not named and condition.cart_abandoned and best is None:
+        best = _whole_cart_match(customer, condition, since)
     return best
+
+
+def _whole_cart_match(
+    customer: CustomerFacts, condition: IntentCondition, since: float
+) -> IntentMatch | None:
+    """The whole cart, abandoned within the window and not gone back to since: a product or
+    category put in the cart after it was abandoned restores it, as an add to cart naming
+    neither does. The offer is about the product last put in the cart before it was
+    abandoned; with none known it names none, and {product_name} renders empty."""
+    cart = customer.cart
+    if cart is None or not _qualifies(cart, condition, since):
+        return None
+    in_cart = [p for p in customer.products.values() if _in_cart(p)]
+    in_use = (*in_cart, *(c for c in customer.categories.values() if _in_cart(c)))
+    if any(signal.cart_updated_at > cart.cart_updated_at for signal in in_use):
+        return None
+    product = max(in_cart, key=lambda p: (p.cart_updated_at, p.key), default=None)
+    return IntentMatch(
+        strength=cart.score,
+        sku=product.key if product else "",
+        product_name=(product.product_name or product.key) if product else "",
+        detail=_describe(cart, condition, since, WHOLE_CART),
+    )
+
+
+def _in_cart(signal: BrowsingSignal) -> bool:
+    return signal.cart_state == CART_IN_CART and signal.cart_updated_at is not None
 
 
 def _qualifies(signal: BrowsingSignal, condition: IntentCondition, since: float) -> bool:

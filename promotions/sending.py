@@ -23,13 +23,24 @@ from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, 
 
 from customers.models import Customer, SmsConsent
 from promotions import decisions, feedback, offers, rules, sms
-from promotions.models import CampaignStatus, Delivery, DeliveryReason, DeliveryStatus, OfferCode
+from promotions.models import (
+    CampaignStatus,
+    Delivery,
+    DeliveryReason,
+    DeliveryStatus,
+    OfferCode,
+    delivery_event_time,
+)
 
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
 EXPIRED = "Expired before sending."
+OFFER_EXPIRED = "Not sent: its offer expired before its turn came."
 STORE_DELETED = "Not sent: its store was deleted before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
+# A throttled send's row, given back for its retry, is not sent by a copy of its task before
+# this: schedule_retry books the retry's own slot well within it.
+RETRY_HOLD = timedelta(seconds=5)
 
 
 @dataclass(frozen=True)
@@ -38,9 +49,12 @@ class SendOutcome:
     detail: str = ""
 
 
-def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True) -> SendOutcome:
-    """Send a queued delivery. A transient provider error releases the claim and is raised
-    for the task to retry, unless this is the final attempt: then the delivery fails with it."""
+def send_delivery(
+    *, delivery_id: int, now: datetime, final_attempt: bool = True, retry: bool = False
+) -> SendOutcome:
+    """Send a queued delivery. A transient provider error is raised for the task to retry
+    (schedule_retry books when), unless this is the final attempt: then the delivery fails
+    with it. `retry`: this is the retry schedule_retry booked, not a first attempt."""
     delivery = (
         Delivery.objects.select_related("presence_event", "campaign", "customer", "store")
         .filter(id=delivery_id)
@@ -48,10 +62,18 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
     )
     if delivery is None or delivery.status != DeliveryStatus.QUEUED or delivery.claimed_at:
         return SendOutcome("skipped", "not queued, or already claimed")
+    if not retry and delivery.attempts and delivery.send_after and now < delivery.send_after:
+        # A copy of a throttled send's first task (the broker delivered it twice): its retry
+        # is booked for later, after the wait the provider asked for, at the sender's pace.
+        return SendOutcome("skipped", "waiting for its retry")
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     event_at = delivery.event_at
     if now - event_at > validity:
         return _fail_unclaimed(delivery_id, now, EXPIRED, "expired")
+    if delivery.expires_at is not None and now > delivery.expires_at:
+        # Decided just before the offer's last day ended, its slot or its retry came after:
+        # its "until" day has passed, and the till would refuse its code.
+        return _fail_unclaimed(delivery_id, now, OFFER_EXPIRED, "offer expired")
     if delivery.store is None:
         # Its text names a store that is closed now.
         return _fail_unclaimed(delivery_id, now, STORE_DELETED, "store deleted")
@@ -75,21 +97,26 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         return _suppress(delivery_id, now, DeliveryReason.QUIET_HOURS)
 
     if not claim(delivery_id, now=now, attempts=delivery.attempts + 1):
-        # Opted out, erased or given another number since the decision (or claimed by
-        # another worker, which _suppress leaves alone).
+        # Opted out, erased or given another number since the decision, or claimed by
+        # another worker, which may have given it back for a retry since.
         phone = (
             Customer.objects.filter(id=delivery.customer_id, sms_consent=SmsConsent.OPTED_IN)
             .values_list("phone", flat=True)
             .first()
         )
+        if phone and phone == delivery.to:
+            return SendOutcome("skipped", "claimed by another worker")
         if phone is not None and phone != delivery.to:
             return _suppress(delivery_id, now, DeliveryReason.NO_PHONE, message=PHONE_CHANGED)
         return _suppress(delivery_id, now, DeliveryReason.NO_CONSENT)
 
     # Twilio is told what is left of the offer's validity, not all of it: a message it holds
-    # in its queue must not arrive after the offer has gone stale. 1 s is its minimum; an
-    # event stamped a little ahead of this clock leaves the whole validity, never more.
+    # in its queue must not arrive after the offer has gone stale, or expired. 1 s is its
+    # minimum; an event stamped a little ahead of this clock leaves the whole validity,
+    # never more.
     left = validity - (now - event_at)
+    if delivery.expires_at is not None:
+        left = min(left, delivery.expires_at - now)
     message = sms.OutgoingSms(
         to=delivery.to,
         body=delivery.body,
@@ -100,9 +127,15 @@ def send_delivery(*, delivery_id: int, now: datetime, final_attempt: bool = True
         sent = sms.get_backend().send(message)
     except sms.TransientSmsError as error:
         if not final_attempt:
-            # Nothing was accepted: give the row back for the retry.
+            # Nothing was accepted. The claim goes back with the row held a moment ahead, in
+            # one statement: a copy of this task does not send it at once before
+            # schedule_retry books the retry's slot, and should this worker die first, the
+            # sweep of lost sends still finds it.
             Delivery.objects.filter(id=delivery_id).update(
-                claimed_at=None, error_code=error.code, error_message=_error_text(error, message)
+                claimed_at=None,
+                send_after=now + RETRY_HOLD,
+                error_code=error.code,
+                error_message=_error_text(error, message),
             )
             raise
         _fail_refused(delivery_id, now, error, message)
@@ -146,7 +179,7 @@ def schedule_retry(*, delivery_id: int, now: datetime, backoff: timedelta) -> da
     sooner than a send slot of its sender, taken as a new send takes one, so the retries of
     a throttled burst keep to the sender's pace instead of coming back on top of the sends
     paced after them. Recorded as the delivery's send_after, which the sweep of lost sends
-    goes by."""
+    goes by, and before which a copy of its first task does not send it."""
     with transaction.atomic():
         decisions.pace_sends([delivery_id], now=now)
         slot = Delivery.objects.values_list("send_after", flat=True).get(id=delivery_id)
@@ -242,9 +275,10 @@ def _suppress(delivery_id: int, now: datetime, reason: str, *, message: str = ""
     return SendOutcome("skipped", "claimed by another worker")
 
 
-def fail_expired(delivery_ids: Iterable[int], *, now: datetime) -> None:
-    """Fail queued SMS whose offer will be stale before their turn comes, as their send
-    would: their pool codes go back, since no one saw them. A few statements for the lot:
+def fail_expired(delivery_ids: Iterable[int], *, now: datetime, message: str = EXPIRED) -> None:
+    """Fail queued SMS whose offer will be stale (or, with OFFER_EXPIRED, expired) before
+    their turn comes, as their send would, `message` saying which: their pool codes go
+    back, since no one saw them. A few statements for the lot:
     a burst past the sender's pace fails thousands at once, in the transaction that holds
     their customers. One a worker claimed meanwhile is being sent, and keeps its code."""
     with transaction.atomic():
@@ -255,9 +289,23 @@ def fail_expired(delivery_ids: Iterable[int], *, now: datetime) -> None:
         if not failed:
             return
         Delivery.objects.filter(id__in_batch=failed).update(
-            status=DeliveryStatus.FAILED, error_message=EXPIRED, status_updated_at=now
+            status=DeliveryStatus.FAILED, error_message=message, status_updated_at=now
         )
         _return_pool_codes(failed)
+
+
+def fail_stale(delivery_ids: Iterable[int], *, now: datetime) -> None:
+    """Of these queued SMS, fail as their send would those whose offer is stale or expired
+    by `now`, without a send task each."""
+    ids = set(delivery_ids)
+    if not ids:
+        return
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
+    queued = Delivery.objects.filter(id__in_batch=ids, status=DeliveryStatus.QUEUED)
+    stale = queued.alias(event_at=delivery_event_time()).filter(event_at__lt=now - validity)
+    fail_expired(stale.values_list("id", flat=True), now=now)
+    expired = queued.filter(expires_at__lt=now)
+    fail_expired(expired.values_list("id", flat=True), now=now, message=OFFER_EXPIRED)
 
 
 def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) -> SendOutcome:

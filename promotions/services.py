@@ -7,6 +7,7 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Q
 
 from customers.models import Device
 from customers.services import ConflictError
@@ -310,11 +311,22 @@ def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:
 
     Devices' tracks go too once their fix is past the retention: each holds its device's
     last trusted position, a copy of a ping, and the engine has no use for one that old
-    (pings over INGEST_MAX_PING_AGE_HOURS are refused, and any move is possible in days)."""
+    (pings over INGEST_MAX_PING_AGE_HOURS are refused, and any move is possible in days).
+
+    A ping or sighting is past the retention once it was taken before the cutoff: the app
+    uploads its offline queue late, and a fix is as old as when it was taken. (Or once it was
+    uploaded before the cutoff: a phone's clock may run a little ahead.) Ingest refuses one
+    taken over INGEST_MAX_PING_AGE_HOURS (sightings' limit too) before its upload, which
+    bounds the search by the indexed upload time."""
     cutoff = now - timedelta(days=settings.LOCATION_RETENTION_DAYS)
+    received_by = cutoff + timedelta(hours=settings.INGEST_MAX_PING_AGE_HOURS)
     removed = 0
-    for model, link in ((Ping, "ping"), (Sighting, "sighting")):
-        expired = model.objects.filter(received_at__lt=cutoff).order_by("pk")
+    for model, link, taken in ((Ping, "ping", "recorded_at"), (Sighting, "sighting", "seen_at")):
+        expired = (
+            model.objects.filter(received_at__lt=received_by)
+            .filter(Q(received_at__lt=cutoff) | Q(**{f"{taken}__lt": cutoff}))
+            .order_by("pk")
+        )
         while ids := set(expired.values_list("pk", flat=True)[:chunk]):
             with transaction.atomic():
                 PresenceEvent.objects.filter(**{f"{link}_id__in_batch": ids}).update(**{link: None})

@@ -80,7 +80,10 @@ def send_sms(self, delivery_id: int) -> str:
     final = self.request.retries >= self.max_retries
     try:
         outcome = sending.send_delivery(
-            delivery_id=delivery_id, now=timezone.now(), final_attempt=final
+            delivery_id=delivery_id,
+            now=timezone.now(),
+            final_attempt=final,
+            retry=self.request.retries > 0,
         )
     except sms.TransientSmsError as error:
         # Exponential backoff, or the wait the provider asked for (a 429's Retry-After), with
@@ -138,7 +141,11 @@ def sweep_unprocessed(self) -> int:
     now = timezone.now()
     swept = sweep_lost_batches(now=now, budget_seconds=0.75 * settings.BEAT_EVERY_SECONDS)
     late = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
-    queue_sends(decisions.stranded_deliveries(due_before=late))
+    stranded = decisions.stranded_deliveries(due_before=late)
+    # Their send would only fail them: after a worker outage, thousands, and queued sweeps
+    # would enqueue them again each. queue_sends passes over the failed ones.
+    sending.fail_stale(stranded, now=timezone.now())
+    queue_sends(stranded)
     return swept
 
 

@@ -69,6 +69,15 @@ class Watch:
     index: BatchFenceIndex
     dwell_minutes: frozenset[int]
     near_distances: dict[int, frozenset[float]]
+    # By store id: a store the index finds nothing near is measured when the customer is in
+    # it (a vague fix kilometres away still ends the visit).
+    fences: dict[int, geo.Fence]
+
+    def measure(self, store: int, latitude: float, longitude: float) -> float | None:
+        """Metres from the store's fence (negative inside); None for a store with none (one
+        deleted, or left out for an invalid fence)."""
+        fence = self.fences.get(store)
+        return None if fence is None else geo.signed_distance_m(fence, latitude, longitude)
 
 
 _watch_cache: dict[str, tuple[tuple, Watch]] = {}
@@ -130,6 +139,7 @@ def _build_watch() -> Watch:
         ),
         dwell_minutes=frozenset(dwell),
         near_distances={store: frozenset(radii) for store, radii in near.items()},
+        fences={fence.key: fence for fence in fences},
     )
 
 
@@ -186,6 +196,7 @@ def process_location_batch(
                 observations=seen,
                 locate=lambda lat, lon: list(nearby.get((lat, lon), no_fence).items()),
                 locate_reach_m=watch.index.reach_m,
+                measure=watch.measure,
                 dwell_minutes=watch.dwell_minutes,
                 near_distances=watch.near_distances,
                 rules=rules,

@@ -12,7 +12,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from django.db import OperationalError, connection
+from django.db import IntegrityError, OperationalError, connection
 from django.test import Client
 from django.test.client import FakePayload
 from django.urls import resolve
@@ -30,6 +30,7 @@ from customers.models import (
 from promotions import beacons
 from promotions.api.errors import DATABASE_RETRY_AFTER_SECONDS
 from promotions.models import (
+    DeliveryReason,
     DeliveryStatus,
     DeviceTrack,
     Ping,
@@ -159,6 +160,13 @@ def world():
         customer=lea, device_id="lea-phone", ble_identity=beacons.ibeacon_key(BEACON_UUID, 9, 9)
     )
     CustomerFactory(external_id="C-2")
+    # Opted out by replying STOP: the API cannot opt them back in.
+    ConsentChange.objects.create(
+        customer=CustomerFactory(external_id="C-4", sms_consent=SmsConsent.OPTED_OUT),
+        previous=SmsConsent.OPTED_IN,
+        consent=SmsConsent.OPTED_OUT,
+        source="sms",
+    )
     ConsentChange.objects.create(
         customer=lea, previous=SmsConsent.UNKNOWN, consent=SmsConsent.OPTED_IN
     )
@@ -306,6 +314,13 @@ def dry_run() -> dict[str, Any]:
     return {"since": ago(days=7), "until": ago(seconds=1)}
 
 
+def another_upload_always_commits_first(execute, sql, params, many, context):
+    # Each of the upload's attempts loses the race for a code to a concurrent upload.
+    if sql.startswith('INSERT INTO "promotions_offercode"'):
+        raise IntegrityError("UNIQUE constraint failed: promotions_offercode.code_key")
+    return execute(sql, params, many, context)
+
+
 # --- Each operation, and the requests that draw out each of its own answers ----------------
 
 
@@ -314,6 +329,7 @@ class Call:
     path: str  # {name} is filled in from the world fixture
     body: Any = None
     status: int = 200
+    database: Callable | None = None  # an execute wrapper in place while it is sent
 
 
 @dataclass
@@ -534,6 +550,12 @@ OPERATIONS = [
         "/api/v1/campaigns/{id}/codes",
         Call("/api/v1/campaigns/{walk_by}/codes", {"codes": ["POOL-1"]}, 201),
         Call("/api/v1/campaigns/999999/codes", {"codes": ["POOL-2"]}, 404),
+        Call(
+            "/api/v1/campaigns/{walk_by}/codes",
+            {"codes": ["POOL-3"]},
+            409,
+            database=another_upload_always_commits_first,
+        ),
     ),
     op(
         "GET",
@@ -548,6 +570,7 @@ OPERATIONS = [
         Call("/api/v1/customers/C-9", {"phone": "+33612345678"}, 201),
         Call("/api/v1/customers/C-9", {"first_name": "Tom"}, 200),
         Call("/api/v1/customers/C%00", {"first_name": "Tom"}, 400),
+        Call("/api/v1/customers/C-4", {"sms_consent": "opted_in"}, 409),
     ),
     op(
         "DELETE",
@@ -617,6 +640,10 @@ def test_every_operation_of_the_schema_is_provoked_here():
     assert {(o.method, o.template) for o in OPERATIONS} == documented
 
 
+def pass_through(execute, sql, params, many, context):
+    return execute(sql, params, many, context)
+
+
 def database_down(execute, sql, params, many, context):
     if "SAVEPOINT" in sql:  # the test's own transaction
         return execute(sql, params, many, context)
@@ -638,9 +665,10 @@ def test_an_operation_answers_exactly_the_statuses_its_schema_documents(world, s
         path = call.path.format(**world)
         body = call.body() if callable(call.body) else call.body
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
-        response = client.generic(
-            operation.method, path, data=data, content_type="application/json"
-        )
+        with connection.execute_wrapper(call.database or pass_through):
+            response = client.generic(
+                operation.method, path, data=data, content_type="application/json"
+            )
         answered.setdefault(response.status_code, []).extend(
             problems(operation.method, path, response)
         )
@@ -742,3 +770,96 @@ def test_a_trigger_documents_the_details_of_other_types_as_left_out():
 )
 def test_what_a_client_may_leave_out_of_a_request_stays_optional(component, required):
     assert openapi()["components"]["schemas"][component].get("required") == required
+
+
+# --- What a field accepts -------------------------------------------------------------------
+
+HOUR_MINUTE = r"^([01]\d|2[0-3]):[0-5]\d$"
+HOUR_MINUTE_READ = r"^([01]\d|2[0-3]):[0-5]\d(:00)?$"
+# SPEC: "reasons are `no_consent`, `no_phone`, `quiet_hours`, `campaign_cap`, `global_cap`,
+# `budget`, `holdout`".
+SPEC_REASONS = {
+    "no_consent",
+    "no_phone",
+    "quiet_hours",
+    "campaign_cap",
+    "global_cap",
+    "budget",
+    "holdout",
+}
+
+
+def component(name: str) -> dict[str, Any]:
+    return openapi()["components"]["schemas"][name]
+
+
+def enum_values(node: Any) -> set[Any]:
+    """The values an enum allows, through $refs and oneOf."""
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if ref:
+            return enum_values(component(ref.rsplit("/", 1)[1]))
+        found = set(node.get("enum", []))
+        for part in node.get("oneOf", []) + node.get("allOf", []) + node.get("anyOf", []):
+            found |= enum_values(part)
+        return found
+    return set()
+
+
+@pytest.mark.parametrize(
+    ("name", "pattern", "read_too"),
+    [
+        ("QuietHours", HOUR_MINUTE, []),
+        # A request may add ":00", as clients that write an RFC 3339 time send it.
+        ("QuietHoursRequest", HOUR_MINUTE_READ, ["21:00:00"]),
+    ],
+)
+def test_quiet_hours_are_documented_as_the_hours_and_minutes_the_api_reads_and_writes(
+    name, pattern, read_too
+):
+    properties = component(name)["properties"]
+
+    for end in ("start", "end"):
+        assert properties[end]["pattern"] == pattern
+        assert "format" not in properties[end]
+        assert re.match(HOUR_MINUTE, properties[end]["example"])
+        for written in ["21:00", *read_too]:
+            assert re.match(pattern, written)
+        assert not re.match(pattern, "21:00:30")
+
+
+def test_a_delivery_reason_is_documented_as_one_of_the_spec_s():
+    reason = component("Delivery")["properties"]["reason"]
+
+    assert reason["nullable"] is True
+    assert enum_values(reason) - {None} == set(DeliveryReason.values)
+    assert set(DeliveryReason.values) >= SPEC_REASONS
+
+
+def test_a_ping_s_accuracy_is_documented_as_above_0_and_within_the_limit(settings):
+    accuracy = component("PingRequest")["properties"]["accuracy"]
+
+    assert (accuracy["minimum"], accuracy.get("exclusiveMinimum")) == (0, True)
+    assert accuracy["maximum"] == settings.INGEST_MAX_ACCURACY_M
+
+
+@pytest.mark.parametrize(
+    ("name", "field"),
+    [
+        ("RedemptionRequest", "amount"),
+        ("RedemptionResult", "amount"),
+        ("ExportedRedemption", "amount"),
+        ("Group", "revenue"),
+        ("CampaignStats", "revenue"),
+    ],
+)
+def test_an_amount_is_documented_as_never_negative(name, field):
+    pattern = component(name)["properties"][field]["pattern"]
+
+    assert re.match(pattern, "9.99")
+    assert not re.match(pattern, "-9.99")
+
+
+@pytest.mark.parametrize("name", ["Limits", "LimitsRequest"])
+def test_allowed_days_are_documented_as_at_least_one(name):
+    assert component(name)["properties"]["allowed_days"]["minItems"] == 1

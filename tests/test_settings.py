@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 from django.conf import settings
+from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from config import settings as config
@@ -246,14 +247,46 @@ def test_the_twilio_backend_refuses_a_loopback_address_unless_debugging():
     production = _settings_in_subprocess({**loopback, "SECRET_KEY": "x" * 50}, "1")
     debugging = _settings_in_subprocess({**loopback, "DEBUG": "true"}, "s.PUBLIC_BASE_URL")
     public = _settings_in_subprocess(
-        {**TWILIO, "SECRET_KEY": "x" * 50, "PUBLIC_BASE_URL": "https://passage.example.com"},
-        "s.PUBLIC_BASE_URL",
+        {**TWILIO, "SECRET_KEY": "x" * 50, **PASSAGE_EXAMPLE_COM}, "s.PUBLIC_BASE_URL"
     )
 
     assert production.returncode != 0
     assert "PUBLIC_BASE_URL='http://127.0.0.1:8000': Twilio cannot reach" in production.stderr
     assert debugging.stdout.strip() == "http://127.0.0.1:8000"
     assert public.stdout.strip() == "https://passage.example.com"
+
+
+PASSAGE_EXAMPLE_COM = {
+    "ALLOWED_HOSTS": "passage.example.com",
+    "PUBLIC_BASE_URL": "https://passage.example.com",
+}
+
+
+def test_the_twilio_backend_refuses_an_address_this_site_does_not_serve():
+    # Every status callback and STOP reply would be answered 400 (DisallowedHost), unseen.
+    served_elsewhere = {**PASSAGE_EXAMPLE_COM, "ALLOWED_HOSTS": "admin.internal.example.com"}
+
+    refused = _settings_in_subprocess({**TWILIO, "SECRET_KEY": "x" * 50, **served_elsewhere}, "1")
+
+    assert refused.returncode != 0
+    assert "ALLOWED_HOSTS" in refused.stderr and "passage.example.com" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("allowed_hosts", "public_base_url"),
+    [
+        ("passage.example.com", "https://passage.example.com"),
+        (".example.com", "https://passage.example.com:8443/passage"),
+        ("*", "https://passage.example.com"),
+        ("[2001:db8::1]", "https://[2001:db8::1]:8443"),
+    ],
+)
+def test_the_twilio_backend_loads_when_this_site_serves_its_address(allowed_hosts, public_base_url):
+    env = {"ALLOWED_HOSTS": allowed_hosts, "PUBLIC_BASE_URL": public_base_url}
+
+    result = _settings_in_subprocess({**TWILIO, "SECRET_KEY": "x" * 50, **env}, "1")
+
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -305,7 +338,7 @@ def test_twilio_sids_are_refused_unless_of_their_kind(name, value, message):
 )
 def test_good_twilio_values_are_accepted(sender):
     result = _settings_in_subprocess(
-        {**TWILIO, **sender, "PUBLIC_BASE_URL": "https://passage.example.com"},
+        {**TWILIO, **sender, **PASSAGE_EXAMPLE_COM},
         "(s.TWILIO_FROM_NUMBER, s.TWILIO_MESSAGING_SERVICE_SID)",
     )
 
@@ -418,3 +451,78 @@ def test_a_broker_or_cache_url_whose_port_is_no_number_is_refused_at_start(name,
     assert result.returncode == 1
     assert result.stderr.startswith(f"Configuration error: {name}=")
     assert "secret" not in result.stderr
+
+
+def test_a_database_url_s_own_connect_timeout_wins_over_passage_s():
+    # Passage's default gives up on a PostgreSQL that never answers (see test_operations).
+    default = _settings_in_subprocess(
+        {"DATABASE_URL": "postgres://postgres@db:5432/passage"},
+        "s.DATABASES['default']['OPTIONS']['connect_timeout']",
+    )
+    own = _settings_in_subprocess(
+        {"DATABASE_URL": "postgres://postgres@db:5432/passage?connect_timeout=30"},
+        "s.DATABASES['default']['OPTIONS']['connect_timeout']",
+    )
+
+    assert (default.stdout.strip(), own.stdout.strip()) == ("3", "30")
+
+
+VISIBILITY = "s.CELERY_BROKER_TRANSPORT_OPTIONS['visibility_timeout']"
+
+
+def test_redis_does_not_hand_a_send_waiting_for_its_slot_to_another_worker():
+    # A paced send waits in its worker up to SMS_VALIDITY_SECONDS for its slot; Redis would
+    # hand it to another worker every visibility timeout meanwhile, one copy more each time.
+    broker = {"CELERY_BROKER_URL": "redis://127.0.0.1:6379/0"}
+    long_validity = _settings_in_subprocess({**broker, "SMS_VALIDITY_SECONDS": "3600"}, VISIBILITY)
+    default = _settings_in_subprocess(broker, VISIBILITY)
+
+    assert int(long_validity.stdout) > 3600
+    assert int(default.stdout) == 660
+
+
+def test_a_visibility_timeout_shorter_than_the_validity_is_warned_of(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.SMS_VALIDITY_SECONDS = 3600
+    settings.CELERY_VISIBILITY_TIMEOUT_SECONDS = 600
+
+    [warning] = [message for message in run_checks() if message.id == "passage.W002"]
+
+    assert "CELERY_VISIBILITY_TIMEOUT_SECONDS=600" in warning.msg
+
+
+def test_a_validity_past_rabbitmq_s_consumer_timeout_is_warned_of(settings):
+    settings.CELERY_BROKER_URL = "amqp://guest:guest@mq:5672//"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    settings.SMS_VALIDITY_SECONDS = 3600
+
+    [warning] = [message for message in run_checks() if message.id == "passage.W003"]
+
+    assert "consumer_timeout" in warning.msg
+
+
+def test_the_default_broker_settings_need_no_warning(settings):
+    settings.CELERY_BROKER_URL = "redis://127.0.0.1:6379/0"
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+
+    warned = {message.id for message in run_checks()}
+    assert not warned & {"passage.W002", "passage.W003"}
+
+
+def test_a_beat_task_that_waited_out_its_use_in_the_queue_is_dropped():
+    # Workers down for an hour leave beat's sixty sweeps queued: run back to back, each would
+    # redo the work of the one before it. A tick or sweep is of use while an SMS it leads to
+    # is still worth sending; the others until their next run.
+    frequent = {"presence-timeouts-and-dwell", "sweep-unprocessed-location"}
+    for name, entry in settings.CELERY_BEAT_SCHEDULE.items():
+        expires = entry.get("options", {}).get("expires")
+        limit = settings.SMS_VALIDITY_SECONDS if name in frequent else entry["schedule"]
+        assert expires is not None and expires <= max(limit, entry["schedule"]), name
+
+
+def test_a_tick_queued_behind_a_backlog_of_a_few_minutes_still_runs():
+    # Workers up but three minutes behind: visits must still end and dwells be announced.
+    for name in ("presence-timeouts-and-dwell", "sweep-unprocessed-location"):
+        expires = settings.CELERY_BEAT_SCHEDULE[name]["options"]["expires"]
+        assert expires >= settings.SMS_VALIDITY_SECONDS > 180, name

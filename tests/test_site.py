@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.contrib.auth.models import User
+from django.contrib.auth.password_validation import validate_password
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -170,6 +172,7 @@ def test_load_demo_is_idempotent_and_prints_a_working_login(capsys):
     out = capsys.readouterr().out
     password = out.strip().split("Login:")[-1].splitlines()[0].split("/")[-1].strip()
     assert Client().login(username="admin", password=password)
+    validate_password(password, User.objects.get(username="admin"))  # what the admin asks
     assert Store.objects.count() == 4
     assert Customer.objects.count() == 4
     assert Campaign.objects.filter(status="active").count() == 3
@@ -550,13 +553,13 @@ def marketer(client):
 
 
 @pytest.mark.django_db
-def test_marketers_run_campaigns_but_cannot_see_keys_or_erase_customers(marketer):
+def test_marketers_run_campaigns_but_cannot_see_keys_or_export_or_erase_customers(marketer):
     DeliveryFactory()
     assert marketer.get("/admin/promotions/campaign/").status_code == 200
     assert marketer.get("/admin/promotions/campaign/add/").status_code == 200
     assert marketer.get("/admin/promotions/apikey/").status_code == 403
     page = marketer.get("/admin/customers/customer/").content.decode()
-    assert "Export everything" in page and "Erase them" not in page
+    assert "Export everything" not in page and "Erase them" not in page
 
 
 @pytest.mark.django_db
@@ -678,6 +681,41 @@ def test_an_unreachable_geocoder_gets_a_clear_message(admin_client, settings):
         port = closed.getsockname()[1]
     settings.GEOCODER, settings.GEOCODER_URL = "nominatim", f"http://127.0.0.1:{port}"
     assert "could not be reached" in geocode(admin_client, "142 Rue de Rivoli")["error"]
+
+
+@pytest.fixture
+def staff_without_permissions():
+    client = Client()
+    client.force_login(User.objects.create_user("paul", is_staff=True))
+    return client
+
+
+@pytest.mark.django_db
+def test_a_staff_account_without_permissions_can_neither_preview_nor_geocode(
+    staff_without_permissions, settings, nominatim
+):
+    settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
+    store = StoreFactory(name="Rivoli")
+    preview = f"/admin/promotions/campaign/preview/?template={{store_name}}&store={store.pk}"
+
+    assert staff_without_permissions.get(preview).status_code == 403
+    geocoded = staff_without_permissions.get(
+        "/admin/promotions/store/geocode/", {"address": "Rue de Rivoli"}
+    )
+    assert geocoded.status_code == 403
+
+
+@pytest.mark.django_db
+def test_a_marketer_previews_a_campaign_and_geocodes_a_store(marketer, settings, nominatim):
+    settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
+    store = StoreFactory(name="Rivoli")
+    preview = f"/admin/promotions/campaign/preview/?template={{store_name}}&store={store.pk}"
+
+    previewed = marketer.get(preview)
+    geocoded = marketer.get("/admin/promotions/store/geocode/", {"address": "Rue de Rivoli"})
+
+    assert previewed.status_code == 200 and "Rivoli" in previewed.json()["html"]
+    assert geocoded.json() == {"latitude": 48.8606, "longitude": 2.3417}
 
 
 @pytest.mark.django_db
@@ -1178,3 +1216,39 @@ def test_the_site_root_leads_to_the_admin_under_any_path_prefix(client):
     # Django's WSGI handler sets the prefix from SCRIPT_NAME; its test client does not.
     with override_script_prefix("/passage/"):
         assert client.get("/").headers["Location"] == "/passage/admin/"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("password", "created"),
+    [
+        ("password", False),
+        ("20261130", False),
+        ("marie-marie", False),
+        ("a-long-pass-phrase", True),
+    ],
+)
+def test_an_admin_account_needs_a_password_that_is_long_and_not_guessable(
+    admin_client, password, created
+):
+    admin_client.post(
+        "/admin/auth/user/add/",
+        {
+            "username": "marie",
+            "password1": password,
+            "password2": password,
+            "usable_password": "true",
+        },
+    )
+
+    assert User.objects.filter(username="marie").exists() is created
+
+
+@pytest.mark.django_db
+def test_marketers_see_the_whole_cart_intent_as_they_see_a_product_s():
+    from django.contrib.auth.models import Group
+
+    granted = set(
+        Group.objects.get(name="Marketers").permissions.values_list("codename", flat=True)
+    )
+    assert {"view_productintent", "view_categoryintent", "view_cartintent"} <= granted

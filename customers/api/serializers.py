@@ -14,7 +14,12 @@ from customers.models import (
     SmsConsent,
     locale_validator,
 )
-from promotions.api.fields import RecentInstantField, StrictCharField, TimeZoneField
+from promotions.api.fields import (
+    AmountField,
+    RecentInstantField,
+    StrictCharField,
+    TimeZoneField,
+)
 from promotions.api.identity import (
     REGISTERED_FORMS,
     EddystoneUidSerializer,
@@ -170,8 +175,9 @@ class BrowsingEventSerializer(serializers.Serializer):
     type = serializers.ChoiceField(choices=EventType.choices)
     sku = _optional_text(
         100,
-        help_text="Left out, the event counts towards its category alone; with neither, it "
-        "is stored and changes no intent (a whole-cart abandonment, say).",
+        help_text="Left out, the event counts towards its category alone; with neither, a "
+        "cart event counts towards the whole cart (a cart-level abandonment, say), and a "
+        "view is stored and changes no intent.",
     )
     product_name = _optional_text(200)
     category = _optional_text(100)
@@ -246,6 +252,16 @@ class ExportedCategoryIntentSerializer(serializers.Serializer):
     view_times = serializers.ListField(
         child=serializers.DateTimeField(), help_text="Recent product views, oldest first."
     )
+    last_seen_at = serializers.DateTimeField(allow_null=True)
+    cart_state = serializers.CharField(help_text=CART_STATE_HELP)
+    cart_updated_at = serializers.DateTimeField(
+        allow_null=True, help_text="When the cart event that set cart_state occurred."
+    )
+    score = serializers.FloatField(help_text="Decayed score as of score_at.")
+    score_at = serializers.DateTimeField(allow_null=True)
+
+
+class ExportedCartIntentSerializer(serializers.Serializer):
     last_seen_at = serializers.DateTimeField(allow_null=True)
     cart_state = serializers.CharField(help_text=CART_STATE_HELP)
     cart_updated_at = serializers.DateTimeField(
@@ -357,7 +373,7 @@ class ExportedDeliverySerializer(serializers.Serializer):
 class ExportedRedemptionSerializer(serializers.Serializer):
     code = serializers.CharField(allow_null=True)
     store = serializers.CharField(allow_null=True)
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    amount = AmountField(allow_null=True)
     redeemed_at = serializers.DateTimeField()
     created_at = serializers.DateTimeField(help_text="When the redemption was recorded.")
 
@@ -386,6 +402,21 @@ class ExportedSightingSerializer(serializers.Serializer):
     received_at = serializers.DateTimeField()
 
 
+class ExportedAdminHistoryEntrySerializer(serializers.Serializer):
+    action_time = serializers.DateTimeField()
+    action = serializers.ChoiceField(choices=["added", "changed", "deleted"])
+    object_type = serializers.ChoiceField(
+        choices=["customer", "device", "visitor"],
+        help_text="The customer, one of their devices, or one of their browsers.",
+    )
+    object_id = serializers.CharField(
+        help_text="The row's id as the API names it: external_id, device_id or visitor_id."
+    )
+    object_repr = serializers.CharField(help_text="How the entry named the row when written.")
+    change_message = serializers.CharField(help_text='What changed, e.g. "Changed First name."')
+    user = serializers.CharField(help_text="The username of the staff member who did it.")
+
+
 class CustomerExportSerializer(serializers.Serializer):
     customer = CustomerSerializer()
     consent_log = ExportedConsentChangeSerializer(many=True)
@@ -394,6 +425,11 @@ class CustomerExportSerializer(serializers.Serializer):
     browsing_events = ExportedBrowsingEventSerializer(many=True)
     product_intent = ExportedProductIntentSerializer(many=True)
     category_intent = ExportedCategoryIntentSerializer(many=True)
+    cart_intent = ExportedCartIntentSerializer(
+        allow_null=True,
+        help_text="The cart as the site reported it whole, from cart events naming neither a "
+        "SKU nor a category; null when none came.",
+    )
     pings = ExportedPingSerializer(many=True)
     device_tracks = ExportedDeviceTrackSerializer(many=True)
     presence = ExportedPresenceSerializer(many=True)
@@ -401,3 +437,6 @@ class CustomerExportSerializer(serializers.Serializer):
     deliveries = ExportedDeliverySerializer(many=True)
     redemptions = ExportedRedemptionSerializer(many=True)
     sightings = ExportedSightingSerializer(many=True)
+    admin_history = ExportedAdminHistoryEntrySerializer(
+        many=True, help_text="What staff changed about them in the admin."
+    )

@@ -68,11 +68,19 @@ class CustomerView(APIView):
     @extend_schema(
         parameters=[EXTERNAL_ID],
         request=CustomerInputSerializer,
-        responses={200: CustomerSerializer, 201: CustomerSerializer, 400: BadRequest},
+        responses={
+            200: CustomerSerializer,
+            201: CustomerSerializer,
+            400: BadRequest,
+            409: ErrorSerializer,
+        },
         description=(
             "Create (201) or update (200) the customer; fields left out are kept. 400 on "
             f"`external_id` for an id over {EXTERNAL_ID_MAX_LENGTH} characters, holding a "
-            "control character or a `/`, blank, or with whitespace at either end."
+            "control character or a `/`, blank, or with whitespace at either end. 409, and "
+            "nothing of the request stored, for `sms_consent: opted_in` when the customer "
+            "opted out by replying to an SMS (STOP, ARRET, BAJA...): only their own START "
+            "reply opts them back in."
         ),
     )
     def put(self, request: Request, external_id: str) -> Response:

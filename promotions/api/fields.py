@@ -3,15 +3,17 @@
 import math
 import re
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.utils import timezone
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from customers.models import validate_time_zone
 
@@ -194,3 +196,75 @@ class TimeZoneField(StrictCharField):
             except DjangoValidationError as error:
                 raise serializers.ValidationError(error.messages) from None
         return value
+
+
+class HourMinuteField(serializers.TimeField):
+    """A time of day to the minute, "HH:MM" both ways. "HH:MM:00" is read too, as clients
+    that write an RFC 3339 time send it; other seconds are refused: kept but never shown,
+    21:00:30-21:00 would read back as the empty window 21:00-21:00."""
+
+    default_error_messages = {
+        "invalid": "A time to the minute, HH:MM such as 21:00; seconds, if any, are 00.",
+    }
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(format="%H:%M", input_formats=["%H:%M", "%H:%M:%S"], **kwargs)
+
+    def to_internal_value(self, value: object) -> time:
+        parsed = super().to_internal_value(value)
+        if parsed.second:
+            self.fail("invalid")
+        return parsed
+
+
+class HourMinuteFieldSchema(OpenApiSerializerFieldExtension):
+    """HourMinuteField's schema: a request may add ":00", a response never does.
+    extend_schema_field gives a field one schema for both directions."""
+
+    target_class = HourMinuteField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        seconds = "(:00)?" if direction == "request" else ""
+        return {
+            "type": "string",
+            "pattern": rf"^([01]\d|2[0-3]):[0-5]\d{seconds}$",
+            "example": "21:00",
+        }
+
+
+class AccuracyField(FiniteFloatField):
+    """How far from the fix the phone may be, in metres: above 0, and within
+    INGEST_MAX_ACCURACY_M (read when checked; promotions.api.schema documents both)."""
+
+    default_error_messages = {
+        "negative": "accuracy must be above 0 m.",
+        "unknown": (
+            "accuracy must be above 0 m: 0 means the phone does not know how accurate the fix is."
+        ),
+        "too_large": "An accuracy over {limit:g} m is not a location.",
+    }
+
+    def run_validation(self, data: object = empty) -> float | None:
+        value = super().run_validation(data)
+        if value is None:
+            return value
+        # Android's Location.getAccuracy() is 0.0 for a fix without one; no fix is exact,
+        # and read as one it would count as inside any fence it falls in.
+        if value < 0:
+            self.fail("negative")
+        if value == 0:
+            self.fail("unknown")
+        if value > settings.INGEST_MAX_ACCURACY_M:
+            self.fail("too_large", limit=settings.INGEST_MAX_ACCURACY_M)
+        return value
+
+
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": r"^\d{0,10}(?:\.\d{0,2})?$"}
+)
+class AmountField(serializers.DecimalField):
+    """A sum paid: 0 or more, to the cent, at most 10 digits before the point. Stated in
+    the schema's pattern, which DRF's (from max_digits alone) would give a minus sign."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)

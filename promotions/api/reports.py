@@ -5,6 +5,7 @@ from typing import Any
 
 import django_filters
 from django import forms
+from django.utils import timezone
 from drf_spectacular.utils import extend_schema, extend_schema_field
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import NotFound, ValidationError
@@ -15,8 +16,15 @@ from rest_framework.views import APIView
 from customers.models import EXTERNAL_ID_MAX_LENGTH
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
-from promotions.api.fields import InstantField, RecentInstantField
-from promotions.models import Campaign, Delivery, DeliveryStatus, OfferCode, Scope
+from promotions.api.fields import AmountField, InstantField, RecentInstantField
+from promotions.models import (
+    Campaign,
+    Delivery,
+    DeliveryReason,
+    DeliveryStatus,
+    OfferCode,
+    Scope,
+)
 
 # --- Redemptions ------------------------------------------------------------------------
 
@@ -35,9 +43,7 @@ class RedemptionSerializer(serializers.Serializer):
         ),
     )
     store_code = serializers.CharField(max_length=32)
-    amount = serializers.DecimalField(
-        max_digits=12, decimal_places=2, min_value=0, required=False, allow_null=True
-    )
+    amount = AmountField(required=False, allow_null=True)
     redeemed_at = RecentInstantField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -50,7 +56,7 @@ class RedemptionResultSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     code = serializers.CharField(source="delivery.code", allow_null=True)
     store_code = serializers.CharField(source="store.code")
-    amount = serializers.DecimalField(max_digits=12, decimal_places=2, allow_null=True)
+    amount = AmountField(allow_null=True)
     redeemed_at = InstantField()
     delivery = serializers.IntegerField(source="delivery_id")
     campaign = serializers.IntegerField(source="delivery.campaign_id")
@@ -69,8 +75,9 @@ class RedemptionView(APIView):
         },
         description=(
             "A code used at a till (case, spaces and dashes aside): 201; 404 for an unknown "
-            "code; 409 when it was redeemed before, had expired by `redeemed_at`, or is typed "
-            "like two codes sent (enter it as the SMS shows it). By loyalty card: 404 when "
+            "code; 409 when it was redeemed before, had expired by `redeemed_at` (by the time "
+            "it was received, when `redeemed_at` is later: the till's clock is fast), or is "
+            "typed like two codes sent (enter it as the SMS shows it). By loyalty card: 404 when "
             "the customer has no current offer, 409 when every one was redeemed. 400 on "
             "`redeemed_at` when that is before the code was issued (a till's clock may be up to "
             f"{feedback.TILL_CLOCK_SKEW.total_seconds() / 60:g} minutes behind ours)."
@@ -86,6 +93,7 @@ class RedemptionView(APIView):
                 store_code=body.validated_data["store_code"],
                 amount=body.validated_data.get("amount"),
                 redeemed_at=body.validated_data["redeemed_at"],
+                now=timezone.now(),
             )
         except feedback.InvalidInputError as error:
             raise ValidationError({error.field: [str(error)]}) from None
@@ -124,6 +132,7 @@ class DeliverySerializer(serializers.ModelSerializer):
             "sent_at",
         ]
 
+    @extend_schema_field(serializers.ChoiceField(choices=DeliveryReason.choices, allow_null=True))
     def get_reason(self, delivery: Delivery) -> str | None:
         return delivery.reason or None
 
@@ -191,11 +200,22 @@ class DeliveryListView(generics.ListAPIView):
 # --- Campaign results and code pools ----------------------------------------------------
 
 
+@extend_schema_field(
+    {"type": "string", "format": "decimal", "pattern": r"^\d{0,12}(?:\.\d{0,2})?$"}
+)
+class RevenueField(serializers.DecimalField):
+    """A total of amounts (AmountField): 0 or more, to the cent, with the 12 digits before
+    the point that a sum of them may need (an amount has at most 10)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(max_digits=14, decimal_places=2, min_value=0, **kwargs)
+
+
 class GroupSerializer(serializers.Serializer):
     customers = serializers.IntegerField()
     redeemed = serializers.IntegerField()
     rate = serializers.FloatField(allow_null=True, help_text="Redeemed / customers.")
-    revenue = serializers.DecimalField(max_digits=14, decimal_places=2)
+    revenue = RevenueField()
 
 
 class DecisionCountsSerializer(serializers.Serializer):
@@ -221,9 +241,7 @@ class CampaignStatsSerializer(serializers.Serializer):
     lift = serializers.FloatField(
         allow_null=True, help_text="(treated rate - holdout rate) / holdout rate."
     )
-    revenue = serializers.DecimalField(
-        max_digits=14, decimal_places=2, help_text="Spent with codes from SMS that went out."
-    )
+    revenue = RevenueField(help_text="Spent with codes from SMS that went out.")
 
 
 class CampaignStatsView(APIView):
@@ -261,7 +279,16 @@ class CampaignCodesView(APIView):
 
     @extend_schema(
         request=CodePoolSerializer,
-        responses={201: CodePoolResultSerializer, 400: BadRequest, 404: ErrorSerializer},
+        responses={
+            201: CodePoolResultSerializer,
+            400: BadRequest,
+            404: ErrorSerializer,
+            409: ErrorSerializer,
+        },
+        description=(
+            "Codes already in the pool are skipped, so an upload can be sent again. 409 when "
+            "other uploads kept committing codes while this one was checked: send it again."
+        ),
     )
     def post(self, request: Request, pk: int) -> Response:
         campaign = Campaign.objects.filter(pk=pk).first()

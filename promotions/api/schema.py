@@ -11,11 +11,14 @@ must be ready to miss ("intent": null is not the same as no intent field)."""
 
 from typing import Any
 
+from django.conf import settings
 from drf_spectacular import openapi
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from rest_framework.generics import GenericAPIView
 
 from promotions.api.auth import HasScope
 from promotions.api.batch import ErrorSerializer
+from promotions.api.fields import AccuracyField
 from promotions.api.throttles import IngestRateThrottle
 from promotions.models import Scope
 
@@ -133,6 +136,22 @@ class AutoSchema(openapi.AutoSchema):
             if getattr(self.view, "required_scope", None) == Scope.INGEST:
                 return True
         return False
+
+
+class AccuracyFieldSchema(OpenApiSerializerFieldExtension):
+    """AccuracyField's bounds: above 0, and the configured limit, read as the schema is
+    generated."""
+
+    target_class = AccuracyField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {
+            **schema,
+            "minimum": 0,
+            "exclusiveMinimum": True,
+            "maximum": settings.INGEST_MAX_ACCURACY_M,
+        }
 
 
 # Fields a response leaves out: a trigger carries only the detail of its type (minutes for

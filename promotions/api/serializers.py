@@ -10,8 +10,10 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from promotions.api.fields import (
+    AccuracyField,
     FiniteFloatField,
     FlagField,
+    HourMinuteField,
     InstantField,
     MacAddressField,
     RecentInstantField,
@@ -387,12 +389,8 @@ class OfferSerializer(serializers.Serializer):
 
 
 class QuietHoursSerializer(serializers.Serializer):
-    # "HH:MM" both ways: seconds would be kept but never shown, so 21:00:30-21:00 would read
-    # back as the empty window 21:00-21:00.
-    start = serializers.TimeField(
-        source="quiet_hours_start", format="%H:%M", input_formats=["%H:%M"]
-    )
-    end = serializers.TimeField(source="quiet_hours_end", format="%H:%M", input_formats=["%H:%M"])
+    start = HourMinuteField(source="quiet_hours_start")
+    end = HourMinuteField(source="quiet_hours_end")
 
     def run_validation(self, data: Any = empty) -> Any:
         if data is None:
@@ -420,6 +418,7 @@ class LimitsSerializer(serializers.Serializer):
     allowed_days = serializers.ListField(
         child=serializers.ChoiceField(choices=WEEKDAYS),
         allow_empty=False,
+        min_length=1,  # for the schema's minItems: allow_empty answers an empty list first
         max_length=7,
         required=False,
     )
@@ -499,33 +498,17 @@ class CampaignSerializer(serializers.ModelSerializer):
 # --- Location data in -------------------------------------------------------------------
 
 
-UNKNOWN_ACCURACY = (
-    "accuracy must be above 0 m: 0 means the phone does not know how accurate the fix is."
-)
-
-
 class PingSerializer(serializers.Serializer):
     ping_id = StrictCharField(max_length=64, required=False, allow_null=True)
     device_id = StrictCharField(max_length=100)
     latitude = FiniteFloatField(min_value=-90, max_value=90)
     longitude = FiniteFloatField(min_value=-180, max_value=180)
-    accuracy = FiniteFloatField(min_value=0, help_text="Metres, above 0.")
+    accuracy = AccuracyField(help_text="Metres, above 0.")
     recorded_at = RecentInstantField(max_age=_ping_max_age)
     speed = FiniteFloatField(
         required=False, allow_null=True, help_text="Metres per second; negative means unknown."
     )
     mocked = FlagField(help_text="Left out or null: not mocked.")
-
-    def validate_accuracy(self, value: float) -> float:
-        # Android's Location.getAccuracy() is 0.0 for a fix without one; no fix is exact,
-        # and read as one it would count as inside any fence it falls in.
-        if value <= 0:
-            raise serializers.ValidationError(UNKNOWN_ACCURACY)
-        if value > settings.INGEST_MAX_ACCURACY_M:
-            raise serializers.ValidationError(
-                f"An accuracy over {settings.INGEST_MAX_ACCURACY_M:g} m is not a location."
-            )
-        return value
 
     def validate_speed(self, value: float | None) -> float | None:
         # iOS reports -1 when it does not know the speed.

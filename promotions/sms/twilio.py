@@ -33,6 +33,9 @@ CLOCK_SKEW = timedelta(minutes=5)
 # Twilio's own answers that it did not take the message and a retry may succeed: throttled,
 # or failed before taking it.
 RETRYABLE_STATUSES = {429, 500, 503}
+# Twilio's error codes, on other statuses, that say the same: 21611, this sender's queue of
+# messages is full (HTTP 400); it drains at the sender's rate.
+RETRYABLE_CODES = {21611}
 
 
 class BaseUrlHttpClient(TwilioHttpClient):
@@ -88,7 +91,7 @@ class TwilioBackend:
                 **sender,
             )
         except TwilioRestException as error:
-            if error.status in RETRYABLE_STATUSES:
+            if error.status in RETRYABLE_STATUSES or error.code in RETRYABLE_CODES:
                 kind = TransientSmsError
             elif error.status >= 500:
                 # A gateway's answer for Twilio behind it (502 bad gateway, 504 gateway

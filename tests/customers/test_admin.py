@@ -255,3 +255,60 @@ def test_a_customer_page_shows_their_latest_deliveries_in_a_fixed_number_of_quer
     )
     listed = admin_client.get(f"/admin/promotions/delivery/?customer__id__exact={lea.pk}")
     assert listed.context["cl"].result_count == 60
+
+
+@pytest.fixture
+def marketer(client):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("marie", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(user)
+    return client
+
+
+def test_a_marketer_cannot_read_a_customer_s_location_history_through_the_export(
+    marketer, api, lea
+):
+    DeviceFactory(device_id="lea-phone", customer=lea)
+    home = {"device_id": "lea-phone", "latitude": 48.812345, "longitude": 2.398765}
+    pings = [{**home, "accuracy": 10, "recorded_at": ago(hours=9)}]
+    api.post("/api/v1/pings", {"pings": pings}, format="json")
+    assert marketer.get("/admin/promotions/ping/").status_code == 403
+
+    response = marketer.post(
+        "/admin/customers/customer/",
+        {"action": "export", "select_across": "1", "index": "0", "_selected_action": [lea.pk]},
+    )
+
+    assert "48.812345" not in response.content.decode()
+    page = marketer.get(f"/admin/customers/customer/?q={lea.external_id}").content.decode()
+    assert "Export everything" not in page
+
+
+def test_an_administrator_exports_a_customer_s_location_history(admin_client, api, lea):
+    DeviceFactory(device_id="lea-phone", customer=lea)
+    home = {"device_id": "lea-phone", "latitude": 48.812345, "longitude": 2.398765}
+    pings = [{**home, "accuracy": 10, "recorded_at": ago(hours=9)}]
+    api.post("/api/v1/pings", {"pings": pings}, format="json")
+
+    response = admin_client.post(
+        "/admin/customers/customer/", {"action": "export", "_selected_action": [lea.pk]}
+    )
+
+    assert response["Content-Disposition"].startswith("attachment")
+    assert "48.812345" in response.content.decode()
+
+
+def test_exporting_more_customers_than_one_download_holds_is_refused_with_a_message(
+    admin_client,
+):
+    Customer.objects.bulk_create([Customer(external_id=f"X-{n}") for n in range(101)])
+    chosen = {"action": "export", "select_across": "1", "index": "0"}
+    chosen["_selected_action"] = [Customer.objects.first().pk]
+
+    response = admin_client.post("/admin/customers/customer/", chosen, follow=True)
+
+    assert "Content-Disposition" not in response
+    [message] = [str(m) for m in response.context["messages"]]
+    assert "101 customers selected" in message and "at most 100" in message

@@ -7,7 +7,14 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from customers.models import BrowsingEvent, CategoryIntent, Product, ProductIntent, Visitor
+from customers.models import (
+    BrowsingEvent,
+    CartIntent,
+    CategoryIntent,
+    Product,
+    ProductIntent,
+    Visitor,
+)
 from promotions import decisions, rules
 from tests.clock import ago, ahead
 from tests.factories import CustomerFactory
@@ -214,14 +221,14 @@ def test_a_cart_event_without_a_sku_sets_its_categorys_cart_state(api, lea):
 def test_a_campaigns_category_cart_condition_reads_a_cart_abandoned_without_a_sku(api, lea):
     post(api, event("gone", type="cart_abandoned", sku=None, category="audio"))
     now = timezone.now()
-    products, categories = decisions.load_signals([lea.pk], now=now)[lea.pk]
+    signals = decisions.load_signals([lea.pk], now=now)[lea.pk]
     customer = rules.CustomerFacts(
         key="C-1",
         opted_in=True,
         has_phone=True,
         timezone="Europe/Paris",
-        products=products,
-        categories=categories,
+        products=signals.products,
+        categories=signals.categories,
     )
 
     abandoned_audio = rules.IntentCondition(categories=("audio",), cart_abandoned=True)
@@ -231,7 +238,9 @@ def test_a_campaigns_category_cart_condition_reads_a_cart_abandoned_without_a_sk
 
 
 @pytest.mark.parametrize("type", ["page_view", "product_view", "add_to_cart", "cart_abandoned"])
-def test_an_event_with_neither_sku_nor_category_is_stored_and_changes_no_intent(api, lea, type):
+def test_an_event_with_neither_sku_nor_category_changes_no_product_or_category_intent(
+    api, lea, type
+):
     post(api, event("before", type="add_to_cart", category="audio", occurred_at=ago(hours=2)))
     intent_before = list(ProductIntent.objects.values()), list(CategoryIntent.objects.values())
 
@@ -242,6 +251,32 @@ def test_an_event_with_neither_sku_nor_category_is_stored_and_changes_no_intent(
     assert (list(ProductIntent.objects.values()), list(CategoryIntent.objects.values())) == (
         intent_before
     )
+
+
+@pytest.mark.parametrize("type", ["page_view", "product_view"])
+def test_a_view_naming_nothing_changes_no_intent_at_all(api, lea, type):
+    post(api, event("bare", type=type, sku=None))
+
+    assert not CartIntent.objects.exists()
+
+
+def test_a_cart_event_naming_nothing_sets_the_whole_carts_state_whatever_the_order(api, lea):
+    gone_at, back_at = ago(hours=2), ago(hours=1)
+    post(api, event("back", type="add_to_cart", sku=None, occurred_at=back_at))
+    post(api, event("gone", type="cart_abandoned", sku=None, occurred_at=gone_at))
+
+    cart = CartIntent.objects.get(customer=lea)
+    assert (cart.cart_state, cart.cart_updated_at) == ("in_cart", datetime.fromisoformat(back_at))
+    assert cart.last_seen_at == datetime.fromisoformat(back_at)
+    assert cart.score > 5.0  # both events count
+
+    again = ago(minutes=30)
+    post(api, event("again", type="cart_abandoned", sku=None, occurred_at=again))
+
+    cart.refresh_from_db()
+    assert (cart.cart_state, cart.cart_updated_at) == ("abandoned", datetime.fromisoformat(again))
+    signals = decisions.load_signals([lea.pk], now=timezone.now())[lea.pk]
+    assert signals.cart.cart_state == "abandoned"
 
 
 def test_a_view_without_its_category_counts_towards_the_skus_last_known_one(api, lea):

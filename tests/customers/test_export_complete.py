@@ -4,10 +4,12 @@ stored field of every row about them, named as the API names things."""
 from datetime import datetime
 
 import pytest
+from django.contrib.admin.models import LogEntry
 from django.utils import timezone
 
 from customers.models import (
     BrowsingEvent,
+    CartIntent,
     CategoryIntent,
     ConsentChange,
     Customer,
@@ -27,6 +29,7 @@ from promotions.models import (
 )
 from promotions.sms import locmem
 from tests.clock import ago
+from tests.customers.test_erasure_admin_log import edit_in_the_admin
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
@@ -57,6 +60,7 @@ SECTIONS = {
     "browsing_events": BrowsingEvent,
     "product_intent": ProductIntent,
     "category_intent": CategoryIntent,
+    "cart_intent": CartIntent,
     "pings": Ping,
     "device_tracks": DeviceTrack,
     "presence": Presence,
@@ -64,9 +68,17 @@ SECTIONS = {
     "deliveries": Delivery,
     "redemptions": Redemption,
     "sightings": Sighting,
+    "admin_history": LogEntry,
 }
-# A related row is named as the rest of the API names it.
-API_NAMES = {"device": "device_id", "visitor": "visitor_id", "delivery": "code"}
+# A related row is named as the rest of the API names it; an admin history entry says what
+# it did (`action`) to what kind of row (`object_type`).
+API_NAMES = {
+    "device": "device_id",
+    "visitor": "visitor_id",
+    "delivery": "code",
+    "action_flag": "action",
+    "content_type": "object_type",
+}
 # What the export leaves out, each for its reason: the customer themselves (every row is
 # theirs); our row numbers, which name nothing the API takes (but those that a delivery's
 # trace names: pings', sightings', presence events' and deliveries'); a delivery's
@@ -89,7 +101,7 @@ NOT_EXPORTED = {
 
 
 @pytest.fixture
-def world(api, settings):
+def world(api, admin_client, settings):
     """Lea, as every part of the product has come to know her: the API's own requests."""
     settings.SMS_BACKEND = "locmem"
     locmem.clear()
@@ -100,6 +112,9 @@ def world(api, settings):
     api.post("/api/v1/devices", {"device_id": "lea-phone", "customer_id": "C-1"})
     view = {"type": "product_view", "sku": "X200", "category": "audio"}
     events = [{**view, "event_id": "e-1", "visitor_id": "lea-laptop", "occurred_at": ago(hours=1)}]
+    # The site reports the cart left whole, naming no product.
+    cart = {"event_id": "e-2", "visitor_id": "lea-laptop", "type": "add_to_cart"}
+    events.append({**cart, "occurred_at": ago(minutes=50)})
     api.post("/api/v1/events", {"events": events}, format="json")
     api.post("/api/v1/identify", {"visitor_id": "lea-laptop", "customer_id": "C-1"})
     # Inside the store, then 390 km away a minute later: the second is stored, judged a
@@ -121,6 +136,9 @@ def world(api, settings):
         "redeemed_at": timezone.now().isoformat(),
     }
     assert api.post("/api/v1/redemptions", redeemed, format="json").status_code == 201
+    # A marketer corrects her phone's platform, then her name, in the admin.
+    edit_in_the_admin(admin_client, Device.objects.get(), platform="android")
+    edit_in_the_admin(admin_client, Customer.objects.get(), first_name="Léa")
     return store
 
 
@@ -197,10 +215,39 @@ def test_export_says_when_each_row_was_recorded(api, world):
     [visitor] = export["visitors"]
     [redemption] = export["redemptions"]
     [x200] = export["product_intent"]
-    [event] = export["browsing_events"]
+    [event, cart_event] = export["browsing_events"]
 
     assert device["updated_at"] >= device["created_at"]
     assert visitor["visitor_id"] == "lea-laptop"
     assert visitor["created_at"] <= visitor["identified_at"]
     assert redemption["created_at"] is not None
     assert (x200["category"], x200["categorised_at"]) == ("audio", event["occurred_at"])
+    assert export["cart_intent"]["cart_updated_at"] == cart_event["occurred_at"]
+
+
+def test_export_holds_the_admins_history_of_changes_to_the_customer_and_their_phone(api, world):
+    [phone, name] = api.get("/api/v1/customers/C-1/export").json()["admin_history"]
+
+    assert (phone["object_type"], phone["object_id"], phone["action"]) == (
+        "device",
+        "lea-phone",
+        "changed",
+    )
+    assert phone["change_message"] == "Changed Platform."
+    assert (name["object_type"], name["object_id"], name["action"]) == (
+        "customer",
+        "C-1",
+        "changed",
+    )
+    assert name["change_message"] == "Changed First name."
+    assert name["user"] == "admin"
+    assert phone["action_time"] <= name["action_time"]
+
+
+def test_export_leaves_out_the_admins_history_of_another_customer(api, admin_client, world):
+    assert api.put("/api/v1/customers/C-TOM", {"first_name": "Tom"}).status_code == 201
+    edit_in_the_admin(admin_client, Customer.objects.get(external_id="C-TOM"), first_name="Tomas")
+
+    history = api.get("/api/v1/customers/C-1/export").json()["admin_history"]
+
+    assert [entry["object_id"] for entry in history] == ["lea-phone", "C-1"]

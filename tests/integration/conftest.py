@@ -109,7 +109,8 @@ class Processes:
             DJANGO_SETTINGS_MODULE="config.settings",
             SECRET_KEY=SECRET_KEY,
             DEBUG="false",
-            ALLOWED_HOSTS="127.0.0.1,localhost",
+            # PUBLIC_BASE_URL's host too: the settings refuse a Twilio address not served here.
+            ALLOWED_HOSTS="127.0.0.1,localhost,passage.example.com",
             DATABASE_URL=self.database_url,
             CELERY_BROKER_URL=self.broker_url,
             PUBLIC_BASE_URL=PUBLIC_BASE_URL,

@@ -1,12 +1,13 @@
 """A marketer's day in the admin: what the pages cost to show, and that they agree with the
 API and with the SMS that goes out."""
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-from promotions.models import Campaign, OfferCode, PresenceEvent, Sighting, Zone
+from promotions.models import Campaign, OfferCode, PresenceEvent, Sighting, Store, Zone
 from promotions.offers import sms_segments
 from promotions.sms import locmem
 from tests.factories import (
@@ -447,3 +448,183 @@ def test_a_forged_id_in_a_menu_is_refused_on_the_page(marketer, page, fields):
 
     [field] = set(fields) & {"campaign", "store", "zone"}
     assert "Select a valid choice" in form_errors(response)[field][0]
+
+
+# --- A store's zones, its outline, and a page opened before a pause -------------------------
+
+
+@pytest.mark.parametrize("zones", [2, 40])
+def test_a_store_page_with_many_zones_reads_them_in_a_bounded_number_of_queries(
+    marketer, django_assert_max_num_queries, zones
+):
+    store = StoreFactory(code="RIVOLI")
+    for number in range(zones):
+        ZoneFactory(store=store, code=f"zone-{number}")
+    url = f"/admin/promotions/store/{store.pk}/change/"
+    assert marketer.get(url).status_code == 200  # caches filled on a first view
+
+    with django_assert_max_num_queries(12):
+        page = marketer.get(url)
+
+    assert page.status_code == 200
+    assert page.content.decode().count("RIVOLI/zone-") == zones
+
+
+def _another_marketer(name: str):
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    user = User.objects.create_user(name, password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    browser = Client()
+    browser.force_login(user)
+    return browser
+
+
+def opened_campaign_page(browser, campaign: Campaign) -> dict:
+    """What the campaign's change page posts back unchanged: the values of the fields it
+    shows, hidden ones included, as the browser holds them when the page has loaded."""
+    page = browser.get(f"/admin/promotions/campaign/{campaign.pk}/change/")
+    shown, form = page.content.decode(), page.context["adminform"].form
+    held = {
+        name: form[name].value()
+        for name in form.fields
+        if f'name="{name}"' in shown and form[name].value() is not None
+    }
+    return {**held, "stores": [store.pk for store in campaign.stores.all()]}
+
+
+def _live_campaign(marketer) -> Campaign:
+    rivoli = StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
+    marketer.post(
+        "/admin/promotions/campaign/add/", campaign_form(status="active", stores=[rivoli.pk])
+    )
+    return Campaign.objects.get()
+
+
+STALE_PAGE = (
+    "This campaign was paused since you opened this page (now: paused); reload it before saving."
+)
+
+
+def test_a_page_opened_before_a_pause_does_not_set_the_campaign_live_again(marketer, api, settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    campaign = _live_campaign(marketer)
+    # Marie opens the campaign's page to raise its priority...
+    opened = opened_campaign_page(marketer, campaign)
+    # ...while Paul pauses it from the list: its SMS must stop.
+    _another_marketer("paul").post(
+        "/admin/promotions/campaign/", {"action": "pause", "_selected_action": [campaign.pk]}
+    )
+    # Marie saves the page she opened before the pause.
+    saved = marketer.post(
+        f"/admin/promotions/campaign/{campaign.pk}/change/", {**opened, "priority": 5}
+    )
+    walk_in(api, DeviceFactory(customer=CustomerFactory()).device_id)
+
+    assert form_errors(saved)["status"] == [STALE_PAGE]
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.priority) == ("paused", 0)
+    assert locmem.outbox == []
+
+
+def test_a_page_reloaded_after_the_pause_saves_its_changes(marketer):
+    campaign = _live_campaign(marketer)
+    marketer.post(
+        "/admin/promotions/campaign/", {"action": "pause", "_selected_action": [campaign.pk]}
+    )
+
+    saved = marketer.post(
+        f"/admin/promotions/campaign/{campaign.pk}/change/",
+        {**opened_campaign_page(marketer, campaign), "priority": 5},
+    )
+
+    assert saved.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.priority) == ("paused", 5)
+
+
+def test_a_page_opened_before_a_pause_may_pause_it_too(marketer):
+    campaign = _live_campaign(marketer)
+    opened = opened_campaign_page(marketer, campaign)
+    _another_marketer("paul").post(
+        "/admin/promotions/campaign/", {"action": "pause", "_selected_action": [campaign.pk]}
+    )
+
+    saved = marketer.post(
+        f"/admin/promotions/campaign/{campaign.pk}/change/",
+        {**opened, "status": "paused", "priority": 5},
+    )
+
+    assert saved.status_code == 302
+    campaign.refresh_from_db()
+    assert (campaign.status, campaign.priority) == ("paused", 5)
+
+
+def test_the_marketer_pauses_and_reactivates_a_campaign_from_its_page(marketer):
+    campaign = _live_campaign(marketer)
+    url = f"/admin/promotions/campaign/{campaign.pk}/change/"
+
+    paused = marketer.post(url, {**opened_campaign_page(marketer, campaign), "status": "paused"})
+    campaign.refresh_from_db()
+    assert (paused.status_code, campaign.status) == (302, "paused")
+    active = marketer.post(url, {**opened_campaign_page(marketer, campaign), "status": "active"})
+    campaign.refresh_from_db()
+    assert (active.status_code, campaign.status) == (302, "active")
+
+
+GEOJSON_IO_POLYGON = {
+    "type": "Polygon",
+    "coordinates": [
+        [[2.341, 48.860], [2.342, 48.860], [2.342, 48.861], [2.341, 48.861], [2.341, 48.860]]
+    ],
+}
+GEOJSON_IO_FEATURE = {"type": "Feature", "properties": {}, "geometry": GEOJSON_IO_POLYGON}
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "FeatureCollection", "features": [GEOJSON_IO_FEATURE]},
+        GEOJSON_IO_FEATURE,
+    ],
+    ids=["a FeatureCollection of one", "a Feature"],
+)
+def test_an_outline_pasted_from_geojson_io_makes_the_store_s_fence(marketer, pasted):
+    response = marketer.post(
+        "/admin/promotions/store/add/", store_form(radius_m="", polygon=json.dumps(pasted))
+    )
+
+    assert response.status_code == 302, form_errors(response)
+    assert Store.objects.get().polygon == GEOJSON_IO_POLYGON
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "MultiPolygon", "coordinates": [GEOJSON_IO_POLYGON["coordinates"]] * 2},
+        {"type": "FeatureCollection", "features": [GEOJSON_IO_FEATURE] * 2},
+    ],
+    ids=["a MultiPolygon", "two Features"],
+)
+def test_two_outlines_pasted_for_a_store_are_refused_saying_to_paste_one(marketer, pasted):
+    response = marketer.post(
+        "/admin/promotions/store/add/", store_form(radius_m="", polygon=json.dumps(pasted))
+    )
+
+    assert form_errors(response)["polygon"] == ["One outline per store: paste a single Polygon."]
+    assert not Store.objects.exists()
+
+
+def test_a_campaign_read_by_someone_who_may_only_view_it_shows_no_loaded_status(client):
+    from django.contrib.auth.models import Permission, User
+
+    viewer = User.objects.create_user("viv", password="x", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_campaign"))
+    client.force_login(viewer)
+
+    response = client.get(f"/admin/promotions/campaign/{CampaignFactory().pk}/change/")
+
+    assert response.status_code == 200
+    assert "Loaded status" not in response.content.decode()

@@ -1705,6 +1705,30 @@ def test_equal_quiet_hours_say_so(api, rivoli):
     }
 
 
+def test_quiet_hours_with_zero_seconds_are_read_to_the_minute(api, rivoli):
+    # Times as RFC 3339 writes them, and many clients send them: seconds included.
+    created = create_campaign(
+        api, limits=limits(quiet_hours={"start": "21:00:00", "end": "08:00:00"})
+    )
+
+    assert created["limits"]["quiet_hours"] == {"start": "21:00", "end": "08:00"}
+
+
+def test_quiet_hours_with_seconds_say_they_are_to_the_minute(api, rivoli):
+    body = campaign_body(limits=limits(quiet_hours={"start": "21:00:30", "end": "08:00"}))
+
+    response = api.post("/api/v1/campaigns", body)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "limits": {
+            "quiet_hours": {
+                "start": ["A time to the minute, HH:MM such as 21:00; seconds, if any, are 00."]
+            }
+        }
+    }
+
+
 def test_quiet_hours_may_stay_within_one_day(api, rivoli):
     created = create_campaign(api, limits=limits(quiet_hours={"start": "12:00", "end": "14:00"}))
 

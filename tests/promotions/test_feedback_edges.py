@@ -310,3 +310,44 @@ def test_a_loyalty_purchase_sent_again_by_the_till_is_not_credited_to_another_of
     # A second purchase that day still takes the earlier offer.
     other = loyalty_purchase(api, "C-7", redeemed_at=ago(minutes=2), amount="9.90")
     assert other.json()["delivery"] == earlier.id
+
+
+@pytest.mark.parametrize("path", ["code", "customer_id"])
+def test_a_till_clock_a_few_minutes_ahead_still_redeems_a_code_valid_on_our_clock(api, path):
+    # The till's time is ahead of ours (accepted up to INGEST_MAX_CLOCK_SKEW_SECONDS): the
+    # purchase happened no later than our now, when the code had not expired.
+    StoreFactory(code="RIVOLI")
+    now = timezone.now()
+    customer = CustomerFactory(external_id="C-7")
+    DeliveryFactory(
+        customer=customer,
+        code="K7Q2-M9XB",
+        created_at=now - timedelta(days=1),
+        expires_at=now + timedelta(minutes=1),
+    )
+    wanted = {"code": "K7Q2-M9XB"} if path == "code" else {"customer_id": "C-7"}
+    response = api.post(
+        "/api/v1/redemptions",
+        {**wanted, "store_code": "RIVOLI", "redeemed_at": (now + timedelta(minutes=3)).isoformat()},
+    )
+    assert response.status_code == 201, response.json()
+
+
+@pytest.mark.parametrize("path", ["code", "customer_id"])
+def test_a_till_clock_ahead_does_not_revive_a_code_expired_on_our_clock(api, path):
+    StoreFactory(code="RIVOLI")
+    now = timezone.now()
+    customer = CustomerFactory(external_id="C-7")
+    DeliveryFactory(
+        customer=customer,
+        code="K7Q2-M9XB",
+        created_at=now - timedelta(days=1),
+        expires_at=now - timedelta(minutes=1),
+    )
+    wanted = {"code": "K7Q2-M9XB"} if path == "code" else {"customer_id": "C-7"}
+    response = api.post(
+        "/api/v1/redemptions",
+        {**wanted, "store_code": "RIVOLI", "redeemed_at": (now + timedelta(minutes=3)).isoformat()},
+    )
+    # By code, the expired offer is named (409); by loyalty card, there is no current one.
+    assert response.status_code == (409 if path == "code" else 404), response.json()

@@ -5,7 +5,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from promotions.geo import MAX_RING_VERTICES, GeometryError, distance_m, polygon_rings
+from promotions.geo import (
+    MAX_RING_VERTICES,
+    GeometryError,
+    distance_m,
+    outline_geometry,
+    polygon_rings,
+)
 
 # A square block around the Louvre, [longitude, latitude] as GeoJSON has it.
 SQUARE = [[2.3400, 48.8600], [2.3420, 48.8600], [2.3420, 48.8620], [2.3400, 48.8620]]
@@ -104,7 +110,7 @@ INVALID = [
     (
         "a MultiPolygon",
         {"type": "MultiPolygon", "coordinates": [[closed(*SQUARE)]]},
-        "Expected a GeoJSON Polygon",
+        "One outline per store: paste a single Polygon.",
     ),
     ("no coordinates", {"type": "Polygon"}, "a list of rings"),
     ("no rings", polygon(), "a list of rings"),
@@ -210,6 +216,56 @@ INVALID = [
 def test_an_invalid_polygon_is_rejected_with_a_clear_message(geojson, message):
     with pytest.raises(GeometryError, match=re.escape(message)):
         polygon_rings(geojson)
+
+
+# As geojson.io exports what is drawn on it.
+FEATURE = {"type": "Feature", "properties": {"name": "Louvre"}, "geometry": polygon(SQUARE)}
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [FEATURE, {"type": "FeatureCollection", "features": [FEATURE]}, polygon(SQUARE)],
+    ids=["a Feature", "a FeatureCollection of one", "a Polygon"],
+)
+def test_an_outline_is_the_polygon_a_map_editor_wraps(pasted):
+    assert outline_geometry(pasted) == polygon(SQUARE)
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "FeatureCollection", "features": [FEATURE, FEATURE]},
+        {"type": "FeatureCollection", "features": []},
+        {"type": "FeatureCollection"},
+    ],
+    ids=["two features", "no feature", "no features list"],
+)
+def test_a_collection_of_other_than_one_outline_is_refused(pasted):
+    with pytest.raises(GeometryError) as refused:
+        outline_geometry(pasted)
+
+    assert str(refused.value) == "One outline per store: paste a single Polygon."
+
+
+@pytest.mark.parametrize(
+    ("pasted", "message"),
+    [
+        (
+            {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": []}},
+            "One outline per store",
+        ),
+        (
+            {"type": "Feature", "geometry": {"type": "Point", "coordinates": [2.34, 48.86]}},
+            "Expected a GeoJSON Polygon",
+        ),
+        ({"type": "Feature", "geometry": None}, "Expected a GeoJSON Polygon"),
+        ({"type": "Feature"}, "Expected a GeoJSON Polygon"),
+    ],
+    ids=["a MultiPolygon", "a Point", "a null geometry", "no geometry"],
+)
+def test_a_feature_s_geometry_is_judged_as_a_polygon(pasted, message):
+    with pytest.raises(GeometryError, match=re.escape(message)):
+        polygon_rings(outline_geometry(pasted))
 
 
 def test_a_geometry_error_is_a_value_error():

@@ -4,6 +4,7 @@ validity, location kept past its retention."""
 
 import contextlib
 import socket
+import subprocess
 import threading
 import time
 from datetime import timedelta
@@ -78,11 +79,32 @@ def test_ingest_hands_a_batch_to_a_hung_broker_and_goes_on(hung_broker):
         done = run_python(
             "manage.py", "shell", "-c", code, env={"CELERY_BROKER_URL": hung_broker}, timeout=20
         )
-    except TimeoutError:  # subprocess.TimeoutExpired is one
+    except subprocess.TimeoutExpired:
         pytest.fail("enqueue_location_batch still waiting on the broker after 20 s")
 
     assert "returned" in done.stdout, done.stderr[-2000:]
     assert "Could not enqueue location batch 1." in done.stderr
+
+
+HEALTHZ = (
+    "from django.test import Client; answer = Client().get('/healthz'); "
+    "print(answer.status_code, answer.json()['database'])"
+)
+
+
+def test_healthz_answers_503_promptly_while_the_database_hangs(hung_broker):
+    # A server that accepts the connection and never answers: a pgbouncer whose PostgreSQL
+    # is gone (it holds its clients for query_wait_timeout, 120 s), a failover's dead address.
+    port = hung_broker.rsplit(":", 1)[1].split("/")[0]
+    database = f"postgres://postgres@127.0.0.1:{port}/passage"
+    try:
+        probe = run_python(
+            "manage.py", "shell", "-c", HEALTHZ, env={"DATABASE_URL": database}, timeout=20
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("/healthz still waiting on the database after 20 s")
+
+    assert probe.stdout.split()[-3:] == ["503", "unreachable:", "OperationalError"], probe.stderr
 
 
 # --- A database failing over ----------------------------------------------------------------
@@ -211,6 +233,20 @@ def test_the_sweep_clears_a_backlog_of_more_than_a_few_batches_in_one_run(settin
 
     assert swept == len(backlog)
     assert not LocationBatch.objects.filter(processed_at=None).exists()
+
+
+def test_the_sweep_fails_a_lost_send_whose_offer_went_stale_instead_of_enqueuing_it(settings):
+    # Workers down for an hour: the sends their queue lost are past their offers' validity,
+    # and every sweep beat queued meanwhile would enqueue them all again.
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # a broker, and no worker taking its tasks
+    long_ago = timezone.now() - timedelta(seconds=settings.SMS_VALIDITY_SECONDS + 60)
+    stranded = queue_offer(StoreFactory(), now=long_ago)
+    Delivery.objects.filter(id=stranded.id).update(send_after=long_ago)
+
+    tasks.sweep_unprocessed.apply()
+
+    stranded.refresh_from_db()
+    assert (stranded.status, stranded.error_message) == ("failed", sending.EXPIRED)
 
 
 def test_the_sweep_stops_at_its_time_budget(settings):

@@ -41,11 +41,15 @@ def point(metres_from_fence: float) -> tuple[float, float]:
     return CENTRE[0] + (RADIUS + metres_from_fence) / METRES_PER_DEGREE, CENTRE[1]
 
 
-def locate(latitude: float, longitude: float) -> list[tuple[int, float]]:
+def measure(store: int, latitude: float, longitude: float) -> float:
     # Flat-earth metres: these tests are about the state machine, not geometry.
     dy = (latitude - CENTRE[0]) * METRES_PER_DEGREE
     dx = (longitude - CENTRE[1]) * METRES_PER_DEGREE * math.cos(math.radians(CENTRE[0]))
-    distance = math.hypot(dx, dy) - RADIUS
+    return math.hypot(dx, dy) - RADIUS
+
+
+def locate(latitude: float, longitude: float) -> list[tuple[int, float]]:
+    distance = measure(STORE, latitude, longitude)
     return [(STORE, distance)] if distance <= 2_000 else []
 
 
@@ -115,25 +119,55 @@ def test_a_fix_beyond_the_margin_exits(metres, accuracy, exits):
     assert kinds(outcome) == ([ENTERED, EXITED] if exits else [ENTERED])
 
 
+def beyond_the_index(observations, states=None, tracks=None, measure=measure, **kw):
+    """`advance` as the worker runs it: an index looking 350 m out, the stores the customer
+    is in measured where it finds nothing."""
+    return presence.advance(
+        states=states or {},
+        tracks=tracks or {},
+        observations=observations,
+        locate=near_only,
+        locate_reach_m=350,
+        measure=measure,
+        now=kw.pop("now", at(3600)),
+        **kw,
+    )
+
+
 def test_a_vague_fix_beyond_the_index_reach_does_not_exit():
     # The index looks 350 m out; a fix 1 km away with a 1.5 km accuracy circle proves nothing.
-    inside = presence.advance(
-        states={},
-        tracks={},
-        observations=[fix(0, -30)],
-        locate=near_only,
-        locate_reach_m=350,
-        now=at(3600),
-    )
-    vague = presence.advance(
-        states=inside.states,
-        tracks=inside.tracks,
-        observations=[fix(60, 1_000, accuracy=1_500)],
-        locate=near_only,
-        locate_reach_m=350,
-        now=at(3600),
+    inside = beyond_the_index([fix(0, -30)])
+    vague = beyond_the_index([fix(60, 1_000, accuracy=1_500)], inside.states, inside.tracks)
+    assert vague.events == []
+
+
+@pytest.mark.parametrize("accuracy", [10, 500, 1_500])
+def test_a_fix_whose_circle_clears_the_store_by_kilometres_exits_however_vague(accuracy):
+    # Beyond the index's reach, the store is measured, not taken to be at the reach: a cell
+    # position 5 km away, its circle kilometres clear of the store, is a shopper who left.
+    inside = beyond_the_index([fix(0, -30)])
+    far = beyond_the_index([fix(600, 5_000, accuracy=accuracy)], inside.states, inside.tracks)
+    assert [(e.kind, e.at, e.reason) for e in far.events] == [
+        (EXITED, at(600), "fix 5000 m out"),
+    ]
+
+
+def test_a_store_with_no_fence_any_more_is_taken_to_be_at_the_index_reach():
+    # Deleted since the visit began: nothing to measure, so a vague fix proves nothing and a
+    # precise one beyond the reach is out.
+    inside = beyond_the_index([fix(0, -30)])
+
+    def gone(store, latitude, longitude):
+        return None
+
+    vague = beyond_the_index(
+        [fix(600, 5_000, accuracy=500)], inside.states, inside.tracks, measure=gone
     )
     assert vague.events == []
+    precise = beyond_the_index(
+        [fix(600, 5_000, accuracy=10)], inside.states, inside.tracks, measure=gone
+    )
+    assert [(e.kind, e.reason) for e in precise.events] == [(EXITED, "no fence nearby")]
 
 
 def test_a_vague_fix_does_not_reset_an_approach():
@@ -812,22 +846,14 @@ def test_a_visit_stored_before_watched_dwells_were_recorded_announces_them_when_
 @pytest.mark.parametrize(
     ("metres", "accuracy"),
     [
-        (20_000, 3_000),  # far beyond the index's reach, but its circle could reach the store
+        (2_000, 3_000),  # beyond the index's reach, but its circle reaches the store
         (300, 400),  # within reach, its circle covers the store
         (-30, 250),  # its centre is inside, but it could not have caused an entry
     ],
 )
 def test_vague_fixes_neither_keep_a_presence_alive_nor_make_it_dwell(metres, accuracy):
     vague = [fix(minutes * 60, metres, accuracy) for minutes in range(5, 61, 5)]
-    outcome = presence.advance(
-        states={},
-        tracks={},
-        observations=[fix(0, -30), *vague],
-        locate=near_only,
-        locate_reach_m=350,
-        dwell_minutes={10, 30},
-        now=at(3600),
-    )
+    outcome = beyond_the_index([fix(0, -30), *vague], dwell_minutes={10, 30})
     assert [(e.kind, e.at, e.reason) for e in outcome.events] == [
         (ENTERED, at(0), "fix 30 m inside (accuracy 10 m)"),
         (DWELLED, at(10 * 60), "inside 10 min"),  # reached while the first fix still held
@@ -860,6 +886,31 @@ def test_coming_near_is_announced_once_per_approach():
     assert [(e.kind, e.distance_m) for e in outcome.events if e.place == ring] == [
         (NEAR, 500.0),
         (NEAR, 500.0),  # it went beyond 500 + 50 m at 600 m, then came back
+    ]
+
+
+@pytest.mark.parametrize("accuracy", [10, 500])
+def test_driving_off_beyond_the_index_reach_ends_an_approach(accuracy):
+    # The index looks 750 m out, as the worker's does for a 500 m ring: 5 km away is beyond
+    # it and beyond the ring, so coming back ten minutes on (before the ring would have
+    # timed out) is an approach again, as it is after a fix 600 m out.
+    def within_750_m(latitude, longitude):
+        return [(s, d) for s, d in locate(latitude, longitude) if d <= 750]
+
+    outcome = presence.advance(
+        states={},
+        tracks={},
+        observations=[fix(0, 400), fix(60, 5_000, accuracy), fix(10 * 60, 400)],
+        locate=within_750_m,
+        locate_reach_m=750,
+        measure=measure,
+        near_distances={STORE: {500.0}},
+        now=at(3600),
+    )
+    ring = Place(STORE, near_m=500.0)
+    assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [
+        (NEAR, at(0)),
+        (NEAR, at(10 * 60)),
     ]
 
 

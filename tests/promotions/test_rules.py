@@ -163,6 +163,76 @@ def test_a_cart_flag_alone_matches_a_cart_abandoned_in_a_category_without_a_sku(
     assert "category audio: cart abandoned" in match.detail
 
 
+# The whole cart, abandoned an hour ago and reported with neither a SKU nor a category.
+WHOLE_CART = BrowsingSignal(
+    "", score=4.9, cart_state="abandoned", cart_updated_at=NOW - timedelta(hours=1)
+)
+
+
+def test_a_cart_flag_alone_matches_the_whole_cart_when_no_product_or_category_cart_does():
+    customer = replace(LEA, cart=WHOLE_CART)
+
+    match = rules.intent_match(IntentCondition(cart_abandoned=True), customer, NOW)
+
+    assert (match.sku, match.product_name, match.strength) == ("", "", 4.9)
+    assert match.detail == "the cart, reported without a SKU: cart abandoned, score 4.90"
+
+
+@pytest.mark.parametrize(
+    ("cart", "condition"),
+    [
+        (replace(WHOLE_CART, cart_state="in_cart"), IntentCondition(cart_abandoned=True)),
+        (
+            replace(WHOLE_CART, cart_updated_at=NOW - timedelta(days=8)),
+            IntentCondition(cart_abandoned=True, within_days=7),
+        ),
+        # A condition naming a SKU or a category is about those alone.
+        (WHOLE_CART, IntentCondition(skus=("X200",), cart_abandoned=True)),
+        (WHOLE_CART, IntentCondition(categories=("audio",), cart_abandoned=True)),
+    ],
+    ids=["restored", "before_the_window", "naming_a_sku", "naming_a_category"],
+)
+def test_the_whole_cart_does_not_match(cart, condition):
+    assert rules.intent_match(condition, replace(LEA, cart=cart), NOW) is None
+
+
+def test_a_product_s_own_abandoned_cart_comes_before_the_whole_cart():
+    abandoned = replace(
+        LEA.products["X100"], cart_state="abandoned", cart_updated_at=NOW - timedelta(hours=3)
+    )
+    customer = replace(LEA, products={**LEA.products, "X100": abandoned}, cart=WHOLE_CART)
+
+    match = rules.intent_match(IntentCondition(cart_abandoned=True), customer, NOW)
+
+    assert match.sku == "X100"
+    assert match.detail.startswith("SKU X100")
+
+
+def in_cart(signal, hours_ago):
+    return replace(signal, cart_state="in_cart", cart_updated_at=NOW - timedelta(hours=hours_ago))
+
+
+def test_the_whole_cart_names_the_product_last_put_in_it_before_it_was_abandoned():
+    products = {"X200": in_cart(LEA.products["X200"], 3), "X100": in_cart(LEA.products["X100"], 2)}
+    customer = replace(LEA, products=products, cart=WHOLE_CART)
+
+    match = rules.intent_match(IntentCondition(cart_abandoned=True), customer, NOW)
+
+    assert (match.sku, match.product_name) == ("X100", "X100")
+    assert match.detail.startswith("the cart, reported without a SKU")
+
+
+@pytest.mark.parametrize("restored_in", ["products", "categories"])
+def test_a_product_or_category_put_in_the_cart_since_restores_the_whole_cart(restored_in):
+    signals = getattr(LEA, restored_in)
+    key = next(iter(signals))
+    customer = replace(
+        LEA, cart=WHOLE_CART, **{restored_in: {**signals, key: in_cart(signals[key], 0.5)}}
+    )
+
+    assert rules.intent_match(IntentCondition(cart_abandoned=True), customer, NOW) is None
+
+
 def test_a_view_condition_naming_nothing_still_counts_views_of_one_product():
     # Four views across a category are not three views of any one product.
     customer = replace(

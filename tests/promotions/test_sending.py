@@ -361,6 +361,7 @@ def test_an_offer_that_expires_after_throttling_keeps_twilios_error_code(twilio,
     delivery = queue_offer(store)
     with pytest.raises(sms.TransientSmsError):
         sending.send_delivery(delivery_id=delivery.id, now=timezone.now(), final_attempt=False)
+    sending.schedule_retry(delivery_id=delivery.id, now=timezone.now(), backoff=timedelta(0))
 
     # Its retry comes after the offer's validity.
     sending.send_delivery(delivery_id=delivery.id, now=timezone.now() + timedelta(minutes=11))
@@ -529,6 +530,62 @@ def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
     assert next_in_line.send_after == backlog_ends + timedelta(seconds=1)
     assert throttled.send_after == backlog_ends + timedelta(seconds=2)
     assert later.send_after == backlog_ends + timedelta(seconds=3)
+
+
+def test_a_copy_of_a_throttled_send_waits_for_the_retry_twilio_asked_for(twilio, store, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # deployed: workers, a broker, paced sends
+    twilio.then(twilio_fake.TOO_MANY)
+    delivery = queue_offer(store)
+    now = timezone.now()
+    # The send is throttled and books its retry 30 s on, as the send_sms task does.
+    with pytest.raises(sms.TransientSmsError):
+        sending.send_delivery(delivery_id=delivery.id, now=now, final_attempt=False)
+    sending.schedule_retry(delivery_id=delivery.id, now=now, backoff=timedelta(seconds=30))
+
+    # A second copy of its first task (the broker redelivered it) runs a second later.
+    outcome = sending.send_delivery(
+        delivery_id=delivery.id, now=now + timedelta(seconds=1), final_attempt=False
+    )
+    delivery.refresh_from_db()
+
+    assert outcome.status == "skipped"
+    assert len(twilio.messages) == 1, "Twilio asked for a wait and was asked again at once"
+    assert (delivery.status, delivery.claimed_at) == ("queued", None)  # left for its retry
+
+
+def test_a_copy_of_a_throttled_send_run_before_its_retry_is_booked_leaves_it_alone(twilio, store):
+    twilio.then(twilio_fake.TOO_MANY)
+    delivery = queue_offer(store)
+    with pytest.raises(sms.TransientSmsError):
+        sending.send_delivery(delivery_id=delivery.id, now=timezone.now(), final_attempt=False)
+
+    # The throttled worker has not booked its retry yet when a copy of the task runs.
+    outcome = sending.send_delivery(delivery_id=delivery.id, now=timezone.now())
+
+    assert outcome.status == "skipped"
+    assert len(twilio.messages) == 1
+
+
+def test_a_copy_of_a_send_that_finds_it_claimed_leaves_it_to_its_worker(twilio, store, monkeypatch):
+    delivery = queue_offer(store)
+    claim = sending.claim
+
+    def claimed_by_a_worker_that_is_then_throttled(delivery_id, *, now, attempts):
+        # Another worker claimed the delivery a moment before this copy tries to...
+        assert claim(delivery_id, now=now, attempts=attempts)
+        won = claim(delivery_id, now=now, attempts=attempts)
+        # ... and is answered with a 429: it gives the row back, booked for its retry.
+        sending.schedule_retry(delivery_id=delivery_id, now=now, backoff=timedelta(seconds=5))
+        return won
+
+    # Patched to put two real writes in the order two workers can give them, no more.
+    monkeypatch.setattr(sending, "claim", claimed_by_a_worker_that_is_then_throttled)
+    outcome = sending.send_delivery(delivery_id=delivery.id, now=timezone.now())
+    delivery.refresh_from_db()
+
+    # The customer still consents at this number: the other worker's retry sends the SMS.
+    assert (delivery.status, delivery.reason) == ("queued", "")
+    assert outcome.status == "skipped"
 
 
 def test_a_retry_whose_backoff_ends_after_the_senders_next_slot_waits_for_the_backoff(store):
@@ -916,3 +973,22 @@ def test_without_a_broker_a_burst_goes_at_once_none_expired_by_pacing(
     statuses = Delivery.objects.values_list("status", "error_message")
     assert list(statuses) == [("sent", "")] * 12
     assert len(locmem.outbox) == 12
+
+
+def test_a_throttled_send_whose_worker_died_before_booking_its_retry_is_still_sent(
+    twilio, store, settings
+):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # deployed: workers, a broker, the sweep
+    twilio.then(twilio_fake.TOO_MANY)
+    delivery = queue_offer(store)
+    now = timezone.now()
+    with pytest.raises(sms.TransientSmsError):
+        sending.send_delivery(delivery_id=delivery.id, now=now, final_attempt=False)
+    # The worker is killed here (out of memory, a deploy), before schedule_retry: its retry
+    # is never booked. Three minutes on, well within the offer's ten, the sweep runs.
+    later = now + timedelta(minutes=3)
+    due_before = later - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+
+    assert delivery.id in decisions.stranded_deliveries(due_before=due_before)
+    assert sending.send_delivery(delivery_id=delivery.id, now=later).status == "sent"
+    assert len(twilio.accepted) == 1

@@ -98,6 +98,14 @@ def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
         (twilio_fake.TOO_MANY, TransientSmsError, 20429),
         (twilio_fake.SERVER_ERROR, TransientSmsError, 20500),
         (twilio_fake.UNAVAILABLE, TransientSmsError, 20503),
+        # The sender's queue is full: Twilio took nothing, and the queue drains.
+        (
+            twilio_fake.error(
+                400, 21611, "This 'From' number has exceeded the maximum number of queued messages"
+            ),
+            TransientSmsError,
+            21611,
+        ),
         (twilio_fake.error(401, 20003, "Authenticate"), PermanentSmsError, 20003),
         # A gateway answering for Twilio behind it, which may have taken the message. Its
         # page has no Twilio error code: the SDK gives the HTTP status in its place.
@@ -305,7 +313,9 @@ def prism_url():
             try:
                 requests.get(url, timeout=1)
                 break
-            except requests.ConnectionError:
+            # Listening but slow to answer its first request on a loaded machine: not a
+            # failure yet.
+            except (requests.ConnectionError, requests.ReadTimeout):
                 time.sleep(0.5)
         else:
             pytest.fail("Prism did not start within 60 s.")

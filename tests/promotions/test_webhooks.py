@@ -312,6 +312,16 @@ def test_opt_out_spelt_in_two_words_which_twilio_does_not_match_is_confirmed(cli
     assert b"You will receive no more offers by SMS" in response.content
 
 
+@pytest.mark.parametrize("body", [" stop all ", "Stop all", "STOP ALL!"])
+def test_stopall_spelt_in_two_words_opts_out_and_is_confirmed(client, body):
+    # Twilio matches STOPALL as one word only: Passage acts on "stop all" and confirms it.
+    customer = CustomerFactory(phone="+33612345678", locale="en-GB")
+    response = reply(client, "+33612345678", body)
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_OUT
+    assert b"You will receive no more offers by SMS" in response.content
+
+
 @pytest.mark.parametrize(
     ("locale", "text"),
     [
