@@ -30,7 +30,7 @@ class ConsentChangeInline(admin.TabularInline):
     model = ConsentChange
     extra = 0
     can_delete = False
-    readonly_fields = ["changed_at", "previous", "consent", "source", "note"]
+    readonly_fields = ["changed_at", "previous", "consent", "source", "note", "by_reply"]
 
     def has_add_permission(self, request, obj=None) -> bool:
         return False

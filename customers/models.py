@@ -133,6 +133,9 @@ class ConsentChange(models.Model):
     source = models.CharField(max_length=100, blank=True)
     note = models.CharField(max_length=200, blank=True)
     changed_at = models.DateTimeField(default=timezone.now)
+    # The customer's own reply to our SMS (or Twilio's 21610), which only their reply undoes;
+    # not a source name, which a CRM may name "sms" too.
+    by_reply = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["changed_at", "id"]

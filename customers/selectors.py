@@ -66,7 +66,9 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             "updated_at": customer.updated_at,
         },
         "consent_log": list(
-            customer.consent_log.values("previous", "consent", "source", "note", "changed_at")
+            customer.consent_log.values(
+                "previous", "consent", "source", "note", "changed_at", "by_reply"
+            )
         ),
         "devices": [
             {

@@ -23,7 +23,6 @@ from customers.models import (
     OptedOutNumber,
     Product,
     ProductIntent,
-    ReplySource,
     SmsConsent,
     Visitor,
     opted_out_number_keys,
@@ -42,10 +41,16 @@ class ConflictError(Exception):
 
 
 def set_sms_consent(
-    *, customer: Customer, consent: str, source: str, note: str = "", at: datetime | None = None
+    *,
+    customer: Customer,
+    consent: str,
+    source: str,
+    note: str = "",
+    at: datetime | None = None,
+    by_reply: bool = False,
 ) -> bool:
     """Change the customer's consent and log it; returns False when it was already so.
-    The caller saves the customer."""
+    `by_reply`: the customer's own reply to our SMS said so. The caller saves the customer."""
     if consent == customer.sms_consent:
         return False
     at = at or timezone.now()
@@ -56,6 +61,7 @@ def set_sms_consent(
         source=source,
         note=note,
         changed_at=at,
+        by_reply=by_reply,
     )
     customer.sms_consent = consent
     customer.consent_source = source
@@ -116,9 +122,9 @@ def _reply_opt_out_at(customer: Customer) -> datetime | None:
     last_reply = (
         ConsentChange.objects.filter(
             customer=customer,
-            # What promotions.feedback logs their own reply under: a STOP or START they
-            # sent us, and Twilio's 21610 (they replied STOP to that sender).
-            source__in=ReplySource.values,
+            # A STOP or START they sent us, or Twilio's 21610 (they replied STOP to that
+            # sender), as promotions.feedback logs them.
+            by_reply=True,
             consent__in=[SmsConsent.OPTED_IN, SmsConsent.OPTED_OUT],
         )
         .order_by("-changed_at", "-id")
@@ -245,16 +251,18 @@ def opted_out_number(*, phone: str) -> OptedOutNumber | None:
     return OptedOutNumber.objects.filter(number_key__in=keys).order_by("-opted_out_at").first()
 
 
-def record_number_opted_out(*, phone: str, source: str, at: datetime) -> None:
+def record_number_opted_out(*, phone: str, source: str, at: datetime) -> bool:
     """The number replied STOP (`source` sms), or Twilio says it did (twilio): until it
     replies START, no customer stands opted in at it, whoever their record. Call it before
-    changing the consent of the customers at the number, in the same transaction."""
+    changing the consent of the customers at the number, in the same transaction. Whether
+    the number was not opted out already."""
     lock_number(phone=phone)
     current, *rotated = opted_out_number_keys(phone)
     OptedOutNumber.objects.filter(number_key__in=rotated).delete()  # keyed before a rotation
-    OptedOutNumber.objects.update_or_create(
+    _, created = OptedOutNumber.objects.update_or_create(
         number_key=current, defaults={"opted_out_at": at, "source": source}
     )
+    return created
 
 
 def lift_number_opt_out(*, phone: str) -> None:

@@ -726,7 +726,7 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     queued = {
         delivery_id: (event_at, expires_at, segments)
         for delivery_id, event_at, expires_at, segments in Delivery.objects.filter(
-            id__in=delivery_ids
+            id__in=delivery_ids, status=DeliveryStatus.QUEUED, claimed_at=None
         ).values_list("id", delivery_event_time(), "expires_at", "segments")
     }
     sender, _ = SmsSender.objects.get_or_create(
@@ -737,7 +737,8 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     stale, expired = [], []
     slots = []
     for delivery_id in delivery_ids:
-        if delivery_id not in queued:  # deleted meanwhile (a retry's): nothing to send
+        if delivery_id not in queued:
+            # A retry's, deleted, failed or suppressed meanwhile (or being sent): no slot.
             continue
         event_at, expires_at, segments = queued[delivery_id]
         if slot - event_at > validity:

@@ -218,17 +218,22 @@ def _load_shoppers() -> None:
     today = timezone.now()
     events = []
     for number, shopper in enumerate(SHOPPERS, start=1):
-        customer, _ = customer_services.upsert_customer(
-            external_id=shopper.external_id,
-            values={
-                "first_name": shopper.first_name,
-                "phone": shopper.phone,
-                "locale": shopper.locale,
-                "timezone": "Europe/Paris",
-                "sms_consent": shopper.consent,
-                "consent_source": "demo",
-            },
-        )
+        values = {
+            "first_name": shopper.first_name,
+            "phone": shopper.phone,
+            "locale": shopper.locale,
+            "timezone": "Europe/Paris",
+        }
+        consent = {"sms_consent": shopper.consent, "consent_source": "demo"}
+        try:
+            customer, _ = customer_services.upsert_customer(
+                external_id=shopper.external_id, values={**values, **consent}
+            )
+        except customer_services.ConflictError:
+            # The shopper replied STOP to a demo SMS: their reply stands, the rest refreshes.
+            customer, _ = customer_services.upsert_customer(
+                external_id=shopper.external_id, values=values
+            )
         Device.objects.update_or_create(
             device_id=shopper.device_id,
             defaults={

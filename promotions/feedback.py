@@ -227,18 +227,25 @@ def _change_consent(
     phone: str, consent: str, source: ReplySource, note: str, now: datetime
 ) -> bool:
     """The number's own word on its consent: kept for the number (whoever has it now, or
-    later), and given to everyone whose current number it is. Whether any customer changed."""
+    later), and given to everyone whose current number it is. Whether it changed anything:
+    a customer's consent, or the number's opt-out (one no customer has, or whose customers
+    were opted out through the API, is confirmed too)."""
     if not phone:
         return False  # an erased customer's delivery: its number is gone
     changed = False
     with transaction.atomic():
         if consent == SmsConsent.OPTED_OUT:
-            record_number_opted_out(phone=phone, source=source, at=now)
+            changed = record_number_opted_out(phone=phone, source=source, at=now)
         else:
             lift_number_opt_out(phone=phone)
         for customer in Customer.objects.select_for_update().filter(phone=phone).order_by("pk"):
             if set_sms_consent(
-                customer=customer, consent=consent, source=source, note=note, at=now
+                customer=customer,
+                consent=consent,
+                source=source,
+                note=note,
+                at=now,
+                by_reply=True,
             ):
                 customer.save(update_fields=["sms_consent", "consent_source", "consent_updated_at"])
                 changed = True

@@ -165,6 +165,24 @@ def test_the_api_docs_page_is_served_without_a_cdn():
     assert b"swagger" in response.content.lower()
 
 
+@pytest.mark.django_db
+def test_load_demo_runs_again_after_a_demo_shopper_replied_stop(capsys):
+    # Running `make run` again refreshes the demo in place: a shopper who replied STOP to a
+    # demo SMS meanwhile stays opted out, and the rest still loads.
+    from customers.models import SmsConsent
+    from promotions.feedback import handle_inbound_sms
+
+    call_command("load_demo")
+    lea = Customer.objects.get(external_id="C-1001")
+    handle_inbound_sms(from_number=lea.phone, body="STOP", now=timezone.now())
+
+    call_command("load_demo")
+
+    assert "Demo data loaded" in capsys.readouterr().out
+    lea.refresh_from_db()
+    assert lea.sms_consent == SmsConsent.OPTED_OUT
+
+
 def test_load_demo_is_idempotent_and_prints_a_working_login(capsys):
     call_command("load_demo")
     call_command("load_demo")

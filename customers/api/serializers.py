@@ -206,6 +206,7 @@ class ExportedConsentChangeSerializer(serializers.Serializer):
     source = serializers.CharField()
     note = serializers.CharField()
     changed_at = serializers.DateTimeField()
+    by_reply = serializers.BooleanField()
 
 
 class ExportedDeviceSerializer(serializers.Serializer):

@@ -1,5 +1,6 @@
-"""The opted-out numbers, filled from the consent log; and customers whom a request opted
-back in over their reply opting out (before such requests were refused) opted out again."""
+"""The consent log marks the customer's own replies; the opted-out numbers, filled from it;
+and customers whom a request opted back in over their reply opting out (before such requests
+were refused) opted out again."""
 
 from django.conf import settings
 from django.db import migrations, models
@@ -9,6 +10,15 @@ from django.utils.crypto import salted_hmac
 
 REPLY_SOURCES = ["sms", "twilio"]  # customers.models.ReplySource, as it was
 RESTORED = "reply_opt_out_restored"
+
+
+def mark_replies(apps, schema_editor) -> None:
+    """A source named "sms" may be a CRM's (a sign-up by text): a reply is one logged by
+    promotions.feedback, whose notes have always read so."""
+    ConsentChange = apps.get_model("customers", "ConsentChange")
+    ConsentChange.objects.filter(source__in=REPLY_SOURCES).filter(
+        Q(note__startswith="Replied ") | Q(note__startswith="Twilio error 21610")
+    ).update(by_reply=True)
 
 
 def number_key(phone: str) -> str:
@@ -22,9 +32,7 @@ def restore_reply_opt_outs(apps, schema_editor) -> None:
     Customer = apps.get_model("customers", "Customer")
     ConsentChange = apps.get_model("customers", "ConsentChange")
     OptedOutNumber = apps.get_model("customers", "OptedOutNumber")
-    replies = ConsentChange.objects.filter(
-        source__in=REPLY_SOURCES, consent__in=["opted_in", "opted_out"]
-    )
+    replies = ConsentChange.objects.filter(by_reply=True, consent__in=["opted_in", "opted_out"])
     latest_reply = replies.filter(customer=OuterRef("customer_id")).order_by("-changed_at", "-id")
     # From the customers who ever replied, not the whole table: they are few.
     opted_out_by_reply = {
@@ -86,6 +94,12 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
+        migrations.AddField(
+            model_name="consentchange",
+            name="by_reply",
+            field=models.BooleanField(default=False),
+        ),
+        migrations.RunPython(mark_replies, migrations.RunPython.noop),
         migrations.CreateModel(
             name="OptedOutNumber",
             fields=[

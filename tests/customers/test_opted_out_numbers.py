@@ -132,8 +132,11 @@ def test_a_different_number_is_not_suppressed(api):
 
 
 def restore_reply_opt_outs():
+    """The migration's data steps, on rows logged as they were before it."""
     [path] = Path(__file__).parents[2].glob("customers/migrations/*_opted_out_numbers.py")
     migration = importlib.import_module(f"customers.migrations.{path.stem}")
+    ConsentChange.objects.update(by_reply=False)
+    migration.mark_replies(apps, None)
     migration.restore_reply_opt_outs(apps, None)
 
 
@@ -142,7 +145,12 @@ def test_the_migration_opts_out_again_whom_the_api_opted_back_in_over_their_repl
     lea = CustomerFactory(external_id="C-1", phone=PHONE, sms_consent=SmsConsent.OPTED_IN)
     # As before the rule: STOP, then a CRM's sync opted her back in.
     ConsentChange.objects.create(
-        customer=lea, previous="opted_in", consent="opted_out", source="sms", changed_at=now
+        customer=lea,
+        previous="opted_in",
+        consent="opted_out",
+        source="sms",
+        note="Replied STOP (Twilio STOP)",
+        changed_at=now,
     )
     ConsentChange.objects.create(
         customer=lea, previous="opted_out", consent="opted_in", source="crm", changed_at=now
@@ -152,14 +160,28 @@ def test_the_migration_opts_out_again_whom_the_api_opted_back_in_over_their_repl
     # Opted back in by her own START: left alone.
     tom = CustomerFactory(external_id="C-3", phone="+33698765432", sms_consent="opted_in")
     ConsentChange.objects.create(
-        customer=tom, previous="opted_in", consent="opted_out", source="sms", changed_at=now
+        customer=tom,
+        previous="opted_in",
+        consent="opted_out",
+        source="sms",
+        note="Replied ARRET",
+        changed_at=now,
     )
     ConsentChange.objects.create(
         customer=tom,
         previous="opted_out",
         consent="opted_in",
         source="sms",
+        note="Replied START (Twilio START)",
         changed_at=now + timedelta(minutes=1),
+    )
+    # A CRM that names its own text channel "sms": its opt-out was no reply to our SMS.
+    zoe = CustomerFactory(external_id="C-4", phone="+33611112222", sms_consent="opted_in")
+    ConsentChange.objects.create(
+        customer=zoe, previous="opted_in", consent="opted_out", source="sms", changed_at=now
+    )
+    ConsentChange.objects.create(
+        customer=zoe, previous="opted_out", consent="opted_in", source="web_form", changed_at=now
     )
 
     restore_reply_opt_outs()
@@ -174,8 +196,9 @@ def test_the_migration_opts_out_again_whom_the_api_opted_back_in_over_their_repl
             "reply_opt_out_restored",
         )
         assert f"{now:%Y-%m-%dT%H:%M:%SZ}" in change.note
-    tom.refresh_from_db()
-    assert tom.sms_consent == SmsConsent.OPTED_IN
+    for customer in (tom, zoe):
+        customer.refresh_from_db()
+        assert customer.sms_consent == SmsConsent.OPTED_IN
     assert OptedOutNumber.objects.count() == 1
     assert OptedOutNumber.objects.get().opted_out_at == now
 

@@ -138,3 +138,18 @@ def test_after_start_an_opt_out_through_the_api_is_the_apis_to_lift(api):
 
     assert response.status_code == 200
     assert Customer.objects.get().sms_consent == SmsConsent.OPTED_IN
+
+
+def test_a_crm_opt_out_whose_source_it_names_sms_is_the_apis_to_lift(api):
+    # The retailer's CRM names the channel consent went through (a sign-up by text, an
+    # unsubscribe texted to the retailer's own short code): no reply to Passage's SMS.
+    lea = {"phone": "+33612345678", "locale": "fr-FR"}
+    api.put("/api/v1/customers/C-1", {**lea, "sms_consent": "opted_in", "consent_source": "sms"})
+    api.put("/api/v1/customers/C-1", {"sms_consent": "opted_out", "consent_source": "sms"})
+
+    response = api.put(
+        "/api/v1/customers/C-1", {"sms_consent": "opted_in", "consent_source": "web_form"}
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["sms_consent"] == "opted_in"

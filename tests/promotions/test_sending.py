@@ -992,3 +992,19 @@ def test_a_throttled_send_whose_worker_died_before_booking_its_retry_is_still_se
     assert delivery.id in decisions.stranded_deliveries(due_before=due_before)
     assert sending.send_delivery(delivery_id=delivery.id, now=later).status == "sent"
     assert len(twilio.accepted) == 1
+
+
+def test_a_retry_booked_for_an_sms_failed_meanwhile_takes_no_send_slot(twilio, store, settings):
+    settings.CELERY_TASK_ALWAYS_EAGER = False  # deployed: paced sends
+    twilio.then(twilio_fake.TOO_MANY)
+    delivery = queue_offer(store)
+    now = timezone.now()
+    with pytest.raises(sms.TransientSmsError):
+        sending.send_delivery(delivery_id=delivery.id, now=now, final_attempt=False)
+    # Before its worker books the retry, a redelivered retry finds the campaign paused.
+    Delivery.objects.filter(id=delivery.id).update(status="failed")
+    next_slot = SmsSender.objects.get().next_slot_at
+
+    sending.schedule_retry(delivery_id=delivery.id, now=now, backoff=timedelta(seconds=1))
+
+    assert SmsSender.objects.get().next_slot_at == next_slot

@@ -364,3 +364,18 @@ def test_a_help_twilios_advanced_opt_out_answered_gets_no_second_answer(client):
     CustomerFactory(phone="+33612345678")
     response = reply(client, "+33612345678", "AIDE", OptOutType="HELP")
     assert b"<Message>" not in response.content
+
+
+@pytest.mark.parametrize("already", ["no customer", "opted out through the API"])
+def test_an_arret_that_records_the_number_s_opt_out_is_confirmed(already):
+    # An erased customer replying to an old offer, or one their CRM opted out already: the
+    # number's opt-out is kept now, and Twilio does not answer ARRET.
+    from customers.models import OptedOutNumber
+
+    if already == "opted out through the API":
+        CustomerFactory(phone="+33612345678", locale="fr-FR", sms_consent="opted_out")
+
+    response = reply(Client(), "+33612345678", "ARRET")
+
+    assert OptedOutNumber.objects.count() == 1
+    assert b"<Message>" in response.content
