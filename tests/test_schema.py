@@ -166,6 +166,7 @@ def world():
         previous=SmsConsent.OPTED_IN,
         consent=SmsConsent.OPTED_OUT,
         source="sms",
+        by_reply=True,
     )
     ConsentChange.objects.create(
         customer=lea, previous=SmsConsent.UNKNOWN, consent=SmsConsent.OPTED_IN
