@@ -18,7 +18,7 @@ takes to process them all.
 It uses its own database (passage_loadtest, flushed), Redis DB 12 (flushed) as broker and
 cache, and a temporary folder for logs and the SMS file; it stops every process it started,
 on Ctrl-C too. It needs PostgreSQL and Redis on 127.0.0.1 (`make services`) and takes about
-three minutes on two cores, where the load generator shares the cores with the system.
+a minute and a half on two cores, where the load generator shares the cores with the system.
 """
 
 import argparse

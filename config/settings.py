@@ -540,7 +540,8 @@ INTENT_WINDOW_DAYS = env_int("INTENT_WINDOW_DAYS", 90, minimum=1, maximum=366)
 
 # --- Presence ---------------------------------------------------------------------------
 
-# A fix this vague cannot cause an entry (it can still keep a presence alive).
+# A fix this vague cannot cause an entry, nor keep one alive: a presence only vaguer fixes
+# follow ends by timeout.
 PRESENCE_MAX_ENTRY_ACCURACY_M = env_float("PRESENCE_MAX_ENTRY_ACCURACY_M", 200.0, minimum=1.0)
 # A fix counts as inside when its distance plus this share of its accuracy fits the fence.
 PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0, maximum=1.0)

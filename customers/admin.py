@@ -244,10 +244,36 @@ class BrowsingEventAdmin(ReadOnlyAdmin):
     date_hierarchy = "occurred_at"
 
 
+# Said on the product pages: an edit here would not hold, so none is offered.
+PRODUCTS_COME_FROM_THE_SITE = (
+    "Products are the web site's catalogue, as its browsing events name them: each event "
+    "with a product_name or category sets them. Change a name on the site, not here."
+)
+
+
 @admin.register(Product)
-class ProductAdmin(admin.ModelAdmin):
+class ProductAdmin(ReadOnlyAdmin):
+    """Read-only for everyone: the next event naming a product puts the site's name back,
+    and a SKU changed here would unhook the campaigns and intent that name it."""
+
     list_display = ["sku", "name", "category", "named_at"]
     search_fields = ["sku", "name", "category"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": ["sku", "name", "category", "named_at", "categorised_at"],
+                "description": PRODUCTS_COME_FROM_THE_SITE,
+            },
+        )
+    ]
+
+    def changelist_view(
+        self, request: HttpRequest, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        return super().changelist_view(
+            request, {**(extra_context or {}), "subtitle": PRODUCTS_COME_FROM_THE_SITE}
+        )
 
 
 @admin.register(ProductIntent)

@@ -136,6 +136,17 @@ class ConsentChange(models.Model):
     # The customer's own reply to our SMS (or Twilio's 21610), which only their reply undoes;
     # not a source name, which a CRM may name "sms" too.
     by_reply = models.BooleanField(default=False)
+    # For a reply: the number it came from, keyed as OptedOutNumber's (no phone number kept),
+    # so that a STOP from a number the customer has given up does not hold their new one.
+    # Migration 0011 gave the replies logged before it their customer's number then; one
+    # without (its customer had none) is taken as from the customer's current number.
+    reply_number_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        editable=False,  # a hash no one can read: nothing to show or edit in the admin
+        help_text="For a reply: HMAC-SHA256 of the E.164 number it came from (SECRET_KEY).",
+    )
 
     class Meta:
         ordering = ["changed_at", "id"]

@@ -7,7 +7,14 @@ from django.contrib.admin.models import ADDITION, CHANGE, DELETION, LogEntry
 from django.contrib.contenttypes.models import ContentType
 from django.db.models import Model, Q, QuerySet
 
-from customers.models import CartIntent, Customer, Device, Visitor
+from customers.models import (
+    CartIntent,
+    Customer,
+    Device,
+    OptedOutNumber,
+    Visitor,
+    opted_out_number_keys,
+)
 from promotions.beacons import identity_from_key
 from promotions.models import DeviceTrack, Ping, Redemption, Sighting
 
@@ -48,10 +55,19 @@ def _named(rows: Any) -> list[dict[str, Any]]:
     return [{API_NAMES.get(name, name): value for name, value in row.items()} for row in rows]
 
 
+def opted_out_number(*, phone: str) -> OptedOutNumber | None:
+    """The number's opt-out by reply, while it stands."""
+    if not phone:
+        return None
+    keys = opted_out_number_keys(phone)
+    return OptedOutNumber.objects.filter(number_key__in=keys).order_by("-opted_out_at").first()
+
+
 def get_customer_export(customer: Customer) -> dict[str, Any]:
     """Everything held about a customer, for a data-subject access request."""
     devices = list(customer.devices.order_by("created_at"))
     device_ids = [device.pk for device in devices]
+    number = opted_out_number(phone=customer.phone)
     return {
         "customer": {
             "external_id": customer.external_id,
@@ -70,6 +86,11 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
                 "previous", "consent", "source", "note", "changed_at", "by_reply"
             )
         ),
+        # Kept for the number, not the customer (it outlives their erasure), and what
+        # refuses their opt-in through the API until the number replies START.
+        "opted_out_number": {"opted_out_at": number.opted_out_at, "source": number.source}
+        if number is not None
+        else None,
         "devices": [
             {
                 "device_id": device.device_id,

@@ -27,10 +27,15 @@ from customers.models import (
     Visitor,
     opted_out_number_keys,
 )
-from customers.selectors import get_admin_history
+from customers.selectors import get_admin_history, opted_out_number
 from promotions import tracking
-from promotions.ingest import IngestResult, ValidItems, insert_new_rows, wait_for_ping_ingest
-from promotions.models import Delivery, DeviceTrack, Ping, Sighting
+from promotions.ingest import (
+    IngestResult,
+    ValidItems,
+    delete_location_history,
+    insert_new_rows,
+)
+from promotions.models import Delivery, DeviceTrack
 
 
 class ConflictError(Exception):
@@ -47,10 +52,11 @@ def set_sms_consent(
     source: str,
     note: str = "",
     at: datetime | None = None,
-    by_reply: bool = False,
+    reply_from: str = "",
 ) -> bool:
     """Change the customer's consent and log it; returns False when it was already so.
-    `by_reply`: the customer's own reply to our SMS said so. The caller saves the customer."""
+    `reply_from`: the number whose own reply to our SMS said so (logged `by_reply`, with the
+    number's key). The caller saves the customer."""
     if consent == customer.sms_consent:
         return False
     at = at or timezone.now()
@@ -61,7 +67,8 @@ def set_sms_consent(
         source=source,
         note=note,
         changed_at=at,
-        by_reply=by_reply,
+        by_reply=bool(reply_from),
+        reply_number_key=opted_out_number_keys(reply_from)[0] if reply_from else None,
     )
     customer.sms_consent = consent
     customer.consent_source = source
@@ -97,34 +104,35 @@ def upsert_customer(*, external_id: str, values: dict[str, Any]) -> tuple[Custom
 
 
 def _refuse_opt_in_over_reply(*, customer: Customer, phone: str) -> None:
-    """Raise ConflictError when the customer, or the number they are to have (`phone`),
-    opted out by replying to our SMS and has not replied START since: only they can lift
-    that, and a source that still holds their old consent (a CRM's sync, a duplicate record,
-    a re-import, the person stored again after their erasure) would have them texted again,
-    under Passage's own stop words (ARRET, BAJA...) and from a new sender where Twilio does
-    not block them either. An opt-out stated through the API stays the API's to lift. Read
-    from the consent log and the opted-out numbers, so that stating unknown or opted_out
-    first opens no way around it."""
-    opted_out_at = [_reply_opt_out_at(customer)]
+    """Raise ConflictError when the number the customer is to have (`phone`) opted out by
+    replying to our SMS and has not replied START since, whether the customer replied from
+    it or anyone did: only that number's reply can lift it, and a source that still holds
+    the old consent (a CRM's sync, a duplicate record, a re-import, the person stored again
+    after their erasure) would have it texted again, under Passage's own stop words (ARRET,
+    BAJA...) and from a new sender where Twilio does not block it either. A STOP from a
+    number the customer gives up holds no other: consent is given for a number, and a new
+    one has its own. An opt-out stated through the API stays the API's to lift. Read from
+    the consent log and the opted-out numbers, so that stating unknown or opted_out first
+    opens no way around it."""
+    opted_out_at = [_reply_opt_out_at(customer, phone=phone)]
     number = opted_out_number(phone=phone)
     if number is not None:
         opted_out_at.append(number.opted_out_at)
     latest = max((at for at in opted_out_at if at is not None), default=None)
     if latest is not None:
         raise ConflictError(
-            f"This customer opted out by replying to an SMS on {format_instant(latest)}; only "
-            "their own reply (START) opts them back in."
+            f"This number opted out by replying to an SMS on {format_instant(latest)}; only "
+            "its own reply (START, sent from this number) opts it back in."
         )
 
 
-def _reply_opt_out_at(customer: Customer) -> datetime | None:
-    """When the customer opted out by reply, if no reply of theirs opted them in since."""
+def _reply_opt_out_at(customer: Customer, *, phone: str) -> datetime | None:
+    """When the customer opted out by a reply from `phone`, if no reply of theirs from it
+    opted them in since."""
     last_reply = (
         ConsentChange.objects.filter(
+            _replied_from(phone),
             customer=customer,
-            # A STOP or START they sent us, or Twilio's 21610 (they replied STOP to that
-            # sender), as promotions.feedback logs them.
-            by_reply=True,
             consent__in=[SmsConsent.OPTED_IN, SmsConsent.OPTED_OUT],
         )
         .order_by("-changed_at", "-id")
@@ -133,6 +141,16 @@ def _reply_opt_out_at(customer: Customer) -> datetime | None:
     if last_reply is not None and last_reply.consent == SmsConsent.OPTED_OUT:
         return last_reply.changed_at
     return None
+
+
+def _replied_from(phone: str) -> models.Q:
+    """The consent log's replies from `phone`: a STOP or START it sent us, or Twilio's 21610
+    (it replied STOP to that sender), as promotions.feedback logs them. One logged without
+    its number (none is since migration 0011) is taken as from its customer's current one."""
+    keys = opted_out_number_keys(phone) if phone else []
+    return models.Q(by_reply=True) & (
+        models.Q(reply_number_key__in=keys) | models.Q(reply_number_key=None, customer__phone=phone)
+    )
 
 
 def format_instant(value: datetime) -> str:
@@ -211,7 +229,11 @@ def erase_customer(*, customer: Customer) -> None:
             models.Q(customer=customer) | models.Q(customer=None, visitor__customer=customer)
         ).delete()
         _forget_admin_history(customer=customer)
-        # Devices cascade to pings and sightings, and the customer to presence.
+        # Their devices' pings and sightings go first, each in one statement: the cascade
+        # below would load every ping into Python while holding the devices' locks, which
+        # their ingest waits for (see delete_location_history). Then the devices cascade to
+        # what is left, and the customer to presence.
+        delete_location_history(device_pks=list(customer.devices.values_list("pk", flat=True)))
         customer.delete()
 
 
@@ -243,14 +265,6 @@ def lock_number(*, phone: str) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [NUMBER_LOCKS, key])
 
 
-def opted_out_number(*, phone: str) -> OptedOutNumber | None:
-    """The number's opt-out by reply, while it stands."""
-    if not phone:
-        return None
-    keys = opted_out_number_keys(phone)
-    return OptedOutNumber.objects.filter(number_key__in=keys).order_by("-opted_out_at").first()
-
-
 def record_number_opted_out(*, phone: str, source: str, at: datetime) -> bool:
     """The number replied STOP (`source` sms), or Twilio says it did (twilio): until it
     replies START, no customer stands opted in at it, whoever their record. Call it before
@@ -263,6 +277,13 @@ def record_number_opted_out(*, phone: str, source: str, at: datetime) -> bool:
         number_key=current, defaults={"opted_out_at": at, "source": source}
     )
     return created
+
+
+def replied_start_since(*, phone: str, since: datetime) -> bool:
+    """Whether the number opted a customer in by its own reply (START) after `since`."""
+    return ConsentChange.objects.filter(
+        _replied_from(phone), consent=SmsConsent.OPTED_IN, changed_at__gt=since
+    ).exists()
 
 
 def lift_number_opt_out(*, phone: str) -> None:
@@ -351,14 +372,10 @@ def _delete_location_history(*, device_pk: int, owner_pk: int) -> datetime:
     reads the device."""
     # Locks in the order the writers of this history take them, so that none is left
     # behind by one in flight and none deadlocks with this: the owner first (the location
-    # worker locks customers, then writes tracks); the device next (sighting ingest holds a
-    # key-share lock on it from reading it until it commits); then the advisory lock that
-    # ping ingest holds shared, pings having no foreign key to lock (see promotions.ingest).
+    # worker locks customers, then writes tracks); then the device's row and its advisory
+    # lock, which sighting and ping ingest hold (see delete_location_history).
     list(Customer.objects.select_for_update().filter(pk=owner_pk))
-    list(Device.objects.select_for_update().filter(pk=device_pk))
-    wait_for_ping_ingest()
-    Ping.objects.filter(device_id=device_pk).delete()
-    Sighting.objects.filter(device_id=device_pk).delete()
+    delete_location_history(device_pks=[device_pk])
     DeviceTrack.objects.filter(device_id=device_pk).delete()
     # Nor does the device hold its previous owner in a store any more: a visit it alone
     # held ends now, with no dwell announced on a phone in someone else's pocket.

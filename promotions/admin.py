@@ -10,7 +10,7 @@ from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import models
 from django.db.models import QuerySet
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -162,7 +162,8 @@ class StoreAdmin(admin.ModelAdmin):
     search_fields = ["code", "name", "address"]
     formfield_overrides = JSON_AS_TEXT
     inlines = [ZoneInline]
-    readonly_fields = ["map"]
+    # "map" where the store may be placed, "fence_map" where it may only be viewed.
+    readonly_fields = ["map", "fence_map"]
     fields = [
         "code",
         "name",
@@ -191,17 +192,43 @@ class StoreAdmin(admin.ModelAdmin):
             ),
         )
 
+    def get_fields(self, request: HttpRequest, obj: Store | None = None) -> list:
+        fields = super().get_fields(request, obj)
+        may_place = (
+            self.has_add_permission(request)
+            if obj is None
+            else self.has_change_permission(request, obj)
+        )
+        if may_place:
+            return fields
+        # A read-only page has no inputs to move or draw into: its map only shows the fence.
+        return ["fence_map" if name == "map" else name for name in fields]
+
     @admin.display(description="Map")
     def map(self, store: Store) -> str:
         return format_html(
             '<button id="store-geocode" class="button" type="button">Find the address</button> '
             '<button id="store-draw" class="button" type="button">Draw the outline</button> '
             '<button id="store-circle" class="button" type="button">Use a circle</button> '
+            "{}",
+            self.fence_map(store),
+        )
+
+    @admin.display(description="Map")
+    def fence_map(self, store: Store) -> str:
+        """The map box, with the store as saved: store_map.js draws it from these where the
+        page has no inputs (a read-only page), from the inputs as typed otherwise."""
+        return format_html(
             '<span id="store-map-status"></span>'
-            '<div id="store-map" data-tiles="{}" data-geocode-url="{}" '
+            '<div id="store-map" data-tiles="{}" data-geocode-url="{}" data-latitude="{}" '
+            'data-longitude="{}" data-radius="{}" data-polygon="{}" '
             'style="height: 380px; max-width: 720px; margin-top: 8px;"></div>',
             settings.MAP_TILES_URL or "",
             reverse("admin:promotions_store_geocode"),
+            _or_empty(store.latitude),
+            _or_empty(store.longitude),
+            _or_empty(store.radius_m),
+            json.dumps(store.polygon) if store.polygon else "",
         )
 
     def get_urls(self) -> list:
@@ -508,29 +535,34 @@ class CampaignAdmin(admin.ModelAdmin):
         ]
         return own + super().get_urls()
 
-    def preview_view(self, request: HttpRequest) -> JsonResponse:
-        """The live preview the change page asks for as the marketer types."""
-        # It renders any store's name and address: for whoever writes campaigns.
+    def preview_view(self, request: HttpRequest) -> HttpResponse:
+        """The live preview the change page asks for as the marketer types. Posted as a
+        form: a campaign in hundreds of stores makes a query string longer than servers
+        take in a request line (gunicorn refuses one over 4,094 bytes)."""
+        if request.method != "POST":
+            return HttpResponseNotAllowed(["POST"])
+        # It renders any store's name and address: for whoever writes campaigns. Refused in
+        # words the page can show in place of the preview.
         if not (self.has_add_permission(request) or self.has_change_permission(request)):
-            raise PermissionDenied
+            return JsonResponse({"error": "Your account may not write campaigns."}, status=403)
+        form = request.POST
         try:
-            valid_days = int(request.GET.get("valid_days") or 7)
+            valid_days = int(form.get("valid_days") or 7)
         except ValueError:
             valid_days = 7
         # The store and product the page holds, unsaved, as the first render reads them saved.
         store_ids = [
             int(pk)
-            for pk in request.GET.getlist("store")[:1000]
+            for pk in form.getlist("store")[:1000]
             if pk.isascii() and pk.isdigit() and len(pk) <= 18  # a bigint holds them
         ]
         preview = sms_preview(
             # As the campaign will be saved: a template sent with CRLF line breaks costs
             # what it will cost once they are LF.
-            unix_line_breaks(request.GET.get("template", "")[:2000]),
+            unix_line_breaks(form.get("template", "")[:2000]),
             store=_sample_store(store_ids),
             product_name=_sample_product(
-                _json_list(request.GET.get("skus", "")),
-                _json_list(request.GET.get("categories", "")),
+                _json_list(form.get("skus", "")), _json_list(form.get("categories", ""))
             ),
             valid_days=valid_days,
         )
@@ -624,8 +656,8 @@ class CampaignAdmin(admin.ModelAdmin):
     @admin.action(description="Duplicate as a draft", permissions=["add"])
     def duplicate(self, request: HttpRequest, queryset) -> None:
         """A draft with the campaign's settings and stores, to run again what ended (an
-        ended campaign stays ended). Its results, deliveries and code pool stay with the
-        original."""
+        ended campaign stays ended), without its start and end dates. Its results,
+        deliveries and code pool stay with the original."""
         copies = []
         pooled = []
         for campaign in queryset.prefetch_related("stores"):
@@ -640,6 +672,9 @@ class CampaignAdmin(admin.ModelAdmin):
             copy.name = campaign.name[: Campaign._meta.get_field("name").max_length - len(suffix)]
             copy.name += suffix
             copy.status = CampaignStatus.DRAFT
+            # The original's dates are its own run's: an end already past would leave the
+            # copy unable to go live.
+            copy.starts_at = copy.ends_at = None
             copy.save()
             copy.stores.set(campaign.stores.all())
             copies.append(copy)
@@ -648,9 +683,10 @@ class CampaignAdmin(admin.ModelAdmin):
         if copies:
             self.message_user(
                 request,
-                f"{len(copies)} draft(s) created: {', '.join(c.name for c in copies)}. Check "
-                "their stores before activating: none selected means every store, and the "
-                "stores deleted since are not among them.",
+                f"{len(copies)} draft(s) created: {', '.join(c.name for c in copies)}. They "
+                "have no start or end date: set the dates of the new run. Check their stores "
+                "before activating: none selected means every store, and the stores deleted "
+                "since are not among them.",
                 messages.SUCCESS,
             )
         if pooled:
@@ -771,6 +807,10 @@ def _preview_html(preview: dict) -> str:
         "" if preview["segments"] == 1 else "s",
         preview["characters"],
     )
+
+
+def _or_empty(value: object) -> object:
+    return "" if value is None else value
 
 
 def _first_error(error: ValidationError) -> str:

@@ -40,7 +40,6 @@ from promotions.models import (
     PresenceKind,
     SmsSender,
     Store,
-    delivery_event_time,
 )
 from promotions.offers import normalise_code
 
@@ -699,24 +698,30 @@ def _trace(
     }
 
 
-def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
+def pace_sends(
+    delivery_ids: list[int], *, now: datetime, not_before: datetime | None = None
+) -> None:
     """Give each queued SMS its send slot, spaced to the sender's rate across every worker
     (one locked row per sender holds the next free slot). The rate is in segments a second,
     as Twilio's is (a long code sends one segment a second, error 21611 past it): an SMS of
-    two segments takes two of the sender's turns.
+    two segments takes two of the sender's turns. `not_before`: no slot before it (a
+    retry's, after the wait the provider asked for); the sender's later SMS come after.
 
-    An SMS whose slot would come after its offer goes stale (SMS_VALIDITY_SECONDS after its
-    presence event, as the send judges it) or after its offer expired fails now as the send
-    would fail it, and takes no slot: booked, it would push the sender's next free slot past
-    slots no send can use, and a later shopper, with the sender idle by then, would be
-    booked behind them and get nothing."""
+    The next free slot is the end of the live bookings: an SMS that ended without being
+    sent (its campaign paused, quiet hours, a STOP, an erasure) gives its turn back, or an
+    idle sender would hold a new shopper's SMS back behind a burst that never went.
+
+    An SMS whose slot would come when it can no longer go (offers.why_past_due: stale, or
+    its offer expired) fails now as its send would, and takes no slot: booked, it would push
+    the sender's next free slot past slots no send can use."""
     if not delivery_ids:
         return
+    earliest = max(now, not_before or now)
     if settings.CELERY_TASK_ALWAYS_EAGER:
         # Without a broker the sends run inside the request, at once: slots booked for them
         # would run ahead of a clock no send waits for, until later shoppers' SMS expired
         # in a queue that does not exist.
-        Delivery.objects.filter(id__in=delivery_ids).update(send_after=now)
+        Delivery.objects.filter(id__in=delivery_ids).update(send_after=earliest)
         return
     # sending imports this module (for the rules a send checks again): imported here.
     from promotions import sending
@@ -724,36 +729,55 @@ def pace_sends(delivery_ids: list[int], *, now: datetime) -> None:
     gap = timedelta(seconds=1 / settings.SMS_SENDER_MPS)
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     queued = {
-        delivery_id: (event_at, expires_at, segments)
-        for delivery_id, event_at, expires_at, segments in Delivery.objects.filter(
+        delivery_id: (visited_at, expires_at, segments)
+        for delivery_id, visited_at, expires_at, segments in Delivery.objects.filter(
             id__in=delivery_ids, status=DeliveryStatus.QUEUED, claimed_at=None
-        ).values_list("id", delivery_event_time(), "expires_at", "segments")
+        ).values_list("id", sending.delivery_visited_at(), "expires_at", "segments")
     }
     sender, _ = SmsSender.objects.get_or_create(
         sender=sms.sender_id(), defaults={"next_slot_at": now}
     )
     sender = SmsSender.objects.select_for_update().get(pk=sender.pk)
-    slot = max(now, sender.next_slot_at)
-    stale, expired = [], []
+    slot = max(earliest, min(sender.next_slot_at, _end_of_bookings(now, gap, delivery_ids)))
+    past_due = defaultdict(list)
     slots = []
     for delivery_id in delivery_ids:
         if delivery_id not in queued:
             # A retry's, deleted, failed or suppressed meanwhile (or being sent): no slot.
             continue
-        event_at, expires_at, segments = queued[delivery_id]
-        if slot - event_at > validity:
-            stale.append(delivery_id)
-            continue
-        if expires_at is not None and slot > expires_at:
-            expired.append(delivery_id)
+        visited_at, expires_at, segments = queued[delivery_id]
+        why = offers.why_past_due(
+            slot, visited_at=visited_at, expires_at=expires_at, validity=validity
+        )
+        if why:
+            past_due[why].append(delivery_id)
             continue
         slots.append((delivery_id, slot))
         slot += gap * max(1, segments)
-    _write_send_slots(slots)
-    sender.next_slot_at = slot
-    sender.save(update_fields=["next_slot_at"])
-    sending.fail_expired(stale, now=now)
-    sending.fail_expired(expired, now=now, message=sending.OFFER_EXPIRED)
+    if slots:
+        _write_send_slots(slots)
+        sender.next_slot_at = slot
+        sender.save(update_fields=["next_slot_at"])
+    for why, failed in past_due.items():
+        sending.fail_unsent(failed, now=now, why=why)
+
+
+def _end_of_bookings(now: datetime, gap: timedelta, rebooked: list[int]) -> datetime:
+    """When the last SMS still waiting for its slot (queued, its slot not passed) will have
+    been sent, or `now`: read under the sender's lock, so the bookings of every worker are
+    in. The SMS being booked again (a retry's) give their old slots up. Every queued SMS is
+    the sender's: there is one, sms.sender_id()."""
+    last = (
+        Delivery.objects.filter(status=DeliveryStatus.QUEUED, send_after__gte=now)
+        .exclude(id__in=rebooked)
+        .order_by("-send_after")
+        .values_list("send_after", "segments")
+        .first()
+    )
+    if last is None:
+        return now
+    send_after, segments = last
+    return send_after + gap * max(1, segments)
 
 
 def _write_send_slots(slots: list[tuple[int, datetime]]) -> None:

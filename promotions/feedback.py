@@ -1,6 +1,7 @@
 """What comes back after a send: Twilio's status callbacks, customers' replies, redemptions
 at the till, and code pools uploaded for campaigns."""
 
+import itertools
 import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,9 @@ from customers.services import (
     ConflictError,
     format_instant,
     lift_number_opt_out,
+    lock_number,
     record_number_opted_out,
+    replied_start_since,
     set_sms_consent,
 )
 from promotions.models import (
@@ -76,6 +79,13 @@ OPT_OUT_WORDS = TWILIO_OPT_OUT_WORDS | {
     "CANCELAR",
     "ANNULLA",
 }
+# A reply may say more than the keyword ("Stop please", "STOP STOP", "Unsubscribe me", a
+# signature): Twilio matches a whole reply only, so Passage acts on, and confirms, a reply
+# that starts with an opt-out word (or two: OPT OUT, STOP ALL). Not one that starts with an
+# everyday word that is an opt-out only alone: "cancel my order", "end of the sale?", "baja
+# el precio" (lower the price) ask something else.
+ALONE_OPT_OUT_WORDS = {"CANCEL", "END", "BAJA", "CANCELAR", "ANNULLA"}
+LEADING_OPT_OUT_WORDS = OPT_OUT_WORDS - ALONE_OPT_OUT_WORDS
 OPT_IN_WORDS = {"START", "YES", "UNSTOP"}
 HELP_WORDS = {"HELP", "INFO", "AIDE", "HILFE", "AYUDA", "AIUTO"}
 # What Twilio answers itself (every opt-in word is Twilio's too), so that a confirmation of
@@ -149,23 +159,37 @@ def apply_status_callback(
         status_updated_at=now,
         **went,
     )
+    if not moved:
+        # A callback Twilio sent again, or one overtaken by a later status: what it says was
+        # acted on when it first moved the delivery, and a START since then stands.
+        return None
     delivery = Delivery.objects.filter(twilio_sid=sid).first()
     if delivery and error_code == TWILIO_UNSUBSCRIBED:
-        opt_out_unsubscribed(phone=delivery.to, now=now)
-    return delivery if moved else None
+        opt_out_unsubscribed(
+            phone=delivery.to, now=now, message_at=delivery.sent_at or delivery.claimed_at
+        )
+    return delivery
 
 
-def opt_out_unsubscribed(*, phone: str, now: datetime) -> None:
-    """Twilio refused or failed an SMS with 21610: the number replied STOP to our sender.
-    Everyone whose number it is now is opted out, as an inbound STOP does; a customer who
-    has given another number since is not."""
-    _change_consent(
-        phone,
-        SmsConsent.OPTED_OUT,
-        source=ReplySource.TWILIO,
-        note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
-        now=now,
-    )
+def opt_out_unsubscribed(*, phone: str, now: datetime, message_at: datetime | None = None) -> None:
+    """Twilio refused or failed an SMS with 21610: the number had replied STOP to our sender
+    when the SMS went (`message_at`, by default `now`). Everyone whose number it is now is
+    opted out, as an inbound STOP does; a customer who has given another number since is
+    not. Nor is anyone when the number replied START after the SMS went: that lifted
+    Twilio's block, and this 21610 (a late callback) is older than it."""
+    if not phone:
+        return  # an erased customer's delivery: its number is gone
+    with transaction.atomic():
+        lock_number(phone=phone)  # a START in flight commits first, and is seen below
+        if replied_start_since(phone=phone, since=message_at or now):
+            return
+        _change_consent(
+            phone,
+            SmsConsent.OPTED_OUT,
+            source=ReplySource.TWILIO,
+            note=f"Twilio error {TWILIO_UNSUBSCRIBED}: the recipient unsubscribed.",
+            now=now,
+        )
 
 
 def keyword(body: str) -> str:
@@ -195,18 +219,42 @@ def handle_inbound_sms(
             _change_consent(phone, SmsConsent.OPTED_IN, ReplySource.SMS, note, now)
         return ""
     language = _language_at(phone)
-    if word in OPT_OUT_WORDS:
-        changed = _change_consent(
-            phone, SmsConsent.OPTED_OUT, ReplySource.SMS, f"Replied {word}", now
-        )
+    opt_out = _opt_out_asked(word)
+    if opt_out:
+        # The keyword alone is logged: what else a reply says (a signature) is not kept.
+        note = f"Replied {opt_out}" if opt_out == word else f"Replied {opt_out} (and more)"
+        changed = _change_consent(phone, SmsConsent.OPTED_OUT, ReplySource.SMS, note, now)
+        # Twilio confirms its keywords when one is the whole reply, and only then.
         return OPTED_OUT_TEXTS[language] if changed and word not in TWILIO_CONFIRMS else ""
     if word in OPT_IN_WORDS:
         # Twilio confirms every opt-in word (TWILIO_CONFIRMS): no reply of ours.
         _change_consent(phone, SmsConsent.OPTED_IN, ReplySource.SMS, f"Replied {word}", now)
         return ""
-    if word in HELP_WORDS:
+    if word in HELP_WORDS or _mentions_opt_out(word):
+        # An opt-out word in a reply not taken as one ("please don't stop", "baja el
+        # precio"): the customer is told how to opt out, should they have meant to.
         return HELP_TEXTS[language]
     return ""
+
+
+def _opt_out_asked(words: str) -> str:
+    """The opt-out keyword a reply (its keyword() words) asks by, "" for none: the whole
+    reply, or its first two words or first word when they are one of
+    LEADING_OPT_OUT_WORDS."""
+    if words in OPT_OUT_WORDS:
+        return words
+    first_two = words.split()[:2]
+    for lead in (" ".join(first_two), first_two[0] if first_two else ""):
+        if lead in LEADING_OPT_OUT_WORDS:
+            return lead
+    return ""
+
+
+def _mentions_opt_out(words: str) -> bool:
+    """Whether any word of the reply, or two words together, is an opt-out keyword."""
+    each = words.split()
+    pairs = map(" ".join, itertools.pairwise(each))
+    return any(phrase in OPT_OUT_WORDS for phrase in [*each, *pairs])
 
 
 def _language_at(phone: str) -> str:
@@ -245,7 +293,7 @@ def _change_consent(
                 source=source,
                 note=note,
                 at=now,
-                by_reply=True,
+                reply_from=phone,
             ):
                 customer.save(update_fields=["sms_consent", "consent_source", "consent_updated_at"])
                 changed = True

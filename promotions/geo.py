@@ -293,17 +293,22 @@ def _polygon_signed_distance(rings: list[Ring], latitude: float, longitude: floa
     """Each edge's point nearest the fix is found in a local equirectangular projection
     centred on the fix, then measured on the ellipsoid. The projection's scale, the fix's
     latitude's, is off by hundreds of metres at the far end of a 50 km fence; the nearest point
-    it picks is off too, but a distance hardly changes near its minimum."""
-    far_side = _far_side_distance(rings, latitude, longitude)
-    if far_side is not None:
-        return far_side
+    it picks is off too, but a distance hardly changes near its minimum.
+
+    Longitudes are taken in the ring's own frame, relative to its first corner, as
+    `polygon_rings` judged the shape, and the fix placed in that frame: wrapping each corner
+    relative to the fix instead would cut a ring lying across the fix's opposite meridian
+    (one near a pole, or on the far side of the globe) and join its pieces the long way round,
+    through the fix, measuring it inside."""
     scale_y, scale_x = metres_per_degree(latitude)
+    origin = rings[0][0][0]
+    # The fix's longitude in the ring's frame: offsets are this far from the fix, unwrapped.
+    fix_offset = _wrap(longitude - origin)
     nearest = math.inf
     inside_outer = False
     inside_hole = False
     for number, ring in enumerate(rings):
-        # Degrees from the fix, longitudes wrapped across ±180.
-        offsets = [(_wrap(lon - longitude), lat - latitude) for lon, lat in ring]
+        offsets = [(_wrap(lon - origin) - fix_offset, lat - latitude) for lon, lat in ring]
         crossings = False
         for (u1, v1), (u2, v2) in pairwise(offsets):
             x1, y1, x2, y2 = u1 * scale_x, v1 * scale_y, u2 * scale_x, v2 * scale_y
@@ -319,24 +324,6 @@ def _polygon_signed_distance(rings: list[Ring], latitude: float, longitude: floa
         elif crossings:
             inside_hole = True
     return -nearest if inside_outer and not inside_hole else nearest
-
-
-# Farther than this from every corner, a fix is outside any fence: a polygon reaches 50 km
-# from its store at most (models.MAX_FENCE_RADIUS_M), so no point inside it is that far
-# from all its corners.
-FAR_FROM_ANY_FENCE_M = 100_000.0
-
-
-def _far_side_distance(rings: list[Ring], latitude: float, longitude: float) -> float | None:
-    """The distance to a polygon seen from over 90 degrees of longitude away, where the
-    projection centred on the fix wraps the ring across its antimeridian (its edges and
-    crossings then mean nothing): its nearest corner's, when that is beyond any fence's
-    reach; None otherwise, the projection's answer standing."""
-    outer = rings[0]
-    if all(abs(_wrap(lon - longitude)) <= 90.0 for lon, _ in outer):
-        return None
-    nearest = min(ellipsoid_distance_m(latitude, longitude, lat, lon) for lon, lat in outer)
-    return nearest if nearest > FAR_FROM_ANY_FENCE_M else None
 
 
 def _wrap(degrees: float) -> float:

@@ -4,7 +4,7 @@ Shared by every batch endpoint (events, pings, sightings). Items arrive validate
 (index in the request, values) pairs; what cannot be stored is rejected by its index.
 """
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
@@ -13,7 +13,7 @@ from django.db import IntegrityError, connection, models, transaction
 
 from customers.models import Customer, Device
 from promotions.batch_sql import rows_source
-from promotions.models import LocationBatch, Ping, Sighting
+from promotions.models import LocationBatch, Ping, PresenceEvent, Sighting
 
 Row = TypeVar("Row", bound=models.Model)
 Errors = dict[str, list[str]]
@@ -22,9 +22,10 @@ ValidItems = list[tuple[int, dict[str, Any]]]
 # Two concurrent requests carrying the same item can both pass the duplicate check; the
 # loser's insert fails on the unique constraint and is retried with fresh knowledge.
 INSERT_ATTEMPTS = 3
-# The PostgreSQL advisory lock that ping ingest holds shared and a device's deletion holds
-# exclusively (any fixed number no other code uses).
-DEVICES_LOCK = 0x7061_7373_6167_6501
+# The first key of the PostgreSQL advisory locks on devices, the second a hash of the
+# device_id: ping ingest holds its batch's devices' shared, a device's deletion its own
+# exclusively. Apart from customers.services.NUMBER_LOCKS.
+DEVICE_LOCKS = 0x4456  # "DV"
 
 
 @dataclass
@@ -145,23 +146,53 @@ def new_location_batch(
     return batch.pk
 
 
-def hold_devices_for_ingest() -> None:
-    """Called first in the transaction that stores pings: a device deleted meanwhile waits
-    for it to commit (see `devices_deleted`). One shared lock a request, where a foreign key
-    would lock the device's row once for every ping."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s)", [DEVICES_LOCK])
+def hold_devices_for_ingest(device_ids: Collection[str]) -> None:
+    """Called first in the transaction that stores pings, before it reads the devices: a
+    device being deleted meanwhile is read once its deletion has committed (gone), and one
+    deleted later waits for these pings to commit, then deletes them too (see
+    `delete_location_history`). One lock a device, so that deleting one device stalls only
+    its own ingest; one statement a request, where a foreign key would lock the device's row
+    once for every ping."""
+    _lock_devices(device_ids, "pg_advisory_xact_lock_shared")
 
 
-def wait_for_ping_ingest() -> None:
-    """Called in a transaction that deletes a device's pings: pings name their device without
-    a foreign key, so the deletion could miss pings that an ingest in flight stores after it
-    collected them. This waits for such ingest to commit (then the deletion sees its pings);
-    ingest starting later waits for this transaction."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock(%s)", [DEVICES_LOCK])
+def delete_location_history(*, device_pks: Collection[int]) -> None:
+    """Delete the devices' pings and sightings, those of an ingest in flight too; ingest
+    starting later waits for this transaction to commit. Called in it with the devices'
+    owner locked (see devices_deleted).
+
+    Each goes in one statement, its presence events' evidence link cleared first: Django's
+    collector would load every ping into Python to clear the links one by one, months of
+    them for a phone, holding the devices' locks, hence their ingest, all that time."""
+    # Sighting ingest holds the device's row (a key share) until it commits; locked here,
+    # the deletion waits for those sightings rather than missing them.
+    devices = list(
+        Device.objects.select_for_update()
+        .filter(pk__in=device_pks)
+        .order_by("pk")
+        .values_list("pk", "device_id")
+    )
+    # Read with the row locked: the device_id that ingest looks the device up by.
+    _lock_devices([device_id for _, device_id in devices], "pg_advisory_xact_lock")
+    pks = [pk for pk, _ in devices]
+    for model, link in ((Ping, "ping"), (Sighting, "sighting")):
+        PresenceEvent.objects.filter(**{f"{link}__device_id__in": pks}).update(**{link: None})
+        history = model.objects.filter(device_id__in=pks)
+        history._raw_delete(history.db)
+
+
+def _lock_devices(device_ids: Collection[str], function: str) -> None:
+    """Take the devices' advisory locks in one statement, in key order: an erasure locking
+    a customer's devices and a batch carrying several of them cannot each wait for a lock
+    the other holds. PostgreSQL only; SQLite, for development, runs one writer at a time."""
+    if connection.vendor != "postgresql" or not device_ids:
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {function}(%s, key) FROM (SELECT DISTINCT hashtext(device_id) AS key"
+            " FROM unnest(%s::text[]) AS device_id ORDER BY key) AS keys",
+            [DEVICE_LOCKS, sorted(set(device_ids))],
+        )
 
 
 def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:
@@ -170,11 +201,4 @@ def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None
     is locked first, as the location worker locks a batch's customers before it reads their
     pings: a batch never writes presence for pings deleted under it."""
     list(Customer.objects.select_for_update().filter(pk=instance.customer_id).values("pk"))
-    # Sighting ingest holds the device's row (a key share) until it commits; locked here,
-    # the deletion waits for those sightings rather than failing on their foreign key at
-    # commit.
-    list(Device.objects.select_for_update().filter(pk=instance.pk).values("pk"))
-    wait_for_ping_ingest()
-    Ping.objects.filter(device_id=instance.pk).delete()
-    # Django collected the device's sightings before this hook ran, without those.
-    Sighting.objects.filter(device_id=instance.pk).delete()
+    delete_location_history(device_pks=[instance.pk])

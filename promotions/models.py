@@ -3,7 +3,7 @@
 import hashlib
 import secrets
 from collections.abc import Iterable
-from datetime import datetime, time
+from datetime import time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -460,11 +460,25 @@ class Campaign(models.Model):
         and intent names once each, names trimmed."""
         errors: dict[str, str] = {}
         self._normalise()
+        stored = None
         if self.pk is not None and self.status != CampaignStatus.ENDED:
             # Read from the database: the form and the API change a copy of the campaign.
             stored = Campaign.objects.filter(pk=self.pk).values_list("status", flat=True).first()
             if stored == CampaignStatus.ENDED:
                 errors["status"] = ENDED_STAYS_ENDED
+        if (
+            self.status == CampaignStatus.ACTIVE
+            and stored not in (CampaignStatus.ACTIVE, CampaignStatus.ENDED)
+            and self.ends_at is not None
+            and self.ends_at <= timezone.now()
+        ):
+            # Made active, it would send nothing and say nothing (the engine skips a campaign
+            # past its end). One already active whose end passes is simply over: kept.
+            ended = timezone.localtime(self.ends_at).strftime("%Y-%m-%d %H:%M")
+            errors["ends_at"] = (
+                f"This campaign's end, {ended} {timezone.get_current_timezone_name()}, has "
+                "passed: it cannot be made active. Set a later end, or none, to run it."
+            )
         if self.trigger_type == TriggerType.DWELL and not self.trigger_minutes:
             errors["trigger_minutes"] = "A dwell trigger needs the minutes a customer must stay."
         if self.trigger_type == TriggerType.NEAR and not self.trigger_distance_m:
@@ -858,10 +872,10 @@ CODE_KEY_LENGTH = 3 * 40
 
 def delivery_event_time(prefix: str = "") -> Coalesce:
     """When a delivery's presence event occurred, as a query expression (`prefix` reaches the
-    delivery from another model, "delivery__"): what its offer's validity runs from, and
-    what decides whether a dry run starting at a moment replays it. A presence event goes
-    with its store when the store is deleted: the decision's own time, a moment after the
-    event, stands in for it. Delivery.event_at is the same on a loaded row."""
+    delivery from another model, "delivery__"): what decides whether a dry run starting at a
+    moment replays it. A presence event goes with its store when the store is deleted: the
+    decision's own time, a moment after the event, stands in for it. Its offer's freshness
+    counts from sending.delivery_visited_at, which a phone clock running fast cannot delay."""
     return Coalesce(f"{prefix}presence_event__occurred_at", f"{prefix}created_at")
 
 
@@ -942,11 +956,6 @@ class Delivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.campaign_id}→{self.customer_id}: {self.status}"
-
-    @property
-    def event_at(self) -> datetime:
-        """delivery_event_time() of this row."""
-        return self.presence_event.occurred_at if self.presence_event else self.created_at
 
     def save(self, **kwargs) -> None:
         # The till finds a code by its key; the key follows the code wherever it is saved.

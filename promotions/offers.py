@@ -2,7 +2,7 @@
 
 import re
 import secrets
-from datetime import date
+from datetime import date, datetime, timedelta
 from string import Formatter
 
 import phonenumbers
@@ -241,3 +241,22 @@ def normalise_code(code: str) -> str:
     k7q2 m9xb or K7Q2M9XB, so case, spaces and dashes do not count. Two codes with the same
     normalised form are one code at the till."""
     return re.sub(r"[\s-]", "", code).upper()
+
+
+# Why a queued SMS can no longer go, as its delivery records it.
+STALE = "Not sent: its turn came too long after the visit it was for."
+OFFER_EXPIRED = "Not sent: its offer expired before its turn came."
+
+
+def why_past_due(
+    at: datetime, *, visited_at: datetime, expires_at: datetime | None, validity: timedelta
+) -> str | None:
+    """Why an SMS can no longer be sent at `at`: STALE once more than `validity` has passed
+    since the visit (the shopper has moved on), OFFER_EXPIRED once its code's last day has
+    ended (the till would refuse the code it quotes); None while it can still go.
+    `visited_at`: when the shopper was there, no later than when we learned of it."""
+    if at - visited_at > validity:
+        return STALE
+    if expires_at is not None and at > expires_at:
+        return OFFER_EXPIRED
+    return None

@@ -14,6 +14,8 @@ The rules that real location data needs:
   (a tablet at home next to the store, the shop next door).
 - A fix too vague to cause an entry cannot prove the customer is still there either: short
   of an exit, it changes nothing, and a presence only vague fixes follow ends by timeout.
+  Its stated accuracy is a 68 % radius, so it exits only when twice that clears the fence
+  by the margin: one cell position indoors does not split a visit in two.
 - Being in a store (by any evidence), or having just left it, is no approach: its rings are
   entered without a `near`. A visit ended (by a fix or by timeout) the timeout ago or less
   is just left, until a fix has the customer beyond the ring: a phone quiet in a pocket
@@ -34,8 +36,10 @@ The rules that real location data needs:
   device's jump: the next fix that agrees with the jump and not with the track confirms it
   (the phone did travel), one that agrees with the track leaves it behind as a wild fix.
 - Beacon RSSI is smoothed: an entry needs several readings within a short window whose
-  median reaches the zone's threshold; every device read in that window is in, by its own
-  latest reading. A beacon zone entry is also an entry into its store.
+  median reaches the zone's threshold, each reading judged against its own zone's (a store's
+  window pools all its zones: the median of how far each is above its threshold); every
+  device read in that window is in, by its own latest reading. A beacon zone entry is also
+  an entry into its store.
 - A presence with no evidence for the timeout has exited; dwells are announced while inside.
   A dwell threshold is announced when the visit reached it, unless no campaign watched it
   then (one started while the customer was already inside past it): then it is news at the
@@ -66,6 +70,13 @@ ENTERED, DWELLED, EXITED, NEAR = "entered", "dwelled", "exited", "near"
 
 # The most readings a place's smoothing window holds, however many come in its two windows.
 _WINDOW_CAP = 64
+
+# How many times its accuracy a fix too vague to cause an entry must clear a fence (or ring)
+# by, beyond the margin, to end a presence. A stated accuracy is a 68 % radius (Android) or
+# one sigma (iOS): a cell position indoors lands outside its circle one time in three, so
+# its circle clearing a small store proves nothing, and ending the visit on it would start a
+# second one at the next GPS fix. Twice the radius is about the 95 % circle.
+_VAGUE_EXIT_RADII = 2.0
 
 
 @dataclass(frozen=True)
@@ -160,9 +171,13 @@ class PlaceState:
     # evidence of any kind here: a later time, so only stricter.)
     last_at: datetime | None = None
     dwelled: tuple[int, ...] = ()
-    # The smoothing window's readings: (at, rssi, device), oldest first. The device says who
-    # an entry's readings put in (states stored before held (at, rssi) alone).
-    rssi: tuple[tuple[datetime, int] | tuple[datetime, int, int], ...] = ()
+    # The smoothing window's readings: (at, rssi, device, threshold), oldest first. The device
+    # says who an entry's readings put in; the threshold is the reading's zone's, as a store's
+    # window holds readings of all its zones (states stored before held (at, rssi) alone, or
+    # (at, rssi, device)).
+    rssi: tuple[
+        tuple[datetime, int] | tuple[datetime, int, int] | tuple[datetime, int, int, int], ...
+    ] = ()
     # The devices whose latest evidence has the customer here, each with its own times:
     # one of them leaving is not the customer leaving while another still says they are
     # in, but one silent for the timeout says nothing any more.
@@ -526,6 +541,7 @@ class _Run:
 
         share = rules.accuracy_share * fix.accuracy
         precise = fix.accuracy <= rules.max_entry_accuracy_m
+        exit_radius = _exit_radius(fix, rules)
         distances = dict(locate(fix.latitude, fix.longitude))
         # A store or ring the customer is in has an exit to judge however far the fix. One
         # `locate` left out is measured: a cell position kilometres away, its circle far
@@ -543,12 +559,13 @@ class _Run:
             distance = distances.get(store)
             place = Place(store)
             state = self.state(place)
-            # Leaving needs the whole accuracy circle beyond the margin: a vague fix whose
-            # centre lands outside proves little, and would flap a customer out and back in.
+            # Leaving needs the whole accuracy circle beyond the margin (a vague fix's 95 %
+            # circle): a vague fix whose centre lands outside proves little, and would flap a
+            # customer out and back in.
             # A store neither located nor measured (no fence any more) is at least
             # `locate_reach_m` away.
             at_least = distance if distance is not None else self.locate_reach_m
-            far = at_least - fix.accuracy > rules.exit_margin_m
+            far = at_least - exit_radius > rules.exit_margin_m
             was_inside = state.inside
             if state.last_at is not None and fix.at <= state.last_at:
                 if far and self.let_go(place, fix.device, fix.at):
@@ -601,6 +618,7 @@ class _Run:
         """`in_store`: the customer is in the store, or was until this fix, by any evidence
         (beacons too, which never enter a ring themselves)."""
         here = Hold(fix.device, fix_at=fix.at)
+        exit_radius = _exit_radius(fix, self.rules)
         left_at = self.just_left(store, fix.at)
         for radius in sorted(self.near_distances.get(store, ())):
             ring = Place(store, near_m=float(radius))
@@ -609,7 +627,7 @@ class _Run:
             # beyond the ring must not read as an approach.
             within = distance is not None and precise and distance + share <= radius
             at_least = distance if distance is not None else self.locate_reach_m
-            beyond = at_least - fix.accuracy > radius + self.rules.exit_margin_m
+            beyond = at_least - exit_radius > radius + self.rules.exit_margin_m
             if state.last_at is not None and fix.at <= state.last_at:
                 if beyond and self.let_go(ring, fix.device, fix.at):
                     self.leave_ring(ring, self.leaving_moment(ring, fix.at))
@@ -702,18 +720,19 @@ class _Run:
             # An empty window with a mark of the device's: readings applied while inside,
             # after an entry or exit that came earlier.
             return True
-        item, rssi = (reading.at, reading.rssi, reading.device), state.rssi
+        item, rssi = _window_item(reading), state.rssi
         if item[0] < rssi[-1][0] - 2 * self.rules.beacon_window:
             return True
         if len(rssi) >= _WINDOW_CAP and item < rssi[0]:
             return True
+        # The same reading whatever its threshold then (its zone's may have been edited since).
         # Windows stored before they named devices hold (at, rssi) alone.
-        return any(held == item or held == item[:2] for held in rssi)
+        return any(held[:3] == item[:3] or held == item[:2] for held in rssi)
 
     def _hold_rssi(self, state: PlaceState, reading: BeaconReading) -> None:
         """Add the reading to the place's smoothing window. Two windows are held: a reading
         up to a window late still finds the whole window of each reading after it."""
-        rssi, item = state.rssi, (reading.at, reading.rssi, reading.device)
+        rssi, item = state.rssi, _window_item(reading)
         held = (*rssi, item) if not rssi or item[0] > rssi[-1][0] else tuple(sorted((*rssi, item)))
         oldest, first = held[-1][0] - 2 * self.rules.beacon_window, 0
         while held[first][0] < oldest:
@@ -733,11 +752,21 @@ class _Run:
         for moment, *_ in state.rssi[bisect_left(state.rssi, (reading.at,)) :]:
             if moment > reading.at + window:
                 break
-            # "2 sightings within 30 s": 30 s apart counts.
-            values = [rssi for at, rssi, *_ in state.rssi if moment - window <= at <= moment]
-            level = median(values)
-            if len(values) >= needed and level >= reading.threshold:
-                return moment, f"median rssi {level:.0f} dBm over {len(values)} readings"
+            # "2 sightings within 30 s": 30 s apart counts. Each reading is judged against its
+            # own zone's threshold: a store's window pools its zones, and a strict zone's weak
+            # readings must not pass by a lenient zone's threshold. Items stored before they
+            # held one are judged by this reading's.
+            margins = [
+                item[1] - (item[3] if len(item) > 3 else reading.threshold)
+                for item in state.rssi
+                if moment - window <= item[0] <= moment
+            ]
+            margin = median(margins)
+            if len(margins) >= needed and margin >= 0:
+                why = (
+                    f"median rssi {margin:.0f} dB above the threshold over {len(margins)} readings"
+                )
+                return moment, why
         return None
 
     def _readers(
@@ -748,9 +777,10 @@ class _Run:
         arriving late in another request: the entry is still the others' too, as it is
         applied in time order, and the hold of each keeps its own time."""
         latest = {reading.device: reading.at}
-        for at, _, *device in state.rssi:
-            if device and moment - self.rules.beacon_window <= at <= moment:
-                latest[device[0]] = max(at, latest.get(device[0], at))
+        for at, _, *named in state.rssi:
+            if named and moment - self.rules.beacon_window <= at <= moment:
+                device = named[0]
+                latest[device] = max(at, latest.get(device, at))
         return tuple(Hold(device, reading_at=at) for device, at in sorted(latest.items()))
 
     def finish(self, original: Mapping[Place, PlaceState]) -> Outcome:
@@ -771,6 +801,18 @@ class _Run:
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)
         return self.outcome
+
+
+def _window_item(reading: BeaconReading) -> tuple[datetime, int, int, int]:
+    return (reading.at, reading.rssi, reading.device, reading.threshold)
+
+
+def _exit_radius(fix: Fix, rules: Rules) -> float:
+    """How far around its centre a fix may put the customer, for leaving: its accuracy, or
+    for one too vague to cause an entry, its 95 % circle."""
+    if fix.accuracy <= rules.max_entry_accuracy_m:
+        return fix.accuracy
+    return _VAGUE_EXIT_RADII * fix.accuracy
 
 
 def _not_after(at: datetime, mark: datetime | None) -> bool:
@@ -925,7 +967,7 @@ def release_device(
     run = _Run(states, {}, (), {}, rules)
     for place, state in sorted(run.states.items()):
         # Nor do its readings in a smoothing window count toward an entry of theirs.
-        window = tuple(item for item in state.rssi if item[2:] != (device,))
+        window = tuple(item for item in state.rssi if item[2:3] != (device,))
         if window != state.rssi:
             state.rssi = window
             run.changed.add(place)

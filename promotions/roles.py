@@ -24,7 +24,8 @@ GRANTS = {
     ("customers", "customer"): ("view",),
     ("customers", "consentchange"): ("view",),
     ("customers", "device"): ("view",),
-    ("customers", "product"): ("view", "change"),
+    # Read-only in the admin: products are the site's catalogue (customers.admin.ProductAdmin).
+    ("customers", "product"): ("view",),
     ("customers", "productintent"): ("view",),
     ("customers", "categoryintent"): ("view",),
     ("customers", "cartintent"): ("view",),

@@ -13,6 +13,7 @@ stopped, refused by the provider) gives the code it drew from its campaign's poo
 one saw it, and a pool used up by SMS that never went turns the next customers away.
 """
 
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -20,6 +21,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
+from django.db.models.functions import Coalesce, Least
 
 from customers.models import Customer, SmsConsent
 from promotions import decisions, feedback, offers, rules, sms
@@ -29,12 +31,10 @@ from promotions.models import (
     DeliveryReason,
     DeliveryStatus,
     OfferCode,
-    delivery_event_time,
 )
 
+# Why a queued SMS was not sent, besides offers.why_past_due's STALE and OFFER_EXPIRED:
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
-EXPIRED = "Expired before sending."
-OFFER_EXPIRED = "Not sent: its offer expired before its turn came."
 STORE_DELETED = "Not sent: its store was deleted before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
@@ -49,6 +49,18 @@ class SendOutcome:
     detail: str = ""
 
 
+def delivery_visited_at() -> Coalesce:
+    """When the shopper a delivery is for was there, as its offer's freshness counts it, as a
+    query expression: its presence event's time, or when we learned of the event if that
+    was earlier. Ingest takes an event stamped up to INGEST_MAX_CLOCK_SKEW_SECONDS ahead of
+    our clock, and a phone clock running fast must not keep an offer fresh after its shopper
+    has gone. An event goes with its deleted store: the decision's own time stands in.
+    (delivery_event_time is the event's own time, by which a dry run replays it.)"""
+    return Coalesce(
+        Least("presence_event__occurred_at", "presence_event__created_at"), "created_at"
+    )
+
+
 def send_delivery(
     *, delivery_id: int, now: datetime, final_attempt: bool = True, retry: bool = False
 ) -> SendOutcome:
@@ -56,7 +68,8 @@ def send_delivery(
     (schedule_retry books when), unless this is the final attempt: then the delivery fails
     with it. `retry`: this is the retry schedule_retry booked, not a first attempt."""
     delivery = (
-        Delivery.objects.select_related("presence_event", "campaign", "customer", "store")
+        Delivery.objects.select_related("campaign", "customer", "store")
+        .annotate(visited_at=delivery_visited_at())
         .filter(id=delivery_id)
         .first()
     )
@@ -67,13 +80,13 @@ def send_delivery(
         # is booked for later, after the wait the provider asked for, at the sender's pace.
         return SendOutcome("skipped", "waiting for its retry")
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
-    event_at = delivery.event_at
-    if now - event_at > validity:
-        return _fail_unclaimed(delivery_id, now, EXPIRED, "expired")
-    if delivery.expires_at is not None and now > delivery.expires_at:
-        # Decided just before the offer's last day ended, its slot or its retry came after:
-        # its "until" day has passed, and the till would refuse its code.
-        return _fail_unclaimed(delivery_id, now, OFFER_EXPIRED, "offer expired")
+    # Its slot or its retry came too late: the shopper has gone, or (decided just before the
+    # offer's last day ended) its "until" day has passed and the till would refuse its code.
+    past_due = offers.why_past_due(
+        now, visited_at=delivery.visited_at, expires_at=delivery.expires_at, validity=validity
+    )
+    if past_due:
+        return _fail_unclaimed(delivery_id, now, past_due, past_due)
     if delivery.store is None:
         # Its text names a store that is closed now.
         return _fail_unclaimed(delivery_id, now, STORE_DELETED, "store deleted")
@@ -112,9 +125,8 @@ def send_delivery(
 
     # Twilio is told what is left of the offer's validity, not all of it: a message it holds
     # in its queue must not arrive after the offer has gone stale, or expired. 1 s is its
-    # minimum; an event stamped a little ahead of this clock leaves the whole validity,
-    # never more.
-    left = validity - (now - event_at)
+    # minimum.
+    left = validity - (now - delivery.visited_at)
     if delivery.expires_at is not None:
         left = min(left, delivery.expires_at - now)
     message = sms.OutgoingSms(
@@ -175,17 +187,16 @@ def send_delivery(
 
 
 def schedule_retry(*, delivery_id: int, now: datetime, backoff: timedelta) -> datetime:
-    """When a send that met a transient error is tried again: after its backoff, and no
-    sooner than a send slot of its sender, taken as a new send takes one, so the retries of
-    a throttled burst keep to the sender's pace instead of coming back on top of the sends
-    paced after them. Recorded as the delivery's send_after, which the sweep of lost sends
+    """When a send that met a transient error is tried again: at the sender's first free
+    slot after its backoff, booked as a new send books one, so the retries of a throttled
+    burst keep to the sender's pace, and the SMS booked while they wait come after them, not
+    in their seconds. Recorded as the delivery's send_after, which the sweep of lost sends
     goes by, and before which a copy of its first task does not send it."""
     with transaction.atomic():
-        decisions.pace_sends([delivery_id], now=now)
+        decisions.pace_sends([delivery_id], now=now, not_before=now + backoff)
+        # Failed as past due rather than booked, it keeps the hold send_delivery gave it.
         slot = Delivery.objects.values_list("send_after", flat=True).get(id=delivery_id)
-        retry_at = max(slot, now + backoff)
-        Delivery.objects.filter(id=delivery_id).update(send_after=retry_at)
-    return retry_at
+    return max(slot, now + backoff)
 
 
 # What the provider reports of a message found, as a delivery status; any other status
@@ -275,12 +286,11 @@ def _suppress(delivery_id: int, now: datetime, reason: str, *, message: str = ""
     return SendOutcome("skipped", "claimed by another worker")
 
 
-def fail_expired(delivery_ids: Iterable[int], *, now: datetime, message: str = EXPIRED) -> None:
-    """Fail queued SMS whose offer will be stale (or, with OFFER_EXPIRED, expired) before
-    their turn comes, as their send would, `message` saying which: their pool codes go
-    back, since no one saw them. A few statements for the lot:
-    a burst past the sender's pace fails thousands at once, in the transaction that holds
-    their customers. One a worker claimed meanwhile is being sent, and keeps its code."""
+def fail_unsent(delivery_ids: Iterable[int], *, now: datetime, why: str) -> None:
+    """Fail queued SMS before their send, as their send would, `why` saying why (STALE,
+    OFFER_EXPIRED): their pool codes go back, since no one saw them. A few statements for
+    the lot: a burst past the sender's pace fails thousands at once, in the transaction that
+    holds their customers. One a worker claimed meanwhile is being sent, and keeps its code."""
     with transaction.atomic():
         unclaimed = Delivery.objects.select_for_update().filter(
             id__in_batch=set(delivery_ids), status=DeliveryStatus.QUEUED, claimed_at__isnull=True
@@ -289,23 +299,30 @@ def fail_expired(delivery_ids: Iterable[int], *, now: datetime, message: str = E
         if not failed:
             return
         Delivery.objects.filter(id__in_batch=failed).update(
-            status=DeliveryStatus.FAILED, error_message=message, status_updated_at=now
+            status=DeliveryStatus.FAILED, error_message=why, status_updated_at=now
         )
         _return_pool_codes(failed)
 
 
-def fail_stale(delivery_ids: Iterable[int], *, now: datetime) -> None:
-    """Of these queued SMS, fail as their send would those whose offer is stale or expired
-    by `now`, without a send task each."""
+def fail_past_due(delivery_ids: Iterable[int], *, now: datetime) -> None:
+    """Of these queued SMS, fail as their send would those that can no longer go at `now`
+    (offers.why_past_due), without a send task each."""
     ids = set(delivery_ids)
     if not ids:
         return
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     queued = Delivery.objects.filter(id__in_batch=ids, status=DeliveryStatus.QUEUED)
-    stale = queued.alias(event_at=delivery_event_time()).filter(event_at__lt=now - validity)
-    fail_expired(stale.values_list("id", flat=True), now=now)
-    expired = queued.filter(expires_at__lt=now)
-    fail_expired(expired.values_list("id", flat=True), now=now, message=OFFER_EXPIRED)
+    past_due = defaultdict(list)
+    for delivery_id, visited_at, expires_at in queued.values_list(
+        "id", delivery_visited_at(), "expires_at"
+    ):
+        why = offers.why_past_due(
+            now, visited_at=visited_at, expires_at=expires_at, validity=validity
+        )
+        if why:
+            past_due[why].append(delivery_id)
+    for why, failed in past_due.items():
+        fail_unsent(failed, now=now, why=why)
 
 
 def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) -> SendOutcome:

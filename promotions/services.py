@@ -132,8 +132,9 @@ def _record_pings(
     items: ValidItems, result: IngestResult, now: datetime, *, skip_stored: bool
 ) -> int | None:
     with transaction.atomic():
-        hold_devices_for_ingest()
-        devices = _devices("device_id", {values["device_id"] for _, values in items})
+        device_ids = {values["device_id"] for _, values in items}
+        hold_devices_for_ingest(device_ids)
+        devices = _devices("device_id", device_ids)
         rows: list[PingRow] = []
         # Rejected once the transaction is over: it may run twice (see record_pings).
         refused: list[tuple[int, Errors]] = []
@@ -284,7 +285,7 @@ def _devices(field: str, keys: set[str], *, hold: bool = False) -> dict[str, Lin
     it commits (a key share, as the sightings' foreign key takes): a device changing hands
     meanwhile waits, then deletes what was stored; it cannot change hands between this read
     and the insert, leaving sightings of the previous owner stored as the new one's. Ping
-    ingest needs no hold: its advisory lock does this (see hold_devices_for_ingest)."""
+    ingest needs no hold: its advisory locks do this (see hold_devices_for_ingest)."""
     if not keys:
         return {}
     devices = Device.objects.filter(**{f"{field}__in_batch": keys}).values_list(

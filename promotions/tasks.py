@@ -144,7 +144,7 @@ def sweep_unprocessed(self) -> int:
     stranded = decisions.stranded_deliveries(due_before=late)
     # Their send would only fail them: after a worker outage, thousands, and queued sweeps
     # would enqueue them again each. queue_sends passes over the failed ones.
-    sending.fail_stale(stranded, now=timezone.now())
+    sending.fail_past_due(stranded, now=timezone.now())
     queue_sends(stranded)
     return swept
 

@@ -55,12 +55,8 @@ def test_a_command_whose_database_is_unreachable_says_to_check_database_url(comm
     assert "Traceback" not in result.stderr
 
 
-@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-@pytest.mark.parametrize("port", ["abc", "0", "65536"])
-def test_make_run_refuses_a_port_before_touching_the_database(tmp_path, port):
-    # runserver would refuse it only after migrate and load_demo had replaced the admin's
-    # password and the demo key.
-    database = tmp_path / "db.sqlite3"
+def make_run(port: str, database) -> tuple[int, str]:
+    """`make run` on its own database; its return code and what it wrote to stderr."""
     make = subprocess.Popen(
         ["make", "-s", "run", f"PORT={port}"],
         env={"PATH": os.environ["PATH"], "DATABASE_URL": f"sqlite:///{database}"},
@@ -76,7 +72,38 @@ def test_make_run_refuses_a_port_before_touching_the_database(tmp_path, port):
         if make.poll() is None:
             os.killpg(make.pid, signal.SIGTERM)
             make.wait()
+    return make.returncode, stderr
 
-    assert make.returncode != 0
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize("port", ["abc", "0", "65536"])
+def test_make_run_refuses_a_port_before_touching_the_database(tmp_path, port):
+    # runserver would refuse it only after migrate and load_demo had replaced the admin's
+    # password and the demo key.
+    database = tmp_path / "db.sqlite3"
+
+    returncode, stderr = make_run(port, database)
+
+    assert returncode != 0
     assert stderr.splitlines()[0] == f"PORT='{port}': expected a port number from 1 to 65535."
+    assert not database.exists()
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_a_second_make_run_on_a_busy_port_leaves_the_first_ones_demo_alone(tmp_path):
+    # The usual mistake, `make run` in a second terminal: the first server's key and admin
+    # password must survive it.
+    database = tmp_path / "db.sqlite3"
+    with socket.socket() as first:
+        first.bind(("127.0.0.1", 0))
+        first.listen()
+        port = str(first.getsockname()[1])
+
+        returncode, stderr = make_run(port, database)
+
+    assert returncode != 0
+    assert stderr.splitlines()[0] == (
+        f"127.0.0.1:{port} is already in use (another make run?): nothing was changed; "
+        "set PORT to a free port."
+    )
     assert not database.exists()

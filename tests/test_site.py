@@ -313,11 +313,13 @@ def test_the_campaign_page_previews_the_sms_and_links_its_results(admin_client):
     assert "Bonjour Léa, -20%: " in page.content.decode()
     assert "GSM-7 · 1 segment" in page.content.decode()
 
-    live = admin_client.get(
+    live = admin_client.post(
         "/admin/promotions/campaign/preview/", {"template": "It\u2019s {nope}", "valid_days": "7"}
     ).json()
     assert "Unknown placeholder {nope}" in live["error"]
-    live = admin_client.get("/admin/promotions/campaign/preview/", {"template": "It\u2019s {code}"})
+    live = admin_client.post(
+        "/admin/promotions/campaign/preview/", {"template": "It\u2019s {code}"}
+    )
     assert live.json()["encoding"] == "UCS-2"
 
 
@@ -330,11 +332,11 @@ def test_the_live_preview_names_the_store_and_product_the_page_holds(admin_clien
     Product.objects.create(sku="K5", name="K5 keyboard")
     template = "{first_name}: {product_name} at {store_name}, {code}"
 
-    live = admin_client.get(
+    live = admin_client.post(
         "/admin/promotions/campaign/preview/",
         {"template": template, "store": [str(opera.pk), "x", "9" * 40], "skus": '["K5"]'},
     ).json()
-    half_typed = admin_client.get(
+    half_typed = admin_client.post(
         "/admin/promotions/campaign/preview/",
         {"template": template, "skus": '["K5', "categories": '["keyboards"]'},
     ).json()
@@ -714,9 +716,11 @@ def test_a_staff_account_without_permissions_can_neither_preview_nor_geocode(
 ):
     settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
     store = StoreFactory(name="Rivoli")
-    preview = f"/admin/promotions/campaign/preview/?template={{store_name}}&store={store.pk}"
+    preview = staff_without_permissions.post(
+        "/admin/promotions/campaign/preview/", {"template": "{store_name}", "store": store.pk}
+    )
 
-    assert staff_without_permissions.get(preview).status_code == 403
+    assert preview.status_code == 403
     geocoded = staff_without_permissions.get(
         "/admin/promotions/store/geocode/", {"address": "Rue de Rivoli"}
     )
@@ -727,9 +731,9 @@ def test_a_staff_account_without_permissions_can_neither_preview_nor_geocode(
 def test_a_marketer_previews_a_campaign_and_geocodes_a_store(marketer, settings, nominatim):
     settings.GEOCODER, settings.GEOCODER_URL = "nominatim", nominatim
     store = StoreFactory(name="Rivoli")
-    preview = f"/admin/promotions/campaign/preview/?template={{store_name}}&store={store.pk}"
-
-    previewed = marketer.get(preview)
+    previewed = marketer.post(
+        "/admin/promotions/campaign/preview/", {"template": "{store_name}", "store": store.pk}
+    )
     geocoded = marketer.get("/admin/promotions/store/geocode/", {"address": "Rue de Rivoli"})
 
     assert previewed.status_code == 200 and "Rivoli" in previewed.json()["html"]

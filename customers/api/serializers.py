@@ -11,11 +11,13 @@ from customers.models import (
     Device,
     EventType,
     Platform,
+    ReplySource,
     SmsConsent,
     locale_validator,
 )
 from promotions.api.fields import (
     AmountField,
+    KnownFieldsOnly,
     RecentInstantField,
     StrictCharField,
     TimeZoneField,
@@ -54,7 +56,7 @@ class CustomerSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class CustomerInputSerializer(serializers.Serializer):
+class CustomerInputSerializer(KnownFieldsOnly, serializers.Serializer):
     """Fields left out keep their stored value; null or "" clears a text field."""
 
     phone = _optional_text(
@@ -63,12 +65,22 @@ class CustomerInputSerializer(serializers.Serializer):
     first_name = _optional_text(100)
     timezone = TimeZoneField(required=False, allow_blank=True, allow_null=True)
     locale = _optional_text(35, help_text="BCP 47, e.g. fr-FR.")
-    sms_consent = serializers.ChoiceField(choices=SmsConsent.choices, required=False)
+    sms_consent = serializers.ChoiceField(
+        choices=SmsConsent.choices,
+        required=False,
+        allow_null=True,
+        help_text="Left out or null: kept as stored.",
+    )
     consent_source = _optional_text(
         100,
         help_text="Where consent was given, e.g. web_form: with `sms_consent` (alone, only "
         "when the customer is created).",
     )
+    # What a GET answers besides, so that a customer read and sent back whole goes in; ignored.
+    external_id = serializers.CharField(read_only=True)
+    consent_updated_at = serializers.DateTimeField(read_only=True)
+    created_at = serializers.DateTimeField(read_only=True)
+    updated_at = serializers.DateTimeField(read_only=True)
 
     def validate_locale(self, value: str | None) -> str | None:
         if not value:
@@ -81,6 +93,8 @@ class CustomerInputSerializer(serializers.Serializer):
         return value
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        if "sms_consent" in attrs and attrs["sms_consent"] is None:
+            del attrs["sms_consent"]  # an encoder's way of leaving it out
         stored: Customer | None = self.context.get("customer")
         if stored is not None and attrs.get("consent_source") and "sms_consent" not in attrs:
             # The stored source is that of the consent as it stands: rewritten alone, it
@@ -100,7 +114,7 @@ class CustomerInputSerializer(serializers.Serializer):
         return attrs
 
 
-class DeviceInputSerializer(serializers.Serializer):
+class DeviceInputSerializer(KnownFieldsOnly, serializers.Serializer):
     """What a registration leaves out is kept: the platform (`other` for a new device) and
     the BLE identity. An identity sent as null is removed."""
 
@@ -155,7 +169,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         return identity_representation(device.ble_identity)["eddystone_uid"]
 
 
-class IdentifySerializer(serializers.Serializer):
+class IdentifySerializer(KnownFieldsOnly, serializers.Serializer):
     visitor_id = StrictCharField(max_length=100)
     customer_id = StrictCharField(max_length=100)
 
@@ -168,7 +182,7 @@ class IdentifiedSerializer(serializers.Serializer):
     )
 
 
-class BrowsingEventSerializer(serializers.Serializer):
+class BrowsingEventSerializer(KnownFieldsOnly, serializers.Serializer):
     event_id = StrictCharField(max_length=100)
     customer_id = _optional_text(100)
     visitor_id = _optional_text(100)
@@ -207,6 +221,11 @@ class ExportedConsentChangeSerializer(serializers.Serializer):
     note = serializers.CharField()
     changed_at = serializers.DateTimeField()
     by_reply = serializers.BooleanField()
+
+
+class ExportedOptedOutNumberSerializer(serializers.Serializer):
+    opted_out_at = serializers.DateTimeField()
+    source = serializers.ChoiceField(choices=ReplySource.choices)
 
 
 class ExportedDeviceSerializer(serializers.Serializer):
@@ -421,6 +440,12 @@ class ExportedAdminHistoryEntrySerializer(serializers.Serializer):
 class CustomerExportSerializer(serializers.Serializer):
     customer = CustomerSerializer()
     consent_log = ExportedConsentChangeSerializer(many=True)
+    opted_out_number = ExportedOptedOutNumberSerializer(
+        allow_null=True,
+        help_text="The customer's number is on the list of numbers that opted out by replying "
+        "to an SMS (kept as a keyed hash, through erasure, until it replies START): no one is "
+        "opted in at it through the API. Null when it is not.",
+    )
     devices = ExportedDeviceSerializer(many=True)
     visitors = ExportedVisitorSerializer(many=True)
     browsing_events = ExportedBrowsingEventSerializer(many=True)

@@ -78,9 +78,10 @@ class CustomerView(APIView):
             "Create (201) or update (200) the customer; fields left out are kept. 400 on "
             f"`external_id` for an id over {EXTERNAL_ID_MAX_LENGTH} characters, holding a "
             "control character or a `/`, blank, or with whitespace at either end. 409, and "
-            "nothing of the request stored, for `sms_consent: opted_in` when the customer "
-            "opted out by replying to an SMS (STOP, ARRET, BAJA...): only their own START "
-            "reply opts them back in."
+            "nothing of the request stored, for `sms_consent: opted_in` when the number the "
+            "customer is to have opted out by replying to an SMS (STOP, ARRET, BAJA...): "
+            "only a START from that number opts it back in; a new number is opted in with "
+            "its own consent."
         ),
     )
     def put(self, request: Request, external_id: str) -> Response:
@@ -102,7 +103,11 @@ class CustomerView(APIView):
     @extend_schema(
         parameters=[EXTERNAL_ID],
         responses={204: None, 404: ErrorSerializer},
-        description="Erase the customer: personal data, location history and intent.",
+        description=(
+            "Erase the customer: personal data, location history and intent. A number that "
+            "opted out by replying to an SMS stays on a suppression list, as a keyed hash, "
+            "until it replies START: a customer stored again with it is refused `opted_in`."
+        ),
     )
     def delete(self, request: Request, external_id: str) -> Response:
         services.erase_customer(customer=_customer_or_404(external_id))

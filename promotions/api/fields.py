@@ -2,8 +2,9 @@
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -13,9 +14,42 @@ from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
+from rest_framework.exceptions import ErrorDetail
 from rest_framework.fields import empty
 
 from customers.models import validate_time_zone
+
+
+class KnownFieldsOnly:
+    """Mixin for input serializers, nested ones included: a key that names none of the
+    fields is refused ({"<key>": ["Unknown field."]}), where DRF would drop it. A misspelt
+    field is a client's mistake its answer must show: "consent" for "sms_consent" would be
+    a 200 that changed nothing, "is_mock" for "mocked" a mocked location taken as genuine.
+
+    Read-only fields are fields too: a resource read, changed and sent back whole still
+    goes in, its id and times ignored as DRF ignores them. promotions.api.schema says
+    `additionalProperties: false` in the request schema of every serializer with it."""
+
+    unknown_field_message = "Unknown field."
+
+    def to_internal_value(self, data: Any) -> Any:
+        unknown = {}
+        if isinstance(data, Mapping):
+            fields = self.fields  # type: ignore[attr-defined]
+            unknown = {
+                key: [ErrorDetail(self.unknown_field_message, code="unknown")]
+                for key in data
+                if key not in fields
+            }
+        try:
+            values = super().to_internal_value(data)  # type: ignore[misc]
+        except serializers.ValidationError as error:
+            if unknown and isinstance(error.detail, dict):
+                error.detail.update(unknown)
+            raise
+        if unknown:
+            raise serializers.ValidationError(unknown)
+        return values
 
 
 class FiniteFloatField(serializers.FloatField):
@@ -119,6 +153,12 @@ class StrictIntegerField(serializers.IntegerField):
         if isinstance(data, bool):
             self.fail("invalid")
         return super().to_internal_value(data)
+
+
+class IntentWindowDaysField(StrictIntegerField):
+    """How many days back an intent condition counts views: within how long browsing is
+    kept, INTENT_WINDOW_DAYS (Campaign.clean refuses more; promotions.api.schema documents
+    the limit as configured when the schema is generated)."""
 
 
 @extend_schema_field(OpenApiTypes.DATETIME)
@@ -268,3 +308,9 @@ class AmountField(serializers.DecimalField):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
+
+    def quantize(self, value: Decimal) -> Decimal:
+        # "-0" is 0 and passes min_value, but would be kept and answered as "-0.00", which
+        # the pattern refuses; both directions quantize, so zero loses its sign here.
+        quantized = super().quantize(value)
+        return quantized.copy_abs() if quantized == 0 else quantized

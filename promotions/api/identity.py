@@ -6,7 +6,7 @@ from typing import Any
 from rest_framework import serializers
 
 from promotions import beacons
-from promotions.api.fields import StrictIntegerField
+from promotions.api.fields import KnownFieldsOnly, StrictIntegerField
 
 # How a beacon or a device is registered: the identity it advertises, by its parts.
 REGISTERED_FORMS = ("ibeacon", "eddystone_uid")
@@ -14,7 +14,7 @@ REGISTERED_FORMS = ("ibeacon", "eddystone_uid")
 SIGHTED_FORMS = (*REGISTERED_FORMS, "raw")
 
 
-class WholeIdentitySerializer(serializers.Serializer):
+class WholeIdentitySerializer(KnownFieldsOnly, serializers.Serializer):
     """An identity is given whole, even in a PATCH: DRF passes a partial update down to
     nested serializers, which would then skip the parts left out."""
 

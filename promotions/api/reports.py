@@ -1,6 +1,7 @@
 """Results and what comes back from the till: redemptions, deliveries, campaign statistics,
 and code pools."""
 
+from datetime import datetime
 from typing import Any
 
 import django_filters
@@ -16,7 +17,7 @@ from rest_framework.views import APIView
 from customers.models import EXTERNAL_ID_MAX_LENGTH
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
-from promotions.api.fields import AmountField, InstantField, RecentInstantField
+from promotions.api.fields import AmountField, InstantField, KnownFieldsOnly, RecentInstantField
 from promotions.models import (
     Campaign,
     Delivery,
@@ -29,17 +30,24 @@ from promotions.models import (
 # --- Redemptions ------------------------------------------------------------------------
 
 
-class RedemptionSerializer(serializers.Serializer):
+class RedemptionSerializer(KnownFieldsOnly, serializers.Serializer):
     code = serializers.CharField(
-        max_length=60, required=False, help_text="The code the customer shows at the till."
+        max_length=60,
+        required=False,
+        allow_null=True,
+        allow_blank=True,
+        help_text='The code the customer shows at the till. Null or "": none, as left out.',
     )
     customer_id = serializers.CharField(
         max_length=100,
         required=False,
+        allow_null=True,
+        allow_blank=True,
         help_text=(
             "Instead of a code: the customer's external id, from a loyalty card. The purchase "
             "is tied to their latest unexpired offer not yet redeemed, a holdout one "
-            "included, which is how the holdout group's purchases count for lift."
+            "included, which is how the holdout group's purchases count for lift. Null or "
+            '"": none, as left out.'
         ),
     )
     store_code = serializers.CharField(max_length=32)
@@ -47,6 +55,12 @@ class RedemptionSerializer(serializers.Serializer):
     redeemed_at = RecentInstantField()
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A till's encoder writes the one it has no value for as null, or as "".
+        attrs = {
+            name: value
+            for name, value in attrs.items()
+            if not (name in ("code", "customer_id") and value in (None, ""))
+        }
         if bool(attrs.get("code")) == bool(attrs.get("customer_id")):
             raise ValidationError({"code": ["Give the code, or else the customer_id."]})
         return attrs
@@ -174,6 +188,40 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(**kwargs)
 
 
+class InstantFormField(forms.Field):
+    """An ISO 8601 instant that names its UTC offset, as the API's InstantField reads one.
+    Django's datetime fields would read a time without one in the server's time zone."""
+
+    default_error_messages = {
+        "invalid": "Expected an ISO 8601 time with a UTC offset, e.g. 2026-11-22T10:15:00Z.",
+    }
+
+    def to_python(self, value: Any) -> datetime | None:
+        if value in self.empty_values:
+            return None
+        try:
+            return InstantField().to_internal_value(value)
+        except serializers.ValidationError:
+            raise forms.ValidationError(self.error_messages["invalid"], code="invalid") from None
+
+
+class InstantFilter(django_filters.IsoDateTimeFilter):
+    """A filter on an instant (documented as a date-time), its UTC offset required."""
+
+    field_class = InstantFormField
+
+
+# An export pins its set with created_before (the page numbers then stay put while new
+# deliveries are decided: the list is newest first) and carries on from there next time
+# with created_after set to the same instant.
+PIN_HELP = (
+    " An instant with its UTC offset. To page through a fixed set while deliveries keep "
+    "coming, pin created_before to a time a minute ago (a delivery being decided is dated "
+    "when decided, and stored a moment later); the next export carries on with created_after "
+    "set to that same time."
+)
+
+
 class DeliveryFilter(django_filters.FilterSet):
     customer_id = django_filters.CharFilter(
         field_name="customer__external_id",
@@ -182,10 +230,20 @@ class DeliveryFilter(django_filters.FilterSet):
     )
     campaign = IdFilter(field_name="campaign_id", noun="campaign")
     status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
+    created_after = InstantFilter(
+        field_name="created_at",
+        lookup_expr="gte",
+        help_text="Deliveries decided at or after this instant." + PIN_HELP,
+    )
+    created_before = InstantFilter(
+        field_name="created_at",
+        lookup_expr="lt",
+        help_text="Deliveries decided before this instant." + PIN_HELP,
+    )
 
     class Meta:
         model = Delivery
-        fields = ["customer_id", "campaign", "status"]
+        fields = ["customer_id", "campaign", "status", "created_after", "created_before"]
 
 
 class DeliveryListView(generics.ListAPIView):
@@ -258,7 +316,7 @@ class CampaignStatsView(APIView):
 MAX_POOL_UPLOAD = 10_000
 
 
-class CodePoolSerializer(serializers.Serializer):
+class CodePoolSerializer(KnownFieldsOnly, serializers.Serializer):
     codes = serializers.ListField(
         child=serializers.CharField(max_length=feedback.MAX_CODE_LENGTH),
         min_length=1,

@@ -7,18 +7,22 @@ object lookup and an unavailable database. A view declares only its own errors (
 
 `require_response_fields` marks every field of a response component required: a response
 always carries them, null included, and generated clients read an optional field as one they
-must be ready to miss ("intent": null is not the same as no intent field)."""
+must be ready to miss ("intent": null is not the same as no intent field).
+
+`KnownFieldsOnlySchema` closes each request body the API checks field by field
+(`additionalProperties: false`): a field it does not know is a 400, not dropped."""
 
 from typing import Any
 
 from django.conf import settings
 from drf_spectacular import openapi
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import get_doc
 from rest_framework.generics import GenericAPIView
 
 from promotions.api.auth import HasScope
 from promotions.api.batch import ErrorSerializer
-from promotions.api.fields import AccuracyField
+from promotions.api.fields import AccuracyField, IntentWindowDaysField, KnownFieldsOnly
 from promotions.api.throttles import IngestRateThrottle
 from promotions.models import Scope
 
@@ -152,6 +156,34 @@ class AccuracyFieldSchema(OpenApiSerializerFieldExtension):
             "exclusiveMinimum": True,
             "maximum": settings.INGEST_MAX_ACCURACY_M,
         }
+
+
+class IntentWindowDaysFieldSchema(OpenApiSerializerFieldExtension):
+    """IntentWindowDaysField's maximum: INTENT_WINDOW_DAYS, read as the schema is generated."""
+
+    target_class = IntentWindowDaysField
+
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer_field(self.target, direction, bypass_extensions=True)
+        return {**schema, "maximum": settings.INTENT_WINDOW_DAYS}
+
+
+class KnownFieldsOnlySchema(OpenApiSerializerExtension):
+    """A request to a serializer with KnownFieldsOnly holds its fields and no others:
+    `additionalProperties: false`. Its read-only fields, which a resource read and sent back
+    carries, are taken and ignored, but not listed: drf-spectacular keeps read-only
+    properties out of request components, and a client need never send them."""
+
+    target_class = KnownFieldsOnly
+    match_subclasses = True
+
+    def map_serializer(self, auto_schema: AutoSchema, direction: str) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        if schema.get("description") == get_doc(KnownFieldsOnly):
+            del schema["description"]  # the mixin's docstring, not the serializer's
+        if direction == "request":
+            schema["additionalProperties"] = False
+        return schema
 
 
 # Fields a response leaves out: a trigger carries only the detail of its type (minutes for

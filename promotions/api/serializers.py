@@ -15,6 +15,8 @@ from promotions.api.fields import (
     FlagField,
     HourMinuteField,
     InstantField,
+    IntentWindowDaysField,
+    KnownFieldsOnly,
     MacAddressField,
     RecentInstantField,
     StrictCharField,
@@ -91,7 +93,7 @@ COORDINATES_HELP = (
 )
 
 
-class StoreSerializer(serializers.ModelSerializer):
+class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     latitude = FiniteFloatField(
         min_value=-90, max_value=90, required=False, help_text=COORDINATES_HELP
     )
@@ -143,7 +145,7 @@ class StoreSerializer(serializers.ModelSerializer):
         return {**attrs, "latitude": latitude, "longitude": longitude}
 
 
-class ZoneSerializer(serializers.ModelSerializer):
+class ZoneSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
     rssi_threshold = StrictIntegerField(min_value=-127, max_value=-1, required=False)
 
@@ -184,7 +186,7 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
     attrs["zone"] = zone
 
 
-class BeaconSerializer(serializers.ModelSerializer):
+class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
     zone = ZoneCodeField()
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
@@ -221,7 +223,7 @@ class BeaconSerializer(serializers.ModelSerializer):
         return attrs
 
 
-class GatewaySerializer(serializers.ModelSerializer):
+class GatewaySerializer(KnownFieldsOnly, serializers.ModelSerializer):
     store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
     zone = ZoneCodeField()
 
@@ -248,6 +250,12 @@ NO_INTENT = {
 }
 NO_QUIET_HOURS = {"quiet_hours_start": None, "quiet_hours_end": None}
 TRIGGER_DETAILS = {"trigger_minutes": None, "trigger_distance_m": None, "trigger_zone": ""}
+TRIGGER_TYPE_OF_DETAIL = {
+    "trigger_minutes": TriggerType.DWELL,
+    "trigger_distance_m": TriggerType.NEAR,
+    "trigger_zone": TriggerType.BEACON_ZONE,
+}
+TRIGGER_DETAIL_OF_TYPE = {type_: name for name, type_ in TRIGGER_TYPE_OF_DETAIL.items()}
 # Where each model field appears in the resource, to report model validation errors there.
 RESOURCE_PATH = {
     "trigger_type": ("trigger", "type"),
@@ -282,7 +290,7 @@ def _nest_errors(errors: dict[str, list[str]]) -> dict[str, Any]:
     return nested
 
 
-class TriggerSerializer(serializers.Serializer):
+class TriggerSerializer(KnownFieldsOnly, serializers.Serializer):
     type = serializers.ChoiceField(source="trigger_type", choices=TriggerType.choices)
     minutes = StrictIntegerField(
         source="trigger_minutes",
@@ -315,22 +323,33 @@ class TriggerSerializer(serializers.Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if "trigger_zone" in attrs and attrs["trigger_zone"] is None:
             attrs["trigger_zone"] = ""  # a text column: "" is no zone
+        # The type sent, or in a PATCH of the details alone, the campaign's.
+        campaign = self.root.instance
+        trigger_type = attrs.get("trigger_type", getattr(campaign, "trigger_type", None))
+        wanted = TRIGGER_DETAIL_OF_TYPE.get(trigger_type)
+        # A detail of another type would be dropped, a 200 that changed nothing the client
+        # meant: {"minutes": 10} on an enter campaign. Null or "" is a detail left out.
+        misplaced = {
+            RESOURCE_PATH[name][-1]: [
+                f"Only a {TRIGGER_TYPE_OF_DETAIL[name]} trigger has "
+                f"{RESOURCE_PATH[name][-1]}; this trigger is {trigger_type}."
+            ]
+            for name, value in attrs.items()
+            if name in TRIGGER_DETAILS and name != wanted and value not in (None, "")
+        }
+        if misplaced:
+            raise serializers.ValidationError(misplaced)
         if "trigger_type" not in attrs:  # a partial update of the details alone
             return attrs
-        # A new trigger replaces the old one whole: details of another type are dropped.
+        # A new trigger replaces the old one whole: the details of other types are cleared.
         values = {**TRIGGER_DETAILS, **{k: v for k, v in attrs.items() if v is not None}}
-        wanted = {
-            TriggerType.DWELL: "trigger_minutes",
-            TriggerType.NEAR: "trigger_distance_m",
-            TriggerType.BEACON_ZONE: "trigger_zone",
-        }.get(values["trigger_type"])
         for name, blank in TRIGGER_DETAILS.items():
             if name != wanted:
                 values[name] = blank
         return values
 
 
-class IntentSerializer(serializers.Serializer):
+class IntentSerializer(KnownFieldsOnly, serializers.Serializer):
     skus = serializers.ListField(
         source="intent_skus",
         child=serializers.CharField(max_length=100),
@@ -346,7 +365,7 @@ class IntentSerializer(serializers.Serializer):
     min_views = StrictIntegerField(
         source="intent_min_views", min_value=1, max_value=MAX_INTENT_MIN_VIEWS, required=False
     )
-    within_days = StrictIntegerField(
+    within_days = IntentWindowDaysField(
         source="intent_within_days", min_value=1, max_value=MAX_INTENT_WITHIN_DAYS, required=False
     )
     cart_abandoned = serializers.BooleanField(source="intent_cart_abandoned", required=False)
@@ -381,14 +400,14 @@ class IntentSerializer(serializers.Serializer):
         return attrs if patching else values
 
 
-class OfferSerializer(serializers.Serializer):
+class OfferSerializer(KnownFieldsOnly, serializers.Serializer):
     template = serializers.CharField(source="offer_template", max_length=1600)
     valid_days = StrictIntegerField(
         source="offer_valid_days", min_value=1, max_value=MAX_OFFER_VALID_DAYS, required=False
     )
 
 
-class QuietHoursSerializer(serializers.Serializer):
+class QuietHoursSerializer(KnownFieldsOnly, serializers.Serializer):
     start = HourMinuteField(source="quiet_hours_start")
     end = HourMinuteField(source="quiet_hours_end")
 
@@ -403,7 +422,7 @@ class QuietHoursSerializer(serializers.Serializer):
         return super().to_representation(campaign)
 
 
-class LimitsSerializer(serializers.Serializer):
+class LimitsSerializer(KnownFieldsOnly, serializers.Serializer):
     per_customer_days = StrictIntegerField(
         source="limit_per_customer_days",
         min_value=1,
@@ -427,7 +446,7 @@ class LimitsSerializer(serializers.Serializer):
     holdout_percent = StrictIntegerField(min_value=0, max_value=100, required=False)
 
 
-class CampaignSerializer(serializers.ModelSerializer):
+class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
     starts_at = InstantField(required=False, allow_null=True)
     ends_at = InstantField(required=False, allow_null=True)
@@ -498,7 +517,7 @@ class CampaignSerializer(serializers.ModelSerializer):
 # --- Location data in -------------------------------------------------------------------
 
 
-class PingSerializer(serializers.Serializer):
+class PingSerializer(KnownFieldsOnly, serializers.Serializer):
     ping_id = StrictCharField(max_length=64, required=False, allow_null=True)
     device_id = StrictCharField(max_length=100)
     latitude = FiniteFloatField(min_value=-90, max_value=90)
@@ -530,7 +549,7 @@ class SightingRssiField(StrictIntegerField):
         super().__init__(min_value=-127, max_value=-1, **kwargs)
 
 
-class SightingSerializer(serializers.Serializer):
+class SightingSerializer(KnownFieldsOnly, serializers.Serializer):
     """A store beacon the app ranged."""
 
     device_id = StrictCharField(max_length=100)
@@ -545,7 +564,7 @@ class SightingSerializer(serializers.Serializer):
         return attrs
 
 
-class GatewaySightingSerializer(serializers.Serializer):
+class GatewaySightingSerializer(KnownFieldsOnly, serializers.Serializer):
     """A customer's phone or tag that a gateway saw."""
 
     mac = MacAddressField(required=False, allow_null=True)
@@ -585,7 +604,7 @@ class ItemJudge:
 MAX_DRY_RUN_DAYS = 366
 
 
-class DryRunSerializer(serializers.Serializer):
+class DryRunSerializer(KnownFieldsOnly, serializers.Serializer):
     since = InstantField(help_text=f"In the past, within the last {MAX_DRY_RUN_DAYS} days.")
     until = InstantField(help_text=f"After since, {MAX_DRY_RUN_DAYS} days later at most.")
 

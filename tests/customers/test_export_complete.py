@@ -1,7 +1,7 @@
 """The export is everything held about the customer (SPEC: data-subject access): every
 stored field of every row about them, named as the API names things."""
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from django.contrib.admin.models import LogEntry
@@ -18,6 +18,7 @@ from customers.models import (
     Visitor,
 )
 from promotions import beacons
+from promotions.feedback import handle_inbound_sms
 from promotions.models import (
     Delivery,
     DeviceTrack,
@@ -83,8 +84,10 @@ API_NAMES = {
 # theirs); our row numbers, which name nothing the API takes (but those that a delivery's
 # trace names: pings', sightings', presence events' and deliveries'); a delivery's
 # `erased_as`, set only when the customer is erased and no export is left to give; its
-# `code_key`, the code as the till looks it up, which `code` gives; and the sender's queue
-# (`send_after`, `claimed_at`), when a worker was to and did pick the SMS up.
+# `code_key`, the code as the till looks it up, which `code` gives; the sender's queue
+# (`send_after`, `claimed_at`), when a worker was to and did pick the SMS up; and a consent
+# change's `reply_number_key`, a keyed hash of the number a reply came from, which names no
+# number to anyone without the server's key.
 NOT_EXPORTED = {
     (Customer, "id"),
     *((model, "customer") for model in SECTIONS.values()),
@@ -97,6 +100,7 @@ NOT_EXPORTED = {
     (Delivery, "code_key"),
     (Delivery, "send_after"),
     (Delivery, "claimed_at"),
+    (ConsentChange, "reply_number_key"),
 }
 
 
@@ -251,3 +255,27 @@ def test_export_leaves_out_the_admins_history_of_another_customer(api, admin_cli
     history = api.get("/api/v1/customers/C-1/export").json()["admin_history"]
 
     assert [entry["object_id"] for entry in history] == ["lea-phone", "C-1"]
+
+
+def test_export_says_the_number_is_on_the_opted_out_list(api):
+    # Review 3: that record refuses their opt-in, and the export did not show it.
+    lea = {**LEA, "first_name": "Léa"}
+    api.put("/api/v1/customers/C-1", lea)
+    three_days_ago = timezone.now() - timedelta(days=3)
+    handle_inbound_sms(from_number=LEA["phone"], body="ARRET", now=three_days_ago)
+    assert api.delete("/api/v1/customers/C-1").status_code == 204
+    # The same person, stored again: refused opted_in because of what is kept of her number.
+    assert api.put("/api/v1/customers/C-1", lea).status_code == 409
+    assert api.put("/api/v1/customers/C-1", {**lea, "sms_consent": "unknown"}).status_code == 201
+
+    export = api.get("/api/v1/customers/C-1/export").json()
+
+    assert export["opted_out_number"] == {
+        "opted_out_at": three_days_ago.isoformat().replace("+00:00", "Z"),
+        "source": "sms",
+    }
+
+
+def test_export_of_a_number_not_on_the_list_says_so(api):
+    api.put("/api/v1/customers/C-1", LEA)
+    assert api.get("/api/v1/customers/C-1/export").json()["opted_out_number"] is None

@@ -33,8 +33,8 @@ def twilio_settings(settings):
 
 def refusal(at) -> str:
     return (
-        f"This customer opted out by replying to an SMS on {at:%Y-%m-%dT%H:%M:%SZ}; only their "
-        "own reply (START) opts them back in."
+        f"This number opted out by replying to an SMS on {at:%Y-%m-%dT%H:%M:%SZ}; only its own "
+        "reply (START, sent from this number) opts it back in."
     )
 
 

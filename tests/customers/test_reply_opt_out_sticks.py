@@ -1,12 +1,22 @@
-"""A customer who opted out by replying to our SMS stays opted out until they reply START:
-a CRM that still holds their old consent cannot opt them back in through the API."""
+"""A customer who opted out by replying to our SMS stays opted out at that number until it
+replies START: a CRM that still holds their old consent cannot opt them back in through the
+API. A new number of theirs is opted in with its own consent."""
+
+import importlib
 
 import pytest
+from django.apps import apps
 from django.test import Client
 
-from customers.models import ConsentChange, Customer, SmsConsent
+from customers.models import (
+    ConsentChange,
+    Customer,
+    OptedOutNumber,
+    SmsConsent,
+    opted_out_number_keys,
+)
 from promotions.models import DeliveryStatus
-from tests.factories import DeliveryFactory
+from tests.factories import CustomerFactory, DeliveryFactory
 from tests.promotions.test_webhooks import BASE, TOKEN, reply, status
 
 pytestmark = pytest.mark.django_db
@@ -30,8 +40,8 @@ def twilio_settings(settings):
 def refusal(change: ConsentChange) -> str:
     at = change.changed_at.strftime("%Y-%m-%dT%H:%M:%SZ")
     return (
-        f"This customer opted out by replying to an SMS on {at}; only their own reply "
-        "(START) opts them back in."
+        f"This number opted out by replying to an SMS on {at}; only its own reply (START, "
+        "sent from this number) opts it back in."
     )
 
 
@@ -42,7 +52,7 @@ def test_a_crm_stating_opted_in_after_an_arret_reply_is_refused_whole_until_star
 
     response = api.put(
         "/api/v1/customers/C-1",
-        {**LEA, "phone": "+33698765432", "first_name": "Lea", "consent_source": "crm_sync"},
+        {**LEA, "first_name": "Lea", "consent_source": "crm_sync"},
     )
 
     assert response.status_code == 409
@@ -153,3 +163,83 @@ def test_a_crm_opt_out_whose_source_it_names_sms_is_the_apis_to_lift(api):
 
     assert response.status_code == 200, response.json()
     assert response.json()["sms_consent"] == "opted_in"
+
+
+# --- A new number ---------------------------------------------------------------------------
+
+OLD, NEW = PHONE, "+33698765432"
+SIGN_UP = {"phone": NEW, "sms_consent": "opted_in", "consent_source": "web_form"}
+
+
+def test_a_stop_from_an_old_number_does_not_refuse_consent_given_for_a_new_one(api):
+    # Review 3: the whole log was read whatever number the reply came from, so no new
+    # number of theirs could ever be opted in, and the 409's advice (START) could not work:
+    # the refused request kept the old number, and a START from the new one found nobody.
+    api.put("/api/v1/customers/C-1", {**LEA, "phone": OLD})
+    reply(Client(), OLD, "STOP")
+
+    # Months later, a new phone: they sign up for SMS offers again on the web site.
+    response = api.put("/api/v1/customers/C-1", SIGN_UP)
+
+    assert response.status_code == 200, response.json()
+    assert (response.json()["phone"], response.json()["sms_consent"]) == (NEW, "opted_in")
+    # A CRM's sync stating it again is taken too: the STOP was the old number's.
+    assert api.put("/api/v1/customers/C-1", SIGN_UP).status_code == 200
+    # Their START from the new phone, as the 409 would have advised, changes nothing.
+    reply(Client(), NEW, "START")
+    assert api.get("/api/v1/customers/C-1").json()["sms_consent"] == "opted_in"
+
+
+def test_the_old_number_that_replied_stop_is_still_refused(api):
+    api.put("/api/v1/customers/C-1", {**LEA, "phone": OLD})
+    reply(Client(), OLD, "STOP")
+    opt_out = ConsentChange.objects.latest("id")
+    api.put("/api/v1/customers/C-1", SIGN_UP)
+
+    # A stale CRM puts the old number back, opted in: that number said STOP.
+    response = api.put("/api/v1/customers/C-1", {**SIGN_UP, "phone": OLD})
+
+    assert response.status_code == 409
+    assert response.json() == {"detail": refusal(opt_out)}
+    assert Customer.objects.get().phone == NEW
+
+
+def test_a_stop_from_the_new_number_refuses_it(api):
+    api.put("/api/v1/customers/C-1", {**LEA, "phone": OLD})
+    reply(Client(), OLD, "STOP")
+    api.put("/api/v1/customers/C-1", SIGN_UP)
+    reply(Client(), NEW, "STOP")
+
+    assert api.put("/api/v1/customers/C-1", SIGN_UP).status_code == 409
+    reply(Client(), NEW, "START")
+    assert api.put("/api/v1/customers/C-1", SIGN_UP).status_code == 200
+
+
+def test_a_reply_logged_before_its_number_was_is_taken_as_the_current_numbers(api):
+    api.put("/api/v1/customers/C-1", {**LEA, "phone": OLD})
+    reply(Client(), OLD, "STOP")
+    ConsentChange.objects.update(reply_number_key=None)  # as rows logged before 0011 were
+    OptedOutNumber.objects.all().delete()  # the log alone
+
+    assert api.put("/api/v1/customers/C-1", {"sms_consent": "opted_in"}).status_code == 409
+    assert api.put("/api/v1/customers/C-1", SIGN_UP).status_code == 200
+
+
+def test_the_migration_keys_earlier_replies_by_their_customers_current_number():
+    migration = importlib.import_module("customers.migrations.0011_consent_reply_number")
+    lea = CustomerFactory(external_id="C-1", phone=OLD, sms_consent=SmsConsent.OPTED_OUT)
+    gone = CustomerFactory(external_id="C-2", phone="", sms_consent=SmsConsent.OPTED_OUT)
+    for customer in (lea, gone):
+        ConsentChange.objects.create(
+            customer=customer, previous="opted_in", consent="opted_out", by_reply=True
+        )
+    ConsentChange.objects.create(customer=lea, previous="opted_out", consent="unknown")
+
+    migration.key_earlier_replies(apps, None)
+
+    assert (
+        ConsentChange.objects.get(customer=lea, by_reply=True).reply_number_key
+        == (opted_out_number_keys(OLD)[0])
+    )
+    assert ConsentChange.objects.get(customer=gone).reply_number_key is None
+    assert ConsentChange.objects.get(customer=lea, by_reply=False).reply_number_key is None

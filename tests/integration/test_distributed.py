@@ -25,7 +25,13 @@ from customers.models import Customer, SmsConsent
 from promotions.models import Delivery, LocationBatch, Ping, SmsSender
 from promotions.services import create_api_key
 from tests import twilio_fake
-from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
+from tests.factories import (
+    CampaignFactory,
+    CustomerFactory,
+    DeliveryFactory,
+    DeviceFactory,
+    StoreFactory,
+)
 from tests.integration.conftest import FROM_NUMBER, PUBLIC_BASE_URL, ROOT, report, wait_until
 
 pytestmark = pytest.mark.integration
@@ -467,9 +473,18 @@ def test_a_worker_whose_database_connection_was_cut_carries_on(processes, world,
 
 def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
     [shopper] = shoppers(1)
-    # The sender is booked for the next five minutes (within the offer's validity): the SMS
-    # decided now waits for its slot until the test brings its turn, after the STOP.
-    SmsSender.objects.create(sender=FROM_NUMBER, next_slot_at=timezone.now() + timedelta(minutes=5))
+    # The sender is booked for the next five minutes (within the offer's validity), by an SMS
+    # no task will send: the one decided now waits for its slot until the test brings its
+    # turn, after the STOP.
+    backlog_ends = timezone.now() + timedelta(minutes=5)
+    backlog = DeliveryFactory(
+        campaign=world["campaign"],
+        store=world["store"],
+        status="queued",
+        send_after=backlog_ends - timedelta(seconds=1),
+        segments=1,
+    )
+    SmsSender.objects.create(sender=FROM_NUMBER, next_slot_at=backlog_ends)
     processes.worker()
     url = processes.gunicorn()
 
@@ -478,6 +493,7 @@ def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
         lambda: Delivery.objects.filter(customer=shopper.customer, status="queued").exists(),
         what="the SMS to wait in the queue",
     )
+    backlog.delete()  # its work done: the SMS is booked behind it; the figures are the shopper's
     form = {"From": shopper.customer.phone, "Body": "STOP", "MessageSid": "SMinbound"}
     path = "/webhooks/twilio/inbound"
     signature = RequestValidator(twilio_fake.AUTH_TOKEN).compute_signature(
@@ -490,10 +506,12 @@ def test_a_stop_arriving_while_the_sms_is_queued_is_honoured(processes, world):
 
     # Its slot comes: its send task runs, as the one waiting for that slot would.
     app = Celery(broker=processes.broker_url)
-    app.send_task("promotions.tasks.send_sms", args=[Delivery.objects.get().pk])
+    app.send_task(
+        "promotions.tasks.send_sms", args=[Delivery.objects.get(customer=shopper.customer).pk]
+    )
     app.close()
     wait_until(
-        lambda: not Delivery.objects.filter(status="queued").exists(),
+        lambda: not Delivery.objects.filter(customer=shopper.customer, status="queued").exists(),
         what="the queued SMS to come due",
         timeout=40,
     )

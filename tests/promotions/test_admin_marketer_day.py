@@ -152,7 +152,7 @@ def test_a_template_typed_on_two_lines_costs_what_the_live_preview_said(marketer
     settings.SMS_BACKEND = "locmem"
     locmem.clear()
     typed = _typed_on_two_lines()
-    live = marketer.get(
+    live = marketer.post(
         "/admin/promotions/campaign/preview/", {"template": typed, "valid_days": "7"}
     ).json()
     assert (live["characters"], live["segments"]) == (160, 1)
@@ -176,7 +176,7 @@ def test_a_template_typed_on_two_lines_costs_what_the_live_preview_said(marketer
 
 
 def test_the_live_preview_counts_a_template_s_crlf_line_breaks_as_they_will_be_saved(marketer):
-    previewed = marketer.get(
+    previewed = marketer.post(
         "/admin/promotions/campaign/preview/",
         {"template": _typed_on_two_lines().replace("\n", "\r\n"), "valid_days": "7"},
     ).json()
@@ -246,7 +246,7 @@ def test_the_preview_s_expiry_is_the_day_the_first_store_s_customers_would_read(
         shown = marketer.get(f"/admin/promotions/campaign/{campaign.pk}/change/").content
         assert "Valid until 30/11: " in shown.decode()
     else:
-        live = marketer.get(
+        live = marketer.post(
             "/admin/promotions/campaign/preview/",
             {"template": template, "valid_days": "1", "store": [la.pk]},
         ).json()

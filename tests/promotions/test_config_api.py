@@ -1366,12 +1366,12 @@ def test_a_minimal_campaign_gets_the_defaults(api):
 
 def test_times_are_read_back_in_utc(api, rivoli):
     created = create_campaign(
-        api, starts_at="2026-11-22T10:00:00+01:00", ends_at="2026-11-30T00:00:00Z"
+        api, starts_at="2126-11-22T10:00:00+01:00", ends_at="2126-11-30T00:00:00Z"
     )
 
     assert (created["starts_at"], created["ends_at"]) == (
-        "2026-11-22T09:00:00Z",
-        "2026-11-30T00:00:00Z",
+        "2126-11-22T09:00:00Z",
+        "2126-11-30T00:00:00Z",
     )
 
 
@@ -1392,11 +1392,27 @@ def test_each_trigger_type_round_trips(api, entrance, trigger):
 
 
 def test_a_trigger_shows_only_the_detail_of_its_type(api, rivoli):
-    created = create_campaign(api, trigger={"type": "enter", "minutes": 5, "distance_m": 100})
+    created = create_campaign(api, trigger={"type": "enter", "minutes": None, "zone": ""})
 
     assert created["trigger"] == {"type": "enter"}
     campaign = Campaign.objects.get()
     assert (campaign.trigger_minutes, campaign.trigger_distance_m) == (None, None)
+
+
+def test_a_trigger_detail_of_another_type_is_refused_on_that_detail(api, rivoli):
+    response = api.post(
+        "/api/v1/campaigns",
+        campaign_body(trigger={"type": "enter", "minutes": 5, "distance_m": 100}),
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "trigger": {
+            "minutes": ["Only a dwell trigger has minutes; this trigger is enter."],
+            "distance_m": ["Only a near trigger has distance_m; this trigger is enter."],
+        }
+    }
+    assert not Campaign.objects.exists()
 
 
 BAD_TRIGGERS = [
@@ -1406,7 +1422,7 @@ BAD_TRIGGERS = [
     ({"type": "dwell", "minutes": 1441}, "minutes"),
     ({"type": "dwell", "minutes": 2.5}, "minutes"),
     ({"type": "dwell", "minutes": True}, "minutes"),
-    ({"type": "dwell", "distance_m": 100}, "minutes"),
+    ({"type": "dwell", "distance_m": 100}, "distance_m"),  # near's detail, not dwell's
     ({"type": "near"}, "distance_m"),
     ({"type": "near", "distance_m": 0}, "distance_m"),
     ({"type": "near", "distance_m": -100}, "distance_m"),

@@ -102,7 +102,7 @@ def test_a_crowd_past_the_senders_pace_fails_what_would_expire_in_a_bounded_numb
         queued = decisions.process_presence_tick(now=now)
 
     outcomes = Delivery.objects.filter(campaign=campaign)
-    expired = outcomes.filter(status="failed", error_message="Expired before sending.")
+    expired = outcomes.filter(status="failed", error_message=offers.STALE)
     paced = outcomes.filter(status="queued")
     # Ten minutes' validity from the dwell, two of them gone (and the test's own seconds):
     # about 480 turns at one a second.

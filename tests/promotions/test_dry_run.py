@@ -158,7 +158,7 @@ def test_an_event_that_arrived_within_the_validity_is_decided(api, rivoli, setti
     [
         (DeliveryStatus.DELIVERED, 10, 0, 1),
         (DeliveryStatus.HOLDOUT, 10, 0, 1),
-        # Expired before sending, say: it was still the event's one decision to text.
+        # Stale before its turn, say: it was still the event's one decision to text.
         (DeliveryStatus.FAILED, 10, 0, 1),
         # Live, this campaign would have been judged first and sent: the other never would.
         (DeliveryStatus.DELIVERED, -10, 1, 0),

@@ -7,10 +7,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from promotions import decisions, sending, sms
+from promotions import decisions, offers, sending
 from promotions.models import Delivery, OfferCode, PresenceEvent, SmsSender
 from promotions.sms import locmem
 from tests.factories import CampaignFactory, CustomerFactory, StoreFactory
+from tests.promotions.test_sending import book_until
 
 pytestmark = pytest.mark.django_db
 
@@ -57,14 +58,15 @@ def test_a_paced_sms_whose_slot_comes_after_its_offer_expired_is_never_sent(
 ):
     settings.CELERY_TASK_ALWAYS_EAGER = False  # paced: the sends go through a broker
     booked = DECIDED + timedelta(minutes=3)  # the sender's backlog runs past midnight
-    SmsSender.objects.create(sender=sms.sender_id(), next_slot_at=booked)
+    [backlog] = walk_in(store, DECIDED)
+    book_until(Delivery.objects.get(pk=backlog), booked)
 
     [queued] = walk_in(store, DECIDED)
     sending.send_delivery(delivery_id=queued, now=booked)
 
     delivery = Delivery.objects.get(pk=queued)
     assert (delivery.status, delivery.reason) == ("failed", "")
-    assert delivery.error_message == sending.OFFER_EXPIRED
+    assert delivery.error_message == offers.OFFER_EXPIRED
     assert delivery.send_after is None
     assert outbox == []
     # A slot booked for it would hold up the next shopper's SMS for nothing.
@@ -80,9 +82,9 @@ def test_an_sms_whose_send_comes_after_its_offer_expired_is_not_sent(store, camp
     outcome = sending.send_delivery(delivery_id=queued, now=after_midnight)
 
     delivery = Delivery.objects.get(pk=queued)
-    assert outcome == sending.SendOutcome("failed", "offer expired")
+    assert outcome == sending.SendOutcome("failed", offers.OFFER_EXPIRED)
     assert (delivery.status, delivery.reason) == ("failed", "")
-    assert delivery.error_message == sending.OFFER_EXPIRED
+    assert delivery.error_message == offers.OFFER_EXPIRED
     assert outbox == []
 
 

@@ -16,7 +16,7 @@ from django.test import Client
 from django.utils import timezone
 
 from customers.selectors import get_customer_export
-from promotions import decisions, sending, services, sms, tasks
+from promotions import decisions, offers, sending, services, tasks
 from promotions.models import (
     Delivery,
     DeviceTrack,
@@ -28,7 +28,7 @@ from promotions.models import (
 from tests.clock import ago
 from tests.factories import CampaignFactory, DeviceFactory, StoreFactory
 from tests.processes import run_python
-from tests.promotions.test_sending import queue_offer
+from tests.promotions.test_sending import book_until, queue_offer
 
 pytestmark = pytest.mark.django_db
 
@@ -246,7 +246,7 @@ def test_the_sweep_fails_a_lost_send_whose_offer_went_stale_instead_of_enqueuing
     tasks.sweep_unprocessed.apply()
 
     stranded.refresh_from_db()
-    assert (stranded.status, stranded.error_message) == ("failed", sending.EXPIRED)
+    assert (stranded.status, stranded.error_message) == ("failed", offers.STALE)
 
 
 def test_the_sweep_stops_at_its_time_budget(settings):
@@ -275,7 +275,7 @@ def test_sends_that_would_expire_in_the_queue_leave_the_sender_free_for_later_sh
         sending.send_delivery(delivery_id=delivery.id, now=delivery.send_after)
     outcomes = [(d.refresh_from_db() or d.status, d.error_message) for d in burst]
     assert outcomes.count(("sent", "")) == 6
-    assert outcomes.count(("failed", "Expired before sending.")) == 14
+    assert outcomes.count(("failed", offers.STALE)) == 14
 
     # 700 s after the burst the last of the six went 100 s ago: the sender is idle.
     walk_in = burst_at + timedelta(seconds=700)
@@ -292,19 +292,20 @@ def test_an_sms_booked_past_its_validity_fails_at_once_and_gives_its_pool_code_b
     store = StoreFactory()
     campaign = CampaignFactory(offer_template="Your code: {code}")
     campaign.stores.add(store)
-    OfferCode.objects.create(campaign=campaign, code="POS-1")
     now = timezone.now()
+    backlog = walk_in(store, now=now)  # before the pool: a code of Passage's own
+    OfferCode.objects.create(campaign=campaign, code="POS-1")
     # The sender is booked past the offer's validity.
     booked = now + timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
-    SmsSender.objects.create(sender=sms.sender_id(), next_slot_at=booked)
+    book_until(backlog, booked)
 
     first = walk_in(store, now=now)
 
-    assert (first.status, first.error_message) == ("failed", "Expired before sending.")
+    assert (first.status, first.error_message) == ("failed", offers.STALE)
     assert (first.code, first.body) == (None, "")
     assert SmsSender.objects.get().next_slot_at == booked
     # The code no one saw goes to the next customer, once the sender is free.
-    SmsSender.objects.update(next_slot_at=now)
+    Delivery.objects.filter(id=backlog.id).update(status="failed")
     second = walk_in(store, now=now + timedelta(seconds=1))
     assert (second.status, second.code) == ("queued", "POS-1")
 

@@ -6,9 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from promotions import decisions, sending
+from promotions import decisions, offers, sending
 from promotions.models import Delivery, LocationBatch, Ping, SmsSender
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
+from tests.promotions.test_sending import book_until
 
 pytestmark = pytest.mark.django_db
 
@@ -77,7 +78,7 @@ def test_a_sender_is_paced_by_the_segments_it_sends_not_by_messages(store, kiosk
 def test_a_retried_two_segment_sms_books_two_seconds_of_the_senders_pace(store):
     now = timezone.now()
     retried = walk_in(store, now)
-    SmsSender.objects.update(next_slot_at=now + timedelta(seconds=10))
+    book_until(walk_in(store, now), now + timedelta(seconds=10))
 
     retry_at = sending.schedule_retry(delivery_id=retried.id, now=now, backoff=timedelta(0))
     after_it = walk_in(store, now)
@@ -95,6 +96,6 @@ def test_segments_push_the_later_sms_of_a_burst_past_their_validity(store, setti
     burst = [walk_in(store, now) for _ in range(5)]
 
     assert [d.status for d in burst] == ["queued"] * 4 + ["failed"]
-    assert burst[-1].error_message == sending.EXPIRED
+    assert burst[-1].error_message == offers.STALE
     assert burst[-1].send_after is None
     assert SmsSender.objects.get().next_slot_at == now + timedelta(seconds=8)

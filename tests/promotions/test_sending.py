@@ -10,6 +10,7 @@ from io import StringIO
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core.checks import run_checks
 from django.core.management import call_command
 from django.db import connection
@@ -20,7 +21,7 @@ from twilio.request_validator import RequestValidator
 from customers.models import ConsentChange, Customer, SmsConsent
 from customers.selectors import get_customer_export
 from customers.services import erase_customer
-from promotions import decisions, sending, sms, tasks
+from promotions import decisions, offers, sending, sms, tasks
 from promotions.models import Campaign, Delivery, LocationBatch, OfferCode, Ping, SmsSender
 from promotions.sms import locmem
 from tests import twilio_fake
@@ -53,6 +54,16 @@ def queue_offer(store, customer=None, *, seconds_ago=30, now=None):
     batch = LocationBatch.objects.create(ping_ids=[ping.id])
     [delivery_id] = decisions.process_location_batch(batch_id=batch.pk, now=now)
     return Delivery.objects.get(id=delivery_id)
+
+
+def book_until(delivery, until):
+    """`delivery` becomes the last SMS booked at the sender, its turn ending at `until`: the
+    sender has a backlog until then (its next free slot is where its live bookings end)."""
+    gap = timedelta(seconds=1 / settings.SMS_SENDER_MPS)
+    Delivery.objects.filter(id=delivery.id).update(
+        send_after=until - gap * max(1, delivery.segments)
+    )
+    SmsSender.objects.update_or_create(sender=sms.sender_id(), defaults={"next_slot_at": until})
 
 
 def send(delivery):
@@ -266,6 +277,36 @@ def test_twilio_never_holds_an_sms_longer_than_the_validity(twilio, store, setti
     assert [r.form["ValidityPeriod"] for r in twilio.messages] == ["600"]
 
 
+def test_a_phone_clock_running_fast_does_not_keep_an_offer_fresh(twilio, store, settings):
+    settings.SMS_VALIDITY_SECONDS = 600
+    visit = timezone.now()
+    # The shopper walks in at `visit`; their phone's clock runs 290 s fast (ingest takes up
+    # to 300 s ahead), so the ping says visit + 290 s.
+    delivery = queue_offer(store, seconds_ago=-290, now=visit)
+    assert delivery.presence_event.occurred_at == visit + timedelta(seconds=290)
+
+    # Its turn comes 11 minutes after the visit (a paced backlog, a retry): stale.
+    outcome = sending.send_delivery(delivery_id=delivery.id, now=visit + timedelta(minutes=11))
+
+    delivery.refresh_from_db()
+    assert (outcome.status, delivery.error_message) == ("failed", offers.STALE)
+    assert twilio.messages == []
+
+
+def test_the_sweep_fails_a_lost_send_whose_visit_is_past_its_validity(twilio, store, settings):
+    settings.SMS_VALIDITY_SECONDS = 600
+    visit = timezone.now()
+    fast = queue_offer(store, seconds_ago=-290, now=visit)  # a phone clock 290 s fast
+    fresh = queue_offer(store, seconds_ago=0, now=visit + timedelta(minutes=5))
+
+    sending.fail_past_due([fast.id, fresh.id], now=visit + timedelta(minutes=11))
+
+    fast.refresh_from_db()
+    fresh.refresh_from_db()
+    assert (fast.status, fast.error_message) == ("failed", offers.STALE)
+    assert fresh.status == "queued"
+
+
 def test_an_sms_too_long_for_twilio_fails_without_reaching_it(twilio, store):
     delivery = queue_offer(store)
     # Rendered from a template saved before templates were checked against Twilio's limit.
@@ -368,7 +409,7 @@ def test_an_offer_that_expires_after_throttling_keeps_twilios_error_code(twilio,
     delivery.refresh_from_db()
 
     assert (delivery.status, delivery.error_code) == ("failed", 20429)
-    assert delivery.error_message == "Expired before sending."
+    assert delivery.error_message == offers.STALE
     assert len(twilio.messages) == 1
 
 
@@ -381,7 +422,7 @@ def test_an_offer_older_than_its_validity_is_not_sent(twilio, store, settings):
     delivery = send(delivery)
 
     assert delivery.status == "failed"
-    assert "Expired" in delivery.error_message
+    assert delivery.error_message == offers.STALE
     assert twilio.messages == []
 
 
@@ -406,7 +447,7 @@ def test_an_sms_whose_presence_event_is_gone_still_expires(twilio, store, settin
     sending.send_delivery(delivery_id=delivery.id, now=timezone.now() + timedelta(minutes=2))
 
     delivery.refresh_from_db()
-    assert (delivery.status, delivery.error_message) == ("failed", "Expired before sending.")
+    assert (delivery.status, delivery.error_message) == ("failed", offers.STALE)
     assert twilio.messages == []
 
 
@@ -514,15 +555,19 @@ def test_a_send_retried_after_throttling_waits_its_turn_at_the_senders_pace(
     # The sender has five minutes' backlog (within the offers' validity): the retry, which
     # runs on the worker's clock, is paced from it, however long the test takes to get there.
     backlog_ends = now + timedelta(minutes=5)
-    SmsSender.objects.create(sender=sms.sender_id(), next_slot_at=backlog_ends)
+    book_until(queue_offer(store, now=now), backlog_ends)
     throttled = queue_offer(store, now=now)
     next_in_line = queue_offer(store, now=now)
     twilio.then(twilio_fake.TOO_MANY)
 
-    # Run here, as a worker would run it, retry included.
-    tasks.send_sms.apply((throttled.id,))
-    throttled.refresh_from_db()
+    # Throttled, its send books its retry as the task does (1 s of backoff), and the next
+    # decision comes while the retry waits for its turn; then the retry runs.
+    with pytest.raises(sms.TransientSmsError):
+        sending.send_delivery(delivery_id=throttled.id, now=now, final_attempt=False)
+    sending.schedule_retry(delivery_id=throttled.id, now=now, backoff=timedelta(seconds=1))
     later = queue_offer(store, now=now)
+    tasks.send_sms.apply((throttled.id,), retries=1)
+    throttled.refresh_from_db()
 
     # The retry took the slot after the SMS paced behind it, and the next decision's SMS
     # the slot after the retry's: the sender never sends faster than its pace.

@@ -9,7 +9,7 @@ from django.test import Client
 from django.utils import timezone
 from twilio.request_validator import RequestValidator
 
-from customers.models import ConsentChange, SmsConsent
+from customers.models import ConsentChange, OptedOutNumber, SmsConsent
 from customers.services import upsert_customer
 from promotions.models import DeliveryStatus
 from tests.factories import CustomerFactory, DeliveryFactory
@@ -171,6 +171,58 @@ def test_an_unsubscribed_error_for_a_number_given_up_since_leaves_the_new_one_al
     assert customer.sms_consent == SmsConsent.OPTED_IN
 
 
+def test_a_replayed_unsubscribed_error_does_not_undo_a_later_start(api):
+    # Review 3: the callback was acted on each time it came, moved or not.
+    client = Client()
+    delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
+    customer = delivery.customer
+    status(client, "SM1", "failed", ErrorCode="21610")  # they had replied STOP to Twilio
+    reply(client, customer.phone, "START")  # they want the offers back
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+
+    # Twilio sends the same callback again (a retry after a slow answer): nothing moves.
+    status(client, "SM1", "failed", ErrorCode="21610")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+    response = api.put(f"/api/v1/customers/{customer.external_id}", {"sms_consent": "opted_in"})
+    assert response.status_code == 200
+
+
+def test_an_unsubscribed_error_for_an_sms_sent_before_a_start_is_outdated_by_it(client):
+    # Two offers failed with 21610; the second's callback came first, then the customer
+    # replied START, then the first's callback, late: the number was blocked when that SMS
+    # went, not since its START.
+    customer = CustomerFactory(phone="+33612345678")
+    DeliveryFactory(
+        customer=customer, twilio_sid="SM1", sent_at=timezone.now() - timedelta(hours=2)
+    )
+    DeliveryFactory(
+        customer=customer, twilio_sid="SM2", sent_at=timezone.now() - timedelta(hours=1)
+    )
+    status(client, "SM2", "failed", ErrorCode="21610")
+    reply(client, "+33612345678", "START")
+
+    status(client, "SM1", "failed", ErrorCode="21610")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+    assert not OptedOutNumber.objects.exists()
+
+
+def test_an_unsubscribed_error_for_an_sms_sent_after_a_start_opts_out_again(client):
+    customer = CustomerFactory(phone="+33612345678", sms_consent=SmsConsent.OPTED_OUT)
+    reply(client, "+33612345678", "START")
+    # They replied STOP to Twilio since, which we did not hear of: the next SMS fails.
+    DeliveryFactory(customer=customer, twilio_sid="SM1", sent_at=timezone.now())
+
+    status(client, "SM1", "failed", ErrorCode="21610")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_OUT
+
+
 @pytest.mark.parametrize("code", ["\u00b2", "30003x", "9" * 12])
 def test_an_error_code_that_is_not_a_number_is_left_out(client, code):
     delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
@@ -269,11 +321,57 @@ def test_every_stop_word_opts_out_and_is_logged(client, body):
     assert (change.previous, change.consent, change.source) == ("opted_in", "opted_out", "sms")
 
 
-def test_a_sentence_with_stop_in_it_is_not_an_opt_out(client):
-    customer = CustomerFactory(phone="+33612345678")
-    reply(client, "+33612345678", "please don't stop the offers")
+def test_a_sentence_with_stop_in_it_is_not_an_opt_out_and_says_how_to_opt_out(client):
+    customer = CustomerFactory(phone="+33612345678", locale="en-GB")
+    response = reply(client, "+33612345678", "please don't stop the offers")
     customer.refresh_from_db()
     assert customer.sms_consent == SmsConsent.OPTED_IN
+    # Should they have meant it: the HELP text says how.
+    assert b"Reply STOP to opt out" in response.content
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Stop please",
+        "STOP STOP",
+        "stop texting me",
+        "Unsubscribe me",
+        "STOP\n-- Léa",
+        "Quit sending these",
+        "Opt out please",
+        "stop all texts",
+        "Arrête de m'envoyer des SMS",
+        "Abmelden bitte",
+    ],
+)
+def test_a_reply_that_starts_with_an_opt_out_word_opts_out_and_is_confirmed(client, body):
+    # Review 3: neither acted on nor answered. Twilio matches a whole reply only: it neither
+    # blocks the number nor answers, so Passage confirms it.
+    customer = CustomerFactory(phone="+33612345678", locale="en-US")
+    response = reply(client, "+33612345678", body)
+    customer.refresh_from_db()
+    assert (customer.sms_consent, response.status_code) == (SmsConsent.OPTED_OUT, 200)
+    assert b"You will receive no more offers by SMS" in response.content
+    change = ConsentChange.objects.get(customer=customer)
+    assert change.by_reply
+    assert "LEA" not in change.note  # the keyword is logged, not what else they wrote
+
+
+@pytest.mark.parametrize(
+    "body", ["Cancel my order", "End of the sale?", "baja el precio", "I want to opt out"]
+)
+def test_an_opt_out_word_not_leading_or_only_one_alone_is_answered_with_help(client, body):
+    customer = CustomerFactory(phone="+33612345678", locale="en-US")
+    response = reply(client, "+33612345678", body)
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+    assert b"Reply STOP to opt out" in response.content
+
+
+def test_a_reply_with_no_keyword_is_not_answered(client):
+    CustomerFactory(phone="+33612345678")
+    assert b"<Message>" not in reply(client, "+33612345678", "Thanks, see you soon").content
 
 
 @pytest.mark.parametrize("body", ["START", "yes", "Unstop"])

@@ -1,6 +1,8 @@
 // The store page's map: the fence drawn as its circle or polygon, a pin to move the store's
 // point, an outline drawn corner by corner, and the address geocoded on request. Without
-// tiles (offline) the fence still draws.
+// tiles (offline) the fence still draws. A read-only page (an account that may view stores,
+// not change them) has no inputs: the fence is drawn from the store as saved, which the
+// map's box carries, and the pin stays put.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   const box = document.getElementById("store-map");
@@ -13,12 +15,16 @@ document.addEventListener("DOMContentLoaded", function () {
   const radius = field("radius_m");
   const polygon = field("polygon");
   const status = document.getElementById("store-map-status");
+  const editable = Boolean(latitude && longitude);
+  // An input's value as typed, or the saved value the box carries where there is no input.
+  const value = function (input, saved) { return input ? input.value : (saved || ""); };
   if (typeof L === "undefined") {
     status.textContent = "The map could not load; the coordinates above still work.";
     return;
   }
   const point = function () {
-    const lat = parseFloat(latitude.value), lon = parseFloat(longitude.value);
+    const lat = parseFloat(value(latitude, box.dataset.latitude));
+    const lon = parseFloat(value(longitude, box.dataset.longitude));
     return isFinite(lat) && isFinite(lon) ? [lat, lon] : [48.8566, 2.3522];
   };
   const map = L.map(box).setView(point(), 17);
@@ -29,11 +35,11 @@ document.addEventListener("DOMContentLoaded", function () {
       })
       .addTo(map);
   }
-  const pin = L.marker(point(), { draggable: true }).addTo(map);
+  const pin = L.marker(point(), { draggable: editable }).addTo(map);
   let fence = null;
   function drawFence() {
     if (fence) { map.removeLayer(fence); fence = null; }
-    const shape = polygon && polygon.value.trim();
+    const shape = value(polygon, box.dataset.polygon).trim();
     if (shape && shape !== "null") {
       try {
         const rings = JSON.parse(shape).coordinates.map(function (ring) {
@@ -45,17 +51,19 @@ document.addEventListener("DOMContentLoaded", function () {
         status.textContent = "The polygon is not valid GeoJSON yet.";
       }
     }
-    const metres = parseFloat(radius && radius.value);
+    const metres = parseFloat(value(radius, box.dataset.radius));
     if (isFinite(metres) && metres > 0) {
       fence = L.circle(point(), { radius: metres, color: "#417690" }).addTo(map);
     }
   }
-  pin.on("dragend", function () {
-    const at = pin.getLatLng();
-    latitude.value = at.lat.toFixed(6);
-    longitude.value = at.lng.toFixed(6);
-    drawFence();
-  });
+  if (editable) {
+    pin.on("dragend", function () {
+      const at = pin.getLatLng();
+      latitude.value = at.lat.toFixed(6);
+      longitude.value = at.lng.toFixed(6);
+      drawFence();
+    });
+  }
   [latitude, longitude, radius, polygon].forEach(function (input) {
     if (input) {
       input.addEventListener("input", function () {

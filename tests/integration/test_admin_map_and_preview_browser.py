@@ -1,0 +1,108 @@
+"""Review 6, in a real headless browser (Debian's chromium, as test_admin_browser.py): a
+read-only store page draws the store's fence from what the page carries (its map used to
+read inputs such a page does not have, and stayed blank), and the campaign page's live
+preview says it is unavailable instead of keeping the previous one."""
+
+import pytest
+from django.contrib.auth.models import Group, Permission, User
+
+from tests.factories import StoreFactory
+from tests.integration.test_admin_browser import browser  # noqa: F401
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "a-long-test-password"
+
+
+def log_in(browser, live_server, user: User) -> None:  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    browser.get(live_server.url + "/admin/login/")
+    browser.find_element(By.ID, "id_username").send_keys(user.username)
+    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
+    browser.find_element(By.ID, "site-name")  # logged in: the admin's header
+
+
+@pytest.mark.parametrize("may_change", [True, False])
+def test_the_store_page_draws_the_fence_for_whoever_may_view_it(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+    may_change,
+):
+    from selenium.webdriver.common.by import By
+
+    settings.MAP_TILES_URL = ""  # offline: the fence still draws, says the README
+    store = StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=60)
+    user = User.objects.create_user("vera", password=PASSWORD, is_staff=True)
+    codenames = ["view_store", "view_zone"] + (["change_store"] if may_change else [])
+    user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    log_in(browser, live_server, user)
+
+    browser.get(f"{live_server.url}/admin/promotions/store/{store.pk}/change/")
+
+    browser.find_element(By.ID, "store-map")
+    fences = browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
+    pins = browser.find_elements(By.CSS_SELECTOR, "#store-map .leaflet-marker-icon")
+    draggable = browser.find_elements(By.CSS_SELECTOR, "#store-map .leaflet-marker-draggable")
+    buttons = browser.find_elements(By.CSS_SELECTOR, "#store-geocode, #store-draw, #store-circle")
+    assert len(fences) == 1 and len(pins) == 1
+    assert (len(draggable), len(buttons)) == ((1, 3) if may_change else (0, 0))
+
+
+def test_a_read_only_store_page_draws_its_outline(live_server, browser):  # noqa: F811
+    from selenium.webdriver.common.by import By
+
+    square = [[2.3410, 48.8600], [2.3424, 48.8600], [2.3424, 48.8612], [2.3410, 48.8612]]
+    store = StoreFactory(
+        latitude=48.8606,
+        longitude=2.3417,
+        radius_m=None,
+        polygon={"type": "Polygon", "coordinates": [[*square, square[0]]]},
+    )
+    user = User.objects.create_user("vera", password=PASSWORD, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(codename__in=["view_store"]))
+    log_in(browser, live_server, user)
+
+    browser.get(f"{live_server.url}/admin/promotions/store/{store.pk}/change/")
+
+    [outline] = browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
+    # A polygon's path closes with "z"; a circle's is two arcs.
+    assert outline.get_attribute("d").rstrip().lower().endswith("z")
+
+
+def test_a_preview_the_server_refuses_says_so_instead_of_keeping_the_last(
+    live_server,
+    browser,  # noqa: F811
+):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    StoreFactory(name="Passage Louvre")
+    marketers = Group.objects.get(name="Marketers")
+    user = User.objects.create_user("marie", password=PASSWORD, is_staff=True)
+    user.groups.add(marketers)
+    log_in(browser, live_server, user)
+    wait = WebDriverWait(browser, 10)
+    browser.get(live_server.url + "/admin/promotions/campaign/add/")
+    template = browser.find_element(By.ID, "id_offer_template")
+    template.clear()
+    template.send_keys("Bonjour {first_name} at {store_name}: {code}")
+    wait.until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.ID, "sms-preview"), "Bonjour Léa at Passage Louvre"
+        )
+    )
+
+    # Taken out of the group while the page is open: the next preview is refused.
+    user.groups.remove(marketers)
+    template.send_keys(" {first_name}")
+
+    wait.until(
+        expected_conditions.text_to_be_present_in_element(
+            (By.ID, "sms-preview"), "Preview unavailable: Your account may not write campaigns."
+        )
+    )
+    assert "Bonjour Léa" not in browser.find_element(By.ID, "sms-preview").text
