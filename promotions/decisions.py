@@ -763,21 +763,36 @@ def pace_sends(
 
 
 def _end_of_bookings(now: datetime, gap: timedelta, rebooked: list[int]) -> datetime:
-    """When the last SMS still waiting for its slot (queued, its slot not passed) will have
-    been sent, or `now`: read under the sender's lock, so the bookings of every worker are
-    in. The SMS being booked again (a retry's) give their old slots up. Every queued SMS is
-    the sender's: there is one, sms.sender_id()."""
-    last = (
-        Delivery.objects.filter(status=DeliveryStatus.QUEUED, send_after__gte=now)
-        .exclude(id__in=rebooked)
+    """When the sender is through the SMS it has already taken on, or `now`: read under the
+    sender's lock, so the bookings of every worker are in. Those are the SMS waiting for
+    their slot and those whose slot came (sent, being sent, or refused by the provider),
+    whose segments still hold the sender for `gap` each; not those that ended without
+    being sent. The SMS being booked again (a retry's) give their old slots up. Every
+    paced SMS is the sender's: there is one, sms.sender_id()."""
+    unsent = Q(status__in=(DeliveryStatus.SUPPRESSED, DeliveryStatus.HOLDOUT)) | Q(
+        status=DeliveryStatus.FAILED, claimed_at=None, sent_at=None
+    )
+    # No SMS holds the sender longer than the longest one does, so a slot before this
+    # cannot end after `now`, nor after the latest slot's end.
+    longest = gap * offers.LONGEST_SMS_SEGMENTS
+    taken = (
+        Delivery.objects.filter(send_after__isnull=False).exclude(id__in=rebooked).exclude(unsent)
+    )
+    latest = (
+        taken.filter(send_after__gt=now - longest)
         .order_by("-send_after")
-        .values_list("send_after", "segments")
+        .values_list("send_after", flat=True)
         .first()
     )
-    if last is None:
+    if latest is None:
         return now
-    send_after, segments = last
-    return send_after + gap * max(1, segments)
+    ends = [
+        send_after + gap * max(1, segments)
+        for send_after, segments in taken.filter(send_after__gt=latest - longest).values_list(
+            "send_after", "segments"
+        )
+    ]
+    return max(now, *ends)
 
 
 def _write_send_slots(slots: list[tuple[int, datetime]]) -> None:

@@ -22,10 +22,15 @@ ValidItems = list[tuple[int, dict[str, Any]]]
 # Two concurrent requests carrying the same item can both pass the duplicate check; the
 # loser's insert fails on the unique constraint and is retried with fresh knowledge.
 INSERT_ATTEMPTS = 3
-# The first key of the PostgreSQL advisory locks on devices, the second a hash of the
-# device_id: ping ingest holds its batch's devices' shared, a device's deletion its own
-# exclusively. Apart from customers.services.NUMBER_LOCKS.
+# The first key of the PostgreSQL advisory locks on devices, the second the device_id's
+# bucket: ping ingest holds its batch's devices' buckets shared, a device's deletion its
+# own exclusively. Apart from customers.services.NUMBER_LOCKS.
 DEVICE_LOCKS = 0x4456  # "DV"
+# Buckets, not a lock a device: every lock a transaction holds takes a slot of PostgreSQL's
+# shared lock table (max_locks_per_transaction x max_connections, 6,400 by default), and a
+# few gateways' batches of a thousand devices each would fill it ("out of shared memory").
+# An app uploads its own device's pings, one bucket; an erasure holds up 1/64 of them.
+DEVICE_LOCK_BUCKETS = 64
 
 
 @dataclass
@@ -150,9 +155,9 @@ def hold_devices_for_ingest(device_ids: Collection[str]) -> None:
     """Called first in the transaction that stores pings, before it reads the devices: a
     device being deleted meanwhile is read once its deletion has committed (gone), and one
     deleted later waits for these pings to commit, then deletes them too (see
-    `delete_location_history`). One lock a device, so that deleting one device stalls only
-    its own ingest; one statement a request, where a foreign key would lock the device's row
-    once for every ping."""
+    `delete_location_history`). One lock a bucket of devices (DEVICE_LOCK_BUCKETS), so that
+    deleting one device stalls only the ingest of the devices in its bucket; one statement a
+    request, where a foreign key would lock the device's row once for every ping."""
     _lock_devices(device_ids, "pg_advisory_xact_lock_shared")
 
 
@@ -189,9 +194,9 @@ def _lock_devices(device_ids: Collection[str], function: str) -> None:
         return
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT {function}(%s, key) FROM (SELECT DISTINCT hashtext(device_id) AS key"
+            f"SELECT {function}(%s, key) FROM (SELECT DISTINCT hashtext(device_id) & %s AS key"
             " FROM unnest(%s::text[]) AS device_id ORDER BY key) AS keys",
-            [DEVICE_LOCKS, sorted(set(device_ids))],
+            [DEVICE_LOCKS, DEVICE_LOCK_BUCKETS - 1, sorted(set(device_ids))],
         )
 
 

@@ -952,6 +952,12 @@ class Delivery(models.Model):
                 condition=models.Q(status="queued"),
                 name="delivery_queued",
             ),
+            # The sender's pacing reads the latest slots booked, whatever became of them.
+            models.Index(
+                fields=["send_after"],
+                condition=models.Q(send_after__isnull=False),
+                name="delivery_send_slot",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -226,6 +226,11 @@ def sms_segments(body: str) -> int:
     return parts
 
 
+# The most segments a body Twilio takes can make: its longest, all characters outside the
+# BMP (each two UTF-16 units, and never split across parts).
+LONGEST_SMS_SEGMENTS = sms_segments("\U0001f600" * MAX_BODY_CHARACTERS)
+
+
 # No look-alikes (0/O, 1/I/L) and no vowels that could spell words at the till.
 CODE_ALPHABET = "23456789BCDFGHJKMNPQRSTVWXYZ"
 

@@ -1,6 +1,7 @@
 """What a client sends is read as it wrote it, or refused saying why: a field the API does not
-know is refused (never dropped with a 2xx), an optional field sent as null is left out, and
-the schema documents what the API answers and checks. Review 2's findings, and the fixes'."""
+know is refused (never dropped with a 2xx), but for a batch item's, ignored unless it looks
+like a mock flag; an optional field sent as null is left out, and the schema documents what
+the API answers and checks. Review 2's findings, and the fixes'."""
 
 import re
 from datetime import timedelta
@@ -114,7 +115,7 @@ def test_a_crm_update_with_sms_consent_null_keeps_the_consent(api):
     assert (customer.first_name, customer.sms_consent) == ("Tom", SmsConsent.OPTED_IN)
 
 
-# --- A field the API does not know is refused -------------------------------------------------
+# --- A field a resource does not know is refused -------------------------------------------
 
 
 def test_a_misspelt_opt_out_is_refused_not_answered_200(api):
@@ -262,13 +263,19 @@ def test_an_unknown_field_of_a_beacon_identity_is_refused(api):
     assert response.json() == {"ibeacon": {"tx": UNKNOWN}}
 
 
-# --- Batches: the item with an unknown field is refused, by its index -----------------------
+# --- Batches: an unknown key is ignored, but for a mock flag under another name --------------
+# Apps and gateways send what their platform gives them beside the SPEC's fields; refusing
+# it would lose every ping of an app. A mock flag dropped would take a mocked fix as genuine.
+
+MOCK_FLAG = ["Unknown field: mock locations are flagged with `mocked`."]
+ONLY_PINGS_ARE_MOCKED = ["Unknown field: only pings are flagged as mocked, with `mocked`."]
 
 
 @pytest.mark.parametrize("path", ["fast", "general"])
-def test_a_ping_flagged_mocked_under_another_name_is_not_taken_as_genuine(api, path):
+@pytest.mark.parametrize("flag", ["is_mock", "isFromMockProvider"])
+def test_a_ping_flagged_mocked_under_another_name_is_not_taken_as_genuine(api, path, flag):
     DeviceFactory(device_id="pixel")
-    # Android's Location.isMock(), written as the app's developer named it.
+    # Android's Location.isMock() or isFromMockProvider(), named as the app's developer did.
     good = {
         "device_id": "pixel",
         "latitude": 48.8606,
@@ -279,20 +286,26 @@ def test_a_ping_flagged_mocked_under_another_name_is_not_taken_as_genuine(api, p
     # The fast path types every value; a number written as a string is the general path's.
     if path == "general":
         good["accuracy"] = "10"
-    mocked = {**good, "recorded_at": ago(seconds=6), "is_mock": True}
+    with_altitude = {**good, "recorded_at": ago(seconds=6), "altitude": 35.2}
+    mocked = {**good, "recorded_at": ago(seconds=7), flag: True}
 
-    response = api.post("/api/v1/pings", {"pings": [good, mocked]}, format="json")
+    response = api.post("/api/v1/pings", {"pings": [good, with_altitude, mocked]}, format="json")
 
     assert response.status_code == 202
     assert response.json() == {
-        "accepted": 1,
+        "accepted": 2,
         "duplicates": 0,
-        "rejected": [{"index": 1, "errors": {"is_mock": UNKNOWN}}],
+        "rejected": [{"index": 2, "errors": {flag: MOCK_FLAG}}],
     }
-    assert Ping.objects.count() == 1
+    # The ping with an altitude is stored as the ping without it.
+    stored = Ping.objects.order_by("-recorded_at")
+    assert [(ping.latitude, ping.accuracy, ping.mocked) for ping in stored] == [
+        (48.8606, 10.0, False),
+        (48.8606, 10.0, False),
+    ]
 
 
-def test_an_event_with_an_unknown_field_is_refused_alone(api):
+def test_an_event_with_an_unknown_field_is_stored_without_it(api):
     CustomerFactory(external_id="C-1")
     event = {"customer_id": "C-1", "type": "product_view", "sku": "X200"}
     events = [
@@ -302,15 +315,11 @@ def test_an_event_with_an_unknown_field_is_refused_alone(api):
 
     response = api.post("/api/v1/events", {"events": events}, format="json")
 
-    assert response.json() == {
-        "accepted": 1,
-        "duplicates": 0,
-        "rejected": [{"index": 1, "errors": {"quantity": UNKNOWN}}],
-    }
-    assert list(BrowsingEvent.objects.values_list("event_id", flat=True)) == ["e1"]
+    assert response.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    assert sorted(BrowsingEvent.objects.values_list("event_id", flat=True)) == ["e1", "e2"]
 
 
-def test_a_sighting_with_an_unknown_field_is_refused_alone(api):
+def test_a_sighting_with_an_unknown_field_is_stored_without_it(api):
     beacon = BeaconFactory(store=StoreFactory(code="RIVOLI"))
     DeviceFactory(device_id="pixel")
     ibeacon = beacons.identity_from_key(beacon.identity)["ibeacon"]
@@ -318,16 +327,19 @@ def test_a_sighting_with_an_unknown_field_is_refused_alone(api):
     sightings = [
         {**sighting, "seen_at": ago(seconds=5)},
         {**sighting, "seen_at": ago(seconds=6), "distance": 1.5},
+        {**sighting, "seen_at": ago(seconds=7), "isMock": False},
     ]
 
     response = api.post("/api/v1/sightings", {"sightings": sightings}, format="json")
 
-    assert response.json()["accepted"] == 1
-    assert response.json()["rejected"] == [{"index": 1, "errors": {"distance": UNKNOWN}}]
-    assert Sighting.objects.count() == 1
+    assert response.json()["accepted"] == 2
+    assert response.json()["rejected"] == [
+        {"index": 2, "errors": {"isMock": ONLY_PINGS_ARE_MOCKED}}
+    ]
+    assert Sighting.objects.count() == 2
 
 
-def test_a_gateway_sighting_with_an_unknown_field_is_refused_alone(api):
+def test_a_gateway_sighting_with_an_unknown_field_is_stored_without_it(api):
     gateway = GatewayFactory()
     DeviceFactory(ble_identity=beacons.ibeacon_key(BEACON_UUID, 7, 7))
     sighting = {"ibeacon": {"uuid": BEACON_UUID, "major": 7, "minor": 7}, "rssi": -60}
@@ -335,12 +347,30 @@ def test_a_gateway_sighting_with_an_unknown_field_is_refused_alone(api):
 
     response = api.post(
         f"/api/v1/gateways/{gateway.gateway_id}/sightings",
-        {"sightings": [sighting, {**sighting, "name": "Léa's phone"}]},
+        {"sightings": [sighting, {**sighting, "seen_at": ago(seconds=6), "name": "Léa's phone"}]},
         format="json",
     )
 
     assert response.status_code == 202
-    assert response.json()["rejected"] == [{"index": 1, "errors": {"name": UNKNOWN}}]
+    assert response.json() == {"accepted": 2, "duplicates": 0, "rejected": []}
+    assert Sighting.objects.count() == 2
+
+
+def test_an_unknown_field_of_a_sighting_s_beacon_identity_is_still_refused(api):
+    # The identity is a nested object of its own, as a beacon's: a misspelt part of it is
+    # a beacon the gateway did not see.
+    gateway = GatewayFactory()
+    DeviceFactory(ble_identity=beacons.ibeacon_key(BEACON_UUID, 7, 7))
+    ibeacon = {"uuid": BEACON_UUID, "major": 7, "minor": 7, "minr": 8}
+
+    response = api.post(
+        f"/api/v1/gateways/{gateway.gateway_id}/sightings",
+        {"sightings": [{"ibeacon": ibeacon, "rssi": -60, "seen_at": ago(seconds=5)}]},
+        format="json",
+    )
+
+    assert response.json()["rejected"] == [{"index": 0, "errors": {"ibeacon": {"minr": UNKNOWN}}}]
+    assert not Sighting.objects.exists()
 
 
 # --- A resource read and sent back whole goes in -----------------------------------------------
@@ -523,10 +553,6 @@ def test_the_schema_says_request_bodies_take_no_other_fields():
         "CustomerInputRequest",
         "DeviceInputRequest",
         "IdentifyRequest",
-        "BrowsingEventRequest",
-        "PingRequest",
-        "SightingRequest",
-        "GatewaySightingRequest",
         "RedemptionRequest",
         "CodePoolRequest",
         "DryRunRequest",
@@ -542,11 +568,30 @@ def test_the_schema_says_request_bodies_take_no_other_fields():
         "OfferRequest",
         "LimitsRequest",
         "QuietHoursRequest",
+        "IBeaconRequest",
+        "EddystoneUidRequest",
     ):
         assert schemas[name]["additionalProperties"] is False, name
     # Responses may grow fields; a client must not refuse one it does not know.
     assert "additionalProperties" not in schemas["Campaign"]
     assert "description" not in schemas["CampaignRequest"]  # not the mixin's docstring
+
+
+@pytest.mark.parametrize(
+    ("name", "refusal"),
+    [
+        ("PingRequest", MOCK_FLAG),
+        ("SightingRequest", ONLY_PINGS_ARE_MOCKED),
+        ("GatewaySightingRequest", ONLY_PINGS_ARE_MOCKED),
+        ("BrowsingEventRequest", ONLY_PINGS_ARE_MOCKED),
+    ],
+)
+def test_the_schema_says_batch_items_take_other_keys_but_a_mock_flag(name, refusal):
+    schema = openapi()["components"]["schemas"][name]
+
+    assert schema.get("additionalProperties", True) is not False
+    assert 'name contains "mock"' in schema["description"]
+    assert refusal[0] in schema["description"]
 
 
 def test_a_delivery_created_long_ago_is_found_by_its_pin(api):

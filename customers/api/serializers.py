@@ -16,6 +16,7 @@ from customers.models import (
     locale_validator,
 )
 from promotions.api.fields import (
+    ONLY_PINGS_ARE_MOCKED,
     AmountField,
     KnownFieldsOnly,
     RecentInstantField,
@@ -183,6 +184,9 @@ class IdentifiedSerializer(serializers.Serializer):
 
 
 class BrowsingEventSerializer(KnownFieldsOnly, serializers.Serializer):
+    extra_keys_ignored = True  # a site's tag manager sends what it has (KnownFieldsOnly)
+    mock_flag_message = ONLY_PINGS_ARE_MOCKED
+
     event_id = StrictCharField(max_length=100)
     customer_id = _optional_text(100)
     visitor_id = _optional_text(100)

@@ -19,28 +19,54 @@ from rest_framework.fields import empty
 
 from customers.models import validate_time_zone
 
+# The mock flag refusal of a batch item that has no `mocked` field: a sighting, an event.
+ONLY_PINGS_ARE_MOCKED = "Unknown field: only pings are flagged as mocked, with `mocked`."
+
+
+def looks_like_a_mock_flag(key: str) -> bool:
+    """Whether `key` may be a location's mock flag under a name of an app developer's
+    choosing: is_mock, isMock, isFromMockProvider (Android's Location), mock_location..."""
+    return "mock" in key.lower()
+
 
 class KnownFieldsOnly:
     """Mixin for input serializers, nested ones included: a key that names none of the
     fields is refused ({"<key>": ["Unknown field."]}), where DRF would drop it. A misspelt
     field is a client's mistake its answer must show: "consent" for "sms_consent" would be
-    a 200 that changed nothing, "is_mock" for "mocked" a mocked location taken as genuine.
+    a 200 that changed nothing.
+
+    A batch item (a ping, a sighting, a browsing event) sets `extra_keys_ignored`: apps and
+    gateways send what their platform gives them (altitude, bearing, battery, a raw RSSI),
+    and refusing those would lose every ping of an app. Its unknown keys are ignored, as
+    DRF ignores them, but for one that looks like a mock flag: dropped, "is_mock" would
+    take a mocked location for a genuine one, so it is refused with `mock_flag_message`.
+    unknown_key_message() is the one statement of this; the pings' fast path asks it too.
 
     Read-only fields are fields too: a resource read, changed and sent back whole still
     goes in, its id and times ignored as DRF ignores them. promotions.api.schema says
-    `additionalProperties: false` in the request schema of every serializer with it."""
+    `additionalProperties: false` in the request schema of every serializer that refuses
+    every unknown key."""
 
     unknown_field_message = "Unknown field."
+    extra_keys_ignored = False
+    mock_flag_message = "Unknown field: mock locations are flagged with `mocked`."
+
+    @classmethod
+    def unknown_key_message(cls, key: str) -> str | None:
+        """Why `key`, which names none of the fields, is refused; None if it is ignored."""
+        if not cls.extra_keys_ignored:
+            return cls.unknown_field_message
+        if looks_like_a_mock_flag(key):
+            return cls.mock_flag_message
+        return None
 
     def to_internal_value(self, data: Any) -> Any:
         unknown = {}
         if isinstance(data, Mapping):
             fields = self.fields  # type: ignore[attr-defined]
-            unknown = {
-                key: [ErrorDetail(self.unknown_field_message, code="unknown")]
-                for key in data
-                if key not in fields
-            }
+            for key in data:
+                if key not in fields and (message := self.unknown_key_message(key)):
+                    unknown[key] = [ErrorDetail(message, code="unknown")]
         try:
             values = super().to_internal_value(data)  # type: ignore[misc]
         except serializers.ValidationError as error:

@@ -7,6 +7,13 @@ everything else to the serializer: a body msgspec cannot decode into the shape b
 wrong type, missing field or malformed JSON anywhere) goes whole to the general path, and
 an item that breaks a rule is judged alone by the serializer, which gives its reasons.
 tests/promotions/test_ping_batch.py checks the two agree on generated input.
+
+Apps send keys of their own beside the SPEC's (altitude, bearing, provider...). The
+serializer ignores them, but for a mock flag under another name, which it refuses
+(KnownFieldsOnly.unknown_key_message); so does the fast path, asking it about each key.
+A batch of pings with the SPEC's keys alone, the common case, is decoded in one pass; one
+with other keys in three (the first fails at the first such key): the pings typed, then
+each ping's keys with its values as written.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -22,12 +29,17 @@ from promotions.ingest import IngestResult, ValidItems
 DEVICE_ID_MAX = 100
 PING_ID_MAX = 64
 INSTANT_MAX = 40
+# The longest value of a key the serializer ignores that the fast path skips; a longer one
+# sends the body to the general path. Skipped, it is read as msgspec reads JSON, not as the
+# general path's parser does, which answers 400 for some values msgspec takes: an integer
+# of over 4,300 digits, nesting deeper than the recursion limit. Within 256 bytes a value
+# holds neither.
+EXTRA_VALUE_MAX = 256
 
 
-# Unknown fields are refused, so that every byte of a body on the fast path was read as a
-# typed value: a field the serializer would ignore could still hold what makes the general
-# path's parser answer 400 (a number too long to read, say).
-class PingIn(msgspec.Struct, forbid_unknown_fields=True):
+class PingIn(msgspec.Struct):
+    """A ping's fields, typed; its other keys skipped (decode_ping_batch looks at them)."""
+
     device_id: str
     latitude: float
     longitude: float
@@ -38,19 +50,79 @@ class PingIn(msgspec.Struct, forbid_unknown_fields=True):
     mocked: bool | None = None
 
 
+# Unknown fields around the pings are refused: the body goes to the general path.
 class PingBatchIn(msgspec.Struct, forbid_unknown_fields=True):
     pings: list[PingIn]
 
 
+class _BarePingIn(PingIn, forbid_unknown_fields=True):
+    """A ping with the SPEC's keys alone: nothing skipped, every byte read as a value."""
+
+
+class _BarePingBatchIn(PingBatchIn):
+    pings: list[_BarePingIn]
+
+
+class _PingKeys(msgspec.Struct):
+    """Each ping's keys, with its values as written."""
+
+    pings: list[dict[str, msgspec.Raw]]
+
+
+class _RefusedPingIn(PingIn):
+    """A ping with keys the serializer refuses (a mock flag under another name), and their
+    values, for the serializer to judge. Made by decode_ping_batch, never decoded."""
+
+    refused_keys: dict[str, Any] = {}
+
+
+PING_FIELDS = frozenset(PingIn.__struct_fields__)
+_bare_decoder = msgspec.json.Decoder(_BarePingBatchIn)
 _decoder = msgspec.json.Decoder(PingBatchIn)
+_keys_decoder = msgspec.json.Decoder(_PingKeys)
 
 
 def decode_ping_batch(body: bytes) -> PingBatchIn | None:
     """A body in the expected shape, typed; None for the general path to parse."""
     try:
-        return _decoder.decode(body)
+        return _bare_decoder.decode(body)
     except msgspec.MsgspecError:
+        pass  # a key beside the SPEC's, or a body the general path is to parse
+    try:
+        batch = _decoder.decode(body)
+        keys = _keys_decoder.decode(body)
+    except (msgspec.MsgspecError, RecursionError):
         return None
+    # msgspec checks the UTF-8 of what it decodes, not of a value it skips.
+    if not (body.isascii() or _is_utf8(body)):
+        return None
+    refused_key: dict[str, bool] = {}  # by key, what the serializer makes of it
+    pings = batch.pings
+    for index, written in enumerate(keys.pings):
+        if written.keys() <= PING_FIELDS:
+            continue
+        refused: dict[str, Any] = {}
+        for key, value in written.items():
+            if key in PING_FIELDS:
+                continue
+            if len(value) > EXTRA_VALUE_MAX:
+                return None
+            if key not in refused_key:
+                refused_key[key] = PingSerializer.unknown_key_message(key) is not None
+            if refused_key[key]:
+                refused[key] = msgspec.json.decode(value)
+        if refused:
+            ping = msgspec.structs.asdict(pings[index])
+            pings[index] = _RefusedPingIn(**ping, refused_keys=refused)
+    return batch
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def validate_ping_batch(pings: list[PingIn], now: datetime) -> tuple[ValidItems, IngestResult]:
@@ -61,14 +133,21 @@ def validate_ping_batch(pings: list[PingIn], now: datetime) -> tuple[ValidItems,
     result = IngestResult()
     judge = ItemJudge(PingSerializer, {"now": now})
     for index, ping in enumerate(pings):
-        values = limits.clean(ping)
+        values = None if type(ping) is _RefusedPingIn else limits.clean(ping)
         if values is None:
-            values, errors = judge(msgspec.structs.asdict(ping))
+            values, errors = judge(_as_written(ping))
             if errors is not None:
                 result.reject(index, errors)
                 continue
         valid.append((index, values))
     return valid, result
+
+
+def _as_written(ping: PingIn) -> dict[str, Any]:
+    """The ping as the serializer is to read it: its fields, and the keys it refuses."""
+    item = msgspec.structs.asdict(ping)
+    refused = item.pop("refused_keys", None)
+    return {**item, **refused} if refused else item
 
 
 class _Limits:

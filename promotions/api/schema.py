@@ -10,7 +10,8 @@ always carries them, null included, and generated clients read an optional field
 must be ready to miss ("intent": null is not the same as no intent field).
 
 `KnownFieldsOnlySchema` closes each request body the API checks field by field
-(`additionalProperties: false`): a field it does not know is a 400, not dropped."""
+(`additionalProperties: false`): a field it does not know is a 400, not dropped. A batch
+item stays open, and says which other keys it refuses (those that look like a mock flag)."""
 
 from typing import Any
 
@@ -172,7 +173,11 @@ class KnownFieldsOnlySchema(OpenApiSerializerExtension):
     """A request to a serializer with KnownFieldsOnly holds its fields and no others:
     `additionalProperties: false`. Its read-only fields, which a resource read and sent back
     carries, are taken and ignored, but not listed: drf-spectacular keeps read-only
-    properties out of request components, and a client need never send them."""
+    properties out of request components, and a client need never send them.
+
+    A batch item, which ignores keys it does not know (`extra_keys_ignored`), takes other
+    properties; its description says which it refuses. OpenAPI 3.0 has no way to say
+    "no property whose name contains mock" (3.1's propertyNames would)."""
 
     target_class = KnownFieldsOnly
     match_subclasses = True
@@ -181,8 +186,18 @@ class KnownFieldsOnlySchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         if schema.get("description") == get_doc(KnownFieldsOnly):
             del schema["description"]  # the mixin's docstring, not the serializer's
-        if direction == "request":
+        if direction != "request":
+            return schema
+        if not self.target.extra_keys_ignored:
             schema["additionalProperties"] = False
+            return schema
+        refused = (
+            'Keys other than these are ignored, but for one whose name contains "mock" '
+            "(is_mock, isFromMockProvider...): the item is then rejected, "
+            f'"{self.target.mock_flag_message}"'
+        )
+        described = schema.get("description")
+        schema["description"] = f"{described}\n\n{refused}" if described else refused
         return schema
 
 

@@ -10,6 +10,7 @@ from rest_framework import serializers
 from rest_framework.fields import empty
 
 from promotions.api.fields import (
+    ONLY_PINGS_ARE_MOCKED,
     AccuracyField,
     FiniteFloatField,
     FlagField,
@@ -518,6 +519,8 @@ class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
 
 
 class PingSerializer(KnownFieldsOnly, serializers.Serializer):
+    extra_keys_ignored = True  # but a mock flag under another name (KnownFieldsOnly)
+
     ping_id = StrictCharField(max_length=64, required=False, allow_null=True)
     device_id = StrictCharField(max_length=100)
     latitude = FiniteFloatField(min_value=-90, max_value=90)
@@ -552,6 +555,9 @@ class SightingRssiField(StrictIntegerField):
 class SightingSerializer(KnownFieldsOnly, serializers.Serializer):
     """A store beacon the app ranged."""
 
+    extra_keys_ignored = True
+    mock_flag_message = ONLY_PINGS_ARE_MOCKED
+
     device_id = StrictCharField(max_length=100)
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
     eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
@@ -566,6 +572,9 @@ class SightingSerializer(KnownFieldsOnly, serializers.Serializer):
 
 class GatewaySightingSerializer(KnownFieldsOnly, serializers.Serializer):
     """A customer's phone or tag that a gateway saw."""
+
+    extra_keys_ignored = True
+    mock_flag_message = ONLY_PINGS_ARE_MOCKED
 
     mac = MacAddressField(required=False, allow_null=True)
     ibeacon = IBeaconSerializer(required=False, allow_null=True)

@@ -3,8 +3,8 @@ beside ping ingest: only that device's ingest waits, and only for as long as a f
 statements take, the device's pings never loaded into Python however many they are.
 
 Pings name their device without a foreign key, so ingest and the deletion take turns on
-an advisory lock a device (promotions.ingest). Review 7 measured one lock for all devices:
-a phone with 100,000 pings erased stalled every app's ingest for 17.8 s."""
+an advisory lock a bucket of devices (promotions.ingest). Review 7 measured one lock for
+all devices: a phone with 100,000 pings erased stalled every app's ingest for 17.8 s."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -87,6 +87,7 @@ def a_ping_request(api, device_id: str, recorded_at: datetime) -> dict:
 def test_deleting_one_devices_history_does_not_stall_other_devices_ingest(api, mode):
     leaving = CustomerFactory(external_id="LEAVING")
     old_phone = DeviceFactory(device_id="old-phone", customer=leaving)
+    # In another of the 64 buckets of device locks than "old-phone" (hashtext: 18 and 48).
     DeviceFactory(device_id="other-phone")
     store_history(old_phone, 20_000)
     before = datetime.now(UTC) - timedelta(minutes=1)

@@ -1,14 +1,17 @@
 """The pings fast path agrees with PingSerializer, the statement of the rules, on every
-input: the same items accepted with the same values, the same reasons for the rest."""
+input: the same items accepted with the same values, the same reasons for the rest; keys
+beside the SPEC's ignored, but for a mock flag under another name, refused by both."""
 
 import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from rest_framework.exceptions import ParseError
 
-from promotions.api.ping_batch import decode_ping_batch, validate_ping_batch
+from promotions.api.parsers import JsonBodyParser, PingBatchParser
+from promotions.api.ping_batch import EXTRA_VALUE_MAX, decode_ping_batch, validate_ping_batch
 from promotions.api.serializers import PingSerializer
 from promotions.models import Ping
 from tests.clock import ago
@@ -76,18 +79,42 @@ FIELDS = {
     "ping_id": st.one_of(texts, numbers),
     "speed": numbers,
     "mocked": st.one_of(st.booleans(), st.none(), st.sampled_from([1, "true"])),
-    "altitude": numbers,
 }
-# A valid ping with a few fields changed or left out: most pings a client sends are close to
-# valid, and a rule's edge is only reached when the other fields pass.
+# Keys apps send beside the SPEC's, which both paths ignore...
+HARMLESS_KEYS = ["altitude", "bearing", "provider", "battery", "rssi_raw", "verticalAccuracy"]
+# ...and mock flags under other names, which both refuse.
+MOCK_KEYS = ["is_mock", "isMock", "isFromMockProvider", "mock", "mock_location", "MOCKED"]
+extra_values = st.recursive(
+    st.one_of(
+        numbers,
+        texts,
+        st.booleans(),
+        st.none(),
+        st.floats(),  # NaN and infinities, which msgspec does not read: the general path's
+        st.text(min_size=EXTRA_VALUE_MAX - 2, max_size=EXTRA_VALUE_MAX + 2),  # about the limit
+    ),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=6,
+)
+extras = st.dictionaries(
+    st.one_of(st.sampled_from(HARMLESS_KEYS + MOCK_KEYS), st.text(max_size=12)),
+    extra_values,
+    max_size=3,
+)
+# A valid ping with a few fields changed or left out, and often keys of the app's own: most
+# pings a client sends are close to valid, and a rule's edge is only reached when the other
+# fields pass.
 pings = st.builds(
-    lambda changed, removed: {
-        key: value for key, value in {**VALID, **changed}.items() if key not in removed
+    lambda changed, removed, added: {
+        key: value for key, value in {**VALID, **changed, **added}.items() if key not in removed
     },
     st.lists(st.sampled_from(sorted(FIELDS)), max_size=2, unique=True).flatmap(
         lambda keys: st.fixed_dictionaries({key: FIELDS[key] for key in keys})
     ),
     st.sets(st.sampled_from(sorted(VALID)), max_size=2),
+    st.one_of(st.just({}), extras),
 )
 
 
@@ -99,21 +126,26 @@ def general_path(item: dict) -> tuple[bool, dict]:
     return False, serializer.errors
 
 
-def assert_paths_agree(item: dict) -> None:
-    body = json.dumps({"pings": [item]}).encode()
+def assert_paths_agree(*items: dict) -> bool:
+    """The fast path's verdicts on a batch of `items` are the serializer's, item by item;
+    whether the fast path took the body (else the serializer itself judges it)."""
+    body = json.dumps({"pings": list(items)}).encode()
     batch = decode_ping_batch(body)
     if batch is None:
-        return  # the general path, which is the serializer itself, judges this body
+        return False
 
     valid, result = validate_ping_batch(batch.pings, NOW)
 
-    accepted, expected = general_path(json.loads(body)["pings"][0])
-    if accepted:
-        assert valid == [(0, expected)]
-        assert not result.rejected
-    else:
-        assert not valid
-        assert result.rejected == [{"index": 0, "errors": expected}]
+    expected_valid, expected_rejected = [], []
+    for index, item in enumerate(json.loads(body)["pings"]):
+        accepted, expected = general_path(item)
+        if accepted:
+            expected_valid.append((index, expected))
+        else:
+            expected_rejected.append({"index": index, "errors": expected})
+    assert valid == expected_valid
+    assert result.rejected == expected_rejected
+    return True
 
 
 EDGE_VALUES = {
@@ -136,9 +168,73 @@ def test_the_fast_path_agrees_with_the_serializer_at_each_rules_edges(field):
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
-@given(item=pings)
-def test_the_fast_path_agrees_with_the_serializer_on_any_ping(item):
-    assert_paths_agree(item)
+@given(items=st.lists(pings, min_size=1, max_size=3))
+def test_the_fast_path_agrees_with_the_serializer_on_any_batch(items):
+    event("fast path" if assert_paths_agree(*items) else "general path")
+
+
+@pytest.mark.parametrize("key", HARMLESS_KEYS)
+def test_a_ping_with_a_key_of_the_app_s_own_takes_the_fast_path_and_is_accepted(key):
+    added = {**VALID, key: 35.5, "provider": "fused"}
+
+    assert assert_paths_agree(VALID, added)
+    valid, _ = validate_ping_batch(
+        decode_ping_batch(json.dumps({"pings": [added]}).encode()).pings, NOW
+    )
+    assert valid == [(0, general_path(VALID)[1])]
+
+
+@pytest.mark.parametrize("key", MOCK_KEYS)
+def test_a_mock_flag_under_another_name_is_refused_by_both_paths_alike(key):
+    flagged = {**VALID, key: False, "altitude": 35.5}
+    body = json.dumps({"pings": [VALID, flagged]}).encode()
+
+    assert assert_paths_agree(VALID, flagged)
+    valid, result = validate_ping_batch(decode_ping_batch(body).pings, NOW)
+    assert [index for index, _ in valid] == [0]
+    assert result.rejected == [
+        {"index": 1, "errors": {key: ["Unknown field: mock locations are flagged with `mocked`."]}}
+    ]
+
+
+def test_a_mock_flag_beside_a_broken_rule_is_named_with_it():
+    flagged = {**VALID, "isMock": True, "latitude": 91}
+
+    assert assert_paths_agree(flagged)
+    body = json.dumps({"pings": [flagged]}).encode()
+    _, result = validate_ping_batch(decode_ping_batch(body).pings, NOW)
+    assert set(result.rejected[0]["errors"]) == {"isMock", "latitude"}
+
+
+# What the general path's parser refuses in a value the serializer would ignore; msgspec
+# skips these, so the fast path must not take the body.
+UNREADABLE_EXTRAS = {
+    "an integer over 4,300 digits": b"9" * 4301,
+    "nesting deeper than the recursion limit": b"[" * 5000 + b"]" * 5000,
+    "a byte that is not UTF-8": b'"\xff"',
+    "an unpaired surrogate": b'"\\ud800"',
+}
+
+
+@pytest.mark.parametrize("value", UNREADABLE_EXTRAS.values(), ids=UNREADABLE_EXTRAS.keys())
+def test_a_value_the_general_path_cannot_read_is_refused_whole_by_both(value):
+    ping = json.dumps(VALID).encode()
+    body = b'{"pings": [' + ping[:-1] + b', "altitude": ' + value + b"}]}"
+
+    with pytest.raises(ParseError) as general:
+        JsonBodyParser().decode(body)
+    with pytest.raises(ParseError) as endpoint:
+        PingBatchParser().decode(body)
+    assert endpoint.value.detail == general.value.detail
+
+
+def test_a_long_value_of_a_key_of_the_app_s_own_goes_to_the_general_path():
+    # Read by the general path's parser alone: it may hold what that parser refuses.
+    short = {**VALID, "extras": "x" * (EXTRA_VALUE_MAX - 2)}  # 256 bytes with its quotes
+    long = {**VALID, "extras": "x" * (EXTRA_VALUE_MAX - 1)}
+
+    assert assert_paths_agree(short)
+    assert decode_ping_batch(json.dumps({"pings": [long]}).encode()) is None
 
 
 @pytest.mark.parametrize("accuracy", [0, 0.0, -0.0])
@@ -167,7 +263,7 @@ def test_well_formed_pings_take_the_fast_path_unless_a_rule_needs_the_serializer
     extra = {**good, "altitude": 35.0}
 
     assert decode_ping_batch(json.dumps({"pings": [good]}).encode()) is not None
-    assert decode_ping_batch(json.dumps({"pings": [extra]}).encode()) is None
+    assert decode_ping_batch(json.dumps({"pings": [good, extra]}).encode()) is not None
     assert decode_ping_batch(json.dumps({"pings": [good], "sent_by": "app"}).encode()) is None
     decoded = decode_ping_batch(json.dumps({"pings": [good]}).encode())
     valid, _ = validate_ping_batch(decoded.pings, NOW)
@@ -183,15 +279,18 @@ def test_a_batch_mixing_values_the_fast_path_does_not_type_is_stored_the_same(ap
         {**base, "recorded_at": ago(minutes=1), "ping_id": "a"},
         {**base, "recorded_at": ago(minutes=2), "ping_id": "b", "accuracy": "9"},
         {**base, "recorded_at": ago(minutes=3), "accuracy": 50_001},
-        {**base, "recorded_at": ago(minutes=4), "altitude": 35.0},
+        {**base, "recorded_at": ago(minutes=4), "ping_id": "d", "altitude": 35.0},
+        {**base, "recorded_at": ago(minutes=5), "ping_id": "e", "is_mock": False},
     ]
 
     response = api.post("/api/v1/pings", {"pings": batch})
 
-    assert response.json()["accepted"] == 2
-    assert [rejected["index"] for rejected in response.json()["rejected"]] == [2, 3]
-    assert response.json()["rejected"][1]["errors"] == {"altitude": ["Unknown field."]}
-    assert set(Ping.objects.values_list("ping_id", flat=True)) == {"a", "b"}
+    assert response.json()["accepted"] == 3
+    assert [rejected["index"] for rejected in response.json()["rejected"]] == [2, 4]
+    assert response.json()["rejected"][1]["errors"] == {
+        "is_mock": ["Unknown field: mock locations are flagged with `mocked`."]
+    }
+    assert set(Ping.objects.values_list("ping_id", flat=True)) == {"a", "b", "d"}
 
 
 @pytest.mark.django_db
