@@ -6,16 +6,19 @@ redelivered or doubled task records nothing twice and never queues a second SMS.
 """
 
 import json
+import logging
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q
+from django.utils import timezone
 
 from customers import intent
 from customers.models import (
@@ -28,6 +31,7 @@ from customers.models import (
 )
 from promotions import offers, rules, sms, tracking
 from promotions.batch_sql import rows_source
+from promotions.database import database_unavailable
 from promotions.models import (
     Campaign,
     CampaignStatus,
@@ -51,6 +55,10 @@ SENT_LIKE = (
     DeliveryStatus.UNDELIVERED,
 )
 CODE_ATTEMPTS = 3
+# The lost-batch sweep reads its batches this many at a time, oldest first.
+SWEEP_PAGE = 100
+
+logger = logging.getLogger(__name__)
 
 
 def campaign_rule(campaign: Campaign) -> rules.CampaignRule:
@@ -258,6 +266,47 @@ def _claim_location_batch(batch_id: int, *, now: datetime) -> tuple[list[int], l
     # JSON columns come back from a cursor as text.
     ping_ids, sighting_ids = (json.loads(v) if isinstance(v, str) else v for v in row)
     return ping_ids, sighting_ids
+
+
+def decide_lost_batches(
+    *, now: datetime, budget_seconds: float, queue_sends: Callable[[list[int]], object]
+) -> int:
+    """Process unprocessed batches older than SWEEP_AFTER_SECONDS at `now`, handing each
+    one's deliveries to `queue_sends`, until none is left or the time budget is spent;
+    returns how many were processed. Kept under a beat period, so that runs rarely overlap
+    (two that do are safe: each batch's row is claimed once). A broker outage leaves a
+    backlog of thousands of batches, more than any fixed count per run would clear in
+    hours. A batch whose processing fails (a bug, a row the code did not expect) is logged
+    and passed over: first in line, it would otherwise fail every run and hold up every
+    lost batch behind it. A database that is away fails the whole run, for its task to
+    retry."""
+    deadline = monotonic() + min(budget_seconds, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
+    older_than = timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    failed: set[int] = set()
+    swept = 0
+    while monotonic() < deadline:
+        # Failed batches stay unprocessed, first in line: read past them.
+        page = tracking.unprocessed_batches(
+            now=now, older_than=older_than, limit=len(failed) + SWEEP_PAGE
+        )
+        batch_ids = [batch_id for batch_id in page if batch_id not in failed]
+        if not batch_ids:
+            break
+        for batch_id in batch_ids:
+            if monotonic() >= deadline:
+                break
+            try:
+                # Each batch at the time it is processed: a run lasts most of a beat period,
+                # and its sends are paced from when they are decided.
+                queue_sends(process_location_batch(batch_id=batch_id, now=timezone.now()))
+            except Exception as error:
+                if database_unavailable(error):
+                    raise
+                logger.exception("The sweep could not process location batch %d.", batch_id)
+                failed.add(batch_id)
+            else:
+                swept += 1
+    return swept
 
 
 def process_presence_tick(*, now: datetime) -> list[int]:

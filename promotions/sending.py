@@ -41,6 +41,8 @@ TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most 
 # A throttled send's row, given back for its retry, is not sent by a copy of its task before
 # this: schedule_retry books the retry's own slot well within it.
 RETRY_HOLD = timedelta(seconds=5)
+# The longest a send waits before its retry, whatever the provider's Retry-After says.
+MAX_SEND_BACKOFF_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,16 @@ def send_delivery(
     return SendOutcome(DeliveryStatus.SENT, sent.sid)
 
 
+def retry_wait(retries: int, retry_after: float | None, *, jitter: float) -> timedelta:
+    """How long a send that met a transient error waits before its retry, `retries` retries
+    in: the wait the provider asked for (a 429's Retry-After), or else one doubling with
+    each retry, at most MAX_SEND_BACKOFF_SECONDS, plus `jitter` seconds (a random fraction
+    of a second from the caller), so that a fleet of retries does not hit the provider in
+    step."""
+    wait = 2**retries if retry_after is None else retry_after
+    return timedelta(seconds=min(wait, MAX_SEND_BACKOFF_SECONDS) + jitter)
+
+
 def schedule_retry(*, delivery_id: int, now: datetime, backoff: timedelta) -> datetime:
     """When a send that met a transient error is tried again: at the sender's first free
     slot after its backoff, booked as a new send books one, so the retries of a throttled
@@ -323,6 +335,27 @@ def fail_past_due(delivery_ids: Iterable[int], *, now: datetime) -> None:
             past_due[why].append(delivery_id)
     for why, failed in past_due.items():
         fail_unsent(failed, now=now, why=why)
+
+
+def lost_sends(*, swept_at: datetime, now: datetime) -> list[int]:
+    """Queued SMS whose task was lost with a broker's queue: no worker claimed them, and
+    their slot passed more than SWEEP_AFTER_SECONDS before `swept_at` (when the sweep asking
+    began: the sends it queued itself are not lost). Those that can no longer go at `now`
+    are failed here, as their send would fail them, without a send task each: after a
+    worker outage, thousands. Returns the ids found, to enqueue again; the failed ones are
+    no longer queued."""
+    lost = decisions.stranded_deliveries(
+        due_before=swept_at - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
+    )
+    fail_past_due(lost, now=now)
+    return lost
+
+
+def queued_send_slots(delivery_ids: Iterable[int]) -> list[tuple[int, datetime | None]]:
+    """Of these deliveries, the ones still queued, with the paced slot each is sent at."""
+    # A delivery failed while its slot was booked (expired before any slot) has none to keep.
+    queued = Delivery.objects.filter(id__in=list(delivery_ids), status=DeliveryStatus.QUEUED)
+    return list(queued.values_list("id", "send_after"))
 
 
 def _fail_unclaimed(delivery_id: int, now: datetime, message: str, detail: str) -> SendOutcome:

@@ -2,7 +2,7 @@
 
 import secrets
 from collections.abc import Collection, Hashable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
@@ -348,6 +348,13 @@ def _purge_device_tracks(cutoff: datetime, *, chunk: int) -> None:
     DeviceTrack.objects.filter(jump_at__lt=cutoff).update(
         jump_latitude=None, jump_longitude=None, jump_accuracy=None, jump_at=None
     )
+
+
+def utc_days_before(now: datetime, count: int) -> list[date]:
+    """The `count` UTC days before `now`'s, oldest first: the days gone by whose campaign
+    figures record_campaign_days recounts."""
+    today = now.astimezone(UTC).date()
+    return [today - timedelta(days=n) for n in range(count, 0, -1)]
 
 
 def record_campaign_days(

@@ -8,9 +8,7 @@ import functools
 import inspect
 import logging
 import random
-import time
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime, timedelta
 from typing import ParamSpec, TypeVar
 
 from celery import shared_task
@@ -18,16 +16,10 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from promotions import decisions, sending, services, sms, tracking
+from promotions import decisions, sending, services, sms
 from promotions.database import database_unavailable
-from promotions.models import Delivery, DeliveryStatus
 
 logger = logging.getLogger(__name__)
-
-# The longest a send waits before its retry, whatever the provider's Retry-After says.
-MAX_SEND_BACKOFF_SECONDS = 60
-# The sweep's batches are read this many at a time, oldest first.
-SWEEP_PAGE = 100
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -86,10 +78,9 @@ def send_sms(self, delivery_id: int) -> str:
             retry=self.request.retries > 0,
         )
     except sms.TransientSmsError as error:
-        # Exponential backoff, or the wait the provider asked for (a 429's Retry-After), with
-        # jitter, so a fleet of retries does not hit Twilio in step.
-        wait = 2**self.request.retries if error.retry_after is None else error.retry_after
-        backoff = timedelta(seconds=min(wait, MAX_SEND_BACKOFF_SECONDS) + random.uniform(0, 1))
+        backoff = sending.retry_wait(
+            self.request.retries, error.retry_after, jitter=random.uniform(0, 1)
+        )
         retry_at = sending.schedule_retry(
             delivery_id=delivery_id, now=timezone.now(), backoff=backoff
         )
@@ -123,9 +114,7 @@ def record_campaign_days(self) -> int:
     """Celery beat, every hour: each campaign's figures for the two UTC days before today
     (the SMS statuses of a day keep arriving for a while after it ends)."""
     now = timezone.now()
-    today = now.astimezone(UTC).date()
-    days = [today - timedelta(days=n) for n in (2, 1)]
-    return services.record_campaign_days(days=days, now=now)
+    return services.record_campaign_days(days=services.utc_days_before(now, 2), now=now)
 
 
 @shared_task(
@@ -139,50 +128,11 @@ def sweep_unprocessed(self) -> int:
     enqueuing: when the workers are merely behind, enqueuing again would only grow the
     backlog. Returns how many batches it processed."""
     now = timezone.now()
-    swept = sweep_lost_batches(now=now, budget_seconds=0.75 * settings.BEAT_EVERY_SECONDS)
-    late = now - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
-    stranded = decisions.stranded_deliveries(due_before=late)
-    # Their send would only fail them: after a worker outage, thousands, and queued sweeps
-    # would enqueue them again each. queue_sends passes over the failed ones.
-    sending.fail_past_due(stranded, now=timezone.now())
-    queue_sends(stranded)
-    return swept
-
-
-def sweep_lost_batches(*, now: datetime, budget_seconds: float) -> int:
-    """Process unprocessed batches older than SWEEP_AFTER_SECONDS until none is left or the
-    time budget is spent; returns how many were processed. Kept under a beat period, so
-    that runs rarely overlap (two that do are safe: each batch's row is claimed once). A
-    broker outage leaves a backlog of thousands of batches, more than any fixed count per
-    run would clear in hours. A batch whose processing fails (a bug, a row the code did not
-    expect) is logged and passed over: first in line, it would otherwise fail every run and
-    hold up every lost batch behind it. A database that is away fails the whole run, for
-    the task to retry."""
-    deadline = time.monotonic() + min(budget_seconds, settings.CELERY_TASK_SOFT_TIME_LIMIT / 2)
-    older_than = timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
-    failed: set[int] = set()
-    swept = 0
-    while time.monotonic() < deadline:
-        # Failed batches stay unprocessed, first in line: read past them.
-        page = tracking.unprocessed_batches(
-            now=now, older_than=older_than, limit=len(failed) + SWEEP_PAGE
-        )
-        batch_ids = [batch_id for batch_id in page if batch_id not in failed]
-        if not batch_ids:
-            break
-        for batch_id in batch_ids:
-            if time.monotonic() >= deadline:
-                break
-            try:
-                decided = decisions.process_location_batch(batch_id=batch_id, now=timezone.now())
-                queue_sends(decided)
-            except Exception as error:
-                if database_unavailable(error):
-                    raise
-                logger.exception("The sweep could not process location batch %d.", batch_id)
-                failed.add(batch_id)
-            else:
-                swept += 1
+    swept = decisions.decide_lost_batches(
+        now=now, budget_seconds=0.75 * settings.BEAT_EVERY_SECONDS, queue_sends=queue_sends
+    )
+    # queue_sends passes over the lost sends failed as past due.
+    queue_sends(sending.lost_sends(swept_at=now, now=timezone.now()))
     return swept
 
 
@@ -203,15 +153,10 @@ def settle_claimed_sends(self) -> int:
 
 def queue_sends(delivery_ids: Iterable[int]) -> int:
     """Enqueue one send per queued delivery at its paced slot; returns how many."""
-    # A delivery failed while its slot was booked (expired before any slot) has none to keep.
-    slots = Delivery.objects.filter(
-        id__in=list(delivery_ids), status=DeliveryStatus.QUEUED
-    ).values_list("id", "send_after")
-    count = 0
+    slots = sending.queued_send_slots(delivery_ids)
     for delivery_id, send_after in slots:
         send_sms.apply_async((delivery_id,), eta=send_after)
-        count += 1
-    return count
+    return len(slots)
 
 
 def enqueue_location_batch(batch_id: int | None) -> None:

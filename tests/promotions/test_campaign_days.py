@@ -5,6 +5,7 @@ import threading
 import time
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 import pytest
 from django.core.management import call_command
@@ -14,7 +15,7 @@ from django.utils import timezone
 from promotions import tasks
 from promotions.models import CampaignDay, DeliveryStatus, Redemption
 from promotions.selectors import get_campaign_daily
-from promotions.services import record_campaign_days
+from promotions.services import record_campaign_days, utc_days_before
 from tests.factories import CampaignFactory, DeliveryFactory
 
 pytestmark = pytest.mark.django_db
@@ -107,6 +108,13 @@ def utc_today() -> date:
 
 def days_before(today: date, number: int) -> set[date]:
     return {today - timedelta(days=n) for n in range(1, number + 1)}
+
+
+def test_the_days_before_today_are_utc_days_oldest_first():
+    # Half past midnight in Paris on Wednesday is still Tuesday in UTC.
+    paris_wednesday = datetime(2026, 11, 25, 0, 30, tzinfo=ZoneInfo("Europe/Paris"))
+
+    assert utc_days_before(paris_wednesday, 2) == [date(2026, 11, 22), MONDAY]
 
 
 def test_beat_records_the_two_days_before_today():

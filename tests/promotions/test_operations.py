@@ -227,7 +227,7 @@ def test_a_batch_the_sweep_cannot_process_does_not_hold_up_the_others(settings, 
 
 def test_the_sweep_clears_a_backlog_of_more_than_a_few_batches_in_one_run(settings):
     # A broker outage of an hour leaves hundreds of thousands of batches for the sweep.
-    backlog = lost_batches(tasks.SWEEP_PAGE + 20, settings=settings)
+    backlog = lost_batches(decisions.SWEEP_PAGE + 20, settings=settings)
 
     swept = tasks.sweep_unprocessed.apply().get()
 

@@ -383,8 +383,8 @@ def test_a_retry_after_longer_than_the_longest_backoff_is_cut_to_it(twilio, stor
     delivery = send(queue_offer(store))
 
     first, _ = twilio.messages
-    longest = timedelta(seconds=tasks.MAX_SEND_BACKOFF_SECONDS + 2)
-    assert timedelta(seconds=tasks.MAX_SEND_BACKOFF_SECONDS) <= delivery.send_after - first.at
+    longest = timedelta(seconds=sending.MAX_SEND_BACKOFF_SECONDS + 2)
+    assert timedelta(seconds=sending.MAX_SEND_BACKOFF_SECONDS) <= delivery.send_after - first.at
     assert delivery.send_after - first.at < longest
 
 

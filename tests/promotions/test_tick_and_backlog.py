@@ -76,7 +76,9 @@ def test_the_tick_does_not_end_a_visit_whose_pings_wait_in_a_lost_batch(api, set
     settings.SWEEP_AFTER_SECONDS = 10
     tasks.tick_presence.delay()
     assert inside_now(rivoli)
-    tasks.sweep_lost_batches(now=timezone.now() + timedelta(minutes=1), budget_seconds=30)
+    decisions.decide_lost_batches(
+        now=timezone.now() + timedelta(minutes=1), budget_seconds=30, queue_sends=tasks.queue_sends
+    )
     assert not LocationBatch.objects.filter(processed_at=None).exists()
     post(api, inside("lea-phone", 0.2))
     tasks.tick_presence.delay()
@@ -105,7 +107,9 @@ def test_a_silence_longer_than_the_timeout_ends_the_visit_though_later_pings_wai
     )
     # The sweep then starts the next visit from the pings that waited.
     settings.SWEEP_AFTER_SECONDS = 10
-    tasks.sweep_lost_batches(now=timezone.now() + timedelta(minutes=1), budget_seconds=30)
+    decisions.decide_lost_batches(
+        now=timezone.now() + timedelta(minutes=1), budget_seconds=30, queue_sends=tasks.queue_sends
+    )
     assert kinds() == ["entered", "exited", "entered"]
 
 
@@ -154,7 +158,9 @@ def test_a_batch_that_fails_for_ever_does_not_hold_back_its_shoppers_timeouts(
     )
     Ping.objects.filter(pk=poisoned.ping_ids[0]).update(received_at=two_hours_ago)
     settings.SWEEP_AFTER_SECONDS = 10
-    tasks.sweep_lost_batches(now=timezone.now(), budget_seconds=30)
+    decisions.decide_lost_batches(
+        now=timezone.now(), budget_seconds=30, queue_sends=tasks.queue_sends
+    )
     assert f"could not process location batch {poisoned.pk}" in caplog.text
 
     tasks.tick_presence.delay()

@@ -1,12 +1,11 @@
 import argparse
-from datetime import UTC, timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from promotions.management.commands._database import database_ready
-from promotions.services import record_campaign_days
+from promotions.services import record_campaign_days, utc_days_before
 
 
 def _days(value: str) -> int:
@@ -28,8 +27,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, days: int, **options: Any) -> None:
         now = timezone.now()
-        today = now.astimezone(UTC).date()
-        span = [today - timedelta(days=n) for n in range(days, 0, -1)]
+        span = utc_days_before(now, days)
         with database_ready():
             rows = record_campaign_days(days=span, now=now)
         self.stdout.write(f"Recorded {rows} campaign days from {span[0]} to {span[-1]}.")
