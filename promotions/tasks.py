@@ -21,6 +21,7 @@ from django.utils import timezone
 from promotions import decisions, sending, services, sms, tracking
 from promotions.database import database_unavailable
 from promotions.models import Delivery, DeliveryStatus
+from promotions.times import local_day
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,7 @@ def record_campaign_days(self) -> int:
     """Celery beat, every hour: each campaign's figures for the two UTC days before today
     (the SMS statuses of a day keep arriving for a while after it ends)."""
     now = timezone.now()
-    today = now.astimezone(UTC).date()
+    today = local_day(now, UTC)
     days = [today - timedelta(days=n) for n in (2, 1)]
     return services.record_campaign_days(days=days, now=now)
 

@@ -7,6 +7,7 @@ from django.utils import timezone
 
 from promotions.management.commands._database import database_ready
 from promotions.services import record_campaign_days
+from promotions.times import local_day
 
 
 def _days(value: str) -> int:
@@ -28,7 +29,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, days: int, **options: Any) -> None:
         now = timezone.now()
-        today = now.astimezone(UTC).date()
+        today = local_day(now, UTC)
         span = [today - timedelta(days=n) for n in range(days, 0, -1)]
         with database_ready():
             rows = record_campaign_days(days=span, now=now)
