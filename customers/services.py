@@ -3,7 +3,7 @@ the rules, and take keyword arguments so that call sites read as sentences."""
 
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any
 
@@ -36,6 +36,7 @@ from promotions.ingest import (
     insert_new_rows,
 )
 from promotions.models import Delivery, DeviceTrack
+from promotions.times import format_instant_for_api
 
 
 class ConflictError(Exception):
@@ -121,8 +122,9 @@ def _refuse_opt_in_over_reply(*, customer: Customer, phone: str) -> None:
     latest = max((at for at in opted_out_at if at is not None), default=None)
     if latest is not None:
         raise ConflictError(
-            f"This number opted out by replying to an SMS on {format_instant(latest)}; only "
-            "its own reply (START, sent from this number) opts it back in."
+            "This number opted out by replying to an SMS on "
+            f"{format_instant_for_api(latest)}; only its own reply (START, sent from this "
+            "number) opts it back in."
         )
 
 
@@ -151,11 +153,6 @@ def _replied_from(phone: str) -> models.Q:
     return models.Q(by_reply=True) & (
         models.Q(reply_number_key__in=keys) | models.Q(reply_number_key=None, customer__phone=phone)
     )
-
-
-def format_instant(value: datetime) -> str:
-    """An instant as the API writes times: ISO 8601 in UTC, to the second."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _apply_customer_values(customer: Customer, values: dict[str, Any], *, created: bool) -> None:
@@ -188,7 +185,8 @@ def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: s
             consent=SmsConsent.OPTED_OUT,
             source=source,
             note="This number opted out by replying to an SMS on "
-            f"{format_instant(number.opted_out_at)}; only its own reply (START) opts it back in.",
+            f"{format_instant_for_api(number.opted_out_at)}; only its own reply (START) opts "
+            "it back in.",
         )
     elif old_phone:
         set_sms_consent(

@@ -10,7 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime, timedelta
 from time import monotonic
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -46,6 +46,7 @@ from promotions.models import (
     Store,
 )
 from promotions.offers import normalise_code
+from promotions.times import local_day, local_day_start, offer_expiry
 
 # Handed to the SMS provider, or about to be: what caps and budgets count.
 SENT_LIKE = (
@@ -475,7 +476,7 @@ def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, 
         return {}
     list(Campaign.objects.select_for_update().filter(id__in=[*budgeted, *pooled]).order_by("id"))
     budget_zone = ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
-    midnight = local_day_start(now.astimezone(budget_zone).date(), budget_zone)
+    midnight = local_day_start(local_day(now, budget_zone), budget_zone)
     counts = (
         Delivery.objects.filter(campaign_id__in=budgeted, status__in=SENT_LIKE)
         .values("campaign_id")
@@ -701,28 +702,12 @@ def _write_offer(
         store_name=event.store.name,
         product_name=decision.match.product_name,
         code=delivery.code,
-        expires_at=expires.astimezone(zone).date(),
+        expires_at=local_day(expires, zone),
         locale=customer.locale,
         phone=customer.phone,
     )
     delivery.encoding = offers.sms_encoding(delivery.body)
     delivery.segments = offers.sms_segments(delivery.body)
-
-
-def offer_expiry(now: datetime, valid_days: int, zone: ZoneInfo) -> datetime:
-    """The last instant of the offer's last valid day in the customer's timezone, in UTC:
-    "valid 7 days" means until the end of the seventh day, not 7 times 24 hours to the
-    minute. Taken from the next day's start, because the wall clock's 23:59:59 may come
-    twice (a zone falling back at midnight) or a fraction of a second before the day ends."""
-    last_day: date = (now.astimezone(zone) + timedelta(days=max(valid_days, 1) - 1)).date()
-    return local_day_start(last_day + timedelta(days=1), zone) - timedelta(microseconds=1)
-
-
-def local_day_start(day: date, zone: ZoneInfo) -> datetime:
-    """The first instant of a local day, in UTC. A midnight hour that comes twice (a zone
-    falling back at 01:00) starts the day at its first pass; a midnight a zone springs
-    forward over starts it when the clocks jump, the first instant the day has."""
-    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
 def _trace(

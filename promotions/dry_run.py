@@ -25,7 +25,6 @@ from promotions.decisions import (
     global_limits,
     history_window,
     load_browsing,
-    local_day_start,
     presence_fact,
 )
 from promotions.models import (
@@ -42,6 +41,7 @@ from promotions.models import (
     TriggerType,
     delivery_event_time,
 )
+from promotions.times import format_instant_for_people, local_day, local_day_start
 
 # A decision for another campaign that wins its presence event: it was to text (whatever
 # came of the send since: delivered, expired, stopped with its campaign) or to hold out.
@@ -201,7 +201,7 @@ def dry_run_campaign(
                 continue
             history.add(earlier.campaign, earlier.status, earlier.at)
         facts_then = replace(facts_then, sent_by_campaign=history.by_campaign, sent=history.sent)
-        day = moment.astimezone(budget_zone).date()
+        day = local_day(moment, budget_zone)
         budget = rules.BudgetUse(today=per_day[day], total=total, codes_left=codes_left)
         decisions = rules.decide([rule], item.fact, facts_then, {rule.id: budget}, limits, moment)
         for decision in decisions:
@@ -244,7 +244,7 @@ def _outside_the_schedule(campaign: Campaign, *, since: datetime, until: datetim
     if not (starts and starts > since) and not (ends and ends < until):
         return []
     runs = " ".join(
-        f"{word} {moment.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+        f"{word} {format_instant_for_people(moment)}"
         for word, moment in (("from", starts), ("until", ends))
         if moment is not None
     )
@@ -437,13 +437,13 @@ def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInf
     does not replay: SMS in all and per day (on the day each was recorded, the day the live
     engine's budget counted it on, which may be in the window for an event that arrived
     late), and its pool's codes not drawn by them."""
-    midnight = local_day_start(since.astimezone(budget_zone).date(), budget_zone)
+    midnight = local_day_start(local_day(since, budget_zone), budget_zone)
     spent = Delivery.objects.annotate(event_at=delivery_event_time()).filter(
         campaign=campaign, status__in=SENT_LIKE, event_at__lt=since
     )
     per_day: dict[date, int] = {}
     for created_at in spent.filter(created_at__gte=midnight).values_list("created_at", flat=True):
-        day = created_at.astimezone(budget_zone).date()
+        day = local_day(created_at, budget_zone)
         per_day[day] = per_day.get(day, 0) + 1
     pool = OfferCode.objects.filter(campaign=campaign)
     codes_left = None

@@ -16,7 +16,6 @@ from customers.models import Customer, ReplySource, SmsConsent
 from customers.phones import PhoneError, normalise_phone
 from customers.services import (
     ConflictError,
-    format_instant,
     lift_number_opt_out,
     lock_number,
     record_number_opted_out,
@@ -36,6 +35,7 @@ from promotions.models import (
 )
 from promotions.offers import language_of, normalise_code
 from promotions.services import record_campaign_days
+from promotions.times import format_instant_for_api, local_day
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
 # never out of a terminal status, so late and duplicate callbacks are harmless.
@@ -391,12 +391,12 @@ def _record_redemption(
     if redeemed_at + TILL_CLOCK_SKEW < delivery.created_at:
         raise InvalidInputError(
             "redeemed_at",
-            f"This time is before this code was issued ({format_instant(delivery.created_at)}); "
-            "check the till's clock.",
+            "This time is before this code was issued "
+            f"({format_instant_for_api(delivery.created_at)}); check the till's clock.",
         )
     if delivery.expires_at is not None and delivery.expires_at < judged_at:
-        raise ConflictError(f"This code expired on {format_instant(delivery.expires_at)}.")
-    day = redeemed_at.astimezone(UTC).date()
+        raise ConflictError(f"This code expired on {format_instant_for_api(delivery.expires_at)}.")
+    day = local_day(redeemed_at, UTC)
     try:
         with transaction.atomic():
             redemption = Redemption.objects.create(

@@ -16,6 +16,7 @@ from customers.models import Device, validate_time_zone
 from promotions.beacons import BeaconParseError, identity_key_from_text
 from promotions.geo import GeometryError, distance_m, outline_geometry, polygon_rings
 from promotions.offers import TemplateError, normalise_code, template_placeholders
+from promotions.times import format_instant_for_people
 
 code_validator = RegexValidator(
     r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
@@ -474,9 +475,8 @@ class Campaign(models.Model):
         ):
             # Made active, it would send nothing and say nothing (the engine skips a campaign
             # past its end). One already active whose end passes is simply over: kept.
-            ended = timezone.localtime(self.ends_at).strftime("%Y-%m-%d %H:%M")
             errors["ends_at"] = (
-                f"This campaign's end, {ended} {timezone.get_current_timezone_name()}, has "
+                f"This campaign's end, {format_instant_for_people(self.ends_at)}, has "
                 "passed: it cannot be made active. Set a later end, or none, to run it."
             )
         if self.trigger_type == TriggerType.DWELL and not self.trigger_minutes:
@@ -835,7 +835,8 @@ class PresenceEvent(models.Model):
 
     def __str__(self) -> str:
         # No store lookup here: a list of events would pay one query per row for it.
-        return f"{self.get_kind_display()} {self.place_key}, {self.occurred_at:%Y-%m-%d %H:%M} UTC"
+        occurred = format_instant_for_people(self.occurred_at)
+        return f"{self.get_kind_display()} {self.place_key}, {occurred}"
 
 
 # --- Deliveries -------------------------------------------------------------------------

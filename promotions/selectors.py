@@ -2,7 +2,7 @@
 
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +18,7 @@ from promotions.models import (
     DeliveryStatus,
     Redemption,
 )
+from promotions.times import local_day_start
 
 CENT = Decimal("0.01")
 
@@ -132,8 +133,8 @@ def get_day_figures(
     Only (campaign, day) pairs with something to count are returned."""
     if not days:
         return {}
-    start = datetime.combine(min(days), time.min, tzinfo=UTC)
-    end = datetime.combine(max(days) + timedelta(days=1), time.min, tzinfo=UTC)
+    start = local_day_start(min(days), UTC)
+    end = local_day_start(max(days) + timedelta(days=1), UTC)
     deliveries = Delivery.objects.filter(created_at__gte=start, created_at__lt=end)
     # Redemptions of codes that went out by SMS, as the campaign's statistics count them.
     redemptions = Redemption.objects.filter(

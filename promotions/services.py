@@ -38,6 +38,7 @@ from promotions.models import (
     Zone,
 )
 from promotions.selectors import EMPTY_DAY, get_day_figures
+from promotions.times import local_day
 
 API_KEY_PREFIX = "psg_"
 
@@ -353,7 +354,7 @@ def _purge_device_tracks(cutoff: datetime, *, chunk: int) -> None:
 def utc_days_before(now: datetime, count: int) -> list[date]:
     """The `count` UTC days before `now`'s, oldest first: the days gone by whose campaign
     figures record_campaign_days recounts."""
-    today = now.astimezone(UTC).date()
+    today = local_day(now, UTC)
     return [today - timedelta(days=n) for n in range(count, 0, -1)]
 
 

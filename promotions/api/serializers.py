@@ -52,6 +52,7 @@ from promotions.models import (
     Zone,
     check_trigger_zone,
 )
+from promotions.times import format_instant_for_api
 
 
 def _ping_max_age() -> timedelta:
@@ -626,7 +627,7 @@ class DryRunSerializer(KnownFieldsOnly, serializers.Serializer):
         if value < earliest:
             raise serializers.ValidationError(
                 f"A dry run replays the last {MAX_DRY_RUN_DAYS} days at most: since must be "
-                f"{earliest.replace(microsecond=0).isoformat().replace('+00:00', 'Z')} or later."
+                f"{format_instant_for_api(earliest)} or later."
             )
         if value >= now:
             raise serializers.ValidationError(

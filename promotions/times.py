@@ -1,0 +1,51 @@
+"""Pure time rules: which local day an instant falls on, when a local day starts, when an
+offer ends, and how an instant is written for the API and for people. No Django imports:
+zones are passed in (a customer's, a store's, the budgets' SMS_BUDGET_TIMEZONE), so that
+each rule is tested on plain values, across the midnights a zone repeats or skips."""
+
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+
+
+def local_day(instant: datetime, zone: tzinfo) -> date:
+    """The calendar day an instant falls on in `zone`: the day a customer reads on their
+    clock (an offer's last day), the day a daily budget counts an SMS on, or, in UTC, the
+    day a campaign's statistics are recorded under. An aware instant only: a naive one
+    would be read in the server's zone."""
+    return instant.astimezone(zone).date()
+
+
+def local_day_start(day: date, zone: tzinfo) -> datetime:
+    """The first instant of a local day, in UTC. A midnight hour that comes twice (a zone
+    falling back at 01:00) starts the day at its first pass; a midnight a zone springs
+    forward over starts it when the clocks jump, the first instant the day has."""
+    return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
+
+
+def offer_expiry(now: datetime, valid_days: int, zone: tzinfo) -> datetime:
+    """The last instant of the offer's last valid day in the customer's timezone, in UTC:
+    "valid 7 days" means until the end of the seventh day, not 7 times 24 hours to the
+    minute, and "valid 1 day" (or less) until the end of the day it is given. Taken from
+    the next day's start, because the wall clock's 23:59:59 may come twice (a zone falling
+    back at midnight) or a fraction of a second before the day ends."""
+    last_day = local_day(now, zone) + timedelta(days=max(valid_days, 1) - 1)
+    return local_day_start(last_day + timedelta(days=1), zone) - timedelta(microseconds=1)
+
+
+def format_instant_for_api(value: datetime) -> str:
+    """An instant as the API writes times in its messages (a code "expired on ...", a
+    number that "opted out ... on ..."): ISO 8601 in UTC, to the second, e.g.
+    2026-11-24T09:00:00Z. Whatever zone it was read in, so that a client compares it with
+    the response's own times; the fraction of a second is cut, not rounded, so that a
+    time never reads later than it was. DRF writes the API's date-time fields, and its
+    renderer and the admin's export their instants, on their own: a whole second reads
+    the same in all of them, and a fraction of one after it (tests/test_instant_formats.py
+    pins both)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def format_instant_for_people(value: datetime) -> str:
+    """An instant as messages for marketers and the admin write it: to the minute, in UTC,
+    and saying so, e.g. "2026-11-24 09:00 UTC" (a campaign's end, its dates in a dry run's
+    warnings, a presence event's label). UTC, the admin's zone, whatever zone it was read
+    in; the minute is cut, not rounded."""
+    return f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
