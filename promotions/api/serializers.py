@@ -592,7 +592,8 @@ class GatewaySightingSerializer(KnownFieldsOnly, serializers.Serializer):
 class ItemJudge:
     """One serializer for a whole batch, judging each item: `judge(item)` gives the values
     and None, or None and the errors, as is_valid() would. A serializer made per item
-    costs six times as much: its fields are copied and bound each time."""
+    costs six times as much: its fields are copied and bound each time, for the items
+    rejected too (an app that sends a refused key in every ping)."""
 
     def __init__(self, serializer_class: type[serializers.Serializer], context: dict) -> None:
         self.serializer_class = serializer_class
@@ -602,8 +603,11 @@ class ItemJudge:
     def __call__(self, item: Any) -> tuple[Any, Any]:
         try:
             return self.serializer.run_validation(item), None
-        except serializers.ValidationError:
-            # Worded as is_valid() words them (a null item is "No data provided", say).
+        except serializers.ValidationError as error:
+            if item is not None:
+                return None, error.detail
+            # Worded as is_valid() words a null item: "No data provided", not a field's
+            # "may not be null".
             serializer = self.serializer_class(data=item, context=self.context)
             serializer.is_valid()
             return None, serializer.errors
