@@ -33,6 +33,7 @@ from promotions.ingest import (
     IngestResult,
     ValidItems,
     delete_location_history,
+    hold_devices_from_ingest,
     insert_new_rows,
 )
 from promotions.models import Delivery, DeviceTrack
@@ -352,15 +353,19 @@ def save_device(*, device: Device) -> None:
     the device's `owner_since` tells ingest to refuse it. The admin saves devices through
     this too."""
     with transaction.atomic():
-        stored_owner = (
-            Device.objects.filter(pk=device.pk).values_list("customer_id", flat=True).first()
+        stored_owner, stored_id = (
+            Device.objects.filter(pk=device.pk).values_list("customer_id", "device_id").first()
             if device.pk
             else None
-        )
+        ) or (None, None)
         if stored_owner is not None and stored_owner != device.customer_id:
             device.owner_since = _delete_location_history(
                 device_pk=device.pk, owner_pk=stored_owner
             )
+        elif stored_id is not None and stored_id != device.device_id:
+            # A rename: pings in flight under the old id are stored first, where a deletion
+            # of the device's history (which locks by its current id) will find them.
+            hold_devices_from_ingest(device_pks=[device.pk])
         device.save()
 
 

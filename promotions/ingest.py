@@ -161,16 +161,14 @@ def hold_devices_for_ingest(device_ids: Collection[str]) -> None:
     _lock_devices(device_ids, "pg_advisory_xact_lock_shared")
 
 
-def delete_location_history(*, device_pks: Collection[int]) -> None:
-    """Delete the devices' pings and sightings, those of an ingest in flight too; ingest
-    starting later waits for this transaction to commit. Called in it with the devices'
-    owner locked (see devices_deleted).
-
-    Each goes in one statement, its presence events' evidence link cleared first: Django's
-    collector would load every ping into Python to clear the links one by one, months of
-    them for a phone, holding the devices' locks, hence their ingest, all that time."""
+def hold_devices_from_ingest(*, device_pks: Collection[int]) -> list[int]:
+    """Wait for the devices' ingest in flight to commit, and hold off any that starts later
+    until this transaction commits: before their history is deleted, or a device is
+    renamed (ping ingest in flight under its old id stores for it, and a deletion that
+    came after the rename would lock the new id only, and miss those pings). The devices
+    found, by pk. Called with the devices' owner locked where it is locked at all."""
     # Sighting ingest holds the device's row (a key share) until it commits; locked here,
-    # the deletion waits for those sightings rather than missing them.
+    # this waits for those sightings rather than missing them.
     devices = list(
         Device.objects.select_for_update()
         .filter(pk__in=device_pks)
@@ -179,7 +177,18 @@ def delete_location_history(*, device_pks: Collection[int]) -> None:
     )
     # Read with the row locked: the device_id that ingest looks the device up by.
     _lock_devices([device_id for _, device_id in devices], "pg_advisory_xact_lock")
-    pks = [pk for pk, _ in devices]
+    return [pk for pk, _ in devices]
+
+
+def delete_location_history(*, device_pks: Collection[int]) -> None:
+    """Delete the devices' pings and sightings, those of an ingest in flight too; ingest
+    starting later waits for this transaction to commit. Called in it with the devices'
+    owner locked (see devices_deleted).
+
+    Each goes in one statement, its presence events' evidence link cleared first: Django's
+    collector would load every ping into Python to clear the links one by one, months of
+    them for a phone, holding the devices' locks, hence their ingest, all that time."""
+    pks = hold_devices_from_ingest(device_pks=device_pks)
     for model, link in ((Ping, "ping"), (Sighting, "sighting")):
         PresenceEvent.objects.filter(**{f"{link}__device_id__in": pks}).update(**{link: None})
         history = model.objects.filter(device_id__in=pks)

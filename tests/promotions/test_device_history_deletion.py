@@ -6,6 +6,7 @@ Pings name their device without a foreign key, so ingest and the deletion take t
 an advisory lock a bucket of devices (promotions.ingest). Review 7 measured one lock for
 all devices: a phone with 100,000 pings erased stalled every app's ingest for 17.8 s."""
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -177,3 +178,48 @@ def test_a_batch_locks_its_devices_in_one_statement_before_reading_them():
     else:
         assert len(statements) == 3  # no lock: the devices, the pings, the batch
     assert Ping.objects.count() == 30
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_ping_stored_under_a_devices_old_id_goes_with_its_erased_owner(api, monkeypatch):
+    # A phone renamed in the admin while its app's upload under the old id is being stored,
+    # then its owner erased: the erasure locks the device by its new id, and must still
+    # find that upload's pings. (The two ids fall in different lock buckets: 24 and 7.)
+    leaving = CustomerFactory()
+    phone = DeviceFactory(device_id="shop-phone", customer=leaving)
+    # The upload is held between reading its devices and inserting its pings.
+    inside, go = threading.Event(), threading.Event()
+    insert = services.insert_ping_batch
+
+    def held_insert(*args, **kwargs):
+        inside.set()
+        go.wait(10)
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(services, "insert_ping_batch", held_insert)
+    answer, uploading = a_ping_request(api, "shop-phone", datetime.now(UTC) - timedelta(minutes=1))
+
+    def rename() -> None:
+        device = Device.objects.get(pk=phone.pk)
+        device.device_id = "renamed-phone"
+        customer_services.save_device(device=device)
+
+    renaming = erasing = None
+    try:
+        assert inside.wait(10)
+        renaming = in_thread(rename)
+        renaming.join(1)
+        erasing = in_thread(lambda: customer_services.erase_customer(customer=leaving))
+        erasing.join(1)
+    finally:
+        go.set()
+        for thread in (uploading, renaming, erasing):
+            if thread is not None:
+                thread.join(10)
+
+    # Stored before the rename, or refused after it (no device by that id any more).
+    assert answer["status"] == 202, answer
+    assert answer["accepted"] + len(answer["rejected"]) == 1, answer
+    assert not Device.objects.filter(pk=phone.pk).exists()
+    assert not Ping.objects.filter(device_id=phone.pk).exists(), "a ping outlived its erased owner"
