@@ -297,7 +297,8 @@ if SECRET_KEY is None:
     SECRET_KEY = _development_secret_key()
 
 # Keys retired by a rotation, still accepted for what they signed: sessions, and the keyed
-# hashes of numbers that opted out by reply (customers.models.OptedOutNumber).
+# hashes of numbers that opted out by reply or replied START (customers.models.OptedOutNumber,
+# RepliedStartNumber).
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # Whether the operator said where Twilio reaches us: its default only suits `make run`.

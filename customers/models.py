@@ -380,6 +380,26 @@ class OptedOutNumber(models.Model):
         return f"{self.number_key[:12]}… ({self.source})"
 
 
+class RepliedStartNumber(models.Model):
+    """A number that replied START (or YES, UNSTOP...) to our sender, and when it last did,
+    whether or not that changed anyone's consent: a START from a customer whose STOP never
+    reached us changes nothing here, yet lifted Twilio's block, and a 21610 for an SMS sent
+    before it is outdated. Kept by a keyed hash, as OptedOutNumber is, and through the
+    erasure of its customers: another record at the number may have that SMS's 21610 still
+    to come."""
+
+    number_key = models.CharField(
+        max_length=64, unique=True, help_text="HMAC-SHA256 of the E.164 number (SECRET_KEY)."
+    )
+    replied_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-replied_at"]
+
+    def __str__(self) -> str:
+        return f"{self.number_key[:12]}… (START)"
+
+
 class CartIntent(models.Model):
     """A customer's cart as the web site reports it whole: from the cart events that name
     neither a SKU nor a category (a cart-level `cart_abandoned`, the usual one, and the

@@ -12,6 +12,7 @@ from customers.models import (
     Customer,
     Device,
     OptedOutNumber,
+    RepliedStartNumber,
     Visitor,
     opted_out_number_keys,
 )
@@ -63,6 +64,19 @@ def opted_out_number(*, phone: str) -> OptedOutNumber | None:
     return OptedOutNumber.objects.filter(number_key__in=keys).order_by("-opted_out_at").first()
 
 
+def replied_start_at(*, phone: str) -> datetime | None:
+    """When the number last replied START, whatever that changed; None if it never has."""
+    if not phone:
+        return None
+    keys = opted_out_number_keys(phone)
+    return (
+        RepliedStartNumber.objects.filter(number_key__in=keys)
+        .order_by("-replied_at")
+        .values_list("replied_at", flat=True)
+        .first()
+    )
+
+
 def get_customer_export(customer: Customer) -> dict[str, Any]:
     """Everything held about a customer, for a data-subject access request."""
     devices = list(customer.devices.order_by("created_at"))
@@ -91,6 +105,8 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
         "opted_out_number": {"opted_out_at": number.opted_out_at, "source": number.source}
         if number is not None
         else None,
+        # Kept for the number too: what outdates a 21610 for an SMS sent before it.
+        "number_replied_start_at": replied_start_at(phone=customer.phone),
         "devices": [
             {
                 "device_id": device.device_id,

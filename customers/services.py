@@ -23,6 +23,7 @@ from customers.models import (
     OptedOutNumber,
     Product,
     ProductIntent,
+    RepliedStartNumber,
     SmsConsent,
     Visitor,
     opted_out_number_keys,
@@ -203,7 +204,8 @@ def erase_customer(*, customer: Customer) -> None:
     history of changes to them. Their deliveries stay, anonymised, so campaign results
     still add up; so does their number's opt-out by reply, if any (OptedOutNumber): a keyed
     hash of the number, kept so that no later record of it is texted before it replies
-    START."""
+    START; and when it last replied START (RepliedStartNumber), which outdates a 21610 for
+    an SMS another record at the number was sent before it."""
     with transaction.atomic():
         # Decision workers record deliveries while holding their customers' row locks
         # (promotions.tracking locks them): taken first, the lock makes a delivery being
@@ -278,18 +280,24 @@ def record_number_opted_out(*, phone: str, source: str, at: datetime) -> bool:
     return created
 
 
-def replied_start_since(*, phone: str, since: datetime) -> bool:
-    """Whether the number opted a customer in by its own reply (START) after `since`."""
-    return ConsentChange.objects.filter(
-        _replied_from(phone), consent=SmsConsent.OPTED_IN, changed_at__gt=since
-    ).exists()
-
-
-def lift_number_opt_out(*, phone: str) -> None:
-    """The number replied START: its customers may stand opted in again. Call it before
-    changing their consent, in the same transaction."""
+def record_number_replied_start(*, phone: str, at: datetime) -> None:
+    """The number replied START: Twilio's block on it is lifted, and its customers may stand
+    opted in again. Its reply is remembered whether or not it changes anyone's consent (their
+    STOP may never have reached us), for replied_start_since. Call it before changing the
+    customers' consent, in the same transaction."""
     lock_number(phone=phone)
-    OptedOutNumber.objects.filter(number_key__in=opted_out_number_keys(phone)).delete()
+    keys = opted_out_number_keys(phone)
+    OptedOutNumber.objects.filter(number_key__in=keys).delete()
+    current, *rotated = keys
+    RepliedStartNumber.objects.filter(number_key__in=rotated).delete()  # keyed before a rotation
+    RepliedStartNumber.objects.update_or_create(number_key=current, defaults={"replied_at": at})
+
+
+def replied_start_since(*, phone: str, since: datetime) -> bool:
+    """Whether the number replied START after `since`, whatever that changed."""
+    return RepliedStartNumber.objects.filter(
+        number_key__in=opted_out_number_keys(phone), replied_at__gt=since
+    ).exists()
 
 
 # --- Devices and visitors ---------------------------------------------------------------

@@ -16,9 +16,9 @@ from customers.models import Customer, ReplySource, SmsConsent
 from customers.phones import PhoneError, normalise_phone
 from customers.services import (
     ConflictError,
-    lift_number_opt_out,
     lock_number,
     record_number_opted_out,
+    record_number_replied_start,
     replied_start_since,
     set_sms_consent,
 )
@@ -285,7 +285,7 @@ def _change_consent(
         if consent == SmsConsent.OPTED_OUT:
             changed = record_number_opted_out(phone=phone, source=source, at=now)
         else:
-            lift_number_opt_out(phone=phone)
+            record_number_replied_start(phone=phone, at=now)
         for customer in Customer.objects.select_for_update().filter(phone=phone).order_by("pk"):
             if set_sms_consent(
                 customer=customer,

@@ -450,6 +450,12 @@ class CustomerExportSerializer(serializers.Serializer):
         "to an SMS (kept as a keyed hash, through erasure, until it replies START): no one is "
         "opted in at it through the API. Null when it is not.",
     )
+    number_replied_start_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the customer's number last replied START (kept as a keyed hash, through "
+        "erasure, whether or not that changed their consent): a 21610 from Twilio for an SMS "
+        "sent before then opts no one out. Null when it never has.",
+    )
     devices = ExportedDeviceSerializer(many=True)
     visitors = ExportedVisitorSerializer(many=True)
     browsing_events = ExportedBrowsingEventSerializer(many=True)

@@ -279,3 +279,20 @@ def test_export_says_the_number_is_on_the_opted_out_list(api):
 def test_export_of_a_number_not_on_the_list_says_so(api):
     api.put("/api/v1/customers/C-1", LEA)
     assert api.get("/api/v1/customers/C-1/export").json()["opted_out_number"] is None
+
+
+def test_export_says_when_the_number_last_replied_start(api):
+    api.put("/api/v1/customers/C-1", LEA)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    # Already opted in: the START changes no consent, and is kept all the same.
+    handle_inbound_sms(from_number=LEA["phone"], body="START", now=an_hour_ago)
+
+    export = api.get("/api/v1/customers/C-1/export").json()
+
+    assert export["number_replied_start_at"] == an_hour_ago.isoformat().replace("+00:00", "Z")
+    assert export["consent_log"][-1]["note"] != "Replied START"
+
+
+def test_export_of_a_number_that_never_replied_start_says_so(api):
+    api.put("/api/v1/customers/C-1", LEA)
+    assert api.get("/api/v1/customers/C-1/export").json()["number_replied_start_at"] is None

@@ -223,6 +223,55 @@ def test_an_unsubscribed_error_for_an_sms_sent_after_a_start_opts_out_again(clie
     assert customer.sms_consent == SmsConsent.OPTED_OUT
 
 
+def test_an_unsubscribed_error_for_an_sms_sent_before_a_start_that_changed_nothing_is_outdated(
+    client,
+):
+    # Their STOP never reached us (Twilio answered it, or the webhook was lost): they stand
+    # opted in with us, and their START changes no consent. It lifted Twilio's block all the
+    # same, and a late 21610 for an SMS sent before it is older than their wish.
+    customer = CustomerFactory(phone="+33612345678", sms_consent=SmsConsent.OPTED_IN)
+    DeliveryFactory(
+        customer=customer, twilio_sid="SM1", sent_at=timezone.now() - timedelta(hours=1)
+    )
+    reply(client, "+33612345678", "START")
+    assert not ConsentChange.objects.exists()  # nothing changed, nothing logged
+
+    status(client, "SM1", "failed", ErrorCode="21610")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+    assert not OptedOutNumber.objects.exists()
+
+
+def test_twilios_start_that_changed_nothing_outdates_an_earlier_sms_unsubscribed_error(client):
+    # The same through a Messaging Service's Advanced Opt-Out, which names the START itself.
+    customer = CustomerFactory(phone="+33612345678", sms_consent=SmsConsent.OPTED_IN)
+    DeliveryFactory(
+        customer=customer, twilio_sid="SM1", sent_at=timezone.now() - timedelta(hours=1)
+    )
+    reply(client, "+33612345678", "Reprendre", OptOutType="START")
+
+    status(client, "SM1", "failed", ErrorCode="21610")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_IN
+
+
+def test_an_unsubscribed_error_for_an_sms_sent_after_a_start_that_changed_nothing_opts_out(
+    client,
+):
+    customer = CustomerFactory(phone="+33612345678", sms_consent=SmsConsent.OPTED_IN)
+    reply(client, "+33612345678", "START")
+    # They replied STOP to Twilio since, which we did not hear of: the next SMS fails.
+    DeliveryFactory(customer=customer, twilio_sid="SM1", sent_at=timezone.now())
+
+    status(client, "SM1", "failed", ErrorCode="21610")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_OUT
+    assert OptedOutNumber.objects.count() == 1
+
+
 @pytest.mark.parametrize("code", ["\u00b2", "30003x", "9" * 12])
 def test_an_error_code_that_is_not_a_number_is_left_out(client, code):
     delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1")
