@@ -32,7 +32,7 @@ class ConsentChangeInline(admin.TabularInline):
     can_delete = False
     readonly_fields = ["changed_at", "previous", "consent", "source", "note", "by_reply"]
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
         return False
 
 
@@ -48,10 +48,10 @@ class ReadOnlyInline(admin.TabularInline):
     can_delete = False
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
         return False
 
 
@@ -123,7 +123,7 @@ class CustomerAdmin(admin.ModelAdmin):
         actions.pop("delete_selected", None)
         return actions
 
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: Customer | None = None) -> bool:
         return False
 
     @admin.display(description="Deliveries")
@@ -141,7 +141,7 @@ class CustomerAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Export everything held about them (JSON)", permissions=["export"])
-    def export(self, request: HttpRequest, queryset) -> HttpResponse | None:
+    def export(self, request: HttpRequest, queryset: QuerySet[Customer]) -> HttpResponse | None:
         count = queryset.count()
         if count > EXPORT_AT_MOST:
             self.message_user(
@@ -160,7 +160,7 @@ class CustomerAdmin(admin.ModelAdmin):
         return response
 
     @admin.action(description="Erase them (personal data, location, intent)", permissions=["erase"])
-    def erase(self, request: HttpRequest, queryset) -> TemplateResponse | None:
+    def erase(self, request: HttpRequest, queryset: QuerySet[Customer]) -> TemplateResponse | None:
         if request.POST.get("confirmed") == "yes":
             count = 0
             for customer in queryset:

@@ -605,7 +605,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/promotions/campaign/results.html", context)
 
     @admin.action(description="Activate the selected campaigns", permissions=["change"])
-    def activate(self, request: HttpRequest, queryset) -> None:
+    def activate(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         changed = 0
         for campaign in self._leave_ended(request, queryset):
             campaign.status = CampaignStatus.ACTIVE
@@ -629,7 +629,7 @@ class CampaignAdmin(admin.ModelAdmin):
         self.message_user(request, f"{changed} campaign(s) activated.", messages.SUCCESS)
 
     @admin.action(description="Pause the selected campaigns", permissions=["change"])
-    def pause(self, request: HttpRequest, queryset) -> None:
+    def pause(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         count = 0
         # Saved one by one, as activate does: the save's signal tells workers to rebuild.
         for campaign in self._leave_ended(request, queryset):
@@ -655,7 +655,7 @@ class CampaignAdmin(admin.ModelAdmin):
         return queryset.exclude(status=CampaignStatus.ENDED)
 
     @admin.action(description="Duplicate as a draft", permissions=["add"])
-    def duplicate(self, request: HttpRequest, queryset) -> None:
+    def duplicate(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         """A draft with the campaign's settings and stores, to run again what ended (an
         ended campaign stays ended), without its start and end dates. Its results,
         deliveries and code pool stay with the original."""
@@ -701,14 +701,14 @@ class CampaignAdmin(admin.ModelAdmin):
             )
 
     @admin.action(description="Dry run over the last 7 days (sends nothing)")
-    def dry_run_last_week(self, request: HttpRequest, queryset) -> None:
+    def dry_run_last_week(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         self._dry_run(request, queryset, days=7)
 
     @admin.action(description="Dry run over the last 30 days (sends nothing)")
-    def dry_run_last_month(self, request: HttpRequest, queryset) -> None:
+    def dry_run_last_month(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         self._dry_run(request, queryset, days=30)
 
-    def _dry_run(self, request: HttpRequest, queryset, *, days: int) -> None:
+    def _dry_run(self, request: HttpRequest, queryset: QuerySet[Campaign], *, days: int) -> None:
         until = timezone.now()
         for campaign in queryset.prefetch_related("stores"):
             since = until - timedelta(days=days)
@@ -824,10 +824,10 @@ class ReadOnlyAdmin(admin.ModelAdmin):
     adds location data: a ping or sighting stored here is in no location batch, so no
     worker would ever process it."""
 
-    def has_add_permission(self, request, obj=None) -> bool:
+    def has_add_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
 
@@ -838,7 +838,7 @@ class HistoryAdmin(ReadOnlyAdmin):
     customer's frequency caps with it; a presence event deleted could be announced again.
     (Erasing a customer is the way their data goes.)"""
 
-    def has_delete_permission(self, request, obj=None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: models.Model | None = None) -> bool:
         return False
 
 
@@ -939,7 +939,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             return False
         return super().lookup_allowed(lookup, value, request)
 
-    def save_model(self, request: HttpRequest, obj: ApiKey, form, change: bool) -> None:
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: ApiKeyForm, change: bool) -> None:
         if change:
             obj.save(update_fields=["name"])
             return
@@ -953,7 +953,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         )
 
     @admin.action(description="Revoke the selected keys", permissions=["change"])
-    def revoke(self, request: HttpRequest, queryset) -> None:
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
         self.message_user(request, f"{count} key(s) revoked.", messages.SUCCESS)
 

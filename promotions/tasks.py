@@ -11,7 +11,7 @@ import random
 from collections.abc import Callable, Iterable
 from typing import ParamSpec, TypeVar
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
@@ -62,13 +62,13 @@ def _retried_while_database_unavailable(run: Callable[P, R]) -> Callable[P, R]:
     max_retries=5,
 )
 @_retried_while_database_unavailable
-def process_location_batch(self, batch_id: int) -> int:
+def process_location_batch(self: Task, batch_id: int) -> int:
     """A stored batch of pings or sightings: presence, then decisions, then sends."""
     return queue_sends(decisions.process_location_batch(batch_id=batch_id, now=timezone.now()))
 
 
 @shared_task(bind=True, acks_late=True, max_retries=settings.SMS_MAX_RETRIES)
-def send_sms(self, delivery_id: int) -> str:
+def send_sms(self: Task, delivery_id: int) -> str:
     final = self.request.retries >= self.max_retries
     try:
         outcome = sending.send_delivery(
@@ -92,7 +92,7 @@ def send_sms(self, delivery_id: int) -> str:
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
 @_retried_while_database_unavailable
-def tick_presence(self) -> int:
+def tick_presence(self: Task) -> int:
     """Celery beat, every minute: presences that timed out, and dwells reached in silence."""
     return queue_sends(decisions.process_presence_tick(now=timezone.now()))
 
@@ -101,7 +101,7 @@ def tick_presence(self) -> int:
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
 @_retried_while_database_unavailable
-def purge_location_history(self) -> int:
+def purge_location_history(self: Task) -> int:
     """Celery beat: raw pings and sightings older than LOCATION_RETENTION_DAYS."""
     return services.purge_location_history(now=timezone.now())
 
@@ -110,7 +110,7 @@ def purge_location_history(self) -> int:
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
 @_retried_while_database_unavailable
-def record_campaign_days(self) -> int:
+def record_campaign_days(self: Task) -> int:
     """Celery beat, every hour: each campaign's figures for the two UTC days before today
     (the SMS statuses of a day keep arriving for a while after it ends)."""
     now = timezone.now()
@@ -121,7 +121,7 @@ def record_campaign_days(self) -> int:
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
 @_retried_while_database_unavailable
-def sweep_unprocessed(self) -> int:
+def sweep_unprocessed(self: Task) -> int:
     """Celery beat, every minute: process any stored batch whose task was lost (a broker down
     when it was accepted, or restarted with the queue in memory), so every accepted ping is
     processed. It processes in place, oldest first, for most of a beat period, instead of
@@ -140,7 +140,7 @@ def sweep_unprocessed(self) -> int:
     bind=True, acks_late=True, autoretry_for=DATABASE_ERRORS, retry_backoff=True, max_retries=3
 )
 @_retried_while_database_unavailable
-def settle_claimed_sends(self) -> int:
+def settle_claimed_sends(self: Task) -> int:
     """Celery beat, every five minutes: sends claimed and never recorded (a worker died
     mid-send, or the provider's answer never came), asked of the provider once their offer
     expired. A provider that cannot be asked now is asked at the next run."""

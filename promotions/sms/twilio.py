@@ -5,6 +5,7 @@ import traceback
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -49,7 +50,7 @@ class BaseUrlHttpClient(TwilioHttpClient):
         if self.session is not None:
             self.session.trust_env = False  # never route loopback through a proxy variable
 
-    def request(self, method: str, url: str, *args, **kwargs):  # type: ignore[override]
+    def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         if url.startswith(TWILIO_API):
             url = self.base_url + url[len(TWILIO_API) :]
         self.retry_after = None

@@ -16,7 +16,7 @@ import re
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -38,6 +38,13 @@ SCOPE_PROBES = {
     "ingest": ("POST", "/api/v1/identify", {}),
     "reports": ("GET", "/api/v1/deliveries?customer_id=SIM-scope-check", None),
 }
+
+
+class Shopper(TypedDict):
+    customer_id: str
+    device_id: str
+    phone: str
+    consent: str
 
 
 class InProcessApi:
@@ -138,6 +145,10 @@ class RemoteApi:
         self.session.close()
 
 
+# What the simulator calls: the API in this process, or a server's over HTTP.
+Api = InProcessApi | RemoteApi
+
+
 class Command(BaseCommand):
     help = "Drive synthetic shoppers through the API (browsing, walking past and into stores)."
 
@@ -197,21 +208,21 @@ class Command(BaseCommand):
             finally:
                 api.close()
 
-    def run(self, api: Any, options: dict) -> None:
+    def run(self, api: Api, options: dict[str, Any]) -> None:
         self.check_scopes(api)
         rng = random.Random(options["seed"])
         run = f"{int(time.time()) % 100_000:05d}"
         stores = self.fetch_all(api, "/api/v1/stores")
         if not stores:
             raise CommandError("No stores: load some first (make run loads the demo).")
-        beacons: dict[str, list[dict]] = {}
+        beacons: dict[str, list[dict[str, Any]]] = {}
         for beacon in self.fetch_all(api, "/api/v1/beacons"):
             if beacon.get("ibeacon"):
                 beacons.setdefault(beacon["store"], []).append(beacon["ibeacon"])
         campaigns = self.fetch_all(api, "/api/v1/campaigns?status=active")
         products = self.products_of(campaigns)
         started = datetime.now(UTC)
-        totals: Counter = Counter()
+        totals: Counter[str] = Counter()
 
         shoppers = [self.shopper(run, n, rng) for n in range(options["shoppers"])]
         self.setup_shoppers(api, shoppers, products, rng, totals)
@@ -235,7 +246,7 @@ class Command(BaseCommand):
 
     # --- setup --------------------------------------------------------------------------
 
-    def check_scopes(self, api: Any) -> None:
+    def check_scopes(self, api: Api) -> None:
         missing = []
         # In-process, the probes' expected 400 and 404 would each log a warning line.
         request_log = logging.getLogger("django.request")
@@ -257,7 +268,7 @@ class Command(BaseCommand):
                 f"the simulator needs {needed}."
             )
 
-    def fetch_all(self, api: Any, path: str) -> list[dict]:
+    def fetch_all(self, api: Api, path: str) -> list[dict]:
         items, page = [], 1
         while True:
             joiner = "&" if "?" in path else "?"
@@ -282,7 +293,7 @@ class Command(BaseCommand):
                 products.append((f"{category.upper()}-1", f"{category} pick", category))
         return products or [("X200", "X200 headphones", "headphones")]
 
-    def shopper(self, run: str, n: int, rng: random.Random) -> dict:
+    def shopper(self, run: str, n: int, rng: random.Random) -> Shopper:
         consent = rng.choices(["opted_in", "unknown", "opted_out"], weights=[85, 10, 5])[0]
         return {
             "customer_id": f"SIM-{run}-{n}",
@@ -291,7 +302,14 @@ class Command(BaseCommand):
             "consent": consent,
         }
 
-    def setup_shoppers(self, api, shoppers, products, rng, totals) -> None:
+    def setup_shoppers(
+        self,
+        api: Api,
+        shoppers: list[Shopper],
+        products: list[tuple[str, str, str]],
+        rng: random.Random,
+        totals: Counter[str],
+    ) -> None:
         events = []
         for shopper in shoppers:
             status, body = api.call(
@@ -337,7 +355,15 @@ class Command(BaseCommand):
 
     # --- walking ------------------------------------------------------------------------
 
-    def post_walk(self, api, shopper, fixes, store_beacons, rng, totals) -> None:
+    def post_walk(
+        self,
+        api: Api,
+        shopper: Shopper,
+        fixes: list[simulation.Fix],
+        store_beacons: list[dict[str, Any]],
+        rng: random.Random,
+        totals: Counter[str],
+    ) -> None:
         pings = [
             {
                 "device_id": shopper["device_id"],
@@ -384,7 +410,14 @@ class Command(BaseCommand):
 
     # --- the funnel ---------------------------------------------------------------------
 
-    def report(self, api, run, started, options, totals) -> None:
+    def report(
+        self,
+        api: Api,
+        run: str,
+        started: datetime,
+        options: dict[str, Any],
+        totals: Counter[str],
+    ) -> None:
         prefix = f"SIM-{run}-"
         deliveries = []
         page = 1
@@ -426,7 +459,7 @@ class Command(BaseCommand):
             out(f"      because {reason:<16} {n}")
         out(f"  SMS sent                   {sent}")
 
-    def presence_events(self, prefix: str) -> Counter:
+    def presence_events(self, prefix: str) -> Counter[str]:
         from promotions.models import PresenceEvent
 
         kinds = PresenceEvent.objects.filter(customer__external_id__startswith=prefix)
