@@ -10,10 +10,11 @@ tests/promotions/test_ping_batch.py checks the two agree on generated input.
 
 Apps send keys of their own beside the SPEC's (altitude, bearing, provider...). The
 serializer ignores them, but for a mock flag under another name, which it refuses
-(KnownFieldsOnly.unknown_key_message); so does the fast path, asking it about each key.
-A batch of pings with the SPEC's keys alone, the common case, is decoded in one pass; one
-with other keys in three (the first fails at the first such key): the pings typed, then
-each ping's keys with its values as written.
+(KnownFieldsOnly.unknown_key_message). A batch of pings with the SPEC's keys alone, the
+common case, is decoded in one pass; one with other keys in three (the first fails at the
+first such key): the pings typed, then each ping's keys with its values as written, to
+ask the serializer about each new key. A key it refuses sends the body to the general
+path, which rejects that ping with its reason.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -69,13 +70,6 @@ class _PingKeys(msgspec.Struct):
     pings: list[dict[str, msgspec.Raw]]
 
 
-class _RefusedPingIn(PingIn):
-    """A ping with keys the serializer refuses (a mock flag under another name), and their
-    values, for the serializer to judge. Made by decode_ping_batch, never decoded."""
-
-    refused_keys: dict[str, Any] = {}
-
-
 PING_FIELDS = frozenset(PingIn.__struct_fields__)
 _bare_decoder = msgspec.json.Decoder(_BarePingBatchIn)
 _decoder = msgspec.json.Decoder(PingBatchIn)
@@ -96,24 +90,19 @@ def decode_ping_batch(body: bytes) -> PingBatchIn | None:
     # msgspec checks the UTF-8 of what it decodes, not of a value it skips.
     if not (body.isascii() or _is_utf8(body)):
         return None
-    refused_key: dict[str, bool] = {}  # by key, what the serializer makes of it
-    pings = batch.pings
-    for index, written in enumerate(keys.pings):
-        if written.keys() <= PING_FIELDS:
-            continue
-        refused: dict[str, Any] = {}
+    # What the serializer makes of each extra key: ignored, or (a mock flag) refused.
+    refused: dict[str, bool] = {}
+    for written in keys.pings:
         for key, value in written.items():
             if key in PING_FIELDS:
                 continue
             if len(value) > EXTRA_VALUE_MAX:
                 return None
-            if key not in refused_key:
-                refused_key[key] = PingSerializer.unknown_key_message(key) is not None
-            if refused_key[key]:
-                refused[key] = msgspec.json.decode(value)
-        if refused:
-            ping = msgspec.structs.asdict(pings[index])
-            pings[index] = _RefusedPingIn(**ping, refused_keys=refused)
+            if key not in refused:
+                refused[key] = PingSerializer.unknown_key_message(key) is not None
+            if refused[key]:
+                # A misconfigured app, rare: the serializer words the refusal.
+                return None
     return batch
 
 
@@ -133,21 +122,14 @@ def validate_ping_batch(pings: list[PingIn], now: datetime) -> tuple[ValidItems,
     result = IngestResult()
     judge = ItemJudge(PingSerializer, {"now": now})
     for index, ping in enumerate(pings):
-        values = None if type(ping) is _RefusedPingIn else limits.clean(ping)
+        values = limits.clean(ping)
         if values is None:
-            values, errors = judge(_as_written(ping))
+            values, errors = judge(msgspec.structs.asdict(ping))
             if errors is not None:
                 result.reject(index, errors)
                 continue
         valid.append((index, values))
     return valid, result
-
-
-def _as_written(ping: PingIn) -> dict[str, Any]:
-    """The ping as the serializer is to read it: its fields, and the keys it refuses."""
-    item = msgspec.structs.asdict(ping)
-    refused = item.pop("refused_keys", None)
-    return {**item, **refused} if refused else item
 
 
 class _Limits:
