@@ -28,7 +28,7 @@ from customers.models import (
     Visitor,
     opted_out_number_keys,
 )
-from customers.selectors import get_admin_history, opted_out_number
+from customers.selectors import get_admin_history, opted_out_number, replied_start_at
 from promotions import tracking
 from promotions.ingest import (
     IngestResult,
@@ -295,9 +295,8 @@ def record_number_replied_start(*, phone: str, at: datetime) -> None:
 
 def replied_start_since(*, phone: str, since: datetime) -> bool:
     """Whether the number replied START after `since`, whatever that changed."""
-    return RepliedStartNumber.objects.filter(
-        number_key__in=opted_out_number_keys(phone), replied_at__gt=since
-    ).exists()
+    replied_at = replied_start_at(phone=phone)
+    return replied_at is not None and replied_at > since
 
 
 # --- Devices and visitors ---------------------------------------------------------------
