@@ -30,7 +30,8 @@ class WholeIdentitySerializer(KnownFieldsOnly, serializers.Serializer):
 
 
 class IBeaconSerializer(WholeIdentitySerializer):
-    uuid = serializers.CharField(max_length=40)
+    # The longest spelling beacons.ibeacon_key takes: "urn:uuid:" and 36 characters.
+    uuid = serializers.CharField(max_length=45)
     major = StrictIntegerField(min_value=0, max_value=65535)
     minor = StrictIntegerField(min_value=0, max_value=65535)
 
