@@ -318,12 +318,13 @@ def ibeacon_key(uuid: str | UUID, major: int, minor: int) -> str:
 def eddystone_uid_key(namespace: str, instance: str) -> str:
     """The identity key of an Eddystone-UID: "eddystone:<namespace>:<instance>", lower case.
 
-    The namespace is 20 hex digits and the instance 12, in either case. Raises BeaconParseError
-    otherwise.
+    The namespace is 20 hex digits and the instance 12, in either case, each optionally after
+    "0x": the Android Beacon Library writes them so (Identifier.toString() of an id that is
+    neither a UUID nor two bytes). Raises BeaconParseError otherwise.
     """
     return (
-        f"eddystone:{_hex_id(namespace, 'Eddystone-UID namespace', 10)}:"
-        f"{_hex_id(instance, 'Eddystone-UID instance', 6)}"
+        f"eddystone:{_hex_id(namespace, 'Eddystone-UID namespace', 10, prefixed=True)}:"
+        f"{_hex_id(instance, 'Eddystone-UID instance', 6, prefixed=True)}"
     )
 
 
@@ -598,14 +599,17 @@ def _canonical_uuid(value: object) -> str:
     return str(UUID(value))
 
 
-def _hex_id(value: object, name: str, size: int) -> str:
+def _hex_id(value: object, name: str, size: int, *, prefixed: bool = False) -> str:
+    """`size` bytes as hex digits, lower case; with `prefixed`, optionally after "0x"."""
     if not isinstance(value, str):
         raise BeaconParseError(f"The {name} is text, not {type(value).__name__}.")
-    if len(value) != size * 2 or not all(character in hexdigits for character in value):
+    digits = value[2:] if prefixed and value[:2] in ("0x", "0X") else value
+    if len(digits) != size * 2 or not all(character in hexdigits for character in digits):
+        optional = ', optionally after "0x"' if prefixed else ""
         raise BeaconParseError(
-            f"The {name} is {size * 2} hex digits ({size} bytes); got {_quoted(value)}."
+            f"The {name} is {size * 2} hex digits ({size} bytes){optional}; got {_quoted(value)}."
         )
-    return value.lower()
+    return digits.lower()
 
 
 def _quoted(text: str) -> str:

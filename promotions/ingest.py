@@ -46,6 +46,10 @@ class IngestResult:
         self.accepted += stored
         self.duplicates += duplicates
 
+    def add(self, other: "IngestResult") -> None:
+        self.add_stored(other.accepted, other.duplicates)
+        self.rejected.extend(other.rejected)
+
     def as_response(self) -> dict[str, Any]:
         return {
             "accepted": self.accepted,

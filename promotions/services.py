@@ -1,7 +1,7 @@
 """Writes for places, location data and API keys. Views, commands and tasks call these."""
 
 import secrets
-from collections.abc import Collection, Hashable
+from collections.abc import Callable, Collection, Hashable
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
@@ -166,9 +166,40 @@ def _record_pings(
     return batch
 
 
+# A sighting names its place (beacon or gateway, store, zone) by foreign keys that PostgreSQL
+# checks when the transaction commits: a place deleted meanwhile (a marketer removing a beacon
+# or a zone in opening hours) fails the commit. Stored again, against the places as they now
+# are, the sightings of a place gone are rejected by their index and the others go in.
+PLACE_ATTEMPTS = 3
+
+
+def _against_current_places(
+    store: Callable[[IngestResult], int | None], result: IngestResult
+) -> int | None:
+    """`store(outcome)` run in a transaction of its own, again while a place it read is
+    deleted under it; its outcome added to `result` once it committed."""
+    for attempt in range(PLACE_ATTEMPTS):
+        outcome = IngestResult()
+        try:
+            batch = store(outcome)
+        except IntegrityError:
+            if attempt == PLACE_ATTEMPTS - 1:
+                raise
+            continue
+        result.add(outcome)
+        return batch
+    raise AssertionError("unreachable")
+
+
 def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:
     """Store beacons the app ranged: the beacon places the device in its store and zone.
     Returns the location batch to process (None if none new)."""
+    return _against_current_places(
+        lambda outcome: _record_app_sightings(items, outcome, now), result
+    )
+
+
+def _record_app_sightings(items: ValidItems, result: IngestResult, now: datetime) -> int | None:
     with transaction.atomic():
         devices = _devices("device_id", {values["device_id"] for _, values in items}, hold=True)
         beacons = {
@@ -212,6 +243,14 @@ def record_gateway_sightings(
 ) -> int | None:
     """Store the devices a gateway saw: the gateway places them in its store and zone.
     Returns the location batch to process (None if none new)."""
+    return _against_current_places(
+        lambda outcome: _record_gateway_sightings(gateway_id, items, outcome, now), result
+    )
+
+
+def _record_gateway_sightings(
+    gateway_id: str, items: ValidItems, result: IngestResult, now: datetime
+) -> int | None:
     # The id comes from the URL; PostgreSQL refuses a NUL even in a lookup, and no stored
     # id holds one.
     gateway = (

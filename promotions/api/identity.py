@@ -30,7 +30,8 @@ class WholeIdentitySerializer(KnownFieldsOnly, serializers.Serializer):
 
 
 class IBeaconSerializer(WholeIdentitySerializer):
-    uuid = serializers.CharField(max_length=40)
+    # The longest spelling beacons.ibeacon_key takes: "urn:uuid:" and 36 characters.
+    uuid = serializers.CharField(max_length=45)
     major = StrictIntegerField(min_value=0, max_value=65535)
     minor = StrictIntegerField(min_value=0, max_value=65535)
 
@@ -43,8 +44,13 @@ class IBeaconSerializer(WholeIdentitySerializer):
 
 
 class EddystoneUidSerializer(WholeIdentitySerializer):
-    namespace = serializers.CharField(max_length=22, help_text="10 bytes as 20 hex digits.")
-    instance = serializers.CharField(max_length=14, help_text="6 bytes as 12 hex digits.")
+    # Up to two characters more than the digits: the Android Beacon Library's "0x" prefix.
+    namespace = serializers.CharField(
+        max_length=22, help_text='10 bytes as 20 hex digits, optionally after "0x".'
+    )
+    instance = serializers.CharField(
+        max_length=14, help_text='6 bytes as 12 hex digits, optionally after "0x".'
+    )
 
     def validate(self, attrs: dict[str, Any]) -> str:
         attrs = super().validate(attrs)
