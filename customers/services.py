@@ -553,32 +553,32 @@ def _update_catalogue(events: list[BrowsingEvent]) -> None:
             latest_named[event.sku] = event
     if not latest_categorised:
         return
-    products = {
-        product.sku: product
-        for product in Product.objects.select_for_update().filter(sku__in=latest_categorised)
-    }
-    new, changed = [], []
-    for sku, categorised in sorted(latest_categorised.items()):
+
+    def locked() -> dict[str, Product]:
+        rows = Product.objects.select_for_update().filter(sku__in=latest_categorised)
+        return {product.sku: product for product in rows.order_by("pk")}
+
+    products = locked()
+    missing = latest_categorised.keys() - products.keys()
+    if missing:
+        # Inserted bare, then filled as a stored row is: inserted with this batch's name and
+        # category, a row a concurrent batch inserted first would drop them as a conflict,
+        # however much newer. In key order, for the reason _attach_visitors inserts
+        # visitors so.
+        Product.objects.bulk_create(
+            [Product(sku=sku) for sku in sorted(missing)], ignore_conflicts=True
+        )
+        products = locked()
+    for sku, categorised in latest_categorised.items():
         named = latest_named.get(sku)
-        product = products.get(sku)
-        if product is None:
-            new.append(
-                Product(
-                    sku=sku,
-                    name=named.product_name if named else "",
-                    named_at=named.occurred_at if named else None,
-                    category=categorised.category if categorised else "",
-                    categorised_at=categorised.occurred_at if categorised else None,
-                )
-            )
-            continue
+        product = products[sku]
         if named and _replaces(named.occurred_at, product.named_at):
             product.name, product.named_at = named.product_name, named.occurred_at
         if categorised and _replaces(categorised.occurred_at, product.categorised_at):
             product.category, product.categorised_at = categorised.category, categorised.occurred_at
-        changed.append(product)
-    Product.objects.bulk_create(new, ignore_conflicts=True)
-    Product.objects.bulk_update(changed, ["name", "named_at", "category", "categorised_at"])
+    Product.objects.bulk_update(
+        products.values(), ["name", "named_at", "category", "categorised_at"]
+    )
 
 
 def _replaces(at: datetime | None, stored_at: datetime | None) -> bool:
