@@ -31,6 +31,11 @@ def region_of_locale(locale: str) -> str | None:
 
 def normalise_phone(raw: str, region: str | None = None) -> str:
     """The E.164 form of `raw`, read in `region` when it has no country code."""
+    if region not in phonenumbers.SUPPORTED_REGIONS:
+        # A locale's country no numbering plan has (en-UK: the United Kingdom's is GB) reads
+        # no national number: the number needs its country code, which is what the error
+        # must ask for, rather than call it no phone number at all.
+        region = None
     try:
         number = phonenumbers.parse(raw, region)
     except NumberParseException:

@@ -207,6 +207,11 @@ def erase_customer(*, customer: Customer) -> None:
     START; and when it last replied START (RepliedStartNumber), which outdates a 21610 for
     an SMS another record at the number was sent before it."""
     with transaction.atomic():
+        # Event ingest locks a batch's visitors, then its customers (_hold_customers):
+        # taken in that order here, a batch storing what this customer's browser sent
+        # commits first, and its events are deleted below, rather than each waiting for
+        # the other.
+        list(Visitor.objects.select_for_update().filter(customer=customer).order_by("pk"))
         # Decision workers record deliveries while holding their customers' row locks
         # (promotions.tracking locks them): taken first, the lock makes a delivery being
         # recorded commit before the UPDATE below, which then anonymises it too.
@@ -423,11 +428,11 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
     """Store a batch of validated events and fold them into intent, all or nothing."""
     customer_ids = {values["customer_id"] for _, values in items if values.get("customer_id")}
     customers = _by_key(Customer, "external_id", customer_ids)
-    events, visitor_ids = [], []
+    events, visitor_ids, named = [], [], []
     for index, values in items:
         customer_id = values.get("customer_id")
         if customer_id and customer_id not in customers:
-            result.reject(index, {"customer_id": [f"Unknown customer '{customer_id}'."]})
+            result.reject(index, _unknown_customer(customer_id))
             continue
         events.append(
             BrowsingEvent(
@@ -443,8 +448,22 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
             )
         )
         visitor_ids.append(values.get("visitor_id"))
+        named.append((index, customer_id))
     with transaction.atomic():
         _attach_visitors(events, visitor_ids)
+        # Held until the batch commits, after its visitors, as erase_customer takes them: an
+        # erasure waits for the batch and deletes its events, or the batch for the erasure,
+        # and then refuses the events naming the customer it took.
+        held = _hold_customers({event.customer_id for event in events if event.customer_id})
+        kept = []
+        for event, (index, customer_id) in zip(events, named, strict=True):
+            if event.customer_id is not None and event.customer_id not in held:
+                if customer_id:
+                    result.reject(index, _unknown_customer(customer_id))
+                    continue
+                event.customer = None
+            kept.append(event)
+        events = kept
         stored, duplicates = insert_new_rows(
             BrowsingEvent,
             events,
@@ -458,6 +477,27 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
         _update_catalogue(stored)
         _apply_to_intent(stored)
     result.add_stored(len(stored), duplicates)
+
+
+def _unknown_customer(customer_id: str) -> dict[str, list[str]]:
+    return {"customer_id": [f"Unknown customer '{customer_id}'."]}
+
+
+def _hold_customers(pks: set[int]) -> set[int]:
+    """Those of the customers that still exist, held until the transaction commits (a key
+    share, as the foreign keys to them take at commit, and taken now): an erasure waits
+    for what this transaction stores about them, rather than deleting them under it, which
+    would make its commit fail. Concurrent batches about the same customers do not wait
+    for each other: a key share is shared."""
+    if not pks:
+        return set()
+    rows = Customer.objects.filter(pk__in=pks).order_by("pk").values_list("pk")
+    if connection.vendor != "postgresql":
+        return {pk for (pk,) in rows}
+    sql, params = rows.query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} FOR KEY SHARE", params)
+        return {pk for (pk,) in cursor.fetchall()}
 
 
 def _by_key(model: type[models.Model], field: str, keys: set[str]) -> dict[str, Any]:
@@ -513,32 +553,32 @@ def _update_catalogue(events: list[BrowsingEvent]) -> None:
             latest_named[event.sku] = event
     if not latest_categorised:
         return
-    products = {
-        product.sku: product
-        for product in Product.objects.select_for_update().filter(sku__in=latest_categorised)
-    }
-    new, changed = [], []
-    for sku, categorised in sorted(latest_categorised.items()):
+
+    def locked() -> dict[str, Product]:
+        rows = Product.objects.select_for_update().filter(sku__in=latest_categorised)
+        return {product.sku: product for product in rows.order_by("pk")}
+
+    products = locked()
+    missing = latest_categorised.keys() - products.keys()
+    if missing:
+        # Inserted bare, then filled as a stored row is: inserted with this batch's name and
+        # category, a row a concurrent batch inserted first would drop them as a conflict,
+        # however much newer. In key order, for the reason _attach_visitors inserts
+        # visitors so.
+        Product.objects.bulk_create(
+            [Product(sku=sku) for sku in sorted(missing)], ignore_conflicts=True
+        )
+        products = locked()
+    for sku, categorised in latest_categorised.items():
         named = latest_named.get(sku)
-        product = products.get(sku)
-        if product is None:
-            new.append(
-                Product(
-                    sku=sku,
-                    name=named.product_name if named else "",
-                    named_at=named.occurred_at if named else None,
-                    category=categorised.category if categorised else "",
-                    categorised_at=categorised.occurred_at if categorised else None,
-                )
-            )
-            continue
+        product = products[sku]
         if named and _replaces(named.occurred_at, product.named_at):
             product.name, product.named_at = named.product_name, named.occurred_at
         if categorised and _replaces(categorised.occurred_at, product.categorised_at):
             product.category, product.categorised_at = categorised.category, categorised.occurred_at
-        changed.append(product)
-    Product.objects.bulk_create(new, ignore_conflicts=True)
-    Product.objects.bulk_update(changed, ["name", "named_at", "category", "categorised_at"])
+    Product.objects.bulk_update(
+        products.values(), ["name", "named_at", "category", "categorised_at"]
+    )
 
 
 def _replaces(at: datetime | None, stored_at: datetime | None) -> bool:

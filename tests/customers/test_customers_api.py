@@ -79,6 +79,18 @@ def test_a_national_number_is_read_in_the_country_of_the_locale(api):
     assert response.json()["phone"] == "+33612345678"
 
 
+def test_a_national_number_with_a_locale_naming_no_numbering_plan_asks_for_its_country_code(
+    api,
+):
+    # "UK" is the United Kingdom in common use, but its country code for numbers is GB.
+    response = api.put("/api/v1/customers/C-1", {"phone": "07911 123456", "locale": "en-UK"})
+
+    assert response.status_code == 400
+    assert response.json()["phone"] == [
+        "Not a phone number; give it with its country code in E.164, e.g. +33612345678."
+    ]
+
+
 def test_a_national_number_is_read_in_the_country_of_the_stored_locale(api):
     api.put("/api/v1/customers/C-1", {"locale": "fr-FR"})
 
