@@ -106,6 +106,9 @@ class Customer(models.Model):
 
     class Meta:
         ordering = ["external_id"]
+        # A reply or Twilio's 21610 finds its customers by number: without an index, a scan
+        # of every customer per inbound SMS.
+        indexes = [models.Index(fields=["phone"], name="customer_phone")]
         permissions = [
             ("erase_customer", "Can erase a customer's personal data"),
             ("export_customer", "Can export everything held about a customer"),

@@ -9,6 +9,8 @@ where they belong; what an administrator granted stays.
 
 from typing import Any
 
+from django.apps import apps as global_apps
+
 MARKETERS = "Marketers"
 # (app, model): the actions marketers may take on it.
 GRANTS = {
@@ -32,10 +34,15 @@ GRANTS = {
 }
 
 
-def ensure_marketers_group(**kwargs: Any) -> None:
+def ensure_marketers_group(*, apps: Any = None, **kwargs: Any) -> None:
     """post_migrate: create the group, and give it the grants above it lacks."""
-    from django.contrib.auth.models import Group, Permission
-
+    # The models as the migrations left them: after `migrate <app>` on a new database, auth
+    # may have no tables yet (Django's own create_permissions waits for them the same way).
+    try:
+        Group = (apps or global_apps).get_model("auth", "Group")
+        Permission = (apps or global_apps).get_model("auth", "Permission")
+    except LookupError:
+        return
     group, _ = Group.objects.get_or_create(name=MARKETERS)
     wanted = [
         Permission.objects.filter(content_type__app_label=app, codename=f"{action}_{model}").first()

@@ -32,6 +32,28 @@ def test_a_command_on_an_unmigrated_database_says_to_migrate(tmp_path, command):
     assert "Traceback" not in result.stderr
 
 
+def test_one_app_migrated_first_on_a_new_database_then_the_rest(tmp_path):
+    # An operator rolling out one app's migrations first: the Marketers group waits for auth.
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'new.sqlite3'}"}
+
+    first = run_python("manage.py", "migrate", "customers", "0012", "-v", "0", env=env)
+    rest = run_python("manage.py", "migrate", "-v", "0", env=env)
+    groups = run_python(
+        "manage.py",
+        "shell",
+        "-v",
+        "0",
+        "-c",
+        "from django.contrib.auth.models import Group;"
+        "print(Group.objects.get(name='Marketers').permissions.count())",
+        env=env,
+    )
+
+    assert (first.returncode, first.stderr) == (0, "")
+    assert (rest.returncode, rest.stderr) == (0, "")
+    assert int(groups.stdout) > 0
+
+
 @pytest.mark.parametrize(
     "command",
     [
