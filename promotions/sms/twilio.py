@@ -10,7 +10,11 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -91,21 +95,24 @@ class TwilioBackend:
                 ),
                 **sender,
             )
-        except TwilioRestException as error:
+        except (TwilioRestException, TwilioServiceException) as error:
+            # Twilio's refusal in either shape the SDK reads: its older error body, or the
+            # newer RFC 9457 problem details (TwilioServiceException, no subclass of the other).
+            said = _refusal_text(error)
             if error.status in RETRYABLE_STATUSES or error.code in RETRYABLE_CODES:
                 kind = TransientSmsError
             elif error.status >= 500:
                 # A gateway's answer for Twilio behind it (502 bad gateway, 504 gateway
                 # timeout, a CDN's 52x): Twilio may have taken the message.
                 raise UncertainSmsError(
-                    f"Twilio {error.status}: {error.msg}; not retried, it may have been sent.",
+                    f"Twilio {error.status}: {said}; not retried, it may have been sent.",
                     code=error.code,
                     http_status=error.status,
                 ) from error
             else:
                 kind = PermanentSmsError
             raise kind(
-                f"Twilio {error.status}: {error.msg}",
+                f"Twilio {error.status}: {said}",
                 code=error.code,
                 http_status=error.status,
                 retry_after=self.http.retry_after,
@@ -153,6 +160,16 @@ class TwilioBackend:
             ):
                 return SentSms(sid=sent.sid, status=sent.status or "sent")
         return None
+
+
+def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:
+    """What Twilio said of a refusal: the older body's message, or the problem details'
+    title and, where it says more, their detail."""
+    if isinstance(error, TwilioRestException):
+        return error.msg
+    if error.detail and error.detail != error.title:
+        return f"{error.title}: {error.detail}"
+    return error.title
 
 
 def _retry_after(value: str | None) -> float | None:
