@@ -158,7 +158,9 @@ class TwilioBackend:
                 and (created is None or created >= since - CLOCK_SKEW)
                 and _letters_and_digits(sent.body or "") == text
             ):
-                return SentSms(sid=sent.sid, status=sent.status or "sent")
+                return SentSms(
+                    sid=sent.sid, status=sent.status or "sent", error_code=sent.error_code
+                )
         return None
 
 
