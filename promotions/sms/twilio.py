@@ -99,21 +99,22 @@ class TwilioBackend:
             # Twilio's refusal in either shape the SDK reads: its older error body, or the
             # newer RFC 9457 problem details (TwilioServiceException, no subclass of the other).
             said = _refusal_text(error)
-            if error.status in RETRYABLE_STATUSES or error.code in RETRYABLE_CODES:
+            code = _twilio_code(error)
+            if error.status in RETRYABLE_STATUSES or code in RETRYABLE_CODES:
                 kind = TransientSmsError
             elif error.status >= 500:
                 # A gateway's answer for Twilio behind it (502 bad gateway, 504 gateway
                 # timeout, a CDN's 52x): Twilio may have taken the message.
                 raise UncertainSmsError(
                     f"Twilio {error.status}: {said}; not retried, it may have been sent.",
-                    code=error.code,
+                    code=code,
                     http_status=error.status,
                 ) from error
             else:
                 kind = PermanentSmsError
             raise kind(
                 f"Twilio {error.status}: {said}",
-                code=error.code,
+                code=code,
                 http_status=error.status,
                 retry_after=self.http.retry_after,
             ) from error
@@ -172,6 +173,17 @@ def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:
     if error.detail and error.detail != error.title:
         return f"{error.title}: {error.detail}"
     return error.title
+
+
+def _twilio_code(error: TwilioRestException | TwilioServiceException) -> int | None:
+    """The error code the answer gave, as the number Twilio's are; None for one a delivery
+    cannot record (a gateway's own problem details: "RATE_LIMITED", or a number out of range)."""
+    code = error.code
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 2**31:
+        return code
+    return None
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -17,7 +17,7 @@ def store():
     return StoreFactory(code="RIVOLI", name="Passage Rivoli", latitude=48.8606, longitude=2.3417)
 
 
-def problem(status: int, code: int, title: str) -> twilio_fake.Answer:
+def problem(status: int, code: int | str, title: str) -> twilio_fake.Answer:
     return twilio_fake.Answer(
         status,
         {
@@ -58,3 +58,12 @@ def test_throttling_in_problem_details_is_retried_until_the_sms_goes(twilio, sto
 
     assert (delivery.status, delivery.attempts) == ("sent", 3)
     assert len(twilio.accepted) == 1
+
+
+def test_a_gateways_problem_details_with_a_code_in_words_are_retried(twilio, store):
+    # An egress gateway's own rate limit, in its own words: no Twilio error code to record.
+    twilio.then(problem(429, "RATE_LIMITED", "Too Many Requests"))
+
+    delivery = send(queue_offer(store))
+
+    assert (delivery.status, delivery.error_code, delivery.attempts) == ("sent", None, 2)
