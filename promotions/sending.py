@@ -260,10 +260,13 @@ def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
             continue
         # Twilio's word on the message replaces what the send wrote ("may have been sent", a
         # gateway's 504), as a status callback's does: its error code, or none, stands alone.
+        status = FOUND_STATUSES.get(found.status, DeliveryStatus.SENT)
         moved = still_unsettled.update(
-            status=FOUND_STATUSES.get(found.status, DeliveryStatus.SENT),
+            status=status,
             twilio_sid=found.sid,
-            sent_at=delivery.claimed_at,
+            # Handed over at its claim, as near as we know; a message Twilio failed went
+            # nowhere, and has no sending time (as from a status callback).
+            sent_at=None if status == DeliveryStatus.FAILED else delivery.claimed_at,
             error_code=found.error_code,
             error_message="",
             status_updated_at=now,

@@ -61,6 +61,6 @@ def test_a_send_settled_as_failed_for_an_unsubscribed_number_opts_it_out(twilio,
         twilio, store, settings, status="failed", error_code=21610
     )
 
-    assert (delivery.status, delivery.error_code) == ("failed", 21610)
+    assert (delivery.status, delivery.error_code, delivery.sent_at) == ("failed", 21610, None)
     delivery.customer.refresh_from_db()
     assert delivery.customer.sms_consent == SmsConsent.OPTED_OUT
