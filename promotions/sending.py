@@ -230,8 +230,9 @@ UNKNOWN_ERASED = "Its send was cut short and its customer erased since: whether 
 def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
     """Deliveries claimed for sending whose outcome was never recorded (the worker died
     between its claim and the provider's answer, or the answer never came), once their
-    offer has expired: the provider is asked whether it took the message. Its sid and status
-    are recorded, or the delivery fails as never sent; nothing is sent again. Returns how
+    offer has expired: the provider is asked whether it took the message. Its sid, status and
+    error code are recorded (a 21610 opts the number out, as a status callback's does), or the
+    delivery fails as never sent; nothing is sent again. Returns how
     many were settled; a provider that cannot be asked now leaves the rest for the next run."""
     expired = now - timedelta(seconds=settings.SMS_VALIDITY_SECONDS) - SETTLE_AFTER_EXPIRY
     unsettled = Delivery.objects.filter(
@@ -256,12 +257,24 @@ def settle_claimed_sends(*, now: datetime, limit: int = 100) -> int:
             settled += still_unsettled.update(
                 status=DeliveryStatus.FAILED, error_message=NEVER_SENT, status_updated_at=now
             )
-        else:
-            settled += still_unsettled.update(
-                status=FOUND_STATUSES.get(found.status, DeliveryStatus.SENT),
-                twilio_sid=found.sid,
-                sent_at=delivery.claimed_at,
-                status_updated_at=now,
+            continue
+        # Twilio's word on the message replaces what the send wrote ("may have been sent", a
+        # gateway's 504), as a status callback's does: its error code, or none, stands alone.
+        status = FOUND_STATUSES.get(found.status, DeliveryStatus.SENT)
+        moved = still_unsettled.update(
+            status=status,
+            twilio_sid=found.sid,
+            # Handed over at its claim, as near as we know; a message Twilio failed went
+            # nowhere, and has no sending time (as from a status callback).
+            sent_at=None if status == DeliveryStatus.FAILED else delivery.claimed_at,
+            error_code=found.error_code,
+            error_message="",
+            status_updated_at=now,
+        )
+        settled += moved
+        if moved and found.error_code == feedback.TWILIO_UNSUBSCRIBED:
+            feedback.opt_out_unsubscribed(
+                phone=delivery.to, now=now, message_at=delivery.claimed_at
             )
     return settled
 

@@ -79,6 +79,8 @@ class FakeTwilio:
     on_accepted: Callable[[Recorded, str], None] | None = None
     # What a message's status has become since (by sid), as the list reports it.
     statuses: dict[str, str] = field(default_factory=dict)
+    # And the error code Twilio's record of it gives (failed or undelivered), by sid.
+    error_codes: dict[str, int] = field(default_factory=dict)
 
     def then(self, *answers: Answer) -> "FakeTwilio":
         """Answer the next requests with these, in order; afterwards, accept every message."""
@@ -106,6 +108,7 @@ class FakeTwilio:
                 "body": r.form.get("Body"),
                 "direction": "outbound-api",
                 "status": self.statuses.get(r.sid, "sent"),
+                "error_code": self.error_codes.get(r.sid),
                 "date_created": format_datetime(r.at, usegmt=True),
             }
             for r in reversed(self.accepted)

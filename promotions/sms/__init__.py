@@ -26,6 +26,8 @@ class OutgoingSms:
 class SentSms:
     sid: str
     status: str
+    # The provider's error code for a message it failed or could not deliver (found later).
+    error_code: int | None = None
 
 
 class SmsError(Exception):

@@ -10,7 +10,11 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
-from twilio.base.exceptions import TwilioException, TwilioRestException
+from twilio.base.exceptions import (
+    TwilioException,
+    TwilioRestException,
+    TwilioServiceException,
+)
 from twilio.http.http_client import TwilioHttpClient
 from twilio.http.response import Response
 from twilio.rest import Client
@@ -91,22 +95,26 @@ class TwilioBackend:
                 ),
                 **sender,
             )
-        except TwilioRestException as error:
-            if error.status in RETRYABLE_STATUSES or error.code in RETRYABLE_CODES:
+        except (TwilioRestException, TwilioServiceException) as error:
+            # Twilio's refusal in either shape the SDK reads: its older error body, or the
+            # newer RFC 9457 problem details (TwilioServiceException, no subclass of the other).
+            said = _refusal_text(error)
+            code = _twilio_code(error)
+            if error.status in RETRYABLE_STATUSES or code in RETRYABLE_CODES:
                 kind = TransientSmsError
             elif error.status >= 500:
                 # A gateway's answer for Twilio behind it (502 bad gateway, 504 gateway
                 # timeout, a CDN's 52x): Twilio may have taken the message.
                 raise UncertainSmsError(
-                    f"Twilio {error.status}: {error.msg}; not retried, it may have been sent.",
-                    code=error.code,
+                    f"Twilio {error.status}: {said}; not retried, it may have been sent.",
+                    code=code,
                     http_status=error.status,
                 ) from error
             else:
                 kind = PermanentSmsError
             raise kind(
-                f"Twilio {error.status}: {error.msg}",
-                code=error.code,
+                f"Twilio {error.status}: {said}",
+                code=code,
                 http_status=error.status,
                 retry_after=self.http.retry_after,
             ) from error
@@ -151,8 +159,31 @@ class TwilioBackend:
                 and (created is None or created >= since - CLOCK_SKEW)
                 and _letters_and_digits(sent.body or "") == text
             ):
-                return SentSms(sid=sent.sid, status=sent.status or "sent")
+                return SentSms(
+                    sid=sent.sid, status=sent.status or "sent", error_code=sent.error_code
+                )
         return None
+
+
+def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:
+    """What Twilio said of a refusal: the older body's message, or the problem details'
+    title and, where it says more, their detail."""
+    if isinstance(error, TwilioRestException):
+        return error.msg
+    if error.detail and error.detail != error.title:
+        return f"{error.title}: {error.detail}"
+    return error.title
+
+
+def _twilio_code(error: TwilioRestException | TwilioServiceException) -> int | None:
+    """The error code the answer gave, as the number Twilio's are; None for one a delivery
+    cannot record (a gateway's own problem details: "RATE_LIMITED", or a number out of range)."""
+    code = error.code
+    if isinstance(code, str) and code.isascii() and code.isdigit():
+        code = int(code)
+    if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 2**31:
+        return code
+    return None
 
 
 def _retry_after(value: str | None) -> float | None:
