@@ -91,10 +91,13 @@ def test_a_campaign_in_1100_stores_is_saved_and_previewed_from_its_page(admin_cl
     page = urlencode(campaign_form(stores=stores), doseq=True)
 
     saved = admin_client.post("/admin/promotions/campaign/add/", page, content_type=FORM)
-    preview = urlencode({"template": "Hi {code} at {store_name}", "store": stores}, doseq=True)
-    previewed = admin_client.post(PREVIEW, preview, content_type=FORM)
+    # The chosen box lists stores in the order they were moved into it: the first by code
+    # last, here.
+    chosen = {"template": "Hi {code} at {store_name}", "store": stores[::-1]}
+    previewed = admin_client.post(PREVIEW, urlencode(chosen, doseq=True), content_type=FORM)
 
     assert saved.status_code == 302
     assert Campaign.objects.get().stores.count() == 1_100
     assert previewed.status_code == 200
     assert previewed.json()["body"].startswith("Hi ")
+    assert " at Passage 0000\n" in previewed.json()["body"]  # the campaign's first store
