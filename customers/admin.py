@@ -116,6 +116,19 @@ class CustomerAdmin(admin.ModelAdmin):
             )
         super().save_model(request, obj, form, change)
 
+    def save_formset(
+        self, request: HttpRequest, form: Any, formset: forms.BaseInlineFormSet, change: bool
+    ) -> None:
+        if formset.model is not Device:
+            super().save_formset(request, form, formset, change)
+            return
+        # A device renamed in its row waits for ingest in flight under its old id, as on
+        # its own page (save_device): a later erasure would otherwise miss those pings.
+        for device in formset.save(commit=False):
+            save_device(device=device)
+        for device in formset.deleted_objects:
+            device.delete()
+
     def get_actions(self, request: HttpRequest) -> dict:
         # Deleting a customer row would keep their phone and messages in the deliveries;
         # erasing anonymises those too. It is the only way out.

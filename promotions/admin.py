@@ -551,10 +551,12 @@ class CampaignAdmin(admin.ModelAdmin):
             valid_days = int(form.get("valid_days") or 7)
         except ValueError:
             valid_days = 7
-        # The store and product the page holds, unsaved, as the first render reads them saved.
+        # The store and product the page holds, unsaved, as the first render reads them saved:
+        # every store chosen (a form holds at most DATA_UPLOAD_MAX_NUMBER_FIELDS), or the
+        # first by code could be left out.
         store_ids = [
             int(pk)
-            for pk in form.getlist("store")[:1000]
+            for pk in form.getlist("store")
             if pk.isascii() and pk.isdigit() and len(pk) <= 18  # a bigint holds them
         ]
         preview = sms_preview(

@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers import services as customer_services
-from customers.models import Device, Platform, SmsConsent
+from customers.models import Platform, SmsConsent
 from promotions import beacons
 from promotions.ingest import IngestResult
 from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, TriggerType, Zone
@@ -234,14 +234,14 @@ def _load_shoppers() -> None:
             customer, _ = customer_services.upsert_customer(
                 external_id=shopper.external_id, values=values
             )
-        Device.objects.update_or_create(
+        # Registered as the API registers it: a demo phone someone registered to another
+        # customer meanwhile comes back without that customer's location history.
+        customer_services.register_device(
             device_id=shopper.device_id,
-            defaults={
-                "customer": customer,
-                "platform": shopper.platform,
-                # The shopper's phone also advertises itself, so in-store gateways see it.
-                "ble_identity": beacons.ibeacon_key(DEMO_BEACON_UUID, 1000, number),
-            },
+            customer=customer,
+            platform=shopper.platform,
+            # The shopper's phone also advertises itself, so in-store gateways see it.
+            ble_identity=beacons.ibeacon_key(DEMO_BEACON_UUID, 1000, number),
         )
         for sku, name, category, views in shopper.viewed:
             for view in range(views):

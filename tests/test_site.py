@@ -22,6 +22,7 @@ from promotions.models import (
     Delivery,
     LocationBatch,
     OfferCode,
+    Ping,
     PresenceEvent,
     Redemption,
     Store,
@@ -1216,6 +1217,24 @@ def test_load_demo_starts_a_demo_campaign_again_when_a_newcomer_ended_it(capsys)
     assert list(
         Campaign.objects.filter(name="X200 walk-by").exclude(pk=ended.pk).values_list("status")
     ) == [("active",)]
+
+
+def test_load_demo_giving_a_demo_phone_back_leaves_its_other_owner_s_history_behind(api):
+    # A newcomer tries README's change of hands on a demo phone (Léa's, registered to Tom),
+    # then runs make run again: the phone goes back to Léa without Tom's pings, as any
+    # change of hands leaves the previous owner's location history behind.
+    from tests.clock import ago
+
+    call_command("load_demo")
+    api.post("/api/v1/devices", {"device_id": "lea-iphone", "customer_id": "C-1002"})
+    tom_at_home = {"device_id": "lea-iphone", "latitude": 45.5, "longitude": 4.5, "accuracy": 10}
+    api.post("/api/v1/pings", {"pings": [{**tom_at_home, "recorded_at": ago(seconds=0)}]})
+    assert Ping.objects.count() == 1
+
+    call_command("load_demo")
+
+    assert Device.objects.get(device_id="lea-iphone").customer.external_id == "C-1001"
+    assert api.get("/api/v1/customers/C-1001/export").json()["pings"] == []
 
 
 @pytest.mark.django_db

@@ -9,7 +9,9 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from promotions.models import Campaign, Store
 from tests.factories import StoreFactory
+from tests.test_site import campaign_form
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +66,38 @@ def test_a_refused_preview_gives_its_reason_for_the_page_to_show():
 
     assert refused.status_code == 403
     assert refused.json() == {"error": "Your account may not write campaigns."}
+
+
+def _chain_of(count: int) -> list[int]:
+    Store.objects.bulk_create(
+        Store(
+            code=f"S{n:04}",
+            name=f"Passage {n:04}",
+            latitude=48.8,
+            longitude=2.3,
+            radius_m=50,
+            timezone="Europe/Paris",
+        )
+        for n in range(count)
+    )
+    return list(Store.objects.values_list("pk", flat=True))
+
+
+def test_a_campaign_in_1100_stores_is_saved_and_previewed_from_its_page(admin_client):
+    # The page posts each chosen store as a field of its own: past Django's default of
+    # 1,000 fields a request, the save and the preview were a bare "Bad Request (400)" page,
+    # though the API takes such a campaign.
+    stores = _chain_of(1_100)
+    page = urlencode(campaign_form(stores=stores), doseq=True)
+
+    saved = admin_client.post("/admin/promotions/campaign/add/", page, content_type=FORM)
+    # The chosen box lists stores in the order they were moved into it: the first by code
+    # last, here.
+    chosen = {"template": "Hi {code} at {store_name}", "store": stores[::-1]}
+    previewed = admin_client.post(PREVIEW, urlencode(chosen, doseq=True), content_type=FORM)
+
+    assert saved.status_code == 302
+    assert Campaign.objects.get().stores.count() == 1_100
+    assert previewed.status_code == 200
+    assert previewed.json()["body"].startswith("Hi ")
+    assert " at Passage 0000\n" in previewed.json()["body"]  # the campaign's first store

@@ -223,3 +223,67 @@ def test_a_ping_stored_under_a_devices_old_id_goes_with_its_erased_owner(api, mo
     assert answer["accepted"] + len(answer["rejected"]) == 1, answer
     assert not Device.objects.filter(pk=phone.pk).exists()
     assert not Ping.objects.filter(device_id=phone.pk).exists(), "a ping outlived its erased owner"
+
+
+def customer_page_renaming(client, customer, device, new_id: str) -> dict:
+    """The customer's change page as the browser posts it, the device renamed in its row."""
+    page = client.get(f"/admin/customers/customer/{customer.pk}/change/")
+    form = page.context["adminform"].form
+    data = {form[name].html_name: form[name].value() or "" for name in form.fields}
+    for inline in page.context["inline_admin_formsets"]:
+        formset = inline.formset
+        management = formset.management_form
+        data.update({management[n].html_name: management[n].value() for n in management.fields})
+        for row in formset.forms:
+            for name in row.fields:
+                value = row[name].value()
+                if value not in (None, False):
+                    data[row[name].html_name] = "on" if value is True else value
+            if row.instance.pk == device.pk:
+                data[row["device_id"].html_name] = new_id
+    return data
+
+
+@postgresql_only
+@pytest.mark.django_db(transaction=True)
+def test_a_ping_stored_under_an_id_renamed_on_the_customer_page_goes_with_its_erased_owner(
+    api, admin_client, monkeypatch
+):
+    # As above, the phone renamed in its row on its customer's page rather than on its own.
+    leaving = CustomerFactory()
+    phone = DeviceFactory(device_id="shop-phone", customer=leaving)
+    renamed = customer_page_renaming(admin_client, leaving, phone, "renamed-phone")
+    inside, go = threading.Event(), threading.Event()
+    insert = services.insert_ping_batch
+
+    def held_insert(*args, **kwargs):
+        inside.set()
+        go.wait(10)
+        return insert(*args, **kwargs)
+
+    monkeypatch.setattr(services, "insert_ping_batch", held_insert)
+    answer, uploading = a_ping_request(api, "shop-phone", datetime.now(UTC) - timedelta(minutes=1))
+    saved: dict = {}
+
+    def rename() -> None:
+        response = admin_client.post(f"/admin/customers/customer/{leaving.pk}/change/", renamed)
+        saved["status"] = response.status_code
+
+    renaming = erasing = None
+    try:
+        assert inside.wait(10)
+        renaming = in_thread(rename)
+        renaming.join(1)
+        erasing = in_thread(lambda: customer_services.erase_customer(customer=leaving))
+        erasing.join(1)
+    finally:
+        go.set()
+        for thread in (uploading, renaming, erasing):
+            if thread is not None:
+                thread.join(10)
+
+    assert saved == {"status": 302}
+    assert answer["status"] == 202, answer
+    assert answer["accepted"] + len(answer["rejected"]) == 1, answer
+    assert not Device.objects.filter(pk=phone.pk).exists()
+    assert not Ping.objects.filter(device_id=phone.pk).exists(), "a ping outlived its erased owner"

@@ -34,6 +34,31 @@ def test_the_simulator_reports_a_funnel_that_matches_the_data(capsys):
     assert re.search(rf"SMS sent\s+{sent}\n", out)
 
 
+def test_in_process_the_funnel_counts_what_happened_with_a_broker_configured(settings, capsys):
+    # A deployment's environment names a broker: in-process, the pings were handed to
+    # workers and the funnel printed at once, before any was processed (no presence event,
+    # no decision), and --quiet kept nothing from the workers' SMS backend.
+    from config.celery import app
+
+    call_command("load_demo")
+    capsys.readouterr()
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    app.conf.task_always_eager = False  # tasks go to a memory:// queue no worker reads
+    try:
+        call_command("simulate", shoppers=12, minutes=8, seed=4, quiet=True)
+        assert not app.conf.task_always_eager  # the run's own setting only
+    finally:
+        app.conf.task_always_eager = True
+
+    out = capsys.readouterr().out
+    shoppers = Customer.objects.filter(external_id__startswith="SIM-")
+    assert PresenceEvent.objects.filter(customer__in=shoppers, kind="entered").exists()
+    decisions = Delivery.objects.filter(customer__in=shoppers).count()
+    assert decisions and re.search(rf"decisions\s+{decisions}\n", out)
+    sent = Delivery.objects.filter(customer__in=shoppers, status="sent").count()
+    assert sent and re.search(rf"SMS sent\s+{sent}\n", out)
+
+
 def test_the_simulator_refuses_a_key_without_reports_before_creating_any_shopper(monkeypatch):
     # As with `--api-key` naming a key made without the reports scope: the SMS would go out
     # and the funnel, which lists deliveries, would print zeros.

@@ -10,11 +10,13 @@ into stores, their phones pinging with realistic noise and ranging the store's b
 Their phone numbers are reserved for fiction (simulation.fictional_phone), so they reach nobody.
 """
 
+import contextlib
 import logging
 import random
 import re
 import time
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 from urllib.parse import urlsplit
@@ -75,6 +77,22 @@ class InProcessApi:
     def close(self) -> None:
         self.api_key.revoked_at = timezone.now()
         self.api_key.save(update_fields=["revoked_at"])
+
+
+@contextlib.contextmanager
+def tasks_in_this_process() -> Iterator[None]:
+    """In-process, the pings are processed and the SMS sent in this process, as without a
+    broker, whatever CELERY_BROKER_URL names: handed to a deployment's workers instead, they
+    would be decided after the funnel was printed (no presence event, no decision), and
+    sent through the workers' SMS backend, --quiet or not."""
+    from config.celery import app
+
+    saved = settings.CELERY_TASK_ALWAYS_EAGER, app.conf.task_always_eager
+    settings.CELERY_TASK_ALWAYS_EAGER = app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        settings.CELERY_TASK_ALWAYS_EAGER, app.conf.task_always_eager = saved
 
 
 def _accepted_host() -> str:
@@ -188,7 +206,6 @@ class Command(BaseCommand):
             if not options["api_key"]:
                 raise CommandError("--base-url needs --api-key.")
         elif settings.SMS_BACKEND == "twilio":
-            # Even --quiet would not hold: with a broker, workers send through Twilio.
             raise CommandError(
                 "Refusing to run in-process while SMS_BACKEND=twilio: the shoppers' SMS would "
                 "go to Twilio."
@@ -197,12 +214,12 @@ class Command(BaseCommand):
             settings.SMS_BACKEND = "locmem"
         # In-process, each eager task would log a line between the progress bar's updates.
         logging.getLogger("celery").setLevel(logging.WARNING)
-        with database_ready():
-            api = (
-                RemoteApi(options["base_url"], options["api_key"])
-                if options["base_url"]
-                else InProcessApi()
-            )
+        with database_ready(), contextlib.ExitStack() as stack:
+            if options["base_url"]:
+                api: Api = RemoteApi(options["base_url"], options["api_key"])
+            else:
+                stack.enter_context(tasks_in_this_process())
+                api = InProcessApi()
             try:
                 self.run(api, options)
             finally:
