@@ -1,6 +1,7 @@
 """Results and what comes back from the till: redemptions, deliveries, campaign statistics,
 and code pools."""
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -188,9 +189,17 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(**kwargs)
 
 
+# A time, then a space where its offset's sign was: "10:00:00 01:00".
+PLUS_READ_AS_SPACE = re.compile(r"(\S+T[\d:.,]+) (\d\d(?::?\d\d)?)")
+
+
 class InstantFormField(forms.Field):
     """An ISO 8601 instant that names its UTC offset, as the API's InstantField reads one.
-    Django's datetime fields would read a time without one in the server's time zone."""
+    Django's datetime fields would read a time without one in the server's time zone.
+
+    A query string reads '+' as a space, so an offset typed "+01:00" in a URL (curl, a
+    browser, a link built by hand) arrives as " 01:00": that is the offset, not a time
+    without one ('-' and 'Z' come through as typed)."""
 
     default_error_messages = {
         "invalid": "Expected an ISO 8601 time with a UTC offset, e.g. 2026-11-22T10:15:00Z.",
@@ -199,6 +208,8 @@ class InstantFormField(forms.Field):
     def to_python(self, value: Any) -> datetime | None:
         if value in self.empty_values:
             return None
+        if isinstance(value, str) and (plus := PLUS_READ_AS_SPACE.fullmatch(value.strip())):
+            value = "+".join(plus.groups())
         try:
             return InstantField().to_internal_value(value)
         except serializers.ValidationError:
