@@ -280,6 +280,32 @@ def test_deliveries_filter_by_customer_campaign_and_status(api, rivoli):
     assert ids("status=sent&customer_id=C-1001") == [mine.id]
 
 
+@pytest.mark.parametrize(
+    ("query", "unknown"),
+    [
+        ("campaign_id={campaign}", "campaign_id"),  # the body of a delivery says "campaign"
+        ("customer=C-1001", "customer"),
+        ("status=sent&reason=quiet_hours", "reason"),
+        ("created_since=2026-11-30T10:00:00Z", "created_since"),
+    ],
+)
+def test_an_unknown_filter_of_the_deliveries_is_400_not_every_delivery(api, query, unknown):
+    """Ignored, a misspelt filter answers every delivery as if they were the ones asked for:
+    an export of one campaign's results would count every campaign's."""
+    mine = DeliveryFactory(customer=CustomerFactory(external_id="C-1001"))
+    DeliveryFactory()
+
+    response = api.get(f"/api/v1/deliveries?{query.format(campaign=mine.campaign_id)}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [unknown]
+    assert "campaign" in response.json()[unknown][0]
+
+
+def test_the_page_is_no_unknown_filter(api):
+    assert api.get("/api/v1/deliveries?page=1&status=sent").status_code == 200
+
+
 @pytest.mark.parametrize("query", ["status=nonsense", "campaign=abc", "campaign=1e999"])
 def test_an_invalid_filter_is_400(api, query):
     assert api.get(f"/api/v1/deliveries?{query}").status_code == 400
