@@ -296,9 +296,11 @@ class DecisionCountsSerializer(serializers.Serializer):
 class CampaignStatsSerializer(serializers.Serializer):
     campaign = serializers.IntegerField()
     presence_events_matched = serializers.IntegerField(
-        help_text="Presence events that triggered the campaign, passed its intent condition and "
-        "ranked it first among the campaigns that matched (one decision each). An event another "
-        "campaign won is that campaign's decision, and is not counted here."
+        help_text="Presence events the campaign was judged for, one decision each: those that "
+        "triggered it and met its intent condition, but for those a campaign ranked before it "
+        "texted the customer for, or held them out for (one SMS an event). A campaign ranked "
+        "before it that could not send (a cap, quiet hours, its budget) leaves the event to the "
+        "next, and both count it."
     )
     decisions = DecisionCountsSerializer()
     sent = serializers.IntegerField(help_text="Handed to the carrier: sent, then delivered or not.")
