@@ -488,7 +488,8 @@ REST_FRAMEWORK = {
     # Counts only the views whose required scope is ingest; see its docstring.
     "DEFAULT_THROTTLE_CLASSES": ["promotions.api.throttles.IngestRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    # django-filter's, refusing a query parameter that names no filter.
+    "DEFAULT_FILTER_BACKENDS": ["promotions.api.filtering.KnownFiltersBackend"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "promotions.api.schema.AutoSchema",

@@ -4,7 +4,7 @@ like a mock flag; an optional field sent as null is left out, and the schema doc
 the API answers and checks. Review 2's findings, and the fixes'."""
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.utils import timezone
@@ -485,6 +485,25 @@ def test_a_delivery_pin_without_a_utc_offset_is_refused(api, value):
 
     assert response.status_code == 400
     assert list(response.json()) == ["created_before"]
+
+
+def test_a_pin_whose_offset_the_query_string_read_as_a_space_is_taken(api):
+    """A '+' typed in a URL's query (curl, a browser, a hand-built link) reaches us as a space:
+    "+01:00" is no offset missing, and a 400 saying to add one would send the client looking
+    for what it already wrote."""
+    earlier = DeliveryFactory()
+    Delivery.objects.filter(pk=earlier.pk).update(
+        created_at=datetime(2026, 11, 30, 8, 59, tzinfo=UTC)
+    )
+    later = DeliveryFactory()
+    Delivery.objects.filter(pk=later.pk).update(created_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC))
+
+    before = api.get("/api/v1/deliveries?created_before=2026-11-30T10:00:00+01:00")
+    after = api.get("/api/v1/deliveries?created_after=2026-11-30T10:00+01:00")
+
+    assert before.status_code == after.status_code == 200, before.json()
+    assert [row["id"] for row in before.json()["results"]] == [earlier.pk]
+    assert [row["id"] for row in after.json()["results"]] == [later.pk]
 
 
 def test_the_schema_documents_the_delivery_pins():

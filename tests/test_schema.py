@@ -349,7 +349,13 @@ def op(method: str, template: str, *calls: Call) -> Operation:
 
 
 OPERATIONS = [
-    op("GET", "/api/v1/stores", Call("/api/v1/stores"), Call("/api/v1/stores?page=9", status=404)),
+    op(
+        "GET",
+        "/api/v1/stores",
+        Call("/api/v1/stores"),
+        Call("/api/v1/stores?code=OPERA", status=400),
+        Call("/api/v1/stores?page=9", status=404),
+    ),
     op("POST", "/api/v1/stores", Call("/api/v1/stores", store_body("NEW"), 201)),
     op(
         "GET",

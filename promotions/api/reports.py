@@ -1,6 +1,7 @@
 """Results and what comes back from the till: redemptions, deliveries, campaign statistics,
 and code pools."""
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -188,9 +189,17 @@ class IdFilter(django_filters.NumberFilter):
         super().__init__(**kwargs)
 
 
+# A time, then a space where its offset's sign was: "10:00:00 01:00".
+PLUS_READ_AS_SPACE = re.compile(r"(\S+T[\d:.,]+) (\d\d(?::?\d\d)?)")
+
+
 class InstantFormField(forms.Field):
     """An ISO 8601 instant that names its UTC offset, as the API's InstantField reads one.
-    Django's datetime fields would read a time without one in the server's time zone."""
+    Django's datetime fields would read a time without one in the server's time zone.
+
+    A query string reads '+' as a space, so an offset typed "+01:00" in a URL (curl, a
+    browser, a link built by hand) arrives as " 01:00": that is the offset, not a time
+    without one ('-' and 'Z' come through as typed)."""
 
     default_error_messages = {
         "invalid": "Expected an ISO 8601 time with a UTC offset, e.g. 2026-11-22T10:15:00Z.",
@@ -199,6 +208,8 @@ class InstantFormField(forms.Field):
     def to_python(self, value: Any) -> datetime | None:
         if value in self.empty_values:
             return None
+        if isinstance(value, str) and (plus := PLUS_READ_AS_SPACE.fullmatch(value.strip())):
+            value = "+".join(plus.groups())
         try:
             return InstantField().to_internal_value(value)
         except serializers.ValidationError:
@@ -285,9 +296,11 @@ class DecisionCountsSerializer(serializers.Serializer):
 class CampaignStatsSerializer(serializers.Serializer):
     campaign = serializers.IntegerField()
     presence_events_matched = serializers.IntegerField(
-        help_text="Presence events that triggered the campaign, passed its intent condition and "
-        "ranked it first among the campaigns that matched (one decision each). An event another "
-        "campaign won is that campaign's decision, and is not counted here."
+        help_text="Presence events the campaign was judged for, one decision each: those that "
+        "triggered it and met its intent condition, but for those a campaign ranked before it "
+        "texted the customer for, or held them out for (one SMS an event). A campaign ranked "
+        "before it that could not send (a cap, quiet hours, its budget) leaves the event to the "
+        "next, and both count it."
     )
     decisions = DecisionCountsSerializer()
     sent = serializers.IntegerField(help_text="Handed to the carrier: sent, then delivered or not.")

@@ -1,9 +1,9 @@
 """The OpenAPI schema says what clients really get back, beyond what each view declares.
 
 `AutoSchema` adds to each operation the errors the API's machinery can answer it with:
-authentication and scopes, the ingest rate limit, the JSON body parser, filters, pagination,
-object lookup and an unavailable database. A view declares only its own errors (a 409, the
-404 of a lookup it makes itself).
+authentication and scopes, the ingest rate limit, the JSON body parser, filters (and the
+query parameters a list refuses), pagination, object lookup and an unavailable database. A
+view declares only its own errors (a 409, the 404 of a lookup it makes itself).
 
 `require_response_fields` marks every field of a response component required: a response
 always carries them, null included, and generated clients read an optional field as one they
@@ -69,6 +69,8 @@ class AutoSchema(openapi.AutoSchema):
             # DRF filters the queryset an object is looked up in too, so a detail answers a
             # bad filter value as a list does.
             bad_input.append("a bad filter value")
+        if lists:
+            bad_input.append("a query parameter that names no filter")  # KnownFiltersBackend
         if bad_input:
             errors["400"] = self._error(
                 f"Invalid input ({' or '.join(bad_input)}): "

@@ -190,6 +190,17 @@ def test_a_filter_with_a_nul_is_400(api, resource):
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
+def test_an_unknown_filter_of_a_list_is_400_not_the_whole_list(api, resource):
+    make, _ = RESOURCES[resource]
+    make()
+
+    response = api.get(f"/api/v1/{resource}?code=nothing-has-this-code")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["code"]
+
+
+@pytest.mark.parametrize("resource", RESOURCES)
 def test_a_trailing_slash_is_not_the_resource(api, resource):
     assert api.get(f"/api/v1/{resource}/").status_code == 404
 

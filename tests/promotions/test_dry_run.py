@@ -8,6 +8,7 @@ from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from django.db.models.signals import post_init
 from django.utils import timezone
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hypothesis_settings
@@ -23,6 +24,7 @@ from tests.factories import (
     DeliveryFactory,
     DeviceFactory,
     StoreFactory,
+    ZoneFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -642,3 +644,52 @@ def test_a_would_be_sms_for_an_event_another_campaign_texted_counts_for_the_cap(
     result = dry_run(api, draft, since=at - timedelta(hours=1))
 
     assert (result["would_send"], result["by_reason"]["campaign_cap"]) == (1, 1)
+
+
+# --- What it reads ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("trigger", "wanted"),
+    [
+        ({"trigger_type": "enter"}, {"kind": "entered"}),
+        ({"trigger_type": "dwell", "trigger_minutes": 5}, {"kind": "dwelled", "minutes": 5}),
+        (
+            {"trigger_type": "near", "trigger_distance_m": 300.0},
+            {"kind": "near", "distance_m": 300.0},
+        ),
+    ],
+)
+def test_a_dry_run_reads_only_the_events_its_trigger_waits_for(api, rivoli, trigger, wanted):
+    """A year of a chain's visits is millions of events: a campaign's dry run loads those of its
+    stores and trigger, not every visit of every store (100,000 elsewhere took 19 s and 330 MB,
+    past a gunicorn worker's timeout)."""
+    opera = StoreFactory(code="OPERA")
+    campaign = CampaignFactory(status="draft", **trigger)
+    campaign.stores.add(rivoli)
+    lea = CustomerFactory()
+    now = timezone.now()
+    presence_event(lea, rivoli, at=now - timedelta(hours=1), **wanted)
+    entrance = ZoneFactory(store=rivoli, code="entrance")
+    others = [
+        {"store": opera, **wanted},
+        {"store": rivoli, "kind": "entered", "zone": entrance, "place_key": "zone"},
+        {"store": rivoli, "kind": "dwelled", "minutes": 20},
+        {"store": rivoli, "kind": "near", "distance_m": 1000},
+    ]
+    for n in range(40):
+        fields = dict(others[n % len(others)])
+        presence_event(lea, fields.pop("store"), at=now - timedelta(hours=2, minutes=n), **fields)
+    loaded = Counter()
+
+    def count(sender: type, **kwargs: object) -> None:
+        loaded[sender] += 1
+
+    post_init.connect(count, sender=PresenceEvent)
+    try:
+        result = dry_run(api, campaign, since=now - timedelta(days=1))
+    finally:
+        post_init.disconnect(count, sender=PresenceEvent)
+
+    assert (result["presence_events"], result["matched"]) == (41, 1)
+    assert loaded[PresenceEvent] == 1

@@ -27,6 +27,7 @@ from tests.factories import (
     DeviceFactory,
     StoreFactory,
 )
+from tests.test_schema import openapi
 
 pytestmark = pytest.mark.django_db
 
@@ -280,6 +281,32 @@ def test_deliveries_filter_by_customer_campaign_and_status(api, rivoli):
     assert ids("status=sent&customer_id=C-1001") == [mine.id]
 
 
+@pytest.mark.parametrize(
+    ("query", "unknown"),
+    [
+        ("campaign_id={campaign}", "campaign_id"),  # the body of a delivery says "campaign"
+        ("customer=C-1001", "customer"),
+        ("status=sent&reason=quiet_hours", "reason"),
+        ("created_since=2026-11-30T10:00:00Z", "created_since"),
+    ],
+)
+def test_an_unknown_filter_of_the_deliveries_is_400_not_every_delivery(api, query, unknown):
+    """Ignored, a misspelt filter answers every delivery as if they were the ones asked for:
+    an export of one campaign's results would count every campaign's."""
+    mine = DeliveryFactory(customer=CustomerFactory(external_id="C-1001"))
+    DeliveryFactory()
+
+    response = api.get(f"/api/v1/deliveries?{query.format(campaign=mine.campaign_id)}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [unknown]
+    assert "campaign" in response.json()[unknown][0]
+
+
+def test_the_page_is_no_unknown_filter(api):
+    assert api.get("/api/v1/deliveries?page=1&status=sent").status_code == 200
+
+
 @pytest.mark.parametrize("query", ["status=nonsense", "campaign=abc", "campaign=1e999"])
 def test_an_invalid_filter_is_400(api, query):
     assert api.get(f"/api/v1/deliveries?{query}").status_code == 400
@@ -383,6 +410,43 @@ def test_erasing_a_customer_leaves_the_campaign_s_results_as_they_were(api, rivo
     assert before["treated"] == {"customers": 2, "redeemed": 1, "rate": 0.5, "revenue": "0.00"}
     assert before["holdout"]["customers"] == 1
     assert before["presence_events_matched"] == 4
+
+
+def test_an_event_a_campaign_could_not_text_for_counts_for_it_and_for_the_next_one(api, rivoli):
+    """Live, a campaign ranked first that cannot send (its cap) leaves the event to the next
+    one, which texts: each was judged for it, and each one's stats count it, as its schema
+    says."""
+    first = CampaignFactory(priority=10)
+    second = CampaignFactory(priority=5)
+    lea = CustomerFactory()
+    event = PresenceEvent.objects.create(
+        customer=lea,
+        store=rivoli,
+        place_key=f"store:{rivoli.id}",
+        kind="entered",
+        occurred_at=timezone.now(),
+    )
+    DeliveryFactory(
+        campaign=first,
+        customer=lea,
+        presence_event=event,
+        status="suppressed",
+        reason="campaign_cap",
+        code=None,
+    )
+    DeliveryFactory(campaign=second, customer=lea, presence_event=event)
+
+    counted = [
+        api.get(f"/api/v1/campaigns/{campaign.id}/stats").json()["presence_events_matched"]
+        for campaign in (first, second)
+    ]
+    described = openapi()["components"]["schemas"]["CampaignStats"]["properties"][
+        "presence_events_matched"
+    ]["description"]
+
+    assert counted == [1, 1]
+    assert "ranked it first" not in described
+    assert "could not send" in described
 
 
 def test_stats_of_an_unknown_campaign_are_404(api):

@@ -1,0 +1,32 @@
+"""How lists read their query: the filters a list declares, its page, and nothing else."""
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework.exceptions import ValidationError
+from rest_framework.request import Request
+from rest_framework.settings import api_settings
+
+
+class KnownFiltersBackend(DjangoFilterBackend):
+    """django-filter's backend, but a list's query parameter that names none of its filters
+    is a 400 naming it, never ignored: ignored, `?campaign_id=3` (the filter is `campaign`)
+    or `?customer=C-1001` answers every campaign's or every customer's deliveries, a 200 an
+    export would take for the ones it asked for. A request body's unknown field is refused
+    the same way (KnownFieldsOnly). An object read by its key takes its list's filters and
+    ignores other parameters, as before."""
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        if request.method == "GET" and getattr(view, "action", "list") == "list":
+            filterset_class = self.get_filterset_class(view, queryset)
+            filters = list(filterset_class.base_filters) if filterset_class else []
+            paginator = getattr(view, "paginator", None)
+            page = [paginator.page_query_param] if paginator is not None else []
+            known = {*filters, *page, api_settings.URL_FORMAT_OVERRIDE}
+            unknown = sorted(name for name in request.query_params if name not in known)
+            if unknown:
+                takes = ", ".join([*filters, *page]) or "no parameter"
+                message = f"Unknown filter: this list takes {takes}."
+                raise ValidationError({name: [message] for name in unknown})
+        return super().filter_queryset(request, queryset, view)
