@@ -29,6 +29,7 @@ from customers.models import (
 )
 from promotions import beacons
 from promotions.api.errors import DATABASE_RETRY_AFTER_SECONDS
+from promotions.api.parsers import ACCEPTED_ENCODINGS
 from promotions.models import (
     DeliveryReason,
     DeliveryStatus,
@@ -708,6 +709,15 @@ def test_an_operation_answers_exactly_the_statuses_its_schema_documents(world, s
         )
         assert chunked.status_code == 411
         answered.setdefault(411, []).extend(problems(operation.method, path, chunked))
+        brotli = client.generic(
+            operation.method,
+            path,
+            data=b"{}",
+            content_type="application/json",
+            HTTP_CONTENT_ENCODING="br",
+        )
+        assert (brotli.status_code, brotli["Accept-Encoding"]) == (415, ACCEPTED_ENCODINGS)
+        answered.setdefault(415, []).extend(problems(operation.method, path, brotli))
     # The operation's own answers, in order.
     for call in operation.calls:
         assert send(client, call).status_code == call.status, call

@@ -24,6 +24,7 @@ from rest_framework.generics import GenericAPIView
 from promotions.api.auth import HasScope
 from promotions.api.batch import ErrorSerializer
 from promotions.api.fields import AccuracyField, IntentWindowDaysField, KnownFieldsOnly
+from promotions.api.parsers import ACCEPTED_ENCODINGS
 from promotions.api.throttles import IngestRateThrottle
 from promotions.models import Scope
 
@@ -32,6 +33,13 @@ RETRY_AFTER = {
     "Retry-After": {
         "schema": {"type": "integer"},
         "description": "Seconds to wait before retrying.",
+    }
+}
+
+ACCEPT_ENCODING = {
+    "Accept-Encoding": {
+        "schema": {"type": "string"},
+        "description": f"The codings a body may be sent in: {ACCEPTED_ENCODINGS}.",
     }
 }
 
@@ -92,6 +100,10 @@ class AutoSchema(openapi.AutoSchema):
         if has_body:
             errors["411"] = self._error("A chunked body without Content-Length.")
             errors["413"] = self._error("The body is over the size limit.")
+            errors["415"] = self._error(
+                f"A Content-Encoding other than {ACCEPTED_ENCODINGS}.",
+                headers=ACCEPT_ENCODING,
+            )
         if self._can_be_throttled():
             errors["429"] = self._error(
                 "Over the API key's rate limit for this endpoint.", headers=RETRY_AFTER
