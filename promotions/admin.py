@@ -51,6 +51,7 @@ from promotions.models import (
 from promotions.offers import (
     TemplateError,
     generate_code,
+    normalise_code,
     render_offer,
     sms_encoding,
     sms_segments,
@@ -986,8 +987,22 @@ class SentFilter(admin.SimpleListFilter):
         return queryset
 
 
+class FindsCodesAsTheTill(admin.ModelAdmin):
+    """A code searched as the till looks it up (case, spaces and dashes do not count): a
+    marketer types what the customer reads out, JJ6PKR7R for JJ6P-KR7R."""
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet, search_term: str
+    ) -> tuple[QuerySet, bool]:
+        found, may_have_duplicates = super().get_search_results(request, queryset, search_term)
+        code_key = normalise_code(search_term)
+        if code_key:
+            found |= queryset.filter(code_key=code_key)
+        return found, may_have_duplicates
+
+
 @admin.register(Delivery)
-class DeliveryAdmin(HistoryAdmin):
+class DeliveryAdmin(FindsCodesAsTheTill, HistoryAdmin):
     list_display = ["created_at", "campaign", "customer", "store", "status", "reason", "code"]
     list_select_related = ["campaign", "customer", "store"]
     list_filter = [SentFilter, "status", "reason", "campaign", "store"]
@@ -1176,7 +1191,7 @@ class OfferCodeForm(forms.ModelForm):
 
 
 @admin.register(OfferCode)
-class OfferCodeAdmin(admin.ModelAdmin):
+class OfferCodeAdmin(FindsCodesAsTheTill):
     form = OfferCodeForm
     list_display = ["code", "campaign", "delivery"]
     list_select_related = ["campaign", "delivery"]
