@@ -164,6 +164,13 @@ def test_the_simulator_refuses_to_run_in_process_with_twilio(settings):
     assert not Customer.objects.exists()
 
 
+def test_an_api_key_without_a_server_is_refused_not_ignored():
+    # Run in-process, the key would go unused: the operator meant a server and forgot its URL.
+    with pytest.raises(CommandError, match="--api-key needs --base-url"):
+        call_command("simulate", shoppers=2, api_key="k" * 40, quiet=True)
+    assert not Customer.objects.exists()
+
+
 def test_the_simulator_caps_shoppers_at_the_numbers_it_has():
     from promotions.simulation import MAX_SHOPPERS
 

@@ -205,6 +205,8 @@ class Command(BaseCommand):
             check_base_url(options["base_url"])
             if not options["api_key"]:
                 raise CommandError("--base-url needs --api-key.")
+        elif options["api_key"]:
+            raise CommandError("--api-key needs --base-url: in-process, no key is used.")
         elif settings.SMS_BACKEND == "twilio":
             raise CommandError(
                 "Refusing to run in-process while SMS_BACKEND=twilio: the shoppers' SMS would "
