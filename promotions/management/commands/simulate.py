@@ -31,6 +31,10 @@ from promotions.management.commands._database import database_ready
 
 BATCH = 500
 REMOTE_TIMEOUT_SECONDS = 60
+# Against a server, how the funnel waits for its workers (settled_deliveries).
+SETTLE_POLL_SECONDS = 1.0
+SETTLE_QUIET_SECONDS = 5.0
+SETTLE_MAX_SECONDS = 120.0
 # One harmless request for each scope the simulator's calls need: the API answers 403 when
 # the key lacks that scope. Asked before any shopper is created, so a key short of one
 # stops the run cleanly instead of leaving shoppers behind or printing a funnel of zeros.
@@ -438,18 +442,10 @@ class Command(BaseCommand):
         totals: Counter[str],
     ) -> None:
         prefix = f"SIM-{run}-"
-        deliveries = []
-        page = 1
-        while True:
-            status, body = api.call("GET", f"/api/v1/deliveries?page={page}")
-            if status != 200:
-                raise CommandError(f"GET /api/v1/deliveries answered {status}: {body}")
-            mine = [d for d in body["results"] if (d["customer_id"] or "").startswith(prefix)]
-            deliveries += mine
-            oldest = body["results"][-1]["created_at"] if body["results"] else None
-            if not body.get("next") or (oldest and oldest < started.isoformat()):
-                break
-            page += 1
+        if options["base_url"]:
+            deliveries = self.settled_deliveries(api, prefix, started)
+        else:
+            deliveries = self.deliveries(api, prefix, started)
         statuses = Counter(d["status"] for d in deliveries)
         reasons = Counter(d["reason"] for d in deliveries if d["reason"])
         sent = sum(statuses[s] for s in ("sent", "delivered", "undelivered"))
@@ -478,8 +474,47 @@ class Command(BaseCommand):
             out(f"      because {reason:<16} {n}")
         out(f"  SMS sent                   {sent}")
 
+    def deliveries(self, api: Api, prefix: str, started: datetime) -> list[dict[str, Any]]:
+        """The run's deliveries, newest first, read until the pages reach its start."""
+        deliveries = []
+        page = 1
+        while True:
+            status, body = api.call("GET", f"/api/v1/deliveries?page={page}")
+            if status != 200:
+                raise CommandError(f"GET /api/v1/deliveries answered {status}: {body}")
+            mine = [d for d in body["results"] if (d["customer_id"] or "").startswith(prefix)]
+            deliveries += mine
+            oldest = body["results"][-1]["created_at"] if body["results"] else None
+            if not body.get("next") or (oldest and oldest < started.isoformat()):
+                break
+            page += 1
+        return deliveries
+
+    def settled_deliveries(self, api: Api, prefix: str, started: datetime) -> list[dict[str, Any]]:
+        """Against a server, the workers decide and send after the API answered: the
+        deliveries once none is queued and none has changed for SETTLE_QUIET_SECONDS, or as
+        they stand after SETTLE_MAX_SECONDS (the funnel then shows what is still queued)."""
+        deliveries = self.deliveries(api, prefix, started)
+        deadline = time.monotonic() + SETTLE_MAX_SECONDS
+        changed_at = time.monotonic()
+        self.stderr.write("Waiting for the server's workers to decide and send...")
+        while time.monotonic() < deadline:
+            time.sleep(SETTLE_POLL_SECONDS)
+            again = self.deliveries(api, prefix, started)
+            if _states(again) != _states(deliveries):
+                deliveries, changed_at = again, time.monotonic()
+            elif time.monotonic() - changed_at >= SETTLE_QUIET_SECONDS and not any(
+                d["status"] == "queued" for d in deliveries
+            ):
+                break
+        return deliveries
+
     def presence_events(self, prefix: str) -> Counter[str]:
         from promotions.models import PresenceEvent
 
         kinds = PresenceEvent.objects.filter(customer__external_id__startswith=prefix)
         return Counter(kinds.values_list("kind", flat=True))
+
+
+def _states(deliveries: list[dict[str, Any]]) -> set[tuple[Any, str]]:
+    return {(d["id"], d["status"]) for d in deliveries}
