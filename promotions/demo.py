@@ -15,7 +15,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from customers import services as customer_services
-from customers.models import Platform, SmsConsent
+from customers.models import Device, Platform, SmsConsent
 from promotions import beacons
 from promotions.ingest import IngestResult
 from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, TriggerType, Zone
@@ -236,13 +236,23 @@ def _load_shoppers() -> None:
             )
         # Registered as the API registers it: a demo phone someone registered to another
         # customer meanwhile comes back without that customer's location history.
-        customer_services.register_device(
-            device_id=shopper.device_id,
-            customer=customer,
-            platform=shopper.platform,
-            # The shopper's phone also advertises itself, so in-store gateways see it.
-            ble_identity=beacons.ibeacon_key(DEMO_BEACON_UUID, 1000, number),
-        )
+        # The shopper's phone also advertises itself, so in-store gateways see it.
+        identity = beacons.ibeacon_key(DEMO_BEACON_UUID, 1000, number)
+        try:
+            customer_services.register_device(
+                device_id=shopper.device_id,
+                customer=customer,
+                platform=shopper.platform,
+                ble_identity=identity,
+            )
+        except customer_services.ConflictError:
+            device = Device.objects.filter(ble_identity=identity).first()
+            holder = f"Device {device.device_id!r}" if device else "A store beacon"
+            raise DemoRefused(
+                f"{holder} advertises the BLE identity of the demo shopper "
+                f"{shopper.external_id}'s phone ({shopper.device_id}): remove its identity, "
+                "or the device, and run again."
+            ) from None
         for sku, name, category, views in shopper.viewed:
             for view in range(views):
                 # Dated ids: each day's `make run` adds that day's browsing, once.

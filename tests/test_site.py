@@ -1237,6 +1237,28 @@ def test_load_demo_giving_a_demo_phone_back_leaves_its_other_owner_s_history_beh
     assert api.get("/api/v1/customers/C-1001/export").json()["pings"] == []
 
 
+def test_load_demo_names_the_device_that_took_a_demo_phone_s_identity(api):
+    # A newcomer moves Léa's advertised identity to a tag of their own, then runs make run.
+    from django.core.management.base import CommandError
+
+    from promotions.demo import DEMO_BEACON_UUID
+
+    call_command("load_demo")
+    identity = {"uuid": DEMO_BEACON_UUID, "major": 1000, "minor": 1}
+    lea_phone = {"device_id": "lea-iphone", "customer_id": "C-1001", "ibeacon": None}
+    assert api.post("/api/v1/devices", lea_phone).status_code == 200
+    tag = {"device_id": "my-tag", "customer_id": "C-1002", "ibeacon": identity}
+    assert api.post("/api/v1/devices", tag).status_code == 201
+
+    with pytest.raises(CommandError) as error:
+        call_command("load_demo")
+
+    assert str(error.value) == (
+        "Device 'my-tag' advertises the BLE identity of the demo shopper C-1001's phone "
+        "(lea-iphone): remove its identity, or the device, and run again."
+    )
+
+
 @pytest.mark.django_db
 def test_the_deliveries_list_filters_what_the_results_page_counts_as_sent(admin_client):
     campaign = CampaignFactory()
