@@ -747,9 +747,12 @@ class _Run:
         upload of the same device, posted in another request) completes the windows of the
         readings after it, as it would have done applied in time order."""
         window, needed = self.rules.beacon_window, self.rules.beacon_min_sightings
-        if reading.at < state.rssi[-1][0] - window:
-            return None  # it falls in the window of no reading from its own on
-        for moment, *_ in state.rssi[bisect_left(state.rssi, (reading.at,)) :]:
+        # Only windows the held readings cover whole are judged: two windows back from the
+        # latest are held, so those ending a window before it or later. A reading more than a
+        # window late still completes those (a strong reading, then a faint one 30 s on:
+        # another gateway's strong one of just before the first makes two within 30 s).
+        start = max(reading.at, state.rssi[-1][0] - window)
+        for moment, *_ in state.rssi[bisect_left(state.rssi, (start,)) :]:
             if moment > reading.at + window:
                 break
             # "2 sightings within 30 s": 30 s apart counts. Each reading is judged against its

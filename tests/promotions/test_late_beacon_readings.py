@@ -120,3 +120,17 @@ def test_a_late_reading_from_before_the_window_does_not_complete_it(api, outbox,
     assert late.json()["accepted"] == 1
     assert not zone_entries(lea).exists()
     assert outbox == []
+
+
+def test_a_late_reading_completes_a_window_that_ended_before_the_latest_reading(
+    api, outbox, two_gateways, lea
+):
+    # gw-1 heard the tag strongly 35 s ago, then faintly 10 s ago (no entry: the median of
+    # those two is below the threshold); gw-2 uploads late what it heard 45 s ago, strong:
+    # with the reading 35 s ago, 2 strong sightings within 30 s, as in time order.
+    heard("gw-1", api, (-60, 35), (-110, 10))
+    late = heard("gw-2", api, (-60, 45))
+
+    assert late.json()["accepted"] == 1
+    assert zone_entries(lea).count() == 1
+    assert [sms.to for sms in outbox] == [lea.phone]
