@@ -56,6 +56,7 @@ The rules that real location data needs:
 
 import math
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -362,6 +363,11 @@ class _Run:
         self.outcome = Outcome()
         self.changed: set[Place] = set()
         self.entered: set[Place] = set()
+        # The times of the readings this run has yet to apply, by place they feed: a window
+        # is judged at a moment only once every reading of the run up to it is in it.
+        self.pending: dict[Place, deque[datetime]] = {}
+        # The places whose windows from the next pending reading's time on were left to it.
+        self.deferred: set[Place] = set()
 
     def state(self, place: Place) -> PlaceState:
         if place not in self.states:
@@ -673,25 +679,45 @@ class _Run:
         self.leave(ring, at)
         self.state(ring).beyond_at = at
 
+    def expect_reading(self, reading: BeaconReading) -> None:
+        """Note a reading this run will apply (in time order, after those noted before)."""
+        for place in _places_fed(reading):
+            self.pending.setdefault(place, deque()).append(reading.at)
+
     def apply_reading(self, reading: BeaconReading) -> None:
         self.expire(reading.at)
         evidence = {"sighting": reading.sighting}
         store_place = Place(reading.store)
-        places = [Place(reading.store, zone=reading.zone)] if reading.zone is not None else []
-        places.append(store_place)
+        places = _places_fed(reading)
+        # The reading's own time leaves each place's pending times: what is left is the next
+        # reading of this run the place will see, which judges the windows from its time on.
+        until = {}
+        for place in places:
+            pending = self.pending.get(place)
+            if pending:
+                pending.popleft()
+            until[place] = pending[0] if pending else None
         for place in places:
             state = self.state(place)
             # Nothing from before the place's last entry or exit moves it.
-            if _not_after(reading.at, state.last_at) or self._applied(state, reading):
+            if _not_after(reading.at, state.last_at):
                 continue
-            state.note_reading(reading.device, reading.at)
-            self.changed.add(place)
-            if state.inside:
-                self.stay(place, Hold(reading.device, reading_at=reading.at))
-                self.dwell(place, reading.at)
+            if not self._applied(state, reading):
+                state.note_reading(reading.device, reading.at)
+                self.changed.add(place)
+                if state.inside:
+                    self.stay(place, Hold(reading.device, reading_at=reading.at))
+                    self.dwell(place, reading.at)
+                    continue
+                self._hold_rssi(state, reading)
+            elif state.inside or not state.rssi or place not in self.deferred:
                 continue
-            self._hold_rssi(state, reading)
-            entry = self._strong_moment(state, reading)
+            # A reading held already (the same one from a second gateway) still judges the
+            # windows an earlier reading of this run left to it.
+            self.deferred.discard(place)
+            if until[place] is not None and until[place] <= reading.at + self.rules.beacon_window:
+                self.deferred.add(place)
+            entry = self._strong_moment(state, reading, until[place])
             if entry is None:
                 continue
             moment, why = entry
@@ -740,12 +766,16 @@ class _Run:
         state.rssi = held[max(first, len(held) - _WINDOW_CAP) :]
 
     def _strong_moment(
-        self, state: PlaceState, reading: BeaconReading
+        self, state: PlaceState, reading: BeaconReading, until: datetime | None = None
     ) -> tuple[datetime, str] | None:
         """The first moment, from the reading's on, at which the window's readings make an
         entry, and why. A reading that arrived late (another device's, or another gateway's
         upload of the same device, posted in another request) completes the windows of the
-        readings after it, as it would have done applied in time order."""
+        readings after it, as it would have done applied in time order. Not those from
+        `until` on, the time of the run's next reading here: they lack it and the readings
+        after it (a late upload's faint readings, applied one by one, would otherwise let its
+        first and a strong one already held make a window the faint ones make too weak); that
+        reading judges them."""
         window, needed = self.rules.beacon_window, self.rules.beacon_min_sightings
         # Only windows the held readings cover whole are judged: two windows back from the
         # latest are held, so those ending a window before it or later. A reading more than a
@@ -753,7 +783,7 @@ class _Run:
         # another gateway's strong one of just before the first makes two within 30 s).
         start = max(reading.at, state.rssi[-1][0] - window)
         for moment, *_ in state.rssi[bisect_left(state.rssi, (start,)) :]:
-            if moment > reading.at + window:
+            if moment > reading.at + window or (until is not None and moment >= until):
                 break
             # "2 sightings within 30 s": 30 s apart counts. Each reading is judged against its
             # own zone's threshold: a store's window pools its zones, and a strict zone's weak
@@ -804,6 +834,12 @@ class _Run:
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)
         return self.outcome
+
+
+def _places_fed(reading: BeaconReading) -> list[Place]:
+    """The places whose windows a reading feeds: its zone's, if it has one, then its store's."""
+    store = Place(reading.store)
+    return [Place(reading.store, zone=reading.zone), store] if reading.zone is not None else [store]
 
 
 def _window_item(reading: BeaconReading) -> tuple[datetime, int, int, int]:
@@ -946,9 +982,12 @@ def advance(
     run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
     run.locate_reach_m, run.measure = locate_reach_m, measure
     horizon = now + rules.timeout
-    for observation in sorted(observations, key=_order):
-        if observation.at > horizon:
-            continue  # a clock far ahead: ingest refuses these, and they must not pin state
+    # A clock far ahead: ingest refuses these, and they must not pin state.
+    applied = [o for o in sorted(observations, key=_order) if o.at <= horizon]
+    for observation in applied:
+        if isinstance(observation, BeaconReading):
+            run.expect_reading(observation)
+    for observation in applied:
         if isinstance(observation, Fix):
             run.apply_fix(observation, locate)
         else:

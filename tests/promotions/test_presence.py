@@ -571,21 +571,40 @@ def test_processing_the_same_readings_twice_changes_nothing(observations):
 
 
 @pytest.mark.parametrize(
-    "batches",
+    ("batches", "entry"),
     [
-        [[reading(10, -60)], [reading(5, -62)]],
-        [[reading(10, -60)], [reading(2, -62), reading(5, -61)]],
-        [[tag(10)], [tag(5)]],
+        ([[reading(10, -60)], [reading(5, -62)]], 10),
+        # The queue's two readings make the window at 5 s, as in time order.
+        ([[reading(10, -60)], [reading(2, -62), reading(5, -61)]], 5),
+        ([[tag(10)], [tag(5)]], 10),
     ],
     ids=["a second gateway's reading", "the app's queue", "the card's tag"],
 )
-def test_a_devices_reading_posted_after_a_later_one_of_its_own_still_enters(batches):
+def test_a_devices_reading_posted_after_a_later_one_of_its_own_still_enters(batches, entry):
     # Two gateways upload the same tag on their own schedules; the app flushes what it
-    # queued after its live ranging. The window is whole once both are in, at 10 s.
+    # queued after its live ranging. The window is whole once the late ones are in.
     events, _ = in_batches(batches)
     assert [(e.kind, e.place, e.at) for e in events] == [
-        (ENTERED, ZONE, at(10)),
-        (ENTERED, Place(STORE), at(10)),
+        (ENTERED, ZONE, at(entry)),
+        (ENTERED, Place(STORE), at(entry)),
+    ]
+    together = run([o for batch in batches for o in batch])
+    assert [(e.kind, e.place, e.at) for e in together.events] == [
+        (e.kind, e.place, e.at) for e in events
+    ]
+
+
+def test_a_late_buffer_holding_a_reading_already_in_still_completes_the_window():
+    # gw-1 heard the tag at 20 s; gw-2's buffer holds 5 s and the same 20 s reading (same
+    # instant, same strength): with the one at 5 s, two readings within 30 s, as in time order.
+    def heard(seconds, sighting):
+        return BeaconReading(1, STORE, 3, -70, -80, at(seconds), sighting=sighting)
+
+    events, _ = in_batches([[heard(20, 1)], [heard(5, 2), heard(20, 3)]])
+
+    assert [(e.kind, e.place, e.at) for e in events] == [
+        (ENTERED, ZONE, at(20)),
+        (ENTERED, Place(STORE), at(20)),
     ]
 
 
@@ -1452,3 +1471,37 @@ def posted_apart_against_together(raw, leaves_after, devices):
 
     assert facts(events + later.events) == facts(together.events + together_later.events)
     assert states == together.states
+
+
+# One device's readings, some uploaded late in a request of their own (a second gateway's
+# buffer): those up to two windows older than the first request's latest reading are held
+# and counted, so an entry whose window ends a window before that latest reading, or later,
+# is found, as it is with all the readings in time order.
+late_uploads = st.lists(
+    st.tuples(st.integers(0, 150), st.integers(-100, -60), st.booleans()),
+    min_size=2,
+    max_size=12,
+    unique_by=lambda r: r[0],
+)
+
+
+@settings(max_examples=300)
+@given(late_uploads)
+def test_a_late_upload_finds_the_entry_in_time_order_when_its_window_is_held(raw):
+    observations = [reading(s, rssi) for s, rssi, _ in raw]
+    first = [o for o, (_, _, late) in zip(observations, raw, strict=True) if not late]
+    late = [o for o, (_, _, is_late) in zip(observations, raw, strict=True) if is_late]
+    if not first or not late:
+        return
+    latest = max(o.at for o in first)
+    together = run(observations)
+    entries = [e.at for e in together.events if e.kind == ENTERED]
+    held = all(o.at >= latest - 2 * RULES.beacon_window for o in late)
+    if run(first).events or not held or any(m < latest - RULES.beacon_window for m in entries):
+        return  # an entry of the first request's own, or windows no longer held whole
+
+    events, _ = in_batches([first, late])
+
+    # (The late request's own readings are applied one by one: its first may complete a
+    # window a second later than its next would have.)
+    assert [(e.kind, e.place) for e in events] == [(e.kind, e.place) for e in together.events]
