@@ -640,18 +640,23 @@ class _Run:
                 continue
             # Just out of the store, and not beyond the ring since.
             walking_out = left_at is not None and not _not_after(left_at, state.beyond_at)
+            # In the ring as far as keeping the customer in it goes: the circle reaching it.
+            in_ring = precise and distance is not None and distance - share <= radius
             if state.inside:
                 if beyond:
                     if self.release(ring, fix.device, fix.at):
                         self.leave_ring(ring, self.leaving_moment(ring, fix.at))
-                elif precise and distance is not None and distance - share <= radius:
+                elif in_ring:
                     self.stay(ring, here)
             elif in_store or walking_out:
                 # Shopping, or walking out after shopping, is not an approach: the ring counts
                 # as entered. Unless the fix is already beyond it: coming back is an approach.
-                if not beyond:
+                # A vague fix neither beyond nor in it (a tablet at home a kilometre off, its
+                # circle wide) proves neither: as its holder, that device would keep the ring
+                # entered when the phone that walks out goes beyond it.
+                if in_ring:
                     self.enter(ring, fix.at, (here,))
-                elif walking_out:
+                elif beyond and walking_out:
                     state.beyond_at = fix.at
                     self.changed.add(ring)
             elif within and distance + share > 0:

@@ -966,6 +966,21 @@ def test_leaving_the_store_beyond_the_ring_leaves_a_later_approach_to_announce()
     assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(600))]
 
 
+def test_a_tablets_vague_fix_at_home_while_she_shops_does_not_hold_the_ring():
+    # In the store by beacons; her tablet at home, a kilometre off, reports a vague fix (its
+    # 95 % circle reaching the ring's margin). Her phone leaves, 800 m out at 10 minutes, and
+    # comes back within the ring at 20: an approach, as without the tablet. The tablet's fix
+    # is no evidence of being within the ring, and the phone, which left it, could not end
+    # the hold the tablet would have had on it.
+    tablet = fix(30, 1_000, accuracy=226, device=2)
+    phone = [reading(0, -60), reading(5, -60), fix(10 * 60, 800), fix(20 * 60, 100)]
+    ring = Place(STORE, near_m=500.0)
+
+    outcome = run([*phone, tablet], near_distances={STORE: {500.0}})
+
+    assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(20 * 60))]
+
+
 def test_walking_out_after_a_quiet_visit_is_no_approach():
     # In the store at minute 0 and 2, then the phone says nothing while she shops (standing
     # still in a pocket): the visit times out at minute 17, and at 18 she is on the pavement.
