@@ -18,8 +18,9 @@ The rules that real location data needs:
   by the margin: one cell position indoors does not split a visit in two.
 - Being in a store (by any evidence), or having just left it, is no approach: its rings are
   entered without a `near`. A visit ended (by a fix or by timeout) the timeout ago or less
-  is just left, until a fix has the customer beyond the ring: a phone quiet in a pocket
-  while its owner shops, timed out, then walking out, is not approaching.
+  is just left, until a fix of a device that held them in it has them beyond the ring: a
+  phone quiet in a pocket while its owner shops, timed out, then walking out, is not
+  approaching, whatever a tablet at home reports meanwhile.
 - Each device has its own timeline: a fix at or before the device's last applied fix is
   stale and changes nothing. Its beacon readings are not one timeline (two gateways upload
   the tag's buffers on their own schedules, the app flushes its queue after a live ranging):
@@ -197,6 +198,10 @@ class PlaceState:
     # An approach ring's: the last time a fix had the customer beyond it while nothing held
     # them in it. After it, leaving the store is an approach again.
     beyond_at: datetime | None = None
+    # A store's: the devices that held the customer in it when they last left it. Only their
+    # fixes tell where the customer went from it (a tablet at home held nothing). Empty:
+    # not recorded (stored before this was), any device's tell.
+    left_by: tuple[int, ...] = ()
 
     def mark(self, at: datetime) -> None:
         """Move the watermark to a transition at `at`. The readings noted at or before it say
@@ -235,6 +240,7 @@ class PlaceState:
             "read_at": [[device, at.isoformat()] for device, at in self.read_at],
             "watched": None if self.watched is None else list(self.watched),
             "beyond_at": iso(self.beyond_at),
+            "left_by": list(self.left_by),
         }
 
     @classmethod
@@ -270,6 +276,7 @@ class PlaceState:
             ),
             watched=None if watched is None else tuple(map(int, watched)),
             beyond_at=when(data.get("beyond_at")),
+            left_by=tuple(map(int, data.get("left_by", ()))),
         )
 
 
@@ -386,6 +393,7 @@ class _Run:
         state = self.state(place)
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
         state.dwelled, state.holders, state.released_at = (), holders, None
+        state.left_by = ()
         if place.near_m is None:
             state.watched = tuple(self.dwell_minutes)
         # The smoothing window has done its work: inside, readings only keep the visit alive.
@@ -437,6 +445,7 @@ class _Run:
             # A presence stored before holders were recorded has none: any far fix ends it.
             return not state.holders
         rules = self.rules
+        held_by = tuple(sorted({hold.device for hold in state.holders}))
         kept = []
         for hold in state.holders:
             fix_at, reading_at = hold.fix_at, hold.reading_at
@@ -451,6 +460,8 @@ class _Run:
             state.last_evidence_at = max(hold.at for hold in kept)
             if all(hold.device != device for hold in kept):
                 state.released_at = _latest(state.released_at, at)
+        else:
+            state.left_by = held_by
         self.changed.add(place)
         return not kept
 
@@ -465,6 +476,8 @@ class _Run:
         state = self.state(place)
         if not state.inside:
             return
+        if state.holders:  # a timeout, or a device given away (a far fix's release records it)
+            state.left_by = tuple(sorted({hold.device for hold in state.holders}))
         state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
         state.holders, state.released_at, state.watched = (), None, None
         # The exit is the place's newest fact: an observation from before it, arriving late
@@ -656,7 +669,7 @@ class _Run:
                 # entered when the phone that walks out goes beyond it.
                 if in_ring:
                     self.enter(ring, fix.at, (here,))
-                elif beyond and walking_out:
+                elif beyond and walking_out and self.went_with(store, fix.device):
                     state.beyond_at = fix.at
                     self.changed.add(ring)
             elif within and distance + share > 0:
@@ -677,6 +690,12 @@ class _Run:
         if state is None or state.inside or state.last_at is None:
             return None
         return state.last_at if at <= state.last_at + self.rules.timeout else None
+
+    def went_with(self, store: int, device: int) -> bool:
+        """Whether the device's fixes tell where the customer went from the store they left:
+        it held them in it (or who did is not recorded)."""
+        left_by = self.state(Place(store)).left_by
+        return not left_by or device in left_by
 
     def leave_ring(self, ring: Place, at: datetime) -> None:
         """Leave the approach ring on fixes beyond it: coming back is an approach, even

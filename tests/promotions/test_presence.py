@@ -981,6 +981,20 @@ def test_a_tablets_vague_fix_at_home_while_she_shops_does_not_hold_the_ring():
     assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(20 * 60))]
 
 
+def test_a_tablet_at_home_beyond_the_ring_does_not_make_walking_out_an_approach():
+    # In the store by her phone's rangings, then the phone says nothing while she shops: the
+    # visit times out. Her tablet at home, a kilometre off, reports just after, and then her
+    # phone on the pavement: walking out, no approach. The tablet never had her in the store,
+    # and its fix says nothing of where she went from it.
+    phone = [reading(0, -60), reading(5, -60), fix(17 * 60, 100)]
+    tablet = fix(16 * 60, 1_000, accuracy=20, device=2)
+
+    outcome = run([*phone, tablet], near_distances={STORE: {500.0}})
+
+    assert NEAR not in [e.kind for e in outcome.events]
+    assert outcome.states[Place(STORE, near_m=500.0)].inside
+
+
 def test_walking_out_after_a_quiet_visit_is_no_approach():
     # In the store at minute 0 and 2, then the phone says nothing while she shops (standing
     # still in a pocket): the visit times out at minute 17, and at 18 she is on the pavement.
@@ -1105,6 +1119,7 @@ def test_a_state_with_its_holders_survives_its_json_round_trip():
         read_at=((1, at(55)), (3, at(20))),
         watched=(5, 30),
         beyond_at=at(45),
+        left_by=(1, 2),
     )
     assert PlaceState.from_json(state.to_json()) == state
 
