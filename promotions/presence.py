@@ -18,8 +18,9 @@ The rules that real location data needs:
   by the margin: one cell position indoors does not split a visit in two.
 - Being in a store (by any evidence), or having just left it, is no approach: its rings are
   entered without a `near`. A visit ended (by a fix or by timeout) the timeout ago or less
-  is just left, until a fix has the customer beyond the ring: a phone quiet in a pocket
-  while its owner shops, timed out, then walking out, is not approaching.
+  is just left, until a fix of a device that held them in it has them beyond the ring: a
+  phone quiet in a pocket while its owner shops, timed out, then walking out, is not
+  approaching, whatever a tablet at home reports meanwhile.
 - Each device has its own timeline: a fix at or before the device's last applied fix is
   stale and changes nothing. Its beacon readings are not one timeline (two gateways upload
   the tag's buffers on their own schedules, the app flushes its queue after a live ranging):
@@ -56,6 +57,7 @@ The rules that real location data needs:
 
 import math
 from bisect import bisect_left
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -196,6 +198,10 @@ class PlaceState:
     # An approach ring's: the last time a fix had the customer beyond it while nothing held
     # them in it. After it, leaving the store is an approach again.
     beyond_at: datetime | None = None
+    # A store's: the devices that held the customer in it when they last left it. Only their
+    # fixes tell where the customer went from it (a tablet at home held nothing). Empty:
+    # not recorded (stored before this was), any device's tell.
+    left_by: tuple[int, ...] = ()
 
     def mark(self, at: datetime) -> None:
         """Move the watermark to a transition at `at`. The readings noted at or before it say
@@ -234,6 +240,7 @@ class PlaceState:
             "read_at": [[device, at.isoformat()] for device, at in self.read_at],
             "watched": None if self.watched is None else list(self.watched),
             "beyond_at": iso(self.beyond_at),
+            "left_by": list(self.left_by),
         }
 
     @classmethod
@@ -269,6 +276,7 @@ class PlaceState:
             ),
             watched=None if watched is None else tuple(map(int, watched)),
             beyond_at=when(data.get("beyond_at")),
+            left_by=tuple(map(int, data.get("left_by", ()))),
         )
 
 
@@ -362,6 +370,11 @@ class _Run:
         self.outcome = Outcome()
         self.changed: set[Place] = set()
         self.entered: set[Place] = set()
+        # The times of the readings this run has yet to apply, by place they feed: a window
+        # is judged at a moment only once every reading of the run up to it is in it.
+        self.pending: dict[Place, deque[datetime]] = {}
+        # The places whose windows from the next pending reading's time on were left to it.
+        self.deferred: set[Place] = set()
 
     def state(self, place: Place) -> PlaceState:
         if place not in self.states:
@@ -380,6 +393,7 @@ class _Run:
         state = self.state(place)
         state.inside, state.entered_at, state.last_evidence_at = True, at, at
         state.dwelled, state.holders, state.released_at = (), holders, None
+        state.left_by = ()
         if place.near_m is None:
             state.watched = tuple(self.dwell_minutes)
         # The smoothing window has done its work: inside, readings only keep the visit alive.
@@ -431,6 +445,7 @@ class _Run:
             # A presence stored before holders were recorded has none: any far fix ends it.
             return not state.holders
         rules = self.rules
+        held_by = tuple(sorted({hold.device for hold in state.holders}))
         kept = []
         for hold in state.holders:
             fix_at, reading_at = hold.fix_at, hold.reading_at
@@ -445,6 +460,8 @@ class _Run:
             state.last_evidence_at = max(hold.at for hold in kept)
             if all(hold.device != device for hold in kept):
                 state.released_at = _latest(state.released_at, at)
+        else:
+            state.left_by = held_by
         self.changed.add(place)
         return not kept
 
@@ -459,6 +476,8 @@ class _Run:
         state = self.state(place)
         if not state.inside:
             return
+        if state.holders:  # a timeout, or a device given away (a far fix's release records it)
+            state.left_by = tuple(sorted({hold.device for hold in state.holders}))
         state.inside, state.entered_at, state.dwelled, state.rssi = False, None, (), ()
         state.holders, state.released_at, state.watched = (), None, None
         # The exit is the place's newest fact: an observation from before it, arriving late
@@ -634,18 +653,23 @@ class _Run:
                 continue
             # Just out of the store, and not beyond the ring since.
             walking_out = left_at is not None and not _not_after(left_at, state.beyond_at)
+            # In the ring as far as keeping the customer in it goes: the circle reaching it.
+            in_ring = precise and distance is not None and distance - share <= radius
             if state.inside:
                 if beyond:
                     if self.release(ring, fix.device, fix.at):
                         self.leave_ring(ring, self.leaving_moment(ring, fix.at))
-                elif precise and distance is not None and distance - share <= radius:
+                elif in_ring:
                     self.stay(ring, here)
             elif in_store or walking_out:
                 # Shopping, or walking out after shopping, is not an approach: the ring counts
                 # as entered. Unless the fix is already beyond it: coming back is an approach.
-                if not beyond:
+                # A vague fix neither beyond nor in it (a tablet at home a kilometre off, its
+                # circle wide) proves neither: as its holder, that device would keep the ring
+                # entered when the phone that walks out goes beyond it.
+                if in_ring:
                     self.enter(ring, fix.at, (here,))
-                elif walking_out:
+                elif beyond and walking_out and self.went_with(store, fix.device):
                     state.beyond_at = fix.at
                     self.changed.add(ring)
             elif within and distance + share > 0:
@@ -667,31 +691,57 @@ class _Run:
             return None
         return state.last_at if at <= state.last_at + self.rules.timeout else None
 
+    def went_with(self, store: int, device: int) -> bool:
+        """Whether the device's fixes tell where the customer went from the store they left:
+        it held them in it (or who did is not recorded)."""
+        left_by = self.state(Place(store)).left_by
+        return not left_by or device in left_by
+
     def leave_ring(self, ring: Place, at: datetime) -> None:
         """Leave the approach ring on fixes beyond it: coming back is an approach, even
         just after leaving the store."""
         self.leave(ring, at)
         self.state(ring).beyond_at = at
 
+    def expect_reading(self, reading: BeaconReading) -> None:
+        """Note a reading this run will apply (in time order, after those noted before)."""
+        for place in _places_fed(reading):
+            self.pending.setdefault(place, deque()).append(reading.at)
+
     def apply_reading(self, reading: BeaconReading) -> None:
         self.expire(reading.at)
         evidence = {"sighting": reading.sighting}
         store_place = Place(reading.store)
-        places = [Place(reading.store, zone=reading.zone)] if reading.zone is not None else []
-        places.append(store_place)
+        places = _places_fed(reading)
+        # The reading's own time leaves each place's pending times: what is left is the next
+        # reading of this run the place will see, which judges the windows from its time on.
+        until = {}
+        for place in places:
+            pending = self.pending.get(place)
+            if pending:
+                pending.popleft()
+            until[place] = pending[0] if pending else None
         for place in places:
             state = self.state(place)
             # Nothing from before the place's last entry or exit moves it.
-            if _not_after(reading.at, state.last_at) or self._applied(state, reading):
+            if _not_after(reading.at, state.last_at):
                 continue
-            state.note_reading(reading.device, reading.at)
-            self.changed.add(place)
-            if state.inside:
-                self.stay(place, Hold(reading.device, reading_at=reading.at))
-                self.dwell(place, reading.at)
+            if not self._applied(state, reading):
+                state.note_reading(reading.device, reading.at)
+                self.changed.add(place)
+                if state.inside:
+                    self.stay(place, Hold(reading.device, reading_at=reading.at))
+                    self.dwell(place, reading.at)
+                    continue
+                self._hold_rssi(state, reading)
+            elif state.inside or not state.rssi or place not in self.deferred:
                 continue
-            self._hold_rssi(state, reading)
-            entry = self._strong_moment(state, reading)
+            # A reading held already (the same one from a second gateway) still judges the
+            # windows an earlier reading of this run left to it.
+            self.deferred.discard(place)
+            if until[place] is not None and until[place] <= reading.at + self.rules.beacon_window:
+                self.deferred.add(place)
+            entry = self._strong_moment(state, reading, until[place])
             if entry is None:
                 continue
             moment, why = entry
@@ -740,17 +790,24 @@ class _Run:
         state.rssi = held[max(first, len(held) - _WINDOW_CAP) :]
 
     def _strong_moment(
-        self, state: PlaceState, reading: BeaconReading
+        self, state: PlaceState, reading: BeaconReading, until: datetime | None = None
     ) -> tuple[datetime, str] | None:
         """The first moment, from the reading's on, at which the window's readings make an
         entry, and why. A reading that arrived late (another device's, or another gateway's
         upload of the same device, posted in another request) completes the windows of the
-        readings after it, as it would have done applied in time order."""
+        readings after it, as it would have done applied in time order. Not those from
+        `until` on, the time of the run's next reading here: they lack it and the readings
+        after it (a late upload's faint readings, applied one by one, would otherwise let its
+        first and a strong one already held make a window the faint ones make too weak); that
+        reading judges them."""
         window, needed = self.rules.beacon_window, self.rules.beacon_min_sightings
-        if reading.at < state.rssi[-1][0] - window:
-            return None  # it falls in the window of no reading from its own on
-        for moment, *_ in state.rssi[bisect_left(state.rssi, (reading.at,)) :]:
-            if moment > reading.at + window:
+        # Only windows the held readings cover whole are judged: two windows back from the
+        # latest are held, so those ending a window before it or later. A reading more than a
+        # window late still completes those (a strong reading, then a faint one 30 s on:
+        # another gateway's strong one of just before the first makes two within 30 s).
+        start = max(reading.at, state.rssi[-1][0] - window)
+        for moment, *_ in state.rssi[bisect_left(state.rssi, (start,)) :]:
+            if moment > reading.at + window or (until is not None and moment >= until):
                 break
             # "2 sightings within 30 s": 30 s apart counts. Each reading is judged against its
             # own zone's threshold: a store's window pools its zones, and a strict zone's weak
@@ -801,6 +858,12 @@ class _Run:
         # Stable: events of one instant keep the order they were emitted in.
         self.outcome.events.sort(key=lambda e: e.at)
         return self.outcome
+
+
+def _places_fed(reading: BeaconReading) -> list[Place]:
+    """The places whose windows a reading feeds: its zone's, if it has one, then its store's."""
+    store = Place(reading.store)
+    return [Place(reading.store, zone=reading.zone), store] if reading.zone is not None else [store]
 
 
 def _window_item(reading: BeaconReading) -> tuple[datetime, int, int, int]:
@@ -943,9 +1006,12 @@ def advance(
     run = _Run(states, tracks, dwell_minutes, near_distances or {}, rules)
     run.locate_reach_m, run.measure = locate_reach_m, measure
     horizon = now + rules.timeout
-    for observation in sorted(observations, key=_order):
-        if observation.at > horizon:
-            continue  # a clock far ahead: ingest refuses these, and they must not pin state
+    # A clock far ahead: ingest refuses these, and they must not pin state.
+    applied = [o for o in sorted(observations, key=_order) if o.at <= horizon]
+    for observation in applied:
+        if isinstance(observation, BeaconReading):
+            run.expect_reading(observation)
+    for observation in applied:
         if isinstance(observation, Fix):
             run.apply_fix(observation, locate)
         else:

@@ -120,3 +120,31 @@ def test_a_late_reading_from_before_the_window_does_not_complete_it(api, outbox,
     assert late.json()["accepted"] == 1
     assert not zone_entries(lea).exists()
     assert outbox == []
+
+
+def test_a_late_reading_completes_a_window_that_ended_before_the_latest_reading(
+    api, outbox, two_gateways, lea
+):
+    # gw-1 heard the tag strongly 35 s ago, then faintly 10 s ago (no entry: the median of
+    # those two is below the threshold); gw-2 uploads late what it heard 45 s ago, strong:
+    # with the reading 35 s ago, 2 strong sightings within 30 s, as in time order.
+    heard("gw-1", api, (-60, 35), (-110, 10))
+    late = heard("gw-2", api, (-60, 45))
+
+    assert late.json()["accepted"] == 1
+    assert zone_entries(lea).count() == 1
+    assert [sms.to for sms in outbox] == [lea.phone]
+
+
+def test_a_late_buffer_of_faint_readings_does_not_make_a_passer_by_a_shopper(
+    api, outbox, two_gateways, lea
+):
+    # gw-1 heard the tag once, strongly, 5 s ago; gw-2 uploads what it heard 20 and 15 s ago,
+    # just below the threshold. Three readings within 30 s, their median 1 dB short: no entry,
+    # as in time order, though the first of the late two and the strong one would make one.
+    heard("gw-1", api, (-60, 5))
+    late = heard("gw-2", api, (-81, 20), (-81, 15))
+
+    assert late.json()["accepted"] == 2
+    assert not zone_entries(lea).exists()
+    assert outbox == []

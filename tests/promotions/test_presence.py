@@ -571,21 +571,40 @@ def test_processing_the_same_readings_twice_changes_nothing(observations):
 
 
 @pytest.mark.parametrize(
-    "batches",
+    ("batches", "entry"),
     [
-        [[reading(10, -60)], [reading(5, -62)]],
-        [[reading(10, -60)], [reading(2, -62), reading(5, -61)]],
-        [[tag(10)], [tag(5)]],
+        ([[reading(10, -60)], [reading(5, -62)]], 10),
+        # The queue's two readings make the window at 5 s, as in time order.
+        ([[reading(10, -60)], [reading(2, -62), reading(5, -61)]], 5),
+        ([[tag(10)], [tag(5)]], 10),
     ],
     ids=["a second gateway's reading", "the app's queue", "the card's tag"],
 )
-def test_a_devices_reading_posted_after_a_later_one_of_its_own_still_enters(batches):
+def test_a_devices_reading_posted_after_a_later_one_of_its_own_still_enters(batches, entry):
     # Two gateways upload the same tag on their own schedules; the app flushes what it
-    # queued after its live ranging. The window is whole once both are in, at 10 s.
+    # queued after its live ranging. The window is whole once the late ones are in.
     events, _ = in_batches(batches)
     assert [(e.kind, e.place, e.at) for e in events] == [
-        (ENTERED, ZONE, at(10)),
-        (ENTERED, Place(STORE), at(10)),
+        (ENTERED, ZONE, at(entry)),
+        (ENTERED, Place(STORE), at(entry)),
+    ]
+    together = run([o for batch in batches for o in batch])
+    assert [(e.kind, e.place, e.at) for e in together.events] == [
+        (e.kind, e.place, e.at) for e in events
+    ]
+
+
+def test_a_late_buffer_holding_a_reading_already_in_still_completes_the_window():
+    # gw-1 heard the tag at 20 s; gw-2's buffer holds 5 s and the same 20 s reading (same
+    # instant, same strength): with the one at 5 s, two readings within 30 s, as in time order.
+    def heard(seconds, sighting):
+        return BeaconReading(1, STORE, 3, -70, -80, at(seconds), sighting=sighting)
+
+    events, _ = in_batches([[heard(20, 1)], [heard(5, 2), heard(20, 3)]])
+
+    assert [(e.kind, e.place, e.at) for e in events] == [
+        (ENTERED, ZONE, at(20)),
+        (ENTERED, Place(STORE), at(20)),
     ]
 
 
@@ -947,6 +966,35 @@ def test_leaving_the_store_beyond_the_ring_leaves_a_later_approach_to_announce()
     assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(600))]
 
 
+def test_a_tablets_vague_fix_at_home_while_she_shops_does_not_hold_the_ring():
+    # In the store by beacons; her tablet at home, a kilometre off, reports a vague fix (its
+    # 95 % circle reaching the ring's margin). Her phone leaves, 800 m out at 10 minutes, and
+    # comes back within the ring at 20: an approach, as without the tablet. The tablet's fix
+    # is no evidence of being within the ring, and the phone, which left it, could not end
+    # the hold the tablet would have had on it.
+    tablet = fix(30, 1_000, accuracy=226, device=2)
+    phone = [reading(0, -60), reading(5, -60), fix(10 * 60, 800), fix(20 * 60, 100)]
+    ring = Place(STORE, near_m=500.0)
+
+    outcome = run([*phone, tablet], near_distances={STORE: {500.0}})
+
+    assert [(e.kind, e.at) for e in outcome.events if e.place == ring] == [(NEAR, at(20 * 60))]
+
+
+def test_a_tablet_at_home_beyond_the_ring_does_not_make_walking_out_an_approach():
+    # In the store by her phone's rangings, then the phone says nothing while she shops: the
+    # visit times out. Her tablet at home, a kilometre off, reports just after, and then her
+    # phone on the pavement: walking out, no approach. The tablet never had her in the store,
+    # and its fix says nothing of where she went from it.
+    phone = [reading(0, -60), reading(5, -60), fix(17 * 60, 100)]
+    tablet = fix(16 * 60, 1_000, accuracy=20, device=2)
+
+    outcome = run([*phone, tablet], near_distances={STORE: {500.0}})
+
+    assert NEAR not in [e.kind for e in outcome.events]
+    assert outcome.states[Place(STORE, near_m=500.0)].inside
+
+
 def test_walking_out_after_a_quiet_visit_is_no_approach():
     # In the store at minute 0 and 2, then the phone says nothing while she shops (standing
     # still in a pocket): the visit times out at minute 17, and at 18 she is on the pavement.
@@ -1071,6 +1119,7 @@ def test_a_state_with_its_holders_survives_its_json_round_trip():
         read_at=((1, at(55)), (3, at(20))),
         watched=(5, 30),
         beyond_at=at(45),
+        left_by=(1, 2),
     )
     assert PlaceState.from_json(state.to_json()) == state
 
@@ -1452,3 +1501,37 @@ def posted_apart_against_together(raw, leaves_after, devices):
 
     assert facts(events + later.events) == facts(together.events + together_later.events)
     assert states == together.states
+
+
+# One device's readings, some uploaded late in a request of their own (a second gateway's
+# buffer): those up to two windows older than the first request's latest reading are held
+# and counted, so an entry whose window ends a window before that latest reading, or later,
+# is found, as it is with all the readings in time order.
+late_uploads = st.lists(
+    st.tuples(st.integers(0, 150), st.integers(-100, -60), st.booleans()),
+    min_size=2,
+    max_size=12,
+    unique_by=lambda r: r[0],
+)
+
+
+@settings(max_examples=300)
+@given(late_uploads)
+def test_a_late_upload_finds_the_entry_in_time_order_when_its_window_is_held(raw):
+    observations = [reading(s, rssi) for s, rssi, _ in raw]
+    first = [o for o, (_, _, late) in zip(observations, raw, strict=True) if not late]
+    late = [o for o, (_, _, is_late) in zip(observations, raw, strict=True) if is_late]
+    if not first or not late:
+        return
+    latest = max(o.at for o in first)
+    together = run(observations)
+    entries = [e.at for e in together.events if e.kind == ENTERED]
+    held = all(o.at >= latest - 2 * RULES.beacon_window for o in late)
+    if run(first).events or not held or any(m < latest - RULES.beacon_window for m in entries):
+        return  # an entry of the first request's own, or windows no longer held whole
+
+    events, _ = in_batches([first, late])
+
+    # (The late request's own readings are applied one by one: its first may complete a
+    # window a second later than its next would have.)
+    assert [(e.kind, e.place) for e in events] == [(e.kind, e.place) for e in together.events]
