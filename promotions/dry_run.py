@@ -10,6 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
 from customers import intent
@@ -44,9 +45,12 @@ from promotions.models import (
 from promotions.times import format_instant_for_people, local_day, local_day_start
 
 # A decision for another campaign that wins its presence event: it was to text (whatever
-# came of the send since: delivered, expired, stopped with its campaign) or to hold out.
+# came of the send since: delivered, expired, stopped with its campaign, or held back at its
+# turn, which a paced send slot tells from a suppression when deciding) or to hold out.
 # Live, the campaigns ranked after it were never judged for that event.
-WINNING = (*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)
+WINNING = Q(status__in=(*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)) | Q(
+    status=DeliveryStatus.SUPPRESSED, send_after__isnull=False
+)
 
 # When the live engine made a decision, in the order it made them: the moment its batch was
 # processed (which is when the batch's events arrived and its deliveries are stamped), then,
@@ -117,9 +121,10 @@ def dry_run_campaign(
       event's own time;
     - an event that reached the server later than the SMS validity is skipped, as live
       (counted in `arrived_too_late`);
-    - an event another campaign really texted (or held the customer out for) is this
-      campaign's only if it ranks first (priority, then intent strength): live, at most one
-      SMS goes out per event. Otherwise it gets no decision (counted in `outranked`);
+    - an event another campaign won live (decided to text it, whatever came of the send, or
+      held the customer out) is this campaign's only if it ranks first (priority, then
+      intent strength): live, at most one SMS goes out per event. Otherwise it gets no
+      decision (counted in `outranked`);
     - caps, budgets and the code pool count other campaigns' real SMS, this campaign's real
       ones for earlier events, and the run's own would-be SMS in place of this campaign's
       real ones within the window; only what was decided before each event counts;
@@ -295,7 +300,7 @@ def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:
     if not event_ids:
         return rivals
     rows = (
-        Delivery.objects.filter(presence_event_id__in_batch=event_ids, status__in=WINNING)
+        Delivery.objects.filter(WINNING, presence_event_id__in_batch=event_ids)
         .exclude(campaign=campaign)
         .values_list("presence_event_id", "campaign_id", "campaign__priority", "intent_score")
     )

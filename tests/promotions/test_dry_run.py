@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from customers import intent
 from customers.models import ProductIntent
-from promotions import decisions, rules, tracking
+from promotions import decisions, rules, sending, tracking
 from promotions.models import Delivery, DeliveryStatus, OfferCode, Ping, PresenceEvent
 from tests.factories import (
     CampaignFactory,
@@ -642,3 +642,31 @@ def test_a_would_be_sms_for_an_event_another_campaign_texted_counts_for_the_cap(
     result = dry_run(api, draft, since=at - timedelta(hours=1))
 
     assert (result["would_send"], result["by_reason"]["campaign_cap"]) == (1, 1)
+
+
+def test_an_event_whose_sms_was_held_back_at_its_turn_stays_the_other_campaigns(api, rivoli):
+    """Live, the priority campaign won the entry at 20:59:58 in Paris, and its SMS, whose
+    turn came at 21:00:01 in its quiet hours, was held back then (suppressed, quiet_hours).
+    The campaign ranked after it was never judged for that entry: won at the decision, the
+    event was not passed on when the send was held back."""
+    paris = ZoneInfo("Europe/Paris")
+    first = CampaignFactory(priority=10, quiet_hours_start=time(21, 0), quiet_hours_end=time(8, 0))
+    first.stores.add(rivoli)
+    second = CampaignFactory(priority=0)
+    second.stores.add(rivoli)
+    customer = CustomerFactory(timezone="Europe/Paris")
+    day = (timezone.now() - timedelta(days=2)).astimezone(paris).date()
+    at = datetime.combine(day, time(20, 59, 58), tzinfo=paris)
+    decide_live(presence_event(customer, rivoli, at=at))
+    (queued,) = Delivery.objects.filter(campaign=first, status=DeliveryStatus.QUEUED)
+    sending.send_delivery(delivery_id=queued.id, now=at + timedelta(seconds=3))
+    assert live_decisions(first) == {
+        "by_status": {"suppressed": 1},
+        "by_reason": {"quiet_hours": 1},
+    }
+    assert live_decisions(second) == {"by_status": {}, "by_reason": {}}
+
+    result = dry_run(api, second, since=at - timedelta(hours=1), until=at + timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(second)
+    assert result["outranked"] == 1
