@@ -123,8 +123,9 @@ def dry_run_campaign(
       (counted in `arrived_too_late`);
     - an event another campaign won live (decided to text it, whatever came of the send, or
       held the customer out) is this campaign's only if it ranks first (priority, then
-      intent strength): live, at most one SMS goes out per event. Otherwise it gets no
-      decision (counted in `outranked`);
+      intent strength): live, at most one SMS goes out per event, and per arrival (a
+      beacon zone's entry and the store entry it makes, decided together). Otherwise it
+      gets no decision (counted in `outranked`);
     - caps, budgets and the code pool count other campaigns' real SMS, this campaign's real
       ones for earlier events, and the run's own would-be SMS in place of this campaign's
       real ones within the window; only what was decided before each event counts;
@@ -160,7 +161,20 @@ def dry_run_campaign(
     counted = _dry_run_counted_sms(
         campaign, customers, since=since, decided_by=decided_by, limits=limits
     )
-    rivals = _rivals(campaign, {item.event_id for item in on_time if item.event_id is not None})
+    # Each event's arrival (rules.arrival_key): the events live decided together with it.
+    arrivals: dict[tuple, set[int]] = defaultdict(set)
+    for event in events:
+        arrivals[rules.arrival_key(presence_fact(event), event.customer_id, event.id)].add(event.id)
+    arrival_of = {event_id: ids for ids in arrivals.values() for event_id in ids}
+    rivals = _rivals(
+        campaign,
+        {
+            event_id
+            for item in on_time
+            if item.event_id is not None
+            for event_id in arrival_of[item.event_id]
+        },
+    )
     # Events whose real SMS this campaign would have taken the place of.
     displaced: set[int] = set()
 
@@ -189,7 +203,8 @@ def dry_run_campaign(
         if not ranked:
             continue
         match = ranked[0][1]
-        event_rivals = rivals.get(item.event_id, ()) if item.event_id is not None else ()
+        arrival = arrival_of[item.event_id] if item.event_id is not None else set()
+        event_rivals = [rival for event_id in arrival for rival in rivals.get(event_id, ())]
         if any(not rules.ranks_before(rule, match, r.rule, r.match) for r in event_rivals):
             outranked += 1
             continue
@@ -198,8 +213,8 @@ def dry_run_campaign(
             if earlier.order >= item.order:
                 continue  # decided after this event, live
             if earlier.event_id is not None and (
-                # Ranked first, this campaign is judged before its rivals for this event...
-                earlier.event_id == item.event_id
+                # Ranked first, this campaign is judged before its rivals for this arrival...
+                earlier.event_id in arrival
                 # ...and its would-be SMS for an earlier event is the only one that event got.
                 or (earlier.campaign != rule.id and earlier.event_id in displaced)
             ):
@@ -217,8 +232,7 @@ def dry_run_campaign(
                 counted[customer.id].append(
                     _CountedSms(item.order, decision.campaign, decision.status, item.event_id)
                 )
-                if item.event_id is not None:
-                    displaced.add(item.event_id)
+                displaced |= arrival
             if decision.status == rules.QUEUED:
                 reached.add(customer.id)
                 after = budget.after_one_sms()

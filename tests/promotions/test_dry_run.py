@@ -16,13 +16,21 @@ from hypothesis import strategies as st
 from customers import intent
 from customers.models import ProductIntent
 from promotions import decisions, rules, sending, tracking
-from promotions.models import Delivery, DeliveryStatus, OfferCode, Ping, PresenceEvent
+from promotions.models import (
+    Campaign,
+    Delivery,
+    DeliveryStatus,
+    OfferCode,
+    Ping,
+    PresenceEvent,
+)
 from tests.factories import (
     CampaignFactory,
     CustomerFactory,
     DeliveryFactory,
     DeviceFactory,
     StoreFactory,
+    ZoneFactory,
 )
 
 pytestmark = pytest.mark.django_db
@@ -670,3 +678,39 @@ def test_an_event_whose_sms_was_held_back_at_its_turn_stays_the_other_campaigns(
 
     assert dry_decisions(result) == live_decisions(second)
     assert result["outranked"] == 1
+
+
+@pytest.mark.parametrize("welcome_status", ["active", "draft"])
+@pytest.mark.parametrize("entry_status", ["active", "draft"])
+def test_a_walk_in_by_the_entrance_beacon_is_one_arrival_to_a_dry_run_too(
+    api, rivoli, settings, welcome_status, entry_status
+):
+    """The entrance zone's entry and the store entry it makes, in one instant: live, the
+    store's entry campaign (priority 10) and the entrance's welcome (priority 1) are ranked
+    together and only the first texts. A dry run of either says what live would have."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    entrance = ZoneFactory(store=rivoli, code="entrance")
+    welcome = CampaignFactory(trigger_type="beacon_zone", trigger_zone="entrance", priority=1)
+    welcome.stores.add(rivoli)
+    entry = CampaignFactory(priority=10)
+    entry.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=2)
+    both = [
+        presence_event(
+            customer, rivoli, at=at, zone=entrance, place_key=f"zone:{rivoli.id}:entrance"
+        ),
+        presence_event(customer, rivoli, at=at),
+    ]
+    Campaign.objects.filter(id=welcome.id).update(status=welcome_status)
+    Campaign.objects.filter(id=entry.id).update(status=entry_status)
+    decide_live(*both)
+    Campaign.objects.filter(id__in=[welcome.id, entry.id]).update(status="active")
+
+    welcome_run = dry_run(api, welcome, since=at - timedelta(hours=1))
+    entry_run = dry_run(api, entry, since=at - timedelta(hours=1))
+
+    # The welcome is the arrival's only where the entry campaign did not run.
+    welcomed = entry_status == "draft"
+    assert (welcome_run["would_send"], welcome_run["outranked"]) == (welcomed, not welcomed)
+    assert (entry_run["would_send"], entry_run["outranked"]) == (1, 0)
