@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from heapq import heappop, heappush
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -89,6 +90,8 @@ class _CountedSms:
     campaign: int
     status: str  # rules.QUEUED or rules.HOLDOUT
     event_id: int | None
+    # When the live engine stopped counting it: its real SMS ended without being sent.
+    until: datetime | None = None
 
     @property
     def at(self) -> datetime:
@@ -128,7 +131,9 @@ def dry_run_campaign(
       gets no decision (counted in `outranked`);
     - caps, budgets and the code pool count other campaigns' real SMS, this campaign's real
       ones for earlier events, and the run's own would-be SMS in place of this campaign's
-      real ones within the window; only what was decided before each event counts;
+      real ones within the window; only what was decided before each event counts, and a
+      would-be SMS whose real one ended unsent (stale, refused, held back at its turn) stops
+      counting then, as live;
     - a dwell campaign's dwells are derived from the visits where presence recorded none
       (it records only the minutes that active campaigns watch); approaches at a distance
       no active campaign watches were never recorded and cannot be: `warnings` says so.
@@ -177,6 +182,12 @@ def dry_run_campaign(
     )
     # Events whose real SMS this campaign would have taken the place of.
     displaced: set[int] = set()
+    # When this campaign's real SMS for an event ended without being sent (held back at its
+    # turn, stale, refused): live, it gave its place in the caps and budgets back then.
+    unsent_at = _unsent_at(campaign, {item.event_id for item in on_time if item.event_id})
+    # The would-be SMS whose real one gave its place back: (when, tie-break, budget day, and
+    # whether its pool code went back too: not one the provider took).
+    given_back: list[tuple[datetime, int, date, bool]] = []
 
     by_status: dict[str, int] = defaultdict(int)
     by_reason: dict[str, int] = defaultdict(int)
@@ -188,6 +199,12 @@ def dry_run_campaign(
     total, codes_left = spent_before.total, spent_before.codes_left
     for item in on_time:
         at, moment = item.fact.at, item.arrived_at
+        while given_back and given_back[0][0] < moment:
+            _, _, spent_on, code_back = heappop(given_back)
+            per_day[spent_on] -= 1
+            total -= 1
+            if codes_left is not None and code_back:
+                codes_left += 1
         customer = item.customer
         stored = browsing.get(customer.id, Browsing({}, {}))
         facts_then = rules.CustomerFacts(
@@ -212,6 +229,8 @@ def dry_run_campaign(
         for earlier in counted[customer.id]:
             if earlier.order >= item.order:
                 continue  # decided after this event, live
+            if earlier.until is not None and earlier.until < moment:
+                continue  # ended unsent before this event was decided, live
             if earlier.event_id is not None and (
                 # Ranked first, this campaign is judged before its rivals for this arrival...
                 earlier.event_id in arrival
@@ -228,15 +247,23 @@ def dry_run_campaign(
             by_status[decision.status] += 1
             if decision.reason:
                 by_reason[decision.reason] += 1
+            # Judged as live judged it, a would-be SMS whose real one ended unsent ends then.
+            until, code_back = unsent_at.get(item.event_id, (None, False))
+            if decision.status != rules.QUEUED:
+                until = None
             if decision.status in (rules.QUEUED, rules.HOLDOUT):
                 counted[customer.id].append(
-                    _CountedSms(item.order, decision.campaign, decision.status, item.event_id)
+                    _CountedSms(
+                        item.order, decision.campaign, decision.status, item.event_id, until
+                    )
                 )
                 displaced |= arrival
             if decision.status == rules.QUEUED:
                 reached.add(customer.id)
                 after = budget.after_one_sms()
                 per_day[day], total, codes_left = after.today, after.total, after.codes_left
+                if until is not None:
+                    heappush(given_back, (until, len(given_back), day, code_back))
     return {
         "campaign": campaign.id,
         "since": since,
@@ -306,6 +333,24 @@ def _dry_run_counted_sms(
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
         counted[customer_id].append(_CountedSms(order, campaign_id, queued_or_holdout, event_id))
     return counted
+
+
+def _unsent_at(campaign: Campaign, event_ids: set[int]) -> dict[int, tuple[datetime, bool]]:
+    """When the campaign's real SMS for these events ended without being sent, for those
+    that did: decided to text, then failed (stale, its offer expired, refused) or held back
+    at its turn (a paced send slot tells it from a suppression when deciding); and whether
+    its pool code went back then (the delivery gave it up: not one the provider took)."""
+    if not event_ids:
+        return {}
+    return {
+        event_id: (ended_at, code is None)
+        for event_id, ended_at, code in Delivery.objects.filter(
+            Q(status=DeliveryStatus.FAILED)
+            | Q(status=DeliveryStatus.SUPPRESSED, send_after__isnull=False),
+            campaign=campaign,
+            presence_event_id__in_batch=event_ids,
+        ).values_list("presence_event_id", "status_updated_at", "code")
+    }
 
 
 def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:

@@ -714,3 +714,35 @@ def test_a_walk_in_by_the_entrance_beacon_is_one_arrival_to_a_dry_run_too(
     welcomed = entry_status == "draft"
     assert (welcome_run["would_send"], welcome_run["outranked"]) == (welcomed, not welcomed)
     assert (entry_run["would_send"], entry_run["outranked"]) == (1, 0)
+
+
+@pytest.mark.parametrize("spent", ["daily_budget", "code_pool", "campaign_cap"])
+def test_an_sms_that_never_went_gives_its_budget_back_to_a_dry_run_as_live(
+    api, rivoli, settings, spent
+):
+    """A daily budget of one, a pool of one code, or a cap of one SMS a week: live, the first
+    SMS failed at its turn (stale, its customer gone), which gave its place back (its code to
+    the pool), and the next visit was texted. A dry run decides as live did."""
+    campaign = CampaignFactory(
+        daily_budget=1 if spent == "daily_budget" else None,
+        limit_per_customer_days=7 if spent == "campaign_cap" else None,
+    )
+    campaign.stores.add(rivoli)
+    if spent == "code_pool":
+        OfferCode.objects.create(campaign=campaign, code="ONLY-ONE")
+    at = timezone.now() - timedelta(hours=3)
+    customer = CustomerFactory()
+    first = presence_event(customer, rivoli, at=at)
+    decide_live(first)
+    (queued,) = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.QUEUED)
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
+    sending.send_delivery(delivery_id=queued.id, now=at + validity + timedelta(seconds=1))
+    assert Delivery.objects.get(id=queued.id).status == DeliveryStatus.FAILED
+    again = customer if spent == "campaign_cap" else CustomerFactory()
+    decide_live(presence_event(again, rivoli, at=at + timedelta(minutes=90)))
+    assert Delivery.objects.filter(campaign=campaign).count() == 2
+    assert Delivery.objects.filter(campaign=campaign, reason="").count() == 2  # both to text
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["by_reason"]["budget"]) == (2, 0)
