@@ -53,6 +53,13 @@ WINNING = Q(status__in=(*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOU
     status=DeliveryStatus.SUPPRESSED, send_after__isnull=False
 )
 
+# A decision to text whose SMS then ended without being sent: failed (stale, its offer
+# expired, refused) or held back at its turn (a paced send slot tells it from a suppression
+# when deciding). Live, it counted toward caps and budgets until then.
+ENDED_UNSENT = Q(status=DeliveryStatus.FAILED) | Q(
+    status=DeliveryStatus.SUPPRESSED, send_after__isnull=False
+)
+
 # When the live engine made a decision, in the order it made them: the moment its batch was
 # processed (which is when the batch's events arrived and its deliveries are stamped), then,
 # within the batch, its event's time and id, the order a batch decides its events in.
@@ -312,41 +319,50 @@ def _dry_run_counted_sms(
     """The customers' real SMS and holdouts as a dry run counts them, up to the last moment
     it judges (`decided_by`): every campaign's for events before `since`, other campaigns'
     for any; this campaign's for the window's events are what the run decides again. Each
-    counts from when it was recorded, and for the events decided after it."""
+    counts from when it was recorded, and for the events decided after it; one that ended
+    unsent (ENDED_UNSENT) only until then."""
     window = history_window(limits, [campaign])
     counted: dict[int, list[_CountedSms]] = defaultdict(list)
     rows = (
         Delivery.objects.annotate(event_at=delivery_event_time())
         .filter(
+            Q(status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT]) | ENDED_UNSENT,
             customer_id__in=list(customers),
-            status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
             created_at__gt=since - window,
             created_at__lte=decided_by,
         )
         .exclude(campaign=campaign, event_at__gte=since)
         .values_list(
-            "customer_id", "campaign_id", "status", "created_at", "presence_event_id", "event_at"
+            "customer_id",
+            "campaign_id",
+            "status",
+            "created_at",
+            "presence_event_id",
+            "event_at",
+            "status_updated_at",
         )
     )
-    for customer_id, campaign_id, status, created_at, event_id, event_at in rows:
+    ended = (DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED)
+    for customer_id, campaign_id, status, created_at, event_id, event_at, changed_at in rows:
         order = _decision_order(created_at, event_at, event_id)
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
-        counted[customer_id].append(_CountedSms(order, campaign_id, queued_or_holdout, event_id))
+        until = changed_at if status in ended else None
+        counted[customer_id].append(
+            _CountedSms(order, campaign_id, queued_or_holdout, event_id, until)
+        )
     return counted
 
 
 def _unsent_at(campaign: Campaign, event_ids: set[int]) -> dict[int, tuple[datetime, bool]]:
-    """When the campaign's real SMS for these events ended without being sent, for those
-    that did: decided to text, then failed (stale, its offer expired, refused) or held back
-    at its turn (a paced send slot tells it from a suppression when deciding); and whether
-    its pool code went back then (the delivery gave it up: not one the provider took)."""
+    """When the campaign's real SMS for these events ended without being sent (ENDED_UNSENT),
+    for those that did, and whether its pool code went back then (the delivery gave it up:
+    not one the provider took)."""
     if not event_ids:
         return {}
     return {
         event_id: (ended_at, code is None)
         for event_id, ended_at, code in Delivery.objects.filter(
-            Q(status=DeliveryStatus.FAILED)
-            | Q(status=DeliveryStatus.SUPPRESSED, send_after__isnull=False),
+            ENDED_UNSENT,
             campaign=campaign,
             presence_event_id__in_batch=event_ids,
         ).values_list("presence_event_id", "status_updated_at", "code")

@@ -746,3 +746,27 @@ def test_an_sms_that_never_went_gives_its_budget_back_to_a_dry_run_as_live(
     result = dry_run(api, campaign, since=at - timedelta(hours=1))
 
     assert (result["would_send"], result["by_reason"]["budget"]) == (2, 0)
+
+
+def test_another_campaigns_sms_counts_until_it_ended_unsent(api, rivoli, settings):
+    """Live, another campaign's SMS waited at the sender (decided at 10:00, failed stale at
+    10:50) and held this campaign's entry at 10:30 back by the 60-minute gap: a dry run
+    counts it until it ended, as live did."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    opera = StoreFactory(code="OPERA")
+    other = CampaignFactory()
+    other.stores.add(opera)
+    campaign = CampaignFactory()
+    campaign.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=3)
+    decide_live(presence_event(customer, opera, at=at))
+    decide_live(presence_event(customer, rivoli, at=at + timedelta(minutes=30)))
+    (waiting,) = Delivery.objects.filter(campaign=other, status=DeliveryStatus.QUEUED)
+    sending.send_delivery(delivery_id=waiting.id, now=at + timedelta(minutes=50))
+    assert Delivery.objects.get(id=waiting.id).status == DeliveryStatus.FAILED
+    assert live_decisions(campaign)["by_reason"] == {"global_cap": 1}
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(campaign)
