@@ -174,12 +174,13 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
         landed: dict[DecisionKey, int] = {}
         unsaved: list[_Decided] = []
         queued: list[DecisionKey] = []
-        for event in events:
-            if event.id in decided_before:
+        for arrival in arrivals(events, facts):
+            if any(event.id in decided_before for event in arrival):
                 # By a run before (a retried or doubled task), all its decisions together:
                 # judged again, its SMS would now hold the campaign's cap and pass the
                 # visit on to the next campaign, a second SMS for one event.
                 continue
+            event = arrival[0]
             customer = customers[event.customer_id]
             history = histories[customer.id]
             browsing = signals.get(customer.id, Signals({}, {}))
@@ -194,8 +195,11 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                 sent_by_campaign=history.by_campaign,
                 sent=history.sent,
             )
-            decisions = rules.decide(live, facts[event.id], customer_facts, budgets, limits, now)
+            decisions = rules.decide_arrival(
+                live, [facts[e.id] for e in arrival], customer_facts, budgets, limits, now
+            )
             for rank, decision in enumerate(decisions):
+                event = arrival[decision.event]
                 key = (customer.id, decision.campaign, event.id)
                 decided = _Decided(
                     key,
@@ -229,6 +233,18 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
         queued_ids = [landed[key] for key in queued if key in landed]
         pace_sends(queued_ids, now=now)
     return queued_ids
+
+
+def arrivals(
+    events: list[PresenceEvent], facts: dict[int, rules.PresenceFact]
+) -> list[list[PresenceEvent]]:
+    """The events, in their order, as arrivals (rules.arrival_key): a customer's entries
+    into a store and its zones at one instant together, decided as one."""
+    grouped: dict[tuple, list[PresenceEvent]] = {}
+    for event in events:
+        key = rules.arrival_key(facts[event.id], event.customer_id, event.id)
+        grouped.setdefault(key, []).append(event)
+    return list(grouped.values())
 
 
 def process_location_batch(*, batch_id: int, now: datetime) -> list[int]:

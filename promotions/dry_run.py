@@ -7,6 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
+from heapq import heappop, heappush
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -45,9 +46,19 @@ from promotions.models import (
 from promotions.times import format_instant_for_people, local_day, local_day_start
 
 # A decision for another campaign that wins its presence event: it was to text (whatever
-# came of the send since: delivered, expired, stopped with its campaign) or to hold out.
+# came of the send since: delivered, expired, stopped with its campaign, or held back at its
+# turn, which a paced send slot tells from a suppression when deciding) or to hold out.
 # Live, the campaigns ranked after it were never judged for that event.
-WINNING = (*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)
+WINNING = Q(status__in=(*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)) | Q(
+    status=DeliveryStatus.SUPPRESSED, send_after__isnull=False
+)
+
+# A decision to text whose SMS then ended without being sent: failed (stale, its offer
+# expired, refused) or held back at its turn (a paced send slot tells it from a suppression
+# when deciding). Live, it counted toward caps and budgets until then.
+ENDED_UNSENT = Q(status=DeliveryStatus.FAILED) | Q(
+    status=DeliveryStatus.SUPPRESSED, send_after__isnull=False
+)
 
 # When the live engine made a decision, in the order it made them: the moment its batch was
 # processed (which is when the batch's events arrived and its deliveries are stamped), then,
@@ -86,6 +97,8 @@ class _CountedSms:
     campaign: int
     status: str  # rules.QUEUED or rules.HOLDOUT
     event_id: int | None
+    # When the live engine stopped counting it: its real SMS ended without being sent.
+    until: datetime | None = None
 
     @property
     def at(self) -> datetime:
@@ -118,12 +131,16 @@ def dry_run_campaign(
       event's own time;
     - an event that reached the server later than the SMS validity is skipped, as live
       (counted in `arrived_too_late`);
-    - an event another campaign really texted (or held the customer out for) is this
-      campaign's only if it ranks first (priority, then intent strength): live, at most one
-      SMS goes out per event. Otherwise it gets no decision (counted in `outranked`);
+    - an event another campaign won live (decided to text it, whatever came of the send, or
+      held the customer out) is this campaign's only if it ranks first (priority, then
+      intent strength): live, at most one SMS goes out per event, and per arrival (a
+      beacon zone's entry and the store entry it makes, decided together). Otherwise it
+      gets no decision (counted in `outranked`);
     - caps, budgets and the code pool count other campaigns' real SMS, this campaign's real
       ones for earlier events, and the run's own would-be SMS in place of this campaign's
-      real ones within the window; only what was decided before each event counts;
+      real ones within the window; only what was decided before each event counts, and a
+      would-be SMS whose real one ended unsent (stale, refused, held back at its turn) stops
+      counting then, as live;
     - a dwell campaign's dwells are derived from the visits where presence recorded none
       (it records only the minutes that active campaigns watch); approaches at a distance
       no active campaign watches were never recorded and cannot be: `warnings` says so.
@@ -156,9 +173,28 @@ def dry_run_campaign(
     counted = _dry_run_counted_sms(
         campaign, customers, since=since, decided_by=decided_by, limits=limits
     )
-    rivals = _rivals(campaign, {item.event_id for item in on_time if item.event_id is not None})
+    # Each event's arrival (rules.arrival_key): the events live decided together with it.
+    arrivals: dict[tuple, set[int]] = defaultdict(set)
+    for event in events:
+        arrivals[rules.arrival_key(presence_fact(event), event.customer_id, event.id)].add(event.id)
+    arrival_of = {event_id: ids for ids in arrivals.values() for event_id in ids}
+    rivals = _rivals(
+        campaign,
+        {
+            event_id
+            for item in on_time
+            if item.event_id is not None
+            for event_id in arrival_of[item.event_id]
+        },
+    )
     # Events whose real SMS this campaign would have taken the place of.
     displaced: set[int] = set()
+    # When this campaign's real SMS for an event ended without being sent (held back at its
+    # turn, stale, refused): live, it gave its place in the caps and budgets back then.
+    unsent_at = _unsent_at(campaign, {item.event_id for item in on_time if item.event_id})
+    # The would-be SMS whose real one gave its place back: (when, tie-break, budget day, and
+    # whether its pool code went back too: not one the provider took).
+    given_back: list[tuple[datetime, int, date, bool]] = []
 
     by_status: dict[str, int] = defaultdict(int)
     by_reason: dict[str, int] = defaultdict(int)
@@ -170,6 +206,12 @@ def dry_run_campaign(
     total, codes_left = spent_before.total, spent_before.codes_left
     for item in on_time:
         at, moment = item.fact.at, item.arrived_at
+        while given_back and given_back[0][0] < moment:
+            _, _, spent_on, code_back = heappop(given_back)
+            per_day[spent_on] -= 1
+            total -= 1
+            if codes_left is not None and code_back:
+                codes_left += 1
         customer = item.customer
         stored = browsing.get(customer.id, Browsing({}, {}))
         facts_then = rules.CustomerFacts(
@@ -185,7 +227,8 @@ def dry_run_campaign(
         if not ranked:
             continue
         match = ranked[0][1]
-        event_rivals = rivals.get(item.event_id, ()) if item.event_id is not None else ()
+        arrival = arrival_of[item.event_id] if item.event_id is not None else set()
+        event_rivals = [rival for event_id in arrival for rival in rivals.get(event_id, ())]
         if any(not rules.ranks_before(rule, match, r.rule, r.match) for r in event_rivals):
             outranked += 1
             continue
@@ -193,9 +236,11 @@ def dry_run_campaign(
         for earlier in counted[customer.id]:
             if earlier.order >= item.order:
                 continue  # decided after this event, live
+            if earlier.until is not None and earlier.until < moment:
+                continue  # ended unsent before this event was decided, live
             if earlier.event_id is not None and (
-                # Ranked first, this campaign is judged before its rivals for this event...
-                earlier.event_id == item.event_id
+                # Ranked first, this campaign is judged before its rivals for this arrival...
+                earlier.event_id in arrival
                 # ...and its would-be SMS for an earlier event is the only one that event got.
                 or (earlier.campaign != rule.id and earlier.event_id in displaced)
             ):
@@ -209,16 +254,23 @@ def dry_run_campaign(
             by_status[decision.status] += 1
             if decision.reason:
                 by_reason[decision.reason] += 1
+            # Judged as live judged it, a would-be SMS whose real one ended unsent ends then.
+            until, code_back = unsent_at.get(item.event_id, (None, False))
+            if decision.status != rules.QUEUED:
+                until = None
             if decision.status in (rules.QUEUED, rules.HOLDOUT):
                 counted[customer.id].append(
-                    _CountedSms(item.order, decision.campaign, decision.status, item.event_id)
+                    _CountedSms(
+                        item.order, decision.campaign, decision.status, item.event_id, until
+                    )
                 )
-                if item.event_id is not None:
-                    displaced.add(item.event_id)
+                displaced |= arrival
             if decision.status == rules.QUEUED:
                 reached.add(customer.id)
                 after = budget.after_one_sms()
                 per_day[day], total, codes_left = after.today, after.total, after.codes_left
+                if until is not None:
+                    heappush(given_back, (until, len(given_back), day, code_back))
     return {
         "campaign": campaign.id,
         "since": since,
@@ -291,27 +343,54 @@ def _dry_run_counted_sms(
     """The customers' real SMS and holdouts as a dry run counts them, up to the last moment
     it judges (`decided_by`): every campaign's for events before `since`, other campaigns'
     for any; this campaign's for the window's events are what the run decides again. Each
-    counts from when it was recorded, and for the events decided after it."""
+    counts from when it was recorded, and for the events decided after it; one that ended
+    unsent (ENDED_UNSENT) only until then."""
     window = history_window(limits, [campaign])
     counted: dict[int, list[_CountedSms]] = defaultdict(list)
     rows = (
         Delivery.objects.annotate(event_at=delivery_event_time())
         .filter(
+            Q(status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT]) | ENDED_UNSENT,
             customer_id__in=list(customers),
-            status__in=[*SENT_LIKE, DeliveryStatus.HOLDOUT],
             created_at__gt=since - window,
             created_at__lte=decided_by,
         )
         .exclude(campaign=campaign, event_at__gte=since)
         .values_list(
-            "customer_id", "campaign_id", "status", "created_at", "presence_event_id", "event_at"
+            "customer_id",
+            "campaign_id",
+            "status",
+            "created_at",
+            "presence_event_id",
+            "event_at",
+            "status_updated_at",
         )
     )
-    for customer_id, campaign_id, status, created_at, event_id, event_at in rows:
+    ended = (DeliveryStatus.FAILED, DeliveryStatus.SUPPRESSED)
+    for customer_id, campaign_id, status, created_at, event_id, event_at, changed_at in rows:
         order = _decision_order(created_at, event_at, event_id)
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
-        counted[customer_id].append(_CountedSms(order, campaign_id, queued_or_holdout, event_id))
+        until = changed_at if status in ended else None
+        counted[customer_id].append(
+            _CountedSms(order, campaign_id, queued_or_holdout, event_id, until)
+        )
     return counted
+
+
+def _unsent_at(campaign: Campaign, event_ids: set[int]) -> dict[int, tuple[datetime, bool]]:
+    """When the campaign's real SMS for these events ended without being sent (ENDED_UNSENT),
+    for those that did, and whether its pool code went back then (the delivery gave it up:
+    not one the provider took)."""
+    if not event_ids:
+        return {}
+    return {
+        event_id: (ended_at, code is None)
+        for event_id, ended_at, code in Delivery.objects.filter(
+            ENDED_UNSENT,
+            campaign=campaign,
+            presence_event_id__in_batch=event_ids,
+        ).values_list("presence_event_id", "status_updated_at", "code")
+    }
 
 
 def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:
@@ -320,7 +399,7 @@ def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:
     if not event_ids:
         return rivals
     rows = (
-        Delivery.objects.filter(presence_event_id__in_batch=event_ids, status__in=WINNING)
+        Delivery.objects.filter(WINNING, presence_event_id__in_batch=event_ids)
         .exclude(campaign=campaign)
         .values_list("presence_event_id", "campaign_id", "campaign__priority", "intent_score")
     )

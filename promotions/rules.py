@@ -4,7 +4,9 @@ Given one presence event, the live campaigns and what is known of the customer, 
 returns the decisions to record: each campaign the event matches, in order of priority and
 then intent strength, is judged against its limits until one would send (queued) or holds the
 customer out (holdout). So at most one SMS goes out per presence event, and every campaign
-judged before the winner is recorded with the reason it could not send. A campaign whose
+judged before the winner is recorded with the reason it could not send. A beacon zone's entry
+and the store entry it makes in the same instant are one arrival, decided as one event
+(`decide_arrival`): the store's entry campaign and the zone's are ranked together. A campaign whose
 uploaded code pool is used up cannot send: its budget is spent, and the next one is judged.
 """
 
@@ -130,6 +132,7 @@ class Decision:
     reason: str  # empty when queued
     match: IntentMatch
     detail: str = ""  # the limit that held it, in words
+    event: int = 0  # of the arrival's events (see decide_arrival), the one it is about
 
 
 def triggered(campaign: CampaignRule, event: PresenceFact) -> bool:
@@ -367,14 +370,28 @@ def rank(
 ) -> list[tuple[CampaignRule, IntentMatch]]:
     """The campaigns the event triggers and whose intent condition holds, best first:
     highest priority, then strongest intent, then the oldest campaign."""
+    return [
+        (campaign, match) for campaign, match, _ in _rank_arrival(campaigns, [event], customer, now)
+    ]
+
+
+def _rank_arrival(
+    campaigns: Collection[CampaignRule],
+    events: Sequence[PresenceFact],
+    customer: CustomerFacts,
+    now: datetime,
+) -> list[tuple[CampaignRule, IntentMatch, int]]:
+    """`rank` over the presence events of one arrival, each campaign with the index of the
+    event it is triggered by."""
     matches = []
     for campaign in campaigns:
-        if not triggered(campaign, event):
+        event = next((i for i, fact in enumerate(events) if triggered(campaign, fact)), None)
+        if event is None:
             continue
         match = intent_match(campaign.intent, customer, now)
         if match is not None:
-            matches.append((campaign, match))
-    return sorted(matches, key=lambda cm: _rank_key(*cm))
+            matches.append((campaign, match, event))
+    return sorted(matches, key=lambda cme: _rank_key(cme[0], cme[1]))
 
 
 def ranks_before(
@@ -398,15 +415,41 @@ def decide(
     now: datetime,
 ) -> list[Decision]:
     """The decisions for one presence event: see the module's docstring."""
+    return decide_arrival(campaigns, [event], customer, budgets, limits, now)
+
+
+def decide_arrival(
+    campaigns: Collection[CampaignRule],
+    events: Sequence[PresenceFact],
+    customer: CustomerFacts,
+    budgets: Mapping[int, BudgetUse],
+    limits: GlobalLimits,
+    now: datetime,
+) -> list[Decision]:
+    """The decisions for the presence events of one arrival, as for one event: a beacon
+    zone's entry and the store entry it makes in the same instant are one walk through the
+    door, so the campaigns they trigger are ranked together and at most one of them texts.
+    Each decision names the event it is about (its index in `events`)."""
     decisions = []
-    for campaign, match in rank(campaigns, event, customer, now):
+    for campaign, match, event in _rank_arrival(campaigns, events, customer, now):
         limit = limit_reason(campaign, customer, budgets.get(campaign.id, BudgetUse()), limits, now)
         if limit.reason:
-            decisions.append(Decision(campaign.id, SUPPRESSED, limit.reason, match, limit.detail))
+            decisions.append(
+                Decision(campaign.id, SUPPRESSED, limit.reason, match, limit.detail, event)
+            )
             continue
         if in_holdout(campaign.id, customer.key, campaign.holdout_percent):
-            decisions.append(Decision(campaign.id, HOLDOUT, "holdout", match))
+            decisions.append(Decision(campaign.id, HOLDOUT, "holdout", match, event=event))
         else:
-            decisions.append(Decision(campaign.id, QUEUED, "", match))
+            decisions.append(Decision(campaign.id, QUEUED, "", match, event=event))
         break
     return decisions
+
+
+def arrival_key(event: PresenceFact, customer: int, event_id: int) -> tuple:
+    """Which arrival a presence event is part of: a customer's entries into a store and its
+    zones at one instant are one (a beacon zone's entry enters its store too); any other
+    event is one on its own."""
+    if event.kind == "entered":
+        return (customer, event.store, event.at)
+    return (customer, event_id)

@@ -16,8 +16,15 @@ from hypothesis import strategies as st
 
 from customers import intent
 from customers.models import ProductIntent
-from promotions import decisions, rules, tracking
-from promotions.models import Delivery, DeliveryStatus, OfferCode, Ping, PresenceEvent
+from promotions import decisions, rules, sending, tracking
+from promotions.models import (
+    Campaign,
+    Delivery,
+    DeliveryStatus,
+    OfferCode,
+    Ping,
+    PresenceEvent,
+)
 from tests.factories import (
     CampaignFactory,
     CustomerFactory,
@@ -644,6 +651,126 @@ def test_a_would_be_sms_for_an_event_another_campaign_texted_counts_for_the_cap(
     result = dry_run(api, draft, since=at - timedelta(hours=1))
 
     assert (result["would_send"], result["by_reason"]["campaign_cap"]) == (1, 1)
+
+
+def test_an_event_whose_sms_was_held_back_at_its_turn_stays_the_other_campaigns(api, rivoli):
+    """Live, the priority campaign won the entry at 20:59:58 in Paris, and its SMS, whose
+    turn came at 21:00:01 in its quiet hours, was held back then (suppressed, quiet_hours).
+    The campaign ranked after it was never judged for that entry: won at the decision, the
+    event was not passed on when the send was held back."""
+    paris = ZoneInfo("Europe/Paris")
+    first = CampaignFactory(priority=10, quiet_hours_start=time(21, 0), quiet_hours_end=time(8, 0))
+    first.stores.add(rivoli)
+    second = CampaignFactory(priority=0)
+    second.stores.add(rivoli)
+    customer = CustomerFactory(timezone="Europe/Paris")
+    day = (timezone.now() - timedelta(days=2)).astimezone(paris).date()
+    at = datetime.combine(day, time(20, 59, 58), tzinfo=paris)
+    decide_live(presence_event(customer, rivoli, at=at))
+    (queued,) = Delivery.objects.filter(campaign=first, status=DeliveryStatus.QUEUED)
+    sending.send_delivery(delivery_id=queued.id, now=at + timedelta(seconds=3))
+    assert live_decisions(first) == {
+        "by_status": {"suppressed": 1},
+        "by_reason": {"quiet_hours": 1},
+    }
+    assert live_decisions(second) == {"by_status": {}, "by_reason": {}}
+
+    result = dry_run(api, second, since=at - timedelta(hours=1), until=at + timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(second)
+    assert result["outranked"] == 1
+
+
+@pytest.mark.parametrize("welcome_status", ["active", "draft"])
+@pytest.mark.parametrize("entry_status", ["active", "draft"])
+def test_a_walk_in_by_the_entrance_beacon_is_one_arrival_to_a_dry_run_too(
+    api, rivoli, settings, welcome_status, entry_status
+):
+    """The entrance zone's entry and the store entry it makes, in one instant: live, the
+    store's entry campaign (priority 10) and the entrance's welcome (priority 1) are ranked
+    together and only the first texts. A dry run of either says what live would have."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    entrance = ZoneFactory(store=rivoli, code="entrance")
+    welcome = CampaignFactory(trigger_type="beacon_zone", trigger_zone="entrance", priority=1)
+    welcome.stores.add(rivoli)
+    entry = CampaignFactory(priority=10)
+    entry.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=2)
+    both = [
+        presence_event(
+            customer, rivoli, at=at, zone=entrance, place_key=f"zone:{rivoli.id}:entrance"
+        ),
+        presence_event(customer, rivoli, at=at),
+    ]
+    Campaign.objects.filter(id=welcome.id).update(status=welcome_status)
+    Campaign.objects.filter(id=entry.id).update(status=entry_status)
+    decide_live(*both)
+    Campaign.objects.filter(id__in=[welcome.id, entry.id]).update(status="active")
+
+    welcome_run = dry_run(api, welcome, since=at - timedelta(hours=1))
+    entry_run = dry_run(api, entry, since=at - timedelta(hours=1))
+
+    # The welcome is the arrival's only where the entry campaign did not run.
+    welcomed = entry_status == "draft"
+    assert (welcome_run["would_send"], welcome_run["outranked"]) == (welcomed, not welcomed)
+    assert (entry_run["would_send"], entry_run["outranked"]) == (1, 0)
+
+
+@pytest.mark.parametrize("spent", ["daily_budget", "code_pool", "campaign_cap"])
+def test_an_sms_that_never_went_gives_its_budget_back_to_a_dry_run_as_live(
+    api, rivoli, settings, spent
+):
+    """A daily budget of one, a pool of one code, or a cap of one SMS a week: live, the first
+    SMS failed at its turn (stale, its customer gone), which gave its place back (its code to
+    the pool), and the next visit was texted. A dry run decides as live did."""
+    campaign = CampaignFactory(
+        daily_budget=1 if spent == "daily_budget" else None,
+        limit_per_customer_days=7 if spent == "campaign_cap" else None,
+    )
+    campaign.stores.add(rivoli)
+    if spent == "code_pool":
+        OfferCode.objects.create(campaign=campaign, code="ONLY-ONE")
+    at = timezone.now() - timedelta(hours=3)
+    customer = CustomerFactory()
+    first = presence_event(customer, rivoli, at=at)
+    decide_live(first)
+    (queued,) = Delivery.objects.filter(campaign=campaign, status=DeliveryStatus.QUEUED)
+    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
+    sending.send_delivery(delivery_id=queued.id, now=at + validity + timedelta(seconds=1))
+    assert Delivery.objects.get(id=queued.id).status == DeliveryStatus.FAILED
+    again = customer if spent == "campaign_cap" else CustomerFactory()
+    decide_live(presence_event(again, rivoli, at=at + timedelta(minutes=90)))
+    assert Delivery.objects.filter(campaign=campaign).count() == 2
+    assert Delivery.objects.filter(campaign=campaign, reason="").count() == 2  # both to text
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert (result["would_send"], result["by_reason"]["budget"]) == (2, 0)
+
+
+def test_another_campaigns_sms_counts_until_it_ended_unsent(api, rivoli, settings):
+    """Live, another campaign's SMS waited at the sender (decided at 10:00, failed stale at
+    10:50) and held this campaign's entry at 10:30 back by the 60-minute gap: a dry run
+    counts it until it ended, as live did."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 60
+    opera = StoreFactory(code="OPERA")
+    other = CampaignFactory()
+    other.stores.add(opera)
+    campaign = CampaignFactory()
+    campaign.stores.add(rivoli)
+    customer = CustomerFactory()
+    at = timezone.now() - timedelta(hours=3)
+    decide_live(presence_event(customer, opera, at=at))
+    decide_live(presence_event(customer, rivoli, at=at + timedelta(minutes=30)))
+    (waiting,) = Delivery.objects.filter(campaign=other, status=DeliveryStatus.QUEUED)
+    sending.send_delivery(delivery_id=waiting.id, now=at + timedelta(minutes=50))
+    assert Delivery.objects.get(id=waiting.id).status == DeliveryStatus.FAILED
+    assert live_decisions(campaign)["by_reason"] == {"global_cap": 1}
+
+    result = dry_run(api, campaign, since=at - timedelta(hours=1))
+
+    assert dry_decisions(result) == live_decisions(campaign)
 
 
 # --- What it reads ----------------------------------------------------------------------

@@ -588,6 +588,32 @@ def test_a_gateway_seeing_a_customers_tag_triggers_the_zone_campaign(
     assert sms.to == lea.phone
 
 
+@pytest.mark.parametrize("gap_minutes", [60, 0])
+def test_walking_in_by_the_entrance_beacon_is_texted_once_by_the_higher_priority(
+    api, outbox, rivoli, lea, entrance, settings, gap_minutes
+):
+    """The entrance beacon's readings enter its zone and, in the same instant, the store:
+    one arrival. The store's entry campaign (priority 10) outranks the entrance's welcome
+    (priority 1), and only one of them texts, whatever the minimum gap."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = gap_minutes
+    BeaconFactory(zone=entrance, identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    welcome = zone_campaign(rivoli, priority=1)
+    entry = x200_campaign(rivoli, priority=10)
+    ibeacon = {"uuid": BEACON_UUID, "major": 1, "minor": 2}
+    sightings = [
+        {"device_id": "lea-phone", "ibeacon": ibeacon, "rssi": -60, "seen_at": ago(seconds=s)}
+        for s in (20, 10)
+    ]
+
+    api.post("/api/v1/sightings", {"sightings": sightings})
+
+    assert PresenceEvent.objects.filter(kind="entered").count() == 2  # the zone, the store
+    [sms] = outbox
+    delivery = Delivery.objects.get(status="sent")
+    assert (delivery.campaign, delivery.body) == (entry, sms.body)
+    assert not Delivery.objects.filter(campaign=welcome).exists()
+
+
 def test_walking_past_within_the_distance_triggers_the_near_campaign(api, outbox, rivoli, lea):
     campaign = x200_campaign(rivoli, trigger_type="near", trigger_distance_m=500)
     pings = [
