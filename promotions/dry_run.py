@@ -11,7 +11,7 @@ from heapq import heappop, heappush
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from customers import intent
@@ -150,11 +150,8 @@ def dry_run_campaign(
     limits = global_limits()
     validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
     in_period = PresenceEvent.objects.filter(occurred_at__gte=since, occurred_at__lt=until)
-    events = (
-        in_period.filter(_waited_for(rule))
-        .select_related("store", "zone", "customer")
-        .order_by("occurred_at", "id")
-    )
+    waited = in_period.filter(_waited_for(rule))
+    events = waited.select_related("store", "zone", "customer").order_by("occurred_at", "id")
     replayed = [
         _Replayed(presence_fact(event), event.customer, event.store, event.created_at, event.id)
         for event in events
@@ -173,9 +170,11 @@ def dry_run_campaign(
     counted = _dry_run_counted_sms(
         campaign, customers, since=since, decided_by=decided_by, limits=limits
     )
-    # Each event's arrival (rules.arrival_key): the events live decided together with it.
+    # Each event's arrival (rules.arrival_key): the events live decided together with it,
+    # the entries this campaign's trigger does not wait for included (the store's for a
+    # beacon zone campaign, a zone's for a store entry campaign).
     arrivals: dict[tuple, set[int]] = defaultdict(set)
-    for event in events:
+    for event in [*events, *_arrival_partners(in_period, waited)]:
         arrivals[rules.arrival_key(presence_fact(event), event.customer_id, event.id)].add(event.id)
     arrival_of = {event_id: ids for ids in arrivals.values() for event_id in ids}
     rivals = _rivals(
@@ -312,6 +311,26 @@ def _waited_for(rule: rules.CampaignRule) -> Q:
     if rule.ends_at:
         waited &= Q(occurred_at__lt=rule.ends_at)
     return waited
+
+
+def _arrival_partners(in_period: QuerySet, waited: QuerySet) -> QuerySet:
+    """The entries made in the same instant as an entry `waited` holds, by the same customer
+    into the same store or one of its zones (rules.arrival_key), that `waited` leaves out."""
+    entries = waited.filter(kind=PresenceKind.ENTERED)
+    return (
+        in_period.filter(kind=PresenceKind.ENTERED)
+        .exclude(pk__in=entries.values("pk"))
+        .filter(
+            Exists(
+                entries.filter(
+                    customer_id=OuterRef("customer_id"),
+                    store_id=OuterRef("store_id"),
+                    occurred_at=OuterRef("occurred_at"),
+                )
+            )
+        )
+        .select_related("zone")
+    )
 
 
 def _outside_the_schedule(campaign: Campaign, *, since: datetime, until: datetime) -> list[str]:
