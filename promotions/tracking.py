@@ -434,20 +434,32 @@ def _silent_since(
 def _first_signals(
     silent_since: dict[int, datetime], *, received_since: datetime
 ) -> dict[int, datetime]:
-    """For each customer, the earliest of their pings and sightings received since
-    `received_since` (when the oldest batch still waiting was) and recorded after their
-    `silent_since`: any of them may be waiting in an unprocessed batch. Customers with none
-    are left out. Two queries, whatever the number of customers."""
+    """For each customer, the earliest of their pings and sightings waiting in a batch not
+    processed yet (received since `received_since`, when the oldest of them was) and recorded
+    after their `silent_since`. Customers with none are left out. Two queries, whatever the
+    number of customers.
+
+    A ping or sighting is stored with its batch's receipt time: those received when a batch
+    still waiting was are its own. One a worker processed already has been applied (a second
+    device's that holds nothing, a vague fix): it cannot keep the visit, and holding the
+    timeout back for it would keep the shopper in the store while any batch waits."""
     if not silent_since:
         return {}
     customers, after = set(silent_since), min(silent_since.values())
+    waiting = LocationBatch.objects.filter(
+        processed_at=None, received_at__gte=received_since
+    ).values("received_at")
     pings = Ping.objects.filter(
         device__customer_id__in_batch=customers,
         recorded_at__gt=after,
         received_at__gte=received_since,
+        received_at__in=waiting,
     ).values_list("device__customer_id", "recorded_at")
     sightings = Sighting.objects.filter(
-        device__customer_id__in_batch=customers, seen_at__gt=after, received_at__gte=received_since
+        device__customer_id__in_batch=customers,
+        seen_at__gt=after,
+        received_at__gte=received_since,
+        received_at__in=waiting,
     ).values_list("device__customer_id", "seen_at")
     first: dict[int, datetime] = {}
     for customer_id, at in chain(pings, sightings):
