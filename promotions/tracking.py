@@ -381,7 +381,9 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
     behind, or a task lost with the broker that the sweep has yet to run) is judged, their
     timeouts and dwells, at the earliest of them instead. The backlog holds the timeout back
     rather than ending a visit those pings continue, which processing them later would
-    start again; a silence longer than the timeout before them still ends it."""
+    start again; a silence longer than the timeout before them still ends it. A dwell the
+    tick would announce waits for them too: they may say the shopper walked out before it.
+    """
     watch = current_watch()
     rules = presence_rules()
     backlog_since = _oldest_unprocessed(now=now)
@@ -421,14 +423,17 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
 def _silent_since(
     states: dict[presence.Place, presence.PlaceState], outcome: presence.Outcome
 ) -> datetime | None:
-    """The oldest last evidence among the places the tick's outcome ends (None when it ends
-    none): only a signal recorded after it could have kept them."""
-    ended = [
+    """The oldest last evidence among the places the tick's outcome ends or announces a dwell
+    of (None when it does neither): only a signal recorded after it could have kept them, or
+    ended them before the dwell (the fixes of a shopper walking out, waiting in a batch)."""
+    judged = [
         states[place]
         for place, state in outcome.states.items()
-        if place in states and states[place].inside and not state.inside
+        if place in states
+        and states[place].inside
+        and (not state.inside or set(state.dwelled) - set(states[place].dwelled))
     ]
-    return min((state.last_evidence_at or state.entered_at for state in ended), default=None)
+    return min((state.last_evidence_at or state.entered_at for state in judged), default=None)
 
 
 def _first_signals(

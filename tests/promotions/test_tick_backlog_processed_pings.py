@@ -7,9 +7,9 @@ import pytest
 from django.utils import timezone
 
 from promotions import decisions, tasks
-from promotions.models import LocationBatch, Presence, PresenceEvent
+from promotions.models import Delivery, LocationBatch, Presence, PresenceEvent
 from tests.clock import ago
-from tests.factories import DeviceFactory, StoreFactory
+from tests.factories import CampaignFactory, DeviceFactory, StoreFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -64,3 +64,27 @@ def test_pings_processed_already_do_not_hold_back_a_timeout_behind_a_stuck_batch
 @pytest.fixture
 def rivoli():
     return StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
+
+
+def test_no_dwell_is_announced_for_a_shopper_whose_exit_waits_in_a_lost_batch(
+    api, settings, rivoli
+):
+    """Léa shopped ten minutes and walked out; the fixes that say so were accepted while the
+    broker was down, their task lost. The "stays 20 minutes" campaign must not text her at
+    minute 20 on the strength of pings the tick has not read: her exit comes first."""
+    settings.SMS_BACKEND = "locmem"
+    campaign = CampaignFactory(trigger_type="dwell", trigger_minutes=20)
+    phone = DeviceFactory(device_id="lea-phone")
+    for minutes_ago in range(21, 11, -1):
+        post(api, ping("lea-phone", RIVOLI, minutes_ago))
+    lost(api, *(ping("lea-phone", HOME, minutes_ago) for minutes_ago in range(11, 1, -1)))
+
+    decisions.process_presence_tick(now=timezone.now())
+
+    settings.SWEEP_AFTER_SECONDS = 10
+    decisions.decide_lost_batches(
+        now=timezone.now() + timedelta(minutes=1), budget_seconds=30, queue_sends=tasks.queue_sends
+    )
+    events = PresenceEvent.objects.filter(customer=phone.customer).order_by("occurred_at")
+    assert list(events.values_list("kind", flat=True)) == ["entered", "exited"]
+    assert not Delivery.objects.filter(campaign=campaign).exists()
