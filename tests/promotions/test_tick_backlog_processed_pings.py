@@ -1,5 +1,5 @@
-"""The presence tick holds a timeout back for pings that may wait in an unprocessed batch,
-not for pings a worker processed already."""
+"""The presence tick holds a timeout or a dwell back for the shopper's own pings still
+waiting in an unprocessed batch, not for pings a worker processed already."""
 
 from datetime import timedelta
 
