@@ -123,7 +123,9 @@ def insert_ping_batch(
         f"SELECT *, false, %s FROM ({source}) AS batch WHERE true"
         f"{' ON CONFLICT DO NOTHING' if skip_stored else ''} RETURNING id"
     )
-    params = [received_at, *params]
+    # Written as the ORM writes it (SQLite keeps text): a ping's receipt is its batch's, and
+    # the presence tick finds the pings of a batch still waiting by it.
+    params = [connection.ops.adapt_datetimefield_value(received_at), *params]
     with connection.cursor() as cursor:
         if connection.vendor != "postgresql":
             cursor.execute(insert, params)

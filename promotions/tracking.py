@@ -381,7 +381,9 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
     behind, or a task lost with the broker that the sweep has yet to run) is judged, their
     timeouts and dwells, at the earliest of them instead. The backlog holds the timeout back
     rather than ending a visit those pings continue, which processing them later would
-    start again; a silence longer than the timeout before them still ends it."""
+    start again; a silence longer than the timeout before them still ends it. A dwell the
+    tick would announce waits for them too: they may say the shopper walked out before it.
+    """
     watch = current_watch()
     rules = presence_rules()
     backlog_since = _oldest_unprocessed(now=now)
@@ -421,33 +423,48 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
 def _silent_since(
     states: dict[presence.Place, presence.PlaceState], outcome: presence.Outcome
 ) -> datetime | None:
-    """The oldest last evidence among the places the tick's outcome ends (None when it ends
-    none): only a signal recorded after it could have kept them."""
-    ended = [
+    """The oldest last evidence among the places the tick's outcome ends or announces a dwell
+    of (None when it does neither): only a signal recorded after it could have kept them, or
+    ended them before the dwell (the fixes of a shopper walking out, waiting in a batch)."""
+    judged = [
         states[place]
         for place, state in outcome.states.items()
-        if place in states and states[place].inside and not state.inside
+        if place in states
+        and states[place].inside
+        and (not state.inside or set(state.dwelled) - set(states[place].dwelled))
     ]
-    return min((state.last_evidence_at or state.entered_at for state in ended), default=None)
+    return min((state.last_evidence_at or state.entered_at for state in judged), default=None)
 
 
 def _first_signals(
     silent_since: dict[int, datetime], *, received_since: datetime
 ) -> dict[int, datetime]:
-    """For each customer, the earliest of their pings and sightings received since
-    `received_since` (when the oldest batch still waiting was) and recorded after their
-    `silent_since`: any of them may be waiting in an unprocessed batch. Customers with none
-    are left out. Two queries, whatever the number of customers."""
+    """For each customer, the earliest of their pings and sightings waiting in a batch not
+    processed yet (received since `received_since`, when the oldest of them was) and recorded
+    after their `silent_since`. Customers with none are left out. Two queries, whatever the
+    number of customers.
+
+    A ping or sighting is stored with its batch's receipt time: those received when a batch
+    still waiting was are its own. One a worker processed already has been applied (a second
+    device's that holds nothing, a vague fix): it cannot keep the visit, and holding the
+    timeout back for it would keep the shopper in the store while any batch waits."""
     if not silent_since:
         return {}
     customers, after = set(silent_since), min(silent_since.values())
+    waiting = LocationBatch.objects.filter(
+        processed_at=None, received_at__gte=received_since
+    ).values("received_at")
     pings = Ping.objects.filter(
         device__customer_id__in_batch=customers,
         recorded_at__gt=after,
         received_at__gte=received_since,
+        received_at__in=waiting,
     ).values_list("device__customer_id", "recorded_at")
     sightings = Sighting.objects.filter(
-        device__customer_id__in_batch=customers, seen_at__gt=after, received_at__gte=received_since
+        device__customer_id__in_batch=customers,
+        seen_at__gt=after,
+        received_at__gte=received_since,
+        received_at__in=waiting,
     ).values_list("device__customer_id", "seen_at")
     first: dict[int, datetime] = {}
     for customer_id, at in chain(pings, sightings):
