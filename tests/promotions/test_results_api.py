@@ -105,6 +105,25 @@ def test_bad_redemptions_are_400_and_store_nothing(api, rivoli, body):
     assert not Redemption.objects.exists()
 
 
+@pytest.mark.parametrize(
+    "amount, says",
+    [
+        # A till's floating-point sum, as JSON writes it (19.99 + 39.91).
+        (59.900000000000006, "Ensure that there are no more than 2 decimal places."),
+        ("0.30000000000000004", "Ensure that there are no more than 2 decimal places."),
+        (
+            "123456789012.5",
+            "Ensure that there are no more than 10 digits before the decimal point.",
+        ),
+    ],
+)
+def test_an_amount_refused_says_which_of_its_rules_it_breaks(api, rivoli, amount, says):
+    DeliveryFactory(code="K7Q2-M9XB")
+    response = redeem(api, "K7Q2-M9XB", amount=amount)
+    assert response.status_code == 400
+    assert response.json() == {"amount": [says]}
+
+
 def test_redemptions_need_their_scope(client_with_scopes, rivoli):
     DeliveryFactory(code="K7Q2-M9XB")
     assert redeem(client_with_scopes("reports"), "K7Q2-M9XB").status_code == 403
