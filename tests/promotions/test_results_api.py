@@ -66,6 +66,26 @@ def test_a_code_is_redeemed_once(api, rivoli):
     assert redeem(api, "K7Q2-M9XB").status_code == 409
 
 
+def test_a_409_says_where_and_when_a_code_was_redeemed_and_knows_the_tills_own_retry(api, rivoli):
+    # The till's answer was lost and it sends the purchase again: the cashier is told it was
+    # recorded, not that the customer's code was used already. Another purchase with the code
+    # is told where and when it was.
+    StoreFactory(code="OPERA")
+    given = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    DeliveryFactory(code="K7Q2-M9XB", store=rivoli, created_at=given)
+    purchase = {"redeemed_at": "2026-11-30T16:05:00+01:00", "amount": "59.90"}
+    assert redeem(api, "K7Q2-M9XB", **purchase).status_code == 201
+
+    again = redeem(api, "k7q2m9xb", **purchase)
+    elsewhere = redeem(api, "K7Q2-M9XB", store="OPERA", amount="12.00")
+
+    assert again.status_code == elsewhere.status_code == 409
+    assert again.json()["detail"] == "This purchase was already recorded."
+    assert elsewhere.json()["detail"] == (
+        "This offer was already redeemed, at RIVOLI on 2026-11-30T15:05:00Z."
+    )
+
+
 @pytest.mark.parametrize("typed", ["k7q2-m9xb", "K7Q2M9XB", " k7q2 m9xb "])
 def test_a_code_typed_loosely_at_the_till_is_found(api, rivoli, typed):
     DeliveryFactory(code="K7Q2-M9XB")
