@@ -46,7 +46,7 @@ from promotions.models import (
     Store,
 )
 from promotions.offers import normalise_code
-from promotions.times import local_day, local_day_start, offer_expiry
+from promotions.times import local_day, local_day_start, offer_expiry, offer_last_day
 
 # Handed to the SMS provider, or about to be: what caps and budgets count.
 SENT_LIKE = (
@@ -706,11 +706,19 @@ def _write_offer(
 ) -> None:
     zone_name = customer_timezone(customer, event.store)
     zone = ZoneInfo(zone_name)
-    expires = offer_expiry(delivery.created_at, campaign.offer_valid_days, zone)
+    # The SMS gives the last day in the customer's zone; the code lasts until that day ends
+    # at the store's till too, when the store's zone ends it later.
+    last_day = offer_last_day(delivery.created_at, campaign.offer_valid_days, zone)
+    till_zone = ZoneInfo(event.store.timezone)
+    expires = offer_expiry(
+        delivery.created_at, campaign.offer_valid_days, zone, till_zone=till_zone
+    )
     delivery.code = pool_code.code if pool_code else offers.generate_code()
     delivery.expires_at = expires
-    # The day its SMS gave is read in this zone later (the admin), whatever the customer's
-    # zone has become since.
+    # The day its SMS gave, read in the zone whose end of it is the code's (the admin): its
+    # last moment there, whatever the customer's zone has become since.
+    if local_day(expires, zone) != last_day:
+        zone_name = event.store.timezone
     delivery.trace = {**delivery.trace, "offer_timezone": zone_name}
     delivery.body = offers.render_offer(
         campaign.offer_template,
@@ -718,7 +726,7 @@ def _write_offer(
         store_name=event.store.name,
         product_name=decision.match.product_name,
         code=delivery.code,
-        expires_at=local_day(expires, zone),
+        expires_at=last_day,
         locale=customer.locale,
         phone=customer.phone,
     )

@@ -335,8 +335,9 @@ def redeem(
         delivery = _delivery_by_code(code)
         if delivery is None:
             raise UnknownCodeError("No offer matches this code.")
-        if Redemption.objects.filter(delivery=delivery).exists():
-            raise ConflictError("This offer was already redeemed.")
+        redeemed = Redemption.objects.filter(delivery=delivery).select_related("store").first()
+        if redeemed is not None:
+            raise ConflictError(_redeemed_already(redeemed, store, redeemed_at, amount))
         return _record_redemption(
             delivery, store=store, amount=amount, redeemed_at=redeemed_at, judged_at=judged_at
         )
@@ -360,6 +361,24 @@ def redeem(
             # next unused one, if any, is this one's.
             continue
     raise ConflictError("Every current offer of this customer was redeemed already.")
+
+
+def _redeemed_already(
+    redemption: Redemption, store: Store, redeemed_at: datetime, amount: Decimal | None
+) -> str:
+    """Why a code redeemed already is refused: the same purchase sent again (a till whose
+    answer was lost) was recorded; another is told where and when the code was used."""
+    if (redemption.store_id, redemption.redeemed_at, redemption.amount) == (
+        store.id,
+        redeemed_at,
+        amount,
+    ):
+        return "This purchase was already recorded."
+    where = f"at {redemption.store.code} " if redemption.store is not None else ""
+    return (
+        f"This offer was already redeemed, {where}on "
+        f"{format_instant_for_api(redemption.redeemed_at)}."
+    )
 
 
 # Concurrent loyalty-card purchases of one customer: how many offers one tries in turn.

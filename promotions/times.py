@@ -21,14 +21,26 @@ def local_day_start(day: date, zone: tzinfo) -> datetime:
     return datetime.combine(day, time.min, tzinfo=zone).astimezone(UTC)
 
 
-def offer_expiry(now: datetime, valid_days: int, zone: tzinfo) -> datetime:
-    """The last instant of the offer's last valid day in the customer's timezone, in UTC:
-    "valid 7 days" means until the end of the seventh day, not 7 times 24 hours to the
-    minute, and "valid 1 day" (or less) until the end of the day it is given. Taken from
-    the next day's start, because the wall clock's 23:59:59 may come twice (a zone falling
-    back at midnight) or a fraction of a second before the day ends."""
-    last_day = local_day(now, zone) + timedelta(days=max(valid_days, 1) - 1)
-    return local_day_start(last_day + timedelta(days=1), zone) - timedelta(microseconds=1)
+def offer_last_day(now: datetime, valid_days: int, zone: tzinfo) -> date:
+    """The offer's last valid day, as its SMS gives it, in the customer's timezone: "valid
+    7 days" is the seventh day, "valid 1 day" (or less) the day it is given."""
+    return local_day(now, zone) + timedelta(days=max(valid_days, 1) - 1)
+
+
+def offer_expiry(
+    now: datetime, valid_days: int, zone: tzinfo, *, till_zone: tzinfo | None = None
+) -> datetime:
+    """The last instant of the offer's last valid day (offer_last_day) in the customer's
+    timezone, in UTC: until the end of that day, not 7 times 24 hours to the minute. Taken
+    from the next day's start, because the wall clock's 23:59:59 may come twice (a zone
+    falling back at midnight) or a fraction of a second before the day ends.
+
+    `till_zone`, the store's, when the customer's is another: the day the SMS names has not
+    ended for its till until it ends there too, so the later of the two ends counts (a New
+    York customer's "11/20" is still good at 21:30 on the 20th in a Los Angeles store)."""
+    next_day = offer_last_day(now, valid_days, zone) + timedelta(days=1)
+    zones = [zone] if till_zone is None else [zone, till_zone]
+    return max(local_day_start(next_day, each) for each in zones) - timedelta(microseconds=1)
 
 
 def format_instant_for_api(value: datetime) -> str:

@@ -335,6 +335,18 @@ class AmountField(serializers.DecimalField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
 
+    def validate_precision(self, value: Decimal) -> Decimal:
+        # DRF checks the total of digits first: a till's floating-point sum (59.900000000000006)
+        # or 12 digits before the point would be told "no more than 12 digits in total",
+        # which names neither rule it breaks. The two rules, each by its own message, imply
+        # the total.
+        _, digits, exponent = value.as_tuple()
+        if -exponent > self.decimal_places:
+            self.fail("max_decimal_places", max_decimal_places=self.decimal_places)
+        if len(digits) + exponent > self.max_whole_digits:
+            self.fail("max_whole_digits", max_whole_digits=self.max_whole_digits)
+        return super().validate_precision(value)
+
     def quantize(self, value: Decimal) -> Decimal:
         # "-0" is 0 and passes min_value, but would be kept and answered as "-0.00", which
         # the pattern refuses; both directions quantize, so zero loses its sign here.

@@ -142,7 +142,7 @@ def test_a_code_redeemed_already_is_409_though_its_customer_has_another_unused_o
     response = api.post("/api/v1/redemptions", {**body, "redeemed_at": ago(minutes=1)})
 
     assert response.status_code == 409
-    assert response.json() == {"detail": "This offer was already redeemed."}
+    assert response.json()["detail"].startswith("This offer was already redeemed, at RIVOLI on ")
 
 
 # --- Replies in the languages Passage writes in -----------------------------------------

@@ -66,6 +66,26 @@ def test_a_code_is_redeemed_once(api, rivoli):
     assert redeem(api, "K7Q2-M9XB").status_code == 409
 
 
+def test_a_409_says_where_and_when_a_code_was_redeemed_and_knows_the_tills_own_retry(api, rivoli):
+    # The till's answer was lost and it sends the purchase again: the cashier is told it was
+    # recorded, not that the customer's code was used already. Another purchase with the code
+    # is told where and when it was.
+    StoreFactory(code="OPERA")
+    given = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    DeliveryFactory(code="K7Q2-M9XB", store=rivoli, created_at=given)
+    purchase = {"redeemed_at": "2026-11-30T16:05:00+01:00", "amount": "59.90"}
+    assert redeem(api, "K7Q2-M9XB", **purchase).status_code == 201
+
+    again = redeem(api, "k7q2m9xb", **purchase)
+    elsewhere = redeem(api, "K7Q2-M9XB", store="OPERA", amount="12.00")
+
+    assert again.status_code == elsewhere.status_code == 409
+    assert again.json()["detail"] == "This purchase was already recorded."
+    assert elsewhere.json()["detail"] == (
+        "This offer was already redeemed, at RIVOLI on 2026-11-30T15:05:00Z."
+    )
+
+
 @pytest.mark.parametrize("typed", ["k7q2-m9xb", "K7Q2M9XB", " k7q2 m9xb "])
 def test_a_code_typed_loosely_at_the_till_is_found(api, rivoli, typed):
     DeliveryFactory(code="K7Q2-M9XB")
@@ -103,6 +123,25 @@ def test_bad_redemptions_are_400_and_store_nothing(api, rivoli, body):
     DeliveryFactory(code="K7Q2-M9XB")
     assert api.post("/api/v1/redemptions", body).status_code == 400
     assert not Redemption.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "amount, says",
+    [
+        # A till's floating-point sum, as JSON writes it (19.99 + 39.91).
+        (59.900000000000006, "Ensure that there are no more than 2 decimal places."),
+        ("0.30000000000000004", "Ensure that there are no more than 2 decimal places."),
+        (
+            "123456789012.5",
+            "Ensure that there are no more than 10 digits before the decimal point.",
+        ),
+    ],
+)
+def test_an_amount_refused_says_which_of_its_rules_it_breaks(api, rivoli, amount, says):
+    DeliveryFactory(code="K7Q2-M9XB")
+    response = redeem(api, "K7Q2-M9XB", amount=amount)
+    assert response.status_code == 400
+    assert response.json() == {"amount": [says]}
 
 
 def test_redemptions_need_their_scope(client_with_scopes, rivoli):

@@ -153,6 +153,45 @@ def test_an_offer_is_still_good_in_the_last_second_of_its_last_day(api):
     assert redeem(api, "K7Q2-M9XB", "RIVOLI", last_second).status_code == 201
 
 
+def test_an_offer_is_good_through_its_last_day_at_the_till_of_a_store_in_another_zone(
+    api, admin_client
+):
+    # A New York customer shops in Los Angeles at 18:00 on 20 November (21:00 in New York):
+    # their SMS says "11/20". At 21:30 that evening the till in Los Angeles still reads the
+    # 20th, though New York has passed midnight: the code is good until the 20th ends there.
+    los_angeles = ZoneInfo("America/Los_Angeles")
+    store = StoreFactory(code="GROVE", timezone="America/Los_Angeles")
+    CampaignFactory(offer_valid_days=1, offer_template="{code} until {expires_at}").stores.add(
+        store
+    )
+    customer = CustomerFactory(timezone="America/New_York", locale="en-US")
+    delivery = texted(customer, store, datetime(2026, 11, 20, 18, 0, tzinfo=los_angeles))
+    assert delivery.body.startswith(f"{delivery.code} until 11/20\n")
+    evening = datetime(2026, 11, 20, 21, 30, tzinfo=los_angeles)
+    next_day = datetime(2026, 11, 21, 0, 0, tzinfo=los_angeles)
+
+    assert redeem(api, delivery.code, "GROVE", next_day).status_code == 409
+    assert redeem(api, delivery.code, "GROVE", evening).status_code == 201
+    page = admin_client.get(f"/admin/promotions/delivery/{delivery.pk}/change/").content.decode()
+    assert readonly_field(page, "Valid until, as its SMS says") == (
+        "Nov. 20, 2026, 11:59 p.m. (America/Los_Angeles)"
+    )
+
+
+def test_an_offer_given_in_a_store_behind_the_customers_zone_still_ends_with_its_day_there():
+    # The SMS's date is the customer's; the code lasts until that date ends in the later of
+    # their zone and the store's, never before it ends in either.
+    new_york, los_angeles = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
+    given = datetime(2026, 11, 20, 18, 0, tzinfo=los_angeles)
+
+    assert offer_expiry(given, 1, new_york, till_zone=los_angeles) == datetime(
+        2026, 11, 21, 0, 0, tzinfo=los_angeles
+    ) - timedelta(microseconds=1)
+    assert offer_expiry(given, 1, los_angeles, till_zone=new_york) == offer_expiry(
+        given, 1, los_angeles
+    )
+
+
 # --- The admin's reading of an offer's expiry -----------------------------------------------
 
 
