@@ -1,3 +1,6 @@
+import contextlib
+import socket
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -19,7 +22,10 @@ def fresh_cache():
     """Rate-limit counters live in the cache; each test starts with none."""
     from django.core.cache import cache
 
+    from promotions.api.throttles import forget_cache_failure
+
     cache.clear()
+    forget_cache_failure()
 
 
 @pytest.fixture
@@ -38,6 +44,29 @@ def client_with_scopes(db) -> Callable[..., APIClient]:
 @pytest.fixture
 def api(client_with_scopes) -> APIClient:
     return client_with_scopes()
+
+
+@pytest.fixture
+def hung_broker():
+    """A Redis URL (a broker's or a cache's) whose server accepts connections and never
+    answers: a hung Redis, or a proxy in front of one that died."""
+    server = socket.create_server(("127.0.0.1", 0), backlog=100)
+    server.settimeout(0.2)
+    accepted, stop = [], threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            with contextlib.suppress(OSError):  # no connection within the timeout
+                accepted.append(server.accept()[0])
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
 
 
 @pytest.fixture

@@ -153,6 +153,34 @@ def test_the_openapi_schema_describes_every_operation_of_the_contract():
     assert "202" in pings["responses"] and "413" in pings["responses"]
 
 
+def test_the_schema_is_generated_once_not_on_every_anonymous_request(monkeypatch):
+    # Anyone may read it without a key, and generating it takes a fifth of a second or more
+    # of CPU: a client asking ten times a second held two sync workers, and every API call.
+    from drf_spectacular.generators import SchemaGenerator
+
+    generated = []
+    generate = SchemaGenerator.get_schema
+
+    def counted(self, *args, **kwargs):
+        generated.append(1)
+        return generate(self, *args, **kwargs)
+
+    monkeypatch.setattr(SchemaGenerator, "get_schema", counted)
+    accepts = ["application/json", "application/vnd.oai.openapi", "application/yaml"]
+    first = {accept: Client().get("/api/schema/", HTTP_ACCEPT=accept) for accept in accepts}
+    again = {accept: Client().get("/api/schema/", HTTP_ACCEPT=accept) for accept in accepts}
+
+    assert len(generated) <= 1  # none when an earlier test had it generated
+    for accept in accepts:
+        assert again[accept].status_code == 200
+        assert again[accept].content == first[accept].content
+        assert again[accept]["Content-Type"].startswith(accept)
+    assert json.loads(again["application/json"].content)["info"]["title"] == "Passage API"
+    assert again["application/yaml"].content.startswith(b"openapi: 3")
+    assert again["application/yaml"]["Content-Disposition"] == 'inline; filename="Passage API.yaml"'
+    assert "Accept" in again["application/json"]["Vary"]
+
+
 def test_the_schema_generates_without_a_single_warning(tmp_path):
     # Clients are generated from it: a field drf-spectacular cannot type becomes a bare string.
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", tmp_path / "s.yml")

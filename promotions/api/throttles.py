@@ -14,6 +14,12 @@ from promotions.models import Scope
 logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 60
+# After the cache fails, this process leaves the limit aside for this long before trying the
+# cache again: a Redis that never answers costs one request its socket timeout, not every
+# request (a sync worker held 0.5 s a request serves two requests a second).
+CACHE_RETRY_SECONDS = 10.0
+# When this process last found the cache failing (time.monotonic()), or None.
+_cache_failed_at: float | None = None
 
 
 class IngestRateThrottle(BaseThrottle):
@@ -32,6 +38,8 @@ class IngestRateThrottle(BaseThrottle):
         api_key = request.auth
         if not limit or api_key is None or getattr(view, "required_scope", None) != Scope.INGEST:
             return True
+        if _cache_set_aside():
+            return True
         now = time.time()
         window = int(now // WINDOW_SECONDS)
         key = f"ingest-rate:{api_key.pk}:{view.__class__.__name__}:{window}"
@@ -41,13 +49,35 @@ class IngestRateThrottle(BaseThrottle):
         # library's (redis.ConnectionError, OSError...). The limit is a safeguard, so with its
         # cache down ingest goes on unlimited rather than answering 500 to every request.
         except Exception as error:
-            logger.warning("Ingest rate limit not applied: the cache failed (%r).", error)
+            _cache_failed(error)
             return True
         self.retry_after = (window + 1) * WINDOW_SECONDS - now
         return count <= limit
 
     def wait(self) -> float | None:
         return max(1.0, self.retry_after)
+
+
+def _cache_set_aside() -> bool:
+    """Whether this process found the cache failing less than CACHE_RETRY_SECONDS ago."""
+    failed_at = _cache_failed_at
+    return failed_at is not None and time.monotonic() - failed_at < CACHE_RETRY_SECONDS
+
+
+def _cache_failed(error: Exception) -> None:
+    global _cache_failed_at
+    _cache_failed_at = time.monotonic()
+    logger.warning(
+        "Ingest rate limit not applied for %g s: the cache failed (%r).",
+        CACHE_RETRY_SECONDS,
+        error,
+    )
+
+
+def forget_cache_failure() -> None:
+    """Try the cache on the next request (tests start each with a cache that works)."""
+    global _cache_failed_at
+    _cache_failed_at = None
 
 
 def _count_request(key: str) -> int:

@@ -2,8 +2,6 @@
 database failing over, a batch the sweep cannot process, a sender booked past the offers'
 validity, location kept past its retention."""
 
-import contextlib
-import socket
 import subprocess
 import threading
 import time
@@ -31,29 +29,6 @@ from tests.processes import run_python
 from tests.promotions.test_sending import book_until, queue_offer
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hung_broker():
-    """A Redis URL whose server accepts connections and never answers: a hung Redis, or a
-    proxy in front of one that died."""
-    server = socket.create_server(("127.0.0.1", 0), backlog=100)
-    server.settimeout(0.2)
-    accepted, stop = [], threading.Event()
-
-    def accept() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(OSError):  # no connection within the timeout
-                accepted.append(server.accept()[0])
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"redis://127.0.0.1:{server.getsockname()[1]}/0"
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
 
 
 def test_healthz_answers_503_promptly_while_the_broker_hangs(settings, hung_broker):

@@ -1,9 +1,11 @@
 import json
+import time
 
 import pytest
 from django.test import override_settings
 from django.test.client import FakePayload
 
+from promotions.api import throttles
 from promotions.models import Ping, PresenceEvent
 from tests.clock import ago, ahead
 from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
@@ -299,6 +301,33 @@ def test_ingest_goes_on_unlimited_while_the_rate_limit_cache_is_down(
     assert linked.status_code == 200
     assert Ping.objects.count() == 2
     assert "Ingest rate limit not applied" in caplog.text
+
+
+def test_a_hung_rate_limit_cache_costs_one_request_its_timeout_not_every_request(
+    client_with_scopes, phone, settings, hung_broker, monkeypatch
+):
+    # A Redis that accepts connections and never answers: each ingest request waited out the
+    # socket timeout, which held a sync worker 0.5 s a request (2 workers: 4 requests a second).
+    settings.INGEST_RATE_LIMIT_PER_MINUTE = 1
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": hung_broker,
+            "OPTIONS": {"socket_connect_timeout": 2.0, "socket_timeout": 2.0},
+        }
+    }
+    client = client_with_scopes("ingest")
+    post(client, ping(ping_id="p0"))  # finds the cache hung, after its timeout
+
+    started = time.monotonic()
+    statuses = [post(client, ping(ping_id=f"p{n}")).status_code for n in range(1, 5)]
+
+    assert statuses == [202] * 4
+    assert time.monotonic() - started < 2.0  # four requests, not one timeout (2 s) each
+    # Once the pause is over, the limit counts again in a cache that answers.
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    monkeypatch.setattr(throttles, "CACHE_RETRY_SECONDS", 0)
+    assert [post(client, ping(ping_id=f"q{n}")).status_code for n in range(2)] == [202, 429]
 
 
 @pytest.mark.parametrize(
