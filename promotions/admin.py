@@ -59,7 +59,7 @@ from promotions.offers import (
 )
 from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
 from promotions.services import create_api_key
-from promotions.times import local_day, offer_expiry
+from promotions.times import offer_last_day
 
 
 def protect_from_deletion(
@@ -321,7 +321,7 @@ def sms_preview(template: str, *, store: Store | None, product_name: str, valid_
         store_name=store.name if store else "Passage Rivoli",
         product_name=product_name,
         code=generate_code(),
-        expires_at=local_day(offer_expiry(timezone.now(), valid_days, zone), zone),
+        expires_at=offer_last_day(timezone.now(), valid_days, zone),
         locale="fr-FR",
     )
     return {
