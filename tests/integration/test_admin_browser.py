@@ -46,20 +46,27 @@ def browser():
     driver.quit()
 
 
-def log_in(browser, live_server):
-    """Log a new superuser in; returns a WebDriverWait for the pages that follow."""
+def sign_in(browser, live_server, username: str, password: str):
+    """Sign in through the admin's login form; returns a WebDriverWait for the pages that
+    follow. It waits for the index page: the login page has the admin's header too, and a
+    page asked for before the login's redirect lands is answered as anonymous."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 
-    User.objects.create_superuser("marie", password="a-long-test-password")
     wait = WebDriverWait(browser, 10)
     browser.get(live_server.url + "/admin/login/")
-    browser.find_element(By.ID, "id_username").send_keys("marie")
-    browser.find_element(By.ID, "id_password").send_keys("a-long-test-password")
+    browser.find_element(By.ID, "id_username").send_keys(username)
+    browser.find_element(By.ID, "id_password").send_keys(password)
     browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
     wait.until(expected_conditions.title_contains("Site administration"))
     return wait
+
+
+def log_in(browser, live_server):
+    """Log a new superuser in; returns a WebDriverWait for the pages that follow."""
+    User.objects.create_superuser("marie", password="a-long-test-password")
+    return sign_in(browser, live_server, "marie", "a-long-test-password")
 
 
 def add_store(browser, live_server, **values: str) -> None:

@@ -7,7 +7,7 @@ import pytest
 from django.contrib.auth.models import Group, Permission, User
 
 from tests.factories import StoreFactory
-from tests.integration.test_admin_browser import browser  # noqa: F401
+from tests.integration.test_admin_browser import browser, sign_in  # noqa: F401
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -15,13 +15,7 @@ PASSWORD = "a-long-test-password"
 
 
 def log_in(browser, live_server, user: User) -> None:  # noqa: F811
-    from selenium.webdriver.common.by import By
-
-    browser.get(live_server.url + "/admin/login/")
-    browser.find_element(By.ID, "id_username").send_keys(user.username)
-    browser.find_element(By.ID, "id_password").send_keys(PASSWORD)
-    browser.find_element(By.CSS_SELECTOR, "input[type=submit]").click()
-    browser.find_element(By.ID, "site-name")  # logged in: the admin's header
+    sign_in(browser, live_server, user.username, PASSWORD)
 
 
 @pytest.mark.parametrize("may_change", [True, False])
