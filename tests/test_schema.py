@@ -789,6 +789,58 @@ def test_what_a_client_may_leave_out_of_a_request_stays_optional(component, requ
     assert openapi()["components"]["schemas"][component].get("required") == required
 
 
+def documented_request_body_problem(method: str, path: str, body: Any) -> str | None:
+    """Why this request body is not one the schema documents for the operation, if it is not."""
+    _, operation = documented_operation(method, path)
+    schema = operation["requestBody"]["content"]["application/json"]["schema"]
+    full = _as_json_schema({**schema, "components": openapi()["components"]})
+    try:
+        jsonschema.validate(body, full)
+    except jsonschema.ValidationError as error:
+        return f"{error.message} at {list(error.path)}"
+    return None
+
+
+@pytest.mark.parametrize(
+    ("body", "changed"),
+    [
+        ({"offer": {"valid_days": 3}}, ("offer_valid_days", 3)),
+        ({"trigger": {"minutes": 15}}, ("trigger_minutes", 15)),
+        ({"limits": {"quiet_hours": {"start": "21:30"}}}, ("quiet_hours_start", "21:30")),
+        ({"intent": {"min_views": 2}}, ("intent_min_views", 2)),
+    ],
+)
+def test_a_patch_of_part_of_a_nested_object_is_documented_as_the_api_accepts_it(api, body, changed):
+    campaign = CampaignFactory(
+        trigger_type=TriggerType.DWELL,
+        trigger_minutes=5,
+        intent_skus=["SKU-1"],
+        quiet_hours_start="21:00",
+        quiet_hours_end="08:00",
+    )
+    path = f"/api/v1/campaigns/{campaign.pk}"
+
+    response = api.patch(path, body, format="json")
+
+    assert response.status_code == 200, response.json()
+    name, value = changed
+    campaign.refresh_from_db()
+    assert str(getattr(campaign, name))[: len(str(value))] == str(value)
+    assert documented_request_body_problem("PATCH", path, body) is None
+
+
+def test_a_patch_gives_a_beacon_s_identity_whole_as_documented(api):
+    beacon = BeaconFactory()
+    path = f"/api/v1/beacons/{beacon.pk}"
+    body = {"ibeacon": {"major": 2}}
+
+    response = api.patch(path, body, format="json")
+
+    assert response.status_code == 400
+    assert set(response.json()["ibeacon"]) == {"uuid", "minor"}
+    assert documented_request_body_problem("PATCH", path, body) is not None
+
+
 # --- What a field accepts -------------------------------------------------------------------
 
 HOUR_MINUTE = r"^([01]\d|2[0-3]):[0-5]\d$"

@@ -11,19 +11,24 @@ must be ready to miss ("intent": null is not the same as no intent field).
 
 `KnownFieldsOnlySchema` closes each request body the API checks field by field
 (`additionalProperties: false`): a field it does not know is a 400, not dropped. A batch
-item stays open, and says which other keys it refuses (those that look like a mock flag)."""
+item stays open, and says which other keys it refuses (those that look like a mock flag).
 
+A PATCH body's nested objects are partial too (`PatchedOfferRequest`), as DRF reads them;
+a BLE identity alone is given whole."""
+
+import copy
 from typing import Any
 
 from django.conf import settings
 from drf_spectacular import openapi
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
-from drf_spectacular.plumbing import get_doc
+from drf_spectacular.plumbing import get_doc, is_serializer
 from rest_framework.generics import GenericAPIView
 
 from promotions.api.auth import HasScope
 from promotions.api.batch import ErrorSerializer
 from promotions.api.fields import AccuracyField, IntentWindowDaysField, KnownFieldsOnly
+from promotions.api.identity import WholeIdentitySerializer
 from promotions.api.parsers import ACCEPTED_ENCODINGS
 from promotions.api.throttles import IngestRateThrottle
 from promotions.models import Scope
@@ -64,6 +69,22 @@ class AutoSchema(openapi.AutoSchema):
                 declared.setdefault("headers", response["headers"])
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+    def _map_serializer_field(
+        self, field: Any, direction: str, bypass_extensions: bool = False
+    ) -> dict[str, Any]:
+        # DRF skips a required field left out anywhere under a partial root, so a PATCH may
+        # name part of a nested object ({"offer": {"valid_days": 3}}); drf-spectacular makes
+        # only the root's component a Patched one. An identity is given whole even so.
+        if (
+            direction == "request"
+            and self.method == "PATCH"
+            and is_serializer(field)
+            and not isinstance(field, WholeIdentitySerializer)
+        ):
+            field = copy.copy(field)
+            field.partial = True
+        return super()._map_serializer_field(field, direction, bypass_extensions)
 
     def _machinery_errors(self, *, has_body: bool) -> dict[str, dict[str, Any]]:
         view = self.view
