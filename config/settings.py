@@ -431,6 +431,9 @@ GEOCODER_USER_AGENT = env_str("GEOCODER_USER_AGENT", "passage-admin")
 _PUBLIC_HTTPS = PUBLIC_BASE_URL.startswith("https://")
 SESSION_COOKIE_SECURE = _PUBLIC_HTTPS
 CSRF_COOKIE_SECURE = _PUBLIC_HTTPS
+# Messages wait for the next page in the session, not a cookie: the admin shows a new API
+# key in one, and a cookie is only signed, readable by whoever holds it.
+MESSAGE_STORAGE = "django.contrib.messages.storage.session.SessionStorage"
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 if env_bool("SECURE_PROXY_SSL_HEADER", default=False):

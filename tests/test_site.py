@@ -8,6 +8,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
+from django.contrib.messages.storage.cookie import MessageSerializer
+from django.core import signing
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -670,6 +672,29 @@ def test_an_api_key_created_in_the_admin_is_shown_once_and_works(admin_client, c
     )
     denied = client.get("/api/v1/deliveries", HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert denied.status_code == 403  # the key works, and holds only its scope
+
+
+@pytest.mark.django_db
+def test_a_new_api_key_never_travels_in_a_cookie(admin_client):
+    created = admin_client.post(
+        "/admin/promotions/apikey/add/", {"name": "pos", "scopes": ["redemptions"]}
+    )
+    shown = admin_client.get(created["Location"])
+
+    [message] = [str(m) for m in shown.context["messages"] if "shown this once" in str(m)]
+    key = message.rsplit(": ", 1)[1]
+    cookies = [*created.cookies.values(), *shown.cookies.values(), *admin_client.cookies.values()]
+    # Signed and compressed, not encrypted: whoever holds the cookie reads it.
+    assert all(key not in readable(cookie.value) for cookie in cookies)
+
+
+def readable(cookie_value: str) -> str:
+    """A cookie's value as Django's message cookie encodes it, or as it is."""
+    signer = signing.get_cookie_signer(salt="django.contrib.messages")
+    try:
+        return str(signer.unsign_object(cookie_value, serializer=MessageSerializer))
+    except signing.BadSignature:
+        return cookie_value
 
 
 @pytest.mark.django_db
