@@ -4,12 +4,14 @@ import sys
 from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 
+from config.body import ReadChunkedBodies
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 GUNICORN_APP_LOAD_ERROR = 4
 
 try:
-    application = get_wsgi_application()
+    application = ReadChunkedBodies(get_wsgi_application())
 except ImproperlyConfigured as error:
     # As manage.py does: the message names the variable, a server's traceback would bury it.
     print(f"Configuration error: {error}", file=sys.stderr)

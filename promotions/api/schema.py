@@ -119,7 +119,10 @@ class AutoSchema(openapi.AutoSchema):
         if not_found:
             errors["404"] = self._error(" ".join(not_found))
         if has_body:
-            errors["411"] = self._error("A chunked body without Content-Length.")
+            errors["411"] = self._error(
+                "A chunked body without Content-Length, to a server that does not decode "
+                "chunks itself (gunicorn does)."
+            )
             errors["413"] = self._error("The body is over the size limit.")
             errors["415"] = self._error(
                 f"A Content-Encoding other than {ACCEPTED_ENCODINGS}.",

@@ -1,12 +1,16 @@
+import asyncio
 import json
 import time
 
 import pytest
+from asgiref.sync import async_to_sync
 from django.test import override_settings
 from django.test.client import FakePayload
 
+from config import asgi
 from promotions.api import throttles
 from promotions.models import Ping, PresenceEvent
+from promotions.services import create_api_key
 from tests.clock import ago, ahead
 from tests.factories import CustomerFactory, DeviceFactory, StoreFactory
 
@@ -401,6 +405,49 @@ def test_a_chunked_body_is_411_length_required_not_called_malformed(api, phone, 
 
     assert response.status_code == 411
     assert response.json()["detail"].startswith("Length Required: send Content-Length.")
+    assert not Ping.objects.exists()
+
+
+def test_a_chunked_body_under_an_asgi_server_is_411_not_read_as_empty(phone):
+    # Django's ASGI handler has the body, but DRF reads no more of it than CONTENT_LENGTH.
+    _, key = create_api_key(name="app", scopes=["ingest"])
+    body = json.dumps({"pings": [ping()]}).encode()
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/v1/pings",
+        "raw_path": b"/api/v1/pings",
+        "query_string": b"",
+        "root_path": "",
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 50000),
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", f"Api-Key {key}".encode()),
+            (b"content-type", b"application/json"),
+            (b"transfer-encoding", b"chunked"),
+        ],
+    }
+    sent: list[dict] = []
+    bodies = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict:
+        if bodies:
+            return bodies.pop()
+        await asyncio.Event().wait()  # the client stays connected until the answer
+        raise AssertionError("unreachable")
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    async_to_sync(asgi.application)(scope, receive, send)
+
+    [start] = [m for m in sent if m["type"] == "http.response.start"]
+    answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
+    assert start["status"] == 411, answer
     assert not Ping.objects.exists()
 
 
