@@ -6,9 +6,10 @@ import re
 import unicodedata
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from django.db import IntegrityError, transaction
-from django.db.models import Q, Value
+from django.db.models import Exists, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -35,7 +36,7 @@ from promotions.models import (
 )
 from promotions.offers import language_of, normalise_code
 from promotions.services import record_campaign_days
-from promotions.times import format_instant_for_api, local_day
+from promotions.times import ZONES_SPREAD, format_instant_for_api, local_day, offer_end_at_till
 
 # Twilio's statuses that move ours, and from which of ours each may move: forward only, and
 # never out of a terminal status, so late and duplicate callbacks are harmless.
@@ -351,7 +352,7 @@ def redeem(
             amount=amount,
         ).exists():
             raise ConflictError("This purchase was already recorded.")
-        delivery = _current_offer(customer_id, redeemed_at, judged_at)
+        delivery = _current_offer(customer_id, store, redeemed_at, judged_at)
         try:
             return _record_redemption(
                 delivery, store=store, amount=amount, redeemed_at=redeemed_at, judged_at=judged_at
@@ -413,8 +414,9 @@ def _record_redemption(
             "This time is before this code was issued "
             f"({format_instant_for_api(delivery.created_at)}); check the till's clock.",
         )
-    if delivery.expires_at is not None and delivery.expires_at < judged_at:
-        raise ConflictError(f"This code expired on {format_instant_for_api(delivery.expires_at)}.")
+    ends_at = _offer_end_at(delivery, store)
+    if ends_at is not None and ends_at < judged_at:
+        raise ConflictError(f"This code expired on {format_instant_for_api(ends_at)}.")
     day = local_day(redeemed_at, UTC)
     try:
         with transaction.atomic():
@@ -432,23 +434,47 @@ def _record_redemption(
     return redemption
 
 
-def _current_offer(customer_id: str | None, redeemed_at: datetime, judged_at: datetime) -> Delivery:
-    """The offer a loyalty-card purchase at `redeemed_at` goes to: the customer's latest one
-    current then (unexpired at `judged_at`) and not redeemed yet. One redeemed already (a
-    code used days ago) is passed over for an earlier one still unused, another campaign's
-    holdout say: the purchase carried no code, and that holdout's lift would lose it."""
-    current = Delivery.objects.filter(
-        customer__external_id=customer_id,
-        status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
-        expires_at__gte=judged_at,
-        created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
+def _current_offer(
+    customer_id: str | None, store: Store, redeemed_at: datetime, judged_at: datetime
+) -> Delivery:
+    """The offer a loyalty-card purchase at `redeemed_at` in `store` goes to: the customer's
+    latest one current then (not ended at that store's till by `judged_at`) and not redeemed
+    yet. One redeemed already (a code used days ago) is passed over for an earlier one still
+    unused, another campaign's holdout say: the purchase carried no code, and that holdout's
+    lift would lose it."""
+    candidates = (
+        Delivery.objects.filter(
+            customer__external_id=customer_id,
+            status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
+            # An offer's last day may end later at this till than where it was given.
+            expires_at__gte=judged_at - ZONES_SPREAD,
+            created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
+        )
+        .annotate(redeemed=Exists(Redemption.objects.filter(delivery=OuterRef("pk"))))
+        .order_by("-created_at", "-id")
     )
-    delivery = current.filter(redemption__isnull=True).order_by("-created_at", "-id").first()
+    current = [d for d in candidates if _offer_end_at(d, store) >= judged_at]
+    delivery = next((d for d in current if not d.redeemed), None)
     if delivery is not None:
         return delivery
-    if current.exists():
+    if current:
         raise ConflictError("Every current offer of this customer was redeemed already.")
     raise UnknownCodeError("No current offer.")
+
+
+def _offer_end_at(delivery: Delivery, store: Store) -> datetime | None:
+    """When the delivery's offer ends at `store`'s till: the day its SMS named lasts until it
+    ends there too, whichever store it was given in (times.offer_end_at_till). An offer
+    written before the zone of its date was recorded, or whose customer was erased, ends at
+    its expiry."""
+    if delivery.expires_at is None:
+        return None
+    zone = (delivery.trace or {}).get("offer_timezone")
+    try:
+        offer_zone, till_zone = ZoneInfo(zone), ZoneInfo(store.timezone)
+    except (ZoneInfoNotFoundError, TypeError, ValueError, OSError):
+        return delivery.expires_at
+    return offer_end_at_till(delivery.expires_at, offer_zone, till_zone)
 
 
 def _delivery_by_code(code: str) -> Delivery | None:

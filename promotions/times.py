@@ -43,6 +43,20 @@ def offer_expiry(
     return max(local_day_start(next_day, each) for each in zones) - timedelta(microseconds=1)
 
 
+# How much later a local day can end in one zone than in another: UTC-12 to UTC+14.
+ZONES_SPREAD = timedelta(hours=26)
+
+
+def offer_end_at_till(expires_at: datetime, offer_zone: tzinfo, till_zone: tzinfo) -> datetime:
+    """When an offer ends at a till in `till_zone`, which may be another store's than the one
+    it was given in: `expires_at` (offer_expiry), or, when the day its SMS named ends later
+    there, the end of that day at that till. `offer_zone` is the zone whose end of that day
+    `expires_at` is, so it gives the day back. Never more than ZONES_SPREAD later."""
+    next_day = local_day(expires_at, offer_zone) + timedelta(days=1)
+    at_till = local_day_start(next_day, till_zone) - timedelta(microseconds=1)
+    return max(expires_at, at_till)
+
+
 def format_instant_for_api(value: datetime) -> str:
     """An instant as the API writes times in its messages (a code "expired on ...", a
     number that "opted out ... on ..."): ISO 8601 in UTC, to the second, e.g.

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from promotions import decisions, dry_run, sending
-from promotions.models import Delivery, PresenceEvent
+from promotions.models import Delivery, PresenceEvent, Redemption
 from promotions.sms import locmem
 from promotions.times import offer_expiry
 from tests.factories import CampaignFactory, CustomerFactory, DeliveryFactory, StoreFactory
@@ -176,6 +176,35 @@ def test_an_offer_is_good_through_its_last_day_at_the_till_of_a_store_in_another
     assert readonly_field(page, "Valid until, as its SMS says") == (
         "Nov. 20, 2026, 11:59 p.m. (America/Los_Angeles)"
     )
+
+
+def test_an_offer_is_good_through_its_last_day_at_a_till_in_another_zone_than_its_store(api):
+    # A New York customer is texted in a New York store on 18 November, "until 11/20", then
+    # flies to Los Angeles. At 21:30 on the 20th the till there still reads the 20th (New
+    # York has passed midnight): the code is good there until the 20th ends, as it would be
+    # had the SMS been given in that store; by card as by code.
+    new_york, los_angeles = ZoneInfo("America/New_York"), ZoneInfo("America/Los_Angeles")
+    fifth_avenue = StoreFactory(code="FIFTH", timezone="America/New_York")
+    StoreFactory(code="GROVE", timezone="America/Los_Angeles")
+    CampaignFactory(offer_valid_days=3, offer_template="{code} until {expires_at}").stores.add(
+        fifth_avenue
+    )
+    customer = CustomerFactory(external_id="C-NY", timezone="America/New_York", locale="en-US")
+    delivery = texted(customer, fifth_avenue, datetime(2026, 11, 18, 12, 0, tzinfo=new_york))
+    assert delivery.body.startswith(f"{delivery.code} until 11/20\n")
+    evening = datetime(2026, 11, 20, 21, 30, tzinfo=los_angeles)
+    next_day = datetime(2026, 11, 21, 0, 0, tzinfo=los_angeles)
+
+    refused = redeem(api, delivery.code, "GROVE", next_day)
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == "This code expired on 2026-11-21T07:59:59Z."
+    assert redeem(api, delivery.code, "GROVE", evening).status_code == 201
+    Redemption.objects.all().delete()
+    by_card = {"customer_id": "C-NY", "store_code": "GROVE", "redeemed_at": evening.isoformat()}
+    assert api.post("/api/v1/redemptions", by_card).status_code == 201
+    late = {**by_card, "redeemed_at": next_day.isoformat()}
+    Redemption.objects.all().delete()
+    assert api.post("/api/v1/redemptions", late).status_code == 404
 
 
 def test_an_offer_given_in_a_store_behind_the_customers_zone_still_ends_with_its_day_there():

@@ -18,6 +18,7 @@ from promotions.times import (
     format_instant_for_people,
     local_day,
     local_day_start,
+    offer_end_at_till,
     offer_expiry,
 )
 
@@ -196,3 +197,20 @@ def test_the_time_rules_load_without_django():
     )
 
     assert loaded.stdout.strip() == "[]"
+
+
+def test_an_offer_from_auckland_lasts_to_its_days_end_at_a_till_across_the_date_line():
+    # Given in Auckland on Monday 23 November, "until 23/11": Honolulu's till reads the 23rd
+    # for 23 hours after Auckland's has ended; Auckland's own till, only until it ends there.
+    auckland, honolulu = ZoneInfo("Pacific/Auckland"), ZoneInfo("Pacific/Honolulu")
+    given = datetime(2026, 11, 23, 10, 0, tzinfo=auckland)
+    expires = offer_expiry(given, 1, auckland)
+
+    assert offer_end_at_till(expires, auckland, honolulu) == (
+        datetime(2026, 11, 24, 0, 0, tzinfo=honolulu) - ONE_MICROSECOND
+    )
+    assert offer_end_at_till(expires, auckland, auckland) == expires
+    # A till ahead of the offer's zone never ends it sooner.
+    assert offer_end_at_till(offer_expiry(given, 1, honolulu), honolulu, auckland) == (
+        offer_expiry(given, 1, honolulu)
+    )
