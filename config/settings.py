@@ -112,8 +112,14 @@ def env_url(name: str, default: str | None = None) -> str | None:
     value = env_str(name, default)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        # Read now, as env_url_any does: a port such as "8o" would otherwise surface in
+        # every Twilio callback URL or send, and "https://[host" raises here, a traceback.
+        parts.port  # noqa: B018
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected an http(s) URL such as https://host."
         )

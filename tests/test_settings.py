@@ -525,3 +525,23 @@ def test_a_tick_queued_behind_a_backlog_of_a_few_minutes_still_runs():
     for name in ("presence-timeouts-and-dwell", "sweep-unprocessed-location"):
         expires = settings.CELERY_BEAT_SCHEDULE[name]["options"]["expires"]
         assert expires >= settings.SMS_VALIDITY_SECONDS > 180, name
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("PUBLIC_BASE_URL", "https://[passage.example.com"),
+        ("PUBLIC_BASE_URL", "https://passage.example.com:8o"),
+        ("TWILIO_API_BASE", "https://api.twilio.com:99999"),
+        ("GEOCODER_URL", "https://[nominatim"),
+    ],
+)
+def test_an_http_url_that_does_not_split_or_whose_port_is_no_number_is_refused_at_start(name, url):
+    # An address Twilio's callbacks or the SMS sends would be built on, refused at start
+    # with its name, not a traceback (an unsplittable host) nor sends failing later.
+    result = run_python("manage.py", "check", env={name: url})
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Configuration error: {name}={url!r}: expected an http(s) URL such as https://host.\n"
+    )
