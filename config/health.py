@@ -29,6 +29,7 @@ def _broker_state() -> str:
         with Connection(
             settings.CELERY_BROKER_URL,
             connect_timeout=BROKER_TIMEOUT_SECONDS,
+            ssl=settings.CELERY_BROKER_USE_SSL,
             transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         ) as broker:
             broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)

@@ -11,10 +11,11 @@ import math
 import os
 import re
 import secrets
+import ssl
 import sys
 from datetime import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import dj_database_url
@@ -112,8 +113,14 @@ def env_url(name: str, default: str | None = None) -> str | None:
     value = env_str(name, default)
     if value is None:
         return None
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    try:
+        parts = urlsplit(value)
+        # Read now, as env_url_any does: a port such as "8o" would otherwise surface in
+        # every Twilio callback URL or send, and "https://[host" raises here, a traceback.
+        parts.port  # noqa: B018
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected an http(s) URL such as https://host."
         )
@@ -593,6 +600,16 @@ CELERY_TASK_ALWAYS_EAGER = _BROKER_URL is None
 # Eager tasks still build a producer for this URL: naming the host keeps kombu from warning
 # "No hostname was supplied" at the first task of every run.
 CELERY_BROKER_URL = _BROKER_URL or "memory://localhost/"
+# kombu connects to a rediss:// broker without checking its certificate unless told to (it
+# logs "defaulting to insecure SSL behaviour"), where redis-py and amqps:// check it: anyone
+# on the path could pose as Redis. Checked, then, unless the URL's ssl_cert_reqs says.
+CELERY_BROKER_USE_SSL = (
+    {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+    if _BROKER_URL
+    and urlsplit(_BROKER_URL).scheme == "rediss"
+    and "ssl_cert_reqs" not in parse_qs(urlsplit(_BROKER_URL).query)
+    else False
+)
 # An eager task's failure is logged, not raised into the request that enqueued it: the
 # request's own work (a stored batch) stands, as it would with a broker. It also lets an
 # eager task's retries run, which a propagated Retry would cut short.

@@ -525,3 +525,60 @@ def test_a_tick_queued_behind_a_backlog_of_a_few_minutes_still_runs():
     for name in ("presence-timeouts-and-dwell", "sweep-unprocessed-location"):
         expires = settings.CELERY_BEAT_SCHEDULE[name]["options"]["expires"]
         assert expires >= settings.SMS_VALIDITY_SECONDS > 180, name
+
+
+@pytest.mark.parametrize(
+    ("name", "url"),
+    [
+        ("PUBLIC_BASE_URL", "https://[passage.example.com"),
+        ("PUBLIC_BASE_URL", "https://passage.example.com:8o"),
+        ("TWILIO_API_BASE", "https://api.twilio.com:99999"),
+        ("GEOCODER_URL", "https://[nominatim"),
+    ],
+)
+def test_an_http_url_that_does_not_split_or_whose_port_is_no_number_is_refused_at_start(name, url):
+    # An address Twilio's callbacks or the SMS sends would be built on, refused at start
+    # with its name, not a traceback (an unsplittable host) nor sends failing later.
+    result = run_python("manage.py", "check", env={name: url})
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"Configuration error: {name}={url!r}: expected an http(s) URL such as https://host.\n"
+    )
+
+
+_BROKER_TLS = (
+    "import django, ssl; django.setup()\n"
+    "from django.test import Client\n"
+    "from config.celery import app\n"
+    "print(app.connection_for_write().ssl.get('ssl_cert_reqs') == ssl.CERT_REQUIRED)\n"
+    "print(Client().get('/healthz').json()['broker'])\n"
+)
+
+
+def test_a_rediss_broker_s_certificate_is_checked():
+    # kombu connects to a rediss:// broker without checking its certificate unless told
+    # to, logging "defaulting to insecure SSL behaviour": anyone on the path could pose as
+    # Redis, read the password and hand workers tasks. Port 1 refuses at once.
+    result = run_python(
+        "-c",
+        _BROKER_TLS,
+        env={
+            "DJANGO_SETTINGS_MODULE": "config.settings",
+            "CELERY_BROKER_URL": "rediss://127.0.0.1:1/0",
+        },
+    )
+
+    assert result.stdout.splitlines() == ["True", "unreachable: OperationalError"], result.stderr
+    assert "insecure" not in result.stderr
+
+
+def test_a_rediss_broker_url_s_own_certificate_check_wins():
+    url = "rediss://127.0.0.1:1/0?ssl_cert_reqs=none"
+    result = run_python(
+        "-c",
+        _BROKER_TLS,
+        env={"DJANGO_SETTINGS_MODULE": "config.settings", "CELERY_BROKER_URL": url},
+    )
+
+    assert result.stdout.splitlines()[0] == "False", result.stderr
