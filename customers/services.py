@@ -401,13 +401,20 @@ def _delete_location_history(*, device_pk: int, owner_pk: int) -> datetime:
 
 def identify_visitor(*, visitor_id: str, customer: Customer) -> tuple[Visitor, int]:
     """Link an anonymous visitor to a customer so that its past and future events count as
-    theirs. Returns the visitor and how many past events were attributed now."""
+    theirs. Returns the visitor and how many past events were attributed now. Raises
+    Customer.DoesNotExist when the customer was erased meanwhile."""
     with transaction.atomic():
         visitor, _ = Visitor.objects.select_for_update().get_or_create(visitor_id=visitor_id)
         if visitor.customer_id == customer.pk:
             return visitor, 0
         if visitor.customer_id is not None:
             raise ConflictError("This visitor is already identified as another customer.")
+        # Held until the link commits, after the visitor, as an event batch holds its
+        # customers: an erasure under way is waited for, and the customer then found gone;
+        # one that comes after waits for the link, and takes the visitor and its events
+        # along. Unheld, the two deadlocked over the intent rows credited here.
+        if not _hold_customers({customer.pk}):
+            raise Customer.DoesNotExist(f"Customer {customer.external_id!r} was erased.")
         visitor.customer = customer
         visitor.identified_at = timezone.now()
         visitor.save(update_fields=["customer", "identified_at"])

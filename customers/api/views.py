@@ -52,8 +52,12 @@ def _customer_or_404(external_id: str) -> Customer:
 def _customer_or_400(external_id: str) -> Customer:
     customer = Customer.objects.filter(external_id=external_id).first()
     if customer is None:
-        raise serializers.ValidationError({"customer_id": [f"Unknown customer '{external_id}'."]})
+        raise _unknown_customer(external_id)
     return customer
+
+
+def _unknown_customer(external_id: str) -> serializers.ValidationError:
+    return serializers.ValidationError({"customer_id": [f"Unknown customer '{external_id}'."]})
 
 
 class CustomerView(APIView):
@@ -177,9 +181,12 @@ class IdentifyView(APIView):
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
         customer = _customer_or_400(values["customer_id"])
-        _, attributed = services.identify_visitor(
-            visitor_id=values["visitor_id"], customer=customer
-        )
+        try:
+            _, attributed = services.identify_visitor(
+                visitor_id=values["visitor_id"], customer=customer
+            )
+        except Customer.DoesNotExist:  # erased while this request waited for it
+            raise _unknown_customer(values["customer_id"]) from None
         return Response(
             {
                 "visitor_id": values["visitor_id"],

@@ -119,3 +119,48 @@ def test_events_from_a_browser_whose_customer_is_being_erased_are_stored_anonymo
     assert event.customer is None
     assert event.visitor.customer is None
     assert not ProductIntent.objects.exists()
+
+
+def test_erasing_a_customer_while_their_browser_is_identified_erases_what_it_sent(api):
+    # Lea has browsed before: identify adds her browser's views to her intent rows.
+    lea = CustomerFactory(external_id="C-1")
+    services.record_browsing_events(
+        items=[(0, view(customer_id="C-1"))], result=IngestResult(), now=timezone.now()
+    )
+    services.record_browsing_events(
+        items=[(0, {**view(visitor_id="lea-laptop"), "event_id": "e-2"})],
+        result=IngestResult(),
+        now=timezone.now(),
+    )
+    identify = started(lambda: services.identify_visitor(visitor_id="lea-laptop", customer=lea))
+
+    assert erase_while_stored(api, identify) == [204]
+    assert identify.result[1] == 1
+    assert not Customer.objects.exists()
+    assert not BrowsingEvent.objects.exists()
+    assert not Visitor.objects.exists()
+    assert not ProductIntent.objects.exists()
+
+
+def test_a_browser_identified_while_its_customer_is_erased_is_refused_as_unknown(api):
+    api.raise_request_exception = False
+    lea = CustomerFactory(external_id="C-1")
+    services.record_browsing_events(
+        items=[(0, view(visitor_id="lea-laptop"))], result=IngestResult(), now=timezone.now()
+    )
+    erasure = started(lambda: services.erase_customer(customer=lea))
+    responses = []
+    identify = in_thread(
+        lambda: responses.append(
+            api.post("/api/v1/identify", {"visitor_id": "lea-laptop", "customer_id": "C-1"})
+        )
+    )
+    identify.join(0.5)
+    erasure.release.set()
+    erasure.join(10)
+    identify.join(10)
+
+    assert [response.status_code for response in responses] == [400]
+    assert responses[0].json() == {"customer_id": ["Unknown customer 'C-1'."]}
+    event = BrowsingEvent.objects.get()
+    assert (event.customer, event.visitor.customer) == (None, None)
