@@ -403,6 +403,23 @@ class RepliedStartNumber(models.Model):
         return f"{self.number_key[:12]}… (START)"
 
 
+class HandledReply(models.Model):
+    """An SMS a number sent us (Twilio's MessageSid), once acted on. Twilio's signature holds no
+    time, so a copy of its request (a webhook gateway replaying what it stored, a manual
+    retry, a captured request) passes the check: known here, it is not acted on again, and an
+    old START does not opt back in a number that has replied STOP since. Its sid alone,
+    neither the number nor the text, so it is kept through the erasure of its customers."""
+
+    message_sid = models.CharField(max_length=34, unique=True)
+    received_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name_plural = "handled replies"
+
+    def __str__(self) -> str:
+        return self.message_sid
+
+
 class CartIntent(models.Model):
     """A customer's cart as the web site reports it whole: from the cart events that name
     neither a SKU nor a category (a cart-level `cart_abandoned`, the usual one, and the

@@ -13,7 +13,7 @@ from django.db.models import Exists, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from customers.models import Customer, ReplySource, SmsConsent
+from customers.models import Customer, HandledReply, ReplySource, SmsConsent
 from customers.phones import PhoneError, normalise_phone
 from customers.services import (
     ConflictError,
@@ -201,10 +201,37 @@ def keyword(body: str) -> str:
 
 
 def handle_inbound_sms(
-    *, from_number: str, body: str, now: datetime, opt_out_type: str = ""
+    *,
+    from_number: str,
+    body: str,
+    now: datetime,
+    opt_out_type: str = "",
+    message_sid: str = "",
 ) -> str:
     """Act on a customer's reply; returns the text to answer ("" for none). `opt_out_type`
-    is Twilio's OptOutType: when it is given, Twilio matched the keyword and answered it."""
+    is Twilio's OptOutType: when it is given, Twilio matched the keyword and answered it.
+    `message_sid`: the reply's own sid, by which a copy of a reply acted on already is
+    neither acted on nor answered again."""
+    with transaction.atomic():
+        # Recorded with what the reply changes, in one transaction: a reply whose change
+        # failed is acted on when it comes again, and a copy arriving meanwhile waits for
+        # the first and is then known.
+        if message_sid and not _first_time(message_sid=message_sid, now=now):
+            return ""
+        return _act_on_reply(from_number=from_number, body=body, now=now, opt_out_type=opt_out_type)
+
+
+def _first_time(*, message_sid: str, now: datetime) -> bool:
+    """Record the reply as handled; False when it was already."""
+    try:
+        with transaction.atomic():
+            HandledReply.objects.create(message_sid=message_sid, received_at=now)
+    except IntegrityError:
+        return False
+    return True
+
+
+def _act_on_reply(*, from_number: str, body: str, now: datetime, opt_out_type: str) -> str:
     word = keyword(body)
     try:
         phone = normalise_phone(from_number)

@@ -69,6 +69,7 @@ def twilio_inbound(request: HttpRequest) -> HttpResponse:
         from_number=request.POST.get("From", ""),
         body=request.POST.get("Body", ""),
         opt_out_type=request.POST.get("OptOutType", ""),
+        message_sid=_sid(request.POST.get("MessageSid")),
         now=timezone.now(),
     )
     message = f"<Message>{escape(reply)}</Message>" if reply else ""
