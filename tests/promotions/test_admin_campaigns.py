@@ -292,3 +292,43 @@ def test_the_results_page_says_why_in_the_words_the_rest_of_the_admin_uses(admin
     assert "<th>&nbsp;&nbsp;because no SMS consent</th><td>1</td>" in page
     assert "<th>&nbsp;&nbsp;because holdout group</th><td>1</td>" in page
     assert "no_consent" not in page
+
+
+def test_the_results_page_counts_an_event_a_campaign_could_not_text_for_as_the_api_does(
+    admin_client,
+):
+    """A campaign ranked first that could not send (its cap) leaves the event to the next
+    one, which texts: both counted it (the API's presence_events_matched says so). The page
+    must not call the first one's event "won", nor tell the second one's reader that an
+    event a campaign ranked before it is not counted."""
+    from django.utils import timezone
+
+    from promotions.models import PresenceEvent
+
+    rivoli = StoreFactory(code="RIVOLI")
+    first, second = CampaignFactory(priority=10), CampaignFactory(priority=5)
+    lea = CustomerFactory()
+    event = PresenceEvent.objects.create(
+        customer=lea,
+        store=rivoli,
+        place_key=f"store:{rivoli.id}",
+        kind="entered",
+        occurred_at=timezone.now(),
+    )
+    DeliveryFactory(
+        campaign=first,
+        customer=lea,
+        presence_event=event,
+        status="suppressed",
+        reason="campaign_cap",
+        code=None,
+    )
+    DeliveryFactory(campaign=second, customer=lea, presence_event=event)
+
+    for campaign in (first, second):
+        url = f"/admin/promotions/campaign/{campaign.pk}/results/"
+        page = admin_client.get(url).content.decode()
+        assert '<td id="matched">1</td>' in page
+        assert "matched and won" not in page
+        assert "ranked before this one is that campaign" not in page
+        assert "could not send" in page
