@@ -143,7 +143,8 @@ def dry_run_campaign(
       counting then, as live;
     - a dwell campaign's dwells are derived from the visits where presence recorded none
       (it records only the minutes that active campaigns watch); approaches at a distance
-      no active campaign watches were never recorded and cannot be: `warnings` says so.
+      no active campaign watches were never recorded and cannot be: `warnings` says so, as
+      it says when a view condition reaches back past the views ingest keeps.
     """
     now = now or timezone.now()
     rule = campaign_rule(campaign)
@@ -285,6 +286,7 @@ def dry_run_campaign(
         "warnings": [
             *_outside_the_schedule(campaign, since=since, until=until),
             *_unrecorded_approaches(campaign, rule),
+            *_views_no_longer_kept(rule, since=since, now=now),
         ],
     }
 
@@ -514,6 +516,24 @@ def _derived_dwells(
             arrived_at = max(dwelled_at, entry.created_at)
             derived.append(_Replayed(fact, entry.customer, entry.store, arrived_at))
     return derived
+
+
+def _views_no_longer_kept(rule: rules.CampaignRule, *, since: datetime, now: datetime) -> list[str]:
+    """What a view condition's dry run cannot count in full: ingest keeps a product's views
+    INTENT_WINDOW_DAYS back from its newest event, so a visit earlier than that window less
+    the condition's own days may have had views since dropped, and not qualify here."""
+    condition = rule.intent
+    if condition is None or condition.cart_abandoned:
+        return []
+    kept_days = settings.INTENT_WINDOW_DAYS
+    complete_from = now - timedelta(days=kept_days - condition.within_days)
+    if since >= complete_from:
+        return []
+    return [
+        f"Product views are kept {kept_days} days (INTENT_WINDOW_DAYS): visits before "
+        f"{format_instant_for_people(complete_from)} may be judged on fewer views than they "
+        f"had then, so these figures can count fewer SMS than the campaign would have sent."
+    ]
 
 
 def _unrecorded_approaches(campaign: Campaign, rule: rules.CampaignRule) -> list[str]:

@@ -384,6 +384,30 @@ def test_a_dry_run_of_any_other_trigger_has_nothing_to_warn_about(api, rivoli):
 
 
 @pytest.mark.parametrize(
+    ("intent", "days_back", "warned"),
+    [
+        ({"intent_skus": ["SKU-1"], "intent_within_days": 30}, 50, False),
+        ({"intent_skus": ["SKU-1"], "intent_within_days": 30}, 70, True),
+        ({"intent_categories": ["shoes"], "intent_within_days": 7}, 100, True),
+        # An abandoned cart is kept with its time whatever its age; no intent needs nothing.
+        ({"intent_skus": ["SKU-1"], "intent_cart_abandoned": True}, 200, False),
+        ({}, 200, False),
+    ],
+)
+def test_a_dry_run_says_when_it_reaches_back_past_the_views_kept(
+    api, rivoli, settings, intent, days_back, warned
+):
+    settings.INTENT_WINDOW_DAYS = 90
+    draft = CampaignFactory(status="draft", **intent)
+    draft.stores.add(rivoli)
+
+    result = dry_run(api, draft, since=timezone.now() - timedelta(days=days_back))
+
+    found = [w for w in result["warnings"] if "views are kept 90 days" in w]
+    assert len(found) == int(warned)
+
+
+@pytest.mark.parametrize(
     ("dates", "warned"),
     [
         ({"starts_at": timedelta(days=7)}, "runs from "),
