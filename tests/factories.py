@@ -13,6 +13,7 @@ from promotions.models import (
     Delivery,
     DeliveryStatus,
     Gateway,
+    PresenceEvent,
     Store,
     Zone,
 )
@@ -128,3 +129,27 @@ def crowd(count: int, *, prefix: str = "crowd") -> list[Customer]:
         for n, customer in enumerate(customers)
     )
     return customers
+
+
+def an_entry_the_first_campaign_could_not_text(store: Store) -> tuple[Campaign, Campaign]:
+    """Two campaigns judged for one entry into `store`, as live: the one ranked first could
+    not send (its cap) and left the event to the next, which texted."""
+    first, second = CampaignFactory(priority=10), CampaignFactory(priority=5)
+    lea = CustomerFactory()
+    event = PresenceEvent.objects.create(
+        customer=lea,
+        store=store,
+        place_key=f"store:{store.id}",
+        kind="entered",
+        occurred_at=timezone.now(),
+    )
+    DeliveryFactory(
+        campaign=first,
+        customer=lea,
+        presence_event=event,
+        status="suppressed",
+        reason="campaign_cap",
+        code=None,
+    )
+    DeliveryFactory(campaign=second, customer=lea, presence_event=event)
+    return first, second

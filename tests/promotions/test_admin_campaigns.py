@@ -14,6 +14,7 @@ from tests.factories import (
     DeviceFactory,
     StoreFactory,
     ZoneFactory,
+    an_entry_the_first_campaign_could_not_text,
 )
 from tests.promotions.test_engine_api import walk_in
 from tests.test_site import campaign_form, form_errors, run_action
@@ -301,29 +302,7 @@ def test_the_results_page_counts_an_event_a_campaign_could_not_text_for_as_the_a
     one, which texts: both counted it (the API's presence_events_matched says so). The page
     must not call the first one's event "won", nor tell the second one's reader that an
     event a campaign ranked before it is not counted."""
-    from django.utils import timezone
-
-    from promotions.models import PresenceEvent
-
-    rivoli = StoreFactory(code="RIVOLI")
-    first, second = CampaignFactory(priority=10), CampaignFactory(priority=5)
-    lea = CustomerFactory()
-    event = PresenceEvent.objects.create(
-        customer=lea,
-        store=rivoli,
-        place_key=f"store:{rivoli.id}",
-        kind="entered",
-        occurred_at=timezone.now(),
-    )
-    DeliveryFactory(
-        campaign=first,
-        customer=lea,
-        presence_event=event,
-        status="suppressed",
-        reason="campaign_cap",
-        code=None,
-    )
-    DeliveryFactory(campaign=second, customer=lea, presence_event=event)
+    first, second = an_entry_the_first_campaign_could_not_text(StoreFactory(code="RIVOLI"))
 
     for campaign in (first, second):
         url = f"/admin/promotions/campaign/{campaign.pk}/results/"

@@ -26,6 +26,7 @@ from tests.factories import (
     DeliveryFactory,
     DeviceFactory,
     StoreFactory,
+    an_entry_the_first_campaign_could_not_text,
 )
 from tests.test_schema import openapi
 
@@ -455,25 +456,7 @@ def test_an_event_a_campaign_could_not_text_for_counts_for_it_and_for_the_next_o
     """Live, a campaign ranked first that cannot send (its cap) leaves the event to the next
     one, which texts: each was judged for it, and each one's stats count it, as its schema
     says."""
-    first = CampaignFactory(priority=10)
-    second = CampaignFactory(priority=5)
-    lea = CustomerFactory()
-    event = PresenceEvent.objects.create(
-        customer=lea,
-        store=rivoli,
-        place_key=f"store:{rivoli.id}",
-        kind="entered",
-        occurred_at=timezone.now(),
-    )
-    DeliveryFactory(
-        campaign=first,
-        customer=lea,
-        presence_event=event,
-        status="suppressed",
-        reason="campaign_cap",
-        code=None,
-    )
-    DeliveryFactory(campaign=second, customer=lea, presence_event=event)
+    first, second = an_entry_the_first_campaign_could_not_text(rivoli)
 
     counted = [
         api.get(f"/api/v1/campaigns/{campaign.id}/stats").json()["presence_events_matched"]
