@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 
 from customers.models import (
@@ -16,6 +17,7 @@ from customers.models import (
     CategoryIntent,
     ConsentChange,
     Customer,
+    DecayingScore,
     Device,
     Product,
     ProductIntent,
@@ -55,11 +57,32 @@ class ReadOnlyInline(admin.TabularInline):
         return False
 
 
+@admin.display(description="score now")
+def score_now(row: DecayingScore) -> str:
+    """The score as matching reads it now: the stored one is as of its newest event."""
+    return f"{row.score_as_of(timezone.now()):.2f}"
+
+
 class ProductIntentInline(ReadOnlyInline):
     model = ProductIntent
-    fields = ["sku", "category", "cart_state", "score", "score_at", "last_seen_at"]
+    fields = ["sku", "category", "cart_state", score_now, "score", "score_at", "last_seen_at"]
     readonly_fields = fields
     verbose_name_plural = "intent per product"
+
+
+class CategoryIntentInline(ReadOnlyInline):
+    model = CategoryIntent
+    fields = ["category", "cart_state", score_now, "score", "score_at", "last_seen_at"]
+    readonly_fields = fields
+    verbose_name_plural = "intent per category"
+
+
+class CartIntentInline(ReadOnlyInline):
+    model = CartIntent
+    fields = ["cart_state", "cart_updated_at", score_now, "score", "score_at", "last_seen_at"]
+    readonly_fields = fields
+    # One row a customer: a one-row inline is headed by its singular name.
+    verbose_name = "whole cart, as the site reports it"
 
 
 # A customer page shows this many of their latest deliveries, and links to the rest: a
@@ -106,7 +129,14 @@ class CustomerAdmin(admin.ModelAdmin):
         "created_at",
         "all_deliveries",
     ]
-    inlines = [DeviceInline, ConsentChangeInline, ProductIntentInline, DeliveryInline]
+    inlines = [
+        DeviceInline,
+        ConsentChangeInline,
+        ProductIntentInline,
+        CategoryIntentInline,
+        CartIntentInline,
+        DeliveryInline,
+    ]
     actions = ["export", "erase"]
 
     def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
@@ -291,14 +321,14 @@ class ProductAdmin(ReadOnlyAdmin):
 
 @admin.register(ProductIntent)
 class ProductIntentAdmin(ReadOnlyAdmin):
-    list_display = ["customer", "sku", "category", "cart_state", "score", "last_seen_at"]
+    list_display = ["customer", "sku", "category", "cart_state", score_now, "last_seen_at"]
     list_filter = ["cart_state"]
     search_fields = ["customer__external_id", "sku"]
 
 
 @admin.register(CategoryIntent)
 class CategoryIntentAdmin(ReadOnlyAdmin):
-    list_display = ["customer", "category", "cart_state", "score", "last_seen_at"]
+    list_display = ["customer", "category", "cart_state", score_now, "last_seen_at"]
     search_fields = ["customer__external_id", "category"]
 
 
@@ -307,6 +337,6 @@ class CartIntentAdmin(ReadOnlyAdmin):
     """The cart as the site reported it whole (cart events naming neither a SKU nor a
     category)."""
 
-    list_display = ["customer", "cart_state", "cart_updated_at", "score", "last_seen_at"]
+    list_display = ["customer", "cart_state", "cart_updated_at", score_now, "last_seen_at"]
     list_filter = ["cart_state"]
     search_fields = ["customer__external_id"]

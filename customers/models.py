@@ -1,6 +1,7 @@
 """People, their devices and consent, and what they browsed."""
 
 import unicodedata
+from datetime import datetime
 from functools import cache
 from zoneinfo import available_timezones
 
@@ -292,7 +293,19 @@ class CartState(models.TextChoices):
     ABANDONED = intent.CART_ABANDONED, "Abandoned"
 
 
-class Intent(models.Model):
+class DecayingScore:
+    """A score kept as one number as of its newest event (`score`, `score_at`), decaying with
+    INTENT_HALF_LIFE_DAYS: matching reads it at the time it decides."""
+
+    score: float
+    score_at: datetime | None
+
+    def score_as_of(self, when: datetime) -> float:
+        half_life = settings.INTENT_HALF_LIFE_DAYS * 86400
+        return intent.score_as_of(self.score, self.score_at, when, half_life)
+
+
+class Intent(DecayingScore, models.Model):
     """What a customer's browsing says, kept current on ingest so matching reads one row."""
 
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE)
@@ -420,7 +433,7 @@ class HandledReply(models.Model):
         return self.message_sid
 
 
-class CartIntent(models.Model):
+class CartIntent(DecayingScore, models.Model):
     """A customer's cart as the web site reports it whole: from the cart events that name
     neither a SKU nor a category (a cart-level `cart_abandoned`, the usual one, and the
     `add_to_cart` that restores it). One row per customer, kept current on ingest."""

@@ -8,6 +8,7 @@ from django.test.utils import CaptureQueriesContext
 
 from customers.models import (
     BrowsingEvent,
+    CartIntent,
     CategoryIntent,
     Customer,
     Device,
@@ -149,6 +150,28 @@ def test_intent_can_be_viewed_but_not_edited_added_or_deleted(admin_client, api,
     response = api.post("/api/v1/events", {"events": [view("e2")]}, format="json")
     assert response.status_code == 202
     assert len(model.objects.get().view_times) == 2
+
+
+def test_a_customer_s_page_shows_each_intent_as_it_scores_now(admin_client, api, lea, settings):
+    settings.INTENT_HALF_LIFE_DAYS = 7
+    events = [
+        view("e1", occurred_at=ago(days=7)),
+        view("e2", type="cart_abandoned", sku=None, category=None, occurred_at=ago(days=7)),
+    ]
+    assert api.post("/api/v1/events", {"events": events}, format="json").status_code == 202
+    stored = {
+        "product": ProductIntent.objects.get().score,
+        "category": CategoryIntent.objects.get().score,
+        "cart": CartIntent.objects.get().score,
+    }
+
+    page = admin_client.get(f"/admin/customers/customer/{lea.pk}/change/").content.decode()
+
+    # A week on, half what each scored on the day: matching reads them so.
+    for heading in ("Intent per product", "Intent per category", "Whole cart"):
+        assert heading.lower() in page.lower()
+    shown = re.findall(r'field-score_now">\s*<p>([\d.]+)</p>', page)
+    assert shown == [f"{score / 2:.2f}" for score in stored.values()]
 
 
 def test_a_visitors_customer_cannot_be_changed(admin_client, api, lea):
