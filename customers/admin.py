@@ -5,7 +5,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -24,7 +24,7 @@ from customers.models import (
     Visitor,
 )
 from customers.selectors import get_customer_export
-from customers.services import erase_customer, forget_consent_of_old_phone, save_device
+from customers.services import erase_customer, save_customer_edit, save_device
 from promotions.models import Delivery
 
 
@@ -140,11 +140,11 @@ class CustomerAdmin(admin.ModelAdmin):
     actions = ["export", "erase"]
 
     def save_model(self, request: HttpRequest, obj: Customer, form: Any, change: bool) -> None:
-        if change and "phone" in form.changed_data:
-            forget_consent_of_old_phone(
-                customer=obj, old_phone=form.initial.get("phone", ""), source="admin"
-            )
-        super().save_model(request, obj, form, change)
+        if not change:
+            super().save_model(request, obj, form, change)
+        elif not save_customer_edit(customer=obj, source="admin"):
+            # The admin's transaction rolls back: the devices' rows are not saved either.
+            raise Http404("This customer was erased while the page was being saved.")
 
     def save_formset(
         self, request: HttpRequest, form: Any, formset: forms.BaseInlineFormSet, change: bool

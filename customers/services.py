@@ -174,6 +174,35 @@ def _apply_customer_values(customer: Customer, values: dict[str, Any], *, create
         customer.consent_source = values["consent_source"]
 
 
+# What only the customer's own word (a reply, the API) changes: a page's copy of it is stale.
+CONSENT_FIELDS = ("sms_consent", "consent_source", "consent_updated_at")
+
+
+def save_customer_edit(*, customer: Customer, source: str) -> bool:
+    """Save an edit of a customer's details made on a copy read earlier (the admin's page,
+    read at the start of its request), as upsert_customer saves one: the number, then the
+    row, locked first, and the consent as committed kept. A STOP or START replied while the
+    copy was edited is neither undone nor, for a new number, missed. A new number forgets
+    the consent given for the number stored. False, and nothing saved, when the customer was
+    erased meanwhile: saved, the copy would bring them back."""
+    with transaction.atomic():
+        if customer.phone:
+            lock_number(phone=customer.phone)
+        stored = (
+            Customer.objects.select_for_update()
+            .filter(pk=customer.pk)
+            .values("phone", *CONSENT_FIELDS)
+            .first()
+        )
+        if stored is None:
+            return False
+        for name in CONSENT_FIELDS:
+            setattr(customer, name, stored[name])
+        forget_consent_of_old_phone(customer=customer, old_phone=stored["phone"], source=source)
+        customer.save()
+    return True
+
+
 def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: str) -> None:
     """After a change of phone number: consent was given for the old number, and its new
     owner may not have given it; a number that opted out by reply has refused it, and no one

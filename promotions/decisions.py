@@ -247,22 +247,35 @@ def arrivals(
     return list(grouped.values())
 
 
+# The presence and decisions of a batch name its places (store, zone, sighting) by foreign
+# keys that PostgreSQL checks when the transaction commits: a place a marketer deletes
+# meanwhile fails the commit, and the whole batch with it (its other shoppers would wait
+# for the sweep). Processed again, the batch reads the places as they now are.
+PLACE_ATTEMPTS = 3
+
+
 def process_location_batch(*, batch_id: int, now: datetime) -> list[int]:
     """A stored batch from presence to decisions, in one transaction, so that a worker dying
     half-way leaves nothing decided-about but undecided: the redelivered batch starts over.
     Returns the deliveries to send. A batch processed before (redelivered after its worker
     died between deciding and enqueuing, or given to two workers) is not processed again:
     it returns what its first run decided and no task has claimed."""
-    with transaction.atomic():
-        # Marked processed first, in the transaction that processes it: the row lock makes a
-        # second worker given the same batch wait, then find it processed.
-        claimed = _claim_location_batch(batch_id, now=now)
-        if claimed:
-            ping_ids, sighting_ids = claimed
-            event_ids = tracking.process_location_batch(
-                ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
-            )
-            return decide_presence_events(event_ids=event_ids, now=now)
+    for attempt in range(PLACE_ATTEMPTS):
+        try:
+            with transaction.atomic():
+                # Marked processed first, in the transaction that processes it: the row lock
+                # makes a second worker given the same batch wait, then find it processed.
+                claimed = _claim_location_batch(batch_id, now=now)
+                if claimed:
+                    ping_ids, sighting_ids = claimed
+                    event_ids = tracking.process_location_batch(
+                        ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+                    )
+                    return decide_presence_events(event_ids=event_ids, now=now)
+            break
+        except IntegrityError:
+            if attempt == PLACE_ATTEMPTS - 1:
+                raise
     batch = LocationBatch.objects.filter(pk=batch_id).values_list("ping_ids", "sighting_ids")
     if not batch:  # past retention, purged
         return []

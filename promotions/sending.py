@@ -34,7 +34,7 @@ from promotions.models import (
 )
 
 # Why a queued SMS was not sent, besides offers.why_past_due's STALE and OFFER_EXPIRED:
-CAMPAIGN_STOPPED = "Not sent: its campaign was paused or ended before its turn came."
+CAMPAIGN_STOPPED = "Not sent: its campaign was paused, ended or postponed before its turn came."
 STORE_DELETED = "Not sent: its store was deleted before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
@@ -93,8 +93,13 @@ def send_delivery(
         # Its text names a store that is closed now.
         return _fail_unclaimed(delivery_id, now, STORE_DELETED, "store deleted")
     campaign = delivery.campaign
-    if campaign.status != CampaignStatus.ACTIVE or (campaign.ends_at and campaign.ends_at <= now):
-        # A marketer who pauses a campaign expects its texts to stop, the queued ones too.
+    if (
+        campaign.status != CampaignStatus.ACTIVE
+        or (campaign.ends_at and campaign.ends_at <= now)
+        or (campaign.starts_at and campaign.starts_at > now)
+    ):
+        # A marketer who pauses a campaign expects its texts to stop, the queued ones too;
+        # so does one who moves its start to later (it went live too soon).
         return _fail_unclaimed(delivery_id, now, CAMPAIGN_STOPPED, "campaign stopped")
     if len(delivery.body) > offers.MAX_BODY_CHARACTERS:
         # Templates are checked against the limit when saved; one saved before that check

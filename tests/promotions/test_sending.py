@@ -477,6 +477,22 @@ def test_a_campaign_stopped_while_its_sms_waited_sends_nothing(twilio, store, st
     assert twilio.messages == []
 
 
+def test_a_campaign_postponed_while_its_sms_waited_sends_nothing(twilio, store, api):
+    # It went live by mistake: the marketer moves its start to tomorrow, which the engine
+    # reads as not running yet. The SMS already waiting for their turn are not sent either.
+    delivery = queue_offer(store)
+    tomorrow = timezone.now() + timedelta(days=1)
+    response = api.patch(
+        f"/api/v1/campaigns/{delivery.campaign_id}", {"starts_at": tomorrow}, format="json"
+    )
+    assert response.status_code == 200
+
+    delivery = send(delivery)
+
+    assert (delivery.status, delivery.error_message) == ("failed", sending.CAMPAIGN_STOPPED)
+    assert twilio.messages == []
+
+
 def test_a_send_whose_slot_falls_in_quiet_hours_is_held(twilio, store):
     delivery = queue_offer(store)  # decided outside quiet hours
     # By the time its paced slot comes, the customer's evening quiet hours have begun.
