@@ -502,6 +502,25 @@ class CampaignAdmin(admin.ModelAdmin):
             for name, options in fieldsets
         ]
 
+    def get_deleted_objects(self, objs: Iterable[Campaign], request: HttpRequest) -> tuple:
+        # A campaign's deliveries are its results (Delivery.campaign is PROTECT). Counted
+        # first: Django would load every one of them, a million for a national campaign, to
+        # say the campaign cannot go, and the page would never answer.
+        decided = dict(
+            Delivery.objects.filter(campaign__in=[campaign.pk for campaign in objs])
+            .values_list("campaign")
+            .annotate(count=models.Count("pk"))
+        )
+        if not decided:
+            return super().get_deleted_objects(objs, request)
+        protected = [
+            f"Campaign {campaign.name}: {_decisions(decided[campaign.pk])}, kept as deliveries "
+            'for its results. End it instead: set its status to "ended".'
+            for campaign in objs
+            if campaign.pk in decided
+        ]
+        return [], {}, set(), protected
+
     @admin.display(description="SMS preview (sample customer Léa)")
     def preview(self, campaign: Campaign) -> str:
         store_ids = list(campaign.stores.values_list("pk", flat=True)) if campaign.pk else []
@@ -747,6 +766,10 @@ def _dry_run_summary(name: str, days: int, result: dict) -> str:
             "then by how strongly the customer showed interest): a visit gets one SMS at most."
         )
     return " ".join([*sentences, *result["warnings"]])
+
+
+def _decisions(count: int) -> str:
+    return f"{count} decision{'' if count == 1 else 's'}"
 
 
 def _visits(count: int) -> str:

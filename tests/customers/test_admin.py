@@ -335,3 +335,41 @@ def test_exporting_more_customers_than_one_download_holds_is_refused_with_a_mess
     assert "Content-Disposition" not in response
     [message] = [str(m) for m in response.context["messages"]]
     assert "101 customers selected" in message and "at most 100" in message
+
+
+def _identified_visitors_browsing(count: int, start: int) -> None:
+    """`count` shoppers, each identified from their own browser with one event in it."""
+    for n in range(start, start + count):
+        customer = CustomerFactory(external_id=f"W-{n}")
+        visitor = Visitor.objects.create(visitor_id=f"v-{n}", customer=customer)
+        BrowsingEvent.objects.create(
+            event_id=f"e-{n}",
+            customer=customer,
+            visitor=visitor,
+            type="product_view",
+            sku="X200",
+            occurred_at=ago(minutes=n),
+        )
+
+
+@pytest.mark.parametrize("page", ["visitor", "browsingevent"])
+def test_the_visitors_and_browsing_lists_read_their_rows_in_a_fixed_number_of_queries(
+    admin_client, page
+):
+    # Both name each row's customer (and an event its visitor), links that may be empty:
+    # Django joins only the links that cannot be, so each row cost a query for each.
+    url = f"/admin/customers/{page}/"
+
+    def page_and_queries():
+        with CaptureQueriesContext(connection) as captured:
+            shown = admin_client.get(url).content.decode()
+        return shown, len(captured.captured_queries)
+
+    _identified_visitors_browsing(2, start=0)
+    page_and_queries()  # caches filled on a first view (content types) are not counted
+    _, few = page_and_queries()
+    _identified_visitors_browsing(40, start=2)
+    shown, many = page_and_queries()
+
+    assert many == few
+    assert "W-0" in shown and "W-41" in shown

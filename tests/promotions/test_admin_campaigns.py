@@ -4,6 +4,8 @@ stores has (on the page and when activated), and intent names PostgreSQL cannot 
 import json
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from promotions.models import Campaign, CampaignStatus, Delivery, OfferCode, TriggerType
 from promotions.sms import locmem
@@ -311,3 +313,54 @@ def test_the_results_page_counts_an_event_a_campaign_could_not_text_for_as_the_a
         assert "matched and won" not in page
         assert "ranked before this one is that campaign" not in page
         assert "could not send" in page
+
+
+def _delete_page(admin_client, campaign: Campaign) -> tuple[str, list[str]]:
+    """The campaign's delete page, and the queries that read deliveries' rows for it."""
+    with CaptureQueriesContext(connection) as captured:
+        page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/delete/")
+    assert page.status_code == 200
+    rows_read = [
+        query["sql"]
+        for query in captured.captured_queries
+        if 'FROM "promotions_delivery"' in query["sql"] and "COUNT(" not in query["sql"]
+    ]
+    return page.content.decode(), rows_read
+
+
+def test_the_delete_page_of_a_campaign_with_many_decisions_reads_none_of_them(admin_client):
+    # A campaign with a million deliveries: the page loaded every one (Django gathers all
+    # that a deletion touches) to say that it cannot go, and never answered.
+    campaign = CampaignFactory(name="Soldes", status=CampaignStatus.ENDED)
+    DeliveryFactory.create_batch(60, campaign=campaign)
+
+    page, rows_read = _delete_page(admin_client, campaign)
+
+    assert rows_read == []
+    assert "60 decisions" in page and "End it instead" in page
+    admin_client.post(f"/admin/promotions/campaign/{campaign.pk}/delete/", {"post": "yes"})
+    assert Delivery.objects.filter(campaign=campaign).count() == 60
+
+
+def test_deleting_campaigns_with_decisions_from_the_list_is_refused_naming_them(admin_client):
+    soldes = CampaignFactory(name="Soldes", status=CampaignStatus.ENDED)
+    DeliveryFactory.create_batch(3, campaign=soldes)
+    draft = CampaignFactory(name="Welcome", status=CampaignStatus.DRAFT)
+    chosen = {"action": "delete_selected", "_selected_action": [soldes.pk, draft.pk]}
+
+    page = admin_client.post("/admin/promotions/campaign/", chosen).content.decode()
+    admin_client.post("/admin/promotions/campaign/", {**chosen, "post": "yes"})
+
+    assert "Soldes" in page and "3 decisions" in page
+    assert set(Campaign.objects.values_list("name", flat=True)) == {"Soldes", "Welcome"}
+
+
+def test_a_campaign_that_has_made_no_decision_is_still_deleted_with_its_pool(admin_client):
+    campaign = CampaignFactory(name="Never ran", status=CampaignStatus.DRAFT)
+    OfferCode.objects.create(campaign=campaign, code="POOL-1")
+
+    assert "POOL-1" in _delete_page(admin_client, campaign)[0]
+    admin_client.post(f"/admin/promotions/campaign/{campaign.pk}/delete/", {"post": "yes"})
+
+    assert not Campaign.objects.filter(pk=campaign.pk).exists()
+    assert not OfferCode.objects.exists()
