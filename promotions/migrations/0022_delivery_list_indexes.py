@@ -12,6 +12,14 @@ class Migration(migrations.Migration):
     operations = [
         migrations.RemoveIndex(
             model_name="delivery",
+            name="promotions__created_619368_idx",
+        ),
+        migrations.AddIndex(
+            model_name="delivery",
+            index=models.Index(fields=["created_at", "id"], name="delivery_newest"),
+        ),
+        migrations.RemoveIndex(
+            model_name="delivery",
             name="promotions__campaig_3b14c8_idx",
         ),
         migrations.AddIndex(
