@@ -943,10 +943,19 @@ class Delivery(models.Model):
             )
         ]
         indexes = [
-            models.Index(fields=["campaign", "status"]),
+            # The deliveries list is newest first (id breaking ties), filtered by campaign,
+            # status or both: each filter needs its rows in that order, or a page of a
+            # campaign whose decisions are older than others' reads every newer delivery, or
+            # sorts all of its own. The campaign's and status's serve its statistics too.
+            models.Index(fields=["campaign", "created_at", "id"], name="delivery_campaign_newest"),
+            models.Index(
+                fields=["campaign", "status", "created_at", "id"], name="delivery_campaign_status"
+            ),
+            models.Index(fields=["status", "created_at", "id"], name="delivery_status_newest"),
             models.Index(fields=["customer", "created_at"]),
-            # The daily statistics read a day's decisions across campaigns.
-            models.Index(fields=["created_at"]),
+            # The daily statistics read a day's decisions across campaigns; the deliveries
+            # list's pages find their ids in it, without reading the rows they skip.
+            models.Index(fields=["created_at", "id"], name="delivery_newest"),
             # The sweeps look for queued deliveries left behind, among few.
             models.Index(
                 fields=["send_after"],

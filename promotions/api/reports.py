@@ -19,6 +19,7 @@ from customers.models import EXTERNAL_ID_MAX_LENGTH
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
 from promotions.api.fields import AmountField, InstantField, KnownFieldsOnly, RecentInstantField
+from promotions.api.pagination import KeysFirstPagination
 from promotions.models import (
     Campaign,
     Delivery,
@@ -261,6 +262,7 @@ class DeliveryListView(generics.ListAPIView):
     required_scope = Scope.REPORTS
     serializer_class = DeliverySerializer
     filterset_class = DeliveryFilter
+    pagination_class = KeysFirstPagination
 
     def get_queryset(self) -> Any:
         return selectors.list_deliveries()
