@@ -4,6 +4,8 @@ import time
 
 import pytest
 from asgiref.sync import async_to_sync
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 from django.test import override_settings
 from django.test.client import FakePayload
 
@@ -443,7 +445,15 @@ def test_a_chunked_body_under_an_asgi_server_is_411_not_read_as_empty(phone):
     async def send(message: dict) -> None:
         sent.append(message)
 
-    async_to_sync(asgi.application)(scope, receive, send)
+    # As Django's test clients do: the handler's end of request closes the connection, and
+    # with it this test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        async_to_sync(asgi.application)(scope, receive, send)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
     [start] = [m for m in sent if m["type"] == "http.response.start"]
     answer = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
