@@ -6,6 +6,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
+from promotions.models import OfferCode, Zone
+
 pytestmark = pytest.mark.django_db(transaction=True)
 
 BEFORE = [("promotions", "0007_fence_version"), ("customers", "0002_erase_permission")]
@@ -78,5 +80,60 @@ def test_a_zone_no_reading_could_enter_gets_the_strongest_threshold_a_reading_ha
             "code", "rssi_threshold"
         )
         assert dict(thresholds) == {"hifi": -1, "door": -1, "entrance": -75}
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+# 0015 and 0016 were edited after they reached main; a database that had applied the first
+# version never ran the edit. What each first version left is written at its state here.
+
+
+def test_a_zone_0016_as_first_released_left_at_or_above_zero_gets_a_threshold_a_reading_has():
+    # 0016 as first released (2026-11-30, 10:05 to 10:15) refused readings at or above
+    # 0 dBm without bringing such thresholds below 0: the zone could never fire again.
+    old = migrate([("promotions", "0016_zone_rssi_threshold_below_zero")])
+    try:
+        store = old.get_model("promotions", "Store").objects.create(
+            code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
+        )
+        zones = old.get_model("promotions", "Zone").objects
+        for code, threshold in [("hifi", 0), ("door", 20), ("entrance", -75)]:
+            zones.create(store=store, code=code, name=code, rssi_threshold=threshold)
+
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+        thresholds = Zone.objects.values_list("code", "rssi_threshold")
+        assert dict(thresholds) == {"hifi": -1, "door": -1, "entrance": -75}
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+@pytest.mark.parametrize("drawn", [False, True])
+def test_a_code_0015_as_first_released_keyed_empty_is_never_drawn(drawn):
+    # 0015 as first released (2026-11-30, 07:33 to 08:07) gave a code the till cannot read at
+    # all ("--", which the older upload took) the empty key, where a key makes it drawable:
+    # its customer would get a code the till answers 404 to.
+    old = migrate([("promotions", "0015_code_keys")])
+    try:
+        campaign = old.get_model("promotions", "Campaign").objects.create(
+            name="Pool", offer_template="Code {code}"
+        )
+        delivery = None
+        if drawn:
+            delivery = old.get_model("promotions", "Delivery").objects.create(
+                campaign=campaign, status="sent", code="--", code_key=""
+            )
+        old.get_model("promotions", "OfferCode").objects.create(
+            campaign=campaign, code="--", code_key="", delivery=delivery
+        )
+        old.get_model("promotions", "OfferCode").objects.create(
+            campaign=campaign, code="SAVE-10", code_key="SAVE10"
+        )
+
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+        assert list(OfferCode.objects.drawable().values_list("code", flat=True)) == ["SAVE-10"]
+        kept = OfferCode.objects.filter(code="--").values_list("code_key", "delivery__code")
+        assert list(kept) == ([(None, "--")] if drawn else [])
     finally:
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
