@@ -30,7 +30,7 @@ def settle(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("promotions", "0021_delivery_send_slot"),
+        ("promotions", "0022_delivery_list_indexes"),
     ]
 
     operations = [
