@@ -41,9 +41,8 @@ class ReadChunkedBodies:
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         if environ.get("wsgi.input_terminated") and _chunked_without_length(environ):
-            limit = max(settings.API_MAX_BODY_BYTES, settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
             try:
-                body = environ["wsgi.input"].read(limit + 1)
+                body = environ["wsgi.input"].read(settings.API_MAX_BODY_BYTES + 1)
             except Exception:  # the server's own error for framing it cannot parse
                 start_response(
                     "400 Bad Request",

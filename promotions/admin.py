@@ -58,7 +58,7 @@ from promotions.offers import (
     template_placeholders,
 )
 from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
-from promotions.services import create_api_key
+from promotions.services import END_IT_INSTEAD, create_api_key, decisions_kept
 from promotions.times import offer_last_day
 
 
@@ -514,8 +514,7 @@ class CampaignAdmin(admin.ModelAdmin):
         if not decided:
             return super().get_deleted_objects(objs, request)
         protected = [
-            f"Campaign {campaign.name}: {_decisions(decided[campaign.pk])}, kept as deliveries "
-            'for its results. End it instead: set its status to "ended".'
+            f"Campaign {campaign.name}: {decisions_kept(decided[campaign.pk])}. {END_IT_INSTEAD}"
             for campaign in objs
             if campaign.pk in decided
         ]
@@ -766,10 +765,6 @@ def _dry_run_summary(name: str, days: int, result: dict) -> str:
             "then by how strongly the customer showed interest): a visit gets one SMS at most."
         )
     return " ".join([*sentences, *result["warnings"]])
-
-
-def _decisions(count: int) -> str:
-    return f"{count} decision{'' if count == 1 else 's'}"
 
 
 def _visits(count: int) -> str:

@@ -135,13 +135,16 @@ class Decision:
     event: int = 0  # of the arrival's events (see decide_arrival), the one it is about
 
 
+def runs_at(starts_at: datetime | None, ends_at: datetime | None, at: datetime) -> bool:
+    """Whether a campaign with these dates runs at `at`: from its start, until its end."""
+    return (starts_at is None or starts_at <= at) and (ends_at is None or at < ends_at)
+
+
 def triggered(campaign: CampaignRule, event: PresenceFact) -> bool:
     """Whether the event is what the campaign's trigger waits for, in one of its stores."""
     if campaign.stores and event.store not in campaign.stores:
         return False
-    if campaign.starts_at and event.at < campaign.starts_at:
-        return False
-    if campaign.ends_at and event.at >= campaign.ends_at:
+    if not runs_at(campaign.starts_at, campaign.ends_at, event.at):
         return False
     match campaign.trigger_type:
         case "enter":

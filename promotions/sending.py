@@ -93,10 +93,8 @@ def send_delivery(
         # Its text names a store that is closed now.
         return _fail_unclaimed(delivery_id, now, STORE_DELETED, "store deleted")
     campaign = delivery.campaign
-    if (
-        campaign.status != CampaignStatus.ACTIVE
-        or (campaign.ends_at and campaign.ends_at <= now)
-        or (campaign.starts_at and campaign.starts_at > now)
+    if campaign.status != CampaignStatus.ACTIVE or not rules.runs_at(
+        campaign.starts_at, campaign.ends_at, now
     ):
         # A marketer who pauses a campaign expects its texts to stop, the queued ones too;
         # so does one who moves its start to later (it went live too soon).

@@ -98,11 +98,18 @@ def delete_campaign(*, campaign: Campaign) -> None:
     decisions = campaign.deliveries.count()
     if decisions:
         raise ConflictError(
-            f"This campaign has made {decisions} decision{'s' if decisions > 1 else ''}, "
-            "kept as deliveries for its results; it cannot be deleted. "
-            'End it instead: set its status to "ended".'
+            f"This campaign has made {decisions_kept(decisions)}; it cannot be deleted. "
+            f"{END_IT_INSTEAD}"
         )
     campaign.delete()
+
+
+END_IT_INSTEAD = 'End it instead: set its status to "ended".'
+
+
+def decisions_kept(count: int) -> str:
+    """Why a campaign that has decided cannot be deleted (the API's words and the admin's)."""
+    return f"{count} decision{'' if count == 1 else 's'}, kept as deliveries for its results"
 
 
 class LinkedDevice(NamedTuple):

@@ -62,36 +62,23 @@ def test_pings_and_sightings_no_worker_processed_become_batches_for_the_sweep():
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
 
 
-def test_a_zone_no_reading_could_enter_gets_the_strongest_threshold_a_reading_has():
-    # Sightings at or above 0 dBm are refused since 0016 (0 is a phone saying it could not
-    # measure): a zone whose threshold was 0 or above would otherwise never fire again.
-    old = migrate([("promotions", "0015_code_keys")])
-    try:
-        store = old.get_model("promotions", "Store").objects.create(
-            code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
-        )
-        zones = old.get_model("promotions", "Zone").objects
-        for code, threshold in [("hifi", 0), ("door", 20), ("entrance", -75)]:
-            zones.create(store=store, code=code, name=code, rssi_threshold=threshold)
-
-        new = migrate([("promotions", "0016_zone_rssi_threshold_below_zero")])
-
-        thresholds = new.get_model("promotions", "Zone").objects.values_list(
-            "code", "rssi_threshold"
-        )
-        assert dict(thresholds) == {"hifi": -1, "door": -1, "entrance": -75}
-    finally:
-        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
-
-
 # 0015 and 0016 were edited after they reached main; a database that had applied the first
 # version never ran the edit. What each first version left is written at its state here.
 
 
-def test_a_zone_0016_as_first_released_left_at_or_above_zero_gets_a_threshold_a_reading_has():
-    # 0016 as first released (2026-11-30, 10:05 to 10:15) refused readings at or above
-    # 0 dBm without bringing such thresholds below 0: the zone could never fire again.
-    old = migrate([("promotions", "0016_zone_rssi_threshold_below_zero")])
+@pytest.mark.parametrize(
+    "applied",
+    [
+        # Sightings at or above 0 dBm are refused since 0016 (0 is a phone saying it could
+        # not measure): a zone whose threshold was 0 or above would otherwise never fire.
+        "0015_code_keys",
+        # 0016 as first released (2026-11-30, 10:05 to 10:15) refused those readings without
+        # bringing such thresholds below 0: 0023 does.
+        "0016_zone_rssi_threshold_below_zero",
+    ],
+)
+def test_a_zone_no_reading_could_enter_gets_the_strongest_threshold_a_reading_has(applied):
+    old = migrate([("promotions", applied)])
     try:
         store = old.get_model("promotions", "Store").objects.create(
             code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
