@@ -24,29 +24,31 @@ pytestmark = [
 PHONE = "+33612345678"
 
 
-def save_in_the_admin_while_a_reply_is_acted_on(admin_client, lea: Customer, body: str, **fields):
+def save_in_the_admin_while(admin_client, lea: Customer, work, **fields) -> list[int]:
+    """Post the customer's page, read before `work` (a reply, an erasure) commits and saved
+    while it holds its locks; the statuses the admin answered."""
     url = f"/admin/customers/customer/{lea.pk}/change/"
     form = admin_form(admin_client, url, **fields)
-    reply = started(
-        lambda: feedback.handle_inbound_sms(from_number=PHONE, body=body, now=timezone.now())
-    )
+    paused = started(work)
     responses = []
     save = in_thread(lambda: responses.append(admin_client.post(url, form)))
-    save.join(0.5)  # the admin has read the customer, and waits on the reply's lock
-    reply.release.set()
-    reply.join(10)
+    save.join(0.5)  # the admin has read the customer, and waits on the other's lock
+    paused.release.set()
+    paused.join(10)
     save.join(10)
-    assert reply.error is None
+    assert paused.error is None
     return [response.status_code for response in responses]
+
+
+def reply(body: str):
+    return lambda: feedback.handle_inbound_sms(from_number=PHONE, body=body, now=timezone.now())
 
 
 def test_a_stop_replied_while_the_customer_is_saved_in_the_admin_stays(admin_client, api):
     lea = CustomerFactory(external_id="C-1", phone=PHONE, sms_consent=SmsConsent.OPTED_IN)
     queued = DeliveryFactory(customer=lea, status=DeliveryStatus.QUEUED, to=PHONE)
 
-    statuses = save_in_the_admin_while_a_reply_is_acted_on(
-        admin_client, lea, "STOP", first_name="Lea"
-    )
+    statuses = save_in_the_admin_while(admin_client, lea, reply("STOP"), first_name="Lea")
 
     assert statuses == [302]
     customer = api.get("/api/v1/customers/C-1").json()
@@ -58,9 +60,7 @@ def test_a_stop_replied_while_the_customer_is_saved_in_the_admin_stays(admin_cli
 def test_a_start_replied_while_the_customer_is_saved_in_the_admin_stays(admin_client, api):
     lea = CustomerFactory(external_id="C-1", phone=PHONE, sms_consent=SmsConsent.OPTED_OUT)
 
-    statuses = save_in_the_admin_while_a_reply_is_acted_on(
-        admin_client, lea, "START", first_name="Lea"
-    )
+    statuses = save_in_the_admin_while(admin_client, lea, reply("START"), first_name="Lea")
 
     assert statuses == [302]
     customer = api.get("/api/v1/customers/C-1").json()
@@ -69,16 +69,9 @@ def test_a_start_replied_while_the_customer_is_saved_in_the_admin_stays(admin_cl
 
 def test_a_customer_erased_while_saved_in_the_admin_stays_erased(admin_client):
     lea = CustomerFactory(external_id="C-1", phone=PHONE, first_name="Léa")
-    url = f"/admin/customers/customer/{lea.pk}/change/"
-    form = admin_form(admin_client, url, first_name="Lea")
-    erasure = started(lambda: services.erase_customer(customer=lea))
-    responses = []
-    save = in_thread(lambda: responses.append(admin_client.post(url, form)))
-    save.join(0.5)  # the admin has read the customer, and waits on the erasure's lock
-    erasure.release.set()
-    erasure.join(10)
-    save.join(10)
+    statuses = save_in_the_admin_while(
+        admin_client, lea, lambda: services.erase_customer(customer=lea), first_name="Lea"
+    )
 
-    assert erasure.error is None
     assert not Customer.objects.exists()
-    assert [response.status_code for response in responses] == [404]
+    assert statuses == [404]
