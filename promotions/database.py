@@ -1,9 +1,14 @@
 """Which database errors mean the database is away for a while, rather than something
-wrong with the work: the API answers them 503 with Retry-After, and tasks retry them."""
+wrong with the work: the API answers them 503 with Retry-After, and tasks retry them. And
+work run again at once when a place it read is deleted under it."""
 
 import sqlite3
+from collections.abc import Callable
+from typing import TypeVar
 
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
+
+T = TypeVar("T")
 
 # PostgreSQL's answers of a server that is going away or not yet able to write: shutting
 # down (57P01, 57P02), starting up (57P03), and a standby still read-only (25006), which a
@@ -34,3 +39,23 @@ def database_unavailable(error: BaseException) -> bool:
         return False
     code = getattr(cause, "sqlstate", None) or ""
     return code in UNAVAILABLE_SQLSTATES or code.startswith("08")
+
+
+# Ingest, a batch's processing and the presence tick name places (store, zone, beacon,
+# gateway) by foreign keys that PostgreSQL checks when their transaction commits: a place a
+# marketer deletes meanwhile (a store, a beacon or a zone in opening hours) fails the commit,
+# and all the work with it, the other shoppers' included. Run again, the work reads the
+# places as they now are, and leaves the deleted one out.
+PLACE_ATTEMPTS = 3
+
+
+def against_current_places(run: Callable[[], T]) -> T:
+    """`run()`, which does its work in a transaction of its own, run again while its commit
+    fails on a place deleted under it (an IntegrityError), at most PLACE_ATTEMPTS times in
+    all; the last attempt's error is raised."""
+    for _ in range(PLACE_ATTEMPTS - 1):
+        try:
+            return run()
+        except IntegrityError:
+            continue
+    return run()

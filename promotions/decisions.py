@@ -31,7 +31,7 @@ from customers.models import (
 )
 from promotions import offers, rules, sms, tracking
 from promotions.batch_sql import rows_source
-from promotions.database import database_unavailable
+from promotions.database import against_current_places, database_unavailable
 from promotions.models import (
     Campaign,
     CampaignStatus,
@@ -247,39 +247,37 @@ def arrivals(
     return list(grouped.values())
 
 
-# The presence and decisions of a batch name its places (store, zone, sighting) by foreign
-# keys that PostgreSQL checks when the transaction commits: a place a marketer deletes
-# meanwhile fails the commit, and the whole batch with it (its other shoppers would wait
-# for the sweep). Processed again, the batch reads the places as they now are.
-PLACE_ATTEMPTS = 3
-
-
 def process_location_batch(*, batch_id: int, now: datetime) -> list[int]:
     """A stored batch from presence to decisions, in one transaction, so that a worker dying
     half-way leaves nothing decided-about but undecided: the redelivered batch starts over.
     Returns the deliveries to send. A batch processed before (redelivered after its worker
     died between deciding and enqueuing, or given to two workers) is not processed again:
-    it returns what its first run decided and no task has claimed."""
-    for attempt in range(PLACE_ATTEMPTS):
-        try:
-            with transaction.atomic():
-                # Marked processed first, in the transaction that processes it: the row lock
-                # makes a second worker given the same batch wait, then find it processed.
-                claimed = _claim_location_batch(batch_id, now=now)
-                if claimed:
-                    ping_ids, sighting_ids = claimed
-                    event_ids = tracking.process_location_batch(
-                        ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
-                    )
-                    return decide_presence_events(event_ids=event_ids, now=now)
-            break
-        except IntegrityError:
-            if attempt == PLACE_ATTEMPTS - 1:
-                raise
+    it returns what its first run decided and no task has claimed. A store deleted while it
+    is processed has it processed again at once, not left for the sweep with its other
+    shoppers (database.against_current_places)."""
+    decided = against_current_places(lambda: _process_unprocessed_batch(batch_id, now=now))
+    if decided is not None:
+        return decided
     batch = LocationBatch.objects.filter(pk=batch_id).values_list("ping_ids", "sighting_ids")
     if not batch:  # past retention, purged
         return []
     return stranded_deliveries(ping_ids=batch[0][0], sighting_ids=batch[0][1])
+
+
+def _process_unprocessed_batch(batch_id: int, *, now: datetime) -> list[int] | None:
+    """The batch processed in one transaction, its deliveries to send; None if it was
+    processed before."""
+    with transaction.atomic():
+        # Marked processed first, in the transaction that processes it: the row lock makes
+        # a second worker given the same batch wait, then find it processed.
+        claimed = _claim_location_batch(batch_id, now=now)
+        if claimed is None:
+            return None
+        ping_ids, sighting_ids = claimed
+        event_ids = tracking.process_location_batch(
+            ping_ids=ping_ids, sighting_ids=sighting_ids, now=now
+        )
+        return decide_presence_events(event_ids=event_ids, now=now)
 
 
 def _claim_location_batch(batch_id: int, *, now: datetime) -> tuple[list[int], list[int]] | None:
@@ -340,10 +338,16 @@ def decide_lost_batches(
 
 
 def process_presence_tick(*, now: datetime) -> list[int]:
-    """Timeouts and silent dwells, then their decisions, in one transaction."""
-    with transaction.atomic():
-        event_ids = tracking.expire_presence(now=now)
-        return decide_presence_events(event_ids=event_ids, now=now)
+    """Timeouts and silent dwells, then their decisions, in one transaction. A store deleted
+    while it runs has it run again at once (database.against_current_places), where the
+    tick failed, and every shopper's dwell and timeout waited for the next minute's."""
+
+    def tick() -> list[int]:
+        with transaction.atomic():
+            event_ids = tracking.expire_presence(now=now)
+            return decide_presence_events(event_ids=event_ids, now=now)
+
+    return against_current_places(tick)
 
 
 def stranded_deliveries(

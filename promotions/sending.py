@@ -9,8 +9,9 @@ provider's status callback, or the provider asked once its offer has expired
 (settle_claimed_sends), says what became of it.
 
 A delivery that ends before the provider took its SMS (suppressed, stale, its campaign
-stopped, refused by the provider) gives the code it drew from its campaign's pool back: no
-one saw it, and a pool used up by SMS that never went turns the next customers away.
+stopped or its store taken out of the campaign, refused by the provider) gives the code it
+drew from its campaign's pool back: no one saw it, and a pool used up by SMS that never went
+turns the next customers away.
 """
 
 from collections import defaultdict
@@ -36,6 +37,7 @@ from promotions.models import (
 # Why a queued SMS was not sent, besides offers.why_past_due's STALE and OFFER_EXPIRED:
 CAMPAIGN_STOPPED = "Not sent: its campaign was paused, ended or postponed before its turn came."
 STORE_DELETED = "Not sent: its store was deleted before its turn came."
+STORE_REMOVED = "Not sent: its store was taken out of its campaign before its turn came."
 PHONE_CHANGED = "Not sent: its customer's phone number changed after the decision."
 TOO_LONG = "Not sent: its text is {length} characters, and Twilio takes at most {limit}."
 # A throttled send's row, given back for its retry, is not sent by a copy of its task before
@@ -99,6 +101,11 @@ def send_delivery(
         # A marketer who pauses a campaign expects its texts to stop, the queued ones too;
         # so does one who moves its start to later (it went live too soon).
         return _fail_unclaimed(delivery_id, now, CAMPAIGN_STOPPED, "campaign stopped")
+    rule = decisions.campaign_rule(campaign)
+    if rule.stores and delivery.store_id not in rule.stores:
+        # The campaign runs on elsewhere: its marketer no longer wants it texting from this
+        # store, the SMS already waiting for their turn included. (No stores: every store.)
+        return _fail_unclaimed(delivery_id, now, STORE_REMOVED, "store removed")
     if len(delivery.body) > offers.MAX_BODY_CHARACTERS:
         # Templates are checked against the limit when saved; one saved before that check
         # could still render too long, and Twilio would refuse it (error 21617).
@@ -106,7 +113,7 @@ def send_delivery(
         return _fail_unclaimed(delivery_id, now, message, "too long")
     customer = delivery.customer
     if customer and rules.quiet_for(
-        decisions.campaign_rule(campaign),
+        rule,
         decisions.global_limits(),
         decisions.customer_timezone(customer, delivery.store),
         now,

@@ -11,6 +11,7 @@ from django.db.models import Q
 
 from customers.models import Device
 from customers.services import ConflictError
+from promotions.database import against_current_places
 from promotions.ingest import (
     Errors,
     IngestResult,
@@ -173,29 +174,21 @@ def _record_pings(
     return batch
 
 
-# A sighting names its place (beacon or gateway, store, zone) by foreign keys that PostgreSQL
-# checks when the transaction commits: a place deleted meanwhile (a marketer removing a beacon
-# or a zone in opening hours) fails the commit. Stored again, against the places as they now
-# are, the sightings of a place gone are rejected by their index and the others go in.
-PLACE_ATTEMPTS = 3
-
-
 def _against_current_places(
     store: Callable[[IngestResult], int | None], result: IngestResult
 ) -> int | None:
     """`store(outcome)` run in a transaction of its own, again while a place it read is
-    deleted under it; its outcome added to `result` once it committed."""
-    for attempt in range(PLACE_ATTEMPTS):
+    deleted under it (see database.against_current_places): stored again, the sightings of
+    a place gone are rejected by their index and the others go in. Its outcome is added to
+    `result` once it committed."""
+
+    def attempt() -> tuple[int | None, IngestResult]:
         outcome = IngestResult()
-        try:
-            batch = store(outcome)
-        except IntegrityError:
-            if attempt == PLACE_ATTEMPTS - 1:
-                raise
-            continue
-        result.add(outcome)
-        return batch
-    raise AssertionError("unreachable")
+        return store(outcome), outcome
+
+    batch, outcome = against_current_places(attempt)
+    result.add(outcome)
+    return batch
 
 
 def record_app_sightings(*, items: ValidItems, result: IngestResult, now: datetime) -> int | None:

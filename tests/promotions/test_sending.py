@@ -493,6 +493,49 @@ def test_a_campaign_postponed_while_its_sms_waited_sends_nothing(twilio, store, 
     assert twilio.messages == []
 
 
+@pytest.fixture
+def locmem_outbox(settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    yield locmem.outbox
+    locmem.clear()
+
+
+def test_an_sms_for_a_store_removed_from_its_campaign_while_it_waited_is_not_sent(
+    store, api, admin_client, locmem_outbox
+):
+    # Decided at Rivoli, its SMS waits for its slot at the sender; meanwhile the marketer
+    # takes Rivoli out of the campaign, which runs on at Opéra only.
+    StoreFactory(code="OPERA", name="Passage Opéra", latitude=48.8719, longitude=2.3316)
+    delivery = queue_offer(store)
+    book_until(delivery, timezone.now() + timedelta(seconds=30))
+    response = api.patch(
+        f"/api/v1/campaigns/{delivery.campaign_id}", {"stores": ["OPERA"]}, format="json"
+    )
+    assert response.status_code == 200
+
+    delivery = send(delivery)
+
+    assert locmem_outbox == []
+    assert (delivery.status, delivery.error_message) == ("failed", sending.STORE_REMOVED)
+    assert limits_shown(admin_client, delivery) == (
+        f"all passed when decided; then failed at its turn to send: {sending.STORE_REMOVED}"
+    )
+
+
+def test_an_sms_waiting_when_its_campaign_is_opened_to_every_store_is_sent(
+    store, api, locmem_outbox
+):
+    delivery = queue_offer(store)
+    response = api.patch(f"/api/v1/campaigns/{delivery.campaign_id}", {"stores": []}, format="json")
+    assert response.status_code == 200
+
+    delivery = send(delivery)
+
+    assert delivery.status == "sent"
+    assert [sms.to for sms in locmem_outbox] == [delivery.to]
+
+
 def test_a_send_whose_slot_falls_in_quiet_hours_is_held(twilio, store):
     delivery = queue_offer(store)  # decided outside quiet hours
     # By the time its paced slot comes, the customer's evening quiet hours have begun.
@@ -883,6 +926,13 @@ def pause_the_campaign_before_the_send(delivery, twilio, settings):
     Campaign.objects.filter(id=delivery.campaign_id).update(status="active")
 
 
+def remove_the_store_before_the_send(delivery, twilio, settings):
+    campaign = Campaign.objects.get(id=delivery.campaign_id)
+    campaign.stores.set([StoreFactory()])
+    send(delivery)
+    campaign.stores.set([delivery.store])
+
+
 def send_too_long(delivery, twilio, settings):
     Delivery.objects.filter(id=delivery.id).update(body="x" * 1601)
     send(delivery)
@@ -912,6 +962,7 @@ def send_while_twilio_fails_every_retry(delivery, twilio, settings):
         (send_in_quiet_hours, "suppressed"),
         (send_after_the_offer_went_stale, "failed"),
         (pause_the_campaign_before_the_send, "failed"),
+        (remove_the_store_before_the_send, "failed"),
         (send_too_long, "failed"),
         (send_to_an_invalid_number, "failed"),
         (send_to_an_unsubscribed_number, "failed"),
