@@ -9,7 +9,8 @@ POSTGRES_URL ?= postgres://postgres@127.0.0.1:5432/passage
 PRISM_VERSION := 5.16.0
 PRISM := .tools/node_modules/.bin/prism
 
-.PHONY: run check-port test lint services prism browser fuzz bench loadtest postgis
+.PHONY: run check-port test lint services prism browser fuzz bench loadtest postgis \
+	freeze-migrations
 
 $(INSTALLED): requirements.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +39,11 @@ lint: $(INSTALLED)
 
 services:
 	@tests/services.sh
+
+# Lists new migrations' SHA-256 in tests/migrations.sha256, which the suite holds every
+# migration to: one on main is never edited (tests/test_migrations_frozen.py).
+freeze-migrations:
+	$(PYTHON) -m tests.freeze_migrations
 
 # The admin's browser test drives Debian's chromium; nothing is downloaded at test time.
 browser:

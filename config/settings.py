@@ -601,15 +601,22 @@ CELERY_TASK_ALWAYS_EAGER = _BROKER_URL is None
 # "No hostname was supplied" at the first task of every run.
 CELERY_BROKER_URL = _BROKER_URL or "memory://localhost/"
 # kombu connects to a rediss:// broker without checking its certificate unless told to (it
-# logs "defaulting to insecure SSL behaviour"), where redis-py and amqps:// check it: anyone
-# on the path could pose as Redis. Checked, then, unless the URL's ssl_cert_reqs says.
-CELERY_BROKER_USE_SSL = (
-    {"ssl_cert_reqs": ssl.CERT_REQUIRED}
-    if _BROKER_URL
-    and urlsplit(_BROKER_URL).scheme == "rediss"
-    and "ssl_cert_reqs" not in parse_qs(urlsplit(_BROKER_URL).query)
-    else False
-)
+# logs "defaulting to insecure SSL behaviour"), where redis-py checks it: anyone on the path
+# could pose as Redis. Checked, then, unless the URL's ssl_cert_reqs says. For amqps://,
+# py-amqp checks the chain but matches the certificate to a host only when given one, and
+# kombu gives none: any certificate the CA signed, for any host, would pass. The URL's host
+# is named here, not left to kombu (server_hostname None), which would name 127.0.0.1 for
+# "localhost" and write the first host into this dict, shared by every connection.
+_BROKER_PARTS = urlsplit(_BROKER_URL or "")
+if _BROKER_PARTS.scheme == "rediss" and "ssl_cert_reqs" not in parse_qs(_BROKER_PARTS.query):
+    CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+elif _BROKER_PARTS.scheme == "amqps":
+    CELERY_BROKER_USE_SSL = {
+        "cert_reqs": ssl.CERT_REQUIRED,
+        "server_hostname": _BROKER_PARTS.hostname,
+    }
+else:
+    CELERY_BROKER_USE_SSL = False
 # An eager task's failure is logged, not raised into the request that enqueued it: the
 # request's own work (a stored batch) stands, as it would with a broker. It also lets an
 # eager task's retries run, which a propagated Retry would cut short.
