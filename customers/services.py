@@ -356,7 +356,8 @@ def register_device(
 
     `platform` and `ble_identity` left out (KEEP) keep their stored values, or the defaults
     for a new device (`other`, no identity); `ble_identity=None` removes the identity. An
-    identity another device or a store beacon advertises raises ConflictError."""
+    identity another device or a store beacon advertises raises ConflictError; a customer
+    erased meanwhile, Customer.DoesNotExist."""
     values: dict[str, Any] = {"customer": customer}
     if platform is not KEEP:
         values["platform"] = platform
@@ -400,6 +401,15 @@ def save_device(*, device: Device) -> None:
             else None
         ) or (None, None)
         if stored_owner is not None and stored_owner != device.customer_id:
+            # Both owners locked now, in the location worker's order (customers by id, before
+            # anything else): the new one left to its foreign key's check, at commit, was
+            # waited for there while holding the previous one, which a worker locking both
+            # could hold the new one and wait for: a deadlock, the worker's batch cancelled.
+            held = tracking.lock_customers(
+                Customer.objects.filter(pk__in=[stored_owner, device.customer_id])
+            )
+            if device.customer_id not in held:
+                raise Customer.DoesNotExist(f"Customer {device.customer_id} was erased.")
             device.owner_since = _delete_location_history(
                 device_pk=device.pk, owner_pk=stored_owner
             )
@@ -413,12 +423,11 @@ def save_device(*, device: Device) -> None:
 def _delete_location_history(*, device_pk: int, owner_pk: int) -> datetime:
     """Returns when the device changed hands: read with the locks below held, once ingest
     in flight has committed (its rows are deleted here), and before any that waits on them
-    reads the device."""
+    reads the device. The caller holds the owner locked."""
     # Locks in the order the writers of this history take them, so that none is left
-    # behind by one in flight and none deadlocks with this: the owner first (the location
-    # worker locks customers, then writes tracks); then the device's row and its advisory
-    # lock, which sighting and ping ingest hold (see delete_location_history).
-    list(Customer.objects.select_for_update().filter(pk=owner_pk))
+    # behind by one in flight and none deadlocks with this: the owner first, by the caller
+    # (the location worker locks customers, then writes tracks); then the device's row and
+    # its advisory lock, which sighting and ping ingest hold (see delete_location_history).
     delete_location_history(device_pks=[device_pk])
     DeviceTrack.objects.filter(device_id=device_pk).delete()
     # Nor does the device hold its previous owner in a store any more: a visit it alone

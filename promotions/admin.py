@@ -18,7 +18,7 @@ from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
 
-from customers.models import Product
+from customers.models import Customer, Product
 from promotions import decisions, feedback
 from promotions.api.reports import LARGEST_ID, IdFormField
 from promotions.dry_run import dry_run_campaign
@@ -305,8 +305,9 @@ class GatewayAdmin(HeardPlaceAdmin):
 
 def sms_preview(template: str, *, store: Store | None, product_name: str, valid_days: int) -> dict:
     """The SMS a sample customer would get at `store`, with what it costs: encoding and
-    segments. Its expiry is the day the store's customers would read (the sample customer
-    gives no time zone of her own); UTC's without a store."""
+    segments. Its expiry is the day the engine would give her (decisions.customer_timezone):
+    she has no time zone of her own, so the store's, or without a store (none created yet)
+    the retailer's, `SMS_BUDGET_TIMEZONE`."""
     try:
         template_placeholders(template)
     except TemplateError as error:
@@ -314,7 +315,7 @@ def sms_preview(template: str, *, store: Store | None, product_name: str, valid_
     # The page previews what the form holds, a number its validators refuse included: an
     # expiry ten billion days away would overflow the date.
     valid_days = min(max(valid_days, 1), MAX_OFFER_VALID_DAYS)
-    zone = ZoneInfo(store.timezone if store and store.timezone else "UTC")
+    zone = ZoneInfo(decisions.customer_timezone(Customer(locale="fr-FR"), store))
     body = render_offer(
         template,
         first_name="Léa",

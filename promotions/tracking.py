@@ -157,7 +157,7 @@ def process_location_batch(
         if sighting_ids:
             seen = Sighting.objects.filter(id__in_batch=sighting_ids)
             owners |= Q(id__in=seen.values("device__customer"))
-        customers = _lock_customers(Customer.objects.filter(owners))
+        customers = lock_customers(Customer.objects.filter(owners))
         if not customers:
             return []
         pings = _pings(ping_ids)
@@ -397,7 +397,7 @@ def expire_presence(*, now: datetime, chunk: int = 500) -> list[int]:
     event_ids = []
     for start in range(0, len(customer_ids), chunk):
         with transaction.atomic(savepoint=False):
-            locked = _lock_customers(
+            locked = lock_customers(
                 Customer.objects.filter(id__in_batch=set(customer_ids[start : start + chunk]))
             )
             stored = _stored_states(locked)
@@ -488,10 +488,12 @@ def release_device(*, customer_id: int, device_id: int, now: datetime) -> list[i
     return changes.write(now=now)
 
 
-def _lock_customers(customers: QuerySet[Customer]) -> list[int]:
+def lock_customers(customers: QuerySet[Customer]) -> list[int]:
     """Lock the customers' rows, in id order (two workers never wait on each other in a
     cycle): a second worker given a batch of the same customers waits for this one's
-    presence to be written, then reads it."""
+    presence to be written, then reads it. Returns the ids of those found. Whatever else
+    locks several customers for writes a worker may be making (a device changing hands)
+    locks them here, first, so that it and a worker queue instead of deadlocking."""
     return list(
         customers.select_for_update(of=("self",)).order_by("id").values_list("id", flat=True)
     )

@@ -155,12 +155,15 @@ class DeviceView(APIView):
         serializer = DeviceInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         values = serializer.validated_data
-        device, created = services.register_device(
-            device_id=values["device_id"],
-            customer=_customer_or_400(values["customer_id"]),
-            platform=values.get("platform", services.KEEP),
-            ble_identity=values.get("ble_identity", services.KEEP),
-        )
+        try:
+            device, created = services.register_device(
+                device_id=values["device_id"],
+                customer=_customer_or_400(values["customer_id"]),
+                platform=values.get("platform", services.KEEP),
+                ble_identity=values.get("ble_identity", services.KEEP),
+            )
+        except Customer.DoesNotExist:  # erased while this request waited for it
+            raise _unknown_customer(values["customer_id"]) from None
         return Response(
             DeviceSerializer(device).data,
             status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,

@@ -176,3 +176,82 @@ def test_a_batch_processed_while_its_device_loses_its_history_applies_none_of_it
     assert not Presence.objects.filter(place_key=f"store:{store.pk}").exists()
     assert not PresenceEvent.objects.exists()
     assert not DeviceTrack.objects.exists()
+
+
+def test_a_device_handed_to_a_customer_a_worker_is_locking_waits_its_turn_without_deadlock(api):
+    # The worker locks a batch's customers in id order: Tom (first) then Léa, whose phone is
+    # being handed to Tom meanwhile. A handover that locked Tom only when its foreign key was
+    # checked, at commit, waited for the worker while the worker waited for Léa: a deadlock,
+    # one of the two cancelled (the worker, which lost the batch until the sweep).
+    tom = CustomerFactory(external_id="C-TOM")
+    lea = CustomerFactory()
+    assert tom.pk < lea.pk
+    phone, toms_phone = DeviceFactory(customer=lea), DeviceFactory(customer=tom)
+    StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=80)
+    now = timezone.now()
+    pings = [
+        Ping.objects.create(
+            device=device, latitude=48.8606, longitude=2.3417, accuracy=10, recorded_at=now
+        )
+        for device in (toms_phone, phone)
+    ]
+    batch = LocationBatch.objects.create(ping_ids=[ping.id for ping in pings])
+    handover = started(
+        lambda: api.post(
+            "/api/v1/devices",
+            {"device_id": phone.device_id, "customer_id": "C-TOM", "platform": "ios"},
+            format="json",
+        )
+    )
+
+    errors = []
+
+    def process() -> None:
+        try:
+            decisions.process_location_batch(batch_id=batch.pk, now=now)
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    worker = in_thread(process)
+    worker.join(0.5)
+    assert worker.is_alive(), "the worker must wait for the handover"
+    handover.release.set()
+    handover.join(10)
+    worker.join(10)
+
+    assert handover.error is None and handover.result.status_code == 200
+    assert errors == []
+    assert LocationBatch.objects.get().processed_at is not None
+    assert Device.objects.get(pk=phone.pk).customer == tom
+    # Tom's own phone's ping was applied; the handed phone's, Léa's history, went with it.
+    assert Presence.objects.filter(customer=tom, inside=True).exists()
+    assert not Presence.objects.filter(customer=lea).exists()
+
+
+def test_a_device_handed_to_a_customer_being_erased_is_refused_as_an_unknown_customer(api):
+    # The new owner is locked before the device changes hands: the handover waits for the
+    # erasure and finds the customer gone, where its foreign key failed at commit: a 409 to
+    # retry, as if the device were contested, for a customer who will never come back.
+    tom, lea = CustomerFactory(external_id="C-TOM"), CustomerFactory()
+    phone = DeviceFactory(customer=lea)
+    erasure = started(lambda: services.erase_customer(customer=tom))
+
+    responses = []
+    handover = in_thread(
+        lambda: responses.append(
+            api.post(
+                "/api/v1/devices",
+                {"device_id": phone.device_id, "customer_id": "C-TOM", "platform": "ios"},
+                format="json",
+            )
+        )
+    )
+    handover.join(0.5)
+    assert handover.is_alive(), "the handover must wait for the erasure"
+    erasure.release.set()
+    erasure.join(10)
+    handover.join(10)
+
+    assert [response.status_code for response in responses] == [400]
+    assert responses[0].json()["customer_id"] == ["Unknown customer 'C-TOM'."]
+    assert Device.objects.get(pk=phone.pk).customer == lea

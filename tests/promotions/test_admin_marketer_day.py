@@ -253,6 +253,30 @@ def test_the_preview_s_expiry_is_the_day_the_first_store_s_customers_would_read(
         assert live["body"].startswith("Valid until 30/11: "), live["body"]
 
 
+@pytest.mark.parametrize("saved", [False, True])
+def test_the_preview_s_expiry_without_a_store_is_the_day_of_the_retailer_s_zone(
+    marketer, monkeypatch, settings, saved
+):
+    # No store yet to take a zone from: the engine reads a customer without a zone of their
+    # own in the retailer's (SMS_BUDGET_TIMEZONE), as for a visit whose store was deleted.
+    # 19:00 on 30 November in Los Angeles is 1 December in UTC, which the preview showed.
+    now = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    monkeypatch.setattr("django.utils.timezone.now", lambda: now)
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    template = "Valid until {expires_at}: {code}"
+
+    if saved:
+        campaign = CampaignFactory(offer_template=template, offer_valid_days=1)
+        shown = marketer.get(f"/admin/promotions/campaign/{campaign.pk}/change/").content
+        assert "Valid until 30/11: " in shown.decode()
+    else:
+        live = marketer.post(
+            "/admin/promotions/campaign/preview/",
+            {"template": template, "valid_days": "1"},
+        ).json()
+        assert live["body"].startswith("Valid until 30/11: "), live["body"]
+
+
 # --- An intent condition that names nothing ---------------------------------------------------
 
 
