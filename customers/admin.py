@@ -248,7 +248,11 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def save_model(self, request: HttpRequest, obj: Device, form: Any, change: bool) -> None:
         # A device given to another customer loses the previous owner's location history.
-        save_device(device=obj)
+        try:
+            save_device(device=obj)
+        except Customer.DoesNotExist:
+            # As on the customer's own page: the admin's transaction rolls back.
+            raise Http404("The customer this device was given to was erased meanwhile.") from None
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

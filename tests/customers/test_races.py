@@ -255,3 +255,30 @@ def test_a_device_handed_to_a_customer_being_erased_is_refused_as_an_unknown_cus
     assert [response.status_code for response in responses] == [400]
     assert responses[0].json()["customer_id"] == ["Unknown customer 'C-TOM'."]
     assert Device.objects.get(pk=phone.pk).customer == lea
+
+
+def test_a_device_given_in_the_admin_to_a_customer_being_erased_is_a_404_not_a_500(
+    admin_client,
+):
+    # The admin's page of the device, as the API: the handover waits for the erasure and
+    # finds the new owner gone. The page answers as the customer's own page does when its
+    # customer is erased during the save, and the device stays where it was.
+    from tests.customers.test_erasure_admin_log import admin_form
+
+    admin_client.raise_request_exception = False
+    tom, lea = CustomerFactory(external_id="C-TOM"), CustomerFactory()
+    phone = DeviceFactory(customer=lea)
+    url = f"/admin/customers/device/{phone.pk}/change/"
+    form = admin_form(admin_client, url, customer=tom.pk)
+    erasure = started(lambda: services.erase_customer(customer=tom))
+
+    responses = []
+    save = in_thread(lambda: responses.append(admin_client.post(url, form)))
+    save.join(0.5)
+    assert save.is_alive(), "the handover must wait for the erasure"
+    erasure.release.set()
+    erasure.join(10)
+    save.join(10)
+
+    assert [response.status_code for response in responses] == [404]
+    assert Device.objects.get(pk=phone.pk).customer == lea
