@@ -6,7 +6,6 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('customers', '0015_handled_reply_purge_index'),
         ('promotions', '0023_first_release_leftovers'),
     ]
 
