@@ -428,6 +428,8 @@ class HandledReply(models.Model):
 
     class Meta:
         verbose_name_plural = "handled replies"
+        # The retention purge forgets them by age (promotions.feedback.REPLAY_WINDOW).
+        indexes = [models.Index(fields=["received_at"], name="handled_reply_received")]
 
     def __str__(self) -> str:
         return self.message_sid

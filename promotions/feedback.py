@@ -221,6 +221,22 @@ def handle_inbound_sms(
         return _act_on_reply(from_number=from_number, body=body, now=now, opt_out_type=opt_out_type)
 
 
+# How long the sid of a reply acted on is kept (HandledReply), so that a copy of its request
+# is not acted on again. Twilio retries a failed webhook within a minute or so (at most five
+# retries of 15 s at most, its connection overrides); a webhook gateway replays what it
+# stored for days, a few weeks at most; an operator's manual retry comes within days. A year
+# covers them with a wide margin, for a table of a sid and a time a reply. A copy older than
+# this is acted on as new: Twilio's request holds no time to refuse it by (see the README).
+REPLAY_WINDOW = timedelta(days=365)
+
+
+def forget_handled_replies(*, now: datetime) -> int:
+    """The retention purge of the sids of replies acted on past REPLAY_WINDOW; returns how
+    many. Idempotent: each beat run forgets what aged past the window since the last."""
+    deleted, _ = HandledReply.objects.filter(received_at__lt=now - REPLAY_WINDOW).delete()
+    return deleted
+
+
 def _first_time(*, message_sid: str, now: datetime) -> bool:
     """Record the reply as handled; False when it was already."""
     try:

@@ -628,7 +628,12 @@ class Ping(models.Model):
                 fields=["device", "recorded_at"], name="ping_time_unique_per_device"
             ),
         ]
-        indexes = [models.Index(fields=["received_at"])]
+        # By time taken: the retention purge finds a late upload by it, and the admin's
+        # drill-down by date reads its range.
+        indexes = [
+            models.Index(fields=["received_at"]),
+            models.Index(fields=["recorded_at"], name="ping_taken"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.recorded_at:%Y-%m-%dT%H:%M:%S}"
@@ -693,7 +698,11 @@ class Sighting(models.Model):
                 name="gateway_sighting_unique",
             ),
         ]
-        indexes = [models.Index(fields=["received_at"])]
+        # By time taken: the retention purge finds a late upload by it.
+        indexes = [
+            models.Index(fields=["received_at"]),
+            models.Index(fields=["seen_at"], name="sighting_taken"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.store_id}"

@@ -14,7 +14,6 @@ drew from its campaign's pool back: no one saw it, and a pool used up by SMS tha
 turns the next customers away.
 """
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -339,38 +338,23 @@ def fail_unsent(delivery_ids: Iterable[int], *, now: datetime, why: str) -> None
         _return_pool_codes(failed)
 
 
-def fail_past_due(delivery_ids: Iterable[int], *, now: datetime) -> None:
-    """Of these queued SMS, fail as their send would those that can no longer go at `now`
-    (offers.why_past_due), without a send task each."""
-    ids = set(delivery_ids)
-    if not ids:
-        return
-    validity = timedelta(seconds=settings.SMS_VALIDITY_SECONDS)
-    queued = Delivery.objects.filter(id__in_batch=ids, status=DeliveryStatus.QUEUED)
-    past_due = defaultdict(list)
-    for delivery_id, visited_at, expires_at in queued.values_list(
-        "id", delivery_visited_at(), "expires_at"
-    ):
-        why = offers.why_past_due(
-            now, visited_at=visited_at, expires_at=expires_at, validity=validity
-        )
-        if why:
-            past_due[why].append(delivery_id)
-    for why, failed in past_due.items():
-        fail_unsent(failed, now=now, why=why)
-
-
 def lost_sends(*, swept_at: datetime, now: datetime) -> list[int]:
     """Queued SMS whose task was lost with a broker's queue: no worker claimed them, and
     their slot passed more than SWEEP_AFTER_SECONDS before `swept_at` (when the sweep asking
-    began: the sends it queued itself are not lost). Those that can no longer go at `now`
-    are failed here, as their send would fail them, without a send task each: after a
-    worker outage, thousands. Returns the ids found, to enqueue again; the failed ones are
-    no longer queued."""
+    began: the sends it queued itself are not lost). Returns the ids found, to enqueue again.
+
+    Each is booked a new slot at the sender, as a new send is (decisions.pace_sends): its
+    task enqueued again waits for that slot, and until it is SWEEP_AFTER_SECONDS past, the
+    next beats' sweeps leave it to that task, where they enqueued another copy at every beat
+    while workers behind had not reached it. A thousand lost sends also go at the sender's
+    pace, not all at once. Those whose slot would come when they can no longer go are
+    failed here, as their send would fail them, without a send task each: after a worker
+    outage, thousands; the failed ones are no longer queued."""
     lost = decisions.stranded_deliveries(
         due_before=swept_at - timedelta(seconds=settings.SWEEP_AFTER_SECONDS)
     )
-    fail_past_due(lost, now=now)
+    with transaction.atomic():
+        decisions.pace_sends(lost, now=now)
     return lost
 
 

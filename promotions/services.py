@@ -7,7 +7,6 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
 
 from customers.models import Device
 from customers.services import ConflictError
@@ -356,27 +355,41 @@ def purge_location_history(*, now: datetime, chunk: int = 5_000) -> int:
 
     A ping or sighting is past the retention once it was taken before the cutoff: the app
     uploads its offline queue late, and a fix is as old as when it was taken. (Or once it was
-    uploaded before the cutoff: a phone's clock may run a little ahead.) Ingest refuses one
-    taken over INGEST_MAX_PING_AGE_HOURS (sightings' limit too) before its upload, which
-    bounds the search by the indexed upload time."""
+    uploaded before the cutoff: a phone's clock may run a little ahead.) Each is found by
+    its own index, which holds nothing older than the last run's cutoff: a run reads what
+    aged past the retention since the last, where finding the late uploads read every row
+    uploaded in the INGEST_MAX_PING_AGE_HOURS after the cutoff (72 hours of pings) again
+    every hour."""
     cutoff = now - timedelta(days=settings.LOCATION_RETENTION_DAYS)
-    received_by = cutoff + timedelta(hours=settings.INGEST_MAX_PING_AGE_HOURS)
     removed = 0
     for model, link, taken in ((Ping, "ping", "recorded_at"), (Sighting, "sighting", "seen_at")):
-        expired = (
-            model.objects.filter(received_at__lt=received_by)
-            .filter(Q(received_at__lt=cutoff) | Q(**{f"{taken}__lt": cutoff}))
-            .order_by("pk")
-        )
-        while ids := set(expired.values_list("pk", flat=True)[:chunk]):
-            with transaction.atomic():
-                PresenceEvent.objects.filter(**{f"{link}_id__in_batch": ids}).update(**{link: None})
-                # The links are cleared: nothing is left for Django's collector to do.
-                gone = model.objects.filter(pk__in_batch=ids)
-                removed += gone._raw_delete(gone.db)
+        for column in ("received_at", taken):
+            removed += _purge_before(model, link, column, cutoff, chunk=chunk)
     LocationBatch.objects.filter(received_at__lt=cutoff).delete()
     _purge_device_tracks(cutoff, chunk=chunk)
     return removed
+
+
+def _purge_before(
+    model: type[Ping] | type[Sighting], link: str, column: str, cutoff: datetime, *, chunk: int
+) -> int:
+    """Delete the pings or sightings whose `column` (an indexed time) is before `cutoff`, a
+    chunk at a time in its order, each chunk's query starting where the last one's ended
+    rather than at the rows it deleted; returns how many."""
+    removed, since = 0, None
+    while True:
+        expired = model.objects.filter(**{f"{column}__lt": cutoff})
+        if since is not None:
+            expired = expired.filter(**{f"{column}__gte": since})
+        rows = list(expired.order_by(column).values_list("pk", column)[:chunk])
+        if not rows:
+            return removed
+        ids, since = {pk for pk, _ in rows}, rows[-1][1]
+        with transaction.atomic():
+            PresenceEvent.objects.filter(**{f"{link}_id__in_batch": ids}).update(**{link: None})
+            # The links are cleared: nothing is left for Django's collector to do.
+            gone = model.objects.filter(pk__in_batch=ids)
+            removed += gone._raw_delete(gone.db)
 
 
 def _purge_device_tracks(cutoff: datetime, *, chunk: int) -> None:

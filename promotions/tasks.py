@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db import DatabaseError
 from django.utils import timezone
 
-from promotions import decisions, sending, services, sms
+from promotions import decisions, feedback, sending, services, sms
 from promotions.database import database_unavailable
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,12 @@ def tick_presence(self: Task) -> int:
 )
 @_retried_while_database_unavailable
 def purge_location_history(self: Task) -> int:
-    """Celery beat: raw pings and sightings older than LOCATION_RETENTION_DAYS."""
-    return services.purge_location_history(now=timezone.now())
+    """Celery beat, every hour: raw pings and sightings older than LOCATION_RETENTION_DAYS,
+    and the sids of replies acted on older than feedback.REPLAY_WINDOW. Returns how many
+    pings and sightings."""
+    now = timezone.now()
+    feedback.forget_handled_replies(now=now)
+    return services.purge_location_history(now=now)
 
 
 @shared_task(

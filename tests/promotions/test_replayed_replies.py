@@ -3,9 +3,13 @@ its stored requests, an operator's manual retry, a captured request sent back): 
 signature has no time in it, so the copy passes the signature check. Acted on again, an old
 START would opt back in a customer who has replied STOP since."""
 
-import pytest
+from datetime import timedelta
 
-from customers.models import ConsentChange, SmsConsent
+import pytest
+from django.utils import timezone
+
+from customers.models import ConsentChange, HandledReply, SmsConsent
+from promotions import feedback, tasks
 from tests.factories import CustomerFactory
 from tests.promotions.test_webhooks import reply, twilio_settings  # noqa: F401
 
@@ -54,5 +58,23 @@ def test_the_same_word_sent_again_in_a_new_message_is_acted_on(client):
     reply(client, PHONE, "START", MessageSid=START_SID)
     reply(client, PHONE, "STOP", MessageSid="SM" + "c" * 32)
 
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_OUT
+
+
+def test_the_retention_purge_forgets_only_replies_older_than_the_replay_window(client):
+    customer = CustomerFactory(phone=PHONE, sms_consent=SmsConsent.OPTED_OUT)
+    reply(client, PHONE, "START", MessageSid=START_SID)
+    reply(client, PHONE, "STOP", MessageSid=STOP_SID)
+    long_ago = timezone.now() - feedback.REPLAY_WINDOW - timedelta(days=1)
+    HandledReply.objects.create(message_sid="SM" + "d" * 32, received_at=long_ago)
+
+    for _ in range(2):  # two beat runs: the second finds nothing more to forget
+        tasks.purge_location_history.apply().get()
+        kept = set(HandledReply.objects.values_list("message_sid", flat=True))
+        assert kept == {START_SID, STOP_SID}
+
+    # The START replayed within the window is still known, and still not acted on.
+    reply(client, PHONE, "START", MessageSid=START_SID)
     customer.refresh_from_db()
     assert customer.sms_consent == SmsConsent.OPTED_OUT
