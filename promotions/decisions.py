@@ -33,6 +33,8 @@ from promotions import offers, rules, sms, tracking
 from promotions.batch_sql import rows_source
 from promotions.database import against_current_places, database_unavailable
 from promotions.models import (
+    FIRST_IN_EACH_GROUP,
+    TEXTED_OR_HELD_OUT,
     Campaign,
     CampaignStatus,
     Delivery,
@@ -168,6 +170,7 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
     histories = load_histories(
         customers.keys(), now=now, campaigns=campaigns.values(), limits=limits
     )
+    held_out = load_holdout_groups(customers.keys(), campaigns=campaigns.keys())
     with transaction.atomic():
         budgets = _lock_budgets(campaigns.values(), now=now)
         decided_before = _decided_before(events)
@@ -194,6 +197,7 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                 cart=browsing.cart,
                 sent_by_campaign=history.by_campaign,
                 sent=history.sent,
+                held_out_by_campaign=held_out[customer.id],
             )
             decisions = rules.decide_arrival(
                 live, [facts[e.id] for e in arrival], customer_facts, budgets, limits, now
@@ -222,6 +226,11 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                     delivery = decided.delivery(now=now)
                     unsaved.append(decided)
                 history.add(decision.campaign, delivery.status, now)
+                if delivery.status in (rules.QUEUED, rules.HOLDOUT):
+                    # The customer's group from now on, for the batch's next events too.
+                    held_out[customer.id].setdefault(
+                        decision.campaign, delivery.status == rules.HOLDOUT
+                    )
                 if delivery.status == DeliveryStatus.QUEUED:
                     budgets[decision.campaign] = use.after_one_sms()
                     queued.append(key)
@@ -492,6 +501,30 @@ def load_histories(
         queued_or_holdout = rules.HOLDOUT if status == DeliveryStatus.HOLDOUT else rules.QUEUED
         histories[customer_id].add(campaign_id, queued_or_holdout, created_at)
     return histories
+
+
+def load_holdout_groups(
+    customer_ids: Iterable[int], *, campaigns: Iterable[int]
+) -> dict[int, dict[int, bool]]:
+    """Per customer, the campaigns they are in already and whether their first decision in
+    each held them out (rules.in_holdout_group), in one query. However long ago it was: a
+    customer stays in their group for the campaign's life."""
+    held_out: dict[int, dict[int, bool]] = defaultdict(dict)
+    rows = (
+        Delivery.objects.filter(
+            TEXTED_OR_HELD_OUT,
+            customer_id__in=list(customer_ids),
+            campaign_id__in=list(campaigns),
+        )
+        .values("customer_id", "campaign_id")
+        .annotate(**FIRST_IN_EACH_GROUP)
+        .order_by()
+    )
+    for row in rows:
+        held_out[row["customer_id"]][row["campaign_id"]] = rules.first_held_out(
+            row["first_holdout_at"], row["first_texted_at"]
+        )
+    return held_out
 
 
 def _lock_budgets(campaigns: Iterable[Campaign], *, now: datetime) -> dict[int, rules.BudgetUse]:

@@ -30,6 +30,7 @@ from promotions.decisions import (
     presence_fact,
 )
 from promotions.models import (
+    TEXTED_OR_HELD_OUT,
     Campaign,
     CampaignStatus,
     Delivery,
@@ -44,14 +45,6 @@ from promotions.models import (
     delivery_event_time,
 )
 from promotions.times import format_instant_for_people, local_day, local_day_start
-
-# A decision for another campaign that wins its presence event: it was to text (whatever
-# came of the send since: delivered, expired, stopped with its campaign, or held back at its
-# turn, which a paced send slot tells from a suppression when deciding) or to hold out.
-# Live, the campaigns ranked after it were never judged for that event.
-WINNING = Q(status__in=(*SENT_LIKE, DeliveryStatus.FAILED, DeliveryStatus.HOLDOUT)) | Q(
-    status=DeliveryStatus.SUPPRESSED, send_after__isnull=False
-)
 
 # A decision to text whose SMS then ended without being sent: failed (stale, its offer
 # expired, refused) or held back at its turn (a paced send slot tells it from a suppression
@@ -171,6 +164,9 @@ def dry_run_campaign(
     counted = _dry_run_counted_sms(
         campaign, customers, since=since, decided_by=decided_by, limits=limits
     )
+    # Each customer's first decision in the campaign that put them in a group, as the run
+    # goes: their real one for an event before the window, or the run's own.
+    first_group = _first_groups(campaign, customers, since=since)
     # Each event's arrival (rules.arrival_key): the events live decided together with it,
     # the entries this campaign's trigger does not wait for included (the store's for a
     # beacon zone campaign, a zone's for a store entry campaign).
@@ -246,7 +242,14 @@ def dry_run_campaign(
             ):
                 continue
             history.add(earlier.campaign, earlier.status, earlier.at)
-        facts_then = replace(facts_then, sent_by_campaign=history.by_campaign, sent=history.sent)
+        group = first_group.get(customer.id)
+        in_group = {rule.id: group[1]} if group is not None and group[0] < item.order else {}
+        facts_then = replace(
+            facts_then,
+            sent_by_campaign=history.by_campaign,
+            sent=history.sent,
+            held_out_by_campaign=in_group,
+        )
         day = local_day(moment, budget_zone)
         budget = rules.BudgetUse(today=per_day[day], total=total, codes_left=codes_left)
         decisions = rules.decide([rule], item.fact, facts_then, {rule.id: budget}, limits, moment)
@@ -259,6 +262,8 @@ def dry_run_campaign(
             if decision.status != rules.QUEUED:
                 until = None
             if decision.status in (rules.QUEUED, rules.HOLDOUT):
+                if not in_group:
+                    first_group[customer.id] = (item.order, decision.status == rules.HOLDOUT)
                 counted[customer.id].append(
                     _CountedSms(
                         item.order, decision.campaign, decision.status, item.event_id, until
@@ -398,6 +403,30 @@ def _dry_run_counted_sms(
     return counted
 
 
+def _first_groups(
+    campaign: Campaign, customers: Iterable[int], *, since: datetime
+) -> dict[int, tuple[DecisionOrder, bool]]:
+    """The customers' first real decisions in the campaign that put them in a group
+    (rules.in_holdout_group), of those about events before the window, however long ago:
+    when each was decided, and whether it held them out."""
+    rows = (
+        Delivery.objects.annotate(event_at=delivery_event_time())
+        .filter(
+            TEXTED_OR_HELD_OUT,
+            campaign=campaign,
+            customer_id__in=list(customers),
+            event_at__lt=since,
+        )
+        .values_list("customer_id", "status", "created_at", "presence_event_id", "event_at")
+    )
+    first: dict[int, tuple[DecisionOrder, bool]] = {}
+    for customer_id, status, created_at, event_id, event_at in rows:
+        order = _decision_order(created_at, event_at, event_id)
+        if customer_id not in first or order < first[customer_id][0]:
+            first[customer_id] = (order, status == DeliveryStatus.HOLDOUT)
+    return first
+
+
 def _unsent_at(campaign: Campaign, event_ids: set[int]) -> dict[int, tuple[datetime, bool]]:
     """When the campaign's real SMS for these events ended without being sent (ENDED_UNSENT),
     for those that did, and whether its pool code went back then (the delivery gave it up:
@@ -420,7 +449,9 @@ def _rivals(campaign: Campaign, event_ids: set[int]) -> dict[int, list[_Rival]]:
     if not event_ids:
         return rivals
     rows = (
-        Delivery.objects.filter(WINNING, presence_event_id__in_batch=event_ids)
+        # A decision for another campaign that was to text or to hold out won its event:
+        # live, the campaigns ranked after it were never judged for that event.
+        Delivery.objects.filter(TEXTED_OR_HELD_OUT, presence_event_id__in_batch=event_ids)
         .exclude(campaign=campaign)
         .values_list("presence_event_id", "campaign_id", "campaign__priority", "intent_score")
     )

@@ -439,7 +439,11 @@ class Campaign(models.Model):
         null=True, blank=True, validators=[MaxValueValidator(MAX_CAMPAIGN_BUDGET)]
     )
     holdout_percent = models.PositiveSmallIntegerField(
-        default=0, validators=[MaxValueValidator(100)]
+        default=0,
+        validators=[MaxValueValidator(100)],
+        help_text="The share of matching customers held out (sent nothing), to measure the "
+        "lift against. A change applies to customers not yet in the campaign: a customer "
+        "stays in the group their first decision in it put them in.",
     )
 
     created_at = models.DateTimeField(auto_now_add=True)
@@ -863,6 +867,27 @@ class DeliveryStatus(models.TextChoices):
 
 # What a till may redeem, and what counts as sent: a code that reached the customer.
 REDEEMABLE = (DeliveryStatus.SENT, DeliveryStatus.DELIVERED, DeliveryStatus.UNDELIVERED)
+
+# A decision that put its customer in one of the campaign's two groups: to text them, whatever
+# came of the send since (delivered, expired, stopped with its campaign, or held back at its
+# turn, which a paced send slot tells from a suppression when deciding), or to hold them out.
+# A customer stays in the group of their first one (rules.in_holdout_group).
+TEXTED_OR_HELD_OUT = models.Q(
+    status__in=(
+        DeliveryStatus.QUEUED,
+        *REDEEMABLE,
+        DeliveryStatus.FAILED,
+        DeliveryStatus.HOLDOUT,
+    )
+) | models.Q(status=DeliveryStatus.SUPPRESSED, send_after__isnull=False)
+# A customer's deliveries in a campaign, aggregated: when it first held them out and when it
+# was first to text them (rules.first_held_out tells their group from these).
+FIRST_IN_EACH_GROUP = {
+    "first_holdout_at": models.Min("created_at", filter=models.Q(status=DeliveryStatus.HOLDOUT)),
+    "first_texted_at": models.Min(
+        "created_at", filter=TEXTED_OR_HELD_OUT & ~models.Q(status=DeliveryStatus.HOLDOUT)
+    ),
+}
 
 
 class DeliveryReason(models.TextChoices):

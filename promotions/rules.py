@@ -93,6 +93,9 @@ class CustomerFacts:
     # When this customer was sent an SMS (queued or handed over), per campaign and in all.
     sent_by_campaign: Mapping[int, Sequence[datetime]] = field(default_factory=dict)
     sent: Sequence[datetime] = ()
+    # Per campaign the customer is in already: whether their first decision in it held them
+    # out (True) or was to text them (False). See in_holdout_group.
+    held_out_by_campaign: Mapping[int, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -368,6 +371,25 @@ def in_holdout(campaign: int, customer_key: str, percent: int) -> bool:
     return int.from_bytes(digest[:8], "big") % 100 < percent
 
 
+def in_holdout_group(campaign: CampaignRule, customer: CustomerFacts) -> bool:
+    """Whether the customer is in the campaign's holdout group. A customer stays in the group
+    their first decision in the campaign put them in: a share edited since moves only the
+    customers not in the campaign yet, or some texted customers would be held out (and some
+    held out texted) and counted in both groups, which the lift compares."""
+    first = customer.held_out_by_campaign.get(campaign.id)
+    if first is not None:
+        return first
+    return in_holdout(campaign.id, customer.key, campaign.holdout_percent)
+
+
+def first_held_out(first_holdout_at: datetime | None, first_texted_at: datetime | None) -> bool:
+    """Whether a customer's first decision in a campaign held them out, from when it first
+    held them out and when it was first to text them (None: never)."""
+    if first_holdout_at is None:
+        return False
+    return first_texted_at is None or first_holdout_at <= first_texted_at
+
+
 def rank(
     campaigns: Collection[CampaignRule], event: PresenceFact, customer: CustomerFacts, now: datetime
 ) -> list[tuple[CampaignRule, IntentMatch]]:
@@ -441,7 +463,7 @@ def decide_arrival(
                 Decision(campaign.id, SUPPRESSED, limit.reason, match, limit.detail, event)
             )
             continue
-        if in_holdout(campaign.id, customer.key, campaign.holdout_percent):
+        if in_holdout_group(campaign, customer):
             decisions.append(Decision(campaign.id, HOLDOUT, "holdout", match, event=event))
         else:
             decisions.append(Decision(campaign.id, QUEUED, "", match, event=event))

@@ -4,12 +4,14 @@ from collections import defaultdict
 from collections.abc import Collection
 from datetime import UTC, date, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
+from promotions import rules
 from promotions.models import (
+    FIRST_IN_EACH_GROUP,
     REDEEMABLE,
     Campaign,
     CampaignDay,
@@ -21,6 +23,10 @@ from promotions.models import (
 from promotions.times import local_day_start
 
 CENT = Decimal("0.01")
+# The two groups as the statistics count them: the customers whose SMS went, and those held
+# out.
+SMS_WENT = Q(status__in=REDEEMABLE)
+HELD_OUT = Q(status=DeliveryStatus.HOLDOUT)
 
 
 def list_deliveries() -> QuerySet[Delivery]:
@@ -47,20 +53,27 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     redemptions = deliveries.filter(redemption__isnull=False)
     groups = _customers_counted(
         deliveries,
-        treated=Q(status__in=REDEEMABLE),
-        treated_redeemed=Q(status__in=REDEEMABLE, redemption__isnull=False),
-        holdout=Q(status=DeliveryStatus.HOLDOUT),
-        holdout_redeemed=Q(status=DeliveryStatus.HOLDOUT, redemption__isnull=False),
+        treated=SMS_WENT,
+        treated_redeemed=SMS_WENT & Q(redemption__isnull=False),
+        holdout=HELD_OUT,
+        holdout_redeemed=HELD_OUT & Q(redemption__isnull=False),
     )
+    revenue = redemptions.aggregate(
+        sms=Sum("redemption__amount", filter=SMS_WENT),
+        treated=Sum("redemption__amount", filter=SMS_WENT),
+        holdout=Sum("redemption__amount", filter=HELD_OUT),
+    )
+    for twice in _counted_in_both_groups(deliveries):
+        # Counted in the group their first decision put them in only (rules.in_holdout_group).
+        other = "treated" if twice.held_out else "holdout"
+        groups[other] -= twice.customers
+        groups[f"{other}_redeemed"] -= twice.redeemed
+        revenue[other] = (revenue[other] or 0) - twice.revenue
     treated_rate = _rate(groups["treated"], groups["treated_redeemed"])
     holdout_rate = _rate(groups["holdout"], groups["holdout_redeemed"])
     lift = None
     if treated_rate is not None and holdout_rate:
         lift = (treated_rate - holdout_rate) / holdout_rate
-    revenue = redemptions.aggregate(
-        treated=Sum("redemption__amount", filter=Q(status__in=REDEEMABLE)),
-        holdout=Sum("redemption__amount", filter=Q(status=DeliveryStatus.HOLDOUT)),
-    )
     decisions = sum(by_status.values())
     return {
         "campaign": campaign.id,
@@ -91,12 +104,58 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
         "lift": lift,
         # What the campaign's SMS brought in, as "redeemed" counts: the holdout's purchases
         # happened without one.
-        "revenue": _money(revenue["treated"]),
+        "revenue": _money(revenue["sms"]),
     }
 
 
 def _money(amount: Decimal | None) -> str:
     return str(Decimal(amount or 0).quantize(CENT))
+
+
+class _CountedTwice(NamedTuple):
+    """A customer decided into both groups, and what the group they are not in (the other
+    than their first decision's) counted of them."""
+
+    held_out: bool
+    customers: int
+    redeemed: int
+    revenue: Decimal
+
+
+def _counted_in_both_groups(deliveries: QuerySet[Delivery]) -> list[_CountedTwice]:
+    """The customers a campaign both texted and held out, which a holdout share edited
+    before groups were kept could do (rules.in_holdout_group): few, read in one query."""
+    rows = (
+        deliveries.values("customer", "erased_as")
+        .annotate(
+            **FIRST_IN_EACH_GROUP,
+            sent=Count("id", filter=SMS_WENT),
+            sent_redeemed=Count("id", filter=SMS_WENT & Q(redemption__isnull=False)),
+            sent_revenue=Sum("redemption__amount", filter=SMS_WENT),
+            held_redeemed=Count("id", filter=HELD_OUT & Q(redemption__isnull=False)),
+            held_revenue=Sum("redemption__amount", filter=HELD_OUT),
+        )
+        .filter(first_holdout_at__isnull=False, first_texted_at__isnull=False)
+        .order_by()
+    )
+    counted = []
+    for row in rows:
+        if rules.first_held_out(row["first_holdout_at"], row["first_texted_at"]):
+            counted.append(
+                _CountedTwice(
+                    True,
+                    min(row["sent"], 1),
+                    min(row["sent_redeemed"], 1),
+                    row["sent_revenue"] or Decimal(0),
+                )
+            )
+        else:
+            counted.append(
+                _CountedTwice(
+                    False, 1, min(row["held_redeemed"], 1), row["held_revenue"] or Decimal(0)
+                )
+            )
+    return counted
 
 
 def _customers_counted(deliveries: QuerySet[Delivery], **groups: Q) -> dict[str, int]:

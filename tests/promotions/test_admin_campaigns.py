@@ -364,3 +364,14 @@ def test_a_campaign_that_has_made_no_decision_is_still_deleted_with_its_pool(adm
 
     assert not Campaign.objects.filter(pk=campaign.pk).exists()
     assert not OfferCode.objects.exists()
+
+
+def test_the_holdout_share_says_a_change_applies_to_customers_not_yet_in_the_campaign(
+    admin_client,
+):
+    campaign = CampaignFactory(holdout_percent=10)
+
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/change/").content.decode()
+
+    help_text = page[page.index('id="id_holdout_percent_helptext"') :].split("</div>")[0]
+    assert "A change applies to customers not yet in the campaign" in help_text

@@ -399,6 +399,30 @@ def test_a_holdout_visit_counts_toward_the_campaigns_own_cap(api, outbox, rivoli
     assert statuses == [("suppressed", "campaign_cap"), ("holdout", "holdout")]
 
 
+def test_a_holdout_share_raised_after_a_customer_was_texted_leaves_them_treated(
+    api, outbox, rivoli, lea, settings
+):
+    """A customer's group in a campaign is the one their first decision put them in: raising
+    the share moves only customers not in the campaign yet, so no one is counted in both."""
+    settings.SMS_GLOBAL_MIN_GAP_MINUTES = 0
+    body = {**X200_WALK_BY, "limits": {**X200_WALK_BY["limits"], "per_customer_days": None}}
+    created = api.post("/api/v1/campaigns", body)
+    assert created.status_code == 201, created.json()
+    campaign_id = created.json()["id"]
+    walk_in(api, "lea-phone", minutes_ago=3)
+    assert len(outbox) == 1
+
+    raised = api.patch(f"/api/v1/campaigns/{campaign_id}", {"limits": {"holdout_percent": 100}})
+    assert raised.status_code == 200, raised.json()
+    leave_and_come_back(api)
+
+    statuses = [d["status"] for d in api.get("/api/v1/deliveries").json()["results"]]
+    assert statuses == ["sent", "sent"]
+    assert len(outbox) == 2
+    stats = api.get(f"/api/v1/campaigns/{campaign_id}/stats").json()
+    assert (stats["treated"]["customers"], stats["holdout"]["customers"]) == (1, 0)
+
+
 def test_a_dry_run_counts_only_the_sms_sent_before_each_event(api, rivoli, lea, settings):
     settings.SMS_GLOBAL_CAP_COUNT = 1
     campaign = x200_campaign(rivoli, status="draft")
@@ -470,6 +494,26 @@ def test_a_dry_run_counts_the_campaigns_real_sms_from_before_its_window(
     result = dry_run(api, campaign, days=1)
 
     assert (result["would_send"], result["by_reason"][reason]) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("first", "holdout_percent", "judged"), [("sent", 100, "queued"), ("holdout", 0, "holdout")]
+)
+def test_a_dry_run_keeps_a_customer_in_the_group_of_their_first_decision(
+    api, rivoli, lea, first, holdout_percent, judged
+):
+    campaign = x200_campaign(rivoli, status="draft", holdout_percent=holdout_percent)
+    DeliveryFactory(
+        customer=lea,
+        campaign=campaign,
+        status=first,
+        created_at=datetime.now(UTC) - timedelta(days=2),
+    )
+    walk_in(api, "lea-phone", minutes_ago=3)
+
+    result = dry_run(api, campaign, days=1)
+
+    assert result["by_status"][judged] == 1
 
 
 @pytest.mark.parametrize(("priority", "would_send", "outranked"), [(0, 0, 1), (20, 1, 0)])

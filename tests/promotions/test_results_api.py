@@ -431,6 +431,34 @@ def test_stats_count_the_funnel_and_the_lift_against_the_holdout(api, rivoli):
     assert stats["revenue"] == "20.20"
 
 
+def test_stats_count_a_customer_decided_into_both_groups_once_in_their_first(api, rivoli):
+    """Before a customer's group was kept, a holdout share edited mid-campaign could text a
+    customer held out before, or hold out one texted before: each counts in the group their
+    first decision put them in, erased or not."""
+    campaign = CampaignFactory()
+    lea, tom, ana = (CustomerFactory(external_id=name) for name in ("lea", "tom", "ana"))
+    first, then = timezone.now() - timedelta(days=2), timezone.now() - timedelta(days=1)
+    texted = DeliveryFactory(campaign=campaign, customer=lea, created_at=first)
+    DeliveryFactory(campaign=campaign, customer=lea, status="holdout", created_at=then)
+    held = DeliveryFactory(campaign=campaign, customer=tom, status="holdout", created_at=first)
+    texted_later = DeliveryFactory(campaign=campaign, customer=tom, created_at=then)
+    DeliveryFactory(campaign=campaign, customer=ana, created_at=then)
+    for delivery, amount in ((texted, "10.00"), (held, "5.00"), (texted_later, "7.00")):
+        Redemption.objects.create(
+            delivery=delivery, store=rivoli, amount=amount, redeemed_at=timezone.now()
+        )
+    stats_url = f"/api/v1/campaigns/{campaign.id}/stats"
+
+    stats = api.get(stats_url).json()
+
+    assert stats["treated"] == {"customers": 2, "redeemed": 1, "rate": 0.5, "revenue": "10.00"}
+    assert stats["holdout"] == {"customers": 1, "redeemed": 1, "rate": 1.0, "revenue": "5.00"}
+    # Every SMS a till redeemed, as before: Tom's came, whichever group he is in.
+    assert (stats["sent"], stats["redeemed"], stats["revenue"]) == (3, 2, "17.00")
+    assert api.delete("/api/v1/customers/tom").status_code == 204
+    assert api.get(stats_url).json() == stats
+
+
 def test_erasing_a_customer_leaves_the_campaign_s_results_as_they_were(api, rivoli):
     campaign = CampaignFactory()
     lea, tom, ana = (CustomerFactory(external_id=name) for name in ("lea", "tom", "ana"))

@@ -442,6 +442,31 @@ def test_a_holdout_customer_is_recorded_and_not_sent():
     assert (decision.status, decision.reason) == ("holdout", "holdout")
 
 
+@pytest.mark.parametrize(
+    ("first_held_out", "percent", "status"), [(False, 100, "queued"), (True, 0, "holdout")]
+)
+def test_a_customer_stays_in_the_group_of_their_first_decision_whatever_the_share_now(
+    first_held_out, percent, status
+):
+    campaign = replace(X200_ENTER, holdout_percent=percent)
+    customer = replace(LEA, held_out_by_campaign={X200_ENTER.id: first_held_out})
+    [decision] = decide([campaign], customer=customer)
+    assert decision.status == status
+
+
+@pytest.mark.parametrize(
+    ("first_holdout_at", "first_texted_at", "held_out"),
+    [
+        (None, NOW, False),
+        (NOW, None, True),
+        (NOW, NOW + timedelta(days=1), True),
+        (NOW + timedelta(days=1), NOW, False),
+    ],
+)
+def test_a_customer_s_group_is_their_first_decision_s(first_holdout_at, first_texted_at, held_out):
+    assert rules.first_held_out(first_holdout_at, first_texted_at) is held_out
+
+
 # --- Several campaigns ------------------------------------------------------------------
 
 
