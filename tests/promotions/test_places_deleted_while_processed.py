@@ -37,7 +37,7 @@ def test_a_store_deleted_while_a_batch_is_processed_leaves_the_other_shoppers_te
         for customer, store in ((lea, rivoli), (tom, opera))
     ]
     batch = LocationBatch.objects.create(ping_ids=[ping.id for ping in pings])
-    deletion = started(lambda: services.delete_store(store=rivoli))
+    deletion = started(lambda: services.delete_stores(stores=[rivoli]))
     queued, errors = [], []
 
     def process() -> None:
