@@ -1,12 +1,13 @@
 """Writes for places, location data and API keys. Views, commands and tasks call these."""
 
 import secrets
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import IntegrityError, connection, models, transaction
+from django.db.models import Q, QuerySet
 
 from customers.models import Device
 from customers.services import ConflictError
@@ -26,10 +27,12 @@ from promotions.models import (
     Beacon,
     Campaign,
     CampaignDay,
+    Delivery,
     DeviceTrack,
     Gateway,
     LocationBatch,
     Ping,
+    Presence,
     PresenceEvent,
     Scope,
     Sighting,
@@ -63,33 +66,102 @@ def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
     return api_key, key
 
 
-def delete_store(*, store: Store) -> None:
-    """Delete a store, unless a live campaign targets it (removing a campaign's last store
-    would turn it into an every-store campaign) or watches one of its zones (the zones go
-    with the store, and delete_zone refuses to delete a watched zone)."""
-    live = store.campaigns_targeting()
-    if live:
-        raise ConflictError(
-            f"Campaigns target this store: {', '.join(live)}. Remove it from them first."
-        )
-    watching = store.campaigns_watching_zones()
-    if watching:
-        raise ConflictError(
-            f"Campaigns watch a zone of this store: {', '.join(watching)}. "
-            "Change their trigger or end them first."
-        )
-    store.delete()
+def delete_stores(*, stores: Sequence[Store]) -> None:
+    """Delete stores, unless a live campaign targets one (removing a campaign's last store
+    would turn it into an every-store campaign) or watches one of their zones (the zones go
+    with the store, and delete_zones refuses to delete a watched zone). The API deletes
+    one, the admin's list several at once. What goes with them: see going_with_stores."""
+    with transaction.atomic():
+        for store in stores:
+            live = store.campaigns_targeting()
+            if live:
+                raise ConflictError(
+                    f"Campaigns target this store: {', '.join(live)}. Remove it from them first."
+                )
+            watching = store.campaigns_watching_zones(deleted_with=stores)
+            if watching:
+                raise ConflictError(
+                    f"Campaigns watch a zone of this store: {', '.join(watching)}. "
+                    "Change their trigger or end them first."
+                )
+        ids = [store.pk for store in stores]
+        # In the order the collector took them: links cleared, then the rows pointing at the
+        # store (presence events, sightings, then zones, beacons and gateways), the store
+        # last. The API's view has locked the store's row (FOR NO KEY UPDATE) as before.
+        _delete_history(going_with_stores(ids))
+        Store.objects.filter(pk__in=ids).delete()
 
 
-def delete_zone(*, zone: Zone) -> None:
-    """Delete a zone, unless a live campaign watches it (see Zone.campaigns_watching)."""
-    watching = zone.campaigns_watching()
-    if watching:
-        raise ConflictError(
-            f"Campaigns watch this zone: {', '.join(watching)}. "
-            "Change their trigger or end them first."
-        )
-    zone.delete()
+def delete_zones(*, zones: Sequence[Zone]) -> None:
+    """Delete zones, unless a live campaign watches one (see Zone.campaigns_watching). What
+    goes with them: see going_with_zones."""
+    with transaction.atomic():
+        for zone in zones:
+            watching = zone.campaigns_watching(deleted_with=zones)
+            if watching:
+                raise ConflictError(
+                    f"Campaigns watch this zone: {', '.join(watching)}. "
+                    "Change their trigger or end them first."
+                )
+        ids = [zone.pk for zone in zones]
+        _delete_history(going_with_zones(ids))
+        Zone.objects.filter(pk__in=ids).delete()
+
+
+# What a deletion takes with it, a query a model: the rows Django's collector deletes by
+# cascade (on_delete=CASCADE). Rows that point at them with SET_NULL are kept: a delivery
+# or redemption without its store, a beacon, gateway or sighting without its zone, a
+# delivery without its presence event, a presence event without its sighting.
+Going = dict[type[models.Model], QuerySet]
+
+
+def going_with_stores(ids: Collection[int]) -> Going:
+    """Their zones, beacons, gateways, sightings (the store's, and its beacons' and gateways'),
+    presence state and events (the store's and its zones'), and their places in campaigns."""
+    zones = Zone.objects.filter(store__in=ids)
+    beacons = Beacon.objects.filter(store__in=ids)
+    gateways = Gateway.objects.filter(store__in=ids)
+    return {
+        Store: Store.objects.filter(pk__in=ids),
+        Zone: zones,
+        Beacon: beacons,
+        Gateway: gateways,
+        Sighting: Sighting.objects.filter(
+            Q(store__in=ids) | Q(beacon__in=beacons) | Q(gateway__in=gateways)
+        ),
+        Presence: Presence.objects.filter(Q(store__in=ids) | Q(zone__in=zones)),
+        PresenceEvent: PresenceEvent.objects.filter(Q(store__in=ids) | Q(zone__in=zones)),
+        Campaign.stores.through: Campaign.stores.through.objects.filter(store__in=ids),
+    }
+
+
+def going_with_zones(ids: Collection[int]) -> Going:
+    """Their presence state and events; sightings stay, without their zone."""
+    return {
+        Zone: Zone.objects.filter(pk__in=ids),
+        Presence: Presence.objects.filter(zone__in=ids),
+        PresenceEvent: PresenceEvent.objects.filter(zone__in=ids),
+    }
+
+
+def count_going(going: Going) -> dict[type[models.Model], int]:
+    """How many rows of each model a deletion takes (those with none left out): a COUNT a
+    model, what the admin's delete page shows instead of every row."""
+    counts = {model: rows.count() for model, rows in going.items()}
+    return {model: count for model, count in counts.items() if count}
+
+
+def _delete_history(going: Going) -> None:
+    """Delete a store's or zone's presence events and sightings, a statement each, links to
+    them cleared first as their SET_NULL says. Django's collector would read every row (and
+    a million-row store would time its request out) to find what points at them; what is
+    left for it then (zones, beacons, gateways, the store itself) is a few rows."""
+    events = going[PresenceEvent]
+    Delivery.objects.filter(presence_event__in=events).update(presence_event=None)
+    events._raw_delete(events.db)
+    if (sightings := going.get(Sighting)) is not None:
+        PresenceEvent.objects.filter(sighting__in=sightings).update(sighting=None)
+        sightings._raw_delete(sightings.db)
 
 
 def delete_campaign(*, campaign: Campaign) -> None:

@@ -356,10 +356,9 @@ def test_the_campaign_page_previews_the_sms_and_links_its_results(admin_client):
 
 @pytest.mark.django_db
 def test_the_live_preview_names_the_store_and_product_the_page_holds(admin_client):
-    Store.objects.create(code="A", name="Passage Alma", latitude=48.86, longitude=2.30, radius_m=60)
-    opera = Store.objects.create(
-        code="O", name="Passage Op\u00e9ra", latitude=48.87, longitude=2.33, radius_m=60
-    )
+    paris = {"latitude": 48.86, "radius_m": 60, "timezone": "Europe/Paris"}
+    Store.objects.create(code="A", name="Passage Alma", longitude=2.30, **paris)
+    opera = Store.objects.create(code="O", name="Passage Op\u00e9ra", longitude=2.33, **paris)
     Product.objects.create(sku="K5", name="K5 keyboard")
     template = "{first_name}: {product_name} at {store_name}, {code}"
 

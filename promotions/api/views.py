@@ -114,7 +114,7 @@ class StoreViewSet(CodeKeyedViewSet):
     lookup_field = "code"
 
     def perform_destroy(self, instance: Store) -> None:
-        services.delete_store(store=instance)
+        services.delete_stores(stores=[instance])
 
 
 class PlaceFilter(django_filters.FilterSet):
@@ -134,7 +134,7 @@ class ZoneViewSet(ConfigViewSet):
     filterset_class = ZoneFilter
 
     def perform_destroy(self, instance: Zone) -> None:
-        services.delete_zone(zone=instance)
+        services.delete_zones(zones=[instance])
 
 
 class BeaconFilter(PlaceFilter):

@@ -40,7 +40,7 @@ def test_a_store_deleted_while_a_batch_is_processed_leaves_the_other_shoppers_te
         for customer, store in ((lea, rivoli), (tom, opera))
     ]
     batch = LocationBatch.objects.create(ping_ids=[ping.id for ping in pings])
-    deletion = started(lambda: services.delete_store(store=rivoli))
+    deletion = started(lambda: services.delete_stores(stores=[rivoli]))
     queued, errors = [], []
 
     def process() -> None:
@@ -84,7 +84,7 @@ def test_a_store_deleted_while_the_presence_tick_runs_leaves_the_other_shoppers_
     ]
     batch = LocationBatch.objects.create(ping_ids=[ping.id for ping in pings])
     decisions.process_location_batch(batch_id=batch.pk, now=entered)
-    deletion = started(lambda: services.delete_store(store=rivoli))
+    deletion = started(lambda: services.delete_stores(stores=[rivoli]))
     queued, errors = [], []
 
     def tick() -> None:
