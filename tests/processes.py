@@ -27,18 +27,28 @@ def run_python(
     )
 
 
-def in_thread(work: Callable[[], Any]) -> threading.Thread:
-    """Run `work` in a thread with a database connection of its own, closed after."""
+class Running(threading.Thread):
+    """Runs `work` with a database connection of its own, closed after, and keeps what it
+    returned (`result`) or raised (`error`) for the test to assert on."""
 
-    def run() -> None:
+    def __init__(self, work: Callable[[], Any]) -> None:
+        super().__init__(daemon=True)
+        self.work, self.result, self.error = work, None, None
+
+    def run(self) -> None:
         try:
-            work()
+            self.result = self.work()
+        except Exception as error:  # surfaced by the test
+            self.error = error
         finally:
             connection.close()
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread
+
+def in_thread(work: Callable[[], Any]) -> Running:
+    """`work` running in a thread of its own."""
+    running = Running(work)
+    running.start()
+    return running
 
 
 class Paused(threading.Thread):

@@ -156,22 +156,14 @@ def test_a_batch_processed_while_its_device_loses_its_history_applies_none_of_it
     }
     writer = started(changes[change])
 
-    errors = []
-
-    def process() -> None:
-        try:
-            decisions.process_location_batch(batch_id=batch.pk, now=now)
-        except Exception as error:  # surfaced below
-            errors.append(error)
-
-    worker = in_thread(process)
+    worker = in_thread(lambda: decisions.process_location_batch(batch_id=batch.pk, now=now))
     worker.join(0.5)
     assert worker.is_alive(), "the worker must wait for the device's owner to be settled"
     writer.release.set()
     writer.join(10)
     worker.join(10)
 
-    assert errors == []
+    assert worker.error is None
     assert LocationBatch.objects.get().processed_at is not None
     assert not Presence.objects.filter(place_key=f"store:{store.pk}").exists()
     assert not PresenceEvent.objects.exists()
@@ -204,15 +196,7 @@ def test_a_device_handed_to_a_customer_a_worker_is_locking_waits_its_turn_withou
         )
     )
 
-    errors = []
-
-    def process() -> None:
-        try:
-            decisions.process_location_batch(batch_id=batch.pk, now=now)
-        except Exception as error:  # surfaced below
-            errors.append(error)
-
-    worker = in_thread(process)
+    worker = in_thread(lambda: decisions.process_location_batch(batch_id=batch.pk, now=now))
     worker.join(0.5)
     assert worker.is_alive(), "the worker must wait for the handover"
     handover.release.set()
@@ -220,7 +204,7 @@ def test_a_device_handed_to_a_customer_a_worker_is_locking_waits_its_turn_withou
     worker.join(10)
 
     assert handover.error is None and handover.result.status_code == 200
-    assert errors == []
+    assert worker.error is None
     assert LocationBatch.objects.get().processed_at is not None
     assert Device.objects.get(pk=phone.pk).customer == tom
     # Tom's own phone's ping was applied; the handed phone's, Léa's history, went with it.

@@ -41,24 +41,16 @@ def test_a_store_deleted_while_a_batch_is_processed_leaves_the_other_shoppers_te
     ]
     batch = LocationBatch.objects.create(ping_ids=[ping.id for ping in pings])
     deletion = started(lambda: services.delete_stores(stores=[rivoli]))
-    queued, errors = [], []
-
-    def process() -> None:
-        try:
-            queued.extend(decisions.process_location_batch(batch_id=batch.pk, now=now))
-        except Exception as error:  # surfaced below
-            errors.append(error)
-
-    worker = in_thread(process)
+    worker = in_thread(lambda: decisions.process_location_batch(batch_id=batch.pk, now=now))
     worker.join(0.5)  # it has processed the batch, and its commit waits for the deletion
     deletion.release.set()
     deletion.join(10)
     worker.join(10)
 
     assert deletion.error is None
-    assert errors == []
+    assert worker.error is None
     assert LocationBatch.objects.get().processed_at is not None
-    [delivery] = Delivery.objects.filter(id__in=queued)
+    [delivery] = Delivery.objects.filter(id__in=worker.result)
     assert (delivery.customer, delivery.store, delivery.status) == (tom, opera, "queued")
     assert not PresenceEvent.objects.filter(customer=lea).exists()
 
@@ -85,23 +77,15 @@ def test_a_store_deleted_while_the_presence_tick_runs_leaves_the_other_shoppers_
     batch = LocationBatch.objects.create(ping_ids=[ping.id for ping in pings])
     decisions.process_location_batch(batch_id=batch.pk, now=entered)
     deletion = started(lambda: services.delete_stores(stores=[rivoli]))
-    queued, errors = [], []
-
-    def tick() -> None:
-        try:
-            queued.extend(decisions.process_presence_tick(now=now))
-        except Exception as error:  # surfaced below
-            errors.append(error)
-
-    worker = in_thread(tick)
+    worker = in_thread(lambda: decisions.process_presence_tick(now=now))
     worker.join(0.5)  # it has read Rivoli's presence, and waits for the deletion
     deletion.release.set()
     deletion.join(10)
     worker.join(10)
 
     assert deletion.error is None
-    assert errors == []
-    [delivery] = Delivery.objects.filter(id__in=queued)
+    assert worker.error is None
+    [delivery] = Delivery.objects.filter(id__in=worker.result)
     assert (delivery.customer, delivery.store, delivery.status) == (tom, opera, "queued")
     assert PresenceEvent.objects.filter(customer=tom, kind="dwelled").exists()
     assert not PresenceEvent.objects.filter(customer=lea).exists()
