@@ -1,6 +1,7 @@
+import hashlib
 import json
 from collections.abc import Callable, Iterable
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -8,6 +9,7 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
@@ -70,7 +72,7 @@ from promotions.services import (
     going_with_stores,
     going_with_zones,
 )
-from promotions.times import offer_last_day
+from promotions.times import format_instant_for_people, offer_last_day
 
 
 def protect_from_deletion(
@@ -410,62 +412,137 @@ class StoreIdsField(forms.ModelMultipleChoiceField):
         return super().clean(value)
 
 
-class CampaignForm(forms.ModelForm):
-    # The status the change page was opened with. The page posts every field, status
-    # included: a page opened before a pause (from the list, another page or the API) would
-    # otherwise set the campaign live again when saved, and its SMS would go out.
-    loaded_status = forms.CharField(widget=forms.HiddenInput, required=False)
+def campaign_value(campaign: Campaign, name: str) -> Any:
+    """A field's value as the change page compares it: the stores as their ids, in order
+    (the page lists them in any order), the others as the campaign holds them."""
+    if name == "stores":
+        return sorted(store.pk for store in campaign.stores.all()) if campaign.pk else []
+    return getattr(campaign, name)
 
-    # The status a campaign was given meanwhile, in the words of "This campaign was ...".
-    STATUS_GIVEN = {
-        CampaignStatus.DRAFT: "made a draft",
-        CampaignStatus.ACTIVE: "activated",
-        CampaignStatus.PAUSED: "paused",
-        CampaignStatus.ENDED: "ended",
+
+def value_digests(campaign: Campaign, names: Iterable[str]) -> dict[str, str]:
+    """A short digest of each named field's value: what the change page carries of the
+    campaign it was opened on, to tell later which fields someone else changed meanwhile.
+    Digests of the values themselves, so that every way of saving a campaign (this page, the
+    list's actions, the API's PUT and PATCH) changes them with no counter to keep."""
+    return {
+        name: hashlib.blake2b(
+            json.dumps(campaign_value(campaign, name), cls=DjangoJSONEncoder).encode(),
+            digest_size=6,
+        ).hexdigest()
+        for name in names
     }
+
+
+def _shown_value(campaign: Campaign, name: str) -> str:
+    """A saved value in the words of a message on the change page."""
+    value = getattr(campaign, name)
+    if name == "stores":
+        stores = sorted(str(store) for store in campaign.stores.all())
+        if not stores:
+            return "none (every store)"
+        more = f" and {len(stores) - 5} more" if len(stores) > 5 else ""
+        return ", ".join(stores[:5]) + more
+    if campaign._meta.get_field(name).choices:
+        return str(getattr(campaign, f"get_{name}_display")())
+    if value is None or value in ("", []):
+        return "empty"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, datetime):
+        return format_instant_for_people(value)
+    if isinstance(value, time):
+        return f"{value:%H:%M}"
+    if isinstance(value, list):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return f'"{value if len(value) <= 80 else value[:79] + "…"}"'
+    return str(value)
+
+
+class CampaignForm(forms.ModelForm):
+    # A digest of each field's value when the change page was opened (value_digests). The
+    # page posts every field: a page opened before someone else's save would otherwise put
+    # back what they changed, the old SMS or a paused campaign live again, its SMS going out.
+    loaded_values = forms.CharField(widget=forms.HiddenInput, required=False)
 
     class Meta:
         field_classes = {"stores": StoreIdsField}
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.initial["loaded_status"] = self.instance.status
+        if self.instance.pk is not None:
+            self.initial["loaded_values"] = json.dumps(
+                value_digests(self.instance, self._compared_fields())
+            )
 
-    def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
-        self._check_status_unchanged_since_loaded()
-        return cleaned
-
-    def _check_status_unchanged_since_loaded(self) -> None:
-        """A status others changed since the page was opened is kept unless the page sets
-        that same status: the marketer reloads the page to change it. A post without the
-        loaded status (not from the page) is not checked."""
-        loaded, posted = self.cleaned_data.get("loaded_status"), self.cleaned_data.get("status")
-        if self.instance.pk is None or not loaded or posted is None:
-            return
-        # Locked until the admin's save commits (it saves in one transaction, as the API
-        # does): a pause committed after this read waits for the save, and is not undone.
-        stored = (
-            Campaign.objects.select_for_update(no_key=True)
-            .filter(pk=self.instance.pk)
-            .values_list("status", flat=True)
-            .first()
-        )
-        if stored is None or stored == loaded or posted == stored:
-            return
-        self.add_error(
-            "status",
-            f"This campaign was {self.STATUS_GIVEN[stored]} since you opened "
-            f"this page (now: {_lowered(CampaignStatus(stored).label)}); reload it before "
-            "saving.",
-        )
+    def _compared_fields(self) -> list[str]:
+        return [name for name in self.fields if name != "loaded_values"]
 
     def _post_clean(self) -> None:
+        super()._post_clean()
+        self._check_unchanged_since_loaded()
+        self._check_trigger_zone()
+
+    def _check_unchanged_since_loaded(self) -> None:
+        """A field someone else changed since the page was opened is kept unless the page
+        sets it to that same value: nothing is saved, and the page names each such field
+        with its value now. The page shown again carries those values as its loaded ones:
+        saved again, as the marketer has now set it, it saves. A post without the loaded
+        values (not from the page) is not checked."""
+        loaded = self._loaded_digests()
+        if self.instance.pk is None or loaded is None:
+            return
+        # Locked until the admin's save commits (it saves in one transaction, as the API
+        # does): a change committed after this read waits for the save, and is not undone.
+        stored = Campaign.objects.select_for_update(no_key=True).filter(pk=self.instance.pk).first()
+        if stored is None:
+            return
+        # Fields the page failed to read are left for the next save to compare.
+        compared = [name for name in self._compared_fields() if name in self.cleaned_data]
+        now = value_digests(stored, compared)
+        changed = [
+            name
+            for name in compared
+            if loaded.get(name) != now[name]
+            and self._posted_value(name) != campaign_value(stored, name)
+        ]
+        if not changed:
+            return
+        for name in changed:
+            self.add_error(
+                name, f"Changed since you opened this page, now: {_shown_value(stored, name)}."
+            )
+        self.add_error(
+            None,
+            "Someone else changed this campaign since you opened this page: "
+            f"{', '.join(str(self.fields[name].label) for name in changed)}. Nothing was "
+            "saved. Your values are kept below, and each field named says what is saved "
+            "now: set it as it should be and save again.",
+        )
+        data = self.data.copy()
+        data["loaded_values"] = json.dumps({**loaded, **now})
+        self.data = data
+
+    def _loaded_digests(self) -> dict[str, str] | None:
+        try:
+            loaded = json.loads(self.cleaned_data.get("loaded_values") or "null")
+        except ValueError:
+            return None
+        return loaded if isinstance(loaded, dict) else None
+
+    def _posted_value(self, name: str) -> Any:
+        """The page's value of a field as the campaign would hold it once saved (its line
+        breaks and quiet hours as Campaign.clean normalises them)."""
+        if name == "stores":
+            return sorted(store.pk for store in self.cleaned_data["stores"])
+        return getattr(self.instance, name)
+
+    def _check_trigger_zone(self) -> None:
         """After the model's rules, the one that reads the chosen stores, which are saved
         after the campaign. Here, not in clean(): an error added there takes its field's
         value out of the campaign the model then checks (as Django's UserCreationForm
         checks a password once the user is built)."""
-        super()._post_clean()
         if "stores" not in self.cleaned_data or any(
             self.has_error(name) for name in ("trigger_type", "trigger_zone")
         ):
@@ -503,11 +580,11 @@ class CampaignAdmin(admin.ModelAdmin):
         (
             None,
             {
-                # loaded_status: hidden, see CampaignForm.
+                # loaded_values: hidden, see CampaignForm.
                 "fields": [
                     "name",
                     "status",
-                    "loaded_status",
+                    "loaded_values",
                     "priority",
                     "starts_at",
                     "ends_at",
@@ -555,9 +632,9 @@ class CampaignAdmin(admin.ModelAdmin):
         fieldsets = super().get_fieldsets(request, obj)
         if obj is None or self.has_change_permission(request, obj):
             return fieldsets
-        # Read-only, the page saves nothing: its loaded status would show as an empty row.
+        # Read-only, the page saves nothing: its loaded values would show as an empty row.
         return [
-            (name, {**options, "fields": [f for f in options["fields"] if f != "loaded_status"]})
+            (name, {**options, "fields": [f for f in options["fields"] if f != "loaded_values"]})
             for name, options in fieldsets
         ]
 

@@ -526,9 +526,7 @@ def _live_campaign(marketer) -> Campaign:
     return Campaign.objects.get()
 
 
-STALE_PAGE = (
-    "This campaign was paused since you opened this page (now: paused); reload it before saving."
-)
+STALE_PAGE = "Changed since you opened this page, now: Paused."
 
 
 def test_a_page_opened_before_a_pause_does_not_set_the_campaign_live_again(marketer, api, settings):
@@ -641,7 +639,7 @@ def test_two_outlines_pasted_for_a_store_are_refused_saying_to_paste_one(markete
     assert not Store.objects.exists()
 
 
-def test_a_campaign_read_by_someone_who_may_only_view_it_shows_no_loaded_status(client):
+def test_a_campaign_read_by_someone_who_may_only_view_it_shows_no_loaded_values(client):
     from django.contrib.auth.models import Permission, User
 
     viewer = User.objects.create_user("viv", password="x", is_staff=True)
@@ -651,4 +649,4 @@ def test_a_campaign_read_by_someone_who_may_only_view_it_shows_no_loaded_status(
     response = client.get(f"/admin/promotions/campaign/{CampaignFactory().pk}/change/")
 
     assert response.status_code == 200
-    assert "Loaded status" not in response.content.decode()
+    assert "Loaded values" not in response.content.decode()

@@ -10,6 +10,7 @@ from tests.promotions.test_admin_marketer_day import (
     GEOJSON_IO_FEATURE,
     GEOJSON_IO_POLYGON,
     STALE_PAGE,
+    _another_marketer,
     marketer,  # noqa: F401 (a fixture)
     opened_campaign_page,
 )
@@ -71,3 +72,126 @@ def test_the_api_refuses_two_outlines_for_a_store_as_the_admin_does(api):
     assert response.status_code == 400
     assert response.json()["polygon"] == ["One outline per store: paste a single Polygon."]
     assert not Store.objects.exists()
+
+
+# --- Two marketers, one campaign: a page opened before someone else's save -------------------
+
+NEW_TEMPLATE = "Bonjour {first_name}, -20% today: {code}"
+
+
+def _campaign_with_a_budget(marketer) -> Campaign:  # noqa: F811
+    rivoli = StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
+    marketer.post(
+        "/admin/promotions/campaign/add/",
+        campaign_form(status="active", stores=[rivoli.pk], daily_budget=100),
+    )
+    return Campaign.objects.get()
+
+
+def _change(browser, campaign: Campaign, page: dict):
+    return browser.post(f"/admin/promotions/campaign/{campaign.pk}/change/", page)
+
+
+def test_a_page_opened_before_another_marketer_s_save_does_not_undo_it(marketer):  # noqa: F811
+    campaign = _campaign_with_a_budget(marketer)
+    paul = _another_marketer("paul")
+    # Both open the campaign's page.
+    maries_page = opened_campaign_page(marketer, campaign)
+    pauls_page = opened_campaign_page(paul, campaign)
+    # Paul rewrites the SMS and saves.
+    assert (
+        _change(paul, campaign, {**pauls_page, "offer_template": NEW_TEMPLATE}).status_code == 302
+    )
+
+    # Marie, whose page still holds the old SMS, raises the daily budget and saves.
+    refused = _change(marketer, campaign, {**maries_page, "daily_budget": 200})
+
+    errors = form_errors(refused)
+    assert errors["__all__"] == [
+        "Someone else changed this campaign since you opened this page: Offer template. "
+        "Nothing was saved. Your values are kept below, and each field named says what is "
+        "saved now: set it as it should be and save again."
+    ]
+    assert errors["offer_template"] == [
+        f'Changed since you opened this page, now: "{NEW_TEMPLATE}".'
+    ]
+    assert "daily_budget" not in errors  # her own change, nobody else's
+    form = refused.context["adminform"].form
+    assert form["daily_budget"].value() == "200"  # what she typed, to apply again
+    campaign.refresh_from_db()
+    assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 100)
+
+
+def test_the_refused_page_saved_again_keeps_both_marketers_changes(marketer):  # noqa: F811
+    campaign = _campaign_with_a_budget(marketer)
+    paul = _another_marketer("paul")
+    maries_page = opened_campaign_page(marketer, campaign)
+    _change(
+        paul, campaign, {**opened_campaign_page(paul, campaign), "offer_template": NEW_TEMPLATE}
+    )
+    refused = _change(marketer, campaign, {**maries_page, "daily_budget": 200})
+    shown = refused.context["adminform"].form
+
+    # She sets the SMS as the page says it is now and saves the same page again.
+    saved = _change(
+        marketer,
+        campaign,
+        {
+            **maries_page,
+            "daily_budget": 200,
+            "offer_template": NEW_TEMPLATE,
+            "loaded_values": shown["loaded_values"].value(),
+        },
+    )
+
+    assert saved.status_code == 302, form_errors(saved)
+    campaign.refresh_from_db()
+    assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 200)
+
+
+def test_a_page_opened_before_an_api_patch_does_not_undo_it(marketer, api):  # noqa: F811
+    campaign = _campaign_with_a_budget(marketer)
+    opened = opened_campaign_page(marketer, campaign)
+    patched = api.patch(f"/api/v1/campaigns/{campaign.pk}", {"offer": {"template": NEW_TEMPLATE}})
+    assert patched.status_code == 200
+
+    refused = _change(marketer, campaign, {**opened, "daily_budget": 200})
+
+    assert "Offer template" in form_errors(refused)["__all__"][0]
+    campaign.refresh_from_db()
+    assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 100)
+
+
+def test_a_page_opened_after_another_marketer_s_save_saves(marketer):  # noqa: F811
+    campaign = _campaign_with_a_budget(marketer)
+    paul = _another_marketer("paul")
+    _change(
+        paul, campaign, {**opened_campaign_page(paul, campaign), "offer_template": NEW_TEMPLATE}
+    )
+
+    saved = _change(
+        marketer, campaign, {**opened_campaign_page(marketer, campaign), "daily_budget": 200}
+    )
+
+    assert saved.status_code == 302, form_errors(saved)
+    campaign.refresh_from_db()
+    assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 200)
+
+
+def test_the_refused_page_saved_again_as_it_stands_sets_what_it_shows(marketer):  # noqa: F811
+    campaign = _campaign_with_a_budget(marketer)
+    paul = _another_marketer("paul")
+    maries_page = {**opened_campaign_page(marketer, campaign), "offer_template": "Marie's {code}"}
+    _change(
+        paul, campaign, {**opened_campaign_page(paul, campaign), "offer_template": NEW_TEMPLATE}
+    )
+    refused = _change(marketer, campaign, maries_page)
+    assert "offer_template" in form_errors(refused)
+
+    # Told what Paul wrote, she keeps her own SMS and saves the page she was shown.
+    shown = refused.context["adminform"].form["loaded_values"].value()
+    saved = _change(marketer, campaign, {**maries_page, "loaded_values": shown})
+
+    assert saved.status_code == 302, form_errors(saved)
+    campaign.refresh_from_db()
+    assert campaign.offer_template == "Marie's {code}"
