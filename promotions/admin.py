@@ -8,11 +8,18 @@ from zoneinfo import ZoneInfo
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models
+from django.db import models, transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseNotAllowed, JsonResponse
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseNotAllowed,
+    HttpResponseRedirect,
+    JsonResponse,
+)
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -22,6 +29,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.text import capfirst
 
 from customers.models import Customer, Product
+from customers.services import ConflictError
 from promotions import decisions, feedback
 from promotions.api.reports import LARGEST_ID, IdFormField
 from promotions.dry_run import dry_run_campaign
@@ -47,7 +55,7 @@ from promotions.models import (
     Sighting,
     Store,
     Zone,
-    check_trigger_zone,
+    check_campaign_places,
     is_storable_text,
     unix_line_breaks,
 )
@@ -67,12 +75,47 @@ from promotions.services import (
     count_going,
     create_api_key,
     decisions_kept,
+    delete_campaigns,
     delete_stores,
     delete_zones,
     going_with_stores,
     going_with_zones,
 )
 from promotions.times import format_instant_for_people, offer_last_day
+
+
+class RefusedDeletionShown(admin.ModelAdmin):
+    """A deletion its service refuses (ConflictError) is a message on the page, not a 500:
+    the delete page counts what it checks, but a campaign may start using a store, or a
+    worker record a campaign's first decision, between that page and the deletion, or
+    while the POST runs (the deletion waits for it, then checks again). Nothing is
+    deleted, nor logged as deleted."""
+
+    # Django's "delete selected" replaced by this class's own; a subclass with actions of
+    # its own names it first, where Django lists its own.
+    actions = ["delete_selected"]
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ConflictError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            opts = self.opts
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+            )
+
+    @admin.action(permissions=["delete"], description=django_delete_selected.short_description)
+    def delete_selected(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        """Django's action, its log entries and deletion in one transaction."""
+        try:
+            with transaction.atomic():
+                return django_delete_selected(self, request, queryset)
+        except ConflictError as error:
+            self.message_user(request, str(error), messages.ERROR)
+            return None  # the list again
 
 
 def protect_from_deletion(
@@ -201,7 +244,7 @@ class ZoneInline(admin.TabularInline):
 
 
 @admin.register(Store)
-class StoreAdmin(admin.ModelAdmin):
+class StoreAdmin(RefusedDeletionShown):
     list_display = ["code", "name", "address", "radius_m", "timezone"]
     search_fields = ["code", "name", "address"]
     formfield_overrides = JSON_AS_TEXT
@@ -307,7 +350,7 @@ class StoreAdmin(admin.ModelAdmin):
 
 
 @admin.register(Zone)
-class ZoneAdmin(admin.ModelAdmin):
+class ZoneAdmin(RefusedDeletionShown):
     list_display = ["store", "code", "name", "rssi_threshold"]
     list_filter = ["store"]
 
@@ -540,7 +583,8 @@ class CampaignForm(forms.ModelForm):
 
     def _check_trigger_zone(self) -> None:
         """After the model's rules, the one that reads the chosen stores, which are saved
-        after the campaign. Here, not in clean(): an error added there takes its field's
+        after the campaign, and holds them and the watched zone until the save commits
+        (check_campaign_places). Here, not in clean(): an error added there takes its field's
         value out of the campaign the model then checks (as Django's UserCreationForm
         checks a password once the user is built)."""
         if "stores" not in self.cleaned_data or any(
@@ -548,7 +592,7 @@ class CampaignForm(forms.ModelForm):
         ):
             return  # the stores or the trigger are not known, or the zone is wrong already
         try:
-            check_trigger_zone(
+            check_campaign_places(
                 status=self.instance.status,
                 trigger_type=self.instance.trigger_type,
                 trigger_zone=self.instance.trigger_zone,
@@ -559,7 +603,7 @@ class CampaignForm(forms.ModelForm):
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(RefusedDeletionShown):
     form = CampaignForm
     formfield_overrides = JSON_AS_TEXT
     list_display = [
@@ -574,7 +618,14 @@ class CampaignAdmin(admin.ModelAdmin):
     list_filter = ["status", "trigger_type"]
     search_fields = ["name"]
     filter_horizontal = ["stores"]
-    actions = ["activate", "pause", "duplicate", "dry_run_last_week", "dry_run_last_month"]
+    actions = [
+        "delete_selected",
+        "activate",
+        "pause",
+        "duplicate",
+        "dry_run_last_week",
+        "dry_run_last_month",
+    ]
     readonly_fields = ["preview"]
     fieldsets = [
         (
@@ -655,6 +706,12 @@ class CampaignAdmin(admin.ModelAdmin):
             if campaign.pk in decided
         ]
         return [], {}, set(), protected
+
+    def delete_model(self, request: HttpRequest, obj: Campaign) -> None:
+        delete_campaigns(campaigns=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
+        delete_campaigns(campaigns=list(queryset))
 
     @admin.display(description="SMS preview (sample customer Léa)")
     def preview(self, campaign: Campaign) -> str:
@@ -768,7 +825,7 @@ class CampaignAdmin(admin.ModelAdmin):
             campaign.status = CampaignStatus.ACTIVE
             try:
                 campaign.full_clean()
-                check_trigger_zone(
+                check_campaign_places(
                     status=campaign.status,
                     trigger_type=campaign.trigger_type,
                     trigger_zone=campaign.trigger_zone,

@@ -1,12 +1,15 @@
 """Which database errors mean the database is away for a while, rather than something
 wrong with the work: the API answers them 503 with Retry-After, and tasks retry them. And
-work run again at once when a place it read is deleted under it."""
+work run again at once when a place it read is deleted under it. And rows held against a
+deletion, as a foreign key holds them."""
 
 import sqlite3
 from collections.abc import Callable
 from typing import TypeVar
 
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
+from django.core.exceptions import EmptyResultSet
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
+from django.db.models import QuerySet
 
 T = TypeVar("T")
 
@@ -59,3 +62,20 @@ def against_current_places(run: Callable[[], T]) -> T:
         except IntegrityError:
             continue
     return run()
+
+
+def held_rows(rows: QuerySet, *, strength: str) -> list[tuple]:
+    """`rows` (a values_list queryset) read and locked until the transaction ends, FOR
+    `strength`: "KEY SHARE" (what a foreign key to the row takes when its transaction
+    commits, taken now) or "SHARE" (which an edit of the row waits for too). Django's ORM
+    locks rows only for update, which would queue writers that may share them. Elsewhere
+    than PostgreSQL the rows are read unlocked: SQLite writes one transaction at a time."""
+    if connection.vendor != "postgresql":
+        return list(rows)
+    try:
+        sql, params = rows.query.sql_with_params()
+    except EmptyResultSet:  # a lookup in an empty list, which matches no row
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} FOR {strength}", params)
+        return cursor.fetchall()

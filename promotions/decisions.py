@@ -31,7 +31,7 @@ from customers.models import (
 )
 from promotions import offers, rules, sms, tracking
 from promotions.batch_sql import rows_source
-from promotions.database import against_current_places, database_unavailable
+from promotions.database import against_current_places, database_unavailable, held_rows
 from promotions.models import (
     FIRST_IN_EACH_GROUP,
     TEXTED_OR_HELD_OUT,
@@ -626,6 +626,7 @@ def _insert_decisions(unsaved: list[_Decided], *, now: datetime) -> dict[Decisio
     with another delivery's is recorded again on its own, with a code drawn again."""
     if not unsaved:
         return {}
+    _hold_campaigns({u.key[1] for u in unsaved})
     Delivery.objects.bulk_create([u.row for u in unsaved], batch_size=1000, ignore_conflicts=True)
     stored = {
         (customer_id, campaign_id, event_id): (pk, code)
@@ -643,6 +644,18 @@ def _insert_decisions(unsaved: list[_Decided], *, now: datetime) -> dict[Decisio
         elif found[1] == decided.row.code:
             landed[decided.key] = found[0]
     return landed
+
+
+def _hold_campaigns(ids: set[int]) -> None:
+    """Hold the campaigns deliveries are about to be recorded for until they commit (a key
+    share, as the deliveries' foreign key takes when they commit, taken now): a campaign's
+    deletion (services.delete_campaigns) waits for them, then counts them and refuses. One
+    in flight is waited for here; the campaign is then gone, the deliveries' commit fails,
+    and the batch runs again without it (database.against_current_places). Campaigns with
+    a budget or a code pool are locked for update already (_lock_budgets)."""
+    held_rows(
+        Campaign.objects.filter(id__in=ids).order_by("id").values_list("id"), strength="KEY SHARE"
+    )
 
 
 def _new_delivery(

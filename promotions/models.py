@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from customers.models import Device, validate_time_zone
 from promotions.beacons import BeaconParseError, identity_key_from_text
+from promotions.database import held_rows
 from promotions.geo import GeometryError, distance_m, outline_geometry, polygon_rings
 from promotions.offers import TemplateError, normalise_code, template_placeholders
 from promotions.times import format_instant_for_people
@@ -572,25 +573,56 @@ class Campaign(models.Model):
             self.allowed_days = list(dict.fromkeys(days))
 
 
-def check_trigger_zone(
+def check_campaign_places(
     *, status: str, trigger_type: str, trigger_zone: str, stores: Iterable[Store]
 ) -> None:
-    """A beacon-zone trigger names a zone that one of the campaign's stores has (any store, for
-    a campaign with none): a code no store has, "entrnce" for "entrance", never fires.
+    """The places a campaign is to use, held until its transaction commits: its stores (a
+    key share, as its links to them take when they commit, taken now) and the zones its
+    beacon-zone trigger watches (a share, which a rename waits for too). A store's or zone's
+    deletion locks it before it checks the campaigns that use it (services.delete_stores,
+    delete_zones): one in flight is waited for, and its place then reads as gone here; one
+    that comes after waits for this campaign to commit, and sees it. The stores first, then
+    the zones, as a deletion locks them.
+
     `stores` are the stores the campaign is to have, which a form or a request may change
-    along with the trigger. An ended campaign fires no more: its zone may be gone (deleting
-    it was allowed for that), and it can still be renamed or noted. Raises ValidationError on
-    trigger_zone."""
+    along with the trigger. Raises ValidationError on stores (one deleted since the request
+    read it) or on trigger_zone (see _check_trigger_zone)."""
+    stores = list(stores)
+    store_ids = sorted({store.pk for store in stores})
+    held = {
+        pk
+        for (pk,) in held_rows(
+            Store.objects.filter(pk__in=store_ids).order_by("pk").values_list("pk"),
+            strength="KEY SHARE",
+        )
+    }
+    gone = sorted({store.code for store in stores if store.pk not in held})
+    if gone:
+        were = "Store {} has" if len(gone) == 1 else "Stores {} have"
+        raise ValidationError({"stores": f"{were.format(', '.join(gone))} just been deleted."})
+    _check_trigger_zone(status, trigger_type, trigger_zone, store_ids)
+
+
+def _check_trigger_zone(
+    status: str, trigger_type: str, trigger_zone: str, store_ids: list[int]
+) -> None:
+    """A beacon-zone trigger names a zone that one of the campaign's stores has (any store, for
+    a campaign with none): a code no store has, "entrnce" for "entrance", never fires. An
+    ended campaign fires no more: its zone may be gone (deleting it was allowed for that),
+    and it can still be renamed or noted."""
     if status == CampaignStatus.ENDED:
         return
     if trigger_type != TriggerType.BEACON_ZONE or not trigger_zone:
         return  # Campaign.clean asks for the zone
-    store_ids = [store.pk for store in stores]
-    zones = Zone.objects.filter(code=trigger_zone)
-    if store_ids:
-        zones = zones.filter(store__in=store_ids)
     # PostgreSQL cannot even compare text holding a NUL: no zone code has one.
-    if not (is_storable_text(trigger_zone) and zones.exists()):
+    if not is_storable_text(trigger_zone):
+        watched = []
+    else:
+        zones = Zone.objects.filter(code=trigger_zone)
+        if store_ids:
+            zones = zones.filter(store__in=store_ids)
+        watched = held_rows(zones.order_by("pk").values_list("pk"), strength="SHARE")
+    if not watched:
         where = "the campaign's stores" if store_ids else "any store"
         raise ValidationError({"trigger_zone": f"No zone '{trigger_zone}' in {where}."})
 

@@ -69,43 +69,61 @@ def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
 def delete_stores(*, stores: Sequence[Store]) -> None:
     """Delete stores, unless a live campaign targets one (removing a campaign's last store
     would turn it into an every-store campaign) or watches one of their zones (the zones go
-    with the store, and delete_zones refuses to delete a watched zone). The API deletes
-    one, the admin's list several at once. What goes with them: see going_with_stores."""
+    with the store, and delete_zones refuses to delete a watched zone): ConflictError. The
+    API deletes one, the admin's list several at once. What goes with them: see
+    going_with_stores."""
     with transaction.atomic():
+        ids = sorted(store.pk for store in stores)
+        # Locked before they are checked, the stores then their zones, as a campaign's save
+        # holds them (check_campaign_places): a save in flight is waited for, then seen by
+        # the checks; one that comes after waits for this deletion, then finds them gone.
+        # Unlocked, a campaign committed between the checks and the deletion lost the store
+        # (its link deleted with it) and ran in every store. The API's view has locked the
+        # store's row already (FOR NO KEY UPDATE), which a campaign's hold does not wait on.
+        _lock_for_deletion(Store.objects.filter(pk__in=ids))
+        _lock_for_deletion(Zone.objects.filter(store__in=ids))
         for store in stores:
             live = store.campaigns_targeting()
             if live:
                 raise ConflictError(
-                    f"Campaigns target this store: {', '.join(live)}. Remove it from them first."
+                    f"Campaigns target store {store.code}: {', '.join(live)}. "
+                    "Remove it from them first."
                 )
             watching = store.campaigns_watching_zones(deleted_with=stores)
             if watching:
                 raise ConflictError(
-                    f"Campaigns watch a zone of this store: {', '.join(watching)}. "
+                    f"Campaigns watch a zone of store {store.code}: {', '.join(watching)}. "
                     "Change their trigger or end them first."
                 )
-        ids = [store.pk for store in stores]
         # In the order the collector took them: links cleared, then the rows pointing at the
         # store (presence events, sightings, then zones, beacons and gateways), the store
-        # last. The API's view has locked the store's row (FOR NO KEY UPDATE) as before.
+        # last.
         _delete_history(going_with_stores(ids))
         Store.objects.filter(pk__in=ids).delete()
 
 
 def delete_zones(*, zones: Sequence[Zone]) -> None:
-    """Delete zones, unless a live campaign watches one (see Zone.campaigns_watching). What
-    goes with them: see going_with_zones."""
+    """Delete zones, unless a live campaign watches one (see Zone.campaigns_watching):
+    ConflictError. What goes with them: see going_with_zones."""
     with transaction.atomic():
+        ids = sorted(zone.pk for zone in zones)
+        # Locked before they are checked, as delete_stores locks its zones.
+        _lock_for_deletion(Zone.objects.filter(pk__in=ids))
         for zone in zones:
             watching = zone.campaigns_watching(deleted_with=zones)
             if watching:
                 raise ConflictError(
-                    f"Campaigns watch this zone: {', '.join(watching)}. "
+                    f"Campaigns watch zone {zone}: {', '.join(watching)}. "
                     "Change their trigger or end them first."
                 )
-        ids = [zone.pk for zone in zones]
         _delete_history(going_with_zones(ids))
         Zone.objects.filter(pk__in=ids).delete()
+
+
+def _lock_for_deletion(rows: QuerySet) -> None:
+    """Lock rows about to be deleted (FOR UPDATE, which a foreign key's check and a
+    campaign's hold wait on), in the order of their ids, as every deletion takes them."""
+    list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
 
 
 # What a deletion takes with it, a query a model: the rows Django's collector deletes by
@@ -164,16 +182,31 @@ def _delete_history(going: Going) -> None:
         sightings._raw_delete(sightings.db)
 
 
-def delete_campaign(*, campaign: Campaign) -> None:
-    """Delete a campaign that has made no decision yet. One that has keeps its deliveries,
-    which are its results (Delivery.campaign is PROTECT): it can be ended instead."""
-    decisions = campaign.deliveries.count()
-    if decisions:
-        raise ConflictError(
-            f"This campaign has made {decisions_kept(decisions)}; it cannot be deleted. "
-            f"{END_IT_INSTEAD}"
+def delete_campaigns(*, campaigns: Sequence[Campaign]) -> None:
+    """Delete campaigns that have made no decision yet, or none (ConflictError). One that
+    has keeps its deliveries, which are its results (Delivery.campaign is PROTECT): it can
+    be ended instead. The API deletes one, the admin's list several at once."""
+    with transaction.atomic():
+        ids = sorted(campaign.pk for campaign in campaigns)
+        # Locked before the count: a worker recording a decision holds its campaign (see
+        # decisions._hold_campaigns), so a decision in flight is waited for, then counted, and
+        # one that comes after waits for the deletion, then runs again without the campaign
+        # (its commit fails). Counted unlocked, a decision committed between the count and
+        # the deletion made the deletion fail (a 500 in the admin).
+        _lock_for_deletion(Campaign.objects.filter(pk__in=ids))
+        decided = dict(
+            Delivery.objects.filter(campaign__in=ids)
+            .values_list("campaign")
+            .annotate(count=models.Count("pk"))
         )
-    campaign.delete()
+        for campaign in campaigns:
+            if decided.get(campaign.pk):
+                whose = "This campaign" if len(campaigns) == 1 else f"Campaign {campaign.name}"
+                raise ConflictError(
+                    f"{whose} has made {decisions_kept(decided[campaign.pk])}; it cannot be "
+                    f"deleted. {END_IT_INSTEAD}"
+                )
+        Campaign.objects.filter(pk__in=ids).delete()
 
 
 END_IT_INSTEAD = 'End it instead: set its status to "ended".'

@@ -50,7 +50,7 @@ from promotions.models import (
     Store,
     TriggerType,
     Zone,
-    check_trigger_zone,
+    check_campaign_places,
 )
 from promotions.times import format_instant_for_api
 
@@ -500,7 +500,7 @@ class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
             stores = list(self.instance.stores.all()) if self.instance is not None else []
         try:
             campaign.clean()
-            check_trigger_zone(
+            check_campaign_places(
                 status=campaign.status,
                 trigger_type=campaign.trigger_type,
                 trigger_zone=campaign.trigger_zone,

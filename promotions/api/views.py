@@ -184,7 +184,7 @@ class CampaignViewSet(ConfigViewSet):
     filterset_class = CampaignFilter
 
     def perform_destroy(self, instance: Campaign) -> None:
-        services.delete_campaign(campaign=instance)
+        services.delete_campaigns(campaigns=[instance])
 
 
 class CampaignDryRunView(APIView):

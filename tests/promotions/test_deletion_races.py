@@ -1,0 +1,294 @@
+"""A store, a zone or a campaign deleted while a campaign or a delivery that uses it is being
+written: whichever comes second waits for the other and is told what happened, through the
+API and in the admin, and nothing is left half-written (a campaign targeting a store that
+is gone, or watching a zone that is gone). Two real transactions at once: PostgreSQL only."""
+
+import pytest
+from django.db import connection
+from django.utils import timezone
+
+from promotions import decisions, services
+from promotions.models import Campaign, Delivery, LocationBatch, Ping, Store, Zone
+from tests.factories import (
+    CampaignFactory,
+    CustomerFactory,
+    DeviceFactory,
+    StoreFactory,
+    ZoneFactory,
+)
+from tests.processes import in_thread, started
+from tests.promotions.test_admin_places import STORE_FIELDS
+from tests.test_site import campaign_form, form_errors, store_form
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(
+        connection.vendor != "postgresql", reason="two concurrent writers need PostgreSQL"
+    ),
+]
+
+CAMPAIGN = {
+    "name": "Rivoli walk-in",
+    "status": "active",
+    "stores": ["RIVOLI"],
+    "trigger": {"type": "enter"},
+    "offer": {"template": "Bonjour {first_name}, -20% at {store_name}: {code}"},
+}
+WATCHING_THE_ENTRANCE = {**CAMPAIGN, "trigger": {"type": "beacon_zone", "zone": "entrance"}}
+
+
+def while_held(first, second):
+    """`first` done in a transaction held open while `second` runs in another (which may
+    wait for it); then `first` commits. Returns `first`'s outcome and `second`'s."""
+    held = started(first)
+    outcome = []
+    other = in_thread(lambda: outcome.append(second()))
+    other.join(0.5)  # done, or waiting for `first`
+    held.release.set()
+    held.join(10)
+    other.join(10)
+    assert held.error is None and outcome, (held.error, outcome)
+    return held.result, outcome[0]
+
+
+# --- A store --------------------------------------------------------------------------------
+
+
+def test_a_store_is_not_deleted_under_a_campaign_being_saved_to_target_it(client_with_scopes):
+    StoreFactory(code="RIVOLI")
+    marketer, other = client_with_scopes(), client_with_scopes()
+
+    created, deleted = while_held(
+        lambda: marketer.post("/api/v1/campaigns", CAMPAIGN, format="json"),
+        lambda: other.delete("/api/v1/stores/RIVOLI"),
+    )
+
+    assert created.status_code == 201
+    assert deleted.status_code == 409
+    assert "Rivoli walk-in" in deleted.json()["detail"]
+    campaign = Campaign.objects.get()
+    assert [store.code for store in campaign.stores.all()] == ["RIVOLI"]
+
+
+def test_a_campaign_saved_while_its_store_is_deleted_is_told_the_store_is_gone(api):
+    rivoli = StoreFactory(code="RIVOLI")
+
+    _, created = while_held(
+        lambda: services.delete_stores(stores=[rivoli]),
+        lambda: api.post("/api/v1/campaigns", CAMPAIGN, format="json"),
+    )
+
+    assert created.status_code == 400
+    assert "RIVOLI" in str(created.json()["stores"])
+    assert not Campaign.objects.exists()
+    assert not Store.objects.exists()
+
+
+def test_a_store_deleted_in_the_admin_under_a_campaign_being_saved_is_a_message(
+    admin_client, client_with_scopes
+):
+    rivoli = StoreFactory(code="RIVOLI")
+    marketer = client_with_scopes()
+    # The confirmation page, which no campaign protects the store on yet.
+    assert admin_client.get(f"/admin/promotions/store/{rivoli.pk}/delete/").status_code == 200
+
+    _, deleted = while_held(
+        lambda: marketer.post("/api/v1/campaigns", CAMPAIGN, format="json"),
+        lambda: admin_client.post(
+            f"/admin/promotions/store/{rivoli.pk}/delete/", {"post": "yes"}, follow=True
+        ),
+    )
+
+    assert deleted.status_code == 200
+    shown = [str(message) for message in deleted.context["messages"]]
+    assert any("Rivoli walk-in" in message for message in shown), shown
+    assert Store.objects.filter(code="RIVOLI").exists()
+
+
+def test_stores_deleted_from_the_admin_list_under_a_campaign_being_saved_is_a_message(
+    admin_client, client_with_scopes
+):
+    rivoli, opera = StoreFactory(code="RIVOLI"), StoreFactory(code="OPERA")
+    marketer = client_with_scopes()
+    chosen = {"action": "delete_selected", "_selected_action": [rivoli.pk, opera.pk]}
+    assert admin_client.post("/admin/promotions/store/", chosen).status_code == 200
+
+    _, deleted = while_held(
+        lambda: marketer.post("/api/v1/campaigns", CAMPAIGN, format="json"),
+        lambda: admin_client.post(
+            "/admin/promotions/store/", {**chosen, "post": "yes"}, follow=True
+        ),
+    )
+
+    assert deleted.status_code == 200
+    shown = [str(message) for message in deleted.context["messages"]]
+    assert any("Rivoli walk-in" in message for message in shown), shown
+    assert not any("Successfully deleted" in message for message in shown), shown
+    assert set(Store.objects.values_list("code", flat=True)) == {"RIVOLI", "OPERA"}
+
+
+def test_a_campaign_saved_in_the_admin_while_its_store_is_deleted_is_a_message(admin_client):
+    admin_client.raise_request_exception = False
+    rivoli = StoreFactory(code="RIVOLI")
+    assert admin_client.get("/admin/promotions/campaign/add/").status_code == 200
+
+    _, saved = while_held(
+        lambda: services.delete_stores(stores=[rivoli]),
+        lambda: admin_client.post(
+            "/admin/promotions/campaign/add/", campaign_form(stores=[rivoli.pk])
+        ),
+    )
+
+    assert "RIVOLI" in str(form_errors(saved)["stores"])
+    assert not Campaign.objects.exists()
+
+
+# --- A zone ---------------------------------------------------------------------------------
+
+
+def test_a_zone_is_not_deleted_under_a_campaign_being_saved_to_watch_it(client_with_scopes):
+    entrance = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance")
+    marketer, other = client_with_scopes(), client_with_scopes()
+
+    created, deleted = while_held(
+        lambda: marketer.post("/api/v1/campaigns", WATCHING_THE_ENTRANCE, format="json"),
+        lambda: other.delete(f"/api/v1/zones/{entrance.pk}"),
+    )
+
+    assert created.status_code == 201
+    assert deleted.status_code == 409
+    assert "Rivoli walk-in" in deleted.json()["detail"]
+    assert Zone.objects.filter(pk=entrance.pk).exists()
+
+
+def test_a_campaign_saved_to_watch_a_zone_being_deleted_is_told_it_is_gone(api):
+    entrance = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance")
+
+    _, created = while_held(
+        lambda: services.delete_zones(zones=[entrance]),
+        lambda: api.post("/api/v1/campaigns", WATCHING_THE_ENTRANCE, format="json"),
+    )
+
+    assert created.status_code == 400
+    assert "No zone 'entrance'" in str(created.json())
+    assert not Campaign.objects.exists()
+
+
+def test_a_zone_deleted_in_the_admin_under_a_campaign_being_saved_is_a_message(
+    admin_client, client_with_scopes
+):
+    entrance = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance")
+    marketer = client_with_scopes()
+    assert admin_client.get(f"/admin/promotions/zone/{entrance.pk}/delete/").status_code == 200
+
+    _, deleted = while_held(
+        lambda: marketer.post("/api/v1/campaigns", WATCHING_THE_ENTRANCE, format="json"),
+        lambda: admin_client.post(
+            f"/admin/promotions/zone/{entrance.pk}/delete/", {"post": "yes"}, follow=True
+        ),
+    )
+
+    assert deleted.status_code == 200
+    shown = [str(message) for message in deleted.context["messages"]]
+    assert any("Rivoli walk-in" in message for message in shown), shown
+    assert Zone.objects.filter(pk=entrance.pk).exists()
+
+
+def test_a_zone_deleted_from_its_store_page_under_a_campaign_being_saved_is_a_message(
+    admin_client, client_with_scopes
+):
+    form = store_form()
+    rivoli = StoreFactory(**{name: form[name] for name in STORE_FIELDS})
+    entrance = ZoneFactory(store=rivoli, code="entrance", name="Entrance")
+    marketer = client_with_scopes()
+    page = f"/admin/promotions/store/{rivoli.pk}/change/"
+    assert admin_client.get(page).status_code == 200
+    form.update(
+        {
+            "zones-TOTAL_FORMS": 1,
+            "zones-INITIAL_FORMS": 1,
+            "zones-0-id": entrance.pk,
+            "zones-0-store": rivoli.pk,
+            "zones-0-code": "entrance",
+            "zones-0-name": "Entrance",
+            "zones-0-rssi_threshold": -80,
+            "zones-0-DELETE": "on",
+        }
+    )
+
+    # The page's zone form locks the zone (Zone.clean), which waits for the campaign's hold.
+    _, saved = while_held(
+        lambda: marketer.post("/api/v1/campaigns", WATCHING_THE_ENTRANCE, format="json"),
+        lambda: admin_client.post(page, form),
+    )
+
+    assert saved.status_code == 200
+    assert "Campaigns watch zone &#x27;entrance&#x27;: Rivoli walk-in." in saved.content.decode()
+    assert Zone.objects.filter(pk=entrance.pk).exists()
+
+
+# --- A campaign -----------------------------------------------------------------------------
+
+
+def _a_shopper_walks_into(store: Store) -> LocationBatch:
+    now = timezone.now()
+    ping = Ping.objects.create(
+        device=DeviceFactory(customer=CustomerFactory()),
+        latitude=store.latitude,
+        longitude=store.longitude,
+        accuracy=10,
+        recorded_at=now,
+    )
+    return LocationBatch.objects.create(ping_ids=[ping.id])
+
+
+def test_a_campaign_is_not_deleted_under_the_decision_a_worker_is_recording(api):
+    campaign = CampaignFactory(name="Every store")
+    batch = _a_shopper_walks_into(StoreFactory(code="RIVOLI"))
+
+    queued, deleted = while_held(
+        lambda: decisions.process_location_batch(batch_id=batch.pk, now=timezone.now()),
+        lambda: api.delete(f"/api/v1/campaigns/{campaign.pk}"),
+    )
+
+    assert len(queued) == 1
+    assert deleted.status_code == 409
+    assert "1 decision" in deleted.json()["detail"]
+    assert Delivery.objects.get().campaign == campaign
+
+
+def test_a_campaign_deleted_in_the_admin_under_a_decision_being_recorded_is_a_message(
+    admin_client,
+):
+    campaign = CampaignFactory(name="Every store")
+    batch = _a_shopper_walks_into(StoreFactory(code="RIVOLI"))
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/delete/")
+    assert page.status_code == 200 and "decision" not in page.content.decode()
+
+    _, deleted = while_held(
+        lambda: decisions.process_location_batch(batch_id=batch.pk, now=timezone.now()),
+        lambda: admin_client.post(
+            f"/admin/promotions/campaign/{campaign.pk}/delete/", {"post": "yes"}, follow=True
+        ),
+    )
+
+    assert deleted.status_code == 200
+    shown = [str(message) for message in deleted.context["messages"]]
+    assert any("1 decision" in message for message in shown), shown
+    assert Campaign.objects.filter(pk=campaign.pk).exists()
+
+
+def test_a_worker_deciding_while_a_campaign_is_deleted_decides_without_it():
+    gone = CampaignFactory(name="Every store", priority=10)
+    kept = CampaignFactory(name="Every store too")
+    batch = _a_shopper_walks_into(StoreFactory(code="RIVOLI"))
+
+    _, queued = while_held(
+        lambda: services.delete_campaigns(campaigns=[gone]),
+        lambda: decisions.process_location_batch(batch_id=batch.pk, now=timezone.now()),
+    )
+
+    assert not Campaign.objects.filter(pk=gone.pk).exists()
+    [delivery] = Delivery.objects.filter(id__in=queued)
+    assert delivery.campaign == kept
+    assert LocationBatch.objects.get().processed_at is not None
