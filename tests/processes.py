@@ -79,3 +79,14 @@ def started(work: Callable[[], Any]) -> Paused:
     paused.start()
     assert paused.inside.wait(10) and paused.error is None
     return paused
+
+
+def sessions_waiting_for_a_lock() -> int:
+    """How many other sessions of this database wait for a lock another holds (sessions of
+    other databases on the same server are someone else's)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND pid <> pg_backend_pid() AND datname = current_database()"
+        )
+        return cursor.fetchone()[0]

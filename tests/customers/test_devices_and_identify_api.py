@@ -18,7 +18,7 @@ from tests.factories import (
     DeviceFactory,
     StoreFactory,
 )
-from tests.processes import in_thread, started
+from tests.processes import in_thread, sessions_waiting_for_a_lock, started
 
 pytestmark = pytest.mark.django_db
 
@@ -182,16 +182,6 @@ def test_an_identity_already_advertised_by_another_device_is_409(api, lea):
     assert not Device.objects.filter(device_id="lea-tag").exists()
 
 
-def blocked_on_a_lock() -> bool:
-    """Whether a session of this test database waits for a lock another one holds."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 def wait_for(condition: Callable[[], bool], seconds: float = 10) -> bool:
     deadline = time.monotonic() + seconds
     while not condition():
@@ -223,7 +213,7 @@ def test_an_identity_another_request_gives_its_device_meanwhile_is_409(client_wi
             "lea", lea_app.post("/api/v1/devices", {"device_id": "lea-tag", **tag})
         )
     )
-    assert wait_for(blocked_on_a_lock), "Léa's insert must wait for Tom's transaction"
+    assert wait_for(sessions_waiting_for_a_lock), "Léa's insert must wait for Tom's transaction"
     tom.release.set()
     tom.join(10)
     lea_request.join(10)

@@ -14,7 +14,7 @@ from promotions import services as promotions_services
 from promotions.ingest import IngestResult
 from promotions.models import Sighting
 from tests.factories import BeaconFactory, CustomerFactory, DeviceFactory
-from tests.processes import Paused, in_thread, started
+from tests.processes import Paused, in_thread, sessions_waiting_for_a_lock, started
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -42,13 +42,8 @@ def erasure_waits() -> bool:
     holds: the erasure, for the ingest."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT count(*) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-            )
-            if cursor.fetchone()[0]:
-                return True
+        if sessions_waiting_for_a_lock():
+            return True
         time.sleep(0.02)
     return False
 

@@ -33,6 +33,7 @@ from tests.factories import (
     StoreFactory,
 )
 from tests.integration.conftest import FROM_NUMBER, PUBLIC_BASE_URL, ROOT, report, wait_until
+from tests.processes import sessions_waiting_for_a_lock
 
 pytestmark = pytest.mark.integration
 
@@ -175,16 +176,6 @@ def customer_locked(customer: Customer) -> Iterator[None]:
         holder.join(30)
 
 
-def waiting_on_a_lock() -> bool:
-    """Whether a session of the test database waits for a lock another one holds."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity "
-            "WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        )
-        return cursor.fetchone()[0] > 0
-
-
 def test_a_worker_killed_mid_batch_leaves_the_batch_to_another(processes, world):
     devices = shoppers(300)
     batch = store_pings(devices)
@@ -194,7 +185,7 @@ def test_a_worker_killed_mid_batch_leaves_the_batch_to_another(processes, world)
     with customer_locked(last):
         first = processes.worker("first")
         enqueue_batch(processes.broker_url, batch)
-        wait_until(waiting_on_a_lock, what="the first worker to stop mid-batch")
+        wait_until(sessions_waiting_for_a_lock, what="the first worker to stop mid-batch")
         processes.kill(first, signal.SIGKILL)
         killed_with = figures(processes.twilio, batch)
     assert killed_with["pings_processed"] == killed_with["decisions"] == 0

@@ -12,7 +12,7 @@ from django.db import connection
 from customers.models import Customer, Device
 from promotions.models import Ping
 from tests.factories import CustomerFactory, DeviceFactory
-from tests.processes import in_thread, started
+from tests.processes import in_thread, sessions_waiting_for_a_lock, started
 
 pytestmark = [
     pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks: PostgreSQL"),
@@ -21,16 +21,6 @@ pytestmark = [
 
 REQUESTS = 16
 DEVICES_A_REQUEST = 1_000
-
-
-def waiting_requests() -> int:
-    """How many other sessions wait for a lock: our requests, held by the open ping."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0]
 
 
 def test_many_large_batches_at_once_do_not_exhaust_the_lock_table(api):
@@ -78,11 +68,11 @@ def test_many_large_batches_at_once_do_not_exhaust_the_lock_table(api):
     try:
         requests = [in_thread(lambda batch=batch: post(batch)) for batch in range(REQUESTS)]
         deadline = time.monotonic() + 30
-        while waiting_requests() < REQUESTS and time.monotonic() < deadline:
+        while sessions_waiting_for_a_lock() < REQUESTS and time.monotonic() < deadline:
             if not any(request.is_alive() for request in requests):
                 break
             time.sleep(0.05)
-        held = waiting_requests()
+        held = sessions_waiting_for_a_lock()
     finally:
         storing.release.set()
         storing.join(10)
