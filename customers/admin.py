@@ -25,6 +25,7 @@ from customers.models import (
 )
 from customers.selectors import get_customer_export
 from customers.services import erase_customer, save_customer_edit, save_device
+from promotions.admin_lists import BigListAdmin
 from promotions.models import Delivery
 
 
@@ -287,13 +288,17 @@ class VisitorAdmin(admin.ModelAdmin):
 
 
 @admin.register(BrowsingEvent)
-class BrowsingEventAdmin(ReadOnlyAdmin):
+class BrowsingEventAdmin(BigListAdmin, ReadOnlyAdmin):
     list_display = ["event_id", "type", "customer", "visitor", "sku", "occurred_at"]
     # Both may be empty: without naming them, two queries a row (see VisitorAdmin).
     list_select_related = ["customer", "visitor"]
     list_filter = ["type"]
     search_fields = ["event_id", "sku", "customer__external_id", "visitor__visitor_id"]
+    search_help_text = "An event's id, a SKU, a customer's external id or a visitor's id, whole."
     date_hierarchy = "occurred_at"
+    # Newest first by the drill-down's date: a day or month chosen is then a page of its
+    # index (browsing_event_occurred), where by id a month long past read every newer event.
+    ordering = ["-occurred_at"]
 
 
 # Said on the product pages: an edit here would not hold, so none is offered.

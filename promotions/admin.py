@@ -31,6 +31,7 @@ from django.utils.text import capfirst
 from customers.models import Customer, Product
 from customers.services import ConflictError
 from promotions import decisions, feedback
+from promotions.admin_lists import BigListAdmin
 from promotions.api.reports import LARGEST_ID, IdFormField
 from promotions.dry_run import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
@@ -1076,7 +1077,7 @@ def allow_presence_events_to_go(deleted: tuple, request: HttpRequest) -> tuple:
 
 
 @admin.register(Ping)
-class PingAdmin(ReadOnlyAdmin):
+class PingAdmin(BigListAdmin, ReadOnlyAdmin):
     list_display = [
         "device",
         "recorded_at",
@@ -1088,16 +1089,23 @@ class PingAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["suspicious"]
     raw_id_fields = ["device"]
+    # A device's pings, by its id (found by the unique constraints, which lead with it).
+    search_fields = ["device__device_id"]
+    search_help_text = "A device's id, whole."
     date_hierarchy = "recorded_at"
+    # Newest first by the drill-down's date: a day or month chosen is then a page of its
+    # index, where by id a month long past read every newer ping first.
+    ordering = ["-recorded_at"]
 
 
 @admin.register(LocationBatch)
-class LocationBatchAdmin(ReadOnlyAdmin):
+class LocationBatchAdmin(BigListAdmin, ReadOnlyAdmin):
     """What ingest handed the workers: the unprocessed ones are the backlog."""
 
     list_display = ["id", "received_at", "processed_at", "pings", "sightings"]
     list_filter = [("processed_at", admin.EmptyFieldListFilter)]
     date_hierarchy = "received_at"
+    ordering = ["-received_at"]  # as PingAdmin's
 
     @admin.display(description="pings")
     def pings(self, batch: LocationBatch) -> int:
@@ -1109,12 +1117,16 @@ class LocationBatchAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Sighting)
-class SightingAdmin(ReadOnlyAdmin):
+class SightingAdmin(BigListAdmin, ReadOnlyAdmin):
     list_display = ["device", "source", "store", "zone", "rssi", "seen_at"]
     # Listed, related rows are no longer joined unless named: the device too.
     list_select_related = ["device", "store", "zone__store"]
     list_filter = ["source", "store"]
     raw_id_fields = ["device", "beacon", "gateway"]
+    search_fields = ["device__device_id"]
+    search_help_text = "A device's id, whole."
+    date_hierarchy = "seen_at"
+    ordering = ["-seen_at"]  # as PingAdmin's
 
 
 class ApiKeyForm(forms.ModelForm):
@@ -1173,11 +1185,14 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(PresenceEvent)
-class PresenceEventAdmin(HistoryAdmin):
+class PresenceEventAdmin(BigListAdmin, HistoryAdmin):
     list_display = ["customer", "kind", "store", "zone", "minutes", "distance_m", "occurred_at"]
     list_select_related = ["customer", "store", "zone__store"]
     list_filter = ["kind", "store"]
     raw_id_fields = ["customer", "ping", "sighting"]
+    # A customer's visits (presence_event_unique leads with the customer).
+    search_fields = ["customer__external_id"]
+    search_help_text = "A customer's external id, whole."
     date_hierarchy = "occurred_at"
 
 
@@ -1213,11 +1228,15 @@ class FindsCodesAsTheTill(admin.ModelAdmin):
 
 
 @admin.register(Delivery)
-class DeliveryAdmin(FindsCodesAsTheTill, HistoryAdmin):
+class DeliveryAdmin(FindsCodesAsTheTill, BigListAdmin, HistoryAdmin):
     list_display = ["created_at", "campaign", "customer", "store", "status", "reason", "code"]
     list_select_related = ["campaign", "customer", "store"]
     list_filter = [SentFilter, "status", "reason", "campaign", "store"]
-    search_fields = ["code", "customer__external_id", "twilio_sid"]
+    # The code is found by its till key (FindsCodesAsTheTill); each of these by an index.
+    search_fields = ["customer__external_id", "twilio_sid"]
+    search_help_text = (
+        "An offer code as the customer reads it, a customer's external id or a Twilio SID, whole."
+    )
     date_hierarchy = "created_at"
     # The stored trace is shown formatted, as the decision trace.
     fieldsets = [
