@@ -248,7 +248,6 @@ def test_two_zones_of_one_code_deleted_at_once_leave_the_campaign_for_every_stor
     assert list(Zone.objects.values_list("pk", flat=True)) == [opera.pk]
 
 
-
 def test_two_stores_whose_zones_are_a_code_s_last_deleted_at_once_leave_one(api):
     rivoli, opera = StoreFactory(code="RIVOLI"), StoreFactory(code="OPERA")
     ZoneFactory(store=rivoli, code="entrance")
@@ -265,6 +264,7 @@ def test_two_stores_whose_zones_are_a_code_s_last_deleted_at_once_leave_one(api)
     assert deleted.status_code == 409
     assert "Every entrance" in deleted.json()["detail"]
     assert list(Store.objects.values_list("code", flat=True)) == ["OPERA"]
+
 
 # --- A campaign -----------------------------------------------------------------------------
 
