@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.actions import delete_selected as django_delete_selected
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import models, transaction
+from django.db import DatabaseError, models, transaction
 from django.db.models import QuerySet
 from django.http import (
     HttpRequest,
@@ -33,6 +33,7 @@ from customers.services import ConflictError
 from promotions import decisions, feedback
 from promotions.admin_lists import BigListAdmin
 from promotions.api.reports import LARGEST_ID, IdFormField
+from promotions.database import database_unavailable
 from promotions.dry_run import dry_run_campaign
 from promotions.geocoding import GeocodingError, geocode
 from promotions.models import (
@@ -89,8 +90,8 @@ class RefusedDeletionShown(admin.ModelAdmin):
     """A deletion its service refuses (ConflictError) is a message on the page, not a 500:
     the delete page counts what it checks, but a campaign may start using a store, or a
     worker record a campaign's first decision, between that page and the deletion, or
-    while the POST runs (the deletion waits for it, then checks again). Nothing is
-    deleted, nor logged as deleted."""
+    while the POST runs (the deletion waits for it, then checks again). So is one the
+    database broke off (see _refusal). Nothing is deleted, nor logged as deleted."""
 
     # Django's "delete selected" replaced by this class's own; a subclass with actions of
     # its own names it first, where Django lists its own.
@@ -101,8 +102,8 @@ class RefusedDeletionShown(admin.ModelAdmin):
     ) -> HttpResponse:
         try:
             return super().delete_view(request, object_id, extra_context)
-        except ConflictError as error:
-            self.message_user(request, str(error), messages.ERROR)
+        except (ConflictError, DatabaseError) as error:
+            self.message_user(request, _refusal(error), messages.ERROR)
             opts = self.opts
             return HttpResponseRedirect(
                 reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
@@ -114,9 +115,24 @@ class RefusedDeletionShown(admin.ModelAdmin):
         try:
             with transaction.atomic():
                 return django_delete_selected(self, request, queryset)
-        except ConflictError as error:
-            self.message_user(request, str(error), messages.ERROR)
+        except (ConflictError, DatabaseError) as error:
+            self.message_user(request, _refusal(error), messages.ERROR)
             return None  # the list again
+
+
+BROKEN_OFF = "The database could not finish this deletion just now: nothing was deleted. Try again."
+
+
+def _refusal(error: ConflictError | DatabaseError) -> str:
+    """What the page says of a deletion that did not happen: the service's refusal, or a
+    database error that passes (database_unavailable: PostgreSQL breaking a deadlock with
+    a worker, or going away), as the API answers it 503. Any other database error is a bug,
+    raised."""
+    if isinstance(error, DatabaseError):
+        if not database_unavailable(error):
+            raise error
+        return BROKEN_OFF
+    return str(error)
 
 
 def protect_from_deletion(

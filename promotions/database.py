@@ -1,10 +1,10 @@
 """Which database errors mean the database is away for a while, rather than something
 wrong with the work: the API answers them 503 with Retry-After, and tasks retry them. And
 work run again at once when a place it read is deleted under it. And rows held against a
-deletion, as a foreign key holds them."""
+deletion, as a foreign key holds them, and names held by advisory locks."""
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import TypeVar
 
 from django.core.exceptions import EmptyResultSet
@@ -79,3 +79,23 @@ def held_rows(rows: QuerySet, *, strength: str) -> list[tuple]:
     with connection.cursor() as cursor:
         cursor.execute(f"{sql} FOR {strength}", params)
         return cursor.fetchall()
+
+
+def hold_names(
+    space: int, names: Collection[str], *, shared: bool = False, buckets: int | None = None
+) -> None:
+    """Hold PostgreSQL's advisory locks on `names` until the transaction ends, exclusively
+    or `shared`: the first key `space` (whose locks they are), the second the name's hash,
+    or with `buckets` (a power of two) its bucket. One statement, in key order: two
+    transactions locking names they share cannot each wait for a lock the other holds.
+    PostgreSQL only; SQLite, for development, runs one writer at a time."""
+    if connection.vendor != "postgresql" or not names:
+        return
+    function = "pg_advisory_xact_lock_shared" if shared else "pg_advisory_xact_lock"
+    mask = -1 if buckets is None else buckets - 1  # -1: every bit of the hash
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT {function}(%s, key) FROM (SELECT DISTINCT hashtext(name) & %s AS key"
+            " FROM unnest(%s::text[]) AS name ORDER BY key) AS keys",
+            [space, mask, sorted(set(names))],
+        )

@@ -652,7 +652,8 @@ def _hold_campaigns(ids: set[int]) -> None:
     deletion (services.delete_campaigns) waits for them, then counts them and refuses. One
     in flight is waited for here; the campaign is then gone, the deliveries' commit fails,
     and the batch runs again without it (database.against_current_places). Campaigns with
-    a budget or a code pool are locked for update already (_lock_budgets)."""
+    a budget or a code pool are locked for update already (_lock_budgets), before these: a
+    deletion takes them in that order too."""
     held_rows(
         Campaign.objects.filter(id__in=ids).order_by("id").values_list("id"), strength="KEY SHARE"
     )

@@ -13,6 +13,7 @@ from django.db import IntegrityError, connection, models, transaction
 
 from customers.models import Customer, Device
 from promotions.batch_sql import rows_source
+from promotions.database import hold_names
 from promotions.models import LocationBatch, Ping, PresenceEvent, Sighting
 
 Row = TypeVar("Row", bound=models.Model)
@@ -164,7 +165,7 @@ def hold_devices_for_ingest(device_ids: Collection[str]) -> None:
     `delete_location_history`). One lock a bucket of devices (DEVICE_LOCK_BUCKETS), so that
     deleting one device stalls only the ingest of the devices in its bucket; one statement a
     request, where a foreign key would lock the device's row once for every ping."""
-    _lock_devices(device_ids, "pg_advisory_xact_lock_shared")
+    _lock_devices(device_ids, shared=True)
 
 
 def hold_devices_from_ingest(*, device_pks: Collection[int]) -> list[int]:
@@ -182,7 +183,7 @@ def hold_devices_from_ingest(*, device_pks: Collection[int]) -> list[int]:
         .values_list("pk", "device_id")
     )
     # Read with the row locked: the device_id that ingest looks the device up by.
-    _lock_devices([device_id for _, device_id in devices], "pg_advisory_xact_lock")
+    _lock_devices([device_id for _, device_id in devices], shared=False)
     return [pk for pk, _ in devices]
 
 
@@ -201,18 +202,11 @@ def delete_location_history(*, device_pks: Collection[int]) -> None:
         history._raw_delete(history.db)
 
 
-def _lock_devices(device_ids: Collection[str], function: str) -> None:
-    """Take the devices' advisory locks in one statement, in key order: an erasure locking
-    a customer's devices and a batch carrying several of them cannot each wait for a lock
-    the other holds. PostgreSQL only; SQLite, for development, runs one writer at a time."""
-    if connection.vendor != "postgresql" or not device_ids:
-        return
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT {function}(%s, key) FROM (SELECT DISTINCT hashtext(device_id) & %s AS key"
-            " FROM unnest(%s::text[]) AS device_id ORDER BY key) AS keys",
-            [DEVICE_LOCKS, DEVICE_LOCK_BUCKETS - 1, sorted(set(device_ids))],
-        )
+def _lock_devices(device_ids: Collection[str], *, shared: bool) -> None:
+    """Take the devices' advisory locks in key order (see database.hold_names): an erasure
+    locking a customer's devices and a batch carrying several of them cannot each wait for
+    a lock the other holds."""
+    hold_names(DEVICE_LOCKS, device_ids, shared=shared, buckets=DEVICE_LOCK_BUCKETS)
 
 
 def devices_deleted(sender: type, instance: models.Model, **kwargs: Any) -> None:

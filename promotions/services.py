@@ -7,11 +7,11 @@ from typing import NamedTuple
 
 from django.conf import settings
 from django.db import IntegrityError, connection, models, transaction
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from customers.models import Device
 from customers.services import ConflictError
-from promotions.database import against_current_places
+from promotions.database import against_current_places, hold_names
 from promotions.ingest import (
     Errors,
     IngestResult,
@@ -31,6 +31,7 @@ from promotions.models import (
     DeviceTrack,
     Gateway,
     LocationBatch,
+    OfferCode,
     Ping,
     Presence,
     PresenceEvent,
@@ -82,6 +83,7 @@ def delete_stores(*, stores: Sequence[Store]) -> None:
         # store's row already (FOR NO KEY UPDATE), which a campaign's hold does not wait on.
         _lock_for_deletion(Store.objects.filter(pk__in=ids))
         _lock_for_deletion(Zone.objects.filter(store__in=ids))
+        _hold_zone_codes(Zone.objects.filter(store__in=ids))
         for store in stores:
             live = store.campaigns_targeting()
             if live:
@@ -109,6 +111,7 @@ def delete_zones(*, zones: Sequence[Zone]) -> None:
         ids = sorted(zone.pk for zone in zones)
         # Locked before they are checked, as delete_stores locks its zones.
         _lock_for_deletion(Zone.objects.filter(pk__in=ids))
+        _hold_zone_codes(Zone.objects.filter(pk__in=ids))
         for zone in zones:
             watching = zone.campaigns_watching(deleted_with=zones)
             if watching:
@@ -124,6 +127,20 @@ def _lock_for_deletion(rows: QuerySet) -> None:
     """Lock rows about to be deleted (FOR UPDATE, which a foreign key's check and a
     campaign's hold wait on), in the order of their ids, as every deletion takes them."""
     list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
+
+
+# The first key of the PostgreSQL advisory locks on zone codes (see _hold_zone_codes).
+ZONE_CODE_LOCKS = 0x5A43  # "ZC"
+
+
+def _hold_zone_codes(zones: QuerySet) -> None:
+    """Hold the codes of zones about to be deleted, their rows locked: a campaign for every
+    store watches a code, and stops only once no zone of it is left (Zone.campaigns_watching).
+    Two deletions of that code's zones in different stores lock different rows; each,
+    checking unlocked, saw the other's zone left, and both went. The second now waits for
+    the first to commit, then sees its zone gone. Taken after the rows, as every deletion
+    takes them: a deletion holding a code waits for no zone row."""
+    hold_names(ZONE_CODE_LOCKS, set(zones.values_list("code", flat=True)))
 
 
 # What a deletion takes with it, a query a model: the rows Django's collector deletes by
@@ -193,7 +210,19 @@ def delete_campaigns(*, campaigns: Sequence[Campaign]) -> None:
         # one that comes after waits for the deletion, then runs again without the campaign
         # (its commit fails). Counted unlocked, a decision committed between the count and
         # the deletion made the deletion fail (a 500 in the admin).
-        _lock_for_deletion(Campaign.objects.filter(pk__in=ids))
+        # The campaigns a worker locks for update (those with a budget or a code pool, see
+        # decisions._lock_budgets) first, then the others, each in id order, as the worker
+        # takes them: it holds the others (a key share) only after those. Locked in id
+        # order alone, a deletion holding a campaign without a budget waited for one with a
+        # budget that a worker held, which waited for the first: PostgreSQL failed one.
+        chosen = Campaign.objects.filter(pk__in=ids)
+        spending = (
+            Q(daily_budget__isnull=False)
+            | Q(total_budget__isnull=False)
+            | Exists(OfferCode.objects.filter(campaign=OuterRef("pk")))
+        )
+        _lock_for_deletion(chosen.filter(spending))
+        _lock_for_deletion(chosen.exclude(spending))
         decided = dict(
             Delivery.objects.filter(campaign__in=ids)
             .values_list("campaign")

@@ -4,7 +4,7 @@ stores has (on the page and when activated), and intent names PostgreSQL cannot 
 import json
 
 import pytest
-from django.db import connection
+from django.db import OperationalError, connection
 from django.test.utils import CaptureQueriesContext
 
 from promotions.models import Campaign, CampaignStatus, Delivery, OfferCode, TriggerType
@@ -353,6 +353,33 @@ def test_deleting_campaigns_with_decisions_from_the_list_is_refused_naming_them(
 
     assert "Soldes" in page and "3 decisions" in page
     assert set(Campaign.objects.values_list("name", flat=True)) == {"Soldes", "Welcome"}
+
+
+@pytest.mark.parametrize("page", ["delete page", "list"])
+def test_a_campaign_deletion_the_database_breaks_off_is_a_message_not_an_error(
+    admin_client, monkeypatch, page
+):
+    campaign = CampaignFactory(name="Never ran", status=CampaignStatus.DRAFT)
+
+    # PostgreSQL breaking a deadlock (or going away) fails the deletion's transaction.
+    def broken_off(**kwargs):
+        raise OperationalError("deadlock detected")
+
+    monkeypatch.setattr("promotions.admin.delete_campaigns", broken_off)
+    if page == "list":
+        chosen = {"action": "delete_selected", "_selected_action": [campaign.pk], "post": "yes"}
+        answer = admin_client.post("/admin/promotions/campaign/", chosen, follow=True)
+    else:
+        answer = admin_client.post(
+            f"/admin/promotions/campaign/{campaign.pk}/delete/", {"post": "yes"}, follow=True
+        )
+
+    assert answer.status_code == 200
+    shown = [str(message) for message in answer.context["messages"]]
+    assert shown == [
+        "The database could not finish this deletion just now: nothing was deleted. Try again."
+    ], shown
+    assert Campaign.objects.filter(pk=campaign.pk).exists()
 
 
 def test_a_campaign_that_has_made_no_decision_is_still_deleted_with_its_pool(admin_client):

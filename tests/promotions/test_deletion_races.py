@@ -3,12 +3,15 @@ written: whichever comes second waits for the other and is told what happened, t
 API and in the admin, and nothing is left half-written (a campaign targeting a store that
 is gone, or watching a zone that is gone). Two real transactions at once: PostgreSQL only."""
 
+import threading
+import time
+
 import pytest
 from django.db import connection
 from django.utils import timezone
 
 from promotions import decisions, services
-from promotions.models import Campaign, Delivery, LocationBatch, Ping, Store, Zone
+from promotions.models import Campaign, Delivery, LocationBatch, Ping, Store, TriggerType, Zone
 from tests.factories import (
     CampaignFactory,
     CustomerFactory,
@@ -16,7 +19,7 @@ from tests.factories import (
     StoreFactory,
     ZoneFactory,
 )
-from tests.processes import in_thread, started
+from tests.processes import in_thread, sessions_waiting_for_a_lock, started
 from tests.promotions.test_admin_places import STORE_FIELDS
 from tests.test_site import campaign_form, form_errors, store_form
 
@@ -227,6 +230,42 @@ def test_a_zone_deleted_from_its_store_page_under_a_campaign_being_saved_is_a_me
     assert Zone.objects.filter(pk=entrance.pk).exists()
 
 
+def test_two_zones_of_one_code_deleted_at_once_leave_the_campaign_for_every_store_one(api):
+    rivoli = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance")
+    opera = ZoneFactory(store=StoreFactory(code="OPERA"), code="entrance")
+    CampaignFactory(
+        name="Every entrance", trigger_type=TriggerType.BEACON_ZONE, trigger_zone="entrance"
+    )
+
+    # Each deletion, alone, leaves the other entrance to the campaign.
+    _, deleted = while_held(
+        lambda: services.delete_zones(zones=[rivoli]),
+        lambda: api.delete(f"/api/v1/zones/{opera.pk}"),
+    )
+
+    assert deleted.status_code == 409
+    assert "Every entrance" in deleted.json()["detail"]
+    assert list(Zone.objects.values_list("pk", flat=True)) == [opera.pk]
+
+
+def test_two_stores_whose_zones_are_a_code_s_last_deleted_at_once_leave_one(api):
+    rivoli, opera = StoreFactory(code="RIVOLI"), StoreFactory(code="OPERA")
+    ZoneFactory(store=rivoli, code="entrance")
+    ZoneFactory(store=opera, code="entrance")
+    CampaignFactory(
+        name="Every entrance", trigger_type=TriggerType.BEACON_ZONE, trigger_zone="entrance"
+    )
+
+    _, deleted = while_held(
+        lambda: services.delete_stores(stores=[rivoli]),
+        lambda: api.delete("/api/v1/stores/OPERA"),
+    )
+
+    assert deleted.status_code == 409
+    assert "Every entrance" in deleted.json()["detail"]
+    assert list(Store.objects.values_list("code", flat=True)) == ["OPERA"]
+
+
 # --- A campaign -----------------------------------------------------------------------------
 
 
@@ -292,3 +331,50 @@ def test_a_worker_deciding_while_a_campaign_is_deleted_decides_without_it():
     [delivery] = Delivery.objects.filter(id__in=queued)
     assert delivery.campaign == kept
     assert LocationBatch.objects.get().processed_at is not None
+
+
+def test_campaigns_deleted_in_the_admin_while_a_worker_decides_for_them_wait_for_it(
+    admin_client, monkeypatch
+):
+    every = CampaignFactory(name="Every store")
+    budgeted = CampaignFactory(name="Every store, budgeted", daily_budget=100)
+    assert every.pk < budgeted.pk
+    batch = _a_shopper_walks_into(StoreFactory(code="RIVOLI"))
+    # The worker paused once it has locked the budgeted campaign, before it holds the
+    # other one to record its decision, as a slow worker is while the deletion comes.
+    budgets_locked, go_on = threading.Event(), threading.Event()
+    decided_before = decisions._decided_before
+
+    def pause_after_locking_budgets(events):
+        budgets_locked.set()
+        go_on.wait(10)
+        return decided_before(events)
+
+    monkeypatch.setattr(decisions, "_decided_before", pause_after_locking_budgets)
+    worker = in_thread(
+        lambda: decisions.process_location_batch(batch_id=batch.pk, now=timezone.now())
+    )
+    assert budgets_locked.wait(10)
+    chosen = {
+        "action": "delete_selected",
+        "_selected_action": [every.pk, budgeted.pk],
+        "post": "yes",
+    }
+    deletion = in_thread(
+        lambda: admin_client.post("/admin/promotions/campaign/", chosen, follow=True)
+    )
+    for _ in range(200):  # until the deletion waits for the worker
+        if sessions_waiting_for_a_lock():
+            break
+        time.sleep(0.05)
+    go_on.set()
+    worker.join(20)
+    deletion.join(20)
+
+    assert worker.error is None, worker.error
+    assert len(worker.result) == 1
+    assert deletion.error is None, deletion.error
+    assert deletion.result.status_code == 200
+    shown = [str(message) for message in deletion.result.context["messages"]]
+    assert any("1 decision" in message for message in shown), shown
+    assert Campaign.objects.count() == 2
