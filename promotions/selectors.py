@@ -60,9 +60,10 @@ def get_campaign_stats(*, campaign: Campaign) -> dict[str, Any]:
     )
     revenue = redemptions.aggregate(
         sms=Sum("redemption__amount", filter=SMS_WENT),
-        treated=Sum("redemption__amount", filter=SMS_WENT),
         holdout=Sum("redemption__amount", filter=HELD_OUT),
     )
+    # The treated group's, before the customers it counted twice are taken out below.
+    revenue["treated"] = revenue["sms"]
     for twice in _counted_in_both_groups(deliveries):
         # Counted in the group their first decision put them in only (rules.in_holdout_group).
         other = "treated" if twice.held_out else "holdout"
