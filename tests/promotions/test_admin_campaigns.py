@@ -4,7 +4,7 @@ stores has (on the page and when activated), and intent names PostgreSQL cannot 
 import json
 
 import pytest
-from django.db import OperationalError, connection
+from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from promotions.models import Campaign, CampaignStatus, Delivery, OfferCode, TriggerType
@@ -18,6 +18,7 @@ from tests.factories import (
     ZoneFactory,
     an_entry_the_first_campaign_could_not_text,
 )
+from tests.processes import started
 from tests.promotions.test_engine_api import walk_in
 from tests.test_site import campaign_form, form_errors, run_action
 
@@ -355,24 +356,31 @@ def test_deleting_campaigns_with_decisions_from_the_list_is_refused_naming_them(
     assert set(Campaign.objects.values_list("name", flat=True)) == {"Soldes", "Welcome"}
 
 
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="a lock held by another transaction: PostgreSQL"
+)
 @pytest.mark.parametrize("page", ["delete page", "list"])
-def test_a_campaign_deletion_the_database_breaks_off_is_a_message_not_an_error(
-    admin_client, monkeypatch, page
-):
+def test_a_campaign_deletion_the_database_breaks_off_is_a_message_not_an_error(admin_client, page):
     campaign = CampaignFactory(name="Never ran", status=CampaignStatus.DRAFT)
-
-    # PostgreSQL breaking a deadlock (or going away) fails the deletion's transaction.
-    def broken_off(**kwargs):
-        raise OperationalError("deadlock detected")
-
-    monkeypatch.setattr("promotions.admin.delete_campaigns", broken_off)
-    if page == "list":
-        chosen = {"action": "delete_selected", "_selected_action": [campaign.pk], "post": "yes"}
-        answer = admin_client.post("/admin/promotions/campaign/", chosen, follow=True)
-    else:
-        answer = admin_client.post(
-            f"/admin/promotions/campaign/{campaign.pk}/delete/", {"post": "yes"}, follow=True
-        )
+    # A worker holds the campaign, and PostgreSQL gives up the deletion's wait for it (as
+    # when it breaks a deadlock): the deletion's transaction fails.
+    worker = started(lambda: list(Campaign.objects.select_for_update().filter(pk=campaign.pk)))
+    with connection.cursor() as cursor:
+        cursor.execute("SET lock_timeout = '200ms'")
+    try:
+        if page == "list":
+            chosen = {"action": "delete_selected", "_selected_action": [campaign.pk], "post": "yes"}
+            answer = admin_client.post("/admin/promotions/campaign/", chosen, follow=True)
+        else:
+            answer = admin_client.post(
+                f"/admin/promotions/campaign/{campaign.pk}/delete/", {"post": "yes"}, follow=True
+            )
+    finally:
+        worker.release.set()
+        worker.join(10)
+        with connection.cursor() as cursor:
+            cursor.execute("RESET lock_timeout")
 
     assert answer.status_code == 200
     shown = [str(message) for message in answer.context["messages"]]
