@@ -19,6 +19,8 @@ from django.conf import settings
 from django.db import close_old_connections
 from django.utils import timezone
 
+from config.celery import app as celery_app
+
 logger = logging.getLogger(__name__)
 
 
@@ -87,9 +89,7 @@ def start_in_process_beat() -> threading.Thread | None:
             "the schedule."
         )
         return None
-    from config.celery import app
-
-    beat = InProcessBeat(settings.CELERY_BEAT_SCHEDULE, app=app)
+    beat = InProcessBeat(settings.CELERY_BEAT_SCHEDULE, app=celery_app)
     thread = threading.Thread(target=_beat_forever, args=(beat,), name="beat", daemon=True)
     thread.start()
     logger.info(
