@@ -315,6 +315,8 @@ PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
 CSRF_TRUSTED_ORIGINS = ["{0.scheme}://{0.netloc}".format(urlsplit(PUBLIC_BASE_URL))]
 
 INSTALLED_APPS = [
+    # Before staticfiles: its runserver starts the beat of `make run` (config/beat.py).
+    "config",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -679,6 +681,9 @@ BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0)
 # tick and the sweep wait as long as an SMS stays worth sending, though: workers that are up
 # but a few minutes behind must still end visits, announce dwells and resend lost sends.
 BEAT_EXPIRES_SECONDS = max(BEAT_EVERY_SECONDS, float(SMS_VALIDITY_SECONDS))
+# Without a broker there is no `celery beat`: runserver then runs this schedule in its
+# serving process (config/beat.py). `make run` turns it on; beside a broker it is ignored.
+BEAT_IN_PROCESS = env_bool("BEAT_IN_PROCESS", False)
 CELERY_BEAT_SCHEDULE = {
     "presence-timeouts-and-dwell": {
         "task": "promotions.tasks.tick_presence",
