@@ -467,7 +467,7 @@ CACHE_URL = env_url_any("CACHE_URL", ("redis", "rediss"))
 CACHES = {
     "default": (
         {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": CACHE_URL,
             # The cache holds only the ingest rate limit, which lets requests through when
             # the cache fails: a Redis that drops packets must fail fast, not stall ingest.

@@ -36,7 +36,7 @@ class InBatch(Lookup):
         if connection.vendor == "postgresql":
             cast = self.lhs.output_field.cast_db_type(connection)
             kind = "bigint" if cast in ("bigint", "integer", "smallint") else "text"
-            return f"{lhs} = ANY(%s::{cast}[])", [*params, _column_literal(values, kind)]
+            return f"{lhs} = ANY(%s::{cast}[])", [*params, array_literal(values, kind)]
         return f"{lhs} IN (SELECT value FROM json_each(%s))", [*params, json.dumps(values)]
 
 
@@ -70,7 +70,7 @@ def rows_source(casts: Sequence[str], rows: Sequence[Sequence[Any]]) -> tuple[st
         "%s::float8[]" if cast == "timestamptz" else f"%s::{cast}[]" for cast in casts
     )
     values = list(zip(*rows, strict=True)) if rows else [() for _ in casts]
-    params = [_column_literal(column, cast) for column, cast in zip(values, casts, strict=True)]
+    params = [array_literal(column, cast) for column, cast in zip(values, casts, strict=True)]
     return f"SELECT {columns} FROM unnest({arrays}) AS r({', '.join(names)})", params
 
 
@@ -78,8 +78,10 @@ _json = msgspec.json.Encoder()
 _PYTHON_TYPES: dict[str, type] = {"bigint": int, "integer": int, "smallint": int, "boolean": bool}
 
 
-def _column_literal(values: Sequence[Any], cast: str) -> str:
-    """One column of rows in PostgreSQL's text form of an array.
+def array_literal(values: Sequence[Any], cast: str) -> str:
+    """One column of rows in PostgreSQL's text form of an array: a parameter to cast to
+    `cast[]` ("varchar" or "text" for strings). psycopg adapts a list of strings in Python,
+    element by element, at about a microsecond each.
 
     Written as a JSON array by msgspec, some twenty times faster than repr() and a join:
     JSON's numbers, true, false and null are PostgreSQL's array elements too (it reads NULL

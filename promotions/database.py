@@ -11,6 +11,8 @@ from django.core.exceptions import EmptyResultSet
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, connection
 from django.db.models import QuerySet
 
+from promotions.batch_sql import array_literal
+
 T = TypeVar("T")
 
 # PostgreSQL's answers of a server that is going away or not yet able to write: shutting
@@ -97,5 +99,5 @@ def hold_names(
         cursor.execute(
             f"SELECT {function}(%s, key) FROM (SELECT DISTINCT hashtext(name) & %s AS key"
             " FROM unnest(%s::text[]) AS name ORDER BY key) AS keys",
-            [space, mask, sorted(set(names))],
+            [space, mask, array_literal(sorted(set(names)), "text")],
         )

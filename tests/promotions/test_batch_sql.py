@@ -3,9 +3,10 @@
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
 
 from customers.models import Device
-from promotions.batch_sql import EpochSeconds
+from promotions.batch_sql import EpochSeconds, array_literal
 from promotions.models import Ping
 from tests.factories import DeviceFactory
 
@@ -44,8 +45,6 @@ def test_in_batch_matches_in_for_ids_and_text_with_quotes():
 
 
 def test_rows_come_back_from_rows_source_as_they_went_in():
-    from django.db import connection
-
     from promotions.batch_sql import rows_source
 
     rows = [
@@ -73,3 +72,14 @@ def test_rows_come_back_from_rows_source_as_they_went_in():
         None,
         True,
     ]
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="array literals: PostgreSQL")
+def test_text_travels_through_an_array_literal_unchanged():
+    # What advisory locks on names (devices, zone codes) hash is what the server reads.
+    names = ['a"b', "c\\d", "e,f", "{g}", "NULL", "", " spaced ", "é 漢", "line\nbreak", '\\"']
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT unnest(%s::text[])", [array_literal(names, "text")])
+        found = [name for (name,) in cursor.fetchall()]
+
+    assert found == names

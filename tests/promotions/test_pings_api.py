@@ -285,7 +285,7 @@ def test_devices_and_identify_are_rate_limited_like_the_batches(client_with_scop
 
 UNREACHABLE_CACHE = {
     "default": {
-        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "BACKEND": "config.cache.RedisCache",
         "LOCATION": "redis://127.0.0.1:1/0",
     }
 }
@@ -317,7 +317,7 @@ def test_a_hung_rate_limit_cache_costs_one_request_its_timeout_not_every_request
     settings.INGEST_RATE_LIMIT_PER_MINUTE = 1
     settings.CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "config.cache.RedisCache",
             "LOCATION": hung_broker,
             "OPTIONS": {"socket_connect_timeout": 2.0, "socket_timeout": 2.0},
         }
