@@ -3,12 +3,11 @@
 written) once the resource has changed since, as a campaign paused meanwhile. Two writes
 sent with the same ETag at once: one is done, the other refused (PostgreSQL)."""
 
-import time
-
 import pytest
 from django.db import connection
 
 from promotions.models import Beacon, Campaign, CampaignStatus, Gateway, Store, Zone
+from tests.customers.test_devices_and_identify_api import wait_for
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
@@ -346,12 +345,3 @@ def test_of_two_patches_sent_with_the_same_etag_at_once_one_is_done(client_with_
     assert (answers["pause"].status_code, answers["change"].status_code) == (200, 412)
     campaign.refresh_from_db()
     assert (campaign.status, campaign.priority) == (CampaignStatus.PAUSED, 0)
-
-
-def wait_for(condition, seconds=10):
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
