@@ -97,10 +97,16 @@ def problems(method: str, path: str, response: Any) -> list[str]:
     documented = operation["responses"].get(status)
     if documented is None:
         return [f"{method} {template}: {status} not documented ({sorted(operation['responses'])})"]
+    headers = documented.get("headers", {})
     found = [
         f"{method} {template} {status}: header {name} not documented"
-        for name in ("Retry-After",)
-        if response.has_header(name) and name not in documented.get("headers", {})
+        for name in ("Retry-After", "ETag")
+        if response.has_header(name) and name not in headers
+    ]
+    found += [
+        f"{method} {template} {status}: documented header {name} missing"
+        for name in ("ETag",)
+        if name in headers and not response.has_header(name)
     ]
     schema = documented.get("content", {}).get("application/json", {}).get("schema")
     if schema is None:
@@ -131,7 +137,9 @@ def world():
     StoreFactory(code="SPARE")
     entrance = ZoneFactory(store=rivoli, code="entrance")
     spare_zone = ZoneFactory(store=rivoli, code="tills")
-    BeaconFactory(store=rivoli, zone=entrance, identity=beacons.ibeacon_key(BEACON_UUID, 1, 1))
+    ibeacon = BeaconFactory(
+        store=rivoli, zone=entrance, identity=beacons.ibeacon_key(BEACON_UUID, 1, 1)
+    )
     eddystone = BeaconFactory(
         store=rivoli, zone=None, identity=beacons.eddystone_uid_key(NAMESPACE, "0000000000a1")
     )
@@ -223,6 +231,7 @@ def world():
         "spare_zone": spare_zone.pk,
         "entrance": entrance.pk,
         "eddystone": eddystone.pk,
+        "ibeacon": ibeacon.pk,
         "walk_by": walk_by.pk,
         "unused": unused.pk,
     }
@@ -332,6 +341,7 @@ class Call:
     body: Any = None
     status: int = 200
     database: Callable | None = None  # an execute wrapper in place while it is sent
+    headers: dict[str, str] | None = None  # sent with it, as the test client takes them
 
 
 @dataclass
@@ -347,6 +357,10 @@ class Operation:
 
 def op(method: str, template: str, *calls: Call) -> Operation:
     return Operation(method, template, list(calls))
+
+
+# A copy of a config resource read before its last change.
+STALE = {"HTTP_IF_MATCH": '"a-version-long-gone"'}
 
 
 OPERATIONS = [
@@ -369,12 +383,14 @@ OPERATIONS = [
         "/api/v1/stores/{code}",
         Call("/api/v1/stores/RIVOLI", store_body("RIVOLI")),
         Call("/api/v1/stores/NOPE", store_body("NOPE"), 404),
+        Call("/api/v1/stores/RIVOLI", store_body("RIVOLI"), 412, headers=STALE),
     ),
     op(
         "PATCH",
         "/api/v1/stores/{code}",
         Call("/api/v1/stores/RIVOLI", {"name": "Rivoli"}),
         Call("/api/v1/stores/NOPE", {"name": "Nope"}, 404),
+        Call("/api/v1/stores/RIVOLI", {"name": "Nope"}, 412, headers=STALE),
     ),
     op(
         "DELETE",
@@ -382,6 +398,7 @@ OPERATIONS = [
         Call("/api/v1/stores/SPARE", status=204),
         Call("/api/v1/stores/SPARE", status=404),
         Call("/api/v1/stores/RIVOLI", status=409),
+        Call("/api/v1/stores/RIVOLI", status=412, headers=STALE),
     ),
     op(
         "GET",
@@ -407,12 +424,19 @@ OPERATIONS = [
         "/api/v1/zones/{id}",
         Call("/api/v1/zones/{spare_zone}", {"store": "RIVOLI", "code": "tills", "name": "Tills"}),
         Call("/api/v1/zones/999999", {"store": "RIVOLI", "code": "x", "name": "X"}, 404),
+        Call(
+            "/api/v1/zones/{spare_zone}",
+            {"store": "RIVOLI", "code": "x", "name": "X"},
+            412,
+            headers=STALE,
+        ),
     ),
     op(
         "PATCH",
         "/api/v1/zones/{id}",
         Call("/api/v1/zones/{spare_zone}", {"name": "Tills"}),
         Call("/api/v1/zones/999999", {"name": "X"}, 404),
+        Call("/api/v1/zones/{spare_zone}", {"name": "X"}, 412, headers=STALE),
     ),
     op(
         "DELETE",
@@ -421,6 +445,7 @@ OPERATIONS = [
         Call("/api/v1/zones/{spare_zone}", status=404),
         Call("/api/v1/zones/{entrance}?store=%00", status=400),
         Call("/api/v1/zones/{entrance}", status=409),
+        Call("/api/v1/zones/{entrance}", status=412, headers=STALE),
     ),
     op(
         "GET",
@@ -454,12 +479,14 @@ OPERATIONS = [
         "/api/v1/beacons/{id}",
         Call("/api/v1/beacons/{eddystone}", {"store": "RIVOLI", "zone": None}),
         Call("/api/v1/beacons/999999", {"store": "RIVOLI"}, 404),
+        Call("/api/v1/beacons/{eddystone}", {"store": "RIVOLI"}, 412, headers=STALE),
     ),
     op(
         "PATCH",
         "/api/v1/beacons/{id}",
         Call("/api/v1/beacons/{eddystone}", {"measured_power": -60}),
         Call("/api/v1/beacons/999999", {"measured_power": -60}, 404),
+        Call("/api/v1/beacons/{eddystone}", {"measured_power": -1}, 412, headers=STALE),
     ),
     op(
         "DELETE",
@@ -467,6 +494,7 @@ OPERATIONS = [
         Call("/api/v1/beacons/{eddystone}", status=204),
         Call("/api/v1/beacons/{eddystone}", status=404),
         Call("/api/v1/beacons/{eddystone}?store=%00", status=400),
+        Call("/api/v1/beacons/{ibeacon}", status=412, headers=STALE),
     ),
     op(
         "GET",
@@ -492,12 +520,16 @@ OPERATIONS = [
         "/api/v1/gateways/{gateway_id}",
         Call("/api/v1/gateways/gw-1", {"gateway_id": "gw-1", "store": "RIVOLI", "zone": None}),
         Call("/api/v1/gateways/nope", {"gateway_id": "nope", "store": "RIVOLI"}, 404),
+        Call(
+            "/api/v1/gateways/gw-1", {"gateway_id": "gw-1", "store": "RIVOLI"}, 412, headers=STALE
+        ),
     ),
     op(
         "PATCH",
         "/api/v1/gateways/{gateway_id}",
         Call("/api/v1/gateways/gw-1", {"zone": "tills"}),
         Call("/api/v1/gateways/nope", {"zone": None}, 404),
+        Call("/api/v1/gateways/gw-1", {"zone": None}, 412, headers=STALE),
     ),
     op(
         "DELETE",
@@ -505,6 +537,7 @@ OPERATIONS = [
         Call("/api/v1/gateways/gw-2", status=204),
         Call("/api/v1/gateways/gw-2", status=404),
         Call("/api/v1/gateways/gw-1?store=%00", status=400),
+        Call("/api/v1/gateways/gw-1", status=412, headers=STALE),
     ),
     op(
         "GET",
@@ -526,12 +559,14 @@ OPERATIONS = [
         "/api/v1/campaigns/{id}",
         Call("/api/v1/campaigns/{unused}", CAMPAIGN),
         Call("/api/v1/campaigns/999999", CAMPAIGN, 404),
+        Call("/api/v1/campaigns/{walk_by}", CAMPAIGN, 412, headers=STALE),
     ),
     op(
         "PATCH",
         "/api/v1/campaigns/{id}",
         Call("/api/v1/campaigns/{walk_by}", {"intent": None, "priority": 3}),
         Call("/api/v1/campaigns/999999", {"priority": 3}, 404),
+        Call("/api/v1/campaigns/{walk_by}", {"status": "active"}, 412, headers=STALE),
     ),
     op(
         "DELETE",
@@ -540,6 +575,7 @@ OPERATIONS = [
         Call("/api/v1/campaigns/{unused}", status=404),
         Call("/api/v1/campaigns/{walk_by}?status=bogus", status=400),
         Call("/api/v1/campaigns/{walk_by}", status=409),
+        Call("/api/v1/campaigns/{walk_by}", status=412, headers=STALE),
     ),
     op(
         "GET",
@@ -675,7 +711,11 @@ def test_an_operation_answers_exactly_the_statuses_its_schema_documents(world, s
         data = raw if raw is not None else (b"" if body is None else json.dumps(body).encode())
         with connection.execute_wrapper(call.database or pass_through):
             response = client.generic(
-                operation.method, path, data=data, content_type="application/json"
+                operation.method,
+                path,
+                data=data,
+                content_type="application/json",
+                **(call.headers or {}),
             )
         answered.setdefault(response.status_code, []).extend(
             problems(operation.method, path, response)

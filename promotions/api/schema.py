@@ -13,6 +13,9 @@ must be ready to miss ("intent": null is not the same as no intent field).
 (`additionalProperties: false`): a field it does not know is a 400, not dropped. A batch
 item stays open, and says which other keys it refuses (those that look like a mock flag).
 
+A config resource's answers carry its `ETag`, and its PUT, PATCH and DELETE take `If-Match`
+and may answer 412 (ConditionalWrites): documented on every such operation here.
+
 A PATCH body's nested objects are partial too (`PatchedOfferRequest`), as DRF reads them;
 a BLE identity alone is given whole."""
 
@@ -27,6 +30,7 @@ from rest_framework.generics import GenericAPIView
 
 from promotions.api.auth import HasScope
 from promotions.api.batch import ErrorSerializer
+from promotions.api.conditional import ConditionalWrites
 from promotions.api.fields import AccuracyField, IntentWindowDaysField, KnownFieldsOnly
 from promotions.api.identity import WholeIdentitySerializer
 from promotions.api.parsers import ACCEPTED_ENCODINGS
@@ -39,6 +43,28 @@ RETRY_AFTER = {
         "schema": {"type": "integer"},
         "description": "Seconds to wait before retrying.",
     }
+}
+
+ETAG = {
+    "ETag": {
+        "schema": {"type": "string"},
+        "description": (
+            "The version of the resource this answer holds (a strong entity tag): send it back "
+            "in If-Match to write only while the resource is unchanged."
+        ),
+    }
+}
+IF_MATCH = {
+    "in": "header",
+    "name": "If-Match",
+    "required": False,
+    "schema": {"type": "string"},
+    "description": (
+        'An ETag this API gave for the resource, quotes included ("..."), several separated '
+        "by commas, or *: the request is done only while the resource still has one of those "
+        "versions, a 412 otherwise. A weak tag (W/...) never matches. Without it, the request "
+        "is done whatever changed since the copy it was made from was read."
+    ),
 }
 
 ACCEPT_ENCODING = {
@@ -67,8 +93,26 @@ class AutoSchema(openapi.AutoSchema):
             declared["description"] = declared.get("description") or response["description"]
             if "headers" in response:
                 declared.setdefault("headers", response["headers"])
+        self._document_versions(operation)
         operation["responses"] = dict(sorted(responses.items()))
         return operation
+
+    def _document_versions(self, operation: dict[str, Any]) -> None:
+        """The ETag of a config resource's answers, and the If-Match its writes take."""
+        view = self.view
+        if not isinstance(view, ConditionalWrites):
+            return
+        responses = operation["responses"]
+        if view.action in view.answering_a_resource:
+            for code, response in responses.items():
+                if code.startswith("2"):
+                    response.setdefault("headers", {}).update(ETAG)
+        if view.action in view.writing_to_a_resource:
+            operation.setdefault("parameters", []).append(IF_MATCH)
+            responses["412"] = self._error(
+                "If-Match names no current version of the resource (it changed since that "
+                "copy was read, or the tag is weak or malformed): nothing was changed."
+            )
 
     def _map_serializer_field(
         self, field: Any, direction: str, bypass_extensions: bool = False

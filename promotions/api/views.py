@@ -21,6 +21,7 @@ from promotions.api.batch import (
     check_batch_size,
     documented_batch,
 )
+from promotions.api.conditional import ConditionalWrites
 from promotions.api.parsers import PingBatchParser
 from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
@@ -50,7 +51,7 @@ from promotions.models import (
 # --- Configuration ----------------------------------------------------------------------
 
 
-class ConfigViewSet(viewsets.ModelViewSet):
+class ConfigViewSet(ConditionalWrites, viewsets.ModelViewSet):
     """Each write is one transaction, so that a failure part way (the database gone between a
     campaign's row and its stores' rows) leaves nothing behind: a campaign committed without
     its stores would run in every store, and a worker could read it in between.
@@ -67,6 +68,7 @@ class ConfigViewSet(viewsets.ModelViewSet):
             # The row alone, read without the store or zone it joins for display: a write
             # waited on that moved it to another store or zone would make PostgreSQL drop
             # the joined row once it commits, a 404 for a row that is there.
+            # If-Match is compared with this row (ConditionalWrites): the version written.
             # FOR NO KEY UPDATE: a row that others' inserts point at (a campaign's stores, a
             # delivery's store) is not waited on by them, so no deadlock with a campaign
             # write adding this store.
