@@ -2,7 +2,7 @@
 
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from datetime import time
 
 from django.conf import settings
@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from customers.models import Device, validate_time_zone
 from promotions.beacons import BeaconParseError, identity_key_from_text
-from promotions.database import held_rows
+from promotions.database import held_rows, hold_names
 from promotions.geo import GeometryError, distance_m, outline_geometry, polygon_rings
 from promotions.offers import TemplateError, normalise_code, template_placeholders
 from promotions.times import format_instant_for_people
@@ -177,6 +177,10 @@ class Zone(models.Model):
         before = locked_zone(self.pk)
         if before is None or (before.code, before.store_id) == (self.code, self.store_id):
             return
+        # The codes held as a deletion holds them, after the row: a deletion of the other
+        # zone of the old code in flight is waited for, then seen gone by the checks below,
+        # and one that comes after waits for this save and sees the zone renamed or moved.
+        hold_zone_codes({before.code, self.code})
         errors: dict[str, str] = {}
         # Beacons and gateways keep their own store (see zone_of_another_store): moving their
         # zone would count its shoppers in the other store.
@@ -219,6 +223,21 @@ class Zone(models.Model):
             .filter(watching_here)
         )
         return sorted(set(campaigns.values_list("name", flat=True)))
+
+
+# The first key of the PostgreSQL advisory locks on zone codes (see hold_zone_codes).
+ZONE_CODE_LOCKS = 0x5A43  # "ZC"
+
+
+def hold_zone_codes(codes: Collection[str]) -> None:
+    """Hold zone codes until the transaction ends, for a zone of theirs about to be deleted,
+    renamed or moved, its row locked already: a campaign for every store watches a code, and
+    stops only once no zone of it is left (Zone.campaigns_watching). Two such writes to the
+    zones of one code in different stores lock different rows; each, checking unlocked, saw
+    the other's zone left, and both went. The second now waits for the first to commit, then
+    sees its zone gone. Taken after the rows, as every such write takes them: a deletion
+    holding a code waits for no zone row."""
+    hold_names(ZONE_CODE_LOCKS, codes)
 
 
 def zone_of_another_store(place: "Beacon | Gateway") -> str | None:

@@ -11,7 +11,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from customers.models import Device
 from customers.services import ConflictError
-from promotions.database import against_current_places, hold_names
+from promotions.database import against_current_places
 from promotions.ingest import (
     Errors,
     IngestResult,
@@ -40,6 +40,7 @@ from promotions.models import (
     SightingSource,
     Store,
     Zone,
+    hold_zone_codes,
 )
 from promotions.selectors import EMPTY_DAY, get_day_figures
 from promotions.times import local_day
@@ -83,7 +84,7 @@ def delete_stores(*, stores: Sequence[Store]) -> None:
         # store's row already (FOR NO KEY UPDATE), which a campaign's hold does not wait on.
         _lock_for_deletion(Store.objects.filter(pk__in=ids))
         _lock_for_deletion(Zone.objects.filter(store__in=ids))
-        _hold_zone_codes(Zone.objects.filter(store__in=ids))
+        hold_zone_codes(Zone.objects.filter(store__in=ids).values_list("code", flat=True))
         for store in stores:
             live = store.campaigns_targeting()
             if live:
@@ -111,7 +112,7 @@ def delete_zones(*, zones: Sequence[Zone]) -> None:
         ids = sorted(zone.pk for zone in zones)
         # Locked before they are checked, as delete_stores locks its zones.
         _lock_for_deletion(Zone.objects.filter(pk__in=ids))
-        _hold_zone_codes(Zone.objects.filter(pk__in=ids))
+        hold_zone_codes(Zone.objects.filter(pk__in=ids).values_list("code", flat=True))
         for zone in zones:
             watching = zone.campaigns_watching(deleted_with=zones)
             if watching:
@@ -127,20 +128,6 @@ def _lock_for_deletion(rows: QuerySet) -> None:
     """Lock rows about to be deleted (FOR UPDATE, which a foreign key's check and a
     campaign's hold wait on), in the order of their ids, as every deletion takes them."""
     list(rows.select_for_update().order_by("pk").values_list("pk", flat=True))
-
-
-# The first key of the PostgreSQL advisory locks on zone codes (see _hold_zone_codes).
-ZONE_CODE_LOCKS = 0x5A43  # "ZC"
-
-
-def _hold_zone_codes(zones: QuerySet) -> None:
-    """Hold the codes of zones about to be deleted, their rows locked: a campaign for every
-    store watches a code, and stops only once no zone of it is left (Zone.campaigns_watching).
-    Two deletions of that code's zones in different stores lock different rows; each,
-    checking unlocked, saw the other's zone left, and both went. The second now waits for
-    the first to commit, then sees its zone gone. Taken after the rows, as every deletion
-    takes them: a deletion holding a code waits for no zone row."""
-    hold_names(ZONE_CODE_LOCKS, set(zones.values_list("code", flat=True)))
 
 
 # What a deletion takes with it, a query a model: the rows Django's collector deletes by

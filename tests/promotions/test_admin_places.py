@@ -248,6 +248,37 @@ def test_closing_stores_keeps_the_last_entrance_a_campaign_for_every_store_watch
     assert list(Zone.objects.all()) == [rivoli_entrance]
 
 
+def test_the_admin_keeps_the_code_and_store_of_a_zone_a_live_campaign_would_lose(
+    admin_client, rivoli, opera_entrance
+):
+    rivoli_entrance = ZoneFactory(store=rivoli, code="entrance", name="Entrance")
+    watch_entrance(rivoli)
+    for_every_store = watch_entrance()
+    for_every_store.name = "Every entrance"
+    for_every_store.save()
+
+    def changed(zone: Zone, **fields):
+        form = {"store": zone.store_id, "code": zone.code, "name": "Entrance"}
+        return admin_client.post(
+            f"/admin/promotions/zone/{zone.pk}/change/",
+            {**form, "rssi_threshold": -80, **fields},
+        )
+
+    # Moved, RIVOLI's entrance would leave RIVOLI's campaign without one; renamed once
+    # OPERA's is, it would leave the campaign for every store without any.
+    moved = changed(rivoli_entrance, store=StoreFactory(code="LOUVRE").pk)
+    opera_renamed = changed(opera_entrance, code="way-in")
+    last_renamed = changed(rivoli_entrance, code="door")
+
+    assert "Welcome at the door" in form_errors(moved)["code"][0]
+    assert opera_renamed.status_code == 302  # saved: RIVOLI keeps an entrance
+    assert "Every entrance" in form_errors(last_renamed)["code"][0]
+    assert sorted(Zone.objects.values_list("store__code", "code")) == [
+        ("OPERA", "way-in"),
+        ("RIVOLI", "entrance"),
+    ]
+
+
 @pytest.mark.parametrize("page", ["ping", "sighting"])
 def test_location_data_is_read_and_deleted_in_the_admin_not_added_or_changed(admin_client, page):
     # A row added here would be in no location batch: no worker would ever process it.

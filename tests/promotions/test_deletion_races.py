@@ -266,6 +266,107 @@ def test_two_stores_whose_zones_are_a_code_s_last_deleted_at_once_leave_one(api)
     assert list(Store.objects.values_list("code", flat=True)) == ["OPERA"]
 
 
+# --- A zone renamed -------------------------------------------------------------------------
+
+
+EVERY_ENTRANCE = {"name": "Every entrance", "trigger_type": TriggerType.BEACON_ZONE}
+
+
+def the_two_last_entrances() -> tuple[Zone, Zone]:
+    """RIVOLI's and OPERA's entrances, the last of their code, which a campaign for every
+    store watches: either may go while the other stays, not both."""
+    rivoli = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance", name="Entrance")
+    opera = ZoneFactory(store=StoreFactory(code="OPERA"), code="entrance", name="Entrance")
+    CampaignFactory(**EVERY_ENTRANCE, trigger_zone="entrance")
+    return rivoli, opera
+
+
+def seen_waiting(first, second):
+    """`first` done in a transaction held open while `second` runs in another; whether
+    `second` was seen waiting for a lock before `first` committed, and both outcomes."""
+    held = started(first)
+    other = in_thread(second)
+    waited = False
+    for _ in range(200):  # until `second` waits, or is done without waiting
+        waited = sessions_waiting_for_a_lock() > 0
+        if waited or not other.is_alive():
+            break
+        time.sleep(0.05)
+    held.release.set()
+    held.join(10)
+    other.join(10)
+    assert held.error is None and other.error is None, (held.error, other.error)
+    return waited, held.result, other.result
+
+
+def test_a_zone_renamed_while_the_other_of_its_code_is_deleted_waits_and_is_refused(api):
+    rivoli, opera = the_two_last_entrances()
+
+    waited, _, renamed = seen_waiting(
+        lambda: services.delete_zones(zones=[opera]),
+        lambda: api.patch(f"/api/v1/zones/{rivoli.pk}", {"code": "door"}),
+    )
+
+    assert waited
+    assert renamed.status_code == 400
+    assert "Every entrance" in renamed.json()["code"][0]
+    assert list(Zone.objects.values_list("code", flat=True)) == ["entrance"]
+
+
+def test_a_zone_deleted_while_the_other_of_its_code_is_renamed_waits_and_is_refused(
+    client_with_scopes,
+):
+    rivoli, opera = the_two_last_entrances()
+    marketer, other = client_with_scopes(), client_with_scopes()
+
+    waited, renamed, deleted = seen_waiting(
+        lambda: marketer.patch(f"/api/v1/zones/{rivoli.pk}", {"code": "door"}),
+        lambda: other.delete(f"/api/v1/zones/{opera.pk}"),
+    )
+
+    assert waited
+    assert renamed.status_code == 200
+    assert deleted.status_code == 409
+    assert "Every entrance" in deleted.json()["detail"]
+    assert sorted(Zone.objects.values_list("code", flat=True)) == ["door", "entrance"]
+
+
+def test_the_two_last_zones_of_a_code_renamed_at_once_leave_one(client_with_scopes):
+    rivoli, opera = the_two_last_entrances()
+    marketer, other = client_with_scopes(), client_with_scopes()
+
+    waited, renamed, last_renamed = seen_waiting(
+        lambda: marketer.patch(f"/api/v1/zones/{rivoli.pk}", {"code": "door"}),
+        lambda: other.patch(f"/api/v1/zones/{opera.pk}", {"code": "way-in"}),
+    )
+
+    assert waited
+    assert renamed.status_code == 200
+    assert last_renamed.status_code == 400
+    assert "Every entrance" in last_renamed.json()["code"][0]
+    assert Zone.objects.get(pk=opera.pk).code == "entrance"
+
+
+def test_a_zone_renamed_in_the_admin_while_the_other_of_its_code_is_deleted_is_a_message(
+    admin_client,
+):
+    rivoli, opera = the_two_last_entrances()
+    page = f"/admin/promotions/zone/{rivoli.pk}/change/"
+    assert admin_client.get(page).status_code == 200
+
+    waited, _, renamed = seen_waiting(
+        lambda: services.delete_zones(zones=[opera]),
+        lambda: admin_client.post(
+            page,
+            {"store": rivoli.store_id, "code": "door", "name": "Door", "rssi_threshold": -80},
+        ),
+    )
+
+    assert waited
+    assert "Every entrance" in form_errors(renamed)["code"][0]
+    assert list(Zone.objects.values_list("code", flat=True)) == ["entrance"]
+
+
 # --- A campaign -----------------------------------------------------------------------------
 
 
