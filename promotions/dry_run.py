@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from customers import intent
-from customers.models import Customer, SmsConsent
+from customers.models import ConsentChange, Customer, SmsConsent
 from promotions import presence, rules
 from promotions.decisions import (
     SENT_LIKE,
@@ -160,6 +160,7 @@ def dry_run_campaign(
     )
     customers = {item.customer.id: item.customer for item in on_time}
     browsing = load_browsing(customers.keys())
+    consent_logs = _consent_logs(customers.keys())
     decided_by = max((item.arrived_at for item in on_time), default=until)
     counted = _dry_run_counted_sms(
         campaign, customers, since=since, decided_by=decided_by, limits=limits
@@ -212,7 +213,8 @@ def dry_run_campaign(
         stored = browsing.get(customer.id, Browsing({}, {}))
         facts_then = rules.CustomerFacts(
             key=customer.external_id,
-            opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
+            opted_in=_consent_then(customer, consent_logs.get(customer.id, []), moment)
+            == SmsConsent.OPTED_IN,
             has_phone=bool(customer.phone),
             timezone=customer_timezone(customer, item.store),
             products=_as_of(stored.products, at, moment),
@@ -401,6 +403,28 @@ def _dry_run_counted_sms(
             _CountedSms(order, campaign_id, queued_or_holdout, event_id, until)
         )
     return counted
+
+
+def _consent_logs(customers: Iterable[int]) -> dict[int, list[ConsentChange]]:
+    """The customers' consent logs, each in the order of its changes."""
+    logs: dict[int, list[ConsentChange]] = defaultdict(list)
+    rows = ConsentChange.objects.filter(customer_id__in_batch=list(customers)).only(
+        "customer_id", "previous", "consent", "changed_at"
+    )
+    for change in rows.order_by("changed_at", "id"):
+        logs[change.customer_id].append(change)
+    return logs
+
+
+def _consent_then(customer: Customer, log: list[ConsentChange], moment: datetime) -> str:
+    """The customer's consent when the live engine decided at `moment`: what the last change
+    logged by then set, or, before the first change, what that change replaced. Every change
+    is logged (customers.services.set_sms_consent), a reply's STOP and START included; a
+    customer whose log is empty has always had the consent they have now."""
+    before = bisect_right(log, moment, key=lambda change: change.changed_at)
+    if before:
+        return log[before - 1].consent
+    return log[0].previous if log else customer.sms_consent
 
 
 def _first_groups(
