@@ -5,7 +5,7 @@ live engine (promotions.decisions) would have decided it, sending and writing no
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from heapq import heappop, heappush
 from zoneinfo import ZoneInfo
@@ -15,7 +15,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.utils import timezone
 
 from customers import intent
-from customers.models import Customer, SmsConsent
+from customers.models import BrowsingEvent, ConsentChange, Customer, SmsConsent
 from promotions import presence, rules
 from promotions.decisions import (
     SENT_LIKE,
@@ -119,8 +119,9 @@ def dry_run_campaign(
       they are, even one recorded within the window (an event that arrived late);
     - each event is judged when the live engine had it (when it arrived), in the order the
       live engine decided them, with browsing as it stood at the event (views and cart
-      changes after it are not counted, intent strength from what came before it) and the
-      customer's consent as it stands now; its trigger and the campaign's dates go by the
+      changes after it are not counted, each cart in the state its cart events had left it
+      in then, intent strength from what came before it) and the customer's consent as
+      the consent log says it stood then; its trigger and the campaign's dates go by the
       event's own time;
     - an event that reached the server later than the SMS validity is skipped, as live
       (counted in `arrived_too_late`);
@@ -160,6 +161,8 @@ def dry_run_campaign(
     )
     customers = {item.customer.id: item.customer for item in on_time}
     browsing = load_browsing(customers.keys())
+    carts = _cart_histories(browsing)
+    consent_logs = _consent_logs(customers.keys())
     decided_by = max((item.arrived_at for item in on_time), default=until)
     counted = _dry_run_counted_sms(
         campaign, customers, since=since, decided_by=decided_by, limits=limits
@@ -210,14 +213,16 @@ def dry_run_campaign(
                 codes_left += 1
         customer = item.customer
         stored = browsing.get(customer.id, Browsing({}, {}))
+        cart = carts.get(customer.id, _CartHistory())
         facts_then = rules.CustomerFacts(
             key=customer.external_id,
-            opted_in=customer.sms_consent == SmsConsent.OPTED_IN,
+            opted_in=_consent_then(customer, consent_logs.get(customer.id, []), moment)
+            == SmsConsent.OPTED_IN,
             has_phone=bool(customer.phone),
             timezone=customer_timezone(customer, item.store),
-            products=_as_of(stored.products, at, moment),
-            categories=_as_of(stored.categories, at, moment),
-            cart=_signal_as_of(stored.cart, at, moment) if stored.cart else None,
+            products=_as_of(stored.products, cart.products, at, moment),
+            categories=_as_of(stored.categories, cart.categories, at, moment),
+            cart=_signal_as_of(stored.cart, cart.whole, at, moment) if stored.cart else None,
         )
         ranked = rules.rank([rule], item.fact, facts_then, moment)
         if not ranked:
@@ -401,6 +406,28 @@ def _dry_run_counted_sms(
             _CountedSms(order, campaign_id, queued_or_holdout, event_id, until)
         )
     return counted
+
+
+def _consent_logs(customers: Iterable[int]) -> dict[int, list[ConsentChange]]:
+    """The customers' consent logs, each in the order of its changes."""
+    logs: dict[int, list[ConsentChange]] = defaultdict(list)
+    rows = ConsentChange.objects.filter(customer_id__in_batch=list(customers)).only(
+        "customer_id", "previous", "consent", "changed_at"
+    )
+    for change in rows.order_by("changed_at", "id"):
+        logs[change.customer_id].append(change)
+    return logs
+
+
+def _consent_then(customer: Customer, log: list[ConsentChange], moment: datetime) -> str:
+    """The customer's consent when the live engine decided at `moment`: what the last change
+    logged by then set, or, before the first change, what that change replaced. Every change
+    is logged (customers.services.set_sms_consent), a reply's STOP and START included; a
+    customer whose log is empty has always had the consent they have now."""
+    before = bisect_right(log, moment, key=lambda change: change.changed_at)
+    if before:
+        return log[before - 1].consent
+    return log[0].previous if log else customer.sms_consent
 
 
 def _first_groups(
@@ -634,52 +661,127 @@ def _dry_run_budget(campaign: Campaign, *, since: datetime, budget_zone: ZoneInf
     return _SpentBefore(per_day, spent.count(), codes_left)
 
 
+@dataclass(frozen=True)
+class _CartChange:
+    """A cart event, and the state the cart stood in after it (intent.cart_after)."""
+
+    at: datetime
+    weight: float
+    state: str
+    updated_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _CartHistory:
+    """Each of a customer's carts (a SKU's, a category's, the whole cart's) through its cart
+    events, in the order they occurred: the intent rows keep only the latest change."""
+
+    products: dict[str, list[_CartChange]] = field(default_factory=dict)
+    categories: dict[str, list[_CartChange]] = field(default_factory=dict)
+    whole: list[_CartChange] = field(default_factory=list)
+
+
+def _cart_histories(browsing: dict[int, Browsing]) -> dict[int, _CartHistory]:
+    """The customers' carts through their stored cart events (kept until the customer is
+    erased), in one query. An event counts towards its SKU's cart, and its category's: the
+    one it names, or its SKU's as the customer's product intent holds it now (ingest counted
+    it towards the one known then, which the SKU keeps once given); one naming neither is
+    the whole cart's, as ingest folds them (customers.services._apply_to_intent)."""
+    events = (
+        BrowsingEvent.objects.filter(
+            customer_id__in_batch=list(browsing), type__in=list(intent.CART_EVENTS)
+        )
+        .order_by("occurred_at", "id")
+        .values_list("customer_id", "sku", "category", "type", "occurred_at")
+    )
+    histories: dict[int, _CartHistory] = defaultdict(_CartHistory)
+    for customer_id, sku, category, event_type, at in events:
+        history = histories[customer_id]
+        if not category and sku:
+            product = browsing[customer_id].products.get(sku)
+            category = product.signal.category if product is not None else ""
+        carts = []
+        if sku:
+            carts.append(history.products.setdefault(sku, []))
+        if category:
+            carts.append(history.categories.setdefault(category, []))
+        for changes in carts or [history.whole]:
+            last = changes[-1] if changes else None
+            state, updated_at = intent.cart_after(
+                last.state if last else "", last.updated_at if last else None, event_type, at
+            )
+            weight = intent.EVENT_WEIGHTS[event_type]
+            changes.append(_CartChange(at, weight, state, updated_at))
+    return histories
+
+
 # The weight of the cart event that left a cart in each state.
 CART_WEIGHTS = {state: intent.EVENT_WEIGHTS[event] for event, state in intent.CART_EVENTS.items()}
 
 
 def _as_of(
-    browsing: dict[str, StoredBrowsing], at: datetime, moment: datetime
+    browsing: dict[str, StoredBrowsing],
+    carts: dict[str, list[_CartChange]],
+    at: datetime,
+    moment: datetime,
 ) -> dict[str, rules.BrowsingSignal]:
     """Browsing as it stood at the event `at`: see _signal_as_of."""
-    return {key: _signal_as_of(stored, at, moment) for key, stored in browsing.items()}
+    return {
+        key: _signal_as_of(stored, carts.get(key, []), at, moment)
+        for key, stored in browsing.items()
+    }
 
 
-def _signal_as_of(stored: StoredBrowsing, at: datetime, moment: datetime) -> rules.BrowsingSignal:
+def _signal_as_of(
+    stored: StoredBrowsing, cart: list[_CartChange], at: datetime, moment: datetime
+) -> rules.BrowsingSignal:
     """One SKU's, category's or whole cart's intent as it stood at the event `at`, later
-    views and later cart changes removed, its score that of what came before `at`, decayed
-    to `moment` (when the live engine judged the event, and recorded other campaigns'
-    intent strength for it)."""
+    views and later cart changes removed, its cart in the state its cart events up to `at`
+    left it in, its score that of what came before `at`, decayed to `moment` (when the live
+    engine judged the event, and recorded other campaigns' intent strength for it). With no
+    cart event stored for it (an intent row written otherwise), its latest cart change is
+    all there is: taken when it came before `at`."""
     half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
     signal = stored.signal
     views = tuple(t for t in signal.view_times if t <= at.timestamp())
-    carted = signal.cart_updated_at is not None and signal.cart_updated_at <= at
+    if cart:
+        changes = cart[: bisect_right(cart, at, key=lambda change: change.at)]
+    elif signal.cart_state and signal.cart_updated_at is not None:
+        weight = CART_WEIGHTS[signal.cart_state]
+        latest = _CartChange(
+            signal.cart_updated_at, weight, signal.cart_state, signal.cart_updated_at
+        )
+        changes = [latest] if latest.at <= at else []
+    else:
+        changes = []
+    then = changes[-1] if changes else None
     return replace(
         signal,
         view_times=views,
-        cart_state=signal.cart_state if carted else "",
-        score=_score_then(stored, views, at, moment, half_life),
+        cart_state=then.state if then else "",
+        cart_updated_at=then.updated_at if then else None,
+        score=_score_then(stored, views, changes, at, moment, half_life),
     )
 
 
 def _score_then(
     stored: StoredBrowsing,
     views: tuple[int, ...],
+    cart_changes: list[_CartChange],
     at: datetime,
     moment: datetime,
     half_life: float,
 ) -> float:
-    """The score of the browsing up to `at` (`views` are its views), decayed to `moment`.
-    A score is stored as one number as of its newest event: with nothing browsed after `at`
-    it is that number, decayed. Browsed since, the later events are in it too, and only the
-    product views and the last cart change are kept with their times: the score is rebuilt
-    from those up to `at`. Page views and older cart events are left out of it, so it can be
-    lower than it was, never higher."""
+    """The score of the browsing up to `at` (`views` and `cart_changes` are its product views
+    and cart events), decayed to `moment`. A score is stored as one number as of its newest
+    event: with nothing browsed after `at` it is that number, decayed. Browsed since, the
+    later events are in it too, and only the product views and the cart events are kept with
+    their times: the score is rebuilt from those up to `at`. Page views are left out of it,
+    so it can be lower than it was, never higher."""
     signal = stored.signal
     if stored.score_at is None or stored.score_at <= at:
         return intent.score_as_of(signal.score, stored.score_at, moment, half_life)
     view = intent.EVENT_WEIGHTS[intent.VIEW_EVENT]
     events = [(view, datetime.fromtimestamp(t, UTC)) for t in views]
-    if signal.cart_state and signal.cart_updated_at is not None and signal.cart_updated_at <= at:
-        events.append((CART_WEIGHTS[signal.cart_state], signal.cart_updated_at))
+    events += [(change.weight, change.at) for change in cart_changes]
     return intent.score_of(events, moment, half_life)

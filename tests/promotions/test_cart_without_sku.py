@@ -5,9 +5,12 @@ alone (SPEC: an event's `sku` and `category` are optional)."""
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from customers.models import CartIntent
+from promotions.dry_run import dry_run_campaign
 from promotions.models import Delivery, Store
 from promotions.sms import locmem
 from tests.clock import ago
@@ -164,3 +167,54 @@ def test_a_dry_run_reads_the_cart_as_it_stood_at_each_visit(api, lea):
 
     # As live: the visit before the abandonment did not meet it.
     assert (result["matched"], result["would_send"]) == (1, 1)
+
+
+CARTS = {"whole": {}, "product": {"sku": "SKU-1"}, "category": {"category": "shoes"}}
+
+
+@pytest.mark.parametrize("cart", CARTS.values(), ids=CARTS.keys())
+def test_a_dry_run_reads_a_cart_abandoned_before_a_visit_and_changed_since(api, lea, cart):
+    """The cart's later changes do not hide what it was at the visit: the cart events kept
+    tell each state it went through."""
+    rivoli = Store.objects.get()
+    campaign = CampaignFactory(intent_cart_abandoned=True, intent_within_days=7)
+    campaign.stores.add(rivoli)
+    now = timezone.now()
+    post(api, cart_event("in", "add_to_cart", hours_ago=5, **cart))
+    post(api, cart_event("gone", hours_ago=4, **cart))
+    decide_live(presence_event(lea, rivoli, at=now - timedelta(hours=3)))
+    post(api, cart_event("back", "add_to_cart", hours_ago=2, **cart))
+    decide_live(presence_event(lea, rivoli, at=now - timedelta(hours=1)))
+    assert live_decisions(campaign)["by_status"] == {"queued": 1}
+
+    result = dry_run(api, campaign, since=now - timedelta(hours=6))
+
+    # As live: the visit while the cart stood abandoned met the condition, the one after
+    # the customer went back to it did not.
+    assert (result["matched"], result["would_send"]) == (1, 1)
+
+
+def test_a_dry_run_reads_the_carts_of_all_its_customers_in_one_query(api, lea):
+    rivoli = Store.objects.get()
+    campaign = CampaignFactory(intent_cart_abandoned=True, intent_within_days=7)
+    campaign.stores.add(rivoli)
+    now = timezone.now()
+
+    def queries_for(count: int) -> tuple[int, dict]:
+        for _ in range(count):
+            customer = CustomerFactory()
+            named = {"customer_id": customer.external_id}
+            for kind, cart in CARTS.items():
+                name = f"{customer.external_id}-{kind}"
+                post(api, cart_event(f"{name}-gone", hours_ago=4, **named, **cart))
+                post(api, cart_event(f"{name}-back", "add_to_cart", hours_ago=2, **named, **cart))
+            presence_event(customer, rivoli, at=now - timedelta(hours=3))
+        with CaptureQueriesContext(connection) as captured:
+            result = dry_run_campaign(campaign=campaign, since=now - timedelta(hours=6), until=now)
+        return len(captured), result
+
+    few, one_customer = queries_for(1)
+    many, six_customers = queries_for(5)
+
+    assert many == few
+    assert (one_customer["would_send"], six_customers["would_send"]) == (1, 6)
