@@ -263,15 +263,19 @@ def dry_run_campaign(
             if decision.reason:
                 by_reason[decision.reason] += 1
             # Judged as live judged it, a would-be SMS whose real one ended unsent ends then.
-            until, code_back = unsent_at.get(item.event_id, (None, False))
+            ended_unsent, code_back = unsent_at.get(item.event_id, (None, False))
             if decision.status != rules.QUEUED:
-                until = None
+                ended_unsent = None
             if decision.status in (rules.QUEUED, rules.HOLDOUT):
                 if not in_group:
                     first_group[customer.id] = (item.order, decision.status == rules.HOLDOUT)
                 counted[customer.id].append(
                     _CountedSms(
-                        item.order, decision.campaign, decision.status, item.event_id, until
+                        item.order,
+                        decision.campaign,
+                        decision.status,
+                        item.event_id,
+                        ended_unsent,
                     )
                 )
                 displaced |= arrival
@@ -279,8 +283,8 @@ def dry_run_campaign(
                 reached.add(customer.id)
                 after = budget.after_one_sms()
                 per_day[day], total, codes_left = after.today, after.total, after.codes_left
-                if until is not None:
-                    heappush(given_back, (until, len(given_back), day, code_back))
+                if ended_unsent is not None:
+                    heappush(given_back, (ended_unsent, len(given_back), day, code_back))
     return {
         "campaign": campaign.id,
         "since": since,

@@ -162,6 +162,26 @@ def test_an_event_that_arrived_within_the_validity_is_decided(api, rivoli, setti
     assert (result["would_send"], result["arrived_too_late"]) == (1, 0)
 
 
+
+def test_a_dry_run_that_decides_visits_answers_for_the_period_it_was_asked(api, rivoli):
+    now = timezone.now()
+    # It ended 3 days ago: part of the week asked for is outside its dates.
+    campaign = CampaignFactory(ends_at=now - timedelta(days=3))
+    campaign.stores.add(rivoli)
+    at = now - timedelta(days=4)
+    presence_event(CustomerFactory(), rivoli, at=at, arrived_at=at + timedelta(seconds=5))
+    since, until = now - timedelta(days=7), now - timedelta(minutes=1)
+
+    result = dry_run(api, campaign, since=since, until=until)
+
+    assert result["would_send"] == 1
+    assert (result["since"], result["until"]) == (
+        iso(since).replace("+00:00", "Z"),
+        iso(until).replace("+00:00", "Z"),
+    )
+    [warning] = result["warnings"]
+    assert "runs until " in warning
+
 @pytest.mark.parametrize(
     ("real_status", "real_priority", "would_send", "outranked"),
     [
