@@ -223,8 +223,9 @@ def test_a_watched_zone_cannot_be_deleted_from_the_store_page_after_editing_its_
     response = admin_client.post(f"/admin/promotions/store/{rivoli.pk}/change/", form)
 
     assert response.status_code == 200
-    assert "Campaigns watch zone &#x27;entrance&#x27;: Welcome at the door." in (
-        response.content.decode()
+    assert (
+        "Deleting zone &#x27;entrance&#x27; would leave campaign Welcome at the door with no "
+        "zone &#x27;entrance&#x27; in its store RIVOLI." in response.content.decode()
     )
     assert Zone.objects.get(pk=entrance.pk).code == "entrance"
 

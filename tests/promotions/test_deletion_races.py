@@ -226,7 +226,10 @@ def test_a_zone_deleted_from_its_store_page_under_a_campaign_being_saved_is_a_me
     )
 
     assert saved.status_code == 200
-    assert "Campaigns watch zone &#x27;entrance&#x27;: Rivoli walk-in." in saved.content.decode()
+    assert (
+        "Deleting zone &#x27;entrance&#x27; would leave campaign Rivoli walk-in with no zone "
+        "&#x27;entrance&#x27; in its store RIVOLI." in saved.content.decode()
+    )
     assert Zone.objects.filter(pk=entrance.pk).exists()
 
 
