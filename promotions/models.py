@@ -219,9 +219,9 @@ def zones_lost_by_campaigns(changes: Mapping[int, tuple[str, int] | None]) -> li
     campaign in the stores that keep an entrance, a zone moved with its code) runs on.
 
     `changes`: the zones changed, by id, each with its code and store id after the change,
-    or None when it goes. Returns what each such campaign would lose, by campaign name. A
-    write calls it holding the zones' rows and their old and new codes (hold_zone_codes),
-    so that a change to another zone of those codes, in flight, is waited for and seen."""
+    or None when it goes. Returns the campaigns so left, by name. A write calls it holding
+    the zones' rows and their old and new codes (hold_zone_codes), so that a change to
+    another zone of those codes, in flight, is waited for and seen."""
     codes = set(Zone.objects.filter(pk__in=changes).values_list("code", flat=True))
     before = list(Zone.objects.filter(code__in=codes).values_list("pk", "code", "store_id"))
     after_places = [(code, store_id) for pk, code, store_id in before if pk not in changes] + [
@@ -271,12 +271,12 @@ ZONE_CODE_LOCKS = 0x5A43  # "ZC"
 
 def hold_zone_codes(codes: Collection[str]) -> None:
     """Hold zone codes until the transaction ends, for a zone of theirs about to be deleted,
-    renamed or moved, its row locked already: a campaign for every store watches a code, and
-    stops only once no zone of it is left (zones_lost_by_campaigns). Two such writes to the
-    zones of one code in different stores lock different rows; each, checking unlocked, saw
-    the other's zone left, and both went. The second now waits for the first to commit, then
-    sees its zone gone. Taken after the rows, as every such write takes them: a deletion
-    holding a code waits for no zone row."""
+    renamed or moved, its row locked already: a campaign watches a code, and stops only once
+    no zone of it is left among its stores, or in any store for a campaign for every store
+    (zones_lost_by_campaigns). Two such writes to the zones of one code in different stores
+    lock different rows; each, checking unlocked, saw the other's zone left, and both went.
+    The second now waits for the first to commit, then sees its zone gone. Taken after the
+    rows, as every such write takes them: a deletion holding a code waits for no zone row."""
     hold_names(ZONE_CODE_LOCKS, codes)
 
 
