@@ -1,5 +1,5 @@
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -57,8 +57,11 @@ from promotions.models import (
     Store,
     Zone,
     check_campaign_places,
+    hold_zone_codes,
     is_storable_text,
     unix_line_breaks,
+    zone_loss_refusal,
+    zones_lost_by_campaigns,
 )
 from promotions.offers import (
     TemplateError,
@@ -134,15 +137,21 @@ def _refusal(error: ConflictError | DatabaseError) -> str:
     return str(error)
 
 
-def protect_from_deletion(
-    deleted: tuple, objs: Iterable[Store | Zone], campaigns_of: Callable[[Any], list[str]]
-) -> tuple:
-    """`get_deleted_objects`'s answer with the campaigns an object is live in as protected
-    objects: the admin then refuses the deletion and names them."""
+def protect_from_deletion(deleted: tuple, campaigns: Iterable[str]) -> tuple:
+    """`get_deleted_objects`'s answer with the campaigns the deletion would upset, each
+    "Campaign <name>: why", as protected objects: the admin then refuses the deletion and
+    names them."""
     to_delete, model_count, perms_needed, protected = deleted
-    for obj in objs:
-        protected += [f"Campaign {name} (uses {obj})" for name in campaigns_of(obj)]
-    return to_delete, model_count, perms_needed, protected
+    return to_delete, model_count, perms_needed, [*protected, *campaigns]
+
+
+def campaigns_losing_zones(zone_ids: Iterable[int]) -> list[str]:
+    """The campaigns the zones' deletion would leave with no zone to watch (see
+    zones_lost_by_campaigns), as protect_from_deletion lists them."""
+    return [
+        f"Campaign {loss.campaign}: no zone '{loss.code}' would be left {loss.where()}"
+        for loss in zones_lost_by_campaigns(dict.fromkeys(zone_ids))
+    ]
 
 
 def counted_deletion(
@@ -213,20 +222,22 @@ class ZoneFormSet(forms.BaseInlineFormSet):
 
     def clean(self) -> None:
         super().clean()
-        for form in self.deleted_forms:
-            # The zone as stored: the form's instance holds the code typed in the row, which
-            # a marketer may have changed before ticking "Delete".
-            zone = Zone.objects.filter(pk=form.instance.pk).first() if form.instance.pk else None
-            if zone is None:
-                continue
-            watching = zone.campaigns_watching()
-            if watching:
-                raise ValidationError(
-                    f"Campaigns watch zone '{zone.code}': {', '.join(watching)}. "
-                    "Change their trigger or end them before deleting it."
-                )
-            # The zone's own delete page refuses it for the same reason
-            # (allow_presence_events_to_go): its presence events would go with it.
+        # The zones as stored: a form's instance holds the code typed in its row, which a
+        # marketer may have changed before ticking "Delete". Their rows are locked already
+        # (Zone.clean), and their codes held as delete_zones holds them: a deletion of
+        # another zone of theirs, in flight, is waited for and seen here.
+        going = list(Zone.objects.filter(pk__in=[form.instance.pk for form in self.deleted_forms]))
+        if not going:
+            return
+        hold_zone_codes({zone.code for zone in going})
+        lost = zones_lost_by_campaigns(dict.fromkeys(zone.pk for zone in going))
+        if lost:
+            codes = " and ".join(f"'{zone.code}'" for zone in going)
+            doing = f"Deleting zone {codes}" if len(going) == 1 else f"Deleting zones {codes}"
+            raise ValidationError(zone_loss_refusal(doing, lost))
+        # The zone's own delete page refuses it for the same reason
+        # (allow_presence_events_to_go): its presence events would go with it.
+        for zone in going:
             if (
                 not self.may_delete_presence_events
                 and PresenceEvent.objects.filter(zone=zone).exists()
@@ -290,12 +301,14 @@ class StoreAdmin(RefusedDeletionShown):
         deleted = allow_presence_events_to_go(
             counted_deletion(objs, going, request, self.admin_site), request
         )
+        targeting = [
+            f"Campaign {name}: it targets store {store.code}"
+            for store in objs
+            for name in store.campaigns_targeting()
+        ]
+        zones = Zone.objects.filter(store__in=[store.pk for store in objs])
         return protect_from_deletion(
-            deleted,
-            objs,
-            lambda store: sorted(
-                {*store.campaigns_targeting(), *store.campaigns_watching_zones(deleted_with=objs)}
-            ),
+            deleted, [*targeting, *campaigns_losing_zones(zones.values_list("pk", flat=True))]
         )
 
     def delete_model(self, request: HttpRequest, obj: Store) -> None:
@@ -375,9 +388,7 @@ class ZoneAdmin(RefusedDeletionShown):
         deleted = allow_presence_events_to_go(
             counted_deletion(objs, going, request, self.admin_site), request
         )
-        return protect_from_deletion(
-            deleted, objs, lambda zone: zone.campaigns_watching(deleted_with=objs)
-        )
+        return protect_from_deletion(deleted, campaigns_losing_zones(zone.pk for zone in objs))
 
     def delete_model(self, request: HttpRequest, obj: Zone) -> None:
         delete_zones(zones=[obj])

@@ -2,8 +2,9 @@
 
 import hashlib
 import secrets
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from datetime import time
+from typing import NamedTuple
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -129,19 +130,6 @@ class Store(models.Model):
         live = self.campaigns.exclude(status=CampaignStatus.ENDED)
         return sorted(live.values_list("name", flat=True))
 
-    def campaigns_watching_zones(self, *, deleted_with: Iterable["Store"] = ()) -> list[str]:
-        """Names of the campaigns, ended ones aside, that watch one of this store's zones
-        (see Zone.campaigns_watching): deleting the store would delete the zone under them.
-        `deleted_with`: other stores deleted along with this one, whose zones go too."""
-        going = Zone.objects.filter(store__in=[self, *deleted_with])
-        return sorted(
-            {
-                name
-                for zone in self.zones.all()
-                for name in zone.campaigns_watching(deleted_with=going)
-            }
-        )
-
 
 DEFAULT_RSSI_THRESHOLD = -80
 
@@ -184,45 +172,97 @@ class Zone(models.Model):
         errors: dict[str, str] = {}
         # Beacons and gateways keep their own store (see zone_of_another_store): moving their
         # zone would count its shoppers in the other store.
-        if before.store_id != self.store_id and (
-            before.beacons.exists() or before.gateways.exists()
-        ):
+        moved = before.store_id != self.store_id
+        if moved and (before.beacons.exists() or before.gateways.exists()):
             errors["store"] = (
                 f"Zone {before.code} has beacons or gateways in store {before.store.code}; "
                 "move or delete them first."
             )
-        # Campaigns name the zone they watch by its code: renaming a watched zone, or moving
-        # it to another store, would stop them without a word.
-        watching = before.campaigns_watching()
-        if watching:
-            errors["code"] = (
-                f"Campaigns watch zone '{before.code}' in this store: "
-                f"{', '.join(watching)}. Change their trigger or end them first."
-            )
+        lost = zones_lost_by_campaigns({self.pk: (self.code, self.store_id)})
+        if lost:
+            renamed = before.code != self.code
+            doing = {
+                (True, False): "Renaming this zone",
+                (False, True): f"Moving this zone to store {self.store.code}",
+                (True, True): f"Renaming this zone and moving it to store {self.store.code}",
+            }[renamed, moved]
+            errors["code"] = zone_loss_refusal(doing, lost)
         if errors:
             raise ValidationError(errors)
 
-    def campaigns_watching(self, *, deleted_with: Iterable["Zone"] = ()) -> list[str]:
-        """Names of the campaigns, ended ones aside, that this zone going (deleted, or its
-        code or store changed) would stop: those watching its code in one of their stores,
-        and those for every store when no other zone of its code is left (a chain-wide
-        "entrance" campaign runs on in the stores that keep an entrance).
-        `deleted_with`: other zones deleted along with this one."""
-        others_left = (
-            Zone.objects.filter(code=self.code)
-            .exclude(pk=self.pk)
-            .exclude(pk__in=[zone.pk for zone in deleted_with])
-            .exists()
+
+class ZoneLoss(NamedTuple):
+    """A live campaign that a change to zones would leave with no zone of the code it watches
+    among its stores: `stores`, their codes, none for a campaign for every store."""
+
+    campaign: str
+    code: str
+    stores: list[str]
+
+    def where(self) -> str:
+        """Where the campaign looks for its zone, in a marketer's words."""
+        if not self.stores:
+            return "in any store"
+        if len(self.stores) == 1:
+            return f"in its store {self.stores[0]}"
+        if len(self.stores) > 3:
+            return f"in any of its {len(self.stores)} stores"
+        return f"in its stores {', '.join(self.stores[:-1])} and {self.stores[-1]}"
+
+
+def zones_lost_by_campaigns(changes: Mapping[int, tuple[str, int] | None]) -> list[ZoneLoss]:
+    """The rule for every change to zones (a rename, a move, a deletion, several at once, a
+    store's deletion taking its zones): it is refused when it leaves a live campaign (not
+    ended) watching a code that no zone of its stores has (of any store, for a campaign for
+    every store), where one had before. A campaign names its zone by code, and one with no
+    zone to watch stops without a word; one that keeps another (a chain-wide "entrance"
+    campaign in the stores that keep an entrance, a zone moved with its code) runs on.
+
+    `changes`: the zones changed, by id, each with its code and store id after the change,
+    or None when it goes. Returns the campaigns so left, by name. A write calls it holding
+    the zones' rows and their old and new codes (hold_zone_codes), so that a change to
+    another zone of those codes, in flight, is waited for and seen."""
+    codes = set(Zone.objects.filter(pk__in=changes).values_list("code", flat=True))
+    before = list(Zone.objects.filter(code__in=codes).values_list("pk", "code", "store_id"))
+    after_places = [(code, store_id) for pk, code, store_id in before if pk not in changes] + [
+        place for place in changes.values() if place is not None
+    ]
+    campaigns = (
+        Campaign.objects.exclude(status=CampaignStatus.ENDED)
+        .filter(trigger_type=TriggerType.BEACON_ZONE, trigger_zone__in=codes)
+        .prefetch_related("stores")
+        .order_by("name", "pk")
+    )
+    lost = []
+    for campaign in campaigns:
+        stores = {store.pk: store.code for store in campaign.stores.all()}
+        watched = [store_id for code, store_id in after_places if code == campaign.trigger_zone]
+        had = [store_id for _, code, store_id in before if code == campaign.trigger_zone]
+        if _in_stores(had, stores) and not _in_stores(watched, stores):
+            lost.append(ZoneLoss(campaign.name, campaign.trigger_zone, sorted(stores.values())))
+    return lost
+
+
+def _in_stores(store_ids: list[int], stores: Collection[int]) -> bool:
+    """Whether a zone in one of `store_ids` is in `stores`, a campaign's (all, when none)."""
+    return bool(store_ids) and (not stores or any(pk in stores for pk in store_ids))
+
+
+def zone_loss_refusal(doing: str, lost: Collection[ZoneLoss]) -> str:
+    """Why a change to zones is refused (see zones_lost_by_campaigns): `doing`, what the
+    marketer asked ("Deleting zone RIVOLI/entrance"), and the campaigns it would leave
+    without a zone to watch."""
+    if len(lost) == 1:
+        [loss] = lost
+        return (
+            f"{doing} would leave campaign {loss.campaign} with no zone '{loss.code}' "
+            f"{loss.where()}. Change its trigger or end it first."
         )
-        watching_here = models.Q(stores=self.store_id)
-        if not others_left:
-            watching_here |= models.Q(stores=None)
-        campaigns = (
-            Campaign.objects.exclude(status=CampaignStatus.ENDED)
-            .filter(trigger_type=TriggerType.BEACON_ZONE, trigger_zone=self.code)
-            .filter(watching_here)
-        )
-        return sorted(set(campaigns.values_list("name", flat=True)))
+    each = "; ".join(f"{loss.campaign}, no zone '{loss.code}' {loss.where()}" for loss in lost)
+    return (
+        f"{doing} would leave campaigns with no zone to watch: {each}. Change their trigger "
+        "or end them first."
+    )
 
 
 # The first key of the PostgreSQL advisory locks on zone codes (see hold_zone_codes).
@@ -231,12 +271,12 @@ ZONE_CODE_LOCKS = 0x5A43  # "ZC"
 
 def hold_zone_codes(codes: Collection[str]) -> None:
     """Hold zone codes until the transaction ends, for a zone of theirs about to be deleted,
-    renamed or moved, its row locked already: a campaign for every store watches a code, and
-    stops only once no zone of it is left (Zone.campaigns_watching). Two such writes to the
-    zones of one code in different stores lock different rows; each, checking unlocked, saw
-    the other's zone left, and both went. The second now waits for the first to commit, then
-    sees its zone gone. Taken after the rows, as every such write takes them: a deletion
-    holding a code waits for no zone row."""
+    renamed or moved, its row locked already: a campaign watches a code, and stops only once
+    no zone of it is left among its stores, or in any store for a campaign for every store
+    (zones_lost_by_campaigns). Two such writes to the zones of one code in different stores
+    lock different rows; each, checking unlocked, saw the other's zone left, and both went.
+    The second now waits for the first to commit, then sees its zone gone. Taken after the
+    rows, as every such write takes them: a deletion holding a code waits for no zone row."""
     hold_names(ZONE_CODE_LOCKS, codes)
 
 

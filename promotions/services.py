@@ -41,6 +41,8 @@ from promotions.models import (
     Store,
     Zone,
     hold_zone_codes,
+    zone_loss_refusal,
+    zones_lost_by_campaigns,
 )
 from promotions.selectors import EMPTY_DAY, get_day_figures
 from promotions.times import local_day
@@ -70,9 +72,9 @@ def create_api_key(*, name: str, scopes: list[str]) -> tuple[ApiKey, str]:
 
 def delete_stores(*, stores: Sequence[Store]) -> None:
     """Delete stores, unless a live campaign targets one (removing a campaign's last store
-    would turn it into an every-store campaign) or watches one of their zones (the zones go
-    with the store, and delete_zones refuses to delete a watched zone): ConflictError. The
-    API deletes one, the admin's list several at once. What goes with them: see
+    would turn it into an every-store campaign), or their zones going would leave a live
+    campaign with no zone to watch (see zones_lost_by_campaigns): ConflictError. The API
+    deletes one, the admin's list several at once. What goes with them: see
     going_with_stores."""
     with transaction.atomic():
         ids = sorted(store.pk for store in stores)
@@ -92,12 +94,14 @@ def delete_stores(*, stores: Sequence[Store]) -> None:
                     f"Campaigns target store {store.code}: {', '.join(live)}. "
                     "Remove it from them first."
                 )
-            watching = store.campaigns_watching_zones(deleted_with=stores)
-            if watching:
-                raise ConflictError(
-                    f"Campaigns watch a zone of store {store.code}: {', '.join(watching)}. "
-                    "Change their trigger or end them first."
-                )
+        lost = zones_lost_by_campaigns(
+            dict.fromkeys(Zone.objects.filter(store__in=ids).values_list("pk", flat=True))
+        )
+        if lost:
+            doing = (
+                f"Deleting store {stores[0].code}" if len(stores) == 1 else "Deleting these stores"
+            )
+            raise ConflictError(zone_loss_refusal(f"{doing} with its zones", lost))
         # In the order the collector took them: links cleared, then the rows pointing at the
         # store (presence events, sightings, then zones, beacons and gateways), the store
         # last.
@@ -106,20 +110,18 @@ def delete_stores(*, stores: Sequence[Store]) -> None:
 
 
 def delete_zones(*, zones: Sequence[Zone]) -> None:
-    """Delete zones, unless a live campaign watches one (see Zone.campaigns_watching):
-    ConflictError. What goes with them: see going_with_zones."""
+    """Delete zones, unless their going would leave a live campaign with no zone to watch
+    (see zones_lost_by_campaigns): ConflictError. What goes with them: see
+    going_with_zones."""
     with transaction.atomic():
         ids = sorted(zone.pk for zone in zones)
         # Locked before they are checked, as delete_stores locks its zones.
         _lock_for_deletion(Zone.objects.filter(pk__in=ids))
         hold_zone_codes(Zone.objects.filter(pk__in=ids).values_list("code", flat=True))
-        for zone in zones:
-            watching = zone.campaigns_watching(deleted_with=zones)
-            if watching:
-                raise ConflictError(
-                    f"Campaigns watch zone {zone}: {', '.join(watching)}. "
-                    "Change their trigger or end them first."
-                )
+        lost = zones_lost_by_campaigns(dict.fromkeys(ids))
+        if lost:
+            doing = f"Deleting zone {zones[0]}" if len(zones) == 1 else "Deleting these zones"
+            raise ConflictError(zone_loss_refusal(doing, lost))
         _delete_history(going_with_zones(ids))
         Zone.objects.filter(pk__in=ids).delete()
 

@@ -921,8 +921,14 @@ def test_the_admin_keeps_a_watched_zone_s_code_and_its_place_on_the_store_page(a
     }
     deleted = admin_client.post(f"/admin/promotions/store/{store.pk}/change/", store_page)
 
-    assert "Change their trigger or end them first" in renamed.content.decode()
-    assert "Change their trigger or end them before deleting it" in deleted.content.decode()
+    assert (
+        "Renaming this zone would leave campaign Entrance hello with no zone "
+        "&#x27;entrance&#x27; in its store R. Change its trigger or end it first."
+    ) in renamed.content.decode()
+    assert (
+        "Deleting zone &#x27;entrance&#x27; would leave campaign Entrance hello with no zone "
+        "&#x27;entrance&#x27; in its store R. Change its trigger or end it first."
+    ) in deleted.content.decode()
     zone.refresh_from_db()
     assert zone.code == "entrance"
 

@@ -223,8 +223,9 @@ def test_a_watched_zone_cannot_be_deleted_from_the_store_page_after_editing_its_
     response = admin_client.post(f"/admin/promotions/store/{rivoli.pk}/change/", form)
 
     assert response.status_code == 200
-    assert "Campaigns watch zone &#x27;entrance&#x27;: Welcome at the door." in (
-        response.content.decode()
+    assert (
+        "Deleting zone &#x27;entrance&#x27; would leave campaign Welcome at the door with no "
+        "zone &#x27;entrance&#x27; in its store RIVOLI." in response.content.decode()
     )
     assert Zone.objects.get(pk=entrance.pk).code == "entrance"
 
@@ -321,3 +322,79 @@ def test_a_store_is_deleted_in_the_admin_with_its_presence_events(admin_client, 
 
     assert response.status_code == 302
     assert not Store.objects.exists() and not PresenceEvent.objects.exists()
+
+
+def zone_changed(admin_client, zone: Zone, **fields):
+    """The zone's change page posted with `fields` changed."""
+    form = {"store": zone.store_id, "code": zone.code, "name": "Entrance", "rssi_threshold": -80}
+    return admin_client.post(f"/admin/promotions/zone/{zone.pk}/change/", {**form, **fields})
+
+
+def test_the_last_zone_of_a_code_a_campaign_for_every_store_watches_can_move_store(
+    admin_client, rivoli, opera_entrance
+):
+    watch_entrance()  # every store
+
+    moved = zone_changed(admin_client, opera_entrance, store=rivoli.pk)
+    renamed = zone_changed(admin_client, opera_entrance, store=rivoli.pk, code="door")
+
+    assert moved.status_code == 302  # the campaign's entrance is RIVOLI's now
+    assert form_errors(renamed)["code"] == [
+        "Renaming this zone would leave campaign Welcome at the door with no zone 'entrance' "
+        "in any store. Change its trigger or end it first."
+    ]
+    assert list(Zone.objects.values_list("store__code", "code")) == [("RIVOLI", "entrance")]
+
+
+def test_the_admin_changes_a_zone_another_of_the_campaign_s_stores_keeps_the_code_of(
+    admin_client, rivoli, opera_entrance
+):
+    rivoli_entrance = ZoneFactory(store=rivoli, code="entrance", name="Entrance")
+    watch_entrance(rivoli, opera_entrance.store)
+    louvre = StoreFactory(code="LOUVRE")
+
+    renamed = zone_changed(admin_client, rivoli_entrance, code="door")
+    last_moved = zone_changed(admin_client, opera_entrance, store=louvre.pk)
+
+    assert renamed.status_code == 302  # OPERA keeps an entrance
+    assert form_errors(last_moved)["code"] == [
+        "Moving this zone to store LOUVRE would leave campaign Welcome at the door with no "
+        "zone 'entrance' in its stores OPERA and RIVOLI. Change its trigger or end it first."
+    ]
+    assert sorted(Zone.objects.values_list("store__code", "code")) == [
+        ("OPERA", "entrance"),
+        ("RIVOLI", "door"),
+    ]
+
+
+def test_the_admin_deletes_a_zone_another_of_the_campaign_s_stores_keeps_the_code_of(
+    admin_client, opera_entrance
+):
+    form = store_form()
+    rivoli = StoreFactory(**{name: form[name] for name in STORE_FIELDS})
+    rivoli_entrance = ZoneFactory(store=rivoli, code="entrance", name="Entrance")
+    watch_entrance(rivoli, opera_entrance.store)
+    form.update(
+        {
+            "zones-TOTAL_FORMS": 1,
+            "zones-INITIAL_FORMS": 1,
+            "zones-0-id": rivoli_entrance.pk,
+            "zones-0-store": rivoli.pk,
+            "zones-0-code": "entrance",
+            "zones-0-name": "Entrance",
+            "zones-0-rssi_threshold": -80,
+            "zones-0-DELETE": "on",
+        }
+    )
+
+    from_store_page = admin_client.post(f"/admin/promotions/store/{rivoli.pk}/change/", form)
+    last_deleted = admin_client.post(
+        f"/admin/promotions/zone/{opera_entrance.pk}/delete/", {"post": "yes"}
+    )
+
+    assert from_store_page.status_code == 302  # OPERA keeps an entrance
+    assert (
+        "Campaign Welcome at the door: no zone &#x27;entrance&#x27; would be left in its "
+        "stores OPERA and RIVOLI" in last_deleted.content.decode()
+    )
+    assert list(Zone.objects.all()) == [opera_entrance]

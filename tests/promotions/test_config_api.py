@@ -876,6 +876,71 @@ def test_a_zone_a_campaign_for_every_store_watches_can_change_while_another_keep
     assert "Entrance hello" in last_renamed.json()["code"][0]
 
 
+def test_the_last_zone_of_a_code_a_campaign_for_every_store_watches_can_move_store(
+    api, entrance, opera
+):
+    # Moved, the zone keeps its code: the campaign still has its entrance, at OPERA now.
+    watching("entrance")
+
+    moved = api.patch(f"/api/v1/zones/{entrance.id}", {"store": "OPERA"})
+    renamed = api.patch(f"/api/v1/zones/{entrance.id}", {"code": "door"})
+
+    assert moved.status_code == 200
+    assert renamed.status_code == 400
+    assert renamed.json() == {
+        "code": [
+            "Renaming this zone would leave campaign Entrance hello with no zone 'entrance' "
+            "in any store. Change its trigger or end it first."
+        ]
+    }
+    assert list(Zone.objects.values_list("store__code", "code")) == [("OPERA", "entrance")]
+
+
+def test_a_zone_can_change_while_another_of_the_campaign_s_stores_keeps_its_code(
+    api, entrance, opera
+):
+    watching("entrance", entrance.store, opera)
+    opera_entrance = ZoneFactory(store=opera, code="entrance")
+    louvre = StoreFactory(code="LOUVRE")
+    louvre_entrance = ZoneFactory(store=louvre, code="entrance")
+
+    renamed = api.patch(f"/api/v1/zones/{entrance.id}", {"code": "door"})
+    moved = api.patch(f"/api/v1/zones/{entrance.id}", {"store": "LOUVRE", "code": "hall"})
+    # OPERA's is the campaign's last: LOUVRE's entrance is not one of its stores'.
+    last_renamed = api.patch(f"/api/v1/zones/{opera_entrance.id}", {"code": "door"})
+    last_moved = api.patch(f"/api/v1/zones/{opera_entrance.id}", {"store": "RIVOLI"})
+    last_deleted = api.delete(f"/api/v1/zones/{opera_entrance.id}")
+
+    assert renamed.status_code == moved.status_code == 200
+    assert last_renamed.status_code == 400
+    assert last_renamed.json()["code"] == [
+        "Renaming this zone would leave campaign Entrance hello with no zone 'entrance' in "
+        "its stores OPERA and RIVOLI. Change its trigger or end it first."
+    ]
+    assert last_moved.status_code == 200  # RIVOLI is one of the campaign's stores
+    assert last_deleted.status_code == 409
+    assert last_deleted.json()["detail"] == (
+        "Deleting zone RIVOLI/entrance would leave campaign Entrance hello with no zone "
+        "'entrance' in its stores OPERA and RIVOLI. Change its trigger or end it first."
+    )
+    assert louvre_entrance.pk in Zone.objects.values_list("pk", flat=True)
+
+
+def test_a_zone_can_be_deleted_while_another_of_the_campaign_s_stores_keeps_its_code(
+    api, entrance, opera
+):
+    watching("entrance", entrance.store, opera)
+    opera_entrance = ZoneFactory(store=opera, code="entrance")
+
+    deleted = api.delete(f"/api/v1/zones/{entrance.id}")
+    last_deleted = api.delete(f"/api/v1/zones/{opera_entrance.id}")
+
+    assert deleted.status_code == 204
+    assert last_deleted.status_code == 409
+    assert "Entrance hello" in last_deleted.json()["detail"]
+    assert list(Zone.objects.all()) == [opera_entrance]
+
+
 @pytest.mark.parametrize("stores", ["every store", "this store"])
 def test_a_store_with_a_zone_a_live_campaign_watches_cannot_be_deleted(api, entrance, stores):
     watching("entrance", *([entrance.store] if stores == "this store" else []))

@@ -226,7 +226,10 @@ def test_a_zone_deleted_from_its_store_page_under_a_campaign_being_saved_is_a_me
     )
 
     assert saved.status_code == 200
-    assert "Campaigns watch zone &#x27;entrance&#x27;: Rivoli walk-in." in saved.content.decode()
+    assert (
+        "Deleting zone &#x27;entrance&#x27; would leave campaign Rivoli walk-in with no zone "
+        "&#x27;entrance&#x27; in its store RIVOLI." in saved.content.decode()
+    )
     assert Zone.objects.filter(pk=entrance.pk).exists()
 
 
@@ -365,6 +368,65 @@ def test_a_zone_renamed_in_the_admin_while_the_other_of_its_code_is_deleted_is_a
     assert waited
     assert "Every entrance" in form_errors(renamed)["code"][0]
     assert list(Zone.objects.values_list("code", flat=True)) == ["entrance"]
+
+
+def test_a_zone_moved_while_the_other_of_the_campaign_s_stores_loses_its_own_is_refused(
+    client_with_scopes,
+):
+    # A campaign for RIVOLI and OPERA runs on either entrance: one may go, not both.
+    rivoli = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance", name="Entrance")
+    opera = ZoneFactory(store=StoreFactory(code="OPERA"), code="entrance", name="Entrance")
+    StoreFactory(code="LOUVRE")
+    campaign = CampaignFactory(**EVERY_ENTRANCE, trigger_zone="entrance")
+    campaign.stores.set([rivoli.store, opera.store])
+    marketer, other = client_with_scopes(), client_with_scopes()
+
+    waited, deleted, moved = seen_waiting(
+        lambda: marketer.delete(f"/api/v1/zones/{opera.pk}"),
+        lambda: other.patch(f"/api/v1/zones/{rivoli.pk}", {"store": "LOUVRE"}),
+    )
+
+    assert waited
+    assert deleted.status_code == 204
+    assert moved.status_code == 400
+    assert "Every entrance" in moved.json()["code"][0]
+    assert list(Zone.objects.values_list("store__code", "code")) == [("RIVOLI", "entrance")]
+
+
+def test_a_zone_deleted_from_its_store_page_while_the_other_of_its_code_goes_is_a_message(
+    admin_client,
+):
+    form = store_form()
+    rivoli_store = StoreFactory(**{name: form[name] for name in STORE_FIELDS})
+    rivoli = ZoneFactory(store=rivoli_store, code="entrance", name="Entrance")
+    opera = ZoneFactory(store=StoreFactory(code="OPERA"), code="entrance", name="Entrance")
+    CampaignFactory(**EVERY_ENTRANCE, trigger_zone="entrance")
+    page = f"/admin/promotions/store/{rivoli_store.pk}/change/"
+    form.update(
+        {
+            "zones-TOTAL_FORMS": 1,
+            "zones-INITIAL_FORMS": 1,
+            "zones-0-id": rivoli.pk,
+            "zones-0-store": rivoli_store.pk,
+            "zones-0-code": "entrance",
+            "zones-0-name": "Entrance",
+            "zones-0-rssi_threshold": -80,
+            "zones-0-DELETE": "on",
+        }
+    )
+
+    waited, _, saved = seen_waiting(
+        lambda: services.delete_zones(zones=[opera]),
+        lambda: admin_client.post(page, form),
+    )
+
+    assert waited
+    assert saved.status_code == 200
+    assert (
+        "would leave campaign Every entrance with no zone &#x27;entrance&#x27; in any store"
+        in saved.content.decode()
+    )
+    assert list(Zone.objects.values_list("pk", flat=True)) == [rivoli.pk]
 
 
 # --- A campaign -----------------------------------------------------------------------------
