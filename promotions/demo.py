@@ -171,6 +171,22 @@ CAMPAIGNS = [
         "offer_template": "Welcome to {store_name}, {first_name}! A coffee on us with {code}.",
         "limit_per_customer_days": 30,
     },
+    {
+        # Short, so that under `make run` a newcomer sees the beat text a shopper whose
+        # phone went quiet in the store within minutes.
+        "name": "Speakers, take your time",
+        "stores": ["OPERA"],
+        "priority": 3,
+        "trigger_type": TriggerType.DWELL,
+        "trigger_minutes": 3,
+        "intent_categories": ["speakers"],
+        "intent_min_views": 2,
+        "intent_within_days": 14,
+        "offer_template": "{first_name}, take your time: the {product_name} is -15% at "
+        "{store_name} today with {code}.",
+        "offer_valid_days": 1,
+        "limit_per_customer_days": 7,
+    },
 ]
 
 

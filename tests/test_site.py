@@ -224,7 +224,7 @@ def test_load_demo_is_idempotent_and_prints_a_working_login(capsys):
     validate_password(password, User.objects.get(username="admin"))  # what the admin asks
     assert Store.objects.count() == 4
     assert Customer.objects.count() == 4
-    assert Campaign.objects.filter(status="active").count() == 3
+    assert Campaign.objects.filter(status="active").count() == 4
     assert ApiKey.objects.filter(name="demo (make run)").count() == 1
     lea = ProductIntent.objects.get(customer__external_id="C-1001", sku="X200")
     assert len(lea.view_times) == 3
@@ -288,7 +288,7 @@ def test_load_demo_counts_the_demo_s_shoppers_not_every_customer(capsys):
 
     call_command("load_demo")
 
-    assert "Demo data loaded: 4 stores, 8 beacons, 4 shoppers, 3 active campaigns." in (
+    assert "Demo data loaded: 4 stores, 8 beacons, 4 shoppers, 4 active campaigns." in (
         capsys.readouterr().out
     )
 
