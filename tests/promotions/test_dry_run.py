@@ -162,7 +162,6 @@ def test_an_event_that_arrived_within_the_validity_is_decided(api, rivoli, setti
     assert (result["would_send"], result["arrived_too_late"]) == (1, 0)
 
 
-
 def test_a_dry_run_that_decides_visits_answers_for_the_period_it_was_asked(api, rivoli):
     now = timezone.now()
     # It ended 3 days ago: part of the week asked for is outside its dates.
@@ -181,6 +180,7 @@ def test_a_dry_run_that_decides_visits_answers_for_the_period_it_was_asked(api, 
     )
     [warning] = result["warnings"]
     assert "runs until " in warning
+
 
 @pytest.mark.parametrize(
     ("real_status", "real_priority", "would_send", "outranked"),
