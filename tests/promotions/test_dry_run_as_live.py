@@ -116,7 +116,10 @@ campaign_plans = st.builds(
 def histories(draw: st.DrawFn) -> dict:
     stores = draw(st.lists(st.sampled_from(["Europe/Paris", "Asia/Tokyo"]), min_size=1, max_size=3))
     customers = draw(st.lists(customers_plans, min_size=2, max_size=4))
-    campaigns = draw(st.lists(campaign_plans, min_size=1, max_size=2))
+    # Two campaigns twice in three: the other one's SMS count, and it can win a visit.
+    campaigns = draw(
+        st.lists(campaign_plans, min_size=draw(st.sampled_from([1, 2, 2])), max_size=2)
+    )
     events = draw(
         st.lists(
             st.builds(
