@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from django.core.cache.backends.redis import RedisCache as DjangoRedisCache
 from django.core.cache.backends.redis import RedisCacheClient
+from redis.commands.core import Script
 
 # INCRBY on a key that exists; nil (None) on one that does not, which Django's `incr`
 # turns into its ValueError. Atomic: Redis runs a script whole.
@@ -26,25 +27,26 @@ return false
 class _Client(RedisCacheClient):
     def __init__(self, servers: list[str], **options: Any) -> None:
         super().__init__(servers, **options)
-        # One client a connection pool: a client takes a connection from its pool for each
-        # command, so threads can share it.
-        self._clients: dict[int, redis.Redis] = {}
-        self._increments: dict[int, Any] = {}
+        # One client a connection pool, with its counting script: a client takes a connection
+        # from its pool for each command, so threads can share it.
+        self._clients: dict[int, tuple[redis.Redis, Script]] = {}
+
+    def _pooled(self, write: bool) -> tuple[redis.Redis, Script]:
+        pool = self._get_connection_pool(write)
+        pooled = self._clients.get(id(pool))
+        if pooled is None:
+            client = self._client(connection_pool=pool)
+            # EVALSHA, and EVAL once when a restarted Redis has forgotten the script.
+            pooled = (client, client.register_script(_INCREMENT_EXISTING))
+            self._clients[id(pool)] = pooled
+        return pooled
 
     def get_client(self, key: Any = None, *, write: bool = False) -> redis.Redis:
-        pool = self._get_connection_pool(write)
-        client = self._clients.get(id(pool))
-        if client is None:
-            client = self._clients[id(pool)] = self._client(connection_pool=pool)
-        return client
+        return self._pooled(write)[0]
 
     def incr(self, key: str, delta: int) -> int:
-        client = self.get_client(key, write=True)
-        script = self._increments.get(id(client))
-        if script is None:
-            # EVALSHA, and EVAL once when a restarted Redis has forgotten the script.
-            script = self._increments[id(client)] = client.register_script(_INCREMENT_EXISTING)
-        value = script(keys=[key], args=[delta])
+        _, increment_existing = self._pooled(write=True)
+        value = increment_existing(keys=[key], args=[delta])
         if value is None:
             raise ValueError(f"Key '{key}' not found.")
         return value
