@@ -199,10 +199,13 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                 sent=history.sent,
                 held_out_by_campaign=held_out[customer.id],
             )
+            arrival_facts = [facts[e.id] for e in arrival]
             decisions = rules.decide_arrival(
-                live, [facts[e.id] for e in arrival], customer_facts, budgets, limits, now
+                live, arrival_facts, customer_facts, budgets, limits, now
             )
-            for rank, decision in enumerate(decisions):
+            rank = -1
+            while (rank := rank + 1) < len(decisions):
+                decision = decisions[rank]
                 event = arrival[decision.event]
                 key = (customer.id, decision.campaign, event.id)
                 decided = _Decided(
@@ -236,8 +239,19 @@ def decide_presence_events(*, event_ids: Iterable[int], now: datetime) -> list[i
                     queued.append(key)
                 elif draws_pool_code:
                     # The pool ran dry under the count (see _record): the batch's next
-                    # events judge the campaign spent.
+                    # events judge the campaign spent, and this visit goes on to the
+                    # campaigns ranked after it, as it would have had the count seen it.
                     budgets[decision.campaign] = replace(use, codes_left=0)
+                    # It was the arrival's last decision (a queued one ends the ranking).
+                    decided_ids = {d.campaign for d in decisions}
+                    decisions += rules.decide_arrival(
+                        [c for c in live if c.id not in decided_ids],
+                        arrival_facts,
+                        customer_facts,
+                        budgets,
+                        limits,
+                        now,
+                    )
         landed.update(_insert_decisions(unsaved, now=now))
         queued_ids = [landed[key] for key in queued if key in landed]
         pace_sends(queued_ids, now=now)

@@ -210,6 +210,38 @@ def test_a_drawn_code_whose_link_was_cleared_is_not_sent_again(rivoli, pooled):
     assert (third.status, third.reason) == ("suppressed", "budget")
 
 
+def test_a_pool_found_empty_at_the_draw_leaves_the_visit_to_the_next_campaign(rivoli, pooled):
+    # Counted with a code left (POOL-1, its link cleared in the admin, which the count cannot
+    # see), found empty at the draw: the visit goes on to the campaign ranked next, as it
+    # would have had the count seen the pool empty.
+    now = timezone.now()
+    pooled.priority = 10
+    pooled.save()
+    fallback = CampaignFactory(priority=1, offer_template="{code}")
+    fallback.stores.add(rivoli)
+    walk_in(rivoli, at=now - timedelta(minutes=2))
+    walk_in(rivoli, at=now - timedelta(minutes=1))
+    OfferCode.objects.filter(code="POOL-1").update(delivery=None)
+
+    event = PresenceEvent.objects.create(
+        customer=CustomerFactory(),
+        store=rivoli,
+        kind="entered",
+        place_key=f"store:{rivoli.id}",
+        occurred_at=now,
+        created_at=now,
+    )
+    queued = decisions.decide_presence_events(event_ids=[event.id], now=now)
+
+    decided = Delivery.objects.filter(presence_event=event).order_by("id")
+    assert [(d.campaign, d.status, d.reason) for d in decided] == [
+        (pooled, "suppressed", "budget"),
+        (fallback, "queued", ""),
+    ]
+    assert queued == [decided[1].id]
+    assert decided[1].code and not decided[1].code.startswith("POOL")
+
+
 def test_a_pool_code_that_collides_is_passed_over_for_the_next(rivoli, pooled):
     # A delivery carries POOL-1 without its key (written by an update that bypassed the
     # model): only the unique code tells, when the delivery is inserted.
