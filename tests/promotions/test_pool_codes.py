@@ -174,9 +174,9 @@ def test_the_admin_cannot_undo_the_link_between_a_drawn_code_and_its_delivery(ad
 # --- Drawing ---------------------------------------------------------------------------
 
 
-def walk_in(store, *, at):
-    """A customer enters the store, and the live engine decides."""
-    event = PresenceEvent.objects.create(
+def entry(store, *, at):
+    """A new customer's entry into the store, not decided yet."""
+    return PresenceEvent.objects.create(
         customer=CustomerFactory(),
         store=store,
         kind="entered",
@@ -184,6 +184,11 @@ def walk_in(store, *, at):
         occurred_at=at,
         created_at=at,
     )
+
+
+def walk_in(store, *, at):
+    """A customer enters the store, and the live engine decides."""
+    event = entry(store, at=at)
     decisions.decide_presence_events(event_ids=[event.id], now=at)
     return Delivery.objects.get(presence_event=event)
 
@@ -223,14 +228,7 @@ def test_a_pool_found_empty_at_the_draw_leaves_the_visit_to_the_next_campaign(ri
     walk_in(rivoli, at=now - timedelta(minutes=1))
     OfferCode.objects.filter(code="POOL-1").update(delivery=None)
 
-    event = PresenceEvent.objects.create(
-        customer=CustomerFactory(),
-        store=rivoli,
-        kind="entered",
-        place_key=f"store:{rivoli.id}",
-        occurred_at=now,
-        created_at=now,
-    )
+    event = entry(rivoli, at=now)
     queued = decisions.decide_presence_events(event_ids=[event.id], now=now)
 
     decided = Delivery.objects.filter(presence_event=event).order_by("id")
@@ -263,14 +261,7 @@ def test_a_pool_of_keyless_codes_alone_leaves_the_event_to_the_next_campaign(riv
     fallback = CampaignFactory(priority=1)
     fallback.stores.add(rivoli)
 
-    event = PresenceEvent.objects.create(
-        customer=CustomerFactory(),
-        store=rivoli,
-        kind="entered",
-        place_key=f"store:{rivoli.id}",
-        occurred_at=timezone.now(),
-        created_at=timezone.now(),
-    )
+    event = entry(rivoli, at=timezone.now())
     decisions.decide_presence_events(event_ids=[event.id], now=timezone.now())
 
     decided = Delivery.objects.filter(presence_event=event).order_by("id")
