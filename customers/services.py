@@ -29,7 +29,7 @@ from customers.models import (
     opted_out_number_keys,
 )
 from customers.selectors import get_admin_history, opted_out_number, replied_start_at
-from promotions import tracking
+from promotions import sms, tracking
 from promotions.ingest import (
     IngestResult,
     ValidItems,
@@ -229,8 +229,9 @@ def forget_consent_of_old_phone(*, customer: Customer, old_phone: str, source: s
 
 
 def erase_customer(*, customer: Customer) -> None:
-    """Remove the customer's personal data, location history and intent, and the admin's
-    history of changes to them. Their deliveries stay, anonymised, so campaign results
+    """Remove the customer's personal data, location history and intent, the admin's
+    history of changes to them, and what the SMS backend keeps of their messages (the
+    `file` backend's lines). Their deliveries stay, anonymised, so campaign results
     still add up; so does their number's opt-out by reply, if any (OptedOutNumber): a keyed
     hash of the number, kept so that no later record of it is texted before it replies
     START; and when it last replied START (RepliedStartNumber), which outdates a 21610 for
@@ -246,7 +247,13 @@ def erase_customer(*, customer: Customer) -> None:
         # recorded commit before the UPDATE below, which then anonymises it too.
         if not Customer.objects.select_for_update().filter(pk=customer.pk).exists():
             return  # erased meanwhile by another request
-        Delivery.objects.filter(customer=customer).update(
+        deliveries = Delivery.objects.filter(customer=customer)
+        # The SMS backend's own copies of their messages (the file backend's lines: number
+        # and text), once the erasure has committed.
+        sent = {str(pk) for pk in deliveries.exclude(to="").values_list("pk", flat=True)}
+        if sent:
+            transaction.on_commit(lambda: sms.get_backend().forget(sent))
+        deliveries.update(
             customer=None,
             erased_as=uuid.uuid4(),
             to="",

@@ -4,6 +4,7 @@
 lines, `twilio` sends through the official SDK. Only `promotions.sms.twilio` imports twilio.
 """
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import import_module
@@ -70,6 +71,12 @@ class SmsBackend(Protocol):
         """The message the provider took for `message` (same recipient and text, same
         reference where the provider keeps one) since `since`, or None if it took none.
         Raises TransientSmsError when the provider cannot be asked now."""
+        ...
+
+    def forget(self, references: Collection[str]) -> None:
+        """Drop what Passage keeps of the messages with these references (our delivery ids),
+        their recipient and text: their customer was erased. A provider's own log is the
+        provider's (Twilio's: see README, Known and left)."""
         ...
 
 

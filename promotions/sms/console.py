@@ -1,4 +1,5 @@
 import sys
+from collections.abc import Collection
 from datetime import datetime
 
 from promotions import offers
@@ -25,3 +26,6 @@ class ConsoleBackend:
         """A print keeps no record: a message printed by a worker that stopped before
         recording it is not found (and not printed again)."""
         return None
+
+    def forget(self, references: Collection[str]) -> None:
+        """Nothing is kept: what was printed is the terminal's."""

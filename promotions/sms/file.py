@@ -1,5 +1,7 @@
+import fcntl
 import json
 import os
+from collections.abc import Collection
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,9 +29,11 @@ class FileBackend:
         path = Path(settings.SMS_FILE_PATH)
         path.parent.mkdir(parents=True, exist_ok=True)
         # One write of a whole line to a file opened for appending: lines from several
-        # workers never interleave.
+        # workers never interleave. Under the file's lock, which an erasure rewriting it
+        # holds: a line appended between its read and its rewrite would be lost.
         descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
             os.write(descriptor, (line + "\n").encode())
         finally:
             os.close(descriptor)
@@ -41,11 +45,39 @@ class FileBackend:
         if not path.exists():
             return None
         with path.open(encoding="utf-8") as lines:
+            fcntl.flock(lines, fcntl.LOCK_SH)
             for line in lines:
-                try:
-                    sent = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a full disk is not a message
-                if isinstance(sent, dict) and sent.get("reference") == message.reference:
+                sent = _message(line)
+                if sent is not None and sent.get("reference") == message.reference:
                     return SentSms(sid=sent["sid"], status="sent")
         return None
+
+    def forget(self, references: Collection[str]) -> None:
+        """Rewrite the file without these messages' lines: the file holds each one's number
+        and text, which their customer's erasure removes. In place, under the lock senders
+        take: a sender that opened the file before a rename would append to the old one."""
+        path = Path(settings.SMS_FILE_PATH)
+        if not references or not path.exists():
+            return
+        with path.open("r+b") as file:
+            fcntl.flock(file, fcntl.LOCK_EX)
+            lines = file.read().splitlines(keepends=True)
+            kept = [line for line in lines if _reference(line) not in references]
+            if len(kept) == len(lines):
+                return
+            file.seek(0)
+            file.write(b"".join(kept))
+            file.truncate()
+
+
+def _message(line: str | bytes) -> dict | None:
+    try:
+        sent = json.loads(line)
+    except ValueError:
+        return None  # a line cut short by a full disk is not a message
+    return sent if isinstance(sent, dict) else None
+
+
+def _reference(line: bytes) -> str | None:
+    sent = _message(line)
+    return None if sent is None else sent.get("reference")

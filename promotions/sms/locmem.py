@@ -1,3 +1,4 @@
+from collections.abc import Collection
 from datetime import datetime
 
 from promotions.sms import OutgoingSms, SentSms
@@ -23,3 +24,8 @@ class LocmemBackend:
     def find(self, message: OutgoingSms, *, since: datetime) -> SentSms | None:
         sid = sids.get(message.reference)
         return None if sid is None else SentSms(sid=sid, status="sent")
+
+    def forget(self, references: Collection[str]) -> None:
+        outbox[:] = [message for message in outbox if message.reference not in references]
+        for reference in references:
+            sids.pop(reference, None)

@@ -2,7 +2,7 @@
 
 import ssl
 import traceback
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -163,6 +163,10 @@ class TwilioBackend:
                     sid=sent.sid, status=sent.status or "sent", error_code=sent.error_code
                 )
         return None
+
+    def forget(self, references: Collection[str]) -> None:
+        """Passage keeps nothing of a message Twilio took but its sid; Twilio keeps its own
+        message log (see README, Known and left)."""
 
 
 def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:

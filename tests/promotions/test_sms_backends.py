@@ -58,6 +58,36 @@ def test_the_file_backend_appends_json_lines(settings, tmp_path):
     assert lines[0]["sid"] != lines[1]["sid"]
 
 
+def test_the_file_backend_forgets_the_lines_of_the_messages_named(settings, tmp_path):
+    settings.SMS_BACKEND = "file"
+    settings.SMS_FILE_PATH = str(tmp_path / "sms.jsonl")
+    sms.get_backend().send(MESSAGE)
+    with open(settings.SMS_FILE_PATH, "a") as file:
+        file.write('{"to": "+3361\n')  # a line cut short by a full disk
+    sms.get_backend().send(OTHER)
+
+    sms.get_backend().forget({"42"})
+
+    lines = Path(settings.SMS_FILE_PATH).read_text().splitlines()
+    assert lines[0] == '{"to": "+3361'
+    assert [json.loads(line)["reference"] for line in lines[1:]] == ["43"]
+    assert sms.get_backend().find(MESSAGE, since=A_MINUTE_AGO) is None
+    sms.get_backend().send(MESSAGE)  # appended after the rewrite, whole
+    assert json.loads(Path(settings.SMS_FILE_PATH).read_text().splitlines()[-1])["to"] == MESSAGE.to
+
+
+def test_the_locmem_backend_forgets_the_messages_named(settings):
+    settings.SMS_BACKEND = "locmem"
+    locmem.clear()
+    sms.get_backend().send(MESSAGE)
+    sms.get_backend().send(OTHER)
+
+    sms.get_backend().forget({"42"})
+
+    assert locmem.outbox == [OTHER]
+    assert sms.get_backend().find(MESSAGE, since=A_MINUTE_AGO) is None
+
+
 def test_twilio_gets_the_message_with_its_callback_and_validity(twilio, settings):
     sent = sms.get_backend().send(MESSAGE)
 
