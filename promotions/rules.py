@@ -393,8 +393,8 @@ def first_held_out(first_holdout_at: datetime | None, first_texted_at: datetime 
 def rank(
     campaigns: Collection[CampaignRule], event: PresenceFact, customer: CustomerFacts, now: datetime
 ) -> list[tuple[CampaignRule, IntentMatch]]:
-    """The campaigns the event triggers and whose intent condition holds, best first:
-    highest priority, then strongest intent, then the oldest campaign."""
+    """The campaigns the event triggers, still running at `now`, and whose intent condition
+    holds, best first: highest priority, then strongest intent, then the oldest campaign."""
     return [
         (campaign, match) for campaign, match, _ in _rank_arrival(campaigns, [event], customer, now)
     ]
@@ -410,6 +410,11 @@ def _rank_arrival(
     event it is triggered by."""
     matches = []
     for campaign in campaigns:
+        if not runs_at(campaign.starts_at, campaign.ends_at, now):
+            # A visit made before the campaign's end but decided after it (a worker's lag, a
+            # lost batch swept up): its send would find the campaign stopped and the shopper
+            # texted by none, so the visit is for the campaigns running now.
+            continue
         event = next((i for i, fact in enumerate(events) if triggered(campaign, fact)), None)
         if event is None:
             continue

@@ -556,3 +556,58 @@ def test_never_more_than_one_sms_and_never_without_consent(campaigns, opted_in):
     assert all(d.status != "queued" for d in decisions) or opted_in
     # Everything before the winner was suppressed with a reason.
     assert all(d.reason for d in decisions if d.status == "suppressed")
+
+
+# --- The campaign's dates at the decision -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dates", "winner"),
+    [
+        ({"ends_at": NOW - timedelta(seconds=1)}, 2),
+        ({"ends_at": NOW}, 2),
+        ({"ends_at": NOW + timedelta(seconds=1)}, 1),
+        ({"starts_at": NOW + timedelta(seconds=1)}, 2),
+        ({"starts_at": NOW - timedelta(seconds=10)}, 1),
+    ],
+)
+def test_a_visit_goes_to_a_campaign_running_when_it_is_decided(dates, winner):
+    # Entered 5 s before the decision: a campaign that ended meanwhile can no longer text
+    # (its send would find it stopped), so the visit is the next campaign's.
+    lunch = replace(X200_ENTER, **dates)
+    all_day = CampaignRule(2, priority=1)
+    entered = replace(ENTERED, at=NOW - timedelta(seconds=5))
+    if "starts_at" in dates:
+        # A phone whose clock runs fast reports the visit after the start, before it comes.
+        entered = replace(ENTERED, at=NOW + timedelta(seconds=30))
+    decisions = decide([lunch, all_day], event=entered)
+    assert [(d.campaign, d.status) for d in decisions] == [(winner, "queued")]
+
+
+moments = st.integers(-900, 900).map(lambda seconds: NOW + timedelta(seconds=seconds))
+
+
+@given(
+    st.lists(
+        st.builds(
+            CampaignRule,
+            id=st.integers(1, 20),
+            priority=st.integers(-2, 2),
+            starts_at=st.none() | moments,
+            ends_at=st.none() | moments,
+        ),
+        max_size=6,
+        unique_by=lambda c: c.id,
+    ),
+    st.integers(-300, 600),
+)
+def test_a_decision_to_text_is_only_for_a_campaign_its_send_would_find_running(campaigns, lag):
+    # The send checks the campaign's dates at its own moment (rules.runs_at): a campaign
+    # chosen that is not running when decided texts no one, and takes the visit from others.
+    event = replace(ENTERED, at=NOW - timedelta(seconds=lag))
+    decisions = decide(campaigns, event=event)
+    running = {c.id for c in campaigns if rules.runs_at(c.starts_at, c.ends_at, NOW)}
+    triggered = {c.id for c in campaigns if rules.triggered(c, event)}
+    assert {d.campaign for d in decisions} <= running & triggered
+    if running & triggered:
+        assert [d.status for d in decisions] == ["queued"]
