@@ -189,11 +189,12 @@ def parse_advertisement(raw: str | bytes) -> BeaconFrame:
     structures), given as bytes or as hex text.
 
     Hex text may have a 0x prefix, surrounding whitespace and one ':', '-' or ' ' between bytes.
-    Structures are walked by their own lengths and a zero length ends the list. The walk stops
-    at the first beacon frame, so bytes after it are not examined. Raises BeaconParseError for
-    data that is empty, over 255 bytes or not hex; for a structure longer than what remains
-    before a frame is found; for a beacon frame that is malformed (wrong length, undefined
-    Eddystone frame type, bad URL scheme...); and when no beacon frame is found.
+    Structures are walked by their own lengths, over zero padding (advertising data, then the
+    scan response a scanner may append to it). The walk stops at the first beacon frame, so
+    bytes after it are not examined. Raises BeaconParseError for data that is empty, over 255
+    bytes or not hex; for a structure longer than what remains before a frame is found; for a
+    beacon frame that is malformed (wrong length, undefined Eddystone frame type, bad URL
+    scheme...); and when no beacon frame is found.
     """
     data = _advertising_data(raw)
     ad_types_seen = []
@@ -214,9 +215,10 @@ def parse_advertisement(raw: str | bytes) -> BeaconFrame:
 def iter_ad_structures(data: bytes) -> Iterator[tuple[int, bytes]]:
     """(AD type, payload) for each AD structure in advertising data, in order.
 
-    A zero length byte ends the list: Android hands over whole scan records, zero-padded after
-    the last structure. Raises BeaconParseError, when iteration reaches it, for a structure
-    whose length runs past the end of the data.
+    A zero length byte is padding and is passed over: Android hands over whole scan records,
+    zero-padded after the last structure, and advertising data padded to its 31 bytes may be
+    followed by the scan response. Raises BeaconParseError, when iteration reaches it, for a
+    structure whose length runs past the end of the data.
     """
     for _offset, ad_type, payload in _ad_structures(_as_bytes(data, "Advertising data")):
         yield ad_type, payload
@@ -459,7 +461,11 @@ def _ad_structures(data: bytes) -> Iterator[tuple[int, int, bytes]]:
     while offset < len(data):
         length = data[offset]
         if length == 0:
-            return
+            # Padding, not the end: advertising data is zero-padded to its 31 bytes, and a
+            # scanner that appends the scan response (Linux, ESPHome's Bluetooth proxies) leaves
+            # that padding in front of it; some beacons pad between structures too.
+            offset += 1
+            continue
         remaining = len(data) - offset - 1
         if length > remaining:
             raise BeaconParseError(

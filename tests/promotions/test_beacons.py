@@ -270,8 +270,9 @@ def test_it_walks_structures_by_their_own_lengths():
     ]
 
 
-def test_iterating_ad_structures_stops_at_a_zero_length():
-    assert list(iter_ad_structures(FLAGS + b"\x00\x05\xff")) == [(0x01, b"\x06")]
+def test_iterating_ad_structures_passes_over_zero_padding():
+    data = (FLAGS + ad(0x09, b"Shop")).ljust(31, b"\x00") + ad(0x0A, b"\x04") + bytes(31)
+    assert list(iter_ad_structures(data)) == [(0x01, b"\x06"), (0x09, b"Shop"), (0x0A, b"\x04")]
 
 
 def test_iterating_ad_structures_rejects_a_structure_longer_than_the_data():
@@ -286,8 +287,16 @@ def test_iterating_ad_structures_rejects_text():
 
 ACCEPTED = [
     pytest.param(FLAGS + ibeacon_ad() + bytes(31), id="android-zero-padding"),
-    # A zero length ends the list: what follows, even a structure claiming too much, is unread.
-    pytest.param(ibeacon_ad() + b"\x00\x1e\xff\x4c", id="zero-length-ends-the-list"),
+    # The walk stops at the first frame: what follows, even a structure claiming too much, is
+    # unread.
+    pytest.param(ibeacon_ad() + b"\x00\x1e\xff\x4c", id="nothing-read-after-the-frame"),
+    # Advertising data padded with zeros to its 31 bytes, then the scan response a scanner
+    # appends to it (Linux, ESPHome's Bluetooth proxies): a zero byte is padding, not the end.
+    pytest.param(
+        (FLAGS + ad(0x09, b"Card tag")).ljust(31, b"\x00") + ibeacon_ad(),
+        id="padded-advertising-data-then-scan-response",
+    ),
+    pytest.param(FLAGS + b"\x00\x00" + ibeacon_ad(), id="zero-padding-between-structures"),
     # The walk stops at the first frame, as the published TLM vector with a stray byte needs.
     pytest.param(ibeacon_ad() + b"\xe4", id="stray-byte-after-the-frame"),
     pytest.param(ad(0xFF, b"\x4c\x00\x10\x05\x01\x18\x1f") + ibeacon_ad(), id="apple-nearby-first"),

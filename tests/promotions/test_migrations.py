@@ -6,7 +6,9 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from promotions.models import OfferCode, Zone
+from customers.models import Device
+from promotions.models import Beacon, OfferCode, Zone
+from tests.clock import ago
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -122,5 +124,93 @@ def test_a_code_0015_as_first_released_keyed_empty_is_never_drawn(drawn):
         assert list(OfferCode.objects.drawable().values_list("code", flat=True)) == ["SAVE-10"]
         kept = OfferCode.objects.filter(code="--").values_list("code_key", "delivery__code")
         assert list(kept) == ([(None, "--")] if drawn else [])
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+# The release of 2026-11-24 stored a BLE identity typed in the admin as typed; since
+# 2026-11-30 both the admin and the API store the canonical key, which sightings are matched
+# against and the API reads back.
+BEFORE_CANONICAL_IDENTITIES = [
+    ("promotions", "0025_campaign_holdout_share_help_text"),
+    ("customers", "0016_browsing_event_admin_indexes"),
+]
+UUID_TYPED = "{F7826DA6-4FA2-4E98-8024-BC5B71E0893E}"
+UUID_KEY = "f7826da6-4fa2-4e98-8024-bc5b71e0893e"
+
+
+def test_identities_typed_in_the_first_release_s_admin_are_found_and_read_after_upgrade(
+    client_with_scopes,
+):
+    old = migrate(BEFORE_CANONICAL_IDENTITIES)
+    try:
+        store = old.get_model("promotions", "Store").objects.create(
+            code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
+        )
+        beacons = old.get_model("promotions", "Beacon").objects
+        beacons.create(store=store, identity=f"IBEACON:{UUID_TYPED}:1:2")
+        beacons.create(store=store, identity="eddystone:0xEDD1EBEAC04E5DEFA017:0000000000AB")
+        customer = old.get_model("customers", "Customer").objects.create(
+            external_id="c1", phone="+33612345678"
+        )
+        devices = old.get_model("customers", "Device").objects
+        devices.create(device_id="d1", customer=customer, ble_identity=f"ibeacon:{UUID_TYPED}:7:42")
+
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+        assert sorted(Beacon.objects.values_list("identity", flat=True)) == [
+            "eddystone:edd1ebeac04e5defa017:0000000000ab",
+            f"ibeacon:{UUID_KEY}:1:2",
+        ]
+        assert Device.objects.get().ble_identity == f"ibeacon:{UUID_KEY}:7:42"
+        api = client_with_scopes()
+        response = api.get("/api/v1/beacons")
+        assert response.status_code == 200
+        ibeacon = {"uuid": UUID_KEY, "major": 1, "minor": 2}
+        assert ibeacon in [beacon["ibeacon"] for beacon in response.json()["results"]]
+        assert api.get("/api/v1/customers/c1/export").status_code == 200
+        sighting = {"device_id": "d1", "ibeacon": ibeacon, "rssi": -60, "seen_at": ago(seconds=5)}
+        response = api.post("/api/v1/sightings", {"sightings": [sighting]})
+        assert response.json()["accepted"] == 1
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+
+def test_an_identity_typed_twice_or_unreadable_is_left_as_typed_and_named(capsys):
+    old = migrate(BEFORE_CANONICAL_IDENTITIES)
+    try:
+        store = old.get_model("promotions", "Store").objects.create(
+            code="S1", name="Store", latitude=48.86, longitude=2.34, radius_m=80
+        )
+        beacons = old.get_model("promotions", "Beacon").objects
+        beacons.create(store=store, identity=f"ibeacon:{UUID_KEY}:1:2")
+        beacons.create(store=store, identity=f"ibeacon:{UUID_TYPED}:1:2")
+        beacons.create(store=store, identity="entrance beacon")
+        # The release let a device take a store beacon's identity: a gateway hearing the
+        # beacon would place the device's customer in its zone all day.
+        customer = old.get_model("customers", "Customer").objects.create(
+            external_id="c1", phone="+33612345678"
+        )
+        old.get_model("customers", "Device").objects.create(
+            device_id="d1", customer=customer, ble_identity=f"IBEACON:{UUID_TYPED}:1:2"
+        )
+        old.get_model("customers", "Device").objects.create(
+            device_id="d2", customer=customer, ble_identity="ibeacon:" + UUID_KEY + ":3:4"
+        )
+        beacons.create(store=store, identity="ibeacon:" + UUID_KEY + ":3:4")
+
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+        assert sorted(Beacon.objects.values_list("identity", flat=True)) == [
+            "entrance beacon",
+            f"ibeacon:{UUID_KEY}:1:2",
+            f"ibeacon:{UUID_KEY}:3:4",
+            f"ibeacon:{UUID_TYPED}:1:2",
+        ]
+        printed = capsys.readouterr().out
+        assert f"ibeacon:{UUID_TYPED}:1:2" in printed
+        assert "entrance beacon" in printed
+        assert f"IBEACON:{UUID_TYPED}:1:2" in printed
+        assert f"both advertise 'ibeacon:{UUID_KEY}:3:4'" in printed
     finally:
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())

@@ -208,6 +208,21 @@ def test_a_gateway_recognises_a_device_by_its_raw_advertisement(api, gateway, ta
     assert Sighting.objects.get().device == tagged_phone
 
 
+def test_a_gateway_recognises_a_tag_whose_identity_is_in_the_scan_response(
+    api, gateway, tagged_phone
+):
+    # The tag pads its advertising data (flags and name) with zeros to 31 bytes; the gateway
+    # appends the scan response, which carries the iBeacon.
+    advertising = ("0201060909436172642074616700").ljust(62, "0")
+    scan_response = "1aff4c000215" + BEACON_UUID.replace("-", "") + "03e80001c5"
+    item = gateway_sighting(raw=advertising + scan_response, ibeacon=None)
+
+    response = post_gateway(api, "gw-rivoli-1", item)
+
+    assert response.json()["accepted"] == 1
+    assert Sighting.objects.get().device == tagged_phone
+
+
 def test_an_unknown_gateway_rejects_each_item(api, tagged_phone):
     response = post_gateway(api, "gw-nowhere", gateway_sighting(), gateway_sighting())
 
