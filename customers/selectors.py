@@ -16,7 +16,7 @@ from customers.models import (
     Visitor,
     opted_out_number_keys,
 )
-from promotions.beacons import identity_from_key
+from promotions.beacons import identity_of_stored_key
 from promotions.models import DeviceTrack, Ping, Redemption, Sighting
 
 # Related rows are named as the rest of the API names them: a store by its code, a device
@@ -111,9 +111,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
             {
                 "device_id": device.device_id,
                 "platform": device.platform,
-                "ble_identity": identity_from_key(device.ble_identity)
-                if device.ble_identity
-                else None,
+                "ble_identity": _stored_identity(device.ble_identity),
                 "owner_since": device.owner_since,
                 "created_at": device.created_at,
                 "updated_at": device.updated_at,
@@ -322,7 +320,15 @@ def _admin_history_export(customer: Customer) -> list[dict[str, Any]]:
 def _with_beacon_identity(row: dict[str, Any]) -> dict[str, Any]:
     # The beacon an app ranged, named as the API names beacons: by its identity.
     key = row.pop("beacon__identity")
-    return {**row, "beacon": identity_from_key(key) if key else None}
+    return {**row, "beacon": _stored_identity(key)}
+
+
+def _stored_identity(key: str | None) -> dict[str, Any] | None:
+    """A stored BLE identity as the API names it, or, left as typed and naming none (see
+    identity_of_stored_key), as it is stored: the export holds what is held."""
+    if not key:
+        return None
+    return identity_of_stored_key(key) or {"stored_as": key}
 
 
 def _with_view_instants(row: dict[str, Any]) -> dict[str, Any]:

@@ -397,6 +397,17 @@ def identity_from_key(key: str) -> dict[str, dict[str, str | int]]:
     )
 
 
+def identity_of_stored_key(key: str) -> dict[str, dict[str, str | int]] | None:
+    """The identity a stored key names, in the API's shape (see identity_from_key); None when
+    it names none. A key migration promotions.0026 left as typed in the first release's
+    admin (typed twice, or not an identity) is read as that typing would be now: it is
+    for the admin to settle, and must not fail what lists it."""
+    try:
+        return identity_from_key(identity_key_from_text(key))
+    except BeaconParseError:
+        return None
+
+
 def _require_canonical(key: str, make_key: Callable[..., str], *parts: object) -> None:
     try:
         canonical = make_key(*parts)

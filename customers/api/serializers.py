@@ -237,7 +237,8 @@ class ExportedDeviceSerializer(serializers.Serializer):
     platform = serializers.ChoiceField(choices=Platform.choices)
     ble_identity = serializers.DictField(
         allow_null=True,
-        help_text='{"ibeacon": {uuid, major, minor}} or {"eddystone_uid": {namespace, instance}}.',
+        help_text='{"ibeacon": {uuid, major, minor}} or {"eddystone_uid": {namespace, instance}}; '
+        '{"stored_as": text} for a tag typed in the first release\'s admin naming no identity.',
     )
     owner_since = serializers.DateTimeField(
         allow_null=True,

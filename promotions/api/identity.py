@@ -99,5 +99,5 @@ def identity_representation(key: str | None) -> dict[str, Any]:
     """`{"ibeacon": {...} or None, "eddystone_uid": {...} or None}` for a stored key."""
     shape: dict[str, Any] = {"ibeacon": None, "eddystone_uid": None}
     if key:
-        shape.update(beacons.identity_from_key(key))
+        shape.update(beacons.identity_of_stored_key(key) or {})
     return shape

@@ -296,3 +296,27 @@ def test_export_says_when_the_number_last_replied_start(api):
 def test_export_of_a_number_that_never_replied_start_says_so(api):
     api.put("/api/v1/customers/C-1", LEA)
     assert api.get("/api/v1/customers/C-1/export").json()["number_replied_start_at"] is None
+
+
+@pytest.mark.parametrize(
+    "stored, exported",
+    [
+        (
+            f"IBEACON:{{{BEACON_UUID.upper()}}}:1:2",
+            {"ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}},
+        ),
+        ("lea's keyring tag", {"stored_as": "lea's keyring tag"}),
+    ],
+    ids=["typed twice", "no identity"],
+)
+def test_a_tag_left_as_typed_by_the_upgrade_is_exported_as_held(api, stored, exported):
+    # Migration promotions.0026 leaves such a device's identity as the first release's admin
+    # stored it, for the admin to settle: the export still answers, with what is held.
+    api.put("/api/v1/customers/C-1", LEA)
+    api.post("/api/v1/devices", {"device_id": "lea-tag", "customer_id": "C-1"})
+    Device.objects.filter(device_id="lea-tag").update(ble_identity=stored)
+
+    response = api.get("/api/v1/customers/C-1/export")
+
+    assert response.status_code == 200
+    assert response.json()["devices"][0]["ble_identity"] == exported

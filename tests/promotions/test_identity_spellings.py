@@ -97,3 +97,30 @@ def test_a_beacon_is_registered_in_every_spelling_of_its_uuid(api, spelling):
 
     assert response.status_code == 201, response.json()
     assert response.json()["ibeacon"] == {"uuid": BEACON_UUID, "major": 1, "minor": 2}
+
+
+@pytest.mark.parametrize(
+    "typed, shown",
+    [
+        # Typed twice in the first release's admin: migration promotions.0026 leaves the
+        # second as typed. It is the same identity as the first, and reads so.
+        (
+            f"IBEACON:{{{BEACON_UUID.upper()}}}:1:2",
+            {"ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}, "eddystone_uid": None},
+        ),
+        # Naming no identity at all: nothing to show, for the admin to settle.
+        ("speaker shelf", {"ibeacon": None, "eddystone_uid": None}),
+    ],
+    ids=["typed twice", "no identity"],
+)
+def test_an_identity_left_as_typed_by_the_upgrade_is_listed_not_a_500(api, typed, shown):
+    BeaconFactory(identity=beacons.ibeacon_key(BEACON_UUID, 1, 2))
+    BeaconFactory(identity="placeholder")
+    Beacon.objects.filter(identity="placeholder").update(identity=typed)
+
+    response = api.get("/api/v1/beacons")
+
+    assert response.status_code == 200
+    listed = response.json()
+    listed = listed.get("results", listed)
+    assert {k: listed[-1][k] for k in ("ibeacon", "eddystone_uid")} == shown
