@@ -1,3 +1,4 @@
+import math
 from copy import copy
 from datetime import datetime, timedelta
 from typing import Any
@@ -549,8 +550,17 @@ class SightingRssiField(StrictIntegerField):
     }
 
     def __init__(self, **kwargs: Any) -> None:
-        kwargs.setdefault("help_text", "dBm, below 0.")
+        kwargs.setdefault(
+            "help_text", "dBm, below 0; an average's fraction is rounded to the nearest dBm."
+        )
         super().__init__(min_value=-127, max_value=-1, **kwargs)
+
+    def to_internal_value(self, data: object) -> int:
+        # A running average, as the Android Beacon Library's runningAverageRssi (a double)
+        # that many apps send: its nearest dBm, which the range is then checked on.
+        if isinstance(data, float) and math.isfinite(data):
+            data = round(data)
+        return super().to_internal_value(data)
 
 
 class SightingSerializer(KnownFieldsOnly, serializers.Serializer):

@@ -86,6 +86,25 @@ def test_the_same_sighting_twice_is_stored_once(api, phone, entrance_beacon):
     assert Sighting.objects.count() == 1
 
 
+@pytest.mark.parametrize(("sent", "stored"), [(-67.6, -68), (-67.4, -67), (-80.0, -80)])
+def test_a_running_average_rssi_is_taken_to_the_nearest_dbm(
+    api, phone, entrance_beacon, sent, stored
+):
+    # The Android Beacon Library's runningAverageRssi, what many apps send, is a double.
+    response = post(api, sighting(rssi=sent))
+
+    assert response.json() == {"accepted": 1, "duplicates": 0, "rejected": []}
+    assert Sighting.objects.get().rssi == stored
+
+
+def test_an_average_that_rounds_to_0_dbm_is_refused_as_0_is(api, phone, entrance_beacon):
+    response = post(api, sighting(rssi=-0.4))
+
+    assert response.json()["rejected"][0]["errors"]["rssi"] == [
+        "rssi must be below 0 dBm: 0 means the phone could not measure the signal."
+    ]
+
+
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
