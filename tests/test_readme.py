@@ -36,3 +36,26 @@ def test_the_map_of_the_code_names_every_file_of_the_apps():
     ]
 
     assert unnamed == []
+
+
+def production_commands() -> list[str]:
+    block = section("Running it for real").split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line.split("#")[0].strip() for line in block.replace("\\\n", " ").splitlines()]
+
+
+def test_the_production_commands_create_the_first_admin_account():
+    # make run prints a generated login; a deployment has no account until one is made, and
+    # the admin is where marketers configure stores and campaigns.
+    assert any("manage.py createsuperuser" in command for command in production_commands())
+
+
+def test_the_production_commands_make_the_folder_beat_keeps_its_schedule_in():
+    # celery beat dies with FileNotFoundError on a --schedule whose folder does not exist.
+    commands = production_commands()
+    beat = next(command for command in commands if "celery -A config beat" in command)
+    folder = str(Path(beat.split("--schedule", 1)[1].split()[0]).parent)
+
+    assert any(
+        command.startswith("mkdir -p") and folder in command.split()
+        for command in commands[: commands.index(beat)]
+    )
