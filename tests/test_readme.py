@@ -59,3 +59,15 @@ def test_the_production_commands_make_the_folder_beat_keeps_its_schedule_in():
         command.startswith("mkdir -p") and folder in command.split()
         for command in commands[: commands.index(beat)]
     )
+
+
+def test_the_walkthrough_redeems_the_code_the_newcomer_s_sms_carried():
+    # Codes are drawn at random: the README's example SMS shows one no other database gives,
+    # and a redemption sending it as written answers 404 "No offer matches this code."
+    using = section("Using the API")
+    example_codes = set(re.findall(r"\b[A-Z0-9]{4}-[A-Z0-9]{4}\b", using))
+    posted = re.findall(r'"code": "([^"]*)"', using)
+
+    assert example_codes
+    assert posted
+    assert not example_codes & set(posted)
