@@ -121,6 +121,20 @@ def test_other_paths_still_refuse_a_host_they_do_not_serve(behind_a_load_balance
     assert status.startswith("400")
 
 
+def test_an_api_client_sent_to_a_host_the_server_does_not_serve_is_told_so(
+    behind_a_load_balancer,
+):
+    # A gateway, an app build or the simulator given the instance's address instead of the
+    # public name: "Bad request." alone left its engineer guessing at the body.
+    status, _, body = _wsgi("GET", "/api/v1/stores", host="10.0.0.5:8000")
+
+    assert status.startswith("400")
+    assert json.loads(body) == {
+        "detail": "This server does not answer for the host '10.0.0.5:8000': send requests "
+        "to the address it serves (its ALLOWED_HOSTS)."
+    }
+
+
 def test_the_openapi_schema_describes_every_operation_of_the_contract():
     response = Client().get("/api/schema/", HTTP_ACCEPT="application/json")
 

@@ -7,6 +7,7 @@ matches, a Host it does not serve, a crash."""
 from collections import Counter
 from typing import Any
 
+from django.core.exceptions import DisallowedHost
 from django.db import DatabaseError, DataError, IntegrityError
 from django.db.models import ProtectedError, RestrictedError
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -85,9 +86,18 @@ def _wants_json(request: HttpRequest) -> bool:
 
 
 def bad_request(request: HttpRequest, exception: Exception) -> HttpResponse:
-    if _wants_json(request):
-        return JsonResponse({"detail": "Bad request."}, status=status.HTTP_400_BAD_REQUEST)
-    return defaults.bad_request(request, exception)
+    if not _wants_json(request):
+        return defaults.bad_request(request, exception)
+    detail = "Bad request."
+    if isinstance(exception, DisallowedHost):
+        # A client given the instance's address instead of the public name (a gateway, an
+        # app build, the simulator): its engineer needs the reason, not a bare 400.
+        host = request.META.get("HTTP_HOST") or request.META.get("SERVER_NAME", "")
+        detail = (
+            f"This server does not answer for the host {host[:255]!r}: send requests to the "
+            "address it serves (its ALLOWED_HOSTS)."
+        )
+    return JsonResponse({"detail": detail}, status=status.HTTP_400_BAD_REQUEST)
 
 
 def not_found(request: HttpRequest, exception: Exception) -> HttpResponse:
