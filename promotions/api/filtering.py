@@ -14,8 +14,9 @@ class KnownFiltersBackend(DjangoFilterBackend):
     is a 400 naming it, never ignored: ignored, `?campaign_id=3` (the filter is `campaign`)
     or `?customer=C-1001` answers every campaign's or every customer's deliveries, a 200 an
     export would take for the ones it asked for. A request body's unknown field is refused
-    the same way (KnownFieldsOnly). An object read by its key takes its list's filters and
-    ignores other parameters, as before."""
+    the same way (KnownFieldsOnly). A filter (or the page) given twice is a 400 too: read
+    as its last value, `?status=sent&status=holdout` answers the holdout alone. An object
+    read by its key takes its list's filters and ignores other parameters, as before."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
         if request.method == "GET" and getattr(view, "action", "list") == "list":
@@ -29,4 +30,10 @@ class KnownFiltersBackend(DjangoFilterBackend):
                 takes = ", ".join([*filters, *page]) or "no parameter"
                 message = f"Unknown filter: this list takes {takes}."
                 raise ValidationError({name: [message] for name in unknown})
+            repeated = sorted(
+                name for name in request.query_params if len(request.query_params.getlist(name)) > 1
+            )
+            if repeated:
+                message = "Given more than once: a list takes one value a filter, and one page."
+                raise ValidationError({name: [message] for name in repeated})
         return super().filter_queryset(request, queryset, view)

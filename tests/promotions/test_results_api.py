@@ -343,6 +343,30 @@ def test_an_unknown_filter_of_the_deliveries_is_400_not_every_delivery(api, quer
     assert "campaign" in response.json()[unknown][0]
 
 
+@pytest.mark.parametrize(
+    ("query", "repeated"),
+    [
+        ("status=sent&status=holdout", "status"),
+        ("campaign={campaign}&campaign={other}", "campaign"),
+        ("customer_id=C-1001&customer_id=C-1002", "customer_id"),
+        ("page=1&page=2", "page"),
+    ],
+)
+def test_a_filter_given_twice_is_400_not_the_last_value_alone(api, query, repeated):
+    """Read as its last value, `?status=sent&status=holdout` answered the holdout deliveries
+    alone, as if they were every delivery sent or held out: an export of both would count
+    none of the SMS sent."""
+    mine = DeliveryFactory(customer=CustomerFactory(external_id="C-1001"))
+    other = DeliveryFactory(status="holdout", customer=CustomerFactory(external_id="C-1002"))
+    filled = query.format(campaign=mine.campaign_id, other=other.campaign_id)
+
+    response = api.get(f"/api/v1/deliveries?{filled}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [repeated]
+    assert "once" in response.json()[repeated][0]
+
+
 def test_the_page_is_no_unknown_filter(api):
     assert api.get("/api/v1/deliveries?page=1&status=sent").status_code == 200
 
