@@ -15,7 +15,8 @@ class KnownFiltersBackend(DjangoFilterBackend):
     or `?customer=C-1001` answers every campaign's or every customer's deliveries, a 200 an
     export would take for the ones it asked for. A request body's unknown field is refused
     the same way (KnownFieldsOnly). A filter (or the page) given twice is a 400 too: read
-    as its last value, `?status=sent&status=holdout` answers the holdout alone. An object
+    as its last value, `?status=sent&status=holdout` answers the holdout alone; and so is a
+    filter with no value (`?customer_id=`), which django-filter leaves out. An object
     read by its key takes its list's filters and ignores other parameters, as before."""
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
@@ -36,4 +37,12 @@ class KnownFiltersBackend(DjangoFilterBackend):
             if repeated:
                 message = "Given more than once: a list takes one value a filter, and one page."
                 raise ValidationError({name: [message] for name in repeated})
+            # django-filter reads a blank value as the filter left out: `?customer_id=` (a
+            # tool's blank field) would answer every customer's deliveries.
+            blank = sorted(
+                name for name in filters if request.query_params.get(name, "x").strip() == ""
+            )
+            if blank:
+                message = "This filter has no value: give one, or leave the filter out."
+                raise ValidationError({name: [message] for name in blank})
         return super().filter_queryset(request, queryset, view)

@@ -367,6 +367,23 @@ def test_a_filter_given_twice_is_400_not_the_last_value_alone(api, query, repeat
     assert "once" in response.json()[repeated][0]
 
 
+@pytest.mark.parametrize(
+    "query", ["customer_id=", "campaign=", "status=", "created_after=", "status=sent&customer_id="]
+)
+def test_a_filter_given_no_value_is_400_not_every_delivery(api, query):
+    """Ignored, `?customer_id=` (a blank field of the tool asking) answered every customer's
+    deliveries, their first names and codes included, as if they were that customer's."""
+    DeliveryFactory(customer=CustomerFactory(external_id="C-1001"))
+    DeliveryFactory(customer=CustomerFactory(external_id="C-1002"))
+    empty = next(part.split("=")[0] for part in query.split("&") if part.endswith("="))
+
+    response = api.get(f"/api/v1/deliveries?{query}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [empty]
+    assert "no value" in response.json()[empty][0]
+
+
 def test_the_page_is_no_unknown_filter(api):
     assert api.get("/api/v1/deliveries?page=1&status=sent").status_code == 200
 
