@@ -145,6 +145,19 @@ def test_an_amount_refused_says_which_of_its_rules_it_breaks(api, rivoli, amount
     assert response.json() == {"amount": [says]}
 
 
+@pytest.mark.parametrize("amount", ["59.900", "59.9000", "59.90000000", "59.9E0", "5990E-2"])
+def test_an_amount_written_with_more_zeros_than_cents_is_taken_to_the_cent(api, rivoli, amount):
+    """A till's money type may write its amounts with four places (SQL Server's `money`:
+    "59.9000"): the same cents, not a sum of floating-point noise."""
+    DeliveryFactory(code="K7Q2-M9XB")
+
+    response = redeem(api, "K7Q2-M9XB", amount=amount)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["amount"] == "59.90"
+    assert str(Redemption.objects.get().amount) == "59.90"
+
+
 def test_redemptions_need_their_scope(client_with_scopes, rivoli):
     DeliveryFactory(code="K7Q2-M9XB")
     assert redeem(client_with_scopes("reports"), "K7Q2-M9XB").status_code == 403
