@@ -485,12 +485,18 @@ def _current_offer(
     yet. One redeemed already (a code used days ago) is passed over for an earlier one still
     unused, another campaign's holdout say: the purchase carried no code, and that holdout's
     lift would lose it."""
+    try:
+        # An offer's last day may end later at this till than where it was given.
+        earliest_end = judged_at - ZONES_SPREAD
+    except OverflowError:
+        # A till whose clock was never set dates purchases in year 1's first day (.NET's
+        # DateTimeOffset.MinValue): no offer was current then.
+        raise UnknownCodeError("No current offer.") from None
     candidates = (
         Delivery.objects.filter(
             customer__external_id=customer_id,
             status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
-            # An offer's last day may end later at this till than where it was given.
-            expires_at__gte=judged_at - ZONES_SPREAD,
+            expires_at__gte=earliest_end,
             created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
         )
         .annotate(redeemed=Exists(Redemption.objects.filter(delivery=OuterRef("pk"))))

@@ -187,6 +187,21 @@ def test_a_loyalty_card_without_a_current_offer_is_404(api, rivoli):
     assert response.status_code == 404
 
 
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+00:00", "0001-01-02T01:00:00Z"])
+def test_a_loyalty_card_purchase_dated_by_an_unset_till_clock_is_404_not_a_500(api, rivoli, when):
+    """A till whose clock was never set writes the first instant of year 1 (.NET's
+    DateTimeOffset.MinValue): a day before it falls outside the calendar."""
+    DeliveryFactory(customer=CustomerFactory(external_id="C-7"), status="holdout")
+
+    response = api.post(
+        "/api/v1/redemptions", {"customer_id": "C-7", "store_code": "RIVOLI", "redeemed_at": when}
+    )
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No current offer."}
+    assert not Redemption.objects.exists()
+
+
 def test_a_loyalty_card_attributes_a_purchase_to_the_offer_it_followed_not_a_later_one(api, rivoli):
     customer = CustomerFactory(external_id="C-7")
     now = timezone.now()
