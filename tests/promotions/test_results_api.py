@@ -93,6 +93,40 @@ def test_a_code_typed_loosely_at_the_till_is_found(api, rivoli, typed):
     assert redeem(api, typed).status_code == 201
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "K7Q2\u2013M9XB",  # an en dash: a keyboard's autocorrection
+        "K7Q2\u2014M9XB",  # an em dash
+        "K7Q2\u2011M9XB",  # a non-breaking hyphen
+        "K7Q2\u2212M9XB",  # a minus sign
+        "\uff2b\uff17\uff31\uff12\uff0d\uff2d\uff19\uff38\uff22",  # full width: an IME's
+        "\uff4b\uff17\uff51\uff12 \uff4d\uff19\uff58\uff42",
+        "K7Q2\u00adM9XB",  # a soft hyphen
+        "\u200eK7Q2-M9XB\u200f",  # direction marks, copied with an SMS
+        "K7Q2\u200bM9XB",  # a zero-width space
+    ],
+)
+def test_a_code_typed_with_other_dashes_or_full_width_at_the_till_is_found(api, rivoli, typed):
+    """The README's "case, spaces and dashes" ignored: every dash, and the forms a
+    keyboard, an input method or a copied SMS puts in for the characters codes are
+    printed with."""
+    delivery = DeliveryFactory(code="K7Q2-M9XB")
+
+    response = redeem(api, typed)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["delivery"] == delivery.id
+
+
+def test_a_pool_code_printed_with_an_en_dash_is_found_as_typed(api, rivoli):
+    DeliveryFactory(code="SAVE\u201310")
+    DeliveryFactory(code="SAVE10")
+
+    assert redeem(api, "SAVE\u201310").json()["code"] == "SAVE\u201310"
+    assert redeem(api, "save10").json()["code"] == "SAVE10"
+
+
 def test_an_unknown_code_is_404(api, rivoli):
     assert redeem(api, "NOPE-NOPE").status_code == 404
 
