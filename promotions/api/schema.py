@@ -144,7 +144,10 @@ class AutoSchema(openapi.AutoSchema):
             bad_input.append("a bad filter value")
         if lists:
             # KnownFiltersBackend
-            bad_input.append("a query parameter that names no filter, or one given twice")
+            bad_input.append(
+                "a query parameter that names no filter or is given twice, or a page that is "
+                "no page number"
+            )
         if bad_input:
             errors["400"] = self._error(
                 f"Invalid input ({' or '.join(bad_input)}): "

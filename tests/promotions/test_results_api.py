@@ -446,6 +446,25 @@ def test_a_filter_given_no_value_is_400_not_every_delivery(api, query):
     assert "no value" in response.json()[empty][0]
 
 
+@pytest.mark.parametrize("page", ["abc", "0", "-1", "1.5", "1e2", "%EF%BC%92"])
+def test_a_page_that_is_no_page_number_is_400_not_404(api, page):
+    """A 404 read as "no such list" or "no such page": `?page=0` asks for a page numbered
+    from 0, and `?page=abc` for none at all."""
+    DeliveryFactory()
+
+    response = api.get(f"/api/v1/deliveries?page={page}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["page"]
+
+
+def test_a_page_past_the_last_is_404_and_the_last_one_is_found(api):
+    DeliveryFactory()
+
+    assert api.get("/api/v1/deliveries?page=2").status_code == 404
+    assert api.get("/api/v1/deliveries?page=last").status_code == 200
+
+
 def test_the_page_is_no_unknown_filter(api):
     assert api.get("/api/v1/deliveries?page=1&status=sent").status_code == 200
 
