@@ -34,7 +34,7 @@ from promotions.models import (
     Redemption,
     Store,
 )
-from promotions.offers import language_of, normalise_code
+from promotions.offers import language_of, normalise_code, typed_code_keys
 from promotions.services import record_campaign_days
 from promotions.times import ZONES_SPREAD, format_instant_for_api, local_day, offer_end_at_till
 
@@ -485,12 +485,18 @@ def _current_offer(
     yet. One redeemed already (a code used days ago) is passed over for an earlier one still
     unused, another campaign's holdout say: the purchase carried no code, and that holdout's
     lift would lose it."""
+    try:
+        # An offer's last day may end later at this till than where it was given.
+        earliest_end = judged_at - ZONES_SPREAD
+    except OverflowError:
+        # A till whose clock was never set dates purchases in year 1's first day (.NET's
+        # DateTimeOffset.MinValue): no offer was current then.
+        raise UnknownCodeError("No current offer.") from None
     candidates = (
         Delivery.objects.filter(
             customer__external_id=customer_id,
             status__in=[*REDEEMABLE, DeliveryStatus.HOLDOUT],
-            # An offer's last day may end later at this till than where it was given.
-            expires_at__gte=judged_at - ZONES_SPREAD,
+            expires_at__gte=earliest_end,
             created_at__lte=redeemed_at + TILL_CLOCK_SKEW,
         )
         .annotate(redeemed=Exists(Redemption.objects.filter(delivery=OuterRef("pk"))))
@@ -525,10 +531,10 @@ def _delivery_by_code(code: str) -> Delivery | None:
     dashes; pools uploaded before that was enforced may hold codes that differ only so
     (SAVE10 and SAVE-10): the code spelt exactly as typed is then the one, and without one,
     ConflictError rather than a guess that would credit another customer's SMS."""
-    key = normalise_code(code)
-    if not key or len(key) > CODE_KEY_LENGTH:
+    keys = [key for key in typed_code_keys(code) if key and len(key) <= CODE_KEY_LENGTH]
+    if not keys:
         return None
-    matches = list(Delivery.objects.filter(code_key=key, status__in=REDEEMABLE).order_by("id"))
+    matches = list(Delivery.objects.filter(code_key__in=keys, status__in=REDEEMABLE).order_by("id"))
     if len(matches) > 1:
         matches = [d for d in matches if d.code == code.strip()]
         if not matches:

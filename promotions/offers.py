@@ -2,6 +2,7 @@
 
 import re
 import secrets
+import unicodedata
 from datetime import date, datetime, timedelta
 from string import Formatter
 
@@ -246,6 +247,25 @@ def normalise_code(code: str) -> str:
     k7q2 m9xb or K7Q2M9XB, so case, spaces and dashes do not count. Two codes with the same
     normalised form are one code at the till."""
     return re.sub(r"[\s-]", "", code).upper()
+
+
+# Not one of Unicode's dashes (Pd) but a symbol, which a keyboard autocorrects a dash into.
+MINUS_SIGN = "\u2212"
+
+
+def typed_code_keys(typed: str) -> list[str]:
+    """The keys (normalise_code) a code typed at the till may be stored under: its own, and
+    the one it has once what a keyboard or a phone put in for a code's characters is read
+    back: an autocorrected dash (an en dash, a minus sign), an input method's full-width
+    letters and digits, the invisible characters a copied SMS brings along (a direction
+    mark, a soft hyphen, a zero-width space). Its own finds a pool code printed with such a
+    character, typed as printed."""
+    ascii_like = "".join(
+        char
+        for char in unicodedata.normalize("NFKC", typed)
+        if char != MINUS_SIGN and unicodedata.category(char) not in ("Pd", "Cf")
+    )
+    return list(dict.fromkeys([normalise_code(typed), normalise_code(ascii_like)]))
 
 
 # Why a queued SMS can no longer go, as its delivery records it.

@@ -506,6 +506,28 @@ def test_a_pin_whose_offset_the_query_string_read_as_a_space_is_taken(api):
     assert [row["id"] for row in after.json()["results"]] == [later.pk]
 
 
+@pytest.mark.parametrize(
+    ("after", "before"),
+    [
+        ("2026-11-30T10:00:00Z", "2026-11-29T10:00:00Z"),
+        ("2026-11-30T10:00:00Z", "2026-11-30T11:00:00+01:00"),  # the same instant
+    ],
+)
+def test_pins_that_no_delivery_could_fall_between_are_400_not_an_empty_list(api, after, before):
+    """Swapped, the two pins answered an empty list: an export that took it found no
+    deliveries where there were some."""
+    delivery = DeliveryFactory()
+    Delivery.objects.filter(pk=delivery.pk).update(
+        created_at=datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    )
+
+    response = api.get("/api/v1/deliveries", {"created_after": after, "created_before": before})
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["created_before"]
+    assert "after created_after" in response.json()["created_before"][0]
+
+
 def test_the_schema_documents_the_delivery_pins():
     parameters = {
         parameter["name"]: parameter

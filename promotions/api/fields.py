@@ -336,6 +336,10 @@ class AmountField(serializers.DecimalField):
         super().__init__(max_digits=12, decimal_places=2, min_value=0, **kwargs)
 
     def validate_precision(self, value: Decimal) -> Decimal:
+        # A money type may write more places than it holds digits for (SQL Server's `money`
+        # writes 59.9000): zeros past the cent are the same cents, and only a digit there is
+        # a sum of floating-point noise (59.900000000000006).
+        value = _zeros_past_places_dropped(value, self.decimal_places)
         # DRF checks the total of digits first: a till's floating-point sum (59.900000000000006)
         # or 12 digits before the point would be told "no more than 12 digits in total",
         # which names neither rule it breaks. The two rules, each by its own message, imply
@@ -352,3 +356,16 @@ class AmountField(serializers.DecimalField):
         # the pattern refuses; both directions quantize, so zero loses its sign here.
         quantized = super().quantize(value)
         return quantized.copy_abs() if quantized == 0 else quantized
+
+
+def _zeros_past_places_dropped(value: Decimal, places: int) -> Decimal:
+    """`value` without the trailing zeros it has past `places` decimal places: 59.9000 is
+    59.90 for two places; 59.9001 is left as it is."""
+    sign, digits, exponent = value.as_tuple()
+    kept = list(digits)
+    while isinstance(exponent, int) and exponent < -places and kept and kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    if not kept:
+        return Decimal((sign, (0,), -places))  # 0.000 is 0.00
+    return Decimal((sign, tuple(kept), exponent))

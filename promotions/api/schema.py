@@ -143,7 +143,11 @@ class AutoSchema(openapi.AutoSchema):
             # bad filter value as a list does.
             bad_input.append("a bad filter value")
         if lists:
-            bad_input.append("a query parameter that names no filter")  # KnownFiltersBackend
+            # KnownFiltersBackend
+            bad_input.append(
+                "a query parameter that names no filter or is given twice, or a page that is "
+                "no page number"
+            )
         if bad_input:
             errors["400"] = self._error(
                 f"Invalid input ({' or '.join(bad_input)}): "

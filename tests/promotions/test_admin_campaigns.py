@@ -2,12 +2,21 @@
 stores has (on the page and when activated), and intent names PostgreSQL cannot store."""
 
 import json
+import re
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
-from promotions.models import Campaign, CampaignStatus, Delivery, OfferCode, TriggerType
+from promotions.models import (
+    Campaign,
+    CampaignStatus,
+    Delivery,
+    OfferCode,
+    Redemption,
+    TriggerType,
+)
 from promotions.sms import locmem
 from tests.factories import (
     CampaignFactory,
@@ -296,6 +305,28 @@ def test_the_results_page_says_why_in_the_words_the_rest_of_the_admin_uses(admin
     assert "<th>&nbsp;&nbsp;because no SMS consent</th><td>1</td>" in page
     assert "<th>&nbsp;&nbsp;because holdout group</th><td>1</td>" in page
     assert "no_consent" not in page
+
+
+@pytest.mark.parametrize(
+    ("statuses", "says"),
+    [
+        # A holdout of 100%: the holdout bought, and nobody was texted.
+        (["holdout", "holdout"], "\u2013 (no customer was texted)"),
+        # A holdout of 0%: there is no group to compare with.
+        (["sent", "sent"], "\u2013 (no customer was held out)"),
+        (["sent", "holdout"], "\u2013 (needs holdout redemptions)"),
+    ],
+)
+def test_the_results_page_says_what_the_lift_is_missing(admin_client, statuses, says):
+    campaign = CampaignFactory()
+    first, _ = (DeliveryFactory(campaign=campaign, status=status) for status in statuses)
+    if first.status == "holdout":
+        Redemption.objects.create(delivery=first, redeemed_at=timezone.now(), amount="12.00")
+
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/").content.decode()
+
+    [lift] = re.findall(r"<th>Lift against the holdout</th>\s*<td>(.*?)</td>", page)
+    assert lift == says
 
 
 def test_the_results_page_counts_an_event_a_campaign_could_not_text_for_as_the_api_does(

@@ -93,6 +93,40 @@ def test_a_code_typed_loosely_at_the_till_is_found(api, rivoli, typed):
     assert redeem(api, typed).status_code == 201
 
 
+@pytest.mark.parametrize(
+    "typed",
+    [
+        "K7Q2\u2013M9XB",  # an en dash: a keyboard's autocorrection
+        "K7Q2\u2014M9XB",  # an em dash
+        "K7Q2\u2011M9XB",  # a non-breaking hyphen
+        "K7Q2\u2212M9XB",  # a minus sign
+        "\uff2b\uff17\uff31\uff12\uff0d\uff2d\uff19\uff38\uff22",  # full width: an IME's
+        "\uff4b\uff17\uff51\uff12 \uff4d\uff19\uff58\uff42",
+        "K7Q2\u00adM9XB",  # a soft hyphen
+        "\u200eK7Q2-M9XB\u200f",  # direction marks, copied with an SMS
+        "K7Q2\u200bM9XB",  # a zero-width space
+    ],
+)
+def test_a_code_typed_with_other_dashes_or_full_width_at_the_till_is_found(api, rivoli, typed):
+    """The README's "case, spaces and dashes" ignored: every dash, and the forms a
+    keyboard, an input method or a copied SMS puts in for the characters codes are
+    printed with."""
+    delivery = DeliveryFactory(code="K7Q2-M9XB")
+
+    response = redeem(api, typed)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["delivery"] == delivery.id
+
+
+def test_a_pool_code_printed_with_an_en_dash_is_found_as_typed(api, rivoli):
+    DeliveryFactory(code="SAVE\u201310")
+    DeliveryFactory(code="SAVE10")
+
+    assert redeem(api, "SAVE\u201310").json()["code"] == "SAVE\u201310"
+    assert redeem(api, "save10").json()["code"] == "SAVE10"
+
+
 def test_an_unknown_code_is_404(api, rivoli):
     assert redeem(api, "NOPE-NOPE").status_code == 404
 
@@ -145,6 +179,19 @@ def test_an_amount_refused_says_which_of_its_rules_it_breaks(api, rivoli, amount
     assert response.json() == {"amount": [says]}
 
 
+@pytest.mark.parametrize("amount", ["59.900", "59.9000", "59.90000000", "59.9E0", "5990E-2"])
+def test_an_amount_written_with_more_zeros_than_cents_is_taken_to_the_cent(api, rivoli, amount):
+    """A till's money type may write its amounts with four places (SQL Server's `money`:
+    "59.9000"): the same cents, not a sum of floating-point noise."""
+    DeliveryFactory(code="K7Q2-M9XB")
+
+    response = redeem(api, "K7Q2-M9XB", amount=amount)
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["amount"] == "59.90"
+    assert str(Redemption.objects.get().amount) == "59.90"
+
+
 def test_redemptions_need_their_scope(client_with_scopes, rivoli):
     DeliveryFactory(code="K7Q2-M9XB")
     assert redeem(client_with_scopes("reports"), "K7Q2-M9XB").status_code == 403
@@ -172,6 +219,21 @@ def test_a_loyalty_card_without_a_current_offer_is_404(api, rivoli):
         {"customer_id": "C-7", "store_code": "RIVOLI", "redeemed_at": now_iso()},
     )
     assert response.status_code == 404
+
+
+@pytest.mark.parametrize("when", ["0001-01-01T00:00:00+00:00", "0001-01-02T01:00:00Z"])
+def test_a_loyalty_card_purchase_dated_by_an_unset_till_clock_is_404_not_a_500(api, rivoli, when):
+    """A till whose clock was never set writes the first instant of year 1 (.NET's
+    DateTimeOffset.MinValue): a day before it falls outside the calendar."""
+    DeliveryFactory(customer=CustomerFactory(external_id="C-7"), status="holdout")
+
+    response = api.post(
+        "/api/v1/redemptions", {"customer_id": "C-7", "store_code": "RIVOLI", "redeemed_at": when}
+    )
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "No current offer."}
+    assert not Redemption.objects.exists()
 
 
 def test_a_loyalty_card_attributes_a_purchase_to_the_offer_it_followed_not_a_later_one(api, rivoli):
@@ -341,6 +403,66 @@ def test_an_unknown_filter_of_the_deliveries_is_400_not_every_delivery(api, quer
     assert response.status_code == 400
     assert list(response.json()) == [unknown]
     assert "campaign" in response.json()[unknown][0]
+
+
+@pytest.mark.parametrize(
+    ("query", "repeated"),
+    [
+        ("status=sent&status=holdout", "status"),
+        ("campaign={campaign}&campaign={other}", "campaign"),
+        ("customer_id=C-1001&customer_id=C-1002", "customer_id"),
+        ("page=1&page=2", "page"),
+    ],
+)
+def test_a_filter_given_twice_is_400_not_the_last_value_alone(api, query, repeated):
+    """Read as its last value, `?status=sent&status=holdout` answered the holdout deliveries
+    alone, as if they were every delivery sent or held out: an export of both would count
+    none of the SMS sent."""
+    mine = DeliveryFactory(customer=CustomerFactory(external_id="C-1001"))
+    other = DeliveryFactory(status="holdout", customer=CustomerFactory(external_id="C-1002"))
+    filled = query.format(campaign=mine.campaign_id, other=other.campaign_id)
+
+    response = api.get(f"/api/v1/deliveries?{filled}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [repeated]
+    assert "once" in response.json()[repeated][0]
+
+
+@pytest.mark.parametrize(
+    "query", ["customer_id=", "campaign=", "status=", "created_after=", "status=sent&customer_id="]
+)
+def test_a_filter_given_no_value_is_400_not_every_delivery(api, query):
+    """Ignored, `?customer_id=` (a blank field of the tool asking) answered every customer's
+    deliveries, their first names and codes included, as if they were that customer's."""
+    DeliveryFactory(customer=CustomerFactory(external_id="C-1001"))
+    DeliveryFactory(customer=CustomerFactory(external_id="C-1002"))
+    empty = next(part.split("=")[0] for part in query.split("&") if part.endswith("="))
+
+    response = api.get(f"/api/v1/deliveries?{query}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == [empty]
+    assert "no value" in response.json()[empty][0]
+
+
+@pytest.mark.parametrize("page", ["abc", "0", "-1", "1.5", "1e2", "%EF%BC%92"])
+def test_a_page_that_is_no_page_number_is_400_not_404(api, page):
+    """A 404 read as "no such list" or "no such page": `?page=0` asks for a page numbered
+    from 0, and `?page=abc` for none at all."""
+    DeliveryFactory()
+
+    response = api.get(f"/api/v1/deliveries?page={page}")
+
+    assert response.status_code == 400
+    assert list(response.json()) == ["page"]
+
+
+def test_a_page_past_the_last_is_404_and_the_last_one_is_found(api):
+    DeliveryFactory()
+
+    assert api.get("/api/v1/deliveries?page=2").status_code == 404
+    assert api.get("/api/v1/deliveries?page=last").status_code == 200
 
 
 def test_the_page_is_no_unknown_filter(api):
