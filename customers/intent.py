@@ -31,6 +31,14 @@ CART_ABANDONED = "abandoned"
 CART_EVENTS = {"add_to_cart": CART_IN_CART, "cart_abandoned": CART_ABANDONED}
 
 
+def category_key(name: str) -> str:
+    """What tells one category from another: sites spell one category with other cases and
+    spacings ("Home Audio" in a breadcrumb, "home audio" in a data layer), and a marketer
+    types it as they please. Intent is stored per spelling sent and read, and matched,
+    per key."""
+    return " ".join(name.split()).casefold()
+
+
 def decay_factor(seconds: float, half_life_seconds: float) -> float:
     """The share of a weight left after `seconds`."""
     return 0.5 ** (seconds / half_life_seconds)

@@ -515,7 +515,10 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
                     continue
                 event.customer = None
             kept.append(event)
-        events = kept
+        # Inserted in key order, for the reason _attach_visitors inserts visitors so: two
+        # batches holding some of the same events (a retry sent with the queue it was in)
+        # in other orders each waited for an event the other had inserted, a deadlock.
+        events = sorted(kept, key=lambda event: event.event_id)
         stored, duplicates = insert_new_rows(
             BrowsingEvent,
             events,

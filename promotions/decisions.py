@@ -10,7 +10,7 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -464,12 +464,15 @@ def load_browsing(customer_ids: Iterable[int]) -> dict[int, Browsing]:
             row,
             row.sku,
             view_times=tuple(row.view_times),
-            category=row.category,
+            category=intent.category_key(row.category),
             product_name=names.get(row.sku, ""),
         )
-    for row in CategoryIntent.objects.filter(customer_id__in=ids):
-        categories[row.customer_id][row.category] = stored(
-            row, row.category, view_times=tuple(row.view_times)
+    for row in CategoryIntent.objects.filter(customer_id__in=ids).order_by("pk"):
+        key = intent.category_key(row.category)
+        row_stored = stored(row, row.category, view_times=tuple(row.view_times))
+        same_key = categories[row.customer_id].get(key)
+        categories[row.customer_id][key] = (
+            _merged_browsing(same_key, row_stored) if same_key else row_stored
         )
     carts = {
         row.customer_id: stored(row, "") for row in CartIntent.objects.filter(customer_id__in=ids)
@@ -480,6 +483,36 @@ def load_browsing(customer_ids: Iterable[int]) -> dict[int, Browsing]:
         )
         for customer_id in {*products, *categories, *carts}
     }
+
+
+NEVER = datetime.min.replace(tzinfo=UTC)
+
+
+def _merged_browsing(one: StoredBrowsing, other: StoredBrowsing) -> StoredBrowsing:
+    """Two rows of one category, spelt two ways, as one: what their events, folded one by
+    one into a single row, would have left, under the spelling of the latest."""
+    half_life = settings.INTENT_HALF_LIFE_DAYS * rules.DAY
+    score, score_at = intent.merge_scores(
+        one.signal.score, one.score_at, other.signal.score, other.score_at, half_life
+    )
+    cart_state, cart_updated_at = intent.merge_carts(
+        one.signal.cart_state,
+        one.signal.cart_updated_at,
+        other.signal.cart_state,
+        other.signal.cart_updated_at,
+    )
+    view_times = intent.merge_view_times(
+        list(one.signal.view_times), list(other.signal.view_times), window_start=0
+    )
+    latest = max(one, other, key=lambda browsing: browsing.score_at or NEVER)
+    signal = replace(
+        latest.signal,
+        view_times=tuple(view_times),
+        cart_state=cart_state,
+        cart_updated_at=cart_updated_at,
+        score=score,
+    )
+    return StoredBrowsing(signal, score_at)
 
 
 def customer_timezone(customer: Customer, store: Store | None) -> str:

@@ -708,7 +708,8 @@ def _cart_histories(browsing: dict[int, Browsing]) -> dict[int, _CartHistory]:
         if sku:
             carts.append(history.products.setdefault(sku, []))
         if category:
-            carts.append(history.categories.setdefault(category, []))
+            # Keyed as the stored rows are read (decisions.load_browsing).
+            carts.append(history.categories.setdefault(intent.category_key(category), []))
         for changes in carts or [history.whole]:
             last = changes[-1] if changes else None
             state, updated_at = intent.cart_after(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from customers.intent import CART_ABANDONED, CART_IN_CART
+from customers.intent import CART_ABANDONED, CART_IN_CART, category_key
 
 QUEUED, SUPPRESSED, HOLDOUT = "queued", "suppressed", "holdout"
 NO_CONSENT, NO_PHONE, QUIET_HOURS = "no_consent", "no_phone", "quiet_hours"
@@ -87,6 +87,8 @@ class CustomerFacts:
     has_phone: bool
     timezone: str  # the customer's, else the store's
     products: Mapping[str, BrowsingSignal] = field(default_factory=dict)
+    # Keyed by category_key, as products' `category` is written; each signal's `key` is a
+    # spelling the site sent, for the SMS.
     categories: Mapping[str, BrowsingSignal] = field(default_factory=dict)
     # The cart as the site reported it whole, naming neither a SKU nor a category.
     cart: BrowsingSignal | None = None
@@ -196,9 +198,9 @@ def intent_match(
         # Any abandoned cart: one the site reported without a SKU is its category's. Only
         # then, though: a category's score sums all its products, so it would outscore the
         # product whose own cart was abandoned, and name one only looked at instead.
-        categories = tuple(customer.categories)
+        categories = tuple(signal.key for signal in customer.categories.values())
     for category in categories:
-        signal = customer.categories.get(category)
+        signal = customer.categories.get(category_key(category))
         if signal and _qualifies(signal, condition, since):
             product = _category_product(customer, category, condition, since)
             candidate = IntentMatch(
@@ -272,6 +274,7 @@ def _category_product(
     """The product an offer matched on a category is about: for a cart condition, the one
     whose cart was abandoned in it (the latest); else, or when the site reported the cart
     without a SKU, the customer's most viewed in it."""
+    category = category_key(category)
     if condition.cart_abandoned:
         abandoned = [
             p

@@ -526,3 +526,52 @@ def test_events_are_accepted_while_the_rate_limit_cache_is_down(api, lea, settin
 
     assert statuses == [202, 202]
     assert BrowsingEvent.objects.count() == 2
+
+
+def facts_of(customer):
+    signals = decisions.load_signals([customer.pk], now=timezone.now())[customer.pk]
+    return rules.CustomerFacts(
+        key=customer.external_id,
+        opted_in=True,
+        has_phone=True,
+        timezone="Europe/Paris",
+        products=signals.products,
+        categories=signals.categories,
+    )
+
+
+def test_a_category_spelt_with_another_case_or_spacing_counts_as_the_same_category(api, lea):
+    # One site, three spellings: the breadcrumb's, the data layer's, a template's.
+    post(
+        api,
+        event("e1", sku="X200", category="Home Audio", occurred_at=ago(hours=3)),
+        event("e2", sku="Z1", category="home audio", occurred_at=ago(hours=2)),
+        event("e3", sku="Z1", category="HOME  AUDIO", occurred_at=ago(hours=1)),
+    )
+
+    three_views = rules.IntentCondition(categories=("Home audio",), min_views=3, within_days=7)
+    match = rules.intent_match(three_views, facts_of(lea), timezone.now())
+
+    assert match is not None and "3 views" in match.detail
+    assert match.sku == "Z1"  # the customer's most viewed product in it
+    assert match.strength == pytest.approx(3.0, rel=0.01)
+
+
+def test_a_cart_abandoned_in_a_category_spelt_otherwise_meets_the_campaigns_cart_condition(
+    api, lea
+):
+    post(api, event("gone", type="cart_abandoned", category="Audio "))
+
+    abandoned_audio = rules.IntentCondition(categories=("audio",), cart_abandoned=True)
+    match = rules.intent_match(abandoned_audio, facts_of(lea), timezone.now())
+
+    assert match is not None and match.sku == "X200"
+
+
+def test_an_abandoned_cart_known_by_its_category_alone_is_named_as_the_site_spells_it(api, lea):
+    post(api, event("gone", type="cart_abandoned", sku=None, category="Home Audio"))
+
+    any_abandoned_cart = rules.IntentCondition(cart_abandoned=True)
+    match = rules.intent_match(any_abandoned_cart, facts_of(lea), timezone.now())
+
+    assert match is not None and match.product_name == "Home Audio"

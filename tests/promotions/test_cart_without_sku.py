@@ -218,3 +218,22 @@ def test_a_dry_run_reads_the_carts_of_all_its_customers_in_one_query(api, lea):
 
     assert many == few
     assert (one_customer["would_send"], six_customers["would_send"]) == (1, 6)
+
+
+def test_a_dry_run_reads_a_categorys_cart_spelt_otherwise_by_its_events_as_live(api, lea):
+    rivoli = Store.objects.get()
+    campaign = CampaignFactory(
+        intent_categories=["Shoes"], intent_cart_abandoned=True, intent_within_days=7
+    )
+    campaign.stores.add(rivoli)
+    now = timezone.now()
+    post(api, cart_event("in", "add_to_cart", hours_ago=5, category="shoes"))
+    post(api, cart_event("gone", hours_ago=4, category="SHOES"))
+    decide_live(presence_event(lea, rivoli, at=now - timedelta(hours=3)))
+    post(api, cart_event("back", "add_to_cart", hours_ago=2, category=" Shoes"))
+    decide_live(presence_event(lea, rivoli, at=now - timedelta(hours=1)))
+    assert live_decisions(campaign)["by_status"] == {"queued": 1}
+
+    result = dry_run(api, campaign, since=now - timedelta(hours=6))
+
+    assert (result["matched"], result["would_send"]) == (1, 1)
