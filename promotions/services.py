@@ -427,6 +427,10 @@ def _store_sightings(
         )
         return set(stored.values_list("device_id", place, "seen_at"))
 
+    # Inserted in key order, as events are (record_browsing_events): two batches holding
+    # some of the same sightings (an app's retry flushed with what it ranged since) in other
+    # orders each waited for a sighting the other had inserted, a deadlock.
+    sightings = sorted(sightings, key=lambda row: keys_of(row)[0])
     with transaction.atomic():
         stored, duplicates = insert_new_rows(
             Sighting, sightings, keys_of=keys_of, stored_keys=stored_keys
