@@ -15,12 +15,21 @@ from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import ChangeList
 from django.core.paginator import EmptyPage, Page, Paginator
-from django.db import connections, models
+from django.db import (
+    DataError,
+    NotSupportedError,
+    OperationalError,
+    connections,
+    models,
+    transaction,
+)
 from django.db.models import Max, Min, Q, QuerySet
 from django.http import HttpRequest
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
+
+from promotions.database import database_unavailable
 
 # Counted exactly up to this many rows (a few milliseconds through an index); past it, on
 # PostgreSQL, the planner's estimate is shown as "about".
@@ -109,8 +118,31 @@ class CheckedChangeList(ChangeList):
             # chosen ends, past the last date a datetime holds.
             raise IncorrectLookupParameters(error) from error
 
+    def get_results(self, request: HttpRequest) -> None:
+        # The filters named in the address reach the database as typed: PostgreSQL cannot
+        # compare a NUL character (?status__exact=%00), neither database a pattern it cannot
+        # compile (?name__regex=( ), SQLite has no JSON containment, and no date holds the
+        # year 99999. The count, the list's first read, meets them; in a savepoint, so that
+        # a transaction around the request is not left aborted.
+        try:
+            with transaction.atomic(using=self.queryset.db):
+                super().get_results(request)
+        except (DataError, NotSupportedError, ValueError, OverflowError) as error:
+            raise IncorrectLookupParameters(error) from error
+        except OperationalError as error:  # SQLite: its REGEXP function raised
+            if database_unavailable(error):
+                raise
+            raise IncorrectLookupParameters(error) from error
 
-class BigListAdmin(admin.ModelAdmin):
+
+class CheckedListAdmin(admin.ModelAdmin):
+    """A list whose address is read by CheckedChangeList: the base of every admin here."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CheckedChangeList
+
+
+class BigListAdmin(CheckedListAdmin):
     """A list over a table of millions of rows. Its count is bounded
     (EstimatedCountPaginator, and no second count of the whole table beside a filtered
     one); its date drill-down offers the dates between the first row's and the last's
@@ -124,9 +156,6 @@ class BigListAdmin(admin.ModelAdmin):
     show_full_result_count = False
     show_facets = admin.ShowFacets.NEVER
     change_list_template = "admin/big_list_change_list.html"
-
-    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
-        return CheckedChangeList
 
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet, search_term: str
