@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
 from django.db import (
     DataError,
@@ -24,11 +26,13 @@ from django.db import (
     transaction,
 )
 from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy
 
+from promotions.api.reports import LARGEST_ID, IdFormField
 from promotions.database import database_unavailable
 
 # Counted exactly up to this many rows (a few milliseconds through an index); past it, on
@@ -136,10 +140,30 @@ class CheckedChangeList(ChangeList):
 
 
 class CheckedListAdmin(admin.ModelAdmin):
-    """A list whose address is read by CheckedChangeList: the base of every admin here."""
+    """A list whose address is read by CheckedChangeList, and whose actions take only rows'
+    ids: the base of every admin here."""
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return CheckedChangeList
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # The page's checkboxes hold the rows' ids: only a forged form selects "abc", 1.5 or
+        # a number past a bigint, which the database (or Django preparing it) would fail
+        # with a server error. Refused as Django refuses a selection of nothing.
+        row_id = IdFormField(min_value=1, max_value=LARGEST_ID)
+        for selected in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                row_id.clean(selected)
+            except ValidationError:
+                self.message_user(request, NOTHING_SELECTED, messages.WARNING)
+                return None
+        return super().response_action(request, queryset)
+
+
+# Django's own words for an action posted with nothing selected.
+NOTHING_SELECTED = gettext_lazy(
+    "Items must be selected in order to perform actions on them. No items have been changed."
+)
 
 
 class BigListAdmin(CheckedListAdmin):

@@ -69,3 +69,34 @@ def test_every_list_of_passage_s_own_reads_its_address_so():
     assert all(
         issubclass(model_admin.get_changelist(request), CheckedChangeList) for model_admin in own
     ), [type(a).__name__ for a in own if not issubclass(a.get_changelist(request), ChangeList)]
+
+
+# Only a forged form selects these: the page's checkboxes hold the rows' ids.
+FORGED_SELECTIONS = [["abc"], ["99999999999999999999999"], ["\x00"], ["1.5"]]
+
+
+@pytest.mark.parametrize("selected", FORGED_SELECTIONS)
+@pytest.mark.parametrize(
+    ("page", "action"),
+    [
+        ("promotions/campaign", "pause"),
+        ("promotions/campaign", "duplicate"),
+        ("promotions/campaign", "dry_run_last_week"),
+        ("promotions/zone", "delete_selected"),
+        ("promotions/beacon", "delete_selected"),
+    ],
+)
+def test_an_action_on_a_selection_no_row_can_have_does_nothing_and_says_so(
+    marketer, page, action, selected
+):
+    campaign = CampaignFactory(name="Welcome", status="active")
+
+    response = marketer.post(
+        f"/admin/{page}/", {"action": action, "_selected_action": selected}, follow=True
+    )
+
+    assert response.status_code == 200
+    assert "No items have been changed" in response.content.decode()
+    campaign.refresh_from_db()
+    assert campaign.status == "active"
+    assert list(type(campaign).objects.values_list("name", flat=True)) == ["Welcome"]
