@@ -25,7 +25,7 @@ from customers.models import (
 )
 from customers.selectors import get_customer_export
 from customers.services import erase_customer, save_customer_edit, save_device
-from promotions.admin_lists import BigListAdmin
+from promotions.admin_lists import BigListAdmin, CheckedListAdmin
 from promotions.models import Delivery
 
 
@@ -119,7 +119,7 @@ EXPORT_AT_MOST = 100
 
 
 @admin.register(Customer)
-class CustomerAdmin(admin.ModelAdmin):
+class CustomerAdmin(CheckedListAdmin):
     list_display = ["external_id", "first_name", "phone", "sms_consent", "updated_at"]
     list_filter = ["sms_consent"]
     search_fields = ["external_id", "first_name", "phone"]
@@ -240,7 +240,7 @@ class CustomerAdmin(admin.ModelAdmin):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(CheckedListAdmin):
     list_display = ["device_id", "customer", "platform", "ble_identity"]
     list_filter = ["platform"]
     search_fields = ["device_id", "customer__external_id", "ble_identity"]
@@ -256,7 +256,7 @@ class DeviceAdmin(admin.ModelAdmin):
             raise Http404("The customer this device was given to was erased meanwhile.") from None
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(CheckedListAdmin):
     """Rows that ingest derives or stitches together: viewed here, never edited by hand. An
     edit would leave what was derived from them (intent, attributions) saying otherwise,
     and a malformed value could break the ingest that reads them back."""
@@ -272,7 +272,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Visitor)
-class VisitorAdmin(admin.ModelAdmin):
+class VisitorAdmin(CheckedListAdmin):
     list_display = ["visitor_id", "customer", "identified_at"]
     # The customer may be empty: Django joins only the links that cannot be, and would
     # read it with a query a row.

@@ -29,7 +29,7 @@ from django.utils.text import capfirst
 from customers.models import Customer, Product
 from customers.services import ConflictError
 from promotions import decisions, feedback
-from promotions.admin_lists import BigListAdmin
+from promotions.admin_lists import BigListAdmin, CheckedListAdmin
 from promotions.api.reports import LARGEST_ID, IdFormField
 from promotions.database import database_unavailable
 from promotions.digests import value_digest
@@ -88,7 +88,7 @@ from promotions.services import (
 from promotions.times import format_instant_for_people, offer_last_day
 
 
-class RefusedDeletionShown(admin.ModelAdmin):
+class RefusedDeletionShown(CheckedListAdmin):
     """A deletion its service refuses (ConflictError) is a message on the page, not a 500:
     the delete page counts what it checks, but a campaign may start using a store, or a
     worker record a campaign's first decision, between that page and the deletion, or
@@ -397,7 +397,7 @@ class ZoneAdmin(RefusedDeletionShown):
         delete_zones(zones=list(queryset))
 
 
-class HeardPlaceAdmin(admin.ModelAdmin):
+class HeardPlaceAdmin(CheckedListAdmin):
     """A beacon or gateway: what it heard goes with it."""
 
     # A zone is named by its store's code (Zone.__str__): read with it, not a query a row.
@@ -1056,7 +1056,7 @@ def _first_error(error: ValidationError) -> str:
     return "; ".join(message for messages in messages_by_field.values() for message in messages)
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(CheckedListAdmin):
     """Records the engine writes: marketers read them, nobody edits history by hand. Nor
     adds location data: a ping or sighting stored here is in no location batch, so no
     worker would ever process it."""
@@ -1162,7 +1162,7 @@ class ApiKeyForm(forms.ModelForm):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(CheckedListAdmin):
     """Keys are created here and shown once; only their hash is kept, and never displayed."""
 
     form = ApiKeyForm
@@ -1235,7 +1235,7 @@ class SentFilter(admin.SimpleListFilter):
         return queryset
 
 
-class FindsCodesAsTheTill(admin.ModelAdmin):
+class FindsCodesAsTheTill(CheckedListAdmin):
     """A code searched as the till looks it up (case, spaces and dashes do not count): a
     marketer types what the customer reads out, JJ6PKR7R for JJ6P-KR7R."""
 

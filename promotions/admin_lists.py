@@ -10,16 +10,30 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import get_fields_from_path
 from django.contrib.admin.views.main import ChangeList
+from django.core.exceptions import ValidationError
 from django.core.paginator import EmptyPage, Page, Paginator
-from django.db import connections, models
+from django.db import (
+    DataError,
+    NotSupportedError,
+    OperationalError,
+    connections,
+    models,
+    transaction,
+)
 from django.db.models import Max, Min, Q, QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils import formats, timezone
 from django.utils.functional import cached_property
 from django.utils.text import capfirst
+from django.utils.translation import gettext_lazy
+
+from promotions.api.reports import LARGEST_ID, IdFormField
+from promotions.database import database_unavailable
 
 # Counted exactly up to this many rows (a few milliseconds through an index); past it, on
 # PostgreSQL, the planner's estimate is shown as "about".
@@ -96,7 +110,63 @@ def planned_rows(queryset: QuerySet) -> int:
     return int(plan[0]["Plan"]["Plan Rows"])
 
 
-class BigListAdmin(admin.ModelAdmin):
+class CheckedChangeList(ChangeList):
+    """Django's list, where an address it cannot read is answered as Django answers a filter
+    it does not know (the whole list, saying so: "?e=1"), never with a server error."""
+
+    def get_filters(self, request: HttpRequest) -> tuple:
+        try:
+            return super().get_filters(request)
+        except (ValueError, OverflowError) as error:
+            # The date drill-down's year 9999: Django works out where the year, month or day
+            # chosen ends, past the last date a datetime holds.
+            raise IncorrectLookupParameters(error) from error
+
+    def get_results(self, request: HttpRequest) -> None:
+        # The filters named in the address reach the database as typed: PostgreSQL cannot
+        # compare a NUL character (?status__exact=%00), neither database a pattern it cannot
+        # compile (?name__regex=( ), SQLite has no JSON containment, and no date holds the
+        # year 99999. The count, the list's first read, meets them; in a savepoint, so that
+        # a transaction around the request is not left aborted.
+        try:
+            with transaction.atomic(using=self.queryset.db):
+                super().get_results(request)
+        except (DataError, NotSupportedError, ValueError, OverflowError) as error:
+            raise IncorrectLookupParameters(error) from error
+        except OperationalError as error:  # SQLite: its REGEXP function raised
+            if database_unavailable(error):
+                raise
+            raise IncorrectLookupParameters(error) from error
+
+
+class CheckedListAdmin(admin.ModelAdmin):
+    """A list whose address is read by CheckedChangeList, and whose actions take only rows'
+    ids: the base of every admin here."""
+
+    def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
+        return CheckedChangeList
+
+    def response_action(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        # The page's checkboxes hold the rows' ids: only a forged form selects "abc", 1.5 or
+        # a number past a bigint, which the database (or Django preparing it) would fail
+        # with a server error. Refused as Django refuses a selection of nothing.
+        row_id = IdFormField(min_value=1, max_value=LARGEST_ID)
+        for selected in request.POST.getlist(helpers.ACTION_CHECKBOX_NAME):
+            try:
+                row_id.clean(selected)
+            except ValidationError:
+                self.message_user(request, NOTHING_SELECTED, messages.WARNING)
+                return None
+        return super().response_action(request, queryset)
+
+
+# Django's own words for an action posted with nothing selected.
+NOTHING_SELECTED = gettext_lazy(
+    "Items must be selected in order to perform actions on them. No items have been changed."
+)
+
+
+class BigListAdmin(CheckedListAdmin):
     """A list over a table of millions of rows. Its count is bounded
     (EstimatedCountPaginator, and no second count of the whole table beside a filtered
     one); its date drill-down offers the dates between the first row's and the last's
