@@ -62,7 +62,7 @@ def test_every_list_of_passage_s_own_reads_its_address_so():
     own = [
         model_admin
         for model, model_admin in admin.site._registry.items()
-        if model._meta.app_label in ("promotions", "customers")
+        if model._meta.app_label in ("promotions", "customers", "auth")
     ]
 
     assert own
@@ -100,3 +100,28 @@ def test_an_action_on_a_selection_no_row_can_have_does_nothing_and_says_so(
     campaign.refresh_from_db()
     assert campaign.status == "active"
     assert list(type(campaign).objects.values_list("name", flat=True)) == ["Welcome"]
+
+
+# Django's own lists of staff accounts, which administrators alone open.
+STAFF_ADDRESSES = ["/admin/auth/user/?username=%00", "/admin/auth/group/?name__regex=("]
+
+
+@pytest.mark.parametrize("address", STAFF_ADDRESSES)
+def test_a_staff_list_filter_the_database_cannot_compare_is_no_server_error(admin_client, address):
+    response = admin_client.get(address)
+
+    assert response.status_code in (200, 302)
+    if response.status_code == 302:
+        assert response["Location"].endswith("?e=1")
+
+
+@pytest.mark.parametrize("selected", FORGED_SELECTIONS)
+def test_an_action_on_staff_accounts_no_row_can_be_does_nothing(admin_client, selected):
+    response = admin_client.post(
+        "/admin/auth/user/",
+        {"action": "delete_selected", "_selected_action": selected},
+        follow=True,
+    )
+
+    assert response.status_code == 200
+    assert "No items have been changed" in response.content.decode()
