@@ -215,6 +215,17 @@ def test_a_late_fix_does_not_move_a_track_back(api, phones):
     assert suspicious("wanderer") == [False, False]
 
 
+@pytest.mark.parametrize("near_a_store", [False, True])
+def test_a_mocked_ping_uploaded_late_is_marked_suspicious(api, phones, near_a_store):
+    # Whether the phone is followed in numpy (far from every store) or by the state machine.
+    place = RIVOLI if near_a_store else LYON
+    send(api, ping("faker", place, 5))
+
+    send(api, ping("faker", place, 10, mocked=True))
+
+    assert suspicious("faker") == [True, False]
+
+
 def test_a_store_with_an_invalid_fence_stops_no_other_store(api, phones, caplog):
     # A bow tie, stored around the model's rules (as by a row from before them).
     broken = StoreFactory(code="BROKEN", latitude=LYON[0], longitude=LYON[1])
