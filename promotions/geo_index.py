@@ -8,7 +8,7 @@ the ellipsoid. Polygons, which are few, are measured one by one. Fences too wide
 """
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -51,13 +51,22 @@ def _bounding_radius_m(fence: Fence) -> float:
 
 
 class BatchFenceIndex:
-    """Which fences contain, or are within `reach_m` of, each point of a batch."""
+    """Which fences contain, or are within `reach_m` of, each point of a batch; a fence named
+    in `beyond` (by key) within `reach_m` plus its metres there (a store's approach ring)."""
 
-    def __init__(self, fences: Sequence[Fence], reach_m: float) -> None:
+    def __init__(
+        self, fences: Sequence[Fence], reach_m: float, beyond: Mapping[int, float] | None = None
+    ) -> None:
         self.reach_m = float(reach_m)
         fences = list(fences)
         count = len(fences)
         self.count = count
+        beyond = beyond or {}
+        # Each fence's own reach: one store's 20 km ring must not have every other store
+        # looked at 20 km out (a city's pings, each measured against every store near it).
+        self.reach = np.fromiter(
+            (self.reach_m + beyond.get(f.key, 0.0) for f in fences), dtype=np.float64, count=count
+        )
         # Only polygons are kept as objects (measured one by one); circles live in arrays, so
         # a million fences cost tens of megabytes, not a million Python objects.
         self.polygons = {n: f for n, f in enumerate(fences) if f.rings is not None}
@@ -75,7 +84,10 @@ class BatchFenceIndex:
         extent = np.fromiter((_bounding_radius_m(f) for f in fences), dtype=np.float64, count=count)
         circles = self.radius[~self.is_polygon]
         typical = float(np.median(circles)) if len(circles) else 100.0
-        reach = (self.reach_m + typical) / METRES_PER_DEGREE
+        # Cells sized by a typical fence's reach: a ring every store has (500 m) widens them
+        # all, one store's 20 km ring leaves them as they were (that store is then wide).
+        typical_reach = float(np.median(self.reach)) if count else self.reach_m
+        reach = (typical_reach + typical) / METRES_PER_DEGREE
         cell = min(1.0, max(0.0005, CELL_REACHES * reach))
         # A whole number of columns around the globe, so that columns wrap at ±180 exactly.
         self.columns = math.ceil(360.0 / cell)
@@ -83,7 +95,7 @@ class BatchFenceIndex:
         self._build(extent)
 
     def _build(self, extent: np.ndarray) -> None:
-        grow = (self.reach_m + extent + 1.0) / METRES_PER_DEGREE
+        grow = (self.reach + extent + 1.0) / METRES_PER_DEGREE
         south = np.clip(self.lat - grow, -90.0, 90.0)
         north = np.clip(self.lat + grow, -90.0, 90.0)
         widest = np.maximum(np.abs(south), np.abs(north))
@@ -147,7 +159,8 @@ class BatchFenceIndex:
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.keys, self.lat, self.lon, self.radius, self.is_polygon, self.wide)
+        arrays = (self.keys, self.lat, self.lon, self.radius, self.reach, self.is_polygon)
+        arrays += (self.wide,)
         arrays += (self.wide_south, self.wide_north, self.wide_west, self.wide_span)
         table = self.starts.nbytes if self.starts is not None else 0
         return (
@@ -199,7 +212,7 @@ class BatchFenceIndex:
                 float(lat[point[pair]]),
                 float(lon[point[pair]]),
             )
-        keep = distance <= self.reach_m
+        keep = distance <= self.reach[fence]
         return point[keep], self.keys[fence[keep]], distance[keep]
 
     def _in_wide_boxes(self, lat: np.ndarray, lon: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

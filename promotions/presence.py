@@ -884,17 +884,18 @@ def _not_after(at: datetime, mark: datetime | None) -> bool:
 
 def _follow(tracks: dict[int, Track], fix: Fix, rules: Rules, outcome: Outcome) -> bool:
     """Move the fix's device along its own timeline; whether the fix may move presence. A
-    stale fix (at or before the device's last) changes nothing; a mocked one is suspicious.
-    A teleport from the track is suspicious and becomes the device's jump, unless it agrees
-    with the jump already held: then two fixes say the phone is there, and it moves on."""
+    mocked fix is suspicious, uploaded late or not; a stale one (at or before the device's
+    last) changes nothing. A teleport from the track is suspicious and becomes the device's
+    jump, unless it agrees with the jump already held: then two fixes say the phone is there,
+    and it moves on."""
+    if fix.mocked:
+        if fix.ping is not None:
+            outcome.suspicious.append(fix.ping)
+        return False
     track = tracks.get(fix.device)
     if track is not None and fix.at <= track.last_at:
         if fix.ping is not None:
             outcome.stale.append(fix.ping)
-        return False
-    if fix.mocked:
-        if fix.ping is not None:
-            outcome.suspicious.append(fix.ping)
         return False
     here = Track(fix.latitude, fix.longitude, fix.accuracy, fix.at, fix.ping)
     limit = rules.teleport_speed_kmh
@@ -933,7 +934,8 @@ def follow_devices(
         tracks[:, 4:], fixes[:, :4], rules.teleport_speed_kmh
     )
     jumps = usable & teleport & ~confirmed
-    return usable & ~jumps, jumps, (~stale & mocked) | jumps
+    # A mocked location is suspicious whenever it arrives: a late one too (an offline queue).
+    return usable & ~jumps, jumps, mocked | jumps
 
 
 def _too_fast(origins: np.ndarray, fixes: np.ndarray, limit_kmh: float) -> np.ndarray:

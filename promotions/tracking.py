@@ -117,7 +117,6 @@ def _build_watch() -> Watch:
             targets = [store.id for store in campaign.stores.all()] or store_ids
             for store_id in targets:
                 near[store_id].add(float(campaign.trigger_distance_m))
-    widest = max((max(radii) for radii in near.values()), default=0.0)
     fences = []
     for pk, lat, lon, radius, polygon in Store.objects.values_list(
         "id", "latitude", "longitude", "radius_m", "polygon"
@@ -130,12 +129,12 @@ def _build_watch() -> Watch:
             logger.error("Store %d left out of presence: its fence is invalid (%s).", pk, error)
     return Watch(
         # Far enough to tell an exit: a store the index leaves out is beyond the margin even
-        # for a fix as vague as an entry allows.
+        # for a fix as vague as an entry allows, and beyond its own widest approach ring (a
+        # store's ring is its own: the others are not looked at that far).
         index=BatchFenceIndex(
             fences,
-            reach_m=widest
-            + settings.PRESENCE_EXIT_MARGIN_M
-            + settings.PRESENCE_MAX_ENTRY_ACCURACY_M,
+            reach_m=settings.PRESENCE_EXIT_MARGIN_M + settings.PRESENCE_MAX_ENTRY_ACCURACY_M,
+            beyond={store: max(radii) for store, radii in near.items()},
         ),
         dwell_minutes=frozenset(dwell),
         near_distances={store: frozenset(radii) for store, radii in near.items()},

@@ -8,8 +8,16 @@ import pytest
 from django.utils import timezone
 
 from customers.models import Customer
-from promotions import beacons, decisions, tasks
-from promotions.models import Delivery, DeviceTrack, Ping, Presence, PresenceEvent, Store
+from promotions import beacons, decisions, presence, tasks
+from promotions.models import (
+    Delivery,
+    DeviceTrack,
+    Ping,
+    Presence,
+    PresenceEvent,
+    Store,
+    TriggerType,
+)
 from promotions.sms import locmem
 from tests.clock import ago
 from tests.factories import (
@@ -207,6 +215,17 @@ def test_a_late_fix_does_not_move_a_track_back(api, phones):
     assert suspicious("wanderer") == [False, False]
 
 
+@pytest.mark.parametrize("near_a_store", [False, True])
+def test_a_mocked_ping_uploaded_late_is_marked_suspicious(api, phones, near_a_store):
+    # Whether the phone is followed in numpy (far from every store) or by the state machine.
+    place = RIVOLI if near_a_store else LYON
+    send(api, ping("faker", place, 5))
+
+    send(api, ping("faker", place, 10, mocked=True))
+
+    assert suspicious("faker") == [True, False]
+
+
 def test_a_store_with_an_invalid_fence_stops_no_other_store(api, phones, caplog):
     # A bow tie, stored around the model's rules (as by a row from before them).
     broken = StoreFactory(code="BROKEN", latitude=LYON[0], longitude=LYON[1])
@@ -282,3 +301,31 @@ def test_sightings_processed_before_the_ping_that_entered_keep_the_visit_alive(a
     # Entered 20 minutes ago, and held since by the readings: no timeout 15 minutes after.
     assert list(PresenceEvent.objects.values_list("kind", "zone")) == [("entered", None)]
     assert Presence.objects.get(place_key=f"store:{rivoli.pk}").inside
+
+
+def test_one_stores_wide_approach_ring_leaves_shoppers_near_other_stores_to_the_fast_path(
+    api, phones, monkeypatch
+):
+    # A "within 20 km" campaign for the Lyon store: its ring is Lyon's alone. Shoppers 2 km
+    # from Rivoli, which no ring watches, went through the state machine store by store, as
+    # did every shopper within 20 km of any store (a city's pings, each measured against
+    # every store in 20 km: a worker's throughput divided many times).
+    lyon = StoreFactory(code="LYON", latitude=LYON[0], longitude=LYON[1])
+    CampaignFactory(trigger_type=TriggerType.NEAR, trigger_distance_m=20_000).stores.set([lyon])
+    judged = []
+    advance = presence.advance
+
+    def counted(**kwargs):
+        judged.append([o.device for o in kwargs["observations"]])
+        return advance(**kwargs)
+
+    monkeypatch.setattr(presence, "advance", counted)
+    two_km_from_rivoli = (RIVOLI[0] + 0.018, RIVOLI[1])
+
+    send(api, ping("wanderer", two_km_from_rivoli, 5), ping("walker", NEAR_LYON, 5))
+
+    # The walker, 2 km from Lyon, is near it; the wanderer only moves their phone's track.
+    assert len(judged) == 1
+    [near] = PresenceEvent.objects.all()
+    assert (near.customer.external_id, near.kind, near.store) == ("walker", "near", lyon)
+    assert track("wanderer") == two_km_from_rivoli

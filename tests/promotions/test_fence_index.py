@@ -226,6 +226,38 @@ def test_the_batch_index_finds_what_the_scalar_index_finds(fence_list, reach, da
             assert found[key] == pytest.approx(expected[key], abs=1e-6)
 
 
+@settings(max_examples=150)
+@given(
+    st.lists(st.integers(0, 10_000), min_size=1, max_size=30, unique=True).flatmap(
+        lambda keys: st.tuples(*(fences(key) for key in keys))
+    ),
+    st.floats(0, 500),
+    st.data(),
+)
+def test_a_fence_with_a_reach_of_its_own_is_found_within_it_and_others_within_the_base(
+    fence_list, reach, data
+):
+    # An approach ring is one store's: the others are looked at no farther than the base reach.
+    beyond = {
+        fence.key: data.draw(st.sampled_from([0.0, 800.0, 3_000.0, 60_000.0]))
+        for fence in fence_list
+    }
+    batch = BatchFenceIndex(fence_list, reach, beyond=beyond)
+    points = []
+    for _ in range(12):
+        near = data.draw(st.sampled_from(fence_list))
+        latitude = max(-90.0, min(90.0, near.latitude + data.draw(st.floats(-0.05, 0.05))))
+        longitude = (near.longitude + data.draw(st.floats(-0.05, 0.05)) + 180) % 360 - 180
+        points.append((latitude, longitude))
+    index, keys, _ = batch.nearby_batch(*map(np.array, zip(*points, strict=True)))
+    for n, (latitude, longitude) in enumerate(points):
+        found = {int(k) for i, k in zip(index, keys, strict=True) if i == n}
+        distances = {f.key: signed_distance_m(f, latitude, longitude) for f in fence_list}
+        certain = {k for k, d in distances.items() if d <= reach + beyond[k] - 1e-6}
+        possible = {k for k, d in distances.items() if d <= reach + beyond[k] + 1e-6}
+        assert certain <= found <= possible
+
+
 def test_the_batch_index_handles_the_antimeridian_and_the_poles():
     fences = [
         TAVEUNI,

@@ -741,6 +741,14 @@ def test_a_mocked_fix_is_suspicious_and_triggers_nothing():
     assert outcome.tracks == {}
 
 
+def test_a_mocked_fix_uploaded_late_is_suspicious_too():
+    # An app's offline queue flushed after a live fix: the mocked location is still one.
+    track = Track(*point(-30), 10.0, at(600))
+    outcome = run([fix(0, -30, ping=4, mocked=True)], tracks={1: track})
+    assert outcome.events == [] and outcome.suspicious == [4]
+    assert outcome.tracks == {}
+
+
 def test_a_teleport_is_suspicious_and_a_real_journey_is_not():
     paris = Track(48.8566, 2.3522, 10.0, at(0))
     # Lyon is 392 km away: an hour later is 392 km/h, three hours later 131 km/h.
