@@ -1445,7 +1445,7 @@ class OfferCodeForm(forms.ModelForm):
 
 
 @admin.register(OfferCode)
-class OfferCodeAdmin(FindsCodesAsTheTill):
+class OfferCodeAdmin(FindsCodesAsTheTill, RefusedDeletionShown):
     form = OfferCodeForm
     list_display = ["code", "campaign", "delivery"]
     list_select_related = ["campaign", "delivery"]
@@ -1457,6 +1457,17 @@ class OfferCodeAdmin(FindsCodesAsTheTill):
         # link undone by hand would let the code go out twice. Nor is a code another
         # delivery may carry renamed or moved to another campaign.
         return ["campaign", "code", "delivery"] if obj else ["delivery"]
+
+    def get_deleted_objects(self, objs: Iterable[OfferCode], request: HttpRequest) -> tuple:
+        carried = [code.code for code in objs if code.delivery_id is not None]
+        kept = [f"Code {code}: an SMS carried it, kept as the record it went" for code in carried]
+        return protect_from_deletion(super().get_deleted_objects(objs, request), kept)
+
+    def delete_model(self, request: HttpRequest, obj: OfferCode) -> None:
+        feedback.delete_pool_codes(codes=[obj])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[OfferCode]) -> None:
+        feedback.delete_pool_codes(codes=list(queryset))
 
 
 # Staff accounts: Django's own admins, reading their lists' addresses and selections as every

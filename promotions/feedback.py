@@ -4,6 +4,7 @@ at the till, and code pools uploaded for campaigns."""
 import itertools
 import re
 import unicodedata
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -573,6 +574,23 @@ def add_pool_codes(*, campaign: Campaign, codes: list[str]) -> int:
             continue
         return len(new)
     raise ConflictError("Other uploads kept changing the code pools; send these codes again.")
+
+
+def delete_pool_codes(*, codes: Iterable[OfferCode]) -> None:
+    """Take codes out of their pools (one mistyped in an upload, say), unless an SMS carried
+    one (ConflictError): its row is the pool's record that it went. Locked first, in id
+    order: a worker's draw passes over a code being deleted (it skips locked codes), and a
+    code drawn before the lock is seen as carried."""
+    with transaction.atomic():
+        ids = sorted(code.pk for code in codes)
+        held = OfferCode.objects.select_for_update().filter(pk__in=ids).order_by("pk")
+        carried = [row.code for row in held if row.delivery_id is not None]
+        if carried:
+            raise ConflictError(
+                f"An SMS carried {_listed(carried)}: kept in the pool, as the record that it "
+                "went. Only codes not sent yet can be taken out."
+            )
+        OfferCode.objects.filter(pk__in=ids).delete()
 
 
 def check_pool_codes(*, campaign: Campaign, codes: list[str]) -> list[str]:

@@ -19,7 +19,7 @@ GRANTS = {
     ("promotions", "beacon"): ("view", "add", "change", "delete"),
     ("promotions", "gateway"): ("view", "add", "change", "delete"),
     ("promotions", "campaign"): ("view", "add", "change"),
-    ("promotions", "offercode"): ("view", "add"),
+    ("promotions", "offercode"): ("view", "add", "delete"),
     ("promotions", "delivery"): ("view",),
     ("promotions", "presenceevent"): ("view",),
     ("promotions", "redemption"): ("view",),

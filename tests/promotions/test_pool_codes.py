@@ -361,3 +361,40 @@ def test_the_engine_the_dry_run_and_the_upload_agree_a_keyless_pool_is_spent(api
     assert (dry["would_send"], dry["by_reason"]["budget"]) == (0, 1)
     assert (live.status, live.reason) == ("suppressed", "budget")
     assert uploaded == {"added": 1, "pool_size": 3, "unused": 1}
+
+
+# --- Taking codes out of a pool in the admin ----------------------------------------------
+
+
+@pytest.fixture
+def marketer(client):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("marie", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(user)
+    return client
+
+
+def test_a_marketer_takes_a_mistyped_code_out_of_the_pool(marketer, pooled):
+    mistyped = OfferCode.objects.get(code="POOL-2")
+
+    response = marketer.post(f"/admin/promotions/offercode/{mistyped.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert list(OfferCode.objects.values_list("code", flat=True)) == ["POOL-1"]
+
+
+def test_a_code_an_sms_carried_stays_in_its_pool(marketer, rivoli, pooled):
+    sent = walk_in(rivoli, at=timezone.now())
+    assert sent.code == "POOL-1"
+    codes = list(OfferCode.objects.order_by("code").values_list("pk", flat=True))
+    selection = {"action": "delete_selected", "_selected_action": codes}
+
+    page = marketer.post("/admin/promotions/offercode/", selection)
+    marketer.post("/admin/promotions/offercode/", {**selection, "post": "yes"})
+    single = marketer.post(f"/admin/promotions/offercode/{codes[0]}/delete/", {"post": "yes"})
+
+    assert "Code POOL-1: an SMS carried it" in page.content.decode()
+    assert single.status_code in (200, 403)
+    assert OfferCode.objects.count() == 2
