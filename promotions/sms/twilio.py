@@ -187,8 +187,13 @@ def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:
 
 def _twilio_code(error: TwilioRestException | TwilioServiceException) -> int | None:
     """The error code the answer gave, as the number Twilio's are; None for one a delivery
-    cannot record (a gateway's own problem details: "RATE_LIMITED", or a number out of range)."""
+    cannot record (a gateway's own problem details: "RATE_LIMITED", or a number out of range),
+    and None for an answer that gave none."""
     code = error.code
+    if isinstance(error, TwilioRestException) and code == error.status:
+        # The SDK's stand-in for a body with no code (a balancer's page, an empty body): the
+        # HTTP status, which is no error code of Twilio's (those are five digits).
+        return None
     if isinstance(code, str) and code.isascii() and code.isdigit():
         code = int(code)
     if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 2**31:

@@ -138,9 +138,9 @@ def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
         ),
         (twilio_fake.error(401, 20003, "Authenticate"), PermanentSmsError, 20003),
         # A gateway answering for Twilio behind it, which may have taken the message. Its
-        # page has no Twilio error code: the SDK gives the HTTP status in its place.
-        (twilio_fake.BAD_GATEWAY, UncertainSmsError, 502),
-        (twilio_fake.GATEWAY_TIMEOUT, UncertainSmsError, 504),
+        # page has no Twilio error code (the SDK's stand-in, the HTTP status, is none).
+        (twilio_fake.BAD_GATEWAY, UncertainSmsError, None),
+        (twilio_fake.GATEWAY_TIMEOUT, UncertainSmsError, None),
     ],
 )
 def test_twilio_errors_are_permanent_transient_or_uncertain_with_their_code(
