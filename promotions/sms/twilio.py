@@ -75,6 +75,10 @@ class TwilioBackend:
         self.client = Client(
             settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=self.http
         )
+        # The SDK reads TWILIO_REGION and TWILIO_EDGE from the environment and calls the host
+        # they make (api.dublin.ie1.twilio.com), past TWILIO_API_BASE and an egress proxy
+        # there: Twilio's host is TWILIO_API_BASE's alone, a region's included.
+        self.client.region = self.client.edge = None
 
     def send(self, message: OutgoingSms) -> SentSms:
         sender = (
