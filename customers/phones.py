@@ -49,3 +49,15 @@ def normalise_phone(raw: str, region: str | None = None) -> str:
     if kind:
         raise PhoneError(f"This is {kind} and cannot receive SMS.")
     return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+
+
+def reply_number(raw: str) -> str:
+    """The E.164 form of the number a reply came from (Twilio writes it so), "" when it is no
+    number. Not judged as normalise_phone judges a number given to us: one a customer gave
+    when it was valid may no longer be by phonenumbers' newer metadata, and their STOP must
+    still find them."""
+    try:
+        number = phonenumbers.parse(raw)
+    except NumberParseException:
+        return ""
+    return phonenumbers.format_number(number, PhoneNumberFormat.E164)

@@ -15,7 +15,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from customers.models import Customer, HandledReply, ReplySource, SmsConsent
-from customers.phones import PhoneError, normalise_phone
+from customers.phones import reply_number
 from customers.services import (
     ConflictError,
     lock_number,
@@ -250,10 +250,7 @@ def _first_time(*, message_sid: str, now: datetime) -> bool:
 
 def _act_on_reply(*, from_number: str, body: str, now: datetime, opt_out_type: str) -> str:
     word = keyword(body)
-    try:
-        phone = normalise_phone(from_number)
-    except PhoneError:
-        phone = ""  # no customer's: answered, never acted on
+    phone = reply_number(from_number)  # "" for no number: answered, never acted on
     matched = opt_out_type.upper()
     if matched in OPT_OUT_TYPES:
         # Twilio's match stands, our keywords aside; it has answered already.

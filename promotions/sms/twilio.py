@@ -51,15 +51,18 @@ class BaseUrlHttpClient(TwilioHttpClient):
         super().__init__(timeout=timeout, max_retries=0)
         self.base_url = base_url.rstrip("/")
         self.retry_after: float | None = None  # the last answer's Retry-After, in seconds
+        self.status: int | None = None  # the last answer's HTTP status
         if self.session is not None:
             self.session.trust_env = False  # never route loopback through a proxy variable
 
     def request(self, method: str, url: str, *args: Any, **kwargs: Any) -> Response:
         if url.startswith(TWILIO_API):
             url = self.base_url + url[len(TWILIO_API) :]
-        self.retry_after = None
+        self.retry_after = self.status = None
         response = super().request(method, url, *args, **kwargs)
-        # The SDK's errors keep no headers: the wait a 429 or a 503 asks for is kept here.
+        # The SDK's errors keep no headers: the wait a 429 or a 503 asks for is kept here,
+        # and so is the status, which problem details give only as their body says it.
+        self.status = response.status_code
         self.retry_after = _retry_after((response.headers or {}).get("Retry-After"))
         return response
 
@@ -72,6 +75,10 @@ class TwilioBackend:
         self.client = Client(
             settings.TWILIO_ACCOUNT_SID, settings.TWILIO_AUTH_TOKEN, http_client=self.http
         )
+        # The SDK reads TWILIO_REGION and TWILIO_EDGE from the environment and calls the host
+        # they make (api.dublin.ie1.twilio.com), past TWILIO_API_BASE and an egress proxy
+        # there: Twilio's host is TWILIO_API_BASE's alone, a region's included.
+        self.client.region = self.client.edge = None
 
     def send(self, message: OutgoingSms) -> SentSms:
         sender = (
@@ -100,22 +107,25 @@ class TwilioBackend:
             # newer RFC 9457 problem details (TwilioServiceException, no subclass of the other).
             said = _refusal_text(error)
             code = _twilio_code(error)
-            if error.status in RETRYABLE_STATUSES or code in RETRYABLE_CODES:
+            # The answer's own status: a problem details body's "status" may be a string,
+            # null or another number (a gateway's), and the SDK takes it as it is.
+            status = self.http.status or error.status
+            if status in RETRYABLE_STATUSES or code in RETRYABLE_CODES:
                 kind = TransientSmsError
-            elif error.status >= 500:
+            elif status >= 500:
                 # A gateway's answer for Twilio behind it (502 bad gateway, 504 gateway
                 # timeout, a CDN's 52x): Twilio may have taken the message.
                 raise UncertainSmsError(
-                    f"Twilio {error.status}: {said}; not retried, it may have been sent.",
+                    f"Twilio {status}: {said}; not retried, it may have been sent.",
                     code=code,
-                    http_status=error.status,
+                    http_status=status,
                 ) from error
             else:
                 kind = PermanentSmsError
             raise kind(
-                f"Twilio {error.status}: {said}",
+                f"Twilio {status}: {said}",
                 code=code,
-                http_status=error.status,
+                http_status=status,
                 retry_after=self.http.retry_after,
             ) from error
         except (requests.ConnectionError, requests.Timeout) as error:
@@ -181,8 +191,13 @@ def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:
 
 def _twilio_code(error: TwilioRestException | TwilioServiceException) -> int | None:
     """The error code the answer gave, as the number Twilio's are; None for one a delivery
-    cannot record (a gateway's own problem details: "RATE_LIMITED", or a number out of range)."""
+    cannot record (a gateway's own problem details: "RATE_LIMITED", or a number out of range),
+    and None for an answer that gave none."""
     code = error.code
+    if isinstance(error, TwilioRestException) and code == error.status:
+        # The SDK's stand-in for a body with no code (a balancer's page, an empty body): the
+        # HTTP status, which is no error code of Twilio's (those are five digits).
+        return None
     if isinstance(code, str) and code.isascii() and code.isdigit():
         code = int(code)
     if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < 2**31:

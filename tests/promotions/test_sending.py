@@ -162,6 +162,25 @@ def test_after_the_retry_bound_the_delivery_fails_with_the_error(twilio, store, 
     assert len(twilio.messages) == settings.SMS_MAX_RETRIES + 1
 
 
+@pytest.mark.parametrize(
+    "page",
+    [
+        pytest.param(twilio_fake.Answer(503), id="an empty 503"),
+        pytest.param(twilio_fake.Answer(503, {"message": "Service Unavailable"}), id="no code"),
+    ],
+)
+def test_an_answer_with_no_twilio_error_code_records_none(twilio, store, settings, page):
+    # A balancer's own 503 page carries no error code: the SDK puts the HTTP status in its
+    # place, which is no Twilio error code (theirs are five digits), and would read as one.
+    twilio.then(*[page] * 20)
+
+    delivery = send(queue_offer(store))
+
+    assert (delivery.status, delivery.error_code) == ("failed", None)
+    assert delivery.error_message.startswith("Twilio 503")
+    assert len(twilio.messages) == settings.SMS_MAX_RETRIES + 1
+
+
 def test_an_invalid_number_fails_at_once_without_retry(twilio, store):
     twilio.then(twilio_fake.INVALID_NUMBER)
 

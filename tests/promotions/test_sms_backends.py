@@ -121,6 +121,32 @@ def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
 
 
 @pytest.mark.parametrize(
+    "environment",
+    [{"TWILIO_REGION": "ie1"}, {"TWILIO_EDGE": "dublin"}, {"TWILIO_REGION": "au1"}],
+)
+def test_the_sdks_region_and_edge_variables_do_not_lead_past_twilio_api_base(
+    twilio, monkeypatch, environment
+):
+    # The SDK reads TWILIO_REGION and TWILIO_EDGE from the environment and rewrites the host
+    # it calls (api.dublin.ie1.twilio.com): past TWILIO_API_BASE, an egress proxy or this fake.
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    resolve = socket.getaddrinfo
+
+    def loopback_only(host, *args, **kwargs):
+        if host != "127.0.0.1":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", loopback_only)  # never the internet
+
+    sent = sms.get_backend().send(MESSAGE)
+
+    assert [request.form["To"] for request in twilio.messages] == [MESSAGE.to]
+    assert sent.sid == twilio.accepted[0].sid
+
+
+@pytest.mark.parametrize(
     ("answer", "kind", "code"),
     [
         (twilio_fake.INVALID_NUMBER, PermanentSmsError, 21211),
@@ -138,9 +164,9 @@ def test_a_messaging_service_sends_instead_of_a_from_number(twilio, settings):
         ),
         (twilio_fake.error(401, 20003, "Authenticate"), PermanentSmsError, 20003),
         # A gateway answering for Twilio behind it, which may have taken the message. Its
-        # page has no Twilio error code: the SDK gives the HTTP status in its place.
-        (twilio_fake.BAD_GATEWAY, UncertainSmsError, 502),
-        (twilio_fake.GATEWAY_TIMEOUT, UncertainSmsError, 504),
+        # page has no Twilio error code (the SDK's stand-in, the HTTP status, is none).
+        (twilio_fake.BAD_GATEWAY, UncertainSmsError, None),
+        (twilio_fake.GATEWAY_TIMEOUT, UncertainSmsError, None),
     ],
 )
 def test_twilio_errors_are_permanent_transient_or_uncertain_with_their_code(

@@ -67,3 +67,26 @@ def test_a_gateways_problem_details_with_a_code_in_words_are_retried(twilio, sto
     delivery = send(queue_offer(store))
 
     assert (delivery.status, delivery.error_code, delivery.attempts) == ("sent", None, 2)
+
+
+@pytest.mark.parametrize(
+    "body_status",
+    [
+        pytest.param("429", id="the status written as a string"),
+        pytest.param(400, id="another status than the answer's"),
+        pytest.param(None, id="a null status"),
+    ],
+)
+def test_the_answers_http_status_decides_whatever_the_problem_details_say(
+    twilio, store, body_status
+):
+    # A gateway's problem details whose "status" is not the answer's: the answer's own 429
+    # says the message was not taken, and the send is retried, where it crashed or failed.
+    throttled = problem(429, "RATE_LIMITED", "Too Many Requests")
+    throttled.body["status"] = body_status
+    twilio.then(throttled)
+
+    delivery = send(queue_offer(store))
+
+    assert (delivery.status, delivery.attempts) == ("sent", 2)
+    assert len(twilio.accepted) == 1

@@ -3,10 +3,12 @@
 from datetime import timedelta
 from urllib.parse import urlencode
 
+import phonenumbers
 import pytest
 from django.http import QueryDict
 from django.test import Client
 from django.utils import timezone
+from phonenumbers import PhoneNumberType
 from twilio.request_validator import RequestValidator
 
 from customers.models import ConsentChange, OptedOutNumber, SmsConsent
@@ -334,6 +336,29 @@ def test_a_malformed_delivery_id_in_a_callback_is_ignored(client, param):
 
 
 # --- Replies ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reclassified",
+    [
+        pytest.param({"number_type": lambda number: PhoneNumberType.FIXED_LINE}, id="fixed line"),
+        pytest.param({"is_valid_number": lambda number: False}, id="range withdrawn"),
+    ],
+)
+def test_a_stop_from_a_customers_number_is_acted_on_whatever_phonenumbers_says_of_it_now(
+    client, monkeypatch, reclassified
+):
+    # The number was taken as a mobile when the customer gave it; a newer phonenumbers has
+    # other metadata for its range. The customer's STOP still stands.
+    customer = CustomerFactory(phone="+33612345678")
+    for name, stand_in in reclassified.items():
+        monkeypatch.setattr(phonenumbers, name, stand_in)
+
+    response = reply(client, "+33612345678", "ARRET")
+
+    customer.refresh_from_db()
+    assert customer.sms_consent == SmsConsent.OPTED_OUT
+    assert "START" in response.content.decode()  # confirmed
 
 
 @pytest.mark.parametrize(
