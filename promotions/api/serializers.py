@@ -342,7 +342,13 @@ class TriggerSerializer(KnownFieldsOnly, serializers.Serializer):
         }
         if misplaced:
             raise serializers.ValidationError(misplaced)
-        if "trigger_type" not in attrs:  # a partial update of the details alone
+        # A partial update of the details alone, or one that restates the campaign's own type:
+        # the details it leaves out are kept, as a PATCH keeps what it leaves out of the
+        # offer or the limits.
+        restated = (
+            self.root.partial and campaign is not None and trigger_type == campaign.trigger_type
+        )
+        if "trigger_type" not in attrs or restated:
             return attrs
         # A new trigger replaces the old one whole: the details of other types are cleared.
         values = {**TRIGGER_DETAILS, **{k: v for k, v in attrs.items() if v is not None}}

@@ -1581,6 +1581,40 @@ def test_patch_of_a_trigger_detail_alone_keeps_the_type(api, rivoli):
     assert response.json()["trigger"] == {"type": "dwell", "minutes": 10}
 
 
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        {"type": "dwell", "minutes": 5},
+        {"type": "near", "distance_m": 500},
+        {"type": "beacon_zone", "zone": "entrance"},
+    ],
+)
+def test_patch_restating_the_trigger_type_keeps_its_detail(api, entrance, trigger):
+    # A PATCH's nested objects are partial, the trigger's as the offer's or the limits': a
+    # tool that sends the type the campaign has, to change nothing about it, was told the
+    # trigger needs its minutes (its distance, its zone), which the campaign has.
+    created = create_campaign(api, trigger=trigger)
+
+    response = api.patch(
+        f"/api/v1/campaigns/{created['id']}", {"trigger": {"type": trigger["type"]}}
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["trigger"] == trigger
+    assert api.get(f"/api/v1/campaigns/{created['id']}").json()["trigger"] == trigger
+
+
+def test_put_of_a_trigger_type_alone_still_needs_its_detail(api, rivoli):
+    created = create_campaign(api, trigger={"type": "dwell", "minutes": 5})
+
+    response = api.put(
+        f"/api/v1/campaigns/{created['id']}", campaign_body(trigger={"type": "dwell"})
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["trigger"]) == ["minutes"]
+
+
 def test_patch_clearing_the_zone_of_another_trigger_type_is_harmless(api, rivoli):
     created = create_campaign(api)
 
