@@ -2057,6 +2057,29 @@ def test_put_replaces_the_whole_campaign(api, rivoli, opera):
     assert Campaign.objects.count() == 1
 
 
+def test_put_replaces_the_limits_and_offer_whole_as_a_create_would_set_them(api, rivoli):
+    # A tool that keeps campaigns in step with its own copy PUTs each: the limits and offer
+    # its copy leaves out are none, as they would be created, not the ones set before (a
+    # holdout, quiet hours, a cap the marketer had taken out of the copy, still applied).
+    created = create_campaign(api, limits=limits(holdout_percent=20, allowed_days=["sat"]))
+    body = campaign_body(offer={"template": "Hi {first_name}: {code}"}, limits={"daily_budget": 5})
+
+    replaced = api.put(f"/api/v1/campaigns/{created['id']}", body)
+
+    assert replaced.status_code == 200, replaced.json()
+    new = api.post("/api/v1/campaigns", body).json()
+    assert (replaced.json()["offer"], replaced.json()["limits"]) == (new["offer"], new["limits"])
+    assert replaced.json()["limits"] == {
+        "per_customer_days": None,
+        "quiet_hours": None,
+        "allowed_days": list(WEEKDAYS),
+        "daily_budget": 5,
+        "total_budget": None,
+        "holdout_percent": 0,
+    }
+    assert replaced.json()["offer"] == {"template": "Hi {first_name}: {code}", "valid_days": 7}
+
+
 def test_campaigns_are_listed_by_priority_and_filtered_by_status(api):
     low = CampaignFactory(priority=1, status=CampaignStatus.ACTIVE)
     high = CampaignFactory(priority=5, status=CampaignStatus.ACTIVE)
