@@ -390,3 +390,21 @@ def test_the_delete_page_of_a_busy_beacon_or_gateway_counts_its_sightings(admin_
     assert not Sighting.objects.exists()
     # The presence events the sightings made stay, without their sighting.
     assert list(PresenceEvent.objects.values_list("sighting", flat=True)) == [None, None]
+
+
+@pytest.mark.parametrize("kind", ["beacon", "gateway"])
+def test_a_marketer_deletes_a_beacon_or_gateway_with_what_it_heard(client, kind):
+    # Marketers may not delete sightings one by one; those of a place they delete go with it.
+    from django.contrib.auth.models import Group, User
+
+    marketer = User.objects.create_user("marie", password="x", is_staff=True)
+    marketer.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(marketer)
+    place = HEARD_PLACES[kind](zone=ZoneFactory(store=StoreFactory(code="RIVOLI")))
+    add_heard_sightings(place, 3)
+    url = f"/admin/promotions/{kind}/{place.pk}/delete/"
+
+    assert 'name="post" value="yes"' in client.get(url).content.decode()
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not Sighting.objects.exists()
+    assert not type(place).objects.exists()
