@@ -82,8 +82,10 @@ from promotions.services import (
     create_api_key,
     decisions_kept,
     delete_campaigns,
+    delete_heard_places,
     delete_stores,
     delete_zones,
+    going_with_heard_places,
     going_with_stores,
     going_with_zones,
 )
@@ -157,12 +159,16 @@ def campaigns_losing_zones(zone_ids: Iterable[int]) -> list[str]:
 
 
 def counted_deletion(
-    objs: Iterable[Store | Zone], going: Going, request: HttpRequest, admin_site: admin.AdminSite
+    objs: Iterable[Store | Zone | Beacon | Gateway],
+    going: Going,
+    request: HttpRequest,
+    admin_site: admin.AdminSite,
 ) -> tuple:
-    """`get_deleted_objects`'s answer for stores or zones, counted: the objects themselves,
-    and how many rows of each kind go with them, a COUNT a kind. Django lists every row
-    that goes, and a store's 300,000 presence events took 197 s to list, past gunicorn's
-    timeout. A kind the user may not delete is named, as Django names it."""
+    """`get_deleted_objects`'s answer for places (stores, zones, beacons, gateways),
+    counted: the objects themselves, and how many rows of each kind go with them, a COUNT a
+    kind. Django lists every row that goes, and a store's 300,000 presence events took 197 s
+    to list, past gunicorn's timeout. A kind the user may not delete is named, as Django
+    names it."""
     counts = count_going(going)
     perms_needed = {
         model._meta.verbose_name
@@ -413,13 +419,21 @@ class HeardPlaceAdmin(CheckedListAdmin):
         return super().formfield_for_foreignkey(db_field, request, **kwargs)
 
     def get_deleted_objects(self, objs: Iterable[Beacon | Gateway], request: HttpRequest) -> tuple:
-        # Its sightings are raw location data the retention purge deletes anyway: whoever may
-        # delete the beacon needs no permission on them (marketers have none).
+        # Counted, as a store's: a busy gateway's sightings, listed, took the page past
+        # gunicorn's timeout. They are raw location data the retention purge deletes anyway:
+        # whoever may delete the beacon needs no permission on them (marketers have none).
+        going = going_with_heard_places(self.model, [place.pk for place in objs])
         return allow_to_go(
-            super().get_deleted_objects(objs, request),
+            counted_deletion(objs, going, request, self.admin_site),
             Sighting,
             allowed=self.has_delete_permission(request),
         )
+
+    def delete_model(self, request: HttpRequest, obj: Beacon | Gateway) -> None:
+        delete_heard_places(model=self.model, ids=[obj.pk])
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        delete_heard_places(model=self.model, ids=list(queryset.values_list("pk", flat=True)))
 
 
 @admin.register(Beacon)

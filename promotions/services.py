@@ -126,6 +126,21 @@ def delete_zones(*, zones: Sequence[Zone]) -> None:
         Zone.objects.filter(pk__in=ids).delete()
 
 
+def delete_heard_places(*, model: type[Beacon] | type[Gateway], ids: Collection[int]) -> None:
+    """Delete beacons or gateways (`model`), and the sightings they heard: a statement for
+    the sightings, whatever their number (see going_with_heard_places). Django's collector
+    read every one, then cleared and deleted them a hundred at a time: a gateway at a busy
+    entrance hears millions within the retention period, past gunicorn's timeout."""
+    with transaction.atomic():
+        ids = sorted(ids)
+        # Locked first, as delete_stores locks its stores: a sighting being stored for one
+        # (its insert holds the row) is waited for, then deleted with the others; one stored
+        # after waits for the deletion, then finds its beacon or gateway gone.
+        _lock_for_deletion(model.objects.filter(pk__in=ids))
+        _delete_history(going_with_heard_places(model, ids))
+        model.objects.filter(pk__in=ids).delete()
+
+
 def _lock_for_deletion(rows: QuerySet) -> None:
     """Lock rows about to be deleted (FOR UPDATE, which a foreign key's check and a
     campaign's hold wait on), in the order of their ids, as every deletion takes them."""
@@ -168,6 +183,15 @@ def going_with_zones(ids: Collection[int]) -> Going:
     }
 
 
+def going_with_heard_places(model: type[Beacon] | type[Gateway], ids: Collection[int]) -> Going:
+    """Their sightings; the presence events those made stay, without their sighting."""
+    heard_by = "beacon" if model is Beacon else "gateway"
+    return {
+        model: model.objects.filter(pk__in=ids),
+        Sighting: Sighting.objects.filter(**{f"{heard_by}__in": ids}),
+    }
+
+
 def count_going(going: Going) -> dict[type[models.Model], int]:
     """How many rows of each model a deletion takes (those with none left out): a COUNT a
     model, what the admin's delete page shows instead of every row."""
@@ -176,13 +200,13 @@ def count_going(going: Going) -> dict[type[models.Model], int]:
 
 
 def _delete_history(going: Going) -> None:
-    """Delete a store's or zone's presence events and sightings, a statement each, links to
+    """Delete a place's presence events and sightings, a statement each, links to
     them cleared first as their SET_NULL says. Django's collector would read every row (and
     a million-row store would time its request out) to find what points at them; what is
     left for it then (zones, beacons, gateways, the store itself) is a few rows."""
-    events = going[PresenceEvent]
-    Delivery.objects.filter(presence_event__in=events).update(presence_event=None)
-    events._raw_delete(events.db)
+    if (events := going.get(PresenceEvent)) is not None:
+        Delivery.objects.filter(presence_event__in=events).update(presence_event=None)
+        events._raw_delete(events.db)
     if (sightings := going.get(Sighting)) is not None:
         PresenceEvent.objects.filter(sighting__in=sightings).update(sighting=None)
         sightings._raw_delete(sightings.db)

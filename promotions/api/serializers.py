@@ -342,7 +342,13 @@ class TriggerSerializer(KnownFieldsOnly, serializers.Serializer):
         }
         if misplaced:
             raise serializers.ValidationError(misplaced)
-        if "trigger_type" not in attrs:  # a partial update of the details alone
+        # A partial update of the details alone, or one that restates the campaign's own type:
+        # the details it leaves out are kept, as a PATCH keeps what it leaves out of the
+        # offer or the limits.
+        restated = (
+            self.root.partial and campaign is not None and trigger_type == campaign.trigger_type
+        )
+        if "trigger_type" not in attrs or restated:
             return attrs
         # A new trigger replaces the old one whole: the details of other types are cleared.
         values = {**TRIGGER_DETAILS, **{k: v for k, v in attrs.items() if v is not None}}
@@ -403,11 +409,23 @@ class IntentSerializer(KnownFieldsOnly, serializers.Serializer):
         return attrs if patching else values
 
 
+def as_created(names: tuple[str, ...], attrs: dict[str, Any]) -> dict[str, Any]:
+    """A nested object's values with the campaign columns it leaves out at their defaults, as
+    a create sets them. A PUT gives the object whole (a PATCH only what it changes): what it
+    leaves out was kept from before, so a holdout or quiet hours the client's copy no longer
+    has went on applying."""
+    defaults = {name: Campaign._meta.get_field(name).get_default() for name in names}
+    return {**defaults, **attrs}
+
+
 class OfferSerializer(KnownFieldsOnly, serializers.Serializer):
     template = serializers.CharField(source="offer_template", max_length=1600)
     valid_days = StrictIntegerField(
         source="offer_valid_days", min_value=1, max_value=MAX_OFFER_VALID_DAYS, required=False
     )
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs if self.root.partial else as_created(("offer_valid_days",), attrs)
 
 
 class QuietHoursSerializer(KnownFieldsOnly, serializers.Serializer):
@@ -447,6 +465,20 @@ class LimitsSerializer(KnownFieldsOnly, serializers.Serializer):
     daily_budget = StrictIntegerField(min_value=0, required=False, allow_null=True)
     total_budget = StrictIntegerField(min_value=0, required=False, allow_null=True)
     holdout_percent = StrictIntegerField(min_value=0, max_value=100, required=False)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        return attrs if self.root.partial else as_created(LIMIT_COLUMNS, attrs)
+
+
+LIMIT_COLUMNS = (
+    "limit_per_customer_days",
+    "quiet_hours_start",
+    "quiet_hours_end",
+    "allowed_days",
+    "daily_budget",
+    "total_budget",
+    "holdout_percent",
+)
 
 
 class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):

@@ -152,6 +152,9 @@ class BeaconViewSet(ConfigViewSet):
     serializer_class = BeaconSerializer
     filterset_class = BeaconFilter
 
+    def perform_destroy(self, instance: Beacon) -> None:
+        services.delete_heard_places(model=Beacon, ids=[instance.pk])
+
 
 class GatewayFilter(PlaceFilter):
     class Meta:
@@ -164,6 +167,9 @@ class GatewayViewSet(CodeKeyedViewSet):
     serializer_class = GatewaySerializer
     filterset_class = GatewayFilter
     lookup_field = "gateway_id"
+
+    def perform_destroy(self, instance: Gateway) -> None:
+        services.delete_heard_places(model=Gateway, ids=[instance.pk])
 
 
 class CampaignFilter(django_filters.FilterSet):

@@ -1581,6 +1581,40 @@ def test_patch_of_a_trigger_detail_alone_keeps_the_type(api, rivoli):
     assert response.json()["trigger"] == {"type": "dwell", "minutes": 10}
 
 
+@pytest.mark.parametrize(
+    "trigger",
+    [
+        {"type": "dwell", "minutes": 5},
+        {"type": "near", "distance_m": 500},
+        {"type": "beacon_zone", "zone": "entrance"},
+    ],
+)
+def test_patch_restating_the_trigger_type_keeps_its_detail(api, entrance, trigger):
+    # A PATCH's nested objects are partial, the trigger's as the offer's or the limits': a
+    # tool that sends the type the campaign has, to change nothing about it, was told the
+    # trigger needs its minutes (its distance, its zone), which the campaign has.
+    created = create_campaign(api, trigger=trigger)
+
+    response = api.patch(
+        f"/api/v1/campaigns/{created['id']}", {"trigger": {"type": trigger["type"]}}
+    )
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["trigger"] == trigger
+    assert api.get(f"/api/v1/campaigns/{created['id']}").json()["trigger"] == trigger
+
+
+def test_put_of_a_trigger_type_alone_still_needs_its_detail(api, rivoli):
+    created = create_campaign(api, trigger={"type": "dwell", "minutes": 5})
+
+    response = api.put(
+        f"/api/v1/campaigns/{created['id']}", campaign_body(trigger={"type": "dwell"})
+    )
+
+    assert response.status_code == 400
+    assert list(response.json()["trigger"]) == ["minutes"]
+
+
 def test_patch_clearing_the_zone_of_another_trigger_type_is_harmless(api, rivoli):
     created = create_campaign(api)
 
@@ -2021,6 +2055,29 @@ def test_put_replaces_the_whole_campaign(api, rivoli, opera):
     assert response.status_code == 200
     assert without_times(response.json()) == body
     assert Campaign.objects.count() == 1
+
+
+def test_put_replaces_the_limits_and_offer_whole_as_a_create_would_set_them(api, rivoli):
+    # A tool that keeps campaigns in step with its own copy PUTs each: the limits and offer
+    # its copy leaves out are none, as they would be created, not the ones set before (a
+    # holdout, quiet hours, a cap the marketer had taken out of the copy, still applied).
+    created = create_campaign(api, limits=limits(holdout_percent=20, allowed_days=["sat"]))
+    body = campaign_body(offer={"template": "Hi {first_name}: {code}"}, limits={"daily_budget": 5})
+
+    replaced = api.put(f"/api/v1/campaigns/{created['id']}", body)
+
+    assert replaced.status_code == 200, replaced.json()
+    new = api.post("/api/v1/campaigns", body).json()
+    assert (replaced.json()["offer"], replaced.json()["limits"]) == (new["offer"], new["limits"])
+    assert replaced.json()["limits"] == {
+        "per_customer_days": None,
+        "quiet_hours": None,
+        "allowed_days": list(WEEKDAYS),
+        "daily_budget": 5,
+        "total_budget": None,
+        "holdout_percent": 0,
+    }
+    assert replaced.json()["offer"] == {"template": "Hi {first_name}: {code}", "valid_days": 7}
 
 
 def test_campaigns_are_listed_by_priority_and_filtered_by_status(api):

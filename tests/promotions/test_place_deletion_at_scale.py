@@ -16,9 +16,11 @@ from django.utils import timezone
 
 from promotions.models import (
     ApiKey,
+    Beacon,
     CampaignStatus,
     Delivery,
     FenceVersion,
+    Gateway,
     Presence,
     PresenceEvent,
     Redemption,
@@ -304,3 +306,105 @@ def test_what_goes_with_a_store_or_zone_is_every_model_its_deletion_cascades_to(
         for model in (PresenceEvent, Sighting)
         for relation in get_candidate_relations_to_delete(model._meta)
     } == {(Delivery, "presence_event"), (PresenceEvent, "sighting")}
+
+
+def add_heard_sightings(place: Beacon | Gateway, count: int) -> None:
+    """`count` sightings of one phone, heard by the beacon (the app ranged it) or gateway,
+    the first of them the one a presence event names."""
+    device = DeviceFactory()
+    start = timezone.now() - timedelta(days=1)
+    heard_by = {"beacon": place} if isinstance(place, Beacon) else {"gateway": place}
+    Sighting.objects.bulk_create(
+        Sighting(
+            source="app" if isinstance(place, Beacon) else "gateway",
+            device=device,
+            store=place.store,
+            zone=place.zone,
+            rssi=-60,
+            seen_at=start + timedelta(seconds=n),
+            **heard_by,
+        )
+        for n in range(count)
+    )
+    add_presence_events(place.store, place.zone, 1)
+    PresenceEvent.objects.filter(sighting=None).update(
+        sighting=Sighting.objects.filter(**heard_by).order_by("pk").first()
+    )
+
+
+HEARD_PLACES = {"beacon": BeaconFactory, "gateway": GatewayFactory}
+
+
+def heard_place_url(place: Beacon | Gateway) -> str:
+    if isinstance(place, Beacon):
+        return f"/api/v1/beacons/{place.pk}"
+    return f"/api/v1/gateways/{place.gateway_id}"
+
+
+@pytest.mark.parametrize("kind", ["beacon", "gateway"])
+def test_deleting_a_busy_beacon_or_gateway_takes_as_many_queries_however_much_it_heard(api, kind):
+    # A gateway at a busy entrance hears thousands of phones a day, kept for the retention
+    # period: Django's collector read every sighting, and cleared and deleted them a hundred
+    # at a time (a million sightings: 20,000 statements, past gunicorn's timeout).
+    entrance = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance")
+    api.get("/api/v1/stores")  # the key's first use of the minute records it, once
+
+    def deletion_queries(sightings: int) -> int:
+        place = HEARD_PLACES[kind](zone=entrance)
+        add_heard_sightings(place, sightings)
+        with CaptureQueriesContext(connection) as captured:
+            assert api.delete(heard_place_url(place)).status_code == 204
+        return len(captured.captured_queries)
+
+    assert deletion_queries(2_000) == deletion_queries(20)
+    assert not Sighting.objects.exists()
+    # The presence events the sightings made stay, without their sighting.
+    assert list(PresenceEvent.objects.values_list("sighting", flat=True)) == [None, None]
+
+
+@pytest.mark.parametrize("kind", ["beacon", "gateway"])
+def test_the_delete_page_of_a_busy_beacon_or_gateway_counts_its_sightings(admin_client, kind):
+    entrance = ZoneFactory(store=StoreFactory(code="RIVOLI"), code="entrance")
+    quiet, busy = HEARD_PLACES[kind](zone=entrance), HEARD_PLACES[kind](zone=entrance)
+    add_heard_sightings(quiet, 20)
+    add_heard_sightings(busy, 2_020)
+
+    def url(place: Beacon | Gateway) -> str:
+        return f"/admin/promotions/{kind}/{place.pk}/delete/"
+
+    _, few = served(admin_client, url(quiet))
+    text, many = served(admin_client, url(busy))
+
+    assert len(many) == len(few)
+    assert rows_read(many, "promotions_sighting") == []
+    assert "Sightings: 2,020" in text
+    assert 'name="post" value="yes"' in text
+
+    def deletion_queries(place: Beacon | Gateway) -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert admin_client.post(url(place), {"post": "yes"}).status_code == 302
+        return len(captured.captured_queries)
+
+    deletion_queries(HEARD_PLACES[kind](zone=entrance))  # a first deletion's one-off lookups
+    assert deletion_queries(busy) == deletion_queries(quiet)
+    assert not Sighting.objects.exists()
+    # The presence events the sightings made stay, without their sighting.
+    assert list(PresenceEvent.objects.values_list("sighting", flat=True)) == [None, None]
+
+
+@pytest.mark.parametrize("kind", ["beacon", "gateway"])
+def test_a_marketer_deletes_a_beacon_or_gateway_with_what_it_heard(client, kind):
+    # Marketers may not delete sightings one by one; those of a place they delete go with it.
+    from django.contrib.auth.models import Group, User
+
+    marketer = User.objects.create_user("marie", password="x", is_staff=True)
+    marketer.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(marketer)
+    place = HEARD_PLACES[kind](zone=ZoneFactory(store=StoreFactory(code="RIVOLI")))
+    add_heard_sightings(place, 3)
+    url = f"/admin/promotions/{kind}/{place.pk}/delete/"
+
+    assert 'name="post" value="yes"' in client.get(url).content.decode()
+    assert client.post(url, {"post": "yes"}).status_code == 302
+    assert not Sighting.objects.exists()
+    assert not type(place).objects.exists()
