@@ -484,7 +484,7 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
     for index, values in items:
         customer_id = values.get("customer_id")
         if customer_id and customer_id not in customers:
-            result.reject(index, _unknown_customer(customer_id))
+            result.reject(index, unknown_customer_errors(customer_id))
             continue
         events.append(
             BrowsingEvent(
@@ -511,7 +511,7 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
         for event, (index, customer_id) in zip(events, named, strict=True):
             if event.customer_id is not None and event.customer_id not in held:
                 if customer_id:
-                    result.reject(index, _unknown_customer(customer_id))
+                    result.reject(index, unknown_customer_errors(customer_id))
                     continue
                 event.customer = None
             kept.append(event)
@@ -534,7 +534,8 @@ def record_browsing_events(*, items: ValidItems, result: IngestResult, now: date
     result.add_stored(len(stored), duplicates)
 
 
-def _unknown_customer(customer_id: str) -> dict[str, list[str]]:
+def unknown_customer_errors(customer_id: str) -> dict[str, list[str]]:
+    """The API's errors for a customer_id that names no customer, in a batch or alone."""
     return {"customer_id": [f"Unknown customer '{customer_id}'."]}
 
 

@@ -57,7 +57,7 @@ def _customer_or_400(external_id: str) -> Customer:
 
 
 def _unknown_customer(external_id: str) -> serializers.ValidationError:
-    return serializers.ValidationError({"customer_id": [f"Unknown customer '{external_id}'."]})
+    return serializers.ValidationError(services.unknown_customer_errors(external_id))
 
 
 class CustomerView(APIView):
