@@ -156,8 +156,16 @@ class ZoneSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         model = Zone
         fields = ["id", "store", "code", "name", "rssi_threshold"]
 
+    def get_unique_together_validators(self) -> list:
+        return []  # checked in validate, in words that name the store and the code
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        _clean_as_saved(Zone, self.instance, attrs)
+        zone = _clean_as_saved(Zone, self.instance, attrs)
+        taken = Zone.objects.filter(store=zone.store_id, code=zone.code).exclude(pk=zone.pk)
+        if taken.exists():
+            raise serializers.ValidationError(
+                {"non_field_errors": [f"Store {zone.store.code} has a zone '{zone.code}' already."]}
+            )
         return attrs
 
 

@@ -697,7 +697,9 @@ def test_a_zone_code_is_unique_within_its_store(api, entrance, opera):
     other_store = api.post("/api/v1/zones", {"store": "OPERA", "code": "entrance", "name": "E"})
 
     assert same_store.status_code == 400
-    assert "non_field_errors" in same_store.json()
+    assert same_store.json() == {
+        "non_field_errors": ["Store RIVOLI has a zone 'entrance' already."]
+    }
     assert other_store.status_code == 201
     assert Zone.objects.count() == 2
 
@@ -708,6 +710,7 @@ def test_renaming_a_zone_onto_another_code_of_its_store_is_rejected(api, entranc
     response = api.patch(f"/api/v1/zones/{hifi.id}", {"code": "entrance"})
 
     assert response.status_code == 400
+    assert response.json() == {"non_field_errors": ["Store RIVOLI has a zone 'entrance' already."]}
     hifi.refresh_from_db()
     assert hifi.code == "hifi"
 
