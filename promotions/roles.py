@@ -18,7 +18,7 @@ GRANTS = {
     ("promotions", "zone"): ("view", "add", "change", "delete"),
     ("promotions", "beacon"): ("view", "add", "change", "delete"),
     ("promotions", "gateway"): ("view", "add", "change", "delete"),
-    ("promotions", "campaign"): ("view", "add", "change"),
+    ("promotions", "campaign"): ("view", "add", "change", "delete"),
     ("promotions", "offercode"): ("view", "add", "delete"),
     ("promotions", "delivery"): ("view",),
     ("promotions", "presenceevent"): ("view",),

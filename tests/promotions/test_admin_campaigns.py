@@ -441,3 +441,34 @@ def test_the_holdout_share_says_a_change_applies_to_customers_not_yet_in_the_cam
 
     help_text = page[page.index('id="id_holdout_percent_helptext"') :].split("</div>")[0]
     assert "A change applies to customers not yet in the campaign" in help_text
+
+
+@pytest.fixture
+def marketer(client):
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("marie", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(user)
+    return client
+
+
+def test_a_marketer_deletes_a_campaign_made_by_mistake(marketer):
+    mistake = CampaignFactory(name="Welcome (copy)", status=CampaignStatus.DRAFT)
+    OfferCode.objects.create(campaign=mistake, code="POOL-1")
+
+    response = marketer.post(f"/admin/promotions/campaign/{mistake.pk}/delete/", {"post": "yes"})
+
+    assert response.status_code == 302
+    assert not Campaign.objects.exists()
+
+
+def test_a_marketer_cannot_delete_a_campaign_s_results(marketer):
+    soldes = CampaignFactory(name="Soldes", status=CampaignStatus.ENDED)
+    DeliveryFactory.create_batch(3, campaign=soldes)
+
+    page = marketer.get(f"/admin/promotions/campaign/{soldes.pk}/delete/").content.decode()
+    marketer.post(f"/admin/promotions/campaign/{soldes.pk}/delete/", {"post": "yes"})
+
+    assert "3 decisions" in page and "End it instead" in page
+    assert Delivery.objects.filter(campaign=soldes).count() == 3
