@@ -99,7 +99,13 @@ def env_list(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:
         return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        # Set, yet empty (" , "): an ALLOWED_HOSTS so read refuses every request, a 400.
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected at least one item (comma-separated), or leave it unset."
+        )
+    return items
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:

@@ -33,6 +33,7 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_int, "9", {"default": 1, "minimum": 1, "maximum": 5}, "in [1, 5]."),
         (config.env_float, "9", {"default": 1.0, "maximum": 5.0}, "of at most 5.0."),
         (config.env_bool, "perhaps", {"default": False}, "true/false"),
+        (config.env_list, " , ", {"default": ["localhost"]}, "expected at least one item"),
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
