@@ -211,9 +211,21 @@ def env_database(name: str, default: str) -> dict:
             "such as postgres://user:password@host:5432/passage or sqlite:///path/db.sqlite3."
         )
     try:
-        return dj_database_url.parse(value, conn_max_age=60)
+        database = dj_database_url.parse(value, conn_max_age=60)
     except ValueError as error:
         raise ImproperlyConfigured(f"{name}: {error}") from None
+    # Django would take NAME "" until the first query, then fail it without naming the
+    # variable (migrate, and /healthz with a 500). A libpq service file may name it instead.
+    if (
+        scheme != "sqlite"
+        and not database["NAME"]
+        and not database.get("OPTIONS", {}).get("service")
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: names no database; expected one such as "
+            "postgres://user:password@host:5432/passage."
+        )
+    return database
 
 
 def env_writable_file(name: str, default: str) -> str:

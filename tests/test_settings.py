@@ -125,6 +125,28 @@ def test_a_refused_database_url_does_not_repeat_its_password():
     assert "s3cret" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "url", ["postgres://", "postgres:///", "postgres://db.example.com", "postgresql://u:s3cret@db/"]
+)
+def test_a_postgresql_url_naming_no_database_is_refused_at_start(url):
+    # Django read it as NAME "" and said so only at the first query, without naming the
+    # variable: migrate failed, and /healthz answered a 500 instead of its 503.
+    result = _manage_py({"DATABASE_URL": url}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: DATABASE_URL=")
+    assert "names no database" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_a_postgresql_url_naming_a_service_instead_of_a_database_is_accepted():
+    url = "postgres://?service=passage"
+
+    result = _settings_in_subprocess({"DATABASE_URL": url}, "s.DATABASES['default']['OPTIONS']")
+
+    assert result.returncode == 0, result.stderr
+
+
 @pytest.mark.parametrize("scheme", ["sqlite", "postgres", "postgresql", "pgsql"])
 def test_the_database_urls_passage_runs_on_are_accepted(scheme):
     url = "sqlite:///:memory:" if scheme == "sqlite" else f"{scheme}://u@db.example.com/passage"
