@@ -563,11 +563,17 @@ SPECTACULAR_SETTINGS = {
 
 # --- Ingest and intent ------------------------------------------------------------------
 
+# The time spans below have a maximum (a day, a year, ten years: what each can mean): a
+# number typed for "for ever" put a cutoff such as "now minus the span" before year 1, and
+# every purge, upload or decision reading it failed (OverflowError).
+
 INGEST_MAX_BATCH = env_int("INGEST_MAX_BATCH", 1000, minimum=1, maximum=10_000)
 # Phones' clocks drift; a time further ahead than this is a client bug, not a late ping.
-INGEST_MAX_CLOCK_SKEW_SECONDS = env_int("INGEST_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0)
+INGEST_MAX_CLOCK_SKEW_SECONDS = env_int(
+    "INGEST_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0, maximum=86_400
+)
 # Apps queue pings while offline; older ones can no longer trigger anything useful.
-INGEST_MAX_PING_AGE_HOURS = env_int("INGEST_MAX_PING_AGE_HOURS", 72, minimum=1)
+INGEST_MAX_PING_AGE_HOURS = env_int("INGEST_MAX_PING_AGE_HOURS", 72, minimum=1, maximum=8_784)
 # No phone reports an accuracy circle wider than this; a larger one is garbage.
 INGEST_MAX_ACCURACY_M = env_float("INGEST_MAX_ACCURACY_M", 50_000.0, minimum=1.0)
 INTENT_HALF_LIFE_DAYS = env_float("INTENT_HALF_LIFE_DAYS", 7.0, minimum=0.01)
@@ -584,22 +590,22 @@ PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0,
 # An exit needs the fix's whole accuracy circle this far beyond the fence, so GPS jitter
 # at the edge cannot flap.
 PRESENCE_EXIT_MARGIN_M = env_float("PRESENCE_EXIT_MARGIN_M", 50.0, minimum=0.0)
-PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1)
+PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1, maximum=1_440)
 PRESENCE_TELEPORT_KMH = env_float("PRESENCE_TELEPORT_KMH", 300.0, minimum=10.0)
 BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1)
 BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1)
 # Raw pings and sightings are personal location data: kept this long, then purged.
-LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1)
+LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1, maximum=3_660)
 # A stored batch still unprocessed after this long lost its task; the sweep enqueues it again.
-SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 120, minimum=10)
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 120, minimum=10, maximum=86_400)
 
 # --- Decisions --------------------------------------------------------------------------
 
 # Across all campaigns, a customer gets at most this many SMS in this many days.
 SMS_GLOBAL_CAP_COUNT = env_int("SMS_GLOBAL_CAP_COUNT", 3, minimum=0)
-SMS_GLOBAL_CAP_DAYS = env_int("SMS_GLOBAL_CAP_DAYS", 7, minimum=1)
+SMS_GLOBAL_CAP_DAYS = env_int("SMS_GLOBAL_CAP_DAYS", 7, minimum=1, maximum=366)
 # And never two SMS to one customer closer together than this (walking past, then in).
-SMS_GLOBAL_MIN_GAP_MINUTES = env_int("SMS_GLOBAL_MIN_GAP_MINUTES", 60, minimum=0)
+SMS_GLOBAL_MIN_GAP_MINUTES = env_int("SMS_GLOBAL_MIN_GAP_MINUTES", 60, minimum=0, maximum=527_040)
 # Quiet hours for every campaign, in each customer's timezone, as "21:00-08:00"; empty: none.
 SMS_GLOBAL_QUIET_HOURS = env_time_window("SMS_GLOBAL_QUIET_HOURS")
 # Campaigns' daily budgets count SMS per calendar day in this timezone.

@@ -126,6 +126,28 @@ def test_a_refused_database_url_does_not_repeat_its_password():
 
 
 @pytest.mark.parametrize(
+    "name",
+    [
+        "INGEST_MAX_CLOCK_SKEW_SECONDS",
+        "INGEST_MAX_PING_AGE_HOURS",
+        "PRESENCE_TIMEOUT_MINUTES",
+        "LOCATION_RETENTION_DAYS",
+        "SWEEP_AFTER_SECONDS",
+        "SMS_GLOBAL_CAP_DAYS",
+        "SMS_GLOBAL_MIN_GAP_MINUTES",
+    ],
+)
+def test_a_time_span_too_long_for_the_calendar_is_refused_at_start(name):
+    # LOCATION_RETENTION_DAYS=1000000 ("keep it all") had every hourly purge fail with
+    # OverflowError (a cutoff before year 1); a ping age so long, every upload a 500.
+    result = _manage_py({name: "1000000000"}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: {name}=1000000000: expected a number")
+    assert "in [" in result.stderr
+
+
+@pytest.mark.parametrize(
     "url", ["postgres://", "postgres:///", "postgres://db.example.com", "postgresql://u:s3cret@db/"]
 )
 def test_a_postgresql_url_naming_no_database_is_refused_at_start(url):
