@@ -108,6 +108,22 @@ def env_list(name: str, default: list[str]) -> list[str]:
     return items
 
 
+def env_hosts(name: str, default: list[str]) -> list[str]:
+    """Host names as Django matches them against a request's Host: "*", a name, ".name" for
+    it and its subdomains, an address ([::1] in brackets). A URL or a port never matches,
+    and every request but /healthz would be refused (a 400) without a word here."""
+    hosts = env_list(name, default)
+    for host in hosts:
+        domain, port = split_domain_port(host)
+        if host != "*" and (not domain or port):
+            raise ImproperlyConfigured(
+                f"{name}={','.join(hosts)!r}: {host!r} is not a host Django can match; "
+                "expected host names without a scheme, path or port, such as "
+                "passage.example.com, or .example.com for it and its subdomains."
+            )
+    return hosts
+
+
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
     value = env_str(name, default)
     if value not in choices:
@@ -325,7 +341,7 @@ if SECRET_KEY is None:
 # hashes of numbers that opted out by reply or replied START (customers.models.OptedOutNumber,
 # RepliedStartNumber).
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # Whether the operator said where Twilio reaches us: its default only suits `make run`.
 _PUBLIC_BASE_URL_SET = env_str("PUBLIC_BASE_URL") is not None
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000")

@@ -34,6 +34,9 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_float, "9", {"default": 1.0, "maximum": 5.0}, "of at most 5.0."),
         (config.env_bool, "perhaps", {"default": False}, "true/false"),
         (config.env_list, " , ", {"default": ["localhost"]}, "expected at least one item"),
+        (config.env_hosts, "https://passage.example.com", {"default": []}, "host names"),
+        (config.env_hosts, "passage.example.com:443", {"default": []}, "scheme, path or port"),
+        (config.env_hosts, "*.example.com", {"default": []}, ".example.com"),
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
@@ -53,6 +56,18 @@ def test_env_helpers_refuse_bad_values_naming_the_variable(
     with pytest.raises(ImproperlyConfigured, match="X_BAD") as error:
         helper("X_BAD", **kwargs)
     assert message in str(error.value)
+
+
+def test_allowed_hosts_take_the_patterns_django_matches(monkeypatch):
+    monkeypatch.setenv("X_HOSTS", "passage.example.com, .example.com, 127.0.0.1, [::1], *")
+
+    assert config.env_hosts("X_HOSTS", []) == [
+        "passage.example.com",
+        ".example.com",
+        "127.0.0.1",
+        "[::1]",
+        "*",
+    ]
 
 
 def _settings_in_subprocess(env: dict[str, str], expression: str) -> subprocess.CompletedProcess:
