@@ -149,6 +149,29 @@ def env_url(name: str, default: str | None = None) -> str | None:
     return value.rstrip("/")
 
 
+def env_tiles_url(name: str) -> str:
+    """A map tile URL as Leaflet takes one, https://host/{z}/{x}/{y}.png ({s} may name a
+    subdomain). The marketer's browser loads it: a mistyped one drew every map with no
+    tiles, or one tile repeated, with nothing said."""
+    value = env_str(name, "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    placeholders = all(part in value for part in ("{z}", "{x}", "{y}"))
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not placeholders
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected an http(s) URL with {{z}}/{{x}}/{{y}} in it, such as "
+            "https://tile.openstreetmap.org/{z}/{x}/{y}.png."
+        )
+    return value
+
+
 def env_time_window(name: str) -> tuple[time, time] | None:
     """A daily window written "21:00-08:00" (it may span midnight); unset means none."""
     value = _raw(name)
@@ -462,7 +485,7 @@ STATICFILES_DIRS = [Path(_LEAFLET.submodule_search_locations[0]) / "static"] if 
 # --- Maps and geocoding (admin) ---------------------------------------------------------
 
 # Map tiles load in the marketer's browser; the map still draws fences without them (offline).
-MAP_TILES_URL = env_str("MAP_TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+MAP_TILES_URL = env_tiles_url("MAP_TILES_URL")
 # Address to coordinates through geopy: "nominatim" (OpenStreetMap's, or your own server at
 # GEOCODER_URL); unset, marketers type coordinates or move the pin.
 GEOCODER = env_choice("GEOCODER", "none", ("none", "nominatim"))

@@ -37,6 +37,9 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_hosts, "https://passage.example.com", {"default": []}, "host names"),
         (config.env_hosts, "passage.example.com:443", {"default": []}, "scheme, path or port"),
         (config.env_hosts, "*.example.com", {"default": []}, ".example.com"),
+        (config.env_tiles_url, "ftp://tiles.example.com/{z}/{x}/{y}.png", {}, "{z}/{x}/{y}"),
+        (config.env_tiles_url, "https://tiles.example.com/tile.png", {}, "{z}/{x}/{y}"),
+        (config.env_tiles_url, "tiles.example.com/{z}/{x}/{y}.png", {}, "https://"),
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
@@ -68,6 +71,19 @@ def test_allowed_hosts_take_the_patterns_django_matches(monkeypatch):
         "[::1]",
         "*",
     ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "https://{s}.tiles.example.com/{z}/{x}/{y}@2x.png?key=abc",
+    ],
+)
+def test_map_tiles_take_a_leaflet_tile_url(monkeypatch, url):
+    monkeypatch.setenv("X_TILES", url)
+
+    assert config.env_tiles_url("X_TILES") == url
 
 
 def _settings_in_subprocess(env: dict[str, str], expression: str) -> subprocess.CompletedProcess:
