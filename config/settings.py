@@ -146,6 +146,13 @@ def env_url(name: str, default: str | None = None) -> str | None:
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected an http(s) URL such as https://host."
         )
+    # Paths are appended to it: "https://host/?from=console" would make every Twilio
+    # callback "https://host/?from=console/api/v1/...", which reaches the wrong page.
+    if "?" in value or "#" in value:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected an http(s) URL with no query or fragment, such as "
+            "https://host."
+        )
     return value.rstrip("/")
 
 

@@ -42,6 +42,8 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_tiles_url, "tiles.example.com/{z}/{x}/{y}.png", {}, "https://"),
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
+        (config.env_url, "https://passage.example.com/?from=console", {}, "no query"),
+        (config.env_url, "https://passage.example.com/#", {}, "no query"),
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
         (config.env_timezone, "Nowhere/Land", {"default": "UTC"}, "IANA time zone"),
         (config.env_timezone, "America", {"default": "UTC"}, "IANA time zone"),
