@@ -32,7 +32,9 @@ def _broker_state() -> str:
             ssl=settings.CELERY_BROKER_USE_SSL,
             transport_options=settings.CELERY_BROKER_TRANSPORT_OPTIONS,
         ) as broker:
-            broker.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+            # One attempt: a broker that refuses the connection refuses a retry too, and
+            # kombu sleeps 2 s before it, past many load balancers' probe timeout.
+            broker.ensure_connection(max_retries=0, timeout=BROKER_TIMEOUT_SECONDS)
     except Exception as error:  # kombu surfaces each transport's own errors
         return f"unreachable: {error.__class__.__name__}"
     return "ok"

@@ -99,7 +99,29 @@ def env_list(name: str, default: list[str]) -> list[str]:
     value = _raw(name)
     if value is None:
         return default
-    return [item.strip() for item in value.split(",") if item.strip()]
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        # Set, yet empty (" , "): an ALLOWED_HOSTS so read refuses every request, a 400.
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected at least one item (comma-separated), or leave it unset."
+        )
+    return items
+
+
+def env_hosts(name: str, default: list[str]) -> list[str]:
+    """Host names as Django matches them against a request's Host: "*", a name, ".name" for
+    it and its subdomains, an address ([::1] in brackets). A URL or a port never matches,
+    and every request but /healthz would be refused (a 400) without a word here."""
+    hosts = env_list(name, default)
+    for host in hosts:
+        domain, port = split_domain_port(host)
+        if host != "*" and (not domain or port):
+            raise ImproperlyConfigured(
+                f"{name}={','.join(hosts)!r}: {host!r} is not a host Django can match; "
+                "expected host names without a scheme, path or port, such as "
+                "passage.example.com, or .example.com for it and its subdomains."
+            )
+    return hosts
 
 
 def env_choice(name: str, default: str, choices: tuple[str, ...]) -> str:
@@ -124,7 +146,37 @@ def env_url(name: str, default: str | None = None) -> str | None:
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected an http(s) URL such as https://host."
         )
+    # Paths are appended to it: "https://host/?from=console" would make every Twilio
+    # callback "https://host/?from=console/api/v1/...", which reaches the wrong page.
+    if "?" in value or "#" in value:
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected an http(s) URL with no query or fragment, such as "
+            "https://host."
+        )
     return value.rstrip("/")
+
+
+def env_tiles_url(name: str) -> str:
+    """A map tile URL as Leaflet takes one, https://host/{z}/{x}/{y}.png ({s} may name a
+    subdomain). The marketer's browser loads it: a mistyped one drew every map with no
+    tiles, or one tile repeated, with nothing said."""
+    value = env_str(name, "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        parts = None
+    placeholders = all(part in value for part in ("{z}", "{x}", "{y}"))
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or not placeholders
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={value!r}: expected an http(s) URL with {{z}}/{{x}}/{{y}} in it, such as "
+            "https://tile.openstreetmap.org/{z}/{x}/{y}.png."
+        )
+    return value
 
 
 def env_time_window(name: str) -> tuple[time, time] | None:
@@ -205,9 +257,21 @@ def env_database(name: str, default: str) -> dict:
             "such as postgres://user:password@host:5432/passage or sqlite:///path/db.sqlite3."
         )
     try:
-        return dj_database_url.parse(value, conn_max_age=60)
+        database = dj_database_url.parse(value, conn_max_age=60)
     except ValueError as error:
         raise ImproperlyConfigured(f"{name}: {error}") from None
+    # Django would take NAME "" until the first query, then fail it without naming the
+    # variable (migrate, and /healthz with a 500). A libpq service file may name it instead.
+    if (
+        scheme != "sqlite"
+        and not database["NAME"]
+        and not database.get("OPTIONS", {}).get("service")
+    ):
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: names no database; expected one such as "
+            "postgres://user:password@host:5432/passage."
+        )
+    return database
 
 
 def env_writable_file(name: str, default: str) -> str:
@@ -307,7 +371,7 @@ if SECRET_KEY is None:
 # hashes of numbers that opted out by reply or replied START (customers.models.OptedOutNumber,
 # RepliedStartNumber).
 SECRET_KEY_FALLBACKS = env_list("SECRET_KEY_FALLBACKS", [])
-ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+ALLOWED_HOSTS = env_hosts("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 # Whether the operator said where Twilio reaches us: its default only suits `make run`.
 _PUBLIC_BASE_URL_SET = env_str("PUBLIC_BASE_URL") is not None
 PUBLIC_BASE_URL = env_url("PUBLIC_BASE_URL", "http://127.0.0.1:8000")
@@ -428,7 +492,7 @@ STATICFILES_DIRS = [Path(_LEAFLET.submodule_search_locations[0]) / "static"] if 
 # --- Maps and geocoding (admin) ---------------------------------------------------------
 
 # Map tiles load in the marketer's browser; the map still draws fences without them (offline).
-MAP_TILES_URL = env_str("MAP_TILES_URL", "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+MAP_TILES_URL = env_tiles_url("MAP_TILES_URL")
 # Address to coordinates through geopy: "nominatim" (OpenStreetMap's, or your own server at
 # GEOCODER_URL); unset, marketers type coordinates or move the pin.
 GEOCODER = env_choice("GEOCODER", "none", ("none", "nominatim"))
@@ -545,11 +609,17 @@ SPECTACULAR_SETTINGS = {
 
 # --- Ingest and intent ------------------------------------------------------------------
 
+# The time spans below have a maximum (a day, a year, ten years: what each can mean): a
+# number typed for "for ever" put a cutoff such as "now minus the span" before year 1, and
+# every purge, upload or decision reading it failed (OverflowError).
+
 INGEST_MAX_BATCH = env_int("INGEST_MAX_BATCH", 1000, minimum=1, maximum=10_000)
 # Phones' clocks drift; a time further ahead than this is a client bug, not a late ping.
-INGEST_MAX_CLOCK_SKEW_SECONDS = env_int("INGEST_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0)
+INGEST_MAX_CLOCK_SKEW_SECONDS = env_int(
+    "INGEST_MAX_CLOCK_SKEW_SECONDS", 300, minimum=0, maximum=86_400
+)
 # Apps queue pings while offline; older ones can no longer trigger anything useful.
-INGEST_MAX_PING_AGE_HOURS = env_int("INGEST_MAX_PING_AGE_HOURS", 72, minimum=1)
+INGEST_MAX_PING_AGE_HOURS = env_int("INGEST_MAX_PING_AGE_HOURS", 72, minimum=1, maximum=8_784)
 # No phone reports an accuracy circle wider than this; a larger one is garbage.
 INGEST_MAX_ACCURACY_M = env_float("INGEST_MAX_ACCURACY_M", 50_000.0, minimum=1.0)
 INTENT_HALF_LIFE_DAYS = env_float("INTENT_HALF_LIFE_DAYS", 7.0, minimum=0.01)
@@ -566,22 +636,22 @@ PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0,
 # An exit needs the fix's whole accuracy circle this far beyond the fence, so GPS jitter
 # at the edge cannot flap.
 PRESENCE_EXIT_MARGIN_M = env_float("PRESENCE_EXIT_MARGIN_M", 50.0, minimum=0.0)
-PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1)
+PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1, maximum=1_440)
 PRESENCE_TELEPORT_KMH = env_float("PRESENCE_TELEPORT_KMH", 300.0, minimum=10.0)
 BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1)
 BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1)
 # Raw pings and sightings are personal location data: kept this long, then purged.
-LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1)
+LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1, maximum=3_660)
 # A stored batch still unprocessed after this long lost its task; the sweep enqueues it again.
-SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 120, minimum=10)
+SWEEP_AFTER_SECONDS = env_int("SWEEP_AFTER_SECONDS", 120, minimum=10, maximum=86_400)
 
 # --- Decisions --------------------------------------------------------------------------
 
 # Across all campaigns, a customer gets at most this many SMS in this many days.
 SMS_GLOBAL_CAP_COUNT = env_int("SMS_GLOBAL_CAP_COUNT", 3, minimum=0)
-SMS_GLOBAL_CAP_DAYS = env_int("SMS_GLOBAL_CAP_DAYS", 7, minimum=1)
+SMS_GLOBAL_CAP_DAYS = env_int("SMS_GLOBAL_CAP_DAYS", 7, minimum=1, maximum=366)
 # And never two SMS to one customer closer together than this (walking past, then in).
-SMS_GLOBAL_MIN_GAP_MINUTES = env_int("SMS_GLOBAL_MIN_GAP_MINUTES", 60, minimum=0)
+SMS_GLOBAL_MIN_GAP_MINUTES = env_int("SMS_GLOBAL_MIN_GAP_MINUTES", 60, minimum=0, maximum=527_040)
 # Quiet hours for every campaign, in each customer's timezone, as "21:00-08:00"; empty: none.
 SMS_GLOBAL_QUIET_HOURS = env_time_window("SMS_GLOBAL_QUIET_HOURS")
 # Campaigns' daily budgets count SMS per calendar day in this timezone.

@@ -1,5 +1,6 @@
 """What an operator sees when a management command cannot do its work."""
 
+import io
 import os
 import shutil
 import signal
@@ -8,6 +9,7 @@ import subprocess
 
 import pytest
 from django.conf import settings
+from django.core.management import CommandError, call_command
 
 from tests.processes import run_python
 
@@ -129,3 +131,15 @@ def test_a_second_make_run_on_a_busy_port_leaves_the_first_ones_demo_alone(tmp_p
         "set PORT to a free port."
     )
     assert not database.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("scopes", ["bogus", "all,ingest", " , "])
+def test_create_api_key_s_refusal_of_its_scopes_offers_all(scopes):
+    # The command takes 'all' where the service does not: its message must say so, or an
+    # operator who typed "all,ingest" is told only of the five scopes and never why.
+    with pytest.raises(CommandError) as refused:
+        call_command("create_api_key", "ops", scopes=scopes, stdout=io.StringIO())
+
+    assert "'all'" in str(refused.value)
+    assert "ingest, customers, redemptions, config, reports" in str(refused.value)

@@ -33,8 +33,17 @@ def test_env_helpers_read_typed_values(monkeypatch):
         (config.env_int, "9", {"default": 1, "minimum": 1, "maximum": 5}, "in [1, 5]."),
         (config.env_float, "9", {"default": 1.0, "maximum": 5.0}, "of at most 5.0."),
         (config.env_bool, "perhaps", {"default": False}, "true/false"),
+        (config.env_list, " , ", {"default": ["localhost"]}, "expected at least one item"),
+        (config.env_hosts, "https://passage.example.com", {"default": []}, "host names"),
+        (config.env_hosts, "passage.example.com:443", {"default": []}, "scheme, path or port"),
+        (config.env_hosts, "*.example.com", {"default": []}, ".example.com"),
+        (config.env_tiles_url, "ftp://tiles.example.com/{z}/{x}/{y}.png", {}, "{z}/{x}/{y}"),
+        (config.env_tiles_url, "https://tiles.example.com/tile.png", {}, "{z}/{x}/{y}"),
+        (config.env_tiles_url, "tiles.example.com/{z}/{x}/{y}.png", {}, "https://"),
         (config.env_float, "nan", {"default": 1.0}, "finite"),
         (config.env_url, "ftp://x", {}, "http(s) URL"),
+        (config.env_url, "https://passage.example.com/?from=console", {}, "no query"),
+        (config.env_url, "https://passage.example.com/#", {}, "no query"),
         (config.env_choice, "smoke", {"default": "a", "choices": ("a", "b")}, "one of a, b"),
         (config.env_timezone, "Nowhere/Land", {"default": "UTC"}, "IANA time zone"),
         (config.env_timezone, "America", {"default": "UTC"}, "IANA time zone"),
@@ -52,6 +61,31 @@ def test_env_helpers_refuse_bad_values_naming_the_variable(
     with pytest.raises(ImproperlyConfigured, match="X_BAD") as error:
         helper("X_BAD", **kwargs)
     assert message in str(error.value)
+
+
+def test_allowed_hosts_take_the_patterns_django_matches(monkeypatch):
+    monkeypatch.setenv("X_HOSTS", "passage.example.com, .example.com, 127.0.0.1, [::1], *")
+
+    assert config.env_hosts("X_HOSTS", []) == [
+        "passage.example.com",
+        ".example.com",
+        "127.0.0.1",
+        "[::1]",
+        "*",
+    ]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://tile.openstreetmap.org/{z}/{x}/{y}.png",
+        "https://{s}.tiles.example.com/{z}/{x}/{y}@2x.png?key=abc",
+    ],
+)
+def test_map_tiles_take_a_leaflet_tile_url(monkeypatch, url):
+    monkeypatch.setenv("X_TILES", url)
+
+    assert config.env_tiles_url("X_TILES") == url
 
 
 def _settings_in_subprocess(env: dict[str, str], expression: str) -> subprocess.CompletedProcess:
@@ -122,6 +156,50 @@ def test_a_refused_database_url_does_not_repeat_its_password():
 
     assert "DATABASE_URL='mysql://passage:***@db/passage'" in result.stderr
     assert "s3cret" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "INGEST_MAX_CLOCK_SKEW_SECONDS",
+        "INGEST_MAX_PING_AGE_HOURS",
+        "PRESENCE_TIMEOUT_MINUTES",
+        "LOCATION_RETENTION_DAYS",
+        "SWEEP_AFTER_SECONDS",
+        "SMS_GLOBAL_CAP_DAYS",
+        "SMS_GLOBAL_MIN_GAP_MINUTES",
+    ],
+)
+def test_a_time_span_too_long_for_the_calendar_is_refused_at_start(name):
+    # LOCATION_RETENTION_DAYS=1000000 ("keep it all") had every hourly purge fail with
+    # OverflowError (a cutoff before year 1); a ping age so long, every upload a 500.
+    result = _manage_py({name: "1000000000"}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: {name}=1000000000: expected a number")
+    assert "in [" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "url", ["postgres://", "postgres:///", "postgres://db.example.com", "postgresql://u:s3cret@db/"]
+)
+def test_a_postgresql_url_naming_no_database_is_refused_at_start(url):
+    # Django read it as NAME "" and said so only at the first query, without naming the
+    # variable: migrate failed, and /healthz answered a 500 instead of its 503.
+    result = _manage_py({"DATABASE_URL": url}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: DATABASE_URL=")
+    assert "names no database" in result.stderr
+    assert "s3cret" not in result.stderr
+
+
+def test_a_postgresql_url_naming_a_service_instead_of_a_database_is_accepted():
+    url = "postgres://?service=passage"
+
+    result = _settings_in_subprocess({"DATABASE_URL": url}, "s.DATABASES['default']['OPTIONS']")
+
+    assert result.returncode == 0, result.stderr
 
 
 @pytest.mark.parametrize("scheme", ["sqlite", "postgres", "postgresql", "pgsql"])

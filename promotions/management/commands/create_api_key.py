@@ -22,6 +22,12 @@ class Command(BaseCommand):
         requested = [scope.strip() for scope in scopes.split(",") if scope.strip()]
         if requested == ["all"]:
             requested = list(Scope.values)
+        # Checked here, not left to the service: only this command takes 'all'.
+        if not requested or set(requested) - set(Scope.values):
+            raise CommandError(
+                f"Scopes are {', '.join(Scope.values)} (comma-separated), or 'all' alone; "
+                f"got {scopes.strip()!r}."
+            )
         try:
             with database_ready():
                 api_key, key = create_api_key(name=name, scopes=requested)
