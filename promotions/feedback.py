@@ -134,7 +134,8 @@ class InvalidInputError(ValueError):
 def apply_status_callback(
     *, sid: str, status: str, error_code: int | None, now: datetime, delivery_id: int | None = None
 ) -> Delivery | None:
-    """Move the delivery Twilio reports on forward; returns it, or None when nothing moved.
+    """Move the delivery Twilio reports on forward (a redeemed one is not failed: see below);
+    returns it, or None when the callback changed nothing.
     `delivery_id` comes from the callback's URL: Twilio may call back before the send task
     has recorded the sid, and the delivery is then found by its id (and given its sid)."""
     move = STATUS_MOVES.get(status)
@@ -151,7 +152,21 @@ def apply_status_callback(
         if new_status == DeliveryStatus.FAILED
         else {"sent_at": Coalesce("sent_at", "claimed_at", Value(now))}
     )
-    moved = Delivery.objects.filter(reported, status__in=allowed_from).update(
+    moving = Delivery.objects.filter(reported, status__in=allowed_from)
+    kept = 0
+    if new_status not in REDEEMABLE:
+        # A code redeemed at the till reached its customer: a failure reported after (a late
+        # or mistaken callback) does not take the purchase out of the campaign's results.
+        # The delivery stays as it was, with Twilio's word recorded on it.
+        redeemed = Exists(Redemption.objects.filter(delivery=OuterRef("pk")))
+        kept = moving.filter(redeemed).update(
+            twilio_sid=sid,
+            error_code=error_code,
+            error_message=f"Twilio reported it {status} after its code was redeemed.",
+            status_updated_at=now,
+        )
+        moving = moving.filter(~redeemed)
+    moved = moving.update(
         status=new_status,
         twilio_sid=sid,
         # Twilio's word on the message replaces a send's "may have been sent" (a 502 whose
@@ -161,7 +176,7 @@ def apply_status_callback(
         status_updated_at=now,
         **went,
     )
-    if not moved:
+    if not moved and not kept:
         # A callback Twilio sent again, or one overtaken by a later status: what it says was
         # acted on when it first moved the delivery, and a START since then stands.
         return None

@@ -14,7 +14,7 @@ from twilio.request_validator import RequestValidator
 from customers.models import ConsentChange, OptedOutNumber, SmsConsent
 from customers.services import upsert_customer
 from promotions.models import DeliveryStatus
-from tests.factories import CustomerFactory, DeliveryFactory
+from tests.factories import CustomerFactory, DeliveryFactory, StoreFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -325,6 +325,39 @@ def test_a_callback_keeps_the_time_a_send_was_recorded_and_a_failure_sets_none(c
     sent.refresh_from_db()
     never.refresh_from_db()
     assert (sent.sent_at, never.sent_at) == (sent_at, None)
+
+
+@pytest.mark.parametrize(("value", "kept_as"), [("failed", "sent"), ("undelivered", "undelivered")])
+def test_a_late_failure_callback_leaves_a_redeemed_offer_in_the_campaigns_results(
+    client, api, value, kept_as
+):
+    # The code was used at the till, so it reached the customer, whatever Twilio says after.
+    StoreFactory(code="RIVOLI")
+    delivery = DeliveryFactory(status=DeliveryStatus.SENT, twilio_sid="SM1", code="K7Q2-M9XB")
+    redeemed = api.post(
+        "/api/v1/redemptions",
+        {
+            "code": "K7Q2-M9XB",
+            "store_code": "RIVOLI",
+            "amount": "59.90",
+            "redeemed_at": timezone.now().isoformat(),
+        },
+    )
+    assert redeemed.status_code == 201
+
+    assert status(client, "SM1", value, ErrorCode="30008").status_code == 204
+
+    stats = api.get(f"/api/v1/campaigns/{delivery.campaign_id}/stats").json()
+    assert (stats["sent"], stats["redeemed"], stats["failed"], stats["revenue"]) == (
+        1,
+        1,
+        0,
+        "59.90",
+    )
+    assert stats["treated"] == {"customers": 1, "redeemed": 1, "rate": 1.0, "revenue": "59.90"}
+    # Twilio's word stays on the delivery, for whoever looks into the send.
+    listed = api.get(f"/api/v1/deliveries?campaign={delivery.campaign_id}").json()["results"]
+    assert [(row["status"], row["error_code"]) for row in listed] == [(kept_as, 30008)]
 
 
 @pytest.mark.parametrize("param", ["abc", "-1", "1.5", "%D9%A1", "9" * 30, ""])
