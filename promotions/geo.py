@@ -63,7 +63,7 @@ def _is_a(geojson: Any, kind: str) -> bool:
 def polygon_rings(geojson: Any) -> list[Ring]:
     """The rings of a GeoJSON Polygon (outer boundary first, then holes), validated: closed,
     at least three distinct corners, on the globe, enclosing an area, not crossing itself,
-    and each hole inside the outer ring."""
+    and each hole inside the outer ring (touching it at one point at most)."""
     if _is_a(geojson, "MultiPolygon"):
         raise GeometryError(ONE_OUTLINE)
     if not _is_a(geojson, "Polygon"):
@@ -93,9 +93,50 @@ def polygon_rings(geojson: Any) -> list[Ring]:
             raise GeometryError(f"The {name} has no area: its corners are on one line.")
     outer, *holes = wrapped
     for hole, name in zip(holes, names[1:], strict=True):
-        if _rings_meet(hole, outer) or not _inside(hole[0], outer):
-            raise GeometryError(f"The {name} is not inside the outer ring.")
+        _check_hole(hole, outer, name)
     return rings
+
+
+def _check_hole(hole: Ring, outer: Ring, name: str) -> None:
+    """Raises GeometryError unless the hole is inside the outer ring. Under the Simple Features
+    rules GeoJSON follows, a hole may touch the outer ring at one point (OpenStreetMap draws a
+    courtyard sharing a node with its building's outline); it may not cross it, share a stretch
+    of edge with it, or touch it at two points, which would cut the polygon in two."""
+    hole, outer = _without_repeats(hole), _without_repeats(outer)
+    touches = {
+        _touching_point(a, b, c, d, name)
+        for a, b in pairwise(hole)
+        for c, d in pairwise(outer)
+        if _segments_intersect(a, b, c, d)
+    }
+    # The hole's corners off the outer ring are all on one side of it: outside for a hole
+    # beyond it, or one crossing it at a corner (and back at another).
+    if not all(_inside(corner, outer) for corner in hole if corner not in touches):
+        raise GeometryError(f"The {name} is not inside the outer ring.")
+    if len(touches) > 1:
+        raise GeometryError(f"The {name} touches the outer ring at more than one point.")
+
+
+def _touching_point(a: Position, b: Position, c: Position, d: Position, name: str) -> Position:
+    """Where a hole's edge a-b meets an outer edge c-d: a corner of one on the other. Raises
+    GeometryError when they cross between their corners or share a stretch of line."""
+    o1, o2 = _orientation(a, b, c), _orientation(a, b, d)
+    o3, o4 = _orientation(c, d, a), _orientation(c, d, b)
+    if o1 == 0 and o2 == 0:
+        # On one line: compare positions along it, by the coordinate that varies along a-b.
+        axis = 0 if a[0] != b[0] else 1
+        low = max(min(a[axis], b[axis]), min(c[axis], d[axis]))
+        high = min(max(a[axis], b[axis]), max(c[axis], d[axis]))
+        if low < high:
+            raise GeometryError(f"The {name} shares an edge with the outer ring.")
+        return a if a[axis] == low else b
+    if 0 not in (o1, o2, o3, o4):
+        raise GeometryError(f"The {name} is not inside the outer ring.")
+    if o1 == 0 and _on_segment(a, b, c):
+        return c
+    if o2 == 0 and _on_segment(a, b, d):
+        return d
+    return a if o3 == 0 and _on_segment(c, d, a) else b
 
 
 def _ring(raw: Any, name: str) -> Ring:
@@ -147,19 +188,14 @@ def _inside(point: Position, ring: Ring) -> bool:
     return inside
 
 
-def _rings_meet(ring: Ring, other: Ring) -> bool:
-    return any(
-        _segments_intersect(*edge, *other_edge)
-        for edge in pairwise(ring)
-        for other_edge in pairwise(other)
-    )
+def _without_repeats(ring: Ring) -> Ring:
+    """The ring without corners given twice in a row: drawing tools leave them on a double
+    click, and an edge of no length is neither a crossing nor a stretch shared."""
+    return [position for i, position in enumerate(ring) if i == 0 or position != ring[i - 1]]
 
 
 def _crosses_itself(ring: Ring) -> bool:
-    # A corner given twice in a row is an edge of no length, not a crossing: drawing tools
-    # leave them on a double click.
-    ring = [position for i, position in enumerate(ring) if i == 0 or position != ring[i - 1]]
-    edges = list(pairwise(ring))
+    edges = list(pairwise(_without_repeats(ring)))
     count = len(edges)
     for i in range(count):
         for j in range(i + 1, count):

@@ -271,6 +271,17 @@ def test_a_polygon_with_a_courtyard_is_a_valid_fence(api):
     assert response.json()["polygon"] == polygon
 
 
+def test_a_polygon_with_a_courtyard_touching_its_corner_is_a_valid_fence(api):
+    # As OpenStreetMap draws a building whose courtyard shares a node with its outline.
+    courtyard = [[2.3465, 48.8585], [2.3470, 48.8588], [2.3470, 48.8592], [2.3467, 48.8590]]
+    polygon = {"type": "Polygon", "coordinates": [[*BLOCK, BLOCK[0]], [*courtyard, BLOCK[0]]]}
+
+    response = api.post("/api/v1/stores", store_body(radius_m=None, polygon=polygon))
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["polygon"] == polygon
+
+
 def test_a_concave_outline_across_the_antimeridian_is_a_valid_fence(api):
     # Taveuni, Fiji: two wings and a courtyard, the antimeridian through the courtyard.
     u_shape = ring(
@@ -404,6 +415,17 @@ BAD_POLYGONS = [
         "over 200 corners",
     ),
     ("flat", ring(BLOCK[0], BLOCK[1], [2.3485, 48.8585]), "no area"),
+    (
+        "a courtyard along an edge",
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [*BLOCK, BLOCK[0]],
+                [BLOCK[0], [2.3470, 48.8585], [2.3470, 48.8590], BLOCK[0]],
+            ],
+        },
+        "shares an edge with the outer ring",
+    ),
 ]
 
 

@@ -104,6 +104,38 @@ def test_signed_distance_is_negative_inside_and_positive_outside(
     assert signed_distance_m(fence, latitude, longitude) == pytest.approx(expected, abs=tolerance)
 
 
+def opera_with_a_courtyard_at_its_corner():
+    """Opéra's square with a courtyard from its south-west corner to its middle, sharing that
+    corner, as OpenStreetMap draws one; corners in half-sides (50 m) from the middle."""
+
+    def position(x, y):
+        return [2.3310 + x * D_LON, 48.8707 + y * D_LAT]
+
+    outer = [position(-1, -1), position(1, -1), position(1, 1), position(-1, 1)]
+    courtyard = [position(-1, -1), position(0, -0.5), position(0, 0), position(-0.5, 0)]
+    polygon = {"type": "Polygon", "coordinates": [[*outer, outer[0]], [*courtyard, outer[0]]]}
+    return fence_from_store(6, 48.8707, 2.3310, None, polygon)
+
+
+@pytest.mark.parametrize(
+    ("x", "y", "expected"),
+    [
+        (-0.2, -0.2, 10.0),  # in the courtyard: outside, 10 m from its edges
+        (-0.8, -0.75, 3.4),  # in the courtyard by the shared corner: outside too
+        (0.5, 0.5, -25.0),  # in the building, 25 m from its outline
+        (-0.9, -0.5, -5.0),  # in the building beside the courtyard, 5 m from the outline
+        (-1.2, -1.2, 14.1),  # beyond the shared corner: outside, 14 m from it
+    ],
+)
+def test_a_courtyard_touching_the_outline_at_a_corner_is_outside_the_fence(x, y, expected):
+    fence = opera_with_a_courtyard_at_its_corner()
+    latitude, longitude = 48.8707 + y * D_LAT, 2.3310 + x * D_LON
+
+    assert signed_distance_m(fence, latitude, longitude) == pytest.approx(expected, abs=0.5)
+    found = FenceIndex([fence], reach_m=0).nearby(latitude, longitude)
+    assert found == ([(fence.key, pytest.approx(expected, abs=0.5))] if expected <= 0 else [])
+
+
 def test_distances_hold_at_high_latitude():
     east = (69.6492, 18.9600)
     expected = geodesic((TROMSO.latitude, TROMSO.longitude), east).meters - 80.0

@@ -90,6 +90,26 @@ VALID = [
     # Taken literally, its edges across would go the long way round and cross each other.
     ("a U-shaped outline across the antimeridian", polygon(closed(*TAVEUNI_U))),
     (f"{MAX_RING_VERTICES} corners", polygon(regular(MAX_RING_VERTICES))),
+    # OpenStreetMap's courtyards share a node with the building's outline; OGC's Simple
+    # Features, which GeoJSON follows, let a hole touch the outer ring at one point.
+    (
+        "a courtyard touching the outline at its corner",
+        polygon(
+            closed(*SQUARE),
+            closed([2.3400, 48.8600], [2.3410, 48.8605], [2.3410, 48.8610], [2.3405, 48.8610]),
+        ),
+    ),
+    (
+        "a courtyard whose corner is on an edge of the outline",
+        polygon(closed(*SQUARE), closed([2.3410, 48.8600], [2.3415, 48.8605], [2.3405, 48.8605])),
+    ),
+    (
+        "an outline whose notch touches an edge of the courtyard",
+        polygon(
+            closed([0, 0], [4, 0], [4, 4], [2.5, 4], [2, 2], [1.5, 4], [0, 4]),
+            closed([1, 1], [3, 1], [3, 2], [1, 2]),
+        ),
+    ),
 ]
 
 
@@ -198,6 +218,35 @@ INVALID = [
         # Inside the outline's corners taken literally, which would span the globe the long way.
         "a hole half the world away from an outline across the antimeridian",
         polygon(closed(*TAVEUNI), closed([0.0, -16.8002], [0.0, -16.7998], [0.0004, -16.7998])),
+        "hole 1 is not inside the outer ring",
+    ),
+    (
+        "a hole sharing an edge with the outline",
+        polygon(closed(*SQUARE), closed([2.3400, 48.8600], [2.3410, 48.8600], [2.3410, 48.8605])),
+        "hole 1 shares an edge with the outer ring",
+    ),
+    (
+        "a hole sharing part of an edge with the outline",
+        polygon(closed(*SQUARE), closed([2.3405, 48.8600], [2.3415, 48.8600], [2.3410, 48.8605])),
+        "hole 1 shares an edge with the outer ring",
+    ),
+    (
+        # Its two corners on the outline cut the store in two.
+        "a hole touching the outline at two points",
+        polygon(
+            closed(*SQUARE),
+            closed([2.3400, 48.8600], [2.3415, 48.8605], [2.3420, 48.8620], [2.3405, 48.8615]),
+        ),
+        "hole 1 touches the outer ring at more than one point",
+    ),
+    (
+        "a hole touching the outline at a corner, from outside",
+        polygon(closed(*SQUARE), closed([2.3400, 48.8600], [2.3390, 48.8590], [2.3395, 48.8585])),
+        "hole 1 is not inside the outer ring",
+    ),
+    (
+        "a hole from a corner of the outline across an edge",
+        polygon(closed(*SQUARE), closed([2.3400, 48.8600], [2.3410, 48.8610], [2.3390, 48.8610])),
         "hole 1 is not inside the outer ring",
     ),
     (
