@@ -744,8 +744,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
     "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
 }
-# How often beat runs the presence tick and the sweep (seconds); tests shorten them.
-BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0)
+# How often beat runs the presence tick and the sweep (seconds); tests shorten them. At most
+# an hour: slower, visits stay open and dwells unannounced that long, and a number typed for
+# "never" (1e12) overflowed each run's expiry, or (1e308) crashed `celery beat` at start.
+BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0, maximum=3600.0)
 # A run that waited too long in the queue (workers down) is dropped: the next one does its
 # work, and sixty queued sweeps run back to back would each enqueue the same lost sends. The
 # tick and the sweep wait as long as an SMS stays worth sending, though: workers that are up

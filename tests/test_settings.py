@@ -660,3 +660,20 @@ def test_a_rediss_broker_url_s_own_certificate_check_wins():
     )
 
     assert result.stdout.splitlines()[0] == "False", result.stderr
+
+
+@pytest.mark.parametrize("value", ["1e12", "1e308", "86400"])
+def test_a_beat_period_longer_than_an_hour_is_refused_at_start(value):
+    # 1e12 overflowed each beat entry's expiry, 1e308 crashed `celery beat` at start; a
+    # tick once a day would leave visits open and dwells unannounced for hours.
+    result = _manage_py({"BEAT_EVERY_SECONDS": value}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: BEAT_EVERY_SECONDS=")
+    assert "in [1.0, 3600.0]" in result.stderr
+
+
+def test_a_beat_period_of_an_hour_is_accepted():
+    result = _settings_in_subprocess({"BEAT_EVERY_SECONDS": "3600"}, "s.BEAT_EVERY_SECONDS")
+
+    assert result.stdout.strip() == "3600.0", result.stderr
