@@ -235,6 +235,18 @@ def env_url_any(name: str, schemes: tuple[str, ...]) -> str | None:
             f"{name}={_without_password(value)!r}: expected a URL starting {written}, "
             f"such as {schemes[0]}://host:port/0."
         )
+    # redis-py and kombu read no host as localhost: another server than the one meant.
+    if not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: names no host; expected one such as "
+            f"{schemes[0]}://host:port/0."
+        )
+    # redis-py read a database that is no number ("/x") as database 0, without a word.
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?|/\d+", parts.path):
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: expected a database number after the "
+            f"host, such as {parts.scheme}://host:port/0."
+        )
     return value
 
 

@@ -677,3 +677,50 @@ def test_a_beat_period_of_an_hour_is_accepted():
     result = _settings_in_subprocess({"BEAT_EVERY_SECONDS": "3600"}, "s.BEAT_EVERY_SECONDS")
 
     assert result.stdout.strip() == "3600.0", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "message"),
+    [
+        # redis-py read a database that is no number as database 0, without a word.
+        ("CACHE_URL", "redis://cache.example.com:6379/x", "a database number"),
+        ("CELERY_BROKER_URL", "redis://redis.example.com:6379/1x", "a database number"),
+        # No host means localhost to redis-py and kombu: not what anyone deploying meant.
+        ("CACHE_URL", "redis://:6379/0", "names no host"),
+        ("CELERY_BROKER_URL", "redis://:6379/0", "names no host"),
+        ("CELERY_BROKER_URL", "amqp://guest:s3cret@:5672//", "names no host"),
+    ],
+)
+def test_a_cache_or_broker_url_that_would_reach_another_server_or_database_is_refused(
+    monkeypatch, name, url, message
+):
+    monkeypatch.setenv(name, url)
+
+    with pytest.raises(ImproperlyConfigured, match=name) as error:
+        config.env_url_any(name, ("redis", "rediss", "amqp", "amqps"))
+    assert message in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis.example.com:6379/1",
+        "redis://redis.example.com:6379",
+        "redis://redis.example.com/",
+        "rediss://:s3cret@cache:6380/1?ssl_ca_certs=/path/ca.pem",
+        "amqp://guest:guest@mq:5672//",
+        "amqps://10.0.0.5//",
+    ],
+)
+def test_the_cache_and_broker_urls_the_readme_documents_are_accepted(monkeypatch, url):
+    monkeypatch.setenv("X_URL", url)
+
+    assert config.env_url_any("X_URL", ("redis", "rediss", "amqp", "amqps")) == url
+
+
+def test_a_cache_url_naming_no_database_number_is_refused_at_start():
+    result = _manage_py({"CACHE_URL": "redis://cache.example.com:6379/x"}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: CACHE_URL='redis://cache")
