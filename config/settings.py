@@ -342,6 +342,19 @@ def env_twilio_sid(name: str, prefix: str, kind: str) -> str | None:
     return value
 
 
+def env_twilio_auth_token(name: str) -> str | None:
+    """Twilio's Auth Token: 32 hexadecimal digits. Quotes an env file left in, or a space,
+    failed every send (401) and every webhook's signature check (403), with nothing said at
+    start. The message does not repeat it: it is a secret."""
+    value = env_str(name)
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise ImproperlyConfigured(
+            f"{name}: expected 32 hexadecimal characters, as Twilio's console shows the Auth "
+            "Token (no quotes or spaces)."
+        )
+    return value
+
+
 def _is_loopback_url(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost" or host.endswith(".localhost"):
@@ -807,7 +820,7 @@ SMS_FILE_PATH = (
     else env_str("SMS_FILE_PATH", _SMS_FILE_DEFAULT)
 )
 TWILIO_ACCOUNT_SID = env_twilio_sid("TWILIO_ACCOUNT_SID", "AC", "an Account SID")
-TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_AUTH_TOKEN = env_twilio_auth_token("TWILIO_AUTH_TOKEN")
 TWILIO_FROM_NUMBER = env_sms_sender("TWILIO_FROM_NUMBER")
 TWILIO_MESSAGING_SERVICE_SID = env_twilio_sid(
     "TWILIO_MESSAGING_SERVICE_SID", "MG", "a Messaging Service SID"

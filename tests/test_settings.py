@@ -303,10 +303,12 @@ def test_a_bad_environment_value_is_one_line_from_celery(program):
     assert "Traceback" not in result.stderr
 
 
+# As Twilio issues them: 32 hexadecimal digits.
+TWILIO_AUTH_TOKEN = "0123456789abcdef" * 2
 TWILIO = {
     "SMS_BACKEND": "twilio",
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-    "TWILIO_AUTH_TOKEN": "token",
+    "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
     "TWILIO_FROM_NUMBER": "+15005550006",
 }
 
@@ -481,7 +483,7 @@ def _readme_production_environment() -> dict[str, str]:
         "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
         "CACHE_URL": "redis://redis.example.com:6379/1",
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "TWILIO_AUTH_TOKEN": "token",
+        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
         "TWILIO_MESSAGING_SERVICE_SID": "MG" + "0" * 32,
     }
     pairs = dict(item.split("=", 1) for item in exported)
@@ -724,3 +726,38 @@ def test_a_cache_url_naming_no_database_number_is_refused_at_start():
 
     assert result.returncode == 1
     assert result.stderr.startswith("Configuration error: CACHE_URL='redis://cache")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        f'"{TWILIO_AUTH_TOKEN}"',  # quotes an env file kept
+        f"'{TWILIO_AUTH_TOKEN}'",
+        f"{TWILIO_AUTH_TOKEN[:16]} {TWILIO_AUTH_TOKEN[16:]}",
+        TWILIO_AUTH_TOKEN[:31],
+        "s3cret",
+    ],
+)
+def test_a_twilio_auth_token_twilio_never_issues_is_refused_without_repeating_it(
+    monkeypatch, token
+):
+    # Every send (401) and every webhook's signature check (403) failed, nothing said at start.
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
+
+    with pytest.raises(ImproperlyConfigured, match="TWILIO_AUTH_TOKEN") as error:
+        config.env_twilio_auth_token("TWILIO_AUTH_TOKEN")
+    assert "32 hexadecimal" in str(error.value)
+    assert token.strip("'\"") not in str(error.value)
+
+
+def test_a_twilio_auth_token_is_refused_at_start():
+    result = _settings_in_subprocess({"TWILIO_AUTH_TOKEN": f'"{TWILIO_AUTH_TOKEN}"'}, "1")
+
+    assert result.returncode != 0
+    assert "TWILIO_AUTH_TOKEN: expected 32 hexadecimal" in result.stderr
+
+
+def test_a_twilio_auth_token_as_twilio_s_console_shows_it_is_accepted(monkeypatch):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN.upper())
+
+    assert config.env_twilio_auth_token("TWILIO_AUTH_TOKEN") == TWILIO_AUTH_TOKEN.upper()
