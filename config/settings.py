@@ -159,8 +159,11 @@ def env_url(name: str, default: str | None = None) -> str | None:
 def env_tiles_url(name: str) -> str:
     """A map tile URL as Leaflet takes one, https://host/{z}/{x}/{y}.png ({s} may name a
     subdomain). The marketer's browser loads it: a mistyped one drew every map with no
-    tiles, or one tile repeated, with nothing said."""
+    tiles, or one tile repeated, with nothing said. "none" turns tiles off (empty is unset,
+    which means OpenStreetMap's): fences still draw, and the browser asks no tile server."""
     value = env_str(name, "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    if value.lower() == "none":
+        return ""
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -516,7 +519,8 @@ STATICFILES_DIRS = [Path(_LEAFLET.submodule_search_locations[0]) / "static"] if 
 
 # --- Maps and geocoding (admin) ---------------------------------------------------------
 
-# Map tiles load in the marketer's browser; the map still draws fences without them (offline).
+# Map tiles load in the marketer's browser; the map still draws fences without them (offline,
+# or MAP_TILES_URL=none, which leaves this empty).
 MAP_TILES_URL = env_tiles_url("MAP_TILES_URL")
 # Address to coordinates through geopy: "nominatim" (OpenStreetMap's, or your own server at
 # GEOCODER_URL); unset, marketers type coordinates or move the pin.

@@ -761,3 +761,12 @@ def test_a_twilio_auth_token_as_twilio_s_console_shows_it_is_accepted(monkeypatc
     monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN.upper())
 
     assert config.env_twilio_auth_token("TWILIO_AUTH_TOKEN") == TWILIO_AUTH_TOKEN.upper()
+
+
+@pytest.mark.parametrize("value", ["none", "NONE"])
+def test_map_tiles_can_be_turned_off_from_the_environment(monkeypatch, value):
+    # Empty means unset, which loads OpenStreetMap's: an offline or private admin had no way
+    # to draw its maps without asking a tile server for every view.
+    monkeypatch.setenv("MAP_TILES_URL", value)
+
+    assert config.env_tiles_url("MAP_TILES_URL") == ""
