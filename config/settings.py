@@ -159,8 +159,11 @@ def env_url(name: str, default: str | None = None) -> str | None:
 def env_tiles_url(name: str) -> str:
     """A map tile URL as Leaflet takes one, https://host/{z}/{x}/{y}.png ({s} may name a
     subdomain). The marketer's browser loads it: a mistyped one drew every map with no
-    tiles, or one tile repeated, with nothing said."""
+    tiles, or one tile repeated, with nothing said. "none" turns tiles off (empty is unset,
+    which means OpenStreetMap's): fences still draw, and the browser asks no tile server."""
     value = env_str(name, "https://tile.openstreetmap.org/{z}/{x}/{y}.png")
+    if value.lower() == "none":
+        return ""
     try:
         parts = urlsplit(value)
     except ValueError:
@@ -234,6 +237,18 @@ def env_url_any(name: str, schemes: tuple[str, ...]) -> str | None:
         raise ImproperlyConfigured(
             f"{name}={_without_password(value)!r}: expected a URL starting {written}, "
             f"such as {schemes[0]}://host:port/0."
+        )
+    # redis-py and kombu read no host as localhost: another server than the one meant.
+    if not parts.hostname:
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: names no host; expected one such as "
+            f"{schemes[0]}://host:port/0."
+        )
+    # redis-py read a database that is no number ("/x") as database 0, without a word.
+    if parts.scheme in ("redis", "rediss") and not re.fullmatch(r"/?|/\d+", parts.path):
+        raise ImproperlyConfigured(
+            f"{name}={_without_password(value)!r}: expected a database number after the "
+            f"host, such as {parts.scheme}://host:port/0."
         )
     return value
 
@@ -326,6 +341,19 @@ def env_twilio_sid(name: str, prefix: str, kind: str) -> str | None:
         raise ImproperlyConfigured(
             f"{name}={value[:6]!r}...: expected {kind}, {prefix} followed by 32 hexadecimal "
             "characters, as Twilio's console shows it."
+        )
+    return value
+
+
+def env_twilio_auth_token(name: str) -> str | None:
+    """Twilio's Auth Token: 32 hexadecimal digits. Quotes an env file left in, or a space,
+    failed every send (401) and every webhook's signature check (403), with nothing said at
+    start. The message does not repeat it: it is a secret."""
+    value = env_str(name)
+    if value is not None and not re.fullmatch(r"[0-9a-fA-F]{32}", value):
+        raise ImproperlyConfigured(
+            f"{name}: expected 32 hexadecimal characters, as Twilio's console shows the Auth "
+            "Token (no quotes or spaces)."
         )
     return value
 
@@ -491,7 +519,8 @@ STATICFILES_DIRS = [Path(_LEAFLET.submodule_search_locations[0]) / "static"] if 
 
 # --- Maps and geocoding (admin) ---------------------------------------------------------
 
-# Map tiles load in the marketer's browser; the map still draws fences without them (offline).
+# Map tiles load in the marketer's browser; the map still draws fences without them (offline,
+# or MAP_TILES_URL=none, which leaves this empty).
 MAP_TILES_URL = env_tiles_url("MAP_TILES_URL")
 # Address to coordinates through geopy: "nominatim" (OpenStreetMap's, or your own server at
 # GEOCODER_URL); unset, marketers type coordinates or move the pin.
@@ -744,8 +773,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "socket_connect_timeout": CELERY_BROKER_CONNECTION_TIMEOUT,
     "socket_timeout": BROKER_SOCKET_TIMEOUT_SECONDS,
 }
-# How often beat runs the presence tick and the sweep (seconds); tests shorten them.
-BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0)
+# How often beat runs the presence tick and the sweep (seconds); tests shorten them. At most
+# an hour: slower, visits stay open and dwells unannounced that long, and a number typed for
+# "never" (1e12) overflowed each run's expiry, or (1e308) crashed `celery beat` at start.
+BEAT_EVERY_SECONDS = env_float("BEAT_EVERY_SECONDS", 60.0, minimum=1.0, maximum=3600.0)
 # A run that waited too long in the queue (workers down) is dropped: the next one does its
 # work, and sixty queued sweeps run back to back would each enqueue the same lost sends. The
 # tick and the sweep wait as long as an SMS stays worth sending, though: workers that are up
@@ -793,7 +824,7 @@ SMS_FILE_PATH = (
     else env_str("SMS_FILE_PATH", _SMS_FILE_DEFAULT)
 )
 TWILIO_ACCOUNT_SID = env_twilio_sid("TWILIO_ACCOUNT_SID", "AC", "an Account SID")
-TWILIO_AUTH_TOKEN = env_str("TWILIO_AUTH_TOKEN")
+TWILIO_AUTH_TOKEN = env_twilio_auth_token("TWILIO_AUTH_TOKEN")
 TWILIO_FROM_NUMBER = env_sms_sender("TWILIO_FROM_NUMBER")
 TWILIO_MESSAGING_SERVICE_SID = env_twilio_sid(
     "TWILIO_MESSAGING_SERVICE_SID", "MG", "a Messaging Service SID"

@@ -303,10 +303,12 @@ def test_a_bad_environment_value_is_one_line_from_celery(program):
     assert "Traceback" not in result.stderr
 
 
+# As Twilio issues them: 32 hexadecimal digits.
+TWILIO_AUTH_TOKEN = "0123456789abcdef" * 2
 TWILIO = {
     "SMS_BACKEND": "twilio",
     "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-    "TWILIO_AUTH_TOKEN": "token",
+    "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
     "TWILIO_FROM_NUMBER": "+15005550006",
 }
 
@@ -481,7 +483,7 @@ def _readme_production_environment() -> dict[str, str]:
         "CELERY_BROKER_URL": "redis://redis.example.com:6379/0",
         "CACHE_URL": "redis://redis.example.com:6379/1",
         "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
-        "TWILIO_AUTH_TOKEN": "token",
+        "TWILIO_AUTH_TOKEN": TWILIO_AUTH_TOKEN,
         "TWILIO_MESSAGING_SERVICE_SID": "MG" + "0" * 32,
     }
     pairs = dict(item.split("=", 1) for item in exported)
@@ -660,3 +662,111 @@ def test_a_rediss_broker_url_s_own_certificate_check_wins():
     )
 
     assert result.stdout.splitlines()[0] == "False", result.stderr
+
+
+@pytest.mark.parametrize("value", ["1e12", "1e308", "86400"])
+def test_a_beat_period_longer_than_an_hour_is_refused_at_start(value):
+    # 1e12 overflowed each beat entry's expiry, 1e308 crashed `celery beat` at start; a
+    # tick once a day would leave visits open and dwells unannounced for hours.
+    result = _manage_py({"BEAT_EVERY_SECONDS": value}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: BEAT_EVERY_SECONDS=")
+    assert "in [1.0, 3600.0]" in result.stderr
+
+
+def test_a_beat_period_of_an_hour_is_accepted():
+    result = _settings_in_subprocess({"BEAT_EVERY_SECONDS": "3600"}, "s.BEAT_EVERY_SECONDS")
+
+    assert result.stdout.strip() == "3600.0", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "url", "message"),
+    [
+        # redis-py read a database that is no number as database 0, without a word.
+        ("CACHE_URL", "redis://cache.example.com:6379/x", "a database number"),
+        ("CELERY_BROKER_URL", "redis://redis.example.com:6379/1x", "a database number"),
+        # No host means localhost to redis-py and kombu: not what anyone deploying meant.
+        ("CACHE_URL", "redis://:6379/0", "names no host"),
+        ("CELERY_BROKER_URL", "redis://:6379/0", "names no host"),
+        ("CELERY_BROKER_URL", "amqp://guest:s3cret@:5672//", "names no host"),
+    ],
+)
+def test_a_cache_or_broker_url_that_would_reach_another_server_or_database_is_refused(
+    monkeypatch, name, url, message
+):
+    monkeypatch.setenv(name, url)
+
+    with pytest.raises(ImproperlyConfigured, match=name) as error:
+        config.env_url_any(name, ("redis", "rediss", "amqp", "amqps"))
+    assert message in str(error.value)
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://redis.example.com:6379/1",
+        "redis://redis.example.com:6379",
+        "redis://redis.example.com/",
+        "rediss://:s3cret@cache:6380/1?ssl_ca_certs=/path/ca.pem",
+        "amqp://guest:guest@mq:5672//",
+        "amqps://10.0.0.5//",
+    ],
+)
+def test_the_cache_and_broker_urls_the_readme_documents_are_accepted(monkeypatch, url):
+    monkeypatch.setenv("X_URL", url)
+
+    assert config.env_url_any("X_URL", ("redis", "rediss", "amqp", "amqps")) == url
+
+
+def test_a_cache_url_naming_no_database_number_is_refused_at_start():
+    result = _manage_py({"CACHE_URL": "redis://cache.example.com:6379/x"}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith("Configuration error: CACHE_URL='redis://cache")
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        f'"{TWILIO_AUTH_TOKEN}"',  # quotes an env file kept
+        f"'{TWILIO_AUTH_TOKEN}'",
+        f"{TWILIO_AUTH_TOKEN[:16]} {TWILIO_AUTH_TOKEN[16:]}",
+        TWILIO_AUTH_TOKEN[:31],
+        "s3cret",
+    ],
+)
+def test_a_twilio_auth_token_twilio_never_issues_is_refused_without_repeating_it(
+    monkeypatch, token
+):
+    # Every send (401) and every webhook's signature check (403) failed, nothing said at start.
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", token)
+
+    with pytest.raises(ImproperlyConfigured, match="TWILIO_AUTH_TOKEN") as error:
+        config.env_twilio_auth_token("TWILIO_AUTH_TOKEN")
+    assert "32 hexadecimal" in str(error.value)
+    assert token.strip("'\"") not in str(error.value)
+
+
+def test_a_twilio_auth_token_is_refused_at_start():
+    result = _settings_in_subprocess({"TWILIO_AUTH_TOKEN": f'"{TWILIO_AUTH_TOKEN}"'}, "1")
+
+    assert result.returncode != 0
+    assert "TWILIO_AUTH_TOKEN: expected 32 hexadecimal" in result.stderr
+
+
+def test_a_twilio_auth_token_as_twilio_s_console_shows_it_is_accepted(monkeypatch):
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", TWILIO_AUTH_TOKEN.upper())
+
+    assert config.env_twilio_auth_token("TWILIO_AUTH_TOKEN") == TWILIO_AUTH_TOKEN.upper()
+
+
+@pytest.mark.parametrize("value", ["none", "NONE"])
+def test_map_tiles_can_be_turned_off_from_the_environment(monkeypatch, value):
+    # Empty means unset, which loads OpenStreetMap's: an offline or private admin had no way
+    # to draw its maps without asking a tile server for every view.
+    monkeypatch.setenv("MAP_TILES_URL", value)
+
+    assert config.env_tiles_url("MAP_TILES_URL") == ""

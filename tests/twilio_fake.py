@@ -19,7 +19,7 @@ from itertools import count
 from urllib.parse import parse_qs, urlsplit
 
 ACCOUNT_SID = "AC" + "0" * 32
-AUTH_TOKEN = "test-auth-token"
+AUTH_TOKEN = "0123456789abcdef" * 2  # 32 hexadecimal digits, as Twilio issues them
 
 
 @dataclass
