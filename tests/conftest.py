@@ -122,3 +122,14 @@ def nominatim():
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+
+
+@pytest.fixture
+def marketer(client):
+    """A client logged in as staff in the Marketers group (promotions.roles)."""
+    from django.contrib.auth.models import Group, User
+
+    user = User.objects.create_user("marie", password="x", is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    client.force_login(user)
+    return client

@@ -606,16 +606,6 @@ def test_deleting_a_delivery_in_the_admin_cannot_hand_its_pool_code_to_another_c
     assert OfferCode.objects.get().delivery_id == delivery.pk
 
 
-@pytest.fixture
-def marketer(client):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("marie", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.django_db
 def test_marketers_run_campaigns_but_cannot_see_keys_or_export_or_erase_customers(marketer):
     DeliveryFactory()

@@ -280,16 +280,6 @@ def test_a_customer_page_shows_their_latest_deliveries_in_a_fixed_number_of_quer
     assert listed.context["cl"].result_count == 60
 
 
-@pytest.fixture
-def marketer(client):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("marie", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
-
-
 def test_a_marketer_cannot_read_a_customer_s_location_history_through_the_export(
     marketer, api, lea
 ):

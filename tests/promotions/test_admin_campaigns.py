@@ -443,16 +443,6 @@ def test_the_holdout_share_says_a_change_applies_to_customers_not_yet_in_the_cam
     assert "A change applies to customers not yet in the campaign" in help_text
 
 
-@pytest.fixture
-def marketer(client):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("marie", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
-
-
 def test_a_marketer_deletes_a_campaign_made_by_mistake(marketer):
     mistake = CampaignFactory(name="Welcome (copy)", status=CampaignStatus.DRAFT)
     OfferCode.objects.create(campaign=mistake, code="POOL-1")

@@ -13,16 +13,6 @@ from tests.factories import CampaignFactory, DeliveryFactory, StoreFactory
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def marketer(client):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("marie", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
-
-
 ADDRESSES = [
     # PostgreSQL cannot compare text holding a NUL character.
     "/admin/promotions/campaign/?status__exact=%00",

@@ -29,16 +29,6 @@ pytestmark = pytest.mark.django_db
 FORGED_ID = "99999999999999999999"
 
 
-@pytest.fixture
-def marketer(client):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("marie", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
-
-
 def _presence_event(zone: Zone, **changes) -> PresenceEvent:
     return PresenceEvent.objects.create(
         **{

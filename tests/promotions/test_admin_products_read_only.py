@@ -3,7 +3,7 @@
 unhooked the campaigns and intent naming it). So the admin shows them, read-only."""
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group
 
 from customers.models import Product
 from promotions.sms import locmem
@@ -35,14 +35,6 @@ def lea(api):
     DeviceFactory(device_id="lea-phone", customer=customer)
     browse(api, "C-1001")
     return customer
-
-
-@pytest.fixture
-def marketer(client):
-    user = User.objects.create_user("marie", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
 
 
 def product_form(product: Product, **changes) -> dict:

@@ -366,16 +366,6 @@ def test_the_engine_the_dry_run_and_the_upload_agree_a_keyless_pool_is_spent(api
 # --- Taking codes out of a pool in the admin ----------------------------------------------
 
 
-@pytest.fixture
-def marketer(client):
-    from django.contrib.auth.models import Group, User
-
-    user = User.objects.create_user("marie", password="x", is_staff=True)
-    user.groups.add(Group.objects.get(name="Marketers"))
-    client.force_login(user)
-    return client
-
-
 def test_a_marketer_takes_a_mistyped_code_out_of_the_pool(marketer, pooled):
     mistyped = OfferCode.objects.get(code="POOL-2")
 
