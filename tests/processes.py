@@ -4,7 +4,8 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -90,3 +91,26 @@ def sessions_waiting_for_a_lock() -> int:
             " AND pid <> pg_backend_pid() AND datname = current_database()"
         )
         return cursor.fetchone()[0]
+
+
+@contextmanager
+def slow_inserts(table: str, when: str) -> Iterator[None]:
+    """PostgreSQL pauses each insert into `table` of a row meeting `when` (SQL on NEW) for
+    0.6 s, after the rows its statement inserted before it: long enough for a concurrent
+    batch to insert its own first rows, so that two batches' insert orders meet."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION passage_test_slow_insert() RETURNS trigger AS $$ BEGIN "
+            f"IF {when} THEN PERFORM pg_sleep(0.6); END IF; RETURN NEW; "
+            "END $$ LANGUAGE plpgsql"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER passage_test_slow_insert BEFORE INSERT ON {table} "
+            "FOR EACH ROW EXECUTE FUNCTION passage_test_slow_insert()"
+        )
+    try:
+        yield
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER passage_test_slow_insert ON {table}")
+            cursor.execute("DROP FUNCTION passage_test_slow_insert()")

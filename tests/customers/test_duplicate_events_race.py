@@ -9,6 +9,7 @@ from django.utils import timezone
 from customers import services
 from customers.models import BrowsingEvent, ProductIntent
 from promotions.ingest import IngestResult
+from tests import processes
 from tests.factories import CustomerFactory
 from tests.processes import in_thread
 
@@ -19,27 +20,12 @@ pytestmark = [
     ),
 ]
 
-# Each batch's insert stops at its own "slow-" event for a moment, after the events it
-# lists before it: long enough for the other batch to insert its own first events.
-SLOW_INSERTS = """
-CREATE FUNCTION passage_test_slow_insert() RETURNS trigger AS $$
-BEGIN
-    IF NEW.event_id LIKE 'slow-%' THEN PERFORM pg_sleep(0.6); END IF;
-    RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER passage_test_slow_insert BEFORE INSERT ON customers_browsingevent
-    FOR EACH ROW EXECUTE FUNCTION passage_test_slow_insert();
-"""
-
 
 @pytest.fixture
 def slow_inserts():
-    with connection.cursor() as cursor:
-        cursor.execute(SLOW_INSERTS)
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER passage_test_slow_insert ON customers_browsingevent")
-        cursor.execute("DROP FUNCTION passage_test_slow_insert()")
+    # Each batch's insert stops at its own slow item, after those it lists before it.
+    with processes.slow_inserts("customers_browsingevent", "NEW.event_id LIKE 'slow-%'"):
+        yield
 
 
 def storing(*event_ids: str):

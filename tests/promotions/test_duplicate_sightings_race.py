@@ -11,6 +11,7 @@ from django.utils import timezone
 from promotions import beacons, services
 from promotions.ingest import IngestResult
 from promotions.models import Sighting
+from tests import processes
 from tests.factories import BEACON_UUID, BeaconFactory, DeviceFactory
 from tests.processes import in_thread
 
@@ -23,27 +24,12 @@ pytestmark = [
 
 SLOW = -99  # the RSSI of the sightings whose insert pauses
 
-# Each batch's insert stops at its own slow sighting for a moment, after the sightings it
-# lists before it: long enough for the other batch to insert its own first sightings.
-SLOW_INSERTS = f"""
-CREATE FUNCTION passage_test_slow_insert() RETURNS trigger AS $$
-BEGIN
-    IF NEW.rssi = {SLOW} THEN PERFORM pg_sleep(0.6); END IF;
-    RETURN NEW;
-END $$ LANGUAGE plpgsql;
-CREATE TRIGGER passage_test_slow_insert BEFORE INSERT ON promotions_sighting
-    FOR EACH ROW EXECUTE FUNCTION passage_test_slow_insert();
-"""
-
 
 @pytest.fixture
 def slow_inserts():
-    with connection.cursor() as cursor:
-        cursor.execute(SLOW_INSERTS)
-    yield
-    with connection.cursor() as cursor:
-        cursor.execute("DROP TRIGGER passage_test_slow_insert ON promotions_sighting")
-        cursor.execute("DROP FUNCTION passage_test_slow_insert()")
+    # Each batch's insert stops at its own slow item, after those it lists before it.
+    with processes.slow_inserts("promotions_sighting", f"NEW.rssi = {SLOW}"):
+        yield
 
 
 def storing(now, *sightings: tuple[int, int]):
