@@ -20,7 +20,7 @@ from tests.factories import (
     StoreFactory,
     ZoneFactory,
 )
-from tests.test_site import form_errors, marketer  # noqa: F401
+from tests.test_site import form_errors
 
 ZONE_ADDED = {
     "beacon": (
@@ -225,7 +225,7 @@ def heard_a_phone(place: Beacon | Gateway) -> None:
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind, factory", [("beacon", BeaconFactory), ("gateway", GatewayFactory)])
 def test_a_marketer_deletes_a_beacon_or_gateway_that_heard_phones_with_its_sightings(
-    marketer,  # noqa: F811
+    marketer,
     kind,
     factory,
 ):
@@ -242,7 +242,7 @@ def test_a_marketer_deletes_a_beacon_or_gateway_that_heard_phones_with_its_sight
 @pytest.mark.django_db
 @pytest.mark.parametrize("kind, factory", [("beacon", BeaconFactory), ("gateway", GatewayFactory)])
 def test_a_marketer_deletes_beacons_or_gateways_that_heard_phones_from_the_list(
-    marketer,  # noqa: F811
+    marketer,
     kind,
     factory,
 ):

@@ -11,7 +11,6 @@ from tests.promotions.test_admin_marketer_day import (
     GEOJSON_IO_POLYGON,
     STALE_PAGE,
     _another_marketer,
-    marketer,  # noqa: F401 (a fixture)
     opened_campaign_page,
 )
 from tests.promotions.test_config_api import store_body
@@ -22,7 +21,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_page_opened_before_an_api_pause_does_not_set_the_campaign_live_again(
-    marketer,  # noqa: F811
+    marketer,
     api,
     settings,
 ):
@@ -79,7 +78,7 @@ def test_the_api_refuses_two_outlines_for_a_store_as_the_admin_does(api):
 NEW_TEMPLATE = "Bonjour {first_name}, -20% today: {code}"
 
 
-def _campaign_with_a_budget(marketer) -> Campaign:  # noqa: F811
+def _campaign_with_a_budget(marketer) -> Campaign:
     rivoli = StoreFactory(code="RIVOLI", latitude=RIVOLI[0], longitude=RIVOLI[1])
     marketer.post(
         "/admin/promotions/campaign/add/",
@@ -92,7 +91,7 @@ def _change(browser, campaign: Campaign, page: dict):
     return browser.post(f"/admin/promotions/campaign/{campaign.pk}/change/", page)
 
 
-def test_a_page_opened_before_another_marketer_s_save_does_not_undo_it(marketer):  # noqa: F811
+def test_a_page_opened_before_another_marketer_s_save_does_not_undo_it(marketer):
     campaign = _campaign_with_a_budget(marketer)
     paul = _another_marketer("paul")
     # Both open the campaign's page.
@@ -122,7 +121,7 @@ def test_a_page_opened_before_another_marketer_s_save_does_not_undo_it(marketer)
     assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 100)
 
 
-def test_the_refused_page_saved_again_keeps_both_marketers_changes(marketer):  # noqa: F811
+def test_the_refused_page_saved_again_keeps_both_marketers_changes(marketer):
     campaign = _campaign_with_a_budget(marketer)
     paul = _another_marketer("paul")
     maries_page = opened_campaign_page(marketer, campaign)
@@ -149,7 +148,7 @@ def test_the_refused_page_saved_again_keeps_both_marketers_changes(marketer):  #
     assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 200)
 
 
-def test_a_page_opened_before_an_api_patch_does_not_undo_it(marketer, api):  # noqa: F811
+def test_a_page_opened_before_an_api_patch_does_not_undo_it(marketer, api):
     campaign = _campaign_with_a_budget(marketer)
     opened = opened_campaign_page(marketer, campaign)
     patched = api.patch(f"/api/v1/campaigns/{campaign.pk}", {"offer": {"template": NEW_TEMPLATE}})
@@ -162,7 +161,7 @@ def test_a_page_opened_before_an_api_patch_does_not_undo_it(marketer, api):  # n
     assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 100)
 
 
-def test_a_page_opened_after_another_marketer_s_save_saves(marketer):  # noqa: F811
+def test_a_page_opened_after_another_marketer_s_save_saves(marketer):
     campaign = _campaign_with_a_budget(marketer)
     paul = _another_marketer("paul")
     _change(
@@ -178,7 +177,7 @@ def test_a_page_opened_after_another_marketer_s_save_saves(marketer):  # noqa: F
     assert (campaign.offer_template, campaign.daily_budget) == (NEW_TEMPLATE, 200)
 
 
-def test_the_refused_page_saved_again_as_it_stands_sets_what_it_shows(marketer):  # noqa: F811
+def test_the_refused_page_saved_again_as_it_stands_sets_what_it_shows(marketer):
     campaign = _campaign_with_a_budget(marketer)
     paul = _another_marketer("paul")
     maries_page = {**opened_campaign_page(marketer, campaign), "offer_template": "Marie's {code}"}
