@@ -66,7 +66,16 @@ def score_now(row: DecayingScore) -> str:
 
 class ProductIntentInline(ReadOnlyInline):
     model = ProductIntent
-    fields = ["sku", "category", "cart_state", score_now, "score", "score_at", "last_seen_at"]
+    fields = [
+        "sku",
+        "category",
+        "categories",
+        "cart_state",
+        score_now,
+        "score",
+        "score_at",
+        "last_seen_at",
+    ]
     readonly_fields = fields
     verbose_name_plural = "intent per product"
 

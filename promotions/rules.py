@@ -77,6 +77,8 @@ class BrowsingSignal:
     cart_updated_at: datetime | None = None
     score: float = 0.0  # decayed to `now` by the caller
     category: str = ""  # for a SKU: its category
+    # For a SKU: every category its views counted towards (keys), its current one among them.
+    categories: frozenset[str] = frozenset()
     product_name: str = ""  # for a SKU: the catalogue's name, else empty
 
 
@@ -279,7 +281,7 @@ def _category_product(
         abandoned = [
             p
             for p in customer.products.values()
-            if p.category == category and _qualifies(p, condition, since)
+            if _in_category(p, category) and _qualifies(p, condition, since)
         ]
         if abandoned:
             return max(abandoned, key=lambda p: (p.cart_updated_at, p.key))
@@ -290,7 +292,7 @@ def _favourite_product(
     customer: CustomerFacts, category: str, since: float
 ) -> BrowsingSignal | None:
     """The customer's most viewed product in a category within the window (then the latest)."""
-    in_category = [p for p in customer.products.values() if p.category == category]
+    in_category = [p for p in customer.products.values() if _in_category(p, category)]
     if not in_category:
         return None
     return max(
@@ -486,3 +488,9 @@ def arrival_key(event: PresenceFact, customer: int, event_id: int) -> tuple:
     if event.kind == "entered":
         return (customer, event.store, event.at)
     return (customer, event_id)
+
+
+def _in_category(product: BrowsingSignal, category: str) -> bool:
+    """Whether the customer saw the product in the category (a key): a site lists one product
+    under several (a headphone in audio and in sale), and its latest view names only one."""
+    return product.category == category or category in product.categories
