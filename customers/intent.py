@@ -39,6 +39,14 @@ def category_key(name: str) -> str:
     return " ".join(name.split()).casefold()
 
 
+def with_category(categories: list[str], current: str, name: str) -> list[str]:
+    """The category keys a product's events counted towards, with one more (`name`, as
+    sent). A row kept before these were lists only `current`, its category: the one its
+    earlier events counted towards."""
+    keys = set(categories) or ({category_key(current)} if current else set())
+    return sorted(keys | {category_key(name)})
+
+
 def decay_factor(seconds: float, half_life_seconds: float) -> float:
     """The share of a weight left after `seconds`."""
     return 0.5 ** (seconds / half_life_seconds)

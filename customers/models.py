@@ -339,6 +339,13 @@ class ProductIntent(Intent):
     categorised_at = models.DateTimeField(
         null=True, blank=True, help_text="When the event that gave the category occurred."
     )
+    categories = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Every category its events counted towards, as matched (case and spacing "
+        "folded): a product the site lists under two is in both. Empty on a row stored "
+        "before it was kept: its category alone.",
+    )
 
     class Meta:
         constraints = [

@@ -139,7 +139,7 @@ def get_customer_export(customer: Customer) -> dict[str, Any]:
         "product_intent": [
             _with_view_instants(row)
             for row in customer.productintent_set.order_by("sku").values(
-                "sku", "category", "categorised_at", *INTENT_FIELDS
+                "sku", "category", "categorised_at", "categories", *INTENT_FIELDS
             )
         ],
         "category_intent": [

@@ -669,6 +669,9 @@ def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
                 # given one, so no event is counted twice.
                 _fold_intent(category_row, row, half_life, window_start)
             _fold_event(row, event, half_life, window_start)
+            if category:
+                # Read before the category below moves on: its earlier events counted there.
+                row.categories = intent.with_category(row.categories, row.category, category)
             if category and _replaces(categorised_at, row.categorised_at):
                 row.category, row.categorised_at = category, categorised_at
         if category_row:
@@ -684,7 +687,7 @@ def _apply_to_intent(events: Iterable[BrowsingEvent]) -> None:
         _fold_event(carts[event.customer_id], event, half_life, window_start)
     fields = ["last_seen_at", "cart_state", "cart_updated_at", "score", "score_at"]
     ProductIntent.objects.bulk_update(
-        products.values(), [*fields, "view_times", "category", "categorised_at"]
+        products.values(), [*fields, "view_times", "category", "categorised_at", "categories"]
     )
     CategoryIntent.objects.bulk_update(categories.values(), [*fields, "view_times"])
     CartIntent.objects.bulk_update(carts.values(), fields)

@@ -465,6 +465,7 @@ def load_browsing(customer_ids: Iterable[int]) -> dict[int, Browsing]:
             row.sku,
             view_times=tuple(row.view_times),
             category=intent.category_key(row.category),
+            categories=frozenset(row.categories),
             product_name=names.get(row.sku, ""),
         )
     for row in CategoryIntent.objects.filter(customer_id__in=ids).order_by("pk"):

@@ -77,6 +77,8 @@ class BrowsingSignal:
     cart_updated_at: datetime | None = None
     score: float = 0.0  # decayed to `now` by the caller
     category: str = ""  # for a SKU: its category
+    # For a SKU: every category its views counted towards (keys), its current one among them.
+    categories: frozenset[str] = frozenset()
     product_name: str = ""  # for a SKU: the catalogue's name, else empty
 
 
@@ -173,19 +175,24 @@ def intent_match(
     """The customer's strongest browsing that satisfies the condition, or None.
 
     A SKU or category qualifies with `min_views` product views within `within_days`, or,
-    for a cart condition, with a cart abandoned within that window. With only the cart
-    flag set, any abandoned cart qualifies: a product's, else one reported with its
-    category alone, else the whole cart reported with neither.
+    for a cart condition, with a cart abandoned within that window: its own, or the whole
+    cart the site reported abandoned with it put in before. With only the cart flag set,
+    any abandoned cart qualifies: a product's, else one reported with its category alone,
+    else the whole cart reported with neither.
     """
     if condition is None:
         return IntentMatch(detail="no intent condition")
     since = now.timestamp() - condition.within_days * DAY
     named = bool(condition.skus or condition.categories)
+    # Named, a product or category put in the cart counts when the site then reported the
+    # whole cart abandoned (its usual way): its own cart state stays "in cart". With nothing
+    # named, the whole cart is matched as such below, naming the product last put in it.
+    left_at = _whole_cart_left_at(customer, condition, since) if named else None
     best: IntentMatch | None = None
     skus = condition.skus if named else tuple(customer.products)
     for sku in skus:
         signal = customer.products.get(sku)
-        if signal and _qualifies(signal, condition, since):
+        if signal and _left_or_qualifies(signal, condition, since, left_at):
             candidate = IntentMatch(
                 strength=signal.score,
                 sku=sku,
@@ -201,8 +208,8 @@ def intent_match(
         categories = tuple(signal.key for signal in customer.categories.values())
     for category in categories:
         signal = customer.categories.get(category_key(category))
-        if signal and _qualifies(signal, condition, since):
-            product = _category_product(customer, category, condition, since)
+        if signal and _left_or_qualifies(signal, condition, since, left_at):
+            product = _category_product(customer, category, condition, since, left_at)
             candidate = IntentMatch(
                 strength=signal.score,
                 sku=product.key if product else "",
@@ -223,12 +230,9 @@ def _whole_cart_match(
     neither does. The offer is about the product last put in the cart before it was
     abandoned; with none known it names none, and {product_name} renders empty."""
     cart = customer.cart
-    if cart is None or not _qualifies(cart, condition, since):
+    if cart is None or _whole_cart_left_at(customer, condition, since) is None:
         return None
     in_cart = [p for p in customer.products.values() if _in_cart(p)]
-    in_use = (*in_cart, *(c for c in customer.categories.values() if _in_cart(c)))
-    if any(signal.cart_updated_at > cart.cart_updated_at for signal in in_use):
-        return None
     product = max(in_cart, key=lambda p: (p.cart_updated_at, p.key), default=None)
     return IntentMatch(
         strength=cart.score,
@@ -236,6 +240,33 @@ def _whole_cart_match(
         product_name=(product.product_name or product.key) if product else "",
         detail=_describe(cart, condition, since, WHOLE_CART),
     )
+
+
+def _whole_cart_left_at(
+    customer: CustomerFacts, condition: IntentCondition, since: float
+) -> datetime | None:
+    """When the site reported the whole cart abandoned, for a cart condition: within the
+    window, and not gone back to since (a product or category put in the cart after it, as
+    an add to cart naming neither, restores it). None otherwise."""
+    cart = customer.cart
+    if not condition.cart_abandoned or cart is None or not _qualifies(cart, condition, since):
+        return None
+    in_use = (
+        *(p for p in customer.products.values() if _in_cart(p)),
+        *(c for c in customer.categories.values() if _in_cart(c)),
+    )
+    if any(signal.cart_updated_at > cart.cart_updated_at for signal in in_use):
+        return None
+    return cart.cart_updated_at
+
+
+def _left_or_qualifies(
+    signal: BrowsingSignal, condition: IntentCondition, since: float, left_at: datetime | None
+) -> bool:
+    """_qualifies, or, for a cart condition, put in the whole cart before it was left."""
+    if _qualifies(signal, condition, since):
+        return True
+    return left_at is not None and _in_cart(signal) and signal.cart_updated_at <= left_at
 
 
 def _in_cart(signal: BrowsingSignal) -> bool:
@@ -269,17 +300,22 @@ def _stronger(best: IntentMatch | None, candidate: IntentMatch) -> IntentMatch:
 
 
 def _category_product(
-    customer: CustomerFacts, category: str, condition: IntentCondition, since: float
+    customer: CustomerFacts,
+    category: str,
+    condition: IntentCondition,
+    since: float,
+    left_at: datetime | None = None,
 ) -> BrowsingSignal | None:
     """The product an offer matched on a category is about: for a cart condition, the one
-    whose cart was abandoned in it (the latest); else, or when the site reported the cart
-    without a SKU, the customer's most viewed in it."""
+    whose cart was abandoned in it, or last put in the whole cart left at `left_at` (the
+    latest); else, or when the site reported the cart without a SKU, the customer's most
+    viewed in it."""
     category = category_key(category)
     if condition.cart_abandoned:
         abandoned = [
             p
             for p in customer.products.values()
-            if p.category == category and _qualifies(p, condition, since)
+            if _in_category(p, category) and _left_or_qualifies(p, condition, since, left_at)
         ]
         if abandoned:
             return max(abandoned, key=lambda p: (p.cart_updated_at, p.key))
@@ -290,7 +326,7 @@ def _favourite_product(
     customer: CustomerFacts, category: str, since: float
 ) -> BrowsingSignal | None:
     """The customer's most viewed product in a category within the window (then the latest)."""
-    in_category = [p for p in customer.products.values() if p.category == category]
+    in_category = [p for p in customer.products.values() if _in_category(p, category)]
     if not in_category:
         return None
     return max(
@@ -486,3 +522,9 @@ def arrival_key(event: PresenceFact, customer: int, event_id: int) -> tuple:
     if event.kind == "entered":
         return (customer, event.store, event.at)
     return (customer, event_id)
+
+
+def _in_category(product: BrowsingSignal, category: str) -> bool:
+    """Whether the customer saw the product in the category (a key): a site lists one product
+    under several (a headphone in audio and in sale), and its latest view names only one."""
+    return product.category == category or category in product.categories

@@ -301,6 +301,12 @@ class ExportedProductIntentSerializer(ExportedCategoryIntentSerializer):
     categorised_at = serializers.DateTimeField(
         allow_null=True, help_text="When the event that gave the category occurred."
     )
+    categories = serializers.ListField(
+        child=serializers.CharField(),
+        help_text="Every category its events counted towards, case and spacing folded as "
+        "campaigns match them (a product listed under two is in both); empty for a row "
+        "stored before these were kept, which is in `category` alone.",
+    )
 
 
 class ExportedPingSerializer(serializers.Serializer):

@@ -5,6 +5,7 @@ import re
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils.formats import date_format
 
 from customers.models import (
     BrowsingEvent,
@@ -172,6 +173,31 @@ def test_a_customer_s_page_shows_each_intent_as_it_scores_now(admin_client, api,
         assert heading.lower() in page.lower()
     shown = re.findall(r'field-score_now">\s*<p>([\d.]+)</p>', page)
     assert shown == [f"{score / 2:.2f}" for score in stored.values()]
+
+
+def test_a_customer_s_page_shows_the_views_and_cart_times_campaigns_count(
+    admin_client, api, lea, settings
+):
+    """A marketer asking why a campaign (3 views in 14 days, or a cart abandoned within
+    them) passed a customer by reads what matching counted: their views in its window, and
+    when their cart was abandoned."""
+    settings.INTENT_WINDOW_DAYS = 90
+    events = [
+        view("e1", occurred_at=ago(hours=1)),
+        view("e2", occurred_at=ago(days=10)),
+        view("e3", occurred_at=ago(days=20)),
+        view("e4", type="cart_abandoned", occurred_at=ago(days=20)),
+    ]
+    assert api.post("/api/v1/events", {"events": events}, format="json").status_code == 202
+    abandoned_at = ProductIntent.objects.get().cart_updated_at
+
+    page = admin_client.get(f"/admin/customers/customer/{lea.pk}/change/").content.decode()
+
+    shown = re.findall(r'field-views_now">\s*<p>([^<]*)</p>', page)
+    expected = "1 in 7 days, 2 in 14 days, 3 in 30 days, 3 in 90 days"
+    assert shown == [expected, expected]  # X200, and its category
+    when = re.findall(r'field-cart_updated_at">\s*<p>([^<]*)</p>', page)
+    assert when == [date_format(abandoned_at, "DATETIME_FORMAT")] * 2
 
 
 def test_a_visitors_customer_cannot_be_changed(admin_client, api, lea):

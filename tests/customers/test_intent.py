@@ -122,3 +122,19 @@ def test_views_older_than_the_window_are_dropped_and_the_list_is_capped():
 )
 def test_the_cart_state_follows_the_latest_cart_event(events, expected):
     assert _fold(events)[3] == expected
+
+
+@pytest.mark.parametrize(
+    ("categories", "current", "name", "expected"),
+    [
+        ([], "", "Audio", ["audio"]),
+        (["audio"], "Audio", "Home  AUDIO", ["audio", "home audio"]),
+        (["audio", "sale"], "sale", "AUDIO", ["audio", "sale"]),
+        # A row kept before the lists were: its events counted towards its category.
+        ([], "Audio", "Sale", ["audio", "sale"]),
+    ],
+)
+def test_a_products_categories_gather_every_one_its_events_counted_towards(
+    categories, current, name, expected
+):
+    assert intent.with_category(categories, current, name) == expected

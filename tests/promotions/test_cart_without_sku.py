@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from customers.models import CartIntent
 from promotions.dry_run import dry_run_campaign
-from promotions.models import Delivery, Store
+from promotions.models import Campaign, Delivery, Store
 from promotions.sms import locmem
 from tests.clock import ago
 from tests.factories import CampaignFactory, CustomerFactory, DeviceFactory, StoreFactory
@@ -237,3 +237,70 @@ def test_a_dry_run_reads_a_categorys_cart_spelt_otherwise_by_its_events_as_live(
     result = dry_run(api, campaign, since=now - timedelta(hours=6))
 
     assert (result["matched"], result["would_send"]) == (1, 1)
+
+
+# The usual site: items put in the cart one by one, naming their SKU and category, then the
+# cart reported abandoned whole (its platform's abandonment names the cart, not its lines).
+def x200_then_cart_left(*, added_hours_ago=5):
+    return (
+        cart_event(
+            "x200",
+            "add_to_cart",
+            hours_ago=added_hours_ago,
+            sku="X200",
+            product_name="X200 headphones",
+            category="Audio",
+        ),
+        cart_event("gone", hours_ago=2),
+    )
+
+
+@pytest.mark.parametrize(
+    "intent",
+    [{"skus": ["X200"]}, {"categories": ["audio"]}],
+    ids=["naming_the_sku", "naming_its_category"],
+)
+def test_a_product_in_a_cart_reported_abandoned_whole_meets_a_cart_condition_naming_it(
+    api, lea, outbox, intent
+):
+    campaign = {
+        **CART_CAMPAIGN,
+        "intent": {**CART_CAMPAIGN["intent"], **intent},
+        "offer": {"template": "Léa, your {product_name} awaits: {code}"},
+    }
+    assert api.post("/api/v1/campaigns", campaign).status_code == 201
+    post(api, *x200_then_cart_left())
+
+    walk_in(api, "lea-phone")
+
+    assert statuses(api) == ["sent"]
+    [sms] = outbox
+    assert sms.body.startswith("Léa, your X200 headphones awaits: "), sms.body
+    # A dry run reads the carts as they stood at the visit, as live did.
+    result = dry_run(api, Campaign.objects.get(), since=timezone.now() - timedelta(hours=1))
+    assert (result["matched"], result["would_send"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "events",
+    [
+        # Put in the cart after it was left: the cart is in use again.
+        x200_then_cart_left(added_hours_ago=1),
+        # Only looked at: it was never in the cart.
+        (
+            cart_event("x200", "product_view", hours_ago=5, sku="X200", category="Audio"),
+            cart_event("gone", hours_ago=2),
+        ),
+        # In the cart, and the cart taken up again since.
+        (*x200_then_cart_left(), cart_event("back", "add_to_cart", hours_ago=1)),
+    ],
+    ids=["added_since", "only_viewed", "cart_restored"],
+)
+def test_a_cart_condition_naming_a_product_not_left_in_the_cart_is_not_met(api, lea, events):
+    campaign = {**CART_CAMPAIGN, "intent": {**CART_CAMPAIGN["intent"], "skus": ["X200"]}}
+    assert api.post("/api/v1/campaigns", campaign).status_code == 201
+    post(api, *events)
+
+    walk_in(api, "lea-phone")
+
+    assert statuses(api) == []

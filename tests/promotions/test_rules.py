@@ -186,7 +186,7 @@ def test_a_cart_flag_alone_matches_the_whole_cart_when_no_product_or_category_ca
             replace(WHOLE_CART, cart_updated_at=NOW - timedelta(days=8)),
             IntentCondition(cart_abandoned=True, within_days=7),
         ),
-        # A condition naming a SKU or a category is about those alone.
+        # A condition naming a SKU or a category is about those alone: none was in the cart.
         (WHOLE_CART, IntentCondition(skus=("X200",), cart_abandoned=True)),
         (WHOLE_CART, IntentCondition(categories=("audio",), cart_abandoned=True)),
     ],
