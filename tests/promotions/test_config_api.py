@@ -426,6 +426,30 @@ BAD_POLYGONS = [
         },
         "shares an edge with the outer ring",
     ),
+    (
+        "two courtyards overlapping",
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [*BLOCK, BLOCK[0]],
+                [[2.3467, 48.8587], [2.3471, 48.8587], [2.3471, 48.8591], [2.3467, 48.8587]],
+                [[2.3469, 48.8589], [2.3473, 48.8589], [2.3473, 48.8593], [2.3469, 48.8589]],
+            ],
+        },
+        "The hole 2 overlaps hole 1: draw them as one hole.",
+    ),
+    (
+        "the same courtyard twice",
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [*BLOCK, BLOCK[0]],
+                [[2.3467, 48.8587], [2.3471, 48.8587], [2.3471, 48.8591], [2.3467, 48.8587]],
+                [[2.3467, 48.8587], [2.3471, 48.8587], [2.3471, 48.8591], [2.3467, 48.8587]],
+            ],
+        },
+        "The hole 2 repeats hole 1.",
+    ),
 ]
 
 
