@@ -66,10 +66,10 @@ def polygon_rings(geojson: Any, *, stored: bool = False) -> list[Ring]:
     each hole inside the outer ring and apart from the other holes (touching each at one
     point at most).
 
-    `stored` is for a fence read back to be measured: the holes of one saved before they
-    were held apart are not judged against each other, so the store keeps being measured as
-    it was (a point in any hole outside) rather than left out of presence; its page asks for
-    the outline to be fixed on its next save."""
+    `stored` is for a fence read back to be measured: one saved before a rule was added
+    (holes apart, an area of a square metre) is judged as it was then, so the store keeps
+    being measured as it was (a point in any hole outside) rather than left out of presence;
+    its page asks for the outline to be fixed on its next save."""
     if _is_a(geojson, "MultiPolygon"):
         raise GeometryError(ONE_OUTLINE)
     if not _is_a(geojson, "Polygon"):
@@ -95,7 +95,8 @@ def polygon_rings(geojson: Any, *, stored: bool = False) -> list[Ring]:
             raise GeometryError(f"The {name} crosses itself.")
         # A bow-tie's halves cancel out, so only a ring that does not cross itself can be
         # judged flat by its area.
-        if _twice_area(ring) == 0:
+        flat = _twice_area(ring) == 0 if stored else _area_m2(ring) < MIN_RING_AREA_M2
+        if flat:
             raise GeometryError(f"The {name} has no area: its corners are on one line.")
     outer, *holes = wrapped
     for hole, name in zip(holes, names[1:], strict=True):
@@ -244,6 +245,22 @@ def _position(raw: Any, name: str) -> Position:
 def _twice_area(ring: Ring) -> float:
     """The shoelace sum: twice the signed area, in square degrees; zero for a flat ring."""
     return sum(a[0] * b[1] - b[0] * a[1] for a, b in pairwise(ring))
+
+
+# Corners on one line are seldom exactly so in floating point (2.342 is not 2.341 + 0.001), so
+# a flat ring's shoelace sum is rarely zero: a ring is flat below this area. A store, or a
+# courtyard, is tens of square metres at least; a fix is never inside a line.
+MIN_RING_AREA_M2 = 1.0
+
+
+def _area_m2(ring: Ring) -> float:
+    """A ring's area in square metres, in a flat projection at its mean latitude: plenty to
+    tell a line from a shop. Corners are taken relative to the first, or the products of
+    coordinates (a hundred in Paris) would lose the sliver's area to rounding."""
+    x0, y0 = ring[0]
+    twice = sum((a[0] - x0) * (b[1] - y0) - (b[0] - x0) * (a[1] - y0) for a, b in pairwise(ring))
+    north, east = metres_per_degree(sum(lat for _, lat in ring) / len(ring))
+    return abs(twice) / 2 * north * east
 
 
 def _inside(point: Position, ring: Ring) -> bool:

@@ -415,6 +415,7 @@ BAD_POLYGONS = [
         "over 200 corners",
     ),
     ("flat", ring(BLOCK[0], BLOCK[1], [2.3485, 48.8585]), "no area"),
+    ("flat on a diagonal", ring(BLOCK[0], BLOCK[2], [2.3485, 48.8605]), "no area"),
     (
         "a courtyard along an edge",
         {

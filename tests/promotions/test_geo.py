@@ -77,6 +77,12 @@ VALID = [
             closed([2.3412, 48.8612], [2.3418, 48.8612], [2.3418, 48.8618]),
         ),
     ),
+    (
+        "a kiosk two metres square",
+        polygon(
+            closed([2.3410, 48.8600], [2.34103, 48.8600], [2.34103, 48.86002], [2.3410, 48.86002])
+        ),
+    ),
     ("positions with an altitude", polygon(closed([0, 0, 35], [1, 0, 35], [1, 1, 35]))),
     ("a repeated corner", polygon([[0, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 0]])),
     ("integers", polygon(closed([0, 0], [1, 0], [1, 1]))),
@@ -257,6 +263,22 @@ INVALID = [
         "a hole from a corner of the outline across an edge",
         polygon(closed(*SQUARE), closed([2.3400, 48.8600], [2.3410, 48.8610], [2.3390, 48.8610])),
         "hole 1 is not inside the outer ring",
+    ),
+    # A corner typed on a diagonal line is on it only to the 15th digit: still no area.
+    (
+        "collinear corners on a diagonal",
+        polygon(closed([2.3410, 48.8600], [2.3420, 48.8610], [2.3430, 48.8620])),
+        "outer ring has no area",
+    ),
+    (
+        "a sliver a millimetre wide",
+        polygon(closed([2.3410, 48.8600], [2.3430, 48.8620], [2.34200001, 48.8610])),
+        "outer ring has no area",
+    ),
+    (
+        "a flat courtyard",
+        polygon(closed(*SQUARE), closed([2.3405, 48.8605], [2.3410, 48.8610], [2.3415, 48.8615])),
+        "hole 1 has no area",
     ),
     # Holes must be apart: where they overlap, map editors and Leaflet draw by the even-odd
     # rule (a place in two holes filled again), the engine as outside the fence.
