@@ -229,11 +229,14 @@ def _position(raw: Any, name: str) -> Position:
     ):
         raise GeometryError(f"Each position of the {name} is [longitude, latitude].")
     try:
-        longitude, latitude = float(raw[0]), float(raw[1])
+        values = [float(v) for v in raw]
     except OverflowError:  # an integer of hundreds of digits is valid JSON
         raise GeometryError(f"The {name} has a position off the globe.") from None
-    if not (math.isfinite(longitude) and math.isfinite(latitude)):
+    # The altitude too: it is never read, but it is stored, and JSON has no NaN or Infinity
+    # (the database refuses the row).
+    if not all(math.isfinite(v) for v in values):
         raise GeometryError(f"The {name} has a position that is not a finite number.")
+    longitude, latitude = values[0], values[1]
     if not (-180 <= longitude <= 180 and -90 <= latitude <= 90):
         raise GeometryError(
             f"The {name} has a position off the globe: [{longitude}, {latitude}] "

@@ -190,6 +190,16 @@ INVALID = [
     ("infinity", polygon(closed([0, float("inf")], [1, 0], [1, 1])), "not a finite number"),
     ("a huge integer", polygon(closed([10**400, 0], [1, 0], [1, 1])), "off the globe"),
     (
+        "a NaN altitude",
+        polygon(closed([0, 0, float("nan")], [1, 0, 35], [1, 1, 35])),
+        "The outer ring has a position that is not a finite number.",
+    ),
+    (
+        "an infinite altitude",
+        polygon(closed([0, 0, 35], [1, 0, float("-inf")], [1, 1, 35])),
+        "The outer ring has a position that is not a finite number.",
+    ),
+    (
         "too many corners",
         polygon(regular(MAX_RING_VERTICES + 1)),
         f"outer ring has over {MAX_RING_VERTICES} corners",
