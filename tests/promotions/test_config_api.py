@@ -573,6 +573,34 @@ def test_nan_inside_a_polygon_is_rejected(api):
 
 
 @pytest.mark.parametrize(
+    "corner",
+    [
+        "[2.3465, 48.8585, NaN]",
+        "[2.3465, 48.8585, -Infinity]",
+        "[1e400, 48.8585]",
+        "[2.3465, 48.8585, 1e400]",
+    ],
+    ids=["a NaN altitude", "an infinite altitude", "a longitude of 1e400", "an altitude of 1e400"],
+)
+def test_a_polygon_position_that_is_no_number_is_named(api, corner):
+    # 1e400 is valid JSON, and NaN a literal the parser reads: "Value must be valid JSON."
+    # sent the client looking for a syntax error.
+    text = (
+        '{"code": "RIVOLI", "name": "Rivoli", "latitude": 48.859, "longitude": 2.347,'
+        ' "radius_m": null, "timezone": "Europe/Paris", "polygon": {"type": "Polygon",'
+        f' "coordinates": [[{corner}, [2.3475, 48.8585], [2.3475, 48.8595], {corner}]]}}}}'
+    )
+
+    response = raw_json(api, "post", "/api/v1/stores", text)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "polygon": ["The outer ring has a position that is not a finite number."]
+    }
+    assert not Store.objects.exists()
+
+
+@pytest.mark.parametrize(
     "members",
     [
         {"name": "a\u0000"},
