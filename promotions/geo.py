@@ -60,10 +60,16 @@ def _is_a(geojson: Any, kind: str) -> bool:
     return isinstance(geojson, dict) and geojson.get("type") == kind
 
 
-def polygon_rings(geojson: Any) -> list[Ring]:
+def polygon_rings(geojson: Any, *, stored: bool = False) -> list[Ring]:
     """The rings of a GeoJSON Polygon (outer boundary first, then holes), validated: closed,
     at least three distinct corners, on the globe, enclosing an area, not crossing itself,
-    and each hole inside the outer ring (touching it at one point at most)."""
+    each hole inside the outer ring and apart from the other holes (touching each at one
+    point at most).
+
+    `stored` is for a fence read back to be measured: one saved before a rule was added
+    (holes apart, an area of a square metre) is judged as it was then, so the store keeps
+    being measured as it was (a point in any hole outside) rather than left out of presence;
+    its page asks for the outline to be fixed on its next save."""
     if _is_a(geojson, "MultiPolygon"):
         raise GeometryError(ONE_OUTLINE)
     if not _is_a(geojson, "Polygon"):
@@ -89,11 +95,16 @@ def polygon_rings(geojson: Any) -> list[Ring]:
             raise GeometryError(f"The {name} crosses itself.")
         # A bow-tie's halves cancel out, so only a ring that does not cross itself can be
         # judged flat by its area.
-        if _twice_area(ring) == 0:
+        flat = _twice_area(ring) == 0 if stored else _area_m2(ring) < MIN_RING_AREA_M2
+        if flat:
             raise GeometryError(f"The {name} has no area: its corners are on one line.")
     outer, *holes = wrapped
     for hole, name in zip(holes, names[1:], strict=True):
         _check_hole(hole, outer, name)
+    if not stored:
+        for j, later in enumerate(holes):
+            for i, earlier in enumerate(holes[:j]):
+                _check_holes_apart(earlier, later, names[i + 1], names[j + 1])
     return rings
 
 
@@ -103,23 +114,81 @@ def _check_hole(hole: Ring, outer: Ring, name: str) -> None:
     courtyard sharing a node with its building's outline); it may not cross it, share a stretch
     of edge with it, or touch it at two points, which would cut the polygon in two."""
     hole, outer = _without_repeats(hole), _without_repeats(outer)
-    touches = {
-        _touching_point(a, b, c, d, name)
-        for a, b in pairwise(hole)
-        for c, d in pairwise(outer)
-        if _segments_intersect(a, b, c, d)
-    }
+    crossing = f"The {name} is not inside the outer ring."
+    touches = _touching_points(hole, outer, name, "the outer ring", crossing)
     # The hole's corners off the outer ring are all on one side of it: outside for a hole
     # beyond it, or one crossing it at a corner (and back at another).
     if not all(_inside(corner, outer) for corner in hole if corner not in touches):
-        raise GeometryError(f"The {name} is not inside the outer ring.")
+        raise GeometryError(crossing)
     if len(touches) > 1:
         raise GeometryError(f"The {name} touches the outer ring at more than one point.")
 
 
-def _touching_point(a: Position, b: Position, c: Position, d: Position, name: str) -> Position:
-    """Where a hole's edge a-b meets an outer edge c-d: a corner of one on the other. Raises
-    GeometryError when they cross between their corners or share a stretch of line."""
+def _check_holes_apart(earlier: Ring, later: Ring, earlier_name: str, later_name: str) -> None:
+    """Raises GeometryError unless two holes are apart, touching at one point at most (Simple
+    Features again). Holes that overlap, nest or repeat have no one meaning: map editors and
+    the admin's map (Leaflet) fill by the even-odd rule, so a place in two holes is drawn
+    inside the fence, where the engine takes it as outside; and the edges hidden inside the
+    other hole are not the fence's boundary, yet distances would be measured to them."""
+    earlier, later = _without_repeats(earlier), _without_repeats(later)
+    if _same_ring(earlier, later):
+        raise GeometryError(f"The {later_name} repeats {earlier_name}.")
+    overlap = f"The {later_name} overlaps {earlier_name}: draw them as one hole."
+    touches = _touching_points(later, earlier, later_name, earlier_name, overlap)
+    # With no crossing and no stretch shared, each ring's corners off the other are all on
+    # one side of it; one partly inside crosses it at a point they touch.
+    for ring, other, name, other_name in (
+        (later, earlier, later_name, earlier_name),
+        (earlier, later, earlier_name, later_name),
+    ):
+        inside = [_inside(corner, other) for corner in ring if corner not in touches]
+        if inside and all(inside):
+            raise GeometryError(f"The {name} is inside {other_name}.")
+        if any(inside):
+            raise GeometryError(overlap)
+    if len(touches) > 1:
+        raise GeometryError(f"The {later_name} touches {earlier_name} at more than one point.")
+
+
+def _same_ring(a: Ring, b: Ring) -> bool:
+    """Whether two closed rings have the same corners in the same cycle, from any corner and
+    either way round."""
+    corners, others = a[:-1], b[:-1]
+    if len(corners) != len(others):
+        return False
+    doubled = corners + corners
+    return any(
+        doubled[start : start + len(seq)] == seq
+        for seq in (others, others[::-1])
+        for start in range(len(corners))
+    )
+
+
+def _touching_points(
+    ring: Ring, other: Ring, name: str, other_name: str, crossing: str
+) -> set[Position]:
+    """Where a ring meets another without crossing it: corners of one on the other. Raises
+    GeometryError(crossing) when edges cross between their corners, and says so when they
+    share a stretch of line."""
+    return {
+        _touching_point(a, b, c, d, name, other_name, crossing)
+        for a, b in pairwise(ring)
+        for c, d in pairwise(other)
+        if _segments_intersect(a, b, c, d)
+    }
+
+
+def _touching_point(
+    a: Position,
+    b: Position,
+    c: Position,
+    d: Position,
+    name: str,
+    other_name: str,
+    crossing: str,
+) -> Position:
+    """Where a ring's edge a-b meets another ring's edge c-d: a corner of one on the other.
+    Raises GeometryError when they cross between their corners or share a stretch of line."""
     o1, o2 = _orientation(a, b, c), _orientation(a, b, d)
     o3, o4 = _orientation(c, d, a), _orientation(c, d, b)
     if o1 == 0 and o2 == 0:
@@ -128,10 +197,10 @@ def _touching_point(a: Position, b: Position, c: Position, d: Position, name: st
         low = max(min(a[axis], b[axis]), min(c[axis], d[axis]))
         high = min(max(a[axis], b[axis]), max(c[axis], d[axis]))
         if low < high:
-            raise GeometryError(f"The {name} shares an edge with the outer ring.")
+            raise GeometryError(f"The {name} shares an edge with {other_name}.")
         return a if a[axis] == low else b
     if 0 not in (o1, o2, o3, o4):
-        raise GeometryError(f"The {name} is not inside the outer ring.")
+        raise GeometryError(crossing)
     if o1 == 0 and _on_segment(a, b, c):
         return c
     if o2 == 0 and _on_segment(a, b, d):
@@ -160,11 +229,14 @@ def _position(raw: Any, name: str) -> Position:
     ):
         raise GeometryError(f"Each position of the {name} is [longitude, latitude].")
     try:
-        longitude, latitude = float(raw[0]), float(raw[1])
+        values = [float(v) for v in raw]
     except OverflowError:  # an integer of hundreds of digits is valid JSON
         raise GeometryError(f"The {name} has a position off the globe.") from None
-    if not (math.isfinite(longitude) and math.isfinite(latitude)):
+    # The altitude too: it is never read, but it is stored, and JSON has no NaN or Infinity
+    # (the database refuses the row).
+    if not all(math.isfinite(v) for v in values):
         raise GeometryError(f"The {name} has a position that is not a finite number.")
+    longitude, latitude = values[0], values[1]
     if not (-180 <= longitude <= 180 and -90 <= latitude <= 90):
         raise GeometryError(
             f"The {name} has a position off the globe: [{longitude}, {latitude}] "
@@ -176,6 +248,22 @@ def _position(raw: Any, name: str) -> Position:
 def _twice_area(ring: Ring) -> float:
     """The shoelace sum: twice the signed area, in square degrees; zero for a flat ring."""
     return sum(a[0] * b[1] - b[0] * a[1] for a, b in pairwise(ring))
+
+
+# Corners on one line are seldom exactly so in floating point (2.342 is not 2.341 + 0.001), so
+# a flat ring's shoelace sum is rarely zero: a ring is flat below this area. A store, or a
+# courtyard, is tens of square metres at least; a fix is never inside a line.
+MIN_RING_AREA_M2 = 1.0
+
+
+def _area_m2(ring: Ring) -> float:
+    """A ring's area in square metres, in a flat projection at its mean latitude: plenty to
+    tell a line from a shop. Corners are taken relative to the first, or the products of
+    coordinates (a hundred in Paris) would lose the sliver's area to rounding."""
+    x0, y0 = ring[0]
+    twice = sum((a[0] - x0) * (b[1] - y0) - (b[0] - x0) * (a[1] - y0) for a, b in pairwise(ring))
+    north, east = metres_per_degree(sum(lat for _, lat in ring) / len(ring))
+    return abs(twice) / 2 * north * east
 
 
 def _inside(point: Position, ring: Ring) -> bool:
@@ -313,7 +401,7 @@ def fence_from_store(
 ) -> Fence:
     """A store's fence from its stored values: a circle, or the rings of its GeoJSON polygon."""
     if polygon is not None:
-        return Fence(key, latitude, longitude, None, polygon_rings(polygon))
+        return Fence(key, latitude, longitude, None, polygon_rings(polygon, stored=True))
     return Fence(key, latitude, longitude, float(radius_m or 0.0), None)
 
 

@@ -94,6 +94,19 @@ class FiniteFloatField(serializers.FloatField):
         return super().to_internal_value(data)
 
 
+class GeoJsonField(serializers.JSONField):
+    """A GeoJSON value as the body parser read it, for the model to judge (promotions.geo).
+    DRF's JSONField encodes the value again, strictly, to check it: a NaN or a number past a
+    double (1e400, read as infinity) anywhere in it was "Value must be valid JSON.", sending
+    the client looking for a syntax error. The geometry's own check names the ring whose
+    position is no finite number, and what it keeps holds no other number."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if self.binary or getattr(data, "is_json_string", False):
+            return super().to_internal_value(data)  # text to read, as DRF reads it
+        return data
+
+
 class StrictCharField(serializers.CharField):
     """Text given as a JSON string, or as an integer (read as its decimal digits); never a
     float, nor a bool (refused as DRF's CharField refuses it).

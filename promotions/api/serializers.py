@@ -15,6 +15,7 @@ from promotions.api.fields import (
     AccuracyField,
     FiniteFloatField,
     FlagField,
+    GeoJsonField,
     HourMinuteField,
     InstantField,
     IntentWindowDaysField,
@@ -106,7 +107,7 @@ class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     radius_m = FiniteFloatField(
         min_value=1, max_value=MAX_FENCE_RADIUS_M, required=False, allow_null=True
     )
-    polygon = serializers.JSONField(required=False, allow_null=True)
+    polygon = GeoJsonField(required=False, allow_null=True)
     timezone = TimeZoneField()
 
     class Meta:

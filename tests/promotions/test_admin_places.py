@@ -184,6 +184,26 @@ def test_a_polygon_the_admin_cannot_read_is_a_message(admin_client, typed):
     assert not Store.objects.exists()
 
 
+@pytest.mark.parametrize("altitude", ["NaN", "-Infinity", "1e400"])
+def test_a_polygon_with_an_altitude_that_is_no_number_is_a_message(admin_client, altitude):
+    # JSON has no NaN: the database refused the row (a 500), as the API refuses the body.
+    corner = f"[2.341, 48.860, {altitude}]"
+    typed = (
+        f'{{"type": "Polygon", "coordinates": [[{corner}, [2.342, 48.860, 35],'
+        f" [2.342, 48.861, 35], {corner}]]}}"
+    )
+
+    response = admin_client.post(
+        "/admin/promotions/store/add/", store_form(radius_m="", polygon=typed)
+    )
+
+    assert response.status_code == 200
+    assert form_errors(response)["polygon"] == [
+        "The outer ring has a position that is not a finite number."
+    ]
+    assert not Store.objects.exists()
+
+
 STORE_FIELDS = ("code", "name", "address", "latitude", "longitude", "radius_m", "timezone")
 
 

@@ -415,6 +415,7 @@ BAD_POLYGONS = [
         "over 200 corners",
     ),
     ("flat", ring(BLOCK[0], BLOCK[1], [2.3485, 48.8585]), "no area"),
+    ("flat on a diagonal", ring(BLOCK[0], BLOCK[2], [2.3485, 48.8605]), "no area"),
     (
         "a courtyard along an edge",
         {
@@ -425,6 +426,30 @@ BAD_POLYGONS = [
             ],
         },
         "shares an edge with the outer ring",
+    ),
+    (
+        "two courtyards overlapping",
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [*BLOCK, BLOCK[0]],
+                [[2.3467, 48.8587], [2.3471, 48.8587], [2.3471, 48.8591], [2.3467, 48.8587]],
+                [[2.3469, 48.8589], [2.3473, 48.8589], [2.3473, 48.8593], [2.3469, 48.8589]],
+            ],
+        },
+        "The hole 2 overlaps hole 1: draw them as one hole.",
+    ),
+    (
+        "the same courtyard twice",
+        {
+            "type": "Polygon",
+            "coordinates": [
+                [*BLOCK, BLOCK[0]],
+                [[2.3467, 48.8587], [2.3471, 48.8587], [2.3471, 48.8591], [2.3467, 48.8587]],
+                [[2.3467, 48.8587], [2.3471, 48.8587], [2.3471, 48.8591], [2.3467, 48.8587]],
+            ],
+        },
+        "The hole 2 repeats hole 1.",
     ),
 ]
 
@@ -544,6 +569,34 @@ def test_nan_inside_a_polygon_is_rejected(api):
 
     assert response.status_code == 400
     assert list(response.json()) == ["polygon"]
+    assert not Store.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "corner",
+    [
+        "[2.3465, 48.8585, NaN]",
+        "[2.3465, 48.8585, -Infinity]",
+        "[1e400, 48.8585]",
+        "[2.3465, 48.8585, 1e400]",
+    ],
+    ids=["a NaN altitude", "an infinite altitude", "a longitude of 1e400", "an altitude of 1e400"],
+)
+def test_a_polygon_position_that_is_no_number_is_named(api, corner):
+    # 1e400 is valid JSON, and NaN a literal the parser reads: "Value must be valid JSON."
+    # sent the client looking for a syntax error.
+    text = (
+        '{"code": "RIVOLI", "name": "Rivoli", "latitude": 48.859, "longitude": 2.347,'
+        ' "radius_m": null, "timezone": "Europe/Paris", "polygon": {"type": "Polygon",'
+        f' "coordinates": [[{corner}, [2.3475, 48.8585], [2.3475, 48.8595], {corner}]]}}}}'
+    )
+
+    response = raw_json(api, "post", "/api/v1/stores", text)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "polygon": ["The outer ring has a position that is not a finite number."]
+    }
     assert not Store.objects.exists()
 
 

@@ -8,7 +8,14 @@ from geopy.distance import geodesic
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from promotions.geo import Fence, FenceIndex, fence_from_store, signed_distance_m
+from promotions.geo import (
+    Fence,
+    FenceIndex,
+    GeometryError,
+    fence_from_store,
+    polygon_rings,
+    signed_distance_m,
+)
 from promotions.geo_index import BatchFenceIndex
 
 RIVOLI = Fence(1, 48.8606, 2.3417, 60.0, None)
@@ -134,6 +141,31 @@ def test_a_courtyard_touching_the_outline_at_a_corner_is_outside_the_fence(x, y,
     assert signed_distance_m(fence, latitude, longitude) == pytest.approx(expected, abs=0.5)
     found = FenceIndex([fence], reach_m=0).nearby(latitude, longitude)
     assert found == ([(fence.key, pytest.approx(expected, abs=0.5))] if expected <= 0 else [])
+
+
+def test_a_fence_saved_before_its_holes_were_held_apart_is_still_measured():
+    """Two overlapping courtyards, refused since, in a store saved before: the engine keeps
+    measuring it as it did (a fix in either courtyard outside), not leaving it out."""
+
+    def square(low, high):
+        corners = [(low, low), (high, low), (high, high), (low, high), (low, low)]
+        return [[2.3310 + x * D_LON, 48.8707 + y * D_LAT] for x, y in corners]
+
+    polygon = {
+        "type": "Polygon",
+        "coordinates": [square(-1, 1), square(-0.6, 0.2), square(-0.2, 0.6)],
+    }
+    with pytest.raises(GeometryError, match="hole 2 overlaps hole 1"):
+        polygon_rings(polygon)
+    fence = fence_from_store(7, 48.8707, 2.3310, None, polygon)
+
+    def distance(x, y):
+        return signed_distance_m(fence, 48.8707 + y * D_LAT, 2.3310 + x * D_LON)
+
+    assert distance(0.8, -0.8) == pytest.approx(-10.0, abs=0.5)  # in the building
+    assert distance(0.0, 0.0) > 0  # in both courtyards
+    assert distance(-0.4, -0.4) > 0  # in the first alone
+    assert distance(0.4, 0.4) > 0  # in the second alone
 
 
 def test_distances_hold_at_high_latitude():

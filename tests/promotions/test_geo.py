@@ -77,6 +77,12 @@ VALID = [
             closed([2.3412, 48.8612], [2.3418, 48.8612], [2.3418, 48.8618]),
         ),
     ),
+    (
+        "a kiosk two metres square",
+        polygon(
+            closed([2.3410, 48.8600], [2.34103, 48.8600], [2.34103, 48.86002], [2.3410, 48.86002])
+        ),
+    ),
     ("positions with an altitude", polygon(closed([0, 0, 35], [1, 0, 35], [1, 1, 35]))),
     ("a repeated corner", polygon([[0, 0], [1, 0], [1, 0], [1, 1], [0, 1], [0, 0]])),
     ("integers", polygon(closed([0, 0], [1, 0], [1, 1]))),
@@ -102,6 +108,15 @@ VALID = [
     (
         "a courtyard whose corner is on an edge of the outline",
         polygon(closed(*SQUARE), closed([2.3410, 48.8600], [2.3415, 48.8605], [2.3405, 48.8605])),
+    ),
+    # Holes may touch each other at one point, as they may touch the outline.
+    (
+        "two courtyards touching at a corner",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.3410, 48.8610], [2.3415, 48.8610], [2.3412, 48.8615]),
+        ),
     ),
     (
         "an outline whose notch touches an edge of the courtyard",
@@ -174,6 +189,16 @@ INVALID = [
     ("NaN", polygon(closed([float("nan"), 0], [1, 0], [1, 1])), "not a finite number"),
     ("infinity", polygon(closed([0, float("inf")], [1, 0], [1, 1])), "not a finite number"),
     ("a huge integer", polygon(closed([10**400, 0], [1, 0], [1, 1])), "off the globe"),
+    (
+        "a NaN altitude",
+        polygon(closed([0, 0, float("nan")], [1, 0, 35], [1, 1, 35])),
+        "The outer ring has a position that is not a finite number.",
+    ),
+    (
+        "an infinite altitude",
+        polygon(closed([0, 0, 35], [1, 0, float("-inf")], [1, 1, 35])),
+        "The outer ring has a position that is not a finite number.",
+    ),
     (
         "too many corners",
         polygon(regular(MAX_RING_VERTICES + 1)),
@@ -248,6 +273,80 @@ INVALID = [
         "a hole from a corner of the outline across an edge",
         polygon(closed(*SQUARE), closed([2.3400, 48.8600], [2.3410, 48.8610], [2.3390, 48.8610])),
         "hole 1 is not inside the outer ring",
+    ),
+    # A corner typed on a diagonal line is on it only to the 15th digit: still no area.
+    (
+        "collinear corners on a diagonal",
+        polygon(closed([2.3410, 48.8600], [2.3420, 48.8610], [2.3430, 48.8620])),
+        "outer ring has no area",
+    ),
+    (
+        "a sliver a millimetre wide",
+        polygon(closed([2.3410, 48.8600], [2.3430, 48.8620], [2.34200001, 48.8610])),
+        "outer ring has no area",
+    ),
+    (
+        "a flat courtyard",
+        polygon(closed(*SQUARE), closed([2.3405, 48.8605], [2.3410, 48.8610], [2.3415, 48.8615])),
+        "hole 1 has no area",
+    ),
+    # Holes must be apart: where they overlap, map editors and Leaflet draw by the even-odd
+    # rule (a place in two holes filled again), the engine as outside the fence.
+    (
+        "two courtyards overlapping",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.3407, 48.8603], [2.3415, 48.8603], [2.3415, 48.8608], [2.3407, 48.8608]),
+        ),
+        "The hole 2 overlaps hole 1: draw them as one hole.",
+    ),
+    (
+        "a hole inside a hole",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.34085, 48.8606], [2.34095, 48.8606], [2.34095, 48.8607]),
+        ),
+        "The hole 2 is inside hole 1.",
+    ),
+    (
+        "a hole around an earlier one",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.3403, 48.8603], [2.3412, 48.8603], [2.3412, 48.8612], [2.3403, 48.8612]),
+        ),
+        "The hole 1 is inside hole 2.",
+    ),
+    (
+        "the same hole twice",
+        polygon(closed(*SQUARE), COURTYARD, COURTYARD),
+        "hole 2 repeats hole 1",
+    ),
+    (
+        "the same hole twice, the other way round",
+        polygon(closed(*SQUARE), COURTYARD, list(reversed(COURTYARD))),
+        "The hole 2 repeats hole 1.",
+    ),
+    (
+        "two courtyards sharing a wall",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.3410, 48.8605], [2.3415, 48.8605], [2.3415, 48.8610], [2.3410, 48.8610]),
+        ),
+        "The hole 2 shares an edge with hole 1.",
+    ),
+    (
+        # The sliver of building between them is cut off from the rest.
+        "two courtyards touching at two points",
+        polygon(
+            closed(*SQUARE),
+            COURTYARD,
+            closed([2.3405, 48.8605], [2.34075, 48.86085], [2.3410, 48.8610], [2.3404, 48.8612]),
+        ),
+        "The hole 2 touches hole 1 at more than one point.",
     ),
     (
         "the second hole outside",
