@@ -88,6 +88,21 @@ def _clean_as_saved(
 # --- Places -----------------------------------------------------------------------------
 
 
+def _whole_on_put(
+    serializer: serializers.ModelSerializer, names: tuple[str, ...], attrs: dict[str, Any]
+) -> dict[str, Any]:
+    """`attrs` with the optional columns `names` a PUT leaves out at their defaults, as a
+    create sets them; a PATCH's, or a create's, as they are. A PUT gives the resource whole:
+    what it left out was kept from before, so a gateway replaced without its zone went on
+    reporting its shoppers in the zone (and one moved to a store without a zone of that
+    code was refused on a zone the body never named)."""
+    if serializer.instance is None or serializer.partial:
+        return attrs
+    model = serializer.Meta.model
+    defaults = {name: model._meta.get_field(name).get_default() for name in names}
+    return {**defaults, **attrs}
+
+
 # A store created (or replaced) without coordinates is placed at its address, when a
 # geocoder is configured; one being edited keeps its place unless coordinates are given.
 COORDINATES_HELP = (
@@ -123,7 +138,8 @@ class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = self._placed(attrs)
+        # Coordinates left out of a PUT are not reset: the address places the store instead.
+        attrs = self._placed(_whole_on_put(self, ("address", "radius_m", "polygon"), attrs))
         store = _clean_as_saved(Store, self.instance, attrs)
         if "polygon" in attrs:
             attrs["polygon"] = store.polygon  # as clean() keeps it: its type and coordinates
@@ -160,6 +176,7 @@ class ZoneSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         return []  # checked in validate, in words that name the store and the code
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = _whole_on_put(self, ("rssi_threshold",), attrs)
         zone = _clean_as_saved(Zone, self.instance, attrs)
         taken = Zone.objects.filter(store=zone.store_id, code=zone.code).exclude(pk=zone.pk)
         if taken.exists():
@@ -218,7 +235,9 @@ class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=self.instance is None)
+        attrs = _whole_on_put(self, ("zone", "measured_power"), attrs)
+        # A PUT names the identity as a create does; a PATCH keeps the one it leaves out.
+        identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=not self.partial)
         if identity is not None:
             taken = Beacon.objects.filter(identity=identity)
             if self.instance is not None:
@@ -243,6 +262,7 @@ class GatewaySerializer(KnownFieldsOnly, serializers.ModelSerializer):
         fields = ["gateway_id", "store", "zone"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = _whole_on_put(self, ("zone",), attrs)
         _resolve_zone(attrs, self.instance)
         _clean_as_saved(Gateway, self.instance, attrs)
         return attrs

@@ -336,6 +336,20 @@ def test_put_replaces_a_store(api, rivoli):
     assert (rivoli.name, rivoli.radius_m, rivoli.polygon) == ("Passage Rivoli II", None, POLYGON)
 
 
+def test_put_gives_a_store_whole_what_it_leaves_out_as_a_create_sets_it(api):
+    api.post("/api/v1/stores", store_body())
+    body = store_body(polygon=POLYGON)
+    del body["radius_m"], body["address"]
+
+    response = api.put("/api/v1/stores/RIVOLI", body)
+
+    # The same body creates a store fenced by its polygon, with no address: a replace of
+    # one kept its radius (a 400 asking for one fence) and its address.
+    assert response.status_code == 200, response.json()
+    assert (response.json()["radius_m"], response.json()["polygon"]) == (None, POLYGON)
+    assert response.json()["address"] == ""
+
+
 def test_put_can_rename_the_code(api, rivoli):
     response = api.put("/api/v1/stores/RIVOLI", store_body(code="RIVOLI-2"))
 
@@ -793,6 +807,19 @@ def test_put_and_patch_update_a_zone(api, entrance):
     }
 
 
+def test_put_gives_a_zone_whole_its_threshold_left_out_as_a_create_sets_it(api, entrance):
+    api.patch(f"/api/v1/zones/{entrance.id}", {"rssi_threshold": -60})
+
+    response = api.put(
+        f"/api/v1/zones/{entrance.id}", {"store": "RIVOLI", "code": "entrance", "name": "Door"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["rssi_threshold"] == -80
+    entrance.refresh_from_db()
+    assert entrance.rssi_threshold == -80
+
+
 @pytest.mark.parametrize("factory", [BeaconFactory, GatewayFactory], ids=["beacon", "gateway"])
 def test_a_zone_with_beacons_or_gateways_cannot_move_to_another_store(
     api, entrance, opera, factory
@@ -1121,6 +1148,33 @@ def test_a_beacon_keeps_its_own_identity_on_update(api, entrance):
     assert response.json()["measured_power"] == -65
 
 
+def test_put_gives_a_beacon_whole_what_it_leaves_out_as_a_create_sets_it(api, entrance):
+    beacon = BeaconFactory(zone=entrance, measured_power=-70)
+    body = {"store": "RIVOLI", "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}}
+
+    response = api.put(f"/api/v1/beacons/{beacon.id}", body, format="json")
+
+    # As this body creates a beacon: covering the store as a whole, at -59 dBm at 1 m. It
+    # kept the entrance, whose shoppers' campaigns it went on triggering.
+    assert response.status_code == 200
+    assert (response.json()["zone"], response.json()["measured_power"]) == (None, -59)
+    beacon.refresh_from_db()
+    assert (beacon.zone, beacon.measured_power) == (None, -59)
+
+
+def test_put_of_a_beacon_without_an_identity_is_refused_as_a_create(api, entrance):
+    beacon = BeaconFactory(zone=entrance)
+
+    response = api.put(f"/api/v1/beacons/{beacon.id}", {"store": "RIVOLI", "zone": None})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": ["An identity is required: ibeacon or eddystone_uid."]
+    }
+    beacon.refresh_from_db()
+    assert beacon.zone == entrance
+
+
 def test_a_beacon_cannot_take_another_beacons_identity(api, entrance):
     BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
     beacon = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:3")
@@ -1307,6 +1361,27 @@ def test_put_and_patch_update_a_gateway_by_its_id(api, entrance, opera):
     assert put.status_code == 200
     assert put.json() == {"gateway_id": "gw-1", "store": "OPERA", "zone": None}
     assert patch.json() == {"gateway_id": "gw-1", "store": "OPERA", "zone": "hifi"}
+
+
+def test_put_of_a_gateway_without_a_zone_leaves_it_covering_its_store(api, entrance):
+    GatewayFactory(gateway_id="gw-1", zone=entrance)
+
+    response = api.put("/api/v1/gateways/gw-1", {"gateway_id": "gw-1", "store": "RIVOLI"})
+
+    # As this body creates a gateway; it kept the entrance.
+    assert response.status_code == 200
+    assert response.json() == {"gateway_id": "gw-1", "store": "RIVOLI", "zone": None}
+    assert Gateway.objects.get().zone is None
+
+
+def test_put_moving_a_gateway_to_another_store_without_a_zone_is_taken(api, entrance, opera):
+    GatewayFactory(gateway_id="gw-1", zone=entrance)
+
+    response = api.put("/api/v1/gateways/gw-1", {"gateway_id": "gw-1", "store": "OPERA"})
+
+    # Was a 400 on a zone the body did not name: "Store OPERA has no zone 'entrance'."
+    assert response.status_code == 200
+    assert response.json() == {"gateway_id": "gw-1", "store": "OPERA", "zone": None}
 
 
 def test_a_gateway_id_with_dots_is_addressable(api, rivoli):
