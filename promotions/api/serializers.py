@@ -199,10 +199,12 @@ class ZoneCodeField(serializers.CharField):
 def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
     """Replace the zone code in `attrs` by the zone of that code in the (new or kept) store."""
     store = attrs.get("store") or getattr(instance, "store", None)
+    kept = None
     if "zone" in attrs:
         code = attrs["zone"]
     elif "store" in attrs and instance is not None and instance.zone_id:
-        code = instance.zone.code  # moving to another store: find the zone of the same code
+        kept = instance.zone  # moving to another store: find the zone of the same code
+        code = kept.code
     else:
         return
     if not code:
@@ -210,7 +212,15 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
         return
     zone = Zone.objects.filter(store=store, code=code).first()
     if zone is None:
-        raise serializers.ValidationError({"zone": [f"Store {store.code} has no zone '{code}'."]})
+        message = f"Store {store.code} has no zone '{code}'."
+        if kept is not None:
+            # The body named no zone: say which one this is, and what to send instead.
+            message = (
+                f"Store {store.code} has no zone '{code}', this {type(instance).__name__.lower()}"
+                f"'s zone in store {kept.store.code}: give a zone of store {store.code} with "
+                "the move, or null."
+            )
+        raise serializers.ValidationError({"zone": [message]})
     attrs["zone"] = zone
 
 

@@ -1246,6 +1246,37 @@ def test_moving_a_beacon_to_a_store_without_its_zone_is_rejected(api, entrance, 
     assert beacon.store.code == "RIVOLI"
 
 
+@pytest.mark.parametrize(
+    ("factory", "path"),
+    [
+        (lambda zone: BeaconFactory(zone=zone), lambda place: f"/api/v1/beacons/{place.id}"),
+        (
+            lambda zone: GatewayFactory(gateway_id="gw-1", zone=zone),
+            lambda place: "/api/v1/gateways/gw-1",
+        ),
+    ],
+    ids=["beacon", "gateway"],
+)
+def test_a_patch_moving_a_place_keeping_a_zone_the_new_store_lacks_says_whose_zone_it_is(
+    api, entrance, opera, factory, path
+):
+    place = factory(entrance)
+
+    response = api.patch(path(place), {"store": "OPERA"})
+
+    # The body named no zone: the refusal says which it is and what to send instead.
+    assert response.status_code == 400
+    kind = type(place).__name__.lower()
+    assert response.json() == {
+        "zone": [
+            f"Store OPERA has no zone 'entrance', this {kind}'s zone in store RIVOLI: "
+            "give a zone of store OPERA with the move, or null."
+        ]
+    }
+    place.refresh_from_db()
+    assert (place.store.code, place.zone) == ("RIVOLI", entrance)
+
+
 def test_a_beacon_zone_can_be_cleared(api, entrance):
     beacon = BeaconFactory(zone=entrance)
 
