@@ -249,13 +249,17 @@ class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         # A PUT names the identity as a create does; a PATCH keeps the one it leaves out.
         identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=not self.partial)
         if identity is not None:
-            taken = Beacon.objects.filter(identity=identity)
+            taken = Beacon.objects.filter(identity=identity).select_related("store")
             if self.instance is not None:
                 taken = taken.exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise serializers.ValidationError(
-                    {"non_field_errors": ["Another beacon is registered with this identity."]}
+            if held := taken.first():
+                # Named: the list cannot be searched by identity, and a beacon carried to
+                # another store is registered there anew before the old one is moved.
+                message = (
+                    f"Beacon {held.pk} of store {held.store.code} is registered with this "
+                    "identity: move or delete that one first."
                 )
+                raise serializers.ValidationError({"non_field_errors": [message]})
             attrs["identity"] = identity
         _resolve_zone(attrs, self.instance)
         # The resource has no identity field: its ibeacon or eddystone_uid is the identity.

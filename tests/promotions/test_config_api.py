@@ -1133,10 +1133,31 @@ def test_an_identity_already_registered_is_rejected(api, entrance):
     response = api.post("/api/v1/beacons", ibeacon_body(ibeacon=same, zone=None))
 
     assert response.status_code == 400
+    held = Beacon.objects.get()
     assert response.json() == {
-        "non_field_errors": ["Another beacon is registered with this identity."]
+        "non_field_errors": [
+            f"Beacon {held.id} of store RIVOLI is registered with this identity: move or "
+            "delete that one first."
+        ]
     }
     assert Beacon.objects.count() == 1
+
+
+def test_an_identity_registered_in_another_store_names_the_beacon_that_has_it(api, entrance, opera):
+    # A beacon carried from RIVOLI to OPERA, registered there anew: the list of beacons
+    # cannot be searched by identity, so the refusal says which one to move.
+    held = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
+
+    response = api.post("/api/v1/beacons", ibeacon_body(store="OPERA", zone=None))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": [
+            f"Beacon {held.id} of store RIVOLI is registered with this identity: move or "
+            "delete that one first."
+        ]
+    }
+    assert list(Beacon.objects.all()) == [held]
 
 
 def test_a_beacon_keeps_its_own_identity_on_update(api, entrance):
