@@ -246,8 +246,19 @@ class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         attrs = _whole_on_put(self, ("zone", "measured_power"), attrs)
+        nulled = [form for form in REGISTERED_FORMS if form in attrs and attrs[form] is None]
         # A PUT names the identity as a create does; a PATCH keeps the one it leaves out.
         identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=not self.partial)
+        if identity is None and self.instance is not None:
+            # A PATCH nulling the form the beacon has, with none in its place, asks for a
+            # beacon without an identity: refused, not a 200 that kept it.
+            current = identity_representation(self.instance.identity)
+            if taken_away := [form for form in nulled if current[form] is not None]:
+                message = (
+                    "A beacon keeps one identity: give the one that replaces it "
+                    f"({' or '.join(REGISTERED_FORMS)}), or delete the beacon."
+                )
+                raise serializers.ValidationError({form: [message] for form in taken_away})
         if identity is not None:
             taken = Beacon.objects.filter(identity=identity).select_related("store")
             if self.instance is not None:

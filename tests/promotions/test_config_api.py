@@ -1196,6 +1196,31 @@ def test_put_of_a_beacon_without_an_identity_is_refused_as_a_create(api, entranc
     assert beacon.zone == entrance
 
 
+@pytest.mark.parametrize("body", [{"ibeacon": None}, {"ibeacon": None, "eddystone_uid": None}])
+def test_a_patch_taking_a_beacon_s_identity_away_is_refused_on_its_field(api, entrance, body):
+    beacon = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
+
+    response = api.patch(f"/api/v1/beacons/{beacon.id}", body, format="json")
+
+    # It was a 200 that changed nothing, its answer still showing the iBeacon.
+    assert response.status_code == 400
+    assert response.json() == {
+        "ibeacon": [
+            "A beacon keeps one identity: give the one that replaces it "
+            "(ibeacon or eddystone_uid), or delete the beacon."
+        ]
+    }
+
+
+def test_a_patch_nulling_the_identity_form_a_beacon_does_not_use_is_harmless(api, entrance):
+    beacon = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
+
+    response = api.patch(f"/api/v1/beacons/{beacon.id}", {"eddystone_uid": None}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["ibeacon"] == {"uuid": BEACON_UUID, "major": 1, "minor": 2}
+
+
 def test_a_beacon_cannot_take_another_beacons_identity(api, entrance):
     BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
     beacon = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:3")
