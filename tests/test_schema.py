@@ -477,7 +477,14 @@ OPERATIONS = [
     op(
         "PUT",
         "/api/v1/beacons/{id}",
-        Call("/api/v1/beacons/{eddystone}", {"store": "RIVOLI", "zone": None}),
+        Call(
+            "/api/v1/beacons/{eddystone}",
+            {
+                "store": "RIVOLI",
+                "zone": None,
+                "eddystone_uid": {"namespace": NAMESPACE, "instance": "0000000000a1"},
+            },
+        ),
         Call("/api/v1/beacons/999999", {"store": "RIVOLI"}, 404),
         Call("/api/v1/beacons/{eddystone}", {"store": "RIVOLI"}, 412, headers=STALE),
     ),

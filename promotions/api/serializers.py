@@ -89,6 +89,21 @@ def _clean_as_saved(
 # --- Places -----------------------------------------------------------------------------
 
 
+def _whole_on_put(
+    serializer: serializers.ModelSerializer, names: tuple[str, ...], attrs: dict[str, Any]
+) -> dict[str, Any]:
+    """`attrs` with the optional columns `names` a PUT leaves out at their defaults, as a
+    create sets them; a PATCH's, or a create's, as they are. A PUT gives the resource whole:
+    what it left out was kept from before, so a gateway replaced without its zone went on
+    reporting its shoppers in the zone (and one moved to a store without a zone of that
+    code was refused on a zone the body never named)."""
+    if serializer.instance is None or serializer.partial:
+        return attrs
+    model = serializer.Meta.model
+    defaults = {name: model._meta.get_field(name).get_default() for name in names}
+    return {**defaults, **attrs}
+
+
 # A store created (or replaced) without coordinates is placed at its address, when a
 # geocoder is configured; one being edited keeps its place unless coordinates are given.
 COORDINATES_HELP = (
@@ -124,7 +139,8 @@ class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         ]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        attrs = self._placed(attrs)
+        # Coordinates left out of a PUT are not reset: the address places the store instead.
+        attrs = self._placed(_whole_on_put(self, ("address", "radius_m", "polygon"), attrs))
         store = _clean_as_saved(Store, self.instance, attrs)
         if "polygon" in attrs:
             attrs["polygon"] = store.polygon  # as clean() keeps it: its type and coordinates
@@ -161,6 +177,7 @@ class ZoneSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         return []  # checked in validate, in words that name the store and the code
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = _whole_on_put(self, ("rssi_threshold",), attrs)
         zone = _clean_as_saved(Zone, self.instance, attrs)
         taken = Zone.objects.filter(store=zone.store_id, code=zone.code).exclude(pk=zone.pk)
         if taken.exists():
@@ -183,10 +200,12 @@ class ZoneCodeField(serializers.CharField):
 def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
     """Replace the zone code in `attrs` by the zone of that code in the (new or kept) store."""
     store = attrs.get("store") or getattr(instance, "store", None)
+    kept = None
     if "zone" in attrs:
         code = attrs["zone"]
     elif "store" in attrs and instance is not None and instance.zone_id:
-        code = instance.zone.code  # moving to another store: find the zone of the same code
+        kept = instance.zone  # moving to another store: find the zone of the same code
+        code = kept.code
     else:
         return
     if not code:
@@ -194,7 +213,15 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
         return
     zone = Zone.objects.filter(store=store, code=code).first()
     if zone is None:
-        raise serializers.ValidationError({"zone": [f"Store {store.code} has no zone '{code}'."]})
+        message = f"Store {store.code} has no zone '{code}'."
+        if kept is not None:
+            # The body named no zone: say which one this is, and what to send instead.
+            message = (
+                f"Store {store.code} has no zone '{code}', this {type(instance).__name__.lower()}"
+                f"'s zone in store {kept.store.code}: give a zone of store {store.code} with "
+                "the move, or null."
+            )
+        raise serializers.ValidationError({"zone": [message]})
     attrs["zone"] = zone
 
 
@@ -219,15 +246,32 @@ class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         }
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=self.instance is None)
+        attrs = _whole_on_put(self, ("zone", "measured_power"), attrs)
+        nulled = [form for form in REGISTERED_FORMS if form in attrs and attrs[form] is None]
+        # A PUT names the identity as a create does; a PATCH keeps the one it leaves out.
+        identity = pop_identity(attrs, forms=REGISTERED_FORMS, required=not self.partial)
+        if identity is None and self.instance is not None:
+            # A PATCH nulling the form the beacon has, with none in its place, asks for a
+            # beacon without an identity: refused, not a 200 that kept it.
+            current = identity_representation(self.instance.identity)
+            if taken_away := [form for form in nulled if current[form] is not None]:
+                message = (
+                    "A beacon keeps one identity: give the one that replaces it "
+                    f"({' or '.join(REGISTERED_FORMS)}), or delete the beacon."
+                )
+                raise serializers.ValidationError({form: [message] for form in taken_away})
         if identity is not None:
-            taken = Beacon.objects.filter(identity=identity)
+            taken = Beacon.objects.filter(identity=identity).select_related("store")
             if self.instance is not None:
                 taken = taken.exclude(pk=self.instance.pk)
-            if taken.exists():
-                raise serializers.ValidationError(
-                    {"non_field_errors": ["Another beacon is registered with this identity."]}
+            if held := taken.first():
+                # Named: the list cannot be searched by identity, and a beacon carried to
+                # another store is registered there anew before the old one is moved.
+                message = (
+                    f"Beacon {held.pk} of store {held.store.code} is registered with this "
+                    "identity: move or delete that one first."
                 )
+                raise serializers.ValidationError({"non_field_errors": [message]})
             attrs["identity"] = identity
         _resolve_zone(attrs, self.instance)
         # The resource has no identity field: its ibeacon or eddystone_uid is the identity.
@@ -244,6 +288,7 @@ class GatewaySerializer(KnownFieldsOnly, serializers.ModelSerializer):
         fields = ["gateway_id", "store", "zone"]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = _whole_on_put(self, ("zone",), attrs)
         _resolve_zone(attrs, self.instance)
         _clean_as_saved(Gateway, self.instance, attrs)
         return attrs

@@ -336,6 +336,20 @@ def test_put_replaces_a_store(api, rivoli):
     assert (rivoli.name, rivoli.radius_m, rivoli.polygon) == ("Passage Rivoli II", None, POLYGON)
 
 
+def test_put_gives_a_store_whole_what_it_leaves_out_as_a_create_sets_it(api):
+    api.post("/api/v1/stores", store_body())
+    body = store_body(polygon=POLYGON)
+    del body["radius_m"], body["address"]
+
+    response = api.put("/api/v1/stores/RIVOLI", body)
+
+    # The same body creates a store fenced by its polygon, with no address: a replace of
+    # one kept its radius (a 400 asking for one fence) and its address.
+    assert response.status_code == 200, response.json()
+    assert (response.json()["radius_m"], response.json()["polygon"]) == (None, POLYGON)
+    assert response.json()["address"] == ""
+
+
 def test_put_can_rename_the_code(api, rivoli):
     response = api.put("/api/v1/stores/RIVOLI", store_body(code="RIVOLI-2"))
 
@@ -846,6 +860,19 @@ def test_put_and_patch_update_a_zone(api, entrance):
     }
 
 
+def test_put_gives_a_zone_whole_its_threshold_left_out_as_a_create_sets_it(api, entrance):
+    api.patch(f"/api/v1/zones/{entrance.id}", {"rssi_threshold": -60})
+
+    response = api.put(
+        f"/api/v1/zones/{entrance.id}", {"store": "RIVOLI", "code": "entrance", "name": "Door"}
+    )
+
+    assert response.status_code == 200
+    assert response.json()["rssi_threshold"] == -80
+    entrance.refresh_from_db()
+    assert entrance.rssi_threshold == -80
+
+
 @pytest.mark.parametrize("factory", [BeaconFactory, GatewayFactory], ids=["beacon", "gateway"])
 def test_a_zone_with_beacons_or_gateways_cannot_move_to_another_store(
     api, entrance, opera, factory
@@ -1159,10 +1186,31 @@ def test_an_identity_already_registered_is_rejected(api, entrance):
     response = api.post("/api/v1/beacons", ibeacon_body(ibeacon=same, zone=None))
 
     assert response.status_code == 400
+    held = Beacon.objects.get()
     assert response.json() == {
-        "non_field_errors": ["Another beacon is registered with this identity."]
+        "non_field_errors": [
+            f"Beacon {held.id} of store RIVOLI is registered with this identity: move or "
+            "delete that one first."
+        ]
     }
     assert Beacon.objects.count() == 1
+
+
+def test_an_identity_registered_in_another_store_names_the_beacon_that_has_it(api, entrance, opera):
+    # A beacon carried from RIVOLI to OPERA, registered there anew: the list of beacons
+    # cannot be searched by identity, so the refusal says which one to move.
+    held = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
+
+    response = api.post("/api/v1/beacons", ibeacon_body(store="OPERA", zone=None))
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": [
+            f"Beacon {held.id} of store RIVOLI is registered with this identity: move or "
+            "delete that one first."
+        ]
+    }
+    assert list(Beacon.objects.all()) == [held]
 
 
 def test_a_beacon_keeps_its_own_identity_on_update(api, entrance):
@@ -1172,6 +1220,58 @@ def test_a_beacon_keeps_its_own_identity_on_update(api, entrance):
 
     assert response.status_code == 200
     assert response.json()["measured_power"] == -65
+
+
+def test_put_gives_a_beacon_whole_what_it_leaves_out_as_a_create_sets_it(api, entrance):
+    beacon = BeaconFactory(zone=entrance, measured_power=-70)
+    body = {"store": "RIVOLI", "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}}
+
+    response = api.put(f"/api/v1/beacons/{beacon.id}", body, format="json")
+
+    # As this body creates a beacon: covering the store as a whole, at -59 dBm at 1 m. It
+    # kept the entrance, whose shoppers' campaigns it went on triggering.
+    assert response.status_code == 200
+    assert (response.json()["zone"], response.json()["measured_power"]) == (None, -59)
+    beacon.refresh_from_db()
+    assert (beacon.zone, beacon.measured_power) == (None, -59)
+
+
+def test_put_of_a_beacon_without_an_identity_is_refused_as_a_create(api, entrance):
+    beacon = BeaconFactory(zone=entrance)
+
+    response = api.put(f"/api/v1/beacons/{beacon.id}", {"store": "RIVOLI", "zone": None})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "non_field_errors": ["An identity is required: ibeacon or eddystone_uid."]
+    }
+    beacon.refresh_from_db()
+    assert beacon.zone == entrance
+
+
+@pytest.mark.parametrize("body", [{"ibeacon": None}, {"ibeacon": None, "eddystone_uid": None}])
+def test_a_patch_taking_a_beacon_s_identity_away_is_refused_on_its_field(api, entrance, body):
+    beacon = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
+
+    response = api.patch(f"/api/v1/beacons/{beacon.id}", body, format="json")
+
+    # It was a 200 that changed nothing, its answer still showing the iBeacon.
+    assert response.status_code == 400
+    assert response.json() == {
+        "ibeacon": [
+            "A beacon keeps one identity: give the one that replaces it "
+            "(ibeacon or eddystone_uid), or delete the beacon."
+        ]
+    }
+
+
+def test_a_patch_nulling_the_identity_form_a_beacon_does_not_use_is_harmless(api, entrance):
+    beacon = BeaconFactory(zone=entrance, identity=f"ibeacon:{BEACON_UUID}:1:2")
+
+    response = api.patch(f"/api/v1/beacons/{beacon.id}", {"eddystone_uid": None}, format="json")
+
+    assert response.status_code == 200
+    assert response.json()["ibeacon"] == {"uuid": BEACON_UUID, "major": 1, "minor": 2}
 
 
 def test_a_beacon_cannot_take_another_beacons_identity(api, entrance):
@@ -1243,6 +1343,37 @@ def test_moving_a_beacon_to_a_store_without_its_zone_is_rejected(api, entrance, 
     assert "zone" in response.json()
     beacon.refresh_from_db()
     assert beacon.store.code == "RIVOLI"
+
+
+@pytest.mark.parametrize(
+    ("factory", "path"),
+    [
+        (lambda zone: BeaconFactory(zone=zone), lambda place: f"/api/v1/beacons/{place.id}"),
+        (
+            lambda zone: GatewayFactory(gateway_id="gw-1", zone=zone),
+            lambda place: "/api/v1/gateways/gw-1",
+        ),
+    ],
+    ids=["beacon", "gateway"],
+)
+def test_a_patch_moving_a_place_keeping_a_zone_the_new_store_lacks_says_whose_zone_it_is(
+    api, entrance, opera, factory, path
+):
+    place = factory(entrance)
+
+    response = api.patch(path(place), {"store": "OPERA"})
+
+    # The body named no zone: the refusal says which it is and what to send instead.
+    assert response.status_code == 400
+    kind = type(place).__name__.lower()
+    assert response.json() == {
+        "zone": [
+            f"Store OPERA has no zone 'entrance', this {kind}'s zone in store RIVOLI: "
+            "give a zone of store OPERA with the move, or null."
+        ]
+    }
+    place.refresh_from_db()
+    assert (place.store.code, place.zone) == ("RIVOLI", entrance)
 
 
 def test_a_beacon_zone_can_be_cleared(api, entrance):
@@ -1360,6 +1491,27 @@ def test_put_and_patch_update_a_gateway_by_its_id(api, entrance, opera):
     assert put.status_code == 200
     assert put.json() == {"gateway_id": "gw-1", "store": "OPERA", "zone": None}
     assert patch.json() == {"gateway_id": "gw-1", "store": "OPERA", "zone": "hifi"}
+
+
+def test_put_of_a_gateway_without_a_zone_leaves_it_covering_its_store(api, entrance):
+    GatewayFactory(gateway_id="gw-1", zone=entrance)
+
+    response = api.put("/api/v1/gateways/gw-1", {"gateway_id": "gw-1", "store": "RIVOLI"})
+
+    # As this body creates a gateway; it kept the entrance.
+    assert response.status_code == 200
+    assert response.json() == {"gateway_id": "gw-1", "store": "RIVOLI", "zone": None}
+    assert Gateway.objects.get().zone is None
+
+
+def test_put_moving_a_gateway_to_another_store_without_a_zone_is_taken(api, entrance, opera):
+    GatewayFactory(gateway_id="gw-1", zone=entrance)
+
+    response = api.put("/api/v1/gateways/gw-1", {"gateway_id": "gw-1", "store": "OPERA"})
+
+    # Was a 400 on a zone the body did not name: "Store OPERA has no zone 'entrance'."
+    assert response.status_code == 200
+    assert response.json() == {"gateway_id": "gw-1", "store": "OPERA", "zone": None}
 
 
 def test_a_gateway_id_with_dots_is_addressable(api, rivoli):
