@@ -50,6 +50,29 @@ class RequestRoutes(logging.Filter):
         return True
 
 
+class OutgoingQueries(logging.Filter):
+    """urllib3 logs each request it makes at DEBUG, its URL whole
+    ('https://api.twilio.com:443 "GET /2010-04-01/.../Messages.json?To=%2B336... HTTP/1.1"
+    200 320'): a lookup of the messages sent to a number names it in its query (the
+    settling of unrecorded sends makes one). The query's values are redacted, its names
+    kept, so LOG_LEVEL=DEBUG still shows which calls were made and how they ended."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                _safely(lambda url=arg: _url_without_query_values(url))
+                if isinstance(arg, str) and "?" in arg
+                else arg
+                for arg in record.args
+            )
+        return True
+
+
+def _url_without_query_values(url: str) -> str:
+    base, _, query = url.partition("?")
+    return f"{base}?{query_names(query)}"
+
+
 def request_route(request: HttpRequest) -> str:
     """The request's route ("/api/v1/customers/<external_id>"), under its script prefix."""
     prefix = request.path[: len(request.path) - len(request.path_info)]
@@ -82,12 +105,17 @@ def request_line_route(line: str) -> str:
     url = urlsplit(target)
     described = path_route(unquote(url.path)) if url.path.startswith("/") else REDACTED
     if url.query:
-        names = [
-            name if _QUERY_NAME.fullmatch(name) else REDACTED
-            for name, _ in parse_qsl(url.query, keep_blank_values=True)
-        ]
-        described += "?" + "&".join(f"{name}={REDACTED}" for name in names)
+        described += "?" + query_names(url.query)
     return f"{method} {described} {version}"
+
+
+def query_names(query: str) -> str:
+    """A query string with its values redacted, its names kept ("To=<redacted>")."""
+    names = [
+        name if _QUERY_NAME.fullmatch(name) else REDACTED
+        for name, _ in parse_qsl(query, keep_blank_values=True)
+    ]
+    return "&".join(f"{name}={REDACTED}" for name in names)
 
 
 def _safely(describe: Callable[[], str]) -> str:

@@ -879,7 +879,10 @@ LOGGING = {
     # Django names the path of every request it answers with an error, and runserver of
     # every request, path and query: the path holds customers' ids (an e-mail address at
     # some retailers). The lines name the route instead (config/logs.py).
-    "filters": {"request_routes": {"()": "config.logs.RequestRoutes"}},
+    "filters": {
+        "request_routes": {"()": "config.logs.RequestRoutes"},
+        "outgoing_queries": {"()": "config.logs.OutgoingQueries"},
+    },
     "formatters": {
         "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
         # Django's own for runserver's lines, which this configuration takes over.
@@ -908,6 +911,9 @@ LOGGING = {
             name: {"filters": ["request_routes"]}
             for name in ("django.request", "django.security.csrf")
         },
+        # urllib3's line of each request it makes (DEBUG) gives its query whole, which
+        # names the number a lookup of the messages sent to it filters on.
+        "urllib3.connectionpool": {"filters": ["outgoing_queries"]},
         "django.server": {
             "handlers": ["django.server"],
             "level": "INFO",
