@@ -7,7 +7,9 @@ or a retried erasure writes. `RequestRoutes`, a filter on those loggers (setting
 puts the route the path matched in its place, each parameter by its name
 ("GET /api/v1/customers/<external_id>"); a path no route takes keeps only the words the
 routes themselves are made of, each other segment redacted. Operators still see which
-call failed, how and how often; the query's values are dropped, its names kept.
+call failed, how and how often; the query's values are dropped, its names kept. The same
+holds for gunicorn's own lines (`ServerLines`) and, at DEBUG, for urllib3's line of each
+request made to Twilio (`OutgoingQueries`), whose query can name a phone number.
 """
 
 import functools
@@ -73,6 +75,51 @@ def _url_without_query_values(url: str) -> str:
     return f"{base}?{query_names(query)}"
 
 
+class ServerLines(logging.Filter):
+    """gunicorn's own lines (config/wsgi.py adds this filter to its loggers). Its error log's
+    line of a request it cannot parse quotes what it choked on ("Invalid HTTP Version: 'Doe
+    HTTP/1.1'": the rest of a path whose id's space was not percent-encoded), and of one
+    the application failed, its URI; the access log, where a deployment turns it on, gives
+    the request line, path, query and referer whole. They keep the error's kind, the route
+    and the query's names."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "gunicorn.access" and isinstance(record.args, dict):
+            # gunicorn's atoms for its access_log_format, read by key once this returns.
+            atoms = record.args
+            for key, describe in _ACCESS_ATOMS.items():
+                value = atoms.get(key)
+                if isinstance(value, str) and value not in ("", "-"):
+                    atoms[key] = _safely(lambda describe=describe, value=value: describe(value))
+        elif isinstance(record.msg, str) and record.msg.startswith("Invalid request from ip="):
+            # Formatted by gunicorn already: "Invalid request from ip=1.2.3.4: <kind>: <what>".
+            ip, _, error = record.msg.partition(": ")
+            record.msg = f"{ip}: {error.partition(': ')[0]}"
+        elif (
+            isinstance(record.msg, str)
+            and record.msg.startswith("Error handling request ")
+            and isinstance(record.args, tuple)
+            and record.args
+        ):
+            *method, uri = record.args
+            record.args = (*method, _safely(lambda: target_route(str(uri))))
+        return True
+
+
+def target_route(target: str) -> str:
+    """A request's target ("/path?query") as its route and its query's names."""
+    url = urlsplit(target)
+    described = path_route(unquote(url.path)) if url.path.startswith("/") else REDACTED
+    return f"{described}?{query_names(url.query)}" if url.query else described
+
+
+def url_route(url: str) -> str:
+    """A whole URL (a referer) as its origin, its path's route and its query's names."""
+    parts = urlsplit(url)
+    origin = f"{parts.scheme}://{parts.netloc}" if parts.netloc else ""
+    return origin + target_route(parts.path + (f"?{parts.query}" if parts.query else ""))
+
+
 def request_route(request: HttpRequest) -> str:
     """The request's route ("/api/v1/customers/<external_id>"), under its script prefix."""
     prefix = request.path[: len(request.path) - len(request.path_info)]
@@ -102,11 +149,7 @@ def request_line_route(line: str) -> str:
     if len(parts) != 3:
         return REDACTED
     method, target, version = parts
-    url = urlsplit(target)
-    described = path_route(unquote(url.path)) if url.path.startswith("/") else REDACTED
-    if url.query:
-        described += "?" + query_names(url.query)
-    return f"{method} {described} {version}"
+    return f"{method} {target_route(target)} {version}"
 
 
 def query_names(query: str) -> str:
@@ -116,6 +159,23 @@ def query_names(query: str) -> str:
         for name, _ in parse_qsl(query, keep_blank_values=True)
     ]
     return "&".join(f"{name}={REDACTED}" for name in names)
+
+
+# gunicorn's access atoms that carry a path, query or URL (the default format's r, U, q and
+# f; the same as request headers and environ), each with how it is described.
+_ACCESS_ATOMS: dict[str, Callable[[str], str]] = {
+    "r": request_line_route,
+    "U": path_route,
+    "q": query_names,
+    "f": url_route,
+    "{referer}i": url_route,
+    "{http_referer}e": url_route,
+    "{raw_uri}e": target_route,
+    "{request_uri}e": target_route,
+    "{path_info}e": path_route,
+    "{query_string}e": query_names,
+    "{location}o": url_route,
+}
 
 
 def _safely(describe: Callable[[], str]) -> str:

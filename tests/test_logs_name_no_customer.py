@@ -3,13 +3,20 @@ writes a line for every 4xx and 5xx ("Not Found: /api/v1/customers/jane.doe@exam
 whose path carries the customer's id. The lines give the status, the method and the route
 instead, which is what an operator needs to see which calls fail."""
 
+import contextlib
 import logging
+import os
+import socket
+import subprocess
+import sys
 import threading
+import time
 from urllib.error import HTTPError
 from urllib.parse import quote
 from urllib.request import urlopen
 
 import pytest
+from django.conf import settings
 from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
 from django.core.wsgi import get_wsgi_application
 from django.test import Client
@@ -145,3 +152,64 @@ def test_the_development_server_logs_routes_and_query_names_only(caplog):
         '"GET /api/v1/deliveries?customer_id=<redacted>&status=<redacted> HTTP/1.1" 401 58',
     ]
     assert "jane" not in caplog.text
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def ask(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+        connection.sendall(request)
+        return connection.recv(100).split(b"\r\n")[0]
+
+
+def test_gunicorn_logs_no_id_of_a_request_it_cannot_parse_nor_of_one_it_serves(tmp_path):
+    # The README's command line, with the access log a deployment may turn on.
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "DJANGO_SETTINGS_MODULE")}
+    env |= {
+        "SECRET_KEY": "a-secret-key-for-this-test-only-" + "x" * 32,
+        "ALLOWED_HOSTS": "passage.example.com",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+    }
+    command = [sys.executable, "-m", "gunicorn", "config.wsgi", "--preload", "--workers", "1"]
+    command += ["--bind", f"127.0.0.1:{port}", "--access-logfile", "-"]
+    # Its control socket is one path for the machine: another gunicorn's is left alone.
+    command.append("--no-control-socket")
+    server = subprocess.Popen(
+        command,
+        env=env,
+        cwd=settings.BASE_DIR,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for _ in range(300):
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port)):
+                break
+            time.sleep(0.1)
+        host = b"Host: passage.example.com\r\n"
+        # A client that does not percent-encode the id's space, nor a filter's.
+        assert ask(port, b"GET /api/v1/customers/Jane Doe HTTP/1.1\r\n" + host + b"\r\n") == (
+            b"HTTP/1.1 400 Bad Request"
+        )
+        unencoded = b"GET /api/v1/deliveries?customer_id=Jane Doe&status=sent HTTP/1.1\r\n"
+        assert ask(port, unencoded + host + b"\r\n") == b"HTTP/1.1 400 Bad Request"
+        # One it serves (no key: 401), from the admin's search for her.
+        referer = b"Referer: https://passage.example.com/admin/customers/customer/?q=Jane+Doe\r\n"
+        encoded = b"GET /api/v1/deliveries?customer_id=Jane%20Doe HTTP/1.1\r\n"
+        assert ask(port, encoded + host + referer + b"\r\n") == b"HTTP/1.1 401 Unauthorized"
+    finally:
+        server.terminate()
+        access, errors = server.communicate(timeout=30)
+
+    assert "jane" not in access.lower() + errors.lower()
+    assert "doe" not in access.lower() + errors.lower()
+    invalid = [line.split("] ")[-1] for line in errors.splitlines() if "Invalid request" in line]
+    assert invalid == ["Invalid request from ip=127.0.0.1: Invalid HTTP Version"] * 2
+    assert '"GET /api/v1/deliveries?customer_id=<redacted> HTTP/1.1" 401 ' in access
+    assert '"https://passage.example.com/admin/customers/customer/?q=<redacted>"' in access
