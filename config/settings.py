@@ -876,14 +876,49 @@ LOG_LEVEL = env_choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # Django names the path of every request it answers with an error, and runserver of
+    # every request, path and query: the path holds customers' ids (an e-mail address at
+    # some retailers). The lines name the route instead (config/logs.py).
+    "filters": {
+        "request_routes": {"()": "config.logs.RequestRoutes"},
+        "outgoing_queries": {"()": "config.logs.OutgoingQueries"},
+    },
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # Django's own for runserver's lines, which this configuration takes over.
+        "django.server": {
+            "()": "django.utils.log.ServerFormatter",
+            "format": "[{server_time}] {message}",
+            "style": "{",
+        },
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "django.server": {"class": "logging.StreamHandler", "formatter": "django.server"},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    # The Twilio SDK's HTTP clients dump every request at INFO: its URL and query, which
-    # hold the phone number a lookup of sent messages filters on. They are kept at WARNING
-    # whatever LOG_LEVEL is, so customers' numbers stay out of the logs (they log nothing
-    # above INFO).
     "loggers": {
-        name: {"level": "WARNING"} for name in ("twilio.http_client", "twilio.async_http_client")
+        # The Twilio SDK's HTTP clients dump every request at INFO: its URL and query,
+        # which hold the phone number a lookup of sent messages filters on. They are kept
+        # at WARNING whatever LOG_LEVEL is, so customers' numbers stay out of the logs
+        # (they log nothing above INFO).
+        **{
+            name: {"level": "WARNING"}
+            for name in ("twilio.http_client", "twilio.async_http_client")
+        },
+        # Django's loggers that name a request's path (log_response).
+        **{
+            name: {"filters": ["request_routes"]}
+            for name in ("django.request", "django.security.csrf")
+        },
+        # urllib3's line of each request it makes (DEBUG) gives its query whole, which
+        # names the number a lookup of the messages sent to it filters on.
+        "urllib3.connectionpool": {"filters": ["outgoing_queries"]},
+        "django.server": {
+            "handlers": ["django.server"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["request_routes"],
+        },
     },
 }

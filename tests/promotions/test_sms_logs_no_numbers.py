@@ -69,6 +69,19 @@ def test_asking_twilio_about_a_sent_message_logs_no_phone_number(twilio, caplog)
     assert naming_the_number(caplog) == []
 
 
+def test_asking_twilio_about_a_sent_message_at_log_level_debug_logs_no_phone_number(twilio, caplog):
+    caplog.set_level(logging.DEBUG)  # LOG_LEVEL=DEBUG: the root logger's level
+    sms.get_backend().send(MESSAGE)
+
+    found = sms.get_backend().find(MESSAGE, since=datetime.now(UTC) - timedelta(minutes=1))
+
+    assert found is not None
+    assert naming_the_number(caplog) == []
+    # urllib3's line of each request still says which was made and how it ended.
+    [lookup] = [line for line in logs(caplog) if '"GET /2010-04-01/Accounts/' in line]
+    assert '/Messages.json?To=<redacted>&PageSize=<redacted> HTTP/1.1" 200 ' in lookup
+
+
 def test_a_lookup_twilio_refuses_names_no_phone_number(twilio):
     twilio.then(twilio_fake.error(400, 21211, f"The 'To' number {PHONE} is not valid."))
 
