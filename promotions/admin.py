@@ -74,7 +74,12 @@ from promotions.offers import (
     sms_segments,
     template_placeholders,
 )
-from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
+from promotions.selectors import (
+    get_budget_zone,
+    get_campaign_by_store,
+    get_campaign_daily,
+    get_campaign_stats,
+)
 from promotions.services import (
     END_IT_INSTEAD,
     Going,
@@ -89,7 +94,7 @@ from promotions.services import (
     going_with_stores,
     going_with_zones,
 )
-from promotions.times import format_instant_for_people, offer_last_day
+from promotions.times import format_instant_for_people, local_day, offer_last_day
 
 
 class RefusedDeletionShown(CheckedListAdmin):
@@ -826,7 +831,11 @@ class CampaignAdmin(RefusedDeletionShown):
         campaign = get_object_or_404(Campaign, pk=object_id)
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied
-        daily = get_campaign_daily(campaign=campaign, days=30, today=timezone.localdate())
+        # Days as the daily budget counts them, whatever the stores' zones: a day's figures
+        # read against the budget that capped them, and add up across the stores.
+        zone = get_budget_zone()
+        today = local_day(timezone.now(), zone)
+        daily = get_campaign_daily(campaign=campaign, days=30, today=today)
         peak = max([1, *(max(d["sent"], d["redeemed"]) for d in daily)])
         for n, day in enumerate(daily):
             day["x"] = 40 + n * 22
@@ -852,6 +861,7 @@ class CampaignAdmin(RefusedDeletionShown):
                 if count
             ],
             "daily": daily,
+            "day_zone": zone.key,
             "peak": peak,
             "by_store": get_campaign_by_store(campaign=campaign),
         }
