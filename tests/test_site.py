@@ -400,7 +400,7 @@ def test_the_results_page_shows_the_funnel_and_the_chart(admin_client):
     # The per-day table: a row for the day the delivery was recorded on, in the budget's zone
     # (UTC here; still within the page's 30 days if midnight passed since).
     day = timezone.localdate(delivery.created_at).isoformat()
-    assert f"<tr><td>{day}</td><td>1</td><td>1</td>" in content
+    assert re.search(rf"<tr><td><a href=[^>]+>{day}</a></td><td>1</td><td>1</td>", content)
 
 
 def test_the_results_page_counts_per_store_the_redemptions_its_totals_count(admin_client):

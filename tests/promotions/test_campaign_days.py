@@ -1,6 +1,7 @@
 """Daily campaign statistics: what Celery beat records for each campaign and day gone by,
 and the results chart that reads them."""
 
+import html
 import re
 import threading
 import time
@@ -293,7 +294,8 @@ def per_day_rows(page: str) -> dict[str, list[str]]:
     """The results page's per-day table: day to its figures, as the marketer reads them."""
     table = re.search(r'<table id="per-day">(.*?)</table>', page, re.S).group(1)
     rows = re.findall(r"<tr><td>(.*?)</tr>", table, re.S)
-    cells = [re.findall(r"(?:^|<td>)([^<]*)</td>", "<td>" + row) for row in rows]
+    cells = [re.findall(r"<td>(.*?)</td>", "<td>" + row, re.S) for row in rows]
+    cells = [[re.sub(r"<[^>]+>", "", cell).strip() for cell in row] for row in cells]
     return {row[0]: row[1:] for row in cells}
 
 
@@ -383,3 +385,26 @@ def test_a_late_redemption_reaches_the_day_the_budget_counted_it_on(settings, ap
     assert figures(campaign, saturday)["redeemed"] == 1
     daily = get_campaign_daily(campaign=campaign, days=7, today=la_today())
     assert [d["redeemed"] for d in daily if d["day"] == saturday] == [1]
+
+
+def test_a_day_on_the_results_page_opens_that_days_deliveries(settings, admin_client):
+    # The deliveries list's own date drill-down is in UTC: its Monday would hold Sunday
+    # evening's SMS in Los Angeles and lose Monday evening's. The day's link lists what the
+    # results page counted on it.
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    campaign = CampaignFactory()
+    monday = la_today() - timedelta(days=3)
+    sunday, tuesday = monday - timedelta(days=1), monday + timedelta(days=1)
+    sent = {
+        when: DeliveryFactory(campaign=campaign, created_at=when).code
+        for when in (la(sunday, 20), la(monday, 10), la(monday, 17, 30), la(tuesday, 9))
+    }
+    other_campaign = DeliveryFactory(created_at=la(monday, 12)).code
+
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/").content.decode()
+    [link] = re.findall(rf'<td><a href="([^"]+)">{monday:%Y-%m-%d}</a></td>', page)
+    listed = admin_client.get(html.unescape(link)).content.decode()
+
+    assert sent[la(monday, 10)] in listed and sent[la(monday, 17, 30)] in listed
+    assert sent[la(sunday, 20)] not in listed and sent[la(tuesday, 9)] not in listed
+    assert other_campaign not in listed
