@@ -26,6 +26,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.formats import date_format
 from django.utils.html import format_html, format_html_join
+from django.utils.http import urlencode
 from django.utils.text import capfirst
 
 from customers.models import Customer, Product
@@ -74,7 +75,12 @@ from promotions.offers import (
     sms_segments,
     template_placeholders,
 )
-from promotions.selectors import get_campaign_by_store, get_campaign_daily, get_campaign_stats
+from promotions.selectors import (
+    get_budget_zone,
+    get_campaign_by_store,
+    get_campaign_daily,
+    get_campaign_stats,
+)
 from promotions.services import (
     END_IT_INSTEAD,
     Going,
@@ -89,7 +95,12 @@ from promotions.services import (
     going_with_stores,
     going_with_zones,
 )
-from promotions.times import format_instant_for_people, offer_last_day
+from promotions.times import (
+    format_instant_for_people,
+    local_day,
+    local_day_start,
+    offer_last_day,
+)
 
 
 class RefusedDeletionShown(CheckedListAdmin):
@@ -826,9 +837,25 @@ class CampaignAdmin(RefusedDeletionShown):
         campaign = get_object_or_404(Campaign, pk=object_id)
         if not self.has_view_permission(request, campaign):
             raise PermissionDenied
-        daily = get_campaign_daily(campaign=campaign, days=30, today=timezone.localdate())
+        # Days as the daily budget counts them, whatever the stores' zones: a day's figures
+        # read against the budget that capped them, and add up across the stores.
+        zone = get_budget_zone()
+        today = local_day(timezone.now(), zone)
+        daily = get_campaign_daily(campaign=campaign, days=30, today=today)
         peak = max([1, *(max(d["sent"], d["redeemed"]) for d in daily)])
+        deliveries = reverse("admin:promotions_delivery_changelist")
         for n, day in enumerate(daily):
+            # The deliveries list's date drill-down is in UTC: the day's link names its own
+            # bounds, so that it lists the decisions the row counts.
+            day["deliveries_url"] = f"{deliveries}?" + urlencode(
+                {
+                    "campaign__id__exact": campaign.pk,
+                    "created_at__gte": local_day_start(day["day"], zone).isoformat(),
+                    "created_at__lt": local_day_start(
+                        day["day"] + timedelta(days=1), zone
+                    ).isoformat(),
+                }
+            )
             day["x"] = 40 + n * 22
             day["sent_h"] = round(160 * day["sent"] / peak)
             day["redeemed_h"] = round(160 * day["redeemed"] / peak)
@@ -852,6 +879,7 @@ class CampaignAdmin(RefusedDeletionShown):
                 if count
             ],
             "daily": daily,
+            "day_zone": zone.key,
             "peak": peak,
             "by_store": get_campaign_by_store(campaign=campaign),
         }

@@ -5,7 +5,7 @@ import itertools
 import re
 import unicodedata
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -36,6 +36,7 @@ from promotions.models import (
     Store,
 )
 from promotions.offers import language_of, normalise_code, typed_code_keys
+from promotions.selectors import get_budget_zone
 from promotions.services import record_campaign_days
 from promotions.times import ZONES_SPREAD, format_instant_for_api, local_day, offer_end_at_till
 
@@ -473,7 +474,8 @@ def _record_redemption(
     ends_at = _offer_end_at(delivery, store)
     if ends_at is not None and ends_at < judged_at:
         raise ConflictError(f"This code expired on {format_instant_for_api(ends_at)}.")
-    day = local_day(redeemed_at, UTC)
+    # The day the results count it on (selectors.get_day_figures).
+    day = local_day(redeemed_at, get_budget_zone())
     try:
         with transaction.atomic():
             redemption = Redemption.objects.create(

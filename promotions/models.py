@@ -1168,12 +1168,17 @@ class Redemption(models.Model):
 
 
 class CampaignDay(models.Model):
-    """A campaign's figures for one day (UTC), recorded by Celery beat once the day is over:
-    the results page charts past days from these rows instead of counting their decisions
-    again on every view."""
+    """A campaign's figures for one day (in SMS_BUDGET_TIMEZONE, the day daily budgets count),
+    recorded by Celery beat once the day is over: the results page charts past days from
+    these rows instead of counting their decisions again on every view."""
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="days")
     day = models.DateField()
+    zone = models.CharField(
+        max_length=64,
+        help_text="The time zone the day was counted in: a row counted in a zone other "
+        "than SMS_BUDGET_TIMEZONE is not shown, its day is counted again.",
+    )
     decisions = models.PositiveIntegerField(default=0, help_text="Decisions made that day.")
     sent = models.PositiveIntegerField(default=0, help_text="Of those, SMS handed to Twilio.")
     delivered = models.PositiveIntegerField(default=0)

@@ -2,10 +2,12 @@
 
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
@@ -27,6 +29,14 @@ CENT = Decimal("0.01")
 # out.
 SMS_WENT = Q(status__in=REDEEMABLE)
 HELD_OUT = Q(status=DeliveryStatus.HOLDOUT)
+
+
+def get_budget_zone() -> ZoneInfo:
+    """The retailer's day, SMS_BUDGET_TIMEZONE: the day campaigns' daily budgets count, and so
+    the day their results are counted by. One zone for every store: a campaign's day is one
+    span of time wherever its stores are, so its figures for a day add up across stores and
+    read against the daily budget that capped them."""
+    return ZoneInfo(settings.SMS_BUDGET_TIMEZONE)
 
 
 def list_deliveries() -> QuerySet[Delivery]:
@@ -188,13 +198,14 @@ EMPTY_DAY: dict[str, Any] = {
 def get_day_figures(
     *, days: Collection[date], campaign: Campaign | None = None
 ) -> dict[tuple[int, date], dict[str, Any]]:
-    """Figures per campaign and UTC day, counted from deliveries and redemptions: the
-    decisions made that day (sent, delivered, ... of them) and the codes redeemed that day.
-    Only (campaign, day) pairs with something to count are returned."""
+    """Figures per campaign and day (the budget's, get_budget_zone), counted from deliveries
+    and redemptions: the decisions made that day (sent, delivered, ... of them) and the codes
+    redeemed that day. Only (campaign, day) pairs with something to count are returned."""
     if not days:
         return {}
-    start = local_day_start(min(days), UTC)
-    end = local_day_start(max(days) + timedelta(days=1), UTC)
+    zone = get_budget_zone()
+    start = local_day_start(min(days), zone)
+    end = local_day_start(max(days) + timedelta(days=1), zone)
     deliveries = Delivery.objects.filter(created_at__gte=start, created_at__lt=end)
     # Redemptions of codes that went out by SMS, as the campaign's statistics count them.
     redemptions = Redemption.objects.filter(
@@ -205,7 +216,7 @@ def get_day_figures(
         redemptions = redemptions.filter(delivery__campaign=campaign)
     figures: dict[tuple[int, date], dict[str, Any]] = defaultdict(lambda: dict(EMPTY_DAY))
     decided = (
-        deliveries.annotate(day=TruncDate("created_at", tzinfo=UTC))
+        deliveries.annotate(day=TruncDate("created_at", tzinfo=zone))
         .values("campaign_id", "day")
         .annotate(
             decisions=Count("id"),
@@ -223,7 +234,7 @@ def get_day_figures(
         if key[1] in days:
             figures[key].update(row)
     redeemed = (
-        redemptions.annotate(day=TruncDate("redeemed_at", tzinfo=UTC))
+        redemptions.annotate(day=TruncDate("redeemed_at", tzinfo=zone))
         .values("delivery__campaign_id", "day")
         .annotate(redeemed=Count("id"), revenue=Sum("amount"))
         .order_by()
@@ -237,14 +248,18 @@ def get_day_figures(
 
 
 def get_campaign_daily(*, campaign: Campaign, days: int, today: date) -> list[dict[str, Any]]:
-    """The campaign's figures for each of the last `days` UTC days, oldest first: days gone
-    by as Celery beat recorded them (CampaignDay), today and any day not recorded yet counted
-    from the deliveries."""
+    """The campaign's figures for each of the last `days` days (the budget's, as `today`),
+    oldest first: days gone by as Celery beat recorded them (CampaignDay), today and any day
+    not recorded yet counted from the deliveries. A day recorded in another zone (before
+    SMS_BUDGET_TIMEZONE was changed) is counted again: its evening would be the next day's."""
     span = [today - timedelta(days=days - 1 - n) for n in range(days)]
     recorded = {
         row["day"]: row
         for row in CampaignDay.objects.filter(
-            campaign=campaign, day__gte=span[0], day__lt=today
+            campaign=campaign,
+            day__gte=span[0],
+            day__lt=today,
+            zone=settings.SMS_BUDGET_TIMEZONE,
         ).values("day", *EMPTY_DAY)
     }
     counted = get_day_figures(days={day for day in span if day not in recorded}, campaign=campaign)

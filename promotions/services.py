@@ -2,7 +2,7 @@
 
 import secrets
 from collections.abc import Callable, Collection, Hashable, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import NamedTuple
 
 from django.conf import settings
@@ -44,7 +44,7 @@ from promotions.models import (
     zone_loss_refusal,
     zones_lost_by_campaigns,
 )
-from promotions.selectors import EMPTY_DAY, get_day_figures
+from promotions.selectors import EMPTY_DAY, get_budget_zone, get_day_figures
 from promotions.times import local_day
 
 API_KEY_PREFIX = "psg_"
@@ -554,20 +554,21 @@ def _purge_device_tracks(cutoff: datetime, *, chunk: int) -> None:
     )
 
 
-def utc_days_before(now: datetime, count: int) -> list[date]:
-    """The `count` UTC days before `now`'s, oldest first: the days gone by whose campaign
-    figures record_campaign_days recounts."""
-    today = local_day(now, UTC)
+def budget_days_before(now: datetime, count: int) -> list[date]:
+    """The `count` days before `now`'s, in the zone daily budgets count days in, oldest first:
+    the days gone by whose campaign figures record_campaign_days recounts."""
+    today = local_day(now, get_budget_zone())
     return [today - timedelta(days=n) for n in range(count, 0, -1)]
 
 
 def record_campaign_days(
     *, days: Collection[date], now: datetime, campaign: Campaign | None = None
 ) -> int:
-    """Record every campaign's (or one campaign's) figures for these UTC days (CampaignDay),
-    replacing what an earlier run recorded for them; returns how many rows. Idempotent:
-    Celery beat runs it every hour over the last two days gone by, whose SMS statuses may
-    still be arriving, and a redemption reported late runs it for its day and campaign."""
+    """Record every campaign's (or one campaign's) figures for these days, the budget's
+    (CampaignDay), replacing what an earlier run recorded for them; returns how many rows.
+    Idempotent: Celery beat runs it every hour over the last two days gone by, whose SMS
+    statuses may still be arriving, and a redemption reported late runs it for its day and
+    campaign."""
     with transaction.atomic():
         recorded = CampaignDay.objects.filter(day__in=set(days))
         if campaign is not None:
@@ -580,12 +581,18 @@ def record_campaign_days(
         recorded.delete()
         CampaignDay.objects.bulk_create(
             [
-                CampaignDay(campaign_id=campaign_id, day=day, recorded_at=now, **values)
+                CampaignDay(
+                    campaign_id=campaign_id,
+                    day=day,
+                    zone=settings.SMS_BUDGET_TIMEZONE,
+                    recorded_at=now,
+                    **values,
+                )
                 for (campaign_id, day), values in figures.items()
             ],
             # A run beside this one (beat and the backfill command) may have inserted first.
             update_conflicts=True,
             unique_fields=["campaign", "day"],
-            update_fields=[*EMPTY_DAY, "recorded_at"],
+            update_fields=[*EMPTY_DAY, "zone", "recorded_at"],
         )
     return len(figures)

@@ -115,10 +115,10 @@ def purge_location_history(self: Task) -> int:
 )
 @_retried_while_database_unavailable
 def record_campaign_days(self: Task) -> int:
-    """Celery beat, every hour: each campaign's figures for the two UTC days before today
-    (the SMS statuses of a day keep arriving for a while after it ends)."""
+    """Celery beat, every hour: each campaign's figures for the two days before today, in
+    SMS_BUDGET_TIMEZONE (the SMS statuses of a day keep arriving for a while after it ends)."""
     now = timezone.now()
-    return services.record_campaign_days(days=services.utc_days_before(now, 2), now=now)
+    return services.record_campaign_days(days=services.budget_days_before(now, 2), now=now)
 
 
 @shared_task(

@@ -8,8 +8,8 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 def local_day(instant: datetime, zone: tzinfo) -> date:
     """The calendar day an instant falls on in `zone`: the day a customer reads on their
-    clock (an offer's last day), the day a daily budget counts an SMS on, or, in UTC, the
-    day a campaign's statistics are recorded under. An aware instant only: a naive one
+    clock (an offer's last day), or the day a daily budget counts an SMS on, which a
+    campaign's statistics are recorded under too. An aware instant only: a naive one
     would be read in the server's zone."""
     return instant.astimezone(zone).date()
 

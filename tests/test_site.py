@@ -397,10 +397,10 @@ def test_the_results_page_shows_the_funnel_and_the_chart(admin_client):
     assert response.status_code == 200
     assert '<td id="sent">1</td>' in content
     assert "<svg" in content and "1 sent" in content
-    # The per-day table: a row for the UTC day the delivery was recorded on (still within
-    # the page's 30 days if midnight passed since).
+    # The per-day table: a row for the day the delivery was recorded on, in the budget's zone
+    # (UTC here; still within the page's 30 days if midnight passed since).
     day = timezone.localdate(delivery.created_at).isoformat()
-    assert f"<tr><td>{day}</td><td>1</td><td>1</td>" in content
+    assert re.search(rf"<tr><td><a href=[^>]+>{day}</a></td><td>1</td><td>1</td>", content)
 
 
 def test_the_results_page_counts_per_store_the_redemptions_its_totals_count(admin_client):

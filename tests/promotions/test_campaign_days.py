@@ -1,6 +1,8 @@
 """Daily campaign statistics: what Celery beat records for each campaign and day gone by,
 and the results chart that reads them."""
 
+import html
+import re
 import threading
 import time
 from datetime import UTC, date, datetime, timedelta
@@ -15,7 +17,7 @@ from django.utils import timezone
 from promotions import tasks
 from promotions.models import CampaignDay, DeliveryStatus, Redemption
 from promotions.selectors import get_campaign_daily
-from promotions.services import record_campaign_days, utc_days_before
+from promotions.services import budget_days_before, record_campaign_days
 from tests.factories import CampaignFactory, DeliveryFactory
 
 pytestmark = pytest.mark.django_db
@@ -110,11 +112,11 @@ def days_before(today: date, number: int) -> set[date]:
     return {today - timedelta(days=n) for n in range(1, number + 1)}
 
 
-def test_the_days_before_today_are_utc_days_oldest_first():
+def test_the_days_before_today_are_the_budgets_days_utc_by_default_oldest_first():
     # Half past midnight in Paris on Wednesday is still Tuesday in UTC.
     paris_wednesday = datetime(2026, 11, 25, 0, 30, tzinfo=ZoneInfo("Europe/Paris"))
 
-    assert utc_days_before(paris_wednesday, 2) == [date(2026, 11, 22), MONDAY]
+    assert budget_days_before(paris_wednesday, 2) == [date(2026, 11, 22), MONDAY]
 
 
 def test_beat_records_the_two_days_before_today():
@@ -152,7 +154,9 @@ def test_the_chart_reads_recorded_days_and_counts_the_rest():
     decide(campaign, TUESDAY, DeliveryStatus.SENT)
     decide(campaign, today, DeliveryStatus.SENT)
     # Monday as beat recorded it (a figure the deliveries alone would not give).
-    CampaignDay.objects.create(campaign=campaign, day=MONDAY, decisions=9, sent=7, redeemed=2)
+    CampaignDay.objects.create(
+        campaign=campaign, day=MONDAY, zone="UTC", decisions=9, sent=7, redeemed=2
+    )
 
     daily = get_campaign_daily(campaign=campaign, days=3, today=today)
 
@@ -271,3 +275,136 @@ def test_two_tills_reporting_the_same_late_day_at_once_both_reach_its_figures(mo
         2,
         Decimal("50.00"),
     )
+
+
+# --- The day a marketer reads: the one the daily budget counts (SMS_BUDGET_TIMEZONE) -------
+
+LOS_ANGELES = ZoneInfo("America/Los_Angeles")
+
+
+def la(day: date, hour: int, minute: int = 0) -> datetime:
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=LOS_ANGELES)
+
+
+def la_today() -> date:
+    return timezone.now().astimezone(LOS_ANGELES).date()
+
+
+def per_day_rows(page: str) -> dict[str, list[str]]:
+    """The results page's per-day table: day to its figures, as the marketer reads them."""
+    table = re.search(r'<table id="per-day">(.*?)</table>', page, re.S).group(1)
+    rows = re.findall(r"<tr><td>(.*?)</tr>", table, re.S)
+    cells = [re.findall(r"<td>(.*?)</td>", "<td>" + row, re.S) for row in rows]
+    cells = [[re.sub(r"<[^>]+>", "", cell).strip() for cell in row] for row in cells]
+    return {row[0]: row[1:] for row in cells}
+
+
+def test_the_results_page_counts_each_day_as_the_daily_budget_does(settings, admin_client):
+    # A Los Angeles retailer: 2 SMS a day, its budget's day the Pacific one. Monday's second
+    # SMS went at 17:30 there, Tuesday 01:30 UTC: cut at UTC midnight, the page showed
+    # Monday 1 and Tuesday 3, a day over the budget the engine kept.
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    campaign = CampaignFactory(daily_budget=2)
+    monday = la_today() - timedelta(days=3)
+    tuesday = monday + timedelta(days=1)
+    for when in (la(monday, 10), la(monday, 17, 30), la(tuesday, 9), la(tuesday, 10)):
+        DeliveryFactory(campaign=campaign, status=DeliveryStatus.SENT, created_at=when)
+    # A purchase at 20:00 on Monday in Los Angeles is Monday's.
+    sent = DeliveryFactory(campaign=campaign, status=DeliveryStatus.SENT, created_at=la(monday, 8))
+    redeem(sent, la(monday, 20), amount=Decimal("25.00"))
+    # Monday recorded by beat, Tuesday not yet: both read the same.
+    record_campaign_days(days=[monday], now=timezone.now())
+
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/").content.decode()
+
+    days = per_day_rows(page)
+    assert days[f"{monday:%Y-%m-%d}"] == ["3", "3", "0", "0", "0", "0", "1", "25.00"]
+    assert days[f"{tuesday:%Y-%m-%d}"] == ["2", "2", "0", "0", "0", "0", "0", "0.00"]
+    assert len(days) == 2
+    assert "America/Los_Angeles" in page
+
+
+def test_a_day_is_recorded_as_the_daily_budget_counts_it(settings):
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    campaign = CampaignFactory()
+    evening = decide(campaign, TUESDAY, DeliveryStatus.DELIVERED, hour=3)  # Monday, 19:00 PT
+    decide(campaign, TUESDAY, DeliveryStatus.SENT, hour=9)  # Tuesday, 01:00 PT
+    redeem(evening, at(TUESDAY, 5), amount=Decimal("12.00"))  # Monday, 21:00 PT
+
+    record_campaign_days(days=[MONDAY, TUESDAY], now=timezone.now())
+
+    assert figures(campaign, MONDAY)["sent"] == 1
+    assert figures(campaign, MONDAY)["redeemed"] == 1
+    assert figures(campaign, TUESDAY)["sent"] == 1
+    assert figures(campaign, TUESDAY)["redeemed"] == 0
+
+
+def test_the_days_beat_recounts_are_those_before_the_budgets_today(settings):
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    # 03:00 UTC on Wednesday is still Tuesday evening in Los Angeles: Tuesday is not over.
+    wednesday_utc = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+
+    assert budget_days_before(wednesday_utc, 2) == [date(2026, 11, 22), MONDAY]
+
+
+def test_a_day_recorded_in_another_zone_is_counted_again_not_shown_as_it_was(settings):
+    # Rows beat recorded as UTC days (before an upgrade, or before SMS_BUDGET_TIMEZONE was
+    # changed) would be shown under the budget's days with their evenings in the wrong one.
+    campaign = CampaignFactory()
+    monday = la_today() - timedelta(days=3)
+    decide(campaign, monday + timedelta(days=1), DeliveryStatus.SENT, hour=2)  # Monday, PT
+    record_campaign_days(days=[monday, monday + timedelta(days=1)], now=timezone.now())
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+
+    daily = get_campaign_daily(campaign=campaign, days=7, today=la_today())
+
+    assert [d["sent"] for d in daily if d["day"] == monday] == [1]
+    assert [d["sent"] for d in daily if d["day"] == monday + timedelta(days=1)] == [0]
+
+
+def test_a_late_redemption_reaches_the_day_the_budget_counted_it_on(settings, api):
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    campaign = CampaignFactory()
+    saturday = la_today() - timedelta(days=4)
+    sent = DeliveryFactory(
+        campaign=campaign,
+        status=DeliveryStatus.DELIVERED,
+        created_at=la(saturday, 10),
+        expires_at=timezone.now() + timedelta(days=2),
+    )
+    record_campaign_days(days=[saturday], now=timezone.now())
+    body = {
+        "code": sent.code,
+        "store_code": sent.store.code,
+        "amount": "30.00",
+        "redeemed_at": la(saturday, 19).isoformat(),  # Sunday in UTC
+    }
+
+    assert api.post("/api/v1/redemptions", body).status_code == 201
+
+    assert figures(campaign, saturday)["redeemed"] == 1
+    daily = get_campaign_daily(campaign=campaign, days=7, today=la_today())
+    assert [d["redeemed"] for d in daily if d["day"] == saturday] == [1]
+
+
+def test_a_day_on_the_results_page_opens_that_days_deliveries(settings, admin_client):
+    # The deliveries list's own date drill-down is in UTC: its Monday would hold Sunday
+    # evening's SMS in Los Angeles and lose Monday evening's. The day's link lists what the
+    # results page counted on it.
+    settings.SMS_BUDGET_TIMEZONE = "America/Los_Angeles"
+    campaign = CampaignFactory()
+    monday = la_today() - timedelta(days=3)
+    sunday, tuesday = monday - timedelta(days=1), monday + timedelta(days=1)
+    sent = {
+        when: DeliveryFactory(campaign=campaign, created_at=when).code
+        for when in (la(sunday, 20), la(monday, 10), la(monday, 17, 30), la(tuesday, 9))
+    }
+    other_campaign = DeliveryFactory(created_at=la(monday, 12)).code
+
+    page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/").content.decode()
+    [link] = re.findall(rf'<td><a href="([^"]+)">{monday:%Y-%m-%d}</a></td>', page)
+    listed = admin_client.get(html.unescape(link)).content.decode()
+
+    assert sent[la(monday, 10)] in listed and sent[la(monday, 17, 30)] in listed
+    assert sent[la(sunday, 20)] not in listed and sent[la(tuesday, 9)] not in listed
+    assert other_campaign not in listed

@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand, CommandParser
 from django.utils import timezone
 
 from promotions.management.commands._database import database_ready
-from promotions.services import record_campaign_days, utc_days_before
+from promotions.services import budget_days_before, record_campaign_days
 
 
 def _days(value: str) -> int:
@@ -17,7 +17,8 @@ def _days(value: str) -> int:
 
 class Command(BaseCommand):
     help = (
-        "Record each campaign's daily statistics for the last DAYS days before today (UTC): "
+        "Record each campaign's daily statistics for the last DAYS days before today (days in "
+        "SMS_BUDGET_TIMEZONE, as daily budgets count them): "
         "what Celery beat does every hour for two days, for a backfill after an outage or "
         "an upgrade."
     )
@@ -27,7 +28,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, days: int, **options: Any) -> None:
         now = timezone.now()
-        span = utc_days_before(now, days)
+        span = budget_days_before(now, days)
         with database_ready():
             rows = record_campaign_days(days=span, now=now)
         self.stdout.write(f"Recorded {rows} campaign days from {span[0]} to {span[-1]}.")
