@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from django.utils.http import parse_http_date_safe
 from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
@@ -212,6 +213,11 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
+    # An HTTP date in any of RFC 9110's three forms, all in GMT: the asctime one names no
+    # zone, which the e-mail parser below reads as an unknown one.
+    timestamp = parse_http_date_safe(value)
+    if timestamp is not None:
+        return max(0.0, timestamp - datetime.now(UTC).timestamp())
     try:
         until = parsedate_to_datetime(value)
     except (TypeError, ValueError):
