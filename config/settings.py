@@ -667,8 +667,12 @@ PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0,
 PRESENCE_EXIT_MARGIN_M = env_float("PRESENCE_EXIT_MARGIN_M", 50.0, minimum=0.0)
 PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1, maximum=1_440)
 PRESENCE_TELEPORT_KMH = env_float("PRESENCE_TELEPORT_KMH", 300.0, minimum=10.0)
-BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1)
-BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1)
+# A store's smoothing window holds 64 readings at most (promotions.presence._WINDOW_CAP):
+# needing more, no beacon would ever let anyone in.
+BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1, maximum=64)
+# A beacon unread this long ends a visit it held, as PRESENCE_TIMEOUT_MINUTES (a day at most)
+# does for fixes.
+BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1, maximum=86_400)
 # Raw pings and sightings are personal location data: kept this long, then purged.
 LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1, maximum=3_660)
 # A stored batch still unprocessed after this long lost its task; the sweep enqueues it again.

@@ -9,6 +9,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from config import settings as config
+from promotions import presence
 from tests.processes import run_python
 
 
@@ -679,6 +680,35 @@ def test_a_beat_period_of_an_hour_is_accepted():
     result = _settings_in_subprocess({"BEAT_EVERY_SECONDS": "3600"}, "s.BEAT_EVERY_SECONDS")
 
     assert result.stdout.strip() == "3600.0", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        # A number typed for "for ever" put every batch with a sighting before year 1
+        # (OverflowError), and a larger one every location batch, GPS pings too.
+        ("BEACON_WINDOW_SECONDS", "1000000000000", "in [1, 86400]"),
+        ("BEACON_WINDOW_SECONDS", "86401", "in [1, 86400]"),
+        # A store's smoothing window holds this many readings at most: needing more, no
+        # beacon ever let anyone in, and nothing said so.
+        ("BEACON_MIN_SIGHTINGS", str(presence._WINDOW_CAP + 1), f"in [1, {presence._WINDOW_CAP}]"),
+    ],
+)
+def test_a_beacon_rule_no_shopper_could_meet_is_refused_at_start(name, value, expected):
+    result = _manage_py({name: value}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: {name}={value}: "), result.stderr
+    assert expected in result.stderr
+
+
+def test_the_longest_beacon_window_and_the_most_sightings_it_can_hold_are_accepted():
+    result = _settings_in_subprocess(
+        {"BEACON_WINDOW_SECONDS": "86400", "BEACON_MIN_SIGHTINGS": str(presence._WINDOW_CAP)},
+        "s.BEACON_WINDOW_SECONDS, s.BEACON_MIN_SIGHTINGS",
+    )
+
+    assert result.stdout.strip() == f"86400 {presence._WINDOW_CAP}", result.stderr
 
 
 @pytest.mark.parametrize(
