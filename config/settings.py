@@ -573,8 +573,12 @@ CACHES = {
 
 # --- API --------------------------------------------------------------------------------
 
-# A batch of 1,000 browsing events with long URLs stays well under this.
-API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+# A batch of 1,000 browsing events with long URLs stays well under this. At most 1 GiB: each
+# web process holds a body whole, decompressed too, and a number typed for "no limit" failed
+# every compressed upload (zlib takes the limit as a C size: OverflowError, a 500).
+API_MAX_BODY_BYTES = env_int(
+    "API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=1024 * 1024 * 1024
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # The admin's campaign page posts each chosen store as a field of its own: Django's default
 # of 1,000 fields a form refused a campaign in about 975 stores, which the API takes, with a

@@ -711,6 +711,17 @@ def test_the_longest_beacon_window_and_the_most_sightings_it_can_hold_are_accept
     assert result.stdout.strip() == f"86400 {presence._WINDOW_CAP}", result.stderr
 
 
+@pytest.mark.parametrize("value", [str(2**63), str(2**30 + 1)])
+def test_a_body_limit_no_web_process_could_hold_is_refused_at_start(value):
+    # A number typed for "no limit" made every gzip or deflate upload fail (OverflowError,
+    # a 500): the body is decompressed up to the limit, which zlib takes as a C size.
+    result = _manage_py({"API_MAX_BODY_BYTES": value}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: API_MAX_BODY_BYTES={value}: ")
+    assert f"in [1024, {2**30}]" in result.stderr
+
+
 @pytest.mark.parametrize(
     ("name", "url", "message"),
     [
