@@ -1,5 +1,6 @@
 """The Twilio backend: the official SDK, pointed at TWILIO_API_BASE."""
 
+import json
 import ssl
 import traceback
 from collections.abc import Collection, Iterator
@@ -140,6 +141,12 @@ class TwilioBackend:
             raise UncertainSmsError(
                 f"Twilio's answer was lost; not retried, it may have been sent: {_kinds(error)}"
             ) from error
+        except json.JSONDecodeError as error:
+            # A success that is no message: a page from a proxy or gateway in front of Twilio,
+            # which passed the request on.
+            raise _no_message(self.http.status, "its body was not JSON") from error
+        if not isinstance(created.sid, str) or not created.sid:
+            raise _no_message(self.http.status, "its body named no sid")
         return SentSms(sid=created.sid, status=created.status or "queued")
 
     def find(self, message: OutgoingSms, *, since: datetime) -> SentSms | None:
@@ -178,6 +185,13 @@ class TwilioBackend:
     def forget(self, references: Collection[str]) -> None:
         """Passage keeps nothing of a message Twilio took but its sid; Twilio keeps its own
         message log (see README, Known and left)."""
+
+
+def _no_message(status: int | None, why: str) -> UncertainSmsError:
+    return UncertainSmsError(
+        f"Twilio {status} answered no message; not retried, it may have been sent: {why}.",
+        http_status=status,
+    )
 
 
 def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:

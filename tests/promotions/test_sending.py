@@ -388,6 +388,39 @@ def test_a_gateway_error_is_never_resent_and_is_settled_from_twilio(
     assert len(twilio.messages) == 1
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # What an egress proxy or a gateway in front of Twilio may answer a POST it passed on:
+        # a page of its own, or Twilio's answer stripped down.
+        twilio_fake.Answer(200, raw=("text/html", b"<html><body>Request accepted</body></html>")),
+        twilio_fake.Answer(200, {"status": "queued"}),
+    ],
+)
+def test_a_success_that_names_no_message_is_never_resent_and_is_settled_from_twilio(
+    twilio, store, settings, answer
+):
+    # The send task failed with a traceback (the SDK's JSON error, or the database refusing
+    # no sid), the delivery saying nothing of why it stayed queued.
+    twilio.then(replace(answer, accepted=True))
+
+    delivery = send(queue_offer(store))
+    assert (delivery.status, delivery.sent_at) == ("queued", None)
+    assert delivery.claimed_at is not None
+    assert "Twilio 200 answered no message; not retried, it may have been sent" in (
+        delivery.error_message
+    )
+    send(delivery)
+
+    long_claimed(delivery, settings)
+    tasks.settle_claimed_sends.delay()
+    delivery.refresh_from_db()
+
+    assert delivery.status == "sent"
+    assert delivery.twilio_sid == twilio.accepted[0].sid
+    assert len(twilio.messages) == 1
+
+
 def test_a_throttled_send_is_retried_after_the_wait_twilio_asks_for(twilio, store, settings):
     settings.SMS_SENDER_MPS = 100
     twilio.then(replace(twilio_fake.TOO_MANY, headers={"Retry-After": "30"}))
