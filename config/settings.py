@@ -312,12 +312,16 @@ def env_writable_file(name: str, default: str) -> str:
 
 def env_sms_sender(name: str) -> str | None:
     """Who an SMS comes from: a phone number in E.164 (+ and digits only) that phonenumbers
-    knows valid, or an alphanumeric sender ID as Twilio takes one where carriers allow it
-    (France, the UK...): up to 11 letters, digits and spaces, with a letter."""
+    knows valid, an alphanumeric sender ID as Twilio takes one where carriers allow it
+    (France, the UK...): up to 11 letters, digits and spaces, with a letter, or a short code
+    (5 or 6 digits, with no + nor country code, as Twilio's console shows it and its API
+    takes it: the usual sender of marketing SMS in the US, Canada and the UK)."""
     value = env_str(name)
     if value is None:
         return None
-    if re.fullmatch(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}", value):
+    if re.fullmatch(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}", value) or re.fullmatch(
+        r"[0-9]{5,6}", value
+    ):
         return value
     try:
         number = phonenumbers.parse(value)
@@ -326,7 +330,8 @@ def env_sms_sender(name: str) -> str | None:
     if number is None or not phonenumbers.is_valid_number(number):
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected a valid phone number in E.164, such as +33612345678, "
-            "or an alphanumeric sender ID of up to 11 letters, digits and spaces."
+            "or an alphanumeric sender ID of up to 11 letters, digits and spaces, or a short code "
+            "of 5 or 6 digits."
         )
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if value != e164:

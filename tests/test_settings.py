@@ -377,6 +377,9 @@ def test_the_twilio_backend_loads_when_this_site_serves_its_address(allowed_host
         ("Passage Rivoli", "or an alphanumeric sender ID of up to 11"),
         ("Passage-2", "or an alphanumeric sender ID of up to 11"),
         ("+3361234", "expected a valid phone number in E.164"),
+        # Short codes have 5 or 6 digits: fewer or more is a mistyped number.
+        ("1234", "or a short code of 5 or 6 digits"),
+        ("1234567", "or a short code of 5 or 6 digits"),
     ],
 )
 def test_the_twilio_sender_must_be_an_e164_number_or_a_sender_id(monkeypatch, value, message):
@@ -387,8 +390,19 @@ def test_the_twilio_sender_must_be_an_e164_number_or_a_sender_id(monkeypatch, va
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("value", ["+33612345678", "Passage", "PASSAGE 75"])
-def test_an_e164_number_or_an_alphanumeric_sender_id_is_accepted(monkeypatch, value):
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+33612345678",
+        "Passage",
+        "PASSAGE 75",
+        # A short code, as Twilio's console shows it and its API takes it (no + nor country
+        # code): the usual sender of marketing SMS in the US, refused at start.
+        "12345",
+        "898211",
+    ],
+)
+def test_an_e164_number_a_sender_id_or_a_short_code_is_accepted(monkeypatch, value):
     monkeypatch.setenv("TWILIO_FROM_NUMBER", value)
 
     assert config.env_sms_sender("TWILIO_FROM_NUMBER") == value
