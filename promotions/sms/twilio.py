@@ -169,6 +169,12 @@ class TwilioBackend:
             ) from error
         except requests.RequestException as error:
             raise TransientSmsError(f"Twilio unreachable: {_kinds(error)}") from error
+        except json.JSONDecodeError as error:
+            # A page from a proxy in front of Twilio: no word on any message, asked again later.
+            raise TransientSmsError(
+                f"Twilio could not list messages: HTTP {self.http.status} answered no list",
+                http_status=self.http.status,
+            ) from error
         text = _letters_and_digits(message.body)
         for sent in latest:
             created = sent.date_created

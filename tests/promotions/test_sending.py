@@ -421,6 +421,26 @@ def test_a_success_that_names_no_message_is_never_resent_and_is_settled_from_twi
     assert len(twilio.messages) == 1
 
 
+def test_a_listing_that_is_not_twilio_s_leaves_claimed_sends_for_the_next_run(
+    twilio, store, settings, caplog
+):
+    # An egress proxy's page where Twilio's list of messages should be: the settling task
+    # failed with the JSON parser's traceback every five minutes.
+    twilio.then(replace(twilio_fake.GATEWAY_TIMEOUT, accepted=True))
+    delivery = send(queue_offer(store))
+    long_claimed(delivery, settings)
+    twilio.then(twilio_fake.Answer(200, raw=("text/html", b"<html>Sign in to continue</html>")))
+
+    assert tasks.settle_claimed_sends.delay().get() == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.twilio_sid) == ("queued", "")
+    assert "Twilio could not list messages: HTTP 200 answered no list" in caplog.text
+
+    assert tasks.settle_claimed_sends.delay().get() == 1  # Twilio's own listing, next run
+    delivery.refresh_from_db()
+    assert delivery.twilio_sid == twilio.accepted[0].sid
+
+
 def test_a_throttled_send_is_retried_after_the_wait_twilio_asks_for(twilio, store, settings):
     settings.SMS_SENDER_MPS = 100
     twilio.then(replace(twilio_fake.TOO_MANY, headers={"Retry-After": "30"}))
