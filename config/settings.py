@@ -312,12 +312,16 @@ def env_writable_file(name: str, default: str) -> str:
 
 def env_sms_sender(name: str) -> str | None:
     """Who an SMS comes from: a phone number in E.164 (+ and digits only) that phonenumbers
-    knows valid, or an alphanumeric sender ID as Twilio takes one where carriers allow it
-    (France, the UK...): up to 11 letters, digits and spaces, with a letter."""
+    knows valid, an alphanumeric sender ID as Twilio takes one where carriers allow it
+    (France, the UK...): up to 11 letters, digits and spaces, with a letter, or a short code
+    (5 or 6 digits, with no + nor country code, as Twilio's console shows it and its API
+    takes it: the usual sender of marketing SMS in the US, Canada and the UK)."""
     value = env_str(name)
     if value is None:
         return None
-    if re.fullmatch(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}", value):
+    if re.fullmatch(r"(?=.*[A-Za-z])[A-Za-z0-9 ]{1,11}", value) or re.fullmatch(
+        r"[0-9]{5,6}", value
+    ):
         return value
     try:
         number = phonenumbers.parse(value)
@@ -326,7 +330,8 @@ def env_sms_sender(name: str) -> str | None:
     if number is None or not phonenumbers.is_valid_number(number):
         raise ImproperlyConfigured(
             f"{name}={value!r}: expected a valid phone number in E.164, such as +33612345678, "
-            "or an alphanumeric sender ID of up to 11 letters, digits and spaces."
+            "or an alphanumeric sender ID of up to 11 letters, digits and spaces, or a short code "
+            "of 5 or 6 digits."
         )
     e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
     if value != e164:
@@ -573,8 +578,12 @@ CACHES = {
 
 # --- API --------------------------------------------------------------------------------
 
-# A batch of 1,000 browsing events with long URLs stays well under this.
-API_MAX_BODY_BYTES = env_int("API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024)
+# A batch of 1,000 browsing events with long URLs stays well under this. At most 1 GiB: each
+# web process holds a body whole, decompressed too, and a number typed for "no limit" failed
+# every compressed upload (zlib takes the limit as a C size: OverflowError, a 500).
+API_MAX_BODY_BYTES = env_int(
+    "API_MAX_BODY_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=1024 * 1024 * 1024
+)
 DATA_UPLOAD_MAX_MEMORY_SIZE = API_MAX_BODY_BYTES
 # The admin's campaign page posts each chosen store as a field of its own: Django's default
 # of 1,000 fields a form refused a campaign in about 975 stores, which the API takes, with a
@@ -667,8 +676,12 @@ PRESENCE_ACCURACY_SHARE = env_float("PRESENCE_ACCURACY_SHARE", 0.5, minimum=0.0,
 PRESENCE_EXIT_MARGIN_M = env_float("PRESENCE_EXIT_MARGIN_M", 50.0, minimum=0.0)
 PRESENCE_TIMEOUT_MINUTES = env_int("PRESENCE_TIMEOUT_MINUTES", 15, minimum=1, maximum=1_440)
 PRESENCE_TELEPORT_KMH = env_float("PRESENCE_TELEPORT_KMH", 300.0, minimum=10.0)
-BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1)
-BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1)
+# A store's smoothing window holds 64 readings at most (promotions.presence._WINDOW_CAP):
+# needing more, no beacon would ever let anyone in.
+BEACON_MIN_SIGHTINGS = env_int("BEACON_MIN_SIGHTINGS", 2, minimum=1, maximum=64)
+# A beacon unread this long ends a visit it held, as PRESENCE_TIMEOUT_MINUTES (a day at most)
+# does for fixes.
+BEACON_WINDOW_SECONDS = env_int("BEACON_WINDOW_SECONDS", 30, minimum=1, maximum=86_400)
 # Raw pings and sightings are personal location data: kept this long, then purged.
 LOCATION_RETENTION_DAYS = env_int("LOCATION_RETENTION_DAYS", 30, minimum=1, maximum=3_660)
 # A stored batch still unprocessed after this long lost its task; the sweep enqueues it again.

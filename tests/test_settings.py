@@ -9,6 +9,7 @@ from django.core.checks import run_checks
 from django.core.exceptions import ImproperlyConfigured
 
 from config import settings as config
+from promotions import presence
 from tests.processes import run_python
 
 
@@ -376,6 +377,9 @@ def test_the_twilio_backend_loads_when_this_site_serves_its_address(allowed_host
         ("Passage Rivoli", "or an alphanumeric sender ID of up to 11"),
         ("Passage-2", "or an alphanumeric sender ID of up to 11"),
         ("+3361234", "expected a valid phone number in E.164"),
+        # Short codes have 5 or 6 digits: fewer or more is a mistyped number.
+        ("1234", "or a short code of 5 or 6 digits"),
+        ("1234567", "or a short code of 5 or 6 digits"),
     ],
 )
 def test_the_twilio_sender_must_be_an_e164_number_or_a_sender_id(monkeypatch, value, message):
@@ -386,8 +390,19 @@ def test_the_twilio_sender_must_be_an_e164_number_or_a_sender_id(monkeypatch, va
     assert message in str(error.value)
 
 
-@pytest.mark.parametrize("value", ["+33612345678", "Passage", "PASSAGE 75"])
-def test_an_e164_number_or_an_alphanumeric_sender_id_is_accepted(monkeypatch, value):
+@pytest.mark.parametrize(
+    "value",
+    [
+        "+33612345678",
+        "Passage",
+        "PASSAGE 75",
+        # A short code, as Twilio's console shows it and its API takes it (no + nor country
+        # code): the usual sender of marketing SMS in the US, refused at start.
+        "12345",
+        "898211",
+    ],
+)
+def test_an_e164_number_a_sender_id_or_a_short_code_is_accepted(monkeypatch, value):
     monkeypatch.setenv("TWILIO_FROM_NUMBER", value)
 
     assert config.env_sms_sender("TWILIO_FROM_NUMBER") == value
@@ -679,6 +694,46 @@ def test_a_beat_period_of_an_hour_is_accepted():
     result = _settings_in_subprocess({"BEAT_EVERY_SECONDS": "3600"}, "s.BEAT_EVERY_SECONDS")
 
     assert result.stdout.strip() == "3600.0", result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        # A number typed for "for ever" put every batch with a sighting before year 1
+        # (OverflowError), and a larger one every location batch, GPS pings too.
+        ("BEACON_WINDOW_SECONDS", "1000000000000", "in [1, 86400]"),
+        ("BEACON_WINDOW_SECONDS", "86401", "in [1, 86400]"),
+        # A store's smoothing window holds this many readings at most: needing more, no
+        # beacon ever let anyone in, and nothing said so.
+        ("BEACON_MIN_SIGHTINGS", str(presence._WINDOW_CAP + 1), f"in [1, {presence._WINDOW_CAP}]"),
+    ],
+)
+def test_a_beacon_rule_no_shopper_could_meet_is_refused_at_start(name, value, expected):
+    result = _manage_py({name: value}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: {name}={value}: "), result.stderr
+    assert expected in result.stderr
+
+
+def test_the_longest_beacon_window_and_the_most_sightings_it_can_hold_are_accepted():
+    result = _settings_in_subprocess(
+        {"BEACON_WINDOW_SECONDS": "86400", "BEACON_MIN_SIGHTINGS": str(presence._WINDOW_CAP)},
+        "s.BEACON_WINDOW_SECONDS, s.BEACON_MIN_SIGHTINGS",
+    )
+
+    assert result.stdout.strip() == f"86400 {presence._WINDOW_CAP}", result.stderr
+
+
+@pytest.mark.parametrize("value", [str(2**63), str(2**30 + 1)])
+def test_a_body_limit_no_web_process_could_hold_is_refused_at_start(value):
+    # A number typed for "no limit" made every gzip or deflate upload fail (OverflowError,
+    # a 500): the body is decompressed up to the limit, which zlib takes as a C size.
+    result = _manage_py({"API_MAX_BODY_BYTES": value}, "check")
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Configuration error: API_MAX_BODY_BYTES={value}: ")
+    assert f"in [1024, {2**30}]" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,8 @@ class Answer:
     accepted: bool = False
     dropped: bool = False  # the connection is closed with no answer at all
     headers: dict[str, str] = field(default_factory=dict)  # Retry-After, say
+    # Sent as it is, instead of the body as JSON: a page from something in front of Twilio.
+    raw: tuple[str, bytes] | None = None  # (content type, bytes)
 
 
 def error(status: int, code: int, message: str) -> Answer:
@@ -164,10 +166,10 @@ def serve() -> tuple[FakeTwilio, ThreadingHTTPServer]:
             if answer.dropped:
                 self.close_connection = True
                 return
-            body = json.dumps(answer.body or {}).encode()
+            kind, body = answer.raw or ("application/json", json.dumps(answer.body or {}).encode())
             try:
                 self.send_response(answer.status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", kind)
                 self.send_header("Content-Length", str(len(body)))
                 for name, value in answer.headers.items():
                     self.send_header(name, value)

@@ -59,8 +59,9 @@ class PermanentSmsError(SmsError):
 
 class UncertainSmsError(SmsError):
     """The request went out and its answer never came (a timeout, a dropped connection), or
-    came from a gateway in front of the provider (502, 504): the provider may have accepted
-    the message, so a retry could text twice. Never retried; the provider is asked later
+    came from a gateway in front of the provider (502, 504), or a success that names no
+    message (a proxy's page): the provider may have accepted the message, so a retry could
+    text twice. Never retried; the provider is asked later
     (`SmsBackend.find`)."""
 
 

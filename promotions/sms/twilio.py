@@ -1,5 +1,6 @@
 """The Twilio backend: the official SDK, pointed at TWILIO_API_BASE."""
 
+import json
 import ssl
 import traceback
 from collections.abc import Collection, Iterator
@@ -10,6 +11,7 @@ from urllib.parse import quote
 
 import requests
 from django.conf import settings
+from django.utils.http import parse_http_date_safe
 from twilio.base.exceptions import (
     TwilioException,
     TwilioRestException,
@@ -139,6 +141,12 @@ class TwilioBackend:
             raise UncertainSmsError(
                 f"Twilio's answer was lost; not retried, it may have been sent: {_kinds(error)}"
             ) from error
+        except json.JSONDecodeError as error:
+            # A success that is no message: a page from a proxy or gateway in front of Twilio,
+            # which passed the request on.
+            raise _no_message(self.http.status, "its body was not JSON") from error
+        if not isinstance(created.sid, str) or not created.sid:
+            raise _no_message(self.http.status, "its body named no sid")
         return SentSms(sid=created.sid, status=created.status or "queued")
 
     def find(self, message: OutgoingSms, *, since: datetime) -> SentSms | None:
@@ -161,6 +169,12 @@ class TwilioBackend:
             ) from error
         except requests.RequestException as error:
             raise TransientSmsError(f"Twilio unreachable: {_kinds(error)}") from error
+        except json.JSONDecodeError as error:
+            # A page from a proxy in front of Twilio: no word on any message, asked again later.
+            raise TransientSmsError(
+                f"Twilio could not list messages: HTTP {self.http.status} answered no list",
+                http_status=self.http.status,
+            ) from error
         text = _letters_and_digits(message.body)
         for sent in latest:
             created = sent.date_created
@@ -177,6 +191,13 @@ class TwilioBackend:
     def forget(self, references: Collection[str]) -> None:
         """Passage keeps nothing of a message Twilio took but its sid; Twilio keeps its own
         message log (see README, Known and left)."""
+
+
+def _no_message(status: int | None, why: str) -> UncertainSmsError:
+    return UncertainSmsError(
+        f"Twilio {status} answered no message; not retried, it may have been sent: {why}.",
+        http_status=status,
+    )
 
 
 def _refusal_text(error: TwilioRestException | TwilioServiceException) -> str:
@@ -212,6 +233,11 @@ def _retry_after(value: str | None) -> float | None:
     value = value.strip()
     if value.isascii() and value.isdigit():
         return float(value)
+    # An HTTP date in any of RFC 9110's three forms, all in GMT: the asctime one names no
+    # zone, which the e-mail parser below reads as an unknown one.
+    timestamp = parse_http_date_safe(value)
+    if timestamp is not None:
+        return max(0.0, timestamp - datetime.now(UTC).timestamp())
     try:
         until = parsedate_to_datetime(value)
     except (TypeError, ValueError):

@@ -83,6 +83,14 @@ def test_other_endpoints_read_a_compressed_body_too(api):
     assert Device.objects.get().device_id == "lea-phone"
 
 
+def test_a_compressed_batch_is_read_under_the_largest_body_limit(api, phone, settings):
+    settings.API_MAX_BODY_BYTES = 2**30  # the most config/settings.py takes
+
+    response = post(api, gzip.compress(batch(3)), "gzip")
+
+    assert response.status_code == 202, response.json()
+
+
 def test_a_body_over_the_limit_once_decompressed_is_413(api, phone, settings):
     settings.API_MAX_BODY_BYTES = 1024 * 1024
     # 16 MB of spaces inside valid JSON, compressed to a few kilobytes: a zip bomb.

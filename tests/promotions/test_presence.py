@@ -620,6 +620,18 @@ def test_a_late_reading_of_the_devices_own_processed_twice_counts_once():
     assert again.events == [] and again.states == {}
 
 
+def test_as_many_sightings_needed_as_a_store_s_window_holds_still_enter():
+    # The most BEACON_MIN_SIGHTINGS allows (config/settings.py): a gateway reading the tag
+    # four times a second fills the window within the 30 s.
+    rules = Rules(beacon_min_sightings=presence._WINDOW_CAP)
+    stream = [
+        BeaconReading(1, STORE, 3, -60, -80, at(n / 4), sighting=n)
+        for n in range(presence._WINDOW_CAP)
+    ]
+
+    assert kinds(run(stream, rules=rules)) == [ENTERED]
+
+
 def test_a_late_reading_of_the_devices_own_never_enters_before_an_exit():
     # In by beacons at 5 s, out on the phone's far fix at 100 s: a gateway's buffer from
     # 80 s and 90 s, uploaded after, opens no visit that began before the exit.

@@ -388,6 +388,59 @@ def test_a_gateway_error_is_never_resent_and_is_settled_from_twilio(
     assert len(twilio.messages) == 1
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        # What an egress proxy or a gateway in front of Twilio may answer a POST it passed on:
+        # a page of its own, or Twilio's answer stripped down.
+        twilio_fake.Answer(200, raw=("text/html", b"<html><body>Request accepted</body></html>")),
+        twilio_fake.Answer(200, {"status": "queued"}),
+    ],
+)
+def test_a_success_that_names_no_message_is_never_resent_and_is_settled_from_twilio(
+    twilio, store, settings, answer
+):
+    # The send task failed with a traceback (the SDK's JSON error, or the database refusing
+    # no sid), the delivery saying nothing of why it stayed queued.
+    twilio.then(replace(answer, accepted=True))
+
+    delivery = send(queue_offer(store))
+    assert (delivery.status, delivery.sent_at) == ("queued", None)
+    assert delivery.claimed_at is not None
+    assert "Twilio 200 answered no message; not retried, it may have been sent" in (
+        delivery.error_message
+    )
+    send(delivery)
+
+    long_claimed(delivery, settings)
+    tasks.settle_claimed_sends.delay()
+    delivery.refresh_from_db()
+
+    assert delivery.status == "sent"
+    assert delivery.twilio_sid == twilio.accepted[0].sid
+    assert len(twilio.messages) == 1
+
+
+def test_a_listing_that_is_not_twilio_s_leaves_claimed_sends_for_the_next_run(
+    twilio, store, settings, caplog
+):
+    # An egress proxy's page where Twilio's list of messages should be: the settling task
+    # failed with the JSON parser's traceback every five minutes.
+    twilio.then(replace(twilio_fake.GATEWAY_TIMEOUT, accepted=True))
+    delivery = send(queue_offer(store))
+    long_claimed(delivery, settings)
+    twilio.then(twilio_fake.Answer(200, raw=("text/html", b"<html>Sign in to continue</html>")))
+
+    assert tasks.settle_claimed_sends.delay().get() == 0
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.twilio_sid) == ("queued", "")
+    assert "Twilio could not list messages: HTTP 200 answered no list" in caplog.text
+
+    assert tasks.settle_claimed_sends.delay().get() == 1  # Twilio's own listing, next run
+    delivery.refresh_from_db()
+    assert delivery.twilio_sid == twilio.accepted[0].sid
+
+
 def test_a_throttled_send_is_retried_after_the_wait_twilio_asks_for(twilio, store, settings):
     settings.SMS_SENDER_MPS = 100
     twilio.then(replace(twilio_fake.TOO_MANY, headers={"Retry-After": "30"}))

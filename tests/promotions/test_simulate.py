@@ -185,6 +185,22 @@ def test_the_simulator_refuses_a_server_address_that_is_not_a_url(url):
         call_command("simulate", base_url=url, api_key="psg_x")
 
 
+@pytest.mark.parametrize("key", ["\u201cpsg_x\u201d", "psg_x\n", "psg x"])
+def test_the_simulator_refuses_a_key_pasted_with_quotes_or_spaces_before_any_request(key):
+    # Typographic quotes a chat or a document put around the key stopped the run with a
+    # UnicodeEncodeError traceback; a line break was blamed on the server ("Cannot reach").
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+
+    with pytest.raises(CommandError) as error:
+        call_command("simulate", base_url=f"http://127.0.0.1:{port}", api_key=key)
+    assert str(error.value) == (
+        "--api-key: expected the key as create_api_key printed it (letters, digits, - and _), "
+        "without quotes or spaces."
+    )
+
+
 def test_the_simulator_says_when_the_server_cannot_be_reached():
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))

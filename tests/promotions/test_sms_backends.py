@@ -185,13 +185,23 @@ def test_twilio_errors_are_permanent_transient_or_uncertain_with_their_code(
     [
         ("7", 7),
         ("in 90 s, as an HTTP date", 90),
+        # The two obsolete forms RFC 9110 has recipients accept, both in GMT: the asctime one
+        # names no zone, and was taken for no wait asked (retried after 1, 2, 4... s, each
+        # throttled again, until the delivery failed).
+        ("in 90 s, as an RFC 850 date", 90),
+        ("in 90 s, as an asctime date", 90),
         ("soon", None),
         (None, None),
     ],
 )
 def test_a_throttled_send_says_how_long_twilio_asked_to_wait(twilio, retry_after, seconds):
+    in_90_s = datetime.now(UTC) + timedelta(seconds=90)
     if retry_after == "in 90 s, as an HTTP date":
-        retry_after = format_datetime(datetime.now(UTC) + timedelta(seconds=90), usegmt=True)
+        retry_after = format_datetime(in_90_s, usegmt=True)
+    elif retry_after == "in 90 s, as an RFC 850 date":
+        retry_after = in_90_s.strftime("%A, %d-%b-%y %H:%M:%S GMT")
+    elif retry_after == "in 90 s, as an asctime date":
+        retry_after = f"{in_90_s:%a %b} {in_90_s.day:2} {in_90_s:%H:%M:%S %Y}"
     headers = {} if retry_after is None else {"Retry-After": retry_after}
     twilio.then(replace(twilio_fake.TOO_MANY, headers=headers))
     with pytest.raises(TransientSmsError) as raised:

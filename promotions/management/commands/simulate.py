@@ -209,6 +209,14 @@ class Command(BaseCommand):
             check_base_url(options["base_url"])
             if not options["api_key"]:
                 raise CommandError("--base-url needs --api-key.")
+            # Keys are url-safe base64 (promotions.services.create_api_key). Quotes a chat put
+            # around one failed in the HTTP client with a traceback, a line break as if the
+            # server could not be reached.
+            if not re.fullmatch(r"[A-Za-z0-9_-]+", options["api_key"]):
+                raise CommandError(
+                    "--api-key: expected the key as create_api_key printed it (letters, "
+                    "digits, - and _), without quotes or spaces."
+                )
         elif options["api_key"]:
             raise CommandError("--api-key needs --base-url: in-process, no key is used.")
         elif settings.SMS_BACKEND == "twilio":
