@@ -919,6 +919,9 @@ LOGGING = {
             name: {"level": "WARNING"}
             for name in ("twilio.http_client", "twilio.async_http_client")
         },
+        # Django's own console handler (DEBUG only) would write each of its lines a second
+        # time beside root's; listing the logger drops it and keeps Django's INFO level.
+        "django": {},
         # Django's loggers that name a request's path (log_response).
         **{
             name: {"filters": ["request_routes"]}

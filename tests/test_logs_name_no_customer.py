@@ -213,3 +213,21 @@ def test_gunicorn_logs_no_id_of_a_request_it_cannot_parse_nor_of_one_it_serves(t
     assert invalid == ["Invalid request from ip=127.0.0.1: Invalid HTTP Version"] * 2
     assert '"GET /api/v1/deliveries?customer_id=<redacted> HTTP/1.1" 401 ' in access
     assert '"https://passage.example.com/admin/customers/customer/?q=<redacted>"' in access
+
+
+def test_make_run_writes_each_refused_request_once():
+    """`make run` runs with DEBUG on, where Django's own console handler wrote every
+    request it refused a second time, beside the configured line."""
+    snippet = (
+        "import django; django.setup()\n"
+        "from django.test import Client\n"
+        "Client(HTTP_HOST='127.0.0.1').get('/api/v1/customers/someone')\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings", "DEBUG": "true"}
+    env.pop("DATABASE_URL", None)
+    run = subprocess.run(
+        [sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=60
+    )
+
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.count("Unauthorized: GET /api/v1/customers/<external_id>") == 1
