@@ -262,6 +262,8 @@ CAMPAIGN = {
     "offer": {"template": "-20% at {store_name}: {code}", "valid_days": 7},
     "limits": {"per_customer_days": 7, "quiet_hours": None, "daily_budget": 1000},
 }
+# As a PUT gives it: with what a create would default there to something wider.
+CAMPAIGN_WHOLE = {**CAMPAIGN, "status": "draft", "starts_at": None, "ends_at": None}
 
 
 def event() -> dict[str, Any]:
@@ -564,9 +566,9 @@ OPERATIONS = [
     op(
         "PUT",
         "/api/v1/campaigns/{id}",
-        Call("/api/v1/campaigns/{unused}", CAMPAIGN),
-        Call("/api/v1/campaigns/999999", CAMPAIGN, 404),
-        Call("/api/v1/campaigns/{walk_by}", CAMPAIGN, 412, headers=STALE),
+        Call("/api/v1/campaigns/{unused}", CAMPAIGN_WHOLE),
+        Call("/api/v1/campaigns/999999", CAMPAIGN_WHOLE, 404),
+        Call("/api/v1/campaigns/{walk_by}", CAMPAIGN_WHOLE, 412, headers=STALE),
     ),
     op(
         "PATCH",
@@ -826,6 +828,14 @@ def test_a_trigger_documents_the_details_of_other_types_as_left_out():
     ("component", "required"),
     [
         ("CampaignRequest", ["name", "offer", "trigger"]),
+        # A PUT sends what a create's default would widen (every store, every shopper...).
+        (
+            "CampaignReplaceRequest",
+            sorted(
+                {"name", "trigger", "offer", "status", "starts_at", "ends_at", "stores"}
+                | {"intent", "limits"}
+            ),
+        ),
         # Coordinates left out: the address is geocoded.
         ("StoreRequest", ["code", "name", "timezone"]),
         ("LimitsRequest", None),

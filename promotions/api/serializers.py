@@ -535,6 +535,27 @@ LIMIT_COLUMNS = (
 )
 
 
+# What a campaign's PUT must send, and how to say "none" or "all" there. A PUT gives the
+# campaign whole, as it gives a store or a beacon: what it leaves out is never kept from
+# before, and is as a create sets it (the priority; each detail inside the trigger, intent,
+# offer and limits), but for these, whose create default would widen who is texted, where or
+# when: every store, every shopper, no quiet hours, cap or budget, a schedule dropped or a
+# status changed. A tool's copy that lacks one is refused naming it, not read as that default.
+PUT_MUST_SEND = {
+    "status": "its status",
+    "starts_at": "its start (null for none)",
+    "ends_at": "its end (null for none)",
+    "stores": "its stores ([] for every store)",
+    "intent": "its intent (null for no intent condition)",
+    "limits": "its limits ({} for none)",
+}
+
+
+def put_must_send_message(name: str) -> str:
+    """What a campaign's PUT that leaves out `name` (one of PUT_MUST_SEND) is told."""
+    return f"A PUT gives the campaign whole: send {PUT_MUST_SEND[name]}."
+
+
 class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
     starts_at = InstantField(required=False, allow_null=True)
@@ -575,7 +596,23 @@ class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
 
+    @property
+    def replacing(self) -> bool:
+        """A PUT: the campaign given whole."""
+        return self.instance is not None and not self.partial
+
+    def get_fields(self) -> dict[str, serializers.Field]:
+        fields = super().get_fields()
+        if self.replacing:
+            for name in PUT_MUST_SEND:
+                fields[name].required = True
+                # A format string to DRF, whose braces would read {} as a placeholder.
+                message = put_must_send_message(name).replace("{", "{{").replace("}", "}}")
+                fields[name].error_messages["required"] = message
+        return fields
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        attrs = _whole_on_put(self, ("priority",), attrs)
         # Check the campaign as it would be saved, without touching the instance being edited.
         campaign = Campaign() if self.instance is None else copy(self.instance)
         for name, value in attrs.items():
@@ -601,6 +638,15 @@ class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
             name: value if name == "stores" else getattr(campaign, name)
             for name, value in attrs.items()
         }
+
+
+class CampaignReplaceSerializer(CampaignSerializer):
+    """A campaign's PUT body as the schema documents it: PUT_MUST_SEND required, as
+    CampaignSerializer requires them of a PUT (the schema is drawn with no instance)."""
+
+    @property
+    def replacing(self) -> bool:
+        return not self.partial
 
 
 # --- Location data in -------------------------------------------------------------------

@@ -26,6 +26,7 @@ from promotions.api.parsers import PingBatchParser
 from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
     BeaconSerializer,
+    CampaignReplaceSerializer,
     CampaignSerializer,
     DryRunResultSerializer,
     DryRunSerializer,
@@ -184,7 +185,13 @@ class CampaignFilter(django_filters.FilterSet):
     destroy=extend_schema(
         responses={204: None, 409: ErrorSerializer},
         description="409 once the campaign has made decisions: end it instead.",
-    )
+    ),
+    update=extend_schema(
+        request=CampaignReplaceSerializer,
+        description="The campaign given whole: what the body leaves out is as a create sets "
+        "it, but for the status, start, end, stores, intent and limits, which it must send "
+        "(null, [] or {} for none or every store): one left out is a 400 naming it.",
+    ),
 )
 class CampaignViewSet(ConfigViewSet):
     queryset = Campaign.objects.prefetch_related("stores")
