@@ -139,9 +139,15 @@ class ZoneViewSet(ConfigViewSet):
         services.delete_zones(zones=[instance])
 
 
-class BeaconFilter(PlaceFilter):
-    zone = django_filters.CharFilter(field_name="zone__code", help_text="Zone code.")
+class HeardPlaceFilter(PlaceFilter):
+    """Beacons and gateways: both name their zone by its code, and are filtered by it alike."""
 
+    zone = django_filters.CharFilter(
+        field_name="zone__code", help_text="Zone code (in every store, unless `store` is given)."
+    )
+
+
+class BeaconFilter(HeardPlaceFilter):
     class Meta:
         model = Beacon
         fields = ["store", "zone"]
@@ -156,10 +162,10 @@ class BeaconViewSet(ConfigViewSet):
         services.delete_heard_places(model=Beacon, ids=[instance.pk])
 
 
-class GatewayFilter(PlaceFilter):
+class GatewayFilter(HeardPlaceFilter):
     class Meta:
         model = Gateway
-        fields = ["store"]
+        fields = ["store", "zone"]
 
 
 class GatewayViewSet(CodeKeyedViewSet):
