@@ -53,6 +53,7 @@ from promotions.models import (
     TriggerType,
     Zone,
     check_campaign_places,
+    zone_id_hint,
 )
 from promotions.times import format_instant_for_api
 
@@ -213,7 +214,7 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
         return
     zone = Zone.objects.filter(store=store, code=code).first()
     if zone is None:
-        message = f"Store {store.code} has no zone '{code}'."
+        message = f"Store {store.code} has no zone '{code}'.{zone_id_hint(code)}"
         if kept is not None:
             # The body named no zone: say which one this is, and what to send instead.
             message = (

@@ -2,6 +2,7 @@ from datetime import datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -46,6 +47,7 @@ from promotions.models import (
     Store,
     Zone,
     code_validator,
+    zone_id_hint,
 )
 
 # --- Configuration ----------------------------------------------------------------------
@@ -139,10 +141,24 @@ class ZoneViewSet(ConfigViewSet):
         services.delete_zones(zones=[instance])
 
 
+class ZoneCodeFormField(forms.CharField):
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        # A zone's id where its code belongs would select nothing: an empty list read as
+        # "no beacons in this zone". Refused only when no zone has that code.
+        hint = zone_id_hint(value)
+        if hint and not Zone.objects.filter(code=value).exists():
+            raise forms.ValidationError(f"No zone has the code '{value}'.{hint}")
+
+
+class ZoneCodeFilter(django_filters.CharFilter):
+    field_class = ZoneCodeFormField
+
+
 class HeardPlaceFilter(PlaceFilter):
     """Beacons and gateways: both name their zone by its code, and are filtered by it alike."""
 
-    zone = django_filters.CharFilter(
+    zone = ZoneCodeFilter(
         field_name="zone__code", help_text="Zone code (in every store, unless `store` is given)."
     )
 

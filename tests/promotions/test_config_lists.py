@@ -5,7 +5,13 @@ field, and a key or value of the wrong kind answered with what to send instead."
 import pytest
 from django.test import Client
 
-from tests.factories import GatewayFactory, StoreFactory, ZoneFactory
+from tests.factories import (
+    BEACON_UUID,
+    BeaconFactory,
+    GatewayFactory,
+    StoreFactory,
+    ZoneFactory,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -59,3 +65,80 @@ def test_the_zone_filter_is_documented_alike_on_beacons_and_gateways(resource):
     zone = next(p for p in parameters if p["name"] == "zone")
     assert zone["schema"]["type"] == "string"
     assert "zone code" in zone["description"].lower()
+
+
+# --- A zone named by its id where its code is asked for -------------------------------------
+# /zones lists each zone with an `id` (its key there) and a `code`; beacons, gateways, a
+# beacon-zone trigger and the lists' `zone` filter name a zone by its code.
+
+
+@pytest.mark.parametrize("given", [int, str])
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/v1/gateways", {"gateway_id": "gw-door", "store": "RIVOLI"}),
+        (
+            "/api/v1/beacons",
+            {"store": "RIVOLI", "ibeacon": {"uuid": BEACON_UUID, "major": 1, "minor": 2}},
+        ),
+    ],
+)
+def test_a_zone_given_by_its_id_is_refused_naming_its_code(api, entrance, path, body, given):
+    response = api.post(path, {**body, "zone": given(entrance.id)})
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "zone": [
+            f"Store RIVOLI has no zone '{entrance.id}'. A zone is named here by its code: "
+            f"zone {entrance.id} is 'entrance', of store RIVOLI."
+        ]
+    }
+
+
+def test_a_beacon_zone_trigger_given_a_zone_s_id_is_refused_naming_its_code(api, entrance):
+    body = {
+        "name": "Door",
+        "stores": ["RIVOLI"],
+        "trigger": {"type": "beacon_zone", "zone": str(entrance.id)},
+        "offer": {"template": "Bonjour {first_name}: {code}"},
+    }
+
+    response = api.post("/api/v1/campaigns", body)
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "trigger": {
+            "zone": [
+                f"No zone '{entrance.id}' in the campaign's stores. A zone is named here by its "
+                f"code: zone {entrance.id} is 'entrance', of store RIVOLI."
+            ]
+        }
+    }
+
+
+def test_a_zone_whose_code_is_digits_is_still_found_by_its_code(api, rivoli, entrance):
+    numbered = ZoneFactory(store=rivoli, code=str(entrance.id + 100))
+
+    response = api.post(
+        "/api/v1/gateways", {"gateway_id": "gw-1", "store": "RIVOLI", "zone": numbered.code}
+    )
+
+    assert response.status_code == 201
+    assert response.json()["zone"] == numbered.code
+
+
+@pytest.mark.parametrize("resource", ["beacons", "gateways"])
+def test_a_zone_filter_given_a_zone_s_id_is_400_not_an_empty_list(api, entrance, resource):
+    BeaconFactory(zone=entrance)
+    GatewayFactory(zone=entrance)
+
+    response = api.get(f"/api/v1/{resource}?zone={entrance.id}")
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "zone": [
+            f"No zone has the code '{entrance.id}'. A zone is named here by its code: "
+            f"zone {entrance.id} is 'entrance', of store RIVOLI."
+        ]
+    }
+    assert listed(api, f"/api/v1/{resource}?zone=entrance") != []
