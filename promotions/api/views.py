@@ -1,11 +1,13 @@
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import django_filters
 from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
@@ -105,6 +107,27 @@ class CodeKeyedViewSet(ConfigViewSet):
         return super().get_object()
 
 
+class IdKeyedViewSet(ConfigViewSet):
+    """Objects addressed by their row id, which their resource shows as `id`."""
+
+    # A key that is no id says so, rather than a bare "Not found." that reads as an object
+    # deleted: a zone addressed by the code beacons and gateways name it by, a beacon by its
+    # identity, a campaign by its name.
+    def get_object(self) -> Any:
+        key = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+        if not (key.isascii() and key.isdigit()):
+            noun = self.queryset.model._meta.verbose_name
+            raise NotFound(
+                f"A {noun} is addressed by its id, a whole number (the `id` the "
+                f"{self.basename}s list gives){self.found_otherwise(key)}."
+            )
+        return super().get_object()
+
+    def found_otherwise(self, key: str) -> str:
+        """How to find what `key`, which is no id, may name: a clause, or "" for no way."""
+        return ""
+
+
 # Refused while a live campaign targets the store or watches the zone.
 DESTROY_OR_CONFLICT = extend_schema_view(
     destroy=extend_schema(responses={204: None, 409: ErrorSerializer})
@@ -126,16 +149,32 @@ class PlaceFilter(django_filters.FilterSet):
 
 
 class ZoneFilter(PlaceFilter):
+    # How a zone named by its code, as beacons, gateways and triggers name it, is found.
+    code = django_filters.CharFilter(
+        help_text="Zone code (in every store, unless `store` is given)."
+    )
+
     class Meta:
         model = Zone
-        fields = ["store"]
+        fields = ["store", "code"]
 
 
 @DESTROY_OR_CONFLICT
-class ZoneViewSet(ConfigViewSet):
+class ZoneViewSet(IdKeyedViewSet):
     queryset = Zone.objects.select_related("store")
     serializer_class = ZoneSerializer
     filterset_class = ZoneFilter
+
+    def found_otherwise(self, key: str) -> str:
+        try:
+            code_validator(key)
+        except DjangoValidationError:
+            return ""
+        query = urlencode({"code": key})
+        return (
+            f", not by its code: {reverse('zone-list')}?{query} lists the zones of that code, "
+            "with their ids"
+        )
 
     def perform_destroy(self, instance: Zone) -> None:
         services.delete_zones(zones=[instance])
@@ -169,7 +208,7 @@ class BeaconFilter(HeardPlaceFilter):
         fields = ["store", "zone"]
 
 
-class BeaconViewSet(ConfigViewSet):
+class BeaconViewSet(IdKeyedViewSet):
     queryset = Beacon.objects.select_related("store", "zone")
     serializer_class = BeaconSerializer
     filterset_class = BeaconFilter
@@ -208,7 +247,7 @@ class CampaignFilter(django_filters.FilterSet):
         description="409 once the campaign has made decisions: end it instead.",
     )
 )
-class CampaignViewSet(ConfigViewSet):
+class CampaignViewSet(IdKeyedViewSet):
     queryset = Campaign.objects.prefetch_related("stores")
     serializer_class = CampaignSerializer
     filterset_class = CampaignFilter

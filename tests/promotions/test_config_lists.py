@@ -142,3 +142,59 @@ def test_a_zone_filter_given_a_zone_s_id_is_400_not_an_empty_list(api, entrance,
         ]
     }
     assert listed(api, f"/api/v1/{resource}?zone=entrance") != []
+
+
+# --- Keys of the wrong kind -----------------------------------------------------------------
+
+
+def test_a_zone_is_found_by_its_store_and_code(api, entrance, opera):
+    ZoneFactory(store=entrance.store, code="hifi")
+    ZoneFactory(store=opera, code="entrance")
+
+    found = listed(api, "/api/v1/zones?store=RIVOLI&code=entrance")
+
+    assert found == [
+        {
+            "id": entrance.id,
+            "store": "RIVOLI",
+            "code": "entrance",
+            "name": "Entrance",
+            "rssi_threshold": -80,
+        }
+    ]
+    assert [z["store"] for z in listed(api, "/api/v1/zones?code=entrance")] == ["OPERA", "RIVOLI"]
+    code = next(
+        p for p in openapi()["paths"]["/api/v1/zones"]["get"]["parameters"] if p["name"] == "code"
+    )
+    assert code["schema"]["type"] == "string"
+
+
+@pytest.mark.parametrize("method", ["get", "put", "patch", "delete"])
+def test_a_zone_addressed_by_its_code_is_404_saying_how_to_find_its_id(api, entrance, method):
+    response = getattr(api, method)("/api/v1/zones/entrance", {})
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": "A zone is addressed by its id, a whole number (the `id` the zones list "
+        "gives), not by its code: /api/v1/zones?code=entrance lists the zones of that code, "
+        "with their ids."
+    }
+    assert api.get("/api/v1/zones?code=entrance").json()["results"][0]["id"] == entrance.id
+
+
+@pytest.mark.parametrize(
+    ("path", "noun", "resource"),
+    [
+        ("/api/v1/beacons/f7826da6-4fa2-4e98-8024-bc5b71e0893e", "beacon", "beacons"),
+        ("/api/v1/campaigns/X200-walk-by", "campaign", "campaigns"),
+        ("/api/v1/zones/a%20b", "zone", "zones"),
+    ],
+)
+def test_a_key_that_is_no_id_is_404_saying_what_the_key_is(api, path, noun, resource):
+    response = api.get(path)
+
+    assert response.status_code == 404
+    assert response.json() == {
+        "detail": f"A {noun} is addressed by its id, a whole number (the `id` the {resource} "
+        "list gives)."
+    }
