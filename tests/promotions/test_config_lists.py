@@ -198,3 +198,22 @@ def test_a_key_that_is_no_id_is_404_saying_what_the_key_is(api, path, noun, reso
         "detail": f"A {noun} is addressed by its id, a whole number (the `id` the {resource} "
         "list gives)."
     }
+
+
+# --- Pages ----------------------------------------------------------------------------------
+
+LISTS = ["stores", "zones", "beacons", "gateways", "campaigns", "deliveries"]
+
+
+@pytest.mark.parametrize("resource", LISTS)
+def test_a_list_s_page_is_documented_as_the_numbers_it_takes(api, resource):
+    page = next(
+        p
+        for p in openapi()["paths"][f"/api/v1/{resource}"]["get"]["parameters"]
+        if p["name"] == "page"
+    )
+
+    assert page["schema"] == {"type": "integer", "minimum": 1}
+    assert "100 a page" in page["description"]
+    assert api.get(f"/api/v1/{resource}?page=0").status_code == 400
+    assert api.get(f"/api/v1/{resource}?page=1").status_code == 200
