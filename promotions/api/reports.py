@@ -19,6 +19,7 @@ from customers.models import EXTERNAL_ID_MAX_LENGTH
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
 from promotions.api.fields import AmountField, InstantField, KnownFieldsOnly, RecentInstantField
+from promotions.api.filtering import StatusFilter
 from promotions.api.pagination import KeysFirstPagination
 from promotions.models import (
     Campaign,
@@ -255,7 +256,7 @@ class DeliveryFilter(django_filters.FilterSet):
         help_text="The customer's external id.",
     )
     campaign = IdFilter(field_name="campaign_id", noun="campaign")
-    status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
+    status = StatusFilter(choices=DeliveryStatus.choices)
     created_after = InstantFilter(
         field_name="created_at",
         lookup_expr="gte",

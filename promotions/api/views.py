@@ -25,6 +25,7 @@ from promotions.api.batch import (
     documented_batch,
 )
 from promotions.api.conditional import ConditionalWrites
+from promotions.api.filtering import StatusFilter
 from promotions.api.parsers import PingBatchParser
 from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
@@ -234,7 +235,7 @@ class GatewayViewSet(CodeKeyedViewSet):
 
 
 class CampaignFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=CampaignStatus.choices)
+    status = StatusFilter(choices=CampaignStatus.choices)
 
     class Meta:
         model = Campaign

@@ -217,3 +217,24 @@ def test_a_list_s_page_is_documented_as_the_numbers_it_takes(api, resource):
     assert "100 a page" in page["description"]
     assert api.get(f"/api/v1/{resource}?page=0").status_code == 400
     assert api.get(f"/api/v1/{resource}?page=1").status_code == 200
+
+
+# --- Filter values ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "choices"),
+    [
+        ("/api/v1/campaigns?status=ACTIVE", "draft, active, paused, ended"),
+        (
+            "/api/v1/deliveries?status=SENT",
+            "suppressed, holdout, queued, sent, delivered, undelivered, failed",
+        ),
+    ],
+)
+def test_a_status_filter_that_is_no_status_is_400_naming_the_statuses(api, path, choices):
+    response = api.get(path)
+
+    assert response.status_code == 400
+    value = path.rsplit("=", 1)[1]
+    assert response.json() == {"status": [f"{value} is no status: give one of {choices}."]}
