@@ -26,6 +26,7 @@ from promotions.api.batch import (
 )
 from promotions.api.conditional import ConditionalWrites
 from promotions.api.filtering import StatusFilter
+from promotions.api.identity import IdentityFilters
 from promotions.api.parsers import PingBatchParser
 from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
@@ -203,10 +204,10 @@ class HeardPlaceFilter(PlaceFilter):
     )
 
 
-class BeaconFilter(HeardPlaceFilter):
+class BeaconFilter(HeardPlaceFilter, IdentityFilters):
     class Meta:
         model = Beacon
-        fields = ["store", "zone"]
+        fields = ["store", "zone", *IdentityFilters.base_filters]
 
 
 class BeaconViewSet(IdKeyedViewSet):

@@ -5,6 +5,7 @@ field, and a key or value of the wrong kind answered with what to send instead."
 import pytest
 from django.test import Client
 
+from promotions import beacons
 from tests.factories import (
     BEACON_UUID,
     BeaconFactory,
@@ -14,6 +15,8 @@ from tests.factories import (
 )
 
 pytestmark = pytest.mark.django_db
+
+EDDYSTONE_NAMESPACE = "edd1ebeac04e5defa017"
 
 
 @pytest.fixture
@@ -238,3 +241,70 @@ def test_a_status_filter_that_is_no_status_is_400_naming_the_statuses(api, path,
     assert response.status_code == 400
     value = path.rsplit("=", 1)[1]
     assert response.json() == {"status": [f"{value} is no status: give one of {choices}."]}
+
+
+# --- Beacons by identity ----------------------------------------------------------------
+
+
+@pytest.fixture
+def fleet(entrance):
+    """Beacons of two iBeacon UUIDs and an Eddystone-UID, ids by name."""
+    other_uuid = "e2c56db5-dffb-48d2-b060-d0f5a71096e0"
+    made = {
+        "door": beacons.ibeacon_key(BEACON_UUID, 1, 2),
+        "till": beacons.ibeacon_key(BEACON_UUID, 1, 12),
+        "hifi": beacons.ibeacon_key(BEACON_UUID, 12, 1),
+        "other": beacons.ibeacon_key(other_uuid, 1, 2),
+        "eddy": beacons.eddystone_uid_key(EDDYSTONE_NAMESPACE, "0000000000a1"),
+    }
+    return {name: BeaconFactory(zone=entrance, identity=key).id for name, key in made.items()}
+
+
+@pytest.mark.parametrize(
+    ("query", "found"),
+    [
+        (f"ibeacon_uuid={BEACON_UUID}", ["door", "till", "hifi"]),
+        # As the body takes it: any case, hyphens or not.
+        (f"ibeacon_uuid={BEACON_UUID.upper().replace('-', '')}", ["door", "till", "hifi"]),
+        (f"ibeacon_uuid={BEACON_UUID}&ibeacon_major=1&ibeacon_minor=2", ["door"]),
+        ("ibeacon_major=1", ["door", "till", "other"]),
+        ("ibeacon_minor=2", ["door", "other"]),
+        ("ibeacon_major=12", ["hifi"]),
+        (f"eddystone_uid_namespace=0x{EDDYSTONE_NAMESPACE.upper()}", ["eddy"]),
+        ("eddystone_uid_instance=0000000000A1", ["eddy"]),
+        ("eddystone_uid_instance=0000000000a2", []),
+    ],
+)
+def test_beacons_are_found_by_their_identity(api, fleet, query, found):
+    ids = [b["id"] for b in listed(api, f"/api/v1/beacons?{query}")]
+
+    assert sorted(ids) == sorted(fleet[name] for name in found)
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("ibeacon_uuid=f7826da6", "'f7826da6' is not a UUID"),
+        ("ibeacon_major=70000", "The iBeacon major must be from 0 to 65535; got 70000."),
+        ("ibeacon_minor=1.0", "The iBeacon minor must be a whole number from 0 to 65535."),
+        ("eddystone_uid_instance=a1", "The Eddystone-UID instance is 12 hex digits"),
+    ],
+)
+def test_a_beacon_identity_filter_that_names_none_is_400_saying_why(api, fleet, query, message):
+    response = api.get(f"/api/v1/beacons?{query}")
+
+    assert response.status_code == 400
+    name = query.split("=")[0]
+    assert list(response.json()) == [name]
+    assert response.json()[name][0].startswith(message)
+
+
+def test_the_beacon_identity_filters_are_documented():
+    parameters = openapi()["paths"]["/api/v1/beacons"]["get"]["parameters"]
+
+    documented = {p["name"]: p["schema"] for p in parameters}
+    assert documented["ibeacon_uuid"]["type"] == "string"
+    assert documented["ibeacon_major"] == {"type": "integer", "minimum": 0, "maximum": 65535}
+    assert documented["ibeacon_minor"] == {"type": "integer", "minimum": 0, "maximum": 65535}
+    assert documented["eddystone_uid_namespace"]["type"] == "string"
+    assert documented["eddystone_uid_instance"]["type"] == "string"
