@@ -155,9 +155,14 @@ class KeyPartFilter(django_filters.CharFilter):
         return queryset.filter(match)
 
 
-@extend_schema_field({"type": "integer", "minimum": 0, "maximum": 65535})
 class MajorMinorFilter(KeyPartFilter):
-    pass
+    def __init__(self, *, part: str, **kwargs: Any) -> None:
+        super().__init__(part=part, **kwargs)
+        # Documented on the filter itself: a schema given for the class would hold one
+        # description for both.
+        name = beacons.KEY_PARTS[part][2]
+        schema = {"type": "integer", "minimum": 0, "maximum": 65535}
+        extend_schema_field({**schema, "description": f"{name}, from 0 to 65535."})(self)
 
 
 class IdentityFilters(django_filters.FilterSet):
@@ -168,12 +173,8 @@ class IdentityFilters(django_filters.FilterSet):
     ibeacon_uuid = KeyPartFilter(
         part="ibeacon_uuid", help_text="iBeacon UUID: 32 hex digits, bare or 8-4-4-4-12."
     )
-    ibeacon_major = MajorMinorFilter(
-        part="ibeacon_major", help_text="iBeacon major, from 0 to 65535."
-    )
-    ibeacon_minor = MajorMinorFilter(
-        part="ibeacon_minor", help_text="iBeacon minor, from 0 to 65535."
-    )
+    ibeacon_major = MajorMinorFilter(part="ibeacon_major")
+    ibeacon_minor = MajorMinorFilter(part="ibeacon_minor")
     eddystone_uid_namespace = KeyPartFilter(
         part="eddystone_uid_namespace",
         help_text='Eddystone-UID namespace: 20 hex digits, optionally after "0x".',

@@ -174,7 +174,6 @@ class IdFormField(forms.IntegerField):
         return int(text)
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": LARGEST_ID})
 class IdFilter(django_filters.NumberFilter):
     """A filter on a row id. NumberFilter reads a decimal: 1.5 would find id 1, and 1e19
     would reach the database as a number its integer column cannot hold (a 500)."""
@@ -189,6 +188,11 @@ class IdFilter(django_filters.NumberFilter):
             "error_messages", {"invalid": message, "min_value": message, "max_value": message}
         )
         super().__init__(**kwargs)
+        # Documented on the filter itself, with its noun: a schema set on the class (its
+        # range) is all the schema gives a filter, with no description.
+        schema = {"type": "integer", "minimum": 1, "maximum": LARGEST_ID}
+        description = f"The {noun}'s id (the `id` its resource gives)."
+        extend_schema_field({**schema, "description": description})(self)
 
 
 # A time, then a space where its offset's sign was: "10:00:00 01:00".

@@ -308,3 +308,12 @@ def test_the_beacon_identity_filters_are_documented():
     assert documented["ibeacon_minor"] == {"type": "integer", "minimum": 0, "maximum": 65535}
     assert documented["eddystone_uid_namespace"]["type"] == "string"
     assert documented["eddystone_uid_instance"]["type"] == "string"
+
+
+@pytest.mark.parametrize("resource", LISTS)
+def test_every_filter_of_a_list_is_documented_with_what_it_takes(resource):
+    parameters = openapi()["paths"][f"/api/v1/{resource}"]["get"]["parameters"]
+
+    assert {
+        p["name"]: p.get("description", "") for p in parameters if not p.get("description")
+    } == {}
