@@ -131,6 +131,22 @@ class Store(models.Model):
         return sorted(live.values_list("name", flat=True))
 
 
+def no_such_key(model: type[models.Model], field: str, key: str, *, label: str) -> str:
+    """What to say of `key`, which no `model` row has in `field` (unique, case-sensitive):
+    naming the rows whose key differs from it by case alone, which an integrator who wrote
+    "rivoli" for store RIVOLI was not told of ("Object with code=rivoli does not exist.")."""
+    noun = model._meta.verbose_name
+    message = f"No {noun} has the {label} '{key}'."
+    if not is_storable_text(key):  # PostgreSQL cannot compare it: no key holds it
+        return message
+    found = model.objects.filter(**{f"{field}__iexact": key}).values_list(field, flat=True)
+    near = sorted(found[:5])
+    if near:
+        which = " or ".join(f"'{other}'" for other in near)
+        message += f" {label.capitalize()}s are case-sensitive: did you mean {which}?"
+    return message
+
+
 DEFAULT_RSSI_THRESHOLD = -80
 
 

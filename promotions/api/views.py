@@ -7,6 +7,7 @@ from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.http import Http404
 from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
@@ -51,6 +52,7 @@ from promotions.models import (
     Store,
     Zone,
     code_validator,
+    no_such_key,
     zone_id_hint,
 )
 
@@ -98,15 +100,24 @@ class CodeKeyedViewSet(ConfigViewSet):
     """Objects addressed by a code that `code_validator` checked on the way in."""
 
     lookup_value_regex = "[^/]+"
+    key_label = "code"  # what messages call the key
 
     def get_object(self) -> Any:
         # A key that is no valid code names nothing; sent to the database anyway, a NUL in it
         # would make PostgreSQL refuse the query.
+        key = self.kwargs[self.lookup_field]
         try:
-            code_validator(self.kwargs[self.lookup_field])
+            code_validator(key)
         except DjangoValidationError:
             raise NotFound() from None
-        return super().get_object()
+        try:
+            return super().get_object()
+        except Http404:
+            model = self.queryset.model
+            if model.objects.filter(**{self.lookup_field: key}).exists():
+                raise  # there, but not among those the list's filters pick
+            message = no_such_key(model, self.lookup_field, key, label=self.key_label)
+            raise NotFound(message) from None
 
 
 class IdKeyedViewSet(ConfigViewSet):
@@ -230,6 +241,7 @@ class GatewayViewSet(CodeKeyedViewSet):
     serializer_class = GatewaySerializer
     filterset_class = GatewayFilter
     lookup_field = "gateway_id"
+    key_label = "id"
 
     def perform_destroy(self, instance: Gateway) -> None:
         services.delete_heard_places(model=Gateway, ids=[instance.pk])
