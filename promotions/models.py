@@ -700,8 +700,29 @@ def _check_trigger_zone(
     if not watched:
         where = "the campaign's stores" if store_ids else "any store"
         raise ValidationError(
-            {"trigger_zone": f"No zone '{trigger_zone}' in {where}.{zone_id_hint(trigger_zone)}"}
+            {
+                "trigger_zone": f"No zone '{trigger_zone}' in {where}."
+                + zone_code_hint(trigger_zone, store_ids)
+            }
         )
+
+
+def zone_code_hint(text: str, store_ids: list[int] | None) -> str:
+    """A sentence to add where no zone of code `text` is in the stores `store_ids` (None or
+    [] for any): what the text was taken for, a zone's id (zone_id_hint), or the codes of
+    those stores' zones it differs from by case alone; "" when neither."""
+    if hint := zone_id_hint(text):
+        return hint
+    if not is_storable_text(text):  # PostgreSQL cannot compare it
+        return ""
+    zones = Zone.objects.filter(code__iexact=text)
+    if store_ids:
+        zones = zones.filter(store__in=store_ids)
+    near = sorted(set(zones.values_list("code", flat=True)[:5]))
+    if not near:
+        return ""
+    which = " or ".join(f"'{code}'" for code in near)
+    return f" Codes are case-sensitive: did you mean {which}?"
 
 
 def zone_id_hint(text: str) -> str:

@@ -54,7 +54,7 @@ from promotions.models import (
     Zone,
     check_campaign_places,
     no_such_key,
-    zone_id_hint,
+    zone_code_hint,
 )
 from promotions.times import format_instant_for_api
 
@@ -233,7 +233,7 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
         return
     zone = Zone.objects.filter(store=store, code=code).first()
     if zone is None:
-        message = f"Store {store.code} has no zone '{code}'.{zone_id_hint(code)}"
+        message = f"Store {store.code} has no zone '{code}'.{zone_code_hint(code, [store.pk])}"
         if kept is not None:
             # The body named no zone: say which one this is, and what to send instead.
             message = (

@@ -13,6 +13,7 @@ from tests.factories import (
     StoreFactory,
     ZoneFactory,
 )
+from tests.test_site import campaign_form, form_errors
 
 pytestmark = pytest.mark.django_db
 
@@ -392,3 +393,58 @@ def test_a_gateway_addressed_in_another_case_is_404_naming_the_one_there_is(api,
     assert api.get("/api/v1/gateways/gw-rivoli-1?store=OPERA").json()["detail"] != (
         "No gateway has the id 'gw-rivoli-1'."
     )
+
+
+# --- Zone codes in another case ---------------------------------------------------------
+
+
+def test_a_zone_named_in_another_case_is_refused_naming_the_one_there_is(api, entrance):
+    response = api.post(
+        "/api/v1/gateways", {"gateway_id": "gw-1", "store": "RIVOLI", "zone": "Entrance"}
+    )
+
+    assert response.status_code == 400
+    assert response.json() == {
+        "zone": [
+            "Store RIVOLI has no zone 'Entrance'. Codes are case-sensitive: "
+            "did you mean 'entrance'?"
+        ]
+    }
+
+
+def test_a_beacon_zone_trigger_in_another_case_is_refused_naming_the_one_there_is(
+    api, entrance, opera
+):
+    ZoneFactory(store=opera, code="ENTRANCE")
+    body = {
+        "name": "Door",
+        "stores": ["RIVOLI"],
+        "trigger": {"type": "beacon_zone", "zone": "Entrance"},
+        "offer": {"template": "Bonjour {first_name}: {code}"},
+    }
+
+    response = api.post("/api/v1/campaigns", body)
+
+    assert response.status_code == 400
+    # OPERA's is not among the campaign's stores: not offered.
+    assert response.json() == {
+        "trigger": {
+            "zone": [
+                "No zone 'Entrance' in the campaign's stores. Codes are case-sensitive: "
+                "did you mean 'entrance'?"
+            ]
+        }
+    }
+
+
+def test_the_admin_s_campaign_page_names_the_zone_code_in_another_case(admin_client, entrance):
+    form = campaign_form(
+        trigger_type="beacon_zone", trigger_zone="ENTRANCE", stores=[entrance.store.pk]
+    )
+
+    response = admin_client.post("/admin/promotions/campaign/add/", form)
+
+    assert form_errors(response)["trigger_zone"] == [
+        "No zone 'ENTRANCE' in the campaign's stores. Codes are case-sensitive: "
+        "did you mean 'entrance'?"
+    ]
