@@ -604,7 +604,7 @@ REST_FRAMEWORK = {
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     # django-filter's, refusing a query parameter that names no filter.
     "DEFAULT_FILTER_BACKENDS": ["promotions.api.filtering.KnownFiltersBackend"],
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "DEFAULT_PAGINATION_CLASS": "promotions.api.pagination.PageNumbers",
     "PAGE_SIZE": 100,
     "DEFAULT_SCHEMA_CLASS": "promotions.api.schema.AutoSchema",
     "EXCEPTION_HANDLER": "promotions.api.errors.exception_handler",

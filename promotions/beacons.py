@@ -312,8 +312,8 @@ def ibeacon_key(uuid: str | UUID, major: int, minor: int) -> str:
     bools). Raises BeaconParseError otherwise.
     """
     return (
-        f"ibeacon:{_canonical_uuid(uuid)}:{_uint16(major, 'iBeacon major')}:"
-        f"{_uint16(minor, 'iBeacon minor')}"
+        f"ibeacon:{key_part('ibeacon_uuid', uuid)}:{key_part('ibeacon_major', major)}:"
+        f"{key_part('ibeacon_minor', minor)}"
     )
 
 
@@ -325,9 +325,43 @@ def eddystone_uid_key(namespace: str, instance: str) -> str:
     neither a UUID nor two bytes). Raises BeaconParseError otherwise.
     """
     return (
-        f"eddystone:{_hex_id(namespace, 'Eddystone-UID namespace', 10, prefixed=True)}:"
-        f"{_hex_id(instance, 'Eddystone-UID instance', 6, prefixed=True)}"
+        f"eddystone:{key_part('eddystone_uid_namespace', namespace)}:"
+        f"{key_part('eddystone_uid_instance', instance)}"
     )
+
+
+# Each part of an identity, named as the API names it (`ibeacon.major`: ibeacon_major): the
+# kind of key it is in, where it sits there after the kind, and how messages call it.
+KEY_PARTS = {
+    "ibeacon_uuid": ("ibeacon", "first", "iBeacon UUID"),
+    "ibeacon_major": ("ibeacon", "middle", "iBeacon major"),
+    "ibeacon_minor": ("ibeacon", "last", "iBeacon minor"),
+    "eddystone_uid_namespace": ("eddystone", "first", "Eddystone-UID namespace"),
+    "eddystone_uid_instance": ("eddystone", "last", "Eddystone-UID instance"),
+}
+
+
+def key_part(part: str, value: object) -> str:
+    """One part of an identity (a name of KEY_PARTS) as its key writes it, from any form
+    the key's own builder takes. Raises BeaconParseError otherwise."""
+    name = KEY_PARTS[part][2]
+    if part == "ibeacon_uuid":
+        return _canonical_uuid(value)
+    if part in ("ibeacon_major", "ibeacon_minor"):
+        return str(_uint16(value, name))
+    return _hex_id(value, name, 10 if part == "eddystone_uid_namespace" else 6, prefixed=True)
+
+
+def key_part_match(part: str, text: str) -> tuple[str, str, str]:
+    """What a key holding `text` (as key_part writes it) as `part` starts with, contains and
+    ends with. The parts after the kind are separated by colons and hold none, and a UUID is
+    never digits alone: ":12:" in an iBeacon key is its major, a final ":12" its minor."""
+    kind, where, _ = KEY_PARTS[part]
+    if where == "first":
+        return f"{kind}:{text}:", "", ""
+    if where == "middle":
+        return f"{kind}:", f":{text}:", ""
+    return f"{kind}:", "", f":{text}"
 
 
 def identity_key(frame: BeaconFrame) -> str:

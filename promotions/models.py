@@ -131,6 +131,22 @@ class Store(models.Model):
         return sorted(live.values_list("name", flat=True))
 
 
+def no_such_key(model: type[models.Model], field: str, key: str, *, label: str) -> str:
+    """What to say of `key`, which no `model` row has in `field` (unique, case-sensitive):
+    naming the rows whose key differs from it by case alone, which an integrator who wrote
+    "rivoli" for store RIVOLI was not told of ("Object with code=rivoli does not exist.")."""
+    noun = model._meta.verbose_name
+    message = f"No {noun} has the {label} '{key}'."
+    if not is_storable_text(key):  # PostgreSQL cannot compare it: no key holds it
+        return message
+    found = model.objects.filter(**{f"{field}__iexact": key}).values_list(field, flat=True)
+    near = sorted(found[:5])
+    if near:
+        which = " or ".join(f"'{other}'" for other in near)
+        message += f" {label.capitalize()}s are case-sensitive: did you mean {which}?"
+    return message
+
+
 DEFAULT_RSSI_THRESHOLD = -80
 
 
@@ -683,7 +699,47 @@ def _check_trigger_zone(
         watched = held_rows(zones.order_by("pk").values_list("pk"), strength="SHARE")
     if not watched:
         where = "the campaign's stores" if store_ids else "any store"
-        raise ValidationError({"trigger_zone": f"No zone '{trigger_zone}' in {where}."})
+        raise ValidationError(
+            {
+                "trigger_zone": f"No zone '{trigger_zone}' in {where}."
+                + zone_code_hint(trigger_zone, store_ids)
+            }
+        )
+
+
+def zone_code_hint(text: str, store_ids: list[int] | None) -> str:
+    """A sentence to add where no zone of code `text` is in the stores `store_ids` (None or
+    [] for any): what the text was taken for, a zone's id (zone_id_hint), or the codes of
+    those stores' zones it differs from by case alone; "" when neither."""
+    if hint := zone_id_hint(text):
+        return hint
+    if not is_storable_text(text):  # PostgreSQL cannot compare it
+        return ""
+    zones = Zone.objects.filter(code__iexact=text)
+    if store_ids:
+        zones = zones.filter(store__in=store_ids)
+    near = sorted(set(zones.values_list("code", flat=True)[:5]))
+    if not near:
+        return ""
+    which = " or ".join(f"'{code}'" for code in near)
+    return f" Codes are case-sensitive: did you mean {which}?"
+
+
+def zone_id_hint(text: str) -> str:
+    """A sentence to add where a zone's code was asked for and `text` is a zone's id instead;
+    "" otherwise. The API keys each zone by its `id` (/zones/7), but beacons, gateways,
+    triggers and the lists' `zone` filter name it by its `code`: an integrator who took the
+    key for the name was told only that the store has no zone '7'."""
+    # Within a bigint, and ASCII digits alone: int() takes other scripts' digits too.
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        return ""
+    zone = Zone.objects.select_related("store").filter(pk=int(text)).first()
+    if zone is None:
+        return ""
+    return (
+        f" A zone is named here by its code: zone {zone.pk} is '{zone.code}', "
+        f"of store {zone.store.code}."
+    )
 
 
 class Ping(models.Model):

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+import django_filters
 from django.db.models import QuerySet
 from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework.exceptions import ValidationError
@@ -58,3 +59,16 @@ class KnownFiltersBackend(DjangoFilterBackend):
 def _page_number(text: str, last_page_strings: tuple[str, ...]) -> bool:
     """Whether a page parameter names a page: 1 or more in ASCII digits, or the last."""
     return text in last_page_strings or (text.isascii() and text.isdigit() and int(text) >= 1)
+
+
+class StatusFilter(django_filters.ChoiceFilter):
+    """A filter on a status, whose refusal names the statuses there are: Django's "Select a
+    valid choice. ACTIVE is not one of the available choices." leaves a client to find them
+    (the values are lower case; their labels, which the admin shows, are capitalised)."""
+
+    def __init__(self, *, choices: list[tuple[str, str]], **kwargs: Any) -> None:
+        values = ", ".join(value for value, _ in choices)
+        kwargs.setdefault(
+            "error_messages", {"invalid_choice": f"%(value)s is no status: give one of {values}."}
+        )
+        super().__init__(choices=choices, **kwargs)

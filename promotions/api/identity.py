@@ -3,6 +3,10 @@ each validated into the one canonical key that beacons and devices are stored un
 
 from typing import Any
 
+import django_filters
+from django import forms
+from django.db.models import Q, QuerySet
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from promotions import beacons
@@ -101,3 +105,81 @@ def identity_representation(key: str | None) -> dict[str, Any]:
     if key:
         shape.update(beacons.identity_of_stored_key(key) or {})
     return shape
+
+
+# --- Beacons found by their identity ----------------------------------------------------------
+
+
+class KeyPartFormField(forms.CharField):
+    """One part of an identity in a query string, read as the body reads it and written as
+    keys hold it (beacons.key_part). A major or minor is ASCII digits: int() would also read
+    " 1", "+1" or other scripts' digits."""
+
+    def __init__(self, *, part: str, **kwargs: Any) -> None:
+        self.part = part
+        super().__init__(**kwargs)
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return text
+        name = beacons.KEY_PARTS[self.part][2]
+        try:
+            if self.part in ("ibeacon_major", "ibeacon_minor"):
+                if not (text.isascii() and text.isdigit()):
+                    raise beacons.BeaconParseError(
+                        f"The {name} must be a whole number from 0 to 65535."
+                    )
+                return beacons.key_part(self.part, int(text))
+            return beacons.key_part(self.part, text)
+        except beacons.BeaconParseError as error:
+            raise forms.ValidationError(str(error)) from None
+
+
+class KeyPartFilter(django_filters.CharFilter):
+    field_class = KeyPartFormField
+
+    def __init__(self, *, part: str, **kwargs: Any) -> None:
+        super().__init__(part=part, **kwargs)
+        self.part = part
+
+    def filter(self, queryset: QuerySet, value: str) -> QuerySet:
+        if value in ([], (), {}, "", None):
+            return queryset
+        starts, contains, ends = beacons.key_part_match(self.part, value)
+        match = Q(identity__startswith=starts)
+        if contains:
+            match &= Q(identity__contains=contains)
+        if ends:
+            match &= Q(identity__endswith=ends)
+        return queryset.filter(match)
+
+
+class MajorMinorFilter(KeyPartFilter):
+    def __init__(self, *, part: str, **kwargs: Any) -> None:
+        super().__init__(part=part, **kwargs)
+        # Documented on the filter itself: a schema given for the class would hold one
+        # description for both.
+        name = beacons.KEY_PARTS[part][2]
+        schema = {"type": "integer", "minimum": 0, "maximum": 65535}
+        extend_schema_field({**schema, "description": f"{name}, from 0 to 65535."})(self)
+
+
+class IdentityFilters(django_filters.FilterSet):
+    """A beacon found by the identity it advertises, in part or whole: the one printed on it,
+    or sighted, where its `id` is what the API addresses it by. Each part as the body names
+    it (`ibeacon.uuid`: `ibeacon_uuid`) and in any form the body takes."""
+
+    ibeacon_uuid = KeyPartFilter(
+        part="ibeacon_uuid", help_text="iBeacon UUID: 32 hex digits, bare or 8-4-4-4-12."
+    )
+    ibeacon_major = MajorMinorFilter(part="ibeacon_major")
+    ibeacon_minor = MajorMinorFilter(part="ibeacon_minor")
+    eddystone_uid_namespace = KeyPartFilter(
+        part="eddystone_uid_namespace",
+        help_text='Eddystone-UID namespace: 20 hex digits, optionally after "0x".',
+    )
+    eddystone_uid_instance = KeyPartFilter(
+        part="eddystone_uid_instance",
+        help_text='Eddystone-UID instance: 12 hex digits, optionally after "0x".',
+    )

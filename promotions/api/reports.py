@@ -19,6 +19,7 @@ from customers.models import EXTERNAL_ID_MAX_LENGTH
 from promotions import feedback, selectors
 from promotions.api.batch import BadRequest, ErrorSerializer
 from promotions.api.fields import AmountField, InstantField, KnownFieldsOnly, RecentInstantField
+from promotions.api.filtering import StatusFilter
 from promotions.api.pagination import KeysFirstPagination
 from promotions.models import (
     Campaign,
@@ -173,7 +174,6 @@ class IdFormField(forms.IntegerField):
         return int(text)
 
 
-@extend_schema_field({"type": "integer", "minimum": 1, "maximum": LARGEST_ID})
 class IdFilter(django_filters.NumberFilter):
     """A filter on a row id. NumberFilter reads a decimal: 1.5 would find id 1, and 1e19
     would reach the database as a number its integer column cannot hold (a 500)."""
@@ -188,6 +188,11 @@ class IdFilter(django_filters.NumberFilter):
             "error_messages", {"invalid": message, "min_value": message, "max_value": message}
         )
         super().__init__(**kwargs)
+        # Documented on the filter itself, with its noun: a schema set on the class (its
+        # range) is all the schema gives a filter, with no description.
+        schema = {"type": "integer", "minimum": 1, "maximum": LARGEST_ID}
+        description = f"The {noun}'s id (the `id` its resource gives)."
+        extend_schema_field({**schema, "description": description})(self)
 
 
 # A time, then a space where its offset's sign was: "10:00:00 01:00".
@@ -255,7 +260,7 @@ class DeliveryFilter(django_filters.FilterSet):
         help_text="The customer's external id.",
     )
     campaign = IdFilter(field_name="campaign_id", noun="campaign")
-    status = django_filters.ChoiceFilter(choices=DeliveryStatus.choices)
+    status = StatusFilter(choices=DeliveryStatus.choices)
     created_after = InstantFilter(
         field_name="created_at",
         lookup_expr="gte",

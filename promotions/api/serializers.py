@@ -53,6 +53,8 @@ from promotions.models import (
     TriggerType,
     Zone,
     check_campaign_places,
+    no_such_key,
+    zone_code_hint,
 )
 from promotions.times import format_instant_for_api
 
@@ -112,6 +114,24 @@ COORDINATES_HELP = (
 )
 
 
+class StoreCodeField(serializers.SlugRelatedField):
+    """A store named by its code; one no store has is refused naming the codes it may mean."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("slug_field", "code")
+        kwargs.setdefault("queryset", Store.objects.all())
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> Store:
+        try:
+            return super().to_internal_value(data)
+        except serializers.ValidationError as error:
+            if error.get_codes() != ["does_not_exist"]:
+                raise
+            message = no_such_key(Store, "code", str(data), label="code")
+            raise serializers.ValidationError(message, code="does_not_exist") from None
+
+
 class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     latitude = FiniteFloatField(
         min_value=-90, max_value=90, required=False, help_text=COORDINATES_HELP
@@ -166,7 +186,7 @@ class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
 
 
 class ZoneSerializer(KnownFieldsOnly, serializers.ModelSerializer):
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
+    store = StoreCodeField()
     rssi_threshold = StrictIntegerField(min_value=-127, max_value=-1, required=False)
 
     class Meta:
@@ -213,7 +233,7 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
         return
     zone = Zone.objects.filter(store=store, code=code).first()
     if zone is None:
-        message = f"Store {store.code} has no zone '{code}'."
+        message = f"Store {store.code} has no zone '{code}'.{zone_code_hint(code, [store.pk])}"
         if kept is not None:
             # The body named no zone: say which one this is, and what to send instead.
             message = (
@@ -226,7 +246,7 @@ def _resolve_zone(attrs: dict[str, Any], instance: Any) -> None:
 
 
 class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
+    store = StoreCodeField()
     zone = ZoneCodeField()
     ibeacon = IBeaconSerializer(required=False, allow_null=True)
     eddystone_uid = EddystoneUidSerializer(required=False, allow_null=True)
@@ -280,7 +300,7 @@ class BeaconSerializer(KnownFieldsOnly, serializers.ModelSerializer):
 
 
 class GatewaySerializer(KnownFieldsOnly, serializers.ModelSerializer):
-    store = serializers.SlugRelatedField(slug_field="code", queryset=Store.objects.all())
+    store = StoreCodeField()
     zone = ZoneCodeField()
 
     class Meta:
@@ -560,9 +580,7 @@ class CampaignSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     status = serializers.ChoiceField(choices=CampaignStatus.choices, required=False)
     starts_at = InstantField(required=False, allow_null=True)
     ends_at = InstantField(required=False, allow_null=True)
-    stores = serializers.SlugRelatedField(
-        slug_field="code",
-        queryset=Store.objects.all(),
+    stores = StoreCodeField(
         many=True,
         required=False,
         help_text="Store codes; an empty list means every store.",

@@ -1,10 +1,14 @@
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from django.db.models import QuerySet
+from django.http import Http404
+from django.urls import reverse
 from drf_spectacular.utils import extend_schema, extend_schema_view
 from rest_framework import viewsets
 from rest_framework.exceptions import NotFound
@@ -22,6 +26,8 @@ from promotions.api.batch import (
     documented_batch,
 )
 from promotions.api.conditional import ConditionalWrites
+from promotions.api.filtering import StatusFilter
+from promotions.api.identity import IdentityFilters
 from promotions.api.parsers import PingBatchParser
 from promotions.api.ping_batch import PingBatchIn, validate_ping_batch
 from promotions.api.serializers import (
@@ -47,6 +53,8 @@ from promotions.models import (
     Store,
     Zone,
     code_validator,
+    no_such_key,
+    zone_id_hint,
 )
 
 # --- Configuration ----------------------------------------------------------------------
@@ -93,15 +101,45 @@ class CodeKeyedViewSet(ConfigViewSet):
     """Objects addressed by a code that `code_validator` checked on the way in."""
 
     lookup_value_regex = "[^/]+"
+    key_label = "code"  # what messages call the key
 
     def get_object(self) -> Any:
         # A key that is no valid code names nothing; sent to the database anyway, a NUL in it
         # would make PostgreSQL refuse the query.
+        key = self.kwargs[self.lookup_field]
         try:
-            code_validator(self.kwargs[self.lookup_field])
+            code_validator(key)
         except DjangoValidationError:
             raise NotFound() from None
+        try:
+            return super().get_object()
+        except Http404:
+            model = self.queryset.model
+            if model.objects.filter(**{self.lookup_field: key}).exists():
+                raise  # there, but not among those the list's filters pick
+            message = no_such_key(model, self.lookup_field, key, label=self.key_label)
+            raise NotFound(message) from None
+
+
+class IdKeyedViewSet(ConfigViewSet):
+    """Objects addressed by their row id, which their resource shows as `id`."""
+
+    # A key that is no id says so, rather than a bare "Not found." that reads as an object
+    # deleted: a zone addressed by the code beacons and gateways name it by, a beacon by its
+    # identity, a campaign by its name.
+    def get_object(self) -> Any:
+        key = self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+        if not (key.isascii() and key.isdigit()):
+            noun = self.queryset.model._meta.verbose_name
+            raise NotFound(
+                f"A {noun} is addressed by its id, a whole number (the `id` the "
+                f"{self.basename}s list gives){self.found_otherwise(key)}."
+            )
         return super().get_object()
+
+    def found_otherwise(self, key: str) -> str:
+        """How to find what `key`, which is no id, may name: a clause, or "" for no way."""
+        return ""
 
 
 # Refused while a live campaign targets the store or watches the zone.
@@ -125,30 +163,66 @@ class PlaceFilter(django_filters.FilterSet):
 
 
 class ZoneFilter(PlaceFilter):
+    # How a zone named by its code, as beacons, gateways and triggers name it, is found.
+    code = django_filters.CharFilter(
+        help_text="Zone code (in every store, unless `store` is given)."
+    )
+
     class Meta:
         model = Zone
-        fields = ["store"]
+        fields = ["store", "code"]
 
 
 @DESTROY_OR_CONFLICT
-class ZoneViewSet(ConfigViewSet):
+class ZoneViewSet(IdKeyedViewSet):
     queryset = Zone.objects.select_related("store")
     serializer_class = ZoneSerializer
     filterset_class = ZoneFilter
+
+    def found_otherwise(self, key: str) -> str:
+        try:
+            code_validator(key)
+        except DjangoValidationError:
+            return ""
+        query = urlencode({"code": key})
+        return (
+            f", not by its code: {reverse('zone-list')}?{query} lists the zones of that code, "
+            "with their ids"
+        )
 
     def perform_destroy(self, instance: Zone) -> None:
         services.delete_zones(zones=[instance])
 
 
-class BeaconFilter(PlaceFilter):
-    zone = django_filters.CharFilter(field_name="zone__code", help_text="Zone code.")
+class ZoneCodeFormField(forms.CharField):
+    def validate(self, value: str) -> None:
+        super().validate(value)
+        # A zone's id where its code belongs would select nothing: an empty list read as
+        # "no beacons in this zone". Refused only when no zone has that code.
+        hint = zone_id_hint(value)
+        if hint and not Zone.objects.filter(code=value).exists():
+            raise forms.ValidationError(f"No zone has the code '{value}'.{hint}")
 
+
+class ZoneCodeFilter(django_filters.CharFilter):
+    field_class = ZoneCodeFormField
+
+
+class HeardPlaceFilter(PlaceFilter):
+    """Beacons and gateways: both name their zone by its code, and are filtered by it alike."""
+
+    zone = ZoneCodeFilter(
+        field_name="zone__code", help_text="Zone code (in every store, unless `store` is given)."
+    )
+
+
+class BeaconFilter(HeardPlaceFilter, IdentityFilters):
     class Meta:
         model = Beacon
-        fields = ["store", "zone"]
+        fields = ["store", "zone", *IdentityFilters.base_filters]
 
 
-class BeaconViewSet(ConfigViewSet):
+class BeaconViewSet(IdKeyedViewSet):
     queryset = Beacon.objects.select_related("store", "zone")
     serializer_class = BeaconSerializer
     filterset_class = BeaconFilter
@@ -157,10 +231,10 @@ class BeaconViewSet(ConfigViewSet):
         services.delete_heard_places(model=Beacon, ids=[instance.pk])
 
 
-class GatewayFilter(PlaceFilter):
+class GatewayFilter(HeardPlaceFilter):
     class Meta:
         model = Gateway
-        fields = ["store"]
+        fields = ["store", "zone"]
 
 
 class GatewayViewSet(CodeKeyedViewSet):
@@ -168,13 +242,14 @@ class GatewayViewSet(CodeKeyedViewSet):
     serializer_class = GatewaySerializer
     filterset_class = GatewayFilter
     lookup_field = "gateway_id"
+    key_label = "id"
 
     def perform_destroy(self, instance: Gateway) -> None:
         services.delete_heard_places(model=Gateway, ids=[instance.pk])
 
 
 class CampaignFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=CampaignStatus.choices)
+    status = StatusFilter(choices=CampaignStatus.choices)
 
     class Meta:
         model = Campaign
@@ -193,7 +268,7 @@ class CampaignFilter(django_filters.FilterSet):
         "(null, [] or {} for none or every store): one left out is a 400 naming it.",
     ),
 )
-class CampaignViewSet(ConfigViewSet):
+class CampaignViewSet(IdKeyedViewSet):
     queryset = Campaign.objects.prefetch_related("stores")
     serializer_class = CampaignSerializer
     filterset_class = CampaignFilter

@@ -194,10 +194,10 @@ def test_an_unknown_filter_of_a_list_is_400_not_the_whole_list(api, resource):
     make, _ = RESOURCES[resource]
     make()
 
-    response = api.get(f"/api/v1/{resource}?code=nothing-has-this-code")
+    response = api.get(f"/api/v1/{resource}?colour=nothing-has-this-colour")
 
     assert response.status_code == 400
-    assert list(response.json()) == ["code"]
+    assert list(response.json()) == ["colour"]
 
 
 @pytest.mark.parametrize("resource", RESOURCES)
