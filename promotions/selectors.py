@@ -1,9 +1,11 @@
 """Reads that are more than a lookup: campaign results and the deliveries list."""
 
+import operator
 from collections import defaultdict
 from collections.abc import Collection
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
+from functools import reduce
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -237,12 +239,15 @@ def get_day_figures(
     if not days:
         return {}
     zone = get_budget_zone()
-    start = local_day_start(min(days), zone)
-    end = local_day_start(max(days) + timedelta(days=1), zone)
-    deliveries = Delivery.objects.filter(created_at__gte=start, created_at__lt=end)
+    # The days' own spans, not all the time from the first to the last: the results page
+    # asks for today and whichever days beat has no row for (those before the campaign
+    # began, or without a decision), and counting every day between read all of a month's
+    # decisions on each view.
+    spans = _spans_of(days, zone)
+    deliveries = Delivery.objects.filter(_within("created_at", spans))
     # Redemptions of codes that went out by SMS, as the campaign's statistics count them.
     redemptions = Redemption.objects.filter(
-        redeemed_at__gte=start, redeemed_at__lt=end, delivery__status__in=REDEEMABLE
+        _within("redeemed_at", spans), delivery__status__in=REDEEMABLE
     )
     if campaign is not None:
         deliveries = deliveries.filter(campaign=campaign)
@@ -278,6 +283,26 @@ def get_day_figures(
             revenue = Decimal(row["revenue"] or 0).quantize(CENT)
             figures[key].update(redeemed=row["redeemed"], revenue=revenue)
     return dict(figures)
+
+
+def _spans_of(days: Collection[date], zone: ZoneInfo) -> list[tuple[datetime, datetime]]:
+    """The days as spans of time in `zone`, from each run of consecutive days' first moment
+    to the moment after its last, oldest first."""
+    spans: list[tuple[datetime, datetime]] = []
+    for day in sorted(days):
+        start, end = local_day_start(day, zone), local_day_start(day + timedelta(days=1), zone)
+        if spans and spans[-1][1] == start:
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
+def _within(field: str, spans: list[tuple[datetime, datetime]]) -> Q:
+    """Rows whose `field` falls in one of the spans."""
+    return reduce(
+        operator.or_, (Q(**{f"{field}__gte": start, f"{field}__lt": end}) for start, end in spans)
+    )
 
 
 def get_campaign_daily(*, campaign: Campaign, days: int, today: date) -> list[dict[str, Any]]:

@@ -4,6 +4,7 @@ figures (each figure its own query read them six times, seconds a view), and the
 those that a query a figure gives, on varied data: erased customers, deliveries naming no one,
 customers decided into both groups, redemptions with and without an amount."""
 
+import json
 import random
 import uuid
 from datetime import timedelta
@@ -26,8 +27,9 @@ from promotions.models import (
     Redemption,
 )
 from promotions.selectors import get_budget_zone, get_campaign_stats
-from promotions.times import local_day
+from promotions.times import local_day, local_day_start
 from tests.factories import CampaignFactory, CustomerFactory, DeliveryFactory, StoreFactory
+from tests.promotions.test_deliveries_list_plans import delivery_rows_fetched
 
 pytestmark = pytest.mark.django_db
 
@@ -253,3 +255,45 @@ def test_the_results_page_reads_the_deliveries_once_for_the_totals_and_today(adm
 
     assert page.status_code == 200
     assert len(deliveries_reads(queries)) == 4
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's query plans")
+def test_the_results_page_counts_the_days_beat_did_not_record_and_not_those_between(
+    admin_client,
+):
+    """A campaign ten days old: the weeks before it have nothing beat could record, its days
+    gone by are recorded, and the page counts today from the deliveries. Counting from the
+    first day not recorded to today read every decision the campaign made, on every view."""
+    campaign, store = CampaignFactory(), StoreFactory()
+    zone = get_budget_zone()
+    now = timezone.now()
+    today = local_day(now, zone)
+    today_start = local_day_start(today, zone)
+    decided = [
+        local_day_start(today - timedelta(days=days), zone) + timedelta(hours=1, seconds=n)
+        for days in range(1, 10)
+        for n in range(200)
+    ]
+    decided_today = [today_start + (now - today_start) * n / 50 for n in range(50)]
+    Delivery.objects.bulk_create(
+        Delivery(campaign=campaign, store=store, status="sent", created_at=at)
+        for at in decided + decided_today
+    )
+    services.record_campaign_days(days=[today - timedelta(days=n) for n in range(1, 30)], now=now)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE promotions_delivery")
+
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/")
+
+    assert page.status_code == 200
+    fetched = 0
+    for sql in deliveries_reads(queries):
+        if '"promotions_delivery"."created_at" AT TIME ZONE' in sql:  # decisions per day
+            with connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+                [[[explained]]] = cursor.fetchall()
+            if isinstance(explained, str):
+                explained = json.loads(explained)
+            fetched += delivery_rows_fetched(explained["Plan"])
+    assert fetched <= len(decided_today), fetched
