@@ -297,3 +297,70 @@ def test_the_results_page_counts_the_days_beat_did_not_record_and_not_those_betw
                 explained = json.loads(explained)
             fetched += delivery_rows_fetched(explained["Plan"])
     assert fetched <= len(decided_today), fetched
+
+
+def rows_fetched(plan: dict[str, Any], relation: str) -> int:
+    """Rows the plan fetched from `relation`, those its filters then dropped included."""
+    fetched = 0
+    if plan.get("Relation Name") == relation:
+        fetched += (
+            plan["Actual Rows"]
+            + plan.get("Rows Removed by Filter", 0)
+            + plan.get("Rows Removed by Index Recheck", 0)
+        ) * plan["Actual Loops"]
+    return fetched + sum(rows_fetched(child, relation) for child in plan.get("Plans", ()))
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's query plans")
+def test_the_results_page_reads_today_s_redemptions_not_every_campaign_s(admin_client):
+    """Today's redemptions are counted on each view of a campaign's results page (and every
+    hour by beat, for the days it records): a year of every campaign's redemptions, millions
+    at a national retailer, was read each time to find them."""
+    campaign, store = CampaignFactory(), StoreFactory()
+    zone = get_budget_zone()
+    now = timezone.now()
+    today_start = local_day_start(local_day(now, zone), zone)
+    # The campaign's redemptions of the months before, other campaigns', and today's.
+    earlier = [today_start - timedelta(days=1 + n % 300, seconds=n) for n in range(3000)]
+    today = [today_start + (now - today_start) * n / 10 for n in range(10)]
+    others = CampaignFactory()
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            campaign=others if n % 2 else campaign,
+            store=store,
+            status="sent",
+            created_at=min(at, today_start) - timedelta(days=1),
+        )
+        for n, at in enumerate(earlier + today)
+    )
+    Redemption.objects.bulk_create(
+        Redemption(delivery=delivery, store=store, amount="5.00", redeemed_at=at)
+        for delivery, at in zip(deliveries, earlier + today, strict=True)
+    )
+    services.record_campaign_days(
+        days=[local_day(now, zone) - timedelta(days=n) for n in range(1, 30)], now=now
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE promotions_redemption")
+        cursor.execute("ANALYZE promotions_delivery")
+
+    with CaptureQueriesContext(connection) as queries:
+        page = admin_client.get(f"/admin/promotions/campaign/{campaign.pk}/results/")
+
+    assert page.status_code == 200
+    [sql] = [
+        q["sql"]
+        for q in queries.captured_queries
+        if '"promotions_redemption"."redeemed_at" AT TIME ZONE' in q["sql"]
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}")
+        [[[explained]]] = cursor.fetchall()
+    if isinstance(explained, str):
+        explained = json.loads(explained)
+    fetched = sum(
+        rows_fetched(explained["Plan"], relation)
+        for relation in ("promotions_redemption", "promotions_delivery")
+    )
+    # Today's redemptions and their deliveries.
+    assert fetched <= 2 * len(today), fetched
