@@ -17,7 +17,7 @@ from django.db.models import Count, Q, Sum
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from promotions import rules, services
+from promotions import rules, selectors, services
 from promotions.models import (
     FIRST_IN_EACH_GROUP,
     REDEEMABLE,
@@ -364,3 +364,41 @@ def test_the_results_page_reads_today_s_redemptions_not_every_campaign_s(admin_c
     )
     # Today's redemptions and their deliveries.
     assert fetched <= 2 * len(today), fetched
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_days_apart_are_counted_as_each_day_alone(seed):
+    """The days a page asks for, scattered (days between recorded by beat), count as each
+    counted on its own: every decision and redemption on its day, none of the days between."""
+    draw = random.Random(seed)
+    store, campaigns = StoreFactory(), [CampaignFactory(), CampaignFactory()]
+    zone = get_budget_zone()
+    today = local_day(timezone.now(), zone)
+    first = local_day_start(today - timedelta(days=12), zone)
+    deliveries = Delivery.objects.bulk_create(
+        Delivery(
+            campaign=draw.choice(campaigns),
+            store=store,
+            status=draw.choice(DeliveryStatus.values),
+            # Midnights too: the first moment of a day is that day's.
+            created_at=first
+            + timedelta(hours=draw.randint(0, 12 * 24 - 1), minutes=draw.choice([0, 0, 30])),
+        )
+        for _ in range(200)
+    )
+    Redemption.objects.bulk_create(
+        Redemption(
+            delivery=delivery,
+            amount=Decimal(draw.randint(0, 9_999)) / 100,
+            redeemed_at=delivery.created_at + timedelta(hours=draw.randint(0, 30)),
+        )
+        for delivery in deliveries
+        if draw.random() < 0.5
+    )
+    days = {today - timedelta(days=n) for n in draw.sample(range(14), 5)}
+
+    for campaign in (None, *campaigns):
+        each_alone = {}
+        for day in days:
+            each_alone.update(selectors.get_day_figures(days={day}, campaign=campaign))
+        assert selectors.get_day_figures(days=days, campaign=campaign) == each_alone
