@@ -34,6 +34,7 @@ from promotions.models import (
     OfferCode,
     Redemption,
     Store,
+    no_such_key,
 )
 from promotions.offers import language_of, normalise_code, typed_code_keys
 from promotions.selectors import get_budget_zone
@@ -387,7 +388,7 @@ def redeem(
     expired)."""
     store = Store.objects.filter(code=store_code).first()
     if store is None:
-        raise InvalidInputError("store_code", f"Unknown store '{store_code}'.")
+        raise InvalidInputError("store_code", no_such_key(Store, "code", store_code, label="code"))
     judged_at = _expiry_judged_at(redeemed_at, now or timezone.now())
     if code:
         delivery = _delivery_by_code(code)

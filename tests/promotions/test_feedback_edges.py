@@ -145,6 +145,19 @@ def test_a_code_redeemed_already_is_409_though_its_customer_has_another_unused_o
     assert response.json()["detail"].startswith("This offer was already redeemed, at RIVOLI on ")
 
 
+def test_a_till_writing_the_store_code_in_another_case_is_told_the_code_there_is(api, store):
+    texted = offer(CustomerFactory(external_id="C-7"), days_ago=1)
+    body = {"code": texted.code, "store_code": "rivoli", "redeemed_at": ago(hours=20)}
+
+    response = api.post("/api/v1/redemptions", body)
+
+    assert response.status_code == 400
+    assert response.json()["store_code"] == [
+        "No store has the code 'rivoli'. Codes are case-sensitive: did you mean 'RIVOLI'?"
+    ]
+    assert not Redemption.objects.exists()
+
+
 # --- Replies in the languages Passage writes in -----------------------------------------
 
 
