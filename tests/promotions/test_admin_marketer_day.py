@@ -593,6 +593,22 @@ GEOJSON_IO_POLYGON = {
     ],
 }
 GEOJSON_IO_FEATURE = {"type": "Feature", "properties": {}, "geometry": GEOJSON_IO_POLYGON}
+# QGIS writes a layer's polygons as MultiPolygons, however many parts each has.
+QGIS_EXPORT = {
+    "type": "FeatureCollection",
+    "name": "store",
+    "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"fid": 1},
+            "geometry": {
+                "type": "MultiPolygon",
+                "coordinates": [GEOJSON_IO_POLYGON["coordinates"]],
+            },
+        }
+    ],
+}
 
 
 @pytest.mark.parametrize(
@@ -600,8 +616,9 @@ GEOJSON_IO_FEATURE = {"type": "Feature", "properties": {}, "geometry": GEOJSON_I
     [
         {"type": "FeatureCollection", "features": [GEOJSON_IO_FEATURE]},
         GEOJSON_IO_FEATURE,
+        QGIS_EXPORT,
     ],
-    ids=["a FeatureCollection of one", "a Feature"],
+    ids=["a FeatureCollection of one", "a Feature", "a QGIS export (a MultiPolygon of one)"],
 )
 def test_an_outline_pasted_from_geojson_io_makes_the_store_s_fence(marketer, pasted):
     response = marketer.post(
