@@ -100,3 +100,83 @@ def test_a_preview_the_server_refuses_says_so_instead_of_keeping_the_last(
         )
     )
     assert "Bonjour Léa" not in browser.find_element(By.ID, "sms-preview").text
+
+
+# The store's outline as map editors export it; the page's map draws each as the server takes it
+# (promotions.geo.outline_geometry), as the marketer types or pastes it.
+SQUARE = [[2.3410, 48.8600], [2.3424, 48.8600], [2.3424, 48.8612], [2.3410, 48.8612]]
+OUTLINE = {"type": "Polygon", "coordinates": [[*SQUARE, SQUARE[0]]]}
+ONE_OUTLINE = "One outline per store: paste a single Polygon."
+
+
+def marketer_on_store_page(browser, live_server, store):  # noqa: F811
+    user = User.objects.create_user("marie", password=PASSWORD, is_staff=True)
+    user.groups.add(Group.objects.get(name="Marketers"))
+    log_in(browser, live_server, user)
+    browser.get(f"{live_server.url}/admin/promotions/store/{store.pk}/change/")
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        OUTLINE,
+        {"type": "Feature", "properties": {"name": "Louvre"}, "geometry": OUTLINE},
+        {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": OUTLINE}]},
+        {"type": "MultiPolygon", "coordinates": [OUTLINE["coordinates"]]},
+    ],
+    ids=["a Polygon", "a Feature", "a FeatureCollection of one", "a MultiPolygon of one"],
+)
+def test_an_outline_typed_in_is_drawn_as_the_server_takes_it(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+    pasted,
+):
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    settings.MAP_TILES_URL = ""
+    store = StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=60)
+    marketer_on_store_page(browser, live_server, store)
+    browser.find_element(By.ID, "id_radius_m").clear()
+
+    # Typed, each character redraws the map: it is not valid GeoJSON until the last one.
+    field = browser.find_element(By.ID, "id_polygon")
+    field.clear()  # "null": the store has no polygon yet
+    field.send_keys(json.dumps(pasted))
+
+    [outline] = browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
+    assert outline.get_attribute("d").rstrip().lower().endswith("z")
+    assert browser.find_element(By.ID, "store-map-status").text == ""
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "MultiPolygon", "coordinates": [OUTLINE["coordinates"]] * 2},
+        {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": OUTLINE}] * 2},
+    ],
+    ids=["a MultiPolygon of two", "two Features"],
+)
+def test_two_outlines_typed_in_are_refused_as_the_server_refuses_them(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+    pasted,
+):
+    import json
+
+    from selenium.webdriver.common.by import By
+
+    settings.MAP_TILES_URL = ""
+    store = StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=60)
+    marketer_on_store_page(browser, live_server, store)
+    browser.find_element(By.ID, "id_radius_m").clear()
+
+    field = browser.find_element(By.ID, "id_polygon")
+    field.clear()  # "null": the store has no polygon yet
+    field.send_keys(json.dumps(pasted))
+
+    assert not browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
+    assert browser.find_element(By.ID, "store-map-status").text == ONE_OUTLINE

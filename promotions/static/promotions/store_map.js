@@ -36,20 +36,65 @@ document.addEventListener("DOMContentLoaded", function () {
       .addTo(map);
   }
   const pin = L.marker(point(), { draggable: editable }).addTo(map);
+
+  // The rings of an outline as the server takes it (promotions.geo.outline_geometry): the
+  // Polygon itself, or wrapped as map editors export it, in a Feature, a FeatureCollection of
+  // one, a MultiPolygon of one (QGIS). Throws an Error saying why for anything else.
+  const ONE_OUTLINE = "One outline per store: paste a single Polygon.";
+  const NOT_YET = "The polygon is not valid GeoJSON yet.";
+  function outlineRings(geojson) {
+    const is = function (value, kind) {
+      return value !== null && typeof value === "object" && value.type === kind;
+    };
+    if (is(geojson, "FeatureCollection")) {
+      if (!Array.isArray(geojson.features) || geojson.features.length !== 1) {
+        throw new Error(ONE_OUTLINE);
+      }
+      geojson = geojson.features[0];
+    }
+    if (is(geojson, "Feature")) { geojson = geojson.geometry; }
+    let rings = null;
+    if (is(geojson, "MultiPolygon")) {
+      if (!Array.isArray(geojson.coordinates) || geojson.coordinates.length !== 1) {
+        throw new Error(ONE_OUTLINE);
+      }
+      rings = geojson.coordinates[0];
+    } else if (is(geojson, "Polygon")) {
+      rings = geojson.coordinates;
+    }
+    const position = function (p) {
+      return Array.isArray(p) && p.length >= 2 && Number.isFinite(p[0]) && Number.isFinite(p[1]);
+    };
+    const valid = Array.isArray(rings) && rings.length > 0 && rings.every(function (ring) {
+      return Array.isArray(ring) && ring.length >= 4 && ring.every(position);
+    });
+    if (!valid) { throw new Error(NOT_YET); }
+    return rings.map(function (ring) {
+      return ring.map(function (p) { return [p[1], p[0]]; });
+    });
+  }
+
   let fence = null;
+  let complaint = "";  // what drawFence last said of the outline, to take back once it draws
   function drawFence() {
     if (fence) { map.removeLayer(fence); fence = null; }
     const shape = value(polygon, box.dataset.polygon).trim();
+    let problem = "";
     if (shape && shape !== "null") {
       try {
-        const rings = JSON.parse(shape).coordinates.map(function (ring) {
-          return ring.map(function (p) { return [p[1], p[0]]; });
-        });
-        fence = L.polygon(rings, { color: "#417690" }).addTo(map);
-        return;
+        fence = L.polygon(outlineRings(JSON.parse(shape)), { color: "#417690" }).addTo(map);
       } catch (error) {
-        status.textContent = "The polygon is not valid GeoJSON yet.";
+        problem = error.message === ONE_OUTLINE ? ONE_OUTLINE : NOT_YET;
       }
+    }
+    if (problem) {
+      status.textContent = problem;
+    } else if (complaint && status.textContent === complaint) {
+      status.textContent = "";
+    }
+    complaint = problem;
+    if (fence) {
+      return;
     }
     const metres = parseFloat(value(radius, box.dataset.radius));
     if (isFinite(metres) && metres > 0) {
