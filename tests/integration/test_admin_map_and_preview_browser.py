@@ -1,7 +1,9 @@
 """Review 6, in a real headless browser (Debian's chromium, as test_admin_browser.py): a
 read-only store page draws the store's fence from what the page carries (its map used to
 read inputs such a page does not have, and stayed blank), and the campaign page's live
-preview says it is unavailable instead of keeping the previous one."""
+preview says it is unavailable instead of keeping the previous one. The store page's map
+draws an outline typed or pasted as the server takes it, and one across the antimeridian
+around the store; an outline drawn or a pin dragged there gives longitudes on the globe."""
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
@@ -180,3 +182,107 @@ def test_two_outlines_typed_in_are_refused_as_the_server_refuses_them(
 
     assert not browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
     assert browser.find_element(By.ID, "store-map-status").text == ONE_OUTLINE
+
+
+# Taveuni, Fiji: a store's two wings and their courtyard, the antimeridian through it.
+TAVEUNI_U = [
+    [179.999, -16.801],
+    [-179.999, -16.801],
+    [-179.999, -16.798],
+    [-179.9995, -16.798],
+    [-179.9995, -16.800],
+    [179.9995, -16.800],
+    [179.9995, -16.798],
+    [179.999, -16.798],
+]
+
+
+@pytest.mark.parametrize("longitude", [180.0, -179.9995, 179.9995])
+def test_an_outline_across_the_antimeridian_is_drawn_around_the_store(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+    longitude,
+):
+    from selenium.webdriver.common.by import By
+
+    settings.MAP_TILES_URL = ""
+    store = StoreFactory(
+        latitude=-16.7995,
+        longitude=longitude,
+        radius_m=None,
+        polygon={"type": "Polygon", "coordinates": [[*TAVEUNI_U, TAVEUNI_U[0]]]},
+        timezone="Pacific/Fiji",
+    )
+    marketer_on_store_page(browser, live_server, store)
+
+    [outline] = browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
+    drawn = outline.rect
+    pin = browser.find_element(By.CSS_SELECTOR, "#store-map .leaflet-marker-icon").rect
+    pin_x = pin["x"] + pin["width"] / 2
+    # Under 200 pixels wide at the page's zoom, around the pin: not across the world and back.
+    assert drawn["width"] < 250
+    assert drawn["x"] < pin_x < drawn["x"] + drawn["width"]
+
+
+def test_an_outline_drawn_across_the_antimeridian_is_saved(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+):
+    import json
+
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings.MAP_TILES_URL = ""
+    store = StoreFactory(latitude=-16.7995, longitude=180.0, radius_m=60, timezone="Pacific/Fiji")
+    marketer_on_store_page(browser, live_server, store)
+    pin = browser.find_element(By.CSS_SELECTOR, "#store-map .leaflet-marker-icon")
+
+    # The corners around the store's pin, on either side of the antimeridian.
+    browser.find_element(By.ID, "store-draw").click()
+    for x, y in [(-90, -70), (90, -70), (90, 70), (-90, 70)]:
+        ActionChains(browser).move_to_element_with_offset(pin, x, y).click().perform()
+    browser.find_element(By.ID, "store-draw").click()
+
+    drawn = json.loads(browser.find_element(By.ID, "id_polygon").get_attribute("value"))
+    longitudes = [lon for lon, _ in drawn["coordinates"][0]]
+    assert all(-180 <= lon <= 180 for lon in longitudes)
+    assert min(longitudes) < -179.99 and max(longitudes) > 179.99  # both sides of it
+    browser.find_element(By.NAME, "_save").click()
+    WebDriverWait(browser, 10).until(expected_conditions.url_matches(r"/store/$"))
+    store.refresh_from_db()
+    assert (store.radius_m, store.polygon) == (None, drawn)
+
+
+def test_the_pin_dragged_across_the_antimeridian_gives_a_longitude_on_the_globe(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    settings.MAP_TILES_URL = ""
+    store = StoreFactory(
+        latitude=-16.7995, longitude=179.9995, radius_m=60, timezone="Pacific/Fiji"
+    )
+    marketer_on_store_page(browser, live_server, store)
+    pin = browser.find_element(By.CSS_SELECTOR, "#store-map .leaflet-marker-icon")
+
+    # About 0.001 degrees east: past the antimeridian.
+    ActionChains(browser).click_and_hold(pin).move_by_offset(40, 0).move_by_offset(
+        60, 0
+    ).release().perform()
+
+    longitude = float(browser.find_element(By.ID, "id_longitude").get_attribute("value"))
+    assert -180 < longitude < -179.999
+    browser.find_element(By.NAME, "_save").click()
+    WebDriverWait(browser, 10).until(expected_conditions.url_matches(r"/store/$"))
+    store.refresh_from_db()
+    assert store.longitude == longitude

@@ -2,7 +2,8 @@
 // point, an outline drawn corner by corner, and the address geocoded on request. Without
 // tiles (offline) the fence still draws. A read-only page (an account that may view stores,
 // not change them) has no inputs: the fence is drawn from the store as saved, which the
-// map's box carries, and the pin stays put.
+// map's box carries, and the pin stays put. Near the antimeridian the map shows the store's
+// side of it and writes longitudes as the server keeps them, in [-180, 180).
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   const box = document.getElementById("store-map");
@@ -37,6 +38,14 @@ document.addEventListener("DOMContentLoaded", function () {
   }
   const pin = L.marker(point(), { draggable: editable }).addTo(map);
 
+  // A longitude brought into [-180, 180), as the server keeps it: a map centred near the
+  // antimeridian gives clicks and drags past 180, which the server refuses as off the globe.
+  const onTheGlobe = function (lon) { return ((lon + 180) % 360 + 360) % 360 - 180; };
+  // A longitude of the outline drawn within 180 degrees of the store's point: Leaflet draws
+  // an edge from 179.999 to -179.999 the long way round the world, where the server (and the
+  // engine) takes the short way across the antimeridian.
+  const nearStore = function (lon) { return point()[1] + onTheGlobe(lon - point()[1]); };
+
   // The rings of an outline as the server takes it (promotions.geo.outline_geometry): the
   // Polygon itself, or wrapped as map editors export it, in a Feature, a FeatureCollection of
   // one, a MultiPolygon of one (QGIS). Throws an Error saying why for anything else.
@@ -70,7 +79,7 @@ document.addEventListener("DOMContentLoaded", function () {
     });
     if (!valid) { throw new Error(NOT_YET); }
     return rings.map(function (ring) {
-      return ring.map(function (p) { return [p[1], p[0]]; });
+      return ring.map(function (p) { return [p[1], nearStore(p[0])]; });
     });
   }
 
@@ -105,7 +114,7 @@ document.addEventListener("DOMContentLoaded", function () {
     pin.on("dragend", function () {
       const at = pin.getLatLng();
       latitude.value = at.lat.toFixed(6);
-      longitude.value = at.lng.toFixed(6);
+      longitude.value = onTheGlobe(at.lng).toFixed(6);
       drawFence();
     });
   }
@@ -156,7 +165,7 @@ document.addEventListener("DOMContentLoaded", function () {
         return;
       }
       const ring = corners.concat([corners[0]]).map(function (corner) {
-        return [Number(corner[1].toFixed(7)), Number(corner[0].toFixed(7))];
+        return [Number(onTheGlobe(corner[1]).toFixed(7)), Number(corner[0].toFixed(7))];
       });
       polygon.value = JSON.stringify({ type: "Polygon", coordinates: [ring] });
       if (radius) { radius.value = ""; }
