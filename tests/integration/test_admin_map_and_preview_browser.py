@@ -144,9 +144,7 @@ def test_an_outline_typed_in_is_drawn_as_the_server_takes_it(
     browser.find_element(By.ID, "id_radius_m").clear()
 
     # Typed, each character redraws the map: it is not valid GeoJSON until the last one.
-    field = browser.find_element(By.ID, "id_polygon")
-    field.clear()  # "null": the store has no polygon yet
-    field.send_keys(json.dumps(pasted))
+    browser.find_element(By.ID, "id_polygon").send_keys(json.dumps(pasted))
 
     [outline] = browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
     assert outline.get_attribute("d").rstrip().lower().endswith("z")
@@ -176,9 +174,7 @@ def test_two_outlines_typed_in_are_refused_as_the_server_refuses_them(
     marketer_on_store_page(browser, live_server, store)
     browser.find_element(By.ID, "id_radius_m").clear()
 
-    field = browser.find_element(By.ID, "id_polygon")
-    field.clear()  # "null": the store has no polygon yet
-    field.send_keys(json.dumps(pasted))
+    browser.find_element(By.ID, "id_polygon").send_keys(json.dumps(pasted))
 
     assert not browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
     assert browser.find_element(By.ID, "store-map-status").text == ONE_OUTLINE
