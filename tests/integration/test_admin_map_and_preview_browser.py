@@ -282,3 +282,36 @@ def test_the_pin_dragged_across_the_antimeridian_gives_a_longitude_on_the_globe(
     WebDriverWait(browser, 10).until(expected_conditions.url_matches(r"/store/$"))
     store.refresh_from_db()
     assert store.longitude == longitude
+
+
+def test_use_a_circle_while_drawing_an_outline_stops_the_drawing(
+    live_server,
+    browser,  # noqa: F811
+    settings,
+):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    settings.MAP_TILES_URL = ""
+    store = StoreFactory(latitude=48.8606, longitude=2.3417, radius_m=60)
+    marketer_on_store_page(browser, live_server, store)
+    pin = browser.find_element(By.CSS_SELECTOR, "#store-map .leaflet-marker-icon")
+    draw = browser.find_element(By.ID, "store-draw")
+
+    draw.click()
+    for x, y in [(-90, -70), (90, -70), (90, 70)]:
+        ActionChains(browser).move_to_element_with_offset(pin, x, y).click().perform()
+    browser.find_element(By.ID, "store-circle").click()
+    # A click on the map afterwards, to look at it: no corner is added.
+    ActionChains(browser).move_to_element_with_offset(pin, -90, 70).click().perform()
+
+    assert draw.text == "Draw the outline"
+    assert not browser.find_elements(By.CSS_SELECTOR, "#store-map path[stroke-dasharray]")
+    assert browser.find_element(By.ID, "id_polygon").get_attribute("value") == ""
+    assert browser.find_element(By.ID, "store-map-status").text == (
+        "A circle of the radius above: save the store to keep it."
+    )
+    draw.click()  # drawing again starts a new outline
+    assert browser.find_element(By.ID, "store-map-status").text == (
+        "Click the map at each corner of the store."
+    )

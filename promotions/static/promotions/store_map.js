@@ -143,6 +143,12 @@ document.addEventListener("DOMContentLoaded", function () {
       sketch = L.polyline(corners, { color: "#ba2121", dashArray: "4 4" }).addTo(map);
     }
   }
+  // Drawing stopped: by finishing the outline, or by choosing a circle instead.
+  function stopDrawing() {
+    corners = null;
+    showSketch();
+    if (draw) { draw.textContent = "Draw the outline"; }
+  }
   map.on("click", function (event) {
     if (!corners) {
       return;
@@ -169,9 +175,7 @@ document.addEventListener("DOMContentLoaded", function () {
       });
       polygon.value = JSON.stringify({ type: "Polygon", coordinates: [ring] });
       if (radius) { radius.value = ""; }
-      corners = null;
-      showSketch();
-      draw.textContent = "Draw the outline";
+      stopDrawing();
       drawFence();
       status.textContent = "Outline drawn: save the store to keep it.";
     });
@@ -180,6 +184,7 @@ document.addEventListener("DOMContentLoaded", function () {
   if (circle && polygon && radius) {
     circle.addEventListener("click", function (event) {
       event.preventDefault();
+      stopDrawing();
       polygon.value = "";
       if (!(parseFloat(radius.value) > 0)) { radius.value = "50"; }
       drawFence();
