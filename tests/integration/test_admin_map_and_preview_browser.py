@@ -266,18 +266,26 @@ def test_the_pin_dragged_across_the_antimeridian_gives_a_longitude_on_the_globe(
 
     settings.MAP_TILES_URL = ""
     store = StoreFactory(
-        latitude=-16.7995, longitude=179.9995, radius_m=60, timezone="Pacific/Fiji"
+        latitude=-16.7995,
+        longitude=179.9995,
+        radius_m=None,
+        polygon={"type": "Polygon", "coordinates": [[*TAVEUNI_U, TAVEUNI_U[0]]]},
+        timezone="Pacific/Fiji",
     )
     marketer_on_store_page(browser, live_server, store)
     pin = browser.find_element(By.CSS_SELECTOR, "#store-map .leaflet-marker-icon")
 
-    # About 0.001 degrees east: past the antimeridian.
+    # About 0.001 degrees east: past the antimeridian, still in the store's outline.
     ActionChains(browser).click_and_hold(pin).move_by_offset(40, 0).move_by_offset(
         60, 0
     ).release().perform()
 
     longitude = float(browser.find_element(By.ID, "id_longitude").get_attribute("value"))
     assert -180 < longitude < -179.999
+    # The outline is still drawn around the pin, not on the far side of the world.
+    [outline] = browser.find_elements(By.CSS_SELECTOR, "#store-map path.leaflet-interactive")
+    drawn, at = outline.rect, pin.rect
+    assert drawn["x"] < at["x"] + at["width"] / 2 < drawn["x"] + drawn["width"]
     browser.find_element(By.NAME, "_save").click()
     WebDriverWait(browser, 10).until(expected_conditions.url_matches(r"/store/$"))
     store.refresh_from_db()

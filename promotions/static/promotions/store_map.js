@@ -41,10 +41,14 @@ document.addEventListener("DOMContentLoaded", function () {
   // A longitude brought into [-180, 180), as the server keeps it: a map centred near the
   // antimeridian gives clicks and drags past 180, which the server refuses as off the globe.
   const onTheGlobe = function (lon) { return ((lon + 180) % 360 + 360) % 360 - 180; };
-  // A longitude of the outline drawn within 180 degrees of the store's point: Leaflet draws
-  // an edge from 179.999 to -179.999 the long way round the world, where the server (and the
-  // engine) takes the short way across the antimeridian.
-  const nearStore = function (lon) { return point()[1] + onTheGlobe(lon - point()[1]); };
+  // A longitude of the outline drawn within 180 degrees of the pin: Leaflet draws an edge
+  // from 179.999 to -179.999 the long way round the world, where the server (and the engine)
+  // takes the short way across the antimeridian. The pin, not the longitude typed: one
+  // dragged across it stays on the side shown, where the field says -179.9995.
+  const nearStore = function (lon) {
+    const at = pin.getLatLng().lng;
+    return at + onTheGlobe(lon - at);
+  };
 
   // The rings of an outline as the server takes it (promotions.geo.outline_geometry): the
   // Polygon itself, or wrapped as map editors export it, in a Feature, a FeatureCollection of
