@@ -204,10 +204,10 @@ UNREADABLE_JSON = "Not readable JSON: a number is too long or nesting too deep."
 
 
 class JsonTextField(forms.JSONField):
-    """Django's JSON form field, but JSON it cannot read is a message on the field, not a
-    500, and a page shown again with its errors writes a lone surrogate ("\\ud800" typed in
-    the text) back escaped: written raw, as Django does, no response can encode it, and the
-    marketer gets a 500 instead of the message."""
+    """Django's JSON form field, but no value is an empty field, JSON it cannot read is a
+    message on the field, not a 500, and a page shown again with its errors writes a lone
+    surrogate ("\\ud800" typed in the text) back escaped: written raw, as Django does, no
+    response can encode it, and the marketer gets a 500 instead of the message."""
 
     def to_python(self, value: Any) -> Any:
         try:
@@ -223,6 +223,11 @@ class JsonTextField(forms.JSONField):
             return forms.fields.InvalidJSONInput(data)
 
     def prepare_value(self, value: Any) -> str:
+        # No value (a store fenced by a radius has no polygon) is an empty field to paste
+        # into, not the text "null", which an outline pasted after it would make unreadable.
+        # Sent back empty, it is read as no value again.
+        if value is None:
+            return ""
         text = super().prepare_value(value)
         try:
             text.encode("utf-8")

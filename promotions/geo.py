@@ -43,16 +43,23 @@ ONE_OUTLINE = "One outline per store: paste a single Polygon."
 
 def outline_geometry(geojson: Any) -> Any:
     """The geometry of an outline as map editors export it: geojson.io and most others wrap
-    the Polygon drawn in a Feature, and that in a FeatureCollection. Anything else is given
-    back as it is, for polygon_rings to judge. Raises GeometryError for a collection of
-    other than one feature."""
+    the Polygon drawn in a Feature, and that in a FeatureCollection; QGIS writes a layer's
+    polygons as MultiPolygons, a store's one outline as a MultiPolygon of one polygon, taken
+    as that Polygon. Anything else is given back as it is, for polygon_rings to judge.
+    Raises GeometryError for a collection of other than one feature, or a MultiPolygon of
+    other than one polygon. store_map.js unwraps the same on the store's page."""
     if _is_a(geojson, "FeatureCollection"):
         features = geojson.get("features")
         if not isinstance(features, list) or len(features) != 1:
             raise GeometryError(ONE_OUTLINE)
         geojson = features[0]
     if _is_a(geojson, "Feature"):
-        return geojson.get("geometry")
+        geojson = geojson.get("geometry")
+    if _is_a(geojson, "MultiPolygon"):
+        polygons = geojson.get("coordinates")
+        if not isinstance(polygons, list) or len(polygons) != 1:
+            raise GeometryError(ONE_OUTLINE)
+        return {"type": "Polygon", "coordinates": polygons[0]}
     return geojson
 
 

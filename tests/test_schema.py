@@ -824,6 +824,16 @@ def test_a_trigger_documents_the_details_of_other_types_as_left_out():
     assert trigger["required"] == ["type"]
 
 
+@pytest.mark.parametrize("component", ["Store", "StoreRequest", "PatchedStoreRequest"])
+def test_a_store_s_polygon_is_documented_as_the_outlines_the_api_takes(component):
+    # Map editors export an outline wrapped: a client reading the schema learns it may send
+    # one as exported, and gets the Polygon back.
+    polygon = openapi()["components"]["schemas"][component]["properties"]["polygon"]
+
+    for shape in ("Polygon", "Feature", "FeatureCollection of one", "MultiPolygon of one"):
+        assert shape in polygon.get("description", "")
+
+
 @pytest.mark.parametrize(
     ("component", "required"),
     [

@@ -999,7 +999,7 @@ def store_form(**changes) -> dict:
         "latitude": 48.8606,
         "longitude": 2.3417,
         "radius_m": 60,
-        "polygon": "null",
+        "polygon": "",
         "timezone": "Europe/Paris",
         "zones-TOTAL_FORMS": 0,
         "zones-INITIAL_FORMS": 0,

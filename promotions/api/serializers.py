@@ -132,6 +132,15 @@ class StoreCodeField(serializers.SlugRelatedField):
             raise serializers.ValidationError(message, code="does_not_exist") from None
 
 
+# What promotions.geo.outline_geometry takes, as map editors export an outline.
+POLYGON_HELP = (
+    "The fence as a GeoJSON Polygon ([longitude, latitude] positions, the outer ring first, "
+    "then any holes), instead of radius_m. Also taken as map editors export it: a Feature, a "
+    "FeatureCollection of one Feature, or a MultiPolygon of one polygon (QGIS), holding it. "
+    "Stored and answered as the Polygon, its type and coordinates only."
+)
+
+
 class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     latitude = FiniteFloatField(
         min_value=-90, max_value=90, required=False, help_text=COORDINATES_HELP
@@ -142,7 +151,7 @@ class StoreSerializer(KnownFieldsOnly, serializers.ModelSerializer):
     radius_m = FiniteFloatField(
         min_value=1, max_value=MAX_FENCE_RADIUS_M, required=False, allow_null=True
     )
-    polygon = GeoJsonField(required=False, allow_null=True)
+    polygon = GeoJsonField(required=False, allow_null=True, help_text=POLYGON_HELP)
     timezone = TimeZoneField()
 
     class Meta:

@@ -1,7 +1,9 @@
 """A marketer's day in the admin: what the pages cost to show, and that they agree with the
 API and with the SMS that goes out."""
 
+import html
 import json
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -593,6 +595,22 @@ GEOJSON_IO_POLYGON = {
     ],
 }
 GEOJSON_IO_FEATURE = {"type": "Feature", "properties": {}, "geometry": GEOJSON_IO_POLYGON}
+# QGIS writes a layer's polygons as MultiPolygons, however many parts each has.
+QGIS_EXPORT = {
+    "type": "FeatureCollection",
+    "name": "store",
+    "crs": {"type": "name", "properties": {"name": "urn:ogc:def:crs:OGC:1.3:CRS84"}},
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"fid": 1},
+            "geometry": {
+                "type": "MultiPolygon",
+                "coordinates": [GEOJSON_IO_POLYGON["coordinates"]],
+            },
+        }
+    ],
+}
 
 
 @pytest.mark.parametrize(
@@ -600,8 +618,9 @@ GEOJSON_IO_FEATURE = {"type": "Feature", "properties": {}, "geometry": GEOJSON_I
     [
         {"type": "FeatureCollection", "features": [GEOJSON_IO_FEATURE]},
         GEOJSON_IO_FEATURE,
+        QGIS_EXPORT,
     ],
-    ids=["a FeatureCollection of one", "a Feature"],
+    ids=["a FeatureCollection of one", "a Feature", "a QGIS export (a MultiPolygon of one)"],
 )
 def test_an_outline_pasted_from_geojson_io_makes_the_store_s_fence(marketer, pasted):
     response = marketer.post(
@@ -610,6 +629,28 @@ def test_an_outline_pasted_from_geojson_io_makes_the_store_s_fence(marketer, pas
 
     assert response.status_code == 302, form_errors(response)
     assert Store.objects.get().polygon == GEOJSON_IO_POLYGON
+
+
+def polygon_field_text(page) -> str:
+    """What the store page's Polygon field holds as the page opens."""
+    found = re.search(r'<textarea[^>]*id="id_polygon"[^>]*>\n?(.*?)</textarea>', page, re.S)
+    return html.unescape(found.group(1))
+
+
+@pytest.mark.parametrize("page", ["add", "change"])
+def test_an_outline_pasted_into_the_polygon_field_of_a_radius_store_is_saved(marketer, page):
+    # A store fenced by a radius has no polygon: the field is there to paste an outline into.
+    store = StoreFactory(code="OPERA", radius_m=60) if page == "change" else None
+    url = f"/admin/promotions/store/{store.pk}/change/" if store else "/admin/promotions/store/add/"
+    held = polygon_field_text(marketer.get(url).content.decode())
+
+    # Pasted where the field was clicked: after what it held.
+    pasted = held + json.dumps(GEOJSON_IO_FEATURE)
+    response = marketer.post(url, store_form(radius_m="", polygon=pasted))
+
+    assert held == ""
+    assert response.status_code == 302, form_errors(response)
+    assert Store.objects.get(code="RIVOLI").polygon == GEOJSON_IO_POLYGON
 
 
 @pytest.mark.parametrize(

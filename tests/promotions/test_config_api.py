@@ -261,6 +261,68 @@ def test_a_store_can_be_fenced_by_a_polygon(api):
     assert Store.objects.get().polygon == POLYGON
 
 
+# A store's outline as map editors export it: geojson.io wraps it in a Feature and that in a
+# FeatureCollection; QGIS writes a MultiPolygon, of one polygon here.
+OUTLINE_EXPORTS = [
+    POLYGON,
+    {"type": "Feature", "properties": {"name": "Rivoli"}, "geometry": POLYGON},
+    {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": POLYGON}]},
+    {"type": "MultiPolygon", "coordinates": [POLYGON["coordinates"]]},
+    {
+        "type": "FeatureCollection",
+        "features": [
+            {
+                "type": "Feature",
+                "properties": {"fid": 1},
+                "geometry": {"type": "MultiPolygon", "coordinates": [POLYGON["coordinates"]]},
+            }
+        ],
+    },
+]
+OUTLINE_EXPORT_IDS = [
+    "a Polygon",
+    "a Feature",
+    "a FeatureCollection of one",
+    "a MultiPolygon of one",
+    "a QGIS export",
+]
+
+
+@pytest.mark.parametrize("pasted", OUTLINE_EXPORTS, ids=OUTLINE_EXPORT_IDS)
+def test_an_exported_outline_is_stored_as_the_polygon_it_holds(api, pasted):
+    response = api.post("/api/v1/stores", store_body(radius_m=None, polygon=pasted))
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["polygon"] == POLYGON
+    assert Store.objects.get().polygon == POLYGON
+
+
+@pytest.mark.parametrize("pasted", OUTLINE_EXPORTS, ids=OUTLINE_EXPORT_IDS)
+def test_a_patch_of_an_exported_outline_stores_the_polygon_it_holds(api, rivoli, pasted):
+    response = api.patch("/api/v1/stores/RIVOLI", {"radius_m": None, "polygon": pasted})
+
+    assert response.status_code == 200, response.json()
+    assert response.json()["polygon"] == POLYGON
+    rivoli.refresh_from_db()
+    assert rivoli.polygon == POLYGON
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "MultiPolygon", "coordinates": [POLYGON["coordinates"]] * 2},
+        {"type": "FeatureCollection", "features": [{"type": "Feature", "geometry": POLYGON}] * 2},
+    ],
+    ids=["a MultiPolygon of two", "two Features"],
+)
+def test_two_outlines_for_a_store_are_refused(api, pasted):
+    response = api.post("/api/v1/stores", store_body(radius_m=None, polygon=pasted))
+
+    assert response.status_code == 400
+    assert response.json() == {"polygon": ["One outline per store: paste a single Polygon."]}
+    assert not Store.objects.exists()
+
+
 def test_a_polygon_with_a_courtyard_is_a_valid_fence(api):
     courtyard = [[2.3468, 48.8588], [2.3472, 48.8588], [2.3472, 48.8592], [2.3468, 48.8588]]
     polygon = {"type": "Polygon", "coordinates": [[*BLOCK, BLOCK[0]], courtyard]}

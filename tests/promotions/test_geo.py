@@ -379,6 +379,55 @@ def test_an_outline_is_the_polygon_a_map_editor_wraps(pasted):
     assert outline_geometry(pasted) == polygon(SQUARE)
 
 
+# As QGIS exports a layer (its default geometry type is MultiPolygon), a store's one outline
+# in it.
+QGIS_EXPORT = {
+    "type": "FeatureCollection",
+    "name": "store",
+    "features": [
+        {
+            "type": "Feature",
+            "properties": {"id": 1},
+            "geometry": {"type": "MultiPolygon", "coordinates": [[closed(*SQUARE)]]},
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "MultiPolygon", "coordinates": [[closed(*SQUARE)]]},
+        {
+            "type": "Feature",
+            "geometry": {"type": "MultiPolygon", "coordinates": [[closed(*SQUARE)]]},
+        },
+        QGIS_EXPORT,
+    ],
+    ids=["a MultiPolygon of one", "a Feature of one", "a QGIS export of one"],
+)
+def test_a_multipolygon_of_one_polygon_is_that_polygon(pasted):
+    assert outline_geometry(pasted) == polygon(closed(*SQUARE))
+
+
+@pytest.mark.parametrize(
+    "pasted",
+    [
+        {"type": "MultiPolygon", "coordinates": [[closed(*SQUARE)], [closed(*SQUARE)]]},
+        {"type": "MultiPolygon", "coordinates": []},
+        {"type": "MultiPolygon", "coordinates": "square"},
+        {"type": "MultiPolygon"},
+        {"type": "Feature", "geometry": {"type": "MultiPolygon", "coordinates": [[], []]}},
+    ],
+    ids=["two polygons", "none", "not a list", "no coordinates", "a Feature of two"],
+)
+def test_a_multipolygon_of_other_than_one_polygon_is_refused(pasted):
+    with pytest.raises(GeometryError) as refused:
+        polygon_rings(outline_geometry(pasted))
+
+    assert str(refused.value) == "One outline per store: paste a single Polygon."
+
+
 @pytest.mark.parametrize(
     "pasted",
     [

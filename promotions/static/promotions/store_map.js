@@ -2,7 +2,8 @@
 // point, an outline drawn corner by corner, and the address geocoded on request. Without
 // tiles (offline) the fence still draws. A read-only page (an account that may view stores,
 // not change them) has no inputs: the fence is drawn from the store as saved, which the
-// map's box carries, and the pin stays put.
+// map's box carries, and the pin stays put. Near the antimeridian the map shows the store's
+// side of it and writes longitudes as the server keeps them, in [-180, 180).
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   const box = document.getElementById("store-map");
@@ -36,20 +37,77 @@ document.addEventListener("DOMContentLoaded", function () {
       .addTo(map);
   }
   const pin = L.marker(point(), { draggable: editable }).addTo(map);
+
+  // A longitude brought into [-180, 180), as the server keeps it: a map centred near the
+  // antimeridian gives clicks and drags past 180, which the server refuses as off the globe.
+  const onTheGlobe = function (lon) { return ((lon + 180) % 360 + 360) % 360 - 180; };
+  // A longitude of the outline drawn within 180 degrees of the pin: Leaflet draws an edge
+  // from 179.999 to -179.999 the long way round the world, where the server (and the engine)
+  // takes the short way across the antimeridian. The pin, not the longitude typed: one
+  // dragged across it stays on the side shown, where the field says -179.9995.
+  const nearStore = function (lon) {
+    const at = pin.getLatLng().lng;
+    return at + onTheGlobe(lon - at);
+  };
+
+  // The rings of an outline as the server takes it (promotions.geo.outline_geometry): the
+  // Polygon itself, or wrapped as map editors export it, in a Feature, a FeatureCollection of
+  // one, a MultiPolygon of one (QGIS). Throws an Error saying why for anything else.
+  const ONE_OUTLINE = "One outline per store: paste a single Polygon.";
+  const NOT_YET = "The polygon is not valid GeoJSON yet.";
+  function outlineRings(geojson) {
+    const is = function (value, kind) {
+      return value !== null && typeof value === "object" && value.type === kind;
+    };
+    if (is(geojson, "FeatureCollection")) {
+      if (!Array.isArray(geojson.features) || geojson.features.length !== 1) {
+        throw new Error(ONE_OUTLINE);
+      }
+      geojson = geojson.features[0];
+    }
+    if (is(geojson, "Feature")) { geojson = geojson.geometry; }
+    let rings = null;
+    if (is(geojson, "MultiPolygon")) {
+      if (!Array.isArray(geojson.coordinates) || geojson.coordinates.length !== 1) {
+        throw new Error(ONE_OUTLINE);
+      }
+      rings = geojson.coordinates[0];
+    } else if (is(geojson, "Polygon")) {
+      rings = geojson.coordinates;
+    }
+    const position = function (p) {
+      return Array.isArray(p) && p.length >= 2 && Number.isFinite(p[0]) && Number.isFinite(p[1]);
+    };
+    const valid = Array.isArray(rings) && rings.length > 0 && rings.every(function (ring) {
+      return Array.isArray(ring) && ring.length >= 4 && ring.every(position);
+    });
+    if (!valid) { throw new Error(NOT_YET); }
+    return rings.map(function (ring) {
+      return ring.map(function (p) { return [p[1], nearStore(p[0])]; });
+    });
+  }
+
   let fence = null;
+  let complaint = "";  // what drawFence last said of the outline, to take back once it draws
   function drawFence() {
     if (fence) { map.removeLayer(fence); fence = null; }
     const shape = value(polygon, box.dataset.polygon).trim();
+    let problem = "";
     if (shape && shape !== "null") {
       try {
-        const rings = JSON.parse(shape).coordinates.map(function (ring) {
-          return ring.map(function (p) { return [p[1], p[0]]; });
-        });
-        fence = L.polygon(rings, { color: "#417690" }).addTo(map);
-        return;
+        fence = L.polygon(outlineRings(JSON.parse(shape)), { color: "#417690" }).addTo(map);
       } catch (error) {
-        status.textContent = "The polygon is not valid GeoJSON yet.";
+        problem = error.message === ONE_OUTLINE ? ONE_OUTLINE : NOT_YET;
       }
+    }
+    if (problem) {
+      status.textContent = problem;
+    } else if (complaint && status.textContent === complaint) {
+      status.textContent = "";
+    }
+    complaint = problem;
+    if (fence) {
+      return;
     }
     const metres = parseFloat(value(radius, box.dataset.radius));
     if (isFinite(metres) && metres > 0) {
@@ -60,7 +118,7 @@ document.addEventListener("DOMContentLoaded", function () {
     pin.on("dragend", function () {
       const at = pin.getLatLng();
       latitude.value = at.lat.toFixed(6);
-      longitude.value = at.lng.toFixed(6);
+      longitude.value = onTheGlobe(at.lng).toFixed(6);
       drawFence();
     });
   }
@@ -89,6 +147,12 @@ document.addEventListener("DOMContentLoaded", function () {
       sketch = L.polyline(corners, { color: "#ba2121", dashArray: "4 4" }).addTo(map);
     }
   }
+  // Drawing stopped: by finishing the outline, or by choosing a circle instead.
+  function stopDrawing() {
+    corners = null;
+    showSketch();
+    if (draw) { draw.textContent = "Draw the outline"; }
+  }
   map.on("click", function (event) {
     if (!corners) {
       return;
@@ -111,13 +175,11 @@ document.addEventListener("DOMContentLoaded", function () {
         return;
       }
       const ring = corners.concat([corners[0]]).map(function (corner) {
-        return [Number(corner[1].toFixed(7)), Number(corner[0].toFixed(7))];
+        return [Number(onTheGlobe(corner[1]).toFixed(7)), Number(corner[0].toFixed(7))];
       });
       polygon.value = JSON.stringify({ type: "Polygon", coordinates: [ring] });
       if (radius) { radius.value = ""; }
-      corners = null;
-      showSketch();
-      draw.textContent = "Draw the outline";
+      stopDrawing();
       drawFence();
       status.textContent = "Outline drawn: save the store to keep it.";
     });
@@ -126,6 +188,7 @@ document.addEventListener("DOMContentLoaded", function () {
   if (circle && polygon && radius) {
     circle.addEventListener("click", function (event) {
       event.preventDefault();
+      stopDrawing();
       polygon.value = "";
       if (!(parseFloat(radius.value) > 0)) { radius.value = "50"; }
       drawFence();
