@@ -602,6 +602,7 @@ REST_FRAMEWORK = {
     # Counts only the views whose required scope is ingest; see its docstring.
     "DEFAULT_THROTTLE_CLASSES": ["promotions.api.throttles.IngestRateThrottle"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "promotions.api.negotiation.NamedFormatsOnly",
     # django-filter's, refusing a query parameter that names no filter.
     "DEFAULT_FILTER_BACKENDS": ["promotions.api.filtering.KnownFiltersBackend"],
     "DEFAULT_PAGINATION_CLASS": "promotions.api.pagination.PageNumbers",

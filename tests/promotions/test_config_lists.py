@@ -448,3 +448,19 @@ def test_the_admin_s_campaign_page_names_the_zone_code_in_another_case(admin_cli
         "No zone 'ENTRANCE' in the campaign's stores. Codes are case-sensitive: "
         "did you mean 'entrance'?"
     ]
+
+
+@pytest.mark.parametrize("path", ["/api/v1/stores", "/api/v1/stores/RIVOLI", "/api/v1/deliveries"])
+def test_a_list_asked_in_a_format_it_is_not_served_in_says_so(api, rivoli, path):
+    """`?format=csv` read as a bare 404 "Not found.", as if the list did not exist."""
+    response = api.get(path, {"format": "csv"})
+
+    assert response.status_code == 406
+    assert response.json() == {"detail": "Answered as json only: format 'csv' is not served."}
+
+
+def test_a_list_asked_in_json_by_format_is_answered(api, rivoli):
+    response = api.get("/api/v1/stores", {"format": "json"})
+
+    assert response.status_code == 200
+    assert [store["code"] for store in response.json()["results"]] == ["RIVOLI"]
