@@ -133,7 +133,9 @@ class KeyPartFormField(forms.CharField):
                 return beacons.key_part(self.part, int(text))
             return beacons.key_part(self.part, text)
         except beacons.BeaconParseError as error:
-            raise forms.ValidationError(str(error)) from None
+            # django-filter formats every message with `%`, params or none: the value quoted
+            # in it (a `%` typed in a query string) goes in as a param, never as format.
+            raise forms.ValidationError("%(reason)s", params={"reason": str(error)}) from None
 
 
 class KeyPartFilter(django_filters.CharFilter):

@@ -464,3 +464,20 @@ def test_a_list_asked_in_json_by_format_is_answered(api, rivoli):
 
     assert response.status_code == 200
     assert [store["code"] for store in response.json()["results"]] == ["RIVOLI"]
+
+
+@pytest.mark.parametrize(
+    "path, query, field",
+    [
+        ("/api/v1/beacons", {"eddystone_uid_instance": "10%"}, "eddystone_uid_instance"),
+        ("/api/v1/beacons", {"ibeacon_uuid": "%s%d"}, "ibeacon_uuid"),
+        ("/api/v1/beacons", {"eddystone_uid_namespace": "%(x)s"}, "eddystone_uid_namespace"),
+    ],
+)
+def test_a_filter_refusing_a_value_with_a_percent_sign_quotes_it(api, rivoli, path, query, field):
+    """django-filter formats each message with `%`: one quoting a value that holds a `%`
+    was a server error."""
+    response = api.get(path, query)
+
+    assert response.status_code == 400
+    assert query[field] in response.json()[field][0]
