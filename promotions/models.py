@@ -137,14 +137,20 @@ def no_such_key(model: type[models.Model], field: str, key: str, *, label: str) 
     "rivoli" for store RIVOLI was not told of ("Object with code=rivoli does not exist.")."""
     noun = model._meta.verbose_name
     message = f"No {noun} has the {label} '{key}'."
-    if not is_storable_text(key):  # PostgreSQL cannot compare it: no key holds it
-        return message
-    found = model.objects.filter(**{f"{field}__iexact": key}).values_list(field, flat=True)
-    near = sorted(found[:5])
-    if near:
-        which = " or ".join(f"'{other}'" for other in near)
-        message += f" {label.capitalize()}s are case-sensitive: did you mean {which}?"
-    return message
+    return message + case_hint(model.objects.all(), field, key, label=label)
+
+
+def case_hint(rows: models.QuerySet, field: str, text: str, *, label: str = "code") -> str:
+    """A sentence naming the keys of `rows` in `field` that differ from `text` by case alone
+    (" Codes are case-sensitive: did you mean 'RIVOLI'?"); "" when none do."""
+    if not is_storable_text(text):  # PostgreSQL cannot compare it: no key holds it
+        return ""
+    found = rows.filter(**{f"{field}__iexact": text}).values_list(field, flat=True)
+    near = sorted(set(found[:5]))
+    if not near:
+        return ""
+    which = " or ".join(f"'{other}'" for other in near)
+    return f" {label.capitalize()}s are case-sensitive: did you mean {which}?"
 
 
 DEFAULT_RSSI_THRESHOLD = -80
@@ -713,16 +719,8 @@ def zone_code_hint(text: str, store_ids: list[int] | None) -> str:
     those stores' zones it differs from by case alone; "" when neither."""
     if hint := zone_id_hint(text):
         return hint
-    if not is_storable_text(text):  # PostgreSQL cannot compare it
-        return ""
-    zones = Zone.objects.filter(code__iexact=text)
-    if store_ids:
-        zones = zones.filter(store__in=store_ids)
-    near = sorted(set(zones.values_list("code", flat=True)[:5]))
-    if not near:
-        return ""
-    which = " or ".join(f"'{code}'" for code in near)
-    return f" Codes are case-sensitive: did you mean {which}?"
+    zones = Zone.objects.filter(store__in=store_ids) if store_ids else Zone.objects.all()
+    return case_hint(zones, "code", text)
 
 
 def zone_id_hint(text: str) -> str:
